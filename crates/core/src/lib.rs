@@ -1,0 +1,19 @@
+//! The shared vocabulary of fleetbench.
+//!
+//! Every other crate speaks in these types: what to send ([`RequestSpec`]),
+//! what happened ([`RequestRecord`]), what a run was ([`RunMeta`]), and the
+//! statistics that turn records into the figures METRICS.md defines
+//! ([`metrics::RunMetrics`]). Nothing here does I/O.
+
+pub mod metrics;
+pub mod outcome;
+pub mod request;
+pub mod run;
+pub mod stats;
+pub mod units;
+
+pub use metrics::{RunMetrics, Slo};
+pub use outcome::{ErrorKind, RequestError, RequestRecord, ServerTimings, TokenSource};
+pub use request::{ApiKind, ChatMessage, Prompt, RequestSpec, SamplingParams};
+pub use run::{RunMeta, RunStatus};
+pub use units::{parse_duration, ParseDurationError};

@@ -1,0 +1,480 @@
+//! The run figures of METRICS.md, computed from request records: counts,
+//! throughputs, latency distributions with vLLM's key names, goodput under
+//! SLOs, concurrency reached, the steady-state window and 95 % intervals.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::outcome::{RequestRecord, TokenSource};
+use crate::stats::{self, Interval, Summary};
+
+/// Service-level objectives for goodput, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct Slo {
+    pub ttft_ms: Option<f64>,
+    pub tpot_ms: Option<f64>,
+    pub e2el_ms: Option<f64>,
+}
+
+impl Slo {
+    pub fn is_empty(&self) -> bool {
+        self.ttft_ms.is_none() && self.tpot_ms.is_none() && self.e2el_ms.is_none()
+    }
+
+    /// Whether a completed request met every objective given. TPOT counts as
+    /// 0 when the request produced one token.
+    pub fn met_by(&self, r: &RequestRecord) -> bool {
+        let ms = |x: Option<f64>| x.map(|s| s * 1000.0);
+        let ok = |limit: Option<f64>, value: Option<f64>| match limit {
+            None => true,
+            Some(l) => value.is_some_and(|v| v <= l),
+        };
+        r.ok()
+            && ok(self.ttft_ms, ms(r.ttft()))
+            && ok(self.tpot_ms, Some(ms(r.tpot()).unwrap_or(0.0)))
+            && ok(self.e2el_ms, ms(r.e2el()))
+    }
+}
+
+/// The window from the moment the target concurrency is first reached until
+/// the first agent runs out of work.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SteadyState {
+    pub start: f64,
+    pub end: f64,
+    pub duration: f64,
+    pub output_tokens: f64,
+    pub output_throughput: f64,
+    pub request_throughput: f64,
+}
+
+/// Every figure of one run (or one sweep level). Serialises with vLLM's
+/// result keys where vLLM has one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct RunMetrics {
+    pub sent: u64,
+    pub completed: u64,
+    pub failed: u64,
+    /// Failed requests by error label (`timeout_idle`, `http_503`, ...).
+    pub errors_by_kind: BTreeMap<String, u64>,
+    pub total_input_tokens: u64,
+    pub total_output_tokens: u64,
+    pub total_reasoning_tokens: u64,
+    /// Seconds from the first measured send to the last measured end.
+    pub duration: f64,
+    pub request_throughput: f64,
+    pub output_throughput: f64,
+    pub total_token_throughput: f64,
+    pub request_goodput: Option<f64>,
+    pub slo_attainment_pct: Option<f64>,
+    /// `{mean,median,std,p50,p90,p95,p99[,p999]}_{ttft,tpot,itl,e2el,client_queue}_ms`.
+    #[serde(flatten)]
+    pub latency_ms: BTreeMap<String, f64>,
+    /// Per-request decode speed (output tokens / E2EL), mean and median.
+    pub mean_tok_s: Option<f64>,
+    pub median_tok_s: Option<f64>,
+    /// Local LLM Bench per-task speed (output tokens / whole request time).
+    pub mean_task_tok_s: Option<f64>,
+    pub max_concurrent_requests: u64,
+    /// Requests by the source of their token counts.
+    pub token_source: BTreeMap<String, u64>,
+    /// True when the server's counts and the events seen differ by > 2 %.
+    pub token_count_mismatch: bool,
+    pub steady_state: Option<SteadyState>,
+    /// 95 % bootstrap intervals of the headline figures, by key.
+    pub ci95: BTreeMap<String, Interval>,
+    // Per-request arrays, in vLLM's units (seconds) and order of issue.
+    pub ttfts: Vec<f64>,
+    pub itls: Vec<Vec<f64>>,
+    pub latencies: Vec<f64>,
+    pub input_lens: Vec<u64>,
+    pub output_lens: Vec<u64>,
+    pub errors: Vec<String>,
+}
+
+impl RunMetrics {
+    /// A latency figure by its vLLM key (`p99_ttft_ms`).
+    pub fn ms(&self, key: &str) -> Option<f64> {
+        self.latency_ms.get(key).copied()
+    }
+
+    /// The interval of a headline figure by key.
+    pub fn ci(&self, key: &str) -> Option<Interval> {
+        self.ci95.get(key).copied()
+    }
+
+    /// Computes every figure from the records of a run. Warm-up records are
+    /// ignored. `target_concurrency` (closed loop) defines the steady state.
+    pub fn compute(records: &[RequestRecord], slo: &Slo, target_concurrency: Option<u32>) -> RunMetrics {
+        let measured: Vec<&RequestRecord> = records.iter().filter(|r| !r.warmup).collect();
+        let mut m = RunMetrics {
+            sent: measured.len() as u64,
+            ..Default::default()
+        };
+        if measured.is_empty() {
+            return m;
+        }
+        let done: Vec<&RequestRecord> = measured.iter().copied().filter(|r| r.ok()).collect();
+        m.completed = done.len() as u64;
+        m.failed = m.sent - m.completed;
+        for r in measured.iter().filter_map(|r| r.error.as_ref()) {
+            *m.errors_by_kind.entry(r.label()).or_default() += 1;
+        }
+        m.total_input_tokens = done.iter().map(|r| r.input_tokens.unwrap_or(0)).sum();
+        m.total_output_tokens = done.iter().map(|r| r.output_tokens).sum();
+        m.total_reasoning_tokens = done.iter().map(|r| r.reasoning_tokens.unwrap_or(0)).sum();
+
+        let start = measured.iter().map(|r| r.t_send).fold(f64::INFINITY, f64::min);
+        let end = measured.iter().map(|r| r.t_end).fold(f64::NEG_INFINITY, f64::max);
+        m.duration = (end - start).max(0.0);
+        if m.duration > 0.0 {
+            m.request_throughput = m.completed as f64 / m.duration;
+            m.output_throughput = m.total_output_tokens as f64 / m.duration;
+            m.total_token_throughput = (m.total_input_tokens + m.total_output_tokens) as f64 / m.duration;
+        }
+
+        let ms = |v: Option<f64>| v.map(|s| s * 1000.0);
+        let ttft: Vec<f64> = done.iter().filter_map(|r| ms(r.ttft())).collect();
+        let tpot: Vec<f64> = done.iter().filter_map(|r| ms(r.tpot())).collect();
+        let e2el: Vec<f64> = done.iter().filter_map(|r| ms(r.e2el())).collect();
+        let itl: Vec<f64> = done.iter().flat_map(|r| r.itl.iter().map(|g| g * 1000.0)).collect();
+        let queue: Vec<f64> = measured.iter().map(|r| r.client_queue_time() * 1000.0).collect();
+        for (name, values) in [
+            ("ttft", &ttft),
+            ("tpot", &tpot),
+            ("itl", &itl),
+            ("e2el", &e2el),
+            ("client_queue", &queue),
+        ] {
+            if let Some(s) = Summary::of(values) {
+                insert_summary(&mut m.latency_ms, name, &s);
+            }
+        }
+
+        let tok_s: Vec<f64> = done.iter().filter_map(|r| r.tok_s()).collect();
+        m.mean_tok_s = stats::mean(&tok_s);
+        m.median_tok_s = stats::percentile(&tok_s, 50.0);
+        let task: Vec<f64> = done.iter().filter_map(|r| r.task_tok_s()).collect();
+        m.mean_task_tok_s = stats::mean(&task);
+
+        if !slo.is_empty() {
+            let good = done.iter().filter(|r| slo.met_by(r)).count() as f64;
+            m.request_goodput = (m.duration > 0.0).then(|| good / m.duration);
+            m.slo_attainment_pct = Some(100.0 * good / m.sent as f64);
+        }
+
+        m.max_concurrent_requests = max_in_flight(measured.iter().map(|r| (r.t_send, r.t_end)));
+
+        for r in &done {
+            *m.token_source.entry(r.token_source.as_str().to_string()).or_default() += 1;
+        }
+        let server: Vec<&&RequestRecord> = done.iter().filter(|r| r.token_source == TokenSource::Server).collect();
+        let server_tokens: u64 = server.iter().map(|r| r.output_tokens).sum();
+        let event_tokens: u64 = server.iter().map(|r| r.event_tokens).sum();
+        m.token_count_mismatch =
+            server_tokens > 0 && (server_tokens as f64 - event_tokens as f64).abs() / server_tokens as f64 > 0.02;
+
+        m.steady_state = steady_state(&measured, target_concurrency);
+        m.ci95 = intervals(&done, &ttft, &tpot, &e2el, &tok_s, start, end);
+
+        for r in &measured {
+            m.ttfts.push(r.ttft().filter(|_| r.ok()).unwrap_or(0.0));
+            m.itls.push(if r.ok() { r.itl.clone() } else { Vec::new() });
+            m.latencies.push(r.e2el().filter(|_| r.ok()).unwrap_or(0.0));
+            m.input_lens.push(r.input_tokens.unwrap_or(0));
+            m.output_lens.push(if r.ok() { r.output_tokens } else { 0 });
+            m.errors.push(r.error.as_ref().map(|e| format!("{}: {}", e.label(), e.message)).unwrap_or_default());
+        }
+        m
+    }
+}
+
+fn insert_summary(map: &mut BTreeMap<String, f64>, name: &str, s: &Summary) {
+    for (stat, v) in [
+        ("mean", s.mean),
+        ("median", s.median),
+        ("std", s.std),
+        ("p50", s.p50),
+        ("p90", s.p90),
+        ("p95", s.p95),
+        ("p99", s.p99),
+    ] {
+        map.insert(format!("{stat}_{name}_ms"), v);
+    }
+    if let Some(v) = s.p999 {
+        map.insert(format!("p999_{name}_ms"), v);
+    }
+}
+
+/// The largest number of intervals open at once. An interval that ends at
+/// the instant another starts does not overlap it.
+pub fn max_in_flight(intervals: impl Iterator<Item = (f64, f64)>) -> u64 {
+    let mut edges: Vec<(f64, i64)> = Vec::new();
+    for (s, e) in intervals {
+        edges.push((s, 1));
+        edges.push((e.max(s), -1));
+    }
+    edges.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let (mut now, mut max) = (0i64, 0i64);
+    for (_, d) in edges {
+        now += d;
+        max = max.max(now);
+    }
+    max as u64
+}
+
+/// Output tokens per instant: each token-bearing event carries an equal
+/// share of the request's output tokens.
+fn token_weights<'a>(done: &'a [&'a RequestRecord]) -> impl Iterator<Item = (f64, f64)> + 'a {
+    done.iter().flat_map(|r| {
+        let instants = r.token_instants();
+        let w = if instants.is_empty() {
+            0.0
+        } else {
+            r.output_tokens as f64 / instants.len() as f64
+        };
+        instants.into_iter().map(move |t| (t, w))
+    })
+}
+
+fn steady_state(measured: &[&RequestRecord], target: Option<u32>) -> Option<SteadyState> {
+    let target = target?;
+    let mut first_send: BTreeMap<u32, f64> = BTreeMap::new();
+    let mut last_end: BTreeMap<u32, f64> = BTreeMap::new();
+    for r in measured {
+        let a = r.agent?;
+        let fs = first_send.entry(a).or_insert(f64::INFINITY);
+        *fs = fs.min(r.t_send);
+        let le = last_end.entry(a).or_insert(f64::NEG_INFINITY);
+        *le = le.max(r.t_end);
+    }
+    if (first_send.len() as u32) < target {
+        return None;
+    }
+    let start = first_send.values().copied().fold(f64::NEG_INFINITY, f64::max);
+    let end = last_end.values().copied().fold(f64::INFINITY, f64::min);
+    if end <= start {
+        return None;
+    }
+    let done: Vec<&RequestRecord> = measured.iter().copied().filter(|r| r.ok()).collect();
+    let tokens: f64 = token_weights(&done).filter(|(t, _)| *t >= start && *t <= end).map(|(_, w)| w).sum();
+    let finished = done.iter().filter(|r| r.t_end >= start && r.t_end <= end).count() as f64;
+    let duration = end - start;
+    Some(SteadyState {
+        start,
+        end,
+        duration,
+        output_tokens: tokens,
+        output_throughput: tokens / duration,
+        request_throughput: finished / duration,
+    })
+}
+
+/// Rates in `k` equal windows of `[start, end]` of weighted instants.
+fn window_rates(points: impl Iterator<Item = (f64, f64)>, start: f64, end: f64, k: usize) -> Vec<f64> {
+    let width = (end - start) / k as f64;
+    let mut sums = vec![0.0; k];
+    if width <= 0.0 {
+        return Vec::new();
+    }
+    for (t, w) in points {
+        if t < start || t > end {
+            continue;
+        }
+        let i = (((t - start) / width) as usize).min(k - 1);
+        sums[i] += w;
+    }
+    sums.into_iter().map(|s| s / width).collect()
+}
+
+/// Bootstrap intervals of the headline figures. Latencies resample requests;
+/// throughputs resample equal time windows of the run (batch means), since
+/// a throughput is a property of time, not of one request.
+fn intervals(
+    done: &[&RequestRecord],
+    ttft: &[f64],
+    tpot: &[f64],
+    e2el: &[f64],
+    tok_s: &[f64],
+    start: f64,
+    end: f64,
+) -> BTreeMap<String, Interval> {
+    let mut ci = BTreeMap::new();
+    let mut put = |key: &str, v: Option<Interval>| {
+        if let Some(v) = v {
+            ci.insert(key.to_string(), v);
+        }
+    };
+    put("mean_ttft_ms", stats::mean_ci(ttft));
+    put("median_ttft_ms", stats::percentile_ci(ttft, 50.0));
+    put("p99_ttft_ms", stats::percentile_ci(ttft, 99.0));
+    put("mean_tpot_ms", stats::mean_ci(tpot));
+    put("median_tpot_ms", stats::percentile_ci(tpot, 50.0));
+    put("p99_tpot_ms", stats::percentile_ci(tpot, 99.0));
+    put("mean_e2el_ms", stats::mean_ci(e2el));
+    put("median_e2el_ms", stats::percentile_ci(e2el, 50.0));
+    put("p99_e2el_ms", stats::percentile_ci(e2el, 99.0));
+    put("mean_tok_s", stats::mean_ci(tok_s));
+    // Pooled ITL mean, resampling whole requests (gaps within a request are
+    // correlated).
+    let per_req: Vec<(f64, usize)> = done
+        .iter()
+        .filter(|r| !r.itl.is_empty())
+        .map(|r| (r.itl.iter().sum::<f64>() * 1000.0, r.itl.len()))
+        .collect();
+    put(
+        "mean_itl_ms",
+        stats::bootstrap_ci(
+            &per_req,
+            |s| {
+                let (sum, n) = s.iter().fold((0.0, 0usize), |a, b| (a.0 + b.0, a.1 + b.1));
+                if n == 0 {
+                    f64::NAN
+                } else {
+                    sum / n as f64
+                }
+            },
+            stats::resamples_for(per_req.len()),
+            stats::BOOTSTRAP_SEED,
+        ),
+    );
+    let k = 10;
+    let tokens = window_rates(token_weights(done), start, end, k);
+    if let Some(iv) = stats::mean_ci(&tokens) {
+        ci.insert("output_throughput".into(), iv);
+    }
+    let reqs = window_rates(done.iter().map(|r| (r.t_end, 1.0)), start, end, k);
+    if let Some(iv) = stats::mean_ci(&reqs) {
+        ci.insert("request_throughput".into(), iv);
+    }
+    ci
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::{ErrorKind, RequestError};
+
+    fn rec(index: u64, agent: u32, t_send: f64, ttft: f64, itl: f64, tokens: u64) -> RequestRecord {
+        let first = t_send + ttft;
+        let last = first + itl * (tokens - 1) as f64;
+        RequestRecord {
+            index,
+            agent: Some(agent),
+            t_sched: t_send,
+            t_send,
+            t_first_byte: Some(t_send + ttft / 2.0),
+            t_first_token: Some(first),
+            t_last_token: Some(last),
+            t_end: last,
+            itl: vec![itl; tokens as usize - 1],
+            token_events: tokens,
+            event_tokens: tokens,
+            input_tokens: Some(100),
+            output_tokens: tokens,
+            token_source: TokenSource::Server,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn figures_follow_their_definitions() {
+        // Two agents, two back-to-back requests each: TTFT 100 ms, ITL 10 ms,
+        // 11 tokens, so E2EL = 200 ms and TPOT = 10 ms.
+        let mut rs = Vec::new();
+        for a in 0..2 {
+            rs.push(rec(2 * a as u64, a, 0.0, 0.1, 0.01, 11));
+            rs.push(rec(2 * a as u64 + 1, a, 0.2, 0.1, 0.01, 11));
+        }
+        let m = RunMetrics::compute(&rs, &Slo::default(), Some(2));
+        assert_eq!((m.sent, m.completed, m.failed), (4, 4, 0));
+        assert!((m.duration - 0.4).abs() < 1e-9);
+        assert!((m.output_throughput - 44.0 / 0.4).abs() < 1e-6);
+        assert!((m.request_throughput - 10.0).abs() < 1e-6);
+        assert!((m.ms("mean_ttft_ms").unwrap() - 100.0).abs() < 1e-6);
+        assert!((m.ms("p99_tpot_ms").unwrap() - 10.0).abs() < 1e-6);
+        assert!((m.ms("median_itl_ms").unwrap() - 10.0).abs() < 1e-6);
+        assert!((m.ms("mean_e2el_ms").unwrap() - 200.0).abs() < 1e-6);
+        assert_eq!(m.max_concurrent_requests, 2);
+        assert_eq!(m.ttfts.len(), 4);
+        assert_eq!(m.itls[0].len(), 10);
+        let ss = m.steady_state.unwrap();
+        assert!((ss.duration - 0.4).abs() < 1e-9);
+        assert!(!m.token_count_mismatch);
+        let json = serde_json::to_value(&m).unwrap();
+        for key in [
+            "completed",
+            "failed",
+            "total_input_tokens",
+            "total_output_tokens",
+            "duration",
+            "request_throughput",
+            "output_throughput",
+            "total_token_throughput",
+            "mean_ttft_ms",
+            "median_tpot_ms",
+            "p90_itl_ms",
+            "p95_e2el_ms",
+            "std_ttft_ms",
+            "max_concurrent_requests",
+            "ttfts",
+            "itls",
+            "latencies",
+            "input_lens",
+            "output_lens",
+            "errors",
+        ] {
+            assert!(json.get(key).is_some(), "missing {key}");
+        }
+        let back: RunMetrics = serde_json::from_value(json).unwrap();
+        assert_eq!(back.ms("mean_ttft_ms"), m.ms("mean_ttft_ms"));
+    }
+
+    #[test]
+    fn warmup_and_failures_are_accounted() {
+        let mut rs = vec![rec(0, 0, 0.0, 0.1, 0.01, 5), rec(1, 0, 1.0, 0.1, 0.01, 5)];
+        rs[0].warmup = true;
+        let mut failed = rec(2, 0, 1.5, 0.1, 0.01, 5);
+        failed.error = Some(RequestError::new(ErrorKind::HttpStatus, "boom").with_status(503));
+        rs.push(failed);
+        let m = RunMetrics::compute(&rs, &Slo::default(), None);
+        assert_eq!((m.sent, m.completed, m.failed), (2, 1, 1));
+        assert_eq!(m.errors_by_kind.get("http_503"), Some(&1));
+        assert_eq!(m.total_output_tokens, 5);
+        assert_eq!(m.errors[1].starts_with("http_503"), true);
+    }
+
+    #[test]
+    fn goodput_counts_requests_meeting_every_slo() {
+        let rs = vec![rec(0, 0, 0.0, 0.05, 0.01, 5), rec(1, 0, 0.1, 0.5, 0.01, 5)];
+        let slo = Slo {
+            ttft_ms: Some(100.0),
+            ..Default::default()
+        };
+        let m = RunMetrics::compute(&rs, &slo, None);
+        assert_eq!(m.slo_attainment_pct, Some(50.0));
+        assert!(m.request_goodput.unwrap() > 0.0);
+    }
+
+    #[test]
+    fn token_source_disagreement_is_flagged() {
+        let mut r = rec(0, 0, 0.0, 0.05, 0.01, 100);
+        r.event_tokens = 50;
+        let m = RunMetrics::compute(&[r], &Slo::default(), None);
+        assert!(m.token_count_mismatch);
+    }
+
+    #[test]
+    fn in_flight_counts_touching_intervals_once() {
+        assert_eq!(max_in_flight([(0.0, 1.0), (1.0, 2.0)].into_iter()), 1);
+        assert_eq!(max_in_flight([(0.0, 1.0), (0.5, 2.0), (0.6, 0.7)].into_iter()), 3);
+    }
+
+    #[test]
+    fn no_records_no_panic() {
+        let m = RunMetrics::compute(&[], &Slo::default(), Some(4));
+        assert_eq!(m.sent, 0);
+        assert!(m.ci95.is_empty());
+    }
+}

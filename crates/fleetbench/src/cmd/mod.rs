@@ -1,0 +1,56 @@
+//! The command-line interface: one module per subcommand.
+
+pub mod aiops;
+pub mod cost;
+pub mod energy;
+pub mod sim;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::context::Context;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "fleetbench",
+    version,
+    about = "Measure LLM backends the way operators run them",
+    long_about = "fleetbench measures LLM backends the way operators run them: speed under real \
+concurrency (TTFT, TPOT, ITL, end-to-end latency, throughput, with 95 % confidence intervals), \
+quality on GPU-fleet incident diagnosis, cost per token and per job, and energy.",
+    after_help = "Examples:\n  fleetbench demo\n  fleetbench run --url http://127.0.0.1:8000/v1 --model qwen3-coder --concurrency 4 --requests 200\n  fleetbench runs list"
+)]
+pub struct Cli {
+    /// Results database (SQLite). Default: ~/.local/share/fleetbench/results.db
+    #[arg(long, global = true, env = "FLEETBENCH_DB", value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// No progress bars or live lines.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// The inference simulator: predict, list catalogs, validate, serve.
+    Sim(sim::SimArgs),
+    /// The AIOps arena: GPU-fleet incidents diagnosed by LLM backends.
+    Aiops(aiops::AiopsArgs),
+    /// Cost planning: the batch-job planner.
+    Cost(cost::CostArgs),
+    /// Energy accounting past the meter.
+    Energy(energy::EnergyArgs),
+}
+
+pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let ctx = Context::new(cli.db, cli.quiet);
+    match cli.command {
+        Command::Sim(a) => sim::run(a, &ctx).await,
+        Command::Aiops(a) => aiops::run(a, &ctx).await,
+        Command::Cost(a) => cost::run(a, &ctx).await,
+        Command::Energy(a) => energy::run(a, &ctx).await,
+    }
+}
