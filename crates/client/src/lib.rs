@@ -1,1 +1,618 @@
-//! placeholder
+//! Talking to backends: one [`Client`] sends a [`RequestSpec`] over the
+//! OpenAI chat or completions API or the Anthropic Messages API, streaming
+//! or not, and returns a [`RequestRecord`] with every instant METRICS.md
+//! asks for. Failures never panic and never escape as errors: each one is
+//! classified into an [`ErrorKind`] on the record.
+
+pub mod anthropic;
+pub mod openai;
+pub mod sse;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fleetbench_core::{
+    ApiKind, ErrorKind, RequestError, RequestRecord, RequestSpec, RunClock, ServerTimings, TokenSource,
+};
+use futures_util::StreamExt;
+use tokio::time::Instant;
+
+use crate::openai::{Chunk, Usage};
+use crate::sse::{SseDecoder, SseError, SseEvent};
+
+/// An API key. Its `Debug` never shows the key, so it cannot leak through
+/// logs or error chains.
+#[derive(Clone)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    pub fn new(key: impl Into<String>) -> ApiKey {
+        ApiKey(key.into())
+    }
+    /// Reads the key from an environment variable; `None` when unset or empty.
+    pub fn from_env(var: &str) -> Option<ApiKey> {
+        std::env::var(var).ok().filter(|k| !k.trim().is_empty()).map(|k| ApiKey(k.trim().to_string()))
+    }
+    /// Reads the key from a file the user names (first line, trimmed).
+    pub fn from_file(path: &std::path::Path) -> std::io::Result<ApiKey> {
+        let text = std::fs::read_to_string(path)?;
+        Ok(ApiKey(text.lines().next().unwrap_or("").trim().to_string()))
+    }
+    fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+/// Per-request time limits; each failing one is its own error kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Timeouts {
+    pub connect: Option<Duration>,
+    pub first_token: Option<Duration>,
+    pub idle: Option<Duration>,
+    pub total: Option<Duration>,
+}
+
+/// How to reach one backend.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Base URL including the version path, e.g. `http://127.0.0.1:8000/v1`.
+    pub base_url: String,
+    pub api: ApiKind,
+    pub model: String,
+    pub api_key: Option<ApiKey>,
+    pub stream: bool,
+    pub timeouts: Timeouts,
+    /// Retries allowed on 429, honouring `Retry-After`.
+    pub retry_429: u32,
+    /// Keep the generated text on the record (the arena needs it).
+    pub keep_output_text: bool,
+    /// Largest response body accepted.
+    pub max_body_bytes: usize,
+    /// Largest single stream event accepted.
+    pub max_event_bytes: usize,
+}
+
+impl ClientConfig {
+    pub fn new(base_url: impl Into<String>, api: ApiKind, model: impl Into<String>) -> ClientConfig {
+        ClientConfig {
+            base_url: base_url.into(),
+            api,
+            model: model.into(),
+            api_key: None,
+            stream: true,
+            timeouts: Timeouts::default(),
+            retry_429: 0,
+            keep_output_text: false,
+            max_body_bytes: 64 << 20,
+            max_event_bytes: 4 << 20,
+        }
+    }
+}
+
+/// Errors building a client or probing a backend (request failures are
+/// recorded on the [`RequestRecord`] instead).
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("invalid backend URL '{url}': {why} (expected something like http://127.0.0.1:8000/v1)")]
+    InvalidUrl { url: String, why: String },
+    #[error("could not build the HTTP client: {0}")]
+    Build(String),
+    #[error("the backend at {url} is unreachable: {why}. Is the server running and listening there?")]
+    Unreachable { url: String, why: String },
+}
+
+/// Sends requests to one backend. Cheap to clone; share one per backend.
+#[derive(Clone, Debug)]
+pub struct Client {
+    http: reqwest::Client,
+    cfg: Arc<ClientConfig>,
+    endpoint: String,
+}
+
+/// Most of a non-2xx body kept for the error message.
+const ERROR_BODY_BYTES: usize = 2048;
+/// Longest `Retry-After` honoured.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
+
+impl Client {
+    pub fn new(cfg: ClientConfig) -> Result<Client, ClientError> {
+        let base = cfg.base_url.trim_end_matches('/').to_string();
+        let url = reqwest::Url::parse(&base).map_err(|e| ClientError::InvalidUrl {
+            url: fleetbench_core::run::redact_url(&base),
+            why: e.to_string(),
+        })?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(ClientError::InvalidUrl {
+                url: fleetbench_core::run::redact_url(&base),
+                why: "the scheme must be http or https".into(),
+            });
+        }
+        let path = match cfg.api {
+            ApiKind::Chat => "/chat/completions",
+            ApiKind::Completions => "/completions",
+            ApiKind::Anthropic => "/messages",
+        };
+        let mut b = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(usize::MAX)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .user_agent(concat!("fleetbench/", env!("CARGO_PKG_VERSION")));
+        if let Some(c) = cfg.timeouts.connect {
+            b = b.connect_timeout(c);
+        }
+        if is_loopback(&url) {
+            b = b.no_proxy();
+        }
+        let http = b.build().map_err(|e| ClientError::Build(e.to_string()))?;
+        Ok(Client {
+            http,
+            endpoint: format!("{base}{path}"),
+            cfg: Arc::new(ClientConfig { base_url: base, ..cfg }),
+        })
+    }
+
+    pub fn config(&self) -> &ClientConfig {
+        &self.cfg
+    }
+
+    /// Checks that something answers HTTP at the base URL (`GET /models`);
+    /// any status counts as reachable.
+    pub async fn probe(&self, timeout: Duration) -> Result<(), ClientError> {
+        let url = format!("{}/models", self.cfg.base_url);
+        let mut req = self.http.get(&url).timeout(timeout);
+        req = self.auth(req);
+        match req.send().await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(ClientError::Unreachable {
+                url: fleetbench_core::run::redact_url(&self.cfg.base_url),
+                why: self.scrub(&error_chain(&e)),
+            }),
+        }
+    }
+
+    fn auth(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match (&self.cfg.api_key, self.cfg.api) {
+            (Some(k), ApiKind::Anthropic) => req
+                .header("x-api-key", k.expose())
+                .header("anthropic-version", anthropic::API_VERSION),
+            (Some(k), _) => req.bearer_auth(k.expose()),
+            (None, ApiKind::Anthropic) => req.header("anthropic-version", anthropic::API_VERSION),
+            (None, _) => req,
+        }
+    }
+
+    /// Removes the API key from any text that came back from the server.
+    fn scrub(&self, text: &str) -> String {
+        match &self.cfg.api_key {
+            Some(k) if !k.expose().is_empty() => text.replace(k.expose(), "<redacted>"),
+            _ => text.to_string(),
+        }
+    }
+
+    /// Sends one request and measures it. `t_sched` is when the schedule
+    /// wanted it sent, on `clock`.
+    pub async fn send(&self, spec: &RequestSpec, clock: &RunClock, t_sched: f64) -> RequestRecord {
+        let mut rec = RequestRecord {
+            request_id: spec.id.clone(),
+            label: spec.label.clone(),
+            t_sched,
+            ..Default::default()
+        };
+        let first_send = clock.now();
+        let total_deadline = self.cfg.timeouts.total.map(|d| Instant::from_std(clock.instant_at(first_send)) + d);
+        loop {
+            let retries = rec.retries;
+            rec = RequestRecord {
+                request_id: spec.id.clone(),
+                label: spec.label.clone(),
+                t_sched,
+                retries,
+                ..Default::default()
+            };
+            rec.t_send = clock.now();
+            let result = self.attempt(spec, clock, &mut rec, total_deadline).await;
+            match result {
+                Ok(()) => break,
+                Err(Failure { error, retry_after }) => {
+                    if error.kind == ErrorKind::RateLimited && rec.retries < self.cfg.retry_429 {
+                        let wait = retry_after.unwrap_or(Duration::from_secs(1)).min(MAX_RETRY_AFTER);
+                        let wake = Instant::now() + wait;
+                        if total_deadline.is_none_or(|d| wake < d) {
+                            tokio::time::sleep_until(wake).await;
+                            rec.retries += 1;
+                            continue;
+                        }
+                    }
+                    let message = self.scrub(&error.message);
+                    rec.error = Some(RequestError { message, ..error });
+                    break;
+                }
+            }
+        }
+        rec.t_end = clock.now();
+        if !self.cfg.keep_output_text {
+            rec.output_text = None;
+        }
+        rec
+    }
+
+    async fn attempt(
+        &self,
+        spec: &RequestSpec,
+        clock: &RunClock,
+        rec: &mut RequestRecord,
+        total_deadline: Option<Instant>,
+    ) -> Result<(), Failure> {
+        let body = match self.cfg.api {
+            ApiKind::Anthropic => anthropic::request_body(&self.cfg.model, spec, self.cfg.stream),
+            api => openai::request_body(api, &self.cfg.model, spec, self.cfg.stream),
+        };
+        let t_send_instant = Instant::from_std(clock.instant_at(rec.t_send));
+        let first_token_deadline = self.cfg.timeouts.first_token.map(|d| t_send_instant + d);
+        let req = self
+            .auth(self.http.post(&self.endpoint))
+            .header("x-request-id", &spec.id)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string());
+
+        let wait = earliest(first_token_deadline, total_deadline);
+        let sent = match wait {
+            Some((deadline, which)) => match tokio::time::timeout_at(deadline, req.send()).await {
+                Ok(r) => r,
+                Err(_) => return Err(Failure::new(which.kind(), which.message())),
+            },
+            None => req.send().await,
+        };
+        let resp = sent.map_err(|e| Failure::from_reqwest(&e, "sending the request"))?;
+        let status = resp.status();
+        rec.http_status = Some(status.as_u16());
+        if !status.is_success() {
+            let retry_after = resp
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .map(Duration::from_secs_f64);
+            let text = read_error_body(resp).await;
+            let kind = if status.as_u16() == 429 {
+                ErrorKind::RateLimited
+            } else {
+                ErrorKind::HttpStatus
+            };
+            return Err(Failure {
+                error: RequestError::new(kind, format!("HTTP {status}: {text}")).with_status(status.as_u16()),
+                retry_after,
+            });
+        }
+
+        let mut state = StreamState::new(self.cfg.api, self.cfg.max_event_bytes, self.cfg.keep_output_text);
+        let mut body_bytes = 0usize;
+        let mut whole = Vec::new();
+        let mut stream = resp.bytes_stream();
+        let mut events: Vec<SseEvent> = Vec::new();
+        loop {
+            let token_deadline = if state.first_token.is_none() {
+                first_token_deadline.map(|d| (d, Which::FirstToken))
+            } else {
+                self.cfg
+                    .timeouts
+                    .idle
+                    .map(|d| (Instant::from_std(clock.instant_at(state.last_token)) + d, Which::Idle))
+            };
+            let deadline = match (token_deadline, total_deadline) {
+                (Some(a), Some(t)) if t <= a.0 => Some((t, Which::Total)),
+                (Some(a), _) => Some(a),
+                (None, Some(t)) => Some((t, Which::Total)),
+                (None, None) => None,
+            };
+            let next = match deadline {
+                Some((d, which)) => match tokio::time::timeout_at(d, stream.next()).await {
+                    Ok(n) => n,
+                    Err(_) => return Err(Failure::new(which.kind(), which.message())),
+                },
+                None => stream.next().await,
+            };
+            let now = clock.now();
+            let bytes = match next {
+                None => break,
+                Some(Ok(b)) => b,
+                Some(Err(e)) => {
+                    state.finish_into(rec);
+                    return Err(Failure::new(
+                        ErrorKind::TruncatedStream,
+                        format!("the connection broke mid-response: {}", error_chain(&e)),
+                    ));
+                }
+            };
+            if rec.t_first_byte.is_none() {
+                rec.t_first_byte = Some(now);
+            }
+            body_bytes += bytes.len();
+            if body_bytes > self.cfg.max_body_bytes {
+                state.finish_into(rec);
+                return Err(Failure::new(
+                    ErrorKind::BodyTooLarge,
+                    format!("the response exceeded {} bytes", self.cfg.max_body_bytes),
+                ));
+            }
+            if !self.cfg.stream {
+                whole.extend_from_slice(&bytes);
+                continue;
+            }
+            state.decoder.push(&bytes, &mut events).map_err(Failure::from_sse)?;
+            for ev in events.drain(..) {
+                state.handle(&ev, now)?;
+            }
+            if state.done {
+                break;
+            }
+        }
+        let now = clock.now();
+        if self.cfg.stream {
+            if !state.done {
+                state.decoder.finish(&mut events).map_err(Failure::from_sse)?;
+                for ev in events.drain(..) {
+                    state.handle(&ev, now)?;
+                }
+            }
+            state.finish_into(rec);
+            if !state.done && state.finish_reason.is_none() {
+                return Err(Failure::new(
+                    ErrorKind::TruncatedStream,
+                    "the stream ended before the response was finished (no finish reason, no [DONE])",
+                ));
+            }
+        } else {
+            let text = String::from_utf8(whole)
+                .map_err(|_| Failure::new(ErrorKind::InvalidUtf8, "the response body is not valid UTF-8"))?;
+            let parsed = match self.cfg.api {
+                ApiKind::Anthropic => anthropic::parse_body(&text),
+                _ => openai::parse_body(&text),
+            }
+            .map_err(|e| Failure::new(ErrorKind::MalformedStream, format!("the response is not valid JSON: {e}")))?;
+            if let Some(err) = parsed.error {
+                return Err(Failure::new(ErrorKind::ServerErrorEvent, err));
+            }
+            state.absorb(parsed, now);
+            state.finish_into(rec);
+        }
+        Ok(())
+    }
+}
+
+/// A failed attempt: the error and, for 429, how long the server asked us
+/// to wait.
+struct Failure {
+    error: RequestError,
+    retry_after: Option<Duration>,
+}
+
+impl Failure {
+    fn new(kind: ErrorKind, message: impl Into<String>) -> Failure {
+        Failure {
+            error: RequestError::new(kind, message),
+            retry_after: None,
+        }
+    }
+
+    fn from_reqwest(e: &reqwest::Error, doing: &str) -> Failure {
+        let chain = error_chain(e);
+        if e.is_connect() {
+            if e.is_timeout() || chain.contains("timed out") {
+                return Failure::new(ErrorKind::TimeoutConnect, format!("connecting timed out: {chain}"));
+            }
+            return Failure::new(ErrorKind::Connect, format!("could not connect: {chain}"));
+        }
+        if e.is_timeout() {
+            return Failure::new(ErrorKind::TimeoutConnect, format!("timed out {doing}: {chain}"));
+        }
+        Failure::new(
+            ErrorKind::TruncatedStream,
+            format!("the server closed the connection before answering ({doing}): {chain}"),
+        )
+    }
+
+    fn from_sse(e: SseError) -> Failure {
+        match e {
+            SseError::InvalidUtf8 => Failure::new(ErrorKind::InvalidUtf8, e.to_string()),
+            SseError::EventTooLarge { .. } => Failure::new(ErrorKind::BodyTooLarge, e.to_string()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Which {
+    FirstToken,
+    Idle,
+    Total,
+}
+
+impl Which {
+    fn kind(self) -> ErrorKind {
+        match self {
+            Which::FirstToken => ErrorKind::TimeoutFirstToken,
+            Which::Idle => ErrorKind::TimeoutIdle,
+            Which::Total => ErrorKind::TimeoutTotal,
+        }
+    }
+    fn message(self) -> &'static str {
+        match self {
+            Which::FirstToken => "no token arrived within --timeout-first-token",
+            Which::Idle => "no token arrived within --timeout-idle of the previous one",
+            Which::Total => "the request exceeded --timeout-total",
+        }
+    }
+}
+
+fn earliest(first: Option<Instant>, total: Option<Instant>) -> Option<(Instant, Which)> {
+    match (first, total) {
+        (Some(f), Some(t)) if t <= f => Some((t, Which::Total)),
+        (Some(f), _) => Some((f, Which::FirstToken)),
+        (None, Some(t)) => Some((t, Which::Total)),
+        (None, None) => None,
+    }
+}
+
+/// Everything learned from the stream so far.
+struct StreamState {
+    api: ApiKind,
+    decoder: SseDecoder,
+    keep_text: bool,
+    first_token: Option<f64>,
+    last_token: f64,
+    itl: Vec<f64>,
+    events: u64,
+    text: String,
+    finish_reason: Option<String>,
+    usage: Usage,
+    timings: Option<ServerTimings>,
+    done: bool,
+}
+
+impl StreamState {
+    fn new(api: ApiKind, max_event_bytes: usize, keep_text: bool) -> StreamState {
+        StreamState {
+            api,
+            decoder: SseDecoder::new(max_event_bytes),
+            keep_text,
+            first_token: None,
+            last_token: 0.0,
+            itl: Vec::new(),
+            events: 0,
+            text: String::new(),
+            finish_reason: None,
+            usage: Usage::default(),
+            timings: None,
+            done: false,
+        }
+    }
+
+    fn handle(&mut self, ev: &SseEvent, now: f64) -> Result<(), Failure> {
+        let parsed = match self.api {
+            ApiKind::Anthropic => anthropic::parse_event(ev.event.as_deref(), &ev.data),
+            _ => {
+                if ev.event.as_deref() == Some("error") {
+                    return Err(Failure::new(ErrorKind::ServerErrorEvent, ev.data.clone()));
+                }
+                openai::parse_chunk(&ev.data)
+            }
+        };
+        let chunk = parsed.map_err(|e| {
+            let mut sample: String = ev.data.chars().take(80).collect();
+            if ev.data.len() > sample.len() {
+                sample.push('…');
+            }
+            Failure::new(ErrorKind::MalformedStream, format!("unparseable stream event ({e}): {sample}"))
+        })?;
+        if let Some(c) = chunk {
+            if let Some(err) = &c.error {
+                return Err(Failure::new(ErrorKind::ServerErrorEvent, format!("the server sent an error: {err}")));
+            }
+            self.absorb(c, now);
+        }
+        Ok(())
+    }
+
+    fn absorb(&mut self, c: Chunk, now: f64) {
+        if c.has_token {
+            match self.first_token {
+                None => self.first_token = Some(now),
+                Some(_) => self.itl.push(now - self.last_token),
+            }
+            self.last_token = now;
+            self.events += 1;
+        }
+        if self.keep_text {
+            self.text.push_str(&c.text);
+        }
+        if c.finish_reason.is_some() {
+            self.finish_reason = c.finish_reason;
+        }
+        if let Some(u) = c.usage {
+            self.usage.prompt_tokens = u.prompt_tokens.or(self.usage.prompt_tokens);
+            self.usage.completion_tokens = u.completion_tokens.or(self.usage.completion_tokens);
+            self.usage.reasoning_tokens = u.reasoning_tokens.or(self.usage.reasoning_tokens);
+        }
+        if c.timings.is_some() {
+            self.timings = c.timings;
+        }
+        self.done |= c.done;
+    }
+
+    fn finish_into(&mut self, rec: &mut RequestRecord) {
+        rec.t_first_token = self.first_token;
+        rec.t_last_token = self.first_token.map(|_| self.last_token);
+        rec.itl = std::mem::take(&mut self.itl);
+        rec.token_events = self.events;
+        rec.event_tokens = self.events;
+        match self.usage.completion_tokens {
+            Some(n) => {
+                rec.output_tokens = n;
+                rec.token_source = TokenSource::Server;
+            }
+            None => {
+                rec.output_tokens = self.events;
+                rec.token_source = TokenSource::Events;
+            }
+        }
+        rec.input_tokens = self.usage.prompt_tokens;
+        rec.reasoning_tokens = self.usage.reasoning_tokens;
+        rec.finish_reason = self.finish_reason.clone();
+        rec.server_timings = self.timings;
+        if self.keep_text {
+            rec.output_text = Some(std::mem::take(&mut self.text));
+        }
+    }
+}
+
+async fn read_error_body(resp: reqwest::Response) -> String {
+    let mut stream = resp.bytes_stream();
+    let mut buf = Vec::new();
+    let read = async {
+        while let Some(Ok(b)) = stream.next().await {
+            buf.extend_from_slice(&b);
+            if buf.len() >= ERROR_BODY_BYTES {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), read).await;
+    buf.truncate(ERROR_BODY_BYTES);
+    let text = String::from_utf8_lossy(&buf);
+    let text = text.trim();
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(v) => v.get("error").map(openai::error_text).unwrap_or_else(|| text.to_string()),
+        Err(_) => text.to_string(),
+    }
+}
+
+/// The error and its sources on one line (reqwest hides the cause).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+fn is_loopback(url: &reqwest::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}

@@ -5,6 +5,7 @@
 //! statistics that turn records into the figures METRICS.md defines
 //! ([`metrics::RunMetrics`]). Nothing here does I/O.
 
+pub mod clock;
 pub mod metrics;
 pub mod outcome;
 pub mod request;
@@ -12,6 +13,7 @@ pub mod run;
 pub mod stats;
 pub mod units;
 
+pub use clock::RunClock;
 pub use metrics::{RunMetrics, Slo};
 pub use outcome::{ErrorKind, RequestError, RequestRecord, ServerTimings, TokenSource};
 pub use request::{ApiKind, ChatMessage, Prompt, RequestSpec, SamplingParams};

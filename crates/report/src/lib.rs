@@ -1,1 +1,20 @@
-//! placeholder
+//! Renderers: the same run as JSON (vLLM's result keys plus ours), one CSV
+//! row per request, a Markdown summary fit for a blog post, and the
+//! terminal summary. Renderers return strings or write to a writer; they
+//! never print.
+
+pub mod csv_out;
+pub mod json_out;
+pub mod summary;
+
+pub use csv_out::write_requests_csv;
+pub use json_out::run_json;
+pub use summary::{markdown_summary, terminal_summary};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("writing CSV: {0}")]
+    Csv(#[from] csv::Error),
+    #[error("writing output: {0}")]
+    Io(#[from] std::io::Error),
+}

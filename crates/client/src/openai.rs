@@ -1,0 +1,269 @@
+//! The OpenAI wire format (chat completions and completions): request
+//! bodies, and stream chunks or whole responses reduced to what a request
+//! record needs.
+
+use fleetbench_core::{ApiKind, RequestSpec, ServerTimings};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// What one stream event (or a whole non-streamed body) says, independent
+/// of the API that said it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Chunk {
+    /// Carries a non-empty text, reasoning or tool-call delta.
+    pub has_token: bool,
+    /// The answer text it carries (content or completion text).
+    pub text: String,
+    pub finish_reason: Option<String>,
+    pub usage: Option<Usage>,
+    pub timings: Option<ServerTimings>,
+    /// An error object sent inside the stream.
+    pub error: Option<String>,
+    /// End of stream marker (`[DONE]`, Anthropic `message_stop`).
+    pub done: bool,
+}
+
+/// Token counts as the server reports them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt_tokens: Option<u64>,
+    pub completion_tokens: Option<u64>,
+    pub reasoning_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct WireChunk {
+    #[serde(default)]
+    choices: Vec<WireChoice>,
+    usage: Option<WireUsage>,
+    error: Option<Value>,
+    object: Option<String>,
+    message: Option<Value>,
+    timings: Option<WireTimings>,
+}
+
+#[derive(Deserialize)]
+struct WireChoice {
+    delta: Option<WireDelta>,
+    message: Option<WireDelta>,
+    text: Option<String>,
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireDelta {
+    content: Option<String>,
+    reasoning_content: Option<String>,
+    reasoning: Option<String>,
+    tool_calls: Option<Vec<Value>>,
+}
+
+#[derive(Deserialize)]
+struct WireUsage {
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+    completion_tokens_details: Option<WireDetails>,
+}
+
+#[derive(Deserialize)]
+struct WireDetails {
+    reasoning_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct WireTimings {
+    prompt_ms: Option<f64>,
+    predicted_ms: Option<f64>,
+    predicted_per_token_ms: Option<f64>,
+}
+
+fn non_empty(s: &Option<String>) -> bool {
+    s.as_deref().is_some_and(|s| !s.is_empty())
+}
+
+/// Parses one `data:` payload of an OpenAI stream (chat or completions).
+pub fn parse_chunk(data: &str) -> Result<Option<Chunk>, serde_json::Error> {
+    let data = data.trim();
+    if data == "[DONE]" {
+        return Ok(Some(Chunk {
+            done: true,
+            ..Default::default()
+        }));
+    }
+    if data.is_empty() {
+        return Ok(None);
+    }
+    let w: WireChunk = serde_json::from_str(data)?;
+    Ok(Some(reduce(w)))
+}
+
+/// Parses a whole non-streamed response body.
+pub fn parse_body(body: &str) -> Result<Chunk, serde_json::Error> {
+    let w: WireChunk = serde_json::from_str(body)?;
+    Ok(reduce(w))
+}
+
+fn reduce(w: WireChunk) -> Chunk {
+    let mut c = Chunk::default();
+    if let Some(e) = w.error {
+        c.error = Some(error_text(&e));
+        return c;
+    }
+    if w.object.as_deref() == Some("error") {
+        c.error = Some(w.message.as_ref().map(error_text).unwrap_or_else(|| "error".into()));
+        return c;
+    }
+    for ch in w.choices {
+        if let Some(d) = ch.delta.or(ch.message) {
+            let tools = d.tool_calls.as_ref().is_some_and(|t| !t.is_empty());
+            if non_empty(&d.content) || non_empty(&d.reasoning_content) || non_empty(&d.reasoning) || tools {
+                c.has_token = true;
+            }
+            if let Some(t) = d.content {
+                c.text.push_str(&t);
+            }
+        }
+        if let Some(t) = ch.text {
+            if !t.is_empty() {
+                c.has_token = true;
+                c.text.push_str(&t);
+            }
+        }
+        if ch.finish_reason.is_some() {
+            c.finish_reason = ch.finish_reason;
+        }
+    }
+    c.usage = w.usage.map(|u| Usage {
+        prompt_tokens: u.prompt_tokens,
+        completion_tokens: u.completion_tokens,
+        reasoning_tokens: u.completion_tokens_details.and_then(|d| d.reasoning_tokens),
+    });
+    c.timings = w.timings.map(|t| ServerTimings {
+        prompt_ms: t.prompt_ms,
+        predicted_ms: t.predicted_ms,
+        predicted_per_token_ms: t.predicted_per_token_ms,
+    });
+    c
+}
+
+/// A short human text for an error object (its `message` when it has one).
+pub fn error_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Object(o) => o
+            .get("message")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| v.to_string()),
+        _ => v.to_string(),
+    }
+}
+
+/// The JSON body for an OpenAI request.
+pub fn request_body(api: ApiKind, model: &str, spec: &RequestSpec, stream: bool) -> Value {
+    let mut body = match api {
+        ApiKind::Completions => json!({ "model": model, "prompt": spec.prompt.as_text() }),
+        _ => json!({ "model": model, "messages": spec.prompt.as_messages() }),
+    };
+    let o = body.as_object_mut().expect("body is an object");
+    o.insert("stream".into(), json!(stream));
+    if stream {
+        o.insert("stream_options".into(), json!({ "include_usage": true }));
+    }
+    let s = &spec.sampling;
+    if let Some(m) = s.max_tokens {
+        o.insert("max_tokens".into(), json!(m));
+    }
+    if let Some(t) = s.temperature {
+        o.insert("temperature".into(), json!(t));
+    }
+    if let Some(seed) = s.seed {
+        o.insert("seed".into(), json!(seed));
+    }
+    if s.ignore_eos {
+        o.insert("ignore_eos".into(), json!(true));
+    }
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_only_chunk_is_not_a_token() {
+        let c = parse_chunk(r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#)
+            .unwrap()
+            .unwrap();
+        assert!(!c.has_token);
+        let c = parse_chunk(r#"{"choices":[{"index":0,"delta":{"role":"assistant"}}]}"#)
+            .unwrap()
+            .unwrap();
+        assert!(!c.has_token);
+    }
+
+    #[test]
+    fn content_reasoning_and_tool_calls_are_tokens() {
+        for data in [
+            r#"{"choices":[{"delta":{"content":"hi"}}]}"#,
+            r#"{"choices":[{"delta":{"reasoning_content":"think"}}]}"#,
+            r#"{"choices":[{"delta":{"reasoning":"think"}}]}"#,
+            r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{"}}]}}]}"#,
+            r#"{"choices":[{"text":"abc","index":0}]}"#,
+        ] {
+            assert!(parse_chunk(data).unwrap().unwrap().has_token, "{data}");
+        }
+    }
+
+    #[test]
+    fn usage_only_chunk_carries_counts_not_tokens() {
+        let c = parse_chunk(
+            r#"{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":34,"completion_tokens_details":{"reasoning_tokens":5}},"timings":{"predicted_per_token_ms":9.5}}"#,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(!c.has_token);
+        let u = c.usage.unwrap();
+        assert_eq!((u.prompt_tokens, u.completion_tokens, u.reasoning_tokens), (Some(12), Some(34), Some(5)));
+        assert_eq!(c.timings.unwrap().predicted_per_token_ms, Some(9.5));
+    }
+
+    #[test]
+    fn errors_in_the_stream_are_recognised() {
+        let c = parse_chunk(r#"{"error":{"message":"out of memory","code":500}}"#).unwrap().unwrap();
+        assert_eq!(c.error.as_deref(), Some("out of memory"));
+        let c = parse_chunk(r#"{"object":"error","message":"bad"}"#).unwrap().unwrap();
+        assert_eq!(c.error.as_deref(), Some("bad"));
+    }
+
+    #[test]
+    fn done_and_garbage() {
+        assert!(parse_chunk("[DONE]").unwrap().unwrap().done);
+        assert!(parse_chunk("{not json").is_err());
+        assert!(parse_chunk("[1,2]").is_err());
+    }
+
+    #[test]
+    fn request_bodies_ask_for_usage() {
+        let spec = RequestSpec {
+            id: "r1".into(),
+            prompt: fleetbench_core::Prompt::Text("hello".into()),
+            sampling: fleetbench_core::SamplingParams {
+                max_tokens: Some(16),
+                temperature: Some(0.0),
+                ignore_eos: true,
+                seed: Some(3),
+            },
+            expected_input_tokens: None,
+            label: None,
+        };
+        let b = request_body(ApiKind::Chat, "m", &spec, true);
+        assert_eq!(b["stream_options"]["include_usage"], json!(true));
+        assert_eq!(b["messages"][0]["content"], json!("hello"));
+        assert_eq!(b["max_tokens"], json!(16));
+        assert_eq!(b["ignore_eos"], json!(true));
+        let b = request_body(ApiKind::Completions, "m", &spec, false);
+        assert_eq!(b["prompt"], json!("hello"));
+        assert!(b.get("stream_options").is_none());
+    }
+}

@@ -1,0 +1,218 @@
+//! The load engine: drives one client through a plan. Closed loop keeps
+//! exactly N requests in flight with no batch barriers; open loop sends on
+//! the schedule's clock so that client lag shows up as `client_queue_time`.
+//! Every record goes to the sink the moment its request ends.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fleetbench_client::Client;
+use fleetbench_core::{RequestRecord, RunClock, SamplingParams};
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::schedule::{ArrivalTimes, Schedule};
+use crate::workload::Workload;
+
+/// When to stop issuing new requests (requests in flight then finish).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct StopCondition {
+    /// Measured requests (warm-up not included).
+    pub requests: Option<u64>,
+    /// Wall time from the first send, warm-up included.
+    pub duration: Option<Duration>,
+}
+
+/// Everything the engine needs to know about a run.
+#[derive(Debug, Clone)]
+pub struct RunPlan {
+    pub schedule: Schedule,
+    pub stop: StopCondition,
+    /// The first `warmup` requests issued are flagged and excluded from
+    /// every figure.
+    pub warmup: u64,
+    pub sampling: SamplingParams,
+    /// Seeds arrival times.
+    pub seed: u64,
+}
+
+/// What the engine did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EngineReport {
+    /// Requests whose record was delivered to the sink.
+    pub finished: u64,
+    /// The stop signal ended the run early.
+    pub interrupted: bool,
+    /// Run-clock instants of the first send and of the last request's end.
+    pub started: f64,
+    pub ended: f64,
+}
+
+/// Runs the plan. Records go to `sink` as requests end; `stop` set to true
+/// stops issuing and abandons requests in flight (they are not recorded).
+pub async fn run(
+    plan: &RunPlan,
+    client: &Client,
+    workload: Arc<dyn Workload>,
+    clock: RunClock,
+    sink: mpsc::UnboundedSender<RequestRecord>,
+    mut stop: watch::Receiver<bool>,
+) -> EngineReport {
+    let started = clock.now();
+    let budget = plan.stop.requests.map(|n| n + plan.warmup);
+    let deadline = plan.stop.duration.map(|d| started + d.as_secs_f64());
+    let finished = Arc::new(AtomicU64::new(0));
+    let work = async {
+        match plan.schedule {
+            Schedule::Closed { concurrency } => {
+                closed_loop(plan, concurrency, client, &workload, clock, &sink, budget, deadline, &finished).await
+            }
+            Schedule::Open {
+                rate,
+                arrival,
+                max_concurrency,
+            } => {
+                let arrivals = ArrivalTimes::new(rate, arrival, plan.seed);
+                open_loop(
+                    plan,
+                    arrivals,
+                    max_concurrency,
+                    client,
+                    &workload,
+                    clock,
+                    &sink,
+                    budget,
+                    deadline,
+                    &finished,
+                )
+                .await
+            }
+        }
+    };
+    let interrupted = if *stop.borrow() {
+        true
+    } else {
+        tokio::select! {
+            _ = work => false,
+            _ = wait_for_stop(&mut stop) => true,
+        }
+    };
+    EngineReport {
+        finished: finished.load(Ordering::SeqCst),
+        interrupted,
+        started,
+        ended: clock.now(),
+    }
+}
+
+async fn wait_for_stop(stop: &mut watch::Receiver<bool>) {
+    while !*stop.borrow_and_update() {
+        if stop.changed().await.is_err() {
+            // Sender gone: nobody can stop us any more.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn closed_loop(
+    plan: &RunPlan,
+    concurrency: u32,
+    client: &Client,
+    workload: &Arc<dyn Workload>,
+    clock: RunClock,
+    sink: &mpsc::UnboundedSender<RequestRecord>,
+    budget: Option<u64>,
+    deadline: Option<f64>,
+    finished: &Arc<AtomicU64>,
+) {
+    let next = Arc::new(AtomicU64::new(0));
+    let mut agents = JoinSet::new();
+    let t0 = clock.now();
+    for agent in 0..concurrency {
+        let next = next.clone();
+        let client = client.clone();
+        let workload = workload.clone();
+        let sink = sink.clone();
+        let finished = finished.clone();
+        let sampling = plan.sampling.clone();
+        let warmup = plan.warmup;
+        agents.spawn(async move {
+            let mut t_sched = t0;
+            loop {
+                if deadline.is_some_and(|d| clock.now() >= d) {
+                    break;
+                }
+                let index = next.fetch_add(1, Ordering::SeqCst);
+                if budget.is_some_and(|b| index >= b) {
+                    break;
+                }
+                let spec = workload.request(index, &sampling);
+                let mut rec = client.send(&spec, &clock, t_sched).await;
+                rec.index = index;
+                rec.agent = Some(agent);
+                rec.warmup = index < warmup;
+                t_sched = rec.t_end;
+                finished.fetch_add(1, Ordering::SeqCst);
+                if sink.send(rec).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    while agents.join_next().await.is_some() {}
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn open_loop(
+    plan: &RunPlan,
+    arrivals: ArrivalTimes,
+    max_concurrency: Option<u32>,
+    client: &Client,
+    workload: &Arc<dyn Workload>,
+    clock: RunClock,
+    sink: &mpsc::UnboundedSender<RequestRecord>,
+    budget: Option<u64>,
+    deadline: Option<f64>,
+    finished: &Arc<AtomicU64>,
+) {
+    let gate = max_concurrency.map(|m| Arc::new(Semaphore::new(m.max(1) as usize)));
+    let mut tasks = JoinSet::new();
+    let t0 = clock.now();
+    for (index, offset) in (0u64..).zip(arrivals) {
+        if budget.is_some_and(|b| index >= b) {
+            break;
+        }
+        let t_sched = t0 + offset;
+        if deadline.is_some_and(|d| t_sched >= d) {
+            break;
+        }
+        tokio::time::sleep_until(clock.instant_at(t_sched).into()).await;
+        // Reap finished tasks so the set does not grow without bound.
+        while tasks.try_join_next().is_some() {}
+        let permit = match &gate {
+            Some(g) => match g.clone().acquire_owned().await {
+                Ok(p) => Some(p),
+                Err(_) => break,
+            },
+            None => None,
+        };
+        let client = client.clone();
+        let workload = workload.clone();
+        let sink = sink.clone();
+        let finished = finished.clone();
+        let sampling = plan.sampling.clone();
+        let warmup = plan.warmup;
+        tasks.spawn(async move {
+            let spec = workload.request(index, &sampling);
+            let mut rec = client.send(&spec, &clock, t_sched).await;
+            drop(permit);
+            rec.index = index;
+            rec.warmup = index < warmup;
+            finished.fetch_add(1, Ordering::SeqCst);
+            let _ = sink.send(rec);
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+}

@@ -1,0 +1,335 @@
+//! Workloads: what each request says. `synthetic:in=I,out=O[,spread=S]`
+//! builds distinct prompts of about I tokens; `file:PATH.jsonl` replays one
+//! request per line. Request `i` is a pure function of the seed and `i`, so
+//! concurrency never changes what is sent.
+
+use std::path::{Path, PathBuf};
+
+use fleetbench_core::{ChatMessage, Prompt, RequestSpec, SamplingParams};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Deserialize;
+
+/// Produces the request with a given issue index.
+pub trait Workload: Send + Sync {
+    fn request(&self, index: u64, sampling: &SamplingParams) -> RequestSpec;
+    /// A one-line description for run metadata.
+    fn describe(&self) -> String;
+    /// How many distinct requests it holds (`None`: unbounded).
+    fn len(&self) -> Option<u64> {
+        None
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkloadError {
+    #[error("unknown workload '{0}': use synthetic:in=512,out=256[,spread=0.2] or file:PATH.jsonl")]
+    Unknown(String),
+    #[error("bad synthetic workload '{spec}': {why}")]
+    Synthetic { spec: String, why: String },
+    #[error("cannot read workload file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {why}")]
+    Line { path: PathBuf, line: usize, why: String },
+    #[error("workload file {0} holds no requests")]
+    Empty(PathBuf),
+}
+
+/// A parsed `--workload` value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WorkloadSpec {
+    Synthetic { input: u32, output: u32, spread: f64 },
+    File(PathBuf),
+}
+
+impl WorkloadSpec {
+    pub fn parse(s: &str) -> Result<WorkloadSpec, WorkloadError> {
+        if let Some(rest) = s.strip_prefix("synthetic:").or_else(|| (s == "synthetic").then_some("")) {
+            let bad = |why: &str| WorkloadError::Synthetic {
+                spec: s.to_string(),
+                why: why.to_string(),
+            };
+            let (mut input, mut output, mut spread) = (512u32, 256u32, 0.0f64);
+            for part in rest.split(',').filter(|p| !p.is_empty()) {
+                let (k, v) = part.split_once('=').ok_or_else(|| bad("expected key=value pairs"))?;
+                match k.trim() {
+                    "in" => input = v.trim().parse().map_err(|_| bad("in= takes a whole number of tokens"))?,
+                    "out" => output = v.trim().parse().map_err(|_| bad("out= takes a whole number of tokens"))?,
+                    "spread" => {
+                        spread = v.trim().parse().map_err(|_| bad("spread= takes a fraction like 0.2"))?;
+                        if !(0.0..1.0).contains(&spread) {
+                            return Err(bad("spread must be in [0, 1)"));
+                        }
+                    }
+                    other => return Err(bad(&format!("unknown key '{other}' (in, out, spread)"))),
+                }
+            }
+            if input == 0 || output == 0 {
+                return Err(bad("in and out must be at least 1"));
+            }
+            return Ok(WorkloadSpec::Synthetic { input, output, spread });
+        }
+        if let Some(p) = s.strip_prefix("file:") {
+            return Ok(WorkloadSpec::File(PathBuf::from(p)));
+        }
+        Err(WorkloadError::Unknown(s.to_string()))
+    }
+
+    pub fn build(&self, seed: u64) -> Result<Box<dyn Workload>, WorkloadError> {
+        Ok(match self {
+            WorkloadSpec::Synthetic { input, output, spread } => {
+                Box::new(SyntheticWorkload::new(*input, *output, *spread, seed))
+            }
+            WorkloadSpec::File(p) => Box::new(FileWorkload::load(p)?),
+        })
+    }
+}
+
+/// Common English words that most BPE tokenizers encode as one token each
+/// (with their leading space), so a prompt of N words is about N tokens.
+const WORDS: &[&str] = &[
+    "the", "of", "and", "to", "in", "is", "that", "for", "it", "as", "was", "with", "be", "by", "on", "not", "he",
+    "this", "are", "or", "his", "from", "at", "which", "but", "have", "an", "had", "they", "you", "were", "their",
+    "one", "all", "we", "can", "her", "has", "there", "been", "if", "more", "when", "will", "would", "who", "so",
+    "no", "time", "out", "up", "into", "some", "could", "them", "than", "other", "its", "only", "new", "two", "may",
+    "first", "then", "do", "any", "like", "my", "now", "over", "such", "our", "man", "me", "even", "most", "made",
+    "after", "also", "did", "many", "before", "must", "through", "back", "years", "where", "much", "your", "way",
+    "well", "down", "should", "because", "each", "just", "those", "people", "how", "too", "little", "state",
+    "good", "very", "make", "world", "still", "own", "see", "men", "work", "long", "get", "here", "between",
+    "both", "life", "being", "under", "never", "day", "same", "another", "know", "while", "last", "might", "us",
+    "great", "old", "year", "off", "come", "since", "against", "go", "came", "right", "used", "take", "three",
+];
+
+/// Tokens the instruction around the words costs (approximately).
+const SYNTHETIC_OVERHEAD_TOKENS: u32 = 24;
+
+/// Prompts of about `input` tokens, each starting with a distinct nonce and
+/// word order so prefix caches cannot serve one request from another;
+/// `max_tokens` of about `output`.
+#[derive(Debug, Clone)]
+pub struct SyntheticWorkload {
+    input: u32,
+    output: u32,
+    spread: f64,
+    seed: u64,
+}
+
+impl SyntheticWorkload {
+    pub fn new(input: u32, output: u32, spread: f64, seed: u64) -> SyntheticWorkload {
+        SyntheticWorkload {
+            input,
+            output,
+            spread,
+            seed,
+        }
+    }
+
+    fn draw(rng: &mut ChaCha8Rng, mean: u32, spread: f64) -> u32 {
+        if spread <= 0.0 {
+            return mean;
+        }
+        let f = rng.random_range(1.0 - spread..=1.0 + spread);
+        ((mean as f64 * f).round() as u32).max(1)
+    }
+}
+
+impl Workload for SyntheticWorkload {
+    fn request(&self, index: u64, sampling: &SamplingParams) -> RequestSpec {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let input = Self::draw(&mut rng, self.input, self.spread);
+        let output = Self::draw(&mut rng, self.output, self.spread);
+        let words = input.saturating_sub(SYNTHETIC_OVERHEAD_TOKENS).max(1);
+        let nonce: u64 = rng.random();
+        let mut text = format!("Request {nonce:016x}. Repeat the following words back, then keep writing freely:");
+        text.reserve(words as usize * 6);
+        for _ in 0..words {
+            text.push(' ');
+            text.push_str(WORDS[rng.random_range(0..WORDS.len())]);
+        }
+        let mut sampling = sampling.clone();
+        if sampling.max_tokens.is_none() {
+            sampling.max_tokens = Some(output);
+        }
+        RequestSpec {
+            id: format!("syn-{index}"),
+            prompt: Prompt::Messages(vec![ChatMessage {
+                role: "user".into(),
+                content: text,
+            }]),
+            sampling,
+            expected_input_tokens: Some(input),
+            label: None,
+        }
+    }
+
+    fn describe(&self) -> String {
+        if self.spread > 0.0 {
+            format!("synthetic:in={},out={},spread={}", self.input, self.output, self.spread)
+        } else {
+            format!("synthetic:in={},out={}", self.input, self.output)
+        }
+    }
+}
+
+/// One request per JSONL line: `{"messages": [...]}` or `{"prompt": "..."}`,
+/// optional `max_tokens` and `id`. Requests cycle when the run needs more.
+#[derive(Debug, Clone)]
+pub struct FileWorkload {
+    path: PathBuf,
+    items: Vec<FileItem>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileItem {
+    messages: Option<Vec<ChatMessage>>,
+    prompt: Option<String>,
+    max_tokens: Option<u32>,
+    id: Option<serde_json::Value>,
+    label: Option<String>,
+}
+
+impl FileWorkload {
+    pub fn load(path: &Path) -> Result<FileWorkload, WorkloadError> {
+        let text = std::fs::read_to_string(path).map_err(|source| WorkloadError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut items = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let bad = |why: String| WorkloadError::Line {
+                path: path.to_path_buf(),
+                line: i + 1,
+                why,
+            };
+            let item: FileItem = serde_json::from_str(line).map_err(|e| bad(format!("not a request object: {e}")))?;
+            match (&item.messages, &item.prompt) {
+                (Some(m), None) if !m.is_empty() => {}
+                (None, Some(_)) => {}
+                _ => return Err(bad("give exactly one of \"messages\" (non-empty) or \"prompt\"".into())),
+            }
+            items.push(item);
+        }
+        if items.is_empty() {
+            return Err(WorkloadError::Empty(path.to_path_buf()));
+        }
+        Ok(FileWorkload {
+            path: path.to_path_buf(),
+            items,
+        })
+    }
+}
+
+impl Workload for FileWorkload {
+    fn request(&self, index: u64, sampling: &SamplingParams) -> RequestSpec {
+        let n = self.items.len() as u64;
+        let item = &self.items[(index % n) as usize];
+        let prompt = match (&item.messages, &item.prompt) {
+            (Some(m), _) => Prompt::Messages(m.clone()),
+            (None, Some(p)) => Prompt::Text(p.clone()),
+            (None, None) => Prompt::Text(String::new()),
+        };
+        let mut sampling = sampling.clone();
+        if item.max_tokens.is_some() {
+            sampling.max_tokens = item.max_tokens;
+        }
+        let base = match &item.id {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(v) => v.to_string(),
+            None => format!("line-{}", index % n),
+        };
+        let id = if index < n { base } else { format!("{base}#{}", index / n) };
+        RequestSpec {
+            id,
+            prompt,
+            sampling,
+            expected_input_tokens: None,
+            label: item.label.clone(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("file:{}", self.path.display())
+    }
+
+    fn len(&self) -> Option<u64> {
+        Some(self.items.len() as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn synthetic_spec_parses_and_validates() {
+        assert_eq!(
+            WorkloadSpec::parse("synthetic:in=512,out=256").unwrap(),
+            WorkloadSpec::Synthetic {
+                input: 512,
+                output: 256,
+                spread: 0.0
+            }
+        );
+        assert!(matches!(
+            WorkloadSpec::parse("synthetic:in=10,out=5,spread=0.2").unwrap(),
+            WorkloadSpec::Synthetic { spread, .. } if (spread - 0.2).abs() < 1e-12
+        ));
+        for bad in ["synthetic:in=x", "synthetic:in=0,out=1", "synthetic:foo=1", "synthetic:spread=2", "nope"] {
+            assert!(WorkloadSpec::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn synthetic_prompts_are_distinct_sized_and_deterministic() {
+        let w = SyntheticWorkload::new(512, 64, 0.0, 42);
+        let s = SamplingParams::default();
+        let a = w.request(0, &s);
+        let b = w.request(1, &s);
+        assert_ne!(a.prompt, b.prompt);
+        assert_eq!(a.prompt, w.request(0, &s).prompt);
+        assert_eq!(a.sampling.max_tokens, Some(64));
+        let words = a.prompt.as_text().split_whitespace().count();
+        // About one word per token: within 15 % of the target.
+        assert!((words as f64 - 512.0).abs() < 0.15 * 512.0, "{words}");
+        // The first 40 characters already differ, so no shared prefix.
+        assert_ne!(a.prompt.as_text()[..40], b.prompt.as_text()[..40]);
+    }
+
+    #[test]
+    fn file_workload_reads_messages_and_prompts() {
+        let dir = std::env::temp_dir().join(format!("fb-wl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("w.jsonl");
+        std::fs::write(
+            &p,
+            "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":7,\"id\":\"a\"}\n\n{\"prompt\":\"raw\"}\n",
+        )
+        .unwrap();
+        let w = FileWorkload::load(&p).unwrap();
+        assert_eq!(w.len(), Some(2));
+        let r0 = w.request(0, &SamplingParams::default());
+        assert_eq!(r0.id, "a");
+        assert_eq!(r0.sampling.max_tokens, Some(7));
+        let r1 = w.request(1, &SamplingParams::default());
+        assert_eq!(r1.prompt, Prompt::Text("raw".into()));
+        assert_eq!(w.request(2, &SamplingParams::default()).id, "a#1");
+
+        std::fs::write(&p, "{\"prompt\":\"ok\"}\n{broken\n").unwrap();
+        let e = FileWorkload::load(&p).unwrap_err().to_string();
+        assert!(e.contains(":2:"), "{e}");
+        std::fs::write(&p, "{\"prompt\":\"a\",\"messages\":[{\"role\":\"user\",\"content\":\"b\"}]}\n").unwrap();
+        assert!(FileWorkload::load(&p).is_err());
+        std::fs::write(&p, "\n").unwrap();
+        assert!(matches!(FileWorkload::load(&p), Err(WorkloadError::Empty(_))));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

@@ -1,0 +1,294 @@
+//! A scripted SSE server for tests: exact timing (role chunk at once, first
+//! token after `ttft`, one token every `itl`, usage, `[DONE]`) and injected
+//! faults. It counts requests in flight on the server side.
+
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    None,
+    /// Status code with a JSON error body.
+    Http(u16),
+    /// 429 with `Retry-After` for the first `times` requests, then normal.
+    RateLimited { retry_after_s: u32, times: u64 },
+    /// A chunk that is not JSON.
+    Malformed,
+    /// Close after `after` tokens with no finish reason and no `[DONE]`.
+    Truncated { after: u32 },
+    /// Bytes that are not UTF-8 inside an event.
+    InvalidUtf8,
+    /// An error object inside the stream after one token.
+    ErrorEvent,
+    /// One event larger than `bytes`.
+    Huge { bytes: usize },
+    /// Stop sending (but keep the connection) after `after` tokens.
+    Stall { after: u32 },
+    /// Every event split in two reads, `\r\n` line endings, keep-alive
+    /// comments, reasoning and tool-call deltas, no `[DONE]`.
+    Awkward,
+}
+
+#[derive(Debug, Clone)]
+pub struct Script {
+    pub ttft: Duration,
+    pub itl: Duration,
+    pub tokens: u32,
+    pub prompt_tokens: u32,
+    pub fault: Fault,
+    /// Send the usage chunk.
+    pub usage: bool,
+    /// Answer Anthropic Messages events instead of OpenAI chunks.
+    pub anthropic: bool,
+}
+
+impl Default for Script {
+    fn default() -> Self {
+        Script {
+            ttft: Duration::from_millis(50),
+            itl: Duration::from_millis(10),
+            tokens: 8,
+            prompt_tokens: 17,
+            fault: Fault::None,
+            usage: true,
+            anthropic: false,
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Counters {
+    pub requests: AtomicU64,
+    pub in_flight: AtomicU64,
+    pub max_in_flight: AtomicU64,
+    pub completed: AtomicU64,
+    /// (start, end) of every response, seconds since the server started.
+    pub intervals: Mutex<Vec<(f64, f64)>>,
+    pub auth_headers: Mutex<Vec<String>>,
+}
+
+pub struct ScriptedServer {
+    pub addr: SocketAddr,
+    pub counters: Arc<Counters>,
+    pub started: Instant,
+}
+
+impl ScriptedServer {
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+}
+
+struct Shared {
+    script: Script,
+    counters: Arc<Counters>,
+    started: Instant,
+}
+
+pub async fn start(script: Script) -> ScriptedServer {
+    let counters = Arc::new(Counters::default());
+    let started = Instant::now();
+    let shared = Arc::new(Shared {
+        script,
+        counters: counters.clone(),
+        started,
+    });
+    let app = Router::new()
+        .route("/v1/chat/completions", post(|s, h, b| handle(s, h, b, "chat")))
+        .route("/v1/completions", post(|s, h, b| handle(s, h, b, "completions")))
+        .route("/v1/messages", post(|s, h, b| handle(s, h, b, "anthropic")))
+        .with_state(shared);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.ok();
+    });
+    ScriptedServer {
+        addr,
+        counters,
+        started,
+    }
+}
+
+struct InFlight {
+    counters: Arc<Counters>,
+    start: f64,
+    started: Instant,
+    completed: bool,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.counters.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if self.completed {
+            self.counters.completed.fetch_add(1, Ordering::SeqCst);
+        }
+        let end = self.started.elapsed().as_secs_f64();
+        self.counters.intervals.lock().unwrap().push((self.start, end));
+    }
+}
+
+async fn handle(State(s): State<Arc<Shared>>, headers: HeaderMap, _body: Bytes, kind: &'static str) -> Response {
+    let c = &s.counters;
+    let n = c.requests.fetch_add(1, Ordering::SeqCst);
+    if let Some(a) = headers.get("authorization").or_else(|| headers.get("x-api-key")) {
+        c.auth_headers.lock().unwrap().push(a.to_str().unwrap_or("").to_string());
+    }
+    let script = s.script.clone();
+    match script.fault {
+        Fault::Http(code) => {
+            let status = StatusCode::from_u16(code).unwrap();
+            return (status, "{\"error\":{\"message\":\"scripted failure\"}}").into_response();
+        }
+        Fault::RateLimited { retry_after_s, times } if n < times => {
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [("retry-after", retry_after_s.to_string())],
+                "{\"error\":{\"message\":\"slow down\"}}",
+            )
+                .into_response();
+        }
+        _ => {}
+    }
+    let now = c.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    c.max_in_flight.fetch_max(now, Ordering::SeqCst);
+    let mut guard = InFlight {
+        counters: c.clone(),
+        start: s.started.elapsed().as_secs_f64(),
+        started: s.started,
+        completed: false,
+    };
+    let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
+    tokio::spawn(async move {
+        let ok = produce(&script, kind, &tx).await;
+        guard.completed = ok;
+        if let Fault::Stall { .. } = script.fault {
+            // Hold the connection open without sending anything.
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        }
+        drop(guard);
+    });
+    let body = Body::from_stream(tokio_stream_from(rx));
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(body)
+        .unwrap()
+}
+
+fn tokio_stream_from(
+    mut rx: mpsc::Receiver<Result<Bytes, Infallible>>,
+) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+async fn produce(script: &Script, kind: &str, tx: &mpsc::Sender<Result<Bytes, Infallible>>) -> bool {
+    let send = |b: Vec<u8>| async move { tx.send(Ok(Bytes::from(b))).await.is_ok() };
+    let awkward = script.fault == Fault::Awkward;
+    let eol = if awkward { "\r\n" } else { "\n" };
+    let event = |data: String| -> Vec<u8> { format!("data: {data}{eol}{eol}").into_bytes() };
+    let anthropic = script.anthropic || kind == "anthropic";
+    if anthropic {
+        let ev = |name: &str, data: String| format!("event: {name}\ndata: {data}\n\n").into_bytes();
+        send(ev("message_start", format!("{{\"type\":\"message_start\",\"message\":{{\"usage\":{{\"input_tokens\":{},\"output_tokens\":1}}}}}}", script.prompt_tokens))).await;
+        send(ev("ping", "{\"type\":\"ping\"}".into())).await;
+        tokio::time::sleep(script.ttft).await;
+        for i in 0..script.tokens {
+            if i > 0 {
+                tokio::time::sleep(script.itl).await;
+            }
+            send(ev("content_block_delta", format!("{{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"t{i} \"}}}}"))).await;
+        }
+        send(ev("message_delta", format!("{{\"type\":\"message_delta\",\"delta\":{{\"stop_reason\":\"end_turn\"}},\"usage\":{{\"output_tokens\":{}}}}}", script.tokens))).await;
+        return send(ev("message_stop", "{\"type\":\"message_stop\"}".into())).await;
+    }
+    let chunk = |delta: String| -> String {
+        if kind == "completions" {
+            format!("{{\"object\":\"text_completion\",\"choices\":[{{\"index\":0,\"text\":{delta},\"finish_reason\":null}}]}}")
+        } else {
+            format!("{{\"object\":\"chat.completion.chunk\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":{delta}}},\"finish_reason\":null}}]}}")
+        }
+    };
+    if kind == "chat" {
+        send(event("{\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}".into())).await;
+    }
+    if awkward {
+        send(format!(": keep-alive{eol}{eol}").into_bytes()).await;
+    }
+    tokio::time::sleep(script.ttft).await;
+    for i in 0..script.tokens {
+        if i > 0 {
+            tokio::time::sleep(script.itl).await;
+        }
+        match (&script.fault, i) {
+            (Fault::Truncated { after }, i) if i == *after => return false,
+            (Fault::Stall { after }, i) if i == *after => return false,
+            (Fault::Malformed, 1) => {
+                send(b"data: {\"choices\": [ this is not json\n\n".to_vec()).await;
+                continue;
+            }
+            (Fault::InvalidUtf8, 1) => {
+                send(b"data: {\"choices\":[{\"delta\":{\"content\":\"\xff\xfe\"}}]}\n\n".to_vec()).await;
+                continue;
+            }
+            (Fault::ErrorEvent, 1) => {
+                send(event("{\"error\":{\"message\":\"CUDA out of memory\",\"code\":500}}".into())).await;
+                return false;
+            }
+            (Fault::Huge { bytes }, 1) => {
+                let big = "x".repeat(*bytes);
+                send(event(chunk(format!("\"{big}\"")))).await;
+                continue;
+            }
+            _ => {}
+        }
+        let data = if awkward && kind == "chat" && i % 3 == 1 {
+            "{\"choices\":[{\"index\":0,\"delta\":{\"reasoning_content\":\"hmm\"}}]}".to_string()
+        } else if awkward && kind == "chat" && i % 3 == 2 {
+            "{\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{}\"}}]}}]}".to_string()
+        } else {
+            chunk(format!("\"t{i} \""))
+        };
+        let bytes = event(data);
+        if awkward {
+            let mid = bytes.len() / 2;
+            send(bytes[..mid].to_vec()).await;
+            tokio::task::yield_now().await;
+            send(bytes[mid..].to_vec()).await;
+        } else {
+            send(bytes).await;
+        }
+    }
+    let finish = if kind == "completions" {
+        "{\"choices\":[{\"index\":0,\"text\":\"\",\"finish_reason\":\"length\"}]}".to_string()
+    } else {
+        "{\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"length\"}]}".to_string()
+    };
+    send(event(finish)).await;
+    if script.usage {
+        send(event(format!(
+            "{{\"choices\":[],\"usage\":{{\"prompt_tokens\":{},\"completion_tokens\":{},\"total_tokens\":{}}}}}",
+            script.prompt_tokens,
+            script.tokens,
+            script.prompt_tokens + script.tokens
+        )))
+        .await;
+    }
+    if awkward {
+        return true; // no [DONE]
+    }
+    send(b"data: [DONE]\n\n".to_vec()).await
+}

@@ -1,0 +1,31 @@
+//! The run as one JSON object: every key of [`RunMetrics`] (vLLM's names
+//! where vLLM has one) plus the run's metadata.
+
+use fleetbench_core::{RunMeta, RunMetrics};
+use serde_json::{json, Value};
+
+/// The `--json-out` document of a run.
+pub fn run_json(meta: &RunMeta, metrics: &RunMetrics) -> Value {
+    let mut v = serde_json::to_value(metrics).unwrap_or_else(|_| json!({}));
+    if let Value::Object(o) = &mut v {
+        o.insert("run_id".into(), json!(meta.id));
+        o.insert("date".into(), json!(meta.started_at));
+        o.insert("backend".into(), json!(meta.api));
+        o.insert("base_url".into(), json!(meta.backend_url));
+        o.insert("model_id".into(), json!(meta.model));
+        o.insert("workload".into(), json!(meta.workload));
+        o.insert("schedule".into(), json!(meta.schedule));
+        o.insert("status".into(), json!(meta.status.as_str()));
+        o.insert("tool".into(), json!(format!("fleetbench {}", meta.tool_version)));
+        o.insert("command".into(), json!(meta.command_line));
+        o.insert("host".into(), json!(meta.host));
+        o.insert("num_prompts".into(), json!(metrics.sent));
+        for key in ["max_concurrency", "request_rate", "burstiness"] {
+            if let Some(x) = meta.config.get(key) {
+                o.insert(key.into(), x.clone());
+            }
+        }
+        o.insert("config".into(), meta.config.clone());
+    }
+    v
+}

@@ -1,0 +1,212 @@
+//! The run summary for people: a terminal table and the same content as a
+//! Markdown table. Every headline figure is printed with its 95 % interval.
+
+use std::fmt::Write;
+
+use fleetbench_core::stats::Interval;
+use fleetbench_core::units::format_seconds;
+use fleetbench_core::{RunMeta, RunMetrics};
+
+struct Row {
+    name: &'static str,
+    key: &'static str,
+}
+
+const LATENCY_ROWS: &[Row] = &[
+    Row { name: "TTFT", key: "ttft" },
+    Row { name: "TPOT", key: "tpot" },
+    Row { name: "ITL", key: "itl" },
+    Row { name: "E2E latency", key: "e2el" },
+    Row { name: "client queue", key: "client_queue" },
+];
+
+fn num(x: f64) -> String {
+    if !x.is_finite() {
+        "-".into()
+    } else if x.abs() >= 1000.0 {
+        format!("{x:.0}")
+    } else if x.abs() >= 100.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.2}")
+    }
+}
+
+fn with_ci(x: Option<f64>, ci: Option<Interval>) -> String {
+    match (x, ci) {
+        (Some(x), Some(ci)) => format!("{} [{}, {}]", num(x), num(ci.lo), num(ci.hi)),
+        (Some(x), None) => num(x),
+        (None, _) => "-".into(),
+    }
+}
+
+fn errors_line(m: &RunMetrics) -> String {
+    if m.errors_by_kind.is_empty() {
+        return "none".into();
+    }
+    m.errors_by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ")
+}
+
+fn latency_table(m: &RunMetrics) -> Vec<[String; 6]> {
+    let mut rows = Vec::new();
+    for r in LATENCY_ROWS {
+        let get = |s: &str| m.ms(&format!("{s}_{}_ms", r.key));
+        let ci = |s: &str| m.ci(&format!("{s}_{}_ms", r.key));
+        if get("mean").is_none() {
+            continue;
+        }
+        rows.push([
+            format!("{} (ms)", r.name),
+            with_ci(get("mean"), ci("mean")),
+            with_ci(get("median"), ci("median")),
+            get("p90").map(num).unwrap_or_else(|| "-".into()),
+            with_ci(get("p99"), ci("p99")),
+            get("std").map(num).unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    rows
+}
+
+const HEAD: [&str; 6] = ["metric", "mean [95% CI]", "median [95% CI]", "p90", "p99 [95% CI]", "std"];
+
+fn token_sources(m: &RunMetrics) -> String {
+    let s = m.token_source.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ");
+    if m.token_count_mismatch {
+        format!("{s}; WARNING: server counts and stream events differ by more than 2 %")
+    } else {
+        s
+    }
+}
+
+/// The summary printed at the end of `fleetbench run`.
+pub fn terminal_summary(meta: &RunMeta, m: &RunMetrics) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "run {} · {} · {} @ {}", meta.id, meta.model, meta.api, meta.backend_url);
+    let _ = writeln!(s, "{} · {} · status {}", meta.schedule, meta.workload, meta.status.as_str());
+    let _ = writeln!(
+        s,
+        "requests   {} sent, {} completed, {} failed (errors: {})",
+        m.sent,
+        m.completed,
+        m.failed,
+        errors_line(m)
+    );
+    let _ = writeln!(
+        s,
+        "duration   {} · max concurrency {} · tokens in {} / out {} (source: {})",
+        format_seconds(m.duration),
+        m.max_concurrent_requests,
+        m.total_input_tokens,
+        m.total_output_tokens,
+        token_sources(m)
+    );
+    let rows = latency_table(m);
+    if !rows.is_empty() {
+        let mut widths = HEAD.map(str::len);
+        for r in &rows {
+            for (w, c) in widths.iter_mut().zip(r.iter()) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+        let line = |cells: &[String]| {
+            let mut l = String::from("  ");
+            for (i, c) in cells.iter().enumerate() {
+                let pad = widths[i] - c.chars().count();
+                if i == 0 {
+                    l.push_str(c);
+                    l.push_str(&" ".repeat(pad));
+                } else {
+                    l.push_str("  ");
+                    l.push_str(&" ".repeat(pad));
+                    l.push_str(c);
+                }
+            }
+            l
+        };
+        s.push('\n');
+        let _ = writeln!(s, "{}", line(&HEAD.map(String::from)));
+        for r in &rows {
+            let _ = writeln!(s, "{}", line(r));
+        }
+        s.push('\n');
+    }
+    let _ = writeln!(
+        s,
+        "throughput {} req/s · output {} tok/s · total {} tok/s",
+        with_ci(Some(m.request_throughput), m.ci("request_throughput")),
+        with_ci(Some(m.output_throughput), m.ci("output_throughput")),
+        num(m.total_token_throughput)
+    );
+    let _ = writeln!(
+        s,
+        "per request decode {} tok/s (median {}) · per task {} tok/s",
+        with_ci(m.mean_tok_s, m.ci("mean_tok_s")),
+        m.median_tok_s.map(num).unwrap_or_else(|| "-".into()),
+        m.mean_task_tok_s.map(num).unwrap_or_else(|| "-".into()),
+    );
+    if let (Some(g), Some(a)) = (m.request_goodput, m.slo_attainment_pct) {
+        let _ = writeln!(s, "goodput    {} req/s meeting every SLO ({:.1} % of requests)", num(g), a);
+    }
+    if let Some(ss) = &m.steady_state {
+        let _ = writeln!(
+            s,
+            "steady     {} window: {} tok/s output, {} req/s",
+            format_seconds(ss.duration),
+            num(ss.output_throughput),
+            num(ss.request_throughput)
+        );
+    }
+    s
+}
+
+/// The same summary as Markdown.
+pub fn markdown_summary(meta: &RunMeta, m: &RunMetrics) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "## fleetbench run {}: {}\n", meta.id, md_escape(&meta.model));
+    let _ = writeln!(s, "| setting | value |\n|---|---|");
+    for (k, v) in [
+        ("backend", format!("{} ({})", meta.backend_url, meta.api)),
+        ("schedule", meta.schedule.clone()),
+        ("workload", meta.workload.clone()),
+        ("started", meta.started_at.clone()),
+        ("status", meta.status.as_str().to_string()),
+        ("tool", format!("fleetbench {}", meta.tool_version)),
+        ("command", format!("`{}`", meta.command_line.replace('`', "'"))),
+    ] {
+        let _ = writeln!(s, "| {k} | {} |", md_escape(&v));
+    }
+    let _ = writeln!(s, "\n| requests | completed | failed | errors | duration | max concurrency |");
+    let _ = writeln!(s, "|---:|---:|---:|---|---:|---:|");
+    let _ = writeln!(
+        s,
+        "| {} | {} | {} | {} | {} | {} |",
+        m.sent,
+        m.completed,
+        m.failed,
+        errors_line(m),
+        format_seconds(m.duration),
+        m.max_concurrent_requests
+    );
+    let _ = writeln!(s, "\n| {} |", HEAD.join(" | "));
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|");
+    for r in latency_table(m) {
+        let _ = writeln!(s, "| {} |", r.join(" | "));
+    }
+    let _ = writeln!(s, "\n| throughput | value [95% CI] |\n|---|---:|");
+    let _ = writeln!(s, "| requests/s | {} |", with_ci(Some(m.request_throughput), m.ci("request_throughput")));
+    let _ = writeln!(s, "| output tok/s | {} |", with_ci(Some(m.output_throughput), m.ci("output_throughput")));
+    let _ = writeln!(s, "| total tok/s | {} |", num(m.total_token_throughput));
+    let _ = writeln!(s, "| per-request decode tok/s | {} |", with_ci(m.mean_tok_s, m.ci("mean_tok_s")));
+    if let Some(t) = m.mean_task_tok_s {
+        let _ = writeln!(s, "| per-task tok/s | {} |", num(t));
+    }
+    if let (Some(g), Some(a)) = (m.request_goodput, m.slo_attainment_pct) {
+        let _ = writeln!(s, "| goodput req/s (SLO attainment) | {} ({a:.1} %) |", num(g));
+    }
+    s
+}
+
+/// Escapes characters that would break a Markdown table cell.
+pub fn md_escape(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ").replace('<', "&lt;").replace('>', "&gt;")
+}

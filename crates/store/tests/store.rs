@@ -1,0 +1,116 @@
+//! The results database round-trips runs, records and artifacts, and tells
+//! runs abandoned by a dead process apart as `incomplete`.
+
+use fleetbench_core::{ErrorKind, RequestError, RequestRecord, RunMeta, RunStatus, ServerTimings, TokenSource};
+use fleetbench_store::{RecordWriter, Store, StoreError};
+
+fn meta(pid: Option<u32>) -> RunMeta {
+    RunMeta {
+        id: 0,
+        tool_version: "0.1.0".into(),
+        command_line: "fleetbench run --url http://x/v1".into(),
+        host: "h".into(),
+        backend_url: "http://x/v1".into(),
+        model: "m".into(),
+        api: "chat".into(),
+        workload: "synthetic:in=1,out=1".into(),
+        schedule: "closed loop, concurrency 1".into(),
+        started_at: "2026-11-25T00:00:00Z".into(),
+        ended_at: None,
+        status: RunStatus::Running,
+        config: serde_json::json!({"concurrency": 1}),
+        pid,
+        group: Some("g1".into()),
+    }
+}
+
+fn record(i: u64) -> RequestRecord {
+    RequestRecord {
+        index: i,
+        request_id: format!("r{i}"),
+        agent: Some(0),
+        t_sched: 0.1 * i as f64,
+        t_send: 0.1 * i as f64 + 0.001,
+        t_first_byte: Some(0.2),
+        t_first_token: Some(0.25),
+        t_last_token: Some(0.5),
+        t_end: 0.51,
+        itl: vec![0.01, 0.02, 0.03],
+        token_events: 4,
+        event_tokens: 4,
+        input_tokens: Some(12),
+        output_tokens: 4,
+        token_source: TokenSource::Server,
+        finish_reason: Some("stop".into()),
+        http_status: Some(200),
+        server_timings: Some(ServerTimings {
+            predicted_per_token_ms: Some(9.0),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn tmp(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("fb-store-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d.join("sub").join("results.db")
+}
+
+#[test]
+fn runs_and_records_round_trip() {
+    let path = tmp("rt");
+    let mut s = Store::open(&path).unwrap();
+    let id = s.create_run(&meta(Some(std::process::id()))).unwrap();
+    let mut failed = record(1);
+    failed.error = Some(RequestError::new(ErrorKind::HttpStatus, "nope").with_status(502));
+    s.insert_records(id, &[record(0), failed.clone()]).unwrap();
+    let back = s.records(id).unwrap();
+    assert_eq!(back, vec![record(0), failed]);
+    assert_eq!(s.run(id).unwrap().meta.status, RunStatus::Running, "owner alive");
+    s.finish_run(id, RunStatus::Completed, "2026-11-25T00:01:00Z", Some(&serde_json::json!({"completed": 1})))
+        .unwrap();
+    let run = s.run(id).unwrap();
+    assert_eq!(run.meta.status, RunStatus::Completed);
+    assert_eq!(run.summary.unwrap()["completed"], 1);
+    assert_eq!(run.request_count, 2);
+    assert_eq!(s.list_runs(10).unwrap().len(), 1);
+    assert_eq!(s.runs_in_group("g1").unwrap().len(), 1);
+    s.put_artifact(id, "level", "c=1", &serde_json::json!({"x": 1})).unwrap();
+    assert_eq!(s.artifacts(id, "level").unwrap()[0].1["x"], 1);
+    assert!(matches!(s.run(999), Err(StoreError::NoSuchRun(999))));
+}
+
+#[test]
+fn a_run_whose_process_died_is_incomplete() {
+    let path = tmp("dead");
+    let s = Store::open(&path).unwrap();
+    // A pid that cannot exist.
+    let id = s.create_run(&meta(Some(i32::MAX as u32 - 1))).unwrap();
+    assert_eq!(s.run(id).unwrap().meta.status, RunStatus::Incomplete);
+}
+
+#[test]
+fn the_writer_commits_in_the_background() {
+    let path = tmp("writer");
+    let s = Store::open(&path).unwrap();
+    let id = s.create_run(&meta(None)).unwrap();
+    let w = RecordWriter::start(&path, id).unwrap();
+    for i in 0..2500 {
+        assert!(w.write(record(i)));
+    }
+    assert_eq!(w.finish().unwrap(), 2500);
+    assert_eq!(s.records(id).unwrap().len(), 2500);
+}
+
+#[test]
+fn a_corrupt_database_is_a_clear_error() {
+    let path = tmp("corrupt");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, b"this is not a sqlite database, just some text long enough to have a header.....").unwrap();
+    let e = match Store::open(&path) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("opened garbage"),
+    };
+    assert!(e.contains("results database"), "{e}");
+}
