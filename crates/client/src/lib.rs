@@ -117,6 +117,9 @@ pub struct Client {
 
 /// Most of a non-2xx body kept for the error message.
 const ERROR_BODY_BYTES: usize = 2048;
+/// Fresh-connection retries after a server closed a pooled connection
+/// before answering.
+const MAX_RECONNECTS: u32 = 2;
 /// Longest `Retry-After` honoured.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
 
@@ -206,6 +209,8 @@ impl Client {
         };
         let first_send = clock.now();
         let total_deadline = self.cfg.timeouts.total.map(|d| Instant::from_std(clock.instant_at(first_send)) + d);
+        let mut reconnects = 0;
+        let mut rate_limited = 0;
         loop {
             let retries = rec.retries;
             rec = RequestRecord {
@@ -219,12 +224,24 @@ impl Client {
             let result = self.attempt(spec, clock, &mut rec, total_deadline).await;
             match result {
                 Ok(()) => break,
-                Err(Failure { error, retry_after }) => {
-                    if error.kind == ErrorKind::RateLimited && rec.retries < self.cfg.retry_429 {
+                Err(Failure {
+                    error,
+                    retry_after,
+                    closed_before_response,
+                }) => {
+                    // Servers close idle keep-alive connections at will; a
+                    // request that met such a connection was never read.
+                    if closed_before_response && reconnects < MAX_RECONNECTS {
+                        reconnects += 1;
+                        rec.retries += 1;
+                        continue;
+                    }
+                    if error.kind == ErrorKind::RateLimited && rate_limited < self.cfg.retry_429 {
                         let wait = retry_after.unwrap_or(Duration::from_secs(1)).min(MAX_RETRY_AFTER);
                         let wake = Instant::now() + wait;
                         if total_deadline.is_none_or(|d| wake < d) {
                             tokio::time::sleep_until(wake).await;
+                            rate_limited += 1;
                             rec.retries += 1;
                             continue;
                         }
@@ -289,6 +306,7 @@ impl Client {
             return Err(Failure {
                 error: RequestError::new(kind, format!("HTTP {status}: {text}")).with_status(status.as_u16()),
                 retry_after,
+                closed_before_response: false,
             });
         }
 
@@ -392,6 +410,9 @@ impl Client {
 struct Failure {
     error: RequestError,
     retry_after: Option<Duration>,
+    /// The server closed a (possibly pooled, keep-alive) connection before
+    /// any response: sending again on a fresh connection is safe.
+    closed_before_response: bool,
 }
 
 impl Failure {
@@ -399,6 +420,7 @@ impl Failure {
         Failure {
             error: RequestError::new(kind, message),
             retry_after: None,
+            closed_before_response: false,
         }
     }
 
@@ -413,10 +435,13 @@ impl Failure {
         if e.is_timeout() {
             return Failure::new(ErrorKind::TimeoutConnect, format!("timed out {doing}: {chain}"));
         }
-        Failure::new(
-            ErrorKind::TruncatedStream,
-            format!("the server closed the connection before answering ({doing}): {chain}"),
-        )
+        Failure {
+            closed_before_response: true,
+            ..Failure::new(
+                ErrorKind::TruncatedStream,
+                format!("the server closed the connection before answering ({doing}): {chain}"),
+            )
+        }
     }
 
     fn from_sse(e: SseError) -> Failure {

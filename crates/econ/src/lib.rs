@@ -1,1 +1,63 @@
-//! placeholder
+//! Cost and energy for fleetbench (see ECONOMICS.md).
+//!
+//! - [`price`]: price sheets (`api`, `rented`, `owned`) and what a measured
+//!   usage costs: `usd_per_million_output_tokens`, `usd_per_request`,
+//!   `usd_per_day`, the multiplier against the cheapest.
+//! - [`planner`]: the batch-job planner (`fleetbench cost plan`).
+//! - [`energy`]: meters behind one trait, the background sampler, timelines,
+//!   idle baseline and J/token.
+//! - [`accounting`]: energy past the meter (facility, delivered, fuel, heat,
+//!   CO2) with supply presets (`fleetbench energy account`).
+//!
+//! Nothing here prints; every function returns values or typed errors.
+
+pub mod accounting;
+pub mod energy;
+pub mod planner;
+pub mod price;
+
+pub use accounting::{
+    account, find_supply, supply_presets, AccountError, AccountInputs, EnergyAccount, SupplyPreset,
+};
+pub use energy::{
+    open_meter, EnergyMeter, EnergySampler, EnergyTimeline, MeterChoice, MeterError, MeterProbe,
+    MeterSpec,
+};
+pub use planner::{plan_batch_job, BatchJob, Plan, PlanRow, ThroughputInput};
+pub use price::{
+    multipliers_vs_cheapest, CostSummary, PriceEntry, PriceError, PriceKind, PriceModel,
+    PriceSheet, StreamRate, Throughput, Usage,
+};
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::path::{Path, PathBuf};
+
+    /// A directory under the system temp dir, removed on drop.
+    pub struct TempDir(PathBuf);
+
+    impl TempDir {
+        pub fn new(tag: &str) -> TempDir {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            let p = std::env::temp_dir().join(format!(
+                "fleetbench-econ-{tag}-{}-{nanos}",
+                std::process::id()
+            ));
+            std::fs::create_dir_all(&p).expect("create temp dir");
+            TempDir(p)
+        }
+
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}

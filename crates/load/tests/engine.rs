@@ -2,12 +2,11 @@
 //! and every malformed-stream case and error kind counted with the run
 //! finishing.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Fault, Script};
+use fleetbench_testkit as common;
+use fleetbench_testkit::{Fault, Script};
 use fleetbench_client::{Client, ClientConfig, Timeouts};
 use fleetbench_core::{ApiKind, ErrorKind, RequestRecord, RunClock, RunMetrics, SamplingParams, Slo, TokenSource};
 use fleetbench_load::{run, Arrival, RunPlan, Schedule, StopCondition, SyntheticWorkload};

@@ -4,11 +4,14 @@
 //! never print.
 
 pub mod csv_out;
+pub mod html;
 pub mod json_out;
 pub mod summary;
+pub mod svg;
 
 pub use csv_out::write_requests_csv;
 pub use json_out::run_json;
+pub use html::{write_report, HtmlReportError, Report, ReportFiles};
 pub use summary::{markdown_summary, terminal_summary};
 
 #[derive(Debug, thiserror::Error)]

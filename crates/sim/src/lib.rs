@@ -1,1 +1,33 @@
-//! placeholder
+//! fleetbench-sim: what an LLM deployment would do, without the GPU.
+//!
+//! - [`catalog`]: GPUs, models, quantizations, engines, interconnects (TOML).
+//! - [`perf`]: the per-step cost model and steady-state predictions.
+//! - [`calibration`]: measured rows, placement in the catalog, validation.
+//! - [`engine`]: the discrete-event continuous-batching engine.
+//! - [`server`]: the OpenAI-compatible simulated server on top of it.
+
+pub mod calibration;
+pub mod catalog;
+pub mod engine;
+pub mod perf;
+pub mod server;
+
+pub use catalog::Catalog;
+pub use perf::{predict, Bottleneck, Deployment, DeploymentSpec, Level, Parallelism, Prediction, StepCost, StepLoad, Workload};
+
+/// Everything that can go wrong in the simulator.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("catalog {file}: {message}")]
+    Catalog { file: String, message: String },
+    #[error("unknown {kind} '{name}' ({hint})")]
+    Unknown { kind: String, name: String, hint: String },
+    #[error("does not fit: {0}")]
+    DoesNotFit(String),
+    #[error("invalid setting: {0}")]
+    Invalid(String),
+    #[error("calibration file {path}: {message}")]
+    Calibration { path: String, message: String },
+    #[error("server: {0}")]
+    Server(String),
+}

@@ -2,7 +2,12 @@
 
 pub mod aiops;
 pub mod cost;
+pub mod dash;
 pub mod energy;
+pub mod report;
+pub mod run;
+pub mod runs;
+pub mod selftest;
 pub mod sim;
 
 use std::path::PathBuf;
@@ -35,6 +40,12 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Measure one backend: closed-loop agents or open-loop arrivals, exact TTFT/TPOT/ITL/E2EL.
+    Run(run::RunArgs),
+    /// Stored runs: list, show, export.
+    Runs(runs::RunsArgs),
+    /// Measure fleetbench's own client against an in-process zero-delay server.
+    Selftest(selftest::SelftestArgs),
     /// The inference simulator: predict, list catalogs, validate, serve.
     Sim(sim::SimArgs),
     /// The AIOps arena: GPU-fleet incidents diagnosed by LLM backends.
@@ -43,14 +54,23 @@ pub enum Command {
     Cost(cost::CostArgs),
     /// Energy accounting past the meter.
     Energy(energy::EnergyArgs),
+    /// Write a self-contained HTML report (plus Markdown and JSON) of stored runs.
+    Report(report::ReportArgs),
+    /// The live web dashboard: stored runs, reports, and runs in progress.
+    Dash(dash::DashArgs),
 }
 
 pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let ctx = Context::new(cli.db, cli.quiet);
     match cli.command {
+        Command::Run(a) => run::run(a, &ctx).await,
+        Command::Runs(a) => runs::run(a, &ctx).await,
+        Command::Selftest(a) => selftest::run(a, &ctx).await,
         Command::Sim(a) => sim::run(a, &ctx).await,
         Command::Aiops(a) => aiops::run(a, &ctx).await,
         Command::Cost(a) => cost::run(a, &ctx).await,
         Command::Energy(a) => energy::run(a, &ctx).await,
+        Command::Report(a) => report::run(a, &ctx).await,
+        Command::Dash(a) => dash::run(a, &ctx).await,
     }
 }

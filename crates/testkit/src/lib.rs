@@ -2,7 +2,7 @@
 //! token after `ttft`, one token every `itl`, usage, `[DONE]`) and injected
 //! faults. It counts requests in flight on the server side.
 
-#![allow(dead_code)]
+
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -38,6 +38,8 @@ pub enum Fault {
     Huge { bytes: usize },
     /// Stop sending (but keep the connection) after `after` tokens.
     Stall { after: u32 },
+    /// A hostile server: HTTP 500 whose body echoes the credentials it got.
+    EchoAuth,
     /// Every event split in two reads, `\r\n` line endings, keep-alive
     /// comments, reasoning and tool-call deltas, no `[DONE]`.
     Awkward,
@@ -99,6 +101,7 @@ struct Shared {
     started: Instant,
 }
 
+/// Starts a scripted server on a free loopback port.
 pub async fn start(script: Script) -> ScriptedServer {
     let counters = Arc::new(Counters::default());
     let started = Instant::now();
@@ -149,6 +152,15 @@ async fn handle(State(s): State<Arc<Shared>>, headers: HeaderMap, _body: Bytes, 
         c.auth_headers.lock().unwrap().push(a.to_str().unwrap_or("").to_string());
     }
     let script = s.script.clone();
+    if script.fault == Fault::EchoAuth {
+        let auth = headers
+            .get("authorization")
+            .or_else(|| headers.get("x-api-key"))
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        return (StatusCode::INTERNAL_SERVER_ERROR, format!("{{\"error\":{{\"message\":\"bad key {auth}\"}}}}")).into_response();
+    }
     match script.fault {
         Fault::Http(code) => {
             let status = StatusCode::from_u16(code).unwrap();

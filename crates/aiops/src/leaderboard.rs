@@ -1,0 +1,249 @@
+//! Per-backend results: every episode's answer beside its truth and score,
+//! and the leaderboard row (mean with 95 % CI, per-item accuracy, per
+//! scenario, false positives, over-remediation, unparseable, latency,
+//! tokens, cost).
+
+use std::collections::BTreeMap;
+
+use fleetbench_core::stats::{mean, mean_ci, Interval, Summary};
+use serde::Serialize;
+
+use crate::diagnosis::Diagnosis;
+use crate::scenario::Scenario;
+use crate::score::{DiagnosisScore, ItemScores};
+
+/// One episode answered by one backend.
+#[derive(Debug, Clone, Serialize)]
+pub struct EpisodeResult {
+    pub episode_id: String,
+    pub scenario: Scenario,
+    /// The raw text the backend returned.
+    pub answer: String,
+    pub parsed: Option<Diagnosis>,
+    pub truth: Diagnosis,
+    pub score: DiagnosisScore,
+    /// Seconds; `None` for in-process operators.
+    pub ttft_s: Option<f64>,
+    pub e2el_s: Option<f64>,
+    pub input_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
+    /// Request failure (an empty answer, scored unparseable).
+    pub error: Option<String>,
+}
+
+impl EpisodeResult {
+    /// The per-episode JSON object: answer and truth side by side.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "episode_id": self.episode_id,
+            "scenario": self.scenario.id(),
+            "label": self.scenario.table_key(),
+            "score": self.score.total,
+            "items": self.score.items,
+            "unparseable": self.score.unparseable,
+            "parse_error": self.score.parse_error,
+            "lenient": self.score.lenient,
+            "action_class": self.score.action_class,
+            "answer": self.answer,
+            "parsed": self.parsed.as_ref().map(Diagnosis::to_json),
+            "truth": self.truth.to_json(),
+            "ttft_s": self.ttft_s,
+            "e2el_s": self.e2el_s,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "error": self.error,
+        })
+    }
+}
+
+/// Price of a backend, dollars per million tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Price {
+    pub input_per_mtok: f64,
+    pub output_per_mtok: f64,
+}
+
+/// Per-scenario row.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScenarioRow {
+    pub n: usize,
+    pub mean_score: f64,
+    pub items: BTreeMap<&'static str, f64>,
+}
+
+/// Latency and token figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct Usage {
+    pub ttft_ms: Option<Summary>,
+    pub e2el_ms: Option<Summary>,
+    pub mean_input_tokens: Option<f64>,
+    pub mean_output_tokens: Option<f64>,
+}
+
+/// One leaderboard row.
+#[derive(Debug, Clone, Serialize)]
+pub struct Leaderboard {
+    pub name: String,
+    pub episodes: usize,
+    pub mean_score: f64,
+    pub ci95: Option<Interval>,
+    /// Fraction of episodes with full points on each item.
+    pub items: BTreeMap<&'static str, f64>,
+    pub per_scenario: BTreeMap<&'static str, ScenarioRow>,
+    /// Over healthy and decoy-only episodes; `None` when there were none.
+    pub false_positive_rate: Option<f64>,
+    pub over_remediation_rate: f64,
+    pub unparseable_rate: f64,
+    pub lenient_rate: f64,
+    pub failed_requests: usize,
+    pub usage: Usage,
+    pub cost_per_diagnosis: Option<f64>,
+    pub cost_per_day: Option<f64>,
+}
+
+fn item_accuracy(scores: &[&ItemScores]) -> BTreeMap<&'static str, f64> {
+    let mut out = BTreeMap::new();
+    let n = scores.len().max(1) as f64;
+    for (i, (name, _, _)) in crate::score::FULL.named().iter().enumerate() {
+        let hits = scores.iter().filter(|s| {
+            let (_, got, full) = s.named()[i];
+            got >= full
+        });
+        out.insert(*name, hits.count() as f64 / n);
+    }
+    out
+}
+
+fn rate(results: &[EpisodeResult], f: impl Fn(&EpisodeResult) -> bool) -> f64 {
+    if results.is_empty() {
+        0.0
+    } else {
+        results.iter().filter(|r| f(r)).count() as f64 / results.len() as f64
+    }
+}
+
+/// Builds the leaderboard row of one backend. `stream_rate_per_s` is the
+/// episode rate used for cost per day.
+pub fn leaderboard(name: &str, results: &[EpisodeResult], price: Option<Price>, stream_rate_per_s: Option<f64>) -> Leaderboard {
+    let totals: Vec<f64> = results.iter().map(|r| r.score.total).collect();
+    let all_items: Vec<&ItemScores> = results.iter().map(|r| &r.score.items).collect();
+    let mut per_scenario = BTreeMap::new();
+    for s in Scenario::ALL {
+        let rows: Vec<&EpisodeResult> = results.iter().filter(|r| r.scenario == s).collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let scores: Vec<f64> = rows.iter().map(|r| r.score.total).collect();
+        let items: Vec<&ItemScores> = rows.iter().map(|r| &r.score.items).collect();
+        per_scenario.insert(
+            s.table_key(),
+            ScenarioRow { n: rows.len(), mean_score: mean(&scores).unwrap_or(0.0), items: item_accuracy(&items) },
+        );
+    }
+    let negatives: Vec<&EpisodeResult> = results.iter().filter(|r| !r.truth.detected).collect();
+    let false_positive_rate =
+        (!negatives.is_empty()).then(|| negatives.iter().filter(|r| r.score.false_positive).count() as f64 / negatives.len() as f64);
+    let ttft: Vec<f64> = results.iter().filter_map(|r| r.ttft_s).map(|x| x * 1e3).collect();
+    let e2el: Vec<f64> = results.iter().filter_map(|r| r.e2el_s).map(|x| x * 1e3).collect();
+    let inp: Vec<f64> = results.iter().filter_map(|r| r.input_tokens).map(|x| x as f64).collect();
+    let out: Vec<f64> = results.iter().filter_map(|r| r.output_tokens).map(|x| x as f64).collect();
+    let usage = Usage { ttft_ms: Summary::of(&ttft), e2el_ms: Summary::of(&e2el), mean_input_tokens: mean(&inp), mean_output_tokens: mean(&out) };
+    let cost_per_diagnosis = price.map(|p| {
+        usage.mean_input_tokens.unwrap_or(0.0) * p.input_per_mtok / 1e6 + usage.mean_output_tokens.unwrap_or(0.0) * p.output_per_mtok / 1e6
+    });
+    let cost_per_day = match (cost_per_diagnosis, stream_rate_per_s) {
+        (Some(c), Some(r)) => Some(c * r * 86_400.0),
+        _ => None,
+    };
+    Leaderboard {
+        name: name.to_string(),
+        episodes: results.len(),
+        mean_score: mean(&totals).unwrap_or(0.0),
+        ci95: mean_ci(&totals),
+        items: item_accuracy(&all_items),
+        per_scenario,
+        false_positive_rate,
+        over_remediation_rate: rate(results, |r| r.score.over_remediation),
+        unparseable_rate: rate(results, |r| r.score.unparseable),
+        lenient_rate: rate(results, |r| r.score.lenient),
+        failed_requests: results.iter().filter(|r| r.error.is_some()).count(),
+        usage,
+        cost_per_diagnosis,
+        cost_per_day,
+    }
+}
+
+/// The `aiops score --json` document: `mean_score`, `ci95`, `items`,
+/// `unparseable`, `episodes` (answer beside truth).
+pub fn score_report(results: &[EpisodeResult]) -> serde_json::Value {
+    let lb = leaderboard("answers", results, None, None);
+    serde_json::json!({
+        "mean_score": lb.mean_score,
+        "ci95": lb.ci95,
+        "items": lb.items,
+        "unparseable": results.iter().filter(|r| r.score.unparseable).count(),
+        "unparseable_rate": lb.unparseable_rate,
+        "false_positive_rate": lb.false_positive_rate,
+        "over_remediation_rate": lb.over_remediation_rate,
+        "per_scenario": lb.per_scenario,
+        "episodes": results.iter().map(EpisodeResult::to_json).collect::<Vec<_>>(),
+    })
+}
+
+/// A fixed-width text table of leaderboard rows (for terminals and READMEs).
+pub fn render_table(rows: &[Leaderboard]) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<18} {:>4} {:>22} {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} {:>6} {:>6} {:>6} {:>9} {:>8}",
+        "backend", "n", "score (95% CI)", "det", "loc", "cause", "act", "onset", "evid", "FP", "overR", "unpar", "e2e p50", "out tok"
+    );
+    for r in rows {
+        let ci = r.ci95.map(|c| format!("[{:.1}, {:.1}]", c.lo, c.hi)).unwrap_or_else(|| "[n/a]".into());
+        let pct = |k: &str| r.items.get(k).map(|v| format!("{:.0}%", v * 100.0)).unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "{:<18} {:>4} {:>7.1} {:>14} {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} {:>6} {:>6} {:>6} {:>9} {:>8}",
+            r.name,
+            r.episodes,
+            r.mean_score,
+            ci,
+            pct("detection"),
+            pct("localization"),
+            pct("root_cause"),
+            pct("action"),
+            pct("onset"),
+            pct("evidence"),
+            r.false_positive_rate.map(|v| format!("{:.0}%", v * 100.0)).unwrap_or_else(|| "n/a".into()),
+            format!("{:.0}%", r.over_remediation_rate * 100.0),
+            format!("{:.0}%", r.unparseable_rate * 100.0),
+            r.usage.e2el_ms.map(|x| format!("{:.0}ms", x.p50)).unwrap_or_else(|| "-".into()),
+            r.usage.mean_output_tokens.map(|x| format!("{x:.0}")).unwrap_or_else(|| "-".into()),
+        );
+    }
+    s
+}
+
+/// Per-scenario mean scores, one column per backend.
+pub fn render_scenario_table(rows: &[Leaderboard]) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = write!(s, "{:<32} {:>4}", "scenario", "n");
+    for r in rows {
+        let _ = write!(s, " {:>16}", r.name);
+    }
+    s.push('\n');
+    for sc in Scenario::ALL {
+        let key = sc.table_key();
+        let n = rows.iter().find_map(|r| r.per_scenario.get(key)).map(|x| x.n);
+        let Some(n) = n else { continue };
+        let _ = write!(s, "{:<32} {:>4}", format!("{} {}", sc.id(), key), n);
+        for r in rows {
+            let v = r.per_scenario.get(key).map(|x| format!("{:.1}", x.mean_score)).unwrap_or_else(|| "-".into());
+            let _ = write!(s, " {v:>16}");
+        }
+        s.push('\n');
+    }
+    s
+}

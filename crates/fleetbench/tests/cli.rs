@@ -1,0 +1,241 @@
+//! The real `fleetbench` binary against scripted loopback servers: crash
+//! safety under SIGKILL, secrets never written, exit statuses, and the
+//! stored-run commands.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use fleetbench_testkit::{self as testkit, Fault, Script};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_fleetbench"));
+    c.env_remove("OPENAI_API_KEY").env_remove("ANTHROPIC_API_KEY").env_remove("FLEETBENCH_DB");
+    c
+}
+
+fn tempdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("fb-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+async fn output(mut c: Command) -> Output {
+    tokio::task::spawn_blocking(move || c.output().unwrap()).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_run_loses_only_requests_in_flight() {
+    let s = testkit::start(Script {
+        ttft: Duration::from_millis(10),
+        itl: Duration::from_millis(5),
+        tokens: 5,
+        ..Default::default()
+    })
+    .await;
+    let dir = tempdir("kill");
+    let db = dir.join("results.db");
+    let mut child = bin()
+        .args(["--quiet", "--db"])
+        .arg(&db)
+        .args(["run", "--url", &s.base_url(), "--model", "m", "--concurrency", "3", "--requests", "100000"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let done = || s.counters.completed.load(Ordering::SeqCst);
+    for _ in 0..300 {
+        if done() >= 30 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(done() >= 30, "the run did not get going");
+    let completed_before = done();
+    // More than the writer's 100 ms batching delay.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let completed_at_kill = done();
+
+    let store = fleetbench_store::Store::open(&db).unwrap();
+    let id = store.latest_run_id().unwrap().unwrap();
+    let records = store.records(id).unwrap();
+    assert!(
+        records.len() as u64 >= completed_before,
+        "{} stored, but {completed_before} had completed 400 ms before the kill",
+        records.len()
+    );
+    assert!(records.len() as u64 <= completed_at_kill);
+    assert!(records.iter().all(|r| r.ok() && r.output_tokens == 5));
+    let run = store.run(id).unwrap();
+    assert_eq!(run.meta.status.as_str(), "incomplete");
+    let o = output({
+        let mut c = bin();
+        c.arg("--db").arg(&db).args(["runs", "list"]);
+        c
+    })
+    .await;
+    assert!(text(&o).contains("incomplete"), "{}", text(&o));
+}
+
+fn all_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            all_files(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_api_key_is_never_written_or_printed() {
+    let canary = format!("sk-canary-{}-{}", std::process::id(), 0x5eed);
+    let ok = testkit::start(Script::default()).await;
+    let hostile = testkit::start(Script {
+        fault: Fault::EchoAuth,
+        ..Default::default()
+    })
+    .await;
+    let dir = tempdir("canary");
+    let db = dir.join("results.db");
+    let mut printed = Vec::new();
+    for (url, extra) in [(ok.base_url(), "ok"), (hostile.base_url(), "hostile")] {
+        let mut c = bin();
+        c.env("OPENAI_API_KEY", &canary)
+            .arg("--db")
+            .arg(&db)
+            .args(["run", "--url", &url, "--model", "m", "--requests", "3", "--keep-text"])
+            .arg("--json-out")
+            .arg(dir.join(format!("{extra}.json")))
+            .arg("--csv-out")
+            .arg(dir.join(format!("{extra}.csv")))
+            .arg("--md-out")
+            .arg(dir.join(format!("{extra}.md")));
+        let o = output(c).await;
+        assert!(o.status.success(), "{}", text(&o));
+        printed.extend_from_slice(&o.stdout);
+        printed.extend_from_slice(&o.stderr);
+    }
+    // The key was really used...
+    let seen = ok.counters.auth_headers.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3);
+    assert!(seen.iter().all(|h| h == &format!("Bearer {canary}")));
+    // ...and the hostile server's echo was scrubbed from the error message.
+    let hostile_csv = std::fs::read_to_string(dir.join("hostile.csv")).unwrap();
+    assert!(hostile_csv.contains("<redacted>"), "{hostile_csv}");
+    for args in [vec!["runs", "list"], vec!["runs", "show", "2"], vec!["runs", "export", "2", "--json"], vec!["runs", "export", "2", "--csv"]] {
+        let mut c = bin();
+        c.env("OPENAI_API_KEY", &canary).arg("--db").arg(&db).args(&args);
+        let o = output(c).await;
+        assert!(o.status.success(), "{args:?}: {}", text(&o));
+        printed.extend_from_slice(&o.stdout);
+        printed.extend_from_slice(&o.stderr);
+    }
+    assert!(!contains(&printed, canary.as_bytes()), "the key was printed");
+    let mut files = Vec::new();
+    all_files(&dir, &mut files);
+    assert!(files.len() >= 7, "{files:?}");
+    for f in files {
+        let bytes = std::fs::read(&f).unwrap();
+        assert!(!contains(&bytes, canary.as_bytes()), "the key is in {}", f.display());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_statuses_say_what_happened() {
+    let dir = tempdir("exit");
+    let db = dir.join("results.db");
+    // Nothing listening: status 2 and a message that says so.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut c = bin();
+    c.arg("--db").arg(&db).args(["run", "--url", &format!("http://127.0.0.1:{port}/v1"), "--model", "m"]);
+    let o = output(c).await;
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("unreachable"), "{}", text(&o));
+
+    // Bad arguments: status 2 with a helpful message.
+    for (args, want) in [
+        (vec!["--concurrency", "0"], "at least 1"),
+        (vec!["--workload", "nonsense"], "unknown workload"),
+        (vec!["--timeout-idle", "5parsecs"], "invalid duration"),
+        (vec!["--rate", "0"], "positive"),
+    ] {
+        let mut c = bin();
+        c.arg("--db").arg(&db).args(["run", "--url", "http://127.0.0.1:9/v1", "--model", "m"]).args(&args);
+        let o = output(c).await;
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
+        assert!(text(&o).contains(want), "{args:?}: {}", text(&o));
+    }
+
+    // Every request fails: the run completes, but the error rate exits 3.
+    let s = testkit::start(Script {
+        fault: Fault::Http(500),
+        ..Default::default()
+    })
+    .await;
+    let mut c = bin();
+    c.arg("--db")
+        .arg(&db)
+        .args(["run", "--url", &s.base_url(), "--model", "m", "--requests", "4", "--max-error-rate", "0.1"]);
+    let o = output(c).await;
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(text(&o).contains("http_500 4"), "{}", text(&o));
+    let store = fleetbench_store::Store::open(&db).unwrap();
+    let id = store.latest_run_id().unwrap().unwrap();
+    assert_eq!(store.run(id).unwrap().meta.status.as_str(), "error_rate_exceeded");
+    assert_eq!(store.records(id).unwrap().len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_out_and_export_agree() {
+    let s = testkit::start(Script {
+        ttft: Duration::from_millis(30),
+        itl: Duration::from_millis(10),
+        tokens: 6,
+        ..Default::default()
+    })
+    .await;
+    let dir = tempdir("export");
+    let db = dir.join("results.db");
+    let mut c = bin();
+    c.arg("--db").arg(&db).args([
+        "run", "--url", &s.base_url(), "--model", "m", "--concurrency", "2", "--requests", "8", "--warmup", "2",
+        "--slo-ttft", "1000",
+    ]);
+    c.arg("--json-out").arg(dir.join("run.json"));
+    let o = output(c).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("8 sent, 8 completed, 0 failed"), "{out}");
+    assert!(out.contains("TTFT (ms)") && out.contains("95% CI"), "{out}");
+    let run: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["completed"], 8);
+    assert_eq!(run["total_output_tokens"], 48);
+    assert_eq!(run["max_concurrent_requests"], 2);
+    assert_eq!(run["slo_attainment_pct"], 100.0);
+    assert_eq!(run["ttfts"].as_array().unwrap().len(), 8);
+    let mut c = bin();
+    c.arg("--db").arg(&db).args(["runs", "export", "1", "--json"]);
+    let o = output(c).await;
+    let exported: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for key in ["completed", "total_output_tokens", "mean_ttft_ms", "p99_itl_ms", "max_concurrent_requests"] {
+        assert_eq!(exported[key], run[key], "{key}");
+    }
+    let mut c = bin();
+    c.arg("--db").arg(&db).args(["runs", "export", "1", "--csv"]);
+    let o = output(c).await;
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 11, "header + 10 requests incl. warm-up");
+}

@@ -1,0 +1,147 @@
+//! `report.md`: the report as Markdown tables fit for a blog post, each run's
+//! summary followed by the cross-run tables (concurrency, arena, cost,
+//! energy, planner) that exist for the runs given.
+
+use std::fmt::Write;
+
+use fleetbench_core::stats::Interval;
+
+use super::Report;
+use crate::summary::md_escape;
+use crate::svg::fmt_num;
+
+fn with_ci(x: Option<f64>, ci: Option<Interval>) -> String {
+    match (x, ci) {
+        (Some(x), Some(c)) => format!("{} [{}, {}]", fmt_num(x), fmt_num(c.lo), fmt_num(c.hi)),
+        (Some(x), None) => fmt_num(x),
+        (None, _) => "-".into(),
+    }
+}
+
+fn opt(x: Option<f64>) -> String {
+    x.map(fmt_num).unwrap_or_else(|| "-".into())
+}
+
+pub(super) fn render(report: &Report) -> String {
+    let mut s = String::new();
+    let ids: Vec<String> = report.runs.iter().map(|r| r.meta.id.to_string()).collect();
+    let _ = writeln!(s, "# fleetbench report: runs {}\n", ids.join(", "));
+    for r in &report.runs {
+        s.push_str(&crate::markdown_summary(&r.meta, &r.metrics));
+        s.push('\n');
+    }
+
+    let curves = report.curves();
+    if !curves.is_empty() {
+        let _ = writeln!(s, "## Throughput against concurrency\n");
+        let _ = writeln!(
+            s,
+            "| series | concurrency | output tok/s [95% CI] | per-request tok/s [95% CI] | p50 TTFT (ms) | p99 TTFT (ms) | p50 TPOT (ms) | failed |"
+        );
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|");
+        for c in &curves {
+            for (i, p) in c.points.iter().enumerate() {
+                let knee = if c.knee == Some(i) { " (knee)" } else { "" };
+                let _ = writeln!(
+                    s,
+                    "| {} | {}{knee} | {} | {} | {} | {} | {} | {} |",
+                    md_escape(&c.name),
+                    opt(p.concurrency),
+                    with_ci(Some(p.metrics.output_throughput), p.output_ci),
+                    with_ci(p.metrics.mean_tok_s, p.metrics.ci("mean_tok_s")),
+                    opt(p.metrics.ms("p50_ttft_ms")),
+                    opt(p.metrics.ms("p99_ttft_ms")),
+                    opt(p.metrics.ms("p50_tpot_ms")),
+                    p.metrics.failed
+                );
+            }
+        }
+        s.push('\n');
+    }
+
+    let arena: Vec<_> = report.runs.iter().flat_map(|r| r.arena.iter().map(move |a| (r.meta.id, a))).collect();
+    if !arena.is_empty() {
+        let mut rows = arena.clone();
+        rows.sort_by(|a, b| b.1.score.total_cmp(&a.1.score));
+        let _ = writeln!(s, "## AIOps arena leaderboard\n");
+        let _ = writeln!(s, "| rank | backend | model | score [95% CI] | episodes | failed | run |");
+        let _ = writeln!(s, "|---:|---|---|---:|---:|---:|---:|");
+        for (i, (run, a)) in rows.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {run} |",
+                i + 1,
+                md_escape(&a.backend),
+                md_escape(a.model.as_deref().unwrap_or("-")),
+                with_ci(Some(a.score), a.ci95),
+                a.episodes.map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
+                a.failed.map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
+            );
+        }
+        s.push('\n');
+    }
+
+    let cost: Vec<_> = report.runs.iter().flat_map(|r| r.cost.iter()).collect();
+    if !cost.is_empty() {
+        let _ = writeln!(s, "## Cost\n\n| backend | USD per million output tokens | USD total | USD per request |");
+        let _ = writeln!(s, "|---|---:|---:|---:|");
+        for c in cost {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} |",
+                md_escape(&c.backend),
+                fmt_num(c.usd_per_million_output_tokens),
+                opt(c.usd_total),
+                opt(c.usd_per_request)
+            );
+        }
+        s.push('\n');
+    }
+
+    let energy: Vec<_> = report.runs.iter().flat_map(|r| r.energy.iter()).collect();
+    if !energy.is_empty() {
+        let _ = writeln!(s, "## Energy\n\n| backend | J per output token [95% CI] | idle power (W) | meter |");
+        let _ = writeln!(s, "|---|---:|---:|---|");
+        for e in energy {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} |",
+                md_escape(&e.backend),
+                with_ci(Some(e.energy_per_output_token_j), e.ci95),
+                opt(e.idle_power_w),
+                md_escape(e.meter.as_deref().unwrap_or("-"))
+            );
+        }
+        s.push('\n');
+    }
+
+    for r in &report.runs {
+        for p in &r.plans {
+            let _ = writeln!(
+                s,
+                "## Batch-job plan (run {}, price sheet {})\n",
+                r.meta.id,
+                md_escape(p.sheet.as_deref().unwrap_or("-"))
+            );
+            let _ = writeln!(s, "| rank | backend | kind | total USD | wall hours | inputs |");
+            let _ = writeln!(s, "|---:|---|---|---:|---:|---|");
+            for (i, row) in p.rows.iter().enumerate() {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {} | {} |",
+                    i + 1,
+                    md_escape(&row.name),
+                    md_escape(row.kind.as_deref().unwrap_or("-")),
+                    fmt_num(row.total_usd),
+                    opt(row.wall_hours),
+                    md_escape(row.price_inputs.as_deref().unwrap_or("-"))
+                );
+            }
+            for sk in &p.skipped {
+                let _ = writeln!(s, "\nSkipped {}: {}", md_escape(&sk.name), md_escape(&sk.why));
+            }
+            s.push('\n');
+        }
+    }
+    s
+}

@@ -1,0 +1,224 @@
+//! The multi-run report: one self-contained `index.html` (inline CSS and SVG,
+//! no scripts, no network), `report.md` and `report.json`, drawn from stored
+//! runs and the artifacts documented in [`data`].
+
+pub mod data;
+mod markdown;
+mod page;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use fleetbench_core::stats::Interval;
+use fleetbench_store::{Store, StoreError};
+use serde_json::{json, Value};
+
+pub use data::{knee, Level, ReportRun};
+
+/// Every artifact kind the report reads.
+pub const ARTIFACT_KINDS: [&str; 7] = [
+    data::KIND_SWEEP_LEVEL,
+    data::KIND_SERVER_METRICS,
+    data::KIND_COST,
+    data::KIND_ENERGY,
+    data::KIND_ARENA_BACKEND,
+    data::KIND_COST_PLAN,
+    data::KIND_ANSWER,
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum HtmlReportError {
+    #[error("no run ids given: name at least one (see `fleetbench runs list`)")]
+    NoRuns,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot write the report to {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The runs of one report, in the order asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    pub runs: Vec<ReportRun>,
+}
+
+/// Where [`write_report`] put the files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportFiles {
+    pub dir: PathBuf,
+    pub index_html: PathBuf,
+    pub markdown: PathBuf,
+    pub json: PathBuf,
+}
+
+/// A curve of the concurrency picture: a name and its points by concurrency.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Curve {
+    pub name: String,
+    pub points: Vec<Level>,
+    /// Index into `points` of the knee, if the curve has one.
+    pub knee: Option<usize>,
+}
+
+impl Report {
+    /// Reads runs, records and artifacts from the store.
+    pub fn load(store: &Store, run_ids: &[i64]) -> Result<Report, HtmlReportError> {
+        if run_ids.is_empty() {
+            return Err(HtmlReportError::NoRuns);
+        }
+        let mut runs = Vec::new();
+        for id in run_ids {
+            let stored = store.run(*id)?;
+            let records = store.records(*id)?;
+            let mut artifacts = BTreeMap::new();
+            for kind in ARTIFACT_KINDS {
+                let a = store.artifacts(*id, kind)?;
+                if !a.is_empty() {
+                    artifacts.insert(kind.to_string(), a);
+                }
+            }
+            runs.push(ReportRun::assemble(stored.meta, stored.summary.as_ref(), &records, &artifacts));
+        }
+        Ok(Report { runs })
+    }
+
+    /// Curves of throughput against concurrency: one per sweep, and one per
+    /// backend (model @ URL) for plain runs at different concurrencies.
+    pub fn curves(&self) -> Vec<Curve> {
+        let mut curves: Vec<Curve> = Vec::new();
+        for r in &self.runs {
+            let (name, points) = if r.levels.is_empty() {
+                (r.series_name(), r.points())
+            } else {
+                (format!("run {}: {}", r.meta.id, r.series_name()), r.points())
+            };
+            let points: Vec<Level> = points.into_iter().filter(|p| p.concurrency.is_some()).collect();
+            if points.is_empty() {
+                continue;
+            }
+            match curves.iter_mut().find(|c| c.name == name) {
+                Some(c) => c.points.extend(points),
+                None => curves.push(Curve {
+                    name,
+                    points,
+                    knee: None,
+                }),
+            }
+        }
+        for c in &mut curves {
+            c.points
+                .sort_by(|a, b| a.concurrency.unwrap_or(0.0).total_cmp(&b.concurrency.unwrap_or(0.0)));
+            let xy: Vec<(f64, f64)> = c
+                .points
+                .iter()
+                .map(|p| (p.concurrency.unwrap_or(0.0), p.metrics.output_throughput))
+                .collect();
+            c.knee = knee(&xy);
+        }
+        curves
+    }
+
+    /// Every point (run or sweep level) in report order.
+    pub fn levels(&self) -> Vec<Level> {
+        self.runs.iter().flat_map(|r| r.points()).collect()
+    }
+
+    /// The self-contained HTML page.
+    pub fn html(&self) -> String {
+        page::render(self)
+    }
+
+    /// The Markdown report.
+    pub fn markdown(&self) -> String {
+        markdown::render(self)
+    }
+
+    /// The JSON report: each run's `--json-out` document plus the derived
+    /// tables the charts are drawn from.
+    pub fn json(&self) -> Value {
+        let tool = self
+            .runs
+            .first()
+            .map(|r| format!("fleetbench {}", r.meta.tool_version))
+            .unwrap_or_default();
+        let ci = |c: Option<Interval>| c.map(|c| json!({"lo": c.lo, "hi": c.hi}));
+        let curves: Vec<Value> = self
+            .curves()
+            .iter()
+            .map(|c| {
+                json!({
+                    "series": c.name,
+                    "knee_concurrency": c.knee.and_then(|i| c.points[i].concurrency),
+                    "points": c.points.iter().map(|p| json!({
+                        "label": p.label,
+                        "concurrency": p.concurrency,
+                        "output_throughput": p.metrics.output_throughput,
+                        "output_throughput_ci95": ci(p.output_ci),
+                        "mean_tok_s": p.metrics.mean_tok_s,
+                        "mean_tok_s_ci95": ci(p.metrics.ci("mean_tok_s")),
+                        "p50_ttft_ms": p.metrics.ms("p50_ttft_ms"),
+                        "p99_ttft_ms": p.metrics.ms("p99_ttft_ms"),
+                        "p50_tpot_ms": p.metrics.ms("p50_tpot_ms"),
+                        "p99_tpot_ms": p.metrics.ms("p99_tpot_ms"),
+                        "completed": p.metrics.completed,
+                        "failed": p.metrics.failed,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let per_run = |f: &dyn Fn(&ReportRun) -> Option<Value>| -> Vec<Value> {
+            self.runs
+                .iter()
+                .filter_map(|r| f(r).map(|v| json!({"run_id": r.meta.id, "items": v})))
+                .collect()
+        };
+        let nonempty = |v: Value| match &v {
+            Value::Array(a) if a.is_empty() => None,
+            _ => Some(v),
+        };
+        json!({
+            "tool": tool,
+            "runs": self.runs.iter().map(|r| crate::run_json(&r.meta, &r.metrics)).collect::<Vec<_>>(),
+            "throughput_vs_concurrency": curves,
+            "server_metrics": per_run(&|r| nonempty(serde_json::to_value(&r.server).unwrap_or(Value::Null))),
+            "cost": per_run(&|r| nonempty(serde_json::to_value(&r.cost).unwrap_or(Value::Null))),
+            "energy": per_run(&|r| nonempty(serde_json::to_value(&r.energy).unwrap_or(Value::Null))),
+            "arena": per_run(&|r| nonempty(serde_json::to_value(&r.arena).unwrap_or(Value::Null))),
+            "cost_plans": per_run(&|r| nonempty(serde_json::to_value(&r.plans).unwrap_or(Value::Null))),
+            "skipped_artifacts": self.runs.iter().flat_map(|r| r.skipped_artifacts.clone()).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// Writes `index.html`, `report.md` and `report.json` for `run_ids` into
+/// `out_dir` (created if needed). This is what `fleetbench report` and the
+/// end of `fleetbench demo` call.
+pub fn write_report(store: &Store, run_ids: &[i64], out_dir: &Path) -> Result<ReportFiles, HtmlReportError> {
+    let report = Report::load(store, run_ids)?;
+    write_files(&report, out_dir)
+}
+
+/// Writes an already loaded report's three files into `out_dir`.
+pub fn write_files(report: &Report, out_dir: &Path) -> Result<ReportFiles, HtmlReportError> {
+    let werr = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| HtmlReportError::Write { path, source }
+    };
+    std::fs::create_dir_all(out_dir).map_err(werr(out_dir))?;
+    let files = ReportFiles {
+        dir: out_dir.to_path_buf(),
+        index_html: out_dir.join("index.html"),
+        markdown: out_dir.join("report.md"),
+        json: out_dir.join("report.json"),
+    };
+    std::fs::write(&files.index_html, report.html()).map_err(werr(&files.index_html))?;
+    std::fs::write(&files.markdown, report.markdown()).map_err(werr(&files.markdown))?;
+    let mut json = serde_json::to_string_pretty(&report.json()).unwrap_or_else(|_| "{}".into());
+    json.push('\n');
+    std::fs::write(&files.json, json).map_err(werr(&files.json))?;
+    Ok(files)
+}

@@ -1,0 +1,688 @@
+//! Hand-written SVG charts for the HTML report: line charts with interval
+//! bands and a marked point, grouped bars with whiskers, histograms and heat
+//! maps. Output is inline SVG (no namespace URL, no external references) in
+//! which every piece of text is escaped.
+
+use std::fmt::Write;
+
+/// Escapes text for HTML and SVG content and attribute values.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c if (c as u32) < 0x20 && c != '\n' && c != '\t' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Colours of series, in order; chosen to stay apart for colour-blind readers.
+pub const PALETTE: [&str; 8] = [
+    "#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#7f7f7f", "#000000",
+];
+
+/// The colour of the `i`th series.
+pub fn color(i: usize) -> &'static str {
+    PALETTE[i % PALETTE.len()]
+}
+
+const W: f64 = 640.0;
+const H: f64 = 340.0;
+const LEFT: f64 = 70.0;
+const RIGHT: f64 = 20.0;
+const TOP: f64 = 40.0;
+const BOTTOM: f64 = 80.0;
+
+/// Shortest decimal form that shows `x` at a useful precision.
+pub fn fmt_num(x: f64) -> String {
+    if !x.is_finite() {
+        return "-".into();
+    }
+    let a = x.abs();
+    if a >= 1000.0 || (a - a.round()).abs() < 1e-9 {
+        format!("{x:.0}")
+    } else if a >= 100.0 {
+        format!("{x:.1}")
+    } else if a >= 1.0 {
+        format!("{x:.2}")
+    } else {
+        format!("{x:.3}")
+    }
+}
+
+/// Round tick positions covering `[lo, hi]` (about `n` of them).
+pub fn nice_ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
+    if !(lo.is_finite() && hi.is_finite()) || hi <= lo || n == 0 {
+        return vec![lo];
+    }
+    let raw = (hi - lo) / n as f64;
+    let mag = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 2.5, 5.0, 10.0]
+        .iter()
+        .map(|m| m * mag)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * mag);
+    let start = (lo / step).ceil() * step;
+    let mut ticks = Vec::new();
+    let mut t = start;
+    while t <= hi + step * 1e-9 && ticks.len() < 50 {
+        ticks.push(if t.abs() < step * 1e-9 { 0.0 } else { t });
+        t += step;
+    }
+    ticks
+}
+
+/// Grows a range to round ends; zero-width ranges get some room.
+fn nice_range(lo: f64, hi: f64, from_zero: bool) -> (f64, f64) {
+    let (mut lo, mut hi) = if lo.is_finite() && hi.is_finite() { (lo, hi) } else { (0.0, 1.0) };
+    if from_zero {
+        lo = lo.min(0.0);
+    }
+    if hi - lo < 1e-12 {
+        hi = lo + if lo.abs() > 0.0 { lo.abs() * 0.5 } else { 1.0 };
+    }
+    let ticks = nice_ticks(lo, hi, 5);
+    let step = if ticks.len() > 1 { ticks[1] - ticks[0] } else { hi - lo };
+    let lo2 = (lo / step).floor() * step;
+    let hi2 = (hi / step).ceil() * step;
+    (lo2, if hi2 > lo2 { hi2 } else { lo2 + step })
+}
+
+struct Frame {
+    x0: f64,
+    x1: f64,
+    y0: f64,
+    y1: f64,
+}
+
+impl Frame {
+    fn px(&self, x: f64) -> f64 {
+        LEFT + (x - self.x0) / (self.x1 - self.x0) * (W - LEFT - RIGHT)
+    }
+    fn py(&self, y: f64) -> f64 {
+        H - BOTTOM - (y - self.y0) / (self.y1 - self.y0) * (H - TOP - BOTTOM)
+    }
+}
+
+fn open_svg(s: &mut String, id: &str, title: &str, w: f64, h: f64) {
+    let _ = write!(
+        s,
+        r#"<svg class="chart" id="{id}" role="img" aria-labelledby="{id}-title" viewBox="0 0 {w} {h}" width="{w}" height="{h}"><title id="{id}-title">{t}</title><rect class="bg" x="0" y="0" width="{w}" height="{h}"/><text class="chart-title" x="{cx}" y="22" text-anchor="middle">{t}</text>"#,
+        id = esc(id),
+        t = esc(title),
+        cx = w / 2.0,
+    );
+}
+
+fn axes(s: &mut String, f: &Frame, x_label: &str, y_label: &str, x_ticks: bool) {
+    let yt = nice_ticks(f.y0, f.y1, 5);
+    for t in &yt {
+        let y = f.py(*t);
+        let _ = write!(
+            s,
+            r#"<line class="grid" x1="{LEFT}" x2="{}" y1="{y:.1}" y2="{y:.1}"/><text class="tick" x="{}" y="{:.1}" text-anchor="end">{}</text>"#,
+            W - RIGHT,
+            LEFT - 6.0,
+            y + 4.0,
+            fmt_num(*t)
+        );
+    }
+    if x_ticks {
+        for t in nice_ticks(f.x0, f.x1, 6) {
+            let x = f.px(t);
+            let _ = write!(
+                s,
+                r#"<line class="tickmark" x1="{x:.1}" x2="{x:.1}" y1="{}" y2="{}"/><text class="tick" x="{x:.1}" y="{}" text-anchor="middle">{}</text>"#,
+                H - BOTTOM,
+                H - BOTTOM + 5.0,
+                H - BOTTOM + 18.0,
+                fmt_num(t)
+            );
+        }
+    }
+    let _ = write!(
+        s,
+        r#"<line class="axis" x1="{LEFT}" x2="{}" y1="{b}" y2="{b}"/><line class="axis" x1="{LEFT}" x2="{LEFT}" y1="{TOP}" y2="{b}"/>"#,
+        W - RIGHT,
+        b = H - BOTTOM,
+    );
+    let _ = write!(
+        s,
+        r#"<text class="axis-label x-label" x="{}" y="{}" text-anchor="middle">{}</text><text class="axis-label y-label" x="{}" y="{}" text-anchor="middle" transform="rotate(-90 {} {})">{}</text>"#,
+        LEFT + (W - LEFT - RIGHT) / 2.0,
+        H - BOTTOM + 38.0,
+        esc(x_label),
+        18.0,
+        TOP + (H - TOP - BOTTOM) / 2.0,
+        18.0,
+        TOP + (H - TOP - BOTTOM) / 2.0,
+        esc(y_label)
+    );
+}
+
+fn legend(s: &mut String, names: &[(String, &'static str)]) {
+    let mut x = LEFT;
+    let mut y = H - 18.0;
+    for (name, c) in names {
+        let label: String = name.chars().take(48).collect();
+        let width = 22.0 + 6.5 * label.chars().count() as f64;
+        if x + width > W - RIGHT && x > LEFT {
+            x = LEFT;
+            y += 14.0;
+        }
+        let _ = write!(
+            s,
+            r#"<rect x="{x:.1}" y="{:.1}" width="10" height="10" fill="{c}"/><text class="legend" x="{:.1}" y="{y:.1}">{}</text>"#,
+            y - 9.0,
+            x + 14.0,
+            esc(&label)
+        );
+        x += width;
+    }
+}
+
+/// One line of a [`LineChart`].
+#[derive(Debug, Clone, Default)]
+pub struct LineSeries {
+    pub name: String,
+    /// (x, y), drawn in x order.
+    pub points: Vec<(f64, f64)>,
+    /// (x, lo, hi): a shaded 95 % interval band.
+    pub band: Vec<(f64, f64, f64)>,
+    /// A marked point (x, y, label), e.g. the knee.
+    pub mark: Option<(f64, f64, String)>,
+}
+
+/// A chart of lines against a numeric x axis.
+#[derive(Debug, Clone, Default)]
+pub struct LineChart {
+    pub id: String,
+    pub title: String,
+    pub x_label: String,
+    pub y_label: String,
+    pub series: Vec<LineSeries>,
+    /// Start the y axis at zero.
+    pub y_from_zero: bool,
+}
+
+impl LineChart {
+    pub fn render(&self) -> String {
+        let xs = self.series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
+        let ys = self.series.iter().flat_map(|s| {
+            s.points
+                .iter()
+                .map(|p| p.1)
+                .chain(s.band.iter().flat_map(|b| [b.1, b.2]))
+        });
+        let (xmin, xmax) = min_max(xs);
+        let (ymin, ymax) = min_max(ys);
+        let (x0, x1) = if xmax > xmin { (xmin, xmax) } else { (xmin - 1.0, xmax + 1.0) };
+        let (y0, y1) = nice_range(ymin, ymax, self.y_from_zero);
+        let f = Frame { x0, x1, y0, y1 };
+        let mut s = String::new();
+        open_svg(&mut s, &self.id, &self.title, W, H);
+        axes(&mut s, &f, &self.x_label, &self.y_label, true);
+        for (i, se) in self.series.iter().enumerate() {
+            let c = color(i);
+            if se.band.len() >= 2 {
+                let mut b = se.band.clone();
+                b.sort_by(|a, b| a.0.total_cmp(&b.0));
+                let mut d = String::new();
+                for (k, (x, _, hi)) in b.iter().enumerate() {
+                    let _ = write!(d, "{}{:.1},{:.1} ", if k == 0 { "M" } else { "L" }, f.px(*x), f.py(*hi));
+                }
+                for (x, lo, _) in b.iter().rev() {
+                    let _ = write!(d, "L{:.1},{:.1} ", f.px(*x), f.py(*lo));
+                }
+                let _ = write!(s, r#"<path class="band" d="{}Z" fill="{c}" fill-opacity="0.18" stroke="none"/>"#, d);
+            } else {
+                for (x, lo, hi) in &se.band {
+                    let _ = write!(
+                        s,
+                        r#"<line class="whisker" x1="{x:.1}" x2="{x:.1}" y1="{:.1}" y2="{:.1}" stroke="{c}"/>"#,
+                        f.py(*lo),
+                        f.py(*hi),
+                        x = f.px(*x)
+                    );
+                }
+            }
+            let mut pts = se.points.clone();
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let path: Vec<String> = pts.iter().map(|(x, y)| format!("{:.1},{:.1}", f.px(*x), f.py(*y))).collect();
+            let _ = write!(
+                s,
+                r#"<polyline class="line" points="{}" fill="none" stroke="{c}" stroke-width="2"/>"#,
+                path.join(" ")
+            );
+            for (x, y) in &pts {
+                let _ = write!(
+                    s,
+                    r#"<circle class="point" cx="{:.1}" cy="{:.1}" r="3" fill="{c}"><title>{}: {} at {}</title></circle>"#,
+                    f.px(*x),
+                    f.py(*y),
+                    esc(&se.name),
+                    fmt_num(*y),
+                    fmt_num(*x)
+                );
+            }
+            if let Some((x, y, label)) = &se.mark {
+                let (px, py) = (f.px(*x), f.py(*y));
+                let _ = write!(
+                    s,
+                    r#"<g class="knee"><circle cx="{px:.1}" cy="{py:.1}" r="7" fill="none" stroke="{c}" stroke-width="2"/><line x1="{px:.1}" x2="{px:.1}" y1="{py:.1}" y2="{:.1}" stroke="{c}" stroke-dasharray="4 3"/><text class="mark-label" x="{:.1}" y="{:.1}">{}</text></g>"#,
+                    H - BOTTOM,
+                    px + 9.0,
+                    py - 9.0,
+                    esc(label)
+                );
+            }
+        }
+        let names: Vec<(String, &'static str)> =
+            self.series.iter().enumerate().map(|(i, s)| (s.name.clone(), color(i))).collect();
+        legend(&mut s, &names);
+        s.push_str("</svg>");
+        s
+    }
+}
+
+fn min_max(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    values
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)))
+}
+
+/// One group of bars (e.g. `p50`) across the categories of a [`BarChart`].
+#[derive(Debug, Clone, Default)]
+pub struct BarGroup {
+    pub name: String,
+    /// One value per category; `None` leaves a gap.
+    pub values: Vec<Option<f64>>,
+    /// Optional (lo, hi) whiskers, one per category.
+    pub whiskers: Vec<Option<(f64, f64)>>,
+}
+
+/// Grouped vertical bars: categories along x, one bar per group in each.
+#[derive(Debug, Clone, Default)]
+pub struct BarChart {
+    pub id: String,
+    pub title: String,
+    pub x_label: String,
+    pub y_label: String,
+    pub categories: Vec<String>,
+    pub groups: Vec<BarGroup>,
+    /// Shown in the plot area when every value is zero or missing.
+    pub empty_note: Option<String>,
+}
+
+impl BarChart {
+    pub fn render(&self) -> String {
+        let vals = self
+            .groups
+            .iter()
+            .flat_map(|g| g.values.iter().flatten().copied().chain(g.whiskers.iter().flatten().map(|w| w.1)));
+        let (_, ymax) = min_max(vals);
+        let (y0, y1) = nice_range(0.0, if ymax.is_finite() { ymax } else { 1.0 }, true);
+        let n = self.categories.len().max(1) as f64;
+        let f = Frame { x0: 0.0, x1: n, y0, y1 };
+        let mut s = String::new();
+        open_svg(&mut s, &self.id, &self.title, W, H);
+        axes(&mut s, &f, &self.x_label, &self.y_label, false);
+        let gcount = self.groups.len().max(1) as f64;
+        let slot = (W - LEFT - RIGHT) / n;
+        let bar_w = (slot * 0.8 / gcount).min(40.0);
+        for (ci, cat) in self.categories.iter().enumerate() {
+            let center = LEFT + slot * (ci as f64 + 0.5);
+            let label: String = cat.chars().take(28).collect();
+            let _ = write!(
+                s,
+                r#"<text class="tick cat" x="{center:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+                H - BOTTOM + 16.0,
+                esc(&label)
+            );
+            for (gi, g) in self.groups.iter().enumerate() {
+                let x = center - bar_w * gcount / 2.0 + bar_w * gi as f64;
+                if let Some(Some(v)) = g.values.get(ci) {
+                    let top = f.py(*v);
+                    let _ = write!(
+                        s,
+                        r#"<rect class="bar" x="{x:.1}" y="{top:.1}" width="{:.1}" height="{:.1}" fill="{}"><title>{} · {}: {}</title></rect>"#,
+                        (bar_w - 2.0).max(1.0),
+                        (H - BOTTOM - top).max(0.0),
+                        color(gi),
+                        esc(cat),
+                        esc(&g.name),
+                        fmt_num(*v)
+                    );
+                }
+                if let Some(Some((lo, hi))) = g.whiskers.get(ci) {
+                    let xm = x + (bar_w - 2.0) / 2.0;
+                    let _ = write!(
+                        s,
+                        r#"<path class="whisker" d="M{:.1},{:.1}H{:.1}M{xm:.1},{:.1}V{:.1}M{:.1},{:.1}H{:.1}" stroke="{}" fill="none"/>"#,
+                        xm - 4.0,
+                        f.py(*hi),
+                        xm + 4.0,
+                        f.py(*hi),
+                        f.py(*lo),
+                        xm - 4.0,
+                        f.py(*lo),
+                        xm + 4.0,
+                        "#333"
+                    );
+                }
+            }
+        }
+        let all_zero = self.groups.iter().all(|g| g.values.iter().all(|v| v.is_none_or(|x| x == 0.0)));
+        if let (true, Some(note)) = (all_zero, &self.empty_note) {
+            let _ = write!(
+                s,
+                r#"<text class="empty-note" x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+                LEFT + (W - LEFT - RIGHT) / 2.0,
+                TOP + (H - TOP - BOTTOM) / 2.0,
+                esc(note)
+            );
+        }
+        let names: Vec<(String, &'static str)> =
+            self.groups.iter().enumerate().map(|(i, g)| (g.name.clone(), color(i))).collect();
+        legend(&mut s, &names);
+        s.push_str("</svg>");
+        s
+    }
+}
+
+/// Overlaid histograms on shared bins (one step line per series).
+#[derive(Debug, Clone, Default)]
+pub struct Histogram {
+    pub id: String,
+    pub title: String,
+    pub x_label: String,
+    pub y_label: String,
+    /// Raw samples per named series.
+    pub series: Vec<(String, Vec<f64>)>,
+    pub bins: usize,
+}
+
+impl Histogram {
+    /// Bin edges and, per series, the share of its samples (percent) per bin.
+    /// The range runs from 0 to the largest series' 99th percentile, so one
+    /// stall does not flatten the picture; samples beyond go in the last bin.
+    pub fn binned(&self) -> (Vec<f64>, Vec<Vec<f64>>) {
+        let bins = self.bins.max(1);
+        let mut hi: f64 = 0.0;
+        for (_, v) in &self.series {
+            let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+            v.sort_by(f64::total_cmp);
+            if let Some(p) = fleetbench_core::stats::percentile_sorted(&v, 99.0) {
+                hi = hi.max(p);
+            }
+        }
+        if hi <= 0.0 {
+            hi = 1.0;
+        }
+        let width = hi / bins as f64;
+        let edges: Vec<f64> = (0..=bins).map(|i| i as f64 * width).collect();
+        let shares = self
+            .series
+            .iter()
+            .map(|(_, v)| {
+                let mut counts = vec![0usize; bins];
+                let mut n = 0usize;
+                for x in v.iter().filter(|x| x.is_finite()) {
+                    let i = ((x / width).floor().max(0.0) as usize).min(bins - 1);
+                    counts[i] += 1;
+                    n += 1;
+                }
+                counts.iter().map(|c| if n == 0 { 0.0 } else { 100.0 * *c as f64 / n as f64 }).collect()
+            })
+            .collect();
+        (edges, shares)
+    }
+
+    pub fn render(&self) -> String {
+        let (edges, shares) = self.binned();
+        let ymax = shares.iter().flatten().copied().fold(0.0, f64::max);
+        let (y0, y1) = nice_range(0.0, ymax, true);
+        let f = Frame {
+            x0: edges[0],
+            x1: *edges.last().unwrap_or(&1.0),
+            y0,
+            y1,
+        };
+        let mut s = String::new();
+        open_svg(&mut s, &self.id, &self.title, W, H);
+        axes(&mut s, &f, &self.x_label, &self.y_label, true);
+        let single = self.series.len() == 1;
+        for (si, share) in shares.iter().enumerate() {
+            let c = color(si);
+            if single {
+                for (i, v) in share.iter().enumerate() {
+                    let (xa, xb) = (f.px(edges[i]), f.px(edges[i + 1]));
+                    let top = f.py(*v);
+                    let _ = write!(
+                        s,
+                        r#"<rect class="bar" x="{xa:.1}" y="{top:.1}" width="{:.1}" height="{:.1}" fill="{c}"><title>{}–{}: {:.1} %</title></rect>"#,
+                        (xb - xa - 1.0).max(0.5),
+                        (H - BOTTOM - top).max(0.0),
+                        fmt_num(edges[i]),
+                        fmt_num(edges[i + 1]),
+                        v
+                    );
+                }
+            } else {
+                let mut d = format!("M{:.1},{:.1}", f.px(edges[0]), f.py(0.0));
+                for (i, v) in share.iter().enumerate() {
+                    let _ = write!(d, " L{:.1},{:.1} L{:.1},{:.1}", f.px(edges[i]), f.py(*v), f.px(edges[i + 1]), f.py(*v));
+                }
+                let _ = write!(d, " L{:.1},{:.1}", f.px(edges[edges.len() - 1]), f.py(0.0));
+                let _ = write!(s, r#"<path class="step" d="{d}" fill="none" stroke="{c}" stroke-width="2"/>"#);
+            }
+        }
+        let names: Vec<(String, &'static str)> =
+            self.series.iter().enumerate().map(|(i, (n, _))| (n.clone(), color(i))).collect();
+        legend(&mut s, &names);
+        s.push_str("</svg>");
+        s
+    }
+}
+
+/// Horizontal bars with interval whiskers, best first (the arena leaderboard).
+#[derive(Debug, Clone, Default)]
+pub struct RankChart {
+    pub id: String,
+    pub title: String,
+    pub x_label: String,
+    /// (name, value, optional (lo, hi)).
+    pub rows: Vec<(String, f64, Option<(f64, f64)>)>,
+}
+
+impl RankChart {
+    pub fn render(&self) -> String {
+        let row_h = 26.0;
+        let left = 200.0;
+        let h = TOP + row_h * self.rows.len().max(1) as f64 + 60.0;
+        let (_, vmax) = min_max(self.rows.iter().flat_map(|r| [r.1, r.2.map_or(r.1, |w| w.1)]));
+        let (x0, x1) = nice_range(0.0, if vmax.is_finite() { vmax } else { 1.0 }, true);
+        let px = |x: f64| left + (x - x0) / (x1 - x0) * (W - left - RIGHT);
+        let mut s = String::new();
+        open_svg(&mut s, &self.id, &self.title, W, h);
+        let base = TOP + row_h * self.rows.len().max(1) as f64;
+        for t in nice_ticks(x0, x1, 5) {
+            let x = px(t);
+            let _ = write!(
+                s,
+                r#"<line class="grid" x1="{x:.1}" x2="{x:.1}" y1="{TOP}" y2="{base:.1}"/><text class="tick" x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+                base + 16.0,
+                fmt_num(t)
+            );
+        }
+        for (i, (name, v, ci)) in self.rows.iter().enumerate() {
+            let y = TOP + row_h * i as f64;
+            let label: String = name.chars().take(30).collect();
+            let _ = write!(
+                s,
+                r#"<text class="tick cat" x="{:.1}" y="{:.1}" text-anchor="end">{}</text><rect class="bar" x="{left}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{}"><title>{}: {}</title></rect>"#,
+                left - 8.0,
+                y + row_h * 0.65,
+                esc(&label),
+                y + 4.0,
+                (px(*v) - left).max(0.0),
+                row_h - 8.0,
+                color(i),
+                esc(name),
+                fmt_num(*v)
+            );
+            if let Some((lo, hi)) = ci {
+                let ym = y + row_h / 2.0;
+                let _ = write!(
+                    s,
+                    r#"<path class="whisker" d="M{:.1},{ym:.1}H{:.1}M{:.1},{:.1}V{:.1}M{:.1},{:.1}V{:.1}" stroke="rgb(34,34,34)" fill="none"/>"#,
+                    px(*lo),
+                    px(*hi),
+                    px(*lo),
+                    ym - 5.0,
+                    ym + 5.0,
+                    px(*hi),
+                    ym - 5.0,
+                    ym + 5.0
+                );
+            }
+        }
+        let _ = write!(
+            s,
+            r#"<line class="axis" x1="{left}" x2="{:.1}" y1="{base:.1}" y2="{base:.1}"/><text class="axis-label x-label" x="{:.1}" y="{:.1}" text-anchor="middle">{}</text></svg>"#,
+            W - RIGHT,
+            left + (W - left - RIGHT) / 2.0,
+            base + 40.0,
+            esc(&self.x_label)
+        );
+        s
+    }
+}
+
+/// A grid of coloured cells: rows × columns, value in each (the arena's
+/// scenario × backend table).
+#[derive(Debug, Clone, Default)]
+pub struct HeatMap {
+    pub id: String,
+    pub title: String,
+    pub x_label: String,
+    pub y_label: String,
+    pub rows: Vec<String>,
+    pub cols: Vec<String>,
+    /// `values[row][col]`, `None` for no data.
+    pub values: Vec<Vec<Option<f64>>>,
+    /// The value range the colour scale spans.
+    pub scale: (f64, f64),
+}
+
+impl HeatMap {
+    pub fn render(&self) -> String {
+        let left = 190.0;
+        let top = 50.0;
+        let cell_h = 26.0;
+        let cols = self.cols.len().max(1) as f64;
+        let cell_w = ((W - left - RIGHT) / cols).min(120.0);
+        let h = top + cell_h * self.rows.len().max(1) as f64 + 70.0;
+        let mut s = String::new();
+        open_svg(&mut s, &self.id, &self.title, W, h);
+        for (ci, c) in self.cols.iter().enumerate() {
+            let label: String = c.chars().take(16).collect();
+            let _ = write!(
+                s,
+                r#"<text class="tick cat" x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+                left + cell_w * (ci as f64 + 0.5),
+                top - 6.0,
+                esc(&label)
+            );
+        }
+        let (lo, hi) = self.scale;
+        for (ri, r) in self.rows.iter().enumerate() {
+            let y = top + cell_h * ri as f64;
+            let label: String = r.chars().take(28).collect();
+            let _ = write!(
+                s,
+                r#"<text class="tick cat" x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
+                left - 8.0,
+                y + cell_h * 0.65,
+                esc(&label)
+            );
+            for ci in 0..self.cols.len() {
+                let x = left + cell_w * ci as f64;
+                let v = self.values.get(ri).and_then(|row| row.get(ci)).copied().flatten();
+                let (fill, text) = match v {
+                    Some(v) => {
+                        let t = if hi > lo { ((v - lo) / (hi - lo)).clamp(0.0, 1.0) } else { 0.5 };
+                        (heat_color(t), fmt_num(v))
+                    }
+                    None => ("#eeeeee".to_string(), "–".to_string()),
+                };
+                let _ = write!(
+                    s,
+                    r#"<rect class="cell" x="{x:.1}" y="{y:.1}" width="{:.1}" height="{:.1}" fill="{fill}" stroke="white"><title>{} × {}: {}</title></rect><text class="cell-value" x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+                    cell_w,
+                    cell_h,
+                    esc(r),
+                    esc(&self.cols[ci]),
+                    text,
+                    x + cell_w / 2.0,
+                    y + cell_h * 0.65,
+                    text
+                );
+            }
+        }
+        let base = top + cell_h * self.rows.len().max(1) as f64;
+        let _ = write!(
+            s,
+            r#"<text class="axis-label x-label" x="{:.1}" y="{:.1}" text-anchor="middle">{}</text><text class="axis-label y-label" x="14" y="{:.1}">{}</text></svg>"#,
+            left + cell_w * cols / 2.0,
+            base + 30.0,
+            esc(&self.x_label),
+            top - 6.0,
+            esc(&self.y_label)
+        );
+        s
+    }
+}
+
+/// From red (0) through yellow to green (1).
+fn heat_color(t: f64) -> String {
+    let (r, g) = if t < 0.5 { (230.0, 80.0 + 300.0 * t) } else { (230.0 - 300.0 * (t - 0.5), 230.0) };
+    format!("#{:02x}{:02x}{:02x}", r as u8, g as u8, 90)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_covers_markup_and_quotes() {
+        assert_eq!(esc("<script>\"x\"&'y'"), "&lt;script&gt;&quot;x&quot;&amp;&#39;y&#39;");
+    }
+
+    #[test]
+    fn ticks_are_round_and_cover_the_range() {
+        let t = nice_ticks(0.0, 97.0, 5);
+        assert_eq!(t.first().copied(), Some(0.0));
+        assert!(t.last().copied().unwrap_or(0.0) >= 80.0);
+        assert!(t.windows(2).all(|w| ((w[1] - w[0]) - 20.0).abs() < 1e-9));
+    }
+
+    #[test]
+    fn histogram_shares_sum_to_100() {
+        let h = Histogram {
+            series: vec![("a".into(), (0..100).map(|i| i as f64).collect())],
+            bins: 10,
+            ..Default::default()
+        };
+        let (edges, shares) = h.binned();
+        assert_eq!(edges.len(), 11);
+        let total: f64 = shares[0].iter().sum();
+        assert!((total - 100.0).abs() < 1e-9);
+    }
+}

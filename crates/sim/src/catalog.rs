@@ -1,0 +1,533 @@
+//! The catalogs: GPUs, models, quantizations, engines and interconnects, read
+//! from TOML (embedded at build time, overridable per file from a directory).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::SimError;
+
+const GPUS_TOML: &str = include_str!("../data/gpus.toml");
+const MODELS_TOML: &str = include_str!("../data/models.toml");
+const QUANTS_TOML: &str = include_str!("../data/quants.toml");
+const ENGINES_TOML: &str = include_str!("../data/engines.toml");
+const INTERCONNECTS_TOML: &str = include_str!("../data/interconnects.toml");
+
+/// One accelerator.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Gpu {
+    pub id: String,
+    pub name: String,
+    /// Kernel family (engine efficiency overrides are keyed by it).
+    pub family: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    pub memory_gb: f64,
+    pub memory_bw_gbs: f64,
+    pub fp32_tflops: f64,
+    /// Dense FP16/BF16 tensor throughput.
+    pub fp16_tflops: f64,
+    #[serde(default)]
+    pub fp8_tflops: Option<f64>,
+    #[serde(default)]
+    pub fp4_tflops: Option<f64>,
+    #[serde(default)]
+    pub int8_tops: Option<f64>,
+    pub tdp_w: f64,
+    pub idle_w: f64,
+    #[serde(default)]
+    pub usd_per_hour: Option<f64>,
+    #[serde(default)]
+    pub source: String,
+}
+
+impl Gpu {
+    /// Peak dense tensor throughput in FLOP/s for a compute precision,
+    /// falling back to FP16 where the chip lacks the precision.
+    pub fn peak_flops(&self, compute: &str) -> f64 {
+        let t = match compute {
+            "fp8" => self.fp8_tflops,
+            "fp4" => self.fp4_tflops.or(self.fp8_tflops),
+            "int8" => self.int8_tops,
+            _ => None,
+        };
+        t.unwrap_or(self.fp16_tflops) * 1e12
+    }
+}
+
+/// One model architecture.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Model {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    pub layers: u32,
+    pub hidden: u32,
+    pub heads: u32,
+    pub kv_heads: u32,
+    pub head_dim: u32,
+    pub vocab: u32,
+    pub params_total_b: f64,
+    pub params_active_b: f64,
+    /// Routed experts per MoE layer; 0 for a dense model.
+    #[serde(default)]
+    pub experts: u32,
+    #[serde(default)]
+    pub experts_per_token: u32,
+    #[serde(default)]
+    pub shared_experts: u32,
+    #[serde(default)]
+    pub tied_embeddings: bool,
+    /// KV-cache elements per token per layer when not 2 * kv_heads * head_dim.
+    #[serde(default)]
+    pub kv_elems_per_layer: Option<u32>,
+    #[serde(default = "default_context")]
+    pub max_context: u32,
+    #[serde(default)]
+    pub source: String,
+}
+
+fn default_context() -> u32 {
+    32768
+}
+
+impl Model {
+    pub fn is_moe(&self) -> bool {
+        self.experts > 1 && self.experts_per_token > 0
+    }
+
+    /// Parameters (in units of 1) of one embedding matrix.
+    pub fn embedding_params(&self) -> f64 {
+        self.vocab as f64 * self.hidden as f64
+    }
+
+    /// Total parameters in routed experts (0 for dense models), derived from
+    /// total = shared + routed and active = shared + routed * k / E.
+    pub fn routed_params(&self) -> f64 {
+        if !self.is_moe() {
+            return 0.0;
+        }
+        let k_over_e = self.experts_per_token as f64 / self.experts as f64;
+        ((self.params_total_b - self.params_active_b) * 1e9 / (1.0 - k_over_e)).max(0.0)
+    }
+
+    /// KV-cache elements stored per token across all layers.
+    pub fn kv_elems_per_token(&self) -> f64 {
+        let per_layer = self
+            .kv_elems_per_layer
+            .map(f64::from)
+            .unwrap_or(2.0 * self.kv_heads as f64 * self.head_dim as f64);
+        per_layer * self.layers as f64
+    }
+}
+
+/// One weight format.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Quant {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    pub bits_per_weight: f64,
+    /// Tensor precision of the matmuls: fp16, fp8, fp4 or int8.
+    pub compute: String,
+    /// "all" or "experts".
+    #[serde(default = "default_scope")]
+    pub scope: String,
+    #[serde(default)]
+    pub quantize_embeddings: bool,
+    #[serde(default = "one")]
+    pub decode_kernel_eff: f64,
+    /// Prefill (matmul) throughput relative to plain FP16 kernels.
+    #[serde(default = "one")]
+    pub prefill_kernel_eff: f64,
+    /// Bits per KV-cache element the format is usually served with.
+    #[serde(default = "sixteen")]
+    pub kv_bits: f64,
+}
+
+fn sixteen() -> f64 {
+    16.0
+}
+
+fn default_scope() -> String {
+    "all".to_string()
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// Efficiency overrides of one engine on one GPU family.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct FamilyEff {
+    #[serde(default)]
+    pub bw_eff: Option<f64>,
+    #[serde(default)]
+    pub compute_eff: Option<f64>,
+}
+
+/// One serving engine.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Engine {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    pub bw_eff: f64,
+    pub compute_eff: f64,
+    pub step_overhead_us: f64,
+    pub layer_overhead_us: f64,
+    #[serde(default)]
+    pub moe_layer_overhead_us: f64,
+    /// Activation bytes moved per token per layer, in units of
+    /// hidden * 2 bytes (reads and writes between kernels).
+    #[serde(default)]
+    pub activation_passes: f64,
+    /// Extra activation traffic per routed expert slot on MoE layers
+    /// (dispatch, permutation, combine), same unit.
+    #[serde(default)]
+    pub moe_activation_passes: f64,
+    pub max_num_seqs: u32,
+    pub max_batched_tokens: u32,
+    pub gpu_memory_utilization: f64,
+    /// How several GPUs are used: "tensor" (default) or "pipeline".
+    #[serde(default = "default_parallel")]
+    pub parallel: String,
+    #[serde(default)]
+    pub family: BTreeMap<String, FamilyEff>,
+    #[serde(default)]
+    pub source: String,
+}
+
+fn default_parallel() -> String {
+    "tensor".to_string()
+}
+
+impl Engine {
+    pub fn bw_eff_on(&self, gpu: &Gpu) -> f64 {
+        self.family.get(&gpu.family).and_then(|f| f.bw_eff).unwrap_or(self.bw_eff)
+    }
+    pub fn compute_eff_on(&self, gpu: &Gpu) -> f64 {
+        self.family
+            .get(&gpu.family)
+            .and_then(|f| f.compute_eff)
+            .unwrap_or(self.compute_eff)
+    }
+}
+
+/// A link between the GPUs of one server.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Interconnect {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// Per GPU, per direction.
+    pub bandwidth_gbs: f64,
+    pub allreduce_latency_us: f64,
+}
+
+#[derive(Deserialize)]
+struct GpuFile {
+    #[serde(default)]
+    gpu: Vec<Gpu>,
+}
+#[derive(Deserialize)]
+struct ModelFile {
+    #[serde(default)]
+    model: Vec<Model>,
+}
+#[derive(Deserialize)]
+struct QuantFile {
+    #[serde(default)]
+    quant: Vec<Quant>,
+}
+#[derive(Deserialize)]
+struct EngineFile {
+    #[serde(default)]
+    engine: Vec<Engine>,
+}
+#[derive(Deserialize)]
+struct InterconnectFile {
+    #[serde(default)]
+    interconnect: Vec<Interconnect>,
+}
+
+/// All five catalogs.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Catalog {
+    pub gpus: Vec<Gpu>,
+    pub models: Vec<Model>,
+    pub quants: Vec<Quant>,
+    pub engines: Vec<Engine>,
+    pub interconnects: Vec<Interconnect>,
+}
+
+fn parse<T: serde::de::DeserializeOwned>(text: &str, file: &str) -> Result<T, SimError> {
+    toml::from_str(text).map_err(|e| SimError::Catalog {
+        file: file.to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// Normalises a free-text name for alias matching: lower case, only ASCII
+/// letters and digits, with '+' kept.
+pub fn normalize(name: &str) -> String {
+    name.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '+')
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
+/// Drops parenthesised parts: "llama.cpp (CUDA)" becomes "llama.cpp".
+fn strip_parens(name: &str) -> String {
+    let mut out = String::new();
+    let mut depth = 0usize;
+    for c in name.chars() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            _ if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    out.trim().to_string()
+}
+
+fn find_by_name<'a, T>(
+    items: &'a [T],
+    name: &str,
+    id: impl Fn(&T) -> &str,
+    aliases: impl Fn(&T) -> &[String],
+    loose: bool,
+) -> Option<&'a T> {
+    let matches = |needle: &str| {
+        let n = normalize(needle);
+        if n.is_empty() {
+            return None;
+        }
+        items
+            .iter()
+            .find(|it| normalize(id(it)) == n || aliases(it).iter().any(|a| normalize(a) == n))
+    };
+    if let Some(hit) = matches(name) {
+        return Some(hit);
+    }
+    let stripped = strip_parens(name);
+    if let Some(hit) = matches(&stripped) {
+        return Some(hit);
+    }
+    if loose {
+        // Any single word of the text naming an entry ("table header says FP8").
+        for word in stripped.split(|c: char| c.is_whitespace() || c == ',' || c == '/') {
+            if let Some(hit) = matches(word) {
+                return Some(hit);
+            }
+        }
+    }
+    None
+}
+
+impl Catalog {
+    /// The catalogs compiled into the binary.
+    pub fn embedded() -> Result<Catalog, SimError> {
+        Catalog::from_texts(GPUS_TOML, MODELS_TOML, QUANTS_TOML, ENGINES_TOML, INTERCONNECTS_TOML)
+    }
+
+    fn from_texts(
+        gpus: &str,
+        models: &str,
+        quants: &str,
+        engines: &str,
+        interconnects: &str,
+    ) -> Result<Catalog, SimError> {
+        Ok(Catalog {
+            gpus: parse::<GpuFile>(gpus, "gpus.toml")?.gpu,
+            models: parse::<ModelFile>(models, "models.toml")?.model,
+            quants: parse::<QuantFile>(quants, "quants.toml")?.quant,
+            engines: parse::<EngineFile>(engines, "engines.toml")?.engine,
+            interconnects: parse::<InterconnectFile>(interconnects, "interconnects.toml")?.interconnect,
+        })
+    }
+
+    /// The embedded catalogs, with each of `gpus.toml`, `models.toml`,
+    /// `quants.toml`, `engines.toml`, `interconnects.toml` found in `dir`
+    /// replacing its embedded counterpart.
+    pub fn with_overrides(dir: &Path) -> Result<Catalog, SimError> {
+        if !dir.is_dir() {
+            return Err(SimError::Catalog {
+                file: dir.display().to_string(),
+                message: "not a directory; --catalog takes a directory holding any of gpus.toml, models.toml, quants.toml, engines.toml, interconnects.toml".to_string(),
+            });
+        }
+        let read = |name: &str, embedded: &'static str| -> Result<String, SimError> {
+            let p = dir.join(name);
+            if p.exists() {
+                std::fs::read_to_string(&p).map_err(|e| SimError::Catalog {
+                    file: p.display().to_string(),
+                    message: e.to_string(),
+                })
+            } else {
+                Ok(embedded.to_string())
+            }
+        };
+        Catalog::from_texts(
+            &read("gpus.toml", GPUS_TOML)?,
+            &read("models.toml", MODELS_TOML)?,
+            &read("quants.toml", QUANTS_TOML)?,
+            &read("engines.toml", ENGINES_TOML)?,
+            &read("interconnects.toml", INTERCONNECTS_TOML)?,
+        )
+    }
+
+    pub fn gpu(&self, name: &str) -> Option<&Gpu> {
+        find_by_name(&self.gpus, name, |g| &g.id, |g| &g.aliases, false)
+    }
+    pub fn model(&self, name: &str) -> Option<&Model> {
+        find_by_name(&self.models, name, |m| &m.id, |m| &m.aliases, false)
+    }
+    pub fn quant(&self, name: &str) -> Option<&Quant> {
+        find_by_name(&self.quants, name, |q| &q.id, |q| &q.aliases, true)
+    }
+    pub fn engine(&self, name: &str) -> Option<&Engine> {
+        find_by_name(&self.engines, name, |e| &e.id, |e| &e.aliases, false)
+    }
+    pub fn interconnect(&self, name: &str) -> Option<&Interconnect> {
+        find_by_name(&self.interconnects, name, |i| &i.id, |i| &i.aliases, false)
+    }
+
+    /// A quantization by name, also understanding "EXL2 N bpw" and "N-bit"
+    /// free text by building an entry with that many bits.
+    pub fn quant_from_text(&self, text: &str) -> Option<Quant> {
+        if let Some(bpw) = bits_from_text(text) {
+            let base = self.quant("exl2").cloned();
+            if let Some(mut q) = base {
+                q.bits_per_weight = bpw;
+                q.name = text.to_string();
+                return Some(q);
+            }
+        }
+        self.quant(text).cloned()
+    }
+
+    pub fn require_gpu(&self, name: &str) -> Result<&Gpu, SimError> {
+        self.gpu(name).ok_or_else(|| unknown("GPU", name, self.gpus.iter().map(|g| g.id.as_str()), "gpus"))
+    }
+    pub fn require_model(&self, name: &str) -> Result<&Model, SimError> {
+        self.model(name)
+            .ok_or_else(|| unknown("model", name, self.models.iter().map(|m| m.id.as_str()), "models"))
+    }
+    pub fn require_quant(&self, name: &str) -> Result<Quant, SimError> {
+        self.quant_from_text(name)
+            .ok_or_else(|| unknown("quantization", name, self.quants.iter().map(|q| q.id.as_str()), "quants"))
+    }
+    pub fn require_engine(&self, name: &str) -> Result<&Engine, SimError> {
+        self.engine(name)
+            .ok_or_else(|| unknown("engine", name, self.engines.iter().map(|e| e.id.as_str()), "engines"))
+    }
+    pub fn require_interconnect(&self, name: &str) -> Result<&Interconnect, SimError> {
+        self.interconnect(name).ok_or_else(|| {
+            unknown(
+                "interconnect",
+                name,
+                self.interconnects.iter().map(|i| i.id.as_str()),
+                "interconnects",
+            )
+        })
+    }
+}
+
+fn bits_from_text(text: &str) -> Option<f64> {
+    let lower = text.to_ascii_lowercase();
+    let idx = lower.find("bpw")?;
+    let before = lower[..idx].trim_end();
+    let start = before
+        .rfind(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .map(|i| i + 1)
+        .unwrap_or(0);
+    before[start..].parse::<f64>().ok().filter(|b| *b > 0.0 && *b <= 32.0)
+}
+
+fn unknown<'a>(kind: &str, name: &str, ids: impl Iterator<Item = &'a str>, list: &str) -> SimError {
+    let known: Vec<&str> = ids.collect();
+    SimError::Unknown {
+        kind: kind.to_string(),
+        name: name.to_string(),
+        hint: format!(
+            "known: {}; see `fleetbench sim list {list}`, or add an entry with --catalog DIR",
+            known.join(", ")
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_catalogs_parse_and_cover_the_issue_list() {
+        let c = Catalog::embedded().expect("embedded catalogs parse");
+        for g in [
+            "rtx3090", "rtx4090", "rtx5090", "rtx-pro-6000", "a100-40gb", "a100-80gb", "l40s", "h100-pcie",
+            "h100-sxm", "h200", "b200", "mi300x", "m2-max", "m2-ultra", "m3-max", "m4-max",
+        ] {
+            assert!(c.gpu(g).is_some(), "missing GPU {g}");
+        }
+        for m in [
+            "qwen3-coder-30b-a3b",
+            "qwen2.5-coder-32b",
+            "llama-3.1-8b",
+            "llama-3.1-70b",
+            "llama-3.3-70b",
+            "mixtral-8x7b",
+            "gpt-oss-20b",
+            "gpt-oss-120b",
+            "qwen3-235b-a22b",
+            "deepseek-v3",
+            "smollm2-135m",
+        ] {
+            assert!(c.model(m).is_some(), "missing model {m}");
+        }
+        for q in ["fp16", "bf16", "fp8", "int8", "awq4", "gptq4", "nvfp4", "mxfp4", "q4_k_m", "q5_k_m", "q6_k", "q8_0"] {
+            assert!(c.quant(q).is_some(), "missing quant {q}");
+        }
+        for e in ["vllm", "sglang", "llamacpp", "trtllm"] {
+            assert!(c.engine(e).is_some(), "missing engine {e}");
+        }
+    }
+
+    #[test]
+    fn free_text_names_from_the_calibration_file_resolve() {
+        let c = Catalog::embedded().unwrap();
+        assert_eq!(c.gpu("NVIDIA GeForce RTX 3090 24GB").unwrap().id, "rtx3090");
+        assert_eq!(c.gpu("NVIDIA H100 SXM 80GB (DGX H100)").unwrap().id, "h100-sxm");
+        assert_eq!(c.model("Meta-Llama-3-8B").unwrap().id, "llama-3.1-8b");
+        assert_eq!(c.quant("Q4_K_M").unwrap().id, "q4_k_m");
+        assert_eq!(c.quant("table header says FP8 (ambiguous)").unwrap().id, "fp8");
+        assert_eq!(c.engine("llama.cpp (CUDA)").unwrap().id, "llamacpp");
+        assert_eq!(c.interconnect("NVLink (DGX H100)").unwrap().id, "nvlink4");
+        let q = c.quant_from_text("EXL2 2.5 bpw").unwrap();
+        assert!((q.bits_per_weight - 2.5).abs() < 1e-9);
+        assert!(c.gpu("Voodoo 2").is_none());
+    }
+
+    #[test]
+    fn moe_routed_share_reproduces_active_parameters() {
+        let c = Catalog::embedded().unwrap();
+        let m = c.model("qwen3-coder-30b-a3b").unwrap();
+        let routed = m.routed_params();
+        let shared = m.params_total_b * 1e9 - routed;
+        let active = shared + routed * 8.0 / 128.0;
+        assert!((active / 1e9 - 3.3).abs() < 1e-6, "active {active}");
+    }
+
+    #[test]
+    fn unknown_names_say_what_to_do() {
+        let c = Catalog::embedded().unwrap();
+        let e = c.require_gpu("tpu-v9").unwrap_err().to_string();
+        assert!(e.contains("tpu-v9") && e.contains("sim list gpus"), "{e}");
+    }
+}

@@ -1,0 +1,396 @@
+//! The discrete-event serving engine: continuous batching with a waiting
+//! queue, chunked prefill, decode, KV-cache accounting and preemption, timed
+//! step by step by the performance model. No I/O; time is virtual seconds.
+
+use std::collections::VecDeque;
+
+use crate::perf::{Deployment, StepLoad};
+
+/// A request as the engine sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EngineRequest {
+    pub id: u64,
+    pub prompt_tokens: u32,
+    /// Tokens to generate (the simulated model stops exactly there).
+    pub output_tokens: u32,
+}
+
+/// Something that happened in a step, at the step's end.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum EngineEvent {
+    /// Token number `index` (0-based) of request `id` is ready.
+    Token { id: u64, index: u32, t: f64 },
+    /// The request produced its last token.
+    Finished { id: u64, t: f64 },
+    /// The request lost its KV cache and went back to the queue.
+    Preempted { id: u64, t: f64 },
+}
+
+#[derive(Debug, Clone)]
+struct Seq {
+    req: EngineRequest,
+    arrival: f64,
+    /// Tokens whose KV is computed (prompt, then recomputed output after a
+    /// preemption).
+    computed: u32,
+    /// Tokens to compute before decoding resumes.
+    to_prefill: u32,
+    generated: u32,
+}
+
+impl Seq {
+    fn context(&self) -> u32 {
+        self.computed
+    }
+}
+
+/// Counters the server exposes as metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct EngineCounters {
+    pub preemptions: u64,
+    pub prompt_tokens: u64,
+    pub generation_tokens: u64,
+    pub steps: u64,
+    pub finished: u64,
+}
+
+/// What one step did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepSummary {
+    pub start: f64,
+    pub end: f64,
+    pub decode_seqs: u32,
+    pub prefill_tokens: u32,
+}
+
+/// The engine state.
+#[derive(Debug, Clone)]
+pub struct ServingEngine {
+    d: Deployment,
+    now: f64,
+    waiting: VecDeque<Seq>,
+    running: Vec<Seq>,
+    kv_capacity: u64,
+    kv_used: u64,
+    counters: EngineCounters,
+}
+
+impl ServingEngine {
+    pub fn new(deployment: Deployment) -> ServingEngine {
+        let kv_capacity = deployment.kv_capacity_tokens.max(1.0).floor() as u64;
+        ServingEngine {
+            d: deployment,
+            now: 0.0,
+            waiting: VecDeque::new(),
+            running: Vec::new(),
+            kv_capacity,
+            kv_used: 0,
+            counters: EngineCounters::default(),
+        }
+    }
+
+    pub fn deployment(&self) -> &Deployment {
+        &self.d
+    }
+    /// Virtual time in seconds.
+    pub fn now(&self) -> f64 {
+        self.now
+    }
+    /// Moves the clock forward (idle time); never backwards.
+    pub fn advance_to(&mut self, t: f64) {
+        if t > self.now {
+            self.now = t;
+        }
+    }
+    pub fn num_running(&self) -> usize {
+        self.running.len()
+    }
+    pub fn num_waiting(&self) -> usize {
+        self.waiting.len()
+    }
+    pub fn has_work(&self) -> bool {
+        !self.running.is_empty() || !self.waiting.is_empty()
+    }
+    /// Share of the KV cache in use, 0..1.
+    pub fn kv_usage(&self) -> f64 {
+        self.kv_used as f64 / self.kv_capacity as f64
+    }
+    pub fn kv_capacity_tokens(&self) -> u64 {
+        self.kv_capacity
+    }
+    pub fn counters(&self) -> EngineCounters {
+        self.counters
+    }
+
+    /// Queues a request arriving now.
+    pub fn submit(&mut self, req: EngineRequest) {
+        let req = EngineRequest { prompt_tokens: req.prompt_tokens.max(1), output_tokens: req.output_tokens.max(1), ..req };
+        self.counters.prompt_tokens += req.prompt_tokens as u64;
+        self.waiting.push_back(Seq { req, arrival: self.now, computed: 0, to_prefill: req.prompt_tokens, generated: 0 });
+    }
+
+    /// Arrival time of a queued or running request (virtual seconds).
+    pub fn arrival_of(&self, id: u64) -> Option<f64> {
+        self.running.iter().chain(self.waiting.iter()).find(|s| s.req.id == id).map(|s| s.arrival)
+    }
+
+    fn admit(&mut self) {
+        let max = self.d.max_num_seqs as usize;
+        while self.running.len() < max {
+            let Some(front) = self.waiting.front() else { break };
+            let need = front.to_prefill as u64 + 1;
+            if self.kv_used + need > self.kv_capacity && !self.running.is_empty() {
+                break;
+            }
+            if let Some(seq) = self.waiting.pop_front() {
+                self.kv_used += seq.to_prefill as u64;
+                self.running.push(seq);
+            }
+        }
+    }
+
+    /// Runs one step and reports its events through `sink`. Returns None when
+    /// there is nothing to do.
+    pub fn step(&mut self, sink: &mut impl FnMut(EngineEvent)) -> Option<StepSummary> {
+        self.admit();
+        if self.running.is_empty() {
+            return None;
+        }
+        // Decoding sequences need one more KV slot each; preempt the most
+        // recently admitted until they fit (vLLM's recompute preemption).
+        loop {
+            let decoding = self.running.iter().filter(|s| s.to_prefill == 0).count() as u64;
+            if self.kv_used + decoding <= self.kv_capacity || self.running.len() <= 1 {
+                break;
+            }
+            if let Some(victim) = self.running.pop() {
+                self.kv_used -= victim.computed as u64 + victim.to_prefill as u64 - victim.computed.min(victim.to_prefill) as u64 * 0;
+                self.counters.preemptions += 1;
+                sink(EngineEvent::Preempted { id: victim.req.id, t: self.now });
+                let redo = victim.req.prompt_tokens + victim.generated;
+                self.waiting.push_front(Seq { computed: 0, to_prefill: redo, ..victim });
+            }
+        }
+        let mut budget = self.d.engine.max_batched_tokens.max(1);
+        let mut load = StepLoad::default();
+        let mut plan: Vec<u32> = Vec::with_capacity(self.running.len());
+        for s in &self.running {
+            if s.to_prefill == 0 {
+                load.decode_seqs += 1;
+                load.decode_context_tokens += s.context() as f64;
+                budget = budget.saturating_sub(1);
+                plan.push(0);
+            } else {
+                plan.push(u32::MAX);
+            }
+        }
+        for (s, p) in self.running.iter().zip(plan.iter_mut()) {
+            if *p == u32::MAX {
+                let n = s.to_prefill.min(budget);
+                budget -= n;
+                load.prefill_tokens += n;
+                load.prefill_attention_tokens += n as f64 * (s.computed as f64 + n as f64 / 2.0);
+                *p = n;
+            }
+        }
+        let start = self.now;
+        let cost = self.d.step(&load);
+        self.now += cost.time_s.max(1e-9);
+        let t = self.now;
+        self.counters.steps += 1;
+        let mut i = 0;
+        while i < self.running.len() {
+            let chunk = plan[i];
+            let s = &mut self.running[i];
+            let mut emit = false;
+            if s.to_prefill == 0 {
+                emit = true;
+                s.computed += 1;
+                self.kv_used += 1;
+            } else if chunk > 0 && chunk != u32::MAX {
+                s.to_prefill -= chunk;
+                s.computed += chunk;
+                // KV for these tokens was reserved at admission.
+                emit = s.to_prefill == 0;
+            }
+            if emit {
+                let index = s.generated;
+                s.generated += 1;
+                self.counters.generation_tokens += 1;
+                sink(EngineEvent::Token { id: s.req.id, index, t });
+                if s.generated >= s.req.output_tokens {
+                    let done = self.running.remove(i);
+                    plan.remove(i);
+                    self.kv_used -= done.computed as u64;
+                    self.counters.finished += 1;
+                    sink(EngineEvent::Finished { id: done.req.id, t });
+                    continue;
+                }
+            }
+            i += 1;
+        }
+        Some(StepSummary { start, end: t, decode_seqs: load.decode_seqs, prefill_tokens: load.prefill_tokens })
+    }
+}
+
+/// Per-request result of an offline simulation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SimulatedRequest {
+    pub id: u64,
+    pub arrival: f64,
+    pub first_token: f64,
+    pub finished: f64,
+    pub output_tokens: u32,
+}
+
+/// Summary of an offline simulation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OfflineSummary {
+    pub requests: u64,
+    pub output_tokens: u64,
+    pub duration_s: f64,
+    pub steps: u64,
+    pub preemptions: u64,
+    pub mean_ttft_s: f64,
+    pub max_waiting: usize,
+}
+
+/// Drives the engine without HTTP: requests arrive at the given virtual
+/// times (sorted), each is served to completion. `on_done` sees every
+/// finished request.
+pub fn simulate_offline(
+    deployment: Deployment,
+    arrivals: impl IntoIterator<Item = (f64, EngineRequest)>,
+    mut on_done: impl FnMut(SimulatedRequest),
+) -> OfflineSummary {
+    let mut eng = ServingEngine::new(deployment);
+    let mut arrivals = arrivals.into_iter().peekable();
+    let mut open: std::collections::HashMap<u64, (f64, f64, u32)> = std::collections::HashMap::new();
+    let mut requests = 0u64;
+    let mut ttft_sum = 0.0;
+    let mut max_waiting = 0usize;
+    loop {
+        while let Some((t, _)) = arrivals.peek() {
+            if *t > eng.now() && eng.has_work() {
+                break;
+            }
+            let Some((t, r)) = arrivals.next() else { break };
+            eng.advance_to(t);
+            open.insert(r.id, (eng.now(), f64::NAN, 0));
+            eng.submit(r);
+            requests += 1;
+        }
+        max_waiting = max_waiting.max(eng.num_waiting());
+        let mut finished: Vec<u64> = Vec::new();
+        let stepped = eng.step(&mut |ev| match ev {
+            EngineEvent::Token { id, index, t } => {
+                if let Some(e) = open.get_mut(&id) {
+                    if index == 0 {
+                        e.1 = t;
+                    }
+                    e.2 = index + 1;
+                }
+            }
+            EngineEvent::Finished { id, .. } => finished.push(id),
+            EngineEvent::Preempted { .. } => {}
+        });
+        for id in finished {
+            if let Some((arrival, first, n)) = open.remove(&id) {
+                ttft_sum += first - arrival;
+                on_done(SimulatedRequest { id, arrival, first_token: first, finished: eng.now(), output_tokens: n });
+            }
+        }
+        if stepped.is_none() && arrivals.peek().is_none() {
+            break;
+        }
+    }
+    let c = eng.counters();
+    OfflineSummary {
+        requests,
+        output_tokens: c.generation_tokens,
+        duration_s: eng.now(),
+        steps: c.steps,
+        preemptions: c.preemptions,
+        mean_ttft_s: if requests > 0 { ttft_sum / requests as f64 } else { 0.0 },
+        max_waiting,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Catalog;
+    use crate::perf::DeploymentSpec;
+
+    fn deployment(max_num_seqs: u32) -> Deployment {
+        let c = Catalog::embedded().unwrap();
+        Deployment::resolve(
+            &c,
+            &DeploymentSpec { max_num_seqs: Some(max_num_seqs), ..DeploymentSpec::default() },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn single_request_timing_equals_prefill_then_decode_steps() {
+        let d = deployment(8);
+        let mut eng = ServingEngine::new(d.clone());
+        eng.submit(EngineRequest { id: 1, prompt_tokens: 300, output_tokens: 5 });
+        let mut tokens = Vec::new();
+        while eng.step(&mut |e| {
+            if let EngineEvent::Token { t, .. } = e {
+                tokens.push(t)
+            }
+        })
+        .is_some()
+        {}
+        assert_eq!(tokens.len(), 5);
+        let prefill = d.prefill_time_s(300, 0, 0.0);
+        assert!((tokens[0] - prefill).abs() < 1e-9, "{} vs {prefill}", tokens[0]);
+        let gap = d.decode_step(1, 300.0).time_s;
+        assert!((tokens[1] - tokens[0] - gap).abs() < 1e-9);
+    }
+
+    #[test]
+    fn requests_beyond_max_num_seqs_wait() {
+        let d = deployment(2);
+        let mut eng = ServingEngine::new(d);
+        for id in 0..5 {
+            eng.submit(EngineRequest { id, prompt_tokens: 50, output_tokens: 20 });
+        }
+        eng.step(&mut |_| {});
+        assert_eq!(eng.num_running(), 2);
+        assert_eq!(eng.num_waiting(), 3);
+    }
+
+    #[test]
+    fn kv_exhaustion_preempts_and_everything_still_finishes() {
+        let mut d = deployment(16);
+        d.kv_capacity_tokens = 400.0;
+        let mut done = 0;
+        let s = simulate_offline(
+            d,
+            (0..6).map(|id| (0.0, EngineRequest { id, prompt_tokens: 40, output_tokens: 60 })),
+            |r| {
+                assert_eq!(r.output_tokens, 60);
+                done += 1;
+            },
+        );
+        assert_eq!(done, 6);
+        assert!(s.preemptions > 0, "expected preemptions, got {s:?}");
+    }
+
+    #[test]
+    fn offline_simulation_is_deterministic() {
+        let run = || {
+            let mut v = Vec::new();
+            simulate_offline(
+                deployment(4),
+                (0..20).map(|id| (id as f64 * 0.05, EngineRequest { id, prompt_tokens: 100 + id as u32, output_tokens: 30 })),
+                |r| v.push((r.id, r.first_token, r.finished)),
+            );
+            v
+        };
+        assert_eq!(run(), run());
+    }
+}

@@ -1,0 +1,585 @@
+//! The per-step performance model: what one continuous-batching engine step
+//! costs on a deployment (GPU x count, model, quantization, engine), and the
+//! steady-state prediction per concurrency level built from it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{Catalog, Engine, Gpu, Interconnect, Model, Quant};
+use crate::SimError;
+
+/// Memory each GPU keeps back for activations, CUDA graphs and the runtime.
+const RESERVED_GB_PER_GPU: f64 = 1.0;
+/// Bytes per activation element exchanged in tensor-parallel all-reduces.
+const ACTIVATION_BYTES: f64 = 2.0;
+
+/// What limits a step or a concurrency level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Bottleneck {
+    /// Reading weights and KV cache from memory.
+    Bandwidth,
+    /// Tensor-core arithmetic.
+    Compute,
+    /// Tensor-parallel all-reduces between GPUs.
+    Interconnect,
+    /// Fixed per-step and per-layer costs (launches, scheduling).
+    Overhead,
+    /// The KV cache cannot hold the requested concurrency.
+    KvCapacity,
+}
+
+impl Bottleneck {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Bottleneck::Bandwidth => "bandwidth",
+            Bottleneck::Compute => "compute",
+            Bottleneck::Interconnect => "interconnect",
+            Bottleneck::Overhead => "overhead",
+            Bottleneck::KvCapacity => "kv_capacity",
+        }
+    }
+}
+
+/// How several GPUs share a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Parallelism {
+    /// Tensor parallel: every GPU holds a slice of every layer.
+    Tensor,
+    /// Layer split: each GPU holds whole layers and runs them in turn.
+    Pipeline,
+}
+
+/// Names of the parts of a deployment, as a user types them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DeploymentSpec {
+    pub gpu: String,
+    pub count: u32,
+    /// `None` picks a sensible link for the GPU family when count > 1.
+    pub interconnect: Option<String>,
+    pub model: String,
+    pub quant: String,
+    pub engine: String,
+    /// Overrides the engine's max_num_seqs.
+    pub max_num_seqs: Option<u32>,
+    /// Overrides the engine's way of using several GPUs.
+    pub parallelism: Option<Parallelism>,
+}
+
+impl Default for DeploymentSpec {
+    fn default() -> Self {
+        DeploymentSpec {
+            gpu: "rtx3090".into(),
+            count: 1,
+            interconnect: None,
+            model: "qwen3-coder-30b-a3b".into(),
+            quant: "awq4".into(),
+            engine: "vllm".into(),
+            max_num_seqs: None,
+            parallelism: None,
+        }
+    }
+}
+
+/// A resolved deployment: the catalog entries and the derived sizes.
+#[derive(Debug, Clone, Serialize)]
+pub struct Deployment {
+    pub gpu: Gpu,
+    pub count: u32,
+    pub interconnect: Interconnect,
+    pub model: Model,
+    pub quant: Quant,
+    pub engine: Engine,
+    pub parallelism: Parallelism,
+    pub max_num_seqs: u32,
+    /// Bytes of weights held in memory, all GPUs together.
+    pub weight_bytes: f64,
+    /// KV-cache bytes per token of context.
+    pub kv_bytes_per_token: f64,
+    /// Tokens of context the KV cache holds, all GPUs together.
+    pub kv_capacity_tokens: f64,
+    // Per-step read sizes.
+    dense_read_bytes: f64,
+    expert_bytes_each: f64,
+}
+
+/// Work in one engine step.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StepLoad {
+    /// Sequences producing one token each.
+    pub decode_seqs: u32,
+    /// Sum of the context lengths of those sequences (KV read).
+    pub decode_context_tokens: f64,
+    /// New prompt tokens processed in this step (prefill chunk(s)).
+    pub prefill_tokens: u32,
+    /// Sum over prefill tokens of the context they attend to.
+    pub prefill_attention_tokens: f64,
+}
+
+/// Cost of one step, split by what it spends the time on.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct StepCost {
+    pub time_s: f64,
+    pub memory_s: f64,
+    pub compute_s: f64,
+    pub interconnect_s: f64,
+    pub overhead_s: f64,
+    pub bytes_per_gpu: f64,
+    pub flops_per_gpu: f64,
+}
+
+impl StepCost {
+    /// The largest of the four parts.
+    pub fn bottleneck(&self) -> Bottleneck {
+        let parts = [
+            (self.memory_s, Bottleneck::Bandwidth),
+            (self.compute_s, Bottleneck::Compute),
+            (self.interconnect_s, Bottleneck::Interconnect),
+            (self.overhead_s, Bottleneck::Overhead),
+        ];
+        parts
+            .iter()
+            .fold((f64::MIN, Bottleneck::Bandwidth), |acc, p| if p.0 > acc.0 { *p } else { acc })
+            .1
+    }
+}
+
+/// Distinct experts a batch of `tokens` tokens touches in one MoE layer when
+/// each token picks `k` of `e` experts uniformly: `E * (1 - (1 - k/E)^B)`.
+pub fn expert_coverage(e: u32, k: u32, tokens: u32) -> f64 {
+    if e == 0 || tokens == 0 {
+        return 0.0;
+    }
+    let e = e as f64;
+    let k = (k as f64).min(e);
+    e * (1.0 - (1.0 - k / e).powi(tokens.min(i32::MAX as u32) as i32))
+}
+
+/// Time of one ring all-reduce of `bytes` over `n` GPUs.
+pub fn allreduce_time_s(link: &Interconnect, n: u32, bytes: f64) -> f64 {
+    if n <= 1 {
+        return 0.0;
+    }
+    let n = n as f64;
+    let wire = if link.bandwidth_gbs > 0.0 {
+        2.0 * (n - 1.0) / n * bytes / (link.bandwidth_gbs * 1e9)
+    } else {
+        0.0
+    };
+    link.allreduce_latency_us * 1e-6 + wire
+}
+
+fn default_link(gpu: &Gpu) -> &'static str {
+    match gpu.family.as_str() {
+        "hopper" => "nvlink4",
+        "blackwell" => "nvlink5",
+        "ampere-hbm" => "nvswitch3",
+        "cdna3" => "xgmi",
+        _ => "pcie4",
+    }
+}
+
+impl Deployment {
+    /// Resolves names against the catalog and sizes the deployment. Fails
+    /// when a name is unknown or the weights do not fit.
+    pub fn resolve(catalog: &Catalog, spec: &DeploymentSpec) -> Result<Deployment, SimError> {
+        if spec.count == 0 {
+            return Err(SimError::Invalid("GPU count must be at least 1".into()));
+        }
+        let gpu = catalog.require_gpu(&spec.gpu)?.clone();
+        let model = catalog.require_model(&spec.model)?.clone();
+        let quant = catalog.require_quant(&spec.quant)?;
+        let engine = catalog.require_engine(&spec.engine)?.clone();
+        let interconnect = if spec.count <= 1 {
+            catalog.require_interconnect("none")?.clone()
+        } else {
+            let name = spec.interconnect.as_deref().unwrap_or(default_link(&gpu));
+            let link = catalog.require_interconnect(name)?.clone();
+            if link.bandwidth_gbs <= 0.0 {
+                return Err(SimError::Invalid(format!(
+                    "interconnect '{name}' is for a single GPU but --count is {}; pick one of pcie4, nvlink3, nvlink4, ...",
+                    spec.count
+                )));
+            }
+            link
+        };
+        let parallelism = spec.parallelism.unwrap_or(if engine.parallel == "pipeline" {
+            Parallelism::Pipeline
+        } else {
+            Parallelism::Tensor
+        });
+        Deployment::build(gpu, spec.count, interconnect, model, quant, engine, parallelism, spec.max_num_seqs)
+    }
+
+    /// Sizes a deployment from catalog entries.
+    #[allow(clippy::too_many_arguments)]
+    pub fn build(
+        gpu: Gpu,
+        count: u32,
+        interconnect: Interconnect,
+        model: Model,
+        quant: Quant,
+        engine: Engine,
+        parallelism: Parallelism,
+        max_num_seqs: Option<u32>,
+    ) -> Result<Deployment, SimError> {
+        let emb = model.embedding_params();
+        let emb_count = if model.tied_embeddings { 1.0 } else { 2.0 };
+        let routed = model.routed_params();
+        let other = (model.params_total_b * 1e9 - routed - emb_count * emb).max(0.0);
+        let bq = quant.bits_per_weight / 8.0;
+        let b_other = if quant.scope == "experts" { 2.0 } else { bq };
+        let b_emb = if quant.quantize_embeddings { bq } else { 2.0 };
+        let weight_bytes = routed * bq + other * b_other + emb_count * emb * b_emb;
+        // Per step: all non-expert weights, the output projection, and the
+        // touched experts (the input embedding is a lookup, not a read).
+        let dense_read_bytes = other * b_other + emb * b_emb;
+        let expert_bytes_each = if model.is_moe() { routed * bq / model.experts as f64 } else { 0.0 };
+        let kv_bytes_per_token = model.kv_elems_per_token() * quant.kv_bits / 8.0;
+        let usable = count as f64 * (gpu.memory_gb * 1e9 * engine.gpu_memory_utilization - RESERVED_GB_PER_GPU * 1e9);
+        let kv_capacity_bytes = usable - weight_bytes;
+        if kv_capacity_bytes <= 0.0 {
+            return Err(SimError::DoesNotFit(format!(
+                "{} in {} needs {:.1} GB of weights but {} x {} offers {:.1} GB usable; use more GPUs (--count), a smaller quantization, or a bigger GPU",
+                model.name,
+                quant.name,
+                weight_bytes / 1e9,
+                count,
+                gpu.name,
+                usable / 1e9
+            )));
+        }
+        let kv_capacity_tokens = kv_capacity_bytes / kv_bytes_per_token;
+        let max_num_seqs = max_num_seqs.unwrap_or(engine.max_num_seqs).max(1);
+        Ok(Deployment {
+            gpu,
+            count,
+            interconnect,
+            model,
+            quant,
+            engine,
+            parallelism,
+            max_num_seqs,
+            weight_bytes,
+            kv_bytes_per_token,
+            kv_capacity_tokens,
+            dense_read_bytes,
+            expert_bytes_each,
+        })
+    }
+
+    /// Bytes of weights one step reads when it processes `tokens` tokens.
+    pub fn weight_read_bytes(&self, tokens: u32) -> f64 {
+        let experts = if self.model.is_moe() {
+            // Distinct experts touched per layer times one expert's bytes
+            // summed over the MoE layers.
+            expert_coverage(self.model.experts, self.model.experts_per_token, tokens) * self.expert_bytes_each
+        } else {
+            0.0
+        };
+        self.dense_read_bytes + experts
+    }
+
+    fn tp(&self) -> f64 {
+        match self.parallelism {
+            Parallelism::Tensor => self.count as f64,
+            Parallelism::Pipeline => 1.0,
+        }
+    }
+
+    /// The cost of one engine step.
+    pub fn step(&self, load: &StepLoad) -> StepCost {
+        let tokens = load.decode_seqs + load.prefill_tokens;
+        if tokens == 0 {
+            return StepCost {
+                time_s: 0.0,
+                memory_s: 0.0,
+                compute_s: 0.0,
+                interconnect_s: 0.0,
+                overhead_s: 0.0,
+                bytes_per_gpu: 0.0,
+                flops_per_gpu: 0.0,
+            };
+        }
+        let m = &self.model;
+        let tp = self.tp();
+        let passes = self.engine.activation_passes
+            + if m.is_moe() { m.experts_per_token as f64 * self.engine.moe_activation_passes } else { 0.0 };
+        let activation_bytes = tokens as f64 * m.layers as f64 * m.hidden as f64 * ACTIVATION_BYTES * passes;
+        let bytes =
+            self.weight_read_bytes(tokens) + load.decode_context_tokens * self.kv_bytes_per_token + activation_bytes;
+        let attn_width = (m.heads * m.head_dim) as f64 * m.layers as f64;
+        let flops = 2.0 * m.params_active_b * 1e9 * tokens as f64
+            + 4.0 * attn_width * (load.decode_context_tokens + load.prefill_attention_tokens);
+        let bw = self.gpu.memory_bw_gbs * 1e9 * self.engine.bw_eff_on(&self.gpu) * self.quant.decode_kernel_eff;
+        let peak = self.gpu.peak_flops(&self.quant.compute)
+            * self.engine.compute_eff_on(&self.gpu)
+            * self.quant.prefill_kernel_eff;
+        let bytes_per_gpu = bytes / tp;
+        let flops_per_gpu = flops / tp;
+        let memory_s = bytes_per_gpu / bw;
+        let compute_s = flops_per_gpu / peak;
+        let interconnect_s = if self.count > 1 {
+            match self.parallelism {
+                Parallelism::Tensor => {
+                    let msg = tokens as f64 * m.hidden as f64 * ACTIVATION_BYTES;
+                    2.0 * m.layers as f64 * allreduce_time_s(&self.interconnect, self.count, msg)
+                }
+                // One activation hand-off per stage boundary.
+                Parallelism::Pipeline => {
+                    (self.count - 1) as f64
+                        * (self.interconnect.allreduce_latency_us * 1e-6
+                            + tokens as f64 * m.hidden as f64 * ACTIVATION_BYTES
+                                / (self.interconnect.bandwidth_gbs.max(1.0) * 1e9))
+                }
+            }
+        } else {
+            0.0
+        };
+        let per_layer = self.engine.layer_overhead_us + if m.is_moe() { self.engine.moe_layer_overhead_us } else { 0.0 };
+        let overhead_s = (self.engine.step_overhead_us + per_layer * m.layers as f64) * 1e-6;
+        StepCost {
+            time_s: memory_s.max(compute_s) + interconnect_s + overhead_s,
+            memory_s,
+            compute_s,
+            interconnect_s,
+            overhead_s,
+            bytes_per_gpu,
+            flops_per_gpu,
+        }
+    }
+
+    /// Time to prefill `prompt` tokens in chunks of max_batched_tokens while
+    /// `others` sequences of average context `others_context` keep decoding.
+    pub fn prefill_time_s(&self, prompt: u32, others: u32, others_context: f64) -> f64 {
+        let chunk = self.engine.max_batched_tokens.max(1);
+        let mut done = 0u32;
+        let mut t = 0.0;
+        while done < prompt.max(1) {
+            let n = chunk.min(prompt.max(1) - done);
+            let load = StepLoad {
+                decode_seqs: others,
+                decode_context_tokens: others as f64 * others_context,
+                prefill_tokens: n,
+                prefill_attention_tokens: n as f64 * (done as f64 + n as f64 / 2.0),
+            };
+            t += self.step(&load).time_s;
+            done += n;
+        }
+        t
+    }
+
+    /// Time of one decode step for `seqs` sequences of average context `ctx`.
+    pub fn decode_step(&self, seqs: u32, ctx: f64) -> StepCost {
+        self.step(&StepLoad {
+            decode_seqs: seqs,
+            decode_context_tokens: seqs as f64 * ctx,
+            prefill_tokens: 0,
+            prefill_attention_tokens: 0.0,
+        })
+    }
+
+    /// Average power of the whole deployment at a step mix, in watts: idle
+    /// plus the dynamic range scaled by how busy memory and tensor cores are.
+    pub fn power_w(&self, cost: &StepCost) -> f64 {
+        if cost.time_s <= 0.0 {
+            return self.count as f64 * self.gpu.idle_w;
+        }
+        let mem = (cost.memory_s / cost.time_s).min(1.0);
+        let comp = (cost.compute_s / cost.time_s).min(1.0);
+        let util = (0.2 + 0.55 * mem + 0.6 * comp).min(1.0);
+        self.count as f64 * (self.gpu.idle_w + (self.gpu.tdp_w - self.gpu.idle_w) * util)
+    }
+
+    /// Most sequences of `context` tokens the KV cache holds at once.
+    pub fn kv_seqs(&self, context: f64) -> u32 {
+        (self.kv_capacity_tokens / context.max(1.0)).floor().min(u32::MAX as f64) as u32
+    }
+}
+
+/// Workload of a prediction.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Workload {
+    pub input_tokens: u32,
+    pub output_tokens: u32,
+}
+
+/// One concurrency level of `sim predict` (the `--json` contract).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Level {
+    pub concurrency: u32,
+    pub per_request_tok_s: f64,
+    pub aggregate_tok_s: f64,
+    pub ttft_ms: f64,
+    pub bottleneck: Bottleneck,
+    pub kv_cache_usage: f64,
+    pub power_w: f64,
+}
+
+/// The prediction: one level per requested concurrency.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Prediction {
+    pub levels: Vec<Level>,
+}
+
+/// Steady-state prediction for a closed loop of `c` clients each sending the
+/// workload back to back.
+pub fn predict_level(d: &Deployment, w: Workload, c: u32) -> Level {
+    let c = c.max(1);
+    let avg_ctx = w.input_tokens as f64 + w.output_tokens as f64 / 2.0;
+    let kv_limit = d.kv_seqs(avg_ctx).max(1);
+    let running = c.min(d.max_num_seqs).min(kv_limit);
+    let kv_bound = running < c.min(d.max_num_seqs);
+    let out = w.output_tokens.max(1) as f64;
+    let dec = d.decode_step(running, avg_ctx);
+    // Each request's prefill rides in the decode steps of the others; spread
+    // its extra cost over the running requests' outputs.
+    let ttft0 = d.prefill_time_s(w.input_tokens, running - 1, avg_ctx);
+    // Marginal cost of a prefill inside steps that decode anyway.
+    let chunks = w.input_tokens.max(1).div_ceil(d.engine.max_batched_tokens.max(1)) as f64;
+    let prefill_extra = (ttft0 - chunks * d.decode_step(running - 1, avg_ctx).time_s).max(0.0);
+    let t_tok = dec.time_s + running as f64 * prefill_extra / out;
+    let service = ttft0 + out * t_tok;
+    let wait = if c > running { (c as f64 / running as f64 - 1.0) * service } else { 0.0 };
+    let per_request = out / service;
+    let aggregate = running as f64 * per_request;
+    let kv_used = running as f64 * avg_ctx / d.kv_capacity_tokens;
+    Level {
+        concurrency: c,
+        per_request_tok_s: per_request,
+        aggregate_tok_s: aggregate,
+        ttft_ms: (wait + ttft0) * 1000.0,
+        bottleneck: if kv_bound { Bottleneck::KvCapacity } else { dec.bottleneck() },
+        kv_cache_usage: kv_used.min(1.0),
+        power_w: d.power_w(&dec),
+    }
+}
+
+/// Predictions for each concurrency level.
+pub fn predict(d: &Deployment, w: Workload, concurrency: &[u32]) -> Prediction {
+    Prediction { levels: concurrency.iter().map(|&c| predict_level(d, w, c)).collect() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployment(gpu: &str, count: u32, link: Option<&str>, model: &str, quant: &str, engine: &str) -> Deployment {
+        let c = Catalog::embedded().unwrap();
+        Deployment::resolve(
+            &c,
+            &DeploymentSpec {
+                gpu: gpu.into(),
+                count,
+                interconnect: link.map(String::from),
+                model: model.into(),
+                quant: quant.into(),
+                engine: engine.into(),
+                max_num_seqs: None,
+                parallelism: None,
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn dense_decode_is_bandwidth_bound_and_matches_hand_computation() {
+        let d = deployment("h100-sxm", 1, None, "llama-3.1-8b", "fp16", "vllm");
+        // Llama 3.1 8B in BF16: 8.03e9 params, untied 128256 x 4096 input
+        // embedding not read, so 8.03e9 - 525.3e6 = 7.505e9 params read
+        // at 2 bytes = 15.01 GB per step at batch 1, context 0.
+        let emb = 128256.0 * 4096.0;
+        let expect_bytes = (8.03e9 - emb) * 2.0;
+        let cost = d.decode_step(1, 0.0);
+        assert!((cost.bytes_per_gpu - expect_bytes).abs() / expect_bytes < 1e-9);
+        let bw = 3350e9 * d.engine.bw_eff_on(&d.gpu);
+        assert!((cost.memory_s - expect_bytes / bw).abs() < 1e-12);
+        assert_eq!(cost.bottleneck(), Bottleneck::Bandwidth);
+        assert!(cost.memory_s > 10.0 * cost.compute_s);
+    }
+
+    #[test]
+    fn moe_expert_coverage_follows_the_formula() {
+        // One token touches exactly k experts.
+        assert!((expert_coverage(128, 8, 1) - 8.0).abs() < 1e-9);
+        // Two tokens: 128 * (1 - (120/128)^2) = 15.5.
+        assert!((expert_coverage(128, 8, 2) - 15.5).abs() < 1e-9);
+        // Large batches approach all experts.
+        assert!(expert_coverage(128, 8, 512) > 127.99);
+        // Bytes read grow with the batch until the experts are covered.
+        let d = deployment("rtx3090", 1, None, "qwen3-coder-30b-a3b", "awq4", "vllm");
+        let b1 = d.weight_read_bytes(1);
+        let b8 = d.weight_read_bytes(8);
+        let b_all = d.weight_read_bytes(4096);
+        assert!(b1 < b8 && b8 < b_all);
+        // At full coverage every weight but the input embedding is read.
+        let emb = 151936.0 * 2048.0 * 2.0;
+        assert!((b_all - (d.weight_bytes - emb)).abs() / d.weight_bytes < 1e-3);
+    }
+
+    #[test]
+    fn tensor_parallel_adds_two_allreduces_per_layer() {
+        let one = deployment("rtx3090", 1, None, "qwen2.5-coder-32b", "awq4", "vllm");
+        let two = deployment("rtx3090", 2, Some("pcie4"), "qwen2.5-coder-32b", "awq4", "vllm");
+        let c1 = one.decode_step(1, 0.0);
+        let c2 = two.decode_step(1, 0.0);
+        // Bytes split across the two GPUs.
+        assert!((c2.bytes_per_gpu * 2.0 - c1.bytes_per_gpu).abs() / c1.bytes_per_gpu < 1e-9);
+        // 64 layers x 2 all-reduces x (30 us + 2*(1/2)*5120*2 B / 31.5 GB/s).
+        let per = 30e-6 + 5120.0 * 2.0 / 31.5e9;
+        assert!((c2.interconnect_s - 128.0 * per).abs() < 1e-9, "{}", c2.interconnect_s);
+        assert_eq!(c1.interconnect_s, 0.0);
+    }
+
+    #[test]
+    fn kv_capacity_is_memory_left_after_weights() {
+        let d = deployment("h100-sxm", 1, None, "llama-3.1-8b", "fp16", "vllm");
+        let weights = 8.03e9 * 2.0;
+        let usable = 80e9 * 0.9 - 1e9;
+        // 32 layers x 2 x 8 heads x 128 dims x 2 bytes = 131072 B per token.
+        assert!((d.kv_bytes_per_token - 131072.0).abs() < 1e-9);
+        let expect = (usable - weights) / 131072.0;
+        assert!((d.kv_capacity_tokens - expect).abs() < 1.0, "{}", d.kv_capacity_tokens);
+        // And a model that does not fit is refused with advice.
+        let c = Catalog::embedded().unwrap();
+        let err = Deployment::resolve(
+            &c,
+            &DeploymentSpec {
+                gpu: "rtx3090".into(),
+                model: "llama-3.1-70b".into(),
+                quant: "fp16".into(),
+                ..DeploymentSpec::default()
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("--count"), "{err}");
+    }
+
+    #[test]
+    fn moe_beats_dense_single_stream_and_saturates_with_concurrency() {
+        let moe = deployment("rtx3090", 1, None, "qwen3-coder-30b-a3b", "awq4", "vllm");
+        let dense = deployment("rtx3090", 1, None, "qwen2.5-coder-32b", "awq4", "vllm");
+        let w = Workload { input_tokens: 300, output_tokens: 2500 };
+        let m1 = predict_level(&moe, w, 1);
+        let d1 = predict_level(&dense, w, 1);
+        assert!(m1.per_request_tok_s > 2.5 * d1.per_request_tok_s);
+        let p = predict(&moe, w, &[1, 2, 4, 8, 16]);
+        for pair in p.levels.windows(2) {
+            assert!(pair[1].aggregate_tok_s >= pair[0].aggregate_tok_s * 0.99);
+            assert!(pair[1].per_request_tok_s <= pair[0].per_request_tok_s * 1.001);
+        }
+    }
+
+    #[test]
+    fn beyond_kv_capacity_the_bottleneck_is_named_and_ttft_grows() {
+        let d = deployment("rtx3090", 1, None, "qwen2.5-coder-32b", "awq4", "vllm");
+        let w = Workload { input_tokens: 4000, output_tokens: 4000 };
+        let limit = d.kv_seqs(6000.0);
+        let over = predict_level(&d, w, limit * 4);
+        let under = predict_level(&d, w, 1);
+        assert_eq!(over.bottleneck, Bottleneck::KvCapacity);
+        assert!(over.ttft_ms > 3.0 * under.ttft_ms);
+        assert!(over.kv_cache_usage <= 1.0);
+    }
+}
