@@ -113,6 +113,7 @@ impl Episode {
             "episode_id": self.id,
             "scenario": self.scenario.id(),
             "label": self.scenario.table_key(),
+            "difficulty": difficulty_of(&self.truth),
             "start": crate::time::format_rfc3339(self.start),
             "end": crate::time::format_rfc3339(self.end),
             "truth": self.truth.to_json(),
@@ -122,6 +123,16 @@ impl Episode {
     /// Effects on `target` active at `t`.
     pub fn active_on(&self, target: Target, t: i64) -> impl Iterator<Item = &Effect> + '_ {
         self.effects.iter().filter(move |e| e.target == target && e.from <= t && t < e.to)
+    }
+}
+
+/// Difficulty of an episode from its truth: `easy` without decoys,
+/// `medium` with one, `hard` with two or more.
+pub fn difficulty_of(truth: &Diagnosis) -> &'static str {
+    match truth.decoys.len() {
+        0 => "easy",
+        1 => "medium",
+        _ => "hard",
     }
 }
 
@@ -214,6 +225,7 @@ impl Planner<'_> {
     /// One decoy from the pool of harmless-looking signals.
     fn decoy(&mut self, not_node: usize) {
         let start = self.start;
+        let serving = self.serving.clone();
         match self.rng.random_range(0..7) {
             0 => {
                 let n = self.other_gpu(not_node).node;
@@ -238,7 +250,10 @@ impl Planner<'_> {
                 let code = *[13u32, 31, 43, 45].choose(&mut self.rng).unwrap_or(&13);
                 let t = start - self.rng.random_range(3600..86_400);
                 self.xid(t, g, code);
-                self.decoys.push(format!("{}: DCGM_FI_DEV_XID_ERRORS={code} is stale (no kernel log in the window)", self.name(g)));
+                self.decoys.push(format!(
+                    "{}: DCGM_FI_DEV_XID_ERRORS={code} is stale (no kernel log in the window)",
+                    self.name(g)
+                ));
             }
             4 => {
                 let n = self.other_gpu(not_node).node;
@@ -247,15 +262,16 @@ impl Planner<'_> {
                 for g in Self::node_gpus(n) {
                     self.add_until(Target::Gpu(g), EffectKind::ExporterGap, from, to);
                 }
-                self.decoys.push(format!("{}: exporter unreachable for a while (monitoring plane, not the GPUs)", self.fleet.nodes[n].name));
+                self.decoys.push(format!(
+                    "{}: exporter unreachable for a while (monitoring plane, not the GPUs)",
+                    self.fleet.nodes[n].name
+                ));
             }
-            5 => match {
-                let serving = self.serving.clone();
-                self.node_where(|n| n != not_node && serving[n])
-            } {
+            5 => match self.node_where(|n| n != not_node && serving[n]) {
                 Some(n) => {
                     self.add(Target::Replica(n), EffectKind::ItlUp, start + 300);
-                    self.decoys.push(format!("{}: inter-token latency up a little, KV cache fine", self.fleet.nodes[n].name));
+                    self.decoys
+                        .push(format!("{}: inter-token latency up a little, KV cache fine", self.fleet.nodes[n].name));
                 }
                 None => self.decoys.push("vLLM pre-allocates GPU memory: FB_USED near full is normal".into()),
             },
@@ -344,7 +360,10 @@ pub fn plan_episode(fleet: &Fleet, index: usize, scenario: Scenario, seed: u64) 
             target_node = n;
             p.decoy(n);
             location.push(node_location(fleet, n));
-            evidence.push("DCGM_FI_DEV_ENFORCED_POWER_LIMIT 700 -> 450 W, power pinned, DCGM_FI_DEV_CLOCKS_EVENT_REASONS 0x4".into());
+            evidence.push(
+                "DCGM_FI_DEV_ENFORCED_POWER_LIMIT 700 -> 450 W, power pinned, DCGM_FI_DEV_CLOCKS_EVENT_REASONS 0x4"
+                    .into(),
+            );
         }
         Scenario::S3PowerBrake => {
             let r = p.rng.random_range(0..fleet.racks.len());
@@ -360,7 +379,8 @@ pub fn plan_episode(fleet: &Fleet, index: usize, scenario: Scenario, seed: u64) 
         }
         Scenario::S4RowRemapPending => {
             let g = p.gpu();
-            p.add(Target::Gpu(g), EffectKind::SbeRamp { peak_per_min: p.rng.random_range(20.0..60.0) }, onset);
+            let peak_per_min = p.rng.random_range(20.0..60.0);
+            p.add(Target::Gpu(g), EffectKind::SbeRamp { peak_per_min }, onset);
             let t_mark = onset + p.rng.random_range(10..40);
             p.add(Target::Gpu(g), EffectKind::RemapPending, t_mark);
             let code = if p.rng.random_range(0..4) == 0 { 94 } else { 63 };
@@ -408,7 +428,8 @@ pub fn plan_episode(fleet: &Fleet, index: usize, scenario: Scenario, seed: u64) 
         Scenario::S7NvlinkDegraded => {
             let g = p.gpu();
             let link = p.rng.random_range(0..18u8);
-            p.add(Target::Gpu(g), EffectKind::Nvlink { per_min: p.rng.random_range(60.0..200.0) }, onset);
+            let per_min = p.rng.random_range(60.0..200.0);
+            p.add(Target::Gpu(g), EffectKind::Nvlink { per_min }, onset);
             p.xids.push(XidEvent { t: onset + p.rng.random_range(0..30), gpu: g, code: 74, link: Some(link) });
             let remote = GpuRef { node: g.node, gpu: (g.gpu + 1 + p.rng.random_range(0..7)) % GPUS_PER_NODE };
             p.add(Target::Gpu(remote), EffectKind::Nvlink { per_min: 15.0 }, onset + 30);
@@ -417,7 +438,10 @@ pub fn plan_episode(fleet: &Fleet, index: usize, scenario: Scenario, seed: u64) 
             let mut loc = gpu_location(fleet, g);
             loc.link = Some(format!("nvlink{link}"));
             location.push(loc);
-            evidence.push(format!("DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL climbing on {}; Xid 74 link {link}", p.name(g)));
+            evidence.push(format!(
+                "DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL climbing on {}; Xid 74 link {link}",
+                p.name(g)
+            ));
         }
         Scenario::S8PcieDegraded => {
             let g = p.gpu();
@@ -437,7 +461,11 @@ pub fn plan_episode(fleet: &Fleet, index: usize, scenario: Scenario, seed: u64) 
             for &n in &fleet.racks[r].nodes.clone() {
                 for port in 0..IB_PORTS_PER_NODE {
                     let wait_mult = p.rng.random_range(6.0..12.0);
-                    p.add(Target::Port(PortRef { node: n, port }), EffectKind::IbCongestion { wait_mult, pause_per_s: 900.0 }, onset);
+                    p.add(
+                        Target::Port(PortRef { node: n, port }),
+                        EffectKind::IbCongestion { wait_mult, pause_per_s: 900.0 },
+                        onset,
+                    );
                 }
                 if !fleet.nodes[n].profile.is_serving() {
                     for g in Planner::node_gpus(n) {
@@ -448,16 +476,24 @@ pub fn plan_episode(fleet: &Fleet, index: usize, scenario: Scenario, seed: u64) 
             p.decoys.push("training stragglers caused by congestion, not by a GPU".into());
             target_node = fleet.racks[r].nodes[0];
             location.push(rack_location(fleet, r));
-            evidence.push(format!("node_infiniband_port_transmit_wait_total slope and rx_prio3_pause up on all ports of {}", fleet.racks[r].name));
+            evidence.push(format!(
+                "node_infiniband_port_transmit_wait_total slope and rx_prio3_pause up on all ports of {}",
+                fleet.racks[r].name
+            ));
         }
         Scenario::S9bFabricPhy => {
             let n = p.rng.random_range(0..fleet.nodes.len());
             let port = PortRef { node: n, port: p.rng.random_range(0..IB_PORTS_PER_NODE) };
-            p.add(Target::Port(port), EffectKind::IbPhy { symbol_per_min: p.rng.random_range(40.0..150.0) }, onset);
+            let symbol_per_min = p.rng.random_range(40.0..150.0);
+            p.add(Target::Port(port), EffectKind::IbPhy { symbol_per_min }, onset);
             let rack = fleet.nodes[n].rack;
             for &m in &fleet.racks[rack].nodes.clone() {
                 if m != n {
-                    p.add(Target::Port(PortRef { node: m, port: 0 }), EffectKind::PauseSpread { pause_per_s: 120.0 }, onset + 90);
+                    p.add(
+                        Target::Port(PortRef { node: m, port: 0 }),
+                        EffectKind::PauseSpread { pause_per_s: 120.0 },
+                        onset + 90,
+                    );
                 }
             }
             p.decoys.push("pause storm spreads to other ports of the rack".into());
@@ -465,7 +501,11 @@ pub fn plan_episode(fleet: &Fleet, index: usize, scenario: Scenario, seed: u64) 
             let mut loc = node_location(fleet, n);
             loc.link = Some(port.device());
             location.push(loc);
-            evidence.push(format!("node_infiniband_symbol_error_total and link_downed on {} {}", fleet.nodes[n].name, port.device()));
+            evidence.push(format!(
+                "node_infiniband_symbol_error_total and link_downed on {} {}",
+                fleet.nodes[n].name,
+                port.device()
+            ));
         }
         Scenario::S10KvCachePressure => {
             let n = p.node_where(|n| serving[n]).unwrap_or(0);
@@ -525,14 +565,5 @@ pub fn plan_episode(fleet: &Fleet, index: usize, scenario: Scenario, seed: u64) 
         evidence,
         decoys: p.decoys.clone(),
     };
-    Episode {
-        id: format!("ep{index:05}"),
-        index,
-        scenario,
-        start,
-        end,
-        effects: p.effects,
-        xids: p.xids,
-        truth,
-    }
+    Episode { id: format!("ep{index:05}"), index, scenario, start, end, effects: p.effects, xids: p.xids, truth }
 }

@@ -38,6 +38,7 @@ impl EpisodeResult {
             "episode_id": self.episode_id,
             "scenario": self.scenario.id(),
             "label": self.scenario.table_key(),
+            "difficulty": crate::episode::difficulty_of(&self.truth),
             "score": self.score.total,
             "items": self.score.items,
             "unparseable": self.score.unparseable,
@@ -90,6 +91,8 @@ pub struct Leaderboard {
     /// Fraction of episodes with full points on each item.
     pub items: BTreeMap<&'static str, f64>,
     pub per_scenario: BTreeMap<&'static str, ScenarioRow>,
+    /// By difficulty (`easy`, `medium`, `hard`: number of decoys).
+    pub per_difficulty: BTreeMap<&'static str, ScenarioRow>,
     /// Over healthy and decoy-only episodes; `None` when there were none.
     pub false_positive_rate: Option<f64>,
     pub over_remediation_rate: f64,
@@ -124,7 +127,12 @@ fn rate(results: &[EpisodeResult], f: impl Fn(&EpisodeResult) -> bool) -> f64 {
 
 /// Builds the leaderboard row of one backend. `stream_rate_per_s` is the
 /// episode rate used for cost per day.
-pub fn leaderboard(name: &str, results: &[EpisodeResult], price: Option<Price>, stream_rate_per_s: Option<f64>) -> Leaderboard {
+pub fn leaderboard(
+    name: &str,
+    results: &[EpisodeResult],
+    price: Option<Price>,
+    stream_rate_per_s: Option<f64>,
+) -> Leaderboard {
     let totals: Vec<f64> = results.iter().map(|r| r.score.total).collect();
     let all_items: Vec<&ItemScores> = results.iter().map(|r| &r.score.items).collect();
     let mut per_scenario = BTreeMap::new();
@@ -140,16 +148,36 @@ pub fn leaderboard(name: &str, results: &[EpisodeResult], price: Option<Price>, 
             ScenarioRow { n: rows.len(), mean_score: mean(&scores).unwrap_or(0.0), items: item_accuracy(&items) },
         );
     }
+    let mut per_difficulty = BTreeMap::new();
+    for d in ["easy", "medium", "hard"] {
+        let rows: Vec<&EpisodeResult> =
+            results.iter().filter(|r| crate::episode::difficulty_of(&r.truth) == d).collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let scores: Vec<f64> = rows.iter().map(|r| r.score.total).collect();
+        let items: Vec<&ItemScores> = rows.iter().map(|r| &r.score.items).collect();
+        per_difficulty.insert(
+            d,
+            ScenarioRow { n: rows.len(), mean_score: mean(&scores).unwrap_or(0.0), items: item_accuracy(&items) },
+        );
+    }
     let negatives: Vec<&EpisodeResult> = results.iter().filter(|r| !r.truth.detected).collect();
-    let false_positive_rate =
-        (!negatives.is_empty()).then(|| negatives.iter().filter(|r| r.score.false_positive).count() as f64 / negatives.len() as f64);
+    let false_positive_rate = (!negatives.is_empty())
+        .then(|| negatives.iter().filter(|r| r.score.false_positive).count() as f64 / negatives.len() as f64);
     let ttft: Vec<f64> = results.iter().filter_map(|r| r.ttft_s).map(|x| x * 1e3).collect();
     let e2el: Vec<f64> = results.iter().filter_map(|r| r.e2el_s).map(|x| x * 1e3).collect();
     let inp: Vec<f64> = results.iter().filter_map(|r| r.input_tokens).map(|x| x as f64).collect();
     let out: Vec<f64> = results.iter().filter_map(|r| r.output_tokens).map(|x| x as f64).collect();
-    let usage = Usage { ttft_ms: Summary::of(&ttft), e2el_ms: Summary::of(&e2el), mean_input_tokens: mean(&inp), mean_output_tokens: mean(&out) };
+    let usage = Usage {
+        ttft_ms: Summary::of(&ttft),
+        e2el_ms: Summary::of(&e2el),
+        mean_input_tokens: mean(&inp),
+        mean_output_tokens: mean(&out),
+    };
     let cost_per_diagnosis = price.map(|p| {
-        usage.mean_input_tokens.unwrap_or(0.0) * p.input_per_mtok / 1e6 + usage.mean_output_tokens.unwrap_or(0.0) * p.output_per_mtok / 1e6
+        usage.mean_input_tokens.unwrap_or(0.0) * p.input_per_mtok / 1e6
+            + usage.mean_output_tokens.unwrap_or(0.0) * p.output_per_mtok / 1e6
     });
     let cost_per_day = match (cost_per_diagnosis, stream_rate_per_s) {
         (Some(c), Some(r)) => Some(c * r * 86_400.0),
@@ -162,6 +190,7 @@ pub fn leaderboard(name: &str, results: &[EpisodeResult], price: Option<Price>, 
         ci95: mean_ci(&totals),
         items: item_accuracy(&all_items),
         per_scenario,
+        per_difficulty,
         false_positive_rate,
         over_remediation_rate: rate(results, |r| r.score.over_remediation),
         unparseable_rate: rate(results, |r| r.score.unparseable),
@@ -186,6 +215,7 @@ pub fn score_report(results: &[EpisodeResult]) -> serde_json::Value {
         "false_positive_rate": lb.false_positive_rate,
         "over_remediation_rate": lb.over_remediation_rate,
         "per_scenario": lb.per_scenario,
+        "per_difficulty": lb.per_difficulty,
         "episodes": results.iter().map(EpisodeResult::to_json).collect::<Vec<_>>(),
     })
 }
@@ -197,14 +227,27 @@ pub fn render_table(rows: &[Leaderboard]) -> String {
     let _ = writeln!(
         s,
         "{:<18} {:>4} {:>22} {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} {:>6} {:>6} {:>6} {:>9} {:>8}",
-        "backend", "n", "score (95% CI)", "det", "loc", "cause", "act", "onset", "evid", "FP", "overR", "unpar", "e2e p50", "out tok"
+        "backend",
+        "n",
+        "score (95% CI)",
+        "det",
+        "loc",
+        "cause",
+        "act",
+        "onset",
+        "evid",
+        "FP",
+        "overR",
+        "unpar",
+        "e2e p50",
+        "out tok"
     );
     for r in rows {
         let ci = r.ci95.map(|c| format!("[{:.1}, {:.1}]", c.lo, c.hi)).unwrap_or_else(|| "[n/a]".into());
         let pct = |k: &str| r.items.get(k).map(|v| format!("{:.0}%", v * 100.0)).unwrap_or_default();
         let _ = writeln!(
             s,
-            "{:<18} {:>4} {:>7.1} {:>14} {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} {:>6} {:>6} {:>6} {:>9} {:>8}",
+            "{:<18} {:>4} {:>7.1} {:>14} {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} {:>6} {:>6} {:>6} {:>9} {:>9} {:>8}",
             r.name,
             r.episodes,
             r.mean_score,
@@ -218,6 +261,7 @@ pub fn render_table(rows: &[Leaderboard]) -> String {
             r.false_positive_rate.map(|v| format!("{:.0}%", v * 100.0)).unwrap_or_else(|| "n/a".into()),
             format!("{:.0}%", r.over_remediation_rate * 100.0),
             format!("{:.0}%", r.unparseable_rate * 100.0),
+            r.usage.ttft_ms.map(|x| format!("{:.0}ms", x.p50)).unwrap_or_else(|| "-".into()),
             r.usage.e2el_ms.map(|x| format!("{:.0}ms", x.p50)).unwrap_or_else(|| "-".into()),
             r.usage.mean_output_tokens.map(|x| format!("{x:.0}")).unwrap_or_else(|| "-".into()),
         );
@@ -245,5 +289,34 @@ pub fn render_scenario_table(rows: &[Leaderboard]) -> String {
         }
         s.push('\n');
     }
+    for d in ["easy", "medium", "hard"] {
+        let Some(n) = rows.iter().find_map(|r| r.per_difficulty.get(d)).map(|x| x.n) else { continue };
+        let _ = write!(s, "{:<32} {:>4}", format!("difficulty {d}"), n);
+        for r in rows {
+            let v = r.per_difficulty.get(d).map(|x| format!("{:.1}", x.mean_score)).unwrap_or_else(|| "-".into());
+            let _ = write!(s, " {v:>16}");
+        }
+        s.push('\n');
+    }
     s
+}
+
+impl EpisodeResult {
+    /// Parses and scores `answer` for an episode.
+    pub fn scored(episode_id: &str, scenario: Scenario, truth: &Diagnosis, answer: String) -> EpisodeResult {
+        let (score, parsed) = crate::score::score_answer(scenario, truth, &answer);
+        EpisodeResult {
+            episode_id: episode_id.to_string(),
+            scenario,
+            answer,
+            parsed,
+            truth: truth.clone(),
+            score,
+            ttft_s: None,
+            e2el_s: None,
+            input_tokens: None,
+            output_tokens: None,
+            error: None,
+        }
+    }
 }

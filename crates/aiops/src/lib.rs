@@ -10,6 +10,7 @@
 //! operators (the `rules` runbook and two floors) live in [`operator`]; the
 //! live `/metrics` endpoint in [`exporter`]; files in [`output`].
 
+pub mod backends;
 pub mod diagnosis;
 pub mod episode;
 pub mod exporter;

@@ -78,7 +78,10 @@ impl Operator for RandomOperator {
     }
     fn diagnose(&mut self, input: &OperatorInput<'_>) -> String {
         let w = input.window;
-        let h = w.episode_id.bytes().fold(self.seed ^ 0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+        let h = w
+            .episode_id
+            .bytes()
+            .fold(self.seed ^ 0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
         let mut rng = ChaCha8Rng::seed_from_u64(h);
         let label = LABELS[rng.random_range(0..LABELS.len())];
         let nodes: Vec<&String> = w.racks.keys().collect();
@@ -88,7 +91,12 @@ impl Operator for RandomOperator {
             detected,
             root_cause: label.to_string(),
             location: if detected {
-                vec![Location { rack: node.as_ref().and_then(|n| w.racks.get(n).cloned()), node, gpu: Some(rng.random_range(0..8)), link: None }]
+                vec![Location {
+                    rack: node.as_ref().and_then(|n| w.racks.get(n).cloned()),
+                    node,
+                    gpu: Some(rng.random_range(0..8)),
+                    link: None,
+                }]
             } else {
                 Vec::new()
             },
@@ -244,7 +252,11 @@ fn rules_finding(w: &EpisodeWindow) -> Option<Finding> {
             .iter()
             .filter(|y| y.code == 74)
             .max_by(|a, b| {
-                let d = |y: &LoggedXid| st(w, &gpu_e(&y.node, y.gpu), "DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL", Counter).map(|s| s.delta).unwrap_or(0.0);
+                let d = |y: &LoggedXid| {
+                    st(w, &gpu_e(&y.node, y.gpu), "DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL", Counter)
+                        .map(|s| s.delta)
+                        .unwrap_or(0.0)
+                };
                 d(a).total_cmp(&d(b))
             })
             .unwrap_or(x);
@@ -255,7 +267,10 @@ fn rules_finding(w: &EpisodeWindow) -> Option<Finding> {
             loc,
             onset: Some(x.t),
             action: Action::DrainNode,
-            evidence: format!("Xid 74 and DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL on {} gpu{}", worst.node, worst.gpu),
+            evidence: format!(
+                "Xid 74 and DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL on {} gpu{}",
+                worst.node, worst.gpu
+            ),
         });
     }
     // 2. Per-GPU fields.
@@ -264,7 +279,9 @@ fn rules_finding(w: &EpisodeWindow) -> Option<Finding> {
     let mut cap_nodes: BTreeMap<String, (usize, i64)> = BTreeMap::new();
     let mut nvlink_worst: Option<(String, u32, f64, Option<i64>)> = None;
     for (e, _) in w.series.iter() {
-        let Entity::Gpu { node, gpu } = e else { continue };
+        let Entity::Gpu { node, gpu } = e else {
+            continue;
+        };
         let (node, gpu) = (node.as_str(), *gpu);
         if st(w, e, "DCGM_FI_DEV_ROW_REMAP_PENDING", Gauge).is_some_and(|s| s.max >= 1.0) {
             return Some(Finding {
@@ -339,7 +356,11 @@ fn rules_finding(w: &EpisodeWindow) -> Option<Finding> {
         let nodes: std::collections::BTreeSet<&str> = brake.iter().map(|b| b.0.as_str()).collect();
         let onset = brake.iter().map(|b| b.1).min();
         let first = brake[0].0.clone();
-        let loc = if nodes.len() > 1 { rack_loc(w.racks.get(&first).map(String::as_str).unwrap_or("?")) } else { node_loc(w, &first) };
+        let loc = if nodes.len() > 1 {
+            rack_loc(w.racks.get(&first).map(String::as_str).unwrap_or("?"))
+        } else {
+            node_loc(w, &first)
+        };
         return Some(Finding {
             label: "power.psu_brake",
             loc,
@@ -370,7 +391,10 @@ fn rules_finding(w: &EpisodeWindow) -> Option<Finding> {
             loc: gpu_loc(w, &hottest.0, hottest.1),
             onset: Some(hottest.2),
             action: Action::DrainNode,
-            evidence: format!("DCGM_FI_DEV_GPU_TEMP climbing and thermal clock events on {} gpu{}", hottest.0, hottest.1),
+            evidence: format!(
+                "DCGM_FI_DEV_GPU_TEMP climbing and thermal clock events on {} gpu{}",
+                hottest.0, hottest.1
+            ),
         });
     }
     if let Some((node, (_, t))) = cap_nodes.iter().filter(|(_, v)| v.0 >= 6).min_by_key(|(_, v)| v.1) {
@@ -379,19 +403,28 @@ fn rules_finding(w: &EpisodeWindow) -> Option<Finding> {
             loc: node_loc(w, node),
             onset: Some(*t),
             action: Action::None,
-            evidence: format!("DCGM_FI_DEV_ENFORCED_POWER_LIMIT lowered and DCGM_FI_DEV_CLOCKS_EVENT_REASONS 0x4 on {node}"),
+            evidence: format!(
+                "DCGM_FI_DEV_ENFORCED_POWER_LIMIT lowered and DCGM_FI_DEV_CLOCKS_EVENT_REASONS 0x4 on {node}"
+            ),
         });
     }
     // 3. Fabric.
     let mut phy: Option<(String, String, f64, Option<i64>)> = None;
     let mut congested: Vec<(String, Option<i64>)> = Vec::new();
     for e in w.series.keys() {
-        let Entity::Port { node, device } = e else { continue };
+        let Entity::Port { node, device } = e else {
+            continue;
+        };
         let sym = st(w, e, "node_infiniband_symbol_error_total", Counter);
         let down = st(w, e, "node_infiniband_link_downed_total", Counter);
         let bad = sym.map(|s| s.delta).unwrap_or(0.0) + 100.0 * down.map(|s| s.delta).unwrap_or(0.0);
         if bad >= 5.0 && phy.as_ref().is_none_or(|p| bad > p.2) {
-            phy = Some((node.clone(), device.clone(), bad, min_opt(sym.and_then(|s| s.change_at), down.and_then(|s| s.change_at))));
+            phy = Some((
+                node.clone(),
+                device.clone(),
+                bad,
+                min_opt(sym.and_then(|s| s.change_at), down.and_then(|s| s.change_at)),
+            ));
         }
         if let Some(s) = st(w, e, "node_infiniband_port_transmit_wait_total", Counter) {
             if s.rate_late > 3.0 * s.rate_early.max(1.0) {
@@ -410,7 +443,7 @@ fn rules_finding(w: &EpisodeWindow) -> Option<Finding> {
             evidence: format!("node_infiniband_symbol_error_total / link_downed on {node} {device}"),
         });
     }
-    if congested.len() >= 3 {
+    if congested.len() >= 2 {
         let mut by_rack: BTreeMap<String, usize> = BTreeMap::new();
         for c in &congested {
             *by_rack.entry(w.racks.get(&c.0).cloned().unwrap_or_default()).or_default() += 1;
@@ -421,12 +454,17 @@ fn rules_finding(w: &EpisodeWindow) -> Option<Finding> {
             loc: rack_loc(&rack),
             onset: congested.iter().filter_map(|c| c.1).min(),
             action: Action::RescheduleTraffic,
-            evidence: format!("node_infiniband_port_transmit_wait_total slope up on {} ports, error counters flat", congested.len()),
+            evidence: format!(
+                "node_infiniband_port_transmit_wait_total slope up on {} ports, error counters flat",
+                congested.len()
+            ),
         });
     }
     // 4. Serving.
     for e in w.series.keys() {
-        let Entity::Replica { node } = e else { continue };
+        let Entity::Replica { node } = e else {
+            continue;
+        };
         let kv = st(w, e, "vllm:kv_cache_usage_perc", Gauge);
         let pre = st(w, e, "vllm:num_preemptions_total", Counter);
         if kv.is_some_and(|s| s.max >= 0.97) && pre.is_some_and(|s| s.delta >= 10.0) {
@@ -443,7 +481,10 @@ fn rules_finding(w: &EpisodeWindow) -> Option<Finding> {
     for node in w.racks.keys() {
         let e = gpu_e(node, 0);
         if let Some(p) = w.get(&e, "DCGM_FI_DEV_GPU_TEMP") {
-            let all_gone = (0..8).all(|g| w.get(&gpu_e(node, g), "DCGM_FI_DEV_GPU_TEMP").is_some_and(|q| !gaps(q, w.start, w.end, w.step_s).is_empty()));
+            let all_gone = (0..8).all(|g| {
+                w.get(&gpu_e(node, g), "DCGM_FI_DEV_GPU_TEMP")
+                    .is_some_and(|q| !gaps(q, w.start, w.end, w.step_s).is_empty())
+            });
             if all_gone {
                 let onset = gaps(p, w.start, w.end, w.step_s).first().map(|g| g.0);
                 return Some(Finding {
@@ -457,7 +498,9 @@ fn rules_finding(w: &EpisodeWindow) -> Option<Finding> {
         }
     }
     for (e, _) in w.series.iter() {
-        let Entity::Gpu { node, gpu } = e else { continue };
+        let Entity::Gpu { node, gpu } = e else {
+            continue;
+        };
         if let Some(s) = st(w, e, "DCGM_FI_DEV_XID_ERRORS", Gauge) {
             let code = s.last as u32;
             if matches!(code, 13 | 31 | 43) {

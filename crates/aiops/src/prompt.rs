@@ -53,7 +53,8 @@ fn gauge_line(metric: &str, s: &SeriesStats) -> String {
 }
 
 fn counter_line(metric: &str, s: &SeriesStats) -> String {
-    let mut line = format!("{metric} +{} ({}/min early, {}/min late)", num(s.delta), num(s.rate_early), num(s.rate_late));
+    let mut line =
+        format!("{metric} +{} ({}/min early, {}/min late)", num(s.delta), num(s.rate_early), num(s.rate_late));
     if let Some(t) = s.change_at {
         let _ = write!(line, " rising@{}", hms(t));
     }
@@ -69,7 +70,9 @@ pub fn notable(w: &EpisodeWindow, entity: &Entity) -> Vec<String> {
     let st = |m: &str| by_metric.get(m).and_then(|p| stats(p, metric_kind(m)));
     for (metric, points) in by_metric {
         let kind = metric_kind(metric);
-        let Some(s) = stats(points, kind) else { continue };
+        let Some(s) = stats(points, kind) else {
+            continue;
+        };
         let m = metric.as_str();
         let show = match m {
             _ if ERROR_COUNTERS.contains(&m) => s.delta >= 1.0,
@@ -107,16 +110,24 @@ pub fn notable(w: &EpisodeWindow, entity: &Entity) -> Vec<String> {
         }
     }
     // Mean latency from vLLM histogram sums and counts, early vs late.
-    if let (Some(sum), Some(count)) = (st("vllm:time_to_first_token_seconds_sum"), st("vllm:time_to_first_token_seconds_count")) {
+    if let (Some(sum), Some(count)) =
+        (st("vllm:time_to_first_token_seconds_sum"), st("vllm:time_to_first_token_seconds_count"))
+    {
         let (early, late) = (sum.rate_early / count.rate_early.max(1e-9), sum.rate_late / count.rate_late.max(1e-9));
         if late > 2.0 * early {
             out.push(format!("vllm:time_to_first_token_seconds mean {early:.2}s early -> {late:.2}s late"));
         }
     }
-    if let (Some(sum), Some(count)) = (st("vllm:inter_token_latency_seconds_sum"), st("vllm:inter_token_latency_seconds_count")) {
+    if let (Some(sum), Some(count)) =
+        (st("vllm:inter_token_latency_seconds_sum"), st("vllm:inter_token_latency_seconds_count"))
+    {
         let (early, late) = (sum.rate_early / count.rate_early.max(1e-9), sum.rate_late / count.rate_late.max(1e-9));
         if late > 1.3 * early || early > 0.033 {
-            out.push(format!("vllm:inter_token_latency_seconds mean {:.1}ms early -> {:.1}ms late", early * 1e3, late * 1e3));
+            out.push(format!(
+                "vllm:inter_token_latency_seconds mean {:.1}ms early -> {:.1}ms late",
+                early * 1e3,
+                late * 1e3
+            ));
         }
     }
     if let Entity::Gpu { .. } = entity {
@@ -140,16 +151,19 @@ fn node_line(w: &EpisodeWindow, node: &str) -> Option<String> {
         let e = Entity::Gpu { node: node.to_string(), gpu };
         let Some(m) = w.series.get(&e) else { continue };
         present += 1;
-        for (key, acc) in [("DCGM_FI_DEV_GPU_TEMP", &mut temp), ("DCGM_FI_DEV_POWER_USAGE", &mut power), ("DCGM_FI_DEV_GPU_UTIL", &mut util)] {
+        for (key, acc) in [
+            ("DCGM_FI_DEV_GPU_TEMP", &mut temp),
+            ("DCGM_FI_DEV_POWER_USAGE", &mut power),
+            ("DCGM_FI_DEV_GPU_UTIL", &mut util),
+        ] {
             if let Some(s) = m.get(key).and_then(|p| stats(p, MetricKind::Gauge)) {
                 acc.0 = acc.0.min(s.min);
                 acc.1 = acc.1.max(s.max);
             }
         }
-        if let (Some(u), Some(f)) = (
-            m.get("DCGM_FI_DEV_FB_USED").and_then(|p| p.last()),
-            m.get("DCGM_FI_DEV_FB_FREE").and_then(|p| p.last()),
-        ) {
+        if let (Some(u), Some(f)) =
+            (m.get("DCGM_FI_DEV_FB_USED").and_then(|p| p.last()), m.get("DCGM_FI_DEV_FB_FREE").and_then(|p| p.last()))
+        {
             fb.0 += u.1 / (u.1 + f.1).max(1.0);
             fb.1 += 1;
         }
@@ -236,8 +250,27 @@ pub fn render(w: &EpisodeWindow) -> String {
     let _ = writeln!(p, "action must be one of: {}", actions.join(", "));
     p.push_str("location: {\"rack\",\"node\",\"gpu\" (0-7),\"link\" (e.g. nvlink5 or mlx5_1)}, as specific as the fault (a rack-wide fault names only the rack); null when nothing is wrong. onset: RFC 3339 UTC time the fault began, or null.\n");
     p.push_str("If nothing is wrong answer detected=false, root_cause=\"none\", action=\"NONE\".\n");
-    let _ = writeln!(p, "Reply with ONE JSON object valid against this JSON Schema, nothing else:\n{}", json_schema());
+    let _ =
+        writeln!(p, "Reply with ONE JSON object valid against this JSON Schema, nothing else:\n{}", prompt_schema());
     p
+}
+
+/// The published schema with the two long enums replaced by pointers to
+/// the lists printed just above (same constraints, fewer tokens).
+pub fn prompt_schema() -> serde_json::Value {
+    let mut schema = json_schema();
+    if let Some(props) = schema.get_mut("properties").and_then(|p| p.as_object_mut()) {
+        props.insert(
+            "root_cause".into(),
+            serde_json::json!({"type": "string", "description": "one label from the root_cause list above"}),
+        );
+        props.insert(
+            "action".into(),
+            serde_json::json!({"type": "string", "description": "one action from the action list above"}),
+        );
+    }
+    schema.as_object_mut().map(|o| o.remove("$id"));
+    schema
 }
 
 /// Rough token count of a prompt (about 4 characters per token), for sizing.

@@ -162,8 +162,9 @@ impl Scenario {
         match self {
             Scenario::Healthy | Scenario::DecoyOnly | Scenario::S3PowerCap => match action {
                 A::Monitor => Acceptable,
-                A::RmaGpu | A::ReplaceCable | A::Reseat | A::RebootNode | A::DrainNode | A::DrainRack
-                | A::ResetGpu => OverRemediation,
+                A::RmaGpu | A::ReplaceCable | A::Reseat | A::RebootNode | A::DrainNode | A::DrainRack | A::ResetGpu => {
+                    OverRemediation
+                }
                 _ => Wrong,
             },
             Scenario::S1CoolingLoop => match action {
@@ -286,16 +287,12 @@ impl Scenario {
                 "DCGM_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL",
                 "Xid 74",
             ],
-            Scenario::S8PcieDegraded => &[
-                "DCGM_FI_DEV_PCIE_LINK_GEN",
-                "DCGM_FI_DEV_PCIE_LINK_WIDTH",
-                "DCGM_FI_DEV_PCIE_REPLAY_COUNTER",
-            ],
-            Scenario::S9aFabricCongestion => &[
-                "node_infiniband_port_transmit_wait_total",
-                "node_ethtool_rx_prio3_pause",
-                "rx_prio3_pause",
-            ],
+            Scenario::S8PcieDegraded => {
+                &["DCGM_FI_DEV_PCIE_LINK_GEN", "DCGM_FI_DEV_PCIE_LINK_WIDTH", "DCGM_FI_DEV_PCIE_REPLAY_COUNTER"]
+            }
+            Scenario::S9aFabricCongestion => {
+                &["node_infiniband_port_transmit_wait_total", "node_ethtool_rx_prio3_pause", "rx_prio3_pause"]
+            }
             Scenario::S9bFabricPhy => &[
                 "node_infiniband_symbol_error_total",
                 "node_infiniband_link_error_recovery_total",

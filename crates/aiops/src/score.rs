@@ -101,7 +101,10 @@ pub fn location_points(candidate: &Location, truth: &Location) -> f64 {
     let exact = if truth.node.is_some() {
         same_node && candidate.gpu == truth.gpu && eq_opt_ci(&candidate.link, &truth.link)
     } else {
-        candidate.node.is_none() && candidate.gpu.is_none() && candidate.link.is_none() && eq_opt_ci(&candidate.rack, &truth.rack)
+        candidate.node.is_none()
+            && candidate.gpu.is_none()
+            && candidate.link.is_none()
+            && eq_opt_ci(&candidate.rack, &truth.rack)
     };
     let rack_ok = match (rack_of(candidate), rack_of(truth)) {
         (Some(a), Some(b)) => a.eq_ignore_ascii_case(&b),

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::episode::{EffectKind, Episode, Target, XidEvent, STEP_S};
 use crate::time::TIMELINE_EPOCH;
-use crate::topology::{Fleet, GpuRef, PortRef, Profile, GPUS_PER_NODE, GPU_MODEL, IB_PORTS_PER_NODE, PCI_BUS, POWER_LIMIT_W};
+use crate::topology::{Fleet, GpuRef, PortRef, Profile, GPU_MODEL, PCI_BUS, POWER_LIMIT_W};
 
 /// Prometheus metric type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -102,7 +102,10 @@ pub mod gi {
 
 /// node_exporter InfiniBand / ethtool metrics, one series per port.
 pub const PORT_METRICS: [MetricDef; 8] = [
-    c("node_infiniband_port_transmit_wait_total", "Number of ticks during which the port had data to transmit but none was sent."),
+    c(
+        "node_infiniband_port_transmit_wait_total",
+        "Number of ticks during which the port had data to transmit but none was sent.",
+    ),
     c("node_infiniband_port_errors_received_total", "Number of packets containing an error received."),
     c("node_infiniband_link_downed_total", "Number of times the link failed to recover and went down."),
     c("node_infiniband_link_error_recovery_total", "Number of times the link successfully recovered from an error."),
@@ -167,7 +170,8 @@ fn splitmix(mut x: u64) -> u64 {
 /// Deterministic noise in about [-1, 1] (triangular) for a (seed, entity,
 /// channel, step) tuple: the same inputs give the same value in any order.
 pub fn noise(seed: u64, entity: u64, channel: u64, step: i64) -> f64 {
-    let h = splitmix(seed ^ splitmix(entity.wrapping_mul(0x1000_0000_01b3) ^ splitmix(channel ^ splitmix(step as u64))));
+    let h =
+        splitmix(seed ^ splitmix(entity.wrapping_mul(0x1000_0000_01b3) ^ splitmix(channel ^ splitmix(step as u64))));
     let a = (h >> 11) as f64 / (1u64 << 53) as f64;
     let b = (splitmix(h) >> 11) as f64 / (1u64 << 53) as f64;
     a + b - 1.0
@@ -192,15 +196,15 @@ pub struct FleetStepper<'a> {
     fleet: &'a Fleet,
     episodes: &'a [Episode],
     frame: Frame,
-    started: bool,
 }
 
 const FB_TOTAL_MIB: f64 = 81_559.0;
 
-impl<'a> FleetStepper<'a> {
-    /// A stepper whose first step is at `t0` (counters start from their
-    /// healthy baseline accumulated since the timeline epoch).
-    pub fn new(fleet: &'a Fleet, episodes: &'a [Episode], t0: i64) -> FleetStepper<'a> {
+impl Frame {
+    /// The frame just before `t0` (rounded down to the step grid); counters
+    /// start from their healthy baseline accumulated since the timeline
+    /// epoch. The first [`Frame::advance`] lands on `t0`.
+    pub fn before(fleet: &Fleet, t0: i64) -> Frame {
         let t0 = t0 - (t0 - TIMELINE_EPOCH).rem_euclid(STEP_S);
         let elapsed = (t0 - TIMELINE_EPOCH).max(0) as f64;
         let gpus = fleet
@@ -238,12 +242,41 @@ impl<'a> FleetStepper<'a> {
                 })
             })
             .collect();
-        FleetStepper {
-            fleet,
-            episodes,
-            frame: Frame { t: t0 - STEP_S, gpus, gpu_present: vec![true; fleet.gpu_count()], ports, replicas },
-            started: false,
+        Frame { t: t0 - STEP_S, gpus, gpu_present: vec![true; fleet.gpu_count()], ports, replicas }
+    }
+
+    /// Advances one step over the schedule `episodes` (sorted by start).
+    pub fn advance(&mut self, fleet: &Fleet, episodes: &[Episode]) {
+        let t = self.t + STEP_S;
+        self.t = t;
+        let k = (t - TIMELINE_EPOCH).div_euclid(STEP_S);
+        let ep = episode_at(episodes, t);
+        for g in fleet.gpus() {
+            let i = g.flat();
+            self.gpu_present[i] = gpu_step(fleet, ep, g, t, k, &mut self.gpus[i]);
         }
+        for p in fleet.ports() {
+            port_step(fleet, ep, p, t, k, &mut self.ports[p.flat()]);
+        }
+        for n in 0..fleet.nodes.len() {
+            if let Some(row) = self.replicas[n].as_mut() {
+                replica_step(fleet, ep, n, t, k, row);
+            }
+        }
+    }
+
+    /// Number of series (samples per step).
+    pub fn series(&self) -> usize {
+        self.gpu_present.iter().filter(|p| **p).count() * GPU_METRICS.len()
+            + self.ports.len() * PORT_METRICS.len()
+            + self.replicas.iter().flatten().count() * REPLICA_METRICS.len()
+    }
+}
+
+impl<'a> FleetStepper<'a> {
+    /// A stepper whose first step is at `t0`.
+    pub fn new(fleet: &'a Fleet, episodes: &'a [Episode], t0: i64) -> FleetStepper<'a> {
+        FleetStepper { fleet, episodes, frame: Frame::before(fleet, t0) }
     }
 
     pub fn fleet(&self) -> &Fleet {
@@ -255,39 +288,10 @@ impl<'a> FleetStepper<'a> {
         &self.frame
     }
 
-    /// The episode whose window holds `t`, if any.
-    pub fn episode_at(&self, t: i64) -> Option<&'a Episode> {
-        episode_at(self.episodes, t)
-    }
-
     /// Advances one step and returns the new frame.
     pub fn step(&mut self) -> &Frame {
-        self.started = true;
-        let t = self.frame.t + STEP_S;
-        self.frame.t = t;
-        let k = (t - TIMELINE_EPOCH).div_euclid(STEP_S);
-        let ep = self.episode_at(t);
-        for g in self.fleet.gpus() {
-            let i = g.flat();
-            let present = gpu_step(self.fleet, ep, g, t, k, &mut self.frame.gpus[i]);
-            self.frame.gpu_present[i] = present;
-        }
-        for p in self.fleet.ports() {
-            port_step(self.fleet, ep, p, t, k, &mut self.frame.ports[p.flat()]);
-        }
-        for n in 0..self.fleet.nodes.len() {
-            if let Some(row) = self.frame.replicas[n].as_mut() {
-                replica_step(self.fleet, ep, n, t, k, row);
-            }
-        }
+        self.frame.advance(self.fleet, self.episodes);
         &self.frame
-    }
-
-    /// Samples per step (present series only are written, but this counts all).
-    pub fn series_per_step(&self) -> usize {
-        self.fleet.gpu_count() * GPU_METRICS.len()
-            + self.fleet.nodes.len() * IB_PORTS_PER_NODE * PORT_METRICS.len()
-            + self.frame.replicas.iter().flatten().count() * REPLICA_METRICS.len()
     }
 }
 
@@ -300,7 +304,7 @@ pub fn episode_at(episodes: &[Episode], t: i64) -> Option<&Episode> {
 const REQ_RATE: f64 = 6.0;
 
 fn pcie_base_rate(seed: u64, fid: u64) -> f64 {
-    if splitmix(seed ^ fid ^ 0x9c1e) % 11 == 0 {
+    if splitmix(seed ^ fid ^ 0x9c1e).is_multiple_of(11) {
         0.002
     } else {
         0.0
@@ -325,10 +329,17 @@ fn crossed(t: i64, at: i64) -> bool {
 
 /// Last Xid on `g` at or before `t` within the episode.
 pub fn last_xid(ep: Option<&Episode>, g: GpuRef, t: i64) -> Option<&XidEvent> {
-    ep?.xids.iter().filter(|x| x.gpu == g && x.t <= t).last()
+    ep?.xids.iter().rfind(|x| x.gpu == g && x.t <= t)
 }
 
-fn gpu_step(fleet: &Fleet, ep: Option<&Episode>, g: GpuRef, t: i64, k: i64, row: &mut [f64; GPU_METRICS.len()]) -> bool {
+fn gpu_step(
+    fleet: &Fleet,
+    ep: Option<&Episode>,
+    g: GpuRef,
+    t: i64,
+    k: i64,
+    row: &mut [f64; GPU_METRICS.len()],
+) -> bool {
     let node = &fleet.nodes[g.node];
     let seed = fleet.seed;
     let fid = g.flat() as u64;
@@ -345,7 +356,8 @@ fn gpu_step(fleet: &Fleet, ep: Option<&Episode>, g: GpuRef, t: i64, k: i64, row:
         util -= 18.0;
     }
     let mut present = true;
-    let (mut heat_target, mut heat_f, mut warm, mut cap, mut brake, mut hung) = (0.0f64, 0.0f64, false, None::<f64>, false, false);
+    let (mut heat_target, mut heat_f, mut warm, mut cap, mut brake, mut hung) =
+        (0.0f64, 0.0f64, false, None::<f64>, false, false);
     let (mut sbe_rate, mut pending, mut failure) = (0.0, false, false);
     let (mut replay_rate, mut link, mut nvl_rate) = (pcie_base_rate(seed, fid) * 60.0, None::<(u8, u8)>, 0.0);
     if let Some(ep) = ep {
@@ -368,11 +380,7 @@ fn gpu_step(fleet: &Fleet, ep: Option<&Episode>, g: GpuRef, t: i64, k: i64, row:
                         row[gi::CORR_REMAP] += 1.0;
                     }
                 }
-                EffectKind::Dbe { count } => {
-                    if crossed(t, e.from) {
-                        row[gi::DBE] += count;
-                    }
-                }
+                EffectKind::Dbe { count } if crossed(t, e.from) => row[gi::DBE] += count,
                 EffectKind::RemapFailure => {
                     failure = true;
                     if crossed(t, e.from) {
@@ -470,7 +478,8 @@ fn gpu_step(fleet: &Fleet, ep: Option<&Episode>, g: GpuRef, t: i64, k: i64, row:
     };
     row[gi::NVL_BW] = (nvl_scale * util / 100.0 * if nvl_rate > 40.0 { 0.7 } else { 1.0 }).round();
     row[gi::GR_ACTIVE] = ((util / 100.0 * 0.97) * 1000.0).round() / 1000.0;
-    row[gi::DRAM_ACTIVE] = (((if node.profile.is_serving() { 0.3 } else { 0.15 }) + 0.4 * util / 100.0) * 1000.0).round() / 1000.0;
+    row[gi::DRAM_ACTIVE] =
+        (((if node.profile.is_serving() { 0.3 } else { 0.15 }) + 0.4 * util / 100.0) * 1000.0).round() / 1000.0;
     let gen_factor = f64::from(1u32 << (gen.saturating_sub(1)).min(6)) / 16.0 * width as f64 / 16.0;
     row[gi::PCIE_RX] = (3.0e9 * (0.2 + util / 100.0) * gen_factor).round();
     present
@@ -517,7 +526,14 @@ fn port_step(fleet: &Fleet, ep: Option<&Episode>, p: PortRef, t: i64, k: i64, ro
     row[pi::PAUSE_DURATION] += pause * dt * 3.0;
 }
 
-fn replica_step(fleet: &Fleet, ep: Option<&Episode>, node: usize, t: i64, k: i64, row: &mut [f64; REPLICA_METRICS.len()]) {
+fn replica_step(
+    fleet: &Fleet,
+    ep: Option<&Episode>,
+    node: usize,
+    t: i64,
+    k: i64,
+    row: &mut [f64; REPLICA_METRICS.len()],
+) {
     let fid = 2_000_000 + node as u64;
     let n = |ch: u64| noise(fleet.seed, fid, ch, k);
     let dt = STEP_S as f64;
@@ -640,7 +656,8 @@ pub fn write_exposition(out: &mut String, fleet: &Fleet, labels: &Labels, frame:
         for g in fleet.gpus() {
             let i = g.flat();
             if frame.gpu_present[i] {
-                let _ = writeln!(out, "{}{{{}}} {}{}", def.name, labels.gpu[i], fmt_value(frame.gpus[i][m], def.kind), ts);
+                let _ =
+                    writeln!(out, "{}{{{}}} {}{}", def.name, labels.gpu[i], fmt_value(frame.gpus[i][m], def.kind), ts);
             }
         }
     }
@@ -720,4 +737,3 @@ pub fn labels_to_json(labels: &str) -> String {
     s.push('}');
     s
 }
-

@@ -32,12 +32,7 @@ pub fn format_rfc3339(t: i64) -> String {
     let days = t.div_euclid(86_400);
     let secs = t.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        (secs / 60) % 60,
-        secs % 60
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, (secs / 60) % 60, secs % 60)
 }
 
 /// Parses `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)` (a space may stand for `T`)
@@ -56,7 +51,11 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
             None
         }
     };
-    if b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ') || b[13] != b':' || b[16] != b':'
+    if b[4] != b'-'
+        || b[7] != b'-'
+        || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ')
+        || b[13] != b':'
+        || b[16] != b':'
     {
         return None;
     }
@@ -106,7 +105,14 @@ mod tests {
         }
         assert_eq!(parse_rfc3339("2026-05-12T10:04:30.250+02:00"), Some(TIMELINE_EPOCH + 36_270 - 7200));
         assert_eq!(parse_rfc3339("2026-05-12 10:04:30Z"), Some(TIMELINE_EPOCH + 36_270));
-        for bad in ["", "yesterday", "2026-13-01T00:00:00Z", "2026-05-12T10:04:30", "2026-05-12T10:04:30Zjunk", "２０２６-05-12T10:04:30Z"] {
+        for bad in [
+            "",
+            "yesterday",
+            "2026-13-01T00:00:00Z",
+            "2026-05-12T10:04:30",
+            "2026-05-12T10:04:30Zjunk",
+            "２０２６-05-12T10:04:30Z",
+        ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");
         }
     }

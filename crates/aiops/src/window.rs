@@ -152,21 +152,30 @@ pub fn generated_window(fleet: &Fleet, ep: &Episode) -> EpisodeWindow {
             if frame.gpu_present[i] {
                 let by_metric = w.series.entry(e.clone()).or_default();
                 for (m, def) in GPU_METRICS.iter().enumerate() {
-                    by_metric.entry(def.name.to_string()).or_default().push((t, telemetry::written_value(frame.gpus[i][m], def.kind)));
+                    by_metric
+                        .entry(def.name.to_string())
+                        .or_default()
+                        .push((t, telemetry::written_value(frame.gpus[i][m], def.kind)));
                 }
             }
         }
         for (i, e) in port_entities.iter().enumerate() {
             let by_metric = w.series.entry(e.clone()).or_default();
             for (m, def) in PORT_METRICS.iter().enumerate() {
-                by_metric.entry(def.name.to_string()).or_default().push((t, telemetry::written_value(frame.ports[i][m], def.kind)));
+                by_metric
+                    .entry(def.name.to_string())
+                    .or_default()
+                    .push((t, telemetry::written_value(frame.ports[i][m], def.kind)));
             }
         }
         for (n, row) in frame.replicas.iter().enumerate() {
             if let Some(row) = row {
                 let by_metric = w.series.entry(Entity::Replica { node: fleet.nodes[n].name.clone() }).or_default();
                 for (m, def) in REPLICA_METRICS.iter().enumerate() {
-                    by_metric.entry(def.name.to_string()).or_default().push((t, telemetry::written_value(row[m], def.kind)));
+                    by_metric
+                        .entry(def.name.to_string())
+                        .or_default()
+                        .push((t, telemetry::written_value(row[m], def.kind)));
                 }
             }
         }

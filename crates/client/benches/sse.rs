@@ -24,34 +24,30 @@ fn stream(tokens: usize) -> Vec<u8> {
 #[divan::bench(args = [64, 1024, 16384])]
 fn decode_1000_events(bencher: divan::Bencher, read: usize) {
     let input = stream(1000);
-    bencher
-        .counter(divan::counter::ItemsCount::new(1000usize))
-        .bench(|| {
-            let mut d = SseDecoder::new(1 << 20);
-            let mut out = Vec::with_capacity(1001);
-            for c in input.chunks(read) {
-                d.push(c, &mut out).unwrap();
-            }
-            out.len()
-        });
+    bencher.counter(divan::counter::ItemsCount::new(1000usize)).bench(|| {
+        let mut d = SseDecoder::new(1 << 20);
+        let mut out = Vec::with_capacity(1001);
+        for c in input.chunks(read) {
+            d.push(c, &mut out).unwrap();
+        }
+        out.len()
+    });
 }
 
 /// Decoding and parsing the JSON of each chunk, as the client does.
 #[divan::bench]
 fn decode_and_parse_1000_chunks(bencher: divan::Bencher) {
     let input = stream(1000);
-    bencher
-        .counter(divan::counter::ItemsCount::new(1000usize))
-        .bench(|| {
-            let mut d = SseDecoder::new(1 << 20);
-            let mut out = Vec::with_capacity(1001);
-            d.push(&input, &mut out).unwrap();
-            let mut tokens = 0;
-            for ev in &out {
-                if let Some(c) = fleetbench_client::openai::parse_chunk(&ev.data).ok().flatten() {
-                    tokens += usize::from(c.has_token);
-                }
+    bencher.counter(divan::counter::ItemsCount::new(1000usize)).bench(|| {
+        let mut d = SseDecoder::new(1 << 20);
+        let mut out = Vec::with_capacity(1001);
+        d.push(&input, &mut out).unwrap();
+        let mut tokens = 0;
+        for ev in &out {
+            if let Some(c) = fleetbench_client::openai::parse_chunk(&ev.data).ok().flatten() {
+                tokens += usize::from(c.has_token);
             }
-            tokens
-        });
+        }
+        tokens
+    });
 }

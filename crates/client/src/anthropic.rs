@@ -116,30 +116,41 @@ mod tests {
 
     #[test]
     fn stream_events_reduce_to_chunks() {
-        let start = parse_event(Some("message_start"), r#"{"type":"message_start","message":{"usage":{"input_tokens":25,"output_tokens":1}}}"#)
-            .unwrap()
-            .unwrap();
+        let start = parse_event(
+            Some("message_start"),
+            r#"{"type":"message_start","message":{"usage":{"input_tokens":25,"output_tokens":1}}}"#,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(start.usage.unwrap().prompt_tokens, Some(25));
         assert!(!start.has_token);
-        let d = parse_event(None, r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}"#)
-            .unwrap()
-            .unwrap();
+        let d =
+            parse_event(None, r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}"#)
+                .unwrap()
+                .unwrap();
         assert!(d.has_token);
         assert_eq!(d.text, "Hi");
-        let t = parse_event(None, r#"{"type":"content_block_delta","delta":{"type":"thinking_delta","thinking":"hmm"}}"#)
-            .unwrap()
-            .unwrap();
+        let t =
+            parse_event(None, r#"{"type":"content_block_delta","delta":{"type":"thinking_delta","thinking":"hmm"}}"#)
+                .unwrap()
+                .unwrap();
         assert!(t.has_token && t.text.is_empty());
-        let md = parse_event(Some("message_delta"), r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":15}}"#)
-            .unwrap()
-            .unwrap();
+        let md = parse_event(
+            Some("message_delta"),
+            r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":15}}"#,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(md.usage.unwrap().completion_tokens, Some(15));
         assert_eq!(md.finish_reason.as_deref(), Some("end_turn"));
         assert!(parse_event(Some("message_stop"), r#"{"type":"message_stop"}"#).unwrap().unwrap().done);
         assert!(parse_event(Some("ping"), r#"{"type":"ping"}"#).unwrap().is_none());
-        let e = parse_event(Some("error"), r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#)
-            .unwrap()
-            .unwrap();
+        let e = parse_event(
+            Some("error"),
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(e.error.as_deref(), Some("Overloaded"));
     }
 

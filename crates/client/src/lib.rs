@@ -6,6 +6,7 @@
 
 pub mod anthropic;
 pub mod openai;
+pub mod prom;
 pub mod sse;
 
 use std::sync::Arc;
@@ -153,11 +154,7 @@ impl Client {
             b = b.no_proxy();
         }
         let http = b.build().map_err(|e| ClientError::Build(e.to_string()))?;
-        Ok(Client {
-            http,
-            endpoint: format!("{base}{path}"),
-            cfg: Arc::new(ClientConfig { base_url: base, ..cfg }),
-        })
+        Ok(Client { http, endpoint: format!("{base}{path}"), cfg: Arc::new(ClientConfig { base_url: base, ..cfg }) })
     }
 
     pub fn config(&self) -> &ClientConfig {
@@ -181,9 +178,9 @@ impl Client {
 
     fn auth(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match (&self.cfg.api_key, self.cfg.api) {
-            (Some(k), ApiKind::Anthropic) => req
-                .header("x-api-key", k.expose())
-                .header("anthropic-version", anthropic::API_VERSION),
+            (Some(k), ApiKind::Anthropic) => {
+                req.header("x-api-key", k.expose()).header("anthropic-version", anthropic::API_VERSION)
+            }
             (Some(k), _) => req.bearer_auth(k.expose()),
             (None, ApiKind::Anthropic) => req.header("anthropic-version", anthropic::API_VERSION),
             (None, _) => req,
@@ -201,12 +198,8 @@ impl Client {
     /// Sends one request and measures it. `t_sched` is when the schedule
     /// wanted it sent, on `clock`.
     pub async fn send(&self, spec: &RequestSpec, clock: &RunClock, t_sched: f64) -> RequestRecord {
-        let mut rec = RequestRecord {
-            request_id: spec.id.clone(),
-            label: spec.label.clone(),
-            t_sched,
-            ..Default::default()
-        };
+        let mut rec =
+            RequestRecord { request_id: spec.id.clone(), label: spec.label.clone(), t_sched, ..Default::default() };
         let first_send = clock.now();
         let total_deadline = self.cfg.timeouts.total.map(|d| Instant::from_std(clock.instant_at(first_send)) + d);
         let mut reconnects = 0;
@@ -224,11 +217,7 @@ impl Client {
             let result = self.attempt(spec, clock, &mut rec, total_deadline).await;
             match result {
                 Ok(()) => break,
-                Err(Failure {
-                    error,
-                    retry_after,
-                    closed_before_response,
-                }) => {
+                Err(Failure { error, retry_after, closed_before_response }) => {
                     // Servers close idle keep-alive connections at will; a
                     // request that met such a connection was never read.
                     if closed_before_response && reconnects < MAX_RECONNECTS {
@@ -298,11 +287,7 @@ impl Client {
                 .filter(|s| s.is_finite() && *s >= 0.0)
                 .map(Duration::from_secs_f64);
             let text = read_error_body(resp).await;
-            let kind = if status.as_u16() == 429 {
-                ErrorKind::RateLimited
-            } else {
-                ErrorKind::HttpStatus
-            };
+            let kind = if status.as_u16() == 429 { ErrorKind::RateLimited } else { ErrorKind::HttpStatus };
             return Err(Failure {
                 error: RequestError::new(kind, format!("HTTP {status}: {text}")).with_status(status.as_u16()),
                 retry_after,
@@ -319,10 +304,7 @@ impl Client {
             let token_deadline = if state.first_token.is_none() {
                 first_token_deadline.map(|d| (d, Which::FirstToken))
             } else {
-                self.cfg
-                    .timeouts
-                    .idle
-                    .map(|d| (Instant::from_std(clock.instant_at(state.last_token)) + d, Which::Idle))
+                self.cfg.timeouts.idle.map(|d| (Instant::from_std(clock.instant_at(state.last_token)) + d, Which::Idle))
             };
             let deadline = match (token_deadline, total_deadline) {
                 (Some(a), Some(t)) if t <= a.0 => Some((t, Which::Total)),
@@ -417,11 +399,7 @@ struct Failure {
 
 impl Failure {
     fn new(kind: ErrorKind, message: impl Into<String>) -> Failure {
-        Failure {
-            error: RequestError::new(kind, message),
-            retry_after: None,
-            closed_before_response: false,
-        }
+        Failure { error: RequestError::new(kind, message), retry_after: None, closed_before_response: false }
     }
 
     fn from_reqwest(e: &reqwest::Error, doing: &str) -> Failure {

@@ -85,10 +85,7 @@ fn non_empty(s: &Option<String>) -> bool {
 pub fn parse_chunk(data: &str) -> Result<Option<Chunk>, serde_json::Error> {
     let data = data.trim();
     if data == "[DONE]" {
-        return Ok(Some(Chunk {
-            done: true,
-            ..Default::default()
-        }));
+        return Ok(Some(Chunk { done: true, ..Default::default() }));
     }
     if data.is_empty() {
         return Ok(None);
@@ -150,11 +147,9 @@ fn reduce(w: WireChunk) -> Chunk {
 pub fn error_text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
-        Value::Object(o) => o
-            .get("message")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .unwrap_or_else(|| v.to_string()),
+        Value::Object(o) => {
+            o.get("message").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| v.to_string())
+        }
         _ => v.to_string(),
     }
 }
@@ -192,13 +187,9 @@ mod tests {
 
     #[test]
     fn role_only_chunk_is_not_a_token() {
-        let c = parse_chunk(r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#)
-            .unwrap()
-            .unwrap();
+        let c = parse_chunk(r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#).unwrap().unwrap();
         assert!(!c.has_token);
-        let c = parse_chunk(r#"{"choices":[{"index":0,"delta":{"role":"assistant"}}]}"#)
-            .unwrap()
-            .unwrap();
+        let c = parse_chunk(r#"{"choices":[{"index":0,"delta":{"role":"assistant"}}]}"#).unwrap().unwrap();
         assert!(!c.has_token);
     }
 

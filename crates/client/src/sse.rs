@@ -80,9 +80,7 @@ impl SseDecoder {
             }
         }
         if self.line.len() + chunk.len() + self.data.len() > self.max_event_bytes {
-            return Err(SseError::EventTooLarge {
-                limit: self.max_event_bytes,
-            });
+            return Err(SseError::EventTooLarge { limit: self.max_event_bytes });
         }
         self.line.extend_from_slice(chunk);
         Ok(())
@@ -127,9 +125,7 @@ impl SseDecoder {
         match field {
             b"data" => {
                 if self.data.len() + value.len() > self.max_event_bytes {
-                    return Err(SseError::EventTooLarge {
-                        limit: self.max_event_bytes,
-                    });
+                    return Err(SseError::EventTooLarge { limit: self.max_event_bytes });
                 }
                 if self.has_data {
                     self.data.push(b'\n');
@@ -150,10 +146,7 @@ impl SseDecoder {
         let bytes = std::mem::take(&mut self.data);
         self.has_data = false;
         let data = String::from_utf8(bytes).map_err(|_| SseError::InvalidUtf8)?;
-        out.push(SseEvent {
-            event: self.event.take(),
-            data,
-        });
+        out.push(SseEvent { event: self.event.take(), data });
         Ok(())
     }
 }

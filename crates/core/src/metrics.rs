@@ -108,10 +108,7 @@ impl RunMetrics {
     /// ignored. `target_concurrency` (closed loop) defines the steady state.
     pub fn compute(records: &[RequestRecord], slo: &Slo, target_concurrency: Option<u32>) -> RunMetrics {
         let measured: Vec<&RequestRecord> = records.iter().filter(|r| !r.warmup).collect();
-        let mut m = RunMetrics {
-            sent: measured.len() as u64,
-            ..Default::default()
-        };
+        let mut m = RunMetrics { sent: measured.len() as u64, ..Default::default() };
         if measured.is_empty() {
             return m;
         }
@@ -140,13 +137,9 @@ impl RunMetrics {
         let e2el: Vec<f64> = done.iter().filter_map(|r| ms(r.e2el())).collect();
         let itl: Vec<f64> = done.iter().flat_map(|r| r.itl.iter().map(|g| g * 1000.0)).collect();
         let queue: Vec<f64> = measured.iter().map(|r| r.client_queue_time() * 1000.0).collect();
-        for (name, values) in [
-            ("ttft", &ttft),
-            ("tpot", &tpot),
-            ("itl", &itl),
-            ("e2el", &e2el),
-            ("client_queue", &queue),
-        ] {
+        for (name, values) in
+            [("ttft", &ttft), ("tpot", &tpot), ("itl", &itl), ("e2el", &e2el), ("client_queue", &queue)]
+        {
             if let Some(s) = Summary::of(values) {
                 insert_summary(&mut m.latency_ms, name, &s);
             }
@@ -229,11 +222,7 @@ pub fn max_in_flight(intervals: impl Iterator<Item = (f64, f64)>) -> u64 {
 fn token_weights<'a>(done: &'a [&'a RequestRecord]) -> impl Iterator<Item = (f64, f64)> + 'a {
     done.iter().flat_map(|r| {
         let instants = r.token_instants();
-        let w = if instants.is_empty() {
-            0.0
-        } else {
-            r.output_tokens as f64 / instants.len() as f64
-        };
+        let w = if instants.is_empty() { 0.0 } else { r.output_tokens as f64 / instants.len() as f64 };
         instants.into_iter().map(move |t| (t, w))
     })
 }
@@ -318,11 +307,8 @@ fn intervals(
     put("mean_tok_s", stats::mean_ci(tok_s));
     // Pooled ITL mean, resampling whole requests (gaps within a request are
     // correlated).
-    let per_req: Vec<(f64, usize)> = done
-        .iter()
-        .filter(|r| !r.itl.is_empty())
-        .map(|r| (r.itl.iter().sum::<f64>() * 1000.0, r.itl.len()))
-        .collect();
+    let per_req: Vec<(f64, usize)> =
+        done.iter().filter(|r| !r.itl.is_empty()).map(|r| (r.itl.iter().sum::<f64>() * 1000.0, r.itl.len())).collect();
     put(
         "mean_itl_ms",
         stats::bootstrap_ci(
@@ -442,16 +428,13 @@ mod tests {
         assert_eq!((m.sent, m.completed, m.failed), (2, 1, 1));
         assert_eq!(m.errors_by_kind.get("http_503"), Some(&1));
         assert_eq!(m.total_output_tokens, 5);
-        assert_eq!(m.errors[1].starts_with("http_503"), true);
+        assert!(m.errors[1].starts_with("http_503"));
     }
 
     #[test]
     fn goodput_counts_requests_meeting_every_slo() {
         let rs = vec![rec(0, 0, 0.0, 0.05, 0.01, 5), rec(1, 0, 0.1, 0.5, 0.01, 5)];
-        let slo = Slo {
-            ttft_ms: Some(100.0),
-            ..Default::default()
-        };
+        let slo = Slo { ttft_ms: Some(100.0), ..Default::default() };
         let m = RunMetrics::compute(&rs, &slo, None);
         assert_eq!(m.slo_attainment_pct, Some(50.0));
         assert!(m.request_goodput.unwrap() > 0.0);

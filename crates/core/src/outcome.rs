@@ -126,11 +126,7 @@ impl RequestError {
             message.truncate(cut);
             message.push('…');
         }
-        RequestError {
-            kind,
-            status: None,
-            message,
-        }
+        RequestError { kind, status: None, message }
     }
 
     pub fn with_status(mut self, status: u16) -> Self {
@@ -221,18 +217,14 @@ impl RequestRecord {
     /// TPOT, seconds; only when more than one token was produced.
     pub fn tpot(&self) -> Option<f64> {
         match (self.ttft(), self.e2el()) {
-            (Some(ttft), Some(e2el)) if self.output_tokens > 1 => {
-                Some((e2el - ttft) / (self.output_tokens - 1) as f64)
-            }
+            (Some(ttft), Some(e2el)) if self.output_tokens > 1 => Some((e2el - ttft) / (self.output_tokens - 1) as f64),
             _ => None,
         }
     }
 
     /// Per-request decode speed: output tokens / E2EL.
     pub fn tok_s(&self) -> Option<f64> {
-        self.e2el()
-            .filter(|e| *e > 0.0)
-            .map(|e| self.output_tokens as f64 / e)
+        self.e2el().filter(|e| *e > 0.0).map(|e| self.output_tokens as f64 / e)
     }
 
     /// Local LLM Bench's per-task speed: output tokens / whole HTTP wall

@@ -53,11 +53,7 @@ impl Prompt {
     pub fn as_text(&self) -> String {
         match self {
             Prompt::Text(t) => t.clone(),
-            Prompt::Messages(ms) => ms
-                .iter()
-                .map(|m| m.content.as_str())
-                .collect::<Vec<_>>()
-                .join("\n\n"),
+            Prompt::Messages(ms) => ms.iter().map(|m| m.content.as_str()).collect::<Vec<_>>().join("\n\n"),
         }
     }
 
@@ -65,10 +61,7 @@ impl Prompt {
     pub fn as_messages(&self) -> Vec<ChatMessage> {
         match self {
             Prompt::Messages(ms) => ms.clone(),
-            Prompt::Text(t) => vec![ChatMessage {
-                role: "user".into(),
-                content: t.clone(),
-            }],
+            Prompt::Text(t) => vec![ChatMessage { role: "user".into(), content: t.clone() }],
         }
     }
 

@@ -102,10 +102,7 @@ mod tests {
 
     #[test]
     fn urls_lose_credentials_and_queries() {
-        assert_eq!(
-            redact_url("https://user:s3cret@api.example.com/v1?key=abc"),
-            "https://api.example.com/v1"
-        );
+        assert_eq!(redact_url("https://user:s3cret@api.example.com/v1?key=abc"), "https://api.example.com/v1");
         assert_eq!(redact_url("http://127.0.0.1:8000/v1"), "http://127.0.0.1:8000/v1");
     }
 

@@ -129,10 +129,7 @@ where
         }
     }
     stats.sort_by(f64::total_cmp);
-    Some(Interval {
-        lo: percentile_sorted(&stats, 2.5)?,
-        hi: percentile_sorted(&stats, 97.5)?,
-    })
+    Some(Interval { lo: percentile_sorted(&stats, 2.5)?, hi: percentile_sorted(&stats, 97.5)? })
 }
 
 /// 95 % bootstrap interval of the mean.
@@ -150,11 +147,7 @@ pub fn percentile_ci(values: &[f64], p: f64) -> Option<Interval> {
             let hi_k = (k + 1).min(v.len() - 1);
             let (_, lo, rest) = v.select_nth_unstable_by(k, f64::total_cmp);
             let lo = *lo;
-            let hi = if hi_k == k {
-                lo
-            } else {
-                rest.iter().copied().fold(f64::INFINITY, f64::min)
-            };
+            let hi = if hi_k == k { lo } else { rest.iter().copied().fold(f64::INFINITY, f64::min) };
             let frac = (p / 100.0) * (s.len() - 1) as f64 - k as f64;
             lo + (hi - lo) * frac
         },

@@ -12,10 +12,7 @@ pub struct ParseDurationError {
 /// Parses durations such as `250ms`, `2s`, `1.5s`, `10m`, `1h`, `1m30s`,
 /// `100us`. A bare number is taken as seconds.
 pub fn parse_duration(input: &str) -> Result<Duration, ParseDurationError> {
-    let err = |why| ParseDurationError {
-        input: input.to_string(),
-        why,
-    };
+    let err = |why| ParseDurationError { input: input.to_string(), why };
     let s = input.trim();
     if s.is_empty() {
         return Err(err("empty"));
@@ -26,17 +23,14 @@ pub fn parse_duration(input: &str) -> Result<Duration, ParseDurationError> {
     let mut total = 0.0f64;
     let mut rest = s;
     while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| err("a number needs a unit"))?;
+        let num_end =
+            rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(|| err("a number needs a unit"))?;
         if num_end == 0 {
             return Err(err("expected a number"));
         }
         let value: f64 = rest[..num_end].parse().map_err(|_| err("bad number"))?;
         rest = &rest[num_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
+        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
         let factor = match &rest[..unit_end] {
             "ns" => 1e-9,
             "us" | "µs" => 1e-6,
@@ -53,7 +47,7 @@ pub fn parse_duration(input: &str) -> Result<Duration, ParseDurationError> {
 }
 
 fn to_duration(secs: f64) -> Option<Duration> {
-    if secs.is_finite() && secs >= 0.0 && secs < 1e12 {
+    if (0.0..1e12).contains(&secs) {
         Some(Duration::from_secs_f64(secs))
     } else {
         None
@@ -114,10 +108,7 @@ mod tests {
 /// RFC 3339 UTC timestamp (`2026-11-25T19:40:51Z`) of a wall-clock time,
 /// used only to label runs.
 pub fn rfc3339(t: std::time::SystemTime) -> String {
-    let secs = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let secs = t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil-from-days (Howard Hinnant's algorithm).
     let z = days + 719_468;
@@ -129,12 +120,7 @@ pub fn rfc3339(t: std::time::SystemTime) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, (rem % 3600) / 60, rem % 60)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 pub const SUPPLY_PRESETS_TOML: &str = include_str!("../../../data/energy/supply-presets.toml");
 
 /// BTU in one kWh (international table BTU). ECONOMICS.md rounds it to 3412.
-pub const BTU_PER_KWH: f64 = 3412.141_63;
+pub const BTU_PER_KWH: f64 = 3_412.141_63;
 /// kg CO2 per MMBtu of natural gas (US EPA emission factors), the default
 /// for `--supply custom`.
 pub const NATURAL_GAS_CO2_KG_PER_MMBTU: f64 = 53.06;
@@ -63,8 +63,7 @@ struct RawPreset {
 
 /// The presets shipped in `data/energy/supply-presets.toml`.
 pub fn supply_presets() -> Result<Vec<SupplyPreset>, AccountError> {
-    let raw: RawPresets =
-        toml::from_str(SUPPLY_PRESETS_TOML).map_err(|e| AccountError::Presets(e.to_string()))?;
+    let raw: RawPresets = toml::from_str(SUPPLY_PRESETS_TOML).map_err(|e| AccountError::Presets(e.to_string()))?;
     raw.supply
         .into_iter()
         .map(|p| {
@@ -93,17 +92,8 @@ pub fn supply_presets() -> Result<Vec<SupplyPreset>, AccountError> {
 /// The preset called `name`.
 pub fn find_supply(name: &str) -> Result<SupplyPreset, AccountError> {
     let all = supply_presets()?;
-    let known = all
-        .iter()
-        .map(|p| p.name.clone())
-        .collect::<Vec<_>>()
-        .join(", ");
-    all.into_iter()
-        .find(|p| p.name == name)
-        .ok_or(AccountError::UnknownSupply {
-            name: name.to_string(),
-            known,
-        })
+    let known = all.iter().map(|p| p.name.clone()).collect::<Vec<_>>().join(", ");
+    all.into_iter().find(|p| p.name == name).ok_or(AccountError::UnknownSupply { name: name.to_string(), known })
 }
 
 /// Everything the accounting needs, as shown beside its results.
@@ -194,16 +184,10 @@ pub struct EnergyAccount {
 pub fn account(inputs: AccountInputs) -> Result<EnergyAccount, AccountError> {
     let bad = |m: String| Err(AccountError::Invalid(m));
     if !(inputs.it_kwh.is_finite() && inputs.it_kwh >= 0.0) {
-        return bad(format!(
-            "--kwh-it must be a finite number of kWh of at least 0, not {}",
-            inputs.it_kwh
-        ));
+        return bad(format!("--kwh-it must be a finite number of kWh of at least 0, not {}", inputs.it_kwh));
     }
     if !(inputs.pue.is_finite() && inputs.pue >= 1.0) {
-        return bad(format!(
-            "--pue must be at least 1.0 (facility energy / IT energy), not {}",
-            inputs.pue
-        ));
+        return bad(format!("--pue must be at least 1.0 (facility energy / IT energy), not {}", inputs.pue));
     }
     if !(inputs.td_loss.is_finite() && (0.0..1.0).contains(&inputs.td_loss)) {
         return bad(format!(
@@ -211,9 +195,7 @@ pub fn account(inputs: AccountInputs) -> Result<EnergyAccount, AccountError> {
             inputs.td_loss
         ));
     }
-    if !(inputs.heat_rate_btu_per_kwh.is_finite()
-        && inputs.heat_rate_btu_per_kwh >= BTU_PER_KWH * 0.999)
-    {
+    if !(inputs.heat_rate_btu_per_kwh.is_finite() && inputs.heat_rate_btu_per_kwh >= BTU_PER_KWH * 0.999) {
         return bad(format!(
             "--heat-rate must be in BTU per kWh and at least 3412 (100 % efficiency), not {}; typical: 6,400-11,000",
             inputs.heat_rate_btu_per_kwh
@@ -281,34 +263,15 @@ impl EnergyAccount {
         }
         let rows: [(&str, f64, Option<f64>, &str); 6] = [
             ("IT energy", self.it_kwh, pm.map(|p| p.it_kwh), "kWh"),
-            (
-                "facility (x PUE)",
-                self.facility_kwh,
-                pm.map(|p| p.facility_kwh),
-                "kWh",
-            ),
-            (
-                "delivered to the site",
-                self.delivered_kwh,
-                pm.map(|p| p.delivered_kwh),
-                "kWh",
-            ),
+            ("facility (x PUE)", self.facility_kwh, pm.map(|p| p.facility_kwh), "kWh"),
+            ("delivered to the site", self.delivered_kwh, pm.map(|p| p.delivered_kwh), "kWh"),
             ("fuel burned", self.fuel_kwh, pm.map(|p| p.fuel_kwh), "kWh"),
-            (
-                "heat released",
-                self.heat_kwh,
-                pm.map(|p| p.heat_kwh),
-                "kWh",
-            ),
+            ("heat released", self.heat_kwh, pm.map(|p| p.heat_kwh), "kWh"),
             ("CO2", self.co2_kg, pm.map(|p| p.co2_kg), "kg"),
         ];
         for (label, total, per_m, unit) in rows {
             match per_m {
-                Some(p) => out.push_str(&format!(
-                    "| {label} | {} {unit} | {} {unit} |\n",
-                    sig(total),
-                    sig(p)
-                )),
+                Some(p) => out.push_str(&format!("| {label} | {} {unit} | {} {unit} |\n", sig(total), sig(p))),
                 None => out.push_str(&format!("| {label} | {} {unit} |\n", sig(total))),
             }
         }
@@ -350,15 +313,7 @@ mod tests {
     #[test]
     fn simple_cycle_gas_by_hand() {
         let p = find_supply("gas-simple-cycle").unwrap();
-        let a = account(AccountInputs::from_preset(
-            1.0,
-            1.3,
-            &p,
-            None,
-            None,
-            Some(2_000_000),
-        ))
-        .unwrap();
+        let a = account(AccountInputs::from_preset(1.0, 1.3, &p, None, None, Some(2_000_000))).unwrap();
         // 1 kWh IT × 1.3 = 1.3 kWh; no T&D loss behind the meter;
         // fuel = 1.3 × 10,000 / 3412.14163 = 3.809924 kWh;
         // CO2 = 1.3 × 10,000 BTU = 0.013 MMBtu × 53.06 = 0.68978 kg.
@@ -370,25 +325,14 @@ mod tests {
         let pm = a.per_million_tokens.unwrap();
         assert!(close(pm.it_kwh, 0.5) && close(pm.co2_kg, 0.34489));
         let h = a.heat_breakdown;
-        assert!(close(
-            h.generator_kwh + h.td_loss_kwh + h.facility_overhead_kwh + h.it_kwh,
-            a.heat_kwh
-        ));
+        assert!(close(h.generator_kwh + h.td_loss_kwh + h.facility_overhead_kwh + h.it_kwh, a.heat_kwh));
         assert!(close(h.facility_overhead_kwh, 0.3));
     }
 
     #[test]
     fn grid_with_losses_and_overrides_by_hand() {
         let p = find_supply("grid-us").unwrap();
-        let a = account(AccountInputs::from_preset(
-            10.0,
-            1.5,
-            &p,
-            Some(9000.0),
-            Some(0.1),
-            None,
-        ))
-        .unwrap();
+        let a = account(AccountInputs::from_preset(10.0, 1.5, &p, Some(9000.0), Some(0.1), None)).unwrap();
         // 10 × 1.5 = 15; / 0.9 = 16.6667; × 9000 / 3412.14163 = 43.9605;
         // CO2 from generation: 16.6667 × 0.37 = 6.16667 kg.
         assert!(close(a.delivered_kwh, 15.0 / 0.9));
@@ -403,21 +347,13 @@ mod tests {
     #[test]
     fn every_preset_has_a_source_and_sane_values() {
         let all = supply_presets().unwrap();
-        for name in [
-            "gas-simple-cycle",
-            "gas-combined-cycle",
-            "grid-us",
-            "diesel",
-        ] {
+        for name in ["gas-simple-cycle", "gas-combined-cycle", "grid-us", "diesel"] {
             let p = all.iter().find(|p| p.name == name).unwrap();
             assert!(!p.source.is_empty());
             assert!(p.heat_rate_btu_per_kwh > BTU_PER_KWH && p.td_loss < 0.2);
         }
         let e = find_supply("coal").unwrap_err().to_string();
-        assert!(
-            e.contains("gas-simple-cycle") && e.contains("custom"),
-            "{e}"
-        );
+        assert!(e.contains("gas-simple-cycle") && e.contains("custom"), "{e}");
     }
 
     #[test]
@@ -425,51 +361,34 @@ mod tests {
         let p = find_supply("diesel").unwrap();
         let e = account(AccountInputs::from_preset(1.0, 0.8, &p, None, None, None)).unwrap_err();
         assert!(e.to_string().contains("--pue"));
-        let e = account(AccountInputs::from_preset(
-            1.0,
-            1.2,
-            &p,
-            Some(2000.0),
-            None,
-            None,
-        ))
-        .unwrap_err();
+        let e = account(AccountInputs::from_preset(1.0, 1.2, &p, Some(2000.0), None, None)).unwrap_err();
         assert!(e.to_string().contains("--heat-rate"));
-        let e = account(AccountInputs::from_preset(
-            1.0,
-            1.2,
-            &p,
-            None,
-            Some(1.0),
-            None,
-        ))
-        .unwrap_err();
+        let e = account(AccountInputs::from_preset(1.0, 1.2, &p, None, Some(1.0), None)).unwrap_err();
         assert!(e.to_string().contains("--td-loss"));
         let e = account(AccountInputs::from_preset(-1.0, 1.2, &p, None, None, None)).unwrap_err();
         assert!(e.to_string().contains("--kwh-it"));
     }
 
     #[test]
+    fn json_carries_the_contract_keys() {
+        let p = find_supply("gas-simple-cycle").unwrap();
+        let a = account(AccountInputs::from_preset(2.0, 1.2, &p, None, None, None)).unwrap();
+        let v = serde_json::to_value(&a).unwrap();
+        for key in ["it_kwh", "facility_kwh", "delivered_kwh", "fuel_kwh", "heat_kwh", "co2_kg", "inputs"] {
+            assert!(v.get(key).is_some(), "missing {key}: {v}");
+        }
+        assert_eq!(v["it_kwh"], 2.0);
+        assert_eq!(v["inputs"]["supply"], "gas-simple-cycle");
+        assert_eq!(v["inputs"]["heat_rate_btu_per_kwh"], 10000.0);
+    }
+
+    #[test]
     fn markdown_shows_results_and_inputs() {
         let p = find_supply("gas-combined-cycle").unwrap();
-        let a = account(AccountInputs::from_preset(
-            1.0,
-            1.3,
-            &p,
-            None,
-            None,
-            Some(1_000_000),
-        ))
-        .unwrap();
+        let a = account(AccountInputs::from_preset(1.0, 1.3, &p, None, None, Some(1_000_000))).unwrap();
         let md = a.to_markdown();
-        assert!(
-            md.contains("| facility (x PUE) | 1.300 kWh | 1.300 kWh |"),
-            "{md}"
-        );
-        assert!(
-            md.contains("heat rate 6700 BTU/kWh (51 % efficient)"),
-            "{md}"
-        );
+        assert!(md.contains("| facility (x PUE) | 1.300 kWh | 1.300 kWh |"), "{md}");
+        assert!(md.contains("heat rate 6700 BTU/kWh (51 % efficient)"), "{md}");
         assert!(md.contains("53.06 kg CO2/MMBtu"), "{md}");
     }
 }

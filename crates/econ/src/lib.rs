@@ -16,17 +16,14 @@ pub mod energy;
 pub mod planner;
 pub mod price;
 
-pub use accounting::{
-    account, find_supply, supply_presets, AccountError, AccountInputs, EnergyAccount, SupplyPreset,
-};
+pub use accounting::{account, find_supply, supply_presets, AccountError, AccountInputs, EnergyAccount, SupplyPreset};
 pub use energy::{
-    open_meter, EnergyMeter, EnergySampler, EnergyTimeline, MeterChoice, MeterError, MeterProbe,
-    MeterSpec,
+    open_meter, EnergyMeter, EnergySampler, EnergyTimeline, MeterChoice, MeterError, MeterProbe, MeterSpec,
 };
 pub use planner::{plan_batch_job, BatchJob, Plan, PlanRow, ThroughputInput};
 pub use price::{
-    multipliers_vs_cheapest, CostSummary, PriceEntry, PriceError, PriceKind, PriceModel,
-    PriceSheet, StreamRate, Throughput, Usage,
+    multipliers_vs_cheapest, CostSummary, PriceEntry, PriceError, PriceKind, PriceModel, PriceSheet, StreamRate,
+    Throughput, Usage,
 };
 
 #[cfg(test)]
@@ -38,14 +35,9 @@ pub(crate) mod test_support {
 
     impl TempDir {
         pub fn new(tag: &str) -> TempDir {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0);
-            let p = std::env::temp_dir().join(format!(
-                "fleetbench-econ-{tag}-{}-{nanos}",
-                std::process::id()
-            ));
+            let nanos =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+            let p = std::env::temp_dir().join(format!("fleetbench-econ-{tag}-{}-{nanos}", std::process::id()));
             std::fs::create_dir_all(&p).expect("create temp dir");
             TempDir(p)
         }

@@ -21,10 +21,7 @@ pub struct BatchJob {
 
 impl BatchJob {
     fn validate(&self) -> Result<(), PriceError> {
-        let bad = |message: String| PriceError::Cost {
-            backend: "(job)".into(),
-            message,
-        };
+        let bad = |message: String| PriceError::Cost { backend: "(job)".into(), message };
         if self.docs == 0 {
             return Err(bad("--docs must be at least 1".into()));
         }
@@ -34,18 +31,16 @@ impl BatchJob {
             ("--output-tokens", self.output_tokens_per_doc),
         ] {
             if !(v.is_finite() && v >= 0.0) {
-                return Err(bad(format!(
-                    "{name} must be a finite number of at least 0, not {v}"
-                )));
+                return Err(bad(format!("{name} must be a finite number of at least 0, not {v}")));
             }
         }
         if self.cached_input_tokens_per_doc > self.input_tokens_per_doc {
-            return Err(bad("--cached-input-tokens cannot exceed --input-tokens (cached tokens are part of the input)".into()));
+            return Err(bad(
+                "--cached-input-tokens cannot exceed --input-tokens (cached tokens are part of the input)".into(),
+            ));
         }
         if self.output_tokens_per_doc == 0.0 && self.input_tokens_per_doc == 0.0 {
-            return Err(bad(
-                "a job needs some tokens: give --input-tokens or --output-tokens above 0".into(),
-            ));
+            return Err(bad("a job needs some tokens: give --input-tokens or --output-tokens above 0".into()));
         }
         Ok(())
     }
@@ -148,9 +143,8 @@ pub fn plan_batch_job(
                     )
                     .unwrap_or(0.0);
                 let rpm_minutes = a.requests_per_minute.map(|rpm| docs / rpm);
-                let tpm_minutes = a
-                    .tokens_per_minute
-                    .map(|tpm| docs * (job.input_tokens_per_doc + job.output_tokens_per_doc) / tpm);
+                let tpm_minutes =
+                    a.tokens_per_minute.map(|tpm| docs * (job.input_tokens_per_doc + job.output_tokens_per_doc) / tpm);
                 let (wall_hours, bound) = match (rpm_minutes, tpm_minutes) {
                     (None, None) => (None, WallBound::Unbounded),
                     (Some(r), None) => (Some(r / 60.0), WallBound::RequestsPerMinute),
@@ -158,8 +152,7 @@ pub fn plan_batch_job(
                     (Some(r), Some(t)) if r >= t => (Some(r / 60.0), WallBound::RequestsPerMinute),
                     (Some(_), Some(t)) => (Some(t / 60.0), WallBound::TokensPerMinute),
                 };
-                let mut inputs =
-                    format!("${}/M in, ${}/M out", a.usd_per_m_input, a.usd_per_m_output);
+                let mut inputs = format!("${}/M in, ${}/M out", a.usd_per_m_input, a.usd_per_m_output);
                 if job.cached_input_tokens_per_doc > 0.0 {
                     let cached = a.usd_per_m_cached_input.unwrap_or(a.usd_per_m_input);
                     inputs.push_str(&format!(", ${cached}/M cached in"));
@@ -185,10 +178,7 @@ pub fn plan_batch_job(
             }
             PriceModel::Rented(_) | PriceModel::Owned(_) => {
                 let tp = throughputs.get(&entry.name).cloned().or_else(|| {
-                    entry.sheet_throughput().map(|throughput| ThroughputInput {
-                        throughput,
-                        source: "sheet".into(),
-                    })
+                    entry.sheet_throughput().map(|throughput| ThroughputInput { throughput, source: "sheet".into() })
                 });
                 let Some(tp) = tp else {
                     skipped.push(SkippedBackend {
@@ -241,10 +231,7 @@ pub fn plan_batch_job(
         }
     }
     if rows.is_empty() {
-        let why: Vec<String> = skipped
-            .iter()
-            .map(|s| format!("{}: {}", s.name, s.why))
-            .collect();
+        let why: Vec<String> = skipped.iter().map(|s| format!("{}: {}", s.name, s.why)).collect();
         return Err(PriceError::Cost {
             backend: "(all)".into(),
             message: format!("no backend could be priced; {}", why.join("; ")),
@@ -254,17 +241,8 @@ pub fn plan_batch_job(
     for (row, m) in rows.iter_mut().zip(multipliers_vs_cheapest(&totals)) {
         row.multiplier = m;
     }
-    rows.sort_by(|a, b| {
-        a.total_usd
-            .total_cmp(&b.total_usd)
-            .then_with(|| a.name.cmp(&b.name))
-    });
-    Ok(Plan {
-        job: *job,
-        sheet: sheet_origin.to_string(),
-        rows,
-        skipped,
-    })
+    rows.sort_by(|a, b| a.total_usd.total_cmp(&b.total_usd).then_with(|| a.name.cmp(&b.name)));
+    Ok(Plan { job: *job, sheet: sheet_origin.to_string(), rows, skipped })
 }
 
 impl Plan {
@@ -311,9 +289,7 @@ impl Plan {
                     (i + 1).to_string(),
                     r.name.clone(),
                     format_usd(r.total_usd),
-                    r.wall_hours
-                        .map(format_wall_hours)
-                        .unwrap_or_else(|| "unknown".into()),
+                    r.wall_hours.map(format_wall_hours).unwrap_or_else(|| "unknown".into()),
                     format_multiplier(r.multiplier),
                     r.bound.describe().to_string(),
                     r.price_inputs.clone(),
@@ -347,15 +323,7 @@ impl Plan {
 
     /// A plain-text table for the terminal, inputs first.
     pub fn to_text(&self) -> String {
-        let header = [
-            "#",
-            "backend",
-            "total",
-            "wall clock",
-            "x cheapest",
-            "bound by",
-            "price inputs",
-        ];
+        let header = ["#", "backend", "total", "wall clock", "x cheapest", "bound by", "price inputs"];
         let rows = self.table_rows();
         let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
         for r in &rows {
@@ -393,9 +361,7 @@ impl Plan {
         for l in self.inputs_lines() {
             out.push_str(&format!("- {l}\n"));
         }
-        out.push_str(
-            "\n| # | backend | total | wall clock | x cheapest | bound by | price inputs |\n",
-        );
+        out.push_str("\n| # | backend | total | wall clock | x cheapest | bound by | price inputs |\n");
         out.push_str("|---:|---|---:|---:|---:|---|---|\n");
         for r in self.table_rows() {
             out.push_str(&format!("| {} |\n", r.join(" | ")));
@@ -483,10 +449,8 @@ mod tests {
 
     #[test]
     fn reproduces_the_published_comparison() {
-        let sheet =
-            PriceSheet::from_toml_str(CONTEXTUAL_RETRIEVAL_EXAMPLE_TOML, "example").unwrap();
-        let plan =
-            plan_batch_job(&job(), &sheet.backends, &sheet.origin, &BTreeMap::new()).unwrap();
+        let sheet = PriceSheet::from_toml_str(CONTEXTUAL_RETRIEVAL_EXAMPLE_TOML, "example").unwrap();
+        let plan = plan_batch_job(&job(), &sheet.backends, &sheet.origin, &BTreeMap::new()).unwrap();
         let first = &plan.rows[0];
         assert_eq!(first.name, "rented-b200");
         assert_eq!(format_usd(first.total_usd), "$70");
@@ -498,11 +462,7 @@ mod tests {
         assert_eq!(format_multiplier(second.multiplier), "2.0x");
         let last = plan.rows.last().unwrap();
         assert_eq!(format_usd(last.total_usd), "$20,419");
-        assert!(
-            (last.total_usd - 20419.0).abs() < 1e-6,
-            "{}",
-            last.total_usd
-        );
+        assert!((last.total_usd - 20419.0).abs() < 1e-6, "{}", last.total_usd);
         assert_eq!(format_multiplier(last.multiplier), "292x");
         assert_eq!(format_wall_hours(last.wall_hours.unwrap()), "144 days");
         assert_eq!(last.bound, WallBound::TokensPerMinute);
@@ -510,23 +470,15 @@ mod tests {
         for w in plan.rows.windows(2) {
             assert!(w[0].total_usd <= w[1].total_usd);
         }
-        assert!(plan.rows[1..]
-            .iter()
-            .all(|r| r.multiplier >= 2.0 && r.multiplier < 292.5));
+        assert!(plan.rows[1..].iter().all(|r| r.multiplier >= 2.0 && r.multiplier < 292.5));
         assert_eq!(plan.rows.len(), 7);
         // The inputs are shown beside the outputs.
         let text = plan.to_text();
         assert!(text.contains("documents: 1,000,000"), "{text}");
         assert!(text.contains("3,500,000,000 input"), "{text}");
-        assert!(
-            text.contains("$6.36/GPU-h x 1 GPU at 1515 output tok/s (sheet)"),
-            "{text}"
-        );
+        assert!(text.contains("$6.36/GPU-h x 1 GPU at 1515 output tok/s (sheet)"), "{text}");
         let md = plan.to_markdown();
-        assert!(
-            md.contains("| 1 | rented-b200 | $70 | 11.0 h | 1.0x |"),
-            "{md}"
-        );
+        assert!(md.contains("| 1 | rented-b200 | $70 | 11.0 h | 1.0x |"), "{md}");
         let json = plan.to_json();
         assert_eq!(json["backends"][0]["name"], "rented-b200");
         assert_eq!(json["inputs"]["docs"], 1_000_000);
@@ -579,13 +531,7 @@ mod tests {
         // Cost: 60,000 × (900 × 1 + 100 × 2) / 1e6 = $66 each.
         assert!(plan.rows.iter().all(|r| (r.total_usd - 66.0).abs() < 1e-9));
         let json = plan.to_json();
-        let row = json["backends"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|b| b["name"] == "no-limits")
-            .unwrap()
-            .clone();
+        let row = json["backends"].as_array().unwrap().iter().find(|b| b["name"] == "no-limits").unwrap().clone();
         assert!(row["wall_hours"].is_null(), "{row}");
     }
 
@@ -620,10 +566,7 @@ mod tests {
         // 500,000 output tokens at 250 tok/s = 2000 s.
         measured.insert(
             "gpu".to_string(),
-            ThroughputInput {
-                throughput: Throughput::OutputTokensPerS(250.0),
-                source: "run 7".into(),
-            },
+            ThroughputInput { throughput: Throughput::OutputTokensPerS(250.0), source: "run 7".into() },
         );
         let plan = plan_batch_job(&j, &sheet.backends, "t", &measured).unwrap();
         assert!((plan.rows[0].wall_hours.unwrap() - 2000.0 / 3600.0).abs() < 1e-12);
@@ -632,8 +575,7 @@ mod tests {
 
     #[test]
     fn bad_jobs_are_refused_with_the_flag_to_fix() {
-        let sheet =
-            PriceSheet::from_toml_str(CONTEXTUAL_RETRIEVAL_EXAMPLE_TOML, "example").unwrap();
+        let sheet = PriceSheet::from_toml_str(CONTEXTUAL_RETRIEVAL_EXAMPLE_TOML, "example").unwrap();
         let mut j = job();
         j.docs = 0;
         let e = plan_batch_job(&j, &sheet.backends, "x", &BTreeMap::new()).unwrap_err();

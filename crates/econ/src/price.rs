@@ -19,9 +19,7 @@ const HOURS_PER_YEAR: f64 = 8760.0;
 /// Everything that can be wrong with a price sheet or a cost question.
 #[derive(Debug, thiserror::Error)]
 pub enum PriceError {
-    #[error(
-        "cannot read price sheet {path}: {source} (check the path, or use the built-in presets)"
-    )]
+    #[error("cannot read price sheet {path} (check the path, or use the built-in presets)")]
     Io {
         path: String,
         #[source]
@@ -30,12 +28,10 @@ pub enum PriceError {
     #[error("price sheet {origin} is not valid TOML: {message}")]
     Toml { origin: String, message: String },
     #[error("price sheet {origin}, backend '{backend}': {message}")]
-    Invalid {
-        origin: String,
-        backend: String,
-        message: String,
-    },
-    #[error("price sheet {origin} has no [[backend]] entries; add at least one (see data/prices/presets-2026-11.toml)")]
+    Invalid { origin: String, backend: String, message: String },
+    #[error(
+        "price sheet {origin} has no [[backend]] entries; add at least one (see data/prices/presets-2026-11.toml)"
+    )]
     Empty { origin: String },
     #[error("no price entry named '{name}'; known entries: {known}")]
     NotFound { name: String, known: String },
@@ -91,9 +87,20 @@ impl Throughput {
 
     pub fn describe(self) -> String {
         match self {
-            Throughput::DocsPerHour(d) => format!("{d} docs/h"),
-            Throughput::OutputTokensPerS(t) => format!("{t} output tok/s"),
+            Throughput::DocsPerHour(d) => format!("{} docs/h", round_rate(d)),
+            Throughput::OutputTokensPerS(t) => format!("{} output tok/s", round_rate(t)),
         }
+    }
+}
+
+/// `5392`, `42.5`, `0.125`: enough digits to read, no more.
+fn round_rate(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 1.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.3}")
     }
 }
 
@@ -182,6 +189,23 @@ pub struct Usage {
     pub batch_api: bool,
 }
 
+impl Usage {
+    /// The usage of a measured run (or sweep level): completed requests,
+    /// server-reported tokens, and its measured duration. Cached input is
+    /// not reported by the run, so it is priced as uncached input.
+    pub fn from_run_metrics(m: &fleetbench_core::RunMetrics, batch_api: bool) -> Usage {
+        Usage {
+            requests: m.completed,
+            input_tokens: m.total_input_tokens,
+            cached_input_tokens: 0,
+            output_tokens: m.total_output_tokens,
+            wall_s: m.duration,
+            mean_power_w: None,
+            batch_api,
+        }
+    }
+}
+
 /// A steady stream of requests, for `usd_per_day`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct StreamRate {
@@ -223,34 +247,22 @@ impl PriceEntry {
         match &self.model {
             PriceModel::Api(_) => None,
             PriceModel::Rented(r) => Some(r.usd_per_gpu_hour * f64::from(r.gpus)),
-            PriceModel::Owned(o) => Some(
-                o.capital_usd_per_hour() + o.electricity_usd_per_hour(power_w.unwrap_or(o.power_w)),
-            ),
+            PriceModel::Owned(o) => {
+                Some(o.capital_usd_per_hour() + o.electricity_usd_per_hour(power_w.unwrap_or(o.power_w)))
+            }
         }
     }
 
     /// Token cost of one API request. `None` for self-hosted entries.
-    pub fn api_usd_for_tokens(
-        &self,
-        input: f64,
-        cached_input: f64,
-        output: f64,
-        batch_api: bool,
-    ) -> Option<f64> {
+    pub fn api_usd_for_tokens(&self, input: f64, cached_input: f64, output: f64, batch_api: bool) -> Option<f64> {
         let PriceModel::Api(a) = &self.model else {
             return None;
         };
         let cached = cached_input.min(input);
         let uncached = input - cached;
         let cached_price = a.usd_per_m_cached_input.unwrap_or(a.usd_per_m_input);
-        let list =
-            (uncached * a.usd_per_m_input + cached * cached_price + output * a.usd_per_m_output)
-                / 1e6;
-        Some(if batch_api {
-            list * (1.0 - a.batch_discount)
-        } else {
-            list
-        })
+        let list = (uncached * a.usd_per_m_input + cached * cached_price + output * a.usd_per_m_output) / 1e6;
+        Some(if batch_api { list * (1.0 - a.batch_discount) } else { list })
     }
 
     /// What `usage` costs under this entry: tokens for an API, wall time for
@@ -284,11 +296,7 @@ impl PriceEntry {
         let total = self.usd_for_usage(usage)?;
         Ok(CostSummary {
             usd_total: total,
-            usd_per_request: if usage.requests > 0 {
-                total / usage.requests as f64
-            } else {
-                f64::NAN
-            },
+            usd_per_request: if usage.requests > 0 { total / usage.requests as f64 } else { f64::NAN },
             usd_per_million_output_tokens: if usage.output_tokens > 0 {
                 total / usage.output_tokens as f64 * 1e6
             } else {
@@ -318,9 +326,9 @@ impl PriceEntry {
         batch_api: bool,
     ) -> Result<f64, PriceError> {
         if !(stream.requests_per_day.is_finite() && stream.requests_per_day >= 0.0) {
-            return Err(self.cost_error(
-                "the stream rate must be a finite, non-negative number of requests per day".into(),
-            ));
+            return Err(
+                self.cost_error("the stream rate must be a finite, non-negative number of requests per day".into())
+            );
         }
         if let PriceModel::Api(_) = self.model {
             let per_request = self
@@ -339,8 +347,7 @@ impl PriceEntry {
         let tp = throughput.or(self.sheet_throughput()).ok_or_else(|| {
             self.cost_error("needs a throughput for usd_per_day: give docs_per_hour or output_tokens_per_s in the sheet, or pass a measured one".into())
         })?;
-        let demand_hours_per_day =
-            tp.hours_for(stream.requests_per_day, stream.output_tokens_per_request);
+        let demand_hours_per_day = tp.hours_for(stream.requests_per_day, stream.output_tokens_per_request);
         let machines = (demand_hours_per_day / 24.0).ceil().max(1.0);
         match &self.model {
             PriceModel::Rented(r) => Ok(machines * 24.0 * r.usd_per_gpu_hour * f64::from(r.gpus)),
@@ -354,31 +361,15 @@ impl PriceEntry {
     }
 
     fn cost_error(&self, message: String) -> PriceError {
-        PriceError::Cost {
-            backend: self.name.clone(),
-            message,
-        }
+        PriceError::Cost { backend: self.name.clone(), message }
     }
 }
 
 /// Each value divided by the smallest positive one (`NaN` where a value is
 /// not a finite number).
 pub fn multipliers_vs_cheapest(values: &[f64]) -> Vec<f64> {
-    let cheapest = values
-        .iter()
-        .copied()
-        .filter(|v| v.is_finite() && *v > 0.0)
-        .fold(f64::INFINITY, f64::min);
-    values
-        .iter()
-        .map(|v| {
-            if !v.is_finite() || !cheapest.is_finite() {
-                f64::NAN
-            } else {
-                v / cheapest
-            }
-        })
-        .collect()
+    let cheapest = values.iter().copied().filter(|v| v.is_finite() && *v > 0.0).fold(f64::INFINITY, f64::min);
+    values.iter().map(|v| if !v.is_finite() || !cheapest.is_finite() { f64::NAN } else { v / cheapest }).collect()
 }
 
 /// A validated price sheet.
@@ -435,73 +426,42 @@ impl PriceSheet {
 
     /// Reads and validates a sheet from a file.
     pub fn load(path: &Path) -> Result<PriceSheet, PriceError> {
-        let text = std::fs::read_to_string(path).map_err(|source| PriceError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| PriceError::Io { path: path.display().to_string(), source })?;
         PriceSheet::from_toml_str(&text, &path.display().to_string())
     }
 
     /// Parses and validates a sheet; `origin` names it in errors.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<PriceSheet, PriceError> {
-        let raw: RawSheet = toml::from_str(text).map_err(|e| PriceError::Toml {
-            origin: origin.to_string(),
-            message: e.to_string(),
-        })?;
+        let raw: RawSheet = toml::from_str(text)
+            .map_err(|e| PriceError::Toml { origin: origin.to_string(), message: e.to_string() })?;
         if raw.backend.is_empty() {
-            return Err(PriceError::Empty {
-                origin: origin.into(),
-            });
+            return Err(PriceError::Empty { origin: origin.into() });
         }
         let mut seen = BTreeSet::new();
         let mut backends = Vec::with_capacity(raw.backend.len());
         for entry in raw.backend {
             let name = entry.name.trim().to_string();
-            let invalid = |message: String| PriceError::Invalid {
-                origin: origin.to_string(),
-                backend: name.clone(),
-                message,
-            };
+            let invalid =
+                |message: String| PriceError::Invalid { origin: origin.to_string(), backend: name.clone(), message };
             if name.is_empty() {
-                return Err(invalid(
-                    "`name` is empty; give every backend a unique name".into(),
-                ));
+                return Err(invalid("`name` is empty; give every backend a unique name".into()));
             }
             if !seen.insert(name.clone()) {
-                return Err(invalid(
-                    "the name is used twice; names must be unique in a sheet".into(),
-                ));
+                return Err(invalid("the name is used twice; names must be unique in a sheet".into()));
             }
             let model = validate_entry(&entry).map_err(invalid)?;
-            backends.push(PriceEntry {
-                name: name.clone(),
-                model,
-                source: entry.source.clone(),
-            });
+            backends.push(PriceEntry { name: name.clone(), model, source: entry.source.clone() });
         }
-        Ok(PriceSheet {
-            origin: origin.to_string(),
-            title: raw.title,
-            as_of: raw.as_of,
-            note: raw.note,
-            backends,
-        })
+        Ok(PriceSheet { origin: origin.to_string(), title: raw.title, as_of: raw.as_of, note: raw.note, backends })
     }
 
     /// The entry called `name`.
     pub fn find(&self, name: &str) -> Result<&PriceEntry, PriceError> {
-        self.backends
-            .iter()
-            .find(|b| b.name == name)
-            .ok_or_else(|| PriceError::NotFound {
-                name: name.to_string(),
-                known: self
-                    .backends
-                    .iter()
-                    .map(|b| b.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })
+        self.backends.iter().find(|b| b.name == name).ok_or_else(|| PriceError::NotFound {
+            name: name.to_string(),
+            known: self.backends.iter().map(|b| b.name.as_str()).collect::<Vec<_>>().join(", "),
+        })
     }
 }
 
@@ -524,41 +484,30 @@ fn validate_entry(e: &RawEntry) -> Result<PriceModel, String> {
         ("pue", e.pue.is_some()),
         ("usd_per_kwh", e.usd_per_kwh.is_some()),
     ];
-    let allowed: &[&str] =
-        match e.kind.as_str() {
-            "api" => &[
-                "usd_per_m_input",
-                "usd_per_m_cached_input",
-                "usd_per_m_output",
-                "requests_per_minute",
-                "tokens_per_minute",
-                "batch_discount",
-            ],
-            "rented" => &[
-                "usd_per_gpu_hour",
-                "gpus",
-                "docs_per_hour",
-                "output_tokens_per_s",
-            ],
-            "owned" => &[
-                "purchase_usd",
-                "years",
-                "utilisation",
-                "power_w",
-                "pue",
-                "usd_per_kwh",
-                "docs_per_hour",
-                "output_tokens_per_s",
-            ],
-            other => return Err(format!(
-                "`kind = \"{other}\"` is not a price kind; use \"api\", \"rented\" or \"owned\""
-            )),
-        };
-    let stray: Vec<&str> = present
-        .iter()
-        .filter(|(k, there)| *there && !allowed.contains(k))
-        .map(|(k, _)| *k)
-        .collect();
+    let allowed: &[&str] = match e.kind.as_str() {
+        "api" => &[
+            "usd_per_m_input",
+            "usd_per_m_cached_input",
+            "usd_per_m_output",
+            "requests_per_minute",
+            "tokens_per_minute",
+            "batch_discount",
+        ],
+        "rented" => &["usd_per_gpu_hour", "gpus", "docs_per_hour", "output_tokens_per_s"],
+        "owned" => &[
+            "purchase_usd",
+            "years",
+            "utilisation",
+            "power_w",
+            "pue",
+            "usd_per_kwh",
+            "docs_per_hour",
+            "output_tokens_per_s",
+        ],
+        other => return Err(format!("`kind = \"{other}\"` is not a price kind; use \"api\", \"rented\" or \"owned\"")),
+    };
+    let stray: Vec<&str> =
+        present.iter().filter(|(k, there)| *there && !allowed.contains(k)).map(|(k, _)| *k).collect();
     if !stray.is_empty() {
         return Err(format!(
             "{} do(es) not apply to kind \"{}\"; keys for this kind: {}",
@@ -569,45 +518,30 @@ fn validate_entry(e: &RawEntry) -> Result<PriceModel, String> {
     }
     let throughput = match (e.docs_per_hour, e.output_tokens_per_s) {
         (Some(_), Some(_)) => {
-            return Err(
-                "give one throughput, `docs_per_hour` or `output_tokens_per_s`, not both".into(),
-            )
+            return Err("give one throughput, `docs_per_hour` or `output_tokens_per_s`, not both".into())
         }
         (Some(d), None) => Some(Throughput::DocsPerHour(positive("docs_per_hour", d)?)),
-        (None, Some(t)) => Some(Throughput::OutputTokensPerS(positive(
-            "output_tokens_per_s",
-            t,
-        )?)),
+        (None, Some(t)) => Some(Throughput::OutputTokensPerS(positive("output_tokens_per_s", t)?)),
         (None, None) => None,
     };
     match e.kind.as_str() {
         "api" => {
             let discount = match e.batch_discount {
                 Some(d) if (0.0..1.0).contains(&d) => d,
-                Some(d) => return Err(format!("`batch_discount = {d}` must be a fraction from 0 up to (not including) 1, e.g. 0.5 for half price")),
+                Some(d) => return Err(format!(
+                    "`batch_discount = {d}` must be a fraction from 0 up to (not including) 1, e.g. 0.5 for half price"
+                )),
                 None => 0.0,
             };
             Ok(PriceModel::Api(ApiPrice {
-                usd_per_m_input: non_negative(
-                    "usd_per_m_input",
-                    required("usd_per_m_input", e.usd_per_m_input)?,
-                )?,
+                usd_per_m_input: non_negative("usd_per_m_input", required("usd_per_m_input", e.usd_per_m_input)?)?,
                 usd_per_m_cached_input: e
                     .usd_per_m_cached_input
                     .map(|v| non_negative("usd_per_m_cached_input", v))
                     .transpose()?,
-                usd_per_m_output: non_negative(
-                    "usd_per_m_output",
-                    required("usd_per_m_output", e.usd_per_m_output)?,
-                )?,
-                requests_per_minute: e
-                    .requests_per_minute
-                    .map(|v| positive("requests_per_minute", v))
-                    .transpose()?,
-                tokens_per_minute: e
-                    .tokens_per_minute
-                    .map(|v| positive("tokens_per_minute", v))
-                    .transpose()?,
+                usd_per_m_output: non_negative("usd_per_m_output", required("usd_per_m_output", e.usd_per_m_output)?)?,
+                requests_per_minute: e.requests_per_minute.map(|v| positive("requests_per_minute", v)).transpose()?,
+                tokens_per_minute: e.tokens_per_minute.map(|v| positive("tokens_per_minute", v)).transpose()?,
                 batch_discount: discount,
             }))
         }
@@ -615,15 +549,10 @@ fn validate_entry(e: &RawEntry) -> Result<PriceModel, String> {
             let gpus = match e.gpus {
                 None => 1,
                 Some(g) if g >= 1 && g <= i64::from(u32::MAX) => g as u32,
-                Some(g) => {
-                    return Err(format!("`gpus = {g}` must be a whole number of at least 1"))
-                }
+                Some(g) => return Err(format!("`gpus = {g}` must be a whole number of at least 1")),
             };
             Ok(PriceModel::Rented(RentedPrice {
-                usd_per_gpu_hour: non_negative(
-                    "usd_per_gpu_hour",
-                    required("usd_per_gpu_hour", e.usd_per_gpu_hour)?,
-                )?,
+                usd_per_gpu_hour: non_negative("usd_per_gpu_hour", required("usd_per_gpu_hour", e.usd_per_gpu_hour)?)?,
                 gpus,
                 throughput,
             }))
@@ -635,15 +564,10 @@ fn validate_entry(e: &RawEntry) -> Result<PriceModel, String> {
             }
             let pue = required("pue", e.pue)?;
             if !(pue.is_finite() && pue >= 1.0) {
-                return Err(format!(
-                    "`pue = {pue}` must be at least 1.0 (facility energy / IT energy)"
-                ));
+                return Err(format!("`pue = {pue}` must be at least 1.0 (facility energy / IT energy)"));
             }
             Ok(PriceModel::Owned(OwnedPrice {
-                purchase_usd: non_negative(
-                    "purchase_usd",
-                    required("purchase_usd", e.purchase_usd)?,
-                )?,
+                purchase_usd: non_negative("purchase_usd", required("purchase_usd", e.purchase_usd)?)?,
                 years: positive("years", required("years", e.years)?)?,
                 utilisation,
                 power_w: non_negative("power_w", required("power_w", e.power_w)?)?,
@@ -663,9 +587,7 @@ fn non_negative(key: &str, v: f64) -> Result<f64, String> {
     if v.is_finite() && v >= 0.0 {
         Ok(v)
     } else {
-        Err(format!(
-            "`{key} = {v}` must be a finite number of at least 0"
-        ))
+        Err(format!("`{key} = {v}` must be a finite number of at least 0"))
     }
 }
 
@@ -735,12 +657,7 @@ mod tests {
         assert!(close(c.usd_total, 9.15), "{c:?}");
         assert!(close(c.usd_per_request, 0.00915));
         assert!(close(c.usd_per_million_output_tokens, 30.5));
-        let batch = api
-            .usd_for_usage(&Usage {
-                batch_api: true,
-                ..usage
-            })
-            .unwrap();
+        let batch = api.usd_for_usage(&Usage { batch_api: true, ..usage }).unwrap();
         assert!(close(batch, 4.575));
     }
 
@@ -749,12 +666,7 @@ mod tests {
         let s = sheet(THREE_KINDS).unwrap();
         let r = s.find("rent-x").unwrap();
         // 8 GPUs × $2.50 = $20/h; 90 minutes = $30; 1,000,000 output tokens.
-        let usage = Usage {
-            requests: 500,
-            output_tokens: 1_000_000,
-            wall_s: 5400.0,
-            ..Usage::default()
-        };
+        let usage = Usage { requests: 500, output_tokens: 1_000_000, wall_s: 5400.0, ..Usage::default() };
         let c = r.cost_summary(&usage).unwrap();
         assert!(close(c.usd_total, 30.0));
         assert!(close(c.usd_per_million_output_tokens, 30.0));
@@ -767,19 +679,10 @@ mod tests {
             cached_input_tokens_per_request: 0.0,
             output_tokens_per_request: 500.0,
         };
-        assert!(close(
-            r.usd_per_day(&stream, None, None, false).unwrap(),
-            480.0
-        ));
+        assert!(close(r.usd_per_day(&stream, None, None, false).unwrap(), 480.0));
         // 2e9 tokens/day needs 55.6 h of the machine: three machines.
-        let heavy = StreamRate {
-            requests_per_day: 4_000_000.0,
-            ..stream
-        };
-        assert!(close(
-            r.usd_per_day(&heavy, None, None, false).unwrap(),
-            1440.0
-        ));
+        let heavy = StreamRate { requests_per_day: 4_000_000.0, ..stream };
+        assert!(close(r.usd_per_day(&heavy, None, None, false).unwrap(), 1440.0));
     }
 
     #[test]
@@ -790,22 +693,11 @@ mod tests {
         // power: 10 kW × 1.25 × $0.08 = $1.00/h
         let per_hour = o.usd_per_hour(None).unwrap();
         assert!(close(per_hour, 300000.0 / 17520.0 + 1.0), "{per_hour}");
-        let usage = Usage {
-            requests: 10,
-            output_tokens: 20,
-            wall_s: 7200.0,
-            ..Usage::default()
-        };
+        let usage = Usage { requests: 10, output_tokens: 20, wall_s: 7200.0, ..Usage::default() };
         assert!(close(o.usd_for_usage(&usage).unwrap(), 2.0 * per_hour));
         // Measured power of 6 kW replaces the sheet's 10 kW: $0.60/h.
-        let measured = Usage {
-            mean_power_w: Some(6000.0),
-            ..usage
-        };
-        assert!(close(
-            o.usd_for_usage(&measured).unwrap(),
-            2.0 * (300000.0 / 17520.0 + 0.6)
-        ));
+        let measured = Usage { mean_power_w: Some(6000.0), ..usage };
+        assert!(close(o.usd_for_usage(&measured).unwrap(), 2.0 * (300000.0 / 17520.0 + 0.6)));
         // A day: 300,000 / (4 × 365) = 205.479 capital + 24 h × $1 electricity.
         let stream = StreamRate {
             requests_per_day: 100.0,
@@ -813,10 +705,7 @@ mod tests {
             cached_input_tokens_per_request: 0.0,
             output_tokens_per_request: 10.0,
         };
-        assert!(close(
-            o.usd_per_day(&stream, None, None, false).unwrap(),
-            300000.0 / 1460.0 + 24.0
-        ));
+        assert!(close(o.usd_per_day(&stream, None, None, false).unwrap(), 300000.0 / 1460.0 + 24.0));
     }
 
     #[test]
@@ -830,10 +719,24 @@ mod tests {
             output_tokens_per_request: 100.0,
         };
         // per request: 1000 × 3 + 1000 × 0.3 + 100 × 15 = 4800 µ$ = $0.0048
-        assert!(close(
-            api.usd_per_day(&stream, None, None, false).unwrap(),
-            48.0
-        ));
+        assert!(close(api.usd_per_day(&stream, None, None, false).unwrap(), 48.0));
+    }
+
+    #[test]
+    fn usage_from_run_metrics_prices_a_measured_run() {
+        let m = fleetbench_core::RunMetrics {
+            completed: 100,
+            total_input_tokens: 1_000_000,
+            total_output_tokens: 200_000,
+            duration: 1800.0,
+            ..Default::default()
+        };
+        let u = Usage::from_run_metrics(&m, false);
+        let s = sheet(THREE_KINDS).unwrap();
+        // API: 1 M × $3 + 0.2 M × $15 = $6; rented: half an hour of $20/h = $10.
+        assert!(close(s.find("api-x").unwrap().usd_for_usage(&u).unwrap(), 6.0));
+        let r = s.find("rent-x").unwrap().cost_summary(&u).unwrap();
+        assert!(close(r.usd_total, 10.0) && close(r.usd_per_million_output_tokens, 50.0));
     }
 
     #[test]
@@ -890,16 +793,14 @@ mod tests {
         let p = PriceSheet::presets().unwrap();
         assert_eq!(p.as_of.as_deref(), Some("2026-11"));
         assert!(p.note.as_deref().unwrap_or("").contains("editable"));
-        assert!(
-            p.backends.iter().all(|b| b.source.is_some()),
-            "every preset cites a source"
-        );
+        assert!(p.backends.iter().all(|b| b.source.is_some()), "every preset cites a source");
         for kind in [PriceKind::Api, PriceKind::Rented, PriceKind::Owned] {
-            assert!(
-                p.backends.iter().any(|b| b.kind() == kind),
-                "presets include {kind:?}"
-            );
+            assert!(p.backends.iter().any(|b| b.kind() == kind), "presets include {kind:?}");
         }
         PriceSheet::from_toml_str(CONTEXTUAL_RETRIEVAL_EXAMPLE_TOML, "example").unwrap();
+        // Entries serialise with their kind, for reports that store them.
+        let v = serde_json::to_value(p.find("openai-gpt-4.1").unwrap()).unwrap();
+        assert_eq!(v["model"]["kind"], "api");
+        assert_eq!(v["model"]["usd_per_m_output"], 8.0);
     }
 }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fleetbench_econ::energy::{
-    measure_idle, open_meter, EnergySampler, IntegrationMethod, MeterKind, MeterProbe, MeterSpec,
-    ModelledMeter, NvidiaSmiMeter, NvmlMeter, Provenance, RaplMeter,
+    measure_idle, open_meter, EnergySampler, IntegrationMethod, MeterKind, MeterProbe, MeterSpec, ModelledMeter,
+    NvidiaSmiMeter, NvmlMeter, Provenance, RaplMeter,
 };
 use fleetbench_econ::EnergyMeter;
 
@@ -15,14 +15,9 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(tag: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let p = std::env::temp_dir().join(format!(
-            "fleetbench-econ-it-{tag}-{}-{nanos}",
-            std::process::id()
-        ));
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let p = std::env::temp_dir().join(format!("fleetbench-econ-it-{tag}-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&p).unwrap();
         TempDir(p)
     }
@@ -64,11 +59,7 @@ async fn nvidia_smi_meter_sums_gpus_and_the_sampler_integrates_them() {
     let r = meter.read().await.unwrap();
     assert_eq!(r.power_w, Some(400.0));
     assert_eq!(r.energy_j, None);
-    assert!(
-        meter.description().contains("2 GPUs"),
-        "{}",
-        meter.description()
-    );
+    assert!(meter.description().contains("2 GPUs"), "{}", meter.description());
 
     let origin = Instant::now();
     let sampler = EnergySampler::start(Box::new(meter), Duration::from_millis(40), origin);
@@ -76,11 +67,7 @@ async fn nvidia_smi_meter_sums_gpus_and_the_sampler_integrates_them() {
     let (timeline, _meter) = sampler.stop().await.unwrap();
     assert_eq!(timeline.meter, MeterKind::NvidiaSmi);
     assert_eq!(timeline.provenance, Provenance::Measured);
-    assert!(
-        timeline.samples.len() >= 3,
-        "{} samples",
-        timeline.samples.len()
-    );
+    assert!(timeline.samples.len() >= 3, "{} samples", timeline.samples.len());
     assert!(timeline.samples.iter().all(|s| s.power_w == Some(400.0)));
     // Constant 400 W: energy is exactly 400 × the sampled span.
     let (a, b) = timeline.span().unwrap();
@@ -93,27 +80,12 @@ async fn nvidia_smi_meter_sums_gpus_and_the_sampler_integrates_them() {
 async fn nvidia_smi_failures_are_explained() {
     let dir = TempDir::new("smi-bad");
     let failing = fake_nvidia_smi(dir.path(), "", 6);
-    let probe = MeterProbe {
-        nvidia_smi: failing,
-        ..MeterProbe::default()
-    };
-    let e = open_meter(&MeterSpec::NvidiaSmi, &probe)
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("nvidia-smi meter unavailable") && e.contains("stand-in diagnostics"),
-        "{e}"
-    );
+    let probe = MeterProbe { nvidia_smi: failing, ..MeterProbe::default() };
+    let e = open_meter(&MeterSpec::NvidiaSmi, &probe).await.unwrap_err().to_string();
+    assert!(e.contains("nvidia-smi meter unavailable") && e.contains("stand-in diagnostics"), "{e}");
 
-    let missing = MeterProbe {
-        nvidia_smi: dir.path().join("absent"),
-        ..MeterProbe::default()
-    };
-    let e = open_meter(&MeterSpec::NvidiaSmi, &missing)
-        .await
-        .unwrap_err()
-        .to_string();
+    let missing = MeterProbe { nvidia_smi: dir.path().join("absent"), ..MeterProbe::default() };
+    let e = open_meter(&MeterSpec::NvidiaSmi, &missing).await.unwrap_err().to_string();
     assert!(e.contains("not found"), "{e}");
 
     let na_dir = TempDir::new("smi-na");
@@ -143,10 +115,7 @@ async fn rapl_reads_packages_only_and_unfolds_wraps() {
     std::fs::create_dir_all(root.join("dtpm")).unwrap();
 
     let mut meter = RaplMeter::open(root).unwrap();
-    assert_eq!(
-        meter.description(),
-        format!("RAPL ({}), package-0 + package-1", root.display())
-    );
+    assert_eq!(meter.description(), format!("RAPL ({}), package-0 + package-1", root.display()));
     assert_eq!(meter.read().await.unwrap().energy_j, Some(0.0));
     // Package 0 wraps: 2 J to the top of its range, then 3 J more.
     std::fs::write(root.join("intel-rapl:0/energy_uj"), "3000000\n").unwrap();
@@ -163,15 +132,8 @@ async fn rapl_reads_packages_only_and_unfolds_wraps() {
             ..MeterProbe::default()
         };
         let choice = open_meter(&MeterSpec::Auto, &probe).await.unwrap();
-        assert_eq!(
-            choice.meter.as_ref().map(|m| m.kind()),
-            Some(MeterKind::Rapl)
-        );
-        assert!(
-            choice.reason.contains("auto picked RAPL"),
-            "{}",
-            choice.reason
-        );
+        assert_eq!(choice.meter.as_ref().map(|m| m.kind()), Some(MeterKind::Rapl));
+        assert!(choice.reason.contains("auto picked RAPL"), "{}", choice.reason);
         assert_eq!(choice.passed_over.len(), 2, "{:?}", choice.passed_over);
     }
 
@@ -194,21 +156,10 @@ async fn auto_prefers_nvidia_smi_over_rapl() {
     let dir = TempDir::new("auto-smi");
     let cmd = fake_nvidia_smi(dir.path(), "0, 80.0\\n", 0);
     write_zone(dir.path(), "intel-rapl:0", "package-0", 0, 1000);
-    let probe = MeterProbe {
-        nvidia_smi: cmd,
-        rapl_root: dir.path().to_path_buf(),
-        ..MeterProbe::default()
-    };
+    let probe = MeterProbe { nvidia_smi: cmd, rapl_root: dir.path().to_path_buf(), ..MeterProbe::default() };
     let choice = open_meter(&MeterSpec::Auto, &probe).await.unwrap();
-    assert_eq!(
-        choice.meter.as_ref().map(|m| m.kind()),
-        Some(MeterKind::NvidiaSmi)
-    );
-    assert!(
-        choice.reason.contains("NVML was unavailable"),
-        "{}",
-        choice.reason
-    );
+    assert_eq!(choice.meter.as_ref().map(|m| m.kind()), Some(MeterKind::NvidiaSmi));
+    assert!(choice.reason.contains("NVML was unavailable"), "{}", choice.reason);
 }
 
 #[tokio::test]
@@ -216,13 +167,8 @@ async fn modelled_meter_is_labelled_modelled_and_idle_is_measured_apart() {
     let idle_model: fleetbench_econ::energy::PowerModel = Arc::new(|_| 90.0);
     let meter = ModelledMeter::new("sim: 1x H100", idle_model);
     assert_eq!(meter.provenance(), Provenance::Modelled);
-    let (idle, meter) = measure_idle(
-        Box::new(meter),
-        Duration::from_millis(150),
-        Duration::from_millis(20),
-    )
-    .await
-    .unwrap();
+    let (idle, meter) =
+        measure_idle(Box::new(meter), Duration::from_millis(150), Duration::from_millis(20)).await.unwrap();
     assert!((idle.mean_power_w.unwrap() - 90.0).abs() < 1e-9);
     assert!(meter.description().contains("not measured"));
     assert_eq!(idle.timeline.provenance, Provenance::Modelled);

@@ -65,23 +65,13 @@ fn prometheus_binary() -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn start_prometheus(target: &str) -> Prometheus {
     let bin = prometheus_binary();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let dir = std::env::temp_dir().join(format!(
-        "fleetbench-econ-prom-{}-{nanos}",
-        std::process::id()
-    ));
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let dir = std::env::temp_dir().join(format!("fleetbench-econ-prom-{}-{nanos}", std::process::id()));
     std::fs::create_dir_all(dir.join("data")).unwrap();
     let config = format!(
         "global:\n  scrape_interval: 200ms\n  scrape_timeout: 150ms\n  evaluation_interval: 1s\n\
@@ -91,24 +81,14 @@ fn start_prometheus(target: &str) -> Prometheus {
     let port = free_port();
     let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
     let child = Command::new(bin)
-        .arg(format!(
-            "--config.file={}",
-            dir.join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
+        .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
         .expect("start prometheus");
-    Prometheus {
-        child,
-        dir,
-        url: format!("http://127.0.0.1:{port}"),
-    }
+    Prometheus { child, dir, url: format!("http://127.0.0.1:{port}") }
 }
 
 /// Reads until `want` holds, or fails after `limit` with the last reading.
@@ -124,10 +104,7 @@ async fn read_until(
             Ok(r) => format!("{r:?}"),
             Err(e) => e.to_string(),
         };
-        assert!(
-            start.elapsed() < limit,
-            "condition not met in {limit:?}; last: {last}"
-        );
+        assert!(start.elapsed() < limit, "condition not met in {limit:?}; last: {last}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -138,31 +115,22 @@ async fn prometheus_meter_reads_dcgm_series_from_a_real_server() {
         eprintln!("skipped: FLEETBENCH_SKIP_PROMETHEUS=1");
         return;
     }
-    let exporter = Exporter {
-        energy_mj: Arc::new(Mutex::new([1_000_000, 2_000_000])),
-    };
+    let exporter = Exporter { energy_mj: Arc::new(Mutex::new([1_000_000, 2_000_000])) };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let target = listener.local_addr().unwrap().to_string();
-    let app = Router::new()
-        .route("/metrics", get(metrics))
-        .with_state(exporter.clone());
+    let app = Router::new().route("/metrics", get(metrics)).with_state(exporter.clone());
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
     let prom = start_prometheus(&target);
     let limit = Duration::from_secs(60);
 
-    let mut meter =
-        PrometheusMeter::new(&prom.url, "{Hostname=\"node1\"}", Duration::from_secs(2)).unwrap();
+    let mut meter = PrometheusMeter::new(&prom.url, "{Hostname=\"node1\"}", Duration::from_secs(2)).unwrap();
     // Wait for the first scrape: both GPUs' power, summed.
     let (power, energy) = read_until(&mut meter, limit, |p, e| p.is_some() && e.is_some()).await;
     assert_eq!(power, Some(400.0));
     let base = energy.unwrap();
-    assert!(
-        meter.description().contains("2 GPU series"),
-        "{}",
-        meter.description()
-    );
+    assert!(meter.description().contains("2 GPU series"), "{}", meter.description());
 
     // GPU 0 uses 1,500 J and GPU 1 500 J more: the meter counts 2,000 J.
     *exporter.energy_mj.lock().unwrap() = [2_500_000, 2_500_000];
@@ -171,48 +139,23 @@ async fn prometheus_meter_reads_dcgm_series_from_a_real_server() {
 
     // GPU 1's exporter restarts: its counter starts again from 0 (then 700 J).
     *exporter.energy_mj.lock().unwrap() = [2_500_000, 700_000];
-    let (_, e) = read_until(&mut meter, limit, |_, e| {
-        e.is_some_and(|e| e > base + 2000.0)
-    })
-    .await;
+    let (_, e) = read_until(&mut meter, limit, |_, e| e.is_some_and(|e| e > base + 2000.0)).await;
     assert_eq!(e.unwrap() - base, 2700.0);
 
     // A selector that matches nothing says what is missing.
-    let mut other =
-        PrometheusMeter::new(&prom.url, "{Hostname=\"node9\"}", Duration::from_secs(2)).unwrap();
+    let mut other = PrometheusMeter::new(&prom.url, "{Hostname=\"node9\"}", Duration::from_secs(2)).unwrap();
     let err = other.read().await.unwrap_err().to_string();
-    assert!(
-        err.contains("no DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION") && err.contains("node9"),
-        "{err}"
-    );
+    assert!(err.contains("no DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION") && err.contains("node9"), "{err}");
 
     // --meter prometheus=URL opens it through the same path as `fleetbench run`.
-    let choice = open_meter(
-        &MeterSpec::Prometheus {
-            url: prom.url.clone(),
-        },
-        &MeterProbe::default(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        choice.meter.as_ref().map(|m| m.kind()),
-        Some(MeterKind::Prometheus)
-    );
+    let choice = open_meter(&MeterSpec::Prometheus { url: prom.url.clone() }, &MeterProbe::default()).await.unwrap();
+    assert_eq!(choice.meter.as_ref().map(|m| m.kind()), Some(MeterKind::Prometheus));
 }
 
 #[tokio::test]
 async fn unreachable_prometheus_is_unavailable_not_a_panic() {
     let port = free_port();
-    let spec = MeterSpec::Prometheus {
-        url: format!("http://127.0.0.1:{port}"),
-    };
-    let e = open_meter(&spec, &MeterProbe::default())
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("prometheus meter unavailable") && e.contains("cannot reach"),
-        "{e}"
-    );
+    let spec = MeterSpec::Prometheus { url: format!("http://127.0.0.1:{port}") };
+    let e = open_meter(&spec, &MeterProbe::default()).await.unwrap_err().to_string();
+    assert!(e.contains("prometheus meter unavailable") && e.contains("cannot reach"), "{e}");
 }

@@ -15,6 +15,18 @@ use fleetbench_store::{RecordWriter, Store};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::{mpsc, watch};
 
+/// How a run is measured, beyond its plan.
+#[derive(Debug, Clone, Default)]
+pub struct MeasureOptions {
+    pub slo: Slo,
+    pub max_error_rate: Option<f64>,
+    pub quiet: bool,
+    /// The backend runs this many times faster than the hardware it models
+    /// (the simulator's `--time-scale`): every instant is multiplied back so
+    /// that stored figures are in modelled time. 1 for real backends.
+    pub time_scale: f64,
+}
+
 /// What a measured run produced.
 pub struct MeasureOutcome {
     pub meta: RunMeta,
@@ -68,10 +80,9 @@ pub async fn measure(
     plan: &RunPlan,
     client: &Client,
     workload: Arc<dyn Workload>,
-    slo: &Slo,
-    max_error_rate: Option<f64>,
-    quiet: bool,
+    opts: &MeasureOptions,
 ) -> anyhow::Result<MeasureOutcome> {
+    let scale = if opts.time_scale > 0.0 { opts.time_scale } else { 1.0 };
     meta.id = store.create_run(&meta)?;
     let writer = RecordWriter::start(db_path, meta.id)?;
     let clock = RunClock::start();
@@ -90,21 +101,21 @@ pub async fn measure(
     };
 
     let total = plan.stop.requests.map(|n| n + plan.warmup);
-    let bar = progress_bar(total, quiet);
+    let bar = progress_bar(total, opts.quiet);
     let mut records = Vec::new();
     let (mut ok, mut failed, mut tokens) = (0u64, 0u64, 0u64);
-    while let Some(rec) = rx.recv().await {
+    while let Some(mut rec) = rx.recv().await {
+        if scale != 1.0 {
+            rescale(&mut rec, scale);
+        }
         if rec.ok() {
             ok += 1;
             tokens += rec.output_tokens;
         } else {
             failed += 1;
         }
-        let elapsed = clock.now().max(1e-9);
-        bar.set_message(format!(
-            "ok {ok} · failed {failed} · {:.0} tok/s",
-            tokens as f64 / elapsed
-        ));
+        let elapsed = (clock.now() * scale).max(1e-9);
+        bar.set_message(format!("ok {ok} · failed {failed} · {:.0} tok/s", tokens as f64 / elapsed));
         bar.inc(1);
         if !writer.write(rec.clone()) {
             break;
@@ -118,10 +129,10 @@ pub async fn measure(
     debug_assert_eq!(written as usize, records.len());
 
     records.sort_by_key(|r| r.index);
-    let metrics = RunMetrics::compute(&records, slo, plan.schedule.target_concurrency());
+    let metrics = RunMetrics::compute(&records, &opts.slo, plan.schedule.target_concurrency());
     meta.status = if report.interrupted {
         RunStatus::Interrupted
-    } else if crate::cmd::run::error_rate_exceeded(&metrics, max_error_rate) {
+    } else if crate::cmd::run::error_rate_exceeded(&metrics, opts.max_error_rate) {
         RunStatus::ErrorRateExceeded
     } else {
         RunStatus::Completed
@@ -130,12 +141,20 @@ pub async fn measure(
     meta.pid = None;
     let summary = summary_json(&metrics);
     store.finish_run(meta.id, meta.status, meta.ended_at.as_deref().unwrap_or(""), Some(&summary))?;
-    Ok(MeasureOutcome {
-        meta,
-        metrics,
-        records,
-        db_path: db_path.to_path_buf(),
-    })
+    Ok(MeasureOutcome { meta, metrics, records, db_path: db_path.to_path_buf() })
+}
+
+/// Multiplies every instant and gap of a record by `scale`.
+fn rescale(r: &mut RequestRecord, scale: f64) {
+    for t in [&mut r.t_sched, &mut r.t_send, &mut r.t_end] {
+        *t *= scale;
+    }
+    for t in [&mut r.t_first_byte, &mut r.t_first_token, &mut r.t_last_token].into_iter().flatten() {
+        *t *= scale;
+    }
+    for g in &mut r.itl {
+        *g *= scale;
+    }
 }
 
 /// The figures stored with a run: everything but the per-request arrays,

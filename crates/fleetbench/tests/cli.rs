@@ -104,11 +104,7 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 async fn a_canary_api_key_is_never_written_or_printed() {
     let canary = format!("sk-canary-{}-{}", std::process::id(), 0x5eed);
     let ok = testkit::start(Script::default()).await;
-    let hostile = testkit::start(Script {
-        fault: Fault::EchoAuth,
-        ..Default::default()
-    })
-    .await;
+    let hostile = testkit::start(Script { fault: Fault::EchoAuth, ..Default::default() }).await;
     let dir = tempdir("canary");
     let db = dir.join("results.db");
     let mut printed = Vec::new();
@@ -136,7 +132,12 @@ async fn a_canary_api_key_is_never_written_or_printed() {
     // ...and the hostile server's echo was scrubbed from the error message.
     let hostile_csv = std::fs::read_to_string(dir.join("hostile.csv")).unwrap();
     assert!(hostile_csv.contains("<redacted>"), "{hostile_csv}");
-    for args in [vec!["runs", "list"], vec!["runs", "show", "2"], vec!["runs", "export", "2", "--json"], vec!["runs", "export", "2", "--csv"]] {
+    for args in [
+        vec!["runs", "list"],
+        vec!["runs", "show", "2"],
+        vec!["runs", "export", "2", "--json"],
+        vec!["runs", "export", "2", "--csv"],
+    ] {
         let mut c = bin();
         c.env("OPENAI_API_KEY", &canary).arg("--db").arg(&db).args(&args);
         let o = output(c).await;
@@ -181,15 +182,19 @@ async fn exit_statuses_say_what_happened() {
     }
 
     // Every request fails: the run completes, but the error rate exits 3.
-    let s = testkit::start(Script {
-        fault: Fault::Http(500),
-        ..Default::default()
-    })
-    .await;
+    let s = testkit::start(Script { fault: Fault::Http(500), ..Default::default() }).await;
     let mut c = bin();
-    c.arg("--db")
-        .arg(&db)
-        .args(["run", "--url", &s.base_url(), "--model", "m", "--requests", "4", "--max-error-rate", "0.1"]);
+    c.arg("--db").arg(&db).args([
+        "run",
+        "--url",
+        &s.base_url(),
+        "--model",
+        "m",
+        "--requests",
+        "4",
+        "--max-error-rate",
+        "0.1",
+    ]);
     let o = output(c).await;
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     assert!(text(&o).contains("http_500 4"), "{}", text(&o));
@@ -212,8 +217,19 @@ async fn json_out_and_export_agree() {
     let db = dir.join("results.db");
     let mut c = bin();
     c.arg("--db").arg(&db).args([
-        "run", "--url", &s.base_url(), "--model", "m", "--concurrency", "2", "--requests", "8", "--warmup", "2",
-        "--slo-ttft", "1000",
+        "run",
+        "--url",
+        &s.base_url(),
+        "--model",
+        "m",
+        "--concurrency",
+        "2",
+        "--requests",
+        "8",
+        "--warmup",
+        "2",
+        "--slo-ttft",
+        "1000",
     ]);
     c.arg("--json-out").arg(dir.join("run.json"));
     let o = output(c).await;

@@ -35,7 +35,11 @@ fn metric(url: &str, name: &str) -> f64 {
 
 fn http_get(url: &str) -> String {
     let out = Command::new("python3")
-        .args(["-c", "import sys,urllib.request;print(urllib.request.urlopen(sys.argv[1],timeout=10).read().decode())", url])
+        .args([
+            "-c",
+            "import sys,urllib.request;print(urllib.request.urlopen(sys.argv[1],timeout=10).read().decode())",
+            url,
+        ])
         .output()
         .expect("python3");
     assert!(out.status.success(), "GET {url}: {}", String::from_utf8_lossy(&out.stderr));

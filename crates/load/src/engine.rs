@@ -68,25 +68,10 @@ pub async fn run(
             Schedule::Closed { concurrency } => {
                 closed_loop(plan, concurrency, client, &workload, clock, &sink, budget, deadline, &finished).await
             }
-            Schedule::Open {
-                rate,
-                arrival,
-                max_concurrency,
-            } => {
+            Schedule::Open { rate, arrival, max_concurrency } => {
                 let arrivals = ArrivalTimes::new(rate, arrival, plan.seed);
-                open_loop(
-                    plan,
-                    arrivals,
-                    max_concurrency,
-                    client,
-                    &workload,
-                    clock,
-                    &sink,
-                    budget,
-                    deadline,
-                    &finished,
-                )
-                .await
+                open_loop(plan, arrivals, max_concurrency, client, &workload, clock, &sink, budget, deadline, &finished)
+                    .await
             }
         }
     };
@@ -98,12 +83,7 @@ pub async fn run(
             _ = wait_for_stop(&mut stop) => true,
         }
     };
-    EngineReport {
-        finished: finished.load(Ordering::SeqCst),
-        interrupted,
-        started,
-        ended: clock.now(),
-    }
+    EngineReport { finished: finished.load(Ordering::SeqCst), interrupted, started, ended: clock.now() }
 }
 
 async fn wait_for_stop(stop: &mut watch::Receiver<bool>) {
@@ -115,6 +95,10 @@ async fn wait_for_stop(stop: &mut watch::Receiver<bool>) {
     }
 }
 
+/// Closed loop. Warm-up requests run first, at the same concurrency, and
+/// all of them end before the first measured one is sent, so the measured
+/// window never shares the server with warm-up work; from then on there is
+/// no barrier.
 #[allow(clippy::too_many_arguments)]
 async fn closed_loop(
     plan: &RunPlan,
@@ -128,10 +112,37 @@ async fn closed_loop(
     finished: &Arc<AtomicU64>,
 ) {
     let next = Arc::new(AtomicU64::new(0));
+    if plan.warmup > 0 {
+        let warm = Phase { next: next.clone(), end: Some(plan.warmup) };
+        agents(plan, concurrency, client, workload, clock, sink, warm, deadline, finished).await;
+    }
+    let measured = Phase { next, end: budget };
+    agents(plan, concurrency, client, workload, clock, sink, measured, deadline, finished).await;
+}
+
+/// Request indexes one phase of a closed loop hands out.
+struct Phase {
+    next: Arc<AtomicU64>,
+    end: Option<u64>,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn agents(
+    plan: &RunPlan,
+    concurrency: u32,
+    client: &Client,
+    workload: &Arc<dyn Workload>,
+    clock: RunClock,
+    sink: &mpsc::UnboundedSender<RequestRecord>,
+    phase: Phase,
+    deadline: Option<f64>,
+    finished: &Arc<AtomicU64>,
+) {
     let mut agents = JoinSet::new();
     let t0 = clock.now();
+    let end = phase.end;
     for agent in 0..concurrency {
-        let next = next.clone();
+        let next = phase.next.clone();
         let client = client.clone();
         let workload = workload.clone();
         let sink = sink.clone();
@@ -145,7 +156,8 @@ async fn closed_loop(
                     break;
                 }
                 let index = next.fetch_add(1, Ordering::SeqCst);
-                if budget.is_some_and(|b| index >= b) {
+                if end.is_some_and(|b| index >= b) {
+                    next.fetch_sub(1, Ordering::SeqCst);
                     break;
                 }
                 let spec = workload.request(index, &sampling);

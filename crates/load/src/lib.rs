@@ -4,8 +4,10 @@
 //! plan and streams every [`fleetbench_core::RequestRecord`] to a sink the
 //! moment it completes.
 
+pub mod coding_swarm;
 pub mod engine;
 pub mod schedule;
+pub mod sweep;
 pub mod workload;
 
 pub use engine::{run, EngineReport, RunPlan, StopCondition};

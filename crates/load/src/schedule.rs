@@ -29,22 +29,14 @@ pub enum Schedule {
     /// Requests arrive at `rate` per second whatever the server does; at most
     /// `max_concurrency` in flight when set (waiting shows as client queue
     /// time, never hidden).
-    Open {
-        rate: f64,
-        arrival: Arrival,
-        max_concurrency: Option<u32>,
-    },
+    Open { rate: f64, arrival: Arrival, max_concurrency: Option<u32> },
 }
 
 impl Schedule {
     pub fn describe(&self) -> String {
         match self {
             Schedule::Closed { concurrency } => format!("closed loop, concurrency {concurrency}"),
-            Schedule::Open {
-                rate,
-                arrival,
-                max_concurrency,
-            } => {
+            Schedule::Open { rate, arrival, max_concurrency } => {
                 let a = match arrival {
                     Arrival::Poisson => "poisson".to_string(),
                     Arrival::Constant => "constant".to_string(),
@@ -78,12 +70,7 @@ pub struct ArrivalTimes {
 impl ArrivalTimes {
     /// `rate` must be positive and finite (checked by the caller's parser).
     pub fn new(rate: f64, arrival: Arrival, seed: u64) -> ArrivalTimes {
-        ArrivalTimes {
-            rate,
-            arrival,
-            rng: ChaCha8Rng::seed_from_u64(seed),
-            next: 0.0,
-        }
+        ArrivalTimes { rate, arrival, rng: ChaCha8Rng::seed_from_u64(seed), next: 0.0 }
     }
 
     fn gap(&mut self) -> f64 {
@@ -91,9 +78,9 @@ impl ArrivalTimes {
         match self.arrival {
             Arrival::Constant => mean,
             Arrival::Poisson => Exp::new(self.rate).map(|d| d.sample(&mut self.rng)).unwrap_or(mean),
-            Arrival::Gamma { burstiness } => Gamma::new(burstiness, mean / burstiness)
-                .map(|d| d.sample(&mut self.rng))
-                .unwrap_or(mean),
+            Arrival::Gamma { burstiness } => {
+                Gamma::new(burstiness, mean / burstiness).map(|d| d.sample(&mut self.rng)).unwrap_or(mean)
+            }
         }
     }
 }

@@ -16,14 +16,14 @@ pub trait Workload: Send + Sync {
     /// A one-line description for run metadata.
     fn describe(&self) -> String;
     /// How many distinct requests it holds (`None`: unbounded).
-    fn len(&self) -> Option<u64> {
+    fn distinct_requests(&self) -> Option<u64> {
         None
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkloadError {
-    #[error("unknown workload '{0}': use synthetic:in=512,out=256[,spread=0.2] or file:PATH.jsonl")]
+    #[error("unknown workload '{0}': use synthetic:in=512,out=256[,spread=0.2], coding-swarm or file:PATH.jsonl")]
     Unknown(String),
     #[error("bad synthetic workload '{spec}': {why}")]
     Synthetic { spec: String, why: String },
@@ -42,17 +42,20 @@ pub enum WorkloadError {
 /// A parsed `--workload` value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum WorkloadSpec {
-    Synthetic { input: u32, output: u32, spread: f64 },
+    Synthetic {
+        input: u32,
+        output: u32,
+        spread: f64,
+    },
     File(PathBuf),
+    /// The built-in coding tasks (`coding-swarm`).
+    CodingSwarm,
 }
 
 impl WorkloadSpec {
     pub fn parse(s: &str) -> Result<WorkloadSpec, WorkloadError> {
         if let Some(rest) = s.strip_prefix("synthetic:").or_else(|| (s == "synthetic").then_some("")) {
-            let bad = |why: &str| WorkloadError::Synthetic {
-                spec: s.to_string(),
-                why: why.to_string(),
-            };
+            let bad = |why: &str| WorkloadError::Synthetic { spec: s.to_string(), why: why.to_string() };
             let (mut input, mut output, mut spread) = (512u32, 256u32, 0.0f64);
             for part in rest.split(',').filter(|p| !p.is_empty()) {
                 let (k, v) = part.split_once('=').ok_or_else(|| bad("expected key=value pairs"))?;
@@ -73,6 +76,9 @@ impl WorkloadSpec {
             }
             return Ok(WorkloadSpec::Synthetic { input, output, spread });
         }
+        if s == "coding-swarm" {
+            return Ok(WorkloadSpec::CodingSwarm);
+        }
         if let Some(p) = s.strip_prefix("file:") {
             return Ok(WorkloadSpec::File(PathBuf::from(p)));
         }
@@ -85,6 +91,7 @@ impl WorkloadSpec {
                 Box::new(SyntheticWorkload::new(*input, *output, *spread, seed))
             }
             WorkloadSpec::File(p) => Box::new(FileWorkload::load(p)?),
+            WorkloadSpec::CodingSwarm => Box::new(crate::coding_swarm::CodingSwarm::builtin(seed)?),
         })
     }
 }
@@ -94,14 +101,14 @@ impl WorkloadSpec {
 const WORDS: &[&str] = &[
     "the", "of", "and", "to", "in", "is", "that", "for", "it", "as", "was", "with", "be", "by", "on", "not", "he",
     "this", "are", "or", "his", "from", "at", "which", "but", "have", "an", "had", "they", "you", "were", "their",
-    "one", "all", "we", "can", "her", "has", "there", "been", "if", "more", "when", "will", "would", "who", "so",
-    "no", "time", "out", "up", "into", "some", "could", "them", "than", "other", "its", "only", "new", "two", "may",
-    "first", "then", "do", "any", "like", "my", "now", "over", "such", "our", "man", "me", "even", "most", "made",
-    "after", "also", "did", "many", "before", "must", "through", "back", "years", "where", "much", "your", "way",
-    "well", "down", "should", "because", "each", "just", "those", "people", "how", "too", "little", "state",
-    "good", "very", "make", "world", "still", "own", "see", "men", "work", "long", "get", "here", "between",
-    "both", "life", "being", "under", "never", "day", "same", "another", "know", "while", "last", "might", "us",
-    "great", "old", "year", "off", "come", "since", "against", "go", "came", "right", "used", "take", "three",
+    "one", "all", "we", "can", "her", "has", "there", "been", "if", "more", "when", "will", "would", "who", "so", "no",
+    "time", "out", "up", "into", "some", "could", "them", "than", "other", "its", "only", "new", "two", "may", "first",
+    "then", "do", "any", "like", "my", "now", "over", "such", "our", "man", "me", "even", "most", "made", "after",
+    "also", "did", "many", "before", "must", "through", "back", "years", "where", "much", "your", "way", "well",
+    "down", "should", "because", "each", "just", "those", "people", "how", "too", "little", "state", "good", "very",
+    "make", "world", "still", "own", "see", "men", "work", "long", "get", "here", "between", "both", "life", "being",
+    "under", "never", "day", "same", "another", "know", "while", "last", "might", "us", "great", "old", "year", "off",
+    "come", "since", "against", "go", "came", "right", "used", "take", "three",
 ];
 
 /// Tokens the instruction around the words costs (approximately).
@@ -120,12 +127,7 @@ pub struct SyntheticWorkload {
 
 impl SyntheticWorkload {
     pub fn new(input: u32, output: u32, spread: f64, seed: u64) -> SyntheticWorkload {
-        SyntheticWorkload {
-            input,
-            output,
-            spread,
-            seed,
-        }
+        SyntheticWorkload { input, output, spread, seed }
     }
 
     fn draw(rng: &mut ChaCha8Rng, mean: u32, spread: f64) -> u32 {
@@ -156,10 +158,7 @@ impl Workload for SyntheticWorkload {
         }
         RequestSpec {
             id: format!("syn-{index}"),
-            prompt: Prompt::Messages(vec![ChatMessage {
-                role: "user".into(),
-                content: text,
-            }]),
+            prompt: Prompt::Messages(vec![ChatMessage { role: "user".into(), content: text }]),
             sampling,
             expected_input_tokens: Some(input),
             label: None,
@@ -195,21 +194,15 @@ struct FileItem {
 
 impl FileWorkload {
     pub fn load(path: &Path) -> Result<FileWorkload, WorkloadError> {
-        let text = std::fs::read_to_string(path).map_err(|source| WorkloadError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| WorkloadError::Read { path: path.to_path_buf(), source })?;
         let mut items = Vec::new();
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let bad = |why: String| WorkloadError::Line {
-                path: path.to_path_buf(),
-                line: i + 1,
-                why,
-            };
+            let bad = |why: String| WorkloadError::Line { path: path.to_path_buf(), line: i + 1, why };
             let item: FileItem = serde_json::from_str(line).map_err(|e| bad(format!("not a request object: {e}")))?;
             match (&item.messages, &item.prompt) {
                 (Some(m), None) if !m.is_empty() => {}
@@ -221,10 +214,7 @@ impl FileWorkload {
         if items.is_empty() {
             return Err(WorkloadError::Empty(path.to_path_buf()));
         }
-        Ok(FileWorkload {
-            path: path.to_path_buf(),
-            items,
-        })
+        Ok(FileWorkload { path: path.to_path_buf(), items })
     }
 }
 
@@ -247,20 +237,14 @@ impl Workload for FileWorkload {
             None => format!("line-{}", index % n),
         };
         let id = if index < n { base } else { format!("{base}#{}", index / n) };
-        RequestSpec {
-            id,
-            prompt,
-            sampling,
-            expected_input_tokens: None,
-            label: item.label.clone(),
-        }
+        RequestSpec { id, prompt, sampling, expected_input_tokens: None, label: item.label.clone() }
     }
 
     fn describe(&self) -> String {
         format!("file:{}", self.path.display())
     }
 
-    fn len(&self) -> Option<u64> {
+    fn distinct_requests(&self) -> Option<u64> {
         Some(self.items.len() as u64)
     }
 }
@@ -273,11 +257,7 @@ mod tests {
     fn synthetic_spec_parses_and_validates() {
         assert_eq!(
             WorkloadSpec::parse("synthetic:in=512,out=256").unwrap(),
-            WorkloadSpec::Synthetic {
-                input: 512,
-                output: 256,
-                spread: 0.0
-            }
+            WorkloadSpec::Synthetic { input: 512, output: 256, spread: 0.0 }
         );
         assert!(matches!(
             WorkloadSpec::parse("synthetic:in=10,out=5,spread=0.2").unwrap(),
@@ -315,7 +295,7 @@ mod tests {
         )
         .unwrap();
         let w = FileWorkload::load(&p).unwrap();
-        assert_eq!(w.len(), Some(2));
+        assert_eq!(w.distinct_requests(), Some(2));
         let r0 = w.request(0, &SamplingParams::default());
         assert_eq!(r0.id, "a");
         assert_eq!(r0.sampling.max_tokens, Some(7));

@@ -5,25 +5,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use fleetbench_testkit as common;
-use fleetbench_testkit::{Fault, Script};
 use fleetbench_client::{Client, ClientConfig, Timeouts};
 use fleetbench_core::{ApiKind, ErrorKind, RequestRecord, RunClock, RunMetrics, SamplingParams, Slo, TokenSource};
 use fleetbench_load::{run, Arrival, RunPlan, Schedule, StopCondition, SyntheticWorkload};
+use fleetbench_testkit as common;
+use fleetbench_testkit::{Fault, Script};
 use tokio::sync::{mpsc, watch};
 
 async fn drive(client: &Client, schedule: Schedule, requests: u64, warmup: u64) -> Vec<RequestRecord> {
     let plan = RunPlan {
         schedule,
-        stop: StopCondition {
-            requests: Some(requests),
-            duration: None,
-        },
+        stop: StopCondition { requests: Some(requests), duration: None },
         warmup,
-        sampling: SamplingParams {
-            max_tokens: Some(16),
-            ..Default::default()
-        },
+        sampling: SamplingParams { max_tokens: Some(16), ..Default::default() },
         seed: 1,
     };
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -104,11 +98,7 @@ async fn completions_open_loop_metrics_match_the_script() {
     })
     .await;
     let c = client(&s.base_url(), ApiKind::Completions);
-    let schedule = Schedule::Open {
-        rate: 20.0,
-        arrival: Arrival::Poisson,
-        max_concurrency: None,
-    };
+    let schedule = Schedule::Open { rate: 20.0, arrival: Arrival::Poisson, max_concurrency: None };
     let recs = drive(&c, schedule, 10, 0).await;
     assert_eq!(recs.len(), 10);
     assert_timing(&recs, 0.060, 0.015, 6);
@@ -225,28 +215,18 @@ async fn every_error_kind_is_classified_and_counted() {
     let (_, r) = one_fault(Fault::Huge { bytes: 200_000 }, none, ApiKind::Chat).await;
     only_error(&r, ErrorKind::BodyTooLarge);
 
-    let idle = Timeouts {
-        idle: Some(Duration::from_millis(200)),
-        ..Default::default()
-    };
+    let idle = Timeouts { idle: Some(Duration::from_millis(200)), ..Default::default() };
     let (_, r) = one_fault(Fault::Stall { after: 2 }, idle, ApiKind::Chat).await;
     only_error(&r, ErrorKind::TimeoutIdle);
 
-    let total = Timeouts {
-        total: Some(Duration::from_millis(150)),
-        ..Default::default()
-    };
+    let total = Timeouts { total: Some(Duration::from_millis(150)), ..Default::default() };
     let (_, r) = one_fault(Fault::Stall { after: 2 }, total, ApiKind::Chat).await;
     only_error(&r, ErrorKind::TimeoutTotal);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_token_timeout_fires() {
-    let s = common::start(Script {
-        ttft: Duration::from_secs(3),
-        ..Default::default()
-    })
-    .await;
+    let s = common::start(Script { ttft: Duration::from_secs(3), ..Default::default() }).await;
     let mut cfg = ClientConfig::new(s.base_url(), ApiKind::Chat, "m");
     cfg.timeouts.first_token = Some(Duration::from_millis(200));
     let recs = drive(&Client::new(cfg).unwrap(), closed(2), 2, 0).await;
@@ -257,12 +237,7 @@ async fn first_token_timeout_fires() {
 async fn awkward_but_valid_streams_are_decoded() {
     // Split events, CRLF, keep-alive comments, reasoning and tool-call
     // deltas, a usage-only last chunk and no [DONE]: all fine.
-    let s = common::start(Script {
-        tokens: 9,
-        fault: Fault::Awkward,
-        ..Default::default()
-    })
-    .await;
+    let s = common::start(Script { tokens: 9, fault: Fault::Awkward, ..Default::default() }).await;
     let recs = drive(&client(&s.base_url(), ApiKind::Chat), closed(2), 4, 0).await;
     for r in &recs {
         assert!(r.ok(), "{:?}", r.error);
@@ -274,12 +249,7 @@ async fn awkward_but_valid_streams_are_decoded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_usage_falls_back_to_counting_events() {
-    let s = common::start(Script {
-        tokens: 7,
-        usage: false,
-        ..Default::default()
-    })
-    .await;
+    let s = common::start(Script { tokens: 7, usage: false, ..Default::default() }).await;
     let recs = drive(&client(&s.base_url(), ApiKind::Chat), closed(1), 2, 0).await;
     for r in &recs {
         assert_eq!(r.token_source, TokenSource::Events);
@@ -290,11 +260,8 @@ async fn missing_usage_falls_back_to_counting_events() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_429_honours_retry_after() {
-    let s = common::start(Script {
-        fault: Fault::RateLimited { retry_after_s: 1, times: 1 },
-        ..Default::default()
-    })
-    .await;
+    let s =
+        common::start(Script { fault: Fault::RateLimited { retry_after_s: 1, times: 1 }, ..Default::default() }).await;
     let mut cfg = ClientConfig::new(s.base_url(), ApiKind::Chat, "m");
     cfg.retry_429 = 3;
     let recs = drive(&Client::new(cfg).unwrap(), closed(1), 1, 0).await;
@@ -325,8 +292,7 @@ async fn connection_refused_and_connect_timeout() {
     let addr = listener.local_addr().unwrap();
     let mut fillers = Vec::new();
     for _ in 0..8 {
-        if let Ok(Ok(s)) =
-            tokio::time::timeout(Duration::from_millis(100), tokio::net::TcpStream::connect(addr)).await
+        if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_millis(100), tokio::net::TcpStream::connect(addr)).await
         {
             fillers.push(s);
         }

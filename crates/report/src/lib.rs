@@ -6,12 +6,13 @@
 pub mod csv_out;
 pub mod html;
 pub mod json_out;
+pub mod local_llm_bench;
 pub mod summary;
 pub mod svg;
 
 pub use csv_out::write_requests_csv;
-pub use json_out::run_json;
 pub use html::{write_report, HtmlReportError, Report, ReportFiles};
+pub use json_out::run_json;
 pub use summary::{markdown_summary, terminal_summary};
 
 #[derive(Debug, thiserror::Error)]

@@ -23,9 +23,7 @@ pub fn esc(s: &str) -> String {
 }
 
 /// Colours of series, in order; chosen to stay apart for colour-blind readers.
-pub const PALETTE: [&str; 8] = [
-    "#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#7f7f7f", "#000000",
-];
+pub const PALETTE: [&str; 8] = ["#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#7f7f7f", "#000000"];
 
 /// The colour of the `i`th series.
 pub fn color(i: usize) -> &'static str {
@@ -56,6 +54,16 @@ pub fn fmt_num(x: f64) -> String {
     }
 }
 
+/// A tick label: [`fmt_num`] without trailing zeros.
+fn fmt_tick(x: f64) -> String {
+    let s = fmt_num(x);
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
 /// Round tick positions covering `[lo, hi]` (about `n` of them).
 pub fn nice_ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
     if !(lo.is_finite() && hi.is_finite()) || hi <= lo || n == 0 {
@@ -63,11 +71,7 @@ pub fn nice_ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
     }
     let raw = (hi - lo) / n as f64;
     let mag = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 2.5, 5.0, 10.0]
-        .iter()
-        .map(|m| m * mag)
-        .find(|s| *s >= raw)
-        .unwrap_or(10.0 * mag);
+    let step = [1.0, 2.0, 2.5, 5.0, 10.0].iter().map(|m| m * mag).find(|s| *s >= raw).unwrap_or(10.0 * mag);
     let start = (lo / step).ceil() * step;
     let mut ticks = Vec::new();
     let mut t = start;
@@ -130,7 +134,7 @@ fn axes(s: &mut String, f: &Frame, x_label: &str, y_label: &str, x_ticks: bool) 
             W - RIGHT,
             LEFT - 6.0,
             y + 4.0,
-            fmt_num(*t)
+            fmt_tick(*t)
         );
     }
     if x_ticks {
@@ -142,7 +146,7 @@ fn axes(s: &mut String, f: &Frame, x_label: &str, y_label: &str, x_ticks: bool) 
                 H - BOTTOM,
                 H - BOTTOM + 5.0,
                 H - BOTTOM + 18.0,
-                fmt_num(t)
+                fmt_tick(t)
             );
         }
     }
@@ -156,7 +160,7 @@ fn axes(s: &mut String, f: &Frame, x_label: &str, y_label: &str, x_ticks: bool) 
         s,
         r#"<text class="axis-label x-label" x="{}" y="{}" text-anchor="middle">{}</text><text class="axis-label y-label" x="{}" y="{}" text-anchor="middle" transform="rotate(-90 {} {})">{}</text>"#,
         LEFT + (W - LEFT - RIGHT) / 2.0,
-        H - BOTTOM + 38.0,
+        H - BOTTOM + 42.0,
         esc(x_label),
         18.0,
         TOP + (H - TOP - BOTTOM) / 2.0,
@@ -168,13 +172,13 @@ fn axes(s: &mut String, f: &Frame, x_label: &str, y_label: &str, x_ticks: bool) 
 
 fn legend(s: &mut String, names: &[(String, &'static str)]) {
     let mut x = LEFT;
-    let mut y = H - 18.0;
+    let mut y = H - 20.0;
     for (name, c) in names {
         let label: String = name.chars().take(48).collect();
         let width = 22.0 + 6.5 * label.chars().count() as f64;
         if x + width > W - RIGHT && x > LEFT {
             x = LEFT;
-            y += 14.0;
+            y += 13.0;
         }
         let _ = write!(
             s,
@@ -214,12 +218,8 @@ pub struct LineChart {
 impl LineChart {
     pub fn render(&self) -> String {
         let xs = self.series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
-        let ys = self.series.iter().flat_map(|s| {
-            s.points
-                .iter()
-                .map(|p| p.1)
-                .chain(s.band.iter().flat_map(|b| [b.1, b.2]))
-        });
+        let ys =
+            self.series.iter().flat_map(|s| s.points.iter().map(|p| p.1).chain(s.band.iter().flat_map(|b| [b.1, b.2])));
         let (xmin, xmax) = min_max(xs);
         let (ymin, ymax) = min_max(ys);
         let (x0, x1) = if xmax > xmin { (xmin, xmax) } else { (xmin - 1.0, xmax + 1.0) };
@@ -292,9 +292,7 @@ impl LineChart {
 }
 
 fn min_max(values: impl Iterator<Item = f64>) -> (f64, f64) {
-    values
-        .filter(|v| v.is_finite())
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)))
+    values.filter(|v| v.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)))
 }
 
 /// One group of bars (e.g. `p50`) across the categories of a [`BarChart`].
@@ -336,13 +334,17 @@ impl BarChart {
         let gcount = self.groups.len().max(1) as f64;
         let slot = (W - LEFT - RIGHT) / n;
         let bar_w = (slot * 0.8 / gcount).min(40.0);
+        let max_label = self.categories.iter().map(|c| c.chars().count().min(28)).max().unwrap_or(0);
         for (ci, cat) in self.categories.iter().enumerate() {
             let center = LEFT + slot * (ci as f64 + 0.5);
             let label: String = cat.chars().take(28).collect();
+            // Crowded labels alternate between two rows.
+            let crowded = slot < 6.5 * max_label as f64 + 8.0;
+            let row = if crowded && ci % 2 == 1 { 28.0 } else { 15.0 };
             let _ = write!(
                 s,
                 r#"<text class="tick cat" x="{center:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
-                H - BOTTOM + 16.0,
+                H - BOTTOM + row,
                 esc(&label)
             );
             for (gi, g) in self.groups.iter().enumerate() {
@@ -364,7 +366,7 @@ impl BarChart {
                     let xm = x + (bar_w - 2.0) / 2.0;
                     let _ = write!(
                         s,
-                        r#"<path class="whisker" d="M{:.1},{:.1}H{:.1}M{xm:.1},{:.1}V{:.1}M{:.1},{:.1}H{:.1}" stroke="{}" fill="none"/>"#,
+                        r#"<path class="whisker" d="M{:.1},{:.1}H{:.1}M{xm:.1},{:.1}V{:.1}M{:.1},{:.1}H{:.1}" stroke="{WHISKER}" fill="none"/>"#,
                         xm - 4.0,
                         f.py(*hi),
                         xm + 4.0,
@@ -373,7 +375,6 @@ impl BarChart {
                         xm - 4.0,
                         f.py(*lo),
                         xm + 4.0,
-                        "#333"
                     );
                 }
             }
@@ -448,12 +449,7 @@ impl Histogram {
         let (edges, shares) = self.binned();
         let ymax = shares.iter().flatten().copied().fold(0.0, f64::max);
         let (y0, y1) = nice_range(0.0, ymax, true);
-        let f = Frame {
-            x0: edges[0],
-            x1: *edges.last().unwrap_or(&1.0),
-            y0,
-            y1,
-        };
+        let f = Frame { x0: edges[0], x1: *edges.last().unwrap_or(&1.0), y0, y1 };
         let mut s = String::new();
         open_svg(&mut s, &self.id, &self.title, W, H);
         axes(&mut s, &f, &self.x_label, &self.y_label, true);
@@ -477,7 +473,8 @@ impl Histogram {
             } else {
                 let mut d = format!("M{:.1},{:.1}", f.px(edges[0]), f.py(0.0));
                 for (i, v) in share.iter().enumerate() {
-                    let _ = write!(d, " L{:.1},{:.1} L{:.1},{:.1}", f.px(edges[i]), f.py(*v), f.px(edges[i + 1]), f.py(*v));
+                    let _ =
+                        write!(d, " L{:.1},{:.1} L{:.1},{:.1}", f.px(edges[i]), f.py(*v), f.px(edges[i + 1]), f.py(*v));
                 }
                 let _ = write!(d, " L{:.1},{:.1}", f.px(edges[edges.len() - 1]), f.py(0.0));
                 let _ = write!(s, r#"<path class="step" d="{d}" fill="none" stroke="{c}" stroke-width="2"/>"#);
@@ -491,6 +488,11 @@ impl Histogram {
     }
 }
 
+const WHISKER: &str = "rgb(51,51,51)";
+
+/// A ranked row: name, value, optional (lo, hi) interval.
+pub type RankRow = (String, f64, Option<(f64, f64)>);
+
 /// Horizontal bars with interval whiskers, best first (the arena leaderboard).
 #[derive(Debug, Clone, Default)]
 pub struct RankChart {
@@ -498,7 +500,7 @@ pub struct RankChart {
     pub title: String,
     pub x_label: String,
     /// (name, value, optional (lo, hi)).
-    pub rows: Vec<(String, f64, Option<(f64, f64)>)>,
+    pub rows: Vec<RankRow>,
 }
 
 impl RankChart {
@@ -518,7 +520,7 @@ impl RankChart {
                 s,
                 r#"<line class="grid" x1="{x:.1}" x2="{x:.1}" y1="{TOP}" y2="{base:.1}"/><text class="tick" x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
                 base + 16.0,
-                fmt_num(t)
+                fmt_tick(t)
             );
         }
         for (i, (name, v, ci)) in self.rows.iter().enumerate() {
@@ -618,7 +620,7 @@ impl HeatMap {
                 let (fill, text) = match v {
                     Some(v) => {
                         let t = if hi > lo { ((v - lo) / (hi - lo)).clamp(0.0, 1.0) } else { 0.5 };
-                        (heat_color(t), fmt_num(v))
+                        (heat_color(t), format!("{v:.1}"))
                     }
                     None => ("#eeeeee".to_string(), "–".to_string()),
                 };

@@ -70,11 +70,8 @@ pub fn parse_rows(text: &str, origin: &str) -> Result<Vec<MeasuredRow>, SimError
     let mut rows = Vec::new();
     for (index, rec) in rdr.records().enumerate() {
         let rec = rec.map_err(|e| err(format!("data row {}: {e}", index + 1)))?;
-        let columns = headers
-            .iter()
-            .enumerate()
-            .map(|(i, h)| (h.clone(), rec.get(i).unwrap_or("").to_string()))
-            .collect();
+        let columns =
+            headers.iter().enumerate().map(|(i, h)| (h.clone(), rec.get(i).unwrap_or("").to_string())).collect();
         rows.push(MeasuredRow { index, columns });
     }
     Ok(rows)
@@ -109,14 +106,12 @@ pub struct PlacedRow {
     pub output: u32,
     /// Sequences in flight; None means "as many as the engine takes".
     pub batch: Option<u32>,
+    /// The whole batch starts together and runs to the end (no refill).
+    pub static_batch: bool,
 }
 
 fn first_int(text: &str) -> Option<u32> {
-    let digits: String = text
-        .chars()
-        .skip_while(|c| !c.is_ascii_digit())
-        .take_while(|c| c.is_ascii_digit())
-        .collect();
+    let digits: String = text.chars().skip_while(|c| !c.is_ascii_digit()).take_while(|c| c.is_ascii_digit()).collect();
     digits.parse().ok()
 }
 
@@ -143,9 +138,8 @@ pub fn place(catalog: &Catalog, row: &MeasuredRow) -> Result<PlacedRow, String> 
         return Err(format!("{count} GPUs across nodes: the model covers one server (up to 8 GPUs)"));
     }
     let gpu = catalog.gpu(row.get("gpu")).ok_or_else(|| format!("GPU '{}' is not in the catalog", row.get("gpu")))?;
-    let model = catalog
-        .model(row.get("model"))
-        .ok_or_else(|| format!("model '{}' is not in the catalog", row.get("model")))?;
+    let model =
+        catalog.model(row.get("model")).ok_or_else(|| format!("model '{}' is not in the catalog", row.get("model")))?;
     let mut quant = catalog
         .quant_from_text(row.get("quant"))
         .ok_or_else(|| format!("quantization '{}' is not recognised", row.get("quant")))?;
@@ -163,10 +157,8 @@ pub fn place(catalog: &Catalog, row: &MeasuredRow) -> Result<PlacedRow, String> 
     } else {
         None
     };
-    let interconnect = catalog
-        .interconnect(row.get("interconnect"))
-        .filter(|l| l.bandwidth_gbs > 0.0)
-        .map(|l| l.id.clone());
+    let interconnect =
+        catalog.interconnect(row.get("interconnect")).filter(|l| l.bandwidth_gbs > 0.0).map(|l| l.id.clone());
     let batch_text = row.get("batch_or_concurrency");
     let batch = if batch_text.to_ascii_lowercase().contains("not stated") {
         return Err("batch or concurrency not stated".into());
@@ -185,26 +177,13 @@ pub fn place(catalog: &Catalog, row: &MeasuredRow) -> Result<PlacedRow, String> 
         max_num_seqs: None,
         parallelism,
     };
-    let mut deployment = Deployment::resolve(catalog, &spec).map_err(|e| e.to_string())?;
-    if quant != deployment.quant {
-        // Free-text bits ("EXL2 2.5 bpw"): rebuild with that width.
-        deployment = Deployment::build(
-            deployment.gpu.clone(),
-            deployment.count,
-            deployment.interconnect.clone(),
-            deployment.model.clone(),
-            quant,
-            deployment.engine.clone(),
-            deployment.parallelism,
-            None,
-        )
-        .map_err(|e| e.to_string())?;
-    }
+    let mut deployment = Deployment::resolve_with_quant(catalog, &spec, quant).map_err(|e| e.to_string())?;
     if let Some(b) = batch {
         // Offline benchmarks set their own batch; let the engine take it.
         deployment.max_num_seqs = deployment.max_num_seqs.max(b);
     }
-    Ok(PlacedRow { deployment, metric, input, output, batch })
+    let static_batch = row.get("engine").to_ascii_lowercase().contains("static batching");
+    Ok(PlacedRow { deployment, metric, input, output, batch, static_batch })
 }
 
 /// The model's figure for a placed row, in the row's unit.
@@ -233,6 +212,15 @@ pub fn predict_row(p: &PlacedRow) -> f64 {
             predict_level(d, Workload { input_tokens: p.input, output_tokens: p.output }, c).per_request_tok_s
         }
     }
+}
+
+/// Output tokens per second of a static batch: every sequence is prefilled
+/// first, then the batch decodes together until the last token.
+pub fn static_batch_tok_s(d: &Deployment, batch: u32, input: u32, output: u32) -> f64 {
+    let b = batch.clamp(1, d.kv_seqs((input + output) as f64).max(1));
+    let prefill = d.prefill_time_s(input.max(1).saturating_mul(b), 0, 0.0);
+    let decode: f64 = (0..output.max(1)).map(|j| d.decode_step(b, (input + j) as f64).time_s).sum();
+    b as f64 * output.max(1) as f64 / (prefill + decode)
 }
 
 /// One row of a validation.
@@ -271,12 +259,8 @@ pub struct ValidationReport {
 impl ValidationReport {
     /// Median and worst absolute error over a subset of rows.
     pub fn errors_where(&self, keep: impl Fn(&MeasuredRow) -> bool) -> (Option<f64>, Option<f64>) {
-        let errs: Vec<f64> = self
-            .rows
-            .iter()
-            .filter(|r| keep(&r.row))
-            .filter_map(|r| r.error_pct.map(f64::abs))
-            .collect();
+        let errs: Vec<f64> =
+            self.rows.iter().filter(|r| keep(&r.row)).filter_map(|r| r.error_pct.map(f64::abs)).collect();
         summarize(&errs)
     }
 }

@@ -115,10 +115,8 @@ impl Model {
 
     /// KV-cache elements stored per token across all layers.
     pub fn kv_elems_per_token(&self) -> f64 {
-        let per_layer = self
-            .kv_elems_per_layer
-            .map(f64::from)
-            .unwrap_or(2.0 * self.kv_heads as f64 * self.head_dim as f64);
+        let per_layer =
+            self.kv_elems_per_layer.map(f64::from).unwrap_or(2.0 * self.kv_heads as f64 * self.head_dim as f64);
         per_layer * self.layers as f64
     }
 }
@@ -211,10 +209,7 @@ impl Engine {
         self.family.get(&gpu.family).and_then(|f| f.bw_eff).unwrap_or(self.bw_eff)
     }
     pub fn compute_eff_on(&self, gpu: &Gpu) -> f64 {
-        self.family
-            .get(&gpu.family)
-            .and_then(|f| f.compute_eff)
-            .unwrap_or(self.compute_eff)
+        self.family.get(&gpu.family).and_then(|f| f.compute_eff).unwrap_or(self.compute_eff)
     }
 }
 
@@ -267,19 +262,13 @@ pub struct Catalog {
 }
 
 fn parse<T: serde::de::DeserializeOwned>(text: &str, file: &str) -> Result<T, SimError> {
-    toml::from_str(text).map_err(|e| SimError::Catalog {
-        file: file.to_string(),
-        message: e.to_string(),
-    })
+    toml::from_str(text).map_err(|e| SimError::Catalog { file: file.to_string(), message: e.to_string() })
 }
 
 /// Normalises a free-text name for alias matching: lower case, only ASCII
 /// letters and digits, with '+' kept.
 pub fn normalize(name: &str) -> String {
-    name.chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '+')
-        .map(|c| c.to_ascii_lowercase())
-        .collect()
+    name.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '+').map(|c| c.to_ascii_lowercase()).collect()
 }
 
 /// Drops parenthesised parts: "llama.cpp (CUDA)" becomes "llama.cpp".
@@ -309,9 +298,7 @@ fn find_by_name<'a, T>(
         if n.is_empty() {
             return None;
         }
-        items
-            .iter()
-            .find(|it| normalize(id(it)) == n || aliases(it).iter().any(|a| normalize(a) == n))
+        items.iter().find(|it| normalize(id(it)) == n || aliases(it).iter().any(|a| normalize(a) == n))
     };
     if let Some(hit) = matches(name) {
         return Some(hit);
@@ -366,10 +353,8 @@ impl Catalog {
         let read = |name: &str, embedded: &'static str| -> Result<String, SimError> {
             let p = dir.join(name);
             if p.exists() {
-                std::fs::read_to_string(&p).map_err(|e| SimError::Catalog {
-                    file: p.display().to_string(),
-                    message: e.to_string(),
-                })
+                std::fs::read_to_string(&p)
+                    .map_err(|e| SimError::Catalog { file: p.display().to_string(), message: e.to_string() })
             } else {
                 Ok(embedded.to_string())
             }
@@ -417,25 +402,18 @@ impl Catalog {
         self.gpu(name).ok_or_else(|| unknown("GPU", name, self.gpus.iter().map(|g| g.id.as_str()), "gpus"))
     }
     pub fn require_model(&self, name: &str) -> Result<&Model, SimError> {
-        self.model(name)
-            .ok_or_else(|| unknown("model", name, self.models.iter().map(|m| m.id.as_str()), "models"))
+        self.model(name).ok_or_else(|| unknown("model", name, self.models.iter().map(|m| m.id.as_str()), "models"))
     }
     pub fn require_quant(&self, name: &str) -> Result<Quant, SimError> {
         self.quant_from_text(name)
             .ok_or_else(|| unknown("quantization", name, self.quants.iter().map(|q| q.id.as_str()), "quants"))
     }
     pub fn require_engine(&self, name: &str) -> Result<&Engine, SimError> {
-        self.engine(name)
-            .ok_or_else(|| unknown("engine", name, self.engines.iter().map(|e| e.id.as_str()), "engines"))
+        self.engine(name).ok_or_else(|| unknown("engine", name, self.engines.iter().map(|e| e.id.as_str()), "engines"))
     }
     pub fn require_interconnect(&self, name: &str) -> Result<&Interconnect, SimError> {
         self.interconnect(name).ok_or_else(|| {
-            unknown(
-                "interconnect",
-                name,
-                self.interconnects.iter().map(|i| i.id.as_str()),
-                "interconnects",
-            )
+            unknown("interconnect", name, self.interconnects.iter().map(|i| i.id.as_str()), "interconnects")
         })
     }
 }
@@ -444,10 +422,7 @@ fn bits_from_text(text: &str) -> Option<f64> {
     let lower = text.to_ascii_lowercase();
     let idx = lower.find("bpw")?;
     let before = lower[..idx].trim_end();
-    let start = before
-        .rfind(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .map(|i| i + 1)
-        .unwrap_or(0);
+    let start = before.rfind(|c: char| !(c.is_ascii_digit() || c == '.')).map(|i| i + 1).unwrap_or(0);
     before[start..].parse::<f64>().ok().filter(|b| *b > 0.0 && *b <= 32.0)
 }
 
@@ -471,8 +446,22 @@ mod tests {
     fn embedded_catalogs_parse_and_cover_the_issue_list() {
         let c = Catalog::embedded().expect("embedded catalogs parse");
         for g in [
-            "rtx3090", "rtx4090", "rtx5090", "rtx-pro-6000", "a100-40gb", "a100-80gb", "l40s", "h100-pcie",
-            "h100-sxm", "h200", "b200", "mi300x", "m2-max", "m2-ultra", "m3-max", "m4-max",
+            "rtx3090",
+            "rtx4090",
+            "rtx5090",
+            "rtx-pro-6000",
+            "a100-40gb",
+            "a100-80gb",
+            "l40s",
+            "h100-pcie",
+            "h100-sxm",
+            "h200",
+            "b200",
+            "mi300x",
+            "m2-max",
+            "m2-ultra",
+            "m3-max",
+            "m4-max",
         ] {
             assert!(c.gpu(g).is_some(), "missing GPU {g}");
         }
@@ -491,7 +480,8 @@ mod tests {
         ] {
             assert!(c.model(m).is_some(), "missing model {m}");
         }
-        for q in ["fp16", "bf16", "fp8", "int8", "awq4", "gptq4", "nvfp4", "mxfp4", "q4_k_m", "q5_k_m", "q6_k", "q8_0"] {
+        for q in ["fp16", "bf16", "fp8", "int8", "awq4", "gptq4", "nvfp4", "mxfp4", "q4_k_m", "q5_k_m", "q6_k", "q8_0"]
+        {
             assert!(c.quant(q).is_some(), "missing quant {q}");
         }
         for e in ["vllm", "sglang", "llamacpp", "trtllm"] {
@@ -522,6 +512,27 @@ mod tests {
         let shared = m.params_total_b * 1e9 - routed;
         let active = shared + routed * 8.0 / 128.0;
         assert!((active / 1e9 - 3.3).abs() < 1e-6, "active {active}");
+    }
+
+    #[test]
+    fn a_catalog_directory_replaces_only_the_files_it_holds() {
+        let dir = std::env::temp_dir().join(format!("fleetbench-sim-catalog-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("gpus.toml"),
+            "[[gpu]]\nid = \"lab-card\"\nname = \"Lab Card\"\nfamily = \"ada\"\naliases = [\"LC-1\"]\nmemory_gb = 16\nmemory_bw_gbs = 500\nfp32_tflops = 20\nfp16_tflops = 80\ntdp_w = 200\nidle_w = 10\n",
+        )
+        .unwrap();
+        let c = Catalog::with_overrides(&dir).unwrap();
+        assert_eq!(c.gpus.len(), 1);
+        assert_eq!(c.gpu("lc-1").unwrap().id, "lab-card");
+        assert!(c.gpu("rtx3090").is_none());
+        assert!(c.model("llama-3.1-8b").is_some());
+        std::fs::write(dir.join("models.toml"), "[[model]]\nid = 3\n").unwrap();
+        let err = Catalog::with_overrides(&dir).unwrap_err().to_string();
+        assert!(err.contains("models.toml"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(Catalog::with_overrides(&dir).is_err());
     }
 
     #[test]

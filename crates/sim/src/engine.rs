@@ -36,6 +36,8 @@ struct Seq {
     /// Tokens to compute before decoding resumes.
     to_prefill: u32,
     generated: u32,
+    /// KV-cache tokens this sequence holds (reserved at admission).
+    held: u64,
 }
 
 impl Seq {
@@ -124,9 +126,32 @@ impl ServingEngine {
 
     /// Queues a request arriving now.
     pub fn submit(&mut self, req: EngineRequest) {
-        let req = EngineRequest { prompt_tokens: req.prompt_tokens.max(1), output_tokens: req.output_tokens.max(1), ..req };
+        let req =
+            EngineRequest { prompt_tokens: req.prompt_tokens.max(1), output_tokens: req.output_tokens.max(1), ..req };
         self.counters.prompt_tokens += req.prompt_tokens as u64;
-        self.waiting.push_back(Seq { req, arrival: self.now, computed: 0, to_prefill: req.prompt_tokens, generated: 0 });
+        self.waiting.push_back(Seq {
+            req,
+            arrival: self.now,
+            computed: 0,
+            to_prefill: req.prompt_tokens,
+            generated: 0,
+            held: 0,
+        });
+    }
+
+    /// Drops a queued or running request and frees its KV cache. Returns
+    /// whether it was there.
+    pub fn abort(&mut self, id: u64) -> bool {
+        if let Some(i) = self.running.iter().position(|s| s.req.id == id) {
+            let s = self.running.remove(i);
+            self.kv_used -= s.held;
+            return true;
+        }
+        if let Some(i) = self.waiting.iter().position(|s| s.req.id == id) {
+            self.waiting.remove(i);
+            return true;
+        }
+        false
     }
 
     /// Arrival time of a queued or running request (virtual seconds).
@@ -137,13 +162,16 @@ impl ServingEngine {
     fn admit(&mut self) {
         let max = self.d.max_num_seqs as usize;
         while self.running.len() < max {
-            let Some(front) = self.waiting.front() else { break };
+            let Some(front) = self.waiting.front() else {
+                break;
+            };
             let need = front.to_prefill as u64 + 1;
             if self.kv_used + need > self.kv_capacity && !self.running.is_empty() {
                 break;
             }
-            if let Some(seq) = self.waiting.pop_front() {
-                self.kv_used += seq.to_prefill as u64;
+            if let Some(mut seq) = self.waiting.pop_front() {
+                seq.held = seq.to_prefill as u64;
+                self.kv_used += seq.held;
                 self.running.push(seq);
             }
         }
@@ -164,11 +192,11 @@ impl ServingEngine {
                 break;
             }
             if let Some(victim) = self.running.pop() {
-                self.kv_used -= victim.computed as u64 + victim.to_prefill as u64 - victim.computed.min(victim.to_prefill) as u64 * 0;
+                self.kv_used -= victim.held;
                 self.counters.preemptions += 1;
                 sink(EngineEvent::Preempted { id: victim.req.id, t: self.now });
                 let redo = victim.req.prompt_tokens + victim.generated;
-                self.waiting.push_front(Seq { computed: 0, to_prefill: redo, ..victim });
+                self.waiting.push_front(Seq { computed: 0, to_prefill: redo, held: 0, ..victim });
             }
         }
         let mut budget = self.d.engine.max_batched_tokens.max(1);
@@ -206,6 +234,7 @@ impl ServingEngine {
             if s.to_prefill == 0 {
                 emit = true;
                 s.computed += 1;
+                s.held += 1;
                 self.kv_used += 1;
             } else if chunk > 0 && chunk != u32::MAX {
                 s.to_prefill -= chunk;
@@ -221,7 +250,7 @@ impl ServingEngine {
                 if s.generated >= s.req.output_tokens {
                     let done = self.running.remove(i);
                     plan.remove(i);
-                    self.kv_used -= done.computed as u64;
+                    self.kv_used -= done.held;
                     self.counters.finished += 1;
                     sink(EngineEvent::Finished { id: done.req.id, t });
                     continue;
@@ -324,11 +353,8 @@ mod tests {
 
     fn deployment(max_num_seqs: u32) -> Deployment {
         let c = Catalog::embedded().unwrap();
-        Deployment::resolve(
-            &c,
-            &DeploymentSpec { max_num_seqs: Some(max_num_seqs), ..DeploymentSpec::default() },
-        )
-        .unwrap()
+        Deployment::resolve(&c, &DeploymentSpec { max_num_seqs: Some(max_num_seqs), ..DeploymentSpec::default() })
+            .unwrap()
     }
 
     #[test]
@@ -337,12 +363,13 @@ mod tests {
         let mut eng = ServingEngine::new(d.clone());
         eng.submit(EngineRequest { id: 1, prompt_tokens: 300, output_tokens: 5 });
         let mut tokens = Vec::new();
-        while eng.step(&mut |e| {
-            if let EngineEvent::Token { t, .. } = e {
-                tokens.push(t)
-            }
-        })
-        .is_some()
+        while eng
+            .step(&mut |e| {
+                if let EngineEvent::Token { t, .. } = e {
+                    tokens.push(t)
+                }
+            })
+            .is_some()
         {}
         assert_eq!(tokens.len(), 5);
         let prefill = d.prefill_time_s(300, 0, 0.0);
@@ -381,12 +408,34 @@ mod tests {
     }
 
     #[test]
+    fn aborting_frees_the_slot_and_the_kv_cache() {
+        let mut eng = ServingEngine::new(deployment(1));
+        eng.submit(EngineRequest { id: 1, prompt_tokens: 100, output_tokens: 50 });
+        eng.submit(EngineRequest { id: 2, prompt_tokens: 100, output_tokens: 50 });
+        eng.step(&mut |_| {});
+        assert!(eng.kv_usage() > 0.0);
+        assert_eq!(eng.num_waiting(), 1);
+        assert!(eng.abort(1));
+        assert_eq!(eng.kv_usage(), 0.0);
+        assert!(!eng.abort(1));
+        let mut first = None;
+        eng.step(&mut |e| {
+            if let EngineEvent::Token { id, .. } = e {
+                first.get_or_insert(id);
+            }
+        });
+        assert_eq!(first, Some(2));
+    }
+
+    #[test]
     fn offline_simulation_is_deterministic() {
         let run = || {
             let mut v = Vec::new();
             simulate_offline(
                 deployment(4),
-                (0..20).map(|id| (id as f64 * 0.05, EngineRequest { id, prompt_tokens: 100 + id as u32, output_tokens: 30 })),
+                (0..20).map(|id| {
+                    (id as f64 * 0.05, EngineRequest { id, prompt_tokens: 100 + id as u32, output_tokens: 30 })
+                }),
                 |r| v.push((r.id, r.first_token, r.finished)),
             );
             v

@@ -13,7 +13,9 @@ pub mod perf;
 pub mod server;
 
 pub use catalog::Catalog;
-pub use perf::{predict, Bottleneck, Deployment, DeploymentSpec, Level, Parallelism, Prediction, StepCost, StepLoad, Workload};
+pub use perf::{
+    predict, Bottleneck, Deployment, DeploymentSpec, Level, Parallelism, Prediction, StepCost, StepLoad, Workload,
+};
 
 /// Everything that can go wrong in the simulator.
 #[derive(Debug, thiserror::Error)]

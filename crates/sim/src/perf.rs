@@ -137,10 +137,7 @@ impl StepCost {
             (self.interconnect_s, Bottleneck::Interconnect),
             (self.overhead_s, Bottleneck::Overhead),
         ];
-        parts
-            .iter()
-            .fold((f64::MIN, Bottleneck::Bandwidth), |acc, p| if p.0 > acc.0 { *p } else { acc })
-            .1
+        parts.iter().fold((f64::MIN, Bottleneck::Bandwidth), |acc, p| if p.0 > acc.0 { *p } else { acc }).1
     }
 }
 
@@ -161,11 +158,7 @@ pub fn allreduce_time_s(link: &Interconnect, n: u32, bytes: f64) -> f64 {
         return 0.0;
     }
     let n = n as f64;
-    let wire = if link.bandwidth_gbs > 0.0 {
-        2.0 * (n - 1.0) / n * bytes / (link.bandwidth_gbs * 1e9)
-    } else {
-        0.0
-    };
+    let wire = if link.bandwidth_gbs > 0.0 { 2.0 * (n - 1.0) / n * bytes / (link.bandwidth_gbs * 1e9) } else { 0.0 };
     link.allreduce_latency_us * 1e-6 + wire
 }
 
@@ -183,12 +176,18 @@ impl Deployment {
     /// Resolves names against the catalog and sizes the deployment. Fails
     /// when a name is unknown or the weights do not fit.
     pub fn resolve(catalog: &Catalog, spec: &DeploymentSpec) -> Result<Deployment, SimError> {
+        let quant = catalog.require_quant(&spec.quant)?;
+        Deployment::resolve_with_quant(catalog, spec, quant)
+    }
+
+    /// Like [`Deployment::resolve`] with the weight format given directly
+    /// (e.g. one built from free text such as "EXL2 2.5 bpw").
+    pub fn resolve_with_quant(catalog: &Catalog, spec: &DeploymentSpec, quant: Quant) -> Result<Deployment, SimError> {
         if spec.count == 0 {
             return Err(SimError::Invalid("GPU count must be at least 1".into()));
         }
         let gpu = catalog.require_gpu(&spec.gpu)?.clone();
         let model = catalog.require_model(&spec.model)?.clone();
-        let quant = catalog.require_quant(&spec.quant)?;
         let engine = catalog.require_engine(&spec.engine)?.clone();
         let interconnect = if spec.count <= 1 {
             catalog.require_interconnect("none")?.clone()
@@ -336,7 +335,8 @@ impl Deployment {
         } else {
             0.0
         };
-        let per_layer = self.engine.layer_overhead_us + if m.is_moe() { self.engine.moe_layer_overhead_us } else { 0.0 };
+        let per_layer =
+            self.engine.layer_overhead_us + if m.is_moe() { self.engine.moe_layer_overhead_us } else { 0.0 };
         let overhead_s = (self.engine.step_overhead_us + per_layer * m.layers as f64) * 1e-6;
         StepCost {
             time_s: memory_s.max(compute_s) + interconnect_s + overhead_s,
@@ -489,7 +489,8 @@ mod tests {
         // embedding not read, so 8.03e9 - 525.3e6 = 7.505e9 params read
         // at 2 bytes = 15.01 GB per step at batch 1, context 0.
         let emb = 128256.0 * 4096.0;
-        let expect_bytes = (8.03e9 - emb) * 2.0;
+        // Plus activation traffic: 1 token x 32 layers x 4096 x 2 B x passes.
+        let expect_bytes = (8.03e9 - emb) * 2.0 + 32.0 * 4096.0 * 2.0 * d.engine.activation_passes;
         let cost = d.decode_step(1, 0.0);
         assert!((cost.bytes_per_gpu - expect_bytes).abs() / expect_bytes < 1e-9);
         let bw = 3350e9 * d.engine.bw_eff_on(&d.gpu);
@@ -572,10 +573,37 @@ mod tests {
     }
 
     #[test]
+    fn predict_json_has_exactly_the_contract_keys() {
+        let d = deployment("rtx3090", 1, None, "qwen3-coder-30b-a3b", "awq4", "vllm");
+        let p = predict(&d, Workload { input_tokens: 300, output_tokens: 2500 }, &[1, 8]);
+        let v = serde_json::to_value(&p).unwrap();
+        let levels = v["levels"].as_array().unwrap();
+        assert_eq!(levels.len(), 2);
+        let mut keys: Vec<&str> = levels[0].as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "aggregate_tok_s",
+                "bottleneck",
+                "concurrency",
+                "kv_cache_usage",
+                "per_request_tok_s",
+                "power_w",
+                "ttft_ms"
+            ]
+        );
+        assert_eq!(levels[1]["concurrency"], 8);
+        assert!(["bandwidth", "compute", "interconnect", "overhead", "kv_capacity"]
+            .contains(&levels[1]["bottleneck"].as_str().unwrap()));
+    }
+
+    #[test]
     fn beyond_kv_capacity_the_bottleneck_is_named_and_ttft_grows() {
         let d = deployment("rtx3090", 1, None, "qwen2.5-coder-32b", "awq4", "vllm");
-        let w = Workload { input_tokens: 4000, output_tokens: 4000 };
-        let limit = d.kv_seqs(6000.0);
+        let w = Workload { input_tokens: 1000, output_tokens: 1000 };
+        let limit = d.kv_seqs(1500.0);
+        assert!((1..64).contains(&limit), "limit {limit}");
         let over = predict_level(&d, w, limit * 4);
         let under = predict_level(&d, w, 1);
         assert_eq!(over.bottleneck, Bottleneck::KvCapacity);

@@ -1,0 +1,633 @@
+//! The simulated OpenAI-compatible server: HTTP in front of the
+//! discrete-event engine, streaming each token at the instant the engine
+//! schedules it (virtual time divided by the time scale), with vLLM metrics.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::engine::{EngineEvent, EngineRequest, ServingEngine};
+use crate::perf::Deployment;
+use crate::SimError;
+
+/// Answers a prompt with a given text (the AIOps arena uses it); `None`
+/// falls back to filler words.
+pub type Responder = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// Settings of one simulated server.
+#[derive(Clone)]
+pub struct SimServerConfig {
+    pub deployment: Deployment,
+    /// Model name served in `/v1/models` and responses.
+    pub served_model_name: String,
+    /// Virtual seconds per wall-clock second: 10 runs ten times faster
+    /// than the modelled hardware. Timings in `/metrics` are virtual
+    /// (model) seconds; clients measure wall time, i.e. virtual / scale.
+    pub time_scale: f64,
+    /// Seeds the output lengths (when a request gives no max_tokens) and
+    /// the filler words.
+    pub seed: u64,
+    /// Output length range used when a request sets no max_tokens.
+    pub default_output_tokens: (u32, u32),
+    pub responder: Option<Responder>,
+}
+
+impl std::fmt::Debug for SimServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimServerConfig")
+            .field("served_model_name", &self.served_model_name)
+            .field("gpu", &self.deployment.gpu.id)
+            .field("model", &self.deployment.model.id)
+            .field("time_scale", &self.time_scale)
+            .field("seed", &self.seed)
+            .field("responder", &self.responder.is_some())
+            .finish()
+    }
+}
+
+impl SimServerConfig {
+    /// A config for a deployment named against the built-in catalog, e.g.
+    /// `DeploymentSpec { gpu: "h100-sxm".into(), model: "llama-3.1-8b".into(), .. }`.
+    pub fn from_spec(spec: &crate::DeploymentSpec) -> Result<SimServerConfig, SimError> {
+        let catalog = crate::Catalog::embedded()?;
+        Ok(SimServerConfig::new(Deployment::resolve(&catalog, spec)?))
+    }
+
+    pub fn new(deployment: Deployment) -> SimServerConfig {
+        SimServerConfig {
+            served_model_name: deployment.model.id.clone(),
+            deployment,
+            time_scale: 1.0,
+            seed: 0,
+            default_output_tokens: (64, 512),
+            responder: None,
+        }
+    }
+}
+
+/// Engine state as `/metrics` reports it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServerStats {
+    pub num_requests_running: usize,
+    pub num_requests_waiting: usize,
+    pub kv_cache_usage: f64,
+    pub preemptions_total: u64,
+    pub prompt_tokens_total: u64,
+    pub generation_tokens_total: u64,
+    pub requests_finished_total: u64,
+    /// Most requests waiting at once since start.
+    pub max_waiting: usize,
+}
+
+#[derive(Debug, Clone)]
+struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram { bounds, counts: vec![0; bounds.len()], sum: 0.0, count: 0 }
+    }
+    fn observe(&mut self, v: f64) {
+        for (i, b) in self.bounds.iter().enumerate() {
+            if v <= *b {
+                self.counts[i] += 1;
+            }
+        }
+        self.sum += v;
+        self.count += 1;
+    }
+    fn render(&self, name: &str, labels: &str, out: &mut String) {
+        use std::fmt::Write;
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        for (b, c) in self.bounds.iter().zip(&self.counts) {
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{b}\"}} {c}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", self.count);
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
+    }
+}
+
+const TTFT_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0,
+    160.0, 640.0, 2560.0,
+];
+const ITL_BUCKETS: &[f64] =
+    &[0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0];
+
+#[derive(Debug)]
+struct Metrics {
+    stats: ServerStats,
+    ttft: Histogram,
+    itl: Histogram,
+    e2e: Histogram,
+}
+
+/// What the engine tells a request's handler.
+#[derive(Debug, Clone, Copy)]
+enum TokenMsg {
+    /// Token `index` is ready at virtual time `t`.
+    Token {
+        index: u32,
+    },
+    Done,
+}
+
+enum Submission {
+    New {
+        req: EngineRequest,
+        tx: mpsc::UnboundedSender<TokenMsg>,
+    },
+    /// The client went away: drop the request, as vLLM aborts it.
+    Abort(u64),
+}
+
+/// Aborts the request in the engine unless it finished.
+struct AbortOnDrop {
+    id: u64,
+    submit: mpsc::UnboundedSender<Submission>,
+    finished: bool,
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = self.submit.send(Submission::Abort(self.id));
+        }
+    }
+}
+
+struct AppState {
+    cfg: SimServerConfig,
+    submit: mpsc::UnboundedSender<Submission>,
+    next_id: AtomicU64,
+    metrics: Arc<Mutex<Metrics>>,
+}
+
+/// A running simulated server.
+pub struct SimServerHandle {
+    addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<()>,
+    engine: tokio::task::JoinHandle<()>,
+    metrics: Arc<Mutex<Metrics>>,
+}
+
+impl SimServerHandle {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+    /// `http://ADDR/v1`, what an OpenAI client takes as base URL.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+    /// The engine's counters and gauges now.
+    pub fn stats(&self) -> ServerStats {
+        self.metrics.lock().map(|m| m.stats.clone()).unwrap_or_default()
+    }
+    /// Stops accepting connections, ends the engine and waits for both.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.server).await;
+        self.engine.abort();
+        let _ = (&mut self.engine).await;
+    }
+}
+
+impl Drop for SimServerHandle {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.engine.abort();
+    }
+}
+
+/// Binds `addr` (port 0 picks a free port) and serves the OpenAI API from a
+/// simulated deployment until the handle is shut down or dropped. Must be
+/// called inside a tokio runtime.
+pub async fn start_server(cfg: SimServerConfig, addr: SocketAddr) -> Result<SimServerHandle, SimError> {
+    if !(cfg.time_scale.is_finite() && cfg.time_scale > 0.0) {
+        return Err(SimError::Invalid(format!("time scale must be a positive number, got {}", cfg.time_scale)));
+    }
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| SimError::Server(format!("cannot listen on {addr}: {e}; pick another --port or --host")))?;
+    let local = listener.local_addr().map_err(|e| SimError::Server(e.to_string()))?;
+    let metrics = Arc::new(Mutex::new(Metrics {
+        stats: ServerStats::default(),
+        ttft: Histogram::new(TTFT_BUCKETS),
+        itl: Histogram::new(ITL_BUCKETS),
+        e2e: Histogram::new(TTFT_BUCKETS),
+    }));
+    let (submit, rx) = mpsc::unbounded_channel();
+    let engine =
+        tokio::spawn(run_engine(ServingEngine::new(cfg.deployment.clone()), cfg.time_scale, rx, metrics.clone()));
+    let state = Arc::new(AppState { cfg, submit, next_id: AtomicU64::new(0), metrics: metrics.clone() });
+    let app = Router::new()
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/completions", post(completions))
+        .route("/v1/models", get(models))
+        .route("/health", get(|| async { StatusCode::OK }))
+        .route("/metrics", get(metrics_text))
+        .with_state(state);
+    let (tx, rx_shutdown) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = rx_shutdown.await;
+            })
+            .await;
+    });
+    Ok(SimServerHandle { addr: local, shutdown: Some(tx), server, engine, metrics })
+}
+
+struct Open {
+    tx: mpsc::UnboundedSender<TokenMsg>,
+    arrival: f64,
+    last: f64,
+}
+
+async fn run_engine(
+    mut eng: ServingEngine,
+    scale: f64,
+    mut rx: mpsc::UnboundedReceiver<Submission>,
+    metrics: Arc<Mutex<Metrics>>,
+) {
+    let epoch = tokio::time::Instant::now();
+    let vnow = |epoch: tokio::time::Instant| epoch.elapsed().as_secs_f64() * scale;
+    let mut open: HashMap<u64, Open> = HashMap::new();
+    let mut events: Vec<EngineEvent> = Vec::new();
+    loop {
+        // Take every request that has arrived; block when idle.
+        loop {
+            match rx.try_recv() {
+                Ok(sub) => admit(&mut eng, &mut open, sub, vnow(epoch)),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    if !eng.has_work() {
+                        return;
+                    }
+                    break;
+                }
+            }
+        }
+        if !eng.has_work() {
+            publish(&eng, &metrics);
+            match rx.recv().await {
+                Some(sub) => {
+                    admit(&mut eng, &mut open, sub, vnow(epoch));
+                    continue;
+                }
+                None => return,
+            }
+        }
+        // Steps chain on the engine's own clock: a late wake-up (the timer
+        // overshoots by up to a millisecond) must not stretch model time, so
+        // the engine only jumps to the wall clock when it was idle.
+        events.clear();
+        let Some(step) = eng.step(&mut |e| events.push(e)) else {
+            continue;
+        };
+        publish(&eng, &metrics);
+        tokio::time::sleep_until(epoch + Duration::from_secs_f64(step.end / scale)).await;
+        let mut m = metrics.lock().ok();
+        for ev in &events {
+            match *ev {
+                EngineEvent::Token { id, index, t } => {
+                    if let Some(o) = open.get_mut(&id) {
+                        if let Some(m) = m.as_mut() {
+                            if index == 0 {
+                                m.ttft.observe(t - o.arrival);
+                            } else {
+                                m.itl.observe(t - o.last);
+                            }
+                        }
+                        o.last = t;
+                        // A closed connection just means nobody listens.
+                        let _ = o.tx.send(TokenMsg::Token { index });
+                    }
+                }
+                EngineEvent::Finished { id, t } => {
+                    if let Some(o) = open.remove(&id) {
+                        if let Some(m) = m.as_mut() {
+                            m.e2e.observe(t - o.arrival);
+                        }
+                        let _ = o.tx.send(TokenMsg::Done);
+                    }
+                }
+                EngineEvent::Preempted { .. } => {}
+            }
+        }
+    }
+}
+
+fn admit(eng: &mut ServingEngine, open: &mut HashMap<u64, Open>, sub: Submission, now: f64) {
+    match sub {
+        Submission::New { req, tx } => {
+            if !eng.has_work() {
+                eng.advance_to(now);
+            }
+            let arrival = eng.now();
+            open.insert(req.id, Open { tx, arrival, last: arrival });
+            eng.submit(req);
+        }
+        Submission::Abort(id) => {
+            open.remove(&id);
+            eng.abort(id);
+        }
+    }
+}
+
+fn publish(eng: &ServingEngine, metrics: &Mutex<Metrics>) {
+    if let Ok(mut m) = metrics.lock() {
+        let c = eng.counters();
+        let s = &mut m.stats;
+        s.num_requests_running = eng.num_running();
+        s.num_requests_waiting = eng.num_waiting();
+        s.max_waiting = s.max_waiting.max(eng.num_waiting());
+        s.kv_cache_usage = eng.kv_usage().min(1.0);
+        s.preemptions_total = c.preemptions;
+        s.prompt_tokens_total = c.prompt_tokens;
+        s.generation_tokens_total = c.generation_tokens;
+        s.requests_finished_total = c.finished;
+    }
+}
+
+fn error_response(status: StatusCode, message: impl Into<String>) -> Response {
+    let body = json!({"error": {"message": message.into(), "type": "invalid_request_error", "code": status.as_u16()}});
+    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+const FILLER: &[&str] = &[
+    "the", "node", "gpu", "memory", "queue", "token", "batch", "latency", "kernel", "cache", "model", "request",
+    "server", "stream", "cluster", "rack", "power", "fabric", "link", "shard", "layer", "step", "tensor", "block",
+];
+
+/// The pieces of text a request will receive, one per token.
+fn plan_output(state: &AppState, id: u64, prompt: &str, max_tokens: Option<u32>) -> (Vec<String>, bool) {
+    if let Some(responder) = &state.cfg.responder {
+        if let Some(text) = responder(prompt) {
+            let mut pieces: Vec<String> = text.split_inclusive(char::is_whitespace).map(str::to_string).collect();
+            if pieces.is_empty() {
+                pieces.push(String::new());
+            }
+            let limit = max_tokens.map(|m| m.max(1) as usize).unwrap_or(usize::MAX);
+            let truncated = pieces.len() > limit;
+            pieces.truncate(limit);
+            return (pieces, truncated);
+        }
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(state.cfg.seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let n = match max_tokens {
+        Some(m) => m.max(1),
+        None => {
+            let (lo, hi) = state.cfg.default_output_tokens;
+            rng.random_range(lo.max(1)..=hi.max(lo.max(1)))
+        }
+    };
+    let pieces = (0..n).map(|_| format!(" {}", FILLER[rng.random_range(0..FILLER.len())])).collect();
+    (pieces, true)
+}
+
+fn estimate_tokens(text: &str) -> u32 {
+    (text.chars().count().div_ceil(4)).max(1).min(u32::MAX as usize) as u32
+}
+
+fn content_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => {
+            parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("\n")
+        }
+        _ => String::new(),
+    }
+}
+
+struct Parsed {
+    prompt: String,
+    prompt_tokens: u32,
+    max_tokens: Option<u32>,
+    stream: bool,
+    include_usage: bool,
+    model: String,
+}
+
+fn parse_request(state: &AppState, body: &[u8], chat: bool) -> Result<Parsed, String> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("request body is not valid JSON: {e}"))?;
+    let prompt = if chat {
+        let msgs = v
+            .get("messages")
+            .and_then(Value::as_array)
+            .ok_or_else(|| "'messages' must be an array of {role, content} objects".to_string())?;
+        msgs.iter().map(|m| content_text(m.get("content").unwrap_or(&Value::Null))).collect::<Vec<_>>().join("\n")
+    } else {
+        match v.get("prompt") {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("\n"),
+            _ => return Err("'prompt' must be a string".to_string()),
+        }
+    };
+    // Extension: a client that knows its prompt length may state it.
+    let prompt_tokens = v
+        .get("sim_prompt_tokens")
+        .and_then(Value::as_u64)
+        .map(|n| n.clamp(1, u32::MAX as u64) as u32)
+        .unwrap_or_else(|| estimate_tokens(&prompt));
+    let max_tokens = v
+        .get("max_completion_tokens")
+        .or_else(|| v.get("max_tokens"))
+        .and_then(Value::as_u64)
+        .map(|n| n.clamp(1, u32::MAX as u64) as u32);
+    let limit = state.cfg.deployment.model.max_context;
+    if prompt_tokens as u64 + max_tokens.unwrap_or(1) as u64 > limit as u64 {
+        return Err(format!(
+            "this model's maximum context length is {limit} tokens; the request has {prompt_tokens} prompt tokens and asks for {} more; shorten the prompt or lower max_tokens",
+            max_tokens.unwrap_or(1)
+        ));
+    }
+    let stream = v.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let include_usage =
+        v.get("stream_options").and_then(|o| o.get("include_usage")).and_then(Value::as_bool).unwrap_or(false);
+    let model = v
+        .get("model")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_else(|| state.cfg.served_model_name.clone());
+    Ok(Parsed { prompt, prompt_tokens, max_tokens, stream, include_usage, model })
+}
+
+async fn chat_completions(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+    serve(state, body, true).await
+}
+
+async fn completions(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+    serve(state, body, false).await
+}
+
+async fn serve(state: Arc<AppState>, body: Bytes, chat: bool) -> Response {
+    let p = match parse_request(&state, &body, chat) {
+        Ok(p) => p,
+        Err(msg) => return error_response(StatusCode::BAD_REQUEST, msg),
+    };
+    let id = state.next_id.fetch_add(1, Ordering::Relaxed);
+    let (pieces, hit_limit) = plan_output(&state, id, &p.prompt, p.max_tokens);
+    let finish_reason = if hit_limit { "length" } else { "stop" };
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let req = EngineRequest { id, prompt_tokens: p.prompt_tokens, output_tokens: pieces.len() as u32 };
+    if state.submit.send(Submission::New { req, tx }).is_err() {
+        return error_response(StatusCode::SERVICE_UNAVAILABLE, "the simulated engine has stopped");
+    }
+    let mut guard = AbortOnDrop { id, submit: state.submit.clone(), finished: false };
+    let rid = if chat { format!("chatcmpl-sim-{id}") } else { format!("cmpl-sim-{id}") };
+    let created = unix_now();
+    let usage = json!({
+        "prompt_tokens": p.prompt_tokens,
+        "completion_tokens": pieces.len(),
+        "total_tokens": p.prompt_tokens as usize + pieces.len(),
+    });
+    let object = if chat { "chat.completion.chunk" } else { "text_completion" };
+    if !p.stream {
+        while let Some(msg) = rx.recv().await {
+            if let TokenMsg::Done = msg {
+                guard.finished = true;
+                break;
+            }
+        }
+        let text: String = pieces.concat();
+        let body = if chat {
+            json!({
+                "id": rid, "object": "chat.completion", "created": created, "model": p.model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish_reason}],
+                "usage": usage,
+            })
+        } else {
+            json!({
+                "id": rid, "object": "text_completion", "created": created, "model": p.model,
+                "choices": [{"index": 0, "text": text, "logprobs": null, "finish_reason": finish_reason}],
+                "usage": usage,
+            })
+        };
+        return ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
+    }
+    let n = pieces.len();
+    let model = p.model.clone();
+    let include_usage = p.include_usage;
+    let chunk = move |content: Option<&str>, role: bool, finish: Option<&str>| -> Bytes {
+        let choice = if chat {
+            let delta = if role { json!({"role": "assistant"}) } else { json!({"content": content.unwrap_or("")}) };
+            json!({"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish})
+        } else {
+            json!({"index": 0, "text": content.unwrap_or(""), "logprobs": null, "finish_reason": finish})
+        };
+        let v = json!({"id": rid, "object": object, "created": created, "model": model, "choices": [choice]});
+        Bytes::from(format!("data: {v}\n\n"))
+    };
+    let usage_chunk = {
+        let v = json!({"id": format!("{}-usage", if chat { "chatcmpl-sim" } else { "cmpl-sim" }), "object": object, "created": created, "model": p.model, "choices": [], "usage": usage});
+        Bytes::from(format!("data: {v}\n\n"))
+    };
+    let (body_tx, body_rx) = mpsc::unbounded_channel::<Result<Bytes, Infallible>>();
+    if chat {
+        let _ = body_tx.send(Ok(chunk(None, true, None)));
+    }
+    tokio::spawn(async move {
+        // Own the whole guard here: a hang-up ends this task and aborts.
+        let mut guard = guard;
+        while let Some(msg) = rx.recv().await {
+            match msg {
+                TokenMsg::Token { index } => {
+                    let i = index as usize;
+                    let last = i + 1 >= n;
+                    let text = pieces.get(i).map(String::as_str).unwrap_or("");
+                    if body_tx.send(Ok(chunk(Some(text), false, last.then_some(finish_reason)))).is_err() {
+                        return;
+                    }
+                }
+                TokenMsg::Done => {
+                    guard.finished = true;
+                    break;
+                }
+            }
+        }
+        if include_usage {
+            let _ = body_tx.send(Ok(usage_chunk));
+        }
+        let _ = body_tx.send(Ok(Bytes::from_static(b"data: [DONE]\n\n")));
+    });
+    let stream = futures_util::stream::unfold(body_rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| error_response(StatusCode::INTERNAL_SERVER_ERROR, "could not build the stream"))
+}
+
+async fn models(State(state): State<Arc<AppState>>) -> Response {
+    let body = json!({
+        "object": "list",
+        "data": [{
+            "id": state.cfg.served_model_name,
+            "object": "model",
+            "created": unix_now(),
+            "owned_by": "fleetbench-sim",
+            "max_model_len": state.cfg.deployment.model.max_context,
+        }],
+    });
+    ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
+    use std::fmt::Write;
+    let labels = format!("model_name=\"{}\"", state.cfg.served_model_name.replace('"', "'"));
+    let mut out = String::new();
+    if let Ok(m) = state.metrics.lock() {
+        let s = &m.stats;
+        let gauges: [(&str, &str, f64); 3] = [
+            ("vllm:num_requests_running", "Requests in the running batch.", s.num_requests_running as f64),
+            ("vllm:num_requests_waiting", "Requests waiting to be scheduled.", s.num_requests_waiting as f64),
+            ("vllm:kv_cache_usage_perc", "KV-cache usage, 1 = full.", s.kv_cache_usage),
+        ];
+        for (name, help, v) in gauges {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{{labels}}} {v}");
+        }
+        let counters: [(&str, u64); 4] = [
+            ("vllm:num_preemptions_total", s.preemptions_total),
+            ("vllm:prompt_tokens_total", s.prompt_tokens_total),
+            ("vllm:generation_tokens_total", s.generation_tokens_total),
+            ("vllm:request_success_total", s.requests_finished_total),
+        ];
+        for (name, v) in counters {
+            let _ = writeln!(out, "# TYPE {name} counter\n{name}{{{labels}}} {v}");
+        }
+        m.ttft.render("vllm:time_to_first_token_seconds", &labels, &mut out);
+        m.itl.render("vllm:inter_token_latency_seconds", &labels, &mut out);
+        m.e2e.render("vllm:e2e_request_latency_seconds", &labels, &mut out);
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}

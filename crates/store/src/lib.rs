@@ -57,19 +57,10 @@ impl Store {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<Store> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
-                path: dir.to_path_buf(),
-                source,
-            })?;
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir { path: dir.to_path_buf(), source })?;
         }
-        let conn = Connection::open(path).map_err(|source| StoreError::Sqlite {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let store = Store {
-            conn,
-            path: path.to_path_buf(),
-        };
+        let conn = Connection::open(path).map_err(|source| StoreError::Sqlite { path: path.to_path_buf(), source })?;
+        let store = Store { conn, path: path.to_path_buf() };
         schema::migrate(&store.conn, path)?;
         Ok(store)
     }
@@ -79,10 +70,7 @@ impl Store {
     }
 
     fn err(&self, source: rusqlite::Error) -> StoreError {
-        StoreError::Sqlite {
-            path: self.path.clone(),
-            source,
-        }
+        StoreError::Sqlite { path: self.path.clone(), source }
     }
 
     /// Stores a new run and returns its id.
@@ -117,10 +105,7 @@ impl Store {
     /// replaced).
     pub fn insert_records(&mut self, run_id: i64, records: &[RequestRecord]) -> Result<()> {
         let path = self.path.clone();
-        let e = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let e = |source| StoreError::Sqlite { path: path.clone(), source };
         let tx = self.conn.transaction().map_err(e)?;
         {
             let mut st = tx
@@ -195,10 +180,8 @@ impl Store {
     /// Runs, newest first. Runs left `running` by a dead process show as
     /// `incomplete` (and are marked so).
     pub fn list_runs(&self, limit: usize) -> Result<Vec<StoredRun>> {
-        let mut st = self
-            .conn
-            .prepare(&format!("{RUN_SELECT} ORDER BY r.id DESC LIMIT ?1"))
-            .map_err(|e| self.err(e))?;
+        let mut st =
+            self.conn.prepare(&format!("{RUN_SELECT} ORDER BY r.id DESC LIMIT ?1")).map_err(|e| self.err(e))?;
         let rows = st
             .query_map(params![limit as i64], run_from_row)
             .map_err(|e| self.err(e))?
@@ -220,9 +203,7 @@ impl Store {
 
     /// The most recent run id, if any.
     pub fn latest_run_id(&self) -> Result<Option<i64>> {
-        self.conn
-            .query_row("SELECT max(id) FROM runs", [], |r| r.get(0))
-            .map_err(|e| self.err(e))
+        self.conn.query_row("SELECT max(id) FROM runs", [], |r| r.get(0)).map_err(|e| self.err(e))
     }
 
     /// Runs of one group (a sweep or a demo), in id order.
@@ -269,9 +250,7 @@ impl Store {
             .map_err(|e| self.err(e))?
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| self.err(e))?;
-        rows.into_iter()
-            .map(|r| r.map_err(|why| StoreError::Corrupt { run: run_id, why }))
-            .collect()
+        rows.into_iter().map(|r| r.map_err(|why| StoreError::Corrupt { run: run_id, why })).collect()
     }
 
     /// Stores a named JSON artifact of a run (a sweep level, an arena
@@ -301,10 +280,7 @@ impl Store {
             .map(|(n, j)| {
                 serde_json::from_str(&j)
                     .map(|v| (n.clone(), v))
-                    .map_err(|e| StoreError::Corrupt {
-                        run: run_id,
-                        why: format!("artifact {kind}/{n}: {e}"),
-                    })
+                    .map_err(|e| StoreError::Corrupt { run: run_id, why: format!("artifact {kind}/{n}: {e}") })
             })
             .collect()
     }

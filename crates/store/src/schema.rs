@@ -70,21 +70,14 @@ CREATE TABLE IF NOT EXISTS artifacts (
 ";
 
 pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
-    let e = |source| StoreError::Sqlite {
-        path: path.to_path_buf(),
-        source,
-    };
+    let e = |source| StoreError::Sqlite { path: path.to_path_buf(), source };
     conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(e)?;
     conn.pragma_update(None, "journal_mode", "WAL").map_err(e)?;
     conn.pragma_update(None, "synchronous", "NORMAL").map_err(e)?;
     conn.pragma_update(None, "foreign_keys", "ON").map_err(e)?;
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(e)?;
     if version > SCHEMA_VERSION {
-        return Err(StoreError::TooNew {
-            path: path.to_path_buf(),
-            found: version,
-            known: SCHEMA_VERSION,
-        });
+        return Err(StoreError::TooNew { path: path.to_path_buf(), found: version, known: SCHEMA_VERSION });
     }
     if version < 1 {
         conn.execute_batch(V1).map_err(e)?;

@@ -66,14 +66,8 @@ impl RecordWriter {
                     }
                 }
             })
-            .map_err(|e| StoreError::CreateDir {
-                path: path.to_path_buf(),
-                source: e,
-            })?;
-        Ok(RecordWriter {
-            tx: Some(tx),
-            handle: Some(handle),
-        })
+            .map_err(|e| StoreError::CreateDir { path: path.to_path_buf(), source: e })?;
+        Ok(RecordWriter { tx: Some(tx), handle: Some(handle) })
     }
 
     /// Queues a record; returns false if the writer has stopped (its error

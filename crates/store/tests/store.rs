@@ -43,10 +43,7 @@ fn record(i: u64) -> RequestRecord {
         token_source: TokenSource::Server,
         finish_reason: Some("stop".into()),
         http_status: Some(200),
-        server_timings: Some(ServerTimings {
-            predicted_per_token_ms: Some(9.0),
-            ..Default::default()
-        }),
+        server_timings: Some(ServerTimings { predicted_per_token_ms: Some(9.0), ..Default::default() }),
         ..Default::default()
     }
 }
@@ -68,8 +65,7 @@ fn runs_and_records_round_trip() {
     let back = s.records(id).unwrap();
     assert_eq!(back, vec![record(0), failed]);
     assert_eq!(s.run(id).unwrap().meta.status, RunStatus::Running, "owner alive");
-    s.finish_run(id, RunStatus::Completed, "2026-11-25T00:01:00Z", Some(&serde_json::json!({"completed": 1})))
-        .unwrap();
+    s.finish_run(id, RunStatus::Completed, "2026-11-25T00:01:00Z", Some(&serde_json::json!({"completed": 1}))).unwrap();
     let run = s.run(id).unwrap();
     assert_eq!(run.meta.status, RunStatus::Completed);
     assert_eq!(run.summary.unwrap()["completed"], 1);

@@ -2,8 +2,6 @@
 //! token after `ttft`, one token every `itl`, usage, `[DONE]`) and injected
 //! faults. It counts requests in flight on the server side.
 
-
-
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,19 +23,28 @@ pub enum Fault {
     /// Status code with a JSON error body.
     Http(u16),
     /// 429 with `Retry-After` for the first `times` requests, then normal.
-    RateLimited { retry_after_s: u32, times: u64 },
+    RateLimited {
+        retry_after_s: u32,
+        times: u64,
+    },
     /// A chunk that is not JSON.
     Malformed,
     /// Close after `after` tokens with no finish reason and no `[DONE]`.
-    Truncated { after: u32 },
+    Truncated {
+        after: u32,
+    },
     /// Bytes that are not UTF-8 inside an event.
     InvalidUtf8,
     /// An error object inside the stream after one token.
     ErrorEvent,
     /// One event larger than `bytes`.
-    Huge { bytes: usize },
+    Huge {
+        bytes: usize,
+    },
     /// Stop sending (but keep the connection) after `after` tokens.
-    Stall { after: u32 },
+    Stall {
+        after: u32,
+    },
     /// A hostile server: HTTP 500 whose body echoes the credentials it got.
     EchoAuth,
     /// Every event split in two reads, `\r\n` line endings, keep-alive
@@ -56,6 +63,9 @@ pub struct Script {
     pub usage: bool,
     /// Answer Anthropic Messages events instead of OpenAI chunks.
     pub anthropic: bool,
+    /// Serve at most this many requests at once; the rest queue (and
+    /// `/metrics` reports them as waiting, with vLLM's metric names).
+    pub capacity: Option<u32>,
 }
 
 impl Default for Script {
@@ -68,6 +78,7 @@ impl Default for Script {
             fault: Fault::None,
             usage: true,
             anthropic: false,
+            capacity: None,
         }
     }
 }
@@ -81,6 +92,10 @@ pub struct Counters {
     /// (start, end) of every response, seconds since the server started.
     pub intervals: Mutex<Vec<(f64, f64)>>,
     pub auth_headers: Mutex<Vec<String>>,
+    /// Being served now (capacity mode).
+    pub running: AtomicU64,
+    /// Queued for a free slot (capacity mode).
+    pub waiting: AtomicU64,
 }
 
 pub struct ScriptedServer {
@@ -96,6 +111,7 @@ impl ScriptedServer {
 }
 
 struct Shared {
+    slots: Option<Arc<tokio::sync::Semaphore>>,
     script: Script,
     counters: Arc<Counters>,
     started: Instant,
@@ -106,6 +122,7 @@ pub async fn start(script: Script) -> ScriptedServer {
     let counters = Arc::new(Counters::default());
     let started = Instant::now();
     let shared = Arc::new(Shared {
+        slots: script.capacity.map(|c| Arc::new(tokio::sync::Semaphore::new(c as usize))),
         script,
         counters: counters.clone(),
         started,
@@ -114,17 +131,14 @@ pub async fn start(script: Script) -> ScriptedServer {
         .route("/v1/chat/completions", post(|s, h, b| handle(s, h, b, "chat")))
         .route("/v1/completions", post(|s, h, b| handle(s, h, b, "completions")))
         .route("/v1/messages", post(|s, h, b| handle(s, h, b, "anthropic")))
+        .route("/metrics", axum::routing::get(metrics))
         .with_state(shared);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         axum::serve(listener, app).await.ok();
     });
-    ScriptedServer {
-        addr,
-        counters,
-        started,
-    }
+    ScriptedServer { addr, counters, started }
 }
 
 struct InFlight {
@@ -159,7 +173,8 @@ async fn handle(State(s): State<Arc<Shared>>, headers: HeaderMap, _body: Bytes, 
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
-        return (StatusCode::INTERNAL_SERVER_ERROR, format!("{{\"error\":{{\"message\":\"bad key {auth}\"}}}}")).into_response();
+        return (StatusCode::INTERNAL_SERVER_ERROR, format!("{{\"error\":{{\"message\":\"bad key {auth}\"}}}}"))
+            .into_response();
     }
     match script.fault {
         Fault::Http(code) => {
@@ -185,8 +200,21 @@ async fn handle(State(s): State<Arc<Shared>>, headers: HeaderMap, _body: Bytes, 
         completed: false,
     };
     let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
+    let slots = s.slots.clone();
+    let counters = s.counters.clone();
     tokio::spawn(async move {
+        let _permit = match slots {
+            Some(sem) => {
+                counters.waiting.fetch_add(1, Ordering::SeqCst);
+                let p = sem.acquire_owned().await.ok();
+                counters.waiting.fetch_sub(1, Ordering::SeqCst);
+                p
+            }
+            None => None,
+        };
+        counters.running.fetch_add(1, Ordering::SeqCst);
         let ok = produce(&script, kind, &tx).await;
+        counters.running.fetch_sub(1, Ordering::SeqCst);
         guard.completed = ok;
         if let Fault::Stall { .. } = script.fault {
             // Hold the connection open without sending anything.
@@ -195,10 +223,24 @@ async fn handle(State(s): State<Arc<Shared>>, headers: HeaderMap, _body: Bytes, 
         drop(guard);
     });
     let body = Body::from_stream(tokio_stream_from(rx));
-    Response::builder()
-        .header("content-type", "text/event-stream")
-        .body(body)
-        .unwrap()
+    Response::builder().header("content-type", "text/event-stream").body(body).unwrap()
+}
+
+async fn metrics(State(s): State<Arc<Shared>>) -> String {
+    let c = &s.counters;
+    let running = c.running.load(Ordering::SeqCst);
+    let waiting = c.waiting.load(Ordering::SeqCst);
+    let kv = match s.script.capacity {
+        Some(cap) => running as f64 / cap as f64,
+        None => 0.0,
+    };
+    format!(
+        "# HELP vllm:num_requests_running Requests in the running batch.\n# TYPE vllm:num_requests_running gauge\n\
+         vllm:num_requests_running{{model_name=\"m\"}} {running}\n\
+         # TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{{model_name=\"m\"}} {waiting}\n\
+         # TYPE vllm:kv_cache_usage_perc gauge\nvllm:kv_cache_usage_perc{{model_name=\"m\"}} {kv}\n\
+         # TYPE vllm:num_preemptions_total counter\nvllm:num_preemptions_total{{model_name=\"m\"}} 0\n"
+    )
 }
 
 fn tokio_stream_from(
@@ -215,13 +257,18 @@ async fn produce(script: &Script, kind: &str, tx: &mpsc::Sender<Result<Bytes, In
     let anthropic = script.anthropic || kind == "anthropic";
     if anthropic {
         let ev = |name: &str, data: String| format!("event: {name}\ndata: {data}\n\n").into_bytes();
-        send(ev("message_start", format!("{{\"type\":\"message_start\",\"message\":{{\"usage\":{{\"input_tokens\":{},\"output_tokens\":1}}}}}}", script.prompt_tokens))).await;
+        send(ev(
+            "message_start",
+            format!(
+                "{{\"type\":\"message_start\",\"message\":{{\"usage\":{{\"input_tokens\":{},\"output_tokens\":1}}}}}}",
+                script.prompt_tokens
+            ),
+        ))
+        .await;
         send(ev("ping", "{\"type\":\"ping\"}".into())).await;
-        tokio::time::sleep(script.ttft).await;
+        let start = tokio::time::Instant::now();
         for i in 0..script.tokens {
-            if i > 0 {
-                tokio::time::sleep(script.itl).await;
-            }
+            tokio::time::sleep_until(start + script.ttft + script.itl * i).await;
             send(ev("content_block_delta", format!("{{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"t{i} \"}}}}"))).await;
         }
         send(ev("message_delta", format!("{{\"type\":\"message_delta\",\"delta\":{{\"stop_reason\":\"end_turn\"}},\"usage\":{{\"output_tokens\":{}}}}}", script.tokens))).await;
@@ -240,11 +287,10 @@ async fn produce(script: &Script, kind: &str, tx: &mpsc::Sender<Result<Bytes, In
     if awkward {
         send(format!(": keep-alive{eol}{eol}").into_bytes()).await;
     }
-    tokio::time::sleep(script.ttft).await;
+    // Absolute deadlines: token i leaves at ttft + i × itl, without drift.
+    let start = tokio::time::Instant::now();
     for i in 0..script.tokens {
-        if i > 0 {
-            tokio::time::sleep(script.itl).await;
-        }
+        tokio::time::sleep_until(start + script.ttft + script.itl * i).await;
         match (&script.fault, i) {
             (Fault::Truncated { after }, i) if i == *after => return false,
             (Fault::Stall { after }, i) if i == *after => return false,

@@ -24,8 +24,8 @@ pub use prometheus::PrometheusMeter;
 pub use rapl::RaplMeter;
 pub use sampler::{measure_idle, EnergySampler, IdleBaseline};
 pub use timeline::{
-    energy_report, CounterUnwrap, CounterWrap, EnergyEstimate, EnergyReport, EnergySample,
-    EnergyTimeline, IntegrationMethod, TokenWindow, WindowEnergy,
+    energy_report, CounterUnwrap, CounterWrap, EnergyEstimate, EnergyReport, EnergySample, EnergyTimeline,
+    IntegrationMethod, TokenWindow, WindowEnergy,
 };
 
 /// Which meter a timeline came from.
@@ -83,8 +83,7 @@ pub enum MeterError {
 }
 
 /// What a meter's `read` returns.
-pub type MeterFuture<'a> =
-    Pin<Box<dyn Future<Output = Result<MeterReading, MeterError>> + Send + 'a>>;
+pub type MeterFuture<'a> = Pin<Box<dyn Future<Output = Result<MeterReading, MeterError>> + Send + 'a>>;
 
 /// A source of power and energy readings. Implementations sum over every
 /// device they watch (all GPUs, all CPU packages).
@@ -114,28 +113,19 @@ impl FromStr for MeterSpec {
     type Err = MeterError;
 
     fn from_str(s: &str) -> Result<MeterSpec, MeterError> {
-        let err = |why: &str| MeterError::Spec {
-            input: s.to_string(),
-            why: why.to_string(),
-        };
+        let err = |why: &str| MeterError::Spec { input: s.to_string(), why: why.to_string() };
         match s.trim() {
             "auto" => Ok(MeterSpec::Auto),
             "nvml" => Ok(MeterSpec::Nvml),
             "nvidia-smi" => Ok(MeterSpec::NvidiaSmi),
             "rapl" => Ok(MeterSpec::Rapl),
             "none" => Ok(MeterSpec::None),
-            "prometheus" => Err(err(
-                "prometheus needs the server, e.g. prometheus=http://127.0.0.1:9090",
-            )),
+            "prometheus" => Err(err("prometheus needs the server, e.g. prometheus=http://127.0.0.1:9090")),
             other => match other.strip_prefix("prometheus=") {
                 Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
-                    Ok(MeterSpec::Prometheus {
-                        url: url.to_string(),
-                    })
+                    Ok(MeterSpec::Prometheus { url: url.to_string() })
                 }
-                Some(_) => Err(err(
-                    "the Prometheus URL must start with http:// or https://",
-                )),
+                Some(_) => Err(err("the Prometheus URL must start with http:// or https://")),
                 None => Err(err("unknown meter")),
             },
         }
@@ -197,22 +187,16 @@ pub async fn open_meter(spec: &MeterSpec, probe: &MeterProbe) -> Result<MeterCho
         passed_over: Vec::new(),
     };
     match spec {
-        MeterSpec::None => Ok(MeterChoice {
-            meter: None,
-            reason: "no energy meter (--meter none)".into(),
-            passed_over: Vec::new(),
-        }),
+        MeterSpec::None => {
+            Ok(MeterChoice { meter: None, reason: "no energy meter (--meter none)".into(), passed_over: Vec::new() })
+        }
         MeterSpec::Nvml => {
             let m = checked(Box::new(NvmlMeter::open()?)).await?;
             let r = format!("{} (asked for with --meter nvml)", m.description());
             Ok(chosen(m, r))
         }
         MeterSpec::NvidiaSmi => {
-            let m = checked(Box::new(NvidiaSmiMeter::new(
-                probe.nvidia_smi.clone(),
-                probe.read_timeout,
-            )))
-            .await?;
+            let m = checked(Box::new(NvidiaSmiMeter::new(probe.nvidia_smi.clone(), probe.read_timeout))).await?;
             let r = format!("{} (asked for with --meter nvidia-smi)", m.description());
             Ok(chosen(m, r))
         }
@@ -224,59 +208,44 @@ pub async fn open_meter(spec: &MeterSpec, probe: &MeterProbe) -> Result<MeterCho
         MeterSpec::Prometheus { url } => {
             let meter = PrometheusMeter::new(url, &probe.prometheus_selector, probe.read_timeout)?;
             let m = checked(Box::new(meter)).await?;
-            let r = format!(
-                "{} (asked for with --meter prometheus=...)",
-                m.description()
-            );
+            let r = format!("{} (asked for with --meter prometheus=...)", m.description());
             Ok(chosen(m, r))
         }
         MeterSpec::Auto => {
             let mut passed_over = Vec::new();
             match NvmlMeter::open() {
-                Ok(m) => {
-                    match checked(Box::new(m)).await {
-                        Ok(m) => {
-                            let reason = format!("auto picked {}: the NVIDIA driver library loaded and reported GPUs", m.description());
-                            return Ok(MeterChoice {
-                                meter: Some(m),
-                                reason,
-                                passed_over,
-                            });
-                        }
-                        Err(e) => passed_over.push(e.to_string()),
+                Ok(m) => match checked(Box::new(m)).await {
+                    Ok(m) => {
+                        let reason = format!(
+                            "auto picked {}: the NVIDIA driver library loaded and reported GPUs",
+                            m.description()
+                        );
+                        return Ok(MeterChoice { meter: Some(m), reason, passed_over });
                     }
-                }
+                    Err(e) => passed_over.push(e.to_string()),
+                },
                 Err(e) => passed_over.push(e.to_string()),
             }
             let smi = NvidiaSmiMeter::new(probe.nvidia_smi.clone(), probe.read_timeout);
             match checked(Box::new(smi)).await {
                 Ok(m) => {
-                    let reason = format!(
-                        "auto picked {}: NVML was unavailable but nvidia-smi answered",
-                        m.description()
-                    );
-                    return Ok(MeterChoice {
-                        meter: Some(m),
-                        reason,
-                        passed_over,
-                    });
+                    let reason =
+                        format!("auto picked {}: NVML was unavailable but nvidia-smi answered", m.description());
+                    return Ok(MeterChoice { meter: Some(m), reason, passed_over });
                 }
                 Err(e) => passed_over.push(e.to_string()),
             }
             match RaplMeter::open(&probe.rapl_root) {
-                Ok(m) => {
-                    match checked(Box::new(m)).await {
-                        Ok(m) => {
-                            let reason = format!("auto picked {}: no NVIDIA GPU meter answered; CPU package energy only", m.description());
-                            return Ok(MeterChoice {
-                                meter: Some(m),
-                                reason,
-                                passed_over,
-                            });
-                        }
-                        Err(e) => passed_over.push(e.to_string()),
+                Ok(m) => match checked(Box::new(m)).await {
+                    Ok(m) => {
+                        let reason = format!(
+                            "auto picked {}: no NVIDIA GPU meter answered; CPU package energy only",
+                            m.description()
+                        );
+                        return Ok(MeterChoice { meter: Some(m), reason, passed_over });
                     }
-                }
+                    Err(e) => passed_over.push(e.to_string()),
+                },
                 Err(e) => passed_over.push(e.to_string()),
             }
             Ok(MeterChoice {
@@ -295,9 +264,7 @@ pub async fn open_meter(spec: &MeterSpec, probe: &MeterProbe) -> Result<MeterCho
 async fn checked(mut meter: Box<dyn EnergyMeter>) -> Result<Box<dyn EnergyMeter>, MeterError> {
     match meter.read().await {
         Ok(_) => Ok(meter),
-        Err(MeterError::Read { meter: name, why }) => {
-            Err(MeterError::Unavailable { meter: name, why })
-        }
+        Err(MeterError::Read { meter: name, why }) => Err(MeterError::Unavailable { meter: name, why }),
         Err(e) => Err(e),
     }
 }
@@ -309,17 +276,10 @@ mod tests {
     #[test]
     fn meter_specs_parse() {
         assert_eq!("auto".parse::<MeterSpec>().unwrap(), MeterSpec::Auto);
+        assert_eq!("nvidia-smi".parse::<MeterSpec>().unwrap(), MeterSpec::NvidiaSmi);
         assert_eq!(
-            "nvidia-smi".parse::<MeterSpec>().unwrap(),
-            MeterSpec::NvidiaSmi
-        );
-        assert_eq!(
-            "prometheus=http://127.0.0.1:9090"
-                .parse::<MeterSpec>()
-                .unwrap(),
-            MeterSpec::Prometheus {
-                url: "http://127.0.0.1:9090".into()
-            }
+            "prometheus=http://127.0.0.1:9090".parse::<MeterSpec>().unwrap(),
+            MeterSpec::Prometheus { url: "http://127.0.0.1:9090".into() }
         );
         for bad in ["prometheus", "prometheus=localhost:9090", "ipmi"] {
             let e = bad.parse::<MeterSpec>().unwrap_err().to_string();
@@ -344,17 +304,12 @@ mod tests {
         assert!(choice.meter.is_none());
         assert_eq!(choice.passed_over.len(), 3, "{choice:?}");
         assert!(
-            choice.reason.contains("nvml")
-                && choice.reason.contains("nvidia-smi")
-                && choice.reason.contains("rapl"),
+            choice.reason.contains("nvml") && choice.reason.contains("nvidia-smi") && choice.reason.contains("rapl"),
             "{}",
             choice.reason
         );
         // Asking for one explicitly is an error that says what is missing.
-        let e = open_meter(&MeterSpec::Nvml, &probe)
-            .await
-            .unwrap_err()
-            .to_string();
+        let e = open_meter(&MeterSpec::Nvml, &probe).await.unwrap_err().to_string();
         assert!(e.contains("nvml meter unavailable"), "{e}");
     }
 }

@@ -19,11 +19,7 @@ pub struct ModelledMeter {
 impl ModelledMeter {
     /// `label` names the model (`sim: 1x H100, llama-3-8b, vllm`).
     pub fn new(label: impl Into<String>, model: PowerModel) -> ModelledMeter {
-        ModelledMeter {
-            label: label.into(),
-            model,
-            start: Instant::now(),
-        }
+        ModelledMeter { label: label.into(), model, start: Instant::now() }
     }
 }
 
@@ -43,10 +39,7 @@ impl EnergyMeter for ModelledMeter {
     fn read(&mut self) -> MeterFuture<'_> {
         let w = (self.model)(self.start.elapsed());
         Box::pin(async move {
-            Ok(MeterReading {
-                power_w: Some(if w.is_finite() { w.max(0.0) } else { 0.0 }),
-                energy_j: None,
-            })
+            Ok(MeterReading { power_w: Some(if w.is_finite() { w.max(0.0) } else { 0.0 }), energy_j: None })
         })
     }
 }

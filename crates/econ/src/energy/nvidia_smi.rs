@@ -8,10 +8,7 @@ use super::{EnergyMeter, MeterError, MeterFuture, MeterKind, MeterReading};
 
 /// The arguments fleetbench passes; power only, integrated over time
 /// (the energy counter is not a stable CSV field across driver versions).
-pub const NVIDIA_SMI_ARGS: [&str; 2] = [
-    "--query-gpu=index,power.draw",
-    "--format=csv,noheader,nounits",
-];
+pub const NVIDIA_SMI_ARGS: [&str; 2] = ["--query-gpu=index,power.draw", "--format=csv,noheader,nounits"];
 
 pub struct NvidiaSmiMeter {
     command: PathBuf,
@@ -22,25 +19,20 @@ pub struct NvidiaSmiMeter {
 impl NvidiaSmiMeter {
     /// `command` is a name looked up on PATH (`nvidia-smi`) or a path.
     pub fn new(command: PathBuf, timeout: Duration) -> NvidiaSmiMeter {
-        NvidiaSmiMeter {
-            command,
-            timeout,
-            gpus: 0,
-        }
+        NvidiaSmiMeter { command, timeout, gpus: 0 }
     }
 
     async fn read_now(&mut self) -> Result<MeterReading, MeterError> {
         let cmd = self.command.display().to_string();
-        let run = tokio::process::Command::new(&self.command)
-            .args(NVIDIA_SMI_ARGS)
-            .kill_on_drop(true)
-            .output();
+        let run = tokio::process::Command::new(&self.command).args(NVIDIA_SMI_ARGS).kill_on_drop(true).output();
         let out = match tokio::time::timeout(self.timeout, run).await {
             Err(_) => return Err(read_err(format!("`{cmd}` took longer than {:?}", self.timeout))),
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(MeterError::Unavailable {
                     meter: "nvidia-smi",
-                    why: format!("`{cmd}` not found on PATH; install the NVIDIA driver utilities or pick another meter"),
+                    why: format!(
+                        "`{cmd}` not found on PATH; install the NVIDIA driver utilities or pick another meter"
+                    ),
                 })
             }
             Ok(Err(e)) => return Err(read_err(format!("cannot run `{cmd}`: {e}"))),
@@ -48,27 +40,17 @@ impl NvidiaSmiMeter {
         };
         if !out.status.success() {
             let stderr = String::from_utf8_lossy(&out.stderr);
-            return Err(read_err(format!(
-                "`{cmd}` exited with {}: {}",
-                out.status,
-                stderr.trim()
-            )));
+            return Err(read_err(format!("`{cmd}` exited with {}: {}", out.status, stderr.trim())));
         }
         let text = String::from_utf8_lossy(&out.stdout);
         let (power, gpus) = parse_power_csv(&text).map_err(read_err)?;
         self.gpus = gpus;
-        Ok(MeterReading {
-            power_w: Some(power),
-            energy_j: None,
-        })
+        Ok(MeterReading { power_w: Some(power), energy_j: None })
     }
 }
 
 fn read_err(why: String) -> MeterError {
-    MeterError::Read {
-        meter: "nvidia-smi",
-        why,
-    }
+    MeterError::Read { meter: "nvidia-smi", why }
 }
 
 /// Sums `index, power.draw` lines. A GPU reporting `[N/A]` makes the read
@@ -79,12 +61,9 @@ pub fn parse_power_csv(text: &str) -> Result<(f64, usize), String> {
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
         let mut fields = line.split(',').map(str::trim);
         let index = fields.next().unwrap_or("");
-        let power = fields
-            .next()
-            .ok_or_else(|| format!("expected `index, power.draw` but got '{line}'"))?;
-        let w: f64 = power.parse().map_err(|_| {
-            format!("GPU {index} reports power.draw '{power}', not a number of watts")
-        })?;
+        let power = fields.next().ok_or_else(|| format!("expected `index, power.draw` but got '{line}'"))?;
+        let w: f64 =
+            power.parse().map_err(|_| format!("GPU {index} reports power.draw '{power}', not a number of watts"))?;
         if !(w.is_finite() && w >= 0.0) {
             return Err(format!("GPU {index} reports an impossible power of {w} W"));
         }
@@ -122,10 +101,7 @@ mod tests {
 
     #[test]
     fn parses_and_rejects() {
-        assert_eq!(
-            parse_power_csv("0, 312.45\n1, 100.00\n").unwrap(),
-            (412.45, 2)
-        );
+        assert_eq!(parse_power_csv("0, 312.45\n1, 100.00\n").unwrap(), (412.45, 2));
         assert!(parse_power_csv("0, [N/A]\n").unwrap_err().contains("[N/A]"));
         assert!(parse_power_csv("").unwrap_err().contains("no GPUs"));
     }

@@ -21,34 +21,20 @@ impl NvmlMeter {
     pub fn open() -> Result<NvmlMeter, MeterError> {
         let unavailable = |why: String| MeterError::Unavailable { meter: "nvml", why };
         let nvml = Nvml::init().map_err(|e| {
-            unavailable(format!("cannot load the NVIDIA management library (libnvidia-ml.so): {e}; is the NVIDIA driver installed?"))
+            unavailable(format!(
+                "cannot load the NVIDIA management library (libnvidia-ml.so): {e}; is the NVIDIA driver installed?"
+            ))
         })?;
-        let count = nvml
-            .device_count()
-            .map_err(|e| unavailable(format!("cannot count GPUs: {e}")))?;
+        let count = nvml.device_count().map_err(|e| unavailable(format!("cannot count GPUs: {e}")))?;
         if count == 0 {
             return Err(unavailable("the library loaded but reports no GPUs".into()));
         }
-        let name = nvml
-            .device_by_index(0)
-            .and_then(|d| d.name())
-            .unwrap_or_else(|_| "unknown GPU".into());
-        let has_counter = (0..count).all(|i| {
-            nvml.device_by_index(i)
-                .and_then(|d| d.total_energy_consumption())
-                .is_ok()
-        });
-        let counters = has_counter.then(|| {
-            (0..count)
-                .map(|_| CounterUnwrap::new(CounterWrap::Modulo(1 << 64)))
-                .collect()
-        });
-        Ok(NvmlMeter {
-            nvml,
-            count,
-            name,
-            counters,
-        })
+        let name = nvml.device_by_index(0).and_then(|d| d.name()).unwrap_or_else(|_| "unknown GPU".into());
+        let has_counter =
+            (0..count).all(|i| nvml.device_by_index(i).and_then(|d| d.total_energy_consumption()).is_ok());
+        let counters =
+            has_counter.then(|| (0..count).map(|_| CounterUnwrap::new(CounterWrap::Modulo(1 << 64))).collect());
+        Ok(NvmlMeter { nvml, count, name, counters })
     }
 
     fn read_now(&mut self) -> Result<MeterReading, MeterError> {
@@ -56,18 +42,10 @@ impl NvmlMeter {
         let mut power_mw: u64 = 0;
         let mut energy_mj: u64 = 0;
         for i in 0..self.count {
-            let dev = self
-                .nvml
-                .device_by_index(i)
-                .map_err(|e| failed(format!("GPU {i}: {e}")))?;
-            power_mw += u64::from(
-                dev.power_usage()
-                    .map_err(|e| failed(format!("GPU {i} power: {e}")))?,
-            );
+            let dev = self.nvml.device_by_index(i).map_err(|e| failed(format!("GPU {i}: {e}")))?;
+            power_mw += u64::from(dev.power_usage().map_err(|e| failed(format!("GPU {i} power: {e}")))?);
             if let Some(counters) = self.counters.as_mut() {
-                let raw = dev
-                    .total_energy_consumption()
-                    .map_err(|e| failed(format!("GPU {i} energy counter: {e}")))?;
+                let raw = dev.total_energy_consumption().map_err(|e| failed(format!("GPU {i} energy counter: {e}")))?;
                 energy_mj += counters[i as usize].push(raw);
             }
         }
@@ -89,11 +67,7 @@ impl EnergyMeter for NvmlMeter {
             self.count,
             if self.count == 1 { "" } else { "s" },
             self.name,
-            if self.counters.is_some() {
-                "energy counter"
-            } else {
-                "power samples"
-            }
+            if self.counters.is_some() { "energy counter" } else { "power samples" }
         )
     }
 

@@ -44,26 +44,19 @@ struct VectorSample {
 impl PrometheusMeter {
     /// `base` is the server (`http://127.0.0.1:9090`); `selector` adds label
     /// matchers to both queries (`{Hostname="gpu7"}`, or empty for all).
-    pub fn new(
-        base: &str,
-        selector: &str,
-        timeout: Duration,
-    ) -> Result<PrometheusMeter, MeterError> {
+    pub fn new(base: &str, selector: &str, timeout: Duration) -> Result<PrometheusMeter, MeterError> {
         let selector = selector.trim();
-        if !selector.is_empty() && !(selector.starts_with('{') && selector.ends_with('}')) {
+        let braced = selector.starts_with('{') && selector.ends_with('}');
+        if !selector.is_empty() && !braced {
             return Err(MeterError::Spec {
                 input: selector.into(),
-                why: "a Prometheus selector is label matchers in braces, e.g. {Hostname=\"gpu7\"}"
-                    .into(),
+                why: "a Prometheus selector is label matchers in braces, e.g. {Hostname=\"gpu7\"}".into(),
             });
         }
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .build()
-            .map_err(|e| MeterError::Unavailable {
-                meter: "prometheus",
-                why: format!("cannot build an HTTP client: {e}"),
-            })?;
+        let client = reqwest::Client::builder().timeout(timeout).build().map_err(|e| MeterError::Unavailable {
+            meter: "prometheus",
+            why: format!("cannot build an HTTP client: {e}"),
+        })?;
         Ok(PrometheusMeter {
             base: base.trim_end_matches('/').to_string(),
             selector: selector.to_string(),
@@ -84,29 +77,16 @@ impl PrometheusMeter {
             .await
             .map_err(|e| read_err(format!("cannot reach {url}: {e}")))?;
         let status = resp.status();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| read_err(format!("reading the answer of {url}: {e}")))?;
+        let bytes = resp.bytes().await.map_err(|e| read_err(format!("reading the answer of {url}: {e}")))?;
         let body: QueryResponse = serde_json::from_slice(&bytes).map_err(|e| {
-            read_err(format!(
-                "{url} answered {status} with a body that is not a Prometheus query result: {e}"
-            ))
+            read_err(format!("{url} answered {status} with a body that is not a Prometheus query result: {e}"))
         })?;
         if body.status != "success" {
-            return Err(read_err(format!(
-                "query {q} failed: {}",
-                body.error.unwrap_or(body.status)
-            )));
+            return Err(read_err(format!("query {q} failed: {}", body.error.unwrap_or(body.status))));
         }
-        let data = body
-            .data
-            .ok_or_else(|| read_err(format!("query {q}: success without data")))?;
+        let data = body.data.ok_or_else(|| read_err(format!("query {q}: success without data")))?;
         if data.result_type != "vector" {
-            return Err(read_err(format!(
-                "query {q} gave a {}, expected an instant vector",
-                data.result_type
-            )));
+            return Err(read_err(format!("query {q} gave a {}, expected an instant vector", data.result_type)));
         }
         Ok(data.result)
     }
@@ -129,10 +109,7 @@ impl PrometheusMeter {
         for s in &energy {
             let v = parse_value(&s.value.1)?;
             let key = series_key(&s.metric);
-            let counter = self
-                .counters
-                .entry(key)
-                .or_insert_with(|| CounterUnwrap::new(CounterWrap::ResetOnDecrease));
+            let counter = self.counters.entry(key).or_insert_with(|| CounterUnwrap::new(CounterWrap::ResetOnDecrease));
             energy_mj += counter.push(v.round() as u64);
         }
         self.series = energy.len().max(power.len());
@@ -144,15 +121,11 @@ impl PrometheusMeter {
 }
 
 fn parse_value(v: &str) -> Result<f64, MeterError> {
-    let x: f64 = v
-        .parse()
-        .map_err(|_| read_err(format!("sample value '{v}' is not a number")))?;
+    let x: f64 = v.parse().map_err(|_| read_err(format!("sample value '{v}' is not a number")))?;
     if x.is_finite() && x >= 0.0 {
         Ok(x)
     } else {
-        Err(read_err(format!(
-            "sample value {x} is not a finite, non-negative number"
-        )))
+        Err(read_err(format!("sample value {x} is not a finite, non-negative number")))
     }
 }
 
@@ -166,10 +139,7 @@ fn series_key(labels: &BTreeMap<String, String>) -> String {
 }
 
 fn read_err(why: String) -> MeterError {
-    MeterError::Read {
-        meter: "prometheus",
-        why,
-    }
+    MeterError::Read { meter: "prometheus", why }
 }
 
 impl EnergyMeter for PrometheusMeter {
@@ -178,10 +148,7 @@ impl EnergyMeter for PrometheusMeter {
     }
 
     fn description(&self) -> String {
-        format!(
-            "Prometheus DCGM ({}{}), {} GPU series",
-            self.base, self.selector, self.series
-        )
+        format!("Prometheus DCGM ({}{}), {} GPU series", self.base, self.selector, self.series)
     }
 
     fn read(&mut self) -> MeterFuture<'_> {

@@ -27,28 +27,21 @@ impl RaplMeter {
     pub fn open(root: &Path) -> Result<RaplMeter, MeterError> {
         let unavailable = |why: String| MeterError::Unavailable { meter: "rapl", why };
         let entries = std::fs::read_dir(root).map_err(|e| {
-            unavailable(format!(
-                "cannot list {}: {e}; this kernel exposes no powercap RAPL",
-                root.display()
-            ))
+            unavailable(format!("cannot list {}: {e}; this kernel exposes no powercap RAPL", root.display()))
         })?;
         let mut dirs: Vec<PathBuf> = entries
             .filter_map(Result::ok)
             .filter(|e| {
                 let n = e.file_name();
                 let n = n.to_string_lossy();
-                n.strip_prefix("intel-rapl:").is_some_and(|rest| {
-                    !rest.is_empty() && rest.chars().all(|c| c.is_ascii_digit())
-                })
+                n.strip_prefix("intel-rapl:")
+                    .is_some_and(|rest| !rest.is_empty() && rest.chars().all(|c| c.is_ascii_digit()))
             })
             .map(|e| e.path())
             .collect();
         dirs.sort();
         if dirs.is_empty() {
-            return Err(unavailable(format!(
-                "no intel-rapl:N zones under {}",
-                root.display()
-            )));
+            return Err(unavailable(format!("no intel-rapl:N zones under {}", root.display())));
         }
         let mut zones = Vec::new();
         for dir in dirs {
@@ -56,34 +49,19 @@ impl RaplMeter {
             read_u64(&dir.join("energy_uj")).map_err(unavailable)?;
             let name = std::fs::read_to_string(dir.join("name"))
                 .map(|s| s.trim().to_string())
-                .unwrap_or_else(|_| {
-                    dir.file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default()
-                });
-            zones.push(Zone {
-                dir,
-                name,
-                counter: CounterUnwrap::new(CounterWrap::Modulo(u128::from(max))),
-            });
+                .unwrap_or_else(|_| dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+            zones.push(Zone { dir, name, counter: CounterUnwrap::new(CounterWrap::Modulo(u128::from(max))) });
         }
-        Ok(RaplMeter {
-            root: root.to_path_buf(),
-            zones,
-        })
+        Ok(RaplMeter { root: root.to_path_buf(), zones })
     }
 
     fn read_now(&mut self) -> Result<MeterReading, MeterError> {
         let mut total_uj: u64 = 0;
         for z in &mut self.zones {
-            let raw = read_u64(&z.dir.join("energy_uj"))
-                .map_err(|why| MeterError::Read { meter: "rapl", why })?;
+            let raw = read_u64(&z.dir.join("energy_uj")).map_err(|why| MeterError::Read { meter: "rapl", why })?;
             total_uj += z.counter.push(raw);
         }
-        Ok(MeterReading {
-            power_w: None,
-            energy_j: Some(total_uj as f64 / 1e6),
-        })
+        Ok(MeterReading { power_w: None, energy_j: Some(total_uj as f64 / 1e6) })
     }
 }
 
@@ -95,13 +73,7 @@ fn read_u64(path: &Path) -> Result<u64, String> {
             format!("cannot read {}: {e}", path.display())
         }
     })?;
-    text.trim().parse().map_err(|_| {
-        format!(
-            "{} holds '{}', not a whole number",
-            path.display(),
-            text.trim()
-        )
-    })
+    text.trim().parse().map_err(|_| format!("{} holds '{}', not a whole number", path.display(), text.trim()))
 }
 
 impl EnergyMeter for RaplMeter {

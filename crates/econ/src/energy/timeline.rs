@@ -57,12 +57,7 @@ pub struct EnergyEstimate {
 }
 
 impl EnergyTimeline {
-    pub fn new(
-        meter: MeterKind,
-        description: String,
-        provenance: Provenance,
-        interval_s: f64,
-    ) -> Self {
+    pub fn new(meter: MeterKind, description: String, provenance: Provenance, interval_s: f64) -> Self {
         EnergyTimeline {
             meter,
             description,
@@ -84,24 +79,16 @@ impl EnergyTimeline {
     /// energy counter when samples carry one across the window, else the
     /// trapezoid rule over power. `None` when nothing usable overlaps.
     pub fn energy_between(&self, t0: f64, t1: f64, max_gap_s: f64) -> Option<EnergyEstimate> {
-        if !(t1 > t0) {
+        if !greater(t1, t0) {
             return None;
         }
-        let counter: Vec<(f64, f64)> = self
-            .samples
-            .iter()
-            .filter_map(|s| s.energy_j.map(|e| (s.at_s, e)))
-            .collect();
+        let counter: Vec<(f64, f64)> = self.samples.iter().filter_map(|s| s.energy_j.map(|e| (s.at_s, e))).collect();
         if counter.len() >= 2 {
             if let Some(est) = integrate(&counter, t0, t1, max_gap_s, Mode::Counter) {
                 return Some(est);
             }
         }
-        let power: Vec<(f64, f64)> = self
-            .samples
-            .iter()
-            .filter_map(|s| s.power_w.map(|p| (s.at_s, p)))
-            .collect();
+        let power: Vec<(f64, f64)> = self.samples.iter().filter_map(|s| s.power_w.map(|p| (s.at_s, p))).collect();
         integrate(&power, t0, t1, max_gap_s, Mode::Trapezoid)
     }
 
@@ -125,19 +112,13 @@ enum Mode {
 
 /// `points` are (time, value) sorted by time; value is cumulative energy
 /// (Counter) or power (Trapezoid).
-fn integrate(
-    points: &[(f64, f64)],
-    t0: f64,
-    t1: f64,
-    max_gap_s: f64,
-    mode: Mode,
-) -> Option<EnergyEstimate> {
+fn integrate(points: &[(f64, f64)], t0: f64, t1: f64, max_gap_s: f64, mode: Mode) -> Option<EnergyEstimate> {
     let first = points.first()?.0;
     let last = points.last()?.0;
     let a = t0.max(first);
     let b = t1.min(last);
     let window = t1 - t0;
-    if points.len() < 2 || !(b > a) {
+    if points.len() < 2 || !greater(b, a) {
         return None;
     }
     let mut joules = 0.0;
@@ -146,12 +127,12 @@ fn integrate(
         let (ta, va) = pair[0];
         let (tb, vb) = pair[1];
         let dt = tb - ta;
-        if !(dt > 0.0) {
+        if !greater(dt, 0.0) {
             continue;
         }
         let lo = ta.max(a);
         let hi = tb.min(b);
-        if !(hi > lo) {
+        if !greater(hi, lo) {
             continue;
         }
         let at = |t: f64| va + (vb - va) * (t - ta) / dt;
@@ -176,6 +157,11 @@ fn integrate(
     })
 }
 
+/// `a > b`, false when either is NaN.
+fn greater(a: f64, b: f64) -> bool {
+    a.partial_cmp(&b) == Some(std::cmp::Ordering::Greater)
+}
+
 /// Unfolds a raw monotonic counter into a running total across wraps and
 /// resets. Integer arithmetic, so a 64-bit millijoule counter stays exact.
 #[derive(Debug, Clone, PartialEq)]
@@ -198,11 +184,7 @@ pub enum CounterWrap {
 
 impl CounterUnwrap {
     pub fn new(wrap: CounterWrap) -> Self {
-        CounterUnwrap {
-            wrap,
-            last: None,
-            total: 0,
-        }
+        CounterUnwrap { wrap, last: None, total: 0 }
     }
 
     /// Feeds one raw reading; returns the total counted since the first.
@@ -254,6 +236,14 @@ pub struct TokenWindow {
     pub output_tokens: u64,
 }
 
+impl TokenWindow {
+    /// The steady-state window of a run's metrics (run-clock seconds, so the
+    /// sampler must have been started with the run clock's epoch as origin).
+    pub fn from_steady_state(ss: &fleetbench_core::metrics::SteadyState) -> TokenWindow {
+        TokenWindow { start_s: ss.start, end_s: ss.end, output_tokens: ss.output_tokens.round().max(0.0) as u64 }
+    }
+}
+
 /// The energy block of a run report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EnergyReport {
@@ -300,10 +290,7 @@ pub fn energy_report(
     };
     let whole = per_window(whole_run);
     let steady = steady_state.and_then(per_window);
-    let headline = steady
-        .or(whole)
-        .map(|w| w.net_j_per_token)
-        .filter(|v| v.is_finite());
+    let headline = steady.or(whole).map(|w| w.net_j_per_token).filter(|v| v.is_finite());
     EnergyReport {
         meter: timeline.meter,
         description: timeline.description.clone(),
@@ -320,32 +307,19 @@ mod tests {
     use super::*;
 
     fn timeline(samples: Vec<EnergySample>) -> EnergyTimeline {
-        let mut t = EnergyTimeline::new(
-            MeterKind::Modelled,
-            "test".into(),
-            Provenance::Modelled,
-            1.0,
-        );
+        let mut t = EnergyTimeline::new(MeterKind::Modelled, "test".into(), Provenance::Modelled, 1.0);
         t.samples = samples;
         t
     }
 
     fn p(at_s: f64, w: f64) -> EnergySample {
-        EnergySample {
-            at_s,
-            power_w: Some(w),
-            energy_j: None,
-        }
+        EnergySample { at_s, power_w: Some(w), energy_j: None }
     }
 
     #[test]
     fn trapezoid_over_a_ramp_is_exact() {
         // Power ramps 100 → 300 W over 0..4 s: area = 4 × 200 = 800 J.
-        let t = timeline(
-            (0..=4)
-                .map(|i| p(i as f64, 100.0 + 50.0 * i as f64))
-                .collect(),
-        );
+        let t = timeline((0..=4).map(|i| p(i as f64, 100.0 + 50.0 * i as f64)).collect());
         let e = t.energy_between(0.0, 4.0, 2.5).unwrap();
         assert!((e.joules - 800.0).abs() < 1e-9);
         assert_eq!(e.method, IntegrationMethod::PowerTrapezoid);
@@ -361,15 +335,8 @@ mod tests {
     fn gaps_are_bridged_and_reported() {
         // 100 W at 0, 1, 2 s; the meter misses 3..6; 100 W again at 7, 8.
         // Square pulse of power 500 W at 3 would be lost; linear bridge is 100 W.
-        let mut s: Vec<_> = [0.0, 1.0, 2.0, 7.0, 8.0]
-            .iter()
-            .map(|&t| p(t, 100.0))
-            .collect();
-        s.push(EnergySample {
-            at_s: 4.0,
-            power_w: None,
-            energy_j: None,
-        }); // a failed read
+        let mut s: Vec<_> = [0.0, 1.0, 2.0, 7.0, 8.0].iter().map(|&t| p(t, 100.0)).collect();
+        s.push(EnergySample { at_s: 4.0, power_w: None, energy_j: None }); // a failed read
         s.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
         let t = timeline(s);
         let e = t.energy_between(0.0, 8.0, 2.5).unwrap();
@@ -393,11 +360,7 @@ mod tests {
         let samples = totals
             .iter()
             .enumerate()
-            .map(|(i, &mj)| EnergySample {
-                at_s: i as f64,
-                power_w: Some(1.0),
-                energy_j: Some(mj as f64 / 1000.0),
-            })
+            .map(|(i, &mj)| EnergySample { at_s: i as f64, power_w: Some(1.0), energy_j: Some(mj as f64 / 1000.0) })
             .collect();
         let t = timeline(samples);
         let e = t.energy_between(0.0, 3.0, 2.5).unwrap();
@@ -427,16 +390,8 @@ mod tests {
         let r = energy_report(
             &t,
             Some(50.0),
-            TokenWindow {
-                start_s: 0.0,
-                end_s: 10.0,
-                output_tokens: 1000,
-            },
-            Some(TokenWindow {
-                start_s: 2.0,
-                end_s: 8.0,
-                output_tokens: 800,
-            }),
+            TokenWindow { start_s: 0.0, end_s: 10.0, output_tokens: 1000 },
+            Some(TokenWindow { start_s: 2.0, end_s: 8.0, output_tokens: 800 }),
         );
         let whole = r.whole_run.unwrap();
         assert!((whole.joules - 2500.0).abs() < 1e-9);

@@ -69,7 +69,7 @@ pub struct PlanArgs {
 pub async fn run(args: CostArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     match args.command {
         CostCommand::Presets => {
-            print!("{PRESET_SHEET_TOML}");
+            emit(PRESET_SHEET_TOML)?;
             Ok(ExitCode::SUCCESS)
         }
         CostCommand::Plan(a) => plan(a, ctx),
@@ -100,26 +100,33 @@ fn plan(a: PlanArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     };
     let plan = plan_batch_job(&job, &sheet.backends, &sheet.origin, &throughputs)?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&plan.to_json())?);
+        emit(&format!("{}\n", serde_json::to_string_pretty(&plan.to_json())?))?;
     } else if a.md {
-        print!("{}", plan.to_markdown());
+        emit(&plan.to_markdown())?;
     } else {
-        print!("{}", plan.to_text());
+        let mut text = plan.to_text();
         if let Some(note) = &sheet.note {
-            println!("\nNote from the sheet{}: {note}", sheet.as_of.as_ref().map(|d| format!(" ({d})")).unwrap_or_default());
+            let date = sheet.as_of.as_ref().map(|d| format!(" ({d})")).unwrap_or_default();
+            text.push_str(&format!("\nNote from the sheet{date}: {note}\n"));
         }
+        emit(&text)?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// Writes to stdout; a closed pipe (`| head`) ends output quietly.
+fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
 /// Names of the rented and owned entries of a sheet.
 fn self_hosted(sheet: &PriceSheet) -> Vec<String> {
-    sheet
-        .backends
-        .iter()
-        .filter(|b| b.kind() != PriceKind::Api)
-        .map(|b| b.name.clone())
-        .collect()
+    sheet.backends.iter().filter(|b| b.kind() != PriceKind::Api).map(|b| b.name.clone()).collect()
 }
 
 fn check_self_hosted(sheet: &PriceSheet, name: &str, flag: &str) -> anyhow::Result<()> {
@@ -144,9 +151,9 @@ fn throughput_from_run(
         }
         None => (self_hosted(sheet), spec.trim()),
     };
-    let id: i64 = id_text
-        .parse()
-        .map_err(|_| anyhow::anyhow!("--throughput-from '{spec}': '{id_text}' is not a run id (see `fleetbench runs list`)"))?;
+    let id: i64 = id_text.parse().map_err(|_| {
+        anyhow::anyhow!("--throughput-from '{spec}': '{id_text}' is not a run id (see `fleetbench runs list`)")
+    })?;
     if names.is_empty() {
         bail!("--throughput-from {spec}: the price sheet has no rented or owned backend to apply it to");
     }
@@ -168,15 +175,7 @@ fn throughput_from_run(
     let source = format!("run {id}: {} on {}", run.meta.model, run.meta.backend_url);
     Ok(names
         .into_iter()
-        .map(|n| {
-            (
-                n,
-                ThroughputInput {
-                    throughput: Throughput::OutputTokensPerS(tps),
-                    source: source.clone(),
-                },
-            )
-        })
+        .map(|n| (n, ThroughputInput { throughput: Throughput::OutputTokensPerS(tps), source: source.clone() }))
         .collect())
 }
 
@@ -202,10 +201,9 @@ fn throughput_from_sim(
             .ok_or_else(|| anyhow::anyhow!("--simulate '{spec}': '{pair}' is not KEY=VALUE; {usage}"))?;
         let v = v.trim();
         let number = |what: &str| -> anyhow::Result<u32> {
-            v.parse::<u32>()
-                .ok()
-                .filter(|n| *n >= 1)
-                .ok_or_else(|| anyhow::anyhow!("--simulate '{spec}': {what} must be a whole number of at least 1, not '{v}'"))
+            v.parse::<u32>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                anyhow::anyhow!("--simulate '{spec}': {what} must be a whole number of at least 1, not '{v}'")
+            })
         };
         match k.trim() {
             "gpu" => gpu = Some(v.to_string()),
@@ -217,7 +215,9 @@ fn throughput_from_sim(
             other => bail!("--simulate '{spec}': unknown key '{other}'; {usage}"),
         }
     }
-    d.gpu = gpu.ok_or_else(|| anyhow::anyhow!("--simulate '{spec}': gpu= is required; {usage} (see `fleetbench sim` for the catalog)"))?;
+    d.gpu = gpu.ok_or_else(|| {
+        anyhow::anyhow!("--simulate '{spec}': gpu= is required; {usage} (see `fleetbench sim` for the catalog)")
+    })?;
     d.model = model.ok_or_else(|| anyhow::anyhow!("--simulate '{spec}': model= is required; {usage}"))?;
     let catalog = fleetbench_sim::Catalog::embedded()?;
     let deployment = fleetbench_sim::Deployment::resolve(&catalog, &d)?;

@@ -95,7 +95,7 @@ pub async fn run(args: EnergyArgs, _ctx: &Context) -> anyhow::Result<ExitCode> {
     match args.command {
         EnergyCommand::Account(a) => account_cmd(a),
         EnergyCommand::Presets => {
-            print!("{SUPPLY_PRESETS_TOML}");
+            emit(SUPPLY_PRESETS_TOML)?;
             Ok(ExitCode::SUCCESS)
         }
         EnergyCommand::Meter(m) => meter_cmd(m).await,
@@ -131,14 +131,15 @@ fn account_cmd(a: AccountArgs) -> anyhow::Result<ExitCode> {
     };
     let result = account(inputs)?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&result)?);
+        emit(&format!("{}\n", serde_json::to_string_pretty(&result)?))?;
     } else if a.md {
-        print!("{}", result.to_markdown());
+        emit(&result.to_markdown())?;
     } else {
         let i = &result.inputs;
-        println!("Inputs: supply {}, PUE {}, T&D loss {}, heat rate {} BTU/kWh", i.supply, i.pue, i.td_loss, i.heat_rate_btu_per_kwh);
-        println!("Source: {}", i.source);
-        println!();
+        let mut text = format!(
+            "Inputs: supply {}, PUE {}, T&D loss {}, heat rate {} BTU/kWh\nSource: {}\n\n",
+            i.supply, i.pue, i.td_loss, i.heat_rate_btu_per_kwh, i.source
+        );
         let rows = [
             ("IT energy", result.it_kwh, result.per_million_tokens.map(|p| p.it_kwh), "kWh"),
             ("facility", result.facility_kwh, result.per_million_tokens.map(|p| p.facility_kwh), "kWh"),
@@ -148,13 +149,24 @@ fn account_cmd(a: AccountArgs) -> anyhow::Result<ExitCode> {
             ("CO2", result.co2_kg, result.per_million_tokens.map(|p| p.co2_kg), "kg"),
         ];
         for (label, total, per_m, unit) in rows {
-            match per_m {
-                Some(p) => println!("  {label:<14} {total:>12.4} {unit:<3}   {p:>12.4} {unit} per million tokens"),
-                None => println!("  {label:<14} {total:>12.4} {unit}"),
-            }
+            text.push_str(&match per_m {
+                Some(p) => format!("  {label:<14} {total:>12.4} {unit:<3}   {p:>12.4} {unit} per million tokens\n"),
+                None => format!("  {label:<14} {total:>12.4} {unit}\n"),
+            });
         }
+        emit(&text)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes to stdout; a closed pipe (`| head`) ends output quietly.
+fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 async fn meter_cmd(m: MeterArgs) -> anyhow::Result<ExitCode> {
@@ -186,17 +198,23 @@ async fn meter_cmd(m: MeterArgs) -> anyhow::Result<ExitCode> {
             "mean_power_w": mean,
             "timeline": timeline,
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        emit(&format!("{}\n", serde_json::to_string_pretty(&out)?))?;
     } else {
-        println!("meter: {} ({:?})", timeline.description, timeline.provenance);
-        println!("samples: {} ({} failed reads)", timeline.samples.len(), timeline.failed_reads);
-        match mean {
-            Some(w) => println!("mean power: {w:.1} W"),
-            None => println!("mean power: not enough samples"),
-        }
+        let mut text = format!(
+            "meter: {} ({:?})\nsamples: {} ({} failed reads)\n",
+            timeline.description,
+            timeline.provenance,
+            timeline.samples.len(),
+            timeline.failed_reads
+        );
+        text.push_str(&match mean {
+            Some(w) => format!("mean power: {w:.1} W\n"),
+            None => "mean power: not enough samples\n".to_string(),
+        });
         if let Some(e) = &timeline.last_error {
-            println!("last error: {e}");
+            text.push_str(&format!("last error: {e}\n"));
         }
+        emit(&text)?;
     }
     Ok(ExitCode::SUCCESS)
 }

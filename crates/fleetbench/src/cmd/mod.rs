@@ -1,14 +1,18 @@
 //! The command-line interface: one module per subcommand.
 
 pub mod aiops;
+pub mod compare;
 pub mod cost;
 pub mod dash;
+pub mod demo;
 pub mod energy;
+pub mod import;
 pub mod report;
 pub mod run;
 pub mod runs;
 pub mod selftest;
 pub mod sim;
+pub mod sweep;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,8 +44,16 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// The whole tool offline: simulated GPUs, real load engine, comparison and report.
+    Demo(demo::DemoArgs),
     /// Measure one backend: closed-loop agents or open-loop arrivals, exact TTFT/TPOT/ITL/E2EL.
     Run(run::RunArgs),
+    /// Measure a backend at several concurrency levels or rates, or find its cliff with `auto`.
+    Sweep(sweep::SweepArgs),
+    /// Is run B different from run A? Per-figure significance and effect size.
+    Compare(compare::CompareArgs),
+    /// Import results published by other tools (the Local LLM Bench CSV).
+    Import(import::ImportArgs),
     /// Stored runs: list, show, export.
     Runs(runs::RunsArgs),
     /// Measure fleetbench's own client against an in-process zero-delay server.
@@ -63,8 +75,12 @@ pub enum Command {
 pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let ctx = Context::new(cli.db, cli.quiet);
     match cli.command {
+        Command::Demo(a) => demo::run(a, &ctx).await,
         Command::Run(a) => run::run(a, &ctx).await,
         Command::Runs(a) => runs::run(a, &ctx).await,
+        Command::Sweep(a) => sweep::run(a, &ctx).await,
+        Command::Compare(a) => compare::run(a, &ctx).await,
+        Command::Import(a) => import::run(a, &ctx).await,
         Command::Selftest(a) => selftest::run(a, &ctx).await,
         Command::Sim(a) => sim::run(a, &ctx).await,
         Command::Aiops(a) => aiops::run(a, &ctx).await,

@@ -96,9 +96,9 @@ impl BackendArgs {
         let api: ApiKind = self.api.into();
         let mut cfg = ClientConfig::new(self.url.clone(), api, self.model.clone());
         cfg.api_key = match (&self.api_key_file, &self.api_key_env) {
-            (Some(path), _) => Some(
-                ApiKey::from_file(path).with_context(|| format!("reading the API key file {}", path.display()))?,
-            ),
+            (Some(path), _) => {
+                Some(ApiKey::from_file(path).with_context(|| format!("reading the API key file {}", path.display()))?)
+            }
             (None, Some(var)) => {
                 let key = ApiKey::from_env(var);
                 if key.is_none() {
@@ -169,11 +169,7 @@ pub struct SloArgs {
 
 impl SloArgs {
     pub fn slo(&self) -> Slo {
-        Slo {
-            ttft_ms: self.slo_ttft,
-            tpot_ms: self.slo_tpot,
-            e2el_ms: self.slo_e2el,
-        }
+        Slo { ttft_ms: self.slo_ttft, tpot_ms: self.slo_tpot, e2el_ms: self.slo_e2el }
     }
 }
 
@@ -257,15 +253,9 @@ impl RunArgs {
                 let arrival = match self.arrival {
                     ArrivalArg::Poisson => Arrival::Poisson,
                     ArrivalArg::Constant => Arrival::Constant,
-                    ArrivalArg::Gamma => Arrival::Gamma {
-                        burstiness: self.burstiness,
-                    },
+                    ArrivalArg::Gamma => Arrival::Gamma { burstiness: self.burstiness },
                 };
-                Ok(Schedule::Open {
-                    rate: r,
-                    arrival,
-                    max_concurrency: self.max_concurrency,
-                })
+                Ok(Schedule::Open { rate: r, arrival, max_concurrency: self.max_concurrency })
             }
             (None, None) => Ok(Schedule::Closed { concurrency: 1 }),
             (Some(_), Some(_)) => bail!("give either --concurrency (closed loop) or --rate (open loop), not both"),
@@ -293,10 +283,7 @@ pub async fn run(args: RunArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     };
     let plan = RunPlan {
         schedule,
-        stop: StopCondition {
-            requests,
-            duration: args.duration,
-        },
+        stop: StopCondition { requests, duration: args.duration },
         warmup: args.warmup,
         sampling: args.sampling.sampling(),
         seed: args.sampling.seed,
@@ -318,21 +305,13 @@ pub async fn run(args: RunArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
             config["concurrency"] = concurrency.into();
             config["max_concurrency"] = concurrency.into();
         }
-        Schedule::Open {
-            rate, max_concurrency, ..
-        } => {
+        Schedule::Open { rate, max_concurrency, .. } => {
             config["request_rate"] = rate.into();
             config["burstiness"] = args.burstiness.into();
             config["max_concurrency"] = serde_json::json!(max_concurrency);
         }
     }
-    let meta = measure::new_meta(
-        &client,
-        workload.describe(),
-        schedule.describe(),
-        config,
-        None,
-    );
+    let meta = measure::new_meta(&client, workload.describe(), schedule.describe(), config, None);
     let store = Store::open(&ctx.db_path)?;
     let outcome = measure::measure(
         &store,
@@ -341,9 +320,12 @@ pub async fn run(args: RunArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         &plan,
         &client,
         workload,
-        &args.slo.slo(),
-        args.max_error_rate,
-        ctx.quiet,
+        &measure::MeasureOptions {
+            slo: args.slo.slo(),
+            max_error_rate: args.max_error_rate,
+            quiet: ctx.quiet,
+            time_scale: 1.0,
+        },
     )
     .await?;
     report(&args, &outcome)?;
@@ -410,4 +392,3 @@ pub fn command_line() -> String {
         .collect::<Vec<_>>()
         .join(" ")
 }
-

@@ -96,12 +96,7 @@ pub fn load(
 ) -> anyhow::Result<(fleetbench_core::RunMeta, RunMetrics, Vec<fleetbench_core::RequestRecord>)> {
     let run = store.run(id)?;
     let records = store.records(id)?;
-    let slo: Slo = run
-        .meta
-        .config
-        .get("slo")
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
-        .unwrap_or_default();
+    let slo: Slo = run.meta.config.get("slo").and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default();
     let target = run.meta.config.get("concurrency").and_then(|v| v.as_u64()).map(|c| c as u32);
     let metrics = RunMetrics::compute(&records, &slo, target);
     Ok((run.meta, metrics, records))
@@ -148,11 +143,8 @@ fn list(store: &Store, limit: usize) -> anyhow::Result<ExitCode> {
         }
     }
     for r in &rows {
-        let line: Vec<String> = r
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count())))
-            .collect();
+        let line: Vec<String> =
+            r.iter().zip(widths).map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count()))).collect();
         println!("{}", line.join("  ").trim_end());
     }
     Ok(ExitCode::SUCCESS)

@@ -65,7 +65,9 @@ pub struct SelftestReport {
     pub client_cpu_s_per_1000_tokens: f64,
     pub client_cpu_utilisation: f64,
     pub added_latency_p50_ms: Option<f64>,
+    pub added_latency_p90_ms: Option<f64>,
     pub added_latency_p99_ms: Option<f64>,
+    pub added_latency_max_ms: Option<f64>,
 }
 
 #[derive(Default)]
@@ -80,11 +82,7 @@ struct ServerState {
 
 pub async fn run(args: SelftestArgs, _ctx: &Context) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.streams > 0 && args.tokens > 0, "--streams and --tokens must be at least 1");
-    let state = Arc::new(ServerState {
-        tokens: args.tokens,
-        itl: args.itl,
-        ..Default::default()
-    });
+    let state = Arc::new(ServerState { tokens: args.tokens, itl: args.itl, ..Default::default() });
     let addr = start_server(state.clone())?;
     if !args.json {
         eprintln!(
@@ -139,7 +137,9 @@ pub async fn run(args: SelftestArgs, _ctx: &Context) -> anyhow::Result<ExitCode>
         client_cpu_s_per_1000_tokens: if tokens > 0 { cpu / tokens as f64 * 1000.0 } else { 0.0 },
         client_cpu_utilisation: cpu / wall,
         added_latency_p50_ms: percentile(&added, 50.0),
+        added_latency_p90_ms: percentile(&added, 90.0),
         added_latency_p99_ms: percentile(&added, 99.0),
+        added_latency_max_ms: percentile(&added, 100.0),
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -150,7 +150,11 @@ pub async fn run(args: SelftestArgs, _ctx: &Context) -> anyhow::Result<ExitCode>
 }
 
 fn print_report(r: &SelftestReport) {
-    println!("streams in flight      {} (server saw {})", r.max_streams_in_flight, r.server_max_in_flight);
+    if r.server_itl_ms > 0.0 {
+        println!("streams in flight      {} (server saw {})", r.max_streams_in_flight, r.server_max_in_flight);
+    } else {
+        println!("streams in flight      {}", r.max_streams_in_flight);
+    }
     println!("requests               {} completed, {} failed in {:.1} s", r.completed, r.failed, r.wall_s);
     println!("streamed tokens        {} = {:.0} tokens/s on one client thread", r.streamed_tokens, r.tokens_per_s);
     println!(
@@ -159,19 +163,25 @@ fn print_report(r: &SelftestReport) {
         r.client_cpu_utilisation * 100.0,
         r.client_cpu_s_per_1000_tokens
     );
-    if let (Some(p50), Some(p99)) = (r.added_latency_p50_ms, r.added_latency_p99_ms) {
-        println!("added latency / token  p50 {p50:.3} ms, p99 {p99:.3} ms (server write to client timestamp)");
+    if let (Some(p50), Some(p90), Some(p99), Some(max)) =
+        (r.added_latency_p50_ms, r.added_latency_p90_ms, r.added_latency_p99_ms, r.added_latency_max_ms)
+    {
+        println!(
+            "added latency / token  p50 {p50:.3} ms, p90 {p90:.3} ms, p99 {p99:.3} ms, max {max:.1} ms \
+             (server hands the token to HTTP -> client timestamp)"
+        );
     }
 }
 
-async fn drive(url: String, streams: u32, duration: Duration) -> anyhow::Result<(Vec<fleetbench_core::RequestRecord>, RunClock)> {
+async fn drive(
+    url: String,
+    streams: u32,
+    duration: Duration,
+) -> anyhow::Result<(Vec<fleetbench_core::RequestRecord>, RunClock)> {
     let client = Client::new(ClientConfig::new(url, ApiKind::Chat, "selftest"))?;
     let plan = RunPlan {
         schedule: Schedule::Closed { concurrency: streams },
-        stop: StopCondition {
-            requests: None,
-            duration: Some(duration),
-        },
+        stop: StopCondition { requests: None, duration: Some(duration) },
         warmup: 0,
         sampling: SamplingParams::default(),
         seed: 1,
@@ -223,11 +233,7 @@ const TOKEN: &[u8] =
 
 async fn stream_tokens(State(s): State<Arc<ServerState>>, headers: HeaderMap) -> Response {
     use std::sync::atomic::Ordering;
-    let id = headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
+    let id = headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let now = s.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     s.max_in_flight.fetch_max(now, Ordering::SeqCst);
     let body = if s.itl.is_zero() {
@@ -241,30 +247,57 @@ async fn stream_tokens(State(s): State<Arc<ServerState>>, headers: HeaderMap) ->
         Body::from(b)
     } else {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::convert::Infallible>>(4);
+        let tokens = s.tokens;
+        let itl = s.itl;
+        let id_for_phase = id.clone();
         tokio::spawn(async move {
             let _ = tx.send(Ok(bytes::Bytes::from_static(ROLE))).await;
-            let mut instants = Vec::with_capacity(s.tokens as usize);
-            let mut next = tokio::time::Instant::now();
-            for _ in 0..s.tokens {
-                next += s.itl;
+            // Streams start at staggered phases, as independent requests do;
+            // servers that decode in lock-step batches are a different test.
+            let phase = itl.mul_f64(phase_of(&id_for_phase));
+            let mut next = tokio::time::Instant::now() + phase;
+            for _ in 0..tokens {
+                next += itl;
                 tokio::time::sleep_until(next).await;
-                instants.push(Instant::now());
                 if tx.send(Ok(bytes::Bytes::from_static(TOKEN))).await.is_err() {
                     break;
                 }
             }
-            let _ = tx.send(Ok(bytes::Bytes::from(tail(s.tokens)))).await;
-            if let Ok(mut m) = s.sent.lock() {
-                m.insert(id, instants);
-            }
-            s.in_flight.fetch_sub(1, Ordering::SeqCst);
+            let _ = tx.send(Ok(bytes::Bytes::from(tail(tokens)))).await;
         });
-        Body::from_stream(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)))
+        // The instant a token is handed to the HTTP layer for writing: what
+        // happens after it (the write, the kernel, the client) is what the
+        // client adds.
+        let mut instants = Vec::with_capacity(tokens as usize);
+        let mut id = Some(id);
+        let state = s.clone();
+        let stream = futures_util::stream::poll_fn(move |cx| {
+            let polled = rx.poll_recv(cx);
+            match &polled {
+                std::task::Poll::Ready(Some(Ok(chunk))) if chunk.as_ref() == TOKEN => instants.push(Instant::now()),
+                std::task::Poll::Ready(None) => {
+                    if let (Some(id), Ok(mut m)) = (id.take(), state.sent.lock()) {
+                        m.insert(id, std::mem::take(&mut instants));
+                    }
+                    state.in_flight.fetch_sub(1, Ordering::SeqCst);
+                }
+                _ => {}
+            }
+            polled
+        });
+        Body::from_stream(stream)
     };
-    Response::builder()
-        .header("content-type", "text/event-stream")
-        .body(body)
-        .unwrap_or_default()
+    Response::builder().header("content-type", "text/event-stream").body(body).unwrap_or_default()
+}
+
+/// A fraction in [0, 1) from a request id (FNV-1a), to spread stream phases.
+fn phase_of(id: &str) -> f64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (h >> 11) as f64 / (1u64 << 53) as f64
 }
 
 fn tail(tokens: u32) -> Vec<u8> {

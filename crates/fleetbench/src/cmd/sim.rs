@@ -1,12 +1,424 @@
-//! `fleetbench sim`: placeholder until its issue lands.
+//! `fleetbench sim`: the inference simulator's command line (predict, list,
+//! validate, serve). The work happens in `fleetbench-sim`; this only wires.
 
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand, ValueEnum};
+use fleetbench_sim::calibration;
+use fleetbench_sim::server::{start_server, SimServerConfig};
+use fleetbench_sim::{Catalog, Deployment, DeploymentSpec, Parallelism, Workload};
 
 use crate::context::Context;
 
-#[derive(clap::Args, Debug)]
-pub struct SimArgs {}
+/// Appends a line to the command's output buffer.
+macro_rules! outln {
+    ($out:expr, $($arg:tt)*) => {{
+        use std::fmt::Write as _;
+        let _ = writeln!($out, $($arg)*);
+    }};
+}
 
-pub async fn run(_args: SimArgs, _ctx: &Context) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not implemented yet")
+/// Prints a command's output; a closed pipe (`| head`) is not an error.
+fn emit(out: &str) -> anyhow::Result<ExitCode> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(out.as_bytes()).and_then(|_| stdout.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
+#[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Examples:\n  fleetbench sim predict --gpu rtx3090 --model qwen3-coder-30b-a3b --quant awq4 --engine vllm --concurrency 1,2,4,8\n  fleetbench sim list gpus\n  fleetbench sim validate data/calibration/calibration.csv\n  fleetbench sim serve --port 8000 --model qwen3-coder-30b-a3b --time-scale 10"
+)]
+pub struct SimArgs {
+    /// Directory whose gpus.toml, models.toml, quants.toml, engines.toml or
+    /// interconnects.toml replace the built-in catalogs.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub catalog: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: SimCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SimCommand {
+    /// Predict speed per concurrency level from the performance model.
+    Predict(PredictArgs),
+    /// List a catalog.
+    List(ListArgs),
+    /// Compare the model with measured rows (published_calibration.csv format).
+    Validate(ValidateArgs),
+    /// Serve the OpenAI API from a simulated deployment.
+    Serve(ServeArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DeploymentArgs {
+    /// GPU (id or name; see `fleetbench sim list gpus`).
+    #[arg(long, default_value = "rtx3090")]
+    pub gpu: String,
+    /// Number of GPUs.
+    #[arg(long, default_value_t = 1)]
+    pub count: u32,
+    /// Link between GPUs (pcie4, nvlink3, nvlink4, ...); default depends on the GPU.
+    #[arg(long)]
+    pub interconnect: Option<String>,
+    /// Model (see `fleetbench sim list models`).
+    #[arg(long, default_value = "qwen3-coder-30b-a3b")]
+    pub model: String,
+    /// Weight format (see `fleetbench sim list quants`).
+    #[arg(long, default_value = "awq4")]
+    pub quant: String,
+    /// Serving engine (see `fleetbench sim list engines`).
+    #[arg(long, default_value = "vllm")]
+    pub engine: String,
+    /// Override the engine's max_num_seqs.
+    #[arg(long)]
+    pub max_num_seqs: Option<u32>,
+    /// How several GPUs share the model (default: the engine's way).
+    #[arg(long, value_enum)]
+    pub parallel: Option<ParallelArg>,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy)]
+pub enum ParallelArg {
+    Tensor,
+    Pipeline,
+}
+
+impl DeploymentArgs {
+    fn spec(&self) -> DeploymentSpec {
+        DeploymentSpec {
+            gpu: self.gpu.clone(),
+            count: self.count,
+            interconnect: self.interconnect.clone(),
+            model: self.model.clone(),
+            quant: self.quant.clone(),
+            engine: self.engine.clone(),
+            max_num_seqs: self.max_num_seqs,
+            parallelism: self.parallel.map(|p| match p {
+                ParallelArg::Tensor => Parallelism::Tensor,
+                ParallelArg::Pipeline => Parallelism::Pipeline,
+            }),
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    #[command(flatten)]
+    pub deployment: DeploymentArgs,
+    /// Concurrency levels, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8")]
+    pub concurrency: Vec<u32>,
+    /// Prompt tokens per request.
+    #[arg(long, default_value_t = 300)]
+    pub input: u32,
+    /// Output tokens per request.
+    #[arg(long, default_value_t = 2500)]
+    pub output: u32,
+    /// Print JSON: {"levels": [...]}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy)]
+pub enum ListWhat {
+    Gpus,
+    Models,
+    Quants,
+    Engines,
+    Interconnects,
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    #[arg(value_enum)]
+    pub what: ListWhat,
+    /// Print the catalog entries as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ValidateArgs {
+    /// CSV with the columns of published_calibration.csv.
+    pub file: PathBuf,
+    /// Print JSON: {"rows", "median_abs_error_pct", "worst_abs_error_pct", "skipped"}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub deployment: DeploymentArgs,
+    /// TCP port (0 picks a free one).
+    #[arg(long, default_value_t = 8000)]
+    pub port: u16,
+    /// Address to listen on (0.0.0.0 for every interface).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    /// Run this many times faster than the modelled hardware. /metrics keeps
+    /// model time; clients see wall time (model time / scale).
+    #[arg(long, default_value_t = 1.0)]
+    pub time_scale: f64,
+    /// Seed for output lengths (requests without max_tokens) and filler text.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Model name reported by /v1/models (default: the catalog id).
+    #[arg(long)]
+    pub served_model_name: Option<String>,
+}
+
+fn load_catalog(dir: &Option<PathBuf>) -> anyhow::Result<Catalog> {
+    Ok(match dir {
+        Some(d) => Catalog::with_overrides(d)?,
+        None => Catalog::embedded()?,
+    })
+}
+
+pub async fn run(args: SimArgs, _ctx: &Context) -> anyhow::Result<ExitCode> {
+    let catalog = load_catalog(&args.catalog)?;
+    match args.command {
+        SimCommand::Predict(a) => predict(&catalog, a),
+        SimCommand::List(a) => list(&catalog, a),
+        SimCommand::Validate(a) => validate(&catalog, a),
+        SimCommand::Serve(a) => serve(&catalog, a).await,
+    }
+}
+
+fn predict(catalog: &Catalog, a: PredictArgs) -> anyhow::Result<ExitCode> {
+    let mut out = String::new();
+    if a.concurrency.is_empty() || a.concurrency.contains(&0) {
+        anyhow::bail!("--concurrency takes positive integers, e.g. --concurrency 1,2,4,8");
+    }
+    let d = Deployment::resolve(catalog, &a.deployment.spec())?;
+    let p = fleetbench_sim::predict(&d, Workload { input_tokens: a.input, output_tokens: a.output }, &a.concurrency);
+    if a.json {
+        outln!(out, "{}", serde_json::to_string_pretty(&p)?);
+        return emit(&out);
+    }
+    outln!(
+        out,
+        "{} x {} ({}), {} in {}, {}; {} in / {} out tokens",
+        d.count,
+        d.gpu.name,
+        d.interconnect.name,
+        d.model.name,
+        d.quant.name,
+        d.engine.name,
+        a.input,
+        a.output
+    );
+    outln!(
+        out,
+        "weights {:.1} GB, KV cache {:.0} tokens ({:.0} KB/token), max_num_seqs {}",
+        d.weight_bytes / 1e9,
+        d.kv_capacity_tokens,
+        d.kv_bytes_per_token / 1e3,
+        d.max_num_seqs
+    );
+    outln!(
+        out,
+        "{:>11} {:>14} {:>14} {:>11} {:>13} {:>8} {:>9}",
+        "concurrency",
+        "per-req tok/s",
+        "aggr tok/s",
+        "TTFT ms",
+        "bottleneck",
+        "KV use",
+        "power W"
+    );
+    for l in &p.levels {
+        outln!(
+            out,
+            "{:>11} {:>14.1} {:>14.1} {:>11.0} {:>13} {:>7.0}% {:>9.0}",
+            l.concurrency,
+            l.per_request_tok_s,
+            l.aggregate_tok_s,
+            l.ttft_ms,
+            l.bottleneck.as_str(),
+            l.kv_cache_usage * 100.0,
+            l.power_w
+        );
+    }
+    emit(&out)
+}
+
+fn list(catalog: &Catalog, a: ListArgs) -> anyhow::Result<ExitCode> {
+    let mut out = String::new();
+    if a.json {
+        let v = match a.what {
+            ListWhat::Gpus => serde_json::to_value(&catalog.gpus)?,
+            ListWhat::Models => serde_json::to_value(&catalog.models)?,
+            ListWhat::Quants => serde_json::to_value(&catalog.quants)?,
+            ListWhat::Engines => serde_json::to_value(&catalog.engines)?,
+            ListWhat::Interconnects => serde_json::to_value(&catalog.interconnects)?,
+        };
+        outln!(out, "{}", serde_json::to_string_pretty(&v)?);
+        return emit(&out);
+    }
+    match a.what {
+        ListWhat::Gpus => {
+            outln!(
+                out,
+                "{:<18} {:>6} {:>8} {:>8} {:>8} {:>6} {:>7}  name",
+                "id",
+                "GB",
+                "GB/s",
+                "FP16 TF",
+                "FP8 TF",
+                "TDP W",
+                "$/h"
+            );
+            for g in &catalog.gpus {
+                outln!(
+                    out,
+                    "{:<18} {:>6.0} {:>8.0} {:>8.0} {:>8} {:>6.0} {:>7}  {}",
+                    g.id,
+                    g.memory_gb,
+                    g.memory_bw_gbs,
+                    g.fp16_tflops,
+                    g.fp8_tflops.map(|v| format!("{v:.0}")).unwrap_or_else(|| "-".into()),
+                    g.tdp_w,
+                    g.usd_per_hour.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into()),
+                    g.name
+                );
+            }
+        }
+        ListWhat::Models => {
+            outln!(
+                out,
+                "{:<22} {:>7} {:>7} {:>6} {:>7} {:>9}  name",
+                "id",
+                "total B",
+                "active B",
+                "layers",
+                "experts",
+                "KV KB/tok"
+            );
+            for m in &catalog.models {
+                outln!(
+                    out,
+                    "{:<22} {:>7.1} {:>8.1} {:>6} {:>7} {:>9.0}  {}",
+                    m.id,
+                    m.params_total_b,
+                    m.params_active_b,
+                    m.layers,
+                    if m.is_moe() { format!("{}/{}", m.experts_per_token, m.experts) } else { "-".into() },
+                    m.kv_elems_per_token() * 2.0 / 1e3,
+                    m.name
+                );
+            }
+        }
+        ListWhat::Quants => {
+            outln!(out, "{:<8} {:>5} {:>8}  name", "id", "bits", "compute");
+            for q in &catalog.quants {
+                outln!(out, "{:<8} {:>5.2} {:>8}  {}", q.id, q.bits_per_weight, q.compute, q.name);
+            }
+        }
+        ListWhat::Engines => {
+            outln!(out, "{:<10} {:>7} {:>8} {:>9} {:>9}  name", "id", "bw eff", "cmp eff", "max seqs", "step us");
+            for e in &catalog.engines {
+                outln!(
+                    out,
+                    "{:<10} {:>7.2} {:>8.2} {:>9} {:>9.0}  {}",
+                    e.id,
+                    e.bw_eff,
+                    e.compute_eff,
+                    e.max_num_seqs,
+                    e.step_overhead_us,
+                    e.name
+                );
+            }
+        }
+        ListWhat::Interconnects => {
+            outln!(out, "{:<10} {:>8} {:>8}  name", "id", "GB/s", "AR us");
+            for i in &catalog.interconnects {
+                outln!(out, "{:<10} {:>8.1} {:>8.0}  {}", i.id, i.bandwidth_gbs, i.allreduce_latency_us, i.name);
+            }
+        }
+    }
+    emit(&out)
+}
+
+fn validate(catalog: &Catalog, a: ValidateArgs) -> anyhow::Result<ExitCode> {
+    let mut out = String::new();
+    let rows = calibration::read_rows(&a.file)?;
+    let report = calibration::validate(catalog, &rows);
+    if a.json {
+        outln!(out, "{}", serde_json::to_string_pretty(&report)?);
+        return emit(&out);
+    }
+    outln!(out, "{:>4} {:>12} {:>12} {:>8}  row", "#", "measured", "predicted", "error");
+    for r in &report.rows {
+        let what = format!(
+            "{} | {} x{} | {} | {} | {}",
+            r.row.get("metric"),
+            r.row.get("gpu"),
+            r.row.get("gpu_count"),
+            r.row.get("model"),
+            r.row.get("quant"),
+            r.row.get("engine")
+        );
+        match (r.predicted, r.error_pct) {
+            (Some(p), Some(e)) => {
+                outln!(out, "{:>4} {:>12} {:>12.1} {:>+7.1}%  {}", r.row.index + 1, r.row.get("value"), p, e, what)
+            }
+            _ => outln!(
+                out,
+                "{:>4} {:>12} {:>12} {:>8}  {} (skipped: {})",
+                r.row.index + 1,
+                r.row.get("value"),
+                "-",
+                "-",
+                what,
+                r.reason.as_deref().unwrap_or("")
+            ),
+        }
+    }
+    let pct = |v: Option<f64>| v.map(|v| format!("{v:.1} %")).unwrap_or_else(|| "n/a".into());
+    outln!(
+        out,
+        "median abs error {}, worst {}, {} of {} rows skipped",
+        pct(report.median_abs_error_pct),
+        pct(report.worst_abs_error_pct),
+        report.skipped,
+        report.rows.len()
+    );
+    emit(&out)
+}
+
+async fn serve(catalog: &Catalog, a: ServeArgs) -> anyhow::Result<ExitCode> {
+    let d = Deployment::resolve(catalog, &a.deployment.spec())?;
+    let mut cfg = SimServerConfig::new(d);
+    cfg.time_scale = a.time_scale;
+    cfg.seed = a.seed;
+    if let Some(name) = a.served_model_name {
+        cfg.served_model_name = name;
+    }
+    let summary = format!(
+        "{} x {} serving {} ({}, {})",
+        cfg.deployment.count,
+        cfg.deployment.gpu.name,
+        cfg.served_model_name,
+        cfg.deployment.quant.id,
+        cfg.deployment.engine.name
+    );
+    let handle = start_server(cfg, SocketAddr::new(a.host, a.port)).await?;
+    eprintln!("{summary}");
+    eprintln!(
+        "OpenAI API at {} (time scale {}; /metrics in model seconds, clients see model time / {}); Ctrl-C stops",
+        handle.base_url(),
+        a.time_scale,
+        a.time_scale
+    );
+    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    handle.shutdown().await;
+    Ok(ExitCode::SUCCESS)
 }

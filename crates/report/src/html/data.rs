@@ -160,9 +160,7 @@ pub struct ReportRun {
 /// The concurrency a run was asked for: `config.concurrency`, else
 /// `config.max_concurrency`.
 pub fn configured_concurrency(meta: &RunMeta) -> Option<f64> {
-    ["concurrency", "max_concurrency"]
-        .iter()
-        .find_map(|k| meta.config.get(*k).and_then(Value::as_f64))
+    ["concurrency", "max_concurrency"].iter().find_map(|k| meta.config.get(*k).and_then(Value::as_f64))
 }
 
 /// The hardware a run was measured on, where its config says so.
@@ -204,14 +202,25 @@ impl ReportRun {
         artifacts: &BTreeMap<String, Vec<(String, Value)>>,
     ) -> ReportRun {
         let concurrency = configured_concurrency(&meta);
-        let metrics = summary
-            .and_then(|s| serde_json::from_value::<RunMetrics>(s.clone()).ok())
-            .unwrap_or_else(|| RunMetrics::compute(records, &Slo::default(), concurrency.map(|c| c as u32)));
-        let mut itl_ms: Vec<f64> = records
-            .iter()
-            .filter(|r| !r.warmup && r.ok())
-            .flat_map(|r| r.itl.iter().map(|g| g * 1000.0))
-            .collect();
+        let computed = || RunMetrics::compute(records, &Slo::default(), concurrency.map(|c| c as u32));
+        let metrics = match summary.and_then(|s| serde_json::from_value::<RunMetrics>(s.clone()).ok()) {
+            // Stored summaries leave out the per-request arrays (the request
+            // rows hold them); take those from the records.
+            Some(mut m) if m.output_lens.is_empty() && !records.is_empty() => {
+                let c = computed();
+                m.ttfts = c.ttfts;
+                m.itls = c.itls;
+                m.latencies = c.latencies;
+                m.input_lens = c.input_lens;
+                m.output_lens = c.output_lens;
+                m.errors = c.errors;
+                m
+            }
+            Some(m) => m,
+            None => computed(),
+        };
+        let mut itl_ms: Vec<f64> =
+            records.iter().filter(|r| !r.warmup && r.ok()).flat_map(|r| r.itl.iter().map(|g| g * 1000.0)).collect();
         if itl_ms.is_empty() {
             itl_ms = metrics.itls.iter().flatten().map(|g| g * 1000.0).collect();
         }
@@ -292,15 +301,14 @@ fn parse_level(meta: &RunMeta, name: &str, v: &Value) -> Option<Level> {
         .map(|l| format!("run {} {l}", meta.id))
         .unwrap_or_else(|| format!("run {} c={}", meta.id, crate::svg::fmt_num(concurrency)));
     let _ = name;
-    Some(Level {
-        label,
-        concurrency: Some(concurrency),
-        output_ci: output_throughput_ci(&metrics),
-        metrics,
-    })
+    Some(Level { label, concurrency: Some(concurrency), output_ci: output_throughput_ci(&metrics), metrics })
 }
 
-fn parse_all<T: serde::de::DeserializeOwned>(items: &[(String, Value)], kind: &str, skipped: &mut Vec<String>) -> Vec<T> {
+fn parse_all<T: serde::de::DeserializeOwned>(
+    items: &[(String, Value)],
+    kind: &str,
+    skipped: &mut Vec<String>,
+) -> Vec<T> {
     let mut out = Vec::new();
     for (name, v) in items {
         match serde_json::from_value::<T>(v.clone()) {

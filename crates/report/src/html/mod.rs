@@ -102,21 +102,13 @@ impl Report {
             }
             match curves.iter_mut().find(|c| c.name == name) {
                 Some(c) => c.points.extend(points),
-                None => curves.push(Curve {
-                    name,
-                    points,
-                    knee: None,
-                }),
+                None => curves.push(Curve { name, points, knee: None }),
             }
         }
         for c in &mut curves {
-            c.points
-                .sort_by(|a, b| a.concurrency.unwrap_or(0.0).total_cmp(&b.concurrency.unwrap_or(0.0)));
-            let xy: Vec<(f64, f64)> = c
-                .points
-                .iter()
-                .map(|p| (p.concurrency.unwrap_or(0.0), p.metrics.output_throughput))
-                .collect();
+            c.points.sort_by(|a, b| a.concurrency.unwrap_or(0.0).total_cmp(&b.concurrency.unwrap_or(0.0)));
+            let xy: Vec<(f64, f64)> =
+                c.points.iter().map(|p| (p.concurrency.unwrap_or(0.0), p.metrics.output_throughput)).collect();
             c.knee = knee(&xy);
         }
         curves
@@ -140,11 +132,7 @@ impl Report {
     /// The JSON report: each run's `--json-out` document plus the derived
     /// tables the charts are drawn from.
     pub fn json(&self) -> Value {
-        let tool = self
-            .runs
-            .first()
-            .map(|r| format!("fleetbench {}", r.meta.tool_version))
-            .unwrap_or_default();
+        let tool = self.runs.first().map(|r| format!("fleetbench {}", r.meta.tool_version)).unwrap_or_default();
         let ci = |c: Option<Interval>| c.map(|c| json!({"lo": c.lo, "hi": c.hi}));
         let curves: Vec<Value> = self
             .curves()
@@ -171,10 +159,7 @@ impl Report {
             })
             .collect();
         let per_run = |f: &dyn Fn(&ReportRun) -> Option<Value>| -> Vec<Value> {
-            self.runs
-                .iter()
-                .filter_map(|r| f(r).map(|v| json!({"run_id": r.meta.id, "items": v})))
-                .collect()
+            self.runs.iter().filter_map(|r| f(r).map(|v| json!({"run_id": r.meta.id, "items": v}))).collect()
         };
         let nonempty = |v: Value| match &v {
             Value::Array(a) if a.is_empty() => None,

@@ -18,6 +18,8 @@ h2 { font-size: 18px; margin: 36px 0 12px; border-bottom: 1px solid var(--line);
 table { border-collapse: collapse; margin: 8px 0 16px; font-size: 13px; }
 th, td { border: 1px solid var(--line); padding: 4px 8px; text-align: left; vertical-align: top; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td code { display: block; min-width: 280px; }
+.scroll { overflow-x: auto; max-width: 100%; }
 code { font: 12px ui-monospace, SFMono-Regular, Menlo, monospace; word-break: break-all; }
 figure.panel { display: flex; flex-wrap: wrap; gap: 16px; margin: 0 0 24px; align-items: flex-start; }
 figure.panel .plot { flex: 0 0 auto; }
@@ -88,11 +90,7 @@ fn throughput_charts(s: &mut String, report: &Report, curves: &[Curve]) {
         agg.series.push(LineSeries {
             name: c.name.clone(),
             points: c.points.iter().map(|p| (xs(p), p.metrics.output_throughput)).collect(),
-            band: c
-                .points
-                .iter()
-                .filter_map(|p| p.output_ci.map(|ci| (xs(p), ci.lo, ci.hi)))
-                .collect(),
+            band: c.points.iter().filter_map(|p| p.output_ci.map(|ci| (xs(p), ci.lo, ci.hi))).collect(),
             mark: c.knee.map(|i| {
                 let p = &c.points[i];
                 (xs(p), p.metrics.output_throughput, format!("knee: C={}", fmt_num(xs(p))))
@@ -100,16 +98,8 @@ fn throughput_charts(s: &mut String, report: &Report, curves: &[Curve]) {
         });
         per.series.push(LineSeries {
             name: c.name.clone(),
-            points: c
-                .points
-                .iter()
-                .filter_map(|p| p.metrics.mean_tok_s.map(|v| (xs(p), v)))
-                .collect(),
-            band: c
-                .points
-                .iter()
-                .filter_map(|p| p.metrics.ci("mean_tok_s").map(|ci| (xs(p), ci.lo, ci.hi)))
-                .collect(),
+            points: c.points.iter().filter_map(|p| p.metrics.mean_tok_s.map(|v| (xs(p), v))).collect(),
+            band: c.points.iter().filter_map(|p| p.metrics.ci("mean_tok_s").map(|ci| (xs(p), ci.lo, ci.hi))).collect(),
             mark: None,
         });
     }
@@ -120,7 +110,14 @@ fn throughput_charts(s: &mut String, report: &Report, curves: &[Curve]) {
         &all,
         "Shaded: 95 % bootstrap interval over requests. The knee is the level past which more concurrency buys little more throughput (Kneedle, farthest point above the chord).",
     );
-    figure(s, &per.render(), &all, "Per-request speed = output tokens / end-to-end latency, mean with its 95 % interval.");
+    if per.series.iter().any(|se| !se.points.is_empty()) {
+        figure(
+            s,
+            &per.render(),
+            &all,
+            "Per-request speed = output tokens / end-to-end latency, mean with its 95 % interval.",
+        );
+    }
     s.push_str("</section>");
 }
 
@@ -205,7 +202,7 @@ pub(super) fn render(report: &Report) -> String {
     );
 
     // Setup table.
-    s.push_str("<section id=\"setup\"><h2>Runs</h2><table><thead><tr><th>run</th><th>model</th><th>backend</th><th>api</th><th>hardware</th><th>workload</th><th>schedule</th><th>status</th><th>started</th><th>tool</th><th>command</th></tr></thead><tbody>");
+    s.push_str("<section id=\"setup\"><h2>Runs</h2><div class=\"scroll\"><table><thead><tr><th>run</th><th>model</th><th>backend</th><th>api</th><th>hardware</th><th>workload</th><th>schedule</th><th>status</th><th>started</th><th>tool</th><th>command</th></tr></thead><tbody>");
     for r in &report.runs {
         let m = &r.meta;
         let _ = write!(
@@ -224,7 +221,7 @@ pub(super) fn render(report: &Report) -> String {
             esc(&m.command_line)
         );
     }
-    s.push_str("</tbody></table>");
+    s.push_str("</tbody></table></div>");
     s.push_str("<table><thead><tr><th>run / level</th><th>sent</th><th>completed</th><th>failed</th><th>output tok/s [95% CI]</th><th>per-request tok/s [95% CI]</th><th>mean TTFT ms [95% CI]</th><th>mean TPOT ms [95% CI]</th></tr></thead><tbody>");
     let levels = report.levels();
     for l in &levels {
@@ -286,7 +283,12 @@ pub(super) fn render(report: &Report) -> String {
             series: itl,
             bins: 30,
         };
-        figure(&mut s, &h.render(), &all, "Pooled over completed requests, 0 to the 99th percentile; longer gaps are counted in the last bin.");
+        figure(
+            &mut s,
+            &h.render(),
+            &all,
+            "Pooled over completed requests, 0 to the 99th percentile; longer gaps are counted in the last bin.",
+        );
         s.push_str("</section>");
     }
 
@@ -376,7 +378,12 @@ pub(super) fn render(report: &Report) -> String {
                 }],
                 empty_note: None,
             };
-            figure(&mut s, &c.render(), &energy_runs, "Steady-state window, idle power subtracted; whiskers are 95 % intervals.");
+            figure(
+                &mut s,
+                &c.render(),
+                &energy_runs,
+                "Steady-state window, idle power subtracted; whiskers are 95 % intervals.",
+            );
         }
         s.push_str("</section>");
     }
@@ -390,10 +397,7 @@ pub(super) fn render(report: &Report) -> String {
             id: "chart-arena-leaderboard".into(),
             title: "Arena leaderboard: diagnosis score".into(),
             x_label: "mean diagnosis score (points, 0–100)".into(),
-            rows: rows
-                .iter()
-                .map(|a| (a.backend.clone(), a.score, a.ci95.map(|c| (c.lo, c.hi))))
-                .collect(),
+            rows: rows.iter().map(|a| (a.backend.clone(), a.score, a.ci95.map(|c| (c.lo, c.hi)))).collect(),
         };
         figure(&mut s, &chart.render(), &arena_runs, "Whiskers: 95 % bootstrap intervals over episodes.");
         s.push_str("<table class=\"leaderboard\"><thead><tr><th>rank</th><th>backend</th><th>model</th><th>score [95% CI]</th><th>episodes</th><th>failed</th></tr></thead><tbody>");
@@ -428,7 +432,12 @@ pub(super) fn render(report: &Report) -> String {
                 rows: scenarios,
                 scale: (0.0, 100.0),
             };
-            figure(&mut s, &hm.render(), &arena_runs, "Cell: mean score (points, 0–100); red is low, green high; grey: no episodes.");
+            figure(
+                &mut s,
+                &hm.render(),
+                &arena_runs,
+                "Cell: mean score (points, 0–100); red is low, green high; grey: no episodes.",
+            );
         }
         let answers: Vec<_> = arena_runs.iter().flat_map(|r| r.answers.iter()).take(12).collect();
         if !answers.is_empty() {

@@ -1,0 +1,139 @@
+//! The dashboard in a real headless Chromium, against a server bound to
+//! every interface with a token (the browser only ever targets 127.0.0.1):
+//! 401 without the token; with it, a running run whose numbers change while
+//! the browser watches; hostile model text shown as text; a stored run's
+//! report opening from the list. Skipped only when FLEETBENCH_SKIP_BROWSER=1.
+//! Screenshots: artifacts/screenshots/dash-*.png.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use fleetbench_core::{RunMeta, RunStatus};
+use fleetbench_dash::{serve, DashConfig, LeaderboardRow, LiveBus, LiveRunInfo, ScenarioRow};
+
+const TOKEN: &str = "browser-token-0123456789abcdef";
+const HOSTILE_MODEL: &str = "qwen<script>window.__pwned=1</script>";
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+fn ensure_chromium() -> String {
+    let out = std::process::Command::new("bash").arg(root().join("scripts/ensure-chromium.sh")).output().unwrap();
+    assert!(
+        out.status.success(),
+        "scripts/ensure-chromium.sh failed (set FLEETBENCH_SKIP_BROWSER=1 to skip browser tests):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or("/usr/bin/chromium").trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_in_a_real_browser() {
+    if std::env::var("FLEETBENCH_SKIP_BROWSER").as_deref() == Ok("1") {
+        eprintln!("skipped: FLEETBENCH_SKIP_BROWSER=1");
+        return;
+    }
+    let chromium = tokio::task::spawn_blocking(ensure_chromium).await.unwrap();
+
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("dash-browser-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let db = dir.join("results.db");
+    let store = fleetbench_store::Store::open(&db).unwrap();
+    store
+        .create_run(&RunMeta {
+            id: 0,
+            tool_version: "0.1.0".into(),
+            command_line: "fleetbench run --concurrency 2".into(),
+            host: "h".into(),
+            backend_url: "http://127.0.0.1:9/v1".into(),
+            model: HOSTILE_MODEL.into(),
+            api: "chat".into(),
+            workload: "synthetic".into(),
+            schedule: "closed loop, concurrency 2".into(),
+            started_at: "2026-11-25T10:00:00Z".into(),
+            ended_at: None,
+            status: RunStatus::Completed,
+            config: serde_json::json!({"concurrency": 2}),
+            pid: None,
+            group: None,
+        })
+        .unwrap();
+    drop(store);
+
+    let bus = LiveBus::new();
+    let run = bus.start(LiveRunInfo {
+        kind: "aiops".into(),
+        title: "arena: 2 backends × 40 episodes".into(),
+        backend: "http://127.0.0.1:8000/v1".into(),
+        model: HOSTILE_MODEL.into(),
+        run_id: Some(1),
+        total: Some(1000),
+    });
+    let producer = {
+        let run = run.clone();
+        tokio::spawn(async move {
+            for i in 1..=600u64 {
+                run.update(|s| {
+                    s.done = i;
+                    s.elapsed_s = i as f64 * 0.2;
+                    s.output_tok_s = 100.0 + i as f64;
+                    s.ttft_p50_ms = Some(80.0 + (i % 7) as f64);
+                    s.leaderboard = vec![LeaderboardRow {
+                        backend: "vllm <b>h100</b>".into(),
+                        score: 50.0 + (i % 10) as f64,
+                        ci_lo: Some(40.0),
+                        ci_hi: Some(70.0),
+                        answered: i,
+                        failed: 0,
+                    }];
+                    s.scenarios = vec![ScenarioRow {
+                        scenario: "xid79_fallen_off_bus".into(),
+                        scores: [("vllm <b>h100</b>".to_string(), 75.0)].into_iter().collect(),
+                    }];
+                    s.last_answer = Some(
+                        "Root cause <script>window.__pwned=3</script><img src=x onerror=\"window.__pwned=4\">".into(),
+                    );
+                });
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+
+    let cfg = DashConfig {
+        listen: "0.0.0.0:0".parse().unwrap(),
+        token: Some(TOKEN.into()),
+        db_path: Some(db),
+        ..DashConfig::default()
+    };
+    let h = serve(cfg, bus).await.unwrap();
+    let base = format!("http://127.0.0.1:{}", h.local_addr().port());
+    let shots = root().join("artifacts/screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+
+    let out = tokio::process::Command::new("node")
+        .current_dir(root().join("tests/browser"))
+        .env("CHROMIUM_PATH", &chromium)
+        .env("NO_PROXY", "127.0.0.1")
+        .arg("dash.mjs")
+        .arg(&base)
+        .arg(TOKEN)
+        .arg(&shots)
+        .output()
+        .await
+        .expect("node must be installed for the browser tests");
+    producer.abort();
+    h.shutdown().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "browser check failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(v["deniedStatus"], 401);
+    assert_ne!(v["first"], v["second"], "{v}");
+    assert_eq!(v["model"], HOSTILE_MODEL);
+    assert_eq!(v["storedModel"], HOSTILE_MODEL);
+    assert_eq!(v["pwned"], serde_json::Value::Null);
+    assert!(v["charts"].as_u64().unwrap() > 0);
+    for f in ["dash-401.png", "dash-live.png", "dash-report.png"] {
+        assert!(shots.join(f).exists(), "{f} missing");
+    }
+}

@@ -1,0 +1,92 @@
+//! `fleetbench import`: results published by other tools, stored as runs so
+//! they can be listed, compared and reported next to fleetbench's own.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use fleetbench_core::units::rfc3339;
+use fleetbench_core::{RunMeta, RunMetrics, RunStatus, Slo};
+use fleetbench_report::local_llm_bench;
+use fleetbench_store::Store;
+use serde_json::json;
+
+use crate::context::Context;
+
+#[derive(Args, Debug)]
+#[command(after_help = "Example:
+  fleetbench import local-llm-bench results/part2.csv --model qwen3-coder-30b-a3b-awq")]
+pub struct ImportArgs {
+    #[command(subcommand)]
+    pub command: ImportCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImportCommand {
+    /// A CSV in the Local LLM Bench columns (as `sweep --preset local-llm-bench --csv-out` writes).
+    LocalLlmBench {
+        file: PathBuf,
+        /// Model name to store with the runs.
+        #[arg(long, default_value = "imported")]
+        model: String,
+    },
+}
+
+pub async fn run(args: ImportArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
+    let ImportCommand::LocalLlmBench { file, model } = args.command;
+    let f = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
+    let rows = local_llm_bench::read(f).with_context(|| format!("reading {}", file.display()))?;
+    anyhow::ensure!(!rows.is_empty(), "{} holds no rows", file.display());
+    let store = Store::open(&ctx.db_path)?;
+    let group = format!("import-{}-{}", rfc3339(std::time::SystemTime::now()), std::process::id());
+    let mut keys: Vec<(u32, u32)> = rows.iter().map(|r| (r.concurrency, r.run)).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let mut ids = Vec::new();
+    for (concurrency, run) in keys {
+        let part: Vec<&local_llm_bench::BenchRow> =
+            rows.iter().filter(|r| r.concurrency == concurrency && r.run == run).collect();
+        let wall = part[0].run_wall_seconds;
+        let records = local_llm_bench::records_from_rows(&part);
+        let now = rfc3339(std::time::SystemTime::now());
+        let meta = RunMeta {
+            id: 0,
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            command_line: crate::cmd::run::command_line(),
+            host: "imported".into(),
+            backend_url: format!("local-llm-bench:{}", file.display()),
+            model: model.clone(),
+            api: "chat".into(),
+            workload: "local-llm-bench".into(),
+            schedule: format!("concurrency {concurrency} (imported, run {run})"),
+            started_at: now.clone(),
+            ended_at: Some(now.clone()),
+            status: RunStatus::Running,
+            config: json!({
+                "concurrency": concurrency,
+                "run": run,
+                "run_wall_seconds": wall,
+                "imported_from": file.display().to_string(),
+                "source": "local-llm-bench",
+            }),
+            pid: Some(std::process::id()),
+            group: Some(group.clone()),
+        };
+        let id = store.create_run(&meta)?;
+        let mut store_w = Store::open(&ctx.db_path)?;
+        store_w.insert_records(id, &records)?;
+        let metrics = RunMetrics::compute(&records, &Slo::default(), None);
+        store.finish_run(id, RunStatus::Completed, &now, Some(&crate::measure::summary_json(&metrics)))?;
+        ids.push(id);
+    }
+    println!(
+        "imported {} rows from {} as {} runs ({}) in {}",
+        rows.len(),
+        file.display(),
+        ids.len(),
+        ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", "),
+        ctx.db_path.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,162 @@
+//! The CSV of the published Local LLM Bench series, so fleetbench results
+//! sit next to theirs: one row per task, with the run's wall time and
+//! effective aggregate speed repeated on each row.
+
+use std::io::{Read, Write};
+
+use fleetbench_core::RequestRecord;
+use serde::{Deserialize, Serialize};
+
+use crate::ReportError;
+
+/// The series' columns, in its order.
+pub const COLUMNS: [&str; 12] = [
+    "concurrency",
+    "run",
+    "task",
+    "label",
+    "task_type",
+    "completion_tokens",
+    "wall_seconds",
+    "tok_per_sec",
+    "finish_reason",
+    "run_wall_seconds",
+    "run_aggregate_tokens",
+    "run_effective_tok_per_sec",
+];
+
+/// One row of the series' CSV.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BenchRow {
+    pub concurrency: u32,
+    pub run: u32,
+    pub task: u32,
+    pub label: String,
+    pub task_type: String,
+    pub completion_tokens: u64,
+    pub wall_seconds: f64,
+    pub tok_per_sec: f64,
+    pub finish_reason: String,
+    pub run_wall_seconds: f64,
+    pub run_aggregate_tokens: u64,
+    pub run_effective_tok_per_sec: f64,
+}
+
+/// One measured run of a level: its concurrency, its number (from 1), its
+/// wall time, and its measured (non-warm-up) requests.
+pub struct BenchRun<'a> {
+    pub concurrency: u32,
+    pub run: u32,
+    pub run_wall_seconds: f64,
+    pub records: &'a [RequestRecord],
+}
+
+fn round(x: f64, digits: i32) -> f64 {
+    let f = 10f64.powi(digits);
+    (x * f).round() / f
+}
+
+/// Rows of one run, completed requests only (failures have no speed).
+pub fn rows(run: &BenchRun<'_>) -> Vec<BenchRow> {
+    let done: Vec<&RequestRecord> = run.records.iter().filter(|r| r.ok() && !r.warmup).collect();
+    let aggregate: u64 = done.iter().map(|r| r.output_tokens).sum();
+    let wall = round(run.run_wall_seconds, 3);
+    done.iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let label = r.label.clone().unwrap_or_else(|| r.request_id.clone());
+            let secs = round(r.t_end - r.t_send, 3);
+            BenchRow {
+                concurrency: run.concurrency,
+                run: run.run,
+                task: i as u32 + 1,
+                task_type: label.split('/').next().unwrap_or("").to_string(),
+                label,
+                completion_tokens: r.output_tokens,
+                wall_seconds: secs,
+                tok_per_sec: if secs > 0.0 { round(r.output_tokens as f64 / secs, 2) } else { 0.0 },
+                finish_reason: r.finish_reason.clone().unwrap_or_default(),
+                run_wall_seconds: wall,
+                run_aggregate_tokens: aggregate,
+                run_effective_tok_per_sec: if wall > 0.0 { round(aggregate as f64 / wall, 2) } else { 0.0 },
+            }
+        })
+        .collect()
+}
+
+/// Writes rows with the series' header.
+pub fn write<W: Write>(out: W, rows: &[BenchRow]) -> Result<(), ReportError> {
+    let mut w = csv::Writer::from_writer(out);
+    for r in rows {
+        w.serialize(r)?;
+    }
+    if rows.is_empty() {
+        w.write_record(COLUMNS)?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// Reads such a CSV (extra columns are ignored; a missing one is an error
+/// naming it).
+pub fn read<R: Read>(input: R) -> Result<Vec<BenchRow>, ReportError> {
+    let mut r = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(input);
+    let headers = r.headers()?.clone();
+    for c in COLUMNS {
+        if !headers.iter().any(|h| h == c) {
+            return Err(ReportError::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "the CSV lacks the column '{c}' (expected the Local LLM Bench columns: {})",
+                    COLUMNS.join(", ")
+                ),
+            )));
+        }
+    }
+    r.deserialize().map(|row| row.map_err(ReportError::from)).collect()
+}
+
+/// Records equivalent to rows (for storing an imported run): each task
+/// starts at 0 and ends at its wall time; token instants are unknown.
+pub fn records_from_rows(rows: &[&BenchRow]) -> Vec<RequestRecord> {
+    rows.iter()
+        .enumerate()
+        .map(|(i, r)| RequestRecord {
+            index: i as u64,
+            request_id: format!("task-{}", r.task),
+            label: Some(r.label.clone()),
+            t_end: r.wall_seconds,
+            output_tokens: r.completion_tokens,
+            event_tokens: r.completion_tokens,
+            token_source: fleetbench_core::TokenSource::Server,
+            finish_reason: (!r.finish_reason.is_empty()).then(|| r.finish_reason.clone()),
+            ..Default::default()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_is_the_series_header() {
+        let mut out = Vec::new();
+        let rec = RequestRecord {
+            t_send: 1.0,
+            t_end: 11.0,
+            output_tokens: 1500,
+            label: Some("algorithm/2".into()),
+            finish_reason: Some("stop".into()),
+            ..Default::default()
+        };
+        let recs = [rec];
+        let rs = rows(&BenchRun { concurrency: 2, run: 1, run_wall_seconds: 12.5, records: &recs });
+        write(&mut out, &rs).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.lines().next().unwrap(), COLUMNS.join(","));
+        assert_eq!(text.lines().nth(1).unwrap(), "2,1,1,algorithm/2,algorithm,1500,10.0,150.0,stop,12.5,1500,120.0");
+        assert_eq!(read(text.as_bytes()).unwrap(), rs);
+        assert!(read("concurrency,run\n1,1\n".as_bytes()).unwrap_err().to_string().contains("task"));
+    }
+}

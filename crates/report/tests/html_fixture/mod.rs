@@ -1,0 +1,195 @@
+//! A results database with every kind of data the report can show: plain
+//! runs at several concurrencies, a sweep with levels, server samples,
+//! cost, energy, arena and planner artifacts, and hostile text from a
+//! "model" (`<script>` in the model name, an error body and an answer).
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use fleetbench_core::{ErrorKind, RequestError, RequestRecord, RunMeta, RunMetrics, RunStatus, Slo, TokenSource};
+use fleetbench_store::Store;
+use serde_json::json;
+
+pub const HOSTILE_MODEL: &str = "qwen<script>window.__pwned=1</script>";
+pub const HOSTILE_ERROR: &str = "upstream said <script>window.__pwned=2</script>";
+pub const HOSTILE_ANSWER: &str = "Root cause: <script>window.__pwned=3</script> GPU 3 fell off the bus";
+
+/// A fresh directory under the target tmp dir.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).unwrap();
+    base
+}
+
+/// Requests of a closed loop at concurrency `c`: decode slows as `c` grows
+/// and the aggregate saturates, so the curve has a knee. `fail_every` > 0
+/// makes every n-th request fail with [`HOSTILE_ERROR`].
+pub fn records(c: u32, n: u64, fail_every: u64) -> Vec<RequestRecord> {
+    let c = c.max(1) as f64;
+    let gap = 0.010 * (1.0 + c / 4.0).powf(1.3); // seconds between tokens
+    let ttft = 0.050 * (1.0 + c / 8.0);
+    (0..n)
+        .map(|i| {
+            let slot = (i as f64 / c).floor();
+            let jitter = (i % 5) as f64 * 0.001;
+            let t = slot * (ttft + gap * 31.0 + 0.01);
+            let out = 32u64;
+            let first = t + ttft + jitter;
+            let last = first + gap * (out - 1) as f64;
+            let failed = fail_every > 0 && i % fail_every == fail_every - 1;
+            RequestRecord {
+                index: i,
+                request_id: format!("r{i}"),
+                agent: Some((i % c as u64) as u32),
+                t_sched: t,
+                t_send: t,
+                t_first_byte: Some(first - 0.002),
+                t_first_token: if failed { None } else { Some(first) },
+                t_last_token: if failed { None } else { Some(last) },
+                t_end: if failed { first } else { last + 0.001 },
+                itl: if failed {
+                    Vec::new()
+                } else {
+                    (0..out - 1).map(|k| gap * (0.8 + 0.05 * (k % 9) as f64)).collect()
+                },
+                token_events: if failed { 0 } else { out },
+                event_tokens: if failed { 0 } else { out },
+                input_tokens: Some(128),
+                output_tokens: if failed { 0 } else { out },
+                token_source: TokenSource::Server,
+                finish_reason: if failed { None } else { Some("length".into()) },
+                http_status: Some(if failed { 503 } else { 200 }),
+                error: failed.then(|| RequestError::new(ErrorKind::HttpStatus, HOSTILE_ERROR).with_status(503)),
+                ..Default::default()
+            }
+        })
+        .collect()
+}
+
+pub fn meta(model: &str, url: &str, concurrency: u32, command: &str) -> RunMeta {
+    RunMeta {
+        id: 0,
+        tool_version: "0.1.0".into(),
+        command_line: command.into(),
+        host: "bench-host".into(),
+        backend_url: url.into(),
+        model: model.into(),
+        api: "chat".into(),
+        workload: "synthetic:in=128,out=32".into(),
+        schedule: format!("closed loop, concurrency {concurrency}"),
+        started_at: "2026-11-25T10:00:00Z".into(),
+        ended_at: Some("2026-11-25T10:01:00Z".into()),
+        status: RunStatus::Completed,
+        config: json!({"concurrency": concurrency, "hardware": "1x H100 80GB (simulated)"}),
+        pid: None,
+        group: Some("fixture".into()),
+    }
+}
+
+fn store_run(store: &mut Store, meta: &RunMeta, recs: &[RequestRecord], c: u32) -> (i64, RunMetrics) {
+    let id = store.create_run(meta).unwrap();
+    store.insert_records(id, recs).unwrap();
+    let m = RunMetrics::compute(recs, &Slo::default(), Some(c));
+    store
+        .finish_run(id, RunStatus::Completed, "2026-11-25T10:01:00Z", Some(&serde_json::to_value(&m).unwrap()))
+        .unwrap();
+    (id, m)
+}
+
+/// The ids of a plain-runs trio, a sweep run and an arena/economics run.
+pub struct Fixture {
+    pub db: PathBuf,
+    pub plain: Vec<i64>,
+    pub sweep: i64,
+    pub arena: i64,
+}
+
+impl Fixture {
+    pub fn all(&self) -> Vec<i64> {
+        let mut v = self.plain.clone();
+        v.push(self.sweep);
+        v.push(self.arena);
+        v
+    }
+}
+
+pub fn build(dir: &Path) -> Fixture {
+    let db = dir.join("results.db");
+    let mut store = Store::open(&db).unwrap();
+    let url = "http://127.0.0.1:8000/v1";
+    let mut plain = Vec::new();
+    for c in [1u32, 4, 16] {
+        let cmd = format!("fleetbench run --url {url} --model {HOSTILE_MODEL} --concurrency {c} --requests 24");
+        let m = meta(HOSTILE_MODEL, url, c, &cmd);
+        let (id, _) = store_run(&mut store, &m, &records(c, 24, if c == 16 { 6 } else { 0 }), c);
+        plain.push(id);
+    }
+
+    let sweep_meta = meta(
+        "llama-3.1-8b",
+        "http://127.0.0.1:8001/v1",
+        32,
+        "fleetbench sweep --url http://127.0.0.1:8001/v1 --concurrency 1,2,4,8,16,32",
+    );
+    let (sweep, _) = store_run(&mut store, &sweep_meta, &records(32, 32, 0), 32);
+    for c in [1u32, 2, 4, 8, 16, 32] {
+        let m = RunMetrics::compute(&records(c, 24, 0), &Slo::default(), Some(c));
+        store
+            .put_artifact(sweep, "sweep_level", &format!("c{c:04}"), &json!({"concurrency": c, "metrics": m}))
+            .unwrap();
+    }
+    store
+        .put_artifact(
+            sweep,
+            "server_metrics",
+            "vllm",
+            &json!({"samples": (0..20).map(|i| json!({"t_s": i as f64 * 0.5, "kv_cache_usage_pct": (i * 5) as f64, "queue_depth": (i % 7) as f64})).collect::<Vec<_>>()}),
+        )
+        .unwrap();
+
+    let arena_meta = meta("arena", "multiple backends", 4, "fleetbench aiops run --backends a,b --episodes 40");
+    let (arena, _) = store_run(&mut store, &arena_meta, &records(4, 16, 0), 4);
+    for (name, score, lo, hi, s1, s2) in
+        [("vllm-h100", 71.5, 64.0, 78.0, 80.0, 63.0), ("ollama-4090", 52.25, 44.0, 60.5, 61.0, 43.5)]
+    {
+        store
+            .put_artifact(
+                arena,
+                "arena_backend",
+                name,
+                &json!({"backend": name, "model": HOSTILE_MODEL, "score": score, "ci95": {"lo": lo, "hi": hi},
+                        "episodes": 40, "failed": 1,
+                        "scenarios": {"xid79_fallen_off_bus": s1, "nvlink_degraded": s2}}),
+            )
+            .unwrap();
+        store
+            .put_artifact(arena, "cost", name, &json!({"backend": name, "usd_per_million_output_tokens": if score > 60.0 { 0.42 } else { 0.9 }, "usd_total": 1.25}))
+            .unwrap();
+        store
+            .put_artifact(arena, "energy", name, &json!({"backend": name, "energy_per_output_token_j": if score > 60.0 { 0.31 } else { 0.55 }, "ci95": {"lo": 0.25, "hi": 0.6}, "idle_power_w": 85.0, "meter": "nvml"}))
+            .unwrap();
+    }
+    store
+        .put_artifact(
+            arena,
+            "answer",
+            "001",
+            &json!({"backend": "vllm-h100", "scenario": "xid79_fallen_off_bus", "text": HOSTILE_ANSWER, "score": 80}),
+        )
+        .unwrap();
+    store
+        .put_artifact(
+            arena,
+            "cost_plan",
+            "plan",
+            &json!({"sheet": "presets", "job": {"docs": 1000000},
+                    "rows": [{"name": "vllm-h100", "kind": "rented", "total_usd": 812.5, "wall_hours": 31.2, "multiplier": 1.0, "bound": "throughput", "price_inputs": "$2.50/GPU-h x 1 GPU at 1515 output tok/s (sheet)"},
+                             {"name": "api-mini", "kind": "api", "total_usd": 1530.0, "wall_hours": null, "price_inputs": "$0.15/M in, $0.60/M out"}],
+                    "skipped": [{"name": "owned-a100", "why": "no throughput <b>known</b>"}]}),
+        )
+        .unwrap();
+    store.put_artifact(arena, "energy", "broken", &json!({"nope": 1})).unwrap();
+    Fixture { db, plain, sweep, arena }
+}

@@ -1,0 +1,325 @@
+//! The simulated server driven over real HTTP on loopback.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fleetbench_sim::server::{start_server, SimServerConfig, SimServerHandle};
+use fleetbench_sim::{Catalog, Deployment, DeploymentSpec};
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+
+fn deployment(model: &str, max_num_seqs: Option<u32>) -> Deployment {
+    let c = Catalog::embedded().unwrap();
+    Deployment::resolve(&c, &DeploymentSpec { model: model.into(), max_num_seqs, ..DeploymentSpec::default() }).unwrap()
+}
+
+async fn start(cfg: SimServerConfig) -> SimServerHandle {
+    start_server(cfg, SocketAddr::from(([127, 0, 0, 1], 0))).await.expect("server starts")
+}
+
+/// Reads an SSE body; returns each `data:` payload with its arrival instant.
+async fn sse_events(resp: reqwest::Response) -> Vec<(Instant, String)> {
+    let mut out = Vec::new();
+    let mut buf = String::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let now = Instant::now();
+        buf.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+        while let Some(pos) = buf.find("\n\n") {
+            let event: String = buf.drain(..pos + 2).collect();
+            for line in event.lines() {
+                if let Some(data) = line.strip_prefix("data: ") {
+                    out.push((now, data.to_string()));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn streaming_chat_has_role_chunk_tokens_usage_and_done() {
+    let mut cfg = SimServerConfig::new(deployment("qwen3-coder-30b-a3b", None));
+    cfg.time_scale = 200.0;
+    let h = start(cfg).await;
+    let resp = reqwest::Client::new()
+        .post(format!("{}/chat/completions", h.base_url()))
+        .json(&json!({
+            "model": "qwen3-coder-30b-a3b",
+            "messages": [{"role": "user", "content": "Say something about GPUs, please."}],
+            "max_tokens": 12,
+            "stream": true,
+            "stream_options": {"include_usage": true}
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    let events = sse_events(resp).await;
+    assert_eq!(events.last().unwrap().1, "[DONE]");
+    let first: Value = serde_json::from_str(&events[0].1).unwrap();
+    assert_eq!(first["choices"][0]["delta"], json!({"role": "assistant"}));
+    let mut tokens = 0;
+    let mut usage = None;
+    let mut finish = None;
+    for (_, data) in &events[1..events.len() - 1] {
+        let v: Value = serde_json::from_str(data).unwrap();
+        if let Some(u) = v.get("usage").filter(|u| !u.is_null()) {
+            usage = Some(u.clone());
+            assert_eq!(v["choices"].as_array().unwrap().len(), 0);
+            continue;
+        }
+        let c = v["choices"][0]["delta"]["content"].as_str().unwrap();
+        assert!(!c.is_empty());
+        tokens += 1;
+        if let Some(f) = v["choices"][0]["finish_reason"].as_str() {
+            finish = Some(f.to_string());
+        }
+    }
+    assert_eq!(tokens, 12);
+    assert_eq!(finish.as_deref(), Some("length"));
+    let usage = usage.expect("usage chunk");
+    assert_eq!(usage["completion_tokens"], 12);
+    // "Say something about GPUs, please." is 33 characters: 9 tokens at 4 chars each.
+    assert_eq!(usage["prompt_tokens"], 9);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn completions_stream_and_json_both_carry_usage() {
+    let mut cfg = SimServerConfig::new(deployment("qwen3-coder-30b-a3b", None));
+    cfg.time_scale = 200.0;
+    let h = start(cfg).await;
+    let client = reqwest::Client::new();
+    let resp = client
+        .post(format!("{}/completions", h.base_url()))
+        .json(&json!({"model": "m", "prompt": "def add(a, b):", "max_tokens": 7, "stream": true,
+                      "stream_options": {"include_usage": true}}))
+        .send()
+        .await
+        .unwrap();
+    let events = sse_events(resp).await;
+    let texts: Vec<Value> = events[..events.len() - 1].iter().map(|(_, d)| serde_json::from_str(d).unwrap()).collect();
+    let token_chunks = texts.iter().filter(|v| v["choices"].as_array().is_some_and(|c| !c.is_empty())).count();
+    assert_eq!(token_chunks, 7);
+    assert_eq!(texts.last().unwrap()["usage"]["completion_tokens"], 7);
+    assert_eq!(events.last().unwrap().1, "[DONE]");
+
+    let v: Value = client
+        .post(format!("{}/completions", h.base_url()))
+        .json(&json!({"model": "m", "prompt": "x", "max_tokens": 5, "sim_prompt_tokens": 300}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["object"], "text_completion");
+    assert_eq!(v["usage"]["prompt_tokens"], 300);
+    assert_eq!(v["usage"]["completion_tokens"], 5);
+    assert_eq!(v["choices"][0]["text"].as_str().unwrap().split_whitespace().count(), 5);
+
+    let v: Value = client
+        .post(format!("{}/chat/completions", h.base_url()))
+        .json(&json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["choices"][0]["message"]["role"], "assistant");
+    assert_eq!(v["usage"]["completion_tokens"], 3);
+
+    let bad = client.post(format!("{}/chat/completions", h.base_url())).body("{not json").send().await.unwrap();
+    assert_eq!(bad.status(), 400);
+    let models: Value = client.get(format!("{}/models", h.base_url())).send().await.unwrap().json().await.unwrap();
+    assert_eq!(models["data"][0]["id"], "qwen3-coder-30b-a3b");
+    let health = client.get(format!("http://{}/health", h.local_addr())).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn metrics_use_vllm_names_and_count_tokens() {
+    let mut cfg = SimServerConfig::new(deployment("qwen3-coder-30b-a3b", None));
+    cfg.time_scale = 200.0;
+    let h = start(cfg).await;
+    let client = reqwest::Client::new();
+    client
+        .post(format!("{}/completions", h.base_url()))
+        .json(&json!({"prompt": "x", "max_tokens": 4, "sim_prompt_tokens": 100}))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let text = client.get(format!("http://{}/metrics", h.local_addr())).send().await.unwrap().text().await.unwrap();
+    for name in [
+        "vllm:num_requests_running",
+        "vllm:num_requests_waiting",
+        "vllm:kv_cache_usage_perc",
+        "vllm:num_preemptions_total",
+        "vllm:prompt_tokens_total",
+        "vllm:generation_tokens_total",
+        "vllm:time_to_first_token_seconds_bucket",
+        "vllm:inter_token_latency_seconds_bucket",
+    ] {
+        assert!(text.contains(name), "missing {name} in\n{text}");
+    }
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name) && l.contains('{'))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(-1.0)
+    };
+    assert_eq!(value("vllm:generation_tokens_total"), 4.0);
+    assert_eq!(value("vllm:prompt_tokens_total"), 100.0);
+    assert_eq!(value("vllm:time_to_first_token_seconds_count"), 1.0);
+    assert_eq!(value("vllm:inter_token_latency_seconds_count"), 3.0);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn token_timing_follows_the_engine_schedule() {
+    // Dense 32B on one RTX 3090: about 25 ms per decode step in model time.
+    let d = deployment("qwen2.5-coder-32b", None);
+    let scale = 2.0;
+    let prompt = 200;
+    let n = 16;
+    let expect_ttft = d.prefill_time_s(prompt, 0, 0.0);
+    let expect_gap = d.decode_step(1, prompt as f64 + n as f64 / 2.0).time_s;
+    let mut cfg = SimServerConfig::new(d);
+    cfg.time_scale = scale;
+    let h = start(cfg).await;
+    let sent = Instant::now();
+    let resp = reqwest::Client::new()
+        .post(format!("{}/completions", h.base_url()))
+        .json(&json!({"prompt": "x", "max_tokens": n, "sim_prompt_tokens": prompt, "stream": true}))
+        .send()
+        .await
+        .unwrap();
+    let events = sse_events(resp).await;
+    let tokens: Vec<Instant> = events.iter().filter(|(_, d)| d != "[DONE]").map(|(t, _)| *t).collect();
+    assert_eq!(tokens.len(), n as usize);
+    // Model time = wall time x scale. Tokens never come early; allow for
+    // scheduling noise on a busy machine when late.
+    let ttft = (tokens[0] - sent).as_secs_f64() * scale;
+    assert!(ttft >= expect_ttft * 0.95, "ttft {ttft} < model {expect_ttft}");
+    assert!(ttft <= expect_ttft * 1.5 + 0.1, "ttft {ttft} vs model {expect_ttft}");
+    let mean_gap = (tokens[n as usize - 1] - tokens[0]).as_secs_f64() * scale / (n - 1) as f64;
+    assert!(mean_gap >= expect_gap * 0.9, "gap {mean_gap} < model {expect_gap}");
+    assert!(mean_gap <= expect_gap * 1.5 + 0.01, "gap {mean_gap} vs model {expect_gap}");
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn concurrency_beyond_max_num_seqs_queues() {
+    let mut cfg = SimServerConfig::new(deployment("qwen3-coder-30b-a3b", Some(2)));
+    cfg.time_scale = 20.0;
+    let h = Arc::new(start(cfg).await);
+    let client = reqwest::Client::new();
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let url = format!("{}/completions", h.base_url());
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let sent = Instant::now();
+            let resp = client
+                .post(url)
+                .json(&json!({"prompt": "x", "max_tokens": 40, "sim_prompt_tokens": 100, "stream": true}))
+                .send()
+                .await
+                .unwrap();
+            let events = sse_events(resp).await;
+            (events[0].0 - sent).as_secs_f64()
+        }));
+    }
+    // Scrape /metrics while the six requests are in flight.
+    let mut saw_waiting = 0.0f64;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let text = client.get(format!("http://{}/metrics", h.local_addr())).send().await.unwrap().text().await.unwrap();
+        let waiting = text
+            .lines()
+            .find(|l| l.starts_with("vllm:num_requests_waiting{"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        saw_waiting = saw_waiting.max(waiting);
+        if saw_waiting >= 1.0 {
+            break;
+        }
+    }
+    let mut ttfts = Vec::new();
+    for t in tasks {
+        ttfts.push(t.await.unwrap());
+    }
+    ttfts.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    assert!(saw_waiting >= 1.0, "vllm:num_requests_waiting never rose above 0");
+    assert!(h.stats().max_waiting >= 3, "stats {:?}", h.stats());
+    // The last two waited for two whole requests ahead of them.
+    assert!(ttfts[5] > 3.0 * ttfts[0], "ttfts {ttfts:?}");
+}
+
+#[tokio::test]
+async fn a_custom_responder_answers_with_its_text() {
+    let mut cfg = SimServerConfig::new(deployment("qwen3-coder-30b-a3b", None));
+    cfg.time_scale = 200.0;
+    cfg.responder = Some(Arc::new(|prompt: &str| {
+        prompt.contains("incident").then(|| "root cause: node-3 gpu-5 xid 79".to_string())
+    }));
+    let h = start(cfg).await;
+    let client = reqwest::Client::new();
+    let v: Value = client
+        .post(format!("{}/chat/completions", h.base_url()))
+        .json(&json!({"messages": [{"role": "user", "content": "diagnose this incident"}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["choices"][0]["message"]["content"], "root cause: node-3 gpu-5 xid 79");
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    assert_eq!(v["usage"]["completion_tokens"], 6);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_that_goes_away_is_aborted_in_the_engine() {
+    // Dense 32B on one RTX 3090 at real speed: 2000 tokens would take ~50 s.
+    let cfg = SimServerConfig::new(deployment("qwen2.5-coder-32b", None));
+    let h = start(cfg).await;
+    let resp = reqwest::Client::new()
+        .post(format!("{}/completions", h.base_url()))
+        .json(&json!({"prompt": "x", "max_tokens": 2000, "stream": true}))
+        .send()
+        .await
+        .unwrap();
+    let mut stream = resp.bytes_stream();
+    // Wait for the first token, then hang up.
+    let mut seen = String::new();
+    while !seen.contains("\"text\"") {
+        let chunk = stream.next().await.unwrap().unwrap();
+        seen.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    assert_eq!(h.stats().num_requests_running, 1);
+    drop(stream);
+    let mut running = 1;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        running = h.stats().num_requests_running;
+        if running == 0 {
+            break;
+        }
+    }
+    assert_eq!(running, 0, "the abandoned request kept running");
+    assert!(h.stats().generation_tokens_total < 200);
+    h.shutdown().await;
+}
