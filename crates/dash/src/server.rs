@@ -2,6 +2,7 @@
 //! headers, the stored-run list, reports, and the server-sent-event stream
 //! of live runs (coalesced per client, clients capped).
 
+use axum::serve::ListenerExt as _;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -110,11 +111,16 @@ pub(crate) async fn start(cfg: DashConfig, bus: LiveBus) -> Result<DashHandle, D
     let app = router(state.clone());
     let mut rx = stop_rx;
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = rx.wait_for(|s| *s).await;
-            })
-            .await
+        axum::serve(
+            listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            }),
+            app,
+        )
+        .with_graceful_shutdown(async move {
+            let _ = rx.wait_for(|s| *s).await;
+        })
+        .await
     });
     Ok(DashHandle { addr, state, task })
 }

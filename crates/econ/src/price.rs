@@ -528,9 +528,11 @@ fn validate_entry(e: &RawEntry) -> Result<PriceModel, String> {
         "api" => {
             let discount = match e.batch_discount {
                 Some(d) if (0.0..1.0).contains(&d) => d,
-                Some(d) => return Err(format!(
+                Some(d) => {
+                    return Err(format!(
                     "`batch_discount = {d}` must be a fraction from 0 up to (not including) 1, e.g. 0.5 for half price"
-                )),
+                ))
+                }
                 None => 0.0,
             };
             Ok(PriceModel::Api(ApiPrice {

@@ -2,6 +2,7 @@
 //! discrete-event engine, streaming each token at the instant the engine
 //! schedules it (virtual time divided by the time scale), with vLLM metrics.
 
+use axum::serve::ListenerExt as _;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -253,11 +254,16 @@ pub async fn start_server(cfg: SimServerConfig, addr: SocketAddr) -> Result<SimS
         .with_state(state);
     let (tx, rx_shutdown) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = rx_shutdown.await;
-            })
-            .await;
+        let _ = axum::serve(
+            listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            }),
+            app,
+        )
+        .with_graceful_shutdown(async move {
+            let _ = rx_shutdown.await;
+        })
+        .await;
     });
     Ok(SimServerHandle { addr: local, shutdown: Some(tx), server, engine, metrics })
 }

@@ -2,6 +2,7 @@
 //! token after `ttft`, one token every `itl`, usage, `[DONE]`) and injected
 //! faults. It counts requests in flight on the server side.
 
+use axum::serve::ListenerExt as _;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -136,7 +137,14 @@ pub async fn start(script: Script) -> ScriptedServer {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
-        axum::serve(listener, app).await.ok();
+        axum::serve(
+            listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            }),
+            app,
+        )
+        .await
+        .ok();
     });
     ScriptedServer { addr, counters, started }
 }

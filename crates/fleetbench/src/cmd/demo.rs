@@ -102,7 +102,7 @@ async fn arena(
         episodes: ARENA_EPISODES,
         seed: ARENA_SEED,
         gpus: ARENA_GPUS,
-        rate: Some("1/min".into()),
+        rate: None,
         json_out: Some(json_out.clone()),
         answers_out: None,
         telemetry: None,

@@ -3,6 +3,7 @@
 //! bottleneck. The server runs on its own thread and runtime; the client on
 //! one single-threaded runtime, whose CPU time is measured.
 
+use axum::serve::ListenerExt as _;
 use std::collections::HashMap;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -220,7 +221,13 @@ fn start_server(state: Arc<ServerState>) -> anyhow::Result<std::net::SocketAddr>
                     .route("/v1/models", get(|| async { "{\"data\":[]}" }))
                     .route("/v1/chat/completions", post(stream_tokens))
                     .with_state(state);
-                let _ = axum::serve(listener, app).await;
+                let _ = axum::serve(
+                    listener.tap_io(|tcp| {
+                        let _ = tcp.set_nodelay(true);
+                    }),
+                    app,
+                )
+                .await;
             });
         })
         .context("starting the server thread")?;
