@@ -4,6 +4,8 @@
 
 mod cmd;
 mod context;
+mod instruments;
+mod live;
 mod measure;
 
 use std::process::ExitCode;

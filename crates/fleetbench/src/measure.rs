@@ -10,10 +10,13 @@ use fleetbench_client::Client;
 use fleetbench_core::run::redact_url;
 use fleetbench_core::units::rfc3339;
 use fleetbench_core::{RequestRecord, RunClock, RunMeta, RunMetrics, RunStatus, Slo};
+use fleetbench_dash::{LiveRun, LiveState};
 use fleetbench_load::{RunPlan, Workload};
 use fleetbench_store::{RecordWriter, Store};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::{mpsc, watch};
+
+use crate::instruments::{Instruments, RunFigures};
 
 /// How a run is measured, beyond its plan.
 #[derive(Debug, Clone, Default)]
@@ -25,6 +28,10 @@ pub struct MeasureOptions {
     /// (the simulator's `--time-scale`): every instant is multiplied back so
     /// that stored figures are in modelled time. 1 for real backends.
     pub time_scale: f64,
+    /// Price entry and energy meter (`--price`, `--meter`).
+    pub instruments: Option<Arc<Instruments>>,
+    /// The dashboard's view of this run (`--dashboard`).
+    pub live: Option<LiveRun>,
 }
 
 /// What a measured run produced.
@@ -33,6 +40,8 @@ pub struct MeasureOutcome {
     pub metrics: RunMetrics,
     pub records: Vec<RequestRecord>,
     pub db_path: PathBuf,
+    /// Cost and energy, when the run was priced or metered.
+    pub figures: RunFigures,
 }
 
 /// Metadata for a new run against `client`.
@@ -86,6 +95,17 @@ pub async fn measure(
     meta.id = store.create_run(&meta)?;
     let writer = RecordWriter::start(db_path, meta.id)?;
     let clock = RunClock::start();
+    let metering = match &opts.instruments {
+        Some(i) => Some(i.begin(&clock, scale).await),
+        None => None,
+    };
+    if let Some(live) = &opts.live {
+        live.update(|s| {
+            s.run_id = Some(meta.id);
+            s.total = plan.stop.requests;
+            s.in_flight = plan.schedule.target_concurrency().map(u64::from).unwrap_or(0);
+        });
+    }
     let (tx, mut rx) = mpsc::unbounded_channel();
     let (stop_tx, stop_rx) = watch::channel(false);
     let ctrl_c = tokio::spawn(async move {
@@ -117,6 +137,9 @@ pub async fn measure(
         let elapsed = (clock.now() * scale).max(1e-9);
         bar.set_message(format!("ok {ok} · failed {failed} · {:.0} tok/s", tokens as f64 / elapsed));
         bar.inc(1);
+        if let Some(live) = &opts.live {
+            live.observe(&rec, elapsed);
+        }
         if !writer.write(rec.clone()) {
             break;
         }
@@ -139,9 +162,23 @@ pub async fn measure(
     };
     meta.ended_at = Some(rfc3339(SystemTime::now()));
     meta.pid = None;
-    let summary = summary_json(&metrics);
+    let figures = match metering {
+        Some(m) => m.finish(store, meta.id, &meta.model, &metrics, &records).await?,
+        None => RunFigures::default(),
+    };
+    let mut summary = summary_json(&metrics);
+    if let Some(o) = summary.as_object_mut() {
+        o.extend(crate::instruments::stored_keys(store, meta.id)?);
+    }
     store.finish_run(meta.id, meta.status, meta.ended_at.as_deref().unwrap_or(""), Some(&summary))?;
-    Ok(MeasureOutcome { meta, metrics, records, db_path: db_path.to_path_buf() })
+    if let Some(live) = &opts.live {
+        live.finish(match meta.status {
+            RunStatus::Interrupted => LiveState::Interrupted,
+            RunStatus::ErrorRateExceeded => LiveState::Failed,
+            _ => LiveState::Finished,
+        });
+    }
+    Ok(MeasureOutcome { meta, metrics, records, db_path: db_path.to_path_buf(), figures })
 }
 
 /// Multiplies every instant and gap of a record by `scale`.

@@ -255,3 +255,162 @@ async fn json_out_and_export_agree() {
     let o = output(c).await;
     assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 11, "header + 10 requests incl. warm-up");
 }
+
+/// `--price` and `--meter` on a run: a stand-in `nvidia-smi` on PATH draws a
+/// constant 300 W, a rented entry costs $3.60 per GPU-hour; the figures in
+/// `--json-out` follow by hand from the run's own duration and tokens, and
+/// `runs export` gives the same keys back from the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn price_and_meter_give_usd_and_joules_per_token() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = testkit::start(Script {
+        ttft: Duration::from_millis(20),
+        itl: Duration::from_millis(10),
+        tokens: 20,
+        ..Default::default()
+    })
+    .await;
+    let dir = tempdir("econ");
+    let smi = dir.join("bin/nvidia-smi");
+    std::fs::create_dir_all(smi.parent().unwrap()).unwrap();
+    std::fs::write(&smi, "#!/bin/sh\nprintf '0, 300.00\\n'\n").unwrap();
+    std::fs::set_permissions(&smi, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let sheet = dir.join("prices.toml");
+    std::fs::write(&sheet, "[[backend]]\nname = \"box\"\nkind = \"rented\"\nusd_per_gpu_hour = 3.6\ngpus = 1\n")
+        .unwrap();
+    let db = dir.join("results.db");
+    let path = format!("{}:{}", smi.parent().unwrap().display(), std::env::var("PATH").unwrap_or_default());
+    let mut c = bin();
+    c.env("PATH", path).arg("--db").arg(&db).args([
+        "run",
+        "--url",
+        &s.base_url(),
+        "--model",
+        "m",
+        "--concurrency",
+        "2",
+        "--requests",
+        "10",
+        "--meter",
+        "nvidia-smi",
+        "--meter-interval",
+        "20ms",
+        "--idle",
+        "0s",
+        "--price",
+        "box",
+        "--prices",
+    ]);
+    c.arg(&sheet).arg("--json-out").arg(dir.join("run.json"));
+    let o = output(c).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("energy: nvidia-smi"), "{out}");
+    assert!(out.contains("cost (box)") && out.contains("J/token"), "{out}");
+    let run: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("run.json")).unwrap()).unwrap();
+    let duration = run["duration"].as_f64().unwrap();
+    let tokens = run["total_output_tokens"].as_f64().unwrap();
+    assert_eq!(tokens, 200.0);
+    let usd = 3.6 / 3600.0 * duration;
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs().max(1.0);
+    assert!(close(run["usd_total"].as_f64().unwrap(), usd), "{}", run["usd_total"]);
+    assert!(close(run["usd_per_million_output_tokens"].as_f64().unwrap(), usd / tokens * 1e6));
+    assert!(close(run["usd_per_request"].as_f64().unwrap(), usd / 10.0));
+    // Constant 300 W: J/token is 300 W × the steady window / its tokens (the
+    // window may open a few ms before the first reading lands: 2 %).
+    let ss = &run["steady_state"];
+    let want = 300.0 * ss["duration"].as_f64().unwrap() / ss["output_tokens"].as_f64().unwrap();
+    let got = run["energy_per_output_token_j"].as_f64().unwrap();
+    assert!((got - want).abs() < 0.02 * want, "J/token {got} vs {want}");
+    assert_eq!(run["energy"]["meter"], "nvidia-smi");
+    let mut c = bin();
+    c.arg("--db").arg(&db).args(["runs", "export", "1", "--json"]);
+    let exported: serde_json::Value = serde_json::from_slice(&output(c).await.stdout).unwrap();
+    for key in ["usd_per_million_output_tokens", "usd_per_request", "energy_per_output_token_j"] {
+        assert_eq!(exported[key], run[key], "{key}");
+    }
+}
+
+/// A GET on loopback with the standard library: status line and body.
+fn http_get(base: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let hostport = base.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = std::net::TcpStream::connect(hostport).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).unwrap();
+    let (head, body) = buf.split_once("\r\n\r\n").unwrap_or((&buf, ""));
+    (head.lines().next().unwrap_or("").to_string(), body.to_string())
+}
+
+/// `run --dashboard`: the live view lists the run while it runs and its
+/// count of finished requests moves on; the run itself completes normally.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_with_dashboard_shows_the_run_live() {
+    use std::io::BufRead;
+    let s = testkit::start(Script {
+        ttft: Duration::from_millis(20),
+        itl: Duration::from_millis(20),
+        tokens: 10,
+        ..Default::default()
+    })
+    .await;
+    let dir = tempdir("dash");
+    let mut child = bin()
+        .args(["--quiet", "--db"])
+        .arg(dir.join("results.db"))
+        .args(["run", "--url", &s.base_url(), "--model", "m", "-c", "2", "--requests", "80"])
+        .args(["--dashboard", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A thread reads stderr to the end (so the child never meets a closed
+    // pipe) and hands over the dashboard's address when it appears.
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut rest = Vec::new();
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            match line.strip_prefix("live dashboard: ") {
+                Some(u) => {
+                    let _ = tx.send(u.split_whitespace().next().unwrap_or("").to_string());
+                }
+                None => rest.push(line),
+            }
+        }
+        rest
+    });
+    let url = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(60)))
+        .await
+        .unwrap()
+        .expect("the dashboard's address on stderr");
+    let live = |url: String| async move {
+        tokio::task::spawn_blocking(move || {
+            let (status, body) = http_get(&url, "/api/live");
+            assert!(status.contains("200"), "{status}");
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            v.as_array().unwrap().iter().find(|r| r["kind"] == "run").cloned()
+        })
+        .await
+        .unwrap()
+    };
+    let mut seen = Vec::new();
+    for _ in 0..100 {
+        if let Some(r) = live(url.clone()).await {
+            if r["state"] == "running" {
+                seen.push(r["done"].as_u64().unwrap());
+            }
+        }
+        if seen.len() >= 2 && seen.last() > seen.first() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(seen.len() >= 2 && seen.last() > seen.first(), "finished counts seen while running: {seen:?}");
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    let rest = reader.join().unwrap();
+    assert!(status.success(), "{rest:?}");
+    let store = fleetbench_store::Store::open(&dir.join("results.db")).unwrap();
+    assert_eq!(store.records(1).unwrap().len(), 80);
+}

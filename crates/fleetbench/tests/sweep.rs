@@ -93,6 +93,12 @@ async fn fixed_levels_rates_and_repeats() {
     })
     .await;
     let dir = tempdir("fixed");
+    let sheet = dir.join("prices.toml");
+    std::fs::write(
+        &sheet,
+        "[[backend]]\nname = \"api\"\nkind = \"api\"\nusd_per_m_input = 1.0\nusd_per_m_output = 10.0\n",
+    )
+    .unwrap();
     let mut c = bin();
     c.arg("--db").arg(dir.join("r.db")).args([
         "sweep",
@@ -109,6 +115,7 @@ async fn fixed_levels_rates_and_repeats() {
         "--no-server-metrics",
     ]);
     c.arg("--json-out").arg(dir.join("s.json")).arg("--md-out").arg(dir.join("s.md"));
+    c.args(["--price", "api", "--prices"]).arg(&sheet);
     let o = output(c).await;
     assert!(o.status.success(), "{}", text(&o));
     let doc: Value = serde_json::from_slice(&std::fs::read(dir.join("s.json")).unwrap()).unwrap();
@@ -118,6 +125,13 @@ async fn fixed_levels_rates_and_repeats() {
     assert_eq!(levels[1]["repeats"], 2);
     assert_eq!(levels[1]["run_ids"].as_array().unwrap().len(), 2);
     assert!(levels[1]["output_throughput_ci95_across_repeats"].is_array());
+    // Every level is priced from its own tokens: (in × $1 + out × $10) / out per million.
+    for l in levels {
+        let (i, o) = (l["total_input_tokens"].as_f64().unwrap(), l["total_output_tokens"].as_f64().unwrap());
+        let want = (i + 10.0 * o) / o;
+        let got = l["usd_per_million_output_tokens"].as_f64().unwrap();
+        assert!((got - want).abs() < 1e-9 * want, "{got} vs {want}");
+    }
     assert_eq!(doc["sweep"]["run_ids"].as_array().unwrap().len(), 4);
     let md = std::fs::read_to_string(dir.join("s.md")).unwrap();
     assert!(md.starts_with("| concurrency |"), "{md}");

@@ -236,6 +236,10 @@ pub struct RunArgs {
     /// Keep every generated text in the results database.
     #[arg(long, help_heading = "Output")]
     pub keep_text: bool,
+    #[command(flatten)]
+    pub instruments: crate::instruments::InstrumentArgs,
+    #[command(flatten)]
+    pub dashboard: crate::live::DashboardArgs,
 }
 
 impl RunArgs {
@@ -313,6 +317,18 @@ pub async fn run(args: RunArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     }
     let meta = measure::new_meta(&client, workload.describe(), schedule.describe(), config, None);
     let store = Store::open(&ctx.db_path)?;
+    let instruments = Arc::new(args.instruments.prepare(ctx.quiet).await?);
+    let dashboard = args.dashboard.start(ctx).await?;
+    let live = dashboard.as_ref().map(|d| {
+        d.bus().start(fleetbench_dash::LiveRunInfo {
+            kind: "run".into(),
+            title: format!("{} · {}", schedule.describe(), meta.workload),
+            backend: meta.backend_url.clone(),
+            model: meta.model.clone(),
+            run_id: None,
+            total: requests,
+        })
+    });
     let outcome = measure::measure(
         &store,
         &ctx.db_path,
@@ -325,17 +341,27 @@ pub async fn run(args: RunArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
             max_error_rate: args.max_error_rate,
             quiet: ctx.quiet,
             time_scale: 1.0,
+            instruments: Some(instruments),
+            live,
         },
     )
-    .await?;
-    report(&args, &outcome)?;
+    .await;
+    if let Some(d) = dashboard {
+        d.close().await;
+    }
+    let outcome = outcome?;
+    report(&args, &store, &outcome)?;
     Ok(exit_code(&outcome))
 }
 
-fn report(args: &RunArgs, o: &MeasureOutcome) -> anyhow::Result<()> {
+fn report(args: &RunArgs, store: &Store, o: &MeasureOutcome) -> anyhow::Result<()> {
     println!("{}", fleetbench_report::terminal_summary(&o.meta, &o.metrics));
+    print_figures(&o.figures);
     if let Some(p) = &args.json_out {
-        let v = fleetbench_report::run_json(&o.meta, &o.metrics);
+        let mut v = fleetbench_report::run_json(&o.meta, &o.metrics);
+        if let Some(obj) = v.as_object_mut() {
+            obj.extend(crate::instruments::stored_keys(store, o.meta.id)?);
+        }
         write_file(p, serde_json::to_string_pretty(&v)?.as_bytes())?;
     }
     if let Some(p) = &args.csv_out {
@@ -348,6 +374,32 @@ fn report(args: &RunArgs, o: &MeasureOutcome) -> anyhow::Result<()> {
     }
     println!("stored as run {} in {}", o.meta.id, o.db_path.display());
     Ok(())
+}
+
+/// The cost and energy lines under the summary table.
+pub fn print_figures(f: &crate::instruments::RunFigures) {
+    if let Some(c) = &f.cost {
+        let get = |k: &str| c.get(k).and_then(|v| v.as_f64());
+        println!(
+            "cost ({}): ${} per million output tokens, ${} per request, ${} in all",
+            c.get("backend").and_then(|v| v.as_str()).unwrap_or("?"),
+            get("usd_per_million_output_tokens").map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into()),
+            get("usd_per_request").map(|v| format!("{v:.6}")).unwrap_or_else(|| "-".into()),
+            get("usd_total").map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into()),
+        );
+    }
+    if let Some(e) = &f.energy {
+        let window = |w: &Option<fleetbench_econ::energy::timeline::WindowEnergy>| {
+            w.as_ref().map(|w| format!("{:.3} J/token ({:.0} J)", w.net_j_per_token, w.net_joules))
+        };
+        println!(
+            "energy ({}): steady state {}, whole run {}{}",
+            e.description,
+            window(&e.steady_state).unwrap_or_else(|| "-".into()),
+            window(&e.whole_run).unwrap_or_else(|| "-".into()),
+            e.idle_power_w.map(|w| format!(", idle {w:.1} W subtracted")).unwrap_or_default()
+        );
+    }
 }
 
 pub fn write_file(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {

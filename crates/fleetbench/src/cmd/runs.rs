@@ -68,7 +68,11 @@ pub async fn run(args: RunsArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
             }
             let (meta, metrics, records) = load(&store, id)?;
             let bytes = if json {
-                let mut s = serde_json::to_string_pretty(&fleetbench_report::run_json(&meta, &metrics))?;
+                let mut v = fleetbench_report::run_json(&meta, &metrics);
+                if let Some(o) = v.as_object_mut() {
+                    o.extend(crate::instruments::stored_keys(&store, id)?);
+                }
+                let mut s = serde_json::to_string_pretty(&v)?;
                 s.push('\n');
                 s.into_bytes()
             } else {

@@ -101,6 +101,10 @@ pub struct SweepArgs {
     /// Write the level table as Markdown.
     #[arg(long, value_name = "PATH", help_heading = "Output")]
     pub md_out: Option<PathBuf>,
+    #[command(flatten)]
+    pub instruments: crate::instruments::InstrumentArgs,
+    #[command(flatten)]
+    pub dashboard: crate::live::DashboardArgs,
 }
 
 enum Levels {
@@ -135,6 +139,8 @@ struct Measured {
     metrics: RunMetrics,
     server: Option<ServerLevelStats>,
     records: Vec<RequestRecord>,
+    /// Cost and energy keys of the level's run (`--price`, `--meter`).
+    extra: serde_json::Map<String, Value>,
 }
 
 impl Measured {
@@ -183,6 +189,9 @@ pub async fn run(mut args: SweepArgs, ctx: &Context) -> anyhow::Result<ExitCode>
         .then(|| args.metrics_url.clone().unwrap_or_else(|| metrics_url_for(&client.config().base_url)));
     let unit = if rate_mode { "req/s" } else { "agents" };
     let key = if rate_mode { "rate" } else { "concurrency" };
+    let instruments = Arc::new(args.instruments.prepare(ctx.quiet).await?);
+    let dashboard = args.dashboard.start(ctx).await?;
+    let observers = Observers { instruments: &instruments, bus: dashboard.as_ref().map(|d| d.bus()) };
 
     let mut measured: Vec<Measured> = Vec::new();
     let mut finder = CliffFinder::new(CliffConfig {
@@ -229,6 +238,7 @@ pub async fn run(mut args: SweepArgs, ctx: &Context) -> anyhow::Result<ExitCode>
                 repeat,
                 rate_mode,
                 metrics_url.as_deref(),
+                &observers,
             )
             .await?;
             eprintln!("{}", level_line(&m, key));
@@ -248,6 +258,9 @@ pub async fn run(mut args: SweepArgs, ctx: &Context) -> anyhow::Result<ExitCode>
         if matches!(levels, Levels::Auto) && repeat == 0 {
             first_round.sort_by(f64::total_cmp);
         }
+    }
+    if let Some(d) = dashboard {
+        d.close().await;
     }
     if measured.is_empty() {
         bail!("no level was measured (is --budget too small?)");
@@ -367,6 +380,12 @@ fn run_ids(m: &[Measured]) -> String {
     }
 }
 
+/// What watches every level: the price and meter, and the dashboard.
+struct Observers<'a> {
+    instruments: &'a Arc<crate::instruments::Instruments>,
+    bus: Option<&'a fleetbench_dash::LiveBus>,
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn measure_level(
     args: &SweepArgs,
@@ -380,6 +399,7 @@ async fn measure_level(
     repeat: u32,
     rate_mode: bool,
     metrics_url: Option<&str>,
+    observers: &Observers<'_>,
 ) -> anyhow::Result<Measured> {
     let seed = args.sampling.seed.wrapping_add(index).wrapping_add(1000 * repeat as u64);
     let workload: Arc<dyn Workload> = match spec {
@@ -434,7 +454,27 @@ async fn measure_level(
     }
     let meta = measure::new_meta(client, workload.describe(), schedule.describe(), config, Some(group.to_string()));
     let sampler = metrics_url.map(|u| MetricsSampler::start(u.to_string(), args.metrics_interval, RunClock::start()));
-    let opts = measure::MeasureOptions { slo: args.slo.slo(), max_error_rate: None, quiet: ctx.quiet, time_scale: 1.0 };
+    let live = observers.bus.map(|bus| {
+        let label = format!("{}={}", if rate_mode { "rate" } else { "c" }, fmt(level));
+        let run = bus.start(fleetbench_dash::LiveRunInfo {
+            kind: "sweep".into(),
+            title: format!("sweep {group} · {label} · {}", meta.workload),
+            backend: meta.backend_url.clone(),
+            model: meta.model.clone(),
+            run_id: None,
+            total: requests,
+        });
+        run.update(|s| s.level = Some(label));
+        run
+    });
+    let opts = measure::MeasureOptions {
+        slo: args.slo.slo(),
+        max_error_rate: None,
+        quiet: ctx.quiet,
+        time_scale: 1.0,
+        instruments: Some(observers.instruments.clone()),
+        live,
+    };
     let outcome = measure::measure(store, &ctx.db_path, meta, &plan, client, workload, &opts).await?;
     let server = match sampler {
         Some(s) => Some(s.finish().await).filter(|s| s.samples > 0),
@@ -447,6 +487,7 @@ async fn measure_level(
         metrics: outcome.metrics,
         server,
         records: outcome.records.into_iter().filter(|r| !r.warmup).collect(),
+        extra: crate::instruments::stored_keys(store, outcome.meta.id)?,
     };
     store_level_artifacts(store, group, rate_mode, level, m.run_id, &m.metrics, m.server.as_ref())?;
     Ok(m)
@@ -497,6 +538,9 @@ fn ci_pair(iv: Option<Interval>) -> Value {
 fn level_to_json(key: &str, level: f64, reps: &[&Measured], base_tok_s: Option<f64>) -> Value {
     let first = reps[0];
     let mut v = measure::summary_json(&first.metrics);
+    if let Some(o) = v.as_object_mut() {
+        o.extend(first.extra.clone());
+    }
     v[key] = json!(level);
     v["run_ids"] = json!(reps.iter().map(|m| m.run_id).collect::<Vec<_>>());
     v["contention"] = match (first.metrics.mean_tok_s, base_tok_s) {

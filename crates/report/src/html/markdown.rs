@@ -83,14 +83,24 @@ pub(super) fn render(report: &Report) -> String {
 
     let cost: Vec<_> = report.runs.iter().flat_map(|r| r.cost.iter()).collect();
     if !cost.is_empty() {
-        let _ = writeln!(s, "## Cost\n\n| backend | USD per million output tokens | USD total | USD per request |");
-        let _ = writeln!(s, "|---|---:|---:|---:|");
+        let cheapest = cost
+            .iter()
+            .map(|c| c.usd_per_million_output_tokens)
+            .filter(|v| v.is_finite() && *v > 0.0)
+            .fold(f64::INFINITY, f64::min);
+        let _ = writeln!(
+            s,
+            "## Cost\n\n| backend | USD per million output tokens | × cheapest | USD total | USD per request |"
+        );
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|");
         for c in cost {
+            let times = c.usd_per_million_output_tokens / cheapest;
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} |",
                 md_escape(&c.backend),
                 fmt_num(c.usd_per_million_output_tokens),
+                if times.is_finite() { format!("{times:.1}×") } else { "-".into() },
                 opt(c.usd_total),
                 opt(c.usd_per_request)
             );
