@@ -257,8 +257,21 @@ pub fn explain(levels: &[LevelOutcome], knee: &Knee, unit: &str, max_level: f64)
     let k = fmt_level(knee.level);
     let beyond: Vec<&LevelOutcome> = levels.iter().filter(|l| l.level > knee.level).collect();
     if beyond.is_empty() {
+        // Nothing measured past the knee: the knee's own server state is
+        // the best evidence there is.
+        let at =
+            levels.iter().find(|l| l.level == knee.level).and_then(|l| l.server.as_ref()).filter(|s| s.samples > 0);
+        if let Some(s) = at.filter(|s| s.max_waiting.unwrap_or(0.0) >= 1.0) {
+            return format!(
+                "at {k} {unit} requests already queue on the server (waiting up to {:.0}, at most {:.0} running): it serves no more at once",
+                s.max_waiting.unwrap_or(0.0),
+                s.max_running.unwrap_or(0.0)
+            );
+        }
         return if knee.level >= max_level {
             format!("throughput still grows at {k} {unit}: no cliff up to the highest level measured")
+        } else if knee.stop_reason.is_empty() {
+            format!("{k} {unit} is the highest level measured: measure higher levels to find where the curve bends")
         } else {
             format!("the search stopped at {k} {unit} ({})", knee.stop_reason)
         };
