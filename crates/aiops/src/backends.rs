@@ -103,6 +103,10 @@ pub fn parse_builtin_list(list: &str) -> Result<Vec<BackendSpec>, BackendsError>
     if specs.is_empty() {
         return Err(BackendsError::Empty);
     }
+    let mut names = std::collections::BTreeSet::new();
+    if let Some(dup) = specs.iter().find(|s| !names.insert(s.name.as_str())) {
+        return Err(BackendsError::Invalid(dup.name.clone(), "name used twice".into()));
+    }
     Ok(specs)
 }
 
@@ -147,6 +151,7 @@ mod tests {
     fn parses_builtins_and_files() {
         assert_eq!(parse_builtin_list("rules, random").unwrap().len(), 2);
         assert!(matches!(parse_builtin_list("rules,gpt9"), Err(BackendsError::UnknownBuiltin(n)) if n == "gpt9"));
+        assert!(matches!(parse_builtin_list("rules,random,rules"), Err(BackendsError::Invalid(n, _)) if n == "rules"));
         let text = r#"
             [[backend]]
             name = "local"

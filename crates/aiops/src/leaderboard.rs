@@ -57,6 +57,29 @@ impl EpisodeResult {
     }
 }
 
+impl EpisodeResult {
+    /// The `answer` artifact `aiops run` stores for this result (the shape
+    /// the HTML report reads): `backend`, `episode_id`, `scenario` (id),
+    /// `label`, `text` (the raw answer), `score`, `truth` (diagnosis JSON),
+    /// `items` (points per checklist item), `unparseable`, `parse_error`,
+    /// `lenient`, `parsed`; and `error`, `ttft_s`, `e2el_s`, `input_tokens`,
+    /// `output_tokens` when known.
+    pub fn answer_artifact(&self, backend: &str) -> serde_json::Value {
+        let mut v = self.to_json();
+        if let Some(obj) = v.as_object_mut() {
+            let text = obj.remove("answer").unwrap_or(serde_json::Value::Null);
+            obj.insert("text".into(), text);
+            obj.insert("backend".into(), serde_json::Value::String(backend.to_string()));
+            for k in ["error", "ttft_s", "e2el_s", "input_tokens", "output_tokens", "parse_error", "parsed"] {
+                if obj.get(k).is_some_and(serde_json::Value::is_null) {
+                    obj.remove(k);
+                }
+            }
+        }
+        v
+    }
+}
+
 /// Price of a backend, dollars per million tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Price {
@@ -122,6 +145,26 @@ fn rate(results: &[EpisodeResult], f: impl Fn(&EpisodeResult) -> bool) -> f64 {
         0.0
     } else {
         results.iter().filter(|r| f(r)).count() as f64 / results.len() as f64
+    }
+}
+
+impl Leaderboard {
+    /// The `arena_backend` artifact of this row (the shape the HTML report
+    /// reads): `backend`, `model`, `score`, `ci95` (`{lo, hi}`), `episodes`,
+    /// `failed`, `scenarios` (table key -> mean score), and the whole row
+    /// under `leaderboard`.
+    pub fn arena_artifact(&self, model: Option<&str>) -> serde_json::Value {
+        let scenarios: BTreeMap<&str, f64> = self.per_scenario.iter().map(|(k, v)| (*k, v.mean_score)).collect();
+        serde_json::json!({
+            "backend": self.name,
+            "model": model,
+            "score": self.mean_score,
+            "ci95": self.ci95,
+            "episodes": self.episodes,
+            "failed": self.failed_requests,
+            "scenarios": scenarios,
+            "leaderboard": self,
+        })
     }
 }
 
@@ -282,7 +325,9 @@ pub fn render_scenario_table(rows: &[Leaderboard]) -> String {
         let key = sc.table_key();
         let n = rows.iter().find_map(|r| r.per_scenario.get(key)).map(|x| x.n);
         let Some(n) = n else { continue };
-        let _ = write!(s, "{:<32} {:>4}", format!("{} {}", sc.id(), key), n);
+        // Healthy and decoy-only episodes are keyed by their id already.
+        let name = if sc.id() == key { key.to_string() } else { format!("{} {}", sc.id(), key) };
+        let _ = write!(s, "{:<32} {:>4}", name, n);
         for r in rows {
             let v = r.per_scenario.get(key).map(|x| format!("{:.1}", x.mean_score)).unwrap_or_else(|| "-".into());
             let _ = write!(s, " {v:>16}");
@@ -318,5 +363,70 @@ impl EpisodeResult {
             output_tokens: None,
             error: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnosis::validate;
+
+    fn results() -> Vec<EpisodeResult> {
+        let truth = |s: Scenario| {
+            validate(&serde_json::json!({"detected": s.is_fault(), "root_cause": s.label(), "location": null, "onset": null, "action": "NONE", "evidence": []}))
+            .expect("valid truth")
+        };
+        let healthy = truth(Scenario::Healthy);
+        vec![
+            EpisodeResult::scored("e0", Scenario::Healthy, &healthy, healthy.to_json().to_string()),
+            EpisodeResult::scored("e1", Scenario::Healthy, &healthy, "no idea".into()),
+            EpisodeResult::scored(
+                "e2",
+                Scenario::S6GpuOffBus,
+                &truth(Scenario::S6GpuOffBus),
+                healthy.to_json().to_string(),
+            ),
+        ]
+    }
+
+    #[test]
+    fn scenario_rows_name_healthy_and_decoy_only_once() {
+        let lb = leaderboard("b", &results(), None, None);
+        let table = render_scenario_table(&[lb]);
+        assert!(table.lines().any(|l| l.starts_with("healthy ")), "{table}");
+        assert!(!table.contains("healthy healthy"), "{table}");
+        assert!(table.contains("S6 pcie.gpu_off_bus"), "{table}");
+    }
+
+    #[test]
+    fn answer_artifact_carries_text_truth_and_score() {
+        let r = &results()[1];
+        let v = r.answer_artifact("rules");
+        assert_eq!(v["backend"], "rules");
+        assert_eq!(v["episode_id"], "e1");
+        assert_eq!(v["scenario"], "healthy");
+        assert_eq!(v["text"], "no idea");
+        assert_eq!(v["score"], 0.0);
+        assert_eq!(v["unparseable"], true);
+        assert!(v.get("answer").is_none() && v.get("error").is_none() && v.get("ttft_s").is_none());
+        assert_eq!(validate(&v["truth"]).expect("truth round-trips"), r.truth);
+        assert!(v["items"]["detection"].is_number());
+    }
+
+    #[test]
+    fn arena_artifact_has_the_report_shape() {
+        let rs = results();
+        let lb = leaderboard("rules", &rs, None, None);
+        let v = lb.arena_artifact(Some("m"));
+        assert_eq!(v["backend"], "rules");
+        assert_eq!(v["model"], "m");
+        assert_eq!(v["score"], lb.mean_score);
+        assert_eq!(v["episodes"], 3);
+        assert_eq!(v["failed"], 0);
+        let healthy = rs[..2].iter().map(|r| r.score.total).sum::<f64>() / 2.0;
+        assert_eq!(v["scenarios"]["healthy"], healthy);
+        assert_eq!(v["scenarios"]["pcie.gpu_off_bus"], rs[2].score.total);
+        assert!(v["ci95"]["lo"].is_number() && v["ci95"]["hi"].is_number());
+        assert_eq!(v["leaderboard"]["name"], "rules");
     }
 }

@@ -1,8 +1,14 @@
 //! `fleetbench aiops` driven as a user would: schema, generate, score, run
-//! with built-ins, and run against a loopback OpenAI-compatible server.
+//! with built-ins (answers stored in the results database), run against a
+//! loopback OpenAI-compatible server, and run with the live dashboard.
 
-use std::path::PathBuf;
-use std::process::Command;
+use std::io::{BufRead as _, Read as _};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use fleetbench_aiops::diagnosis::validate;
+use fleetbench_aiops::{EpisodeResult, Scenario};
+use fleetbench_store::Store;
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_fleetbench"));
@@ -97,6 +103,8 @@ fn run_builtins_writes_the_leaderboard_contract() {
     let json = dir.join("lb.json");
     let out = run_ok(
         bin()
+            .arg("--db")
+            .arg(dir.join("r.db"))
             .args([
                 "aiops",
                 "run",
@@ -162,6 +170,7 @@ async fn run_sends_prompts_to_an_http_backend_and_scores_its_text() {
     let json = dir.join("lb.json");
     let answers = dir.join("answers.jsonl");
     let mut cmd = bin();
+    cmd.arg("--db").arg(dir.join("r.db"));
     cmd.args(["aiops", "run", "--episodes", "6", "--seed", "5", "--rate", "20/s", "--backends"])
         .arg(&toml)
         .arg("--json-out")
@@ -185,5 +194,266 @@ async fn run_sends_prompts_to_an_http_backend_and_scores_its_text() {
     assert!((cost - (900.0 * 1.0 + 40.0 * 2.0) / 1e6).abs() < 1e-12);
     let lines = std::fs::read_to_string(&answers).expect("answers");
     assert_eq!(lines.lines().count(), 12);
+    // The HTTP answers are stored with their timings, beside the truth.
+    let store = Store::open(&dir.join("r.db")).expect("open the results database");
+    let run_id = v["run_id"].as_i64().expect("run_id");
+    let stored: Vec<serde_json::Value> = store
+        .artifacts(run_id, "answer")
+        .expect("answers")
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("mock/"))
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(stored.len(), 6);
+    for a in &stored {
+        assert_eq!(a["text"], healthy);
+        assert_eq!(a["output_tokens"], 40);
+        assert!(a["e2el_s"].is_number() && a["ttft_s"].is_number(), "{a}");
+        assert!(a["truth"]["root_cause"].is_string());
+    }
+    let run = store.run(run_id).expect("run");
+    assert_eq!(run.meta.backend_url, url, "the run names the HTTP backend");
+    assert!(!run.meta.config.to_string().contains("price_input_per_mtok\":null"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Reads every stored artifact of one kind as (name, value).
+fn artifacts(db: &Path, run_id: i64, kind: &str) -> Vec<(String, serde_json::Value)> {
+    Store::open(db).expect("open the results database").artifacts(run_id, kind).expect("artifacts")
+}
+
+#[test]
+fn run_stores_every_answer_with_its_truth_and_score() {
+    let dir = temp_dir("store");
+    let db = dir.join("results.db");
+    let json = dir.join("lb.json");
+    let out = run_ok(
+        bin()
+            .arg("--db")
+            .arg(&db)
+            .args([
+                "aiops",
+                "run",
+                "--backends",
+                "rules,always-healthy",
+                "--episodes",
+                "12",
+                "--seed",
+                "3",
+                "--json-out",
+            ])
+            .arg(&json),
+    );
+    let lb: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("json-out")).expect("json");
+    let run_id = lb["run_id"].as_i64().expect("json-out names the stored run");
+    assert!(out.contains(&format!("stored as run {run_id} in")), "{out}");
+    assert!(out.contains(&format!("`fleetbench report {run_id}`")), "{out}");
+
+    let store = Store::open(&db).expect("open the results database");
+    let run = store.run(run_id).expect("the run row");
+    assert_eq!(run.meta.status, fleetbench_core::RunStatus::Completed);
+    assert_eq!(run.meta.workload, "aiops-arena: 12 episodes, 64 GPUs, seed 3");
+    assert_eq!(run.meta.model, "rules,always-healthy");
+    assert_eq!(run.meta.config["seed"], 3);
+    assert_eq!(run.meta.config["backends"][1]["name"], "always-healthy");
+    assert_eq!(run.request_count, 0);
+
+    // Every answer, re-scored from its stored text and truth, has its stored score.
+    let answers = artifacts(&db, run_id, "answer");
+    assert_eq!(answers.len(), 24);
+    let mut by_backend: std::collections::BTreeMap<String, Vec<(String, f64)>> = Default::default();
+    let mut rules_scores = std::collections::BTreeSet::new();
+    for (name, a) in &answers {
+        let backend = a["backend"].as_str().expect("backend");
+        let episode = a["episode_id"].as_str().expect("episode_id");
+        assert_eq!(name, &format!("{backend}/{episode}"));
+        let truth = validate(&a["truth"]).expect("the stored truth is a diagnosis");
+        let scenario = Scenario::from_id(a["scenario"].as_str().expect("scenario")).expect("a scenario id");
+        let text = a["text"].as_str().expect("text").to_string();
+        let again = EpisodeResult::scored(episode, scenario, &truth, text);
+        let score = a["score"].as_f64().expect("score");
+        assert_eq!(score, again.score.total, "{name}: stored score differs from re-scoring its text");
+        assert_eq!(a["items"]["root_cause"].as_f64(), Some(again.score.items.root_cause), "{name}");
+        assert!(a.get("error").is_none(), "built-ins do not fail: {a}");
+        if backend == "rules" {
+            rules_scores.insert(a["truth"]["root_cause"].to_string());
+        }
+        by_backend.entry(backend.to_string()).or_default().push((episode.to_string(), score));
+    }
+    assert!(rules_scores.len() > 1, "episodes with different truths: {rules_scores:?}");
+    assert_eq!(by_backend.len(), 2);
+    for rows in by_backend.values() {
+        let episodes: std::collections::BTreeSet<&String> = rows.iter().map(|(e, _)| e).collect();
+        assert_eq!(episodes.len(), 12, "each backend answered each episode once");
+    }
+
+    // One leaderboard artifact per backend, agreeing with the answers and json-out.
+    let boards = artifacts(&db, run_id, "arena_backend");
+    assert_eq!(boards.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["always-healthy", "rules"]);
+    for (name, b) in &boards {
+        let scores = &by_backend[name];
+        let mean = scores.iter().map(|(_, s)| s).sum::<f64>() / scores.len() as f64;
+        assert!((b["score"].as_f64().expect("score") - mean).abs() < 1e-9, "{name}: {b}");
+        assert_eq!(b["backend"], name.as_str());
+        assert_eq!(b["episodes"], 12);
+        assert_eq!(b["failed"], 0);
+        assert!(b["ci95"]["lo"].as_f64().expect("lo") <= b["ci95"]["hi"].as_f64().expect("hi"));
+        assert!(b["scenarios"].as_object().is_some_and(|m| !m.is_empty()), "{b}");
+        assert_eq!(b["leaderboard"]["name"], name.as_str());
+        let row = lb["backends"].as_array().expect("backends").iter().find(|r| r["name"] == name.as_str());
+        assert_eq!(row.map(|r| &r["mean_score"]), Some(&b["score"]));
+    }
+
+    // The report draws the arena from this run alone, with no request charts.
+    let rep = dir.join("report");
+    run_ok(bin().arg("--db").arg(&db).args(["report", &run_id.to_string(), "--out"]).arg(&rep));
+    let html = std::fs::read_to_string(rep.join("index.html")).expect("index.html");
+    assert!(html.contains("chart-arena-leaderboard") && html.contains("chart-arena-heatmap"));
+    for absent in ["chart-ttft", "chart-errors", "chart-aggregate-tps"] {
+        assert!(!html.contains(absent), "{absent} drawn for a run without requests");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A loopback chat server that holds every request until `release` turns
+/// true, then streams `answer`.
+async fn gated_mock_server(answer: String, release: tokio::sync::watch::Receiver<bool>) -> String {
+    use axum::routing::post;
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        post(move || {
+            let (answer, mut release) = (answer.clone(), release.clone());
+            async move {
+                let _ = release.wait_for(|r| *r).await;
+                let chunk = serde_json::json!({"choices": [{"index": 0, "delta": {"content": answer}}]});
+                let body = format!("data: {chunk}\n\ndata: [DONE]\n\n");
+                ([("content-type", "text/event-stream")], body)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}/v1")
+}
+
+/// GET `path` from `addr` (host:port) and return the body.
+async fn http_get(addr: &str, path: &str) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(std::io::Error::other(format!("GET {path}: {head}")));
+    }
+    Ok(body.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_with_dashboard_shows_the_arena_live() {
+    let healthy = r#"{"detected": false, "root_cause": "none", "location": null, "onset": null, "action": "NONE", "evidence": []}"#;
+    let (release_tx, release_rx) = tokio::sync::watch::channel(false);
+    let url = gated_mock_server(healthy.to_string(), release_rx).await;
+    let dir = temp_dir("dash");
+    let db = dir.join("r.db");
+    let toml = dir.join("backends.toml");
+    std::fs::write(
+        &toml,
+        format!("[[backend]]\nname = \"held\"\nurl = \"{url}\"\nmodel = \"m\"\nconcurrency = 1\n\n[[backend]]\nname = \"rules\"\nbuiltin = \"rules\"\n"),
+    )
+    .expect("toml");
+    let mut child = bin()
+        .env_remove("FLEETBENCH_DASH_TOKEN")
+        .arg("--db")
+        .arg(&db)
+        .args([
+            "aiops",
+            "run",
+            "--episodes",
+            "4",
+            "--seed",
+            "5",
+            "--dashboard",
+            "127.0.0.1:0",
+            "--timeout",
+            "120",
+            "--backends",
+        ])
+        .arg(&toml)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start fleetbench");
+    let stderr = child.stderr.take().expect("stderr");
+    let (url_tx, url_rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(u) = line.strip_prefix("live dashboard: ") {
+                let _ = url_tx.send(u.to_string());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    // Ends with an error when the process exits without printing the line.
+    let dash_url = tokio::task::spawn_blocking(move || url_rx.recv()).await.expect("join");
+    let Ok(dash_url) = dash_url else {
+        let _ = child.kill();
+        panic!("no 'live dashboard:' line on stderr:\n{}", reader.join().unwrap_or_default());
+    };
+    let addr = dash_url.trim_start_matches("http://").trim_end_matches('/').to_string();
+    assert!(addr.starts_with("127.0.0.1:") && !addr.ends_with(":0"), "{dash_url}");
+
+    // `rules` answers the four episodes while the HTTP backend's first
+    // request is held: the live snapshot shows them.
+    let mut snapshot = None;
+    for _ in 0..1200 {
+        if let Ok(body) = http_get(&addr, "/api/live").await {
+            let runs: serde_json::Value = serde_json::from_str(&body).expect("/api/live is JSON");
+            let arena = runs.as_array().and_then(|a| a.iter().find(|s| s["kind"] == "aiops")).cloned();
+            if arena.as_ref().is_some_and(|s| s["done"] == 4) {
+                snapshot = arena;
+                break;
+            }
+        }
+        if child.try_wait().expect("try_wait").is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let s = snapshot.expect("the arena's live snapshot with four answers");
+    assert_eq!(s["state"], "running");
+    assert_eq!(s["total"], 8);
+    assert_eq!(s["failed"], 0);
+    assert!(s["title"].as_str().is_some_and(|t| t.contains("AIOps arena")), "{s}");
+    let run_id = s["run_id"].as_i64().expect("the live run names its stored run");
+    let board = s["leaderboard"].as_array().expect("leaderboard");
+    assert_eq!(board.len(), 1, "only backends that answered are ranked: {s}");
+    assert_eq!(board[0]["backend"], "rules");
+    assert_eq!(board[0]["answered"], 4);
+    assert!(s["scenarios"].as_array().is_some_and(|r| !r.is_empty()), "{s}");
+    assert!(s["last_answer"].as_str().is_some_and(|a| a.contains("root_cause")), "{s}");
+    // While the HTTP answer is held, the built-in answers are already stored.
+    assert_eq!(artifacts(&db, run_id, "answer").len(), 4);
+    let _ = release_tx.send(true);
+
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await.expect("join").expect("wait");
+    let err = reader.join().expect("stderr reader");
+    assert!(out.status.success(), "{err}");
+    let mut stdout = String::new();
+    out.stdout.as_slice().read_to_string(&mut stdout).expect("utf-8");
+    assert!(stdout.contains(&format!("stored as run {run_id} in")), "{stdout}");
+    assert_eq!(artifacts(&db, run_id, "answer").len(), 8);
+    assert_eq!(
+        Store::open(&db).expect("db").run(run_id).expect("run").meta.status,
+        fleetbench_core::RunStatus::Completed
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -7,7 +7,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{anyhow, bail, Context as _};
 use fleetbench_aiops::backends::{parse_backends_toml, parse_builtin_list, Api, BackendSpec};
@@ -18,7 +18,11 @@ use fleetbench_aiops::prometheus::PrometheusSource;
 use fleetbench_aiops::{
     builtin, generated_window, json_schema, leaderboard, plan_schedule, prompt, EpisodeResult, Fleet, OperatorInput,
 };
-use fleetbench_core::{ApiKind, ChatMessage, Prompt, RequestSpec, RunClock, SamplingParams};
+use fleetbench_core::run::redact_url;
+use fleetbench_core::units::rfc3339;
+use fleetbench_core::{ApiKind, ChatMessage, Prompt, RequestSpec, RunClock, RunMeta, RunStatus, SamplingParams};
+use fleetbench_dash::{LeaderboardRow, LiveRun, LiveRunInfo, LiveState, ScenarioRow};
+use fleetbench_store::Store;
 
 use crate::context::Context;
 
@@ -118,6 +122,8 @@ pub(crate) struct RunArgs {
     /// Per-request timeout for HTTP backends, seconds.
     #[arg(long, default_value_t = 300)]
     pub(crate) timeout: u64,
+    #[command(flatten)]
+    pub(crate) dashboard: crate::live::DashboardArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -140,7 +146,7 @@ pub async fn run(args: AiopsArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         AiopsCommand::Exporter(a) => cmd_exporter(a).await,
-        AiopsCommand::Run(a) => cmd_run(a, ctx).await,
+        AiopsCommand::Run(a) => cmd_run(a, ctx).await.map(|r| r.exit),
         AiopsCommand::Prompt(a) => {
             let fleet = Fleet::build(a.gpus, a.seed)?;
             let eps = plan_schedule(&fleet, a.episode + 1, a.seed);
@@ -274,7 +280,23 @@ struct Prepared {
     prompt: String,
 }
 
-pub(crate) async fn cmd_run(a: RunArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
+/// What `aiops run` hands back to its callers (the demo puts the stored run
+/// in its report).
+pub(crate) struct ArenaRun {
+    pub(crate) exit: ExitCode,
+    /// The run row holding every answer and the leaderboard.
+    pub(crate) run_id: i64,
+}
+
+/// Artifact kinds `aiops run` stores (the HTML report reads both).
+const KIND_ANSWER: &str = "answer";
+const KIND_ARENA_BACKEND: &str = "arena_backend";
+/// Characters of the latest answer shown on the live dashboard.
+const LIVE_ANSWER_CHARS: usize = 2000;
+/// Least time between two recomputations of the live intervals.
+const LIVE_CI_EVERY: Duration = Duration::from_millis(250);
+
+pub(crate) async fn cmd_run(a: RunArgs, ctx: &Context) -> anyhow::Result<ArenaRun> {
     let specs: Vec<BackendSpec> = if a.backends.ends_with(".toml") || std::path::Path::new(&a.backends).is_file() {
         let text = std::fs::read_to_string(&a.backends).with_context(|| format!("reading {}", a.backends))?;
         parse_backends_toml(&text)?
@@ -285,6 +307,12 @@ pub(crate) async fn cmd_run(a: RunArgs, ctx: &Context) -> anyhow::Result<ExitCod
         bail!("--episodes must be at least 1");
     }
     let rate = a.rate.as_deref().map(parse_rate).transpose()?;
+    // Clients first, so that a missing API key fails before any work.
+    let clients = specs
+        .iter()
+        .filter(|s| s.url.is_some())
+        .map(|s| http_client(s, a.timeout).map(|c| (s.clone(), c)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let fleet = Fleet::build(a.gpus, a.seed)?;
     let episodes = plan_schedule(&fleet, a.episodes, a.seed);
     let prom = match a.telemetry.as_deref() {
@@ -305,76 +333,60 @@ pub(crate) async fn cmd_run(a: RunArgs, ctx: &Context) -> anyhow::Result<ExitCod
         }
     };
 
-    // Windows, prompts and the in-process operators' answers.
-    let mut prepared = Vec::with_capacity(episodes.len());
-    let mut results: BTreeMap<String, Vec<EpisodeResult>> = BTreeMap::new();
-    let mut operators: Vec<(String, Box<dyn fleetbench_aiops::Operator>)> = specs
-        .iter()
-        .filter_map(|s| s.builtin.as_deref().and_then(|b| builtin(b, a.seed)).map(|op| (s.name.clone(), op)))
-        .collect();
-    let mut prompt_chars = Vec::new();
-    for ep in &episodes {
-        let window = match &prom {
-            None => generated_window(&fleet, ep),
-            Some(p) => {
-                let log = ep
-                    .xids
-                    .iter()
-                    .filter(|x| x.t >= ep.start && x.t < ep.end)
-                    .map(|x| fleetbench_aiops::telemetry::kernel_log_line(&fleet, x))
-                    .collect();
-                p.fetch_window(&fleet, &ep.id, ep.start, ep.end, log).await?
-            }
-        };
-        let text = prompt::render(&window);
-        prompt_chars.push(text.len() as f64);
-        for (name, op) in operators.iter_mut() {
-            let answer = op.diagnose(&OperatorInput { window: &window, prompt: &text });
-            results.entry(name.clone()).or_default().push(EpisodeResult::scored(
-                &ep.id,
-                ep.scenario,
-                &ep.truth,
-                answer,
-            ));
+    // The dashboard first: a port in use fails the command before anything
+    // is stored.
+    let dash = a.dashboard.start(ctx).await?;
+    let store = Store::open(&ctx.db_path)?;
+    let started = std::time::Instant::now();
+    let run_id = store.create_run(&arena_meta(&a, &specs, rate, fleet.gpu_count()))?;
+    let writer = match AnswerWriter::start(&ctx.db_path, run_id) {
+        Ok(w) => w,
+        Err(e) => {
+            finish_failed(&store, run_id);
+            return Err(e);
         }
-        prepared.push(Prepared { id: ep.id.clone(), scenario: ep.scenario, truth: ep.truth.clone(), prompt: text });
-    }
-    let mean_chars = prompt_chars.iter().sum::<f64>() / prompt_chars.len().max(1) as f64;
-    if !ctx.quiet {
-        eprintln!(
-            "{} episodes on a {}-GPU fleet (seed {}); prompt mean {:.0} chars (~{:.0} tokens)",
-            episodes.len(),
-            fleet.gpu_count(),
-            a.seed,
-            mean_chars,
-            mean_chars / 4.0
-        );
-    }
-
-    // HTTP backends, all at once, each under its own concurrency limit.
-    let prepared = Arc::new(prepared);
-    let mut handles = Vec::new();
-    let bars = if ctx.quiet {
-        indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden())
-    } else {
-        indicatif::MultiProgress::new()
     };
-    let style = indicatif::ProgressStyle::with_template("{prefix:>16} [{bar:30}] {pos}/{len} {elapsed_precise} {msg}")
-        .map(|s| s.progress_chars("=> "))
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-    for spec in specs.iter().filter(|s| s.url.is_some()) {
-        let client = http_client(spec, a.timeout)?;
-        let prepared = prepared.clone();
-        let spec = spec.clone();
-        let bar = bars.add(indicatif::ProgressBar::new(prepared.len() as u64));
-        bar.set_style(style.clone());
-        bar.set_prefix(spec.name.clone());
-        handles.push(tokio::spawn(async move { run_http_backend(client, spec, prepared, rate, bar).await }));
-    }
-    for h in handles {
-        let (name, rows) = h.await.map_err(|e| anyhow!("backend task failed: {e}"))?;
-        results.insert(name, rows);
-    }
+    let live = dash.as_ref().map(|d| {
+        let models: Vec<&str> = specs.iter().filter_map(|s| s.model.as_deref()).collect();
+        Arc::new(LiveTally::new(d.bus().start(LiveRunInfo {
+            kind: "aiops".into(),
+            title: format!(
+                "run {run_id}: AIOps arena, {} episodes on a {}-GPU fleet (seed {})",
+                episodes.len(),
+                fleet.gpu_count(),
+                a.seed
+            ),
+            backend: specs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "),
+            model: if models.is_empty() { "built-in operators".into() } else { models.join(", ") },
+            run_id: Some(run_id),
+            total: Some((episodes.len() * specs.len()) as u64),
+        })))
+    });
+    let sink = Sink { writer: writer.sender(), live: live.clone() };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let ctrl_c = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\ninterrupted: stopping; answers scored so far are kept");
+            let _ = stop_tx.send(true);
+        }
+    });
+
+    let outcome = answer_all(&a, ctx, &specs, clients, &fleet, &episodes, prom.as_ref(), rate, sink, stop_rx).await;
+    ctrl_c.abort();
+    let stored = writer.finish().await;
+    let (results, mean_chars, interrupted) = match outcome {
+        Ok(o) => o,
+        Err(e) => {
+            finish_failed(&store, run_id);
+            if let Some(l) = &live {
+                l.run.finish(LiveState::Failed);
+            }
+            if let Some(d) = dash {
+                d.close().await;
+            }
+            return Err(e.context(format!("the arena stopped; run {run_id} keeps the answers scored before")));
+        }
+    };
 
     let boards: Vec<_> = specs
         .iter()
@@ -388,8 +400,45 @@ pub(crate) async fn cmd_run(a: RunArgs, ctx: &Context) -> anyhow::Result<ExitCod
             println!("{}: ${c:.5} per diagnosis, ${d:.2} per day at the stream rate", b.name);
         }
     }
+    if let Some(l) = &live {
+        l.publish_final(&boards, if interrupted { LiveState::Interrupted } else { LiveState::Finished });
+    }
+
+    // The leaderboard beside the answers, then the run's end.
+    let mut store_error = stored.err();
+    for (spec, board) in specs.iter().zip(&boards) {
+        if store_error.is_some() {
+            break;
+        }
+        if let Err(e) =
+            store.put_artifact(run_id, KIND_ARENA_BACKEND, &spec.name, &board.arena_artifact(spec.model.as_deref()))
+        {
+            store_error = Some(e.into());
+        }
+    }
+    let status = match (&store_error, interrupted) {
+        (Some(_), _) => RunStatus::Failed,
+        (None, true) => RunStatus::Interrupted,
+        (None, false) => RunStatus::Completed,
+    };
+    let answered: usize = results.values().map(Vec::len).sum();
+    let summary = serde_json::json!({
+        "kind": "aiops-arena",
+        "episodes": episodes.len(),
+        "answers": answered,
+        "failed": boards.iter().map(|b| b.failed_requests).sum::<usize>(),
+        "duration": started.elapsed().as_secs_f64(),
+        "backends": boards.iter().map(|b| serde_json::json!({"name": b.name, "mean_score": b.mean_score, "ci95": b.ci95})).collect::<Vec<_>>(),
+    });
+    let finished = store.finish_run(run_id, status, &rfc3339(SystemTime::now()), Some(&summary));
+    if let Some(d) = dash {
+        d.close().await;
+    }
+
     if let Some(path) = &a.json_out {
         let doc = serde_json::json!({
+            "run_id": run_id,
+            "status": status.as_str(),
             "episodes": episodes.len(),
             "seed": a.seed,
             "gpus": fleet.gpu_count(),
@@ -412,16 +461,431 @@ pub(crate) async fn cmd_run(a: RunArgs, ctx: &Context) -> anyhow::Result<ExitCod
         }
         f.flush()?;
     }
-    Ok(ExitCode::SUCCESS)
+    if let Some(e) = store_error {
+        return Err(e.context(format!("storing the arena's answers in {} (run {run_id})", ctx.db_path.display())));
+    }
+    finished.with_context(|| format!("marking run {run_id} finished in {}", ctx.db_path.display()))?;
+    println!(
+        "stored as run {run_id} in {} ({answered} answers); see it with `fleetbench report {run_id}`",
+        ctx.db_path.display()
+    );
+    let exit = if interrupted { ExitCode::from(crate::cmd::run::EXIT_INTERRUPTED) } else { ExitCode::SUCCESS };
+    Ok(ArenaRun { exit, run_id })
+}
+
+/// Answers of every backend, by backend name; the mean prompt length; and
+/// whether the run was interrupted (then only answered episodes are kept).
+type Answers = (BTreeMap<String, Vec<EpisodeResult>>, f64, bool);
+
+/// Builds each episode's window and prompt, asks the in-process operators
+/// as it goes, then every HTTP backend at once. Each scored answer goes to
+/// `sink` as soon as it is scored.
+#[allow(clippy::too_many_arguments)]
+async fn answer_all(
+    a: &RunArgs,
+    ctx: &Context,
+    specs: &[BackendSpec],
+    clients: Vec<(BackendSpec, fleetbench_client::Client)>,
+    fleet: &Fleet,
+    episodes: &[fleetbench_aiops::Episode],
+    prom: Option<&PrometheusSource>,
+    rate: Option<f64>,
+    sink: Sink,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Answers> {
+    let mut prepared = Vec::with_capacity(episodes.len());
+    let mut results: BTreeMap<String, Vec<EpisodeResult>> = BTreeMap::new();
+    let mut operators: Vec<(String, Box<dyn fleetbench_aiops::Operator>)> = specs
+        .iter()
+        .filter_map(|s| s.builtin.as_deref().and_then(|b| builtin(b, a.seed)).map(|op| (s.name.clone(), op)))
+        .collect();
+    let mut prompt_chars = Vec::new();
+    for ep in episodes {
+        if *stop.borrow() {
+            break;
+        }
+        let window = match prom {
+            None => generated_window(fleet, ep),
+            Some(p) => {
+                let log = ep
+                    .xids
+                    .iter()
+                    .filter(|x| x.t >= ep.start && x.t < ep.end)
+                    .map(|x| fleetbench_aiops::telemetry::kernel_log_line(fleet, x))
+                    .collect();
+                p.fetch_window(fleet, &ep.id, ep.start, ep.end, log).await?
+            }
+        };
+        let text = prompt::render(&window);
+        prompt_chars.push(text.len() as f64);
+        for (name, op) in operators.iter_mut() {
+            let answer = op.diagnose(&OperatorInput { window: &window, prompt: &text });
+            let r = EpisodeResult::scored(&ep.id, ep.scenario, &ep.truth, answer);
+            results.entry(name.clone()).or_default().push(r);
+        }
+        prepared.push(Prepared { id: ep.id.clone(), scenario: ep.scenario, truth: ep.truth.clone(), prompt: text });
+    }
+    let mean_chars = prompt_chars.iter().sum::<f64>() / prompt_chars.len().max(1) as f64;
+    if !ctx.quiet {
+        eprintln!(
+            "{} episodes on a {}-GPU fleet (seed {}); prompt mean {:.0} chars (~{:.0} tokens)",
+            prepared.len(),
+            fleet.gpu_count(),
+            a.seed,
+            mean_chars,
+            mean_chars / 4.0
+        );
+    }
+
+    // HTTP backends, all at once, each under its own concurrency limit.
+    let prepared = Arc::new(prepared);
+    let mut handles = Vec::new();
+    let bars = if ctx.quiet {
+        indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden())
+    } else {
+        indicatif::MultiProgress::new()
+    };
+    let style = indicatif::ProgressStyle::with_template("{prefix:>16} [{bar:30}] {pos}/{len} {elapsed_precise} {msg}")
+        .map(|s| s.progress_chars("=> "))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    for (spec, client) in clients {
+        let prepared = prepared.clone();
+        let bar = bars.add(indicatif::ProgressBar::new(prepared.len() as u64));
+        bar.set_style(style.clone());
+        bar.set_prefix(spec.name.clone());
+        let (sink, stop) = (sink.clone(), stop.clone());
+        handles
+            .push(tokio::spawn(async move { run_http_backend(client, spec, prepared, rate, bar, sink, stop).await }));
+    }
+    drop(sink);
+    for h in handles {
+        let (name, rows) = h.await.map_err(|e| anyhow!("backend task failed: {e}"))?;
+        results.insert(name, rows);
+    }
+    let interrupted = *stop.borrow();
+    Ok((results, mean_chars, interrupted))
+}
+
+/// The run row of one `aiops run`: the backends (URLs without credentials,
+/// never keys), the episode stream and the fleet.
+fn arena_meta(a: &RunArgs, specs: &[BackendSpec], rate: Option<f64>, gpus: usize) -> RunMeta {
+    let http: Vec<&BackendSpec> = specs.iter().filter(|s| s.url.is_some()).collect();
+    let backends: Vec<serde_json::Value> = specs
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "name": s.name,
+                "builtin": s.builtin,
+                "url": s.url.as_deref().map(redact_url),
+                "model": s.model,
+                "api": s.url.as_ref().map(|_| api_kind(s).as_str()),
+                "concurrency": s.url.as_ref().map(|_| s.concurrency),
+                "max_tokens": s.url.as_ref().map(|_| s.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS)),
+                "temperature": s.url.as_ref().map(|_| s.temperature.unwrap_or(0.0)),
+                "price_input_per_mtok": s.price_input_per_mtok,
+                "price_output_per_mtok": s.price_output_per_mtok,
+            })
+        })
+        .map(without_nulls)
+        .collect();
+    // Not `gpus` or `concurrency` at the top: the report reads those keys as
+    // the hardware measured and the point's concurrency.
+    let config = serde_json::json!({
+        "kind": "aiops-arena",
+        "episodes": a.episodes,
+        "seed": a.seed,
+        "fleet_gpus": gpus,
+        "rate_per_s": rate,
+        "telemetry": a.telemetry.as_deref().map(|t| t.strip_prefix("prometheus=").map(redact_url).unwrap_or_else(|| redact_url(t))),
+        "timeout_s": a.timeout,
+        "backends": backends,
+    });
+    let mut apis: Vec<&str> = http.iter().map(|s| api_kind(s).as_str()).collect();
+    apis.sort_unstable();
+    apis.dedup();
+    let mut urls: Vec<String> = http.iter().filter_map(|s| s.url.as_deref().map(redact_url)).collect();
+    urls.dedup();
+    let pacing = match rate {
+        Some(r) => format!("episodes paced at {r:.3}/s"),
+        None => "episodes sent as fast as answered".into(),
+    };
+    let schedule = if http.is_empty() {
+        "built-in operators in process, one episode after another".to_string()
+    } else {
+        let limits: Vec<String> = http.iter().map(|s| format!("{} concurrency {}", s.name, s.concurrency)).collect();
+        format!("{pacing}; {}", limits.join(", "))
+    };
+    RunMeta {
+        id: 0,
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        command_line: crate::cmd::run::command_line(),
+        host: hostname(),
+        backend_url: if urls.is_empty() { "in-process".into() } else { urls.join(", ") },
+        model: specs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(","),
+        api: if apis.is_empty() { "builtin".into() } else { apis.join(",") },
+        workload: format!("aiops-arena: {} episodes, {gpus} GPUs, seed {}", a.episodes, a.seed),
+        schedule,
+        started_at: rfc3339(SystemTime::now()),
+        ended_at: None,
+        status: RunStatus::Running,
+        config,
+        pid: Some(std::process::id()),
+        group: None,
+    }
+}
+
+/// An object with its null fields left out.
+fn without_nulls(mut v: serde_json::Value) -> serde_json::Value {
+    if let Some(o) = v.as_object_mut() {
+        o.retain(|_, x| !x.is_null());
+    }
+    v
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Marks a run failed; the error that caused it is what the caller reports.
+fn finish_failed(store: &Store, run_id: i64) {
+    if let Err(e) = store.finish_run(run_id, RunStatus::Failed, &rfc3339(SystemTime::now()), None) {
+        eprintln!("warning: could not mark run {run_id} failed: {e}");
+    }
+}
+
+enum WriterMsg {
+    Answer(String, Box<EpisodeResult>),
+    Close,
+}
+
+/// Stores each scored answer as an `answer` artifact on a thread of its
+/// own, so neither the operators nor the HTTP collectors wait on SQLite.
+struct AnswerWriter {
+    tx: std::sync::mpsc::Sender<WriterMsg>,
+    handle: std::thread::JoinHandle<anyhow::Result<usize>>,
+}
+
+impl AnswerWriter {
+    fn start(db: &std::path::Path, run_id: i64) -> anyhow::Result<AnswerWriter> {
+        let store = Store::open(db)?;
+        let (tx, rx) = std::sync::mpsc::channel::<WriterMsg>();
+        let handle = std::thread::Builder::new()
+            .name("fleetbench-answers".into())
+            .spawn(move || {
+                let mut written = 0usize;
+                let mut failure: Option<anyhow::Error> = None;
+                // Ends on Close, or when every sender is gone.
+                while let Ok(WriterMsg::Answer(backend, r)) = rx.recv() {
+                    if failure.is_some() {
+                        continue;
+                    }
+                    let name = format!("{backend}/{}", r.episode_id);
+                    match store.put_artifact(run_id, KIND_ANSWER, &name, &r.answer_artifact(&backend)) {
+                        Ok(()) => written += 1,
+                        Err(e) => failure = Some(anyhow::Error::new(e).context(format!("storing answer {name}"))),
+                    }
+                }
+                failure.map_or(Ok(written), Err)
+            })
+            .context("starting the answer writer thread")?;
+        Ok(AnswerWriter { tx, handle })
+    }
+
+    fn sender(&self) -> std::sync::mpsc::Sender<WriterMsg> {
+        self.tx.clone()
+    }
+
+    /// Waits until every answer sent so far is stored; returns how many.
+    async fn finish(self) -> anyhow::Result<usize> {
+        let _ = self.tx.send(WriterMsg::Close);
+        let handle = self.handle;
+        tokio::task::spawn_blocking(move || handle.join())
+            .await
+            .map_err(|e| anyhow!("answer writer: {e}"))?
+            .map_err(|_| anyhow!("the answer writer thread panicked"))?
+    }
+}
+
+/// Where each scored answer goes: the database, and the live dashboard
+/// when one is served.
+#[derive(Clone)]
+struct Sink {
+    writer: std::sync::mpsc::Sender<WriterMsg>,
+    live: Option<Arc<LiveTally>>,
+}
+
+impl Sink {
+    fn record(&self, backend: &str, r: &EpisodeResult) {
+        // A failed writer reports its error when finished.
+        let _ = self.writer.send(WriterMsg::Answer(backend.to_string(), Box::new(r.clone())));
+        if let Some(l) = &self.live {
+            l.record(backend, r);
+        }
+    }
+}
+
+/// Running figures of one backend for the dashboard.
+#[derive(Default)]
+struct BackendTally {
+    scores: Vec<f64>,
+    sum: f64,
+    failed: u64,
+    ci: Option<fleetbench_core::stats::Interval>,
+    /// Scenario table key -> (sum, n).
+    scenarios: BTreeMap<&'static str, (f64, u64)>,
+}
+
+#[derive(Default)]
+struct TallyState {
+    /// In the order backends first answered.
+    backends: Vec<(String, BackendTally)>,
+    last_ci: Option<std::time::Instant>,
+}
+
+/// The arena's live run: counts and means follow every answer; the
+/// bootstrap intervals are recomputed at most every [`LIVE_CI_EVERY`], and
+/// only while a browser watches.
+struct LiveTally {
+    run: LiveRun,
+    started: std::time::Instant,
+    state: std::sync::Mutex<TallyState>,
+}
+
+impl LiveTally {
+    fn new(run: LiveRun) -> LiveTally {
+        LiveTally { run, started: std::time::Instant::now(), state: std::sync::Mutex::new(TallyState::default()) }
+    }
+
+    fn record(&self, backend: &str, r: &EpisodeResult) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let i = match st.backends.iter().position(|(n, _)| n == backend) {
+            Some(i) => i,
+            None => {
+                st.backends.push((backend.to_string(), BackendTally::default()));
+                st.backends.len() - 1
+            }
+        };
+        {
+            let b = &mut st.backends[i].1;
+            b.scores.push(r.score.total);
+            b.sum += r.score.total;
+            b.failed += u64::from(r.error.is_some());
+            let e = b.scenarios.entry(r.scenario.table_key()).or_default();
+            e.0 += r.score.total;
+            e.1 += 1;
+        }
+        if self.run.watched() && st.last_ci.is_none_or(|t| t.elapsed() >= LIVE_CI_EVERY) {
+            st.last_ci = Some(std::time::Instant::now());
+            for (_, b) in st.backends.iter_mut() {
+                b.ci = fleetbench_core::stats::mean_ci(&b.scores);
+            }
+        }
+        let rows = live_rows(&st.backends);
+        let scenarios = live_scenarios(&st.backends);
+        drop(st);
+        let text: String = r.answer.chars().take(LIVE_ANSWER_CHARS).collect();
+        let elapsed = self.started.elapsed().as_secs_f64();
+        self.run.update(|s| {
+            match &r.error {
+                Some(e) => {
+                    s.failed += 1;
+                    *s.errors.entry(e.clone()).or_default() += 1;
+                    s.last_error = Some(format!("{backend}: {e}"));
+                }
+                None => s.done += 1,
+            }
+            s.last_answer = Some(text);
+            s.elapsed_s = elapsed;
+            s.leaderboard = rows;
+            s.scenarios = scenarios;
+        });
+    }
+
+    /// The end: the leaderboard with its final intervals, and the state.
+    fn publish_final(&self, boards: &[fleetbench_aiops::Leaderboard], state: LiveState) {
+        let mut rows: Vec<LeaderboardRow> = boards
+            .iter()
+            .filter(|b| b.episodes > 0)
+            .map(|b| LeaderboardRow {
+                backend: b.name.clone(),
+                score: b.mean_score,
+                ci_lo: b.ci95.map(|c| c.lo),
+                ci_hi: b.ci95.map(|c| c.hi),
+                answered: (b.episodes - b.failed_requests) as u64,
+                failed: b.failed_requests as u64,
+            })
+            .collect();
+        rows.sort_by(|x, y| y.score.total_cmp(&x.score));
+        let scenarios = fleetbench_aiops::Scenario::ALL
+            .iter()
+            .map(|sc| ScenarioRow {
+                scenario: sc.table_key().to_string(),
+                scores: boards
+                    .iter()
+                    .filter_map(|b| b.per_scenario.get(sc.table_key()).map(|r| (b.name.clone(), r.mean_score)))
+                    .collect(),
+            })
+            .filter(|r| !r.scores.is_empty())
+            .collect();
+        let elapsed = self.started.elapsed().as_secs_f64();
+        self.run.update(|s| {
+            s.leaderboard = rows;
+            s.scenarios = scenarios;
+            s.elapsed_s = elapsed;
+        });
+        self.run.finish(state);
+    }
+}
+
+fn live_rows(backends: &[(String, BackendTally)]) -> Vec<LeaderboardRow> {
+    let mut rows: Vec<LeaderboardRow> = backends
+        .iter()
+        .map(|(name, b)| LeaderboardRow {
+            backend: name.clone(),
+            score: b.sum / b.scores.len().max(1) as f64,
+            ci_lo: b.ci.map(|c| c.lo),
+            ci_hi: b.ci.map(|c| c.hi),
+            answered: b.scores.len() as u64 - b.failed,
+            failed: b.failed,
+        })
+        .collect();
+    rows.sort_by(|x, y| y.score.total_cmp(&x.score));
+    rows
+}
+
+fn live_scenarios(backends: &[(String, BackendTally)]) -> Vec<ScenarioRow> {
+    fleetbench_aiops::Scenario::ALL
+        .iter()
+        .map(|sc| ScenarioRow {
+            scenario: sc.table_key().to_string(),
+            scores: backends
+                .iter()
+                .filter_map(|(name, b)| {
+                    b.scenarios.get(sc.table_key()).map(|(sum, n)| (name.clone(), sum / (*n).max(1) as f64))
+                })
+                .collect(),
+        })
+        .filter(|r| !r.scores.is_empty())
+        .collect()
+}
+
+/// Answer length asked of HTTP backends unless their entry says otherwise.
+const DEFAULT_MAX_TOKENS: u32 = 512;
+
+fn api_kind(spec: &BackendSpec) -> ApiKind {
+    match spec.api.unwrap_or(Api::Chat) {
+        Api::Chat => ApiKind::Chat,
+        Api::Completions => ApiKind::Completions,
+        Api::Anthropic => ApiKind::Anthropic,
+    }
 }
 
 fn http_client(spec: &BackendSpec, timeout_s: u64) -> anyhow::Result<fleetbench_client::Client> {
     let url = spec.url.clone().unwrap_or_default();
-    let api = match spec.api.unwrap_or(Api::Chat) {
-        Api::Chat => ApiKind::Chat,
-        Api::Completions => ApiKind::Completions,
-        Api::Anthropic => ApiKind::Anthropic,
-    };
+    let api = api_kind(spec);
     let mut cfg = fleetbench_client::ClientConfig::new(url, api, spec.model.clone().unwrap_or_default());
     cfg.keep_output_text = true;
     cfg.max_body_bytes = 4 << 20;
@@ -435,12 +899,17 @@ fn http_client(spec: &BackendSpec, timeout_s: u64) -> anyhow::Result<fleetbench_
     fleetbench_client::Client::new(cfg).map_err(|e| anyhow!("backend '{}': {e}", spec.name))
 }
 
+/// Sends every prepared episode to one HTTP backend (paced by `rate`, at
+/// most its concurrency in flight) and scores each answer as it arrives.
+/// After `stop` only the episodes answered so far are returned.
 async fn run_http_backend(
     client: fleetbench_client::Client,
     spec: BackendSpec,
     prepared: Arc<Vec<Prepared>>,
     rate: Option<f64>,
     bar: indicatif::ProgressBar,
+    sink: Sink,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> (String, Vec<EpisodeResult>) {
     let clock = RunClock::start();
     let sem = Arc::new(tokio::sync::Semaphore::new(spec.concurrency.max(1)));
@@ -448,18 +917,29 @@ async fn run_http_backend(
     let feeder = {
         let prepared = prepared.clone();
         let spec = spec.clone();
+        let mut stop = stop.clone();
         tokio::spawn(async move {
             for (i, p) in prepared.iter().enumerate() {
                 let planned = rate.map(|r| i as f64 / r);
                 if let Some(t) = planned {
-                    tokio::time::sleep_until(tokio::time::Instant::from_std(clock.instant_at(t))).await;
+                    let due = tokio::time::sleep_until(tokio::time::Instant::from_std(clock.instant_at(t)));
+                    tokio::select! {
+                        _ = due => {}
+                        _ = stop.wait_for(|s| *s) => break,
+                    }
                 }
-                let Ok(permit) = sem.clone().acquire_owned().await else { break };
+                let permit = tokio::select! {
+                    p = sem.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                    _ = stop.wait_for(|s| *s) => break,
+                };
+                if *stop.borrow() {
+                    break;
+                }
                 let req = RequestSpec {
                     id: p.id.clone(),
                     prompt: Prompt::Messages(vec![ChatMessage { role: "user".into(), content: p.prompt.clone() }]),
                     sampling: SamplingParams {
-                        max_tokens: Some(spec.max_tokens.unwrap_or(512)),
+                        max_tokens: Some(spec.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS)),
                         temperature: Some(spec.temperature.unwrap_or(0.0)),
                         ignore_eos: false,
                         seed: Some(7),
@@ -480,7 +960,11 @@ async fn run_http_backend(
     let mut rows: Vec<Option<EpisodeResult>> = vec![None; prepared.len()];
     let (mut sum, mut n, mut unparseable) = (0.0, 0usize, 0usize);
     while n < prepared.len() {
-        let Some((i, rec)) = rx.recv().await else { break };
+        let received = tokio::select! {
+            r = rx.recv() => r,
+            _ = stop.wait_for(|s| *s) => None,
+        };
+        let Some((i, rec)) = received else { break };
         let p = &prepared[i];
         let mut r = EpisodeResult::scored(&p.id, p.scenario, &p.truth, rec.output_text.clone().unwrap_or_default());
         r.ttft_s = rec.ttft();
@@ -488,6 +972,7 @@ async fn run_http_backend(
         r.input_tokens = rec.input_tokens;
         r.output_tokens = Some(rec.output_tokens);
         r.error = rec.error.as_ref().map(|e| e.label());
+        sink.record(&spec.name, &r);
         sum += r.score.total;
         n += 1;
         unparseable += usize::from(r.score.unparseable);
@@ -499,18 +984,27 @@ async fn run_http_backend(
         ));
         rows[i] = Some(r);
     }
+    let interrupted = *stop.borrow();
+    if interrupted {
+        // Requests still in flight are abandoned with the process.
+        feeder.abort();
+    }
     let _ = feeder.await;
     bar.finish();
-    let rows = rows
-        .into_iter()
-        .zip(prepared.iter())
-        .map(|(r, p)| {
-            r.unwrap_or_else(|| {
-                let mut r = EpisodeResult::scored(&p.id, p.scenario, &p.truth, String::new());
-                r.error = Some("request task failed".into());
-                r
+    let rows = if interrupted {
+        rows.into_iter().flatten().collect()
+    } else {
+        rows.into_iter()
+            .zip(prepared.iter())
+            .map(|(r, p)| {
+                r.unwrap_or_else(|| {
+                    let mut r = EpisodeResult::scored(&p.id, p.scenario, &p.truth, String::new());
+                    r.error = Some("request task failed".into());
+                    sink.record(&spec.name, &r);
+                    r
+                })
             })
-        })
-        .collect();
+            .collect()
+    };
     (spec.name.clone(), rows)
 }

@@ -53,14 +53,9 @@ const ARENA_SEED: u64 = 7;
 /// The arena, offline: the rules runbook, the floors, and a simulated GPU
 /// server whose "model" answers each prompt with the runbook's diagnosis, so
 /// the whole HTTP path (prompt, stream, lenient parse, score, leaderboard)
-/// runs with no network.
-async fn arena(
-    args: &DemoArgs,
-    ctx: &Context,
-    store: &Store,
-    catalog: &Catalog,
-    attach_to: Option<i64>,
-) -> anyhow::Result<()> {
+/// runs with no network. Returns the id of the run holding its answers and
+/// leaderboard.
+async fn arena(args: &DemoArgs, ctx: &Context, catalog: &Catalog) -> anyhow::Result<Option<i64>> {
     use fleetbench_aiops::{generated_window, plan_schedule, prompt, Fleet, Operator, OperatorInput, RulesOperator};
     println!(
         "AIOps arena: {ARENA_EPISODES} GPU-fleet incidents on a {ARENA_GPUS}-GPU fleet, scored against ground truth \
@@ -96,44 +91,26 @@ async fn arena(
             spec.model
         ),
     )?;
-    let json_out = dir.join("arena.json");
     let run = crate::cmd::aiops::RunArgs {
         backends: backends.display().to_string(),
         episodes: ARENA_EPISODES,
         seed: ARENA_SEED,
         gpus: ARENA_GPUS,
         rate: None,
-        json_out: Some(json_out.clone()),
+        json_out: None,
         answers_out: None,
         telemetry: None,
         timemap_from: None,
         timeout: 120,
+        dashboard: Default::default(),
     };
     let quiet = Context { quiet: true, ..ctx.clone() };
-    crate::cmd::aiops::cmd_run(run, &quiet).await?;
+    let outcome = crate::cmd::aiops::cmd_run(run, &quiet).await;
     server.shutdown().await;
-    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&json_out)?)?;
-    if let (Some(id), Some(boards)) = (attach_to, doc["backends"].as_array()) {
-        for b in boards {
-            let name = b["name"].as_str().unwrap_or("backend");
-            let scenarios: serde_json::Map<String, serde_json::Value> = b["per_scenario"]
-                .as_object()
-                .map(|m| m.iter().map(|(k, v)| (k.clone(), v["mean_score"].clone())).collect())
-                .unwrap_or_default();
-            let artifact = json!({
-                "backend": name,
-                "score": b["mean_score"],
-                "ci95": b["ci95"],
-                "episodes": b["episodes"],
-                "failed": b["failed_requests"],
-                "scenarios": scenarios,
-            });
-            store.put_artifact(id, "arena_backend", name, &artifact)?;
-        }
-    }
     let _ = std::fs::remove_dir_all(&dir);
+    let arena = outcome?;
     println!();
-    Ok(())
+    Ok(Some(arena.run_id))
 }
 
 /// One simulated setup of the demo.
@@ -206,8 +183,9 @@ pub async fn run(args: DemoArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     }
     print_comparison(&results);
     if !args.no_arena {
-        if let Err(e) = arena(&args, ctx, &store, &catalog, run_ids.first().copied()).await {
-            eprintln!("warning: the AIOps arena part of the demo failed: {e:#}");
+        match arena(&args, ctx, &catalog).await {
+            Ok(id) => run_ids.extend(id),
+            Err(e) => eprintln!("warning: the AIOps arena part of the demo failed: {e:#}"),
         }
     }
     let out = args.out.clone().unwrap_or_else(|| {

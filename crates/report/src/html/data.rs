@@ -267,10 +267,14 @@ impl ReportRun {
     }
 
     /// The points this run adds to the concurrency picture: its sweep levels,
-    /// else itself.
+    /// else itself; none when it sent no requests (an arena run, which
+    /// stores answers and a leaderboard only).
     pub fn points(&self) -> Vec<Level> {
         if !self.levels.is_empty() {
             return self.levels.clone();
+        }
+        if self.metrics.sent == 0 {
+            return Vec::new();
         }
         let concurrency = configured_concurrency(&self.meta).or_else(|| {
             (self.metrics.max_concurrent_requests > 0).then_some(self.metrics.max_concurrent_requests as f64)

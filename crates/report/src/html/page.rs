@@ -54,6 +54,11 @@ fn setup_item(r: &ReportRun) -> String {
     )
 }
 
+/// The runs with points on the request charts (not arena-only runs).
+fn measured_runs(report: &Report) -> Vec<&ReportRun> {
+    report.runs.iter().filter(|r| !r.points().is_empty()).collect()
+}
+
 /// A chart with its setup beside it.
 fn figure(s: &mut String, svg: &str, runs: &[&ReportRun], note: &str) {
     let _ = write!(s, "<figure class=\"panel\"><div class=\"plot\">{svg}</div><aside class=\"setup\"><b>Setup</b><ul>");
@@ -68,7 +73,7 @@ fn figure(s: &mut String, svg: &str, runs: &[&ReportRun], note: &str) {
 }
 
 fn throughput_charts(s: &mut String, report: &Report, curves: &[Curve]) {
-    let all: Vec<&ReportRun> = report.runs.iter().collect();
+    let all = measured_runs(report);
     let mut agg = LineChart {
         id: "chart-aggregate-tps".into(),
         title: "Aggregate output throughput vs concurrency".into(),
@@ -222,16 +227,19 @@ pub(super) fn render(report: &Report) -> String {
         );
     }
     s.push_str("</tbody></table></div>");
-    s.push_str("<table><thead><tr><th>run / level</th><th>sent</th><th>completed</th><th>failed</th><th>output tok/s [95% CI]</th><th>per-request tok/s [95% CI]</th><th>mean TTFT ms [95% CI]</th><th>mean TPOT ms [95% CI]</th></tr></thead><tbody>");
+    // Runs that sent no requests (arena runs) have no row here and no
+    // latency or error charts.
     let levels = report.levels();
-    for l in &levels {
-        let m = &l.metrics;
-        let ci = |x: Option<f64>, c: Option<fleetbench_core::stats::Interval>| match (x, c) {
-            (Some(x), Some(c)) => format!("{} [{}, {}]", fmt_num(x), fmt_num(c.lo), fmt_num(c.hi)),
-            (Some(x), None) => fmt_num(x),
-            _ => "-".into(),
-        };
-        let _ = write!(
+    if !levels.is_empty() {
+        s.push_str("<table><thead><tr><th>run / level</th><th>sent</th><th>completed</th><th>failed</th><th>output tok/s [95% CI]</th><th>per-request tok/s [95% CI]</th><th>mean TTFT ms [95% CI]</th><th>mean TPOT ms [95% CI]</th></tr></thead><tbody>");
+        for l in &levels {
+            let m = &l.metrics;
+            let ci = |x: Option<f64>, c: Option<fleetbench_core::stats::Interval>| match (x, c) {
+                (Some(x), Some(c)) => format!("{} [{}, {}]", fmt_num(x), fmt_num(c.lo), fmt_num(c.hi)),
+                (Some(x), None) => fmt_num(x),
+                _ => "-".into(),
+            };
+            let _ = write!(
             s,
             "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
             esc(&l.label),
@@ -243,29 +251,33 @@ pub(super) fn render(report: &Report) -> String {
             ci(m.ms("mean_ttft_ms"), m.ci("mean_ttft_ms")),
             ci(m.ms("mean_tpot_ms"), m.ci("mean_tpot_ms")),
         );
+        }
+        s.push_str("</tbody></table>");
     }
-    s.push_str("</tbody></table></section>");
+    s.push_str("</section>");
 
-    let all: Vec<&ReportRun> = report.runs.iter().collect();
+    let all = measured_runs(report);
     let curves = report.curves();
     if !curves.is_empty() {
         throughput_charts(&mut s, report, &curves);
     }
 
-    s.push_str("<section id=\"latency\"><h2>Latency percentiles</h2>");
-    figure(
-        &mut s,
-        &percentile_chart("chart-ttft", "Time to first token (TTFT) percentiles", "ttft", "TTFT (ms)", &levels),
-        &all,
-        "Bars: p50, p90, p99. Whiskers: 95 % intervals of the median and p99.",
-    );
-    figure(
-        &mut s,
-        &percentile_chart("chart-tpot", "Time per output token (TPOT) percentiles", "tpot", "TPOT (ms)", &levels),
-        &all,
-        "TPOT = (E2EL - TTFT) / (output tokens - 1).",
-    );
-    s.push_str("</section>");
+    if !levels.is_empty() {
+        s.push_str("<section id=\"latency\"><h2>Latency percentiles</h2>");
+        figure(
+            &mut s,
+            &percentile_chart("chart-ttft", "Time to first token (TTFT) percentiles", "ttft", "TTFT (ms)", &levels),
+            &all,
+            "Bars: p50, p90, p99. Whiskers: 95 % intervals of the median and p99.",
+        );
+        figure(
+            &mut s,
+            &percentile_chart("chart-tpot", "Time per output token (TPOT) percentiles", "tpot", "TPOT (ms)", &levels),
+            &all,
+            "TPOT = (E2EL - TTFT) / (output tokens - 1).",
+        );
+        s.push_str("</section>");
+    }
 
     let itl: Vec<(String, Vec<f64>)> = report
         .runs
@@ -292,25 +304,28 @@ pub(super) fn render(report: &Report) -> String {
         s.push_str("</section>");
     }
 
-    s.push_str("<section id=\"errors\"><h2>Errors</h2>");
-    figure(&mut s, &errors_chart(&levels), &all, "");
-    let mut messages: Vec<(i64, String)> = Vec::new();
-    for r in &report.runs {
-        for e in r.metrics.errors.iter().filter(|e| !e.is_empty()) {
-            if !messages.iter().any(|(id, m)| *id == r.meta.id && m == e) && messages.len() < 20 {
-                messages.push((r.meta.id, e.clone()));
+    if !levels.is_empty() {
+        s.push_str("<section id=\"errors\"><h2>Errors</h2>");
+        figure(&mut s, &errors_chart(&levels), &all, "");
+        let mut messages: Vec<(i64, String)> = Vec::new();
+        for r in &report.runs {
+            for e in r.metrics.errors.iter().filter(|e| !e.is_empty()) {
+                if !messages.iter().any(|(id, m)| *id == r.meta.id && m == e) && messages.len() < 20 {
+                    messages.push((r.meta.id, e.clone()));
+                }
             }
         }
-    }
-    if !messages.is_empty() {
-        s.push_str("<table><thead><tr><th>run</th><th>error (first distinct messages)</th></tr></thead><tbody>");
-        for (id, m) in &messages {
-            let short: String = m.chars().take(400).collect();
-            let _ = write!(s, "<tr><td class=\"num\">{id}</td><td class=\"error-message\">{}</td></tr>", esc(&short));
+        if !messages.is_empty() {
+            s.push_str("<table><thead><tr><th>run</th><th>error (first distinct messages)</th></tr></thead><tbody>");
+            for (id, m) in &messages {
+                let short: String = m.chars().take(400).collect();
+                let _ =
+                    write!(s, "<tr><td class=\"num\">{id}</td><td class=\"error-message\">{}</td></tr>", esc(&short));
+            }
+            s.push_str("</tbody></table>");
         }
-        s.push_str("</tbody></table>");
+        s.push_str("</section>");
     }
-    s.push_str("</section>");
 
     let server_runs: Vec<&ReportRun> = report.runs.iter().filter(|r| !r.server.is_empty()).collect();
     if !server_runs.is_empty() {
