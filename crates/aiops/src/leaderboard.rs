@@ -269,7 +269,7 @@ pub fn render_table(rows: &[Leaderboard]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<18} {:>4} {:>22} {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} {:>6} {:>6} {:>6} {:>9} {:>8}",
+        "{:<18} {:>4} {:>22} {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} {:>6} {:>6} {:>6} {:>9} {:>9} {:>8}",
         "backend",
         "n",
         "score (95% CI)",
@@ -282,6 +282,7 @@ pub fn render_table(rows: &[Leaderboard]) -> String {
         "FP",
         "overR",
         "unpar",
+        "ttft p50",
         "e2e p50",
         "out tok"
     );
@@ -396,6 +397,20 @@ mod tests {
         assert!(table.lines().any(|l| l.starts_with("healthy ")), "{table}");
         assert!(!table.contains("healthy healthy"), "{table}");
         assert!(table.contains("S6 pcie.gpu_off_bus"), "{table}");
+    }
+
+    #[test]
+    fn table_columns_line_up_with_their_headers() {
+        let mut rs = results();
+        for r in &mut rs {
+            (r.ttft_s, r.e2el_s, r.output_tokens) = (Some(0.25), Some(1.5), Some(40));
+        }
+        let table = render_table(&[leaderboard("b", &rs, None, None)]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines[0].len(), lines[1].len(), "{table}");
+        let col = |l: &str, w: &str| l.find(w).map(|i| i + w.len());
+        assert_eq!(col(lines[0], "ttft p50"), col(lines[1], "250ms"), "{table}");
+        assert_eq!(col(lines[0], "e2e p50"), col(lines[1], "1500ms"), "{table}");
     }
 
     #[test]
