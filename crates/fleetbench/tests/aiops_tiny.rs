@@ -23,6 +23,8 @@ fn tiny_model_runs_a_short_arena() {
     let json = dir.join("lb.json");
     let answers = dir.join("answers.jsonl");
     let out = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
+        .arg("--db")
+        .arg(dir.join("results.db"))
         .args([
             "--quiet",
             "aiops",

@@ -398,7 +398,7 @@ const FILLER: &[&str] = &[
 fn plan_output(state: &AppState, id: u64, prompt: &str, max_tokens: Option<u32>) -> (Vec<String>, bool) {
     if let Some(responder) = &state.cfg.responder {
         if let Some(text) = responder(prompt) {
-            let mut pieces: Vec<String> = text.split_inclusive(char::is_whitespace).map(str::to_string).collect();
+            let mut pieces = token_pieces(&text);
             if pieces.is_empty() {
                 pieces.push(String::new());
             }
@@ -636,4 +636,34 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
         m.e2e.render("vllm:e2e_request_latency_seconds", &labels, &mut out);
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// Cuts a scripted answer into token-sized pieces the way a BPE tokenizer
+/// roughly does for English and JSON: a piece ends after whitespace or at
+/// four characters, so compact JSON costs about as many tokens as it would
+/// from a real model.
+fn token_pieces(text: &str) -> Vec<String> {
+    let mut pieces = Vec::new();
+    let mut cur = String::new();
+    for c in text.chars() {
+        cur.push(c);
+        if c.is_whitespace() || cur.chars().count() >= 4 {
+            pieces.push(std::mem::take(&mut cur));
+        }
+    }
+    if !cur.is_empty() {
+        pieces.push(cur);
+    }
+    pieces
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn answers_are_cut_into_token_sized_pieces() {
+        let text = "{\"label\": \"ok\"} done";
+        let p = super::token_pieces(text);
+        assert_eq!(p.concat(), text);
+        assert_eq!(p, ["{\"la", "bel\"", ": ", "\"ok\"", "} ", "done"]);
+    }
 }

@@ -149,6 +149,8 @@ struct SetupResult {
     peak: f64,
     peak_level: f64,
     knee: Option<f64>,
+    /// The knee is the highest level measured: the cliff lies beyond.
+    knee_open: bool,
     why: String,
     usd_per_m: Option<f64>,
     joules_per_token: Option<f64>,
@@ -301,6 +303,7 @@ async fn sweep_setup(
         peak,
         peak_level,
         knee: knee_level,
+        knee_open: knee_level.is_some_and(|k| k >= *levels.last().unwrap_or(&1) as f64),
         why,
         usd_per_m: match (usd_per_hour, at_knee) {
             (Some(u), Some(t)) if t > 0.0 => Some(u / (t * 3600.0) * 1e6),
@@ -342,7 +345,7 @@ fn print_comparison(results: &[SetupResult]) {
             r.single.map(|s| format!("{s:.0}")).unwrap_or_else(|| "-".into()),
             r.peak,
             fmt(r.peak_level),
-            r.knee.map(fmt).unwrap_or_else(|| "-".into()),
+            r.knee.map(|k| format!("{}{}", if r.knee_open { "≥" } else { "" }, fmt(k))).unwrap_or_else(|| "-".into()),
             r.usd_per_m.map(|u| format!("${u:.2}")).unwrap_or_else(|| "-".into()),
             r.joules_per_token.map(|j| format!("{j:.2}")).unwrap_or_else(|| "-".into()),
         );

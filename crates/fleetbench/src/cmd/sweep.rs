@@ -504,14 +504,20 @@ pub fn store_level_artifacts(
     metrics: &RunMetrics,
     server: Option<&ServerLevelStats>,
 ) -> anyhow::Result<()> {
-    let mut level_doc = measure::summary_json(metrics);
-    level_doc[if rate_mode { "rate" } else { "concurrency" }] = json!(level);
-    level_doc["label"] = json!(format!("{}={}", if rate_mode { "rate" } else { "c" }, fmt(level)));
-    level_doc["server"] = json!(server.map(|s| {
-        let mut s = s.clone();
-        s.timeline.clear();
-        s
-    }));
+    // The report's shape (crates/report/src/html/data.rs): the x position
+    // is the concurrency; an open-loop level sits at the most it reached.
+    let concurrency = if rate_mode { metrics.max_concurrent_requests as f64 } else { level };
+    let level_doc = json!({
+        "concurrency": concurrency,
+        "rate": rate_mode.then_some(level),
+        "label": format!("{}={}", if rate_mode { "rate" } else { "c" }, fmt(level)),
+        "metrics": measure::summary_json(metrics),
+        "server": server.map(|s| {
+            let mut s = s.clone();
+            s.timeline.clear();
+            s
+        }),
+    });
     store.put_artifact(run_id, "sweep_level", group, &level_doc)?;
     if let Some(server) = server {
         let samples: Vec<Value> = server
