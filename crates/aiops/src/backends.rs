@@ -34,6 +34,9 @@ pub struct BackendSpec {
     /// Dollars per million input / output tokens.
     pub price_input_per_mtok: Option<f64>,
     pub price_output_per_mtok: Option<f64>,
+    /// The name of an entry in the price sheet (`aiops run --prices`), of
+    /// any kind (api, rented, owned); replaces the two prices above.
+    pub price: Option<String>,
 }
 
 fn one() -> usize {
@@ -62,6 +65,7 @@ impl BackendSpec {
             temperature: None,
             price_input_per_mtok: None,
             price_output_per_mtok: None,
+            price: None,
         }
     }
 }

@@ -164,9 +164,12 @@ async fn run_sends_prompts_to_an_http_backend_and_scores_its_text() {
     let toml = dir.join("backends.toml");
     std::fs::write(
         &toml,
-        format!("[[backend]]\nname = \"mock\"\nurl = \"{url}\"\nmodel = \"m\"\napi = \"chat\"\nconcurrency = 2\nprice_input_per_mtok = 1.0\nprice_output_per_mtok = 2.0\n\n[[backend]]\nname = \"floor\"\nbuiltin = \"always-healthy\"\n"),
+        format!("[[backend]]\nname = \"mock\"\nurl = \"{url}\"\nmodel = \"m\"\napi = \"chat\"\nconcurrency = 2\nprice_input_per_mtok = 1.0\nprice_output_per_mtok = 2.0\n\n[[backend]]\nname = \"floor\"\nbuiltin = \"always-healthy\"\n\n[[backend]]\nname = \"rented\"\nurl = \"{url}\"\nmodel = \"m\"\nprice = \"box\"\n"),
     )
     .expect("toml");
+    let sheet = dir.join("prices.toml");
+    std::fs::write(&sheet, "[[backend]]\nname = \"box\"\nkind = \"rented\"\nusd_per_gpu_hour = 3.6\ngpus = 1\n")
+        .expect("sheet");
     let json = dir.join("lb.json");
     let answers = dir.join("answers.jsonl");
     let mut cmd = bin();
@@ -176,10 +179,28 @@ async fn run_sends_prompts_to_an_http_backend_and_scores_its_text() {
         .arg("--json-out")
         .arg(&json)
         .arg("--answers-out")
-        .arg(&answers);
+        .arg(&answers)
+        .arg("--prices")
+        .arg(&sheet);
     let out = tokio::task::spawn_blocking(move || cmd.output()).await.expect("join").expect("run");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("json");
+    // Prices: an inline API price and a rented entry of the sheet, side by side.
+    let per_request = (900.0 * 1.0 + 40.0 * 2.0) / 1e6;
+    let api = &v["backends"][0];
+    let close = |a: &serde_json::Value, b: f64| (a.as_f64().expect("a number") - b).abs() <= 1e-9 * b.abs().max(1e-12);
+    assert!(close(&api["usd_per_request"], per_request), "{api}");
+    assert!(close(&api["usd_per_million_output_tokens"], per_request / 40.0 * 1e6));
+    assert!(close(&api["usd_per_day"], per_request * 20.0 * 86_400.0), "20 episodes a second for a day");
+    let rented = &v["backends"][2];
+    assert_eq!(rented["price_kind"], "rented");
+    let day = rented["usd_per_day"].as_f64().expect("usd_per_day");
+    let machines = day / (24.0 * 3.6);
+    assert!(machines >= 1.0 && (machines - machines.round()).abs() < 1e-9, "whole machines-days: {machines}");
+    let m: Vec<f64> =
+        [api, rented].iter().map(|b| b["usd_multiplier_vs_cheapest"].as_f64().expect("multiplier")).collect();
+    assert!(m.contains(&1.0) && m.iter().all(|x| *x >= 1.0), "{m:?}");
+    assert!(v["backends"][1].get("usd_per_request").is_none(), "an unpriced backend has no cost");
     let mock = &v["backends"][0];
     let floor = &v["backends"][1];
     assert_eq!(mock["name"], "mock");
@@ -193,7 +214,7 @@ async fn run_sends_prompts_to_an_http_backend_and_scores_its_text() {
     let cost = mock["cost_per_diagnosis"].as_f64().expect("cost");
     assert!((cost - (900.0 * 1.0 + 40.0 * 2.0) / 1e6).abs() < 1e-12);
     let lines = std::fs::read_to_string(&answers).expect("answers");
-    assert_eq!(lines.lines().count(), 12);
+    assert_eq!(lines.lines().count(), 18);
     // The HTTP answers are stored with their timings, beside the truth.
     let store = Store::open(&dir.join("r.db")).expect("open the results database");
     let run_id = v["run_id"].as_i64().expect("run_id");

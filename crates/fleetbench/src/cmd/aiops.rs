@@ -22,6 +22,7 @@ use fleetbench_core::run::redact_url;
 use fleetbench_core::units::rfc3339;
 use fleetbench_core::{ApiKind, ChatMessage, Prompt, RequestSpec, RunClock, RunMeta, RunStatus, SamplingParams};
 use fleetbench_dash::{LeaderboardRow, LiveRun, LiveRunInfo, LiveState, ScenarioRow};
+use fleetbench_econ::{multipliers_vs_cheapest, PriceEntry, PriceModel, PriceSheet, StreamRate, Throughput, Usage};
 use fleetbench_store::Store;
 
 use crate::context::Context;
@@ -122,6 +123,10 @@ pub(crate) struct RunArgs {
     /// Per-request timeout for HTTP backends, seconds.
     #[arg(long, default_value_t = 300)]
     pub(crate) timeout: u64,
+    /// Price sheet for backends that name an entry with `price = "NAME"`
+    /// (default: the built-in, dated examples; `fleetbench cost presets`).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) prices: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) dashboard: crate::live::DashboardArgs,
 }
@@ -307,6 +312,7 @@ pub(crate) async fn cmd_run(a: RunArgs, ctx: &Context) -> anyhow::Result<ArenaRu
         bail!("--episodes must be at least 1");
     }
     let rate = a.rate.as_deref().map(parse_rate).transpose()?;
+    let sheet = price_sheet(&a, &specs)?;
     // Clients first, so that a missing API key fails before any work.
     let clients = specs
         .iter()
@@ -395,11 +401,8 @@ pub(crate) async fn cmd_run(a: RunArgs, ctx: &Context) -> anyhow::Result<ArenaRu
     print!("{}", render_table(&boards));
     println!();
     print!("{}", render_scenario_table(&boards));
-    for b in &boards {
-        if let (Some(c), Some(d)) = (b.cost_per_diagnosis, b.cost_per_day) {
-            println!("{}: ${c:.5} per diagnosis, ${d:.2} per day at the stream rate", b.name);
-        }
-    }
+    let costs = arena_costs(&specs, &results, sheet.as_ref(), rate, started.elapsed().as_secs_f64());
+    print_costs(&specs, &costs, rate);
     if let Some(l) = &live {
         l.publish_final(&boards, if interrupted { LiveState::Interrupted } else { LiveState::Finished });
     }
@@ -410,9 +413,16 @@ pub(crate) async fn cmd_run(a: RunArgs, ctx: &Context) -> anyhow::Result<ArenaRu
         if store_error.is_some() {
             break;
         }
-        if let Err(e) =
-            store.put_artifact(run_id, KIND_ARENA_BACKEND, &spec.name, &board.arena_artifact(spec.model.as_deref()))
-        {
+        let mut artifact = board.arena_artifact(spec.model.as_deref());
+        let cost = costs.get(&spec.name);
+        if let (Some(obj), Some(c)) = (artifact.as_object_mut(), cost) {
+            obj.extend(c.as_object().cloned().unwrap_or_default());
+        }
+        let put = store.put_artifact(run_id, KIND_ARENA_BACKEND, &spec.name, &artifact).and_then(|()| match cost {
+            Some(c) => store.put_artifact(run_id, "cost", &spec.name, c),
+            None => Ok(()),
+        });
+        if let Err(e) = put {
             store_error = Some(e.into());
         }
     }
@@ -443,7 +453,13 @@ pub(crate) async fn cmd_run(a: RunArgs, ctx: &Context) -> anyhow::Result<ArenaRu
             "seed": a.seed,
             "gpus": fleet.gpu_count(),
             "mean_prompt_chars": mean_chars,
-            "backends": boards,
+            "backends": boards.iter().map(|b| {
+                let mut v = serde_json::to_value(b).unwrap_or_default();
+                if let (Some(obj), Some(c)) = (v.as_object_mut(), costs.get(&b.name)) {
+                    obj.extend(c.as_object().cloned().unwrap_or_default());
+                }
+                v
+            }).collect::<Vec<_>>(),
         });
         std::fs::write(path, serde_json::to_string_pretty(&doc)?)
             .with_context(|| format!("writing {}", path.display()))?;
@@ -1090,5 +1106,126 @@ mod tests {
         assert!(meta.schedule.contains("x concurrency 3"), "{}", meta.schedule);
         assert_eq!(meta.config["backends"][0], serde_json::json!({"name": "rules", "builtin": "rules"}));
         assert!(meta.config.get("gpus").is_none() && meta.config.get("concurrency").is_none());
+    }
+}
+
+/// The price sheet, loaded only when a backend names an entry in it; every
+/// named entry must exist (checked before any work).
+fn price_sheet(a: &RunArgs, specs: &[BackendSpec]) -> anyhow::Result<Option<PriceSheet>> {
+    if specs.iter().all(|s| s.price.is_none()) {
+        if a.prices.is_some() {
+            bail!("--prices given, but no backend names a price entry (add price = \"NAME\" to its [[backend]])");
+        }
+        return Ok(None);
+    }
+    let sheet = match &a.prices {
+        Some(p) => PriceSheet::load(p)?,
+        None => PriceSheet::presets()?,
+    };
+    for s in specs {
+        if let Some(name) = &s.price {
+            sheet.find(name).with_context(|| format!("backend '{}'", s.name))?;
+        }
+    }
+    Ok(Some(sheet))
+}
+
+/// What each priced backend costs: `usd_per_million_output_tokens` and
+/// `usd_per_request` (per diagnosis) from the arena's own usage,
+/// `usd_per_day` for a stream at `--rate`, and `usd_multiplier_vs_cheapest`
+/// per diagnosis. A backend's inline `price_*_per_mtok` is an API price; a
+/// named entry may be rented or owned, billed for the arena's wall time.
+fn arena_costs(
+    specs: &[BackendSpec],
+    results: &BTreeMap<String, Vec<EpisodeResult>>,
+    sheet: Option<&PriceSheet>,
+    rate: Option<f64>,
+    wall_s: f64,
+) -> BTreeMap<String, serde_json::Value> {
+    let mut out = BTreeMap::new();
+    for spec in specs {
+        let entry = match (&spec.price, sheet, spec.price()) {
+            (Some(name), Some(sheet), _) => sheet.find(name).ok().cloned(),
+            (None, _, Some(p)) => Some(PriceEntry {
+                name: spec.name.clone(),
+                model: PriceModel::Api(fleetbench_econ::price::ApiPrice {
+                    usd_per_m_input: p.input_per_mtok,
+                    usd_per_m_cached_input: None,
+                    usd_per_m_output: p.output_per_mtok,
+                    requests_per_minute: None,
+                    tokens_per_minute: None,
+                    batch_discount: 0.0,
+                }),
+                source: Some("backends file".into()),
+            }),
+            _ => None,
+        };
+        let Some(entry) = entry else { continue };
+        let rows = results.get(&spec.name).map(Vec::as_slice).unwrap_or(&[]);
+        let answered: Vec<&EpisodeResult> = rows.iter().filter(|r| r.error.is_none()).collect();
+        let input: u64 = answered.iter().filter_map(|r| r.input_tokens).sum();
+        let output: u64 = answered.iter().filter_map(|r| r.output_tokens).sum();
+        let usage = Usage {
+            requests: answered.len() as u64,
+            input_tokens: input,
+            cached_input_tokens: 0,
+            output_tokens: output,
+            wall_s,
+            mean_power_w: None,
+            batch_api: false,
+        };
+        let mut v =
+            serde_json::json!({ "backend": spec.name, "price_entry": entry.name, "price_kind": entry.kind().as_str() });
+        match entry.cost_summary(&usage) {
+            Ok(c) => {
+                let finite = |x: f64| x.is_finite().then_some(x);
+                v["usd_total"] = serde_json::json!(finite(c.usd_total));
+                v["usd_per_request"] = serde_json::json!(finite(c.usd_per_request));
+                v["usd_per_million_output_tokens"] = serde_json::json!(finite(c.usd_per_million_output_tokens));
+            }
+            Err(e) => v["cost_error"] = serde_json::json!(e.to_string()),
+        }
+        if let (Some(r), false) = (rate, answered.is_empty()) {
+            let n = answered.len() as f64;
+            let stream = StreamRate {
+                requests_per_day: r * 86_400.0,
+                input_tokens_per_request: input as f64 / n,
+                cached_input_tokens_per_request: 0.0,
+                output_tokens_per_request: output as f64 / n,
+            };
+            let measured = (wall_s > 0.0 && output > 0).then(|| Throughput::OutputTokensPerS(output as f64 / wall_s));
+            match entry.usd_per_day(&stream, measured, None, false) {
+                Ok(d) => v["usd_per_day"] = serde_json::json!(d),
+                Err(e) => v["cost_error"] = serde_json::json!(e.to_string()),
+            }
+        }
+        out.insert(spec.name.clone(), v);
+    }
+    let per_request: Vec<f64> = out.values().map(|v| v["usd_per_request"].as_f64().unwrap_or(f64::NAN)).collect();
+    for (v, m) in out.values_mut().zip(multipliers_vs_cheapest(&per_request)) {
+        v["usd_multiplier_vs_cheapest"] = serde_json::json!(m.is_finite().then_some(m));
+    }
+    out
+}
+
+fn print_costs(specs: &[BackendSpec], costs: &BTreeMap<String, serde_json::Value>, rate: Option<f64>) {
+    if costs.is_empty() {
+        return;
+    }
+    println!();
+    println!("cost{}:", rate.map(|r| format!(" (per day at {:.0} episodes a day)", r * 86_400.0)).unwrap_or_default());
+    for spec in specs {
+        let Some(c) = costs.get(&spec.name) else { continue };
+        let money =
+            |k: &str, digits: usize| c[k].as_f64().map(|x| format!("${x:.digits$}")).unwrap_or_else(|| "-".into());
+        println!(
+            "  {:<18} {} per diagnosis, {} per million output tokens{}{}{}",
+            spec.name,
+            money("usd_per_request", 5),
+            money("usd_per_million_output_tokens", 2),
+            c["usd_per_day"].as_f64().map(|d| format!(", ${d:.2} per day")).unwrap_or_default(),
+            c["usd_multiplier_vs_cheapest"].as_f64().map(|m| format!(", {m:.1}x the cheapest")).unwrap_or_default(),
+            c["cost_error"].as_str().map(|e| format!(" ({e})")).unwrap_or_default(),
+        );
     }
 }

@@ -102,6 +102,7 @@ async fn arena(args: &DemoArgs, ctx: &Context, catalog: &Catalog) -> anyhow::Res
         telemetry: None,
         timemap_from: None,
         timeout: 120,
+        prices: None,
         dashboard: Default::default(),
     };
     let quiet = Context { quiet: true, ..ctx.clone() };
