@@ -601,6 +601,7 @@ fn arena_meta(a: &RunArgs, specs: &[BackendSpec], rate: Option<f64>, gpus: usize
                 "temperature": s.url.as_ref().map(|_| s.temperature.unwrap_or(0.0)),
                 "price_input_per_mtok": s.price_input_per_mtok,
                 "price_output_per_mtok": s.price_output_per_mtok,
+                "price": s.price,
             })
         })
         .map(without_nulls)
@@ -1026,89 +1027,6 @@ async fn run_http_backend(
     (spec.name.clone(), rows)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use fleetbench_aiops::Scenario;
-
-    fn result(id: &str, scenario: Scenario, answer: String, error: Option<&str>) -> EpisodeResult {
-        let truth = fleetbench_aiops::diagnosis::validate(&serde_json::json!({
-            "detected": false, "root_cause": "none", "location": null, "onset": null, "action": "NONE", "evidence": []
-        }))
-        .expect("truth");
-        let mut r = EpisodeResult::scored(id, scenario, &truth, answer);
-        r.error = error.map(str::to_string);
-        r
-    }
-
-    #[test]
-    fn the_live_tally_counts_ranks_and_finishes() {
-        let bus = fleetbench_dash::LiveBus::new();
-        let tally =
-            LiveTally::new(bus.start(LiveRunInfo { kind: "aiops".into(), total: Some(4), ..Default::default() }));
-        let good = r#"{"detected": false, "root_cause": "none", "location": null, "onset": null, "action": "NONE", "evidence": []}"#;
-        tally.record("a", &result("e0", Scenario::Healthy, good.into(), None));
-        tally.record("b", &result("e0", Scenario::Healthy, String::new(), Some("timeout_total")));
-        tally.record("a", &result("e1", Scenario::DecoyOnly, "x".repeat(LIVE_ANSWER_CHARS + 50), None));
-        let s = &bus.snapshots()[0];
-        assert_eq!((s.done, s.failed), (2, 1));
-        assert_eq!(s.errors.get("timeout_total"), Some(&1));
-        assert_eq!(s.last_answer.as_ref().map(|a| a.chars().count()), Some(LIVE_ANSWER_CHARS));
-        let names: Vec<&str> = s.leaderboard.iter().map(|r| r.backend.as_str()).collect();
-        assert_eq!(names, ["a", "b"], "best first");
-        assert_eq!((s.leaderboard[0].answered, s.leaderboard[0].failed), (2, 0));
-        assert_eq!((s.leaderboard[1].answered, s.leaderboard[1].failed), (0, 1));
-        assert_eq!(s.leaderboard[0].score, 50.0, "100 and an unparseable 0");
-        let healthy = s.scenarios.iter().find(|r| r.scenario == "healthy").expect("healthy row");
-        assert_eq!(healthy.scores.get("a"), Some(&100.0));
-        assert_eq!(healthy.scores.get("b"), Some(&0.0));
-        assert_eq!(s.leaderboard[0].ci_lo, None, "no interval is computed while nobody watches");
-
-        let boards = vec![
-            leaderboard("a", &[result("e0", Scenario::Healthy, good.into(), None)], None, None),
-            leaderboard("b", &[], None, None),
-        ];
-        tally.publish_final(&boards, LiveState::Finished);
-        let s = &bus.snapshots()[0];
-        assert_eq!(s.state, LiveState::Finished);
-        assert_eq!(s.leaderboard.len(), 1, "a backend without answers is not ranked");
-        assert_eq!(s.leaderboard[0].ci_lo, boards[0].ci95.map(|c| c.lo));
-    }
-
-    #[test]
-    fn run_rows_name_backends_without_secrets() {
-        let mut http = BackendSpec::builtin("x");
-        http.builtin = None;
-        http.url = Some("https://user:s3cret@api.example.com/v1?key=abc".into());
-        http.model = Some("m".into());
-        http.api_key_env = Some("SECRET_KEY_VAR".into());
-        http.concurrency = 3;
-        let args = RunArgs {
-            backends: String::new(),
-            episodes: 5,
-            seed: 9,
-            gpus: 16,
-            rate: Some("2/s".into()),
-            json_out: None,
-            answers_out: None,
-            telemetry: None,
-            timemap_from: None,
-            timeout: 30,
-            dashboard: Default::default(),
-        };
-        let meta = arena_meta(&args, &[BackendSpec::builtin("rules"), http], Some(2.0), 16);
-        let text = serde_json::to_string(&meta.config).expect("json");
-        assert!(!text.contains("s3cret") && !text.contains("key=abc") && !text.contains("SECRET_KEY_VAR"), "{text}");
-        assert_eq!(meta.backend_url, "https://api.example.com/v1");
-        assert_eq!(meta.model, "rules,x");
-        assert_eq!(meta.api, "chat");
-        assert_eq!(meta.workload, "aiops-arena: 5 episodes, 16 GPUs, seed 9");
-        assert!(meta.schedule.contains("x concurrency 3"), "{}", meta.schedule);
-        assert_eq!(meta.config["backends"][0], serde_json::json!({"name": "rules", "builtin": "rules"}));
-        assert!(meta.config.get("gpus").is_none() && meta.config.get("concurrency").is_none());
-    }
-}
-
 /// The price sheet, loaded only when a backend names an entry in it; every
 /// named entry must exist (checked before any work).
 fn price_sheet(a: &RunArgs, specs: &[BackendSpec]) -> anyhow::Result<Option<PriceSheet>> {
@@ -1227,5 +1145,89 @@ fn print_costs(specs: &[BackendSpec], costs: &BTreeMap<String, serde_json::Value
             c["usd_multiplier_vs_cheapest"].as_f64().map(|m| format!(", {m:.1}x the cheapest")).unwrap_or_default(),
             c["cost_error"].as_str().map(|e| format!(" ({e})")).unwrap_or_default(),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fleetbench_aiops::Scenario;
+
+    fn result(id: &str, scenario: Scenario, answer: String, error: Option<&str>) -> EpisodeResult {
+        let truth = fleetbench_aiops::diagnosis::validate(&serde_json::json!({
+            "detected": false, "root_cause": "none", "location": null, "onset": null, "action": "NONE", "evidence": []
+        }))
+        .expect("truth");
+        let mut r = EpisodeResult::scored(id, scenario, &truth, answer);
+        r.error = error.map(str::to_string);
+        r
+    }
+
+    #[test]
+    fn the_live_tally_counts_ranks_and_finishes() {
+        let bus = fleetbench_dash::LiveBus::new();
+        let tally =
+            LiveTally::new(bus.start(LiveRunInfo { kind: "aiops".into(), total: Some(4), ..Default::default() }));
+        let good = r#"{"detected": false, "root_cause": "none", "location": null, "onset": null, "action": "NONE", "evidence": []}"#;
+        tally.record("a", &result("e0", Scenario::Healthy, good.into(), None));
+        tally.record("b", &result("e0", Scenario::Healthy, String::new(), Some("timeout_total")));
+        tally.record("a", &result("e1", Scenario::DecoyOnly, "x".repeat(LIVE_ANSWER_CHARS + 50), None));
+        let s = &bus.snapshots()[0];
+        assert_eq!((s.done, s.failed), (2, 1));
+        assert_eq!(s.errors.get("timeout_total"), Some(&1));
+        assert_eq!(s.last_answer.as_ref().map(|a| a.chars().count()), Some(LIVE_ANSWER_CHARS));
+        let names: Vec<&str> = s.leaderboard.iter().map(|r| r.backend.as_str()).collect();
+        assert_eq!(names, ["a", "b"], "best first");
+        assert_eq!((s.leaderboard[0].answered, s.leaderboard[0].failed), (2, 0));
+        assert_eq!((s.leaderboard[1].answered, s.leaderboard[1].failed), (0, 1));
+        assert_eq!(s.leaderboard[0].score, 50.0, "100 and an unparseable 0");
+        let healthy = s.scenarios.iter().find(|r| r.scenario == "healthy").expect("healthy row");
+        assert_eq!(healthy.scores.get("a"), Some(&100.0));
+        assert_eq!(healthy.scores.get("b"), Some(&0.0));
+        assert_eq!(s.leaderboard[0].ci_lo, None, "no interval is computed while nobody watches");
+
+        let boards = vec![
+            leaderboard("a", &[result("e0", Scenario::Healthy, good.into(), None)], None, None),
+            leaderboard("b", &[], None, None),
+        ];
+        tally.publish_final(&boards, LiveState::Finished);
+        let s = &bus.snapshots()[0];
+        assert_eq!(s.state, LiveState::Finished);
+        assert_eq!(s.leaderboard.len(), 1, "a backend without answers is not ranked");
+        assert_eq!(s.leaderboard[0].ci_lo, boards[0].ci95.map(|c| c.lo));
+    }
+
+    #[test]
+    fn run_rows_name_backends_without_secrets() {
+        let mut http = BackendSpec::builtin("x");
+        http.builtin = None;
+        http.url = Some("https://user:s3cret@api.example.com/v1?key=abc".into());
+        http.model = Some("m".into());
+        http.api_key_env = Some("SECRET_KEY_VAR".into());
+        http.concurrency = 3;
+        let args = RunArgs {
+            backends: String::new(),
+            episodes: 5,
+            seed: 9,
+            gpus: 16,
+            rate: Some("2/s".into()),
+            json_out: None,
+            answers_out: None,
+            telemetry: None,
+            timemap_from: None,
+            timeout: 30,
+            prices: None,
+            dashboard: Default::default(),
+        };
+        let meta = arena_meta(&args, &[BackendSpec::builtin("rules"), http], Some(2.0), 16);
+        let text = serde_json::to_string(&meta.config).expect("json");
+        assert!(!text.contains("s3cret") && !text.contains("key=abc") && !text.contains("SECRET_KEY_VAR"), "{text}");
+        assert_eq!(meta.backend_url, "https://api.example.com/v1");
+        assert_eq!(meta.model, "rules,x");
+        assert_eq!(meta.api, "chat");
+        assert_eq!(meta.workload, "aiops-arena: 5 episodes, 16 GPUs, seed 9");
+        assert!(meta.schedule.contains("x concurrency 3"), "{}", meta.schedule);
+        assert_eq!(meta.config["backends"][0], serde_json::json!({"name": "rules", "builtin": "rules"}));
+        assert!(meta.config.get("gpus").is_none() && meta.config.get("concurrency").is_none());
     }
 }
