@@ -39,8 +39,8 @@ async fn dashboard_in_a_real_browser() {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("dash-browser-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let db = dir.join("results.db");
-    let store = fleetbench_store::Store::open(&db).unwrap();
-    store
+    let mut store = fleetbench_store::Store::open(&db).unwrap();
+    let id = store
         .create_run(&RunMeta {
             id: 0,
             tool_version: "0.1.0".into(),
@@ -59,6 +59,32 @@ async fn dashboard_in_a_real_browser() {
             group: None,
         })
         .unwrap();
+    // A few finished requests, so that its report has charts to draw.
+    let records: Vec<fleetbench_core::RequestRecord> = (0..8u64)
+        .map(|i| {
+            let t = 0.3 * i as f64;
+            fleetbench_core::RequestRecord {
+                index: i,
+                request_id: format!("r{i}"),
+                agent: Some((i % 2) as u32),
+                t_sched: t,
+                t_send: t,
+                t_first_byte: Some(t + 0.05),
+                t_first_token: Some(t + 0.06),
+                t_last_token: Some(t + 0.5),
+                t_end: t + 0.51,
+                itl: vec![0.11, 0.11, 0.11, 0.11],
+                token_events: 5,
+                event_tokens: 5,
+                input_tokens: Some(64),
+                output_tokens: 5,
+                finish_reason: Some("stop".into()),
+                http_status: Some(200),
+                ..Default::default()
+            }
+        })
+        .collect();
+    store.insert_records(id, &records).unwrap();
     drop(store);
 
     let bus = LiveBus::new();

@@ -42,6 +42,13 @@ pub struct InstrumentArgs {
     /// Label matchers for --meter prometheus=URL, e.g. '{Hostname="gpu7"}'.
     #[arg(long, value_name = "SELECTOR", default_value = "", help_heading = "Cost and energy")]
     pub meter_selector: String,
+    /// Facility PUE for the energy past the meter.
+    #[arg(long, default_value_t = 1.3, help_heading = "Cost and energy")]
+    pub pue: f64,
+    /// How the electricity is made, for the energy past the meter:
+    /// gas-simple-cycle, gas-combined-cycle, grid-us or diesel (`fleetbench energy presets`).
+    #[arg(long, default_value = "grid-us", help_heading = "Cost and energy")]
+    pub supply: String,
 }
 
 /// What a run is priced and metered with; ready before the first request.
@@ -51,6 +58,8 @@ pub struct Instruments {
     meter: tokio::sync::Mutex<Option<Box<dyn EnergyMeter>>>,
     idle_power_w: Option<f64>,
     interval: Duration,
+    pue: f64,
+    supply: String,
 }
 
 impl std::fmt::Debug for Instruments {
@@ -76,6 +85,8 @@ impl InstrumentArgs {
                 Some(sheet.find(name)?.clone())
             }
         };
+        // Checked now, used after the run.
+        past_the_meter(1.0, self.pue, &self.supply)?;
         let spec: MeterSpec = self.meter.parse()?;
         if self.meter_interval < Duration::from_millis(10) {
             bail!("--meter-interval must be at least 10ms");
@@ -112,7 +123,14 @@ impl InstrumentArgs {
                 }
             }
         };
-        Ok(Instruments { price, meter: tokio::sync::Mutex::new(meter), idle_power_w, interval: self.meter_interval })
+        Ok(Instruments {
+            price,
+            meter: tokio::sync::Mutex::new(meter),
+            idle_power_w,
+            interval: self.meter_interval,
+            pue: self.pue,
+            supply: self.supply.clone(),
+        })
     }
 }
 
@@ -185,6 +203,7 @@ impl Metering<'_> {
                     });
                     if let Some(j) = report.energy_per_output_token_j {
                         artifact["energy_per_output_token_j"] = json!(j);
+                        artifact["past_the_meter"] = past_the_meter(j, self.inst.pue, &self.inst.supply)?;
                     }
                     store.put_artifact(run_id, "energy", backend, &artifact)?;
                     store.put_artifact(run_id, "energy_timeline", backend, &serde_json::to_value(&timeline)?)?;
@@ -219,6 +238,22 @@ impl Metering<'_> {
         }
         Ok(figures)
     }
+}
+
+/// ECONOMICS.md's accounting for one million output tokens at `j_per_token`
+/// (IT energy as metered): facility, delivered, fuel, heat and CO2, in the
+/// report's `past_the_meter` shape.
+pub fn past_the_meter(j_per_token: f64, pue: f64, supply: &str) -> anyhow::Result<Value> {
+    use fleetbench_econ::{account, find_supply, AccountInputs};
+    let preset = find_supply(supply)?;
+    let it_kwh = j_per_token * 1e6 / 3.6e6;
+    let a = account(AccountInputs::from_preset(it_kwh, pue, &preset, None, None, Some(1_000_000)))?;
+    Ok(json!({
+        "supply": preset.name,
+        "pue": pue,
+        "per_million_tokens": a.per_million_tokens,
+        "inputs": a.inputs,
+    }))
 }
 
 fn finite(v: f64) -> Value {

@@ -323,6 +323,12 @@ async fn price_and_meter_give_usd_and_joules_per_token() {
     let got = run["energy_per_output_token_j"].as_f64().unwrap();
     assert!((got - want).abs() < 0.02 * want, "J/token {got} vs {want}");
     assert_eq!(run["energy"]["meter"], "nvidia-smi");
+    // Past the meter at the defaults (PUE 1.3, US grid): a million tokens at
+    // `got` J each is got / 3.6 kWh of IT energy, 1.3 times that at the facility.
+    let pm = &run["energy"]["past_the_meter"]["per_million_tokens"];
+    assert!((pm["it_kwh"].as_f64().unwrap() - got / 3.6).abs() < 1e-9 * got);
+    assert!((pm["facility_kwh"].as_f64().unwrap() - 1.3 * got / 3.6).abs() < 1e-9 * got);
+    assert!(pm["fuel_kwh"].as_f64().unwrap() > pm["facility_kwh"].as_f64().unwrap());
     let mut c = bin();
     c.arg("--db").arg(&db).args(["runs", "export", "1", "--json"]);
     let exported: serde_json::Value = serde_json::from_slice(&output(c).await.stdout).unwrap();

@@ -52,5 +52,9 @@ fn quick_demo_stores_runs_and_writes_the_report() {
     let html = std::fs::read_to_string(dir.join("report/index.html")).unwrap();
     assert!(html.contains("chart-throughput") || html.contains("<svg"), "no charts");
     assert!(html.contains("sim-rtx3090-moe"), "the arena leaderboard is in the report");
-    assert!(dir.join("report/report.md").is_file() && dir.join("report/report.json").is_file());
+    let md = std::fs::read_to_string(dir.join("report/report.md")).unwrap();
+    assert!(md.contains("## Cost") && md.contains("## Energy"), "cost and modelled energy per setup");
+    assert!(md.contains("Energy past the meter"), "the accounting past the meter");
+    assert!(html.contains("chart-cost") && html.contains("chart-energy"));
+    assert!(dir.join("report/report.json").is_file());
 }

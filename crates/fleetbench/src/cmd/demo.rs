@@ -231,6 +231,7 @@ async fn sweep_setup(
     let client = Client::new(ClientConfig::new(server.base_url(), ApiKind::Chat, setup.spec.model.clone()))?;
     let mut finder = CliffFinder::new(CliffConfig::default());
     let mut outcomes = Vec::new();
+    let mut level_runs = Vec::new();
     for (index, &c) in levels.iter().enumerate() {
         let workload: Arc<dyn Workload> =
             Arc::new(SyntheticWorkload::new(INPUT_TOKENS, OUTPUT_TOKENS, 0.0, 7 + index as u64));
@@ -265,6 +266,7 @@ async fn sweep_setup(
         let server_stats = (stats.samples > 0).then_some(stats);
         store_level_artifacts(store, group, false, c as f64, o.meta.id, &o.metrics, server_stats.as_ref())?;
         run_ids.push(o.meta.id);
+        level_runs.push((c as f64, o.meta.id));
         let m = &o.metrics;
         println!(
             "      c={c:<3} {:>7.1} tok/s per request  {:>8.1} tok/s aggregate  TTFT p50 {:>7.0} ms  {}",
@@ -298,6 +300,37 @@ async fn sweep_setup(
     let at_knee = knee_level.and_then(|k| outcomes.iter().find(|o| o.level == k)).map(|o| o.output_throughput);
     let power =
         knee_level.and_then(|k| prediction.levels.iter().find(|l| l.concurrency as f64 == k)).map(|l| l.power_w);
+    let usd_per_m = match (usd_per_hour, at_knee) {
+        (Some(u), Some(t)) if t > 0.0 => Some(u / (t * 3600.0) * 1e6),
+        _ => None,
+    };
+    let joules_per_token = match (power, at_knee) {
+        (Some(p), Some(t)) if t > 0.0 => Some(p / t),
+        _ => None,
+    };
+    // Cost and modelled energy at the knee, stored with the knee's run so
+    // that the report draws one bar per setup.
+    if let Some(&(_, id)) = knee_level.and_then(|k| level_runs.iter().find(|(l, _)| *l == k)) {
+        if let Some(u) = usd_per_m {
+            let artifact = json!({
+                "backend": setup.title,
+                "kind": "rented",
+                "usd_per_million_output_tokens": u,
+                "price_inputs": format!("${:.2}/h (catalog's typical cloud rate) at the knee's {:.0} output tok/s", usd_per_hour.unwrap_or(0.0), at_knee.unwrap_or(0.0)),
+            });
+            store.put_artifact(id, "cost", setup.title, &artifact)?;
+        }
+        if let (Some(j), Some(p)) = (joules_per_token, power) {
+            let artifact = json!({
+                "backend": setup.title,
+                "energy_per_output_token_j": j,
+                "meter": "modelled",
+                "description": format!("modelled power {p:.0} W at the knee (the simulator's power model), not measured"),
+                "past_the_meter": crate::instruments::past_the_meter(j, 1.3, "grid-us")?,
+            });
+            store.put_artifact(id, "energy", setup.title, &artifact)?;
+        }
+    }
     Ok(SetupResult {
         title: setup.title,
         single: outcomes.first().and_then(|o| o.mean_tok_s),
@@ -306,14 +339,8 @@ async fn sweep_setup(
         knee: knee_level,
         knee_open: knee_level.is_some_and(|k| k >= *levels.last().unwrap_or(&1) as f64),
         why,
-        usd_per_m: match (usd_per_hour, at_knee) {
-            (Some(u), Some(t)) if t > 0.0 => Some(u / (t * 3600.0) * 1e6),
-            _ => None,
-        },
-        joules_per_token: match (power, at_knee) {
-            (Some(p), Some(t)) if t > 0.0 => Some(p / t),
-            _ => None,
-        },
+        usd_per_m,
+        joules_per_token,
         bottlenecks,
     })
 }

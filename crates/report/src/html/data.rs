@@ -8,7 +8,7 @@
 //! | `sweep_level` | any, sorted by name (`c0004`) | `{"concurrency": 4, "label": "c=4"?, "metrics": <RunMetrics>}`; a bare `<RunMetrics>` object with a `concurrency` key is accepted too |
 //! | `server_metrics` | any | `{"samples": [{"t_s": 1.0, "kv_cache_usage_pct": 41.5?, "queue_depth": 3?, "running": 8?}]}` (time from run start, seconds) |
 //! | `cost` | backend name | `{"backend": "vllm-h100", "usd_per_million_output_tokens": 0.42, "usd_total": 1.2?, "usd_per_request": 0.001?, "price_inputs": "text"?}` |
-//! | `energy` | backend name | `{"backend": "vllm-h100", "energy_per_output_token_j": 0.31, "ci95": {"lo": 0.29, "hi": 0.33}?, "idle_power_w": 85?, "meter": "nvml"?}` |
+//! | `energy` | backend name | `{"backend": "vllm-h100", "energy_per_output_token_j": 0.31, "ci95": {"lo": 0.29, "hi": 0.33}?, "idle_power_w": 85?, "meter": "nvml"?, "past_the_meter": {"supply": "grid-us", "pue": 1.3, "per_million_tokens": {"it_kwh", "facility_kwh", "delivered_kwh", "fuel_kwh", "heat_kwh", "co2_kg"}}?}` |
 //! | `arena_backend` | backend name | `{"backend": "b", "model": "m"?, "score": 71.2, "ci95": {"lo": 65, "hi": 77}?, "episodes": 40?, "failed": 1?, "scenarios": {"xid79_fallen_off_bus": 80.0, ...}?}` (scores 0–100) |
 //! | `cost_plan` | any | the batch-job planner's `Plan`: `{"sheet": "...", "job": {...}?, "rows": [{"name", "kind", "total_usd", "wall_hours"?, "multiplier"?, "bound"?, "price_inputs"?}], "skipped": [{"name", "why"}]?}` |
 //! | `answer` | any | `{"backend": "b", "scenario": "s", "text": "model answer", "score": 50?}`: sample answers shown (escaped) under the arena |
@@ -76,6 +76,27 @@ pub struct EnergyFigure {
     pub idle_power_w: Option<f64>,
     #[serde(default)]
     pub meter: Option<String>,
+    /// The same energy carried past the facility meter (ECONOMICS.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub past_the_meter: Option<PastTheMeter>,
+}
+
+/// Energy past the meter, per million output tokens, with its inputs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PastTheMeter {
+    pub supply: String,
+    pub pue: f64,
+    pub per_million_tokens: PerMillion,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PerMillion {
+    pub it_kwh: f64,
+    pub facility_kwh: f64,
+    pub delivered_kwh: f64,
+    pub fuel_kwh: f64,
+    pub heat_kwh: f64,
+    pub co2_kg: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

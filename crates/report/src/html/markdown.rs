@@ -112,7 +112,7 @@ pub(super) fn render(report: &Report) -> String {
     if !energy.is_empty() {
         let _ = writeln!(s, "## Energy\n\n| backend | J per output token [95% CI] | idle power (W) | meter |");
         let _ = writeln!(s, "|---|---:|---:|---|");
-        for e in energy {
+        for e in &energy {
             let _ = writeln!(
                 s,
                 "| {} | {} | {} | {} |",
@@ -123,6 +123,31 @@ pub(super) fn render(report: &Report) -> String {
             );
         }
         s.push('\n');
+        let past: Vec<_> = energy.iter().filter_map(|e| e.past_the_meter.as_ref().map(|p| (&e.backend, p))).collect();
+        if !past.is_empty() {
+            let _ = writeln!(
+                s,
+                "### Energy past the meter, per million output tokens\n\n| backend | supply | PUE | IT kWh | facility kWh | delivered kWh | fuel kWh | heat kWh | CO2 kg |"
+            );
+            let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
+            for (b, p) in past {
+                let m = &p.per_million_tokens;
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    md_escape(b),
+                    md_escape(&p.supply),
+                    fmt_num(p.pue),
+                    fmt_num(m.it_kwh),
+                    fmt_num(m.facility_kwh),
+                    fmt_num(m.delivered_kwh),
+                    fmt_num(m.fuel_kwh),
+                    fmt_num(m.heat_kwh),
+                    fmt_num(m.co2_kg)
+                );
+            }
+            s.push('\n');
+        }
     }
 
     for r in &report.runs {

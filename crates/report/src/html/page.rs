@@ -399,6 +399,20 @@ pub(super) fn render(report: &Report) -> String {
                 &energy_runs,
                 "Steady-state window, idle power subtracted; whiskers are 95 % intervals.",
             );
+            let past: Vec<_> =
+                items.iter().filter_map(|e| e.past_the_meter.as_ref().map(|p| (&e.backend, p))).collect();
+            if !past.is_empty() {
+                s.push_str("<h3>Energy past the meter, per million output tokens</h3><div class=\"scroll\"><table class=\"past-the-meter\"><thead><tr><th>backend</th><th>supply</th><th>PUE</th><th>IT kWh</th><th>facility kWh</th><th>delivered kWh</th><th>fuel kWh</th><th>heat kWh</th><th>CO2 kg</th></tr></thead><tbody>");
+                for (b, p) in past {
+                    let m = &p.per_million_tokens;
+                    s.push_str(&format!("<tr><td>{}</td><td>{}</td>", esc(b), esc(&p.supply)));
+                    for v in [p.pue, m.it_kwh, m.facility_kwh, m.delivered_kwh, m.fuel_kwh, m.heat_kwh, m.co2_kg] {
+                        s.push_str(&format!("<td class=\"num\">{}</td>", esc(&fmt_num(v))));
+                    }
+                    s.push_str("</tr>");
+                }
+                s.push_str("</tbody></table></div><p class=\"note\">IT energy is what the meter saw; facility = IT × PUE; delivered adds transmission losses; fuel and heat follow the supply's heat rate (ECONOMICS.md).</p>");
+            }
         }
         s.push_str("</section>");
     }

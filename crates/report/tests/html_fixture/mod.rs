@@ -168,7 +168,7 @@ pub fn build(dir: &Path) -> Fixture {
             .put_artifact(arena, "cost", name, &json!({"backend": name, "usd_per_million_output_tokens": if score > 60.0 { 0.42 } else { 0.9 }, "usd_total": 1.25}))
             .unwrap();
         store
-            .put_artifact(arena, "energy", name, &json!({"backend": name, "energy_per_output_token_j": if score > 60.0 { 0.31 } else { 0.55 }, "ci95": {"lo": 0.25, "hi": 0.6}, "idle_power_w": 85.0, "meter": "nvml"}))
+            .put_artifact(arena, "energy", name, &json!({"backend": name, "energy_per_output_token_j": if score > 60.0 { 0.31 } else { 0.55 }, "ci95": {"lo": 0.25, "hi": 0.6}, "idle_power_w": 85.0, "meter": "nvml", "past_the_meter": {"supply": "grid-us", "pue": 1.3, "per_million_tokens": {"it_kwh": 0.1, "facility_kwh": 0.13, "delivered_kwh": 0.14, "fuel_kwh": 0.35, "heat_kwh": 0.35, "co2_kg": 0.05}}}))
             .unwrap();
     }
     store
