@@ -49,8 +49,12 @@ pub fn fmt_num(x: f64) -> String {
         format!("{x:.1}")
     } else if a >= 1.0 {
         format!("{x:.2}")
-    } else {
+    } else if a >= 0.1 {
         format!("{x:.3}")
+    } else {
+        // Three significant digits, so that 0.000103 kWh is not "0.000".
+        let decimals = (2.0 - a.log10().floor()).clamp(3.0, 12.0) as usize;
+        format!("{x:.decimals$}")
     }
 }
 
@@ -665,6 +669,15 @@ mod tests {
     #[test]
     fn escaping_covers_markup_and_quotes() {
         assert_eq!(esc("<script>\"x\"&'y'"), "&lt;script&gt;&quot;x&quot;&amp;&#39;y&#39;");
+    }
+
+    #[test]
+    fn small_numbers_keep_three_significant_digits() {
+        assert_eq!(fmt_num(0.31), "0.310");
+        assert_eq!(fmt_num(0.05), "0.0500");
+        assert_eq!(fmt_num(0.000102626), "0.000103");
+        assert_eq!(fmt_num(0.0), "0");
+        assert_eq!(fmt_num(42.125), "42.13");
     }
 
     #[test]

@@ -378,6 +378,7 @@ fn report(args: &RunArgs, store: &Store, o: &MeasureOutcome) -> anyhow::Result<(
 
 /// The cost and energy lines under the summary table.
 pub fn print_figures(f: &crate::instruments::RunFigures) {
+    use fleetbench_report::svg::fmt_num;
     if let Some(c) = &f.cost {
         let get = |k: &str| c.get(k).and_then(|v| v.as_f64());
         println!(
@@ -390,7 +391,7 @@ pub fn print_figures(f: &crate::instruments::RunFigures) {
     }
     if let Some(e) = &f.energy {
         let window = |w: &Option<fleetbench_econ::energy::timeline::WindowEnergy>| {
-            w.as_ref().map(|w| format!("{:.3} J/token ({:.0} J)", w.net_j_per_token, w.net_joules))
+            w.as_ref().map(|w| format!("{} J/token ({} J)", fmt_num(w.net_j_per_token), fmt_num(w.net_joules)))
         };
         println!(
             "energy ({}): steady state {}, whole run {}{}",
