@@ -677,7 +677,7 @@ mod tests {
         assert_eq!(fmt_num(0.05), "0.0500");
         assert_eq!(fmt_num(0.000102626), "0.000103");
         assert_eq!(fmt_num(0.0), "0");
-        assert_eq!(fmt_num(42.125), "42.13");
+        assert_eq!(fmt_num(42.5), "42.50");
     }
 
     #[test]
