@@ -468,9 +468,9 @@ pub(super) fn render(report: &Report) -> String {
                 "Cell: mean score (points, 0–100); red is low, green high; grey: no episodes.",
             );
         }
-        let answers: Vec<_> = arena_runs.iter().flat_map(|r| r.answers.iter()).take(12).collect();
+        let answers = sample_answers(arena_runs.iter().flat_map(|r| r.answers.iter()), 3, 12);
         if !answers.is_empty() {
-            s.push_str("<h3>Sample answers</h3>");
+            s.push_str("<h3>Sample answers</h3><p class=\"note\">The lowest-scored answers of each backend.</p>");
             for a in answers {
                 let text: String = a.text.chars().take(4000).collect();
                 let _ = write!(
@@ -528,4 +528,48 @@ pub(super) fn render(report: &Report) -> String {
     }
     s.push_str("</body></html>\n");
     s
+}
+
+/// At most `per_backend` answers of each backend, its lowest-scored first
+/// (the instructive ones), taken in turn across backends up to `total`.
+fn sample_answers<'a>(
+    answers: impl Iterator<Item = &'a super::data::ArenaAnswer>,
+    per_backend: usize,
+    total: usize,
+) -> Vec<&'a super::data::ArenaAnswer> {
+    let mut by_backend: std::collections::BTreeMap<&str, Vec<&super::data::ArenaAnswer>> = Default::default();
+    for a in answers {
+        by_backend.entry(a.backend.as_str()).or_default().push(a);
+    }
+    for list in by_backend.values_mut() {
+        list.sort_by(|a, b| a.score.unwrap_or(f64::INFINITY).total_cmp(&b.score.unwrap_or(f64::INFINITY)));
+        list.truncate(per_backend);
+    }
+    let mut out = Vec::new();
+    for round in 0..per_backend {
+        for list in by_backend.values() {
+            if let Some(a) = list.get(round) {
+                if out.len() < total {
+                    out.push(*a);
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::data::ArenaAnswer;
+
+    fn answer(backend: &str, score: f64) -> ArenaAnswer {
+        ArenaAnswer { backend: backend.into(), scenario: None, text: format!("{backend} {score}"), score: Some(score) }
+    }
+
+    #[test]
+    fn samples_take_each_backends_lowest_scores_in_turn() {
+        let all = [answer("a", 90.0), answer("a", 10.0), answer("a", 50.0), answer("b", 70.0), answer("b", 20.0)];
+        let picked: Vec<String> = super::sample_answers(all.iter(), 2, 3).iter().map(|a| a.text.clone()).collect();
+        assert_eq!(picked, ["a 10", "b 20", "a 50"]);
+    }
 }
