@@ -55,6 +55,18 @@ fn quick_demo_stores_runs_and_writes_the_report() {
     let md = std::fs::read_to_string(dir.join("report/report.md")).unwrap();
     assert!(md.contains("## Cost") && md.contains("## Energy"), "cost and modelled energy per setup");
     assert!(md.contains("Energy past the meter"), "the accounting past the meter");
+    assert!(
+        md.contains(&format!("## Run {}: aiops-arena", arena.meta.id)),
+        "the arena run is named, not summarised as empty"
+    );
+    let show = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
+        .arg("--db")
+        .arg(&db)
+        .args(["runs", "show", &arena.meta.id.to_string()])
+        .output()
+        .unwrap();
+    let show = String::from_utf8_lossy(&show.stdout);
+    assert!(show.contains("sim-rtx3090-moe") && show.contains("score"), "{show}");
     assert!(html.contains("chart-cost") && html.contains("chart-energy"));
     assert!(dir.join("report/report.json").is_file());
 }

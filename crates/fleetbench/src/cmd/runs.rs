@@ -58,7 +58,23 @@ pub async fn run(args: RunsArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         RunsCommand::List { limit } => list(&store, limit),
         RunsCommand::Show { id } => {
             let (meta, metrics, _) = load(&store, id)?;
-            println!("{}", fleetbench_report::terminal_summary(&meta, &metrics));
+            let boards = store.artifacts(id, "arena_backend")?;
+            if metrics.sent == 0 && !boards.is_empty() {
+                // An arena run: its figures are the leaderboard, not requests.
+                println!("run {} · {} · status {}", meta.id, meta.workload, meta.status.as_str());
+                for (name, b) in &boards {
+                    let ci = |k: &str| b["ci95"][k].as_f64().map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into());
+                    println!(
+                        "  {name:<20} score {:>5.1} [{}, {}] over {} episodes",
+                        b["score"].as_f64().unwrap_or(f64::NAN),
+                        ci("lo"),
+                        ci("hi"),
+                        b["episodes"].as_u64().unwrap_or(0)
+                    );
+                }
+            } else {
+                println!("{}", fleetbench_report::terminal_summary(&meta, &metrics));
+            }
             println!("command: {}", meta.command_line);
             Ok(ExitCode::SUCCESS)
         }

@@ -27,6 +27,11 @@ pub(super) fn render(report: &Report) -> String {
     let ids: Vec<String> = report.runs.iter().map(|r| r.meta.id.to_string()).collect();
     let _ = writeln!(s, "# fleetbench report: runs {}\n", ids.join(", "));
     for r in &report.runs {
+        if r.metrics.sent == 0 {
+            // An arena-only run sent no measured requests: its tables below say it all.
+            let _ = writeln!(s, "## Run {}: {}\n", r.meta.id, md_escape(&r.meta.workload));
+            continue;
+        }
         s.push_str(&crate::markdown_summary(&r.meta, &r.metrics));
         s.push('\n');
     }
