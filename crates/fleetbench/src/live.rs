@@ -29,7 +29,6 @@ pub struct DashboardArgs {
         env = "FLEETBENCH_DASH_TOKEN",
         hide_env_values = true,
         value_name = "TOKEN",
-        requires = "dashboard",
         help_heading = "Dashboard"
     )]
     pub dashboard_token: Option<String>,

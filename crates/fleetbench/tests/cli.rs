@@ -281,6 +281,9 @@ async fn price_and_meter_give_usd_and_joules_per_token() {
     let db = dir.join("results.db");
     let path = format!("{}:{}", smi.parent().unwrap().display(), std::env::var("PATH").unwrap_or_default());
     let mut c = bin();
+    // A dashboard token in the environment (for `fleetbench dash`) must not
+    // change a run that serves no dashboard.
+    c.env("FLEETBENCH_DASH_TOKEN", "0123456789abcdef0123");
     c.env("PATH", path).arg("--db").arg(&db).args([
         "run",
         "--url",

@@ -188,6 +188,10 @@ impl SloArgs {
   fleetbench run --url https://api.anthropic.com/v1 --api anthropic --model claude-x \\
       --api-key-file ~/.anthropic-key --workload file:prompts.jsonl --concurrency 2
 
+  # priced and metered (NVML, else nvidia-smi, else RAPL), watched live in a browser
+  fleetbench run --url http://127.0.0.1:8000/v1 --model m -c 8 -n 400 \\
+      --price rented-1x-h100-sxm --meter auto --dashboard
+
 Exit status: 0 run completed, 2 could not run (bad arguments, server unreachable),
 3 error rate above --max-error-rate, 130 interrupted (results so far are kept).")]
 pub struct RunArgs {
