@@ -1,10 +1,12 @@
 //! Refits the engine efficiency figures of engines.toml (and the quant
-//! decode kernel efficiencies of quants.toml) on the calibration rows not
-//! held out, by coordinate descent on the squared log error, then prints the
+//! decode kernel efficiencies and the MXFP4 prefill factor of quants.toml)
+//! on the calibration rows not held out, by coordinate descent on the
+//! squared log error with deterministic random restarts, then prints the
 //! fitted values and the error on the fitted and the held-out rows.
 //!
 //! Run: `cargo run --release -p fleetbench-sim --example fit [FILE.csv]`
 //! (`FIT_SWEEPS=0` only reports the errors of the current catalog;
+//! `FIT_RESTARTS=N` sets the number of restarts, 12 by default;
 //! `FIT_ONLY=vllm,q4_k_m` refits only the named engines and formats).
 
 use fleetbench_sim::calibration::{self, is_held_out, place, predict_row, MeasuredRow, PlacedRow};
@@ -147,12 +149,15 @@ fn main() {
         params.push(Param::Family("llamacpp", fam, "compute_eff"));
     }
     for fam in ["hopper", "blackwell", "blackwell-gddr"] {
+        params.push(Param::Family("trtllm", fam, "bw_eff"));
         params.push(Param::Family("trtllm", fam, "compute_eff"));
     }
     for q in ["q4_k_m", "q4_0", "q8_0", "mxfp4"] {
         params.push(Param::QuantEff(q));
-        params.push(Param::QuantPrefill(q));
     }
+    // GGUF prefill runs as dequantise + FP16 cuBLAS (an explicit pass in the
+    // model, no free figure); only MXFP4 has its own GEMM kernel figure.
+    params.push(Param::QuantPrefill("mxfp4"));
     // vLLM's rows are single-request only: prefill compute and large-batch
     // activation traffic are not observable there and stay hand-set.
     params
@@ -163,27 +168,60 @@ fn main() {
             Param::QuantEff(q) | Param::QuantPrefill(q) => only.split(',').any(|o| o == *q),
         });
     }
-    let mut best = loss(&placed, true);
-    let mut step = 0.3;
     let sweeps: usize = std::env::var("FIT_SWEEPS").ok().and_then(|v| v.parse().ok()).unwrap_or(60);
+    let restarts: usize = std::env::var("FIT_RESTARTS").ok().and_then(|v| v.parse().ok()).unwrap_or(12);
+    let mut best = descend(&mut cat, &mut placed, &params, sweeps);
+    // Coordinate descent stalls where two figures must move together (e.g.
+    // a family's compute_eff and a kernel factor); restart it from
+    // deterministic random jolts of the best point and keep what improves.
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..if sweeps == 0 { 0 } else { restarts } {
+        let saved: Vec<f64> = params.iter().map(|p| get(&cat, p)).collect();
+        for p in &params {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let u = (seed >> 11) as f64 / (1u64 << 53) as f64;
+            let (lo, hi) = bounds(p);
+            let v = get(&cat, p);
+            let v = if v == 0.0 { 0.0 } else { (v * (0.7f64).powf(1.0 - 2.0 * u)).clamp(lo, hi) };
+            set(&mut cat, p, v);
+        }
+        refresh(&cat, &mut placed);
+        let l = descend(&mut cat, &mut placed, &params, sweeps);
+        if l + 1e-9 < best {
+            best = l;
+        } else {
+            for (p, v) in params.iter().zip(saved) {
+                set(&mut cat, p, v);
+            }
+            refresh(&cat, &mut placed);
+        }
+    }
+    let _ = best;
+    print_report(&cat, &rows, &params);
+}
+
+/// Coordinate descent on the fitted rows' squared log error; returns the loss.
+fn descend(cat: &mut Catalog, placed: &mut [(MeasuredRow, PlacedRow)], params: &[Param], sweeps: usize) -> f64 {
+    let mut best = loss(placed, true);
+    let mut step = 0.3;
     for _sweep in 0..sweeps {
         let mut improved = false;
-        for p in &params {
+        for p in params {
             let (lo, hi) = bounds(p);
-            let v0 = get(&cat, p);
+            let v0 = get(cat, p);
             for factor in [1.0 + step, 1.0 / (1.0 + step)] {
                 let base = if v0 == 0.0 { 1.0 } else { v0 };
                 let v = (base * factor).clamp(lo, hi);
-                set(&mut cat, p, v);
-                refresh(&cat, &mut placed);
-                let l = loss(&placed, true);
+                set(cat, p, v);
+                refresh(cat, placed);
+                let l = loss(placed, true);
                 if l + 1e-12 < best {
                     best = l;
                     improved = true;
                     break;
                 }
-                set(&mut cat, p, v0);
-                refresh(&cat, &mut placed);
+                set(cat, p, v0);
+                refresh(cat, placed);
             }
         }
         if !improved {
@@ -193,10 +231,15 @@ fn main() {
             }
         }
     }
-    for p in &params {
+    best
+}
+
+fn print_report(cat: &Catalog, rows: &[MeasuredRow], params: &[Param]) {
+    let cat = cat.clone();
+    for p in params {
         println!("{p:?} = {:.4}", get(&cat, p));
     }
-    let report = calibration::validate(&cat, &rows);
+    let report = calibration::validate(&cat, rows);
     let (tm, tw) = report.errors_where(|r| !is_held_out(r));
     let (hm, hw) = report.errors_where(is_held_out);
     println!("fitted rows: median {:.1} %, worst {:.1} %", tm.unwrap_or(f64::NAN), tw.unwrap_or(f64::NAN));

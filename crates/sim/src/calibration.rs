@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::catalog::Catalog;
-use crate::perf::{predict_level, Deployment, DeploymentSpec, Parallelism, Workload};
+use crate::perf::{predict_level, Deployment, DeploymentSpec, Parallelism, StepLoad, Workload};
 use crate::SimError;
 
 /// The calibration set shipped with the repository (also embedded).
@@ -198,9 +198,12 @@ pub fn predict_row(p: &PlacedRow) -> f64 {
         MetricKind::TtftMs => d.prefill_time_s(p.input.max(1), 0, 0.0) * 1000.0,
         MetricKind::AggregateOutput | MetricKind::AggregateOutputPerGpu => {
             let c = p.batch.unwrap_or(d.max_num_seqs);
-            let level = predict_level(d, Workload { input_tokens: p.input, output_tokens: p.output }, c);
             // Offline runs are limited by what fits, not by queueing.
-            let total = level.aggregate_tok_s;
+            let total = if p.static_batch {
+                static_batch_tok_s(d, c, p.input, p.output)
+            } else {
+                predict_level(d, Workload { input_tokens: p.input, output_tokens: p.output }, c).aggregate_tok_s
+            };
             if p.metric == MetricKind::AggregateOutputPerGpu {
                 total / d.count as f64
             } else {
@@ -218,7 +221,25 @@ pub fn predict_row(p: &PlacedRow) -> f64 {
 /// first, then the batch decodes together until the last token.
 pub fn static_batch_tok_s(d: &Deployment, batch: u32, input: u32, output: u32) -> f64 {
     let b = batch.clamp(1, d.kv_seqs((input + output) as f64).max(1));
-    let prefill = d.prefill_time_s(input.max(1).saturating_mul(b), 0, 0.0);
+    // The context phase runs all b prompts together, in chunks of
+    // max_batched_tokens; each token attends within its own prompt only
+    // (on average to half of it).
+    let total = input.max(1).saturating_mul(b);
+    let chunk = d.engine.max_batched_tokens.max(1);
+    let mut prefill = 0.0;
+    let mut done = 0u32;
+    while done < total {
+        let n = chunk.min(total - done);
+        prefill += d
+            .step(&StepLoad {
+                decode_seqs: 0,
+                decode_context_tokens: 0.0,
+                prefill_tokens: n,
+                prefill_attention_tokens: n as f64 * input.max(1) as f64 / 2.0,
+            })
+            .time_s;
+        done += n;
+    }
     let decode: f64 = (0..output.max(1)).map(|j| d.decode_step(b, (input + j) as f64).time_s).sum();
     b as f64 * output.max(1) as f64 / (prefill + decode)
 }

@@ -144,6 +144,11 @@ pub struct Quant {
     /// Bits per KV-cache element the format is usually served with.
     #[serde(default = "sixteen")]
     pub kv_bits: f64,
+    /// The format has no tensor-core GEMM of its own in engines whose
+    /// `prefill_dequant` is set: batched matmuls first expand the weights to
+    /// an FP16 copy (llama.cpp's dequantise-then-cuBLAS path for GGUF).
+    #[serde(default)]
+    pub dequant_for_gemm: bool,
 }
 
 fn sixteen() -> f64 {
@@ -165,6 +170,10 @@ pub struct FamilyEff {
     pub bw_eff: Option<f64>,
     #[serde(default)]
     pub compute_eff: Option<f64>,
+    /// Overrides the engine's `prefill_dequant` on this family (a backend
+    /// whose GEMM dequantises in on-chip memory, e.g. Metal, sets false).
+    #[serde(default)]
+    pub prefill_dequant: Option<bool>,
 }
 
 /// One serving engine.
@@ -188,6 +197,11 @@ pub struct Engine {
     /// (dispatch, permutation, combine), same unit.
     #[serde(default)]
     pub moe_activation_passes: f64,
+    /// Batched matmuls on formats with `dequant_for_gemm` expand the weights
+    /// to FP16 in a separate pass first (read the packed weights, write two
+    /// bytes each), serialised before the GEMM.
+    #[serde(default)]
+    pub prefill_dequant: bool,
     pub max_num_seqs: u32,
     pub max_batched_tokens: u32,
     pub gpu_memory_utilization: f64,
@@ -210,6 +224,9 @@ impl Engine {
     }
     pub fn compute_eff_on(&self, gpu: &Gpu) -> f64 {
         self.family.get(&gpu.family).and_then(|f| f.compute_eff).unwrap_or(self.compute_eff)
+    }
+    pub fn prefill_dequant_on(&self, gpu: &Gpu) -> bool {
+        self.family.get(&gpu.family).and_then(|f| f.prefill_dequant).unwrap_or(self.prefill_dequant)
     }
 }
 

@@ -11,6 +11,10 @@ use crate::SimError;
 const RESERVED_GB_PER_GPU: f64 = 1.0;
 /// Bytes per activation element exchanged in tensor-parallel all-reduces.
 const ACTIVATION_BYTES: f64 = 2.0;
+/// Tokens per step from which llama.cpp leaves its quantized mat-vec / MMQ
+/// kernels for dequantise + cuBLAS GEMM (MMQ_MAX_BATCH_SIZE = 32 in the
+/// 2024 CUDA backend).
+const DEQUANT_GEMM_MIN_TOKENS: u32 = 32;
 
 /// What limits a step or a concurrency level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,6 +128,9 @@ pub struct StepCost {
     pub compute_s: f64,
     pub interconnect_s: f64,
     pub overhead_s: f64,
+    /// Separate weight-expansion pass before batched matmuls (llama.cpp's
+    /// dequantise-then-GEMM path); serialised, not overlapped.
+    pub dequant_s: f64,
     pub bytes_per_gpu: f64,
     pub flops_per_gpu: f64,
 }
@@ -132,7 +139,7 @@ impl StepCost {
     /// The largest of the four parts.
     pub fn bottleneck(&self) -> Bottleneck {
         let parts = [
-            (self.memory_s, Bottleneck::Bandwidth),
+            (self.memory_s + self.dequant_s, Bottleneck::Bandwidth),
             (self.compute_s, Bottleneck::Compute),
             (self.interconnect_s, Bottleneck::Interconnect),
             (self.overhead_s, Bottleneck::Overhead),
@@ -296,6 +303,7 @@ impl Deployment {
                 compute_s: 0.0,
                 interconnect_s: 0.0,
                 overhead_s: 0.0,
+                dequant_s: 0.0,
                 bytes_per_gpu: 0.0,
                 flops_per_gpu: 0.0,
             };
@@ -318,6 +326,19 @@ impl Deployment {
         let flops_per_gpu = flops / tp;
         let memory_s = bytes_per_gpu / bw;
         let compute_s = flops_per_gpu / peak;
+        // Dequantise-then-GEMM: above the mat-vec batch sizes, formats
+        // without their own GEMM kernel are expanded to FP16 first (read the
+        // packed weights, write two bytes per weight), before the matmul.
+        let dequant_s = if tokens >= DEQUANT_GEMM_MIN_TOKENS
+            && self.quant.dequant_for_gemm
+            && self.engine.prefill_dequant_on(&self.gpu)
+        {
+            let packed = self.weight_read_bytes(tokens);
+            let bq = self.quant.bits_per_weight / 8.0;
+            packed * (1.0 + 2.0 / bq) / tp / bw
+        } else {
+            0.0
+        };
         let interconnect_s = if self.count > 1 {
             match self.parallelism {
                 Parallelism::Tensor => {
@@ -339,11 +360,12 @@ impl Deployment {
             self.engine.layer_overhead_us + if m.is_moe() { self.engine.moe_layer_overhead_us } else { 0.0 };
         let overhead_s = (self.engine.step_overhead_us + per_layer * m.layers as f64) * 1e-6;
         StepCost {
-            time_s: memory_s.max(compute_s) + interconnect_s + overhead_s,
+            time_s: memory_s.max(compute_s) + dequant_s + interconnect_s + overhead_s,
             memory_s,
             compute_s,
             interconnect_s,
             overhead_s,
+            dequant_s,
             bytes_per_gpu,
             flops_per_gpu,
         }
@@ -497,6 +519,28 @@ mod tests {
         assert!((cost.memory_s - expect_bytes / bw).abs() < 1e-12);
         assert_eq!(cost.bottleneck(), Bottleneck::Bandwidth);
         assert!(cost.memory_s > 10.0 * cost.compute_s);
+    }
+
+    #[test]
+    fn gguf_prefill_on_cuda_llamacpp_pays_a_dequantise_pass() {
+        let d = deployment("a100-80gb-pcie", 1, None, "llama-3.1-8b", "q4_k_m", "llamacpp");
+        let chunk = StepLoad { prefill_tokens: 512, ..StepLoad::default() };
+        let cost = d.step(&chunk);
+        // Read the packed weights, write an FP16 copy (2 bytes per weight).
+        let bq = d.quant.bits_per_weight / 8.0;
+        let bw = d.gpu.memory_bw_gbs * 1e9 * d.engine.bw_eff_on(&d.gpu);
+        let expect = d.weight_read_bytes(512) * (1.0 + 2.0 / bq) / bw;
+        assert!((cost.dequant_s - expect).abs() < 1e-12, "{} vs {expect}", cost.dequant_s);
+        assert!((cost.time_s - (cost.memory_s.max(cost.compute_s) + cost.dequant_s + cost.overhead_s)).abs() < 1e-12);
+        // Decode (mat-vec kernels), FP16 weights and Metal do not.
+        assert_eq!(d.decode_step(4, 100.0).dequant_s, 0.0);
+        let f16 = deployment("a100-80gb-pcie", 1, None, "llama-3.1-8b", "fp16", "llamacpp");
+        assert_eq!(f16.step(&chunk).dequant_s, 0.0);
+        let mac = deployment("m2-max", 1, None, "llama-3.1-8b", "q4_k_m", "llamacpp");
+        assert_eq!(mac.step(&chunk).dequant_s, 0.0);
+        // Nor do other engines' formats.
+        let awq = deployment("a100-80gb-pcie", 1, None, "llama-3.1-8b", "awq4", "vllm");
+        assert_eq!(awq.step(&chunk).dequant_s, 0.0);
     }
 
     #[test]
