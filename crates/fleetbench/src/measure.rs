@@ -42,6 +42,9 @@ pub struct MeasureOutcome {
     pub db_path: PathBuf,
     /// Cost and energy, when the run was priced or metered.
     pub figures: RunFigures,
+    /// The same under METRICS.md's key names, as stored with the run's
+    /// summary (for `--json-out` and sweep levels).
+    pub figure_keys: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Metadata for a new run against `client`.
@@ -166,9 +169,10 @@ pub async fn measure(
         Some(m) => m.finish(store, meta.id, &meta.model, &metrics, &records).await?,
         None => RunFigures::default(),
     };
+    let figure_keys = crate::instruments::stored_keys(store, meta.id)?;
     let mut summary = summary_json(&metrics);
     if let Some(o) = summary.as_object_mut() {
-        o.extend(crate::instruments::stored_keys(store, meta.id)?);
+        o.extend(figure_keys.clone());
     }
     store.finish_run(meta.id, meta.status, meta.ended_at.as_deref().unwrap_or(""), Some(&summary))?;
     if let Some(live) = &opts.live {
@@ -178,7 +182,7 @@ pub async fn measure(
             _ => LiveState::Finished,
         });
     }
-    Ok(MeasureOutcome { meta, metrics, records, db_path: db_path.to_path_buf(), figures })
+    Ok(MeasureOutcome { meta, metrics, records, db_path: db_path.to_path_buf(), figures, figure_keys })
 }
 
 /// Multiplies every instant and gap of a record by `scale`.

@@ -354,17 +354,17 @@ pub async fn run(args: RunArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         d.close().await;
     }
     let outcome = outcome?;
-    report(&args, &store, &outcome)?;
+    report(&args, &outcome)?;
     Ok(exit_code(&outcome))
 }
 
-fn report(args: &RunArgs, store: &Store, o: &MeasureOutcome) -> anyhow::Result<()> {
+fn report(args: &RunArgs, o: &MeasureOutcome) -> anyhow::Result<()> {
     println!("{}", fleetbench_report::terminal_summary(&o.meta, &o.metrics));
     print_figures(&o.figures);
     if let Some(p) = &args.json_out {
         let mut v = fleetbench_report::run_json(&o.meta, &o.metrics);
         if let Some(obj) = v.as_object_mut() {
-            obj.extend(crate::instruments::stored_keys(store, o.meta.id)?);
+            obj.extend(o.figure_keys.clone());
         }
         write_file(p, serde_json::to_string_pretty(&v)?.as_bytes())?;
     }

@@ -487,7 +487,7 @@ async fn measure_level(
         metrics: outcome.metrics,
         server,
         records: outcome.records.into_iter().filter(|r| !r.warmup).collect(),
-        extra: crate::instruments::stored_keys(store, outcome.meta.id)?,
+        extra: outcome.figure_keys,
     };
     store_level_artifacts(store, group, rate_mode, level, m.run_id, &m.metrics, m.server.as_ref())?;
     Ok(m)
