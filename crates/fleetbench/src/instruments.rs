@@ -219,17 +219,17 @@ impl Metering<'_> {
                 .as_ref()
                 .and_then(|r| r.whole_run.as_ref())
                 .map(|w| w.joules / (w.end_s - w.start_s).max(1e-9));
-            match price.cost_summary(&usage) {
-                Ok(c) => {
-                    let v = json!({
+            match cost_figures(price, &usage) {
+                Ok(usd) => {
+                    let mut v = json!({
                         "backend": price.name,
                         "kind": price.kind().as_str(),
-                        "usd_total": c.usd_total,
-                        "usd_per_request": finite(c.usd_per_request),
-                        "usd_per_million_output_tokens": finite(c.usd_per_million_output_tokens),
                         "price_inputs": price_inputs(price),
                         "source": price.source,
                     });
+                    if let Some(o) = v.as_object_mut() {
+                        o.extend(usd);
+                    }
                     store.put_artifact(run_id, "cost", &price.name, &v)?;
                     figures.cost = Some(v);
                 }
@@ -256,12 +256,17 @@ pub fn past_the_meter(j_per_token: f64, pue: f64, supply: &str) -> anyhow::Resul
     }))
 }
 
-fn finite(v: f64) -> Value {
-    if v.is_finite() {
-        json!(v)
-    } else {
-        Value::Null
-    }
+/// `usd_total`, `usd_per_request` and `usd_per_million_output_tokens` of a
+/// usage under a price entry (null where undefined, e.g. no output tokens):
+/// the dollar keys of a run, a sweep level and an arena backend alike.
+pub fn cost_figures(price: &PriceEntry, usage: &Usage) -> Result<Map<String, Value>, fleetbench_econ::PriceError> {
+    let c = price.cost_summary(usage)?;
+    let finite = |v: f64| if v.is_finite() { json!(v) } else { Value::Null };
+    Ok(Map::from_iter([
+        ("usd_total".to_string(), finite(c.usd_total)),
+        ("usd_per_request".to_string(), finite(c.usd_per_request)),
+        ("usd_per_million_output_tokens".to_string(), finite(c.usd_per_million_output_tokens)),
+    ]))
 }
 
 /// The whole measured run: first measured send to last end.

@@ -1092,17 +1092,13 @@ fn arena_costs(
             mean_power_w: None,
             batch_api: false,
         };
-        let mut v =
-            serde_json::json!({ "backend": spec.name, "price_entry": entry.name, "price_kind": entry.kind().as_str() });
-        match entry.cost_summary(&usage) {
-            Ok(c) => {
-                let finite = |x: f64| x.is_finite().then_some(x);
-                v["usd_total"] = serde_json::json!(finite(c.usd_total));
-                v["usd_per_request"] = serde_json::json!(finite(c.usd_per_request));
-                v["usd_per_million_output_tokens"] = serde_json::json!(finite(c.usd_per_million_output_tokens));
-            }
-            Err(e) => v["cost_error"] = serde_json::json!(e.to_string()),
-        }
+        let mut v = match crate::instruments::cost_figures(&entry, &usage) {
+            Ok(usd) => serde_json::Value::Object(usd),
+            Err(e) => serde_json::json!({ "cost_error": e.to_string() }),
+        };
+        v["backend"] = serde_json::json!(spec.name);
+        v["price_entry"] = serde_json::json!(entry.name);
+        v["price_kind"] = serde_json::json!(entry.kind().as_str());
         if let (Some(r), false) = (rate, answered.is_empty()) {
             let n = answered.len() as f64;
             let stream = StreamRate {
