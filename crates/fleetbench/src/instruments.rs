@@ -17,6 +17,11 @@ use fleetbench_econ::{open_meter, EnergyMeter, EnergySampler, MeterProbe, MeterS
 use fleetbench_store::Store;
 use serde_json::{json, Map, Value};
 
+/// The facility PUE and electricity supply assumed past the meter unless
+/// `--pue` / `--supply` say otherwise (the demo uses them too).
+pub const DEFAULT_PUE: f64 = 1.3;
+pub const DEFAULT_SUPPLY: &str = "grid-us";
+
 /// `--price`, `--prices`, `--meter` and friends.
 #[derive(clap::Args, Debug, Clone)]
 pub struct InstrumentArgs {
@@ -43,11 +48,11 @@ pub struct InstrumentArgs {
     #[arg(long, value_name = "SELECTOR", default_value = "", help_heading = "Cost and energy")]
     pub meter_selector: String,
     /// Facility PUE for the energy past the meter.
-    #[arg(long, default_value_t = 1.3, help_heading = "Cost and energy")]
+    #[arg(long, default_value_t = DEFAULT_PUE, help_heading = "Cost and energy")]
     pub pue: f64,
     /// How the electricity is made, for the energy past the meter:
     /// gas-simple-cycle, gas-combined-cycle, grid-us or diesel (`fleetbench energy presets`).
-    #[arg(long, default_value = "grid-us", help_heading = "Cost and energy")]
+    #[arg(long, default_value = DEFAULT_SUPPLY, help_heading = "Cost and energy")]
     pub supply: String,
 }
 

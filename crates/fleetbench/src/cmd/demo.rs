@@ -326,7 +326,11 @@ async fn sweep_setup(
                 "energy_per_output_token_j": j,
                 "meter": "modelled",
                 "description": format!("modelled power {p:.0} W at the knee (the simulator's power model), not measured"),
-                "past_the_meter": crate::instruments::past_the_meter(j, 1.3, "grid-us")?,
+                "past_the_meter": crate::instruments::past_the_meter(
+                    j,
+                    crate::instruments::DEFAULT_PUE,
+                    crate::instruments::DEFAULT_SUPPLY,
+                )?,
             });
             store.put_artifact(id, "energy", setup.title, &artifact)?;
         }

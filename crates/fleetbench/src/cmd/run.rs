@@ -50,6 +50,17 @@ pub enum ArrivalArg {
     Gamma,
 }
 
+impl ArrivalArg {
+    /// The engine's arrival process; `burstiness` is the gamma shape.
+    pub fn arrival(self, burstiness: f64) -> Arrival {
+        match self {
+            ArrivalArg::Poisson => Arrival::Poisson,
+            ArrivalArg::Constant => Arrival::Constant,
+            ArrivalArg::Gamma => Arrival::Gamma { burstiness },
+        }
+    }
+}
+
 /// Where and how to talk to a backend (shared by run, sweep and others).
 #[derive(Args, Debug, Clone)]
 pub struct BackendArgs {
@@ -258,11 +269,7 @@ impl RunArgs {
                 if !(self.burstiness.is_finite() && self.burstiness > 0.0) {
                     bail!("--burstiness must be positive");
                 }
-                let arrival = match self.arrival {
-                    ArrivalArg::Poisson => Arrival::Poisson,
-                    ArrivalArg::Constant => Arrival::Constant,
-                    ArrivalArg::Gamma => Arrival::Gamma { burstiness: self.burstiness },
-                };
+                let arrival = self.arrival.arrival(self.burstiness);
                 Ok(Schedule::Open { rate: r, arrival, max_concurrency: self.max_concurrency })
             }
             (None, None) => Ok(Schedule::Closed { concurrency: 1 }),

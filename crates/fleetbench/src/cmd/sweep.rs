@@ -16,7 +16,7 @@ use fleetbench_core::stats::{self, Interval};
 use fleetbench_core::{parse_duration, RequestRecord, RunClock, RunMetrics};
 use fleetbench_load::coding_swarm::CodingSwarm;
 use fleetbench_load::sweep::{explain, CliffConfig, CliffFinder, Knee, LevelOutcome};
-use fleetbench_load::{Arrival, RunPlan, Schedule, StopCondition, Workload, WorkloadSpec};
+use fleetbench_load::{RunPlan, Schedule, StopCondition, Workload, WorkloadSpec};
 use fleetbench_report::local_llm_bench::{self, BenchRun};
 use fleetbench_store::Store;
 use serde_json::{json, Value};
@@ -409,15 +409,7 @@ async fn measure_level(
         other => Arc::from(other.build(seed)?),
     };
     let schedule = if rate_mode {
-        Schedule::Open {
-            rate: level,
-            arrival: match args.arrival {
-                ArrivalArg::Poisson => Arrival::Poisson,
-                ArrivalArg::Constant => Arrival::Constant,
-                ArrivalArg::Gamma => Arrival::Gamma { burstiness: 1.0 },
-            },
-            max_concurrency: None,
-        }
+        Schedule::Open { rate: level, arrival: args.arrival.arrival(1.0), max_concurrency: None }
     } else {
         Schedule::Closed { concurrency: level as u32 }
     };
