@@ -3,14 +3,13 @@
 //! FLEETBENCH_TINY_URL). Its score will be low; the point is that the whole
 //! pipeline (prompt, HTTP, parse, score, leaderboard) is real.
 
+mod common;
+
 use std::process::Command;
 
 #[test]
 fn tiny_model_runs_a_short_arena() {
-    let Some(url) = std::env::var("FLEETBENCH_TINY_URL").ok().filter(|u| !u.is_empty()) else {
-        eprintln!("FLEETBENCH_TINY_URL is unset: no tiny server to run the arena against");
-        return;
-    };
+    let Some(url) = common::tiny_url() else { return };
     let dir = std::env::temp_dir().join(format!("fleetbench-aiops-tiny-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let toml = dir.join("backends.toml");

@@ -8,18 +8,9 @@ use std::process::Command;
 
 use fleetbench_core::TokenSource;
 
-fn tiny_url() -> Option<String> {
-    match std::env::var("FLEETBENCH_TINY_URL") {
-        Ok(u) if !u.is_empty() => Some(u),
-        _ => {
-            assert!(
-                std::env::var("FLEETBENCH_REQUIRE_TINY").as_deref() != Ok("1"),
-                "FLEETBENCH_REQUIRE_TINY=1 but FLEETBENCH_TINY_URL is unset: start scripts/tiny-server.sh"
-            );
-            None
-        }
-    }
-}
+mod common;
+
+use common::tiny_url;
 
 fn metric(url: &str, name: &str) -> f64 {
     let base = url.trim_end_matches("/v1");

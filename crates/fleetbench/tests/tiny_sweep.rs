@@ -13,20 +13,13 @@ use std::process::Command;
 
 use serde_json::Value;
 
+mod common;
+
+/// The tiny server and its slot count (FLEETBENCH_TINY_SLOTS, default 4).
 fn tiny() -> Option<(String, u32)> {
-    match std::env::var("FLEETBENCH_TINY_URL") {
-        Ok(u) if !u.is_empty() => {
-            let slots = std::env::var("FLEETBENCH_TINY_SLOTS").ok().and_then(|s| s.parse().ok()).unwrap_or(4);
-            Some((u, slots))
-        }
-        _ => {
-            assert!(
-                std::env::var("FLEETBENCH_REQUIRE_TINY").as_deref() != Ok("1"),
-                "FLEETBENCH_REQUIRE_TINY=1 but FLEETBENCH_TINY_URL is unset: start scripts/tiny-server.sh"
-            );
-            None
-        }
-    }
+    let url = common::tiny_url()?;
+    let slots = std::env::var("FLEETBENCH_TINY_SLOTS").ok().and_then(|s| s.parse().ok()).unwrap_or(4);
+    Some((url, slots))
 }
 
 fn sweep(url: &str, db: &std::path::Path, json: &std::path::Path, extra: &[&str]) -> String {
