@@ -56,14 +56,34 @@ pub fn new_meta(
     group: Option<String>,
 ) -> RunMeta {
     let c = client.config();
+    let backend = RunBackend { url: redact_url(&c.base_url), model: c.model.clone(), api: c.api.as_str().to_string() };
+    run_meta(backend, workload, schedule, config, group)
+}
+
+/// What a run was sent to, as its row records it (URL without credentials).
+pub struct RunBackend {
+    pub url: String,
+    pub model: String,
+    pub api: String,
+}
+
+/// A new run's row, started now by this process: the tool, the command line
+/// and the host filled in, status running.
+pub fn run_meta(
+    backend: RunBackend,
+    workload: String,
+    schedule: String,
+    config: serde_json::Value,
+    group: Option<String>,
+) -> RunMeta {
     RunMeta {
         id: 0,
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         command_line: crate::cmd::run::command_line(),
         host: hostname(),
-        backend_url: redact_url(&c.base_url),
-        model: c.model.clone(),
-        api: c.api.as_str().to_string(),
+        backend_url: backend.url,
+        model: backend.model,
+        api: backend.api,
         workload,
         schedule,
         started_at: rfc3339(SystemTime::now()),

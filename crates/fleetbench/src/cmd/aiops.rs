@@ -633,23 +633,13 @@ fn arena_meta(a: &RunArgs, specs: &[BackendSpec], rate: Option<f64>, gpus: usize
         let limits: Vec<String> = http.iter().map(|s| format!("{} concurrency {}", s.name, s.concurrency)).collect();
         format!("{pacing}; {}", limits.join(", "))
     };
-    RunMeta {
-        id: 0,
-        tool_version: env!("CARGO_PKG_VERSION").to_string(),
-        command_line: crate::cmd::run::command_line(),
-        host: hostname(),
-        backend_url: if urls.is_empty() { "in-process".into() } else { urls.join(", ") },
+    let backend = crate::measure::RunBackend {
+        url: if urls.is_empty() { "in-process".into() } else { urls.join(", ") },
         model: specs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(","),
         api: if apis.is_empty() { "builtin".into() } else { apis.join(",") },
-        workload: format!("aiops-arena: {} episodes, {gpus} GPUs, seed {}", a.episodes, a.seed),
-        schedule,
-        started_at: rfc3339(SystemTime::now()),
-        ended_at: None,
-        status: RunStatus::Running,
-        config,
-        pid: Some(std::process::id()),
-        group: None,
-    }
+    };
+    let workload = format!("aiops-arena: {} episodes, {gpus} GPUs, seed {}", a.episodes, a.seed);
+    crate::measure::run_meta(backend, workload, schedule, config, None)
 }
 
 /// An object with its null fields left out.
@@ -658,13 +648,6 @@ fn without_nulls(mut v: serde_json::Value) -> serde_json::Value {
         o.retain(|_, x| !x.is_null());
     }
     v
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// Marks a run failed; the error that caused it is what the caller reports.
