@@ -2,6 +2,9 @@
 //! with built-ins (answers stored in the results database), run against a
 //! loopback OpenAI-compatible server, and run with the live dashboard.
 
+mod common;
+
+use common::http_get;
 use std::io::{BufRead as _, Read as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -361,19 +364,6 @@ async fn gated_mock_server(answer: String, release: tokio::sync::watch::Receiver
 }
 
 /// GET `path` from `addr` (host:port) and return the body.
-async fn http_get(addr: &str, path: &str) -> std::io::Result<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await?;
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    if !head.starts_with("HTTP/1.1 200") {
-        return Err(std::io::Error::other(format!("GET {path}: {head}")));
-    }
-    Ok(body.to_string())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_with_dashboard_shows_the_arena_live() {

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use fleetbench_testkit::{self as testkit, Fault, Script};
 
+mod common;
+
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_fleetbench"));
     c.env_remove("OPENAI_API_KEY").env_remove("ANTHROPIC_API_KEY").env_remove("FLEETBENCH_DB");
@@ -340,18 +342,6 @@ async fn price_and_meter_give_usd_and_joules_per_token() {
     }
 }
 
-/// A GET on loopback with the standard library: status line and body.
-fn http_get(base: &str, path: &str) -> (String, String) {
-    use std::io::{Read, Write};
-    let hostport = base.trim_start_matches("http://").trim_end_matches('/');
-    let mut s = std::net::TcpStream::connect(hostport).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\r\n").unwrap();
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).unwrap();
-    let (head, body) = buf.split_once("\r\n\r\n").unwrap_or((&buf, ""));
-    (head.lines().next().unwrap_or("").to_string(), body.to_string())
-}
-
 /// `run --dashboard`: the live view lists the run while it runs and its
 /// count of finished requests moves on; the run itself completes normally.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -395,14 +385,9 @@ async fn run_with_dashboard_shows_the_run_live() {
         .unwrap()
         .expect("the dashboard's address on stderr");
     let live = |url: String| async move {
-        tokio::task::spawn_blocking(move || {
-            let (status, body) = http_get(&url, "/api/live");
-            assert!(status.contains("200"), "{status}");
-            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-            v.as_array().unwrap().iter().find(|r| r["kind"] == "run").cloned()
-        })
-        .await
-        .unwrap()
+        let body = common::http_get(&url, "/api/live").await.expect("GET /api/live answers 200");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v.as_array().unwrap().iter().find(|r| r["kind"] == "run").cloned()
     };
     let mut seen = Vec::new();
     for _ in 0..100 {

@@ -1,4 +1,8 @@
-//! What the real-server tests share: where the tiny llama.cpp server is.
+//! What the binary's tests share: where the tiny llama.cpp server is, and a
+//! plain HTTP GET for the dashboard's JSON. Each test file uses what it
+//! needs of it.
+
+#![allow(dead_code)]
 
 /// The tiny server's base URL, from FLEETBENCH_TINY_URL (set by
 /// `scripts/test.sh` through `scripts/tiny-server.sh`). Without it there is
@@ -15,4 +19,22 @@ pub fn tiny_url() -> Option<String> {
             None
         }
     }
+}
+
+/// GET `path` from `addr` (`127.0.0.1:PORT`, an `http://` prefix is
+/// dropped) over plain HTTP/1.1; the body of a 200, else an error naming
+/// the status line.
+pub async fn http_get(addr: &str, path: &str) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = addr.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(std::io::Error::other(format!("GET {path}: {head}")));
+    }
+    Ok(body.to_string())
 }
