@@ -27,14 +27,15 @@
 //! # let _ = url; Ok(()) }
 //! ```
 
-mod live;
 mod server;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use live::{LeaderboardRow, LiveBus, LiveRun, LiveRunInfo, LiveSnapshot, LiveState, ScenarioRow, ROLLING_WINDOW_S};
+pub use fleetbench_load::live::{
+    LeaderboardRow, LiveBus, LiveRun, LiveRunInfo, LiveSnapshot, LiveState, ScenarioRow, ROLLING_WINDOW_S,
+};
 pub use server::DashHandle;
 
 /// Where the dashboard listens by default.

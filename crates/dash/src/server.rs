@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-use crate::live::{LiveBus, LiveSnapshot};
+use fleetbench_load::live::{LiveBus, LiveSnapshot};
 use crate::{DashConfig, DashError};
 
 const INDEX_HTML: &str = include_str!("assets/index.html");

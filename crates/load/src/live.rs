@@ -1,4 +1,4 @@
-//! Runs in progress as the dashboard sees them: a [`LiveBus`] of
+//! Runs in progress as the dashboard (and anything else watching) sees them: a [`LiveBus`] of
 //! [`LiveRun`]s, each holding its latest [`LiveSnapshot`] in a
 //! `tokio::sync::watch` channel. Producers overwrite the snapshot; readers
 //! look at it when they want to, so a run never waits on a browser.

@@ -1,0 +1,1 @@
+//! Records the AIOps arena stores with its run.
