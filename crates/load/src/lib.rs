@@ -6,6 +6,7 @@
 
 pub mod coding_swarm;
 pub mod engine;
+pub mod interrupt;
 pub mod live;
 pub mod schedule;
 pub mod sweep;
