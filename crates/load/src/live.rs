@@ -187,7 +187,7 @@ impl LiveBus {
     }
 
     /// A reader's view: receivers for every run plus the roster.
-    pub(crate) fn subscribe(&self) -> (watch::Receiver<u64>, Vec<watch::Receiver<LiveSnapshot>>) {
+    pub fn subscribe(&self) -> (watch::Receiver<u64>, Vec<watch::Receiver<LiveSnapshot>>) {
         let mut roster = self.inner.roster.subscribe();
         roster.borrow_and_update();
         let runs = self.lock().iter().map(|s| s.tx.subscribe()).collect();
