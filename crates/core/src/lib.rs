@@ -6,16 +6,20 @@
 //! ([`metrics::RunMetrics`]). Nothing here does I/O.
 
 pub mod clock;
+pub mod compare;
 pub mod metrics;
 pub mod outcome;
+pub mod record;
 pub mod request;
 pub mod run;
 pub mod stats;
+pub mod table;
 pub mod units;
 
 pub use clock::RunClock;
 pub use metrics::{RunMetrics, Slo};
 pub use outcome::{ErrorKind, RequestError, RequestRecord, ServerTimings, TokenSource};
+pub use record::Artifact;
 pub use request::{ApiKind, ChatMessage, Prompt, RequestSpec, SamplingParams};
-pub use run::{RunMeta, RunStatus};
+pub use run::{RunConfig, RunMeta, RunStatus};
 pub use units::{parse_duration, ParseDurationError};

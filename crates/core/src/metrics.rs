@@ -69,7 +69,9 @@ pub struct RunMetrics {
     pub request_goodput: Option<f64>,
     pub slo_attainment_pct: Option<f64>,
     /// `{mean,median,std,p50,p90,p95,p99[,p999]}_{ttft,tpot,itl,e2el,client_queue}_ms`.
-    #[serde(flatten)]
+    /// Read back leniently: beside other flattened figures (cost, energy,
+    /// a sweep level's own keys) only numeric `*_ms` keys belong here.
+    #[serde(flatten, deserialize_with = "latency_keys")]
     pub latency_ms: BTreeMap<String, f64>,
     /// Per-request decode speed (output tokens / E2EL), mean and median.
     pub mean_tok_s: Option<f64>,
@@ -93,7 +95,22 @@ pub struct RunMetrics {
     pub errors: Vec<String>,
 }
 
+/// The `*_ms` figures among the keys a flattened [`RunMetrics`] is offered.
+fn latency_keys<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, f64>, D::Error> {
+    let all: BTreeMap<String, serde_json::Value> = Deserialize::deserialize(d)?;
+    Ok(all.into_iter().filter(|(k, _)| k.ends_with("_ms")).filter_map(|(k, v)| v.as_f64().map(|x| (k, x))).collect())
+}
+
 impl RunMetrics {
+    /// Failed requests as a fraction of those sent (0 when none were sent).
+    pub fn error_rate(&self) -> f64 {
+        if self.sent > 0 {
+            self.failed as f64 / self.sent as f64
+        } else {
+            0.0
+        }
+    }
+
     /// A latency figure by its vLLM key (`p99_ttft_ms`).
     pub fn ms(&self, key: &str) -> Option<f64> {
         self.latency_ms.get(key).copied()

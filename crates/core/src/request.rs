@@ -16,6 +16,14 @@ pub enum ApiKind {
 }
 
 impl ApiKind {
+    /// Every kind, by its name on the command line and in files.
+    pub const ALL: [ApiKind; 3] = [ApiKind::Chat, ApiKind::Completions, ApiKind::Anthropic];
+
+    /// The kind named `s` (`chat`, `completions`, `anthropic`).
+    pub fn parse(s: &str) -> Option<ApiKind> {
+        ApiKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ApiKind::Chat => "chat",

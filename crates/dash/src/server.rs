@@ -21,8 +21,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-use fleetbench_load::live::{LiveBus, LiveSnapshot};
 use crate::{DashConfig, DashError};
+use fleetbench_load::live::{LiveBus, LiveSnapshot};
 
 const INDEX_HTML: &str = include_str!("assets/index.html");
 const APP_JS: &str = include_str!("assets/app.js");

@@ -97,7 +97,7 @@ pub fn find_supply(name: &str) -> Result<SupplyPreset, AccountError> {
 }
 
 /// Everything the accounting needs, as shown beside its results.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AccountInputs {
     pub it_kwh: f64,
     pub pue: f64,
@@ -141,7 +141,7 @@ impl AccountInputs {
 }
 
 /// Per million output tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct PerMillionTokens {
     pub it_kwh: f64,
     pub facility_kwh: f64,

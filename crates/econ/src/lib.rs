@@ -1,4 +1,4 @@
-//! Cost and energy for fleetbench (see ECONOMICS.md).
+//! Cost and energy for fleetbench (see docs/ECONOMICS.md).
 //!
 //! - [`price`]: price sheets (`api`, `rented`, `owned`) and what a measured
 //!   usage costs: `usd_per_million_output_tokens`, `usd_per_request`,
@@ -8,13 +8,17 @@
 //!   idle baseline and J/token.
 //! - [`accounting`]: energy past the meter (facility, delivered, fuel, heat,
 //!   CO2) with supply presets (`fleetbench energy account`).
+//! - [`instruments`]: pricing and metering one measured run.
+//! - [`records`]: the cost and energy records stored beside a run.
 //!
 //! Nothing here prints; every function returns values or typed errors.
 
 pub mod accounting;
 pub mod energy;
+pub mod instruments;
 pub mod planner;
 pub mod price;
+pub mod records;
 
 pub use accounting::{account, find_supply, supply_presets, AccountError, AccountInputs, EnergyAccount, SupplyPreset};
 pub use energy::{

@@ -806,3 +806,19 @@ mod tests {
         assert_eq!(v["model"]["usd_per_m_output"], 8.0);
     }
 }
+
+/// `usd_total`, `usd_per_request` and `usd_per_million_output_tokens` of a
+/// usage under a price entry (`None` where undefined, e.g. no output
+/// tokens): the one formula for the dollar keys of a run, a sweep level and
+/// an arena backend alike. The record's other fields are left for the
+/// caller to fill.
+pub fn cost_figures(price: &PriceEntry, usage: &Usage) -> Result<crate::records::CostRecord, PriceError> {
+    let c = price.cost_summary(usage)?;
+    let finite = |v: f64| v.is_finite().then_some(v);
+    Ok(crate::records::CostRecord {
+        usd_total: finite(c.usd_total),
+        usd_per_request: finite(c.usd_per_request),
+        usd_per_million_output_tokens: finite(c.usd_per_million_output_tokens),
+        ..Default::default()
+    })
+}

@@ -3,36 +3,10 @@
 //! the command runs. Producers publish to the returned [`LiveBus`]; nothing
 //! is computed for the page unless a browser is connected.
 
-use std::net::SocketAddr;
-
 use fleetbench_dash::{DashConfig, DashHandle, LiveBus};
 
+use crate::args::DashboardArgs;
 use crate::context::Context;
-
-/// The dashboard options every measuring command shares.
-#[derive(clap::Args, Debug, Clone, Default)]
-pub struct DashboardArgs {
-    /// Serve the live dashboard while this command runs: progress, rolling
-    /// tok/s and latency, errors (and the arena leaderboard). Without a value
-    /// it listens on 127.0.0.1:8686; it closes when the command ends.
-    #[arg(
-        long,
-        value_name = "ADDR:PORT",
-        num_args = 0..=1,
-        default_missing_value = fleetbench_dash::DEFAULT_LISTEN,
-        help_heading = "Dashboard"
-    )]
-    pub dashboard: Option<SocketAddr>,
-    /// Token the dashboard requires (needed to listen beyond loopback).
-    #[arg(
-        long,
-        env = "FLEETBENCH_DASH_TOKEN",
-        hide_env_values = true,
-        value_name = "TOKEN",
-        help_heading = "Dashboard"
-    )]
-    pub dashboard_token: Option<String>,
-}
 
 /// A dashboard serving one command's live runs.
 pub struct Dashboard {
@@ -72,5 +46,12 @@ impl Dashboard {
         if let Err(e) = self.handle.shutdown().await {
             eprintln!("warning: the dashboard did not stop cleanly: {e}");
         }
+    }
+}
+
+/// Stops the dashboard when there is one.
+pub async fn close(dashboard: Option<Dashboard>) {
+    if let Some(d) = dashboard {
+        d.close().await;
     }
 }

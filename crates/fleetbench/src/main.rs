@@ -1,12 +1,15 @@
 //! The `fleetbench` binary: parses arguments, builds the one tokio runtime,
-//! and hands each subcommand to its module under `cmd/`. Libraries do the
-//! work; this crate only wires them and prints.
+//! and hands each subcommand to its module under `cmd/`. Each command parses
+//! its arguments (shared groups in `args.rs`), calls one library entry point
+//! and prints (`output.rs`); `provenance.rs` fills a new run's row.
+//! Libraries do the work; this crate only wires them and prints.
 
+mod args;
 mod cmd;
 mod context;
-mod instruments;
 mod live;
-mod measure;
+mod output;
+mod provenance;
 
 use std::process::ExitCode;
 

@@ -8,7 +8,9 @@ pub mod coding_swarm;
 pub mod engine;
 pub mod interrupt;
 pub mod live;
+pub mod measure;
 pub mod schedule;
+pub mod selftest;
 pub mod sweep;
 pub mod workload;
 

@@ -4,6 +4,7 @@
 //! never print.
 
 pub mod csv_out;
+pub mod export;
 pub mod html;
 pub mod json_out;
 pub mod local_llm_bench;
@@ -11,6 +12,7 @@ pub mod summary;
 pub mod svg;
 
 pub use csv_out::write_requests_csv;
+pub use export::{render, Export, Format};
 pub use html::{write_report, HtmlReportError, Report, ReportFiles};
 pub use json_out::run_json;
 pub use summary::{markdown_summary, terminal_summary};
@@ -21,4 +23,8 @@ pub enum ReportError {
     Csv(#[from] csv::Error),
     #[error("writing output: {0}")]
     Io(#[from] std::io::Error),
+    #[error("writing JSON: {0}")]
+    Json(#[source] serde_json::Error),
+    #[error("{what} has no {format} form")]
+    Unsupported { what: &'static str, format: &'static str },
 }

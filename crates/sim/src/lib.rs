@@ -9,6 +9,7 @@
 pub mod calibration;
 pub mod catalog;
 pub mod engine;
+pub mod fixed;
 pub mod perf;
 pub mod server;
 

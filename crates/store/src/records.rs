@@ -1,21 +1,16 @@
-//! Typed records: every JSON artifact stored with a run has one Rust type
-//! here (or in a submodule), used by the code that writes it and the code
-//! that reads it. The kind each type is stored under is its
-//! [`Artifact::KIND`]; [`Store::put`] and [`Store::get_all`] are the only
-//! ways the rest of fleetbench touches the artifacts table.
+//! Typed records: every JSON artifact stored with a run has one Rust type,
+//! used by the code that writes it and the code that reads it, declared in
+//! the crate that owns the data (the arena's here in [`arena`], sweep levels
+//! in `fleetbench-load`, prices and energy in `fleetbench-econ`). The kind
+//! each type is stored under is its [`Artifact::KIND`]; [`Store::put`] and
+//! [`Store::get_all`] are how the rest of fleetbench touches the artifacts
+//! table.
 
 pub mod arena;
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+pub use fleetbench_core::record::Artifact;
 
 use crate::{Result, Store, StoreError};
-
-/// A JSON document stored beside a run under a fixed kind.
-pub trait Artifact: Serialize + DeserializeOwned {
-    /// The `kind` column this type is stored under.
-    const KIND: &'static str;
-}
 
 impl Store {
     /// Stores `value` as the artifact `name` of its kind for `run_id`
@@ -38,6 +33,20 @@ impl Store {
                     .map_err(|e| StoreError::Corrupt { run: run_id, why: format!("artifact {}/{name}: {e}", A::KIND) })
             })
             .collect()
+    }
+
+    /// Every artifact of type `A` for `run_id`, each read on its own: a
+    /// document that does not read as `A` comes back as its error, so that a
+    /// reader can show the others and say which it skipped.
+    pub fn get_each<A: Artifact>(&self, run_id: i64) -> Result<Vec<(String, std::result::Result<A, String>)>> {
+        Ok(self
+            .artifacts(run_id, A::KIND)?
+            .into_iter()
+            .map(|(name, v)| {
+                let a = serde_json::from_value(v).map_err(|e| e.to_string());
+                (name, a)
+            })
+            .collect())
     }
 
     /// The first artifact of type `A` for `run_id`, by name order.

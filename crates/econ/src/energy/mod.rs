@@ -59,6 +59,15 @@ pub enum Provenance {
     Modelled,
 }
 
+impl Provenance {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provenance::Measured => "measured",
+            Provenance::Modelled => "modelled",
+        }
+    }
+}
+
 /// One reading of a meter: power, a cumulative energy counter, or both.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct MeterReading {

@@ -128,7 +128,7 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "PATH")]
     pub(crate) prices: Option<PathBuf>,
     #[command(flatten)]
-    pub(crate) dashboard: crate::live::DashboardArgs,
+    pub(crate) dashboard: crate::args::DashboardArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -633,13 +633,15 @@ fn arena_meta(a: &RunArgs, specs: &[BackendSpec], rate: Option<f64>, gpus: usize
         let limits: Vec<String> = http.iter().map(|s| format!("{} concurrency {}", s.name, s.concurrency)).collect();
         format!("{pacing}; {}", limits.join(", "))
     };
-    let backend = crate::measure::RunBackend {
-        url: if urls.is_empty() { "in-process".into() } else { urls.join(", ") },
-        model: specs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(","),
-        api: if apis.is_empty() { "builtin".into() } else { apis.join(",") },
-    };
-    let workload = format!("aiops-arena: {} episodes, {gpus} GPUs, seed {}", a.episodes, a.seed);
-    crate::measure::run_meta(backend, workload, schedule, config, None)
+    let mut meta = crate::provenance::run_meta(
+        &if urls.is_empty() { "in-process".into() } else { urls.join(", ") },
+        &specs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(","),
+        &if apis.is_empty() { "builtin".into() } else { apis.join(",") },
+    );
+    meta.workload = format!("aiops-arena: {} episodes, {gpus} GPUs, seed {}", a.episodes, a.seed);
+    meta.schedule = schedule;
+    meta.config = config;
+    meta
 }
 
 /// An object with its null fields left out.
@@ -1075,8 +1077,9 @@ fn arena_costs(
             mean_power_w: None,
             batch_api: false,
         };
-        let mut v = match crate::instruments::cost_figures(&entry, &usage) {
-            Ok(usd) => serde_json::Value::Object(usd),
+        let mut v = match fleetbench_econ::price::cost_figures(&entry, &usage).map(|c| serde_json::to_value(c)) {
+            Ok(Ok(usd)) => usd,
+            Ok(Err(e)) => serde_json::json!({ "cost_error": e.to_string() }),
             Err(e) => serde_json::json!({ "cost_error": e.to_string() }),
         };
         v["backend"] = serde_json::json!(spec.name);

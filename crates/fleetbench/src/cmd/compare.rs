@@ -1,17 +1,16 @@
-//! `fleetbench compare`: is run B different from run A? For each per-request
-//! figure, a Mann-Whitney U test with its effect size; for throughputs, the
-//! 95 % intervals.
+//! `fleetbench compare`: is run B different from run A? The verdicts come
+//! from `fleetbench_core::compare`; this module reads the runs and prints.
 
 use std::process::ExitCode;
 
 use clap::Args;
-use fleetbench_core::stats::{self, mann_whitney};
-use fleetbench_core::RequestRecord;
+use fleetbench_core::compare::{compare, Throughput};
+use fleetbench_load::measure::reload;
 use fleetbench_store::Store;
 use serde_json::json;
 
-use crate::cmd::runs::load;
 use crate::context::Context;
+use crate::outln;
 
 #[derive(Args, Debug)]
 #[command(after_help = "Example:
@@ -29,88 +28,59 @@ pub struct CompareArgs {
     pub json: bool,
 }
 
-type Extract = fn(&RequestRecord) -> Option<f64>;
-
-const FIGURES: [(&str, Extract, bool); 6] = [
-    ("ttft_ms", |r| r.ttft().map(|x| x * 1000.0), false),
-    ("tpot_ms", |r| r.tpot().map(|x| x * 1000.0), false),
-    ("itl_ms (per-request mean)", |r| stats::mean(&r.itl).map(|x| x * 1000.0), false),
-    ("e2el_ms", |r| r.e2el().map(|x| x * 1000.0), false),
-    ("tok_s (per request)", |r| r.tok_s(), true),
-    ("task_tok_s", |r| r.task_tok_s(), true),
-];
-
 pub async fn run(args: CompareArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     let store = Store::open(&ctx.db_path)?;
-    let (ma, a_metrics, a) = load(&store, args.a)?;
-    let (mb, b_metrics, b) = load(&store, args.b)?;
-    let pick = |rs: &[RequestRecord], f: Extract| -> Vec<f64> {
-        rs.iter().filter(|r| r.ok() && !r.warmup).filter_map(f).filter(|x| x.is_finite()).collect()
-    };
-    let mut rows = Vec::new();
-    for (name, f, higher_better) in FIGURES {
-        let (xa, xb) = (pick(&a, f), pick(&b, f));
-        let (Some(med_a), Some(med_b)) = (stats::percentile(&xa, 50.0), stats::percentile(&xb, 50.0)) else {
-            continue;
-        };
-        let (p, effect) = mann_whitney(&xb, &xa).unwrap_or((1.0, 0.5));
-        let change = if med_a != 0.0 { 100.0 * (med_b / med_a - 1.0) } else { 0.0 };
-        let significant = p < args.alpha;
-        let better = if (med_b > med_a) == higher_better { "better" } else { "worse" };
-        let verdict = if significant { better } else { "no significant difference" };
-        rows.push(json!({
-            "figure": name, "median_a": med_a, "median_b": med_b, "change_pct": change,
-            "p_value": p, "effect_size": effect, "significant": significant, "verdict": verdict,
-            "n_a": xa.len(), "n_b": xb.len(),
-        }));
-    }
-    let thr = |m: &fleetbench_core::RunMetrics| json!({"value": m.output_throughput, "ci95": m.ci("output_throughput").map(|i| [i.lo, i.hi])});
-    let overlap = match (a_metrics.ci("output_throughput"), b_metrics.ci("output_throughput")) {
-        (Some(x), Some(y)) => Some(x.lo <= y.hi && y.lo <= x.hi),
-        _ => None,
-    };
+    let a = reload(&store, args.a)?;
+    let b = reload(&store, args.b)?;
+    let c = compare(&a.records, &a.metrics, &b.records, &b.metrics, args.alpha);
     if args.json {
         let doc = json!({
-            "a": {"run_id": ma.id, "model": ma.model, "output_throughput": thr(&a_metrics)},
-            "b": {"run_id": mb.id, "model": mb.model, "output_throughput": thr(&b_metrics)},
-            "throughput_intervals_overlap": overlap,
-            "figures": rows,
+            "a": {"run_id": a.meta.id, "model": a.meta.model, "output_throughput": c.throughput_a},
+            "b": {"run_id": b.meta.id, "model": b.meta.model, "output_throughput": c.throughput_b},
+            "throughput_intervals_overlap": c.throughput_intervals_overlap,
+            "figures": c.figures,
         });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        outln!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("A = run {} ({} @ {}, {})", ma.id, ma.model, ma.backend_url, ma.schedule);
-    println!("B = run {} ({} @ {}, {})\n", mb.id, mb.model, mb.backend_url, mb.schedule);
-    println!(
+    outln!("A = run {} ({} @ {}, {})", a.meta.id, a.meta.model, a.meta.backend_url, a.meta.schedule);
+    outln!("B = run {} ({} @ {}, {})\n", b.meta.id, b.meta.model, b.meta.backend_url, b.meta.schedule);
+    outln!(
         "{:<26} {:>10} {:>10} {:>8} {:>9} {:>7}  verdict (Mann-Whitney, α = {})",
-        "figure (median)", "A", "B", "change", "p", "effect", args.alpha
+        "figure (median)",
+        "A",
+        "B",
+        "change",
+        "p",
+        "effect",
+        args.alpha
     );
-    for r in &rows {
-        println!(
+    for r in &c.figures {
+        outln!(
             "{:<26} {:>10.2} {:>10.2} {:>7.1}% {:>9.2e} {:>7.2}  {}",
-            r["figure"].as_str().unwrap_or(""),
-            r["median_a"].as_f64().unwrap_or(f64::NAN),
-            r["median_b"].as_f64().unwrap_or(f64::NAN),
-            r["change_pct"].as_f64().unwrap_or(f64::NAN),
-            r["p_value"].as_f64().unwrap_or(f64::NAN),
-            r["effect_size"].as_f64().unwrap_or(f64::NAN),
-            r["verdict"].as_str().unwrap_or("")
+            r.figure,
+            r.median_a,
+            r.median_b,
+            r.change_pct,
+            r.p_value,
+            r.effect_size,
+            r.verdict
         );
     }
-    let show = |m: &fleetbench_core::RunMetrics| match m.ci("output_throughput") {
-        Some(i) => format!("{:.1} [{:.1}, {:.1}]", m.output_throughput, i.lo, i.hi),
-        None => format!("{:.1}", m.output_throughput),
+    let show = |t: &Throughput| match t.ci95 {
+        Some([lo, hi]) => format!("{:.1} [{lo:.1}, {hi:.1}]", t.value),
+        None => format!("{:.1}", t.value),
     };
-    println!(
+    outln!(
         "\noutput tok/s: A {} vs B {}: {}",
-        show(&a_metrics),
-        show(&b_metrics),
-        match overlap {
+        show(&c.throughput_a),
+        show(&c.throughput_b),
+        match c.throughput_intervals_overlap {
             Some(true) => "intervals overlap (no clear difference)",
             Some(false) => "intervals do not overlap (different)",
             None => "too few requests for intervals",
         }
     );
-    println!("effect size = P(B > A) for a random pair of requests (0.5 = no difference)");
+    outln!("effect size = P(B > A) for a random pair of requests (0.5 = no difference)");
     Ok(ExitCode::SUCCESS)
 }

@@ -69,7 +69,7 @@ pub struct PlanArgs {
 pub async fn run(args: CostArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     match args.command {
         CostCommand::Presets => {
-            emit(PRESET_SHEET_TOML)?;
+            crate::output::emit(PRESET_SHEET_TOML);
             Ok(ExitCode::SUCCESS)
         }
         CostCommand::Plan(a) => plan(a, ctx),
@@ -100,28 +100,18 @@ fn plan(a: PlanArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     };
     let plan = plan_batch_job(&job, &sheet.backends, &sheet.origin, &throughputs)?;
     if a.json {
-        emit(&format!("{}\n", serde_json::to_string_pretty(&plan.to_json())?))?;
+        crate::output::emit_doc(&plan, fleetbench_report::Format::Json)?;
     } else if a.md {
-        emit(&plan.to_markdown())?;
+        crate::output::emit_doc(&plan, fleetbench_report::Format::Markdown)?;
     } else {
         let mut text = plan.to_text();
         if let Some(note) = &sheet.note {
             let date = sheet.as_of.as_ref().map(|d| format!(" ({d})")).unwrap_or_default();
             text.push_str(&format!("\nNote from the sheet{date}: {note}\n"));
         }
-        emit(&text)?;
+        crate::output::emit(&text);
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Writes to stdout; a closed pipe (`| head`) ends output quietly.
-fn emit(text: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
-        _ => Ok(()),
-    }
 }
 
 /// Names of the rented and owned entries of a sheet.

@@ -39,12 +39,12 @@ pub async fn run(args: DashArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     };
     let protected = cfg.token.is_some();
     let handle = fleetbench_dash::serve(cfg, LiveBus::new()).await?;
-    println!("dashboard: {}", handle.url());
+    crate::outln!("dashboard: {}", handle.url());
     if protected {
-        println!("           token required: open {}?token=<your token> once", handle.url());
+        crate::outln!("           token required: open {}?token=<your token> once", handle.url());
     }
     if !ctx.quiet {
-        println!("           results database {}; Ctrl-C stops", ctx.db_path.display());
+        crate::outln!("           results database {}; Ctrl-C stops", ctx.db_path.display());
     }
     tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
     handle.shutdown().await?;

@@ -11,19 +11,20 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Args;
-use fleetbench_client::prom::{metrics_url_for, MetricsSampler};
+use fleetbench_client::prom::metrics_url_for;
 use fleetbench_client::{Client, ClientConfig};
-use fleetbench_core::{ApiKind, RunClock, SamplingParams};
-use fleetbench_load::sweep::{explain, CliffConfig, CliffFinder, LevelOutcome};
-use fleetbench_load::{RunPlan, Schedule, StopCondition, SyntheticWorkload, Workload};
+use fleetbench_core::{ApiKind, RunConfig, SamplingParams};
+use fleetbench_econ::instruments::{past_the_meter, DEFAULT_PUE, DEFAULT_SUPPLY};
+use fleetbench_econ::records::{CostRecord, EnergyRecord};
+use fleetbench_load::sweep::driver::{run_sweep, LevelKind, Levels, MeasuredLevel, SweepConfig, SweepObservers};
+use fleetbench_load::sweep::fmt_level as fmt;
+use fleetbench_load::WorkloadSpec;
 use fleetbench_sim::server::{start_server, SimServerConfig};
 use fleetbench_sim::{Catalog, Deployment, DeploymentSpec};
 use fleetbench_store::Store;
-use serde_json::json;
 
-use crate::cmd::sweep::{fmt, store_level_artifacts};
 use crate::context::Context;
-use crate::measure::{self, MeasureOptions};
+use crate::{outln, provenance};
 
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:
@@ -57,7 +58,7 @@ const ARENA_SEED: u64 = 7;
 /// leaderboard.
 async fn arena(args: &DemoArgs, ctx: &Context, catalog: &Catalog) -> anyhow::Result<Option<i64>> {
     use fleetbench_aiops::{generated_window, plan_schedule, prompt, Fleet, Operator, OperatorInput, RulesOperator};
-    println!(
+    outln!(
         "AIOps arena: {ARENA_EPISODES} GPU-fleet incidents on a {ARENA_GPUS}-GPU fleet, scored against ground truth \
          (the simulated server's answers come from the rules runbook, so it matches `rules` through the whole HTTP path)\n"
     );
@@ -110,7 +111,7 @@ async fn arena(args: &DemoArgs, ctx: &Context, catalog: &Catalog) -> anyhow::Res
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
     let arena = outcome?;
-    println!();
+    outln!();
     Ok(Some(arena.run_id))
 }
 
@@ -166,7 +167,7 @@ pub async fn run(args: DemoArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     let group =
         format!("demo-{}-{}", fleetbench_core::units::rfc3339(std::time::SystemTime::now()), std::process::id());
     let levels: &[u32] = if args.quick { &[1, 4, 16] } else { &[1, 2, 4, 8, 16, 32] };
-    println!(
+    outln!(
         "fleetbench demo: the built-in simulator serves {} setups in this process; the real load engine sweeps \
          concurrency {} with {INPUT_TOKENS}-token prompts and {OUTPUT_TOKENS}-token answers.\n\
          The simulator runs {}× faster than the hardware it models; every figure below is in modelled time.\n",
@@ -177,11 +178,11 @@ pub async fn run(args: DemoArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     let mut results = Vec::new();
     let mut run_ids = Vec::new();
     for (i, setup) in setups().into_iter().enumerate() {
-        println!("[{}/{}] {}", i + 1, setups().len(), setup.title);
+        outln!("[{}/{}] {}", i + 1, setups().len(), setup.title);
         let deployment = Deployment::resolve(&catalog, &setup.spec)
             .with_context(|| format!("the simulator cannot place {}", setup.title))?;
-        let r = sweep_setup(&args, ctx, &store, &group, &setup, deployment, levels, &mut run_ids).await?;
-        println!("      why: {}\n", r.why);
+        let r = sweep_setup(&args, &store, &group, &setup, deployment, levels, &mut run_ids).await?;
+        outln!("      why: {}\n", r.why);
         results.push(r);
     }
     print_comparison(&results);
@@ -195,10 +196,10 @@ pub async fn run(args: DemoArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         ctx.db_path.parent().map(|p| p.join("demo-report")).unwrap_or_else(|| PathBuf::from("demo-report"))
     });
     match fleetbench_report::write_report(&store, &run_ids, &out) {
-        Ok(files) => println!("report: {}", files.index_html.display()),
+        Ok(files) => outln!("report: {}", files.index_html.display()),
         Err(e) => eprintln!("warning: the HTML report could not be written: {e}"),
     }
-    println!(
+    outln!(
         "stored {} runs in {} (group {group}); took {:.0} s. Try `fleetbench runs list`.",
         run_ids.len(),
         ctx.db_path.display(),
@@ -207,10 +208,8 @@ pub async fn run(args: DemoArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn sweep_setup(
     args: &DemoArgs,
-    ctx: &Context,
     store: &Store,
     group: &str,
     setup: &Setup,
@@ -229,75 +228,53 @@ async fn sweep_setup(
     cfg.served_model_name = setup.spec.model.clone();
     let server = start_server(cfg, "127.0.0.1:0".parse()?).await?;
     let client = Client::new(ClientConfig::new(server.base_url(), ApiKind::Chat, setup.spec.model.clone()))?;
-    let mut finder = CliffFinder::new(CliffConfig::default());
-    let mut outcomes = Vec::new();
-    let mut level_runs = Vec::new();
-    for (index, &c) in levels.iter().enumerate() {
-        let workload: Arc<dyn Workload> =
-            Arc::new(SyntheticWorkload::new(INPUT_TOKENS, OUTPUT_TOKENS, 0.0, 7 + index as u64));
-        let plan = RunPlan {
-            schedule: Schedule::Closed { concurrency: c },
-            stop: StopCondition { requests: Some(2 * c as u64), duration: None },
-            warmup: c as u64,
-            sampling: SamplingParams { max_tokens: Some(OUTPUT_TOKENS), ignore_eos: true, ..Default::default() },
-            seed: 7,
-        };
-        let config = json!({
-            "concurrency": c,
-            "max_concurrency": c,
-            "sweep": group,
-            "level_index": index,
-            "hardware": setup.title,
-            "simulated": true,
-            "time_scale": args.time_scale,
-        });
-        let meta = measure::new_meta(
-            &client,
-            workload.describe(),
-            Schedule::Closed { concurrency: c }.describe(),
-            config,
-            Some(group.to_string()),
-        );
-        let sampler =
-            MetricsSampler::start(metrics_url_for(&server.base_url()), Duration::from_millis(50), RunClock::start());
-        let opts = MeasureOptions { quiet: true, time_scale: args.time_scale, ..Default::default() };
-        let o = measure::measure(store, &ctx.db_path, meta, &plan, &client, workload, &opts).await?;
-        let stats = sampler.finish().await;
-        let server_stats = (stats.samples > 0).then_some(stats);
-        store_level_artifacts(store, group, false, c as f64, o.meta.id, &o.metrics, server_stats.as_ref())?;
-        run_ids.push(o.meta.id);
-        level_runs.push((c as f64, o.meta.id));
-        let m = &o.metrics;
-        println!(
-            "      c={c:<3} {:>7.1} tok/s per request  {:>8.1} tok/s aggregate  TTFT p50 {:>7.0} ms  {}",
-            m.mean_tok_s.unwrap_or(0.0),
-            m.output_throughput,
-            m.ms("median_ttft_ms").unwrap_or(f64::NAN),
-            if m.failed > 0 { format!("{} failed", m.failed) } else { String::new() }
-        );
-        let outcome = LevelOutcome {
-            level: c as f64,
-            output_throughput: m.output_throughput,
-            mean_tok_s: m.mean_tok_s,
-            slo_attainment_pct: None,
-            error_rate: if m.sent > 0 { m.failed as f64 / m.sent as f64 } else { 0.0 },
-            server: server_stats,
-        };
-        finder.record(outcome.clone());
-        outcomes.push(outcome);
-    }
+    let last = *levels.last().unwrap_or(&1) as f64;
+    let sweep = SweepConfig {
+        group: group.to_string(),
+        levels: Levels::Fixed(levels.iter().map(|&c| c as f64).collect()),
+        kind: LevelKind::Concurrency,
+        workload: WorkloadSpec::Synthetic { input: INPUT_TOKENS, output: OUTPUT_TOKENS, spread: 0.0 },
+        workload_name: format!("synthetic:in={INPUT_TOKENS},out={OUTPUT_TOKENS},spread=0"),
+        seed: 7,
+        sampling: SamplingParams { max_tokens: Some(OUTPUT_TOKENS), ignore_eos: true, ..Default::default() },
+        slo: Default::default(),
+        per_level_requests: None,
+        per_level: None,
+        requests_per_agent: 2,
+        min_requests: 0,
+        warmup_per_level: None,
+        max_level: last,
+        budget: Duration::MAX,
+        repeat: 1,
+        metrics_url: Some(metrics_url_for(&server.base_url())),
+        metrics_interval: Duration::from_millis(50),
+        time_scale: args.time_scale,
+        config: RunConfig { hardware: Some(setup.title.to_string()), simulated: Some(true), ..Default::default() },
+    };
+    let mut print_level = |m: &MeasuredLevel| {
+        outln!(
+            "      c={:<3} {:>7.1} tok/s per request  {:>8.1} tok/s aggregate  TTFT p50 {:>7.0} ms  {}",
+            m.level,
+            m.metrics.mean_tok_s.unwrap_or(0.0),
+            m.metrics.output_throughput,
+            m.metrics.ms("median_ttft_ms").unwrap_or(f64::NAN),
+            if m.metrics.failed > 0 { format!("{} failed", m.metrics.failed) } else { String::new() }
+        )
+    };
+    let observers = SweepObservers { on_level: Some(&mut print_level), ..Default::default() };
+    let outcome = run_sweep(&sweep, store, &client, &provenance::client_meta(&client), observers).await;
     server.shutdown().await;
-    let knee = finder.knee();
-    let mut why = knee
-        .as_ref()
-        .map(|k| explain(&outcomes, k, "agents", *levels.last().unwrap_or(&1) as f64))
-        .unwrap_or_else(|| "no level completed".into());
+    let o = outcome?;
+    run_ids.extend(o.measured.iter().map(|m| m.run_id));
     let bottlenecks = bottleneck_story(&prediction.levels);
-    why.push_str(&format!("; the model says: {bottlenecks}"));
+    let why = format!("{}; the model says: {bottlenecks}", o.reason);
     let (peak_level, peak) =
-        outcomes.iter().map(|o| (o.level, o.output_throughput)).fold((0.0, 0.0), |a, b| if b.1 > a.1 { b } else { a });
-    let knee_level = knee.as_ref().map(|k| k.level);
-    let at_knee = knee_level.and_then(|k| outcomes.iter().find(|o| o.level == k)).map(|o| o.output_throughput);
+        o.outcomes
+            .iter()
+            .map(|l| (l.level, l.output_throughput))
+            .fold((0.0, 0.0), |a, b| if b.1 > a.1 { b } else { a });
+    let knee_level = o.knee.as_ref().map(|k| k.level);
+    let at_knee = knee_level.and_then(|k| o.outcomes.iter().find(|l| l.level == k)).map(|l| l.output_throughput);
     let power =
         knee_level.and_then(|k| prediction.levels.iter().find(|l| l.concurrency as f64 == k)).map(|l| l.power_w);
     let usd_per_m = match (usd_per_hour, at_knee) {
@@ -310,38 +287,42 @@ async fn sweep_setup(
     };
     // Cost and modelled energy at the knee, stored with the knee's run so
     // that the report draws one bar per setup.
-    if let Some(&(_, id)) = knee_level.and_then(|k| level_runs.iter().find(|(l, _)| *l == k)) {
+    if let Some(id) = knee_level.and_then(|k| o.measured.iter().find(|m| m.level == k)).map(|m| m.run_id) {
         if let Some(u) = usd_per_m {
-            let artifact = json!({
-                "backend": setup.title,
-                "kind": "rented",
-                "usd_per_million_output_tokens": u,
-                "price_inputs": format!("${:.2}/h (catalog's typical cloud rate) at the knee's {:.0} output tok/s", usd_per_hour.unwrap_or(0.0), at_knee.unwrap_or(0.0)),
-            });
-            store.put_artifact(id, "cost", setup.title, &artifact)?;
+            let cost = CostRecord {
+                backend: setup.title.to_string(),
+                kind: Some("rented".into()),
+                price_inputs: Some(format!(
+                    "${:.2}/h (catalog's typical cloud rate) at the knee's {:.0} output tok/s",
+                    usd_per_hour.unwrap_or(0.0),
+                    at_knee.unwrap_or(0.0)
+                )),
+                usd_per_million_output_tokens: Some(u),
+                ..Default::default()
+            };
+            store.put(id, setup.title, &cost)?;
         }
         if let (Some(j), Some(p)) = (joules_per_token, power) {
-            let artifact = json!({
-                "backend": setup.title,
-                "energy_per_output_token_j": j,
-                "meter": "modelled",
-                "description": format!("modelled power {p:.0} W at the knee (the simulator's power model), not measured"),
-                "past_the_meter": crate::instruments::past_the_meter(
-                    j,
-                    crate::instruments::DEFAULT_PUE,
-                    crate::instruments::DEFAULT_SUPPLY,
-                )?,
-            });
-            store.put_artifact(id, "energy", setup.title, &artifact)?;
+            let energy = EnergyRecord {
+                backend: setup.title.to_string(),
+                energy_per_output_token_j: Some(j),
+                meter: Some("modelled".into()),
+                description: Some(format!(
+                    "modelled power {p:.0} W at the knee (the simulator's power model), not measured"
+                )),
+                past_the_meter: Some(past_the_meter(j, DEFAULT_PUE, DEFAULT_SUPPLY)?),
+                ..Default::default()
+            };
+            store.put(id, setup.title, &energy)?;
         }
     }
     Ok(SetupResult {
         title: setup.title,
-        single: outcomes.first().and_then(|o| o.mean_tok_s),
+        single: o.outcomes.first().and_then(|l| l.mean_tok_s),
         peak,
         peak_level,
         knee: knee_level,
-        knee_open: knee_level.is_some_and(|k| k >= *levels.last().unwrap_or(&1) as f64),
+        knee_open: knee_level.is_some_and(|k| k >= last),
         why,
         usd_per_m,
         joules_per_token,
@@ -368,10 +349,10 @@ fn bottleneck_story(levels: &[fleetbench_sim::Level]) -> String {
 }
 
 fn print_comparison(results: &[SetupResult]) {
-    println!("| setup | single-stream tok/s | peak aggregate tok/s | knee (agents) | $ per M output tokens at the knee (rented) | J per token (modelled) |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    outln!("| setup | single-stream tok/s | peak aggregate tok/s | knee (agents) | $ per M output tokens at the knee (rented) | J per token (modelled) |");
+    outln!("|---|---:|---:|---:|---:|---:|");
     for r in results {
-        println!(
+        outln!(
             "| {} | {} | {:.0} at {} | {} | {} | {} |",
             r.title,
             r.single.map(|s| format!("{s:.0}")).unwrap_or_else(|| "-".into()),
@@ -382,9 +363,9 @@ fn print_comparison(results: &[SetupResult]) {
             r.joules_per_token.map(|j| format!("{j:.2}")).unwrap_or_else(|| "-".into()),
         );
     }
-    println!();
+    outln!();
     for r in results {
-        println!("- {}: {}", r.title, r.bottlenecks);
+        outln!("- {}: {}", r.title, r.bottlenecks);
     }
-    println!();
+    outln!();
 }

@@ -95,7 +95,7 @@ pub async fn run(args: EnergyArgs, _ctx: &Context) -> anyhow::Result<ExitCode> {
     match args.command {
         EnergyCommand::Account(a) => account_cmd(a),
         EnergyCommand::Presets => {
-            emit(SUPPLY_PRESETS_TOML)?;
+            crate::output::emit(SUPPLY_PRESETS_TOML);
             Ok(ExitCode::SUCCESS)
         }
         EnergyCommand::Meter(m) => meter_cmd(m).await,
@@ -131,9 +131,9 @@ fn account_cmd(a: AccountArgs) -> anyhow::Result<ExitCode> {
     };
     let result = account(inputs)?;
     if a.json {
-        emit(&format!("{}\n", serde_json::to_string_pretty(&result)?))?;
+        crate::output::emit(&format!("{}\n", serde_json::to_string_pretty(&result)?));
     } else if a.md {
-        emit(&result.to_markdown())?;
+        crate::output::emit(&result.to_markdown());
     } else {
         let i = &result.inputs;
         let mut text = format!(
@@ -154,19 +154,9 @@ fn account_cmd(a: AccountArgs) -> anyhow::Result<ExitCode> {
                 None => format!("  {label:<14} {total:>12.4} {unit}\n"),
             });
         }
-        emit(&text)?;
+        crate::output::emit(&text);
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Writes to stdout; a closed pipe (`| head`) ends output quietly.
-fn emit(text: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
-        _ => Ok(()),
-    }
 }
 
 async fn meter_cmd(m: MeterArgs) -> anyhow::Result<ExitCode> {
@@ -198,7 +188,7 @@ async fn meter_cmd(m: MeterArgs) -> anyhow::Result<ExitCode> {
             "mean_power_w": mean,
             "timeline": timeline,
         });
-        emit(&format!("{}\n", serde_json::to_string_pretty(&out)?))?;
+        crate::output::emit(&format!("{}\n", serde_json::to_string_pretty(&out)?));
     } else {
         let mut text = format!(
             "meter: {} ({:?})\nsamples: {} ({} failed reads)\n",
@@ -214,7 +204,7 @@ async fn meter_cmd(m: MeterArgs) -> anyhow::Result<ExitCode> {
         if let Some(e) = &timeline.last_error {
             text.push_str(&format!("last error: {e}\n"));
         }
-        emit(&text)?;
+        crate::output::emit(&text);
     }
     Ok(ExitCode::SUCCESS)
 }

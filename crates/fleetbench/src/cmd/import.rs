@@ -7,12 +7,13 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use fleetbench_core::units::rfc3339;
-use fleetbench_core::{RunMeta, RunMetrics, RunStatus, Slo};
+use fleetbench_core::{RunConfig, RunMetrics, RunStatus, Slo};
+use fleetbench_load::measure::{FigureKeys, RunSummary};
 use fleetbench_report::local_llm_bench;
 use fleetbench_store::Store;
-use serde_json::json;
 
 use crate::context::Context;
+use crate::{outln, provenance};
 
 #[derive(Args, Debug)]
 #[command(after_help = "Example:
@@ -50,37 +51,29 @@ pub async fn run(args: ImportArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         let wall = part[0].run_wall_seconds;
         let records = local_llm_bench::records_from_rows(&part);
         let now = rfc3339(std::time::SystemTime::now());
-        let meta = RunMeta {
-            id: 0,
-            tool_version: env!("CARGO_PKG_VERSION").to_string(),
-            command_line: crate::cmd::run::command_line(),
-            host: "imported".into(),
-            backend_url: format!("local-llm-bench:{}", file.display()),
-            model: model.clone(),
-            api: "chat".into(),
-            workload: "local-llm-bench".into(),
-            schedule: format!("concurrency {concurrency} (imported, run {run})"),
-            started_at: now.clone(),
-            ended_at: Some(now.clone()),
-            status: RunStatus::Running,
-            config: json!({
-                "concurrency": concurrency,
-                "run": run,
-                "run_wall_seconds": wall,
-                "imported_from": file.display().to_string(),
-                "source": "local-llm-bench",
-            }),
-            pid: Some(std::process::id()),
-            group: Some(group.clone()),
+        let config = RunConfig {
+            concurrency: Some(concurrency),
+            run: Some(run),
+            run_wall_seconds: Some(wall),
+            imported_from: Some(file.display().to_string()),
+            source: Some("local-llm-bench".into()),
+            ..RunConfig::default()
         };
+        let mut meta = provenance::run_meta(&format!("local-llm-bench:{}", file.display()), &model, "chat");
+        meta.host = "imported".into();
+        meta.workload = "local-llm-bench".into();
+        meta.schedule = format!("concurrency {concurrency} (imported, run {run})");
+        meta.config = serde_json::to_value(&config)?;
+        meta.group = Some(group.clone());
         let id = store.create_run(&meta)?;
         let mut store_w = Store::open(&ctx.db_path)?;
         store_w.insert_records(id, &records)?;
         let metrics = RunMetrics::compute(&records, &Slo::default(), None);
-        store.finish_run(id, RunStatus::Completed, &now, Some(&crate::measure::summary_json(&metrics)))?;
+        let summary = serde_json::to_value(RunSummary::new(&metrics, FigureKeys::default()))?;
+        store.finish_run(id, RunStatus::Completed, &now, Some(&summary))?;
         ids.push(id);
     }
-    println!(
+    outln!(
         "imported {} rows from {} as {} runs ({}) in {}",
         rows.len(),
         file.display(),

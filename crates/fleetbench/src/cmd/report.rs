@@ -65,10 +65,10 @@ pub async fn run(args: ReportArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("writing the report of runs {ids:?}"))
     })
     .await??;
-    println!("report: {}", files.index_html.display());
+    crate::outln!("report: {}", files.index_html.display());
     if !ctx.quiet {
-        println!("        {}", files.markdown.display());
-        println!("        {}", files.json.display());
+        crate::outln!("        {}", files.markdown.display());
+        crate::outln!("        {}", files.json.display());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -14,21 +14,17 @@ use fleetbench_sim::{Catalog, Deployment, DeploymentSpec, Parallelism, Workload}
 use crate::context::Context;
 
 /// Appends a line to the command's output buffer.
-macro_rules! outln {
+macro_rules! push_line {
     ($out:expr, $($arg:tt)*) => {{
         use std::fmt::Write as _;
         let _ = writeln!($out, $($arg)*);
     }};
 }
 
-/// Prints a command's output; a closed pipe (`| head`) is not an error.
+/// Prints a command's output (see `crate::output::emit`).
 fn emit(out: &str) -> anyhow::Result<ExitCode> {
-    use std::io::Write as _;
-    let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(out.as_bytes()).and_then(|_| stdout.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
-        _ => Ok(ExitCode::SUCCESS),
-    }
+    crate::output::emit(out);
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(clap::Args, Debug)]
@@ -200,10 +196,13 @@ fn predict(catalog: &Catalog, a: PredictArgs) -> anyhow::Result<ExitCode> {
     let d = Deployment::resolve(catalog, &a.deployment.spec())?;
     let p = fleetbench_sim::predict(&d, Workload { input_tokens: a.input, output_tokens: a.output }, &a.concurrency);
     if a.json {
-        outln!(out, "{}", serde_json::to_string_pretty(&p)?);
-        return emit(&out);
+        crate::output::emit_doc(
+            &fleetbench_report::export::JsonDoc("a prediction", &p),
+            fleetbench_report::Format::Json,
+        )?;
+        return Ok(ExitCode::SUCCESS);
     }
-    outln!(
+    push_line!(
         out,
         "{} x {} ({}), {} in {}, {}; {} in / {} out tokens",
         d.count,
@@ -215,7 +214,7 @@ fn predict(catalog: &Catalog, a: PredictArgs) -> anyhow::Result<ExitCode> {
         a.input,
         a.output
     );
-    outln!(
+    push_line!(
         out,
         "weights {:.1} GB, KV cache {:.0} tokens ({:.0} KB/token), max_num_seqs {}",
         d.weight_bytes / 1e9,
@@ -223,7 +222,7 @@ fn predict(catalog: &Catalog, a: PredictArgs) -> anyhow::Result<ExitCode> {
         d.kv_bytes_per_token / 1e3,
         d.max_num_seqs
     );
-    outln!(
+    push_line!(
         out,
         "{:>11} {:>14} {:>14} {:>11} {:>13} {:>8} {:>9}",
         "concurrency",
@@ -235,7 +234,7 @@ fn predict(catalog: &Catalog, a: PredictArgs) -> anyhow::Result<ExitCode> {
         "power W"
     );
     for l in &p.levels {
-        outln!(
+        push_line!(
             out,
             "{:>11} {:>14.1} {:>14.1} {:>11.0} {:>13} {:>7.0}% {:>9.0}",
             l.concurrency,
@@ -260,12 +259,12 @@ fn list(catalog: &Catalog, a: ListArgs) -> anyhow::Result<ExitCode> {
             ListWhat::Engines => serde_json::to_value(&catalog.engines)?,
             ListWhat::Interconnects => serde_json::to_value(&catalog.interconnects)?,
         };
-        outln!(out, "{}", serde_json::to_string_pretty(&v)?);
+        push_line!(out, "{}", serde_json::to_string_pretty(&v)?);
         return emit(&out);
     }
     match a.what {
         ListWhat::Gpus => {
-            outln!(
+            push_line!(
                 out,
                 "{:<18} {:>6} {:>8} {:>8} {:>8} {:>6} {:>7}  name",
                 "id",
@@ -277,7 +276,7 @@ fn list(catalog: &Catalog, a: ListArgs) -> anyhow::Result<ExitCode> {
                 "$/h"
             );
             for g in &catalog.gpus {
-                outln!(
+                push_line!(
                     out,
                     "{:<18} {:>6.0} {:>8.0} {:>8.0} {:>8} {:>6.0} {:>7}  {}",
                     g.id,
@@ -292,7 +291,7 @@ fn list(catalog: &Catalog, a: ListArgs) -> anyhow::Result<ExitCode> {
             }
         }
         ListWhat::Models => {
-            outln!(
+            push_line!(
                 out,
                 "{:<22} {:>7} {:>7} {:>6} {:>7} {:>9}  name",
                 "id",
@@ -303,7 +302,7 @@ fn list(catalog: &Catalog, a: ListArgs) -> anyhow::Result<ExitCode> {
                 "KV KB/tok"
             );
             for m in &catalog.models {
-                outln!(
+                push_line!(
                     out,
                     "{:<22} {:>7.1} {:>8.1} {:>6} {:>7} {:>9.0}  {}",
                     m.id,
@@ -317,15 +316,15 @@ fn list(catalog: &Catalog, a: ListArgs) -> anyhow::Result<ExitCode> {
             }
         }
         ListWhat::Quants => {
-            outln!(out, "{:<8} {:>5} {:>8}  name", "id", "bits", "compute");
+            push_line!(out, "{:<8} {:>5} {:>8}  name", "id", "bits", "compute");
             for q in &catalog.quants {
-                outln!(out, "{:<8} {:>5.2} {:>8}  {}", q.id, q.bits_per_weight, q.compute, q.name);
+                push_line!(out, "{:<8} {:>5.2} {:>8}  {}", q.id, q.bits_per_weight, q.compute, q.name);
             }
         }
         ListWhat::Engines => {
-            outln!(out, "{:<10} {:>7} {:>8} {:>9} {:>9}  name", "id", "bw eff", "cmp eff", "max seqs", "step us");
+            push_line!(out, "{:<10} {:>7} {:>8} {:>9} {:>9}  name", "id", "bw eff", "cmp eff", "max seqs", "step us");
             for e in &catalog.engines {
-                outln!(
+                push_line!(
                     out,
                     "{:<10} {:>7.2} {:>8.2} {:>9} {:>9.0}  {}",
                     e.id,
@@ -338,9 +337,9 @@ fn list(catalog: &Catalog, a: ListArgs) -> anyhow::Result<ExitCode> {
             }
         }
         ListWhat::Interconnects => {
-            outln!(out, "{:<10} {:>8} {:>8}  name", "id", "GB/s", "AR us");
+            push_line!(out, "{:<10} {:>8} {:>8}  name", "id", "GB/s", "AR us");
             for i in &catalog.interconnects {
-                outln!(out, "{:<10} {:>8.1} {:>8.0}  {}", i.id, i.bandwidth_gbs, i.allreduce_latency_us, i.name);
+                push_line!(out, "{:<10} {:>8.1} {:>8.0}  {}", i.id, i.bandwidth_gbs, i.allreduce_latency_us, i.name);
             }
         }
     }
@@ -352,10 +351,10 @@ fn validate(catalog: &Catalog, a: ValidateArgs) -> anyhow::Result<ExitCode> {
     let rows = calibration::read_rows(&a.file)?;
     let report = calibration::validate(catalog, &rows);
     if a.json {
-        outln!(out, "{}", serde_json::to_string_pretty(&report)?);
+        push_line!(out, "{}", serde_json::to_string_pretty(&report)?);
         return emit(&out);
     }
-    outln!(out, "{:>4} {:>12} {:>12} {:>8}  row", "#", "measured", "predicted", "error");
+    push_line!(out, "{:>4} {:>12} {:>12} {:>8}  row", "#", "measured", "predicted", "error");
     for r in &report.rows {
         let what = format!(
             "{} | {} x{} | {} | {} | {}",
@@ -368,9 +367,9 @@ fn validate(catalog: &Catalog, a: ValidateArgs) -> anyhow::Result<ExitCode> {
         );
         match (r.predicted, r.error_pct) {
             (Some(p), Some(e)) => {
-                outln!(out, "{:>4} {:>12} {:>12.1} {:>+7.1}%  {}", r.row.index + 1, r.row.get("value"), p, e, what)
+                push_line!(out, "{:>4} {:>12} {:>12.1} {:>+7.1}%  {}", r.row.index + 1, r.row.get("value"), p, e, what)
             }
-            _ => outln!(
+            _ => push_line!(
                 out,
                 "{:>4} {:>12} {:>12} {:>8}  {} (skipped: {})",
                 r.row.index + 1,
@@ -383,7 +382,7 @@ fn validate(catalog: &Catalog, a: ValidateArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let pct = |v: Option<f64>| v.map(|v| format!("{v:.1} %")).unwrap_or_else(|| "n/a".into());
-    outln!(
+    push_line!(
         out,
         "median abs error {}, worst {}, {} of {} rows skipped",
         pct(report.median_abs_error_pct),

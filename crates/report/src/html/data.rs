@@ -1,33 +1,21 @@
 //! What a report is drawn from: runs with their figures and records, and the
-//! JSON artifacts other commands store beside a run. This file is the
-//! contract for those artifacts; every field not marked required may be left
-//! out, and unknown fields are ignored.
-//!
-//! | kind | name | JSON shape |
-//! |---|---|---|
-//! | `sweep_level` | any, sorted by name (`c0004`) | `{"concurrency": 4, "label": "c=4"?, "metrics": <RunMetrics>}`; a bare `<RunMetrics>` object with a `concurrency` key is accepted too |
-//! | `server_metrics` | any | `{"samples": [{"t_s": 1.0, "kv_cache_usage_pct": 41.5?, "queue_depth": 3?, "running": 8?}]}` (time from run start, seconds) |
-//! | `cost` | backend name | `{"backend": "vllm-h100", "usd_per_million_output_tokens": 0.42, "usd_total": 1.2?, "usd_per_request": 0.001?, "price_inputs": "text"?}` |
-//! | `energy` | backend name | `{"backend": "vllm-h100", "energy_per_output_token_j": 0.31, "ci95": {"lo": 0.29, "hi": 0.33}?, "idle_power_w": 85?, "meter": "nvml"?, "past_the_meter": {"supply": "grid-us", "pue": 1.3, "per_million_tokens": {"it_kwh", "facility_kwh", "delivered_kwh", "fuel_kwh", "heat_kwh", "co2_kg"}}?}` |
-//! | `arena_backend` | backend name | `{"backend": "b", "model": "m"?, "score": 71.2, "ci95": {"lo": 65, "hi": 77}?, "episodes": 40?, "failed": 1?, "scenarios": {"xid79_fallen_off_bus": 80.0, ...}?}` (scores 0–100) |
-//! | `cost_plan` | any | the batch-job planner's `Plan`: `{"sheet": "...", "job": {...}?, "rows": [{"name", "kind", "total_usd", "wall_hours"?, "multiplier"?, "bound"?, "price_inputs"?}], "skipped": [{"name", "why"}]?}` |
-//! | `answer` | any | `{"backend": "b", "scenario": "s", "text": "model answer", "score": 50?}`: sample answers shown (escaped) under the arena |
+//! typed records other commands store beside a run. Each record's type (and
+//! its kind) is declared by the crate that writes it: sweep levels and
+//! server timelines in `fleetbench-load` (`sweep::records`), cost and energy
+//! in `fleetbench-econ` (`records`), the arena's in `fleetbench-store`
+//! (`records::arena`). A record that does not read as its type is skipped
+//! and named in the report.
 
 use std::collections::BTreeMap;
 
 use fleetbench_core::stats::Interval;
-use fleetbench_core::{RequestRecord, RunMeta, RunMetrics, Slo};
+use fleetbench_core::{Artifact, RequestRecord, RunMeta, RunMetrics, Slo};
+use fleetbench_store::Store;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// Artifact kinds the report reads (see the module comment for shapes).
-pub const KIND_SWEEP_LEVEL: &str = "sweep_level";
-pub const KIND_SERVER_METRICS: &str = "server_metrics";
-pub const KIND_COST: &str = "cost";
-pub const KIND_ENERGY: &str = "energy";
-pub const KIND_ARENA_BACKEND: &str = "arena_backend";
-pub const KIND_COST_PLAN: &str = "cost_plan";
-pub const KIND_ANSWER: &str = "answer";
+pub use fleetbench_econ::records::{CostRecord, EnergyRecord, PastTheMeter};
+pub use fleetbench_load::sweep::records::{ServerMetricsRecord, ServerSample, SweepLevelRecord};
 
 /// One point of the throughput–concurrency picture: a run, or a level of a
 /// sweep.
@@ -42,61 +30,8 @@ pub struct Level {
     pub output_ci: Option<Interval>,
 }
 
-/// A sample of server-side state.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ServerSample {
-    pub t_s: f64,
-    #[serde(default)]
-    pub kv_cache_usage_pct: Option<f64>,
-    #[serde(default)]
-    pub queue_depth: Option<f64>,
-    #[serde(default)]
-    pub running: Option<f64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CostFigure {
-    pub backend: String,
-    pub usd_per_million_output_tokens: f64,
-    #[serde(default)]
-    pub usd_total: Option<f64>,
-    #[serde(default)]
-    pub usd_per_request: Option<f64>,
-    #[serde(default)]
-    pub price_inputs: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EnergyFigure {
-    pub backend: String,
-    pub energy_per_output_token_j: f64,
-    #[serde(default)]
-    pub ci95: Option<Interval>,
-    #[serde(default)]
-    pub idle_power_w: Option<f64>,
-    #[serde(default)]
-    pub meter: Option<String>,
-    /// The same energy carried past the facility meter (ECONOMICS.md).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub past_the_meter: Option<PastTheMeter>,
-}
-
-/// Energy past the meter, per million output tokens, with its inputs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PastTheMeter {
-    pub supply: String,
-    pub pue: f64,
-    pub per_million_tokens: PerMillion,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct PerMillion {
-    pub it_kwh: f64,
-    pub facility_kwh: f64,
-    pub delivered_kwh: f64,
-    pub fuel_kwh: f64,
-    pub heat_kwh: f64,
-    pub co2_kg: f64,
+impl Artifact for ArenaBackend {
+    const KIND: &'static str = "arena_backend";
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -137,6 +72,7 @@ pub struct PlanSkip {
     pub why: String,
 }
 
+/// A batch-job plan stored beside a run (`cost_plan`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CostPlan {
     #[serde(default)]
@@ -148,6 +84,10 @@ pub struct CostPlan {
     pub skipped: Vec<PlanSkip>,
 }
 
+impl Artifact for CostPlan {
+    const KIND: &'static str = "cost_plan";
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ArenaAnswer {
     pub backend: String,
@@ -156,6 +96,41 @@ pub struct ArenaAnswer {
     pub text: String,
     #[serde(default)]
     pub score: Option<f64>,
+}
+
+/// The typed records of one run, read and checked.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Artifacts {
+    pub levels: Vec<Level>,
+    pub server: Vec<ServerSample>,
+    pub cost: Vec<CostRecord>,
+    pub energy: Vec<EnergyRecord>,
+    pub arena: Vec<ArenaBackend>,
+    pub plans: Vec<CostPlan>,
+    pub answers: Vec<ArenaAnswer>,
+    /// Records that did not read as their type (kind/name: why).
+    pub skipped: Vec<String>,
+}
+
+/// The records of type `A` of a run; those that do not read are named in
+/// `skipped`.
+fn typed<A: Artifact>(
+    store: &Store,
+    id: i64,
+    skipped: &mut Vec<String>,
+) -> Result<Vec<(String, A)>, fleetbench_store::StoreError> {
+    let mut out = Vec::new();
+    for (name, a) in store.get_each::<A>(id)? {
+        match a {
+            Ok(a) => out.push((name, a)),
+            Err(e) => skipped.push(format!("{}/{name}: {e}", A::KIND)),
+        }
+    }
+    Ok(out)
+}
+
+impl Artifact for ArenaAnswer {
+    const KIND: &'static str = "answer";
 }
 
 /// Everything the report knows about one stored run.
@@ -169,8 +144,10 @@ pub struct ReportRun {
     /// Sweep levels; empty for a plain run.
     pub levels: Vec<Level>,
     pub server: Vec<ServerSample>,
-    pub cost: Vec<CostFigure>,
-    pub energy: Vec<EnergyFigure>,
+    /// Cost records with `usd_per_million_output_tokens`.
+    pub cost: Vec<CostRecord>,
+    /// Energy records with `energy_per_output_token_j`.
+    pub energy: Vec<EnergyRecord>,
     pub arena: Vec<ArenaBackend>,
     pub plans: Vec<CostPlan>,
     pub answers: Vec<ArenaAnswer>,
@@ -178,19 +155,16 @@ pub struct ReportRun {
     pub skipped_artifacts: Vec<String>,
 }
 
-/// The concurrency a run was asked for: `config.concurrency`, else
-/// `config.max_concurrency`.
+/// The concurrency a run was asked for: its config's concurrency, else its
+/// most in flight allowed.
 pub fn configured_concurrency(meta: &RunMeta) -> Option<f64> {
-    ["concurrency", "max_concurrency"].iter().find_map(|k| meta.config.get(*k).and_then(Value::as_f64))
+    let c = meta.run_config();
+    c.concurrency.or(c.max_concurrency).map(f64::from)
 }
 
 /// The hardware a run was measured on, where its config says so.
 pub fn hardware(meta: &RunMeta) -> Option<String> {
-    ["hardware", "gpu", "gpus"].iter().find_map(|k| match meta.config.get(*k) {
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(v @ (Value::Number(_) | Value::Array(_) | Value::Object(_))) => Some(v.to_string()),
-        _ => None,
-    })
+    meta.run_config().hardware
 }
 
 /// 95 % interval of aggregate output tok/s: the stored one when present,
@@ -214,13 +188,56 @@ pub fn output_throughput_ci(m: &RunMetrics) -> Option<Interval> {
 }
 
 impl ReportRun {
-    /// Builds a run's report data from its stored pieces. `artifacts` maps a
-    /// kind to its (name, value) list.
+    /// Reads a stored run with its records and typed records.
+    pub fn load(store: &Store, id: i64) -> Result<ReportRun, fleetbench_store::StoreError> {
+        let stored = store.run(id)?;
+        let records = store.records(id)?;
+        let mut skipped = Vec::new();
+        let mut levels = Vec::new();
+        for (name, l) in typed::<SweepLevelRecord>(store, id, &mut skipped)? {
+            let label = l.label.clone().unwrap_or_else(|| format!("c={}", crate::svg::fmt_num(l.concurrency)));
+            let _ = name;
+            levels.push(Level {
+                label: format!("run {id} {label}"),
+                concurrency: Some(l.concurrency),
+                output_ci: output_throughput_ci(&l.metrics),
+                metrics: l.metrics,
+            });
+        }
+        let server = typed::<ServerMetricsRecord>(store, id, &mut skipped)?.into_iter().flat_map(|(_, s)| s.samples);
+        let mut cost = Vec::new();
+        for (name, c) in typed::<CostRecord>(store, id, &mut skipped)? {
+            match c.usd_per_million_output_tokens {
+                Some(_) => cost.push(c),
+                None => skipped.push(format!("{}/{name}: no usd_per_million_output_tokens", CostRecord::KIND)),
+            }
+        }
+        let mut energy = Vec::new();
+        for (name, e) in typed::<EnergyRecord>(store, id, &mut skipped)? {
+            match e.energy_per_output_token_j {
+                Some(_) => energy.push(e),
+                None => skipped.push(format!("{}/{name}: no energy_per_output_token_j", EnergyRecord::KIND)),
+            }
+        }
+        let artifacts = Artifacts {
+            levels,
+            server: server.collect(),
+            cost,
+            energy,
+            arena: typed::<ArenaBackend>(store, id, &mut skipped)?.into_iter().map(|(_, a)| a).collect(),
+            plans: typed::<CostPlan>(store, id, &mut skipped)?.into_iter().map(|(_, a)| a).collect(),
+            answers: typed::<ArenaAnswer>(store, id, &mut skipped)?.into_iter().map(|(_, a)| a).collect(),
+            skipped,
+        };
+        Ok(ReportRun::assemble(stored.meta, stored.summary.as_ref(), &records, artifacts))
+    }
+
+    /// Builds a run's report data from its stored pieces.
     pub fn assemble(
         meta: RunMeta,
         summary: Option<&Value>,
         records: &[RequestRecord],
-        artifacts: &BTreeMap<String, Vec<(String, Value)>>,
+        artifacts: Artifacts,
     ) -> ReportRun {
         let concurrency = configured_concurrency(&meta);
         let computed = || RunMetrics::compute(records, &Slo::default(), concurrency.map(|c| c as u32));
@@ -245,33 +262,9 @@ impl ReportRun {
         if itl_ms.is_empty() {
             itl_ms = metrics.itls.iter().flatten().map(|g| g * 1000.0).collect();
         }
-        let mut skipped = Vec::new();
-        let take = |kind: &str| -> Vec<(String, Value)> { artifacts.get(kind).cloned().unwrap_or_default() };
-
-        let mut levels = Vec::new();
-        for (name, v) in take(KIND_SWEEP_LEVEL) {
-            match parse_level(&meta, &name, &v) {
-                Some(l) => levels.push(l),
-                None => skipped.push(format!("{KIND_SWEEP_LEVEL}/{name}: needs concurrency and metrics")),
-            }
-        }
+        let Artifacts { mut levels, mut server, cost, energy, arena, plans, answers, skipped } = artifacts;
         levels.sort_by(|a, b| a.concurrency.unwrap_or(0.0).total_cmp(&b.concurrency.unwrap_or(0.0)));
-
-        let mut server = Vec::new();
-        for (name, v) in take(KIND_SERVER_METRICS) {
-            match v.get("samples").cloned().map(serde_json::from_value::<Vec<ServerSample>>) {
-                Some(Ok(s)) => server.extend(s),
-                _ => skipped.push(format!("{KIND_SERVER_METRICS}/{name}: needs samples[]")),
-            }
-        }
         server.sort_by(|a, b| a.t_s.total_cmp(&b.t_s));
-
-        let cost = parse_all::<CostFigure>(&take(KIND_COST), KIND_COST, &mut skipped);
-        let energy = parse_all::<EnergyFigure>(&take(KIND_ENERGY), KIND_ENERGY, &mut skipped);
-        let arena = parse_all::<ArenaBackend>(&take(KIND_ARENA_BACKEND), KIND_ARENA_BACKEND, &mut skipped);
-        let plans = parse_all::<CostPlan>(&take(KIND_COST_PLAN), KIND_COST_PLAN, &mut skipped);
-        let answers = parse_all::<ArenaAnswer>(&take(KIND_ANSWER), KIND_ANSWER, &mut skipped);
-
         ReportRun {
             meta,
             metrics,
@@ -312,36 +305,6 @@ impl ReportRun {
     pub fn series_name(&self) -> String {
         format!("{} @ {}", self.meta.model, self.meta.backend_url)
     }
-}
-
-fn parse_level(meta: &RunMeta, name: &str, v: &Value) -> Option<Level> {
-    let concurrency = v.get("concurrency").and_then(Value::as_f64)?;
-    let metrics: RunMetrics = match v.get("metrics") {
-        Some(m) => serde_json::from_value(m.clone()).ok()?,
-        None => serde_json::from_value(v.clone()).ok()?,
-    };
-    let label = v
-        .get("label")
-        .and_then(Value::as_str)
-        .map(|l| format!("run {} {l}", meta.id))
-        .unwrap_or_else(|| format!("run {} c={}", meta.id, crate::svg::fmt_num(concurrency)));
-    let _ = name;
-    Some(Level { label, concurrency: Some(concurrency), output_ci: output_throughput_ci(&metrics), metrics })
-}
-
-fn parse_all<T: serde::de::DeserializeOwned>(
-    items: &[(String, Value)],
-    kind: &str,
-    skipped: &mut Vec<String>,
-) -> Vec<T> {
-    let mut out = Vec::new();
-    for (name, v) in items {
-        match serde_json::from_value::<T>(v.clone()) {
-            Ok(x) => out.push(x),
-            Err(e) => skipped.push(format!("{kind}/{name}: {e}")),
-        }
-    }
-    out
 }
 
 /// The knee of a throughput curve: the point farthest above the straight

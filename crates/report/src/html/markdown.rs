@@ -90,7 +90,7 @@ pub(super) fn render(report: &Report) -> String {
     if !cost.is_empty() {
         let cheapest = cost
             .iter()
-            .map(|c| c.usd_per_million_output_tokens)
+            .filter_map(|c| c.usd_per_million_output_tokens)
             .filter(|v| v.is_finite() && *v > 0.0)
             .fold(f64::INFINITY, f64::min);
         let _ = writeln!(
@@ -99,12 +99,13 @@ pub(super) fn render(report: &Report) -> String {
         );
         let _ = writeln!(s, "|---|---:|---:|---:|---:|");
         for c in cost {
-            let times = c.usd_per_million_output_tokens / cheapest;
+            let usd_per_m = c.usd_per_million_output_tokens.unwrap_or(f64::NAN);
+            let times = usd_per_m / cheapest;
             let _ = writeln!(
                 s,
                 "| {} | {} | {} | {} | {} |",
                 md_escape(&c.backend),
-                fmt_num(c.usd_per_million_output_tokens),
+                fmt_num(usd_per_m),
                 if times.is_finite() { format!("{times:.1}×") } else { "-".into() },
                 opt(c.usd_total),
                 opt(c.usd_per_request)
@@ -122,21 +123,23 @@ pub(super) fn render(report: &Report) -> String {
                 s,
                 "| {} | {} | {} | {} |",
                 md_escape(&e.backend),
-                with_ci(Some(e.energy_per_output_token_j), e.ci95),
+                with_ci(e.energy_per_output_token_j, e.ci95),
                 opt(e.idle_power_w),
                 md_escape(e.meter.as_deref().unwrap_or("-"))
             );
         }
         s.push('\n');
-        let past: Vec<_> = energy.iter().filter_map(|e| e.past_the_meter.as_ref().map(|p| (&e.backend, p))).collect();
+        let past: Vec<_> = energy
+            .iter()
+            .filter_map(|e| e.past_the_meter.as_ref().and_then(|p| p.per_million_tokens.map(|m| (&e.backend, p, m))))
+            .collect();
         if !past.is_empty() {
             let _ = writeln!(
                 s,
                 "### Energy past the meter, per million output tokens\n\n| backend | supply | PUE | IT kWh | facility kWh | delivered kWh | fuel kWh | heat kWh | CO2 kg |"
             );
             let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
-            for (b, p) in past {
-                let m = &p.per_million_tokens;
+            for (b, p, m) in past {
                 let _ = writeln!(
                     s,
                     "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",

@@ -1,12 +1,11 @@
 //! The multi-run report: one self-contained `index.html` (inline CSS and SVG,
 //! no scripts, no network), `report.md` and `report.json`, drawn from stored
-//! runs and the artifacts documented in [`data`].
+//! runs and the typed records [`data`] reads.
 
 pub mod data;
 mod markdown;
 mod page;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use fleetbench_core::stats::Interval;
@@ -14,17 +13,6 @@ use fleetbench_store::{Store, StoreError};
 use serde_json::{json, Value};
 
 pub use data::{knee, Level, ReportRun};
-
-/// Every artifact kind the report reads.
-pub const ARTIFACT_KINDS: [&str; 7] = [
-    data::KIND_SWEEP_LEVEL,
-    data::KIND_SERVER_METRICS,
-    data::KIND_COST,
-    data::KIND_ENERGY,
-    data::KIND_ARENA_BACKEND,
-    data::KIND_COST_PLAN,
-    data::KIND_ANSWER,
-];
 
 #[derive(Debug, thiserror::Error)]
 pub enum HtmlReportError {
@@ -70,19 +58,7 @@ impl Report {
         if run_ids.is_empty() {
             return Err(HtmlReportError::NoRuns);
         }
-        let mut runs = Vec::new();
-        for id in run_ids {
-            let stored = store.run(*id)?;
-            let records = store.records(*id)?;
-            let mut artifacts = BTreeMap::new();
-            for kind in ARTIFACT_KINDS {
-                let a = store.artifacts(*id, kind)?;
-                if !a.is_empty() {
-                    artifacts.insert(kind.to_string(), a);
-                }
-            }
-            runs.push(ReportRun::assemble(stored.meta, stored.summary.as_ref(), &records, &artifacts));
-        }
+        let runs = run_ids.iter().map(|id| ReportRun::load(store, *id)).collect::<Result<Vec<_>, _>>()?;
         Ok(Report { runs })
     }
 

@@ -371,7 +371,7 @@ pub(super) fn render(report: &Report) -> String {
                 categories: items.iter().map(|c| c.backend.clone()).collect(),
                 groups: vec![BarGroup {
                     name: "USD / M output tokens".into(),
-                    values: items.iter().map(|c| Some(c.usd_per_million_output_tokens)).collect(),
+                    values: items.iter().map(|c| c.usd_per_million_output_tokens).collect(),
                     whiskers: Vec::new(),
                 }],
                 empty_note: None,
@@ -388,7 +388,7 @@ pub(super) fn render(report: &Report) -> String {
                 categories: items.iter().map(|e| e.backend.clone()).collect(),
                 groups: vec![BarGroup {
                     name: "J / output token".into(),
-                    values: items.iter().map(|e| Some(e.energy_per_output_token_j)).collect(),
+                    values: items.iter().map(|e| e.energy_per_output_token_j).collect(),
                     whiskers: items.iter().map(|e| e.ci95.map(|c| (c.lo, c.hi))).collect(),
                 }],
                 empty_note: None,
@@ -399,19 +399,22 @@ pub(super) fn render(report: &Report) -> String {
                 &energy_runs,
                 "Steady-state window, idle power subtracted; whiskers are 95 % intervals.",
             );
-            let past: Vec<_> =
-                items.iter().filter_map(|e| e.past_the_meter.as_ref().map(|p| (&e.backend, p))).collect();
+            let past: Vec<_> = items
+                .iter()
+                .filter_map(|e| {
+                    e.past_the_meter.as_ref().and_then(|p| p.per_million_tokens.map(|m| (&e.backend, p, m)))
+                })
+                .collect();
             if !past.is_empty() {
                 s.push_str("<h3>Energy past the meter, per million output tokens</h3><div class=\"scroll\"><table class=\"past-the-meter\"><thead><tr><th>backend</th><th>supply</th><th>PUE</th><th>IT kWh</th><th>facility kWh</th><th>delivered kWh</th><th>fuel kWh</th><th>heat kWh</th><th>CO2 kg</th></tr></thead><tbody>");
-                for (b, p) in past {
-                    let m = &p.per_million_tokens;
+                for (b, p, m) in past {
                     s.push_str(&format!("<tr><td>{}</td><td>{}</td>", esc(b), esc(&p.supply)));
                     for v in [p.pue, m.it_kwh, m.facility_kwh, m.delivered_kwh, m.fuel_kwh, m.heat_kwh, m.co2_kg] {
                         s.push_str(&format!("<td class=\"num\">{}</td>", esc(&fmt_num(v))));
                     }
                     s.push_str("</tr>");
                 }
-                s.push_str("</tbody></table></div><p class=\"note\">IT energy is what the meter saw; facility = IT × PUE; delivered adds transmission losses; fuel and heat follow the supply's heat rate (ECONOMICS.md).</p>");
+                s.push_str("</tbody></table></div><p class=\"note\">IT energy is what the meter saw; facility = IT × PUE; delivered adds transmission losses; fuel and heat follow the supply's heat rate (docs/ECONOMICS.md).</p>");
             }
         }
         s.push_str("</section>");

@@ -1,6 +1,12 @@
-//! Sweeps: the cliff finder that chooses the next concurrency (or rate) to
-//! measure, and the one-line explanation of why the curve bends. Pure
-//! logic: the caller measures each level and reports back.
+//! Sweeps: the driver that measures a backend level by level
+//! ([`driver::run_sweep`]), the cliff finder that chooses the next
+//! concurrency (or rate) to measure, the knee, and the one-line explanation
+//! of why the curve bends. The finder and [`explain`] are pure logic; the
+//! driver measures each level and reports back to them. What a sweep stores
+//! is in [`records`].
+
+pub mod driver;
+pub mod records;
 
 use std::collections::BTreeMap;
 
@@ -242,7 +248,8 @@ impl CliffFinder {
     }
 }
 
-fn fmt_level(x: f64) -> String {
+/// A level as people write it: `4`, `2.50`.
+pub fn fmt_level(x: f64) -> String {
     if x.fract() == 0.0 {
         format!("{x:.0}")
     } else {

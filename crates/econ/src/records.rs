@@ -1,0 +1,109 @@
+//! What cost and energy store beside a run: one type per artifact kind,
+//! written by whatever priced or metered the run (a measured run, the demo's
+//! modelled knee, an arena backend) and read by `--json-out`, `runs export`,
+//! the report and the dashboard.
+
+use fleetbench_core::stats::Interval;
+use fleetbench_core::Artifact;
+use serde::{Deserialize, Serialize};
+
+use crate::accounting::{AccountInputs, PerMillionTokens};
+use crate::energy::timeline::WindowEnergy;
+use crate::energy::EnergyTimeline;
+
+/// The price of a run (or of one backend of an arena run): the dollar keys
+/// of docs/METRICS.md and what they were computed from. Stored under the
+/// price entry's name (or the setup's title).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CostRecord {
+    /// What was priced: the price entry's name, a setup or an arena backend.
+    pub backend: String,
+    /// `api`, `rented` or `owned`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// The price entry's inputs in words, shown beside the figures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_inputs: Option<String>,
+    /// Where the price came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(default)]
+    pub usd_total: Option<f64>,
+    #[serde(default)]
+    pub usd_per_request: Option<f64>,
+    #[serde(default)]
+    pub usd_per_million_output_tokens: Option<f64>,
+    /// Arena backends: the price entry named by the backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_entry: Option<String>,
+    /// Arena backends: `api`, `rented` or `owned`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_kind: Option<String>,
+    /// Arena backends: dollars a day for the episode stream at `--rate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usd_per_day: Option<f64>,
+    /// Arena backends: dollars per diagnosis against the cheapest backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usd_multiplier_vs_cheapest: Option<f64>,
+    /// Why a figure could not be computed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_error: Option<String>,
+}
+
+impl Artifact for CostRecord {
+    const KIND: &'static str = "cost";
+}
+
+/// Energy carried past the facility meter for one million output tokens
+/// (docs/ECONOMICS.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PastTheMeter {
+    pub supply: String,
+    pub pue: f64,
+    pub per_million_tokens: Option<PerMillionTokens>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<AccountInputs>,
+}
+
+/// The energy of a run: what the meter saw (or the model said), per output
+/// token, with the idle baseline and the energy past the meter.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EnergyRecord {
+    pub backend: String,
+    /// `nvml`, `nvidia-smi`, `rapl`, `prometheus` or `modelled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meter: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// `measured` or `modelled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_power_w: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub whole_run: Option<WindowEnergy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steady_state: Option<WindowEnergy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_reads: Option<u64>,
+    /// Net of idle, over the steady-state window (else the whole run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_per_output_token_j: Option<f64>,
+    /// Interval of `energy_per_output_token_j`, where one was computed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci95: Option<Interval>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub past_the_meter: Option<PastTheMeter>,
+}
+
+impl Artifact for EnergyRecord {
+    const KIND: &'static str = "energy";
+}
+
+/// Every meter reading of a metered run, for later integration over other
+/// windows.
+impl Artifact for EnergyTimeline {
+    const KIND: &'static str = "energy_timeline";
+}

@@ -1,0 +1,256 @@
+//! Argument groups several commands share: where the backend is and how to
+//! talk to it, what to send, the goodput SLOs, arrivals, output files, price
+//! and meter, and the live dashboard. Each group turns itself into the
+//! library's own configuration type.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::builder::PossibleValuesParser;
+use clap::builder::TypedValueParser as _;
+use clap::{Args, ValueEnum};
+use fleetbench_client::{ApiKey, ClientConfig, Timeouts};
+use fleetbench_core::{parse_duration, ApiKind, SamplingParams, Slo};
+use fleetbench_econ::instruments::{InstrumentSpec, DEFAULT_PUE, DEFAULT_SUPPLY};
+use fleetbench_load::Arrival;
+
+/// `--api chat|completions|anthropic`, parsed into the one [`ApiKind`].
+fn api_parser() -> impl clap::builder::TypedValueParser<Value = ApiKind> {
+    PossibleValuesParser::new(ApiKind::ALL.map(ApiKind::as_str)).map(|s| ApiKind::parse(&s).unwrap_or(ApiKind::Chat))
+}
+
+/// Where and how to talk to a backend (run and sweep).
+#[derive(Args, Debug, Clone)]
+pub struct BackendArgs {
+    /// Base URL of the backend, with the API version path.
+    #[arg(long, value_name = "URL", help_heading = "Backend")]
+    pub url: String,
+    /// Model name sent in every request.
+    #[arg(long, help_heading = "Backend")]
+    pub model: String,
+    /// Wire protocol: chat (OpenAI /v1/chat/completions), completions
+    /// (OpenAI /v1/completions) or anthropic (Anthropic /v1/messages).
+    #[arg(long, default_value = "chat", value_parser = api_parser(), help_heading = "Backend")]
+    pub api: ApiKind,
+    /// Environment variable holding the API key (default OPENAI_API_KEY, or
+    /// ANTHROPIC_API_KEY with --api anthropic). The key is never logged or stored.
+    #[arg(long, value_name = "VAR", help_heading = "Backend")]
+    pub api_key_env: Option<String>,
+    /// Read the API key from this file (first line) instead of the environment.
+    #[arg(long, value_name = "PATH", help_heading = "Backend", conflicts_with = "api_key_env")]
+    pub api_key_file: Option<PathBuf>,
+    /// Ask for whole responses instead of streams (TTFT then equals E2EL).
+    #[arg(long, help_heading = "Backend")]
+    pub no_stream: bool,
+    /// Give up connecting after this long (e.g. 2s, 500ms).
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, help_heading = "Timeouts")]
+    pub timeout_connect: Option<Duration>,
+    /// Fail a request whose first token takes longer than this.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, help_heading = "Timeouts")]
+    pub timeout_first_token: Option<Duration>,
+    /// Fail a request when two tokens are further apart than this.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, help_heading = "Timeouts")]
+    pub timeout_idle: Option<Duration>,
+    /// Fail a request that takes longer than this in all.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, help_heading = "Timeouts")]
+    pub timeout_total: Option<Duration>,
+    /// On HTTP 429, wait as Retry-After says and retry, up to N times (default 5 when given without N).
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "5", help_heading = "Timeouts")]
+    pub retry_429: Option<u32>,
+}
+
+impl BackendArgs {
+    /// The client configuration, with the API key read from the environment
+    /// or the named file.
+    pub fn client_config(&self) -> anyhow::Result<ClientConfig> {
+        let mut cfg = ClientConfig::new(self.url.clone(), self.api, self.model.clone());
+        cfg.api_key = match (&self.api_key_file, &self.api_key_env) {
+            (Some(path), _) => {
+                Some(ApiKey::from_file(path).with_context(|| format!("reading the API key file {}", path.display()))?)
+            }
+            (None, Some(var)) => {
+                let key = ApiKey::from_env(var);
+                if key.is_none() {
+                    bail!("--api-key-env {var}: that environment variable is not set or empty");
+                }
+                key
+            }
+            (None, None) => ApiKey::from_env(match self.api {
+                ApiKind::Anthropic => "ANTHROPIC_API_KEY",
+                _ => "OPENAI_API_KEY",
+            }),
+        };
+        cfg.stream = !self.no_stream;
+        cfg.timeouts = Timeouts {
+            connect: self.timeout_connect,
+            first_token: self.timeout_first_token,
+            idle: self.timeout_idle,
+            total: self.timeout_total,
+        };
+        cfg.retry_429 = self.retry_429.unwrap_or(0);
+        Ok(cfg)
+    }
+
+    /// How long to wait for the backend's first answer before measuring.
+    pub fn probe_timeout(&self) -> Duration {
+        self.timeout_connect.unwrap_or(Duration::from_secs(10))
+    }
+}
+
+/// What to send (run and sweep).
+#[derive(Args, Debug, Clone)]
+pub struct SamplingArgs {
+    /// max_tokens for every request (default: the workload's output size).
+    #[arg(long, help_heading = "Requests")]
+    pub max_tokens: Option<u32>,
+    #[arg(long, help_heading = "Requests")]
+    pub temperature: Option<f32>,
+    /// Ask the server to ignore end-of-sequence (vLLM, SGLang) so outputs are exactly max_tokens.
+    #[arg(long, help_heading = "Requests")]
+    pub ignore_eos: bool,
+    /// Seed for prompts, arrivals and the server's sampler.
+    #[arg(long, default_value_t = 0, help_heading = "Requests")]
+    pub seed: u64,
+    /// What to send: synthetic:in=I,out=O[,spread=S], file:PATH.jsonl or coding-swarm
+    #[arg(long, default_value = "synthetic:in=512,out=256", help_heading = "Requests")]
+    pub workload: String,
+}
+
+impl SamplingArgs {
+    pub fn sampling(&self) -> SamplingParams {
+        SamplingParams {
+            max_tokens: self.max_tokens,
+            temperature: self.temperature,
+            ignore_eos: self.ignore_eos,
+            seed: (self.seed != 0).then_some(self.seed),
+        }
+    }
+}
+
+/// Goodput SLOs (run and sweep).
+#[derive(Args, Debug, Clone, Default)]
+pub struct SloArgs {
+    /// Goodput SLO on time to first token, ms.
+    #[arg(long, value_name = "MS", help_heading = "Goodput")]
+    pub slo_ttft: Option<f64>,
+    /// Goodput SLO on time per output token, ms.
+    #[arg(long, value_name = "MS", help_heading = "Goodput")]
+    pub slo_tpot: Option<f64>,
+    /// Goodput SLO on end-to-end latency, ms.
+    #[arg(long, value_name = "MS", help_heading = "Goodput")]
+    pub slo_e2el: Option<f64>,
+}
+
+impl SloArgs {
+    pub fn slo(&self) -> Slo {
+        Slo { ttft_ms: self.slo_ttft, tpot_ms: self.slo_tpot, e2el_ms: self.slo_e2el }
+    }
+}
+
+/// The inter-arrival distribution of an open loop.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ArrivalArg {
+    Poisson,
+    Constant,
+    Gamma,
+}
+
+impl ArrivalArg {
+    /// The engine's arrival process; `burstiness` is the gamma shape.
+    pub fn arrival(self, burstiness: f64) -> Arrival {
+        match self {
+            ArrivalArg::Poisson => Arrival::Poisson,
+            ArrivalArg::Constant => Arrival::Constant,
+            ArrivalArg::Gamma => Arrival::Gamma { burstiness },
+        }
+    }
+}
+
+/// `--json-out`, `--csv-out`, `--md-out`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct OutputArgs {
+    /// Write the results as JSON (the contract: docs/schemas/).
+    #[arg(long, value_name = "PATH", help_heading = "Output")]
+    pub json_out: Option<PathBuf>,
+    /// Write one CSV row per request.
+    #[arg(long, value_name = "PATH", help_heading = "Output")]
+    pub csv_out: Option<PathBuf>,
+    /// Write the summary as Markdown tables.
+    #[arg(long, value_name = "PATH", help_heading = "Output")]
+    pub md_out: Option<PathBuf>,
+}
+
+/// `--price`, `--prices`, `--meter` and friends (run and sweep).
+#[derive(Args, Debug, Clone)]
+pub struct InstrumentArgs {
+    /// Price the run with this entry of the price sheet: adds
+    /// usd_per_million_output_tokens and usd_per_request (`fleetbench cost
+    /// presets` lists the built-in entries).
+    #[arg(long, value_name = "NAME", help_heading = "Cost and energy")]
+    pub price: Option<String>,
+    /// Price sheet (TOML with [[backend]] tables). Default: the built-in, dated examples.
+    #[arg(long, value_name = "PATH", requires = "price", help_heading = "Cost and energy")]
+    pub prices: Option<PathBuf>,
+    /// Energy meter sampled during the run: auto (NVML, then nvidia-smi,
+    /// then RAPL; says which), nvml, nvidia-smi, rapl, prometheus=URL (DCGM
+    /// power of remote GPUs), or none.
+    #[arg(long, value_name = "METER", default_value = "none", help_heading = "Cost and energy")]
+    pub meter: String,
+    /// Time between two meter readings.
+    #[arg(long, value_name = "DUR", default_value = "500ms", value_parser = parse_duration, help_heading = "Cost and energy")]
+    pub meter_interval: Duration,
+    /// Idle baseline sampled before the run and subtracted from J/token (0s to skip).
+    #[arg(long, value_name = "DUR", default_value = "5s", value_parser = parse_duration, help_heading = "Cost and energy")]
+    pub idle: Duration,
+    /// Label matchers for --meter prometheus=URL, e.g. '{Hostname="gpu7"}'.
+    #[arg(long, value_name = "SELECTOR", default_value = "", help_heading = "Cost and energy")]
+    pub meter_selector: String,
+    /// Facility PUE for the energy past the meter.
+    #[arg(long, default_value_t = DEFAULT_PUE, help_heading = "Cost and energy")]
+    pub pue: f64,
+    /// How the electricity is made, for the energy past the meter:
+    /// gas-simple-cycle, gas-combined-cycle, grid-us or diesel (`fleetbench energy presets`).
+    #[arg(long, default_value = DEFAULT_SUPPLY, help_heading = "Cost and energy")]
+    pub supply: String,
+}
+
+impl InstrumentArgs {
+    pub fn spec(&self) -> InstrumentSpec {
+        InstrumentSpec {
+            price: self.price.clone(),
+            prices: self.prices.clone(),
+            meter: self.meter.clone(),
+            meter_interval: self.meter_interval,
+            idle: self.idle,
+            meter_selector: self.meter_selector.clone(),
+            pue: self.pue,
+            supply: self.supply.clone(),
+        }
+    }
+}
+
+/// The dashboard options every measuring command shares.
+#[derive(Args, Debug, Clone, Default)]
+pub struct DashboardArgs {
+    /// Serve the live dashboard while this command runs: progress, rolling
+    /// tok/s and latency, errors (and the arena leaderboard). Without a value
+    /// it listens on 127.0.0.1:8686; it closes when the command ends.
+    #[arg(
+        long,
+        value_name = "ADDR:PORT",
+        num_args = 0..=1,
+        default_missing_value = fleetbench_dash::DEFAULT_LISTEN,
+        help_heading = "Dashboard"
+    )]
+    pub dashboard: Option<std::net::SocketAddr>,
+    /// Token the dashboard requires (needed to listen beyond loopback).
+    #[arg(
+        long,
+        env = "FLEETBENCH_DASH_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN",
+        help_heading = "Dashboard"
+    )]
+    pub dashboard_token: Option<String>,
+}

@@ -1,0 +1,278 @@
+//! One measured run, as every command that measures does it: store the run,
+//! drive the load engine, write each record to the database as it completes,
+//! tell the observers (progress, the live bus), stop cleanly when asked,
+//! compute the figures, price and meter them, and store the summary.
+//!
+//! Data flows one way: engine → records → [`RecordWriter`] (on disk at most
+//! about 100 ms after each completes) → [`RunMetrics::compute`] → the run's
+//! summary row and its typed cost and energy records.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use fleetbench_client::Client;
+use fleetbench_core::units::rfc3339;
+use fleetbench_core::{RequestRecord, RunClock, RunMeta, RunMetrics, RunStatus, Slo};
+use fleetbench_econ::instruments::{Instruments, RunFigures};
+use fleetbench_econ::records::{CostRecord, EnergyRecord};
+use fleetbench_store::{RecordWriter, Store, StoreError};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
+
+use crate::live::{LiveRun, LiveState};
+use crate::{RunPlan, Workload};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MeasureError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the load engine stopped unexpectedly: {0}")]
+    Engine(String),
+}
+
+/// Someone watching a run's progress (the terminal's progress bar).
+pub trait Progress: Send + Sync {
+    /// The run starts; `total` requests (warm-up included) when known.
+    fn start(&self, total: Option<u64>);
+    /// One more request completed.
+    fn record(&self, ok: u64, failed: u64, output_tok_s: f64);
+    /// The run ended.
+    fn finish(&self);
+}
+
+/// How a run is measured, beyond its plan.
+#[derive(Clone, Default)]
+pub struct MeasureOptions {
+    pub slo: Slo,
+    pub max_error_rate: Option<f64>,
+    /// The backend runs this many times faster than the hardware it models
+    /// (the simulator's `--time-scale`): every instant is multiplied back so
+    /// that stored figures are in modelled time. 1 (or 0) for real backends.
+    pub time_scale: f64,
+    /// Price entry and energy meter (`--price`, `--meter`).
+    pub instruments: Option<Arc<Instruments>>,
+    /// The dashboard's view of this run (`--dashboard`).
+    pub live: Option<LiveRun>,
+    pub progress: Option<Arc<dyn Progress>>,
+    /// Turns true to stop sending (Ctrl-C): what finished is kept and the
+    /// run is marked interrupted.
+    pub stop: Option<watch::Receiver<bool>>,
+}
+
+/// The cost and energy keys of docs/METRICS.md that a measured run adds to
+/// its figures (`--json-out`, `runs export`, sweep levels, the stored
+/// summary): flattened beside the [`RunMetrics`] keys.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FigureKeys {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usd_per_million_output_tokens: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usd_per_request: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usd_total: Option<f64>,
+    /// The whole price record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<CostRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_per_output_token_j: Option<f64>,
+    /// The whole energy record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy: Option<EnergyRecord>,
+}
+
+impl FigureKeys {
+    pub fn new(cost: Option<CostRecord>, energy: Option<EnergyRecord>) -> FigureKeys {
+        FigureKeys {
+            usd_per_million_output_tokens: cost.as_ref().and_then(|c| c.usd_per_million_output_tokens),
+            usd_per_request: cost.as_ref().and_then(|c| c.usd_per_request),
+            usd_total: cost.as_ref().and_then(|c| c.usd_total),
+            price: cost,
+            energy_per_output_token_j: energy.as_ref().and_then(|e| e.energy_per_output_token_j),
+            energy,
+        }
+    }
+
+    /// The keys of a stored run, read from its cost and energy records.
+    pub fn stored(store: &Store, run_id: i64) -> Result<FigureKeys, StoreError> {
+        Ok(FigureKeys::new(store.get_first::<CostRecord>(run_id)?, store.get_first::<EnergyRecord>(run_id)?))
+    }
+}
+
+/// A run's stored summary (the `summary_json` of its row): every figure but
+/// the per-request arrays, which the request rows already hold, plus the
+/// cost and energy keys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    #[serde(flatten)]
+    pub metrics: RunMetrics,
+    #[serde(flatten)]
+    pub figures: FigureKeys,
+}
+
+impl RunSummary {
+    pub fn new(metrics: &RunMetrics, figures: FigureKeys) -> RunSummary {
+        RunSummary { metrics: without_arrays(metrics), figures }
+    }
+}
+
+/// The figures without the per-request arrays.
+pub fn without_arrays(m: &RunMetrics) -> RunMetrics {
+    let mut m = m.clone();
+    m.ttfts.clear();
+    m.itls.clear();
+    m.latencies.clear();
+    m.input_lens.clear();
+    m.output_lens.clear();
+    m.errors.clear();
+    m
+}
+
+/// What a measured run produced.
+pub struct MeasureOutcome {
+    pub meta: RunMeta,
+    pub metrics: RunMetrics,
+    /// Every record, warm-up included, in index order.
+    pub records: Vec<RequestRecord>,
+    /// Cost and energy, when the run was priced or metered, with warnings.
+    pub figures: RunFigures,
+    /// The same under docs/METRICS.md's key names, as stored with the run.
+    pub figure_keys: FigureKeys,
+}
+
+/// Runs the plan against `client` and stores everything: the run row (its
+/// id is assigned here), every record as it completes, the summary, and the
+/// cost and energy records.
+pub async fn measure(
+    store: &Store,
+    mut meta: RunMeta,
+    plan: &RunPlan,
+    client: &Client,
+    workload: Arc<dyn Workload>,
+    opts: &MeasureOptions,
+) -> Result<MeasureOutcome, MeasureError> {
+    let scale = if opts.time_scale > 0.0 { opts.time_scale } else { 1.0 };
+    meta.id = store.create_run(&meta)?;
+    let writer = RecordWriter::start(store.path(), meta.id)?;
+    let clock = RunClock::start();
+    let metering = match &opts.instruments {
+        Some(i) => Some(i.begin(&clock, scale).await),
+        None => None,
+    };
+    if let Some(live) = &opts.live {
+        live.update(|s| {
+            s.run_id = Some(meta.id);
+            s.total = plan.stop.requests;
+            s.in_flight = plan.schedule.target_concurrency().map(u64::from).unwrap_or(0);
+        });
+    }
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let stop_rx = opts.stop.clone().unwrap_or_else(|| watch::channel(false).1);
+    let engine = {
+        let plan = plan.clone();
+        let client = client.clone();
+        tokio::spawn(async move { crate::run(&plan, &client, workload, clock, tx, stop_rx).await })
+    };
+
+    if let Some(p) = &opts.progress {
+        p.start(plan.stop.requests.map(|n| n + plan.warmup));
+    }
+    let mut records = Vec::new();
+    let (mut ok, mut failed, mut tokens) = (0u64, 0u64, 0u64);
+    while let Some(mut rec) = rx.recv().await {
+        if scale != 1.0 {
+            rescale(&mut rec, scale);
+        }
+        if rec.ok() {
+            ok += 1;
+            tokens += rec.output_tokens;
+        } else {
+            failed += 1;
+        }
+        let elapsed = (clock.now() * scale).max(1e-9);
+        if let Some(p) = &opts.progress {
+            p.record(ok, failed, tokens as f64 / elapsed);
+        }
+        if let Some(live) = &opts.live {
+            live.observe(&rec, elapsed);
+        }
+        if !writer.write(rec.clone()) {
+            break;
+        }
+        records.push(rec);
+    }
+    let report = engine.await.map_err(|e| MeasureError::Engine(e.to_string()))?;
+    if let Some(p) = &opts.progress {
+        p.finish();
+    }
+    writer.finish()?;
+
+    records.sort_by_key(|r| r.index);
+    let metrics = RunMetrics::compute(&records, &opts.slo, plan.schedule.target_concurrency());
+    meta.status = if report.interrupted {
+        RunStatus::Interrupted
+    } else if opts.max_error_rate.is_some_and(|f| metrics.sent > 0 && metrics.error_rate() > f) {
+        RunStatus::ErrorRateExceeded
+    } else {
+        RunStatus::Completed
+    };
+    meta.ended_at = Some(rfc3339(SystemTime::now()));
+    meta.pid = None;
+    let figures = match metering {
+        Some(m) => m.finish(&meta.model, &metrics, &records).await,
+        None => RunFigures::default(),
+    };
+    if let Some(c) = &figures.cost {
+        store.put(meta.id, &c.backend, c)?;
+    }
+    if let Some(e) = &figures.energy {
+        store.put(meta.id, &e.backend, e)?;
+    }
+    if let Some(t) = &figures.timeline {
+        store.put(meta.id, &meta.model, t)?;
+    }
+    let figure_keys = FigureKeys::new(figures.cost.clone(), figures.energy.clone());
+    let summary = serde_json::to_value(RunSummary::new(&metrics, figure_keys.clone()))
+        .map_err(|e| StoreError::Corrupt { run: meta.id, why: format!("summary: {e}") })?;
+    store.finish_run(meta.id, meta.status, meta.ended_at.as_deref().unwrap_or(""), Some(&summary))?;
+    if let Some(live) = &opts.live {
+        live.finish(match meta.status {
+            RunStatus::Interrupted => LiveState::Interrupted,
+            RunStatus::ErrorRateExceeded => LiveState::Failed,
+            _ => LiveState::Finished,
+        });
+    }
+    Ok(MeasureOutcome { meta, metrics, records, figures, figure_keys })
+}
+
+/// Multiplies every instant and gap of a record by `scale`.
+fn rescale(r: &mut RequestRecord, scale: f64) {
+    for t in [&mut r.t_sched, &mut r.t_send, &mut r.t_end] {
+        *t *= scale;
+    }
+    for t in [&mut r.t_first_byte, &mut r.t_first_token, &mut r.t_last_token].into_iter().flatten() {
+        *t *= scale;
+    }
+    for g in &mut r.itl {
+        *g *= scale;
+    }
+}
+
+/// A stored run read back: its row, every record, the figures recomputed
+/// from the records exactly as [`measure`] computed them (the stored SLOs
+/// and target concurrency; so an incomplete run shows what it had), and its
+/// cost and energy keys.
+pub struct StoredMeasurement {
+    pub meta: RunMeta,
+    pub metrics: RunMetrics,
+    pub records: Vec<RequestRecord>,
+    pub figures: FigureKeys,
+}
+
+/// Reads run `id` back from the store.
+pub fn reload(store: &Store, id: i64) -> Result<StoredMeasurement, StoreError> {
+    let run = store.run(id)?;
+    let records = store.records(id)?;
+    let config = run.meta.run_config();
+    let metrics = RunMetrics::compute(&records, &config.slo.unwrap_or_default(), config.concurrency);
+    Ok(StoredMeasurement { meta: run.meta, metrics, records, figures: FigureKeys::stored(store, id)? })
+}
