@@ -7,6 +7,7 @@
 pub mod anthropic;
 pub mod openai;
 pub mod prom;
+pub mod promapi;
 pub mod sse;
 
 use std::sync::Arc;

@@ -278,6 +278,45 @@ pub struct ValidationReport {
 }
 
 impl ValidationReport {
+    /// One line per row (measured, predicted, error, what it is; or why it
+    /// was skipped) and the medians, for the terminal.
+    pub fn to_text(&self) -> String {
+        use fleetbench_core::table::{Align, Table};
+        let mut t = Table::new(["#", "measured", "predicted", "error", "row"])
+            .align(0, Align::Right)
+            .align(1, Align::Right)
+            .align(2, Align::Right)
+            .align(3, Align::Right);
+        for r in &self.rows {
+            let mut what = format!(
+                "{} | {} x{} | {} | {} | {}",
+                r.row.get("metric"),
+                r.row.get("gpu"),
+                r.row.get("gpu_count"),
+                r.row.get("model"),
+                r.row.get("quant"),
+                r.row.get("engine")
+            );
+            let (predicted, error) = match (r.predicted, r.error_pct) {
+                (Some(p), Some(e)) => (format!("{p:.1}"), format!("{e:+.1}%")),
+                _ => {
+                    what.push_str(&format!(" (skipped: {})", r.reason.as_deref().unwrap_or("")));
+                    ("-".into(), "-".into())
+                }
+            };
+            t.push([(r.row.index + 1).to_string(), r.row.get("value").to_string(), predicted, error, what]);
+        }
+        let pct = |v: Option<f64>| v.map(|v| format!("{v:.1} %")).unwrap_or_else(|| "n/a".into());
+        format!(
+            "{}median abs error {}, worst {}, {} of {} rows skipped\n",
+            t.text(),
+            pct(self.median_abs_error_pct),
+            pct(self.worst_abs_error_pct),
+            self.skipped,
+            self.rows.len()
+        )
+    }
+
     /// Median and worst absolute error over a subset of rows.
     pub fn errors_where(&self, keep: impl Fn(&MeasuredRow) -> bool) -> (Option<f64>, Option<f64>) {
         let errs: Vec<f64> =

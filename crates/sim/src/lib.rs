@@ -10,6 +10,7 @@ pub mod calibration;
 pub mod catalog;
 pub mod engine;
 pub mod fixed;
+pub mod listing;
 pub mod perf;
 pub mod server;
 

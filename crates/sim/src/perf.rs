@@ -444,6 +444,26 @@ pub struct Prediction {
     pub levels: Vec<Level>,
 }
 
+impl Prediction {
+    /// "bandwidth-bound at 1–4, compute-bound at 8": the bottleneck named
+    /// at each level, runs of equal ones merged.
+    pub fn bottleneck_story(&self) -> String {
+        let mut parts: Vec<(&str, u32, u32)> = Vec::new();
+        for l in &self.levels {
+            let b = l.bottleneck.as_str();
+            match parts.last_mut() {
+                Some((name, _, hi)) if *name == b => *hi = l.concurrency,
+                _ => parts.push((b, l.concurrency, l.concurrency)),
+            }
+        }
+        parts
+            .into_iter()
+            .map(|(b, lo, hi)| if lo == hi { format!("{b}-bound at {lo}") } else { format!("{b}-bound at {lo}–{hi}") })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 /// Steady-state prediction for a closed loop of `c` clients each sending the
 /// workload back to back.
 pub fn predict_level(d: &Deployment, w: Workload, c: u32) -> Level {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::Deserialize;
+use fleetbench_client::promapi::{PromApi, VectorSample};
 
 use super::timeline::{CounterUnwrap, CounterWrap};
 use super::{EnergyMeter, MeterError, MeterFuture, MeterKind, MeterReading};
@@ -13,32 +13,11 @@ pub const DCGM_ENERGY_METRIC: &str = "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION";
 pub const DCGM_POWER_METRIC: &str = "DCGM_FI_DEV_POWER_USAGE";
 
 pub struct PrometheusMeter {
-    base: String,
+    api: PromApi,
     selector: String,
-    client: reqwest::Client,
     /// One counter per series (its labels), restarts treated as resets.
     counters: BTreeMap<String, CounterUnwrap>,
     series: usize,
-}
-
-#[derive(Deserialize)]
-struct QueryResponse {
-    status: String,
-    data: Option<QueryData>,
-    error: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct QueryData {
-    #[serde(rename = "resultType")]
-    result_type: String,
-    result: Vec<VectorSample>,
-}
-
-#[derive(Deserialize)]
-struct VectorSample {
-    metric: BTreeMap<String, String>,
-    value: (f64, String),
 }
 
 impl PrometheusMeter {
@@ -53,14 +32,11 @@ impl PrometheusMeter {
                 why: "a Prometheus selector is label matchers in braces, e.g. {Hostname=\"gpu7\"}".into(),
             });
         }
-        let client = reqwest::Client::builder().timeout(timeout).build().map_err(|e| MeterError::Unavailable {
-            meter: "prometheus",
-            why: format!("cannot build an HTTP client: {e}"),
-        })?;
+        let api = PromApi::new(base, timeout)
+            .map_err(|e| MeterError::Unavailable { meter: "prometheus", why: e.to_string() })?;
         Ok(PrometheusMeter {
-            base: base.trim_end_matches('/').to_string(),
+            api,
             selector: selector.to_string(),
-            client,
             counters: BTreeMap::new(),
             series: 0,
         })
@@ -68,27 +44,7 @@ impl PrometheusMeter {
 
     async fn query(&self, metric: &str) -> Result<Vec<VectorSample>, MeterError> {
         let q = format!("{metric}{}", self.selector);
-        let url = format!("{}/api/v1/query", self.base);
-        let resp = self
-            .client
-            .get(&url)
-            .query(&[("query", q.as_str())])
-            .send()
-            .await
-            .map_err(|e| read_err(format!("cannot reach {url}: {e}")))?;
-        let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|e| read_err(format!("reading the answer of {url}: {e}")))?;
-        let body: QueryResponse = serde_json::from_slice(&bytes).map_err(|e| {
-            read_err(format!("{url} answered {status} with a body that is not a Prometheus query result: {e}"))
-        })?;
-        if body.status != "success" {
-            return Err(read_err(format!("query {q} failed: {}", body.error.unwrap_or(body.status))));
-        }
-        let data = body.data.ok_or_else(|| read_err(format!("query {q}: success without data")))?;
-        if data.result_type != "vector" {
-            return Err(read_err(format!("query {q} gave a {}, expected an instant vector", data.result_type)));
-        }
-        Ok(data.result)
+        self.api.query(&q, None).await.map_err(|e| read_err(e.to_string()))
     }
 
     async fn read_now(&mut self) -> Result<MeterReading, MeterError> {
@@ -98,7 +54,7 @@ impl PrometheusMeter {
             return Err(read_err(format!(
                 "no {DCGM_ENERGY_METRIC} or {DCGM_POWER_METRIC} series{} at {}; is the DCGM exporter being scraped?",
                 if self.selector.is_empty() { String::new() } else { format!(" match {}", self.selector) },
-                self.base
+                self.api.base()
             )));
         }
         let mut power_w = 0.0;
@@ -148,7 +104,7 @@ impl EnergyMeter for PrometheusMeter {
     }
 
     fn description(&self) -> String {
-        format!("Prometheus DCGM ({}{}), {} GPU series", self.base, self.selector, self.series)
+        format!("Prometheus DCGM ({}{}), {} GPU series", self.api.base(), self.selector, self.series)
     }
 
     fn read(&mut self) -> MeterFuture<'_> {

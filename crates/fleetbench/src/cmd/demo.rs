@@ -266,7 +266,7 @@ async fn sweep_setup(
     server.shutdown().await;
     let o = outcome?;
     run_ids.extend(o.measured.iter().map(|m| m.run_id));
-    let bottlenecks = bottleneck_story(&prediction.levels);
+    let bottlenecks = prediction.bottleneck_story();
     let why = format!("{}; the model says: {bottlenecks}", o.reason);
     let (peak_level, peak) =
         o.outcomes
@@ -328,24 +328,6 @@ async fn sweep_setup(
         joules_per_token,
         bottlenecks,
     })
-}
-
-/// "bandwidth at 1–4, compute from 8": the simulator's named bottleneck per
-/// level, runs of equal ones merged.
-fn bottleneck_story(levels: &[fleetbench_sim::Level]) -> String {
-    let mut parts: Vec<(String, u32, u32)> = Vec::new();
-    for l in levels {
-        let b = l.bottleneck.as_str().to_string();
-        match parts.last_mut() {
-            Some((name, _, hi)) if *name == b => *hi = l.concurrency,
-            _ => parts.push((b, l.concurrency, l.concurrency)),
-        }
-    }
-    parts
-        .into_iter()
-        .map(|(b, lo, hi)| if lo == hi { format!("{b}-bound at {lo}") } else { format!("{b}-bound at {lo}–{hi}") })
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 fn print_comparison(results: &[SetupResult]) {

@@ -8,18 +8,13 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
 use fleetbench_sim::calibration;
+use fleetbench_sim::listing::Part;
+use fleetbench_report::export::JsonDoc;
+use fleetbench_report::Format;
 use fleetbench_sim::server::{start_server, SimServerConfig};
 use fleetbench_sim::{Catalog, Deployment, DeploymentSpec, Parallelism, Workload};
 
 use crate::context::Context;
-
-/// Appends a line to the command's output buffer.
-macro_rules! push_line {
-    ($out:expr, $($arg:tt)*) => {{
-        use std::fmt::Write as _;
-        let _ = writeln!($out, $($arg)*);
-    }};
-}
 
 /// Prints a command's output (see `crate::output::emit`).
 fn emit(out: &str) -> anyhow::Result<ExitCode> {
@@ -189,7 +184,6 @@ pub async fn run(args: SimArgs, _ctx: &Context) -> anyhow::Result<ExitCode> {
 }
 
 fn predict(catalog: &Catalog, a: PredictArgs) -> anyhow::Result<ExitCode> {
-    let mut out = String::new();
     if a.concurrency.is_empty() || a.concurrency.contains(&0) {
         anyhow::bail!("--concurrency takes positive integers, e.g. --concurrency 1,2,4,8");
     }
@@ -202,195 +196,31 @@ fn predict(catalog: &Catalog, a: PredictArgs) -> anyhow::Result<ExitCode> {
         )?;
         return Ok(ExitCode::SUCCESS);
     }
-    push_line!(
-        out,
-        "{} x {} ({}), {} in {}, {}; {} in / {} out tokens",
-        d.count,
-        d.gpu.name,
-        d.interconnect.name,
-        d.model.name,
-        d.quant.name,
-        d.engine.name,
-        a.input,
-        a.output
-    );
-    push_line!(
-        out,
-        "weights {:.1} GB, KV cache {:.0} tokens ({:.0} KB/token), max_num_seqs {}",
-        d.weight_bytes / 1e9,
-        d.kv_capacity_tokens,
-        d.kv_bytes_per_token / 1e3,
-        d.max_num_seqs
-    );
-    push_line!(
-        out,
-        "{:>11} {:>14} {:>14} {:>11} {:>13} {:>8} {:>9}",
-        "concurrency",
-        "per-req tok/s",
-        "aggr tok/s",
-        "TTFT ms",
-        "bottleneck",
-        "KV use",
-        "power W"
-    );
-    for l in &p.levels {
-        push_line!(
-            out,
-            "{:>11} {:>14.1} {:>14.1} {:>11.0} {:>13} {:>7.0}% {:>9.0}",
-            l.concurrency,
-            l.per_request_tok_s,
-            l.aggregate_tok_s,
-            l.ttft_ms,
-            l.bottleneck.as_str(),
-            l.kv_cache_usage * 100.0,
-            l.power_w
-        );
-    }
-    emit(&out)
+    emit(&fleetbench_sim::listing::prediction_text(&d, &p, a.input, a.output))
 }
 
 fn list(catalog: &Catalog, a: ListArgs) -> anyhow::Result<ExitCode> {
-    let mut out = String::new();
+    let part = match a.what {
+        ListWhat::Gpus => Part::Gpus,
+        ListWhat::Models => Part::Models,
+        ListWhat::Quants => Part::Quants,
+        ListWhat::Engines => Part::Engines,
+        ListWhat::Interconnects => Part::Interconnects,
+    };
     if a.json {
-        let v = match a.what {
-            ListWhat::Gpus => serde_json::to_value(&catalog.gpus)?,
-            ListWhat::Models => serde_json::to_value(&catalog.models)?,
-            ListWhat::Quants => serde_json::to_value(&catalog.quants)?,
-            ListWhat::Engines => serde_json::to_value(&catalog.engines)?,
-            ListWhat::Interconnects => serde_json::to_value(&catalog.interconnects)?,
-        };
-        push_line!(out, "{}", serde_json::to_string_pretty(&v)?);
-        return emit(&out);
+        return emit(&format!("{}\n", serde_json::to_string_pretty(&catalog.part_json(part)?)?));
     }
-    match a.what {
-        ListWhat::Gpus => {
-            push_line!(
-                out,
-                "{:<18} {:>6} {:>8} {:>8} {:>8} {:>6} {:>7}  name",
-                "id",
-                "GB",
-                "GB/s",
-                "FP16 TF",
-                "FP8 TF",
-                "TDP W",
-                "$/h"
-            );
-            for g in &catalog.gpus {
-                push_line!(
-                    out,
-                    "{:<18} {:>6.0} {:>8.0} {:>8.0} {:>8} {:>6.0} {:>7}  {}",
-                    g.id,
-                    g.memory_gb,
-                    g.memory_bw_gbs,
-                    g.fp16_tflops,
-                    g.fp8_tflops.map(|v| format!("{v:.0}")).unwrap_or_else(|| "-".into()),
-                    g.tdp_w,
-                    g.usd_per_hour.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into()),
-                    g.name
-                );
-            }
-        }
-        ListWhat::Models => {
-            push_line!(
-                out,
-                "{:<22} {:>7} {:>7} {:>6} {:>7} {:>9}  name",
-                "id",
-                "total B",
-                "active B",
-                "layers",
-                "experts",
-                "KV KB/tok"
-            );
-            for m in &catalog.models {
-                push_line!(
-                    out,
-                    "{:<22} {:>7.1} {:>8.1} {:>6} {:>7} {:>9.0}  {}",
-                    m.id,
-                    m.params_total_b,
-                    m.params_active_b,
-                    m.layers,
-                    if m.is_moe() { format!("{}/{}", m.experts_per_token, m.experts) } else { "-".into() },
-                    m.kv_elems_per_token() * 2.0 / 1e3,
-                    m.name
-                );
-            }
-        }
-        ListWhat::Quants => {
-            push_line!(out, "{:<8} {:>5} {:>8}  name", "id", "bits", "compute");
-            for q in &catalog.quants {
-                push_line!(out, "{:<8} {:>5.2} {:>8}  {}", q.id, q.bits_per_weight, q.compute, q.name);
-            }
-        }
-        ListWhat::Engines => {
-            push_line!(out, "{:<10} {:>7} {:>8} {:>9} {:>9}  name", "id", "bw eff", "cmp eff", "max seqs", "step us");
-            for e in &catalog.engines {
-                push_line!(
-                    out,
-                    "{:<10} {:>7.2} {:>8.2} {:>9} {:>9.0}  {}",
-                    e.id,
-                    e.bw_eff,
-                    e.compute_eff,
-                    e.max_num_seqs,
-                    e.step_overhead_us,
-                    e.name
-                );
-            }
-        }
-        ListWhat::Interconnects => {
-            push_line!(out, "{:<10} {:>8} {:>8}  name", "id", "GB/s", "AR us");
-            for i in &catalog.interconnects {
-                push_line!(out, "{:<10} {:>8.1} {:>8.0}  {}", i.id, i.bandwidth_gbs, i.allreduce_latency_us, i.name);
-            }
-        }
-    }
-    emit(&out)
+    emit(&catalog.table(part).text())
 }
 
 fn validate(catalog: &Catalog, a: ValidateArgs) -> anyhow::Result<ExitCode> {
-    let mut out = String::new();
     let rows = calibration::read_rows(&a.file)?;
     let report = calibration::validate(catalog, &rows);
     if a.json {
-        push_line!(out, "{}", serde_json::to_string_pretty(&report)?);
-        return emit(&out);
+        crate::output::emit_doc(&JsonDoc("a validation", &report), Format::Json)?;
+        return Ok(ExitCode::SUCCESS);
     }
-    push_line!(out, "{:>4} {:>12} {:>12} {:>8}  row", "#", "measured", "predicted", "error");
-    for r in &report.rows {
-        let what = format!(
-            "{} | {} x{} | {} | {} | {}",
-            r.row.get("metric"),
-            r.row.get("gpu"),
-            r.row.get("gpu_count"),
-            r.row.get("model"),
-            r.row.get("quant"),
-            r.row.get("engine")
-        );
-        match (r.predicted, r.error_pct) {
-            (Some(p), Some(e)) => {
-                push_line!(out, "{:>4} {:>12} {:>12.1} {:>+7.1}%  {}", r.row.index + 1, r.row.get("value"), p, e, what)
-            }
-            _ => push_line!(
-                out,
-                "{:>4} {:>12} {:>12} {:>8}  {} (skipped: {})",
-                r.row.index + 1,
-                r.row.get("value"),
-                "-",
-                "-",
-                what,
-                r.reason.as_deref().unwrap_or("")
-            ),
-        }
-    }
-    let pct = |v: Option<f64>| v.map(|v| format!("{v:.1} %")).unwrap_or_else(|| "n/a".into());
-    push_line!(
-        out,
-        "median abs error {}, worst {}, {} of {} rows skipped",
-        pct(report.median_abs_error_pct),
-        pct(report.worst_abs_error_pct),
-        report.skipped,
-        report.rows.len()
-    );
-    emit(&out)
+    emit(&report.to_text())
 }
 
 async fn serve(catalog: &Catalog, a: ServeArgs) -> anyhow::Result<ExitCode> {

@@ -1,0 +1,141 @@
+//! The catalogs as tables (`fleetbench sim list`) and as JSON.
+
+use fleetbench_core::table::{Align, Table};
+
+use crate::Catalog;
+
+/// A part of the catalog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Gpus,
+    Models,
+    Quants,
+    Engines,
+    Interconnects,
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map(|v| format!("{v:.digits$}")).unwrap_or_else(|| "-".into())
+}
+
+/// Right-aligns every column but the first (the id) and the last (the name).
+fn numbers(t: Table, columns: usize) -> Table {
+    (1..columns - 1).fold(t, |t, i| t.align(i, Align::Right))
+}
+
+impl Catalog {
+    /// One row per entry of `part`, its figures and its name.
+    pub fn table(&self, part: Part) -> Table {
+        match part {
+            Part::Gpus => {
+                let mut t = numbers(Table::new(["id", "GB", "GB/s", "FP16 TF", "FP8 TF", "TDP W", "$/h", "name"]), 8);
+                for g in &self.gpus {
+                    t.push([
+                        g.id.clone(),
+                        format!("{:.0}", g.memory_gb),
+                        format!("{:.0}", g.memory_bw_gbs),
+                        format!("{:.0}", g.fp16_tflops),
+                        opt(g.fp8_tflops, 0),
+                        format!("{:.0}", g.tdp_w),
+                        opt(g.usd_per_hour, 2),
+                        g.name.clone(),
+                    ]);
+                }
+                t
+            }
+            Part::Models => {
+                let mut t =
+                    numbers(Table::new(["id", "total B", "active B", "layers", "experts", "KV KB/tok", "name"]), 7);
+                for m in &self.models {
+                    t.push([
+                        m.id.clone(),
+                        format!("{:.1}", m.params_total_b),
+                        format!("{:.1}", m.params_active_b),
+                        m.layers.to_string(),
+                        if m.is_moe() { format!("{}/{}", m.experts_per_token, m.experts) } else { "-".into() },
+                        format!("{:.0}", m.kv_elems_per_token() * 2.0 / 1e3),
+                        m.name.clone(),
+                    ]);
+                }
+                t
+            }
+            Part::Quants => {
+                let mut t = numbers(Table::new(["id", "bits", "compute", "name"]), 4);
+                for q in &self.quants {
+                    t.push([q.id.clone(), format!("{:.2}", q.bits_per_weight), q.compute.to_string(), q.name.clone()]);
+                }
+                t
+            }
+            Part::Engines => {
+                let mut t = numbers(Table::new(["id", "bw eff", "cmp eff", "max seqs", "step us", "name"]), 6);
+                for e in &self.engines {
+                    t.push([
+                        e.id.clone(),
+                        format!("{:.2}", e.bw_eff),
+                        format!("{:.2}", e.compute_eff),
+                        e.max_num_seqs.to_string(),
+                        format!("{:.0}", e.step_overhead_us),
+                        e.name.clone(),
+                    ]);
+                }
+                t
+            }
+            Part::Interconnects => {
+                let mut t = numbers(Table::new(["id", "GB/s", "AR us", "name"]), 4);
+                for i in &self.interconnects {
+                    t.push([
+                        i.id.clone(),
+                        format!("{:.1}", i.bandwidth_gbs),
+                        format!("{:.0}", i.allreduce_latency_us),
+                        i.name.clone(),
+                    ]);
+                }
+                t
+            }
+        }
+    }
+
+    /// The entries of `part` as JSON.
+    pub fn part_json(&self, part: Part) -> serde_json::Result<serde_json::Value> {
+        match part {
+            Part::Gpus => serde_json::to_value(&self.gpus),
+            Part::Models => serde_json::to_value(&self.models),
+            Part::Quants => serde_json::to_value(&self.quants),
+            Part::Engines => serde_json::to_value(&self.engines),
+            Part::Interconnects => serde_json::to_value(&self.interconnects),
+        }
+    }
+}
+
+/// A prediction for the terminal: the deployment, its memory, and one row
+/// per concurrency level with the bottleneck.
+pub fn prediction_text(d: &crate::Deployment, p: &crate::Prediction, input: u32, output: u32) -> String {
+    let mut t = Table::new(["concurrency", "per-req tok/s", "aggr tok/s", "TTFT ms", "bottleneck", "KV use", "power W"])
+        .all_right();
+    for l in &p.levels {
+        t.push([
+            l.concurrency.to_string(),
+            format!("{:.1}", l.per_request_tok_s),
+            format!("{:.1}", l.aggregate_tok_s),
+            format!("{:.0}", l.ttft_ms),
+            l.bottleneck.as_str().to_string(),
+            format!("{:.0}%", l.kv_cache_usage * 100.0),
+            format!("{:.0}", l.power_w),
+        ]);
+    }
+    format!(
+        "{} x {} ({}), {} in {}, {}; {input} in / {output} out tokens\n\
+         weights {:.1} GB, KV cache {:.0} tokens ({:.0} KB/token), max_num_seqs {}\n{}",
+        d.count,
+        d.gpu.name,
+        d.interconnect.name,
+        d.model.name,
+        d.quant.name,
+        d.engine.name,
+        d.weight_bytes / 1e9,
+        d.kv_capacity_tokens,
+        d.kv_bytes_per_token / 1e3,
+        d.max_num_seqs,
+        t.text()
+    )
+}
