@@ -88,7 +88,10 @@ pub fn parse(text: &str) -> Result<Vec<Sample>, ParseError> {
 }
 
 /// The server state that explains a throughput curve, at one instant.
-/// Each field is the sum over label sets of the first metric name found.
+/// Counts are the sum over label sets (engines, data-parallel ranks) of the
+/// first metric name found; fractions (KV-cache use, hit rates) are the
+/// highest of them, since a sum of fractions over several engines is no
+/// fraction at all.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServerState {
     pub t: f64,
@@ -112,16 +115,19 @@ const PREFIX_HITS: &[&str] = &["vllm:prefix_cache_hits_total", "vllm:prefix_cach
 const PREFIX_QUERIES: &[&str] = &["vllm:prefix_cache_queries_total", "vllm:prefix_cache_queries"];
 const PREFIX_RATE: &[&str] = &["sglang:cache_hit_rate"];
 
-fn sum_of(samples: &[Sample], names: &[&str]) -> Option<f64> {
+/// Combines the finite values of the first of `names` present.
+fn combine(samples: &[Sample], names: &[&str], f: fn(f64, f64) -> f64) -> Option<f64> {
     names.iter().find_map(|n| {
-        let mut found = false;
-        let mut total = 0.0;
-        for s in samples.iter().filter(|s| s.name == *n && s.value.is_finite()) {
-            found = true;
-            total += s.value;
-        }
-        found.then_some(total)
+        samples.iter().filter(|s| s.name == *n && s.value.is_finite()).map(|s| s.value).reduce(f)
     })
+}
+
+fn sum_of(samples: &[Sample], names: &[&str]) -> Option<f64> {
+    combine(samples, names, |a, b| a + b)
+}
+
+fn max_of(samples: &[Sample], names: &[&str]) -> Option<f64> {
+    combine(samples, names, f64::max)
 }
 
 impl ServerState {
@@ -130,11 +136,11 @@ impl ServerState {
             t,
             running: sum_of(samples, RUNNING),
             waiting: sum_of(samples, WAITING),
-            kv_cache_usage: sum_of(samples, KV),
+            kv_cache_usage: max_of(samples, KV),
             preemptions_total: sum_of(samples, PREEMPT),
             prefix_hits_total: sum_of(samples, PREFIX_HITS),
             prefix_queries_total: sum_of(samples, PREFIX_QUERIES),
-            prefix_hit_rate: sum_of(samples, PREFIX_RATE),
+            prefix_hit_rate: max_of(samples, PREFIX_RATE),
         }
     }
 
@@ -286,6 +292,12 @@ weird_label{a="x\"y\\z",b="line\nbreak",} 1e3 1700000000000
         assert_eq!(st.waiting, Some(3.0));
         assert_eq!(st.kv_cache_usage, Some(0.97));
         assert_eq!(st.preemptions_total, Some(5.0));
+    }
+
+    #[test]
+    fn fractions_of_several_engines_are_not_added() {
+        let s = parse("vllm:kv_cache_usage_perc{engine=\"0\"} 0.9\nvllm:kv_cache_usage_perc{engine=\"1\"} 0.95\n").unwrap();
+        assert_eq!(ServerState::from_samples(&s, 0.0).kv_cache_usage, Some(0.95));
     }
 
     #[test]
