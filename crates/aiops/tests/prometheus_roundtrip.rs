@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fleetbench_aiops::episode::STEP_S;
 use fleetbench_aiops::exporter::{router, LiveFleet};
@@ -16,6 +16,7 @@ use fleetbench_aiops::prometheus::PrometheusSource;
 use fleetbench_aiops::telemetry::{written_value, Frame, GPU_METRICS, PORT_METRICS, REPLICA_METRICS};
 use fleetbench_aiops::time::TIMELINE_EPOCH;
 use fleetbench_aiops::window::Entity;
+use fleetbench_testkit::wait_until;
 
 struct KillOnDrop(Child, PathBuf);
 
@@ -79,23 +80,20 @@ async fn prometheus_scrapes_the_exporter_and_windows_round_trip() {
     let _guard = KillOnDrop(child, dir.clone());
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(r) = http.get(format!("{base}/-/ready")).send().await {
-            if r.status().is_success() {
-                break;
-            }
-        }
-        assert!(Instant::now() < deadline, "Prometheus did not become ready at {base}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    wait_until(Duration::from_secs(60), Duration::from_millis(250), async || {
+        http.get(format!("{base}/-/ready")).send().await.is_ok_and(|r| r.status().is_success())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("Prometheus did not become ready at {base}: {e}"));
 
-    // Let it scrape about a dozen steps.
+    // Let it scrape about a dozen steps (one step per wall second).
     let t_ready = live.timemap.fleet_at(fleetbench_aiops::exporter::unix_now());
     let want_end = (t_ready as i64 + 12 * STEP_S) / STEP_S * STEP_S;
-    while live.timemap.fleet_at(fleetbench_aiops::exporter::unix_now()) < (want_end + 2 * STEP_S) as f64 {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    wait_until(Duration::from_secs(60), Duration::from_millis(250), async || {
+        live.timemap.fleet_at(fleetbench_aiops::exporter::unix_now()) >= (want_end + 2 * STEP_S) as f64
+    })
+    .await
+    .expect("the fleet clock reached 14 steps past Prometheus being ready");
     let start = want_end - 8 * STEP_S;
     let end = want_end;
 

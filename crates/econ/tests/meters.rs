@@ -33,7 +33,7 @@ impl Drop for TempDir {
 }
 
 /// Writes an executable stand-in for `nvidia-smi` that checks its
-/// arguments and prints `body`.
+/// arguments and prints `body`; each call adds a line to `dir/calls`.
 fn fake_nvidia_smi(dir: &Path, body: &str, exit: i32) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let path = dir.join("nvidia-smi");
@@ -42,6 +42,7 @@ fn fake_nvidia_smi(dir: &Path, body: &str, exit: i32) -> PathBuf {
          if [ \"$1\" != \"--query-gpu=index,power.draw\" ] || [ \"$2\" != \"--format=csv,noheader,nounits\" ]; then\n\
            echo \"unexpected arguments: $*\" >&2; exit 9\n\
          fi\n\
+         echo call >> \"$(dirname \"$0\")/calls\"\n\
          printf '{body}'\n\
          echo 'stand-in diagnostics' >&2\n\
          exit {exit}\n"
@@ -63,7 +64,12 @@ async fn nvidia_smi_meter_sums_gpus_and_the_sampler_integrates_them() {
 
     let origin = Instant::now();
     let sampler = EnergySampler::start(Box::new(meter), Duration::from_millis(40), origin);
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Stop once the sampler has started its third reading (the first call
+    // was the read above); stopping adds a last one.
+    let calls = || std::fs::read_to_string(dir.path().join("calls")).map(|s| s.lines().count()).unwrap_or(0);
+    fleetbench_testkit::wait_until(Duration::from_secs(30), Duration::from_millis(10), async || calls() >= 4)
+        .await
+        .unwrap_or_else(|e| panic!("the sampler did not read the meter three times ({} calls): {e}", calls()));
     let (timeline, _meter) = sampler.stop().await.unwrap();
     assert_eq!(timeline.meter, MeterKind::NvidiaSmi);
     assert_eq!(timeline.provenance, Provenance::Measured);

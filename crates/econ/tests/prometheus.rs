@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::routing::get;
@@ -99,16 +99,20 @@ async fn read_until(
     limit: Duration,
     want: impl Fn(Option<f64>, Option<f64>) -> bool,
 ) -> (Option<f64>, Option<f64>) {
-    let start = Instant::now();
-    loop {
-        let last = match meter.read().await {
-            Ok(r) if want(r.power_w, r.energy_j) => return (r.power_w, r.energy_j),
-            Ok(r) => format!("{r:?}"),
-            Err(e) => e.to_string(),
-        };
-        assert!(start.elapsed() < limit, "condition not met in {limit:?}; last: {last}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let mut last = String::new();
+    fleetbench_testkit::wait_for(limit, Duration::from_millis(100), async || match meter.read().await {
+        Ok(r) if want(r.power_w, r.energy_j) => Some((r.power_w, r.energy_j)),
+        Ok(r) => {
+            last = format!("{r:?}");
+            None
+        }
+        Err(e) => {
+            last = e.to_string();
+            None
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}; last reading: {last}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
