@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use fleetbench_core::{RunMeta, RunStatus};
 use fleetbench_dash::{serve, DashConfig, LeaderboardRow, LiveBus, LiveRunInfo, ScenarioRow};
+use fleetbench_testkit::RecordBuilder;
 
 const TOKEN: &str = "browser-token-0123456789abcdef";
 const HOSTILE_MODEL: &str = "qwen<script>window.__pwned=1</script>";
@@ -64,25 +65,18 @@ async fn dashboard_in_a_real_browser() {
     let records: Vec<fleetbench_core::RequestRecord> = (0..8u64)
         .map(|i| {
             let t = 0.3 * i as f64;
-            fleetbench_core::RequestRecord {
-                index: i,
-                request_id: format!("r{i}"),
-                agent: Some((i % 2) as u32),
-                t_sched: t,
-                t_send: t,
-                t_first_byte: Some(t + 0.05),
-                t_first_token: Some(t + 0.06),
-                t_last_token: Some(t + 0.5),
-                t_end: t + 0.51,
-                itl: vec![0.11, 0.11, 0.11, 0.11],
-                token_events: 5,
-                event_tokens: 5,
-                input_tokens: Some(64),
-                output_tokens: 5,
-                finish_reason: Some("stop".into()),
-                http_status: Some(200),
-                ..Default::default()
-            }
+            RecordBuilder::ok(i)
+                .agent((i % 2) as u32)
+                .sent_at(t)
+                .first_byte(t + 0.05)
+                .first_token(t + 0.06)
+                .last_token(t + 0.5)
+                .end(t + 0.51)
+                .itl(vec![0.11, 0.11, 0.11, 0.11])
+                .tokens(5)
+                .input_tokens(64)
+                .finish("stop")
+                .build()
         })
         .collect();
     store.insert_records(id, &records).unwrap();
