@@ -1,12 +1,14 @@
 //! A real Prometheus scrapes the in-process exporter; the arena then builds
 //! a window through `/api/v1/query_range` and every value must match the
-//! generator. Skipped only when FLEETBENCH_SKIP_PROMETHEUS=1.
+//! generator. Needs the `prometheus` binary: ignored by a plain `cargo test`,
+//! run by `scripts/test.sh` (`--include-ignored`), which installs it through
+//! `scripts/ensure-prometheus.sh`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fleetbench_aiops::episode::STEP_S;
 use fleetbench_aiops::exporter::{router, LiveFleet};
@@ -14,6 +16,7 @@ use fleetbench_aiops::prometheus::PrometheusSource;
 use fleetbench_aiops::telemetry::{written_value, Frame, GPU_METRICS, PORT_METRICS, REPLICA_METRICS};
 use fleetbench_aiops::time::TIMELINE_EPOCH;
 use fleetbench_aiops::window::Entity;
+use fleetbench_testkit::wait_until;
 
 struct KillOnDrop(Child, PathBuf);
 
@@ -28,7 +31,12 @@ impl Drop for KillOnDrop {
 fn prometheus_binary() -> String {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/ensure-prometheus.sh");
     let out = Command::new("bash").arg(&script).output().expect("run scripts/ensure-prometheus.sh");
-    assert!(out.status.success(), "ensure-prometheus.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "this test needs a Prometheus server binary, and scripts/ensure-prometheus.sh could not provide one \
+         (it installs the Debian package `prometheus` with apt-get, as root; scripts/test.sh runs it): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let path = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().trim().to_string();
     assert!(!path.is_empty(), "ensure-prometheus.sh printed no path");
     path
@@ -39,11 +47,8 @@ fn free_port() -> u16 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Prometheus: scripts/test.sh installs it (scripts/ensure-prometheus.sh)"]
 async fn prometheus_scrapes_the_exporter_and_windows_round_trip() {
-    if std::env::var("FLEETBENCH_SKIP_PROMETHEUS").as_deref() == Ok("1") {
-        eprintln!("FLEETBENCH_SKIP_PROMETHEUS=1: skipping the real-Prometheus round trip");
-        return;
-    }
     let bin = prometheus_binary();
 
     // The exporter: 16 GPUs, one 15 s step per wall second.
@@ -75,23 +80,20 @@ async fn prometheus_scrapes_the_exporter_and_windows_round_trip() {
     let _guard = KillOnDrop(child, dir.clone());
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(r) = http.get(format!("{base}/-/ready")).send().await {
-            if r.status().is_success() {
-                break;
-            }
-        }
-        assert!(Instant::now() < deadline, "Prometheus did not become ready at {base}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    wait_until(Duration::from_secs(60), Duration::from_millis(250), async || {
+        http.get(format!("{base}/-/ready")).send().await.is_ok_and(|r| r.status().is_success())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("Prometheus did not become ready at {base}: {e}"));
 
-    // Let it scrape about a dozen steps.
+    // Let it scrape about a dozen steps (one step per wall second).
     let t_ready = live.timemap.fleet_at(fleetbench_aiops::exporter::unix_now());
     let want_end = (t_ready as i64 + 12 * STEP_S) / STEP_S * STEP_S;
-    while live.timemap.fleet_at(fleetbench_aiops::exporter::unix_now()) < (want_end + 2 * STEP_S) as f64 {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    wait_until(Duration::from_secs(60), Duration::from_millis(250), async || {
+        live.timemap.fleet_at(fleetbench_aiops::exporter::unix_now()) >= (want_end + 2 * STEP_S) as f64
+    })
+    .await
+    .expect("the fleet clock reached 14 steps past Prometheus being ready");
     let start = want_end - 8 * STEP_S;
     let end = want_end;
 

@@ -129,9 +129,11 @@ async fn live_updates_arrive_coalesced() {
     let resp = client().get(format!("{}/api/live/events", local(h.local_addr()))).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    // Once the stream watches the run: a burst of 100 updates, then silence.
+    fleetbench_testkit::wait_until(Duration::from_secs(10), Duration::from_millis(5), async || run.watched())
+        .await
+        .expect("the event stream subscribed to the run");
     let producer = tokio::spawn(async move {
-        // A burst of 100 updates, then silence.
-        tokio::time::sleep(Duration::from_millis(100)).await;
         for i in 1..=100u64 {
             run.update(|s| {
                 s.done = i;
@@ -165,15 +167,11 @@ async fn clients_beyond_the_cap_get_503() {
     assert_eq!(second.status(), 503);
     drop(first);
     // The slot frees when the first stream goes away.
-    let mut freed = false;
-    for _ in 0..50 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        if client().get(&url).send().await.unwrap().status() == 200 {
-            freed = true;
-            break;
-        }
-    }
-    assert!(freed, "the slot of a closed stream was never released");
+    fleetbench_testkit::wait_until(Duration::from_secs(10), Duration::from_millis(50), async || {
+        client().get(&url).send().await.unwrap().status() == 200
+    })
+    .await
+    .expect("the slot of a closed stream was never released");
     h.shutdown().await.unwrap();
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use fleetbench_econ::energy::{
     measure_idle, open_meter, EnergySampler, IntegrationMethod, MeterKind, MeterProbe, MeterSpec, ModelledMeter,
-    NvidiaSmiMeter, NvmlMeter, Provenance, RaplMeter,
+    NvidiaSmiMeter, Provenance, RaplMeter,
 };
 use fleetbench_econ::EnergyMeter;
 
@@ -33,7 +33,7 @@ impl Drop for TempDir {
 }
 
 /// Writes an executable stand-in for `nvidia-smi` that checks its
-/// arguments and prints `body`.
+/// arguments and prints `body`; each call adds a line to `dir/calls`.
 fn fake_nvidia_smi(dir: &Path, body: &str, exit: i32) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let path = dir.join("nvidia-smi");
@@ -42,6 +42,7 @@ fn fake_nvidia_smi(dir: &Path, body: &str, exit: i32) -> PathBuf {
          if [ \"$1\" != \"--query-gpu=index,power.draw\" ] || [ \"$2\" != \"--format=csv,noheader,nounits\" ]; then\n\
            echo \"unexpected arguments: $*\" >&2; exit 9\n\
          fi\n\
+         echo call >> \"$(dirname \"$0\")/calls\"\n\
          printf '{body}'\n\
          echo 'stand-in diagnostics' >&2\n\
          exit {exit}\n"
@@ -63,7 +64,12 @@ async fn nvidia_smi_meter_sums_gpus_and_the_sampler_integrates_them() {
 
     let origin = Instant::now();
     let sampler = EnergySampler::start(Box::new(meter), Duration::from_millis(40), origin);
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Stop once the sampler has started its third reading (the first call
+    // was the read above); stopping adds a last one.
+    let calls = || std::fs::read_to_string(dir.path().join("calls")).map(|s| s.lines().count()).unwrap_or(0);
+    fleetbench_testkit::wait_until(Duration::from_secs(30), Duration::from_millis(10), async || calls() >= 4)
+        .await
+        .unwrap_or_else(|e| panic!("the sampler did not read the meter three times ({} calls): {e}", calls()));
     let (timeline, _meter) = sampler.stop().await.unwrap();
     assert_eq!(timeline.meter, MeterKind::NvidiaSmi);
     assert_eq!(timeline.provenance, Provenance::Measured);
@@ -124,15 +130,16 @@ async fn rapl_reads_packages_only_and_unfolds_wraps() {
     let r = meter.read().await.unwrap();
     assert_eq!(r.energy_j, Some(5.0 + 1.5));
 
-    // auto picks RAPL when no NVIDIA meter answers, and says so.
-    if NvmlMeter::open().is_err() {
-        let probe = MeterProbe {
-            nvidia_smi: root.join("no-nvidia-smi"),
-            rapl_root: root.to_path_buf(),
-            ..MeterProbe::default()
-        };
-        let choice = open_meter(&MeterSpec::Auto, &probe).await.unwrap();
-        assert_eq!(choice.meter.as_ref().map(|m| m.kind()), Some(MeterKind::Rapl));
+    // auto picks RAPL when no NVIDIA meter answers, and says so; on a host
+    // where the real NVML answers, that comes first (the probe cannot leave
+    // it out).
+    let probe =
+        MeterProbe { nvidia_smi: root.join("no-nvidia-smi"), rapl_root: root.to_path_buf(), ..MeterProbe::default() };
+    let choice = open_meter(&MeterSpec::Auto, &probe).await.unwrap();
+    if choice.meter.as_ref().map(|m| m.kind()) == Some(MeterKind::Nvml) {
+        assert!(choice.reason.contains("the NVIDIA driver library loaded"), "{}", choice.reason);
+    } else {
+        assert_eq!(choice.meter.as_ref().map(|m| m.kind()), Some(MeterKind::Rapl), "{}", choice.reason);
         assert!(choice.reason.contains("auto picked RAPL"), "{}", choice.reason);
         assert_eq!(choice.passed_over.len(), 2, "{:?}", choice.passed_over);
     }
@@ -150,16 +157,20 @@ async fn rapl_reads_packages_only_and_unfolds_wraps() {
 
 #[tokio::test]
 async fn auto_prefers_nvidia_smi_over_rapl() {
-    if NvmlMeter::open().is_ok() {
-        return; // NVML would win on a GPU host; covered by the path below elsewhere.
-    }
     let dir = TempDir::new("auto-smi");
     let cmd = fake_nvidia_smi(dir.path(), "0, 80.0\\n", 0);
     write_zone(dir.path(), "intel-rapl:0", "package-0", 0, 1000);
     let probe = MeterProbe { nvidia_smi: cmd, rapl_root: dir.path().to_path_buf(), ..MeterProbe::default() };
     let choice = open_meter(&MeterSpec::Auto, &probe).await.unwrap();
-    assert_eq!(choice.meter.as_ref().map(|m| m.kind()), Some(MeterKind::NvidiaSmi));
-    assert!(choice.reason.contains("NVML was unavailable"), "{}", choice.reason);
+    let kind = choice.meter.as_ref().map(|m| m.kind());
+    if kind == Some(MeterKind::Nvml) {
+        // A host where the NVIDIA library answers: NVML comes first, ahead
+        // of both stand-ins (the probe cannot leave the real NVML out).
+        assert!(choice.reason.contains("the NVIDIA driver library loaded"), "{}", choice.reason);
+    } else {
+        assert_eq!(kind, Some(MeterKind::NvidiaSmi), "{}", choice.reason);
+        assert!(choice.reason.contains("NVML was unavailable"), "{}", choice.reason);
+    }
 }
 
 #[tokio::test]

@@ -424,22 +424,21 @@ async fn run_with_dashboard_shows_the_arena_live() {
 
     // `rules` answers the four episodes while the HTTP backend's first
     // request is held: the live snapshot shows them.
-    let mut snapshot = None;
-    for _ in 0..1200 {
+    // Polls until the snapshot shows four answers (`Some(Some(..))`) or the
+    // process has exited (`Some(None)`).
+    let wait = std::time::Duration::from_secs(60);
+    let snapshot = fleetbench_testkit::wait_for(wait, std::time::Duration::from_millis(50), async || {
         if let Ok(body) = http_get(&addr, "/api/live").await {
             let runs: serde_json::Value = serde_json::from_str(&body).expect("/api/live is JSON");
             let arena = runs.as_array().and_then(|a| a.iter().find(|s| s["kind"] == "aiops")).cloned();
             if arena.as_ref().is_some_and(|s| s["done"] == 4) {
-                snapshot = arena;
-                break;
+                return Some(arena);
             }
         }
-        if child.try_wait().expect("try_wait").is_some() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    let s = snapshot.expect("the arena's live snapshot with four answers");
+        child.try_wait().expect("try_wait").map(|_| None)
+    })
+    .await;
+    let s = snapshot.ok().flatten().expect("the arena's live snapshot with four answers");
     assert_eq!(s["state"], "running");
     assert_eq!(s["total"], 8);
     assert_eq!(s["failed"], 0);

@@ -52,16 +52,19 @@ async fn sigkill_mid_run_loses_only_requests_in_flight() {
         .spawn()
         .unwrap();
     let done = || s.counters.completed.load(Ordering::SeqCst);
-    for _ in 0..300 {
-        if done() >= 30 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(done() >= 30, "the run did not get going");
+    testkit::wait_until(Duration::from_secs(30), Duration::from_millis(20), async || done() >= 30)
+        .await
+        .expect("the run did not get going: 30 requests completed");
     let completed_before = done();
-    // More than the writer's 100 ms batching delay.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // The writer stores records in batches: wait until those completed so
+    // far are in the database (read from here, as another process would).
+    let reader = fleetbench_store::Store::open(&db).expect("open the results database while the run writes it");
+    let id = reader.latest_run_id().expect("latest run").expect("the run is stored");
+    let stored = || reader.run(id).map(|r| r.request_count).unwrap_or(0);
+    testkit::wait_until(Duration::from_secs(30), Duration::from_millis(20), async || stored() >= completed_before)
+        .await
+        .unwrap_or_else(|e| panic!("{completed_before} requests completed but only {} were stored: {e}", stored()));
+    drop(reader);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let completed_at_kill = done();
@@ -71,7 +74,7 @@ async fn sigkill_mid_run_loses_only_requests_in_flight() {
     let records = store.records(id).unwrap();
     assert!(
         records.len() as u64 >= completed_before,
-        "{} stored, but {completed_before} had completed 400 ms before the kill",
+        "{} stored, but {completed_before} had completed and been stored before the kill",
         records.len()
     );
     assert!(records.len() as u64 <= completed_at_kill);
@@ -390,18 +393,16 @@ async fn run_with_dashboard_shows_the_run_live() {
         v.as_array().unwrap().iter().find(|r| r["kind"] == "run").cloned()
     };
     let mut seen = Vec::new();
-    for _ in 0..100 {
+    let rising = testkit::wait_until(Duration::from_secs(30), Duration::from_millis(100), async || {
         if let Some(r) = live(url.clone()).await {
             if r["state"] == "running" {
                 seen.push(r["done"].as_u64().unwrap());
             }
         }
-        if seen.len() >= 2 && seen.last() > seen.first() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(seen.len() >= 2 && seen.last() > seen.first(), "finished counts seen while running: {seen:?}");
+        seen.len() >= 2 && seen.last() > seen.first()
+    })
+    .await;
+    assert!(rising.is_ok(), "finished counts seen while running: {seen:?}");
     let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
     let rest = reader.join().unwrap();
     assert!(status.success(), "{rest:?}");

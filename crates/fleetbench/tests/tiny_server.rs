@@ -1,8 +1,8 @@
 //! fleetbench against a real inference server with a real model: llama.cpp
 //! (xllamacpp) serving SmolLM2-135M, started by `scripts/test.sh` through
-//! `scripts/tiny-server.sh`, which sets FLEETBENCH_TINY_URL. Without that
-//! variable this test has nothing to measure and returns, unless
-//! FLEETBENCH_REQUIRE_TINY=1 (as in CI), where a missing server fails it.
+//! `scripts/tiny-server.sh`, which sets FLEETBENCH_TINY_URL. Ignored by a
+//! plain `cargo test`; run with `--include-ignored` (as `scripts/test.sh`
+//! does) and without that variable, it fails saying how to start the server.
 
 use std::process::Command;
 
@@ -38,8 +38,9 @@ fn http_get(url: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs the tiny llama.cpp server (FLEETBENCH_TINY_URL): scripts/test.sh starts it"]
 fn real_llama_cpp_server_gives_sane_figures() {
-    let Some(url) = tiny_url() else { return };
+    let url = tiny_url();
     let dir = std::env::temp_dir().join(format!("fb-tiny-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();

@@ -342,17 +342,14 @@ impl Rolling {
 mod tests {
     use super::*;
     use fleetbench_core::{ErrorKind, RequestError};
+    use fleetbench_testkit::RecordBuilder;
 
     fn rec(i: u64, end: f64, ok: bool) -> RequestRecord {
-        RequestRecord {
-            index: i,
-            t_send: end - 1.0,
-            t_first_token: ok.then_some(end - 0.9),
-            t_last_token: ok.then_some(end),
-            t_end: end,
-            output_tokens: if ok { 10 } else { 0 },
-            error: (!ok).then(|| RequestError::new(ErrorKind::Other, "<b>boom</b>")),
-            ..Default::default()
+        let r = RecordBuilder::bare(i).send(end - 1.0).end(end);
+        if ok {
+            r.first_token(end - 0.9).last_token(end).output_tokens(10).build()
+        } else {
+            r.error(RequestError::new(ErrorKind::Other, "<b>boom</b>")).build()
         }
     }
 

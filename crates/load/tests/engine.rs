@@ -325,14 +325,21 @@ async fn stop_signal_interrupts_a_run() {
     let (stop_tx, stop_rx) = watch::channel(false);
     let wl = Arc::new(SyntheticWorkload::new(16, 5, 0.0, 1));
     let h = tokio::spawn(async move { run(&plan, &c, wl, RunClock::start(), tx, stop_rx).await });
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Stop once the run is under way: two requests have finished.
+    let mut n = 0;
+    common::wait_until(Duration::from_secs(30), Duration::from_millis(10), async || {
+        while rx.try_recv().is_ok() {
+            n += 1;
+        }
+        n >= 2
+    })
+    .await
+    .expect("two requests finished before the stop");
     stop_tx.send(true).unwrap();
     let report = h.await.unwrap();
     assert!(report.interrupted);
-    let mut n = 0;
     while rx.try_recv().is_ok() {
         n += 1;
     }
     assert_eq!(report.finished, n);
-    assert!(n >= 2);
 }

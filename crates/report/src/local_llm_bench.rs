@@ -138,18 +138,13 @@ pub fn records_from_rows(rows: &[&BenchRow]) -> Vec<RequestRecord> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fleetbench_testkit::RecordBuilder;
 
     #[test]
     fn header_is_the_series_header() {
         let mut out = Vec::new();
-        let rec = RequestRecord {
-            t_send: 1.0,
-            t_end: 11.0,
-            output_tokens: 1500,
-            label: Some("algorithm/2".into()),
-            finish_reason: Some("stop".into()),
-            ..Default::default()
-        };
+        let rec =
+            RecordBuilder::bare(0).send(1.0).end(11.0).output_tokens(1500).label("algorithm/2").finish("stop").build();
         let recs = [rec];
         let rs = rows(&BenchRun { concurrency: 2, run: 1, run_wall_seconds: 12.5, records: &recs });
         write(&mut out, &rs).unwrap();

@@ -3,31 +3,25 @@
 
 use fleetbench_core::{RequestRecord, RunMeta, RunMetrics, RunStatus, Slo, TokenSource};
 use fleetbench_report::{csv_out::COLUMNS, markdown_summary, run_json, terminal_summary, write_requests_csv};
+use fleetbench_testkit::RecordBuilder;
 
 fn records() -> Vec<RequestRecord> {
     (0..20)
         .map(|i| {
             let t = i as f64 * 0.5;
-            RequestRecord {
-                index: i,
-                request_id: format!("r{i}"),
-                agent: Some((i % 2) as u32),
-                t_sched: t,
-                t_send: t,
-                t_first_byte: Some(t + 0.05),
-                t_first_token: Some(t + 0.1),
-                t_last_token: Some(t + 0.1 + 0.02 * 9.0),
-                t_end: t + 0.29,
-                itl: vec![0.02; 9],
-                token_events: 10,
-                event_tokens: 10,
-                input_tokens: Some(50),
-                output_tokens: 10,
-                token_source: TokenSource::Server,
-                finish_reason: Some("length".into()),
-                http_status: Some(200),
-                ..Default::default()
-            }
+            RecordBuilder::ok(i)
+                .agent((i % 2) as u32)
+                .sent_at(t)
+                .first_byte(t + 0.05)
+                .first_token(t + 0.1)
+                .last_token(t + 0.1 + 0.02 * 9.0)
+                .end(t + 0.29)
+                .itl(vec![0.02; 9])
+                .tokens(10)
+                .input_tokens(50)
+                .token_source(TokenSource::Server)
+                .finish("length")
+                .build()
         })
         .collect()
 }

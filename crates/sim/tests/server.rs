@@ -241,9 +241,7 @@ async fn concurrency_beyond_max_num_seqs_queues() {
         }));
     }
     // Scrape /metrics while the six requests are in flight.
-    let mut saw_waiting = 0.0f64;
-    for _ in 0..40 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    let saw_waiting = fleetbench_testkit::wait_until(Duration::from_secs(10), Duration::from_millis(5), async || {
         let text = client.get(format!("http://{}/metrics", h.local_addr())).send().await.unwrap().text().await.unwrap();
         let waiting = text
             .lines()
@@ -251,17 +249,15 @@ async fn concurrency_beyond_max_num_seqs_queues() {
             .and_then(|l| l.rsplit(' ').next())
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or(0.0);
-        saw_waiting = saw_waiting.max(waiting);
-        if saw_waiting >= 1.0 {
-            break;
-        }
-    }
+        waiting >= 1.0
+    })
+    .await;
     let mut ttfts = Vec::new();
     for t in tasks {
         ttfts.push(t.await.unwrap());
     }
     ttfts.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    assert!(saw_waiting >= 1.0, "vllm:num_requests_waiting never rose above 0");
+    assert!(saw_waiting.is_ok(), "vllm:num_requests_waiting never rose above 0");
     assert!(h.stats().max_waiting >= 3, "stats {:?}", h.stats());
     // The last two waited for two whole requests ahead of them.
     assert!(ttfts[5] > 3.0 * ttfts[0], "ttfts {ttfts:?}");
@@ -312,15 +308,11 @@ async fn a_client_that_goes_away_is_aborted_in_the_engine() {
     }
     assert_eq!(h.stats().num_requests_running, 1);
     drop(stream);
-    let mut running = 1;
-    for _ in 0..100 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        running = h.stats().num_requests_running;
-        if running == 0 {
-            break;
-        }
-    }
-    assert_eq!(running, 0, "the abandoned request kept running");
+    fleetbench_testkit::wait_until(Duration::from_secs(10), Duration::from_millis(20), async || {
+        h.stats().num_requests_running == 0
+    })
+    .await
+    .expect("the abandoned request kept running");
     assert!(h.stats().generation_tokens_total < 200);
     h.shutdown().await;
 }

@@ -3,6 +3,7 @@
 
 use fleetbench_core::{ErrorKind, RequestError, RequestRecord, RunMeta, RunStatus, ServerTimings, TokenSource};
 use fleetbench_store::{RecordWriter, Store, StoreError};
+use fleetbench_testkit::RecordBuilder;
 
 fn meta(pid: Option<u32>) -> RunMeta {
     RunMeta {
@@ -25,27 +26,21 @@ fn meta(pid: Option<u32>) -> RunMeta {
 }
 
 fn record(i: u64) -> RequestRecord {
-    RequestRecord {
-        index: i,
-        request_id: format!("r{i}"),
-        agent: Some(0),
-        t_sched: 0.1 * i as f64,
-        t_send: 0.1 * i as f64 + 0.001,
-        t_first_byte: Some(0.2),
-        t_first_token: Some(0.25),
-        t_last_token: Some(0.5),
-        t_end: 0.51,
-        itl: vec![0.01, 0.02, 0.03],
-        token_events: 4,
-        event_tokens: 4,
-        input_tokens: Some(12),
-        output_tokens: 4,
-        token_source: TokenSource::Server,
-        finish_reason: Some("stop".into()),
-        http_status: Some(200),
-        server_timings: Some(ServerTimings { predicted_per_token_ms: Some(9.0), ..Default::default() }),
-        ..Default::default()
-    }
+    RecordBuilder::ok(i)
+        .agent(0)
+        .scheduled(0.1 * i as f64)
+        .send(0.1 * i as f64 + 0.001)
+        .first_byte(0.2)
+        .first_token(0.25)
+        .last_token(0.5)
+        .end(0.51)
+        .itl(vec![0.01, 0.02, 0.03])
+        .tokens(4)
+        .input_tokens(12)
+        .token_source(TokenSource::Server)
+        .finish("stop")
+        .server_timings(ServerTimings { predicted_per_token_ms: Some(9.0), ..Default::default() })
+        .build()
 }
 
 fn tmp(name: &str) -> std::path::PathBuf {

@@ -1,6 +1,17 @@
-//! A scripted SSE server for tests: exact timing (role chunk at once, first
-//! token after `ttft`, one token every `itl`, usage, `[DONE]`) and injected
-//! faults. It counts requests in flight on the server side.
+//! What fleetbench's own tests share (never used by the product):
+//!
+//! - a scripted SSE server: exact timing (role chunk at once, first token
+//!   after `ttft`, one token every `itl`, usage, `[DONE]`) and injected
+//!   faults; it counts requests in flight on the server side;
+//! - [`wait_until`] / [`wait_for`]: wait on a condition with a deadline
+//!   instead of sleeping a fixed time;
+//! - [`RecordBuilder`]: `RequestRecord` fixtures.
+
+mod record;
+mod wait;
+
+pub use record::RecordBuilder;
+pub use wait::{wait_for, wait_until, TimedOut};
 
 use axum::serve::ListenerExt as _;
 use std::convert::Infallible;

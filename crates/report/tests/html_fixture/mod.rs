@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use fleetbench_core::{ErrorKind, RequestError, RequestRecord, RunMeta, RunMetrics, RunStatus, Slo, TokenSource};
 use fleetbench_store::Store;
+use fleetbench_testkit::RecordBuilder;
 use serde_json::json;
 
 pub const HOSTILE_MODEL: &str = "qwen<script>window.__pwned=1</script>";
@@ -39,31 +40,24 @@ pub fn records(c: u32, n: u64, fail_every: u64) -> Vec<RequestRecord> {
             let first = t + ttft + jitter;
             let last = first + gap * (out - 1) as f64;
             let failed = fail_every > 0 && i % fail_every == fail_every - 1;
-            RequestRecord {
-                index: i,
-                request_id: format!("r{i}"),
-                agent: Some((i % c as u64) as u32),
-                t_sched: t,
-                t_send: t,
-                t_first_byte: Some(first - 0.002),
-                t_first_token: if failed { None } else { Some(first) },
-                t_last_token: if failed { None } else { Some(last) },
-                t_end: if failed { first } else { last + 0.001 },
-                itl: if failed {
-                    Vec::new()
-                } else {
-                    (0..out - 1).map(|k| gap * (0.8 + 0.05 * (k % 9) as f64)).collect()
-                },
-                token_events: if failed { 0 } else { out },
-                event_tokens: if failed { 0 } else { out },
-                input_tokens: Some(128),
-                output_tokens: if failed { 0 } else { out },
-                token_source: TokenSource::Server,
-                finish_reason: if failed { None } else { Some("length".into()) },
-                http_status: Some(if failed { 503 } else { 200 }),
-                error: failed.then(|| RequestError::new(ErrorKind::HttpStatus, HOSTILE_ERROR).with_status(503)),
-                ..Default::default()
-            }
+            let r = if failed {
+                RecordBuilder::failed(i, RequestError::new(ErrorKind::HttpStatus, HOSTILE_ERROR).with_status(503))
+                    .end(first)
+            } else {
+                RecordBuilder::ok(i)
+                    .first_token(first)
+                    .last_token(last)
+                    .end(last + 0.001)
+                    .itl((0..out - 1).map(|k| gap * (0.8 + 0.05 * (k % 9) as f64)).collect::<Vec<_>>())
+                    .tokens(out)
+                    .finish("length")
+            };
+            r.agent((i % c as u64) as u32)
+                .sent_at(t)
+                .first_byte(first - 0.002)
+                .input_tokens(128)
+                .token_source(TokenSource::Server)
+                .build()
         })
         .collect()
 }
