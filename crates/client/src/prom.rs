@@ -117,9 +117,7 @@ const PREFIX_RATE: &[&str] = &["sglang:cache_hit_rate"];
 
 /// Combines the finite values of the first of `names` present.
 fn combine(samples: &[Sample], names: &[&str], f: fn(f64, f64) -> f64) -> Option<f64> {
-    names.iter().find_map(|n| {
-        samples.iter().filter(|s| s.name == *n && s.value.is_finite()).map(|s| s.value).reduce(f)
-    })
+    names.iter().find_map(|n| samples.iter().filter(|s| s.name == *n && s.value.is_finite()).map(|s| s.value).reduce(f))
 }
 
 fn sum_of(samples: &[Sample], names: &[&str]) -> Option<f64> {
@@ -296,7 +294,8 @@ weird_label{a="x\"y\\z",b="line\nbreak",} 1e3 1700000000000
 
     #[test]
     fn fractions_of_several_engines_are_not_added() {
-        let s = parse("vllm:kv_cache_usage_perc{engine=\"0\"} 0.9\nvllm:kv_cache_usage_perc{engine=\"1\"} 0.95\n").unwrap();
+        let s =
+            parse("vllm:kv_cache_usage_perc{engine=\"0\"} 0.9\nvllm:kv_cache_usage_perc{engine=\"1\"} 0.95\n").unwrap();
         assert_eq!(ServerState::from_samples(&s, 0.0).kv_cache_usage, Some(0.95));
     }
 

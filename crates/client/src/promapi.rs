@@ -182,7 +182,9 @@ mod tests {
         assert_eq!(s[0].value.1, "3");
         assert!(matches!(parse::<Vec<RangeSeries>>(v, "x", "matrix"), Err(PromApiError::WrongType { .. })));
         let err = br#"{"status":"error","errorType":"bad_data","error":"parse error"}"#;
-        assert!(matches!(parse::<Vec<VectorSample>>(err, "x", "vector"), Err(PromApiError::Failed { error_type, .. }) if error_type == "bad_data"));
+        assert!(
+            matches!(parse::<Vec<VectorSample>>(err, "x", "vector"), Err(PromApiError::Failed { error_type, .. }) if error_type == "bad_data")
+        );
         assert!(parse::<Vec<VectorSample>>(b"<html>", "x", "vector").is_err());
     }
 }

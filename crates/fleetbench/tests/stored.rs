@@ -81,8 +81,8 @@ async fn runs_show_on_a_sweep_level_gives_the_sweeps_figures() {
             .arg(dir.join("sweep.json"));
         let o = output(c).await;
         assert!(o.status.success(), "{}", text(&o));
-        let doc: Value = serde_json::from_slice(&std::fs::read(dir.join("sweep.json")).expect("json-out"))
-            .expect("sweep JSON");
+        let doc: Value =
+            serde_json::from_slice(&std::fs::read(dir.join("sweep.json")).expect("json-out")).expect("sweep JSON");
         let levels = doc["levels"].as_array().expect("levels");
         assert_eq!(levels.len(), 2);
         for l in levels {

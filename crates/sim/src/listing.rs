@@ -110,8 +110,9 @@ impl Catalog {
 /// A prediction for the terminal: the deployment, its memory, and one row
 /// per concurrency level with the bottleneck.
 pub fn prediction_text(d: &crate::Deployment, p: &crate::Prediction, input: u32, output: u32) -> String {
-    let mut t = Table::new(["concurrency", "per-req tok/s", "aggr tok/s", "TTFT ms", "bottleneck", "KV use", "power W"])
-        .all_right();
+    let mut t =
+        Table::new(["concurrency", "per-req tok/s", "aggr tok/s", "TTFT ms", "bottleneck", "KV use", "power W"])
+            .all_right();
     for l in &p.levels {
         t.push([
             l.concurrency.to_string(),

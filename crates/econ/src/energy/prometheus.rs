@@ -34,12 +34,7 @@ impl PrometheusMeter {
         }
         let api = PromApi::new(base, timeout)
             .map_err(|e| MeterError::Unavailable { meter: "prometheus", why: e.to_string() })?;
-        Ok(PrometheusMeter {
-            api,
-            selector: selector.to_string(),
-            counters: BTreeMap::new(),
-            series: 0,
-        })
+        Ok(PrometheusMeter { api, selector: selector.to_string(), counters: BTreeMap::new(), series: 0 })
     }
 
     async fn query(&self, metric: &str) -> Result<Vec<VectorSample>, MeterError> {

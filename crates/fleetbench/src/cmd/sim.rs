@@ -7,10 +7,10 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
-use fleetbench_sim::calibration;
-use fleetbench_sim::listing::Part;
 use fleetbench_report::export::JsonDoc;
 use fleetbench_report::Format;
+use fleetbench_sim::calibration;
+use fleetbench_sim::listing::Part;
 use fleetbench_sim::server::{start_server, SimServerConfig};
 use fleetbench_sim::{Catalog, Deployment, DeploymentSpec, Parallelism, Workload};
 
