@@ -365,6 +365,47 @@ impl PriceEntry {
     }
 }
 
+/// The dollar keys of a usage under a price entry, as stored and written:
+/// `usd_total`, `usd_per_request` and `usd_per_million_output_tokens`, each
+/// `None` (null) where undefined (no requests, no output tokens).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct CostFigures {
+    pub usd_total: Option<f64>,
+    pub usd_per_request: Option<f64>,
+    pub usd_per_million_output_tokens: Option<f64>,
+}
+
+impl CostFigures {
+    /// The figures of `usage` under `price`.
+    pub fn priced(price: &PriceEntry, usage: &Usage) -> Result<CostFigures, PriceError> {
+        Ok(CostFigures::from(price.cost_summary(usage)?))
+    }
+}
+
+impl From<CostSummary> for CostFigures {
+    fn from(c: CostSummary) -> CostFigures {
+        let finite = |v: f64| v.is_finite().then_some(v);
+        CostFigures {
+            usd_total: finite(c.usd_total),
+            usd_per_request: finite(c.usd_per_request),
+            usd_per_million_output_tokens: finite(c.usd_per_million_output_tokens),
+        }
+    }
+}
+
+/// `usd_total`, `usd_per_request` and `usd_per_million_output_tokens` of a
+/// usage under a price entry (null where undefined, e.g. no output tokens):
+/// the dollar keys of a run, a sweep level and an arena backend alike.
+pub fn cost_figures(
+    price: &PriceEntry,
+    usage: &Usage,
+) -> Result<serde_json::Map<String, serde_json::Value>, PriceError> {
+    Ok(match serde_json::to_value(CostFigures::priced(price, usage)?) {
+        Ok(serde_json::Value::Object(m)) => m,
+        _ => serde_json::Map::new(),
+    })
+}
+
 /// Each value divided by the smallest positive one (`NaN` where a value is
 /// not a finite number).
 pub fn multipliers_vs_cheapest(values: &[f64]) -> Vec<f64> {

@@ -13,7 +13,9 @@ use anyhow::{bail, Context as _};
 use fleetbench_core::{parse_duration, RequestRecord, RunClock, RunMetrics};
 use fleetbench_econ::energy::measure_idle;
 use fleetbench_econ::energy::timeline::{energy_report, EnergyReport, TokenWindow};
-use fleetbench_econ::{open_meter, EnergyMeter, EnergySampler, MeterProbe, MeterSpec, PriceEntry, PriceSheet, Usage};
+use fleetbench_econ::{
+    cost_figures, open_meter, EnergyMeter, EnergySampler, MeterProbe, MeterSpec, PriceEntry, PriceSheet, Usage,
+};
 use fleetbench_store::Store;
 use serde_json::{json, Map, Value};
 
@@ -259,19 +261,6 @@ pub fn past_the_meter(j_per_token: f64, pue: f64, supply: &str) -> anyhow::Resul
         "per_million_tokens": a.per_million_tokens,
         "inputs": a.inputs,
     }))
-}
-
-/// `usd_total`, `usd_per_request` and `usd_per_million_output_tokens` of a
-/// usage under a price entry (null where undefined, e.g. no output tokens):
-/// the dollar keys of a run, a sweep level and an arena backend alike.
-pub fn cost_figures(price: &PriceEntry, usage: &Usage) -> Result<Map<String, Value>, fleetbench_econ::PriceError> {
-    let c = price.cost_summary(usage)?;
-    let finite = |v: f64| if v.is_finite() { json!(v) } else { Value::Null };
-    Ok(Map::from_iter([
-        ("usd_total".to_string(), finite(c.usd_total)),
-        ("usd_per_request".to_string(), finite(c.usd_per_request)),
-        ("usd_per_million_output_tokens".to_string(), finite(c.usd_per_million_output_tokens)),
-    ]))
 }
 
 /// The whole measured run: first measured send to last end.

@@ -1075,7 +1075,7 @@ fn arena_costs(
             mean_power_w: None,
             batch_api: false,
         };
-        let mut v = match crate::instruments::cost_figures(&entry, &usage) {
+        let mut v = match fleetbench_econ::cost_figures(&entry, &usage) {
             Ok(usd) => serde_json::Value::Object(usd),
             Err(e) => serde_json::json!({ "cost_error": e.to_string() }),
         };
