@@ -17,6 +17,9 @@ use std::collections::BTreeMap;
 
 use fleetbench_core::stats::Interval;
 use fleetbench_core::{RequestRecord, RunMeta, RunMetrics, Slo};
+/// The arena's typed records, read here as they are written.
+pub use fleetbench_store::records::arena::{is_arena_run, Answer as ArenaAnswer, ArenaBackend};
+use fleetbench_store::Artifact as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -25,9 +28,9 @@ pub const KIND_SWEEP_LEVEL: &str = "sweep_level";
 pub const KIND_SERVER_METRICS: &str = "server_metrics";
 pub const KIND_COST: &str = "cost";
 pub const KIND_ENERGY: &str = "energy";
-pub const KIND_ARENA_BACKEND: &str = "arena_backend";
+pub const KIND_ARENA_BACKEND: &str = ArenaBackend::KIND;
 pub const KIND_COST_PLAN: &str = "cost_plan";
-pub const KIND_ANSWER: &str = "answer";
+pub const KIND_ANSWER: &str = ArenaAnswer::KIND;
 
 /// One point of the throughput–concurrency picture: a run, or a level of a
 /// sweep.
@@ -100,22 +103,6 @@ pub struct PerMillion {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ArenaBackend {
-    pub backend: String,
-    #[serde(default)]
-    pub model: Option<String>,
-    pub score: f64,
-    #[serde(default)]
-    pub ci95: Option<Interval>,
-    #[serde(default)]
-    pub episodes: Option<u64>,
-    #[serde(default)]
-    pub failed: Option<u64>,
-    #[serde(default)]
-    pub scenarios: BTreeMap<String, f64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlanRow {
     pub name: String,
     #[serde(default)]
@@ -146,16 +133,6 @@ pub struct CostPlan {
     pub rows: Vec<PlanRow>,
     #[serde(default)]
     pub skipped: Vec<PlanSkip>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ArenaAnswer {
-    pub backend: String,
-    #[serde(default)]
-    pub scenario: Option<String>,
-    pub text: String,
-    #[serde(default)]
-    pub score: Option<f64>,
 }
 
 /// Everything the report knows about one stored run.
@@ -288,13 +265,14 @@ impl ReportRun {
     }
 
     /// The points this run adds to the concurrency picture: its sweep levels,
-    /// else itself; none when it sent no requests (an arena run, which
-    /// stores answers and a leaderboard only).
+    /// else itself; none when it sent no requests, or for an arena run
+    /// (its figures are the leaderboard; the HTTP requests it stores mix
+    /// several backends).
     pub fn points(&self) -> Vec<Level> {
         if !self.levels.is_empty() {
             return self.levels.clone();
         }
-        if self.metrics.sent == 0 {
+        if self.metrics.sent == 0 || is_arena_run(&self.meta.config) {
             return Vec::new();
         }
         let concurrency = configured_concurrency(&self.meta).or_else(|| {

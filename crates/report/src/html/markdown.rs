@@ -27,8 +27,8 @@ pub(super) fn render(report: &Report) -> String {
     let ids: Vec<String> = report.runs.iter().map(|r| r.meta.id.to_string()).collect();
     let _ = writeln!(s, "# fleetbench report: runs {}\n", ids.join(", "));
     for r in &report.runs {
-        if r.metrics.sent == 0 {
-            // An arena-only run sent no measured requests: its tables below say it all.
+        if r.metrics.sent == 0 || super::data::is_arena_run(&r.meta.config) {
+            // An arena run (or one that sent nothing): its tables below say it all.
             let _ = writeln!(s, "## Run {}: {}\n", r.meta.id, md_escape(&r.meta.workload));
             continue;
         }

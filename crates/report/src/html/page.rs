@@ -563,7 +563,12 @@ mod tests {
     use super::super::data::ArenaAnswer;
 
     fn answer(backend: &str, score: f64) -> ArenaAnswer {
-        ArenaAnswer { backend: backend.into(), scenario: None, text: format!("{backend} {score}"), score: Some(score) }
+        ArenaAnswer {
+            backend: backend.into(),
+            text: format!("{backend} {score}"),
+            score: Some(score),
+            ..Default::default()
+        }
     }
 
     #[test]
