@@ -1,5 +1,5 @@
 //! The backends file of `aiops run`: which operators to ask, built-in or
-//! over HTTP (the binary does the HTTP), with concurrency and prices.
+//! over HTTP (sent by [`crate::arena`]), with concurrency and prices.
 
 use serde::Deserialize;
 
@@ -88,6 +88,20 @@ pub enum BackendsError {
     UnknownBuiltin(String),
     #[error("no backends given")]
     Empty,
+    #[error("reading {path}: {why}")]
+    Read { path: String, why: String },
+}
+
+/// `--backends`: a backends TOML file (a path ending in `.toml`, or any
+/// existing file), else a comma list of built-in names.
+pub fn parse_backends_arg(arg: &str) -> Result<Vec<BackendSpec>, BackendsError> {
+    if arg.ends_with(".toml") || std::path::Path::new(arg).is_file() {
+        let text = std::fs::read_to_string(arg)
+            .map_err(|e| BackendsError::Read { path: arg.to_string(), why: e.to_string() })?;
+        parse_backends_toml(&text)
+    } else {
+        parse_builtin_list(arg)
+    }
 }
 
 /// Parses a comma list of built-in names.

@@ -59,7 +59,7 @@ pub async fn run(args: RunsArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         RunsCommand::Show { id } => {
             let (meta, metrics, _) = load(&store, id)?;
             let boards = store.artifacts(id, "arena_backend")?;
-            if metrics.sent == 0 && !boards.is_empty() {
+            if !boards.is_empty() {
                 // An arena run: its figures are the leaderboard, not requests.
                 println!("run {} · {} · status {}", meta.id, meta.workload, meta.status.as_str());
                 for (name, b) in &boards {
