@@ -1,19 +1,11 @@
 //! The backends file of `aiops run`: which operators to ask, built-in or
-//! over HTTP (the binary does the HTTP), with concurrency and prices.
+//! over HTTP (sent by [`crate::arena`]), with concurrency and prices.
 
+use fleetbench_core::ApiKind;
 use serde::Deserialize;
 
 use crate::leaderboard::Price;
 use crate::operator::BUILTIN;
-
-/// Wire protocol of an HTTP backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Api {
-    Chat,
-    Completions,
-    Anthropic,
-}
 
 /// One backend entry.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -24,7 +16,8 @@ pub struct BackendSpec {
     pub builtin: Option<String>,
     pub url: Option<String>,
     pub model: Option<String>,
-    pub api: Option<Api>,
+    /// Wire protocol (`chat`, `completions`, `anthropic`); default chat.
+    pub api: Option<ApiKind>,
     /// Environment variable holding the API key.
     pub api_key_env: Option<String>,
     #[serde(default = "one")]
@@ -88,6 +81,20 @@ pub enum BackendsError {
     UnknownBuiltin(String),
     #[error("no backends given")]
     Empty,
+    #[error("reading {path}: {why}")]
+    Read { path: String, why: String },
+}
+
+/// `--backends`: a backends TOML file (a path ending in `.toml`, or any
+/// existing file), else a comma list of built-in names.
+pub fn parse_backends_arg(arg: &str) -> Result<Vec<BackendSpec>, BackendsError> {
+    if arg.ends_with(".toml") || std::path::Path::new(arg).is_file() {
+        let text = std::fs::read_to_string(arg)
+            .map_err(|e| BackendsError::Read { path: arg.to_string(), why: e.to_string() })?;
+        parse_backends_toml(&text)
+    } else {
+        parse_builtin_list(arg)
+    }
 }
 
 /// Parses a comma list of built-in names.
@@ -170,7 +177,7 @@ mod tests {
             builtin = "rules"
         "#;
         let b = parse_backends_toml(text).unwrap();
-        assert_eq!(b[0].api, Some(Api::Chat));
+        assert_eq!(b[0].api, Some(ApiKind::Chat));
         assert_eq!(b[0].price().unwrap().output_per_mtok, 0.6);
         assert_eq!(b[1].concurrency, 1);
         assert!(parse_backends_toml("[[backend]]\nname = \"x\"\nurl = \"http://h/v1\"\n").is_err());

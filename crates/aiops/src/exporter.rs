@@ -59,6 +59,9 @@ impl LiveFleet {
     /// A fleet of `gpus` GPUs from `seed`, with `hours` of scheduled
     /// episodes, starting now at `speed` times real time.
     pub fn new(gpus: usize, seed: u64, hours: f64, speed: f64) -> Result<LiveFleet, AiopsError> {
+        if !(speed > 0.0 && speed <= 10_000.0) {
+            return Err(AiopsError::Invalid("--speed must be above 0 and at most 10000".into()));
+        }
         let fleet = Fleet::build(gpus, seed)?;
         let slots = ((hours * 3600.0) / SLOT_S as f64).ceil().max(1.0) as usize;
         let episodes = plan_schedule(&fleet, slots, seed);

@@ -1,11 +1,15 @@
 //! Per-backend results: every episode's answer beside its truth and score,
 //! and the leaderboard row (mean with 95 % CI, per-item accuracy, per
 //! scenario, false positives, over-remediation, unparseable, latency,
-//! tokens, cost).
+//! tokens, cost), and the arena's live tally for the dashboard
+//! ([`LiveTally`]).
 
 use std::collections::BTreeMap;
 
 use fleetbench_core::stats::{mean, mean_ci, Interval, Summary};
+use fleetbench_econ::arena::{inline_api_entry, per_diagnosis, ArenaCost};
+use fleetbench_load::live::{LeaderboardRow, LiveRun, LiveState, ScenarioRow as LiveScenarioRow};
+use fleetbench_store::records::arena::{Answer, ArenaBackend};
 use serde::Serialize;
 
 use crate::diagnosis::Diagnosis;
@@ -59,24 +63,34 @@ impl EpisodeResult {
 
 impl EpisodeResult {
     /// The `answer` artifact `aiops run` stores for this result (the shape
-    /// the HTML report reads): `backend`, `episode_id`, `scenario` (id),
-    /// `label`, `text` (the raw answer), `score`, `truth` (diagnosis JSON),
-    /// `items` (points per checklist item), `unparseable`, `parse_error`,
-    /// `lenient`, `parsed`; and `error`, `ttft_s`, `e2el_s`, `input_tokens`,
-    /// `output_tokens` when known.
-    pub fn answer_artifact(&self, backend: &str) -> serde_json::Value {
-        let mut v = self.to_json();
-        if let Some(obj) = v.as_object_mut() {
-            let text = obj.remove("answer").unwrap_or(serde_json::Value::Null);
-            obj.insert("text".into(), text);
-            obj.insert("backend".into(), serde_json::Value::String(backend.to_string()));
-            for k in ["error", "ttft_s", "e2el_s", "input_tokens", "output_tokens", "parse_error", "parsed"] {
-                if obj.get(k).is_some_and(serde_json::Value::is_null) {
-                    obj.remove(k);
-                }
-            }
+    /// the HTML report reads): the answer's `text` beside its `truth`,
+    /// score and timings.
+    pub fn answer_artifact(&self, backend: &str) -> Answer {
+        Answer {
+            backend: backend.to_string(),
+            episode_id: self.episode_id.clone(),
+            scenario: Some(self.scenario.id().to_string()),
+            label: Some(self.scenario.table_key().to_string()),
+            difficulty: Some(crate::episode::difficulty_of(&self.truth).to_string()),
+            text: self.answer.clone(),
+            score: Some(self.score.total),
+            items: self.score.items.named().iter().map(|(name, got, _)| (name.to_string(), *got)).collect(),
+            unparseable: self.score.unparseable,
+            lenient: self.score.lenient,
+            action_class: self
+                .score
+                .action_class
+                .and_then(|c| serde_json::to_value(c).ok())
+                .and_then(|v| v.as_str().map(str::to_string)),
+            truth: Some(self.truth.to_json()),
+            parsed: self.parsed.as_ref().map(Diagnosis::to_json),
+            parse_error: self.score.parse_error.clone(),
+            error: self.error.clone(),
+            ttft_s: self.ttft_s,
+            e2el_s: self.e2el_s,
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
         }
-        v
     }
 }
 
@@ -150,21 +164,21 @@ fn rate(results: &[EpisodeResult], f: impl Fn(&EpisodeResult) -> bool) -> f64 {
 
 impl Leaderboard {
     /// The `arena_backend` artifact of this row (the shape the HTML report
-    /// reads): `backend`, `model`, `score`, `ci95` (`{lo, hi}`), `episodes`,
-    /// `failed`, `scenarios` (table key -> mean score), and the whole row
-    /// under `leaderboard`.
-    pub fn arena_artifact(&self, model: Option<&str>) -> serde_json::Value {
-        let scenarios: BTreeMap<&str, f64> = self.per_scenario.iter().map(|(k, v)| (*k, v.mean_score)).collect();
-        serde_json::json!({
-            "backend": self.name,
-            "model": model,
-            "score": self.mean_score,
-            "ci95": self.ci95,
-            "episodes": self.episodes,
-            "failed": self.failed_requests,
-            "scenarios": scenarios,
-            "leaderboard": self,
-        })
+    /// reads): `backend`, `model`, `score`, `ci95`, `episodes`, `failed`,
+    /// `scenarios` (table key -> mean score), the whole row under
+    /// `leaderboard`, and the backend's cost keys when it is priced.
+    pub fn arena_artifact(&self, model: Option<&str>, cost: Option<ArenaCost>) -> ArenaBackend {
+        ArenaBackend {
+            backend: self.name.clone(),
+            model: model.map(str::to_string),
+            score: self.mean_score,
+            ci95: self.ci95,
+            episodes: Some(self.episodes as u64),
+            failed: Some(self.failed_requests as u64),
+            scenarios: self.per_scenario.iter().map(|(k, v)| (k.to_string(), v.mean_score)).collect(),
+            leaderboard: serde_json::to_value(self).ok(),
+            cost,
+        }
     }
 }
 
@@ -218,13 +232,14 @@ pub fn leaderboard(
         mean_input_tokens: mean(&inp),
         mean_output_tokens: mean(&out),
     };
-    let cost_per_diagnosis = price.map(|p| {
-        usage.mean_input_tokens.unwrap_or(0.0) * p.input_per_mtok / 1e6
-            + usage.mean_output_tokens.unwrap_or(0.0) * p.output_per_mtok / 1e6
-    });
-    let cost_per_day = match (cost_per_diagnosis, stream_rate_per_s) {
-        (Some(c), Some(r)) => Some(c * r * 86_400.0),
-        _ => None,
+    let (cost_per_diagnosis, cost_per_day) = match price {
+        Some(p) => per_diagnosis(
+            &inline_api_entry(name, p.input_per_mtok, p.output_per_mtok),
+            usage.mean_input_tokens.unwrap_or(0.0),
+            usage.mean_output_tokens.unwrap_or(0.0),
+            stream_rate_per_s,
+        ),
+        None => (None, None),
     };
     Leaderboard {
         name: name.to_string(),
@@ -367,6 +382,162 @@ impl EpisodeResult {
     }
 }
 
+/// Characters of the latest answer shown on the live dashboard.
+const LIVE_ANSWER_CHARS: usize = 2000;
+/// Least time between two recomputations of the live intervals.
+const LIVE_CI_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Running figures of one backend for the dashboard.
+#[derive(Default)]
+struct BackendTally {
+    scores: Vec<f64>,
+    sum: f64,
+    failed: u64,
+    ci: Option<fleetbench_core::stats::Interval>,
+    /// Scenario table key -> (sum, n).
+    scenarios: BTreeMap<&'static str, (f64, u64)>,
+}
+
+#[derive(Default)]
+struct TallyState {
+    /// In the order backends first answered.
+    backends: Vec<(String, BackendTally)>,
+    last_ci: Option<std::time::Instant>,
+}
+
+/// The arena's live run: counts and means follow every answer; the
+/// bootstrap intervals are recomputed at most every [`LIVE_CI_EVERY`], and
+/// only while a browser watches.
+pub struct LiveTally {
+    run: LiveRun,
+    started: std::time::Instant,
+    state: std::sync::Mutex<TallyState>,
+}
+
+impl LiveTally {
+    pub fn new(run: LiveRun) -> LiveTally {
+        LiveTally { run, started: std::time::Instant::now(), state: std::sync::Mutex::new(TallyState::default()) }
+    }
+
+    /// Marks the live run failed.
+    pub fn fail(&self) {
+        self.run.finish(LiveState::Failed);
+    }
+
+    /// Counts one scored answer of `backend`.
+    pub fn record(&self, backend: &str, r: &EpisodeResult) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let i = match st.backends.iter().position(|(n, _)| n == backend) {
+            Some(i) => i,
+            None => {
+                st.backends.push((backend.to_string(), BackendTally::default()));
+                st.backends.len() - 1
+            }
+        };
+        {
+            let b = &mut st.backends[i].1;
+            b.scores.push(r.score.total);
+            b.sum += r.score.total;
+            b.failed += u64::from(r.error.is_some());
+            let e = b.scenarios.entry(r.scenario.table_key()).or_default();
+            e.0 += r.score.total;
+            e.1 += 1;
+        }
+        if self.run.watched() && st.last_ci.is_none_or(|t| t.elapsed() >= LIVE_CI_EVERY) {
+            st.last_ci = Some(std::time::Instant::now());
+            for (_, b) in st.backends.iter_mut() {
+                b.ci = fleetbench_core::stats::mean_ci(&b.scores);
+            }
+        }
+        let rows = live_rows(&st.backends);
+        let scenarios = live_scenarios(&st.backends);
+        drop(st);
+        let text: String = r.answer.chars().take(LIVE_ANSWER_CHARS).collect();
+        let elapsed = self.started.elapsed().as_secs_f64();
+        self.run.update(|s| {
+            match &r.error {
+                Some(e) => {
+                    s.failed += 1;
+                    *s.errors.entry(e.clone()).or_default() += 1;
+                    s.last_error = Some(format!("{backend}: {e}"));
+                }
+                None => s.done += 1,
+            }
+            s.last_answer = Some(text);
+            s.elapsed_s = elapsed;
+            s.leaderboard = rows;
+            s.scenarios = scenarios;
+        });
+    }
+
+    /// The end: the leaderboard with its final intervals, and the state.
+    pub fn publish_final(&self, boards: &[Leaderboard], state: LiveState) {
+        let mut rows: Vec<LeaderboardRow> = boards
+            .iter()
+            .filter(|b| b.episodes > 0)
+            .map(|b| LeaderboardRow {
+                backend: b.name.clone(),
+                score: b.mean_score,
+                ci_lo: b.ci95.map(|c| c.lo),
+                ci_hi: b.ci95.map(|c| c.hi),
+                answered: (b.episodes - b.failed_requests) as u64,
+                failed: b.failed_requests as u64,
+            })
+            .collect();
+        rows.sort_by(|x, y| y.score.total_cmp(&x.score));
+        let scenarios = Scenario::ALL
+            .iter()
+            .map(|sc| LiveScenarioRow {
+                scenario: sc.table_key().to_string(),
+                scores: boards
+                    .iter()
+                    .filter_map(|b| b.per_scenario.get(sc.table_key()).map(|r| (b.name.clone(), r.mean_score)))
+                    .collect(),
+            })
+            .filter(|r| !r.scores.is_empty())
+            .collect();
+        let elapsed = self.started.elapsed().as_secs_f64();
+        self.run.update(|s| {
+            s.leaderboard = rows;
+            s.scenarios = scenarios;
+            s.elapsed_s = elapsed;
+        });
+        self.run.finish(state);
+    }
+}
+
+fn live_rows(backends: &[(String, BackendTally)]) -> Vec<LeaderboardRow> {
+    let mut rows: Vec<LeaderboardRow> = backends
+        .iter()
+        .map(|(name, b)| LeaderboardRow {
+            backend: name.clone(),
+            score: b.sum / b.scores.len().max(1) as f64,
+            ci_lo: b.ci.map(|c| c.lo),
+            ci_hi: b.ci.map(|c| c.hi),
+            answered: b.scores.len() as u64 - b.failed,
+            failed: b.failed,
+        })
+        .collect();
+    rows.sort_by(|x, y| y.score.total_cmp(&x.score));
+    rows
+}
+
+fn live_scenarios(backends: &[(String, BackendTally)]) -> Vec<LiveScenarioRow> {
+    Scenario::ALL
+        .iter()
+        .map(|sc| LiveScenarioRow {
+            scenario: sc.table_key().to_string(),
+            scores: backends
+                .iter()
+                .filter_map(|(name, b)| {
+                    b.scenarios.get(sc.table_key()).map(|(sum, n)| (name.clone(), sum / (*n).max(1) as f64))
+                })
+                .collect(),
+        })
+        .filter(|r| !r.scores.is_empty())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -416,23 +587,36 @@ mod tests {
     #[test]
     fn answer_artifact_carries_text_truth_and_score() {
         let r = &results()[1];
-        let v = r.answer_artifact("rules");
+        let a = r.answer_artifact("rules");
+        assert_eq!(a.artifact_name(), "rules/e1");
+        assert_eq!(a.scenario.as_deref(), Some("healthy"));
+        assert_eq!(a.text, "no idea");
+        assert_eq!(a.score, Some(0.0));
+        assert!(a.unparseable);
+        let v = serde_json::to_value(&a).expect("json");
         assert_eq!(v["backend"], "rules");
         assert_eq!(v["episode_id"], "e1");
-        assert_eq!(v["scenario"], "healthy");
         assert_eq!(v["text"], "no idea");
-        assert_eq!(v["score"], 0.0);
-        assert_eq!(v["unparseable"], true);
         assert!(v.get("answer").is_none() && v.get("error").is_none() && v.get("ttft_s").is_none());
+        assert!(v.get("parsed").is_none() && v["parse_error"].is_string());
         assert_eq!(validate(&v["truth"]).expect("truth round-trips"), r.truth);
         assert!(v["items"]["detection"].is_number());
+        // The keys of the per-episode JSON, with `text` for `answer`.
+        let mut keys: Vec<String> = r.to_json().as_object().expect("object").keys().cloned().collect();
+        keys.retain(|k| {
+            !["answer", "parsed", "error", "ttft_s", "e2el_s", "input_tokens", "output_tokens"].contains(&k.as_str())
+        });
+        keys.extend(["text".to_string(), "backend".to_string()]);
+        keys.sort();
+        let stored: Vec<String> = v.as_object().expect("object").keys().cloned().collect();
+        assert_eq!(stored, keys);
     }
 
     #[test]
     fn arena_artifact_has_the_report_shape() {
         let rs = results();
         let lb = leaderboard("rules", &rs, None, None);
-        let v = lb.arena_artifact(Some("m"));
+        let v = serde_json::to_value(lb.arena_artifact(Some("m"), None)).expect("json");
         assert_eq!(v["backend"], "rules");
         assert_eq!(v["model"], "m");
         assert_eq!(v["score"], lb.mean_score);
@@ -443,5 +627,65 @@ mod tests {
         assert_eq!(v["scenarios"]["pcie.gpu_off_bus"], rs[2].score.total);
         assert!(v["ci95"]["lo"].is_number() && v["ci95"]["hi"].is_number());
         assert_eq!(v["leaderboard"]["name"], "rules");
+        assert!(v.get("price_entry").is_none(), "an unpriced backend has no cost keys");
+    }
+
+    #[test]
+    fn inline_prices_cost_a_mean_diagnosis() {
+        let mut rs = results();
+        for r in &mut rs {
+            (r.input_tokens, r.output_tokens) = (Some(900), Some(40));
+        }
+        let lb = leaderboard("b", &rs, Some(Price { input_per_mtok: 1.0, output_per_mtok: 2.0 }), Some(0.5));
+        let c = lb.cost_per_diagnosis.expect("priced");
+        assert!((c - (900.0 + 80.0) / 1e6).abs() < 1e-15, "{c}");
+        assert!((lb.cost_per_day.expect("per day") - c * 43_200.0).abs() < 1e-9);
+    }
+
+    fn tally_result(id: &str, scenario: Scenario, answer: String, error: Option<&str>) -> EpisodeResult {
+        let truth = validate(&serde_json::json!({
+            "detected": false, "root_cause": "none", "location": null, "onset": null, "action": "NONE", "evidence": []
+        }))
+        .expect("truth");
+        let mut r = EpisodeResult::scored(id, scenario, &truth, answer);
+        r.error = error.map(str::to_string);
+        r
+    }
+
+    #[test]
+    fn the_live_tally_counts_ranks_and_finishes() {
+        let bus = fleetbench_load::live::LiveBus::new();
+        let tally = LiveTally::new(bus.start(fleetbench_load::live::LiveRunInfo {
+            kind: "aiops".into(),
+            total: Some(4),
+            ..Default::default()
+        }));
+        let good = r#"{"detected": false, "root_cause": "none", "location": null, "onset": null, "action": "NONE", "evidence": []}"#;
+        tally.record("a", &tally_result("e0", Scenario::Healthy, good.into(), None));
+        tally.record("b", &tally_result("e0", Scenario::Healthy, String::new(), Some("timeout_total")));
+        tally.record("a", &tally_result("e1", Scenario::DecoyOnly, "x".repeat(LIVE_ANSWER_CHARS + 50), None));
+        let s = &bus.snapshots()[0];
+        assert_eq!((s.done, s.failed), (2, 1));
+        assert_eq!(s.errors.get("timeout_total"), Some(&1));
+        assert_eq!(s.last_answer.as_ref().map(|a| a.chars().count()), Some(LIVE_ANSWER_CHARS));
+        let names: Vec<&str> = s.leaderboard.iter().map(|r| r.backend.as_str()).collect();
+        assert_eq!(names, ["a", "b"], "best first");
+        assert_eq!((s.leaderboard[0].answered, s.leaderboard[0].failed), (2, 0));
+        assert_eq!((s.leaderboard[1].answered, s.leaderboard[1].failed), (0, 1));
+        assert_eq!(s.leaderboard[0].score, 50.0, "100 and an unparseable 0");
+        let healthy = s.scenarios.iter().find(|r| r.scenario == "healthy").expect("healthy row");
+        assert_eq!(healthy.scores.get("a"), Some(&100.0));
+        assert_eq!(healthy.scores.get("b"), Some(&0.0));
+        assert_eq!(s.leaderboard[0].ci_lo, None, "no interval is computed while nobody watches");
+
+        let boards = vec![
+            leaderboard("a", &[tally_result("e0", Scenario::Healthy, good.into(), None)], None, None),
+            leaderboard("b", &[], None, None),
+        ];
+        tally.publish_final(&boards, LiveState::Finished);
+        let s = &bus.snapshots()[0];
+        assert_eq!(s.state, LiveState::Finished);
+        assert_eq!(s.leaderboard.len(), 1, "a backend without answers is not ranked");
+        assert_eq!(s.leaderboard[0].ci_lo, boards[0].ci95.map(|c| c.lo));
     }
 }

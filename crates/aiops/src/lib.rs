@@ -8,8 +8,10 @@
 //! validated strictly ([`diagnosis`]), scored by a deterministic checklist
 //! ([`score`]) and gathered into a leaderboard ([`leaderboard`]). In-process
 //! operators (the `rules` runbook and two floors) live in [`operator`]; the
-//! live `/metrics` endpoint in [`exporter`]; files in [`output`].
+//! live `/metrics` endpoint in [`exporter`]; files in [`output`]; the whole
+//! arena run (every backend over every episode, stored) in [`arena`].
 
+pub mod arena;
 pub mod backends;
 pub mod diagnosis;
 pub mod episode;
@@ -26,10 +28,14 @@ pub mod time;
 pub mod topology;
 pub mod window;
 
+pub use arena::{
+    parse_rate, render_costs, run_arena, ArenaConfig, ArenaError, ArenaObserver, ArenaOutcome, BackendProgress,
+    Prepared, Telemetry,
+};
 pub use diagnosis::{json_schema, parse_answer, Diagnosis, Location, ParseError};
 pub use episode::{plan_episode, plan_schedule, Episode};
 pub use leaderboard::{leaderboard, EpisodeResult, Leaderboard, Price};
-pub use operator::{builtin, Operator, OperatorInput, RulesOperator};
+pub use operator::{builtin, rules_responder, Operator, OperatorInput, RulesOperator};
 pub use scenario::{Action, ActionClass, Scenario};
 pub use score::{score_answer, score_diagnosis, DiagnosisScore};
 pub use topology::{Fleet, TopologyError};
@@ -44,6 +50,10 @@ pub enum AiopsError {
     Io { path: String, source: std::io::Error },
     #[error("episodes file line {line}: {why}")]
     EpisodeLine { line: usize, why: String },
+    #[error("answers file line {line}: {why}")]
+    AnswerLine { line: usize, why: String },
+    #[error("{0}")]
+    Invalid(String),
     #[error("Prometheus query failed: {0}")]
     Prometheus(String),
 }

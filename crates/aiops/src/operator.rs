@@ -516,3 +516,24 @@ fn rules_finding(w: &EpisodeWindow) -> Option<Finding> {
     }
     None
 }
+
+/// A model stand-in that answers every prompt of the first `episodes`
+/// episodes of a `gpus`-GPU fleet (seed `seed`) with the rules runbook's
+/// diagnosis, and nothing else: plugged into a simulated server, it runs the
+/// whole HTTP path (prompt, stream, lenient parse, score) with no model.
+pub fn rules_responder(
+    gpus: usize,
+    episodes: usize,
+    seed: u64,
+) -> Result<std::sync::Arc<dyn Fn(&str) -> Option<String> + Send + Sync>, crate::TopologyError> {
+    let fleet = crate::Fleet::build(gpus, seed)?;
+    let mut answers = std::collections::HashMap::new();
+    let mut rules = RulesOperator;
+    for ep in crate::plan_schedule(&fleet, episodes, seed) {
+        let window = crate::generated_window(&fleet, &ep);
+        let text = crate::prompt::render(&window);
+        let answer = rules.diagnose(&OperatorInput { window: &window, prompt: &text });
+        answers.insert(text, answer);
+    }
+    Ok(std::sync::Arc::new(move |p: &str| answers.get(p).cloned()))
+}

@@ -54,6 +54,28 @@ pub struct GenerateSummary {
     pub samples: u64,
     pub episodes: usize,
     pub files: Vec<PathBuf>,
+    /// Wall time it took.
+    pub secs: f64,
+}
+
+impl std::fmt::Display for GenerateSummary {
+    /// What was written, how fast, and one line per file.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} GPUs, {} steps, {} episodes, {} samples in {:.1} s ({:.0} samples/s)",
+            self.gpus,
+            self.steps,
+            self.episodes,
+            self.samples,
+            self.secs,
+            self.samples as f64 / self.secs.max(1e-9)
+        )?;
+        for p in &self.files {
+            write!(f, "\n  {}", p.display())?;
+        }
+        Ok(())
+    }
 }
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> AiopsError + '_ {
@@ -265,6 +287,10 @@ pub fn generate(
     format: TelemetryFormat,
     dir: &Path,
 ) -> Result<GenerateSummary, AiopsError> {
+    if !(hours > 0.0 && hours <= 24.0 * 31.0) {
+        return Err(AiopsError::Invalid("--hours must be above 0 and at most 744".into()));
+    }
+    let started = std::time::Instant::now();
     let fleet = Fleet::build(gpus, seed)?;
     let steps = ((hours * 3600.0) / STEP_S as f64).ceil().max(1.0) as u64;
     let slots = ((steps as i64 * STEP_S) as f64 / SLOT_S as f64).ceil() as usize;
@@ -306,7 +332,8 @@ pub fn generate(
         }
     };
     files.push(tele);
-    Ok(GenerateSummary { gpus: fleet.gpu_count(), steps, samples, episodes: episodes.len(), files })
+    let secs = started.elapsed().as_secs_f64();
+    Ok(GenerateSummary { gpus: fleet.gpu_count(), steps, samples, episodes: episodes.len(), files, secs })
 }
 
 /// Reads `episodes.jsonl`: `(episode_id, scenario, truth)` per line.
@@ -327,4 +354,43 @@ pub fn read_episodes(text: &str) -> Result<Vec<(String, crate::Scenario, crate::
         out.push((id.to_string(), scenario, truth));
     }
     Ok(out)
+}
+
+/// `aiops score`: every episode of an `episodes.jsonl` text scored
+/// against its answer in an answers JSONL text (`{"episode_id": ...,
+/// "answer": "<raw text>"}` per line; every id must be an episode's; a
+/// non-string answer is kept as its JSON text for the parser to judge).
+/// An episode without an answer scores as unparseable; the count of those
+/// comes second.
+pub fn score_answers(episodes: &str, answers: &str) -> Result<(Vec<crate::EpisodeResult>, usize), AiopsError> {
+    let episodes = read_episodes(episodes)?;
+    let known: std::collections::BTreeSet<&str> = episodes.iter().map(|e| e.0.as_str()).collect();
+    let mut by_id = std::collections::BTreeMap::new();
+    for (i, line) in answers.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bad = |why: String| AiopsError::AnswerLine { line: i + 1, why };
+        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| bad(format!("not JSON: {e}")))?;
+        let id =
+            v.get("episode_id").and_then(|x| x.as_str()).ok_or_else(|| bad("missing string 'episode_id'".into()))?;
+        if !known.contains(id) {
+            return Err(bad(format!("episode '{id}' is not in the episodes file")));
+        }
+        let answer = match v.get("answer") {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+            None => String::new(),
+        };
+        by_id.insert(id.to_string(), answer);
+    }
+    let missing = episodes.len() - by_id.len();
+    let results = episodes
+        .into_iter()
+        .map(|(id, sc, truth)| {
+            let answer = by_id.remove(&id).unwrap_or_default();
+            crate::EpisodeResult::scored(&id, sc, &truth, answer)
+        })
+        .collect();
+    Ok((results, missing))
 }

@@ -277,3 +277,13 @@ pub fn prompt_schema() -> serde_json::Value {
 pub fn approx_tokens(prompt: &str) -> usize {
     prompt.len().div_ceil(4)
 }
+
+/// Episode `index` of the schedule of a `gpus`-GPU fleet seeded `seed`,
+/// with its operator prompt (from the generated window).
+pub fn episode_prompt(gpus: usize, seed: u64, index: usize) -> Result<(crate::Episode, String), crate::TopologyError> {
+    let fleet = crate::Fleet::build(gpus, seed)?;
+    let mut eps = crate::plan_schedule(&fleet, index + 1, seed);
+    let ep = eps.swap_remove(index);
+    let p = render(&crate::generated_window(&fleet, &ep));
+    Ok((ep, p))
+}

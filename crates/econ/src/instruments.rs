@@ -17,7 +17,7 @@ use crate::accounting::{account, find_supply, AccountError, AccountInputs};
 use crate::energy::timeline::{energy_report, TokenWindow};
 use crate::energy::MeterSpec;
 use crate::energy::{measure_idle, open_meter, EnergyMeter, EnergySampler, EnergyTimeline, MeterError, MeterProbe};
-use crate::price::{cost_figures, PriceEntry, PriceError, PriceSheet, Usage};
+use crate::price::{CostFigures, PriceEntry, PriceError, PriceSheet, Usage};
 use crate::records::{CostRecord, EnergyRecord, PastTheMeter};
 
 /// The facility PUE and electricity supply assumed past the meter unless
@@ -237,14 +237,15 @@ impl Metering<'_> {
                 .as_ref()
                 .and_then(|r| r.whole_run.as_ref())
                 .map(|w| w.joules / (w.end_s - w.start_s).max(1e-9));
-            match cost_figures(price, &usage) {
+            match CostFigures::priced(price, &usage) {
                 Ok(c) => {
                     figures.cost = Some(CostRecord {
                         backend: price.name.clone(),
                         kind: Some(price.kind().as_str().to_string()),
                         price_inputs: Some(price_inputs(price)),
                         source: price.source.clone(),
-                        ..c
+                        figures: c,
+                        ..Default::default()
                     })
                 }
                 Err(e) => figures.warnings.push(format!("cannot price this run with '{}': {e}", price.name)),

@@ -3,6 +3,7 @@
 //! - [`price`]: price sheets (`api`, `rented`, `owned`) and what a measured
 //!   usage costs: `usd_per_million_output_tokens`, `usd_per_request`,
 //!   `usd_per_day`, the multiplier against the cheapest.
+//! - [`arena`]: what each priced backend of the AIOps arena costs.
 //! - [`planner`]: the batch-job planner (`fleetbench cost plan`).
 //! - [`energy`]: meters behind one trait, the background sampler, timelines,
 //!   idle baseline and J/token.
@@ -14,6 +15,7 @@
 //! Nothing here prints; every function returns values or typed errors.
 
 pub mod accounting;
+pub mod arena;
 pub mod energy;
 pub mod instruments;
 pub mod planner;
@@ -26,8 +28,8 @@ pub use energy::{
 };
 pub use planner::{plan_batch_job, BatchJob, Plan, PlanRow, ThroughputInput};
 pub use price::{
-    multipliers_vs_cheapest, CostSummary, PriceEntry, PriceError, PriceKind, PriceModel, PriceSheet, StreamRate,
-    Throughput, Usage,
+    multipliers_vs_cheapest, CostFigures, CostSummary, PriceEntry, PriceError, PriceKind, PriceModel, PriceSheet,
+    StreamRate, Throughput, Usage,
 };
 
 #[cfg(test)]

@@ -365,6 +365,36 @@ impl PriceEntry {
     }
 }
 
+/// The dollar keys of a usage under a price entry, as stored and written:
+/// `usd_total`, `usd_per_request` and `usd_per_million_output_tokens`, each
+/// `None` (null) where undefined (no requests, no output tokens).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CostFigures {
+    pub usd_total: Option<f64>,
+    pub usd_per_request: Option<f64>,
+    pub usd_per_million_output_tokens: Option<f64>,
+}
+
+impl CostFigures {
+    /// The figures of `usage` under `price`: the one cost formula for the
+    /// dollar keys of a run, a sweep level and an arena backend alike.
+    pub fn priced(price: &PriceEntry, usage: &Usage) -> Result<CostFigures, PriceError> {
+        Ok(CostFigures::from(price.cost_summary(usage)?))
+    }
+}
+
+impl From<CostSummary> for CostFigures {
+    fn from(c: CostSummary) -> CostFigures {
+        let finite = |v: f64| v.is_finite().then_some(v);
+        CostFigures {
+            usd_total: finite(c.usd_total),
+            usd_per_request: finite(c.usd_per_request),
+            usd_per_million_output_tokens: finite(c.usd_per_million_output_tokens),
+        }
+    }
+}
+
 /// Each value divided by the smallest positive one (`NaN` where a value is
 /// not a finite number).
 pub fn multipliers_vs_cheapest(values: &[f64]) -> Vec<f64> {
@@ -805,20 +835,4 @@ mod tests {
         assert_eq!(v["model"]["kind"], "api");
         assert_eq!(v["model"]["usd_per_m_output"], 8.0);
     }
-}
-
-/// `usd_total`, `usd_per_request` and `usd_per_million_output_tokens` of a
-/// usage under a price entry (`None` where undefined, e.g. no output
-/// tokens): the one formula for the dollar keys of a run, a sweep level and
-/// an arena backend alike. The record's other fields are left for the
-/// caller to fill.
-pub fn cost_figures(price: &PriceEntry, usage: &Usage) -> Result<crate::records::CostRecord, PriceError> {
-    let c = price.cost_summary(usage)?;
-    let finite = |v: f64| v.is_finite().then_some(v);
-    Ok(crate::records::CostRecord {
-        usd_total: finite(c.usd_total),
-        usd_per_request: finite(c.usd_per_request),
-        usd_per_million_output_tokens: finite(c.usd_per_million_output_tokens),
-        ..Default::default()
-    })
 }

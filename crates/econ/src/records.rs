@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::accounting::{AccountInputs, PerMillionTokens};
 use crate::energy::timeline::WindowEnergy;
 use crate::energy::EnergyTimeline;
+use crate::price::CostFigures;
 
 /// The price of a run (or of one backend of an arena run): the dollar keys
 /// of docs/METRICS.md and what they were computed from. Stored under the
@@ -27,12 +28,9 @@ pub struct CostRecord {
     /// Where the price came from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
-    #[serde(default)]
-    pub usd_total: Option<f64>,
-    #[serde(default)]
-    pub usd_per_request: Option<f64>,
-    #[serde(default)]
-    pub usd_per_million_output_tokens: Option<f64>,
+    /// `usd_total`, `usd_per_request`, `usd_per_million_output_tokens`.
+    #[serde(flatten)]
+    pub figures: CostFigures,
     /// Arena backends: the price entry named by the backend.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub price_entry: Option<String>,

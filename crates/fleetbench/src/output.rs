@@ -14,6 +14,12 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::args::OutputArgs;
 
+/// Exit status when the error rate passed `--max-error-rate`.
+pub const EXIT_ERROR_RATE: u8 = 3;
+/// Exit status when the user interrupted a measuring command (what finished
+/// is kept).
+pub const EXIT_INTERRUPTED: u8 = 130;
+
 /// Prints a line to standard output (`println!` that survives `| head`).
 #[macro_export]
 macro_rules! outln {

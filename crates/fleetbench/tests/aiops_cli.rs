@@ -11,7 +11,8 @@ use std::process::{Command, Stdio};
 
 use fleetbench_aiops::diagnosis::validate;
 use fleetbench_aiops::{EpisodeResult, Scenario};
-use fleetbench_store::Store;
+use fleetbench_store::records::arena::{Answer, ArenaBackend};
+use fleetbench_store::{Artifact, Store};
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_fleetbench"));
@@ -221,19 +222,19 @@ async fn run_sends_prompts_to_an_http_backend_and_scores_its_text() {
     // The HTTP answers are stored with their timings, beside the truth.
     let store = Store::open(&dir.join("r.db")).expect("open the results database");
     let run_id = v["run_id"].as_i64().expect("run_id");
-    let stored: Vec<serde_json::Value> = store
-        .artifacts(run_id, "answer")
+    let stored: Vec<Answer> = store
+        .get_all::<Answer>(run_id)
         .expect("answers")
         .into_iter()
         .filter(|(name, _)| name.starts_with("mock/"))
-        .map(|(_, v)| v)
+        .map(|(_, a)| a)
         .collect();
     assert_eq!(stored.len(), 6);
     for a in &stored {
-        assert_eq!(a["text"], healthy);
-        assert_eq!(a["output_tokens"], 40);
-        assert!(a["e2el_s"].is_number() && a["ttft_s"].is_number(), "{a}");
-        assert!(a["truth"]["root_cause"].is_string());
+        assert_eq!(a.text, healthy);
+        assert_eq!(a.output_tokens, Some(40));
+        assert!(a.e2el_s.is_some() && a.ttft_s.is_some(), "{a:?}");
+        assert!(a.truth.as_ref().is_some_and(|t| t["root_cause"].is_string()));
     }
     let run = store.run(run_id).expect("run");
     assert_eq!(run.meta.backend_url, url, "the run names the HTTP backend");
@@ -241,9 +242,9 @@ async fn run_sends_prompts_to_an_http_backend_and_scores_its_text() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Reads every stored artifact of one kind as (name, value).
-fn artifacts(db: &Path, run_id: i64, kind: &str) -> Vec<(String, serde_json::Value)> {
-    Store::open(db).expect("open the results database").artifacts(run_id, kind).expect("artifacts")
+/// Reads every stored artifact of one type as (name, value).
+fn artifacts<A: Artifact>(db: &Path, run_id: i64) -> Vec<(String, A)> {
+    Store::open(db).expect("open the results database").get_all::<A>(run_id).expect("artifacts")
 }
 
 #[test]
@@ -283,24 +284,23 @@ fn run_stores_every_answer_with_its_truth_and_score() {
     assert_eq!(run.request_count, 0);
 
     // Every answer, re-scored from its stored text and truth, has its stored score.
-    let answers = artifacts(&db, run_id, "answer");
+    let answers = artifacts::<Answer>(&db, run_id);
     assert_eq!(answers.len(), 24);
     let mut by_backend: std::collections::BTreeMap<String, Vec<(String, f64)>> = Default::default();
     let mut rules_scores = std::collections::BTreeSet::new();
     for (name, a) in &answers {
-        let backend = a["backend"].as_str().expect("backend");
-        let episode = a["episode_id"].as_str().expect("episode_id");
+        let (backend, episode) = (a.backend.as_str(), a.episode_id.as_str());
         assert_eq!(name, &format!("{backend}/{episode}"));
-        let truth = validate(&a["truth"]).expect("the stored truth is a diagnosis");
-        let scenario = Scenario::from_id(a["scenario"].as_str().expect("scenario")).expect("a scenario id");
-        let text = a["text"].as_str().expect("text").to_string();
-        let again = EpisodeResult::scored(episode, scenario, &truth, text);
-        let score = a["score"].as_f64().expect("score");
+        let stored_truth = a.truth.as_ref().expect("truth");
+        let truth = validate(stored_truth).expect("the stored truth is a diagnosis");
+        let scenario = Scenario::from_id(a.scenario.as_deref().expect("scenario")).expect("a scenario id");
+        let again = EpisodeResult::scored(episode, scenario, &truth, a.text.clone());
+        let score = a.score.expect("score");
         assert_eq!(score, again.score.total, "{name}: stored score differs from re-scoring its text");
-        assert_eq!(a["items"]["root_cause"].as_f64(), Some(again.score.items.root_cause), "{name}");
-        assert!(a.get("error").is_none(), "built-ins do not fail: {a}");
+        assert_eq!(a.items.get("root_cause").copied(), Some(again.score.items.root_cause), "{name}");
+        assert!(a.error.is_none(), "built-ins do not fail: {a:?}");
         if backend == "rules" {
-            rules_scores.insert(a["truth"]["root_cause"].to_string());
+            rules_scores.insert(stored_truth["root_cause"].to_string());
         }
         by_backend.entry(backend.to_string()).or_default().push((episode.to_string(), score));
     }
@@ -312,20 +312,20 @@ fn run_stores_every_answer_with_its_truth_and_score() {
     }
 
     // One leaderboard artifact per backend, agreeing with the answers and json-out.
-    let boards = artifacts(&db, run_id, "arena_backend");
+    let boards = artifacts::<ArenaBackend>(&db, run_id);
     assert_eq!(boards.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["always-healthy", "rules"]);
     for (name, b) in &boards {
         let scores = &by_backend[name];
         let mean = scores.iter().map(|(_, s)| s).sum::<f64>() / scores.len() as f64;
-        assert!((b["score"].as_f64().expect("score") - mean).abs() < 1e-9, "{name}: {b}");
-        assert_eq!(b["backend"], name.as_str());
-        assert_eq!(b["episodes"], 12);
-        assert_eq!(b["failed"], 0);
-        assert!(b["ci95"]["lo"].as_f64().expect("lo") <= b["ci95"]["hi"].as_f64().expect("hi"));
-        assert!(b["scenarios"].as_object().is_some_and(|m| !m.is_empty()), "{b}");
-        assert_eq!(b["leaderboard"]["name"], name.as_str());
+        assert!((b.score - mean).abs() < 1e-9, "{name}: {b:?}");
+        assert_eq!(&b.backend, name);
+        assert_eq!((b.episodes, b.failed), (Some(12), Some(0)));
+        assert!(b.ci95.is_some_and(|c| c.lo <= c.hi));
+        assert!(!b.scenarios.is_empty(), "{b:?}");
+        assert!(b.cost.is_none(), "built-ins are not priced");
+        assert_eq!(b.leaderboard.as_ref().map(|l| &l["name"]), Some(&serde_json::json!(name)));
         let row = lb["backends"].as_array().expect("backends").iter().find(|r| r["name"] == name.as_str());
-        assert_eq!(row.map(|r| &r["mean_score"]), Some(&b["score"]));
+        assert_eq!(row.and_then(|r| r["mean_score"].as_f64()), Some(b.score));
     }
 
     // The report draws the arena from this run alone, with no request charts.
@@ -451,7 +451,7 @@ async fn run_with_dashboard_shows_the_arena_live() {
     assert!(s["scenarios"].as_array().is_some_and(|r| !r.is_empty()), "{s}");
     assert!(s["last_answer"].as_str().is_some_and(|a| a.contains("root_cause")), "{s}");
     // While the HTTP answer is held, the built-in answers are already stored.
-    assert_eq!(artifacts(&db, run_id, "answer").len(), 4);
+    assert_eq!(artifacts::<Answer>(&db, run_id).len(), 4);
     let _ = release_tx.send(true);
 
     let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await.expect("join").expect("wait");
@@ -460,7 +460,7 @@ async fn run_with_dashboard_shows_the_arena_live() {
     let mut stdout = String::new();
     out.stdout.as_slice().read_to_string(&mut stdout).expect("utf-8");
     assert!(stdout.contains(&format!("stored as run {run_id} in")), "{stdout}");
-    assert_eq!(artifacts(&db, run_id, "answer").len(), 8);
+    assert_eq!(artifacts::<Answer>(&db, run_id).len(), 8);
     assert_eq!(
         Store::open(&db).expect("db").run(run_id).expect("run").meta.status,
         fleetbench_core::RunStatus::Completed

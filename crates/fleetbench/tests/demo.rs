@@ -4,6 +4,8 @@
 
 use std::process::Command;
 
+use fleetbench_store::records::arena::ArenaBackend;
+
 #[test]
 fn quick_demo_stores_runs_and_writes_the_report() {
     let dir = std::env::temp_dir().join(format!("fb-demo-{}", std::process::id()));
@@ -36,9 +38,9 @@ fn quick_demo_stores_runs_and_writes_the_report() {
         assert_eq!(store.artifacts(r.meta.id, "sweep_level").unwrap().len(), 1);
     }
     let arena = runs.iter().find(|r| r.meta.workload.starts_with("aiops-arena")).expect("the arena run");
-    let boards = store.artifacts(arena.meta.id, "arena_backend").unwrap();
+    let boards = store.get_all::<ArenaBackend>(arena.meta.id).unwrap();
     assert_eq!(boards.len(), 4, "rules, always-healthy, random and the simulated server");
-    let score = |name: &str| boards.iter().find(|(n, _)| n == name).map(|(_, v)| v["score"].as_f64().unwrap());
+    let score = |name: &str| boards.iter().find(|(n, _)| n == name).map(|(_, b)| b.score);
     // The simulated server answers with the runbook's diagnosis over HTTP.
     assert_eq!(score("rules"), score("sim-rtx3090-moe"));
 

@@ -83,9 +83,9 @@ pub struct FigureKeys {
 impl FigureKeys {
     pub fn new(cost: Option<CostRecord>, energy: Option<EnergyRecord>) -> FigureKeys {
         FigureKeys {
-            usd_per_million_output_tokens: cost.as_ref().and_then(|c| c.usd_per_million_output_tokens),
-            usd_per_request: cost.as_ref().and_then(|c| c.usd_per_request),
-            usd_total: cost.as_ref().and_then(|c| c.usd_total),
+            usd_per_million_output_tokens: cost.as_ref().and_then(|c| c.figures.usd_per_million_output_tokens),
+            usd_per_request: cost.as_ref().and_then(|c| c.figures.usd_per_request),
+            usd_total: cost.as_ref().and_then(|c| c.figures.usd_total),
             price: cost,
             energy_per_output_token_j: energy.as_ref().and_then(|e| e.energy_per_output_token_j),
             energy,

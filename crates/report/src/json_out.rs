@@ -20,10 +20,15 @@ pub fn run_json(meta: &RunMeta, metrics: &RunMetrics) -> Value {
         o.insert("command".into(), json!(meta.command_line));
         o.insert("host".into(), json!(meta.host));
         o.insert("num_prompts".into(), json!(metrics.sent));
-        for key in ["max_concurrency", "request_rate", "burstiness"] {
-            if let Some(x) = meta.config.get(key) {
-                o.insert(key.into(), x.clone());
-            }
+        // vLLM's keys: max_concurrency always (null when unbounded), the
+        // arrival rate and its burstiness for open loops.
+        let c = meta.run_config();
+        o.insert("max_concurrency".into(), json!(c.max_concurrency));
+        if let Some(r) = c.request_rate {
+            o.insert("request_rate".into(), json!(r));
+        }
+        if let Some(b) = c.burstiness {
+            o.insert("burstiness".into(), json!(b));
         }
         o.insert("config".into(), meta.config.clone());
     }

@@ -3,6 +3,7 @@
 //! Records are written as they complete by a [`RecordWriter`] at most about
 //! 100 ms behind, so a killed run loses only the requests in flight.
 
+mod answers;
 pub mod records;
 mod schema;
 mod writer;
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 use fleetbench_core::{ErrorKind, RequestError, RequestRecord, RunMeta, RunStatus, ServerTimings, TokenSource};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
+pub use answers::AnswerWriter;
 pub use records::Artifact;
 pub use writer::RecordWriter;
 

@@ -1,6 +1,8 @@
-//! The background writer: records arrive on a channel and are committed in
-//! batches at most [`FLUSH_EVERY`] after the first of a batch arrived, on a
-//! thread of their own so the load engine never waits on the disk.
+//! The background writers: items arrive on a channel and are committed in
+//! batches on a thread of their own, so the load engine (or the arena)
+//! never waits on the disk. [`RecordWriter`] commits request records at
+//! most [`FLUSH_EVERY`] after the first of a batch arrived; the answer
+//! writer ([`crate::AnswerWriter`]) shares the same thread and batching.
 
 use std::path::Path;
 use std::sync::mpsc;
@@ -16,27 +18,32 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
 /// Largest batch per transaction.
 const MAX_BATCH: usize = 1024;
 
-/// Handle to the writer thread of one run.
-pub struct RecordWriter {
-    tx: Option<mpsc::Sender<RequestRecord>>,
+/// A writer thread with its own connection: what is sent is committed by
+/// `commit` in batches, a batch at most `flush_every` after its first item
+/// arrived (zero: as soon as the queue is drained).
+pub(crate) struct BatchWriter<T> {
+    tx: Option<mpsc::Sender<T>>,
     handle: Option<JoinHandle<Result<u64, StoreError>>>,
 }
 
-impl RecordWriter {
-    /// Opens its own connection to the database at `path` and starts the
-    /// writer thread for `run_id`.
-    pub fn start(path: &Path, run_id: i64) -> Result<RecordWriter, StoreError> {
+impl<T: Send + 'static> BatchWriter<T> {
+    pub(crate) fn start(
+        path: &Path,
+        thread_name: &str,
+        flush_every: Duration,
+        mut commit: impl FnMut(&mut Store, &[T]) -> Result<(), StoreError> + Send + 'static,
+    ) -> Result<BatchWriter<T>, StoreError> {
         let mut store = Store::open(path)?;
-        let (tx, rx) = mpsc::channel::<RequestRecord>();
+        let (tx, rx) = mpsc::channel::<T>();
         let handle = std::thread::Builder::new()
-            .name("fleetbench-store".into())
+            .name(thread_name.into())
             .spawn(move || {
                 let mut written = 0u64;
-                let mut batch: Vec<RequestRecord> = Vec::new();
+                let mut batch: Vec<T> = Vec::new();
                 let mut first_at: Option<Instant> = None;
                 loop {
                     let wait = match first_at {
-                        Some(t) => FLUSH_EVERY.saturating_sub(t.elapsed()),
+                        Some(t) => flush_every.saturating_sub(t.elapsed()),
                         None => Duration::from_secs(3600),
                     };
                     let closed = match rx.recv_timeout(wait) {
@@ -54,9 +61,9 @@ impl RecordWriter {
                         Err(mpsc::RecvTimeoutError::Timeout) => false,
                         Err(mpsc::RecvTimeoutError::Disconnected) => true,
                     };
-                    let due = first_at.is_some_and(|t| t.elapsed() >= FLUSH_EVERY) || batch.len() >= MAX_BATCH;
+                    let due = first_at.is_some_and(|t| t.elapsed() >= flush_every) || batch.len() >= MAX_BATCH;
                     if !batch.is_empty() && (due || closed) {
-                        store.insert_records(run_id, &batch)?;
+                        commit(&mut store, &batch)?;
                         written += batch.len() as u64;
                         batch.clear();
                         first_at = None;
@@ -67,17 +74,17 @@ impl RecordWriter {
                 }
             })
             .map_err(|e| StoreError::CreateDir { path: path.to_path_buf(), source: e })?;
-        Ok(RecordWriter { tx: Some(tx), handle: Some(handle) })
+        Ok(BatchWriter { tx: Some(tx), handle: Some(handle) })
     }
 
-    /// Queues a record; returns false if the writer has stopped (its error
-    /// comes from [`finish`](RecordWriter::finish)).
-    pub fn write(&self, record: RequestRecord) -> bool {
-        self.tx.as_ref().is_some_and(|tx| tx.send(record).is_ok())
+    /// Queues an item; false if the writer has stopped (its error comes
+    /// from [`finish`](BatchWriter::finish)).
+    pub(crate) fn write(&self, item: T) -> bool {
+        self.tx.as_ref().is_some_and(|tx| tx.send(item).is_ok())
     }
 
-    /// Flushes everything queued and stops; returns how many were written.
-    pub fn finish(mut self) -> Result<u64, StoreError> {
+    /// Commits everything queued and stops; returns how many were written.
+    pub(crate) fn finish(mut self) -> Result<u64, StoreError> {
         self.tx.take();
         match self.handle.take().map(|h| h.join()) {
             Some(Ok(r)) => r,
@@ -87,11 +94,38 @@ impl RecordWriter {
     }
 }
 
-impl Drop for RecordWriter {
+impl<T> Drop for BatchWriter<T> {
     fn drop(&mut self) {
         self.tx.take();
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
+    }
+}
+
+/// Handle to the writer thread of one run's request records.
+pub struct RecordWriter {
+    inner: BatchWriter<RequestRecord>,
+}
+
+impl RecordWriter {
+    /// Opens its own connection to the database at `path` and starts the
+    /// writer thread for `run_id`.
+    pub fn start(path: &Path, run_id: i64) -> Result<RecordWriter, StoreError> {
+        let inner = BatchWriter::start(path, "fleetbench-store", FLUSH_EVERY, move |store, batch| {
+            store.insert_records(run_id, batch)
+        })?;
+        Ok(RecordWriter { inner })
+    }
+
+    /// Queues a record; returns false if the writer has stopped (its error
+    /// comes from [`finish`](RecordWriter::finish)).
+    pub fn write(&self, record: RequestRecord) -> bool {
+        self.inner.write(record)
+    }
+
+    /// Flushes everything queued and stops; returns how many were written.
+    pub fn finish(self) -> Result<u64, StoreError> {
+        self.inner.finish()
     }
 }

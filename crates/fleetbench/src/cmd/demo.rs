@@ -6,7 +6,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -16,6 +15,7 @@ use fleetbench_client::{Client, ClientConfig};
 use fleetbench_core::{ApiKind, RunConfig, SamplingParams};
 use fleetbench_econ::instruments::{past_the_meter, DEFAULT_PUE, DEFAULT_SUPPLY};
 use fleetbench_econ::records::{CostRecord, EnergyRecord};
+use fleetbench_econ::CostFigures;
 use fleetbench_load::sweep::driver::{run_sweep, LevelKind, Levels, MeasuredLevel, SweepConfig, SweepObservers};
 use fleetbench_load::sweep::fmt_level as fmt;
 use fleetbench_load::WorkloadSpec;
@@ -56,63 +56,44 @@ const ARENA_SEED: u64 = 7;
 /// the whole HTTP path (prompt, stream, lenient parse, score, leaderboard)
 /// runs with no network. Returns the id of the run holding its answers and
 /// leaderboard.
-async fn arena(args: &DemoArgs, ctx: &Context, catalog: &Catalog) -> anyhow::Result<Option<i64>> {
-    use fleetbench_aiops::{generated_window, plan_schedule, prompt, Fleet, Operator, OperatorInput, RulesOperator};
+async fn arena(args: &DemoArgs, ctx: &Context, catalog: &Catalog) -> anyhow::Result<i64> {
+    use fleetbench_aiops::arena::{run_arena, ArenaConfig};
+    use fleetbench_aiops::backends::BackendSpec;
     outln!(
         "AIOps arena: {ARENA_EPISODES} GPU-fleet incidents on a {ARENA_GPUS}-GPU fleet, scored against ground truth \
          (the simulated server's answers come from the rules runbook, so it matches `rules` through the whole HTTP path)\n"
     );
-    let fleet = Fleet::build(ARENA_GPUS, ARENA_SEED)?;
-    let mut answers = std::collections::HashMap::new();
-    let mut rules = RulesOperator;
-    for ep in plan_schedule(&fleet, ARENA_EPISODES, ARENA_SEED) {
-        let window = generated_window(&fleet, &ep);
-        let text = prompt::render(&window);
-        let answer = rules.diagnose(&OperatorInput { window: &window, prompt: &text });
-        answers.insert(text, answer);
-    }
-    let answers = Arc::new(answers);
     let spec = &setups()[0].spec;
     let mut cfg = SimServerConfig::new(Deployment::resolve(catalog, spec)?);
     cfg.time_scale = args.time_scale;
     cfg.served_model_name = spec.model.clone();
-    cfg.responder = Some(Arc::new(move |p: &str| answers.get(p).cloned()));
+    cfg.responder = Some(fleetbench_aiops::rules_responder(ARENA_GPUS, ARENA_EPISODES, ARENA_SEED)?);
     let server = start_server(cfg, "127.0.0.1:0".parse()?).await?;
-    let dir = std::env::temp_dir().join(format!("fleetbench-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let backends = dir.join("backends.toml");
-    std::fs::write(
-        &backends,
-        format!(
-            "[[backend]]\nname = \"rules\"\nbuiltin = \"rules\"\n\n\
-             [[backend]]\nname = \"always-healthy\"\nbuiltin = \"always-healthy\"\n\n\
-             [[backend]]\nname = \"random\"\nbuiltin = \"random\"\n\n\
-             [[backend]]\nname = \"sim-rtx3090-moe\"\nurl = \"{}\"\nmodel = \"{}\"\nconcurrency = 8\nmax_tokens = 600\n",
-            server.base_url(),
-            spec.model
-        ),
-    )?;
-    let run = crate::cmd::aiops::RunArgs {
-        backends: backends.display().to_string(),
+    let mut http = BackendSpec::builtin("sim-rtx3090-moe");
+    http.builtin = None;
+    http.url = Some(server.base_url());
+    http.model = Some(spec.model.clone());
+    http.concurrency = 8;
+    http.max_tokens = Some(600);
+    let arena = ArenaConfig {
+        backends: ["rules", "always-healthy", "random"].into_iter().map(BackendSpec::builtin).chain([http]).collect(),
         episodes: ARENA_EPISODES,
         seed: ARENA_SEED,
         gpus: ARENA_GPUS,
-        rate: None,
-        json_out: None,
-        answers_out: None,
+        rate_per_s: None,
         telemetry: None,
-        timemap_from: None,
-        timeout: 120,
+        timeout: Duration::from_secs(120),
         prices: None,
-        dashboard: Default::default(),
+        answers_out: None,
     };
-    let quiet = Context { quiet: true, ..ctx.clone() };
-    let outcome = crate::cmd::aiops::cmd_run(run, &quiet).await;
+    let (_never, stop) = tokio::sync::watch::channel(false);
+    let outcome = run_arena(&arena, &ctx.db_path, provenance::run_meta("", "", ""), None, &(), stop).await;
     server.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
-    let arena = outcome?;
-    outln!();
-    Ok(Some(arena.run_id))
+    let o = outcome?;
+    outln!("{}", fleetbench_aiops::leaderboard::render_table(&o.boards));
+    outln!("{}", fleetbench_aiops::leaderboard::render_scenario_table(&o.boards));
+    outln!("stored as run {} in {}\n", o.run_id, ctx.db_path.display());
+    Ok(o.run_id)
 }
 
 /// One simulated setup of the demo.
@@ -188,7 +169,7 @@ pub async fn run(args: DemoArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     print_comparison(&results);
     if !args.no_arena {
         match arena(&args, ctx, &catalog).await {
-            Ok(id) => run_ids.extend(id),
+            Ok(id) => run_ids.push(id),
             Err(e) => eprintln!("warning: the AIOps arena part of the demo failed: {e:#}"),
         }
     }
@@ -297,7 +278,7 @@ async fn sweep_setup(
                     usd_per_hour.unwrap_or(0.0),
                     at_knee.unwrap_or(0.0)
                 )),
-                usd_per_million_output_tokens: Some(u),
+                figures: CostFigures { usd_per_million_output_tokens: Some(u), ..Default::default() },
                 ..Default::default()
             };
             store.put(id, setup.title, &cost)?;

@@ -21,13 +21,8 @@ use fleetbench_store::Store;
 
 use crate::args::{ArrivalArg, BackendArgs, DashboardArgs, InstrumentArgs, OutputArgs, SamplingArgs, SloArgs};
 use crate::context::Context;
-use crate::output::{notes, Bar};
+use crate::output::{notes, Bar, EXIT_ERROR_RATE, EXIT_INTERRUPTED};
 use crate::{live, outln, provenance};
-
-/// Exit status when the error rate passed `--max-error-rate`.
-pub const EXIT_ERROR_RATE: u8 = 3;
-/// Exit status when the user interrupted the run.
-pub const EXIT_INTERRUPTED: u8 = 130;
 
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:
@@ -221,9 +216,9 @@ fn print_figures(o: &MeasureOutcome) {
         outln!(
             "cost ({}): ${} per million output tokens, ${} per request, ${} in all",
             c.backend,
-            usd(c.usd_per_million_output_tokens, 4),
-            usd(c.usd_per_request, 6),
-            usd(c.usd_total, 4),
+            usd(c.figures.usd_per_million_output_tokens, 4),
+            usd(c.figures.usd_per_request, 6),
+            usd(c.figures.usd_total, 4),
         );
     }
     if let Some(e) = &o.figures.energy {

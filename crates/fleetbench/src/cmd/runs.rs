@@ -95,7 +95,7 @@ fn export(store: &Store, id: i64, format: Format, out: Option<PathBuf>) -> anyho
 fn show(store: &Store, id: i64) -> anyhow::Result<ExitCode> {
     let s = reload(store, id)?;
     let boards = store.get_all::<ArenaBackend>(id)?;
-    if s.metrics.sent == 0 && !boards.is_empty() {
+    if !boards.is_empty() {
         // An arena run: its figures are the leaderboard, not requests.
         outln!("run {} · {} · status {}", s.meta.id, s.meta.workload, s.meta.status.as_str());
         for (name, b) in &boards {

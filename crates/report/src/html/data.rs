@@ -6,8 +6,6 @@
 //! (`records::arena`). A record that does not read as its type is skipped
 //! and named in the report.
 
-use std::collections::BTreeMap;
-
 use fleetbench_core::stats::Interval;
 use fleetbench_core::{Artifact, RequestRecord, RunMeta, RunMetrics, Slo};
 use fleetbench_store::Store;
@@ -16,6 +14,8 @@ use serde_json::Value;
 
 pub use fleetbench_econ::records::{CostRecord, EnergyRecord, PastTheMeter};
 pub use fleetbench_load::sweep::records::{ServerMetricsRecord, ServerSample, SweepLevelRecord};
+/// The arena's typed records, read here as they are written.
+pub use fleetbench_store::records::arena::{is_arena_run, Answer as ArenaAnswer, ArenaBackend};
 
 /// One point of the throughput–concurrency picture: a run, or a level of a
 /// sweep.
@@ -28,26 +28,6 @@ pub struct Level {
     pub metrics: RunMetrics,
     /// 95 % interval of aggregate output tok/s.
     pub output_ci: Option<Interval>,
-}
-
-impl Artifact for ArenaBackend {
-    const KIND: &'static str = "arena_backend";
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ArenaBackend {
-    pub backend: String,
-    #[serde(default)]
-    pub model: Option<String>,
-    pub score: f64,
-    #[serde(default)]
-    pub ci95: Option<Interval>,
-    #[serde(default)]
-    pub episodes: Option<u64>,
-    #[serde(default)]
-    pub failed: Option<u64>,
-    #[serde(default)]
-    pub scenarios: BTreeMap<String, f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -88,16 +68,6 @@ impl Artifact for CostPlan {
     const KIND: &'static str = "cost_plan";
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ArenaAnswer {
-    pub backend: String,
-    #[serde(default)]
-    pub scenario: Option<String>,
-    pub text: String,
-    #[serde(default)]
-    pub score: Option<f64>,
-}
-
 /// The typed records of one run, read and checked.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Artifacts {
@@ -127,10 +97,6 @@ fn typed<A: Artifact>(
         }
     }
     Ok(out)
-}
-
-impl Artifact for ArenaAnswer {
-    const KIND: &'static str = "answer";
 }
 
 /// Everything the report knows about one stored run.
@@ -207,7 +173,7 @@ impl ReportRun {
         let server = typed::<ServerMetricsRecord>(store, id, &mut skipped)?.into_iter().flat_map(|(_, s)| s.samples);
         let mut cost = Vec::new();
         for (name, c) in typed::<CostRecord>(store, id, &mut skipped)? {
-            match c.usd_per_million_output_tokens {
+            match c.figures.usd_per_million_output_tokens {
                 Some(_) => cost.push(c),
                 None => skipped.push(format!("{}/{name}: no usd_per_million_output_tokens", CostRecord::KIND)),
             }
@@ -281,13 +247,14 @@ impl ReportRun {
     }
 
     /// The points this run adds to the concurrency picture: its sweep levels,
-    /// else itself; none when it sent no requests (an arena run, which
-    /// stores answers and a leaderboard only).
+    /// else itself; none when it sent no requests, or for an arena run
+    /// (its figures are the leaderboard; the HTTP requests it stores mix
+    /// several backends).
     pub fn points(&self) -> Vec<Level> {
         if !self.levels.is_empty() {
             return self.levels.clone();
         }
-        if self.metrics.sent == 0 {
+        if self.metrics.sent == 0 || is_arena_run(&self.meta.config) {
             return Vec::new();
         }
         let concurrency = configured_concurrency(&self.meta).or_else(|| {

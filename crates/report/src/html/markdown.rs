@@ -27,8 +27,8 @@ pub(super) fn render(report: &Report) -> String {
     let ids: Vec<String> = report.runs.iter().map(|r| r.meta.id.to_string()).collect();
     let _ = writeln!(s, "# fleetbench report: runs {}\n", ids.join(", "));
     for r in &report.runs {
-        if r.metrics.sent == 0 {
-            // An arena-only run sent no measured requests: its tables below say it all.
+        if r.metrics.sent == 0 || super::data::is_arena_run(&r.meta.config) {
+            // An arena run (or one that sent nothing): its tables below say it all.
             let _ = writeln!(s, "## Run {}: {}\n", r.meta.id, md_escape(&r.meta.workload));
             continue;
         }
@@ -90,7 +90,7 @@ pub(super) fn render(report: &Report) -> String {
     if !cost.is_empty() {
         let cheapest = cost
             .iter()
-            .filter_map(|c| c.usd_per_million_output_tokens)
+            .filter_map(|c| c.figures.usd_per_million_output_tokens)
             .filter(|v| v.is_finite() && *v > 0.0)
             .fold(f64::INFINITY, f64::min);
         let _ = writeln!(
@@ -99,7 +99,7 @@ pub(super) fn render(report: &Report) -> String {
         );
         let _ = writeln!(s, "|---|---:|---:|---:|---:|");
         for c in cost {
-            let usd_per_m = c.usd_per_million_output_tokens.unwrap_or(f64::NAN);
+            let usd_per_m = c.figures.usd_per_million_output_tokens.unwrap_or(f64::NAN);
             let times = usd_per_m / cheapest;
             let _ = writeln!(
                 s,
@@ -107,8 +107,8 @@ pub(super) fn render(report: &Report) -> String {
                 md_escape(&c.backend),
                 fmt_num(usd_per_m),
                 if times.is_finite() { format!("{times:.1}×") } else { "-".into() },
-                opt(c.usd_total),
-                opt(c.usd_per_request)
+                opt(c.figures.usd_total),
+                opt(c.figures.usd_per_request)
             );
         }
         s.push('\n');

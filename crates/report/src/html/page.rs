@@ -371,7 +371,7 @@ pub(super) fn render(report: &Report) -> String {
                 categories: items.iter().map(|c| c.backend.clone()).collect(),
                 groups: vec![BarGroup {
                     name: "USD / M output tokens".into(),
-                    values: items.iter().map(|c| c.usd_per_million_output_tokens).collect(),
+                    values: items.iter().map(|c| c.figures.usd_per_million_output_tokens).collect(),
                     whiskers: Vec::new(),
                 }],
                 empty_note: None,
@@ -566,7 +566,12 @@ mod tests {
     use super::super::data::ArenaAnswer;
 
     fn answer(backend: &str, score: f64) -> ArenaAnswer {
-        ArenaAnswer { backend: backend.into(), scenario: None, text: format!("{backend} {score}"), score: Some(score) }
+        ArenaAnswer {
+            backend: backend.into(),
+            text: format!("{backend} {score}"),
+            score: Some(score),
+            ..Default::default()
+        }
     }
 
     #[test]

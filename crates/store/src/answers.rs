@@ -1,0 +1,108 @@
+//! The arena's answer writer: each scored [`Answer`] is stored as an
+//! `answer` artifact by a writer thread of its own (the one
+//! [`RecordWriter`](crate::RecordWriter) uses), committed as soon as the
+//! queue is drained, so neither the operators nor the HTTP collectors wait
+//! on SQLite.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::params;
+
+use crate::records::arena::Answer;
+use crate::writer::BatchWriter;
+use crate::{Artifact, Store, StoreError};
+
+/// Handle to the answer writer thread of one arena run.
+pub struct AnswerWriter {
+    inner: BatchWriter<Answer>,
+}
+
+impl AnswerWriter {
+    /// Opens its own connection to the database at `path` and starts the
+    /// writer thread for `run_id`.
+    pub fn start(path: &Path, run_id: i64) -> Result<AnswerWriter, StoreError> {
+        let inner = BatchWriter::start(path, "fleetbench-answers", Duration::ZERO, move |store, batch| {
+            store.put_answers(run_id, batch)
+        })?;
+        Ok(AnswerWriter { inner })
+    }
+
+    /// Queues an answer, stored under [`Answer::artifact_name`]; returns
+    /// false if the writer has stopped (its error comes from
+    /// [`finish`](AnswerWriter::finish)).
+    pub fn write(&self, answer: Answer) -> bool {
+        self.inner.write(answer)
+    }
+
+    /// Stores everything queued and stops; returns how many were written.
+    pub fn finish(self) -> Result<u64, StoreError> {
+        self.inner.finish()
+    }
+}
+
+impl Store {
+    /// Stores answers in one transaction.
+    fn put_answers(&mut self, run_id: i64, answers: &[Answer]) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let e = |source| StoreError::Sqlite { path: path.clone(), source };
+        let tx = self.conn.transaction().map_err(e)?;
+        {
+            let mut st = tx
+                .prepare_cached("INSERT OR REPLACE INTO artifacts (run_id, kind, name, json) VALUES (?1, ?2, ?3, ?4)")
+                .map_err(e)?;
+            for a in answers {
+                let name = a.artifact_name();
+                let json = serde_json::to_string(a).map_err(|err| StoreError::Corrupt {
+                    run: run_id,
+                    why: format!("artifact {}/{name}: {err}", Answer::KIND),
+                })?;
+                st.execute(params![run_id, Answer::KIND, name, json]).map_err(e)?;
+            }
+        }
+        tx.commit().map_err(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_stored_as_typed_artifacts() {
+        let dir = std::env::temp_dir().join(format!("fleetbench-answers-{}", std::process::id()));
+        let db = dir.join("r.db");
+        let store = Store::open(&db).expect("open");
+        let meta = fleetbench_core::RunMeta {
+            id: 0,
+            tool_version: "t".into(),
+            command_line: "c".into(),
+            host: "h".into(),
+            backend_url: "u".into(),
+            model: "m".into(),
+            api: "chat".into(),
+            workload: "w".into(),
+            schedule: "s".into(),
+            started_at: "2026-01-01T00:00:00Z".into(),
+            ended_at: None,
+            status: fleetbench_core::RunStatus::Running,
+            config: serde_json::json!({}),
+            pid: None,
+            group: None,
+        };
+        let run = store.create_run(&meta).expect("run");
+        let w = AnswerWriter::start(&db, run).expect("writer");
+        for (b, e) in [("rules", "e1"), ("rules", "e0"), ("random", "e0")] {
+            let a = Answer { backend: b.into(), episode_id: e.into(), text: format!("{b} {e}"), ..Default::default() };
+            assert!(w.write(a));
+        }
+        assert_eq!(w.finish().expect("finish"), 3);
+        let got = store.get_all::<Answer>(run).expect("answers");
+        let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["random/e0", "rules/e0", "rules/e1"]);
+        assert_eq!(got[2].1.text, "rules e1");
+        let raw = store.artifacts(run, "answer").expect("raw");
+        assert!(raw[0].1.get("error").is_none() && raw[0].1.get("ttft_s").is_none(), "{}", raw[0].1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
