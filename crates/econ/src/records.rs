@@ -105,3 +105,47 @@ impl Artifact for EnergyRecord {
 impl Artifact for EnergyTimeline {
     const KIND: &'static str = "energy_timeline";
 }
+
+impl CostRecord {
+    /// A machine rented at `usd_per_hour` producing `output_tok_s` output
+    /// tokens a second, fully used: `usd_per_million_output_tokens` only.
+    /// `None` without a positive throughput.
+    pub fn rented_at(backend: &str, usd_per_hour: f64, output_tok_s: f64, rate_source: &str) -> Option<CostRecord> {
+        (output_tok_s > 0.0).then(|| CostRecord {
+            backend: backend.to_string(),
+            kind: Some("rented".into()),
+            price_inputs: Some(format!("${usd_per_hour:.2}/h ({rate_source}) at {output_tok_s:.0} output tok/s")),
+            figures: CostFigures {
+                usd_per_million_output_tokens: Some(usd_per_hour / (output_tok_s * 3600.0) * 1e6),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+    }
+}
+
+impl EnergyRecord {
+    /// Energy per output token from a modelled power draw (the simulator's
+    /// power model) at `output_tok_s`, carried past the meter at `pue` on
+    /// `supply`. `None` without a positive throughput.
+    pub fn modelled(
+        backend: &str,
+        power_w: f64,
+        output_tok_s: f64,
+        pue: f64,
+        supply: &str,
+    ) -> Result<Option<EnergyRecord>, crate::AccountError> {
+        if output_tok_s <= 0.0 {
+            return Ok(None);
+        }
+        let j = power_w / output_tok_s;
+        Ok(Some(EnergyRecord {
+            backend: backend.to_string(),
+            energy_per_output_token_j: Some(j),
+            meter: Some("modelled".into()),
+            description: Some(format!("modelled power {power_w:.0} W (the simulator's power model), not measured")),
+            past_the_meter: Some(crate::instruments::past_the_meter(j, pue, supply)?),
+            ..Default::default()
+        }))
+    }
+}

@@ -140,3 +140,34 @@ pub fn prediction_text(d: &crate::Deployment, p: &crate::Prediction, input: u32,
         t.text()
     )
 }
+
+/// A simulated setup of `fleetbench demo`: a title and what it places.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub title: &'static str,
+    pub spec: crate::DeploymentSpec,
+}
+
+/// The demo's three contrasting setups: one consumer GPU with a MoE and with
+/// a dense model of about the same size, and a datacenter GPU with a small
+/// dense model, all on vLLM.
+pub fn demo_setups() -> Vec<Setup> {
+    let spec = |gpu: &str, model: &str, quant: &str| crate::DeploymentSpec {
+        gpu: gpu.into(),
+        model: model.into(),
+        quant: quant.into(),
+        engine: "vllm".into(),
+        ..Default::default()
+    };
+    vec![
+        Setup {
+            title: "RTX 3090 · Qwen3-Coder-30B-A3B (MoE) AWQ 4-bit · vLLM",
+            spec: spec("rtx3090", "qwen3-coder-30b-a3b", "awq4"),
+        },
+        Setup {
+            title: "RTX 3090 · Qwen2.5-Coder-32B (dense) AWQ 4-bit · vLLM",
+            spec: spec("rtx3090", "qwen2.5-coder-32b", "awq4"),
+        },
+        Setup { title: "H100 SXM · Llama 3.1 8B FP8 · vLLM", spec: spec("h100-sxm", "llama-3.1-8b", "fp8") },
+    ]
+}

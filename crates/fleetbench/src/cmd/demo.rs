@@ -12,15 +12,16 @@ use anyhow::Context as _;
 use clap::Args;
 use fleetbench_client::prom::metrics_url_for;
 use fleetbench_client::{Client, ClientConfig};
+use fleetbench_core::table::{Align, Table};
 use fleetbench_core::{ApiKind, RunConfig, SamplingParams};
-use fleetbench_econ::instruments::{past_the_meter, DEFAULT_PUE, DEFAULT_SUPPLY};
+use fleetbench_econ::instruments::{DEFAULT_PUE, DEFAULT_SUPPLY};
 use fleetbench_econ::records::{CostRecord, EnergyRecord};
-use fleetbench_econ::CostFigures;
 use fleetbench_load::sweep::driver::{run_sweep, LevelKind, Levels, MeasuredLevel, SweepConfig, SweepObservers};
 use fleetbench_load::sweep::fmt_level as fmt;
 use fleetbench_load::WorkloadSpec;
+use fleetbench_sim::listing::{demo_setups, Setup};
 use fleetbench_sim::server::{start_server, SimServerConfig};
-use fleetbench_sim::{Catalog, Deployment, DeploymentSpec};
+use fleetbench_sim::{Catalog, Deployment};
 use fleetbench_store::Store;
 
 use crate::context::Context;
@@ -63,7 +64,7 @@ async fn arena(args: &DemoArgs, ctx: &Context, catalog: &Catalog) -> anyhow::Res
         "AIOps arena: {ARENA_EPISODES} GPU-fleet incidents on a {ARENA_GPUS}-GPU fleet, scored against ground truth \
          (the simulated server's answers come from the rules runbook, so it matches `rules` through the whole HTTP path)\n"
     );
-    let spec = &setups()[0].spec;
+    let spec = &demo_setups()[0].spec;
     let mut cfg = SimServerConfig::new(Deployment::resolve(catalog, spec)?);
     cfg.time_scale = args.time_scale;
     cfg.served_model_name = spec.model.clone();
@@ -96,33 +97,6 @@ async fn arena(args: &DemoArgs, ctx: &Context, catalog: &Catalog) -> anyhow::Res
     Ok(o.run_id)
 }
 
-/// One simulated setup of the demo.
-struct Setup {
-    title: &'static str,
-    spec: DeploymentSpec,
-}
-
-fn setups() -> Vec<Setup> {
-    let spec = |gpu: &str, model: &str, quant: &str| DeploymentSpec {
-        gpu: gpu.into(),
-        model: model.into(),
-        quant: quant.into(),
-        engine: "vllm".into(),
-        ..Default::default()
-    };
-    vec![
-        Setup {
-            title: "RTX 3090 · Qwen3-Coder-30B-A3B (MoE) AWQ 4-bit · vLLM",
-            spec: spec("rtx3090", "qwen3-coder-30b-a3b", "awq4"),
-        },
-        Setup {
-            title: "RTX 3090 · Qwen2.5-Coder-32B (dense) AWQ 4-bit · vLLM",
-            spec: spec("rtx3090", "qwen2.5-coder-32b", "awq4"),
-        },
-        Setup { title: "H100 SXM · Llama 3.1 8B FP8 · vLLM", spec: spec("h100-sxm", "llama-3.1-8b", "fp8") },
-    ]
-}
-
 const INPUT_TOKENS: u32 = 300;
 const OUTPUT_TOKENS: u32 = 128;
 
@@ -152,14 +126,14 @@ pub async fn run(args: DemoArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         "fleetbench demo: the built-in simulator serves {} setups in this process; the real load engine sweeps \
          concurrency {} with {INPUT_TOKENS}-token prompts and {OUTPUT_TOKENS}-token answers.\n\
          The simulator runs {}× faster than the hardware it models; every figure below is in modelled time.\n",
-        setups().len(),
+        demo_setups().len(),
         levels.iter().map(u32::to_string).collect::<Vec<_>>().join(", "),
         args.time_scale
     );
     let mut results = Vec::new();
     let mut run_ids = Vec::new();
-    for (i, setup) in setups().into_iter().enumerate() {
-        outln!("[{}/{}] {}", i + 1, setups().len(), setup.title);
+    for (i, setup) in demo_setups().into_iter().enumerate() {
+        outln!("[{}/{}] {}", i + 1, demo_setups().len(), setup.title);
         let deployment = Deployment::resolve(&catalog, &setup.spec)
             .with_context(|| format!("the simulator cannot place {}", setup.title))?;
         let r = sweep_setup(&args, &store, &group, &setup, deployment, levels, &mut run_ids).await?;
@@ -258,43 +232,22 @@ async fn sweep_setup(
     let at_knee = knee_level.and_then(|k| o.outcomes.iter().find(|l| l.level == k)).map(|l| l.output_throughput);
     let power =
         knee_level.and_then(|k| prediction.levels.iter().find(|l| l.concurrency as f64 == k)).map(|l| l.power_w);
-    let usd_per_m = match (usd_per_hour, at_knee) {
-        (Some(u), Some(t)) if t > 0.0 => Some(u / (t * 3600.0) * 1e6),
+    let cost = match (usd_per_hour, at_knee) {
+        (Some(u), Some(t)) => CostRecord::rented_at(setup.title, u, t, "the catalog's typical cloud rate, at the knee"),
         _ => None,
     };
-    let joules_per_token = match (power, at_knee) {
-        (Some(p), Some(t)) if t > 0.0 => Some(p / t),
+    let energy = match (power, at_knee) {
+        (Some(p), Some(t)) => EnergyRecord::modelled(setup.title, p, t, DEFAULT_PUE, DEFAULT_SUPPLY)?,
         _ => None,
     };
     // Cost and modelled energy at the knee, stored with the knee's run so
     // that the report draws one bar per setup.
     if let Some(id) = knee_level.and_then(|k| o.measured.iter().find(|m| m.level == k)).map(|m| m.run_id) {
-        if let Some(u) = usd_per_m {
-            let cost = CostRecord {
-                backend: setup.title.to_string(),
-                kind: Some("rented".into()),
-                price_inputs: Some(format!(
-                    "${:.2}/h (catalog's typical cloud rate) at the knee's {:.0} output tok/s",
-                    usd_per_hour.unwrap_or(0.0),
-                    at_knee.unwrap_or(0.0)
-                )),
-                figures: CostFigures { usd_per_million_output_tokens: Some(u), ..Default::default() },
-                ..Default::default()
-            };
-            store.put(id, setup.title, &cost)?;
+        if let Some(c) = &cost {
+            store.put(id, setup.title, c)?;
         }
-        if let (Some(j), Some(p)) = (joules_per_token, power) {
-            let energy = EnergyRecord {
-                backend: setup.title.to_string(),
-                energy_per_output_token_j: Some(j),
-                meter: Some("modelled".into()),
-                description: Some(format!(
-                    "modelled power {p:.0} W at the knee (the simulator's power model), not measured"
-                )),
-                past_the_meter: Some(past_the_meter(j, DEFAULT_PUE, DEFAULT_SUPPLY)?),
-                ..Default::default()
-            };
-            store.put(id, setup.title, &energy)?;
+        if let Some(e) = &energy {
+            store.put(id, setup.title, e)?;
         }
     }
     Ok(SetupResult {
@@ -305,28 +258,35 @@ async fn sweep_setup(
         knee: knee_level,
         knee_open: knee_level.is_some_and(|k| k >= last),
         why,
-        usd_per_m,
-        joules_per_token,
+        usd_per_m: cost.and_then(|c| c.figures.usd_per_million_output_tokens),
+        joules_per_token: energy.and_then(|e| e.energy_per_output_token_j),
         bottlenecks,
     })
 }
 
 fn print_comparison(results: &[SetupResult]) {
-    outln!("| setup | single-stream tok/s | peak aggregate tok/s | knee (agents) | $ per M output tokens at the knee (rented) | J per token (modelled) |");
-    outln!("|---|---:|---:|---:|---:|---:|");
+    let mut t = Table::new([
+        "setup",
+        "single-stream tok/s",
+        "peak aggregate tok/s",
+        "knee (agents)",
+        "$ per M output tokens at the knee (rented)",
+        "J per token (modelled)",
+    ])
+    .all_right()
+    .align(0, Align::Left);
+    let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
     for r in results {
-        outln!(
-            "| {} | {} | {:.0} at {} | {} | {} | {} |",
-            r.title,
-            r.single.map(|s| format!("{s:.0}")).unwrap_or_else(|| "-".into()),
-            r.peak,
-            fmt(r.peak_level),
-            r.knee.map(|k| format!("{}{}", if r.knee_open { "≥" } else { "" }, fmt(k))).unwrap_or_else(|| "-".into()),
-            r.usd_per_m.map(|u| format!("${u:.2}")).unwrap_or_else(|| "-".into()),
-            r.joules_per_token.map(|j| format!("{j:.2}")).unwrap_or_else(|| "-".into()),
-        );
+        t.push([
+            r.title.to_string(),
+            or_dash(r.single.map(|s| format!("{s:.0}"))),
+            format!("{:.0} at {}", r.peak, fmt(r.peak_level)),
+            or_dash(r.knee.map(|k| format!("{}{}", if r.knee_open { "≥" } else { "" }, fmt(k)))),
+            or_dash(r.usd_per_m.map(|u| format!("${u:.2}"))),
+            or_dash(r.joules_per_token.map(|j| format!("{j:.2}"))),
+        ]);
     }
-    outln!();
+    outln!("{}", t.markdown());
     for r in results {
         outln!("- {}: {}", r.title, r.bottlenecks);
     }
