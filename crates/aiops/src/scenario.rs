@@ -1,4 +1,4 @@
-//! The closed vocabularies of the arena: scenarios (AIOPS.md S1..S12 plus
+//! The closed vocabularies of the arena: scenarios (docs/AIOPS.md S1..S12 plus
 //! healthy and decoy-only), root-cause labels, actions, and how each action
 //! is judged for each scenario.
 
@@ -332,7 +332,7 @@ pub const LABELS: [&str; 17] = [
     "monitoring.exporter_down",
 ];
 
-/// The action vocabulary of AIOPS.md.
+/// The action vocabulary of docs/AIOPS.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Action {

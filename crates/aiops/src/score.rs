@@ -1,4 +1,4 @@
-//! The deterministic checklist scorer of AIOPS.md: detection 10,
+//! The deterministic checklist scorer of docs/AIOPS.md: detection 10,
 //! localization 25/12/5 (padding divides), root cause 25, action
 //! 25/15/0/−10, onset ±60 s 10, evidence 5. No model judges a score.
 

@@ -1,6 +1,6 @@
 //! Talking to backends: one [`Client`] sends a [`RequestSpec`] over the
 //! OpenAI chat or completions API or the Anthropic Messages API, streaming
-//! or not, and returns a [`RequestRecord`] with every instant METRICS.md
+//! or not, and returns a [`RequestRecord`] with every instant docs/METRICS.md
 //! asks for. Failures never panic and never escape as errors: each one is
 //! classified into an [`ErrorKind`] on the record.
 

@@ -1,5 +1,5 @@
 //! The run's one monotonic clock: every instant in a run is seconds since
-//! its epoch (METRICS.md, "Clock and events").
+//! its epoch (docs/METRICS.md, "Clock and events").
 
 use std::time::{Duration, Instant};
 

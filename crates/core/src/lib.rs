@@ -2,7 +2,7 @@
 //!
 //! Every other crate speaks in these types: what to send ([`RequestSpec`]),
 //! what happened ([`RequestRecord`]), what a run was ([`RunMeta`]), and the
-//! statistics that turn records into the figures METRICS.md defines
+//! statistics that turn records into the figures docs/METRICS.md defines
 //! ([`metrics::RunMetrics`]). Nothing here does I/O.
 
 pub mod clock;

@@ -1,4 +1,4 @@
-//! The run figures of METRICS.md, computed from request records: counts,
+//! The run figures of docs/METRICS.md, computed from request records: counts,
 //! throughputs, latency distributions with vLLM's key names, goodput under
 //! SLOs, concurrency reached, the steady-state window and 95 % intervals.
 

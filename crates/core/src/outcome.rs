@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Where a request's token counts came from (METRICS.md, "output_tokens").
+/// Where a request's token counts came from (docs/METRICS.md, "output_tokens").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum TokenSource {
@@ -154,7 +154,7 @@ pub struct ServerTimings {
 }
 
 /// Everything measured about one request. Instants are seconds since the
-/// run's epoch on one monotonic clock (METRICS.md, "Clock and events").
+/// run's epoch on one monotonic clock (docs/METRICS.md, "Clock and events").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct RequestRecord {
     /// Order in which the request was issued, from 0, warm-up included.
@@ -199,7 +199,7 @@ impl RequestRecord {
         self.error.is_none()
     }
 
-    /// `t_send - t_sched` (METRICS.md: never hidden).
+    /// `t_send - t_sched` (docs/METRICS.md: never hidden).
     pub fn client_queue_time(&self) -> f64 {
         (self.t_send - self.t_sched).max(0.0)
     }

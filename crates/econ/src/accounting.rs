@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 /// The built-in supply presets.
 pub const SUPPLY_PRESETS_TOML: &str = include_str!("../../../data/energy/supply-presets.toml");
 
-/// BTU in one kWh (international table BTU). ECONOMICS.md rounds it to 3412.
+/// BTU in one kWh (international table BTU). docs/ECONOMICS.md rounds it to 3412.
 pub const BTU_PER_KWH: f64 = 3_412.141_63;
 /// kg CO2 per MMBtu of natural gas (US EPA emission factors), the default
 /// for `--supply custom`.

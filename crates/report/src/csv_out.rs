@@ -1,4 +1,4 @@
-//! One CSV row per request, every instant and figure of METRICS.md.
+//! One CSV row per request, every instant and figure of docs/METRICS.md.
 
 use std::io::Write;
 

@@ -223,7 +223,7 @@ pub struct WindowEnergy {
     pub output_tokens: u64,
     /// All the energy per output token.
     pub j_per_token: f64,
-    /// Idle subtracted: `energy_per_output_token_j` of METRICS.md.
+    /// Idle subtracted: `energy_per_output_token_j` of docs/METRICS.md.
     pub net_j_per_token: f64,
     pub estimate: EnergyEstimate,
 }

@@ -202,7 +202,7 @@ pub(super) fn render(report: &Report) -> String {
     let tool = report.runs.first().map(|r| r.meta.tool_version.clone()).unwrap_or_default();
     let _ = write!(
         s,
-        "<p class=\"sub\">Written by fleetbench {}. Figures follow METRICS.md; intervals are 95 % bootstrap intervals.</p></header>",
+        "<p class=\"sub\">Written by fleetbench {}. Figures follow docs/METRICS.md; intervals are 95 % bootstrap intervals.</p></header>",
         esc(&tool)
     );
 
@@ -376,7 +376,7 @@ pub(super) fn render(report: &Report) -> String {
                 }],
                 empty_note: None,
             };
-            figure(&mut s, &c.render(), &cost_runs, "From each backend's price model (see ECONOMICS.md).");
+            figure(&mut s, &c.render(), &cost_runs, "From each backend's price model (see docs/ECONOMICS.md).");
         }
         if !energy_runs.is_empty() {
             let items: Vec<_> = energy_runs.iter().flat_map(|r| r.energy.iter()).collect();
