@@ -517,6 +517,9 @@ fn rules_finding(w: &EpisodeWindow) -> Option<Finding> {
     None
 }
 
+/// Answers prompts in place of a model (`None`: no answer for that prompt).
+pub type Responder = std::sync::Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// A model stand-in that answers every prompt of the first `episodes`
 /// episodes of a `gpus`-GPU fleet (seed `seed`) with the rules runbook's
 /// diagnosis, and nothing else: plugged into a simulated server, it runs the
@@ -525,7 +528,7 @@ pub fn rules_responder(
     gpus: usize,
     episodes: usize,
     seed: u64,
-) -> Result<std::sync::Arc<dyn Fn(&str) -> Option<String> + Send + Sync>, crate::TopologyError> {
+) -> Result<Responder, crate::TopologyError> {
     let fleet = crate::Fleet::build(gpus, seed)?;
     let mut answers = std::collections::HashMap::new();
     let mut rules = RulesOperator;
