@@ -524,11 +524,7 @@ pub type Responder = std::sync::Arc<dyn Fn(&str) -> Option<String> + Send + Sync
 /// episodes of a `gpus`-GPU fleet (seed `seed`) with the rules runbook's
 /// diagnosis, and nothing else: plugged into a simulated server, it runs the
 /// whole HTTP path (prompt, stream, lenient parse, score) with no model.
-pub fn rules_responder(
-    gpus: usize,
-    episodes: usize,
-    seed: u64,
-) -> Result<Responder, crate::TopologyError> {
+pub fn rules_responder(gpus: usize, episodes: usize, seed: u64) -> Result<Responder, crate::TopologyError> {
     let fleet = crate::Fleet::build(gpus, seed)?;
     let mut answers = std::collections::HashMap::new();
     let mut rules = RulesOperator;
