@@ -3,7 +3,7 @@
 //! stored-run commands.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -11,26 +11,7 @@ use fleetbench_testkit::{self as testkit, Fault, Script};
 
 mod common;
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_fleetbench"));
-    c.env_remove("OPENAI_API_KEY").env_remove("ANTHROPIC_API_KEY").env_remove("FLEETBENCH_DB");
-    c
-}
-
-fn tempdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("fb-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
-
-async fn output(mut c: Command) -> Output {
-    tokio::task::spawn_blocking(move || c.output().unwrap()).await.unwrap()
-}
+use common::{bin, output, tempdir, text};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_run_loses_only_requests_in_flight() {
@@ -41,7 +22,7 @@ async fn sigkill_mid_run_loses_only_requests_in_flight() {
         ..Default::default()
     })
     .await;
-    let dir = tempdir("kill");
+    let dir = tempdir("cli", "kill");
     let db = dir.join("results.db");
     let mut child = bin()
         .args(["--quiet", "--db"])
@@ -110,7 +91,7 @@ async fn a_canary_api_key_is_never_written_or_printed() {
     let canary = format!("sk-canary-{}-{}", std::process::id(), 0x5eed);
     let ok = testkit::start(Script::default()).await;
     let hostile = testkit::start(Script { fault: Fault::EchoAuth, ..Default::default() }).await;
-    let dir = tempdir("canary");
+    let dir = tempdir("cli", "canary");
     let db = dir.join("results.db");
     let mut printed = Vec::new();
     for (url, extra) in [(ok.base_url(), "ok"), (hostile.base_url(), "hostile")] {
@@ -162,7 +143,7 @@ async fn a_canary_api_key_is_never_written_or_printed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exit_statuses_say_what_happened() {
-    let dir = tempdir("exit");
+    let dir = tempdir("cli", "exit");
     let db = dir.join("results.db");
     // Nothing listening: status 2 and a message that says so.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -218,7 +199,7 @@ async fn json_out_and_export_agree() {
         ..Default::default()
     })
     .await;
-    let dir = tempdir("export");
+    let dir = tempdir("cli", "export");
     let db = dir.join("results.db");
     let mut c = bin();
     c.arg("--db").arg(&db).args([
@@ -275,7 +256,7 @@ async fn price_and_meter_give_usd_and_joules_per_token() {
         ..Default::default()
     })
     .await;
-    let dir = tempdir("econ");
+    let dir = tempdir("cli", "econ");
     let smi = dir.join("bin/nvidia-smi");
     std::fs::create_dir_all(smi.parent().unwrap()).unwrap();
     std::fs::write(&smi, "#!/bin/sh\nprintf '0, 300.00\\n'\n").unwrap();
@@ -357,7 +338,7 @@ async fn run_with_dashboard_shows_the_run_live() {
         ..Default::default()
     })
     .await;
-    let dir = tempdir("dash");
+    let dir = tempdir("cli", "dash");
     let mut child = bin()
         .args(["--quiet", "--db"])
         .arg(dir.join("results.db"))

@@ -6,33 +6,15 @@
 //! its committed schema; a key added, renamed or retyped on either side
 //! fails with the validation errors.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+
+use common::{output, quiet_bin, tempdir, text};
+
+use std::path::Path;
 use std::time::Duration;
 
 use fleetbench_testkit::{self as testkit, Script};
 use serde_json::Value;
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_fleetbench"));
-    c.env_remove("OPENAI_API_KEY").env_remove("ANTHROPIC_API_KEY").env_remove("FLEETBENCH_DB").arg("--quiet");
-    c
-}
-
-fn tempdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("fb-schemas-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
-}
-
-async fn output(mut c: Command) -> Output {
-    tokio::task::spawn_blocking(move || c.output().expect("run fleetbench")).await.expect("join")
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
 
 fn read_json(path: &Path) -> Value {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
@@ -84,7 +66,7 @@ fn fast_script() -> Script {
 async fn run_json_out_matches_its_schema() {
     use std::os::unix::fs::PermissionsExt;
     let s = testkit::start(fast_script()).await;
-    let dir = tempdir("run");
+    let dir = tempdir("schemas", "run");
     let v = validator("run.json");
 
     // A closed loop with a price and a (stand-in) meter: every optional
@@ -97,7 +79,7 @@ async fn run_json_out_matches_its_schema() {
     std::fs::write(&sheet, "[[backend]]\nname = \"box\"\nkind = \"rented\"\nusd_per_gpu_hour = 3.6\ngpus = 1\n")
         .expect("price sheet");
     let path = format!("{}:{}", dir.join("bin").display(), std::env::var("PATH").unwrap_or_default());
-    let mut c = bin();
+    let mut c = quiet_bin();
     c.env("PATH", path).arg("--db").arg(dir.join("r.db")).args(["run", "--url", &s.base_url(), "--model", "m"]);
     c.args(["--concurrency", "2", "--requests", "10", "--warmup", "1", "--slo-ttft", "1000"]);
     c.args(["--meter", "nvidia-smi", "--meter-interval", "20ms", "--idle", "0s", "--price", "box", "--prices"]);
@@ -112,7 +94,7 @@ async fn run_json_out_matches_its_schema() {
     assert_drift_fails("run.json", &v, &closed, "output_throughput");
 
     // An open loop without extras: the rate keys, no cost or energy.
-    let mut c = bin();
+    let mut c = quiet_bin();
     c.arg("--db").arg(dir.join("r.db")).args(["run", "--url", &s.base_url(), "--model", "m", "--api", "completions"]);
     c.args(["--rate", "200", "--burstiness", "0.5", "--requests", "8"]).arg("--json-out").arg(dir.join("open.json"));
     let o = output(c).await;
@@ -128,11 +110,11 @@ async fn sweep_json_out_matches_its_schema() {
     // A server that queues beyond two requests and says so on /metrics, so
     // the levels carry the server's figures.
     let s = testkit::start(Script { capacity: Some(2), ..fast_script() }).await;
-    let dir = tempdir("sweep");
+    let dir = tempdir("schemas", "sweep");
     let v = validator("sweep.json");
 
     // Fixed concurrency levels, repeated: the keys of pooled repeats.
-    let mut c = bin();
+    let mut c = quiet_bin();
     c.arg("--db").arg(dir.join("r.db")).args(["sweep", "--url", &s.base_url(), "--model", "m"]);
     c.args(["--concurrency", "1,2,4", "--per-level-requests", "8", "--repeat", "2", "--metrics-interval", "20ms"]);
     c.arg("--json-out").arg(dir.join("closed.json"));
@@ -145,7 +127,7 @@ async fn sweep_json_out_matches_its_schema() {
     assert_drift_fails("sweep.json", &v, &closed, "knee");
 
     // Request-rate levels without server metrics.
-    let mut c = bin();
+    let mut c = quiet_bin();
     c.arg("--db").arg(dir.join("r.db")).args(["sweep", "--url", &s.base_url(), "--model", "m"]);
     c.args(["--rate", "50,100", "--per-level-requests", "8", "--no-server-metrics"]);
     c.arg("--json-out").arg(dir.join("rate.json"));
@@ -159,9 +141,9 @@ async fn sweep_json_out_matches_its_schema() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn arena_run_json_out_matches_its_schema() {
-    let dir = tempdir("arena");
+    let dir = tempdir("schemas", "arena");
     let v = validator("arena-run.json");
-    let mut c = bin();
+    let mut c = quiet_bin();
     c.arg("--db").arg(dir.join("r.db"));
     c.args(["aiops", "run", "--backends", "rules,always-healthy,random", "--episodes", "10", "--seed", "5"]);
     c.arg("--json-out").arg(dir.join("arena.json"));

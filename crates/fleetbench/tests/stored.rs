@@ -3,32 +3,21 @@
 //! written before records were typed still opens, lists, shows, exports and
 //! reports with the same figures.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+
+use common::{output, tempdir, text};
+
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use fleetbench_testkit::{self as testkit, Script};
 use serde_json::Value;
 
 fn bin(db: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_fleetbench"));
-    c.env_remove("OPENAI_API_KEY").env_remove("FLEETBENCH_DB").arg("--quiet").arg("--db").arg(db);
+    let mut c = common::quiet_bin();
+    c.arg("--db").arg(db);
     c
-}
-
-fn tempdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("fb-stored-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
-}
-
-async fn output(mut c: Command) -> Output {
-    tokio::task::spawn_blocking(move || c.output().expect("run fleetbench")).await.expect("join")
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
 async fn show_json(db: &Path, id: i64) -> Value {
@@ -72,7 +61,7 @@ async fn runs_show_on_a_sweep_level_gives_the_sweeps_figures() {
         ..Default::default()
     })
     .await;
-    let dir = tempdir("levels");
+    let dir = tempdir("stored", "levels");
     let db = dir.join("r.db");
     for (levels, flag) in [("1,3", "--concurrency"), ("20,40.5", "--rate")] {
         let mut c = bin(&db);
@@ -99,7 +88,7 @@ async fn runs_show_on_a_sweep_level_gives_the_sweeps_figures() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_of_the_first_schema_still_reads() {
-    let dir = tempdir("schema1");
+    let dir = tempdir("stored", "schema1");
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let db = dir.join("old.db");
     std::fs::copy(fixtures.join("results-schema1.db"), &db).expect("copy the fixture");
@@ -151,7 +140,7 @@ async fn a_database_of_the_first_schema_still_reads() {
 
 #[test]
 fn printing_into_a_closed_pipe_ends_quietly() {
-    let dir = tempdir("pipe");
+    let dir = tempdir("stored", "pipe");
     let db = dir.join("old.db");
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     std::fs::copy(fixtures.join("results-schema1.db"), &db).expect("copy the fixture");

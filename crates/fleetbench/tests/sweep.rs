@@ -2,32 +2,14 @@
 //! requests at once and queues the rest (reporting the queue on /metrics
 //! with vLLM's names): the cliff finder must find K and explain it.
 
-use std::process::{Command, Output};
+mod common;
+
+use common::{output, quiet_bin, tempdir, text};
+
 use std::time::Duration;
 
 use fleetbench_testkit::{self as testkit, Script};
 use serde_json::Value;
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_fleetbench"));
-    c.env_remove("OPENAI_API_KEY").env_remove("FLEETBENCH_DB").arg("--quiet");
-    c
-}
-
-fn tempdir(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("fb-sweep-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-async fn output(mut c: Command) -> Output {
-    tokio::task::spawn_blocking(move || c.output().unwrap()).await.unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_sweep_finds_the_capacity_and_explains_the_queue() {
@@ -42,8 +24,8 @@ async fn auto_sweep_finds_the_capacity_and_explains_the_queue() {
     // Scripted saturation: K requests of 20 tokens every 20 + 19×5 ms.
     let saturation = k as f64 * 20.0 / 0.115;
     let s = testkit::start(script).await;
-    let dir = tempdir("auto");
-    let mut c = bin();
+    let dir = tempdir("sweep", "auto");
+    let mut c = quiet_bin();
     c.arg("--db").arg(dir.join("r.db")).args([
         "sweep",
         "--url",
@@ -92,14 +74,14 @@ async fn fixed_levels_rates_and_repeats() {
         ..Default::default()
     })
     .await;
-    let dir = tempdir("fixed");
+    let dir = tempdir("sweep", "fixed");
     let sheet = dir.join("prices.toml");
     std::fs::write(
         &sheet,
         "[[backend]]\nname = \"api\"\nkind = \"api\"\nusd_per_m_input = 1.0\nusd_per_m_output = 10.0\n",
     )
     .unwrap();
-    let mut c = bin();
+    let mut c = quiet_bin();
     c.arg("--db").arg(dir.join("r.db")).args([
         "sweep",
         "--url",
@@ -136,7 +118,7 @@ async fn fixed_levels_rates_and_repeats() {
     let md = std::fs::read_to_string(dir.join("s.md")).unwrap();
     assert!(md.starts_with("| concurrency |"), "{md}");
 
-    let mut c = bin();
+    let mut c = quiet_bin();
     c.arg("--db").arg(dir.join("r.db")).args([
         "sweep",
         "--url",
@@ -156,7 +138,7 @@ async fn fixed_levels_rates_and_repeats() {
     assert!(doc["knee"]["rate"].is_number());
 
     for bad in [["--concurrency", "1,x"], ["--concurrency", "0"], ["--rate", "-"]] {
-        let mut c = bin();
+        let mut c = quiet_bin();
         c.args(["sweep", "--url", &s.base_url(), "--model", "m"]).args(bad);
         let o = output(c).await;
         assert_eq!(o.status.code(), Some(2), "{bad:?}: {}", text(&o));
@@ -172,10 +154,10 @@ async fn local_llm_bench_csv_round_trips_through_import() {
         ..Default::default()
     })
     .await;
-    let dir = tempdir("llb");
+    let dir = tempdir("sweep", "llb");
     let db = dir.join("r.db");
     let csv = dir.join("llb.csv");
-    let mut c = bin();
+    let mut c = quiet_bin();
     c.arg("--db").arg(&db).args([
         "sweep",
         "--url",
@@ -200,7 +182,7 @@ async fn local_llm_bench_csv_round_trips_through_import() {
     assert!(original.contains(",algorithm/") && original.contains(",tests,"));
 
     let db2 = dir.join("imported.db");
-    let mut c = bin();
+    let mut c = quiet_bin();
     c.arg("--db").arg(&db2).args(["import", "local-llm-bench"]).arg(&csv);
     let o = output(c).await;
     assert!(o.status.success(), "{}", text(&o));
@@ -223,7 +205,7 @@ async fn local_llm_bench_csv_round_trips_through_import() {
     fleetbench_report::local_llm_bench::write(&mut again, &rows).unwrap();
     assert_eq!(String::from_utf8(again).unwrap(), original);
 
-    let mut c = bin();
+    let mut c = quiet_bin();
     let bad = dir.join("bad.csv");
     std::fs::write(&bad, "concurrency,run\n1,1\n").unwrap();
     c.arg("--db").arg(&db2).args(["import", "local-llm-bench"]).arg(&bad);

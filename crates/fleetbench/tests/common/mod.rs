@@ -38,3 +38,37 @@ pub async fn http_get(addr: &str, path: &str) -> std::io::Result<String> {
     }
     Ok(body.to_string())
 }
+
+/// The fleetbench binary with no API keys and no database from the
+/// environment (cli.rs adds `--quiet` where it wants it).
+pub fn bin() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_fleetbench"));
+    c.env_remove("OPENAI_API_KEY").env_remove("ANTHROPIC_API_KEY").env_remove("FLEETBENCH_DB");
+    c
+}
+
+/// The binary with `--quiet`.
+pub fn quiet_bin() -> std::process::Command {
+    let mut c = bin();
+    c.arg("--quiet");
+    c
+}
+
+/// A fresh directory under the system temp dir, named by the test file
+/// (`tag`), the process and `name`.
+pub fn tempdir(tag: &str, name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("fb-{tag}-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("create a temp dir");
+    d
+}
+
+/// Runs a command off the async runtime and returns what it printed.
+pub async fn output(mut c: std::process::Command) -> std::process::Output {
+    tokio::task::spawn_blocking(move || c.output().expect("run fleetbench")).await.expect("join the runner")
+}
+
+/// Standard output and error together, for failure messages.
+pub fn text(o: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}

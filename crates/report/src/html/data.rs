@@ -68,20 +68,6 @@ impl Artifact for CostPlan {
     const KIND: &'static str = "cost_plan";
 }
 
-/// The typed records of one run, read and checked.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Artifacts {
-    pub levels: Vec<Level>,
-    pub server: Vec<ServerSample>,
-    pub cost: Vec<CostRecord>,
-    pub energy: Vec<EnergyRecord>,
-    pub arena: Vec<ArenaBackend>,
-    pub plans: Vec<CostPlan>,
-    pub answers: Vec<ArenaAnswer>,
-    /// Records that did not read as their type (kind/name: why).
-    pub skipped: Vec<String>,
-}
-
 /// The records of type `A` of a run; those that do not read are named in
 /// `skipped`.
 fn typed<A: Artifact>(
@@ -185,26 +171,23 @@ impl ReportRun {
                 None => skipped.push(format!("{}/{name}: no energy_per_output_token_j", EnergyRecord::KIND)),
             }
         }
-        let artifacts = Artifacts {
-            levels,
-            server: server.collect(),
-            cost,
-            energy,
-            arena: typed::<ArenaBackend>(store, id, &mut skipped)?.into_iter().map(|(_, a)| a).collect(),
-            plans: typed::<CostPlan>(store, id, &mut skipped)?.into_iter().map(|(_, a)| a).collect(),
-            answers: typed::<ArenaAnswer>(store, id, &mut skipped)?.into_iter().map(|(_, a)| a).collect(),
-            skipped,
-        };
-        Ok(ReportRun::assemble(stored.meta, stored.summary.as_ref(), &records, artifacts))
+        let mut run = ReportRun::assemble(stored.meta, stored.summary.as_ref(), &records);
+        levels.sort_by(|a, b| a.concurrency.unwrap_or(0.0).total_cmp(&b.concurrency.unwrap_or(0.0)));
+        run.levels = levels;
+        run.server = server.collect();
+        run.server.sort_by(|a, b| a.t_s.total_cmp(&b.t_s));
+        run.cost = cost;
+        run.energy = energy;
+        run.arena = typed::<ArenaBackend>(store, id, &mut skipped)?.into_iter().map(|(_, a)| a).collect();
+        run.plans = typed::<CostPlan>(store, id, &mut skipped)?.into_iter().map(|(_, a)| a).collect();
+        run.answers = typed::<ArenaAnswer>(store, id, &mut skipped)?.into_iter().map(|(_, a)| a).collect();
+        run.skipped_artifacts = skipped;
+        Ok(run)
     }
 
-    /// Builds a run's report data from its stored pieces.
-    pub fn assemble(
-        meta: RunMeta,
-        summary: Option<&Value>,
-        records: &[RequestRecord],
-        artifacts: Artifacts,
-    ) -> ReportRun {
+    /// A run's figures from its row and records, before its typed records
+    /// are read.
+    fn assemble(meta: RunMeta, summary: Option<&Value>, records: &[RequestRecord]) -> ReportRun {
         let concurrency = configured_concurrency(&meta);
         let computed = || RunMetrics::compute(records, &Slo::default(), concurrency.map(|c| c as u32));
         let metrics = match summary.and_then(|s| serde_json::from_value::<RunMetrics>(s.clone()).ok()) {
@@ -228,21 +211,18 @@ impl ReportRun {
         if itl_ms.is_empty() {
             itl_ms = metrics.itls.iter().flatten().map(|g| g * 1000.0).collect();
         }
-        let Artifacts { mut levels, mut server, cost, energy, arena, plans, answers, skipped } = artifacts;
-        levels.sort_by(|a, b| a.concurrency.unwrap_or(0.0).total_cmp(&b.concurrency.unwrap_or(0.0)));
-        server.sort_by(|a, b| a.t_s.total_cmp(&b.t_s));
         ReportRun {
             meta,
             metrics,
             itl_ms,
-            levels,
-            server,
-            cost,
-            energy,
-            arena,
-            plans,
-            answers,
-            skipped_artifacts: skipped,
+            levels: Vec::new(),
+            server: Vec::new(),
+            cost: Vec::new(),
+            energy: Vec::new(),
+            arena: Vec::new(),
+            plans: Vec::new(),
+            answers: Vec::new(),
+            skipped_artifacts: Vec::new(),
         }
     }
 
