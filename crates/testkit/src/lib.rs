@@ -59,6 +59,9 @@ pub enum Fault {
     },
     /// A hostile server: HTTP 500 whose body echoes the credentials it got.
     EchoAuth,
+    /// Every fault in turn, request by request (see [`mixed_fault`]): the
+    /// soak's server.
+    Mixed,
     /// Every event split in two reads, `\r\n` line endings, keep-alive
     /// comments, reasoning and tool-call deltas, no `[DONE]`.
     Awkward,
@@ -131,6 +134,11 @@ struct Shared {
 
 /// Starts a scripted server on a free loopback port.
 pub async fn start(script: Script) -> ScriptedServer {
+    start_on(script, 0).await
+}
+
+/// Starts a scripted server on loopback port `port` (0: a free one).
+pub async fn start_on(script: Script, port: u16) -> ScriptedServer {
     let counters = Arc::new(Counters::default());
     let started = Instant::now();
     let shared = Arc::new(Shared {
@@ -145,7 +153,7 @@ pub async fn start(script: Script) -> ScriptedServer {
         .route("/v1/messages", post(|s, h, b| handle(s, h, b, "anthropic")))
         .route("/metrics", axum::routing::get(metrics))
         .with_state(shared);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("bind a loopback port");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         axum::serve(
@@ -184,7 +192,10 @@ async fn handle(State(s): State<Arc<Shared>>, headers: HeaderMap, _body: Bytes, 
     if let Some(a) = headers.get("authorization").or_else(|| headers.get("x-api-key")) {
         c.auth_headers.lock().unwrap().push(a.to_str().unwrap_or("").to_string());
     }
-    let script = s.script.clone();
+    let mut script = s.script.clone();
+    if script.fault == Fault::Mixed {
+        script.fault = mixed_fault(n);
+    }
     if script.fault == Fault::EchoAuth {
         let auth = headers
             .get("authorization")
@@ -243,6 +254,25 @@ async fn handle(State(s): State<Arc<Shared>>, headers: HeaderMap, _body: Bytes, 
     });
     let body = Body::from_stream(tokio_stream_from(rx));
     Response::builder().header("content-type", "text/event-stream").body(body).unwrap()
+}
+
+/// The fault request `n` of a [`Fault::Mixed`] server gets: of every 25
+/// requests, one each of HTTP 500, 429 with `Retry-After: 1`, a malformed
+/// chunk, a stream closed after two tokens without `[DONE]`, invalid UTF-8,
+/// an error event, a stall after two tokens, and an awkward but valid
+/// stream (split events, CRLF, keep-alives, no `[DONE]`); the rest are clean.
+pub fn mixed_fault(n: u64) -> Fault {
+    match n % 25 {
+        0 => Fault::Http(500),
+        1 => Fault::RateLimited { retry_after_s: 1, times: u64::MAX },
+        2 => Fault::Malformed,
+        3 => Fault::Truncated { after: 2 },
+        4 => Fault::InvalidUtf8,
+        5 => Fault::ErrorEvent,
+        6 => Fault::Stall { after: 2 },
+        7 => Fault::Awkward,
+        _ => Fault::None,
+    }
 }
 
 async fn metrics(State(s): State<Arc<Shared>>) -> String {
