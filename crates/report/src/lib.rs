@@ -21,6 +21,8 @@ pub use summary::{markdown_summary, terminal_summary};
 pub enum ReportError {
     #[error("writing CSV: {0}")]
     Csv(#[from] csv::Error),
+    #[error("reading CSV: {0}")]
+    CsvRead(#[source] csv::Error),
     #[error("writing output: {0}")]
     Io(#[from] std::io::Error),
     #[error("writing JSON: {0}")]

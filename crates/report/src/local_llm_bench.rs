@@ -30,7 +30,9 @@ pub const COLUMNS: [&str; 12] = [
 pub struct BenchRow {
     pub concurrency: u32,
     pub run: u32,
-    pub task: u32,
+    /// The task's id: the series writes its prompt keys (`algo_a`), we
+    /// write the request id; never a number to compute with.
+    pub task: String,
     pub label: String,
     pub task_type: String,
     pub completion_tokens: u64,
@@ -65,11 +67,12 @@ pub fn rows(run: &BenchRun<'_>) -> Vec<BenchRow> {
         .enumerate()
         .map(|(i, r)| {
             let label = r.label.clone().unwrap_or_else(|| r.request_id.clone());
+            let task = if r.request_id.is_empty() { (i + 1).to_string() } else { r.request_id.clone() };
             let secs = round(r.t_end - r.t_send, 3);
             BenchRow {
                 concurrency: run.concurrency,
                 run: run.run,
-                task: i as u32 + 1,
+                task,
                 task_type: label.split('/').next().unwrap_or("").to_string(),
                 label,
                 completion_tokens: r.output_tokens,
@@ -101,7 +104,7 @@ pub fn write<W: Write>(out: W, rows: &[BenchRow]) -> Result<(), ReportError> {
 /// naming it).
 pub fn read<R: Read>(input: R) -> Result<Vec<BenchRow>, ReportError> {
     let mut r = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(input);
-    let headers = r.headers()?.clone();
+    let headers = r.headers().map_err(ReportError::CsvRead)?.clone();
     for c in COLUMNS {
         if !headers.iter().any(|h| h == c) {
             return Err(ReportError::Io(std::io::Error::new(
@@ -113,7 +116,7 @@ pub fn read<R: Read>(input: R) -> Result<Vec<BenchRow>, ReportError> {
             )));
         }
     }
-    r.deserialize().map(|row| row.map_err(ReportError::from)).collect()
+    r.deserialize().map(|row| row.map_err(ReportError::CsvRead)).collect()
 }
 
 /// Records equivalent to rows (for storing an imported run): each task
@@ -123,7 +126,7 @@ pub fn records_from_rows(rows: &[&BenchRow]) -> Vec<RequestRecord> {
         .enumerate()
         .map(|(i, r)| RequestRecord {
             index: i as u64,
-            request_id: format!("task-{}", r.task),
+            request_id: r.task.clone(),
             label: Some(r.label.clone()),
             t_end: r.wall_seconds,
             output_tokens: r.completion_tokens,
@@ -153,5 +156,18 @@ mod tests {
         assert_eq!(text.lines().nth(1).unwrap(), "2,1,1,algorithm/2,algorithm,1500,10.0,150.0,stop,12.5,1500,120.0");
         assert_eq!(read(text.as_bytes()).unwrap(), rs);
         assert!(read("concurrency,run\n1,1\n".as_bytes()).unwrap_err().to_string().contains("task"));
+    }
+
+    #[test]
+    fn the_series_task_ids_are_words_and_errors_say_reading() {
+        // The series writes prompt keys as task ids.
+        let csv =
+            format!("{}\n4,2,algo_a,Binary search,algorithm,812,9.95,81.6,stop,41.2,9120,221.4\n", COLUMNS.join(","));
+        let rows = read(csv.as_bytes()).expect("the series' rows read");
+        assert_eq!((rows[0].task.as_str(), rows[0].concurrency, rows[0].completion_tokens), ("algo_a", 4, 812));
+        assert_eq!(records_from_rows(&[&rows[0]])[0].request_id, "algo_a");
+        let bad = format!("{}\n4,two,algo_a,x,y,1,1,1,stop,1,1,1\n", COLUMNS.join(","));
+        let e = read(bad.as_bytes()).unwrap_err().to_string();
+        assert!(e.starts_with("reading CSV") && e.contains("line: 2"), "{e}");
     }
 }
