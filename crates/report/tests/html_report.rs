@@ -149,7 +149,17 @@ fn html_is_well_formed_complete_and_self_contained() {
             "chart-arena-leaderboard",
             &["Arena leaderboard: diagnosis score", "mean diagnosis score (points, 0–100)"][..],
         ),
-        ("chart-arena-heatmap", &["Diagnosis score by scenario and backend", "xid79_fallen_off_bus"][..]),
+        (
+            "chart-arena-heatmap",
+            &["Diagnosis score by scenario and backend", "xid79_fallen_off_bus", "72 [64, 78]"][..],
+        ),
+        ("chart-arena-cost", &["Arena: score against dollars per incident", "USD per diagnosis"][..]),
+        ("chart-plan-cost-1", &["Batch job: total cost per backend", "$812.5 · cheapest", "$1530 · 1.9×"][..]),
+        ("chart-plan-time-1", &["Batch job: wall time per backend", "31.20 h · fastest"][..]),
+        (
+            "chart-energy-flow-1",
+            &["Past the meter: ", "overhead, PUE 1.30", "transmission", "generation", "heat released: 0.350 kWh"][..],
+        ),
     ] {
         let start =
             html.find(&format!("<svg class=\"chart\" id=\"{id}\"")).unwrap_or_else(|| panic!("chart {id} missing"));

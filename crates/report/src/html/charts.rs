@@ -125,7 +125,7 @@ fn throughput(axis: Axis, curves: &[&Curve]) -> Vec<Chart> {
             points: c.points.iter().map(|p| (x(p), p.metrics.output_throughput)).collect(),
             band: c.points.iter().filter_map(|p| p.output_ci.map(|ci| (x(p), ci.lo, ci.hi))).collect(),
             mark: c.knee_point().map(|p| {
-                let open = c.sweep_knee.as_ref().is_some_and(|_| c.knee == Some(c.points.len() - 1));
+                let open = c.knee_open();
                 let label = match axis {
                     Axis::Concurrency => format!("knee: C{}{}", if open { "≥" } else { "=" }, fmt_num(x(p))),
                     Axis::Rate => format!("knee: {} req/s", fmt_num(x(p))),
@@ -362,14 +362,20 @@ fn plans(report: &Report) -> Vec<Chart> {
             "planner",
             &usd.title,
             usd.render(),
-            "Each bar is labelled with its cost and its multiple of the cheapest backend.",
+            "Log scale. Each bar is labelled with its cost and its multiple of the cheapest backend.",
         ));
         let fastest = p.rows.iter().filter_map(|r| r.wall_hours).filter(|v| *v > 0.0).fold(f64::INFINITY, f64::min);
         let rows: Vec<_> = p
             .rows
             .iter()
             .filter_map(|r| {
-                r.wall_hours.map(|h| (r.name.clone(), h, format!("{} h · {}", fmt_num(h), times(h / fastest))))
+                r.wall_hours.map(|h| {
+                    (
+                        r.name.clone(),
+                        h,
+                        format!("{} h · {}", fmt_num(h), times(h / fastest).replace("cheapest", "fastest")),
+                    )
+                })
             })
             .collect();
         if !rows.is_empty() {
@@ -394,6 +400,8 @@ fn plans(report: &Report) -> Vec<Chart> {
 fn times(x: f64) -> String {
     if !x.is_finite() {
         "-".into()
+    } else if (x - 1.0).abs() < 1e-9 {
+        "cheapest".into()
     } else if x < 10.0 {
         format!("{x:.1}×")
     } else {

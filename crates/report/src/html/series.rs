@@ -103,10 +103,23 @@ impl Curve {
         }
     }
 
-    /// The knee in words: `C=8 (band 4–16)`.
+    /// The sweep's knee is its highest level: the cliff lies beyond what
+    /// was measured.
+    pub fn knee_open(&self) -> bool {
+        self.sweep_knee.is_some() && self.knee.is_some_and(|k| k + 1 == self.points.len())
+    }
+
+    /// The knee in words: `C=8 (band 4–16)`, `C≥16`.
     pub fn knee_text(&self) -> Option<String> {
         let p = self.knee_point()?;
         let mut s = self.axis.fmt(self.x(p));
+        if self.knee_open() {
+            s = s.replacen('=', "≥", 1);
+            if self.axis == Axis::Rate {
+                s = format!("≥{s}");
+            }
+            return Some(s);
+        }
         if let Some(k) = &self.sweep_knee {
             if k.band[0] < k.band[1] {
                 s.push_str(&format!(" (band {}–{})", fmt_num(k.band[0]), fmt_num(k.band[1])));

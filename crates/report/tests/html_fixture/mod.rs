@@ -155,7 +155,9 @@ pub fn build(dir: &Path) -> Fixture {
                 name,
                 &json!({"backend": name, "model": HOSTILE_MODEL, "score": score, "ci95": {"lo": lo, "hi": hi},
                         "episodes": 40, "failed": 1,
-                        "scenarios": {"xid79_fallen_off_bus": s1, "nvlink_degraded": s2}}),
+                        "scenarios": {"xid79_fallen_off_bus": s1, "nvlink_degraded": s2},
+                        "price_entry": name, "price_kind": "rented",
+                        "usd_per_request": if score > 60.0 { 0.0031 } else { 0.0012 }}),
             )
             .unwrap();
         store
