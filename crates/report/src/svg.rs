@@ -1008,6 +1008,9 @@ impl EnergyFlow {
     }
 }
 
+/// A named point: (name, x, y, optional (lo, hi) of y).
+pub type ScatterPoint = (String, f64, f64, Option<(f64, f64)>);
+
 /// Named points with optional vertical intervals (the arena's score against
 /// dollars per incident).
 #[derive(Debug, Clone, Default)]
@@ -1016,8 +1019,7 @@ pub struct Scatter {
     pub title: String,
     pub x_label: String,
     pub y_label: String,
-    /// (name, x, y, optional (lo, hi) of y).
-    pub points: Vec<(String, f64, f64, Option<(f64, f64)>)>,
+    pub points: Vec<ScatterPoint>,
 }
 
 impl Scatter {

@@ -132,7 +132,11 @@ fn throughput(axis: Axis, curves: &[&Curve]) -> Vec<Chart> {
                 };
                 (x(p), p.metrics.output_throughput, label)
             }),
-            hline: c.saturation().map(|v| (v, format!("saturation {} tok/s", fmt_num(v)))),
+            hline: c.saturation().map(|v| {
+                // An open knee has not levelled off yet: say what the line is.
+                let what = if c.knee_open() { "highest measured" } else { "saturation" };
+                (v, format!("{what} {} tok/s", fmt_num(v)))
+            }),
         });
         per.series.push(LineSeries {
             name: c.name.clone(),
@@ -147,7 +151,7 @@ fn throughput(axis: Axis, curves: &[&Curve]) -> Vec<Chart> {
         "throughput",
         &agg.title,
         agg.render(),
-        "Shaded: 95 % bootstrap interval over requests. Ringed: the knee, past which more load buys little more throughput. Dashed: the throughput the curve saturates at.",
+        "Shaded: 95 % bootstrap interval over requests. Ringed: the knee, past which more load buys little more throughput. Dashed: the throughput the curve saturates at (the highest measured where the knee is the last level).",
     );
     a.why = why;
     let mut out = vec![a];

@@ -233,11 +233,10 @@ pub(super) fn render(report: &Report) -> String {
             s.push('\n');
         }
     }
-    let _ = writeln!(s, "## Runs\n");
     for r in &report.runs {
         if r.metrics.sent == 0 || super::data::is_arena_run(&r.meta.config) {
             // An arena run (or one that sent nothing): its tables above say it all.
-            let _ = writeln!(s, "### Run {}: {}\n", r.meta.id, md_escape(&r.meta.workload));
+            let _ = writeln!(s, "## Run {}: {}\n", r.meta.id, md_escape(&r.meta.workload));
             continue;
         }
         s.push_str(&crate::markdown_summary(&r.meta, &r.metrics));
