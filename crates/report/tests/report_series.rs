@@ -28,6 +28,7 @@ fn six_level_sweep(dir: &Path) -> (Store, Vec<i64>) {
             levels: &[1, 2, 4, 8, 16, 32],
             knee: Some(8),
             reason: REASON,
+            rate: false,
         },
     );
     (store, ids)
@@ -146,6 +147,7 @@ fn sweeps_of_different_backends_never_merge() {
                 levels: &[1, 2, 4],
                 knee: None,
                 reason: "",
+                rate: false,
             },
         ));
     }
@@ -179,4 +181,36 @@ fn markdown_embeds_its_charts_as_svg_files_beside_it() {
         assert!(svg.contains("<svg xmlns=\"http://www.w3.org/2000/svg\""), "{l} stands alone");
         assert!(svg.trim_end().ends_with("</svg>"));
     }
+}
+
+#[test]
+fn a_rate_sweep_is_drawn_against_the_rate() {
+    let dir = html_fixture::temp_dir("rate");
+    let mut store = Store::open(&dir.join("rate.db")).unwrap();
+    let ids = store_sweep(
+        &mut store,
+        &SweepSpec {
+            group: "rates",
+            url: "http://127.0.0.1:8003/v1",
+            model: "m",
+            hardware: "1x L4",
+            levels: &[1, 2, 4, 8],
+            knee: Some(4),
+            reason: "past 4 req/s the queue grows",
+            rate: true,
+        },
+    );
+    let report = Report::load(&store, &ids).unwrap();
+    let v = report.json();
+    assert_valid(&v);
+    let c = &v["throughput_vs_concurrency"][0];
+    assert_eq!(v["throughput_vs_concurrency"].as_array().unwrap().len(), 1);
+    assert_eq!(c["x"], "rate");
+    assert_eq!(c["knee_rate"], 4.0);
+    assert_eq!(c["knee_concurrency"], Value::Null);
+    assert_eq!(c["points"].as_array().unwrap().len(), 4);
+    let html = report.html();
+    assert!(html.contains("id=\"chart-aggregate-tps-rate\"") && html.contains("request rate (requests/s)"));
+    assert!(html.contains("knee: 4 req/s"));
+    assert!(!html.contains("id=\"chart-aggregate-tps\""), "no concurrency chart without concurrency curves");
 }

@@ -87,7 +87,7 @@ pub fn all(report: &Report, curves: &[Curve]) -> Vec<Chart> {
     if !levels.is_empty() {
         out.push(chart("chart-errors", "errors", "Errors", errors(&levels), ""));
     }
-    out.extend(server(report));
+    out.extend(server(report, curves));
     out.extend(economics(report));
     out.extend(plans(report));
     out.extend(arena(report));
@@ -231,8 +231,18 @@ fn errors(levels: &[Level]) -> String {
     .render()
 }
 
-fn server(report: &Report) -> Vec<Chart> {
+fn server(report: &Report, curves: &[Curve]) -> Vec<Chart> {
     let runs: Vec<_> = report.runs.iter().filter(|r| !r.server.is_empty()).collect();
+    // `run 3 · C=16`: which level of which curve the timeline belongs to.
+    let name = |id: i64| {
+        let mut levels =
+            curves.iter().flat_map(|c| c.points.iter().filter(|p| p.run_id == id).map(|p| c.axis.fmt(c.x(p))));
+        let level = levels.next().filter(|_| levels.next().is_none());
+        match level {
+            Some(l) => format!("run {id} · {l}"),
+            None => format!("run {id}"),
+        }
+    };
     let mk = |id: &str, title: &str, y: &str, f: &dyn Fn(&ServerSample) -> Option<f64>| LineChart {
         id: id.into(),
         title: title.into(),
@@ -242,7 +252,7 @@ fn server(report: &Report) -> Vec<Chart> {
         series: runs
             .iter()
             .map(|r| LineSeries {
-                name: format!("run {}", r.meta.id),
+                name: name(r.meta.id),
                 points: r.server.iter().filter_map(|p| f(p).map(|v| (p.t_s, v))).collect(),
                 ..Default::default()
             })

@@ -201,6 +201,8 @@ pub struct SweepSpec<'a> {
     pub levels: &'a [u32],
     pub knee: Option<u32>,
     pub reason: &'a str,
+    /// Open loop: the levels are request rates (requests per second).
+    pub rate: bool,
 }
 
 pub fn store_sweep(store: &mut Store, spec: &SweepSpec) -> Vec<i64> {
@@ -209,7 +211,11 @@ pub fn store_sweep(store: &mut Store, spec: &SweepSpec) -> Vec<i64> {
     let mut peak: f64 = 0.0;
     for (i, &c) in spec.levels.iter().enumerate() {
         let mut m = meta(spec.model, spec.url, c, &format!("fleetbench sweep --url {} --concurrency 1,2,4", spec.url));
-        m.config = json!({"concurrency": c, "hardware": spec.hardware, "sweep": spec.group, "level_index": i, "simulated": true});
+        m.config = if spec.rate {
+            json!({"request_rate": c, "hardware": spec.hardware, "sweep": spec.group, "level_index": i})
+        } else {
+            json!({"concurrency": c, "hardware": spec.hardware, "sweep": spec.group, "level_index": i, "simulated": true})
+        };
         m.group = Some(spec.group.into());
         let recs = records(c, 24, 0);
         let (id, metrics) = store_run(store, &m, &recs, c);
@@ -232,8 +238,8 @@ pub fn store_sweep(store: &mut Store, spec: &SweepSpec) -> Vec<i64> {
         ids.push(id);
     }
     let knee = spec.knee.map(|k| KneeDoc {
-        concurrency: Some(k as f64),
-        rate: None,
+        concurrency: (!spec.rate).then_some(k as f64),
+        rate: spec.rate.then_some(k as f64),
         band: [k as f64 / 2.0, k as f64 * 2.0],
         saturation_output_throughput: peak,
         break_level: None,
@@ -280,6 +286,7 @@ pub fn build_demo(dir: &Path) -> (PathBuf, Vec<Vec<i64>>) {
                 levels: &[1, 4, 16],
                 knee: Some(16),
                 reason: "throughput still grows at 16 agents: no cliff up to the highest level measured",
+                rate: false,
             },
         );
         let knee_run = ids[2];
