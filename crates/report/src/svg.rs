@@ -329,6 +329,9 @@ impl Labels {
     }
 }
 
+/// Lines with more points than this are drawn without point markers.
+const MAX_MARKERS: usize = 24;
+
 /// One line of a [`LineChart`].
 #[derive(Debug, Clone, Default)]
 pub struct LineSeries {
@@ -424,7 +427,9 @@ impl LineChart {
                 pts.len(),
                 path.join(" ")
             );
-            for (x, y) in &pts {
+            // Long timelines are lines only: a marker per sample would hide them.
+            let markers = if pts.len() <= MAX_MARKERS { &pts[..] } else { &[][..] };
+            for (x, y) in markers {
                 let _ = write!(
                     s,
                     r#"<g class="point">{}<title>{}: {} at {}</title></g>"#,
@@ -1114,6 +1119,21 @@ mod tests {
         assert_eq!(t.first().copied(), Some(0.0));
         assert!(t.last().copied().unwrap_or(0.0) >= 80.0);
         assert!(t.windows(2).all(|w| ((w[1] - w[0]) - 20.0).abs() < 1e-9));
+    }
+
+    #[test]
+    fn legends_wrap_and_cut_names_to_stay_inside_the_box() {
+        let names: Vec<(String, &'static str)> =
+            (0..6).map(|i| (format!("backend {i} {}", "x".repeat(120)), color(i))).collect();
+        let (svg, h) = legend(&names, true);
+        assert!(h >= H - BOTTOM + 62.0 + 5.0 * 15.0, "six long names take six rows: {h}");
+        for (i, _) in svg.match_indices("<text class=\"legend\" x=\"") {
+            let rest = &svg[i + 24..];
+            let x: f64 = rest[..rest.find('"').unwrap()].parse().unwrap();
+            let shown = &rest[rest.find("</title>").unwrap() + 8..rest.find("</text>").unwrap()];
+            assert!(shown.ends_with('…'), "{shown}");
+            assert!(x + CHAR_W * shown.chars().count() as f64 <= W, "label at {x} runs past the box");
+        }
     }
 
     #[test]
