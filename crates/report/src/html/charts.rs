@@ -326,7 +326,7 @@ fn economics(report: &Report) -> Vec<Chart> {
         };
         let f = EnergyFlow {
             id: format!("chart-energy-flow-{}", i + 1),
-            title: format!("Past the meter: {}", e.backend.chars().take(52).collect::<String>()),
+            title: format!("Past the meter: {}", shorten(&e.backend, 52)),
             it_kwh: m.it_kwh,
             facility_kwh: m.facility_kwh,
             delivered_kwh: m.delivered_kwh,
@@ -489,5 +489,15 @@ fn arena(report: &Report) -> Vec<Chart> {
             "Up and to the left is better. Whiskers: 95 % intervals of the score.",
         ));
     }
+    out
+}
+
+/// At most `n` characters, an ellipsis marking a cut.
+fn shorten(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(n.saturating_sub(1)).collect();
+    out.push('…');
     out
 }

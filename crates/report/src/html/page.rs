@@ -26,7 +26,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 td code { display: block; min-width: 280px; }
 .scroll { overflow-x: auto; max-width: 100%; }
 code { font: 12px ui-monospace, SFMono-Regular, Menlo, monospace; word-break: break-all; }
-figure.panel { display: inline-block; vertical-align: top; margin: 0 16px 24px 0; max-width: 660px; }
+figure.panel { display: inline-block; vertical-align: top; margin: 0 12px 24px 0; width: 580px; max-width: 100%; }
 figure.panel figcaption { font-size: 12px; color: var(--muted); margin-top: 4px; }
 ul.why { margin: 6px 0 0; padding-left: 0; list-style: none; font-size: 13px; color: var(--fg); }
 ul.why li { margin: 2px 0; }
