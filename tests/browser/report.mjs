@@ -1,5 +1,8 @@
 // Opens a fleetbench report from file:// in headless Chromium and checks
-// that every chart is visible and that hostile model text stays text.
+// that every chart is visible and that hostile model text stays text; it
+// reports each chart's lines (vertices per series), knee markers, and any
+// text that lies outside its SVG's box, and whether the headline table
+// comes before the first chart.
 //   node report.mjs file:///path/index.html SCREENSHOT.png
 import { launch, fail } from "./common.mjs";
 
@@ -22,6 +25,35 @@ try {
       return { id: s.id, w: r.width, h: r.height, visible: style.visibility !== "hidden" && style.display !== "none" };
     })
   );
+  const shapes = await page.$$eval("svg.chart", (svgs) =>
+    svgs.map((s) => {
+      const box = s.getBoundingClientRect();
+      const outside = [];
+      for (const t of s.querySelectorAll("text")) {
+        const r = t.getBoundingClientRect();
+        if (r.width === 0 && r.height === 0) continue;
+        if (r.left < box.left - 1 || r.right > box.right + 1 || r.top < box.top - 1 || r.bottom > box.bottom + 1) {
+          outside.push({ text: t.textContent.slice(0, 60), left: r.left - box.left, right: r.right - box.left, top: r.top - box.top, bottom: r.bottom - box.top, w: box.width, h: box.height });
+        }
+      }
+      const lines = [...s.querySelectorAll("polyline.line")].map((l) => ({
+        series: l.dataset.series,
+        vertices: l.points.numberOfItems,
+      }));
+      const knees = [...s.querySelectorAll("g.knee")].map((k) => ({ series: k.dataset.series, x: Number(k.dataset.x) }));
+      return { id: s.id, outside, lines, knees };
+    })
+  );
+  const order = await page.evaluate(() => {
+    const head = document.querySelector("#headline table");
+    const chart = document.querySelector("svg.chart");
+    if (!head || !chart) return null;
+    return {
+      headlineTop: head.getBoundingClientRect().top + window.scrollY,
+      firstChartTop: chart.getBoundingClientRect().top + window.scrollY,
+      before: !!(head.compareDocumentPosition(chart) & Node.DOCUMENT_POSITION_FOLLOWING),
+    };
+  });
   const pwned = await page.evaluate(() => window.__pwned === undefined ? null : window.__pwned);
   const scripts = await page.$$eval("script", (s) => s.length);
   const bodyText = await page.evaluate(() => document.body.innerText);
@@ -30,6 +62,8 @@ try {
   const result = {
     ok: true,
     charts,
+    shapes,
+    order,
     pwned,
     scripts,
     dialogs,
@@ -41,7 +75,7 @@ try {
   if (bad.length) fail("invisible charts: " + bad.map((c) => c.id).join(", "), result);
   if (pwned !== null || scripts !== 0 || dialogs.length) fail("a script ran or exists", result);
   if (external.length) fail("external requests: " + external.join(", "), result);
-  if (!result.hostileShownAsText) fail("hostile model name not shown as text", result);
+  if (process.env.EXPECT_HOSTILE !== "0" && !result.hostileShownAsText) fail("hostile model name not shown as text", result);
   console.log(JSON.stringify(result));
 } finally {
   await browser.close();

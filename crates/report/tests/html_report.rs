@@ -98,7 +98,8 @@ fn markdown_and_json_match_their_snapshots() {
     let md = std::fs::read_to_string(&files.markdown).unwrap();
     let json = std::fs::read_to_string(&files.json).unwrap();
     // Sanity before the byte comparison, so a bad snapshot cannot pin nonsense.
-    assert!(md.contains("## Throughput against concurrency"));
+    assert!(md.contains("## Throughput against load") && md.contains("## Headline"));
+    assert!(md.contains("![Aggregate output throughput vs concurrency](aggregate-tps.svg)"));
     assert!(md.contains("(knee)"));
     assert!(md.contains("## AIOps arena leaderboard"));
     assert!(!md.contains("<script>"), "raw markup in Markdown");
@@ -148,7 +149,17 @@ fn html_is_well_formed_complete_and_self_contained() {
             "chart-arena-leaderboard",
             &["Arena leaderboard: diagnosis score", "mean diagnosis score (points, 0–100)"][..],
         ),
-        ("chart-arena-heatmap", &["Diagnosis score by scenario and backend", "xid79_fallen_off_bus"][..]),
+        (
+            "chart-arena-heatmap",
+            &["Diagnosis score by scenario and backend", "xid79_fallen_off_bus", "72 [64, 78]"][..],
+        ),
+        ("chart-arena-cost", &["Arena: score against dollars per incident", "USD per diagnosis"][..]),
+        ("chart-plan-cost-1", &["Batch job: total cost per backend", "$812.5 · cheapest", "$1530 · 1.9×"][..]),
+        ("chart-plan-time-1", &["Batch job: wall time per backend", "31.20 h · fastest"][..]),
+        (
+            "chart-energy-flow-1",
+            &["Past the meter: ", "overhead, PUE 1.30", "transmission", "generation", "heat released: 0.350 kWh"][..],
+        ),
     ] {
         let start =
             html.find(&format!("<svg class=\"chart\" id=\"{id}\"")).unwrap_or_else(|| panic!("chart {id} missing"));
@@ -156,11 +167,19 @@ fn html_is_well_formed_complete_and_self_contained() {
         for l in labels {
             assert!(svg.contains(l), "chart {id} lacks label {l:?}");
         }
-        // The setup sits beside every chart.
-        let after = &html[start..];
-        let aside = after.find("<aside class=\"setup\">").unwrap();
-        assert!(after[aside..].contains("fleetbench 0.1.0") && after[aside..].contains("hardware 1x H100 80GB"));
+        // The chart fits its box: the legend sits inside the SVG's height.
+        let h: f64 = svg[svg.find(" height=\"").unwrap() + 9..].split('"').next().unwrap().parse().unwrap();
+        for (i, _) in svg.match_indices("<text class=\"legend\"") {
+            let y: f64 = svg[i..][svg[i..].find(" y=\"").unwrap() + 4..].split('"').next().unwrap().parse().unwrap();
+            assert!(y < h, "chart {id}: legend at y={y} below its height {h}");
+        }
     }
+    // The setup is described once, per backend, in the details at the end.
+    assert!(!html.contains("<aside"), "no setup list beside every chart");
+    let setup = &html[html.find("<details id=\"setup\"").unwrap()..];
+    let setup = &setup[..setup.find("</details>").unwrap()];
+    assert!(setup.contains("fleetbench 0.1.0") && setup.contains("hardware 1x H100 80GB"));
+    assert!(html.find("id=\"headline\"").unwrap() < html.find("<svg").unwrap(), "the headline comes first");
     assert!(html.contains("id=\"planner\"") && html.contains("$2.50/GPU-h"));
     assert!(html.contains("no throughput &lt;b&gt;known&lt;/b&gt;"));
 

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use fleetbench_econ::records::{CostRecord, EnergyRecord, PastTheMeter};
-pub use fleetbench_load::sweep::records::{ServerMetricsRecord, ServerSample, SweepLevelRecord};
+pub use fleetbench_load::sweep::records::{KneeDoc, ServerMetricsRecord, ServerSample, SweepLevelRecord, SweepRecord};
 /// The arena's typed records, read here as they are written.
 pub use fleetbench_store::records::arena::{is_arena_run, Answer as ArenaAnswer, ArenaBackend};
 
@@ -23,8 +23,12 @@ pub use fleetbench_store::records::arena::{is_arena_run, Answer as ArenaAnswer, 
 pub struct Level {
     /// `run 3` or `run 3 c=8`.
     pub label: String,
+    /// The stored run the point was measured in.
+    pub run_id: i64,
     /// Concurrency (target; else the measured maximum in flight).
     pub concurrency: Option<f64>,
+    /// Open loop: the request rate asked for (requests per second).
+    pub rate: Option<f64>,
     pub metrics: RunMetrics,
     /// 95 % interval of aggregate output tok/s.
     pub output_ci: Option<Interval>,
@@ -103,6 +107,8 @@ pub struct ReportRun {
     pub arena: Vec<ArenaBackend>,
     pub plans: Vec<CostPlan>,
     pub answers: Vec<ArenaAnswer>,
+    /// The sweeps whose record this run holds (a sweep's first run).
+    pub sweeps: Vec<SweepRecord>,
     /// Artifacts that did not match their documented shape (kind/name: why).
     pub skipped_artifacts: Vec<String>,
 }
@@ -146,12 +152,13 @@ impl ReportRun {
         let records = store.records(id)?;
         let mut skipped = Vec::new();
         let mut levels = Vec::new();
-        for (name, l) in typed::<SweepLevelRecord>(store, id, &mut skipped)? {
+        for (_, l) in typed::<SweepLevelRecord>(store, id, &mut skipped)? {
             let label = l.label.clone().unwrap_or_else(|| format!("c={}", crate::svg::fmt_num(l.concurrency)));
-            let _ = name;
             levels.push(Level {
                 label: format!("run {id} {label}"),
+                run_id: id,
                 concurrency: Some(l.concurrency),
+                rate: l.rate,
                 output_ci: output_throughput_ci(&l.metrics),
                 metrics: l.metrics,
             });
@@ -181,6 +188,7 @@ impl ReportRun {
         run.arena = typed::<ArenaBackend>(store, id, &mut skipped)?.into_iter().map(|(_, a)| a).collect();
         run.plans = typed::<CostPlan>(store, id, &mut skipped)?.into_iter().map(|(_, a)| a).collect();
         run.answers = typed::<ArenaAnswer>(store, id, &mut skipped)?.into_iter().map(|(_, a)| a).collect();
+        run.sweeps = typed::<SweepRecord>(store, id, &mut skipped)?.into_iter().map(|(_, a)| a).collect();
         run.skipped_artifacts = skipped;
         Ok(run)
     }
@@ -222,6 +230,7 @@ impl ReportRun {
             arena: Vec::new(),
             plans: Vec::new(),
             answers: Vec::new(),
+            sweeps: Vec::new(),
             skipped_artifacts: Vec::new(),
         }
     }
@@ -242,7 +251,9 @@ impl ReportRun {
         });
         vec![Level {
             label: format!("run {}", self.meta.id),
+            run_id: self.meta.id,
             concurrency,
+            rate: self.meta.run_config().request_rate,
             output_ci: output_throughput_ci(&self.metrics),
             metrics: self.metrics.clone(),
         }]

@@ -1,6 +1,8 @@
-//! `report.md`: the report as Markdown tables fit for a blog post, each run's
-//! summary followed by the cross-run tables (concurrency, arena, cost,
-//! energy, planner) that exist for the runs given.
+//! `report.md`: the report as Markdown fit for a blog post: the headline
+//! table and its sentences, the charts as SVG files written beside it
+//! (relative image links), one table per backend with every level, the
+//! cross-run tables (arena, cost, energy, planner), and each run's summary
+//! at the end.
 
 use std::fmt::Write;
 
@@ -26,42 +28,83 @@ pub(super) fn render(report: &Report) -> String {
     let mut s = String::new();
     let ids: Vec<String> = report.runs.iter().map(|r| r.meta.id.to_string()).collect();
     let _ = writeln!(s, "# fleetbench report: runs {}\n", ids.join(", "));
-    for r in &report.runs {
-        if r.metrics.sent == 0 || super::data::is_arena_run(&r.meta.config) {
-            // An arena run (or one that sent nothing): its tables below say it all.
-            let _ = writeln!(s, "## Run {}: {}\n", r.meta.id, md_escape(&r.meta.workload));
-            continue;
+    let curves = report.curves();
+    let headline = super::headline::rows(report, &curves);
+    if !headline.is_empty() {
+        let _ = writeln!(s, "## Headline\n");
+        let _ = writeln!(
+            s,
+            "| backend | single-stream tok/s | peak aggregate tok/s | knee | p50 TTFT at knee (ms) | p50 TPOT at knee (ms) | $ per M output tokens | J per output token | arena score |"
+        );
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for (c, h) in curves.iter().zip(&headline) {
+            let peak = match (h.peak_output_throughput, h.peak_at) {
+                (Some(v), Some(at)) => format!("{} at {}", fmt_num(v), c.axis.fmt(at)),
+                _ => "-".into(),
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                md_escape(&h.backend),
+                opt(h.single_stream_tok_s),
+                peak,
+                md_escape(&c.knee_text().unwrap_or_else(|| "-".into())),
+                opt(h.p50_ttft_ms_at_knee),
+                opt(h.p50_tpot_ms_at_knee),
+                h.usd_per_million_output_tokens.map(|u| format!("${}", fmt_num(u))).unwrap_or_else(|| "-".into()),
+                opt(h.energy_per_output_token_j),
+                opt(h.arena_score),
+            );
         }
-        s.push_str(&crate::markdown_summary(&r.meta, &r.metrics));
+        s.push('\n');
+        for h in &headline {
+            let _ = writeln!(s, "- {}", md_escape(&h.sentence));
+        }
         s.push('\n');
     }
 
-    let curves = report.curves();
+    let charts = super::charts::all(report, &curves);
+    let pictures = |s: &mut String, section: &str| {
+        for c in charts.iter().filter(|c| c.section == section) {
+            let _ = writeln!(s, "![{}]({})\n", md_escape(&c.title), c.file_name());
+            for (name, _, why) in &c.why {
+                let _ = writeln!(s, "- {}: {}", md_escape(name), md_escape(why));
+            }
+            if !c.why.is_empty() {
+                s.push('\n');
+            }
+        }
+    };
     if !curves.is_empty() {
-        let _ = writeln!(s, "## Throughput against concurrency\n");
-        let _ = writeln!(
-            s,
-            "| series | concurrency | output tok/s [95% CI] | per-request tok/s [95% CI] | p50 TTFT (ms) | p99 TTFT (ms) | p50 TPOT (ms) | failed |"
-        );
-        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(s, "## Throughput against load\n");
+        pictures(&mut s, "throughput");
         for c in &curves {
+            let _ = writeln!(s, "### {}\n", md_escape(&c.name));
+            let _ = writeln!(
+                s,
+                "| {} | output tok/s [95% CI] | per-request tok/s [95% CI] | p50 TTFT (ms) | p99 TTFT (ms) | p50 TPOT (ms) | failed | run |",
+                c.axis.key()
+            );
+            let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|---:|---:|");
             for (i, p) in c.points.iter().enumerate() {
                 let knee = if c.knee == Some(i) { " (knee)" } else { "" };
                 let _ = writeln!(
                     s,
-                    "| {} | {}{knee} | {} | {} | {} | {} | {} | {} |",
-                    md_escape(&c.name),
-                    opt(p.concurrency),
+                    "| {}{knee} | {} | {} | {} | {} | {} | {} | {} |",
+                    fmt_num(c.x(p)),
                     with_ci(Some(p.metrics.output_throughput), p.output_ci),
                     with_ci(p.metrics.mean_tok_s, p.metrics.ci("mean_tok_s")),
                     opt(p.metrics.ms("p50_ttft_ms")),
                     opt(p.metrics.ms("p99_ttft_ms")),
                     opt(p.metrics.ms("p50_tpot_ms")),
-                    p.metrics.failed
+                    p.metrics.failed,
+                    p.run_id
                 );
             }
+            s.push('\n');
         }
-        s.push('\n');
+        let _ = writeln!(s, "## Latency\n");
+        pictures(&mut s, "latency");
     }
 
     let arena: Vec<_> = report.runs.iter().flat_map(|r| r.arena.iter().map(move |a| (r.meta.id, a))).collect();
@@ -69,6 +112,7 @@ pub(super) fn render(report: &Report) -> String {
         let mut rows = arena.clone();
         rows.sort_by(|a, b| b.1.score.total_cmp(&a.1.score));
         let _ = writeln!(s, "## AIOps arena leaderboard\n");
+        pictures(&mut s, "arena");
         let _ = writeln!(s, "| rank | backend | model | score [95% CI] | episodes | failed | run |");
         let _ = writeln!(s, "|---:|---|---|---:|---:|---:|---:|");
         for (i, (run, a)) in rows.iter().enumerate() {
@@ -93,10 +137,9 @@ pub(super) fn render(report: &Report) -> String {
             .filter_map(|c| c.figures.usd_per_million_output_tokens)
             .filter(|v| v.is_finite() && *v > 0.0)
             .fold(f64::INFINITY, f64::min);
-        let _ = writeln!(
-            s,
-            "## Cost\n\n| backend | USD per million output tokens | × cheapest | USD total | USD per request |"
-        );
+        let _ = writeln!(s, "## Cost\n");
+        pictures(&mut s, "economics");
+        let _ = writeln!(s, "| backend | USD per million output tokens | × cheapest | USD total | USD per request |");
         let _ = writeln!(s, "|---|---:|---:|---:|---:|");
         for c in cost {
             let usd_per_m = c.figures.usd_per_million_output_tokens.unwrap_or(f64::NAN);
@@ -158,6 +201,10 @@ pub(super) fn render(report: &Report) -> String {
         }
     }
 
+    if report.runs.iter().any(|r| !r.plans.is_empty()) {
+        let _ = writeln!(s, "## Batch-job planner\n");
+        pictures(&mut s, "planner");
+    }
     for r in &report.runs {
         for p in &r.plans {
             let _ = writeln!(
@@ -185,6 +232,15 @@ pub(super) fn render(report: &Report) -> String {
             }
             s.push('\n');
         }
+    }
+    for r in &report.runs {
+        if r.metrics.sent == 0 || super::data::is_arena_run(&r.meta.config) {
+            // An arena run (or one that sent nothing): its tables above say it all.
+            let _ = writeln!(s, "## Run {}: {}\n", r.meta.id, md_escape(&r.meta.workload));
+            continue;
+        }
+        s.push_str(&crate::markdown_summary(&r.meta, &r.metrics));
+        s.push('\n');
     }
     s
 }

@@ -2,9 +2,12 @@
 //! no scripts, no network), `report.md` and `report.json`, drawn from stored
 //! runs and the typed records [`data`] reads.
 
+pub mod charts;
 pub mod data;
+pub mod headline;
 mod markdown;
 mod page;
+pub mod series;
 
 use std::path::{Path, PathBuf};
 
@@ -13,6 +16,7 @@ use fleetbench_store::{Store, StoreError};
 use serde_json::{json, Value};
 
 pub use data::{knee, Level, ReportRun};
+pub use series::{Axis, Curve};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HtmlReportError {
@@ -43,15 +47,6 @@ pub struct ReportFiles {
     pub json: PathBuf,
 }
 
-/// A curve of the concurrency picture: a name and its points by concurrency.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Curve {
-    pub name: String,
-    pub points: Vec<Level>,
-    /// Index into `points` of the knee, if the curve has one.
-    pub knee: Option<usize>,
-}
-
 impl Report {
     /// Reads runs, records and artifacts from the store.
     pub fn load(store: &Store, run_ids: &[i64]) -> Result<Report, HtmlReportError> {
@@ -62,32 +57,15 @@ impl Report {
         Ok(Report { runs })
     }
 
-    /// Curves of throughput against concurrency: one per sweep, and one per
-    /// backend (model @ URL) for plain runs at different concurrencies.
+    /// The curves of the report: one per backend (and sweep), see
+    /// [`series`].
     pub fn curves(&self) -> Vec<Curve> {
-        let mut curves: Vec<Curve> = Vec::new();
-        for r in &self.runs {
-            let (name, points) = if r.levels.is_empty() {
-                (r.series_name(), r.points())
-            } else {
-                (format!("run {}: {}", r.meta.id, r.series_name()), r.points())
-            };
-            let points: Vec<Level> = points.into_iter().filter(|p| p.concurrency.is_some()).collect();
-            if points.is_empty() {
-                continue;
-            }
-            match curves.iter_mut().find(|c| c.name == name) {
-                Some(c) => c.points.extend(points),
-                None => curves.push(Curve { name, points, knee: None }),
-            }
-        }
-        for c in &mut curves {
-            c.points.sort_by(|a, b| a.concurrency.unwrap_or(0.0).total_cmp(&b.concurrency.unwrap_or(0.0)));
-            let xy: Vec<(f64, f64)> =
-                c.points.iter().map(|p| (p.concurrency.unwrap_or(0.0), p.metrics.output_throughput)).collect();
-            c.knee = knee(&xy);
-        }
-        curves
+        series::curves(&self.runs)
+    }
+
+    /// One headline row per curve: the figures an operator decides on.
+    pub fn headline(&self) -> Vec<headline::Headline> {
+        headline::rows(self, &self.curves())
     }
 
     /// Every point (run or sweep level) in report order.
@@ -110,30 +88,9 @@ impl Report {
     pub fn json(&self) -> Value {
         let tool = self.runs.first().map(|r| format!("fleetbench {}", r.meta.tool_version)).unwrap_or_default();
         let ci = |c: Option<Interval>| c.map(|c| json!({"lo": c.lo, "hi": c.hi}));
-        let curves: Vec<Value> = self
-            .curves()
-            .iter()
-            .map(|c| {
-                json!({
-                    "series": c.name,
-                    "knee_concurrency": c.knee.and_then(|i| c.points[i].concurrency),
-                    "points": c.points.iter().map(|p| json!({
-                        "label": p.label,
-                        "concurrency": p.concurrency,
-                        "output_throughput": p.metrics.output_throughput,
-                        "output_throughput_ci95": ci(p.output_ci),
-                        "mean_tok_s": p.metrics.mean_tok_s,
-                        "mean_tok_s_ci95": ci(p.metrics.ci("mean_tok_s")),
-                        "p50_ttft_ms": p.metrics.ms("p50_ttft_ms"),
-                        "p99_ttft_ms": p.metrics.ms("p99_ttft_ms"),
-                        "p50_tpot_ms": p.metrics.ms("p50_tpot_ms"),
-                        "p99_tpot_ms": p.metrics.ms("p99_tpot_ms"),
-                        "completed": p.metrics.completed,
-                        "failed": p.metrics.failed,
-                    })).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
+        let curves: Vec<Value> = self.curves().iter().map(|c| curve_json(c, &ci)).collect();
+        let headline: Vec<Value> =
+            self.headline().iter().map(|h| serde_json::to_value(h).unwrap_or(Value::Null)).collect();
         let per_run = |f: &dyn Fn(&ReportRun) -> Option<Value>| -> Vec<Value> {
             self.runs.iter().filter_map(|r| f(r).map(|v| json!({"run_id": r.meta.id, "items": v}))).collect()
         };
@@ -144,6 +101,7 @@ impl Report {
         json!({
             "tool": tool,
             "runs": self.runs.iter().map(|r| crate::run_json(&r.meta, &r.metrics)).collect::<Vec<_>>(),
+            "headline": headline,
             "throughput_vs_concurrency": curves,
             "server_metrics": per_run(&|r| nonempty(serde_json::to_value(&r.server).unwrap_or(Value::Null))),
             "cost": per_run(&|r| nonempty(serde_json::to_value(&r.cost).unwrap_or(Value::Null))),
@@ -155,7 +113,44 @@ impl Report {
     }
 }
 
-/// Writes `index.html`, `report.md` and `report.json` for `run_ids` into
+/// One curve of `throughput_vs_concurrency` (docs/schemas/report.json).
+fn curve_json(c: &Curve, ci: &dyn Fn(Option<Interval>) -> Option<Value>) -> Value {
+    let knee = c.knee_point();
+    json!({
+        "series": c.name,
+        "backend": c.backend,
+        "model": c.model,
+        "hardware": c.hardware,
+        "workload": c.workload,
+        "x": c.axis.key(),
+        "group": c.group,
+        "run_ids": c.run_ids,
+        "knee_concurrency": knee.filter(|_| c.axis == Axis::Concurrency).map(|p| c.x(p)),
+        "knee_rate": knee.filter(|_| c.axis == Axis::Rate).map(|p| c.x(p)),
+        "knee_band": c.sweep_knee.as_ref().map(|k| k.band),
+        "saturation_output_throughput": c.saturation(),
+        "explanation": c.explanation(),
+        "points": c.points.iter().map(|p| json!({
+            "label": p.label,
+            "run_id": p.run_id,
+            "concurrency": p.concurrency,
+            "rate": p.rate,
+            "output_throughput": p.metrics.output_throughput,
+            "output_throughput_ci95": ci(p.output_ci),
+            "mean_tok_s": p.metrics.mean_tok_s,
+            "mean_tok_s_ci95": ci(p.metrics.ci("mean_tok_s")),
+            "p50_ttft_ms": p.metrics.ms("p50_ttft_ms"),
+            "p99_ttft_ms": p.metrics.ms("p99_ttft_ms"),
+            "p50_tpot_ms": p.metrics.ms("p50_tpot_ms"),
+            "p99_tpot_ms": p.metrics.ms("p99_tpot_ms"),
+            "completed": p.metrics.completed,
+            "failed": p.metrics.failed,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Writes `index.html`, `report.md` (with its charts as SVG files beside
+/// it) and `report.json` for `run_ids` into
 /// `out_dir` (created if needed). This is what `fleetbench report` and the
 /// end of `fleetbench demo` call.
 pub fn write_report(store: &Store, run_ids: &[i64], out_dir: &Path) -> Result<ReportFiles, HtmlReportError> {
@@ -177,6 +172,11 @@ pub fn write_files(report: &Report, out_dir: &Path) -> Result<ReportFiles, HtmlR
         json: out_dir.join("report.json"),
     };
     std::fs::write(&files.index_html, report.html()).map_err(werr(&files.index_html))?;
+    // The pictures report.md embeds, as SVG files beside it.
+    for c in charts::all(report, &report.curves()) {
+        let path = out_dir.join(c.file_name());
+        std::fs::write(&path, crate::svg::standalone(&c.svg)).map_err(werr(&path))?;
+    }
     std::fs::write(&files.markdown, report.markdown()).map_err(werr(&files.markdown))?;
     let mut json = serde_json::to_string_pretty(&report.json()).unwrap_or_else(|_| "{}".into());
     json.push('\n');

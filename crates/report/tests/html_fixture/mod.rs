@@ -155,7 +155,9 @@ pub fn build(dir: &Path) -> Fixture {
                 name,
                 &json!({"backend": name, "model": HOSTILE_MODEL, "score": score, "ci95": {"lo": lo, "hi": hi},
                         "episodes": 40, "failed": 1,
-                        "scenarios": {"xid79_fallen_off_bus": s1, "nvlink_degraded": s2}}),
+                        "scenarios": {"xid79_fallen_off_bus": s1, "nvlink_degraded": s2},
+                        "price_entry": name, "price_kind": "rented",
+                        "usd_per_request": if score > 60.0 { 0.0031 } else { 0.0012 }}),
             )
             .unwrap();
         store
@@ -186,4 +188,113 @@ pub fn build(dir: &Path) -> Fixture {
         .unwrap();
     store.put_artifact(arena, "energy", "broken", &json!({"nope": 1})).unwrap();
     Fixture { db, plain, sweep, arena }
+}
+
+/// A sweep stored the way the sweep driver stores one: one run per level,
+/// each with its `SweepLevelRecord`, and the `SweepRecord` (the knee at
+/// `knee`, with `reason`) with the first run. Returns the level runs' ids.
+pub struct SweepSpec<'a> {
+    pub group: &'a str,
+    pub url: &'a str,
+    pub model: &'a str,
+    pub hardware: &'a str,
+    pub levels: &'a [u32],
+    pub knee: Option<u32>,
+    pub reason: &'a str,
+    /// Open loop: the levels are request rates (requests per second).
+    pub rate: bool,
+}
+
+pub fn store_sweep(store: &mut Store, spec: &SweepSpec) -> Vec<i64> {
+    use fleetbench_load::sweep::records::{KneeDoc, SweepInfo, SweepLevelRecord, SweepRecord};
+    let mut ids = Vec::new();
+    let mut peak: f64 = 0.0;
+    for (i, &c) in spec.levels.iter().enumerate() {
+        let mut m = meta(spec.model, spec.url, c, &format!("fleetbench sweep --url {} --concurrency 1,2,4", spec.url));
+        m.config = if spec.rate {
+            json!({"request_rate": c, "hardware": spec.hardware, "sweep": spec.group, "level_index": i})
+        } else {
+            json!({"concurrency": c, "hardware": spec.hardware, "sweep": spec.group, "level_index": i, "simulated": true})
+        };
+        m.group = Some(spec.group.into());
+        let recs = records(c, 24, 0);
+        let (id, metrics) = store_run(store, &m, &recs, c);
+        peak = peak.max(metrics.output_throughput);
+        let mut stripped = metrics.clone();
+        stripped.ttfts.clear();
+        stripped.itls.clear();
+        stripped.latencies.clear();
+        stripped.input_lens.clear();
+        stripped.output_lens.clear();
+        stripped.errors.clear();
+        let level = SweepLevelRecord {
+            concurrency: c as f64,
+            rate: None,
+            label: Some(format!("c={c}")),
+            metrics: stripped,
+            server: None,
+        };
+        store.put(id, spec.group, &level).unwrap();
+        ids.push(id);
+    }
+    let knee = spec.knee.map(|k| KneeDoc {
+        concurrency: (!spec.rate).then_some(k as f64),
+        rate: spec.rate.then_some(k as f64),
+        band: [k as f64 / 2.0, k as f64 * 2.0],
+        saturation_output_throughput: peak,
+        break_level: None,
+        reason: spec.reason.into(),
+        stop_reason: String::new(),
+    });
+    let info = SweepInfo {
+        group: spec.group.into(),
+        repeats: 1,
+        backend: spec.url.into(),
+        model: spec.model.into(),
+        workload: "synthetic:in=128,out=32".into(),
+        run_ids: ids.clone(),
+    };
+    store.put(ids[0], spec.group, &SweepRecord { knee, sweep: info }).unwrap();
+    ids
+}
+
+/// The demo's three setups as `fleetbench demo --quick` stores them: one
+/// sweep each over 1, 4, 16 against its own server, all in ONE group, with
+/// cost and modelled energy stored with the knee's run.
+pub const DEMO_SETUPS: [&str; 3] = [
+    "RTX 3090 · Qwen3-Coder-30B-A3B (MoE) AWQ 4-bit · vLLM",
+    "RTX 3090 · Qwen2.5-Coder-32B (dense) AWQ 4-bit · vLLM",
+    "H100 SXM · Llama 3.1 8B FP8 · vLLM",
+];
+
+pub fn build_demo(dir: &Path) -> (PathBuf, Vec<Vec<i64>>) {
+    use fleetbench_econ::records::{CostRecord, EnergyRecord};
+    let db = dir.join("demo.db");
+    let mut store = Store::open(&db).unwrap();
+    let group = "demo-2026-11-25T10:00:00Z-4242";
+    let models = ["qwen3-coder-30b-a3b", "qwen2.5-coder-32b", "llama-3.1-8b"];
+    let mut all = Vec::new();
+    for (i, title) in DEMO_SETUPS.iter().enumerate() {
+        let url = format!("http://127.0.0.1:{}/v1", 41000 + i);
+        let ids = store_sweep(
+            &mut store,
+            &SweepSpec {
+                group,
+                url: &url,
+                model: models[i],
+                hardware: title,
+                levels: &[1, 4, 16],
+                knee: Some(16),
+                reason: "throughput still grows at 16 agents: no cliff up to the highest level measured",
+                rate: false,
+            },
+        );
+        let knee_run = ids[2];
+        let cost = CostRecord::rented_at(title, 2.0 + i as f64, 400.0 * (i + 1) as f64, "test rate").unwrap();
+        store.put(knee_run, title, &cost).unwrap();
+        let energy = EnergyRecord::modelled(title, 300.0, 400.0 * (i + 1) as f64, 1.3, "grid-us").unwrap().unwrap();
+        store.put(knee_run, title, &energy).unwrap();
+        all.push(ids);
+    }
+    (db, all)
 }
