@@ -273,7 +273,7 @@ pub async fn run_sweep(
     };
     let record = SweepRecord { knee: knee_doc.clone(), sweep: info.clone() };
     store.put(measured[0].run_id, &cfg.group, &record)?;
-    let doc = SweepDoc { levels, knee: knee_doc, sweep: info };
+    let doc = SweepDoc { levels, knee: knee_doc, sweep: info, time_scale: modelled(cfg.time_scale) };
     Ok(SweepOutcome { measured, outcomes, knee, reason, doc, stopped_by_budget, interrupted })
 }
 
@@ -366,7 +366,7 @@ async fn measure_level(
         concurrency: closed.then_some(level as u32),
         max_concurrency: closed.then_some(level as u32),
         request_rate: (!closed).then_some(level),
-        time_scale: (cfg.time_scale != 1.0).then_some(cfg.time_scale),
+        time_scale: (modelled(cfg.time_scale) != 1.0).then_some(modelled(cfg.time_scale)),
         ..cfg.config.clone()
     };
     let mut meta = template.clone();
@@ -401,7 +401,12 @@ async fn measure_level(
     };
     let outcome = measure(store, meta, &plan, client, workload, &opts).await?;
     let server = match sampler {
-        Some(s) => Some(s.finish().await).filter(|s| s.samples > 0),
+        Some(s) => Some(s.finish().await).filter(|s| s.samples > 0).map(|mut s| {
+            // The sampler's clock is the wall's; the records are in modelled time.
+            let scale = modelled(cfg.time_scale);
+            s.timeline.iter_mut().for_each(|p| p.t *= scale);
+            s
+        }),
         None => None,
     };
     let m = MeasuredLevel {
@@ -417,6 +422,15 @@ async fn measure_level(
     };
     store_level(store, cfg, &m, &label)?;
     Ok(m)
+}
+
+/// The time scale figures are multiplied by: 1 unless above zero.
+fn modelled(scale: f64) -> f64 {
+    if scale.is_finite() && scale > 0.0 {
+        scale
+    } else {
+        1.0
+    }
 }
 
 /// Stores a level's figures and the server's timeline with its run.
