@@ -595,7 +595,13 @@ mod tests {
         let bus = LiveBus::new();
         let run = bus.start(LiveRunInfo::default());
         let slow = |i: u64, end: f64| {
-            RecordBuilder::bare(i).send(end - 1.0).first_token(end - 0.5).last_token(end).end(end).output_tokens(10).build()
+            RecordBuilder::bare(i)
+                .send(end - 1.0)
+                .first_token(end - 0.5)
+                .last_token(end)
+                .end(end)
+                .output_tokens(10)
+                .build()
         };
         // The first record makes the series' first point, with figures.
         run.observe(&rec(0, 1.0, true), 1.0);

@@ -13,8 +13,8 @@ use serde_json::json;
 
 async fn start(scale: f64, name: &str) -> SimServerHandle {
     let c = Catalog::embedded().unwrap();
-    let d = Deployment::resolve(&c, &DeploymentSpec { model: "llama-3.1-8b".into(), ..DeploymentSpec::default() })
-        .unwrap();
+    let d =
+        Deployment::resolve(&c, &DeploymentSpec { model: "llama-3.1-8b".into(), ..DeploymentSpec::default() }).unwrap();
     let mut cfg = SimServerConfig::new(d);
     cfg.time_scale = scale;
     cfg.served_model_name = name.into();
@@ -110,8 +110,11 @@ async fn promtool_accepts_the_metrics_apart_from_colons() {
     .await
     .unwrap();
     let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    let problems: Vec<&str> =
-        said.lines().filter(|l| !l.trim().is_empty()).filter(|l| !l.contains("metric names should not contain")).collect();
+    let problems: Vec<&str> = said
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .filter(|l| !l.contains("metric names should not contain"))
+        .collect();
     assert!(problems.is_empty(), "promtool found more than the colon lint:\n{said}");
     assert!(said.contains("fleetbench:time_scale"), "the colon lint names every family, ours too:\n{said}");
 }
