@@ -17,7 +17,15 @@ function cards() {
       points[svg.getAttribute("data-chart")] = r.width * r.height > 0 ? Number(svg.getAttribute("data-points")) : -1;
     }
     const state = c.querySelector("[data-field=state]");
-    return { id: c.getAttribute("data-live-id"), state: state ? state.textContent : "", points };
+    const level = c.querySelector("[data-field=level]");
+    const inFlight = c.querySelector("[data-field=in_flight]");
+    return {
+      id: c.getAttribute("data-live-id"),
+      level: level ? level.textContent : "",
+      state: state ? state.textContent : "",
+      inFlight: inFlight ? Number(inFlight.textContent) : null,
+      points,
+    };
   });
 }
 

@@ -220,7 +220,11 @@ pub async fn measure(
             },
             _ = tick.tick(), if opts.live.is_some() => {
                 if let Some(live) = &opts.live {
-                    let in_flight = taken.load(Ordering::SeqCst).saturating_sub(received);
+                    // Taken first, then what ended: a request counted as
+                    // taken has either ended (received or still queued
+                    // here) or is out.
+                    let taken = taken.load(Ordering::SeqCst);
+                    let in_flight = taken.saturating_sub(received + rx.len() as u64);
                     live.tick(clock.now() * scale, Some(in_flight));
                 }
                 continue;

@@ -95,7 +95,7 @@ async fn a_sweep_publishes_its_curve_and_the_server_readings() {
         workload: fleetbench_load::WorkloadSpec::Synthetic { input: 32, output: 12, spread: 0.0 },
         workload_name: "synthetic".into(),
         seed: 1,
-        sampling: SamplingParams { max_tokens: Some(12), ..Default::default() },
+        sampling: SamplingParams::default(),
         slo: Default::default(),
         per_level_requests: None,
         per_level: Some(Duration::from_millis(1200)),
@@ -111,6 +111,7 @@ async fn a_sweep_publishes_its_curve_and_the_server_readings() {
         config: Default::default(),
     };
     let bus = LiveBus::new();
+    let _watching = bus.subscribe();
     let o = run_sweep(
         &cfg,
         &store,
