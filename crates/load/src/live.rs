@@ -36,7 +36,9 @@ pub struct LivePoint {
     pub output_tok_s: f64,
     pub ttft_p50_ms: Option<f64>,
     pub ttft_p99_ms: Option<f64>,
-    pub in_flight: u64,
+    /// Requests out at that instant, when the producer knows (see
+    /// [`LiveRun::tick`]).
+    pub in_flight: Option<u64>,
     /// Failed requests per second since the previous point.
     pub errors_per_s: f64,
 }
@@ -339,6 +341,7 @@ impl LiveRun {
             if let Some(n) = in_flight {
                 s.in_flight = n;
             }
+            w.in_flight_known |= in_flight.is_some();
             w.apply(s, now);
             if w.point_due() {
                 w.add_point(s);
@@ -391,6 +394,29 @@ impl LiveRun {
             }
             // The percentiles are only worth computing for someone, or
             // for the charts.
+            if watched || due {
+                w.apply(s, now);
+            }
+            if due {
+                w.add_point(s);
+            }
+        });
+    }
+
+    /// Adds a finished request's timing (tokens, TTFT, TPOT) to the rolling
+    /// figures without counting it: for producers that count requests
+    /// themselves (the arena counts answers) and keep their own clock. The
+    /// request counts as ended at the snapshot's `elapsed_s`.
+    pub fn observe_timing(&self, record: &RequestRecord) {
+        if record.warmup {
+            return;
+        }
+        let mut w = self.window();
+        let watched = self.watched();
+        let due = w.point_due();
+        self.inner.tx.send_modify(|s| {
+            let now = s.elapsed_s;
+            w.push_at(record, now);
             if watched || due {
                 w.apply(s, now);
             }
@@ -453,6 +479,8 @@ struct Rolling {
     /// Server readings offered, and how many of them make one point.
     server_readings: u64,
     server_stride: u64,
+    /// The producer reports requests in flight (through `tick`).
+    in_flight_known: bool,
 }
 
 impl Default for Rolling {
@@ -465,6 +493,7 @@ impl Default for Rolling {
             seen: false,
             server_readings: 0,
             server_stride: 1,
+            in_flight_known: false,
         }
     }
 }
@@ -483,7 +512,7 @@ impl Rolling {
             last.output_tok_s = s.output_tok_s;
             last.ttft_p50_ms = s.ttft_p50_ms;
             last.ttft_p99_ms = s.ttft_p99_ms;
-            last.in_flight = s.in_flight;
+            last.in_flight = self.in_flight_known.then_some(s.in_flight);
             return;
         }
         let since = s.series.last().map_or(0.0, |p| p.t);
@@ -495,7 +524,7 @@ impl Rolling {
             output_tok_s: s.output_tok_s,
             ttft_p50_ms: s.ttft_p50_ms,
             ttft_p99_ms: s.ttft_p99_ms,
-            in_flight: s.in_flight,
+            in_flight: self.in_flight_known.then_some(s.in_flight),
             errors_per_s,
         };
         if push_bounded(&mut s.series, point) {
@@ -504,11 +533,16 @@ impl Rolling {
     }
 
     fn push(&mut self, r: &RequestRecord) {
+        self.push_at(r, r.t_end);
+    }
+
+    /// Keeps `r` as ending at `end` on the window's clock.
+    fn push_at(&mut self, r: &RequestRecord, end: f64) {
         self.seen = true;
         if r.ok() {
             let ms = |x: Option<f64>| x.map(|v| v * 1000.0);
             self.done.push_back(Finished {
-                end: r.t_end,
+                end,
                 tokens: r.output_tokens,
                 ttft_ms: ms(r.ttft()),
                 tpot_ms: ms(r.tpot()),
@@ -657,7 +691,8 @@ mod tests {
         let s = run.snapshot();
         assert_eq!(s.series.len(), 2);
         let p = s.series[1];
-        assert_eq!((p.t, p.in_flight, p.errors_per_s), (2.0, 3, 0.0));
+        assert_eq!((p.t, p.in_flight, p.errors_per_s), (2.0, Some(3), 0.0));
+        assert_eq!(s.series[0].in_flight, None, "not known before the first tick");
         assert!((p.output_tok_s - 10.0 / 2.0).abs() < 1e-9, "{p:?}");
         assert!(p.ttft_p50_ms.is_some());
         run.finish(LiveState::Finished);
@@ -691,5 +726,23 @@ mod tests {
         let gaps: Vec<f64> = s.windows(2).map(|w| w[1].t - w[0].t).collect();
         assert!(gaps.iter().all(|g| *g == gaps[0]), "uneven spacing: {gaps:?}");
         assert_eq!(s[0].t, 0.0);
+    }
+
+    #[test]
+    fn timings_alone_feed_the_figures_but_not_the_counts() {
+        let bus = LiveBus::new();
+        let run = bus.start(LiveRunInfo::default());
+        run.update(|s| {
+            s.elapsed_s = 5.0;
+            s.done = 1;
+        });
+        let (_roster, _rx) = bus.subscribe();
+        // Another clock entirely: the request counts as ending at 5 s.
+        run.observe_timing(&rec(0, 1000.0, true));
+        let s = run.snapshot();
+        assert_eq!(s.done, 1);
+        assert!((s.output_tok_s - 10.0 / 5.0).abs() < 1e-9, "{}", s.output_tok_s);
+        assert!((s.ttft_p50_ms.unwrap() - 100.0).abs() < 1e-6);
+        assert_eq!(s.series.last().map(|p| p.in_flight), Some(None));
     }
 }
