@@ -356,7 +356,7 @@ impl LiveRun {
         // Once thinned, only every `stride`-th reading is kept, so the
         // spacing stays even along the series.
         w.server_readings += 1;
-        if (w.server_readings - 1) % w.server_stride != 0 {
+        if !(w.server_readings - 1).is_multiple_of(w.server_stride) {
             return;
         }
         self.inner.tx.send_modify(|s| {

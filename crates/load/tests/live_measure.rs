@@ -63,7 +63,7 @@ async fn the_live_series_grows_and_in_flight_follows_the_agents() {
         let s = live.snapshot();
         assert!(s.series.len() >= 3, "{} points in a 1.5 s run", s.series.len());
         assert!(s.series.windows(2).all(|w| w[0].t < w[1].t), "{:?}", s.series);
-        let most = s.series.iter().map(|p| p.in_flight).max().unwrap();
+        let most = s.series.iter().filter_map(|p| p.in_flight).max().unwrap();
         assert!(most <= agents as u64, "{most} in flight with {agents} agents: {:?}", s.series);
         assert!(most >= 1, "{:?}", s.series);
         assert!(s.series.iter().any(|p| p.output_tok_s > 0.0));
@@ -134,7 +134,7 @@ async fn a_sweep_publishes_its_curve_and_the_server_readings() {
         assert_eq!(curve.finished.last().unwrap().output_tok_s, m.metrics.output_throughput);
         assert!(!s.server.is_empty(), "the sampler's readings reach the live run");
         assert!(s.server.iter().all(|p| p.running.is_some_and(|r| r <= 2.0)));
-        let most = s.series.iter().map(|p| p.in_flight).max().unwrap();
+        let most = s.series.iter().filter_map(|p| p.in_flight).max().unwrap();
         assert!(most <= m.level as u64, "{most} in flight at c={}: {:?}", m.level, s.series);
     }
     let _ = std::fs::remove_dir_all(&dir);
