@@ -219,7 +219,8 @@ function liveCard(s) {
   return card;
 }
 
-function renderLive(snaps) {
+function renderLive(all) {
+  const snaps = (all || []).filter((s) => s && typeof s === "object");
   const box = document.getElementById("live");
   box.replaceChildren(...snaps.map(liveCard));
   document.getElementById("live-empty").hidden = snaps.length > 0;
