@@ -28,13 +28,15 @@ skip=()
 if [ "${FLEETBENCH_SKIP_PROMETHEUS:-0}" = 1 ]; then
   echo "== Prometheus: left out (FLEETBENCH_SKIP_PROMETHEUS=1); its tests are skipped"
   skip+=(--skip prometheus_scrapes_the_exporter_and_windows_round_trip
-         --skip prometheus_meter_reads_dcgm_series_from_a_real_server)
+         --skip prometheus_meter_reads_dcgm_series_from_a_real_server
+         --skip promtool_accepts_the_metrics_apart_from_colons)
 else
   echo "== Prometheus: $(scripts/ensure-prometheus.sh)"
 fi
 if [ "${FLEETBENCH_SKIP_BROWSER:-0}" = 1 ]; then
   echo "== Chromium: left out (FLEETBENCH_SKIP_BROWSER=1); its tests are skipped"
-  skip+=(--skip dashboard_in_a_real_browser --skip report_opens_from_file_url_with_visible_charts)
+  skip+=(--skip dashboard_in_a_real_browser --skip charts_grow_while_a_sweep_runs
+         --skip report_opens_from_file_url_with_visible_charts)
 else
   echo "== Chromium: $(scripts/ensure-chromium.sh)"
 fi

@@ -657,6 +657,9 @@ async fn ask_backend(
             r.output_tokens = Some(rec.output_tokens);
             r.error = rec.error.as_ref().map(|e| e.label());
             env.sink.record(&spec.name, &r);
+            if let Some(l) = env.sink.live {
+                l.timing(&rec);
+            }
             (sum, answered) = (sum + r.score.total, answered + 1);
             unparseable += usize::from(r.score.unparseable);
             let progress = BackendProgress {

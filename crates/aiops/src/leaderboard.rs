@@ -470,6 +470,13 @@ impl LiveTally {
         });
     }
 
+    /// A finished request of an HTTP backend: its tokens and latencies feed
+    /// the dashboard's throughput and TTFT charts (answers are counted by
+    /// [`LiveTally::record`]).
+    pub fn timing(&self, rec: &fleetbench_core::RequestRecord) {
+        self.run.observe_timing(rec);
+    }
+
     /// The end: the leaderboard with its final intervals, and the state.
     pub fn publish_final(&self, boards: &[Leaderboard], state: LiveState) {
         let mut rows: Vec<LeaderboardRow> = boards
@@ -677,6 +684,23 @@ mod tests {
         assert_eq!(healthy.scores.get("a"), Some(&100.0));
         assert_eq!(healthy.scores.get("b"), Some(&0.0));
         assert_eq!(s.leaderboard[0].ci_lo, None, "no interval is computed while nobody watches");
+        assert!(!s.series.is_empty(), "the answers make the charts' first point");
+
+        // An HTTP backend's request feeds the throughput and TTFT charts.
+        let _watching = bus.subscribe();
+        let rec = fleetbench_core::RequestRecord {
+            t_send: 10.0,
+            t_first_token: Some(10.25),
+            t_last_token: Some(11.0),
+            t_end: 11.0,
+            output_tokens: 30,
+            ..Default::default()
+        };
+        tally.timing(&rec);
+        let s = &bus.snapshots()[0];
+        assert_eq!((s.done, s.failed), (2, 1), "timings are not answers");
+        assert_eq!(s.ttft_p50_ms.map(|t| t.round()), Some(250.0));
+        assert!(s.output_tok_s > 0.0);
 
         let boards = vec![
             leaderboard("a", &[tally_result("e0", Scenario::Healthy, good.into(), None)], None, None),

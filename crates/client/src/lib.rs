@@ -115,6 +115,19 @@ pub struct Client {
     http: reqwest::Client,
     cfg: Arc<ClientConfig>,
     endpoint: String,
+    /// What the backend announced in [`TIME_SCALE_HEADER`] when probed.
+    time_scale: Arc<std::sync::OnceLock<f64>>,
+}
+
+/// The response header by which a backend that runs faster than the
+/// hardware it models (`fleetbench sim serve --time-scale 20`) says by how
+/// much. See [`Client::time_scale`].
+pub const TIME_SCALE_HEADER: &str = "x-fleetbench-time-scale";
+
+/// The time scale in a response's headers: a finite number above zero.
+fn announced_time_scale(headers: &reqwest::header::HeaderMap) -> Option<f64> {
+    let v = headers.get(TIME_SCALE_HEADER)?.to_str().ok()?.trim().parse::<f64>().ok()?;
+    (v.is_finite() && v > 0.0).then_some(v)
 }
 
 /// Most of a non-2xx body kept for the error message.
@@ -155,21 +168,40 @@ impl Client {
             b = b.no_proxy();
         }
         let http = b.build().map_err(|e| ClientError::Build(e.to_string()))?;
-        Ok(Client { http, endpoint: format!("{base}{path}"), cfg: Arc::new(ClientConfig { base_url: base, ..cfg }) })
+        Ok(Client {
+            http,
+            endpoint: format!("{base}{path}"),
+            cfg: Arc::new(ClientConfig { base_url: base, ..cfg }),
+            time_scale: Arc::default(),
+        })
     }
 
     pub fn config(&self) -> &ClientConfig {
         &self.cfg
     }
 
+    /// How many times faster than the hardware it models the backend runs,
+    /// as its answer to [`Client::probe`] announced in [`TIME_SCALE_HEADER`]
+    /// (`None`: not announced, or not probed yet). Figures measured against
+    /// it are in accelerated time unless multiplied back.
+    pub fn time_scale(&self) -> Option<f64> {
+        self.time_scale.get().copied()
+    }
+
     /// Checks that something answers HTTP at the base URL (`GET /models`);
-    /// any status counts as reachable.
+    /// any status counts as reachable. Notes the time scale the answer
+    /// announces (see [`Client::time_scale`]).
     pub async fn probe(&self, timeout: Duration) -> Result<(), ClientError> {
         let url = format!("{}/models", self.cfg.base_url);
         let mut req = self.http.get(&url).timeout(timeout);
         req = self.auth(req);
         match req.send().await {
-            Ok(_) => Ok(()),
+            Ok(r) => {
+                if let Some(scale) = announced_time_scale(r.headers()) {
+                    let _ = self.time_scale.set(scale);
+                }
+                Ok(())
+            }
             Err(e) => Err(ClientError::Unreachable {
                 url: fleetbench_core::run::redact_url(&self.cfg.base_url),
                 why: self.scrub(&error_chain(&e)),

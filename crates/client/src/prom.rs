@@ -209,6 +209,17 @@ pub struct MetricsSampler {
 
 impl MetricsSampler {
     pub fn start(url: String, interval: Duration, clock: RunClock) -> MetricsSampler {
+        MetricsSampler::start_observed(url, interval, clock, |_| {})
+    }
+
+    /// As [`MetricsSampler::start`], and hands every reading to `on_sample`
+    /// as it comes (the live dashboard draws them).
+    pub fn start_observed(
+        url: String,
+        interval: Duration,
+        clock: RunClock,
+        on_sample: impl Fn(&ServerState) + Send + 'static,
+    ) -> MetricsSampler {
         let (stop, mut stop_rx) = watch::channel(false);
         let task = tokio::spawn(async move {
             let http = match reqwest::Client::builder().timeout(Duration::from_secs(2)).no_proxy().build() {
@@ -229,6 +240,7 @@ impl MetricsSampler {
                     Some(samples) => {
                         let state = ServerState::from_samples(&samples, clock.now());
                         if !state.is_empty() {
+                            on_sample(&state);
                             out.push(state);
                         }
                     }

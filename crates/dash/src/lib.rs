@@ -1,6 +1,7 @@
 //! The live web dashboard: an axum app that lists stored runs, serves their
 //! HTML reports, and streams runs in progress from a [`LiveBus`] to browsers
-//! by server-sent events, at most about once a second per client.
+//! by server-sent events, at most four times a second per client, with
+//! charts the page draws itself (inline SVG) from each run's bounded series.
 //!
 //! A producer (`fleetbench run`, `sweep`, `aiops run`) starts a [`LiveRun`]
 //! on a bus and publishes snapshots; publishing is a `watch` store, so it
@@ -34,7 +35,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use fleetbench_load::live::{
-    LeaderboardRow, LiveBus, LiveRun, LiveRunInfo, LiveSnapshot, LiveState, ScenarioRow, ROLLING_WINDOW_S,
+    CurvePoint, LeaderboardRow, LiveBus, LivePoint, LiveRun, LiveRunInfo, LiveSnapshot, LiveState, ScenarioRow,
+    ServerPoint, SweepCurve, ROLLING_WINDOW_S, SERIES_POINTS,
 };
 pub use server::DashHandle;
 
@@ -67,7 +69,7 @@ impl Default for DashConfig {
             token: None,
             db_path: None,
             max_clients: 32,
-            update_interval: Duration::from_secs(1),
+            update_interval: Duration::from_millis(250),
         }
     }
 }

@@ -342,6 +342,9 @@ struct StreamState {
     slot: ClientSlot,
     roster: watch::Receiver<u64>,
     runs: Vec<watch::Receiver<LiveSnapshot>>,
+    /// Each run's snapshot as JSON, redone only when it changed (finished
+    /// runs with long series are not serialised again and again).
+    json: Vec<String>,
     first: bool,
     next_at: tokio::time::Instant,
     shutdown: watch::Receiver<bool>,
@@ -366,6 +369,7 @@ async fn api_live_events(State(st): State<Shared>) -> Response {
     let state = StreamState {
         slot,
         roster,
+        json: vec![String::new(); runs.len()],
         runs,
         first: true,
         next_at: tokio::time::Instant::now(),
@@ -387,11 +391,16 @@ async fn api_live_events(State(st): State<Shared>) -> Response {
             if roster_changed {
                 let (roster, runs) = s.slot.0.bus.subscribe();
                 s.roster = roster;
+                s.json = vec![String::new(); runs.len()];
                 s.runs = runs;
             }
-            s.first = false;
-            let snaps: Vec<LiveSnapshot> = s.runs.iter_mut().map(|r| r.borrow_and_update().clone()).collect();
-            let data = serde_json::to_string(&snaps).unwrap_or_else(|_| "[]".into());
+            let first = std::mem::replace(&mut s.first, false);
+            for (rx, json) in s.runs.iter_mut().zip(s.json.iter_mut()) {
+                if first || json.is_empty() || rx.has_changed().unwrap_or(false) {
+                    *json = serde_json::to_string(&*rx.borrow_and_update()).unwrap_or_else(|_| "null".into());
+                }
+            }
+            let data = format!("[{}]", s.json.join(","));
             s.next_at = tokio::time::Instant::now() + interval;
             return Some((Ok::<Event, Infallible>(Event::default().event("live").data(data)), s));
         }

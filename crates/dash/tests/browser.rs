@@ -158,3 +158,112 @@ async fn dashboard_in_a_real_browser() {
         assert!(shots.join(f).exists(), "{f} missing");
     }
 }
+
+/// A real sweep (the load engine against a scripted server that serves two
+/// requests at once, queues the rest and says so on /metrics) publishes to
+/// the dashboard; Chromium watches the charts grow while it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium and Node: scripts/test.sh installs them (scripts/ensure-chromium.sh)"]
+async fn charts_grow_while_a_sweep_runs() {
+    use fleetbench_load::sweep::driver::{run_sweep, LevelKind, Levels, SweepConfig, SweepObservers};
+
+    let chromium = tokio::task::spawn_blocking(ensure_chromium).await.unwrap();
+    let script = fleetbench_testkit::Script {
+        ttft: Duration::from_millis(30),
+        itl: Duration::from_millis(15),
+        tokens: 12,
+        capacity: Some(2),
+        ..Default::default()
+    };
+    let server = fleetbench_testkit::start(script).await;
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("dash-charts-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = fleetbench_store::Store::open(&dir.join("results.db")).unwrap();
+    let client = fleetbench_client::Client::new(fleetbench_client::ClientConfig::new(
+        server.base_url(),
+        fleetbench_core::ApiKind::Chat,
+        HOSTILE_MODEL,
+    ))
+    .unwrap();
+    let meta = RunMeta {
+        id: 0,
+        tool_version: "0.1.0".into(),
+        command_line: "fleetbench sweep".into(),
+        host: "h".into(),
+        backend_url: server.base_url(),
+        model: HOSTILE_MODEL.into(),
+        api: "chat".into(),
+        workload: String::new(),
+        schedule: String::new(),
+        started_at: String::new(),
+        ended_at: None,
+        status: RunStatus::Running,
+        config: serde_json::json!({}),
+        pid: None,
+        group: None,
+    };
+    let cfg = SweepConfig {
+        group: "charts".into(),
+        levels: Levels::Fixed(vec![1.0, 2.0, 4.0, 8.0]),
+        kind: LevelKind::Concurrency,
+        workload: fleetbench_load::WorkloadSpec::Synthetic { input: 32, output: 12, spread: 0.0 },
+        workload_name: "synthetic:in=32,out=12".into(),
+        seed: 1,
+        sampling: Default::default(),
+        slo: Default::default(),
+        per_level_requests: None,
+        per_level: Some(Duration::from_secs(3)),
+        requests_per_agent: 4,
+        min_requests: 8,
+        warmup_per_level: Some(0),
+        max_level: 8.0,
+        budget: Duration::from_secs(600),
+        repeat: 1,
+        metrics_url: Some(fleetbench_client::prom::metrics_url_for(&server.base_url())),
+        metrics_interval: Duration::from_millis(100),
+        time_scale: 1.0,
+        config: Default::default(),
+    };
+    let bus = LiveBus::new();
+    let h = serve(DashConfig { listen: "127.0.0.1:0".parse().unwrap(), ..DashConfig::default() }, bus.clone())
+        .await
+        .unwrap();
+    let base = format!("http://127.0.0.1:{}", h.local_addr().port());
+    let shots = root().join("artifacts/screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let browser = tokio::process::Command::new("node")
+        .current_dir(root().join("tests/browser"))
+        .env("CHROMIUM_PATH", &chromium)
+        .env("NO_PROXY", "127.0.0.1")
+        .arg("dash-charts.mjs")
+        .arg(&base)
+        .arg(&shots)
+        .kill_on_drop(true)
+        .output();
+    // Sweeps one after another (on this task: the store is not Sync) until
+    // the browser has seen enough.
+    let sweeps = async {
+        loop {
+            let observers = SweepObservers { bus: Some(&bus), ..Default::default() };
+            if let Err(e) = run_sweep(&cfg, &store, &client, &meta, observers).await {
+                return e;
+            }
+        }
+    };
+    let out = tokio::select! {
+        out = browser => out.expect("node must be installed for the browser tests"),
+        e = sweeps => panic!("the sweep failed: {e}"),
+    };
+    h.shutdown().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "browser check failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert!(v["second"]["n"].as_u64() > v["first"]["n"].as_u64(), "{v}");
+    assert!(v["curveLater"].as_u64() > v["curveNow"].as_u64(), "{v}");
+    assert!(v["withServer"].as_u64().unwrap() > 0, "{v}");
+    assert!(v["rendersIn2s"].as_u64().unwrap() <= 10, "{v}");
+    assert_eq!(v["model"], HOSTILE_MODEL);
+    assert_eq!(v["pwned"], serde_json::Value::Null);
+    assert!(shots.join("dash-charts.png").exists());
+}

@@ -156,6 +156,40 @@ async fn live_updates_arrive_coalesced() {
 }
 
 #[tokio::test]
+async fn every_frame_carries_every_run_with_its_series() {
+    let bus = LiveBus::new();
+    let done = bus.start(LiveRunInfo { kind: "sweep".into(), title: "c=1".into(), ..Default::default() });
+    done.tick(1.0, Some(1));
+    done.finish(fleetbench_dash::LiveState::Finished);
+    let running = bus.start(LiveRunInfo { kind: "sweep".into(), title: "c=2".into(), ..Default::default() });
+    let h = serve(cfg("127.0.0.1:0"), bus.clone()).await.unwrap();
+    let resp = client().get(format!("{}/api/live/events", local(h.local_addr()))).send().await.unwrap();
+    fleetbench_testkit::wait_until(Duration::from_secs(10), Duration::from_millis(5), async || running.watched())
+        .await
+        .expect("the event stream subscribed");
+    let producer = tokio::spawn(async move {
+        for i in 1..=30u64 {
+            running.update(|s| s.done = i);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        running
+    });
+    let events =
+        read_events(resp, Duration::from_secs(10), |ev| ev.last().and_then(|e| e[1]["done"].as_u64()) == Some(30))
+            .await;
+    producer.await.unwrap();
+    assert!(events.len() >= 2, "{events:?}");
+    for e in &events {
+        assert_eq!(e[0]["title"], "c=1", "{e}");
+        assert_eq!(e[0]["state"], "finished");
+        assert_eq!(e[0]["series"][0]["in_flight"], 1, "{e}");
+        assert_eq!(e[1]["title"], "c=2");
+    }
+    assert_eq!(events.last().unwrap()[1]["done"], 30);
+    h.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn clients_beyond_the_cap_get_503() {
     let mut c = cfg("127.0.0.1:0");
     c.max_clients = 1;

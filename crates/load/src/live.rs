@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use fleetbench_core::RequestRecord;
 use serde::{Deserialize, Serialize};
@@ -16,6 +17,62 @@ pub const ROLLING_WINDOW_S: f64 = 10.0;
 
 /// Most finished runs kept on the bus (newest kept) for late viewers.
 const FINISHED_KEPT: usize = 16;
+
+/// Most points a chart's series holds. When a series is full every other
+/// point goes and the spacing between points doubles, so a long run keeps
+/// its whole history at a coarser grain and a snapshot stays small.
+pub const SERIES_POINTS: usize = 240;
+
+/// Least wall-clock time between two points of [`LiveSnapshot::series`]
+/// at the start of a run (it doubles each time the series is thinned).
+pub const POINT_EVERY: Duration = Duration::from_millis(250);
+
+/// One instant of a run as its charts draw it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct LivePoint {
+    /// Seconds on the run's clock (modelled time on a time-scaled backend).
+    pub t: f64,
+    /// Aggregate output tok/s over the last [`ROLLING_WINDOW_S`] seconds.
+    pub output_tok_s: f64,
+    pub ttft_p50_ms: Option<f64>,
+    pub ttft_p99_ms: Option<f64>,
+    /// Requests out at that instant, when the producer knows (see
+    /// [`LiveRun::tick`]).
+    pub in_flight: Option<u64>,
+    /// Failed requests per second since the previous point.
+    pub errors_per_s: f64,
+}
+
+/// One reading of the server's `/metrics` as the charts draw it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct ServerPoint {
+    /// Seconds on the run's clock.
+    pub t: f64,
+    pub running: Option<f64>,
+    pub waiting: Option<f64>,
+    /// KV-cache use, 0–100 %.
+    pub kv_cache_pct: Option<f64>,
+}
+
+/// A finished level of a sweep: the sweep's curve so far.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct CurvePoint {
+    pub level: f64,
+    /// The level's aggregate output tok/s (its `output_throughput`).
+    pub output_tok_s: f64,
+}
+
+/// Where a sweep's level stands on the sweep's curve.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct SweepCurve {
+    /// `agents` or `req/s`.
+    pub unit: String,
+    /// This level.
+    pub level: f64,
+    /// The levels of the same sweep finished so far (this one too, once it
+    /// is finished), in level order, repeats averaged.
+    pub finished: Vec<CurvePoint>,
+}
 
 /// Where a live run is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -84,6 +141,19 @@ pub struct LiveSnapshot {
     pub scenarios: Vec<ScenarioRow>,
     /// Arena only: the latest scored answer (shown as text).
     pub last_answer: Option<String>,
+    /// The run over time, oldest first, at most [`SERIES_POINTS`].
+    #[serde(default)]
+    pub series: Vec<LivePoint>,
+    /// The server's `/metrics` over time, when they are sampled.
+    #[serde(default)]
+    pub server: Vec<ServerPoint>,
+    /// Sweeps only: the curve of aggregate tok/s against level.
+    #[serde(default)]
+    pub sweep: Option<SweepCurve>,
+    /// Above 1: the backend runs this many times faster than the hardware
+    /// it models, and every figure here is in modelled time.
+    #[serde(default)]
+    pub time_scale: Option<f64>,
 }
 
 /// What a producer says about a run when it starts.
@@ -241,11 +311,58 @@ impl LiveRun {
         self.inner.tx.send_replace(snapshot);
     }
 
-    /// Changes the snapshot in place.
+    /// Changes the snapshot in place; adds a point to its series when one
+    /// is due (see [`POINT_EVERY`]).
     pub fn update(&self, f: impl FnOnce(&mut LiveSnapshot)) {
+        let mut w = self.window();
         self.inner.tx.send_modify(|s| {
             f(s);
             s.live_id = self.inner.id;
+            if w.point_due() {
+                let now = s.elapsed_s;
+                w.apply(s, now);
+                w.add_point(s);
+            }
+        });
+    }
+
+    fn window(&self) -> std::sync::MutexGuard<'_, Rolling> {
+        self.inner.window.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The run's clock says `now` and `in_flight` requests are out (when
+    /// known): the rolling figures follow (they fall when nothing
+    /// finishes) and a point is added when one is due. Producers call it a
+    /// few times a second.
+    pub fn tick(&self, now: f64, in_flight: Option<u64>) {
+        let mut w = self.window();
+        self.inner.tx.send_modify(|s| {
+            s.elapsed_s = now;
+            if let Some(n) = in_flight {
+                s.in_flight = n;
+            }
+            w.in_flight_known |= in_flight.is_some();
+            w.apply(s, now);
+            if w.point_due() {
+                w.add_point(s);
+            }
+        });
+    }
+
+    /// Adds a reading of the server's `/metrics` (its `t` on the run's
+    /// clock) to [`LiveSnapshot::server`].
+    pub fn server_sample(&self, point: ServerPoint) {
+        let mut w = self.window();
+        // Once thinned, only every `stride`-th reading is kept, so the
+        // spacing stays even along the series.
+        w.server_readings += 1;
+        if !(w.server_readings - 1).is_multiple_of(w.server_stride) {
+            return;
+        }
+        self.inner.tx.send_modify(|s| {
+            if push_bounded(&mut s.server, point) {
+                w.server_stride *= 2;
+            }
         });
     }
 
@@ -260,10 +377,12 @@ impl LiveRun {
         if record.warmup {
             return;
         }
-        let mut w = self.inner.window.lock().unwrap_or_else(|p| p.into_inner());
+        let mut w = self.window();
         w.push(record);
         let watched = self.watched();
-        self.update(|s| {
+        let due = w.point_due();
+        self.inner.tx.send_modify(|s| {
+            s.live_id = self.inner.id;
             s.elapsed_s = now;
             if let Some(e) = &record.error {
                 s.failed += 1;
@@ -273,16 +392,52 @@ impl LiveRun {
             } else {
                 s.done += 1;
             }
-            // The percentiles are only worth computing for someone.
-            if watched {
+            // The percentiles are only worth computing for someone, or
+            // for the charts.
+            if watched || due {
                 w.apply(s, now);
+            }
+            if due {
+                w.add_point(s);
             }
         });
     }
 
-    /// Marks the run as ended; it stays on the bus for late viewers.
+    /// Adds a finished request's timing (tokens, TTFT, TPOT) to the rolling
+    /// figures without counting it: for producers that count requests
+    /// themselves (the arena counts answers) and keep their own clock. The
+    /// request counts as ended at the snapshot's `elapsed_s`.
+    pub fn observe_timing(&self, record: &RequestRecord) {
+        if record.warmup {
+            return;
+        }
+        let mut w = self.window();
+        let watched = self.watched();
+        let due = w.point_due();
+        self.inner.tx.send_modify(|s| {
+            let now = s.elapsed_s;
+            w.push_at(record, now);
+            if watched || due {
+                w.apply(s, now);
+            }
+            if due {
+                w.add_point(s);
+            }
+        });
+    }
+
+    /// Marks the run as ended; it stays on the bus for late viewers. The
+    /// series ends with a point at the end.
     pub fn finish(&self, state: LiveState) {
-        self.update(|s| s.state = state);
+        {
+            let mut w = self.window();
+            self.inner.tx.send_modify(|s| {
+                s.state = state;
+                let now = s.elapsed_s;
+                w.apply(s, now);
+                w.add_point(s);
+            });
+        }
         let mut slots = self.inner.bus.lock();
         prune_finished(&mut slots);
     }
@@ -298,17 +453,96 @@ struct Finished {
     tok_s: Option<f64>,
 }
 
-#[derive(Default)]
+/// Appends `p`, thinning the series to every other point when full.
+fn push_bounded<T>(v: &mut Vec<T>, p: T) -> bool {
+    let thinned = v.len() >= SERIES_POINTS;
+    if thinned {
+        let mut i = 0;
+        v.retain(|_| {
+            i += 1;
+            i % 2 == 1
+        });
+    }
+    v.push(p);
+    thinned
+}
+
 struct Rolling {
     done: VecDeque<Finished>,
+    /// When the series got its latest point, and the spacing it keeps.
+    last_point: Option<Instant>,
+    every: Duration,
+    /// Failed requests when the latest point was added.
+    failed_at_last: u64,
+    /// A record has been pushed.
+    seen: bool,
+    /// Server readings offered, and how many of them make one point.
+    server_readings: u64,
+    server_stride: u64,
+    /// The producer reports requests in flight (through `tick`).
+    in_flight_known: bool,
+}
+
+impl Default for Rolling {
+    fn default() -> Self {
+        Rolling {
+            done: VecDeque::new(),
+            last_point: None,
+            every: POINT_EVERY,
+            failed_at_last: 0,
+            seen: false,
+            server_readings: 0,
+            server_stride: 1,
+            in_flight_known: false,
+        }
+    }
 }
 
 impl Rolling {
+    fn point_due(&self) -> bool {
+        self.last_point.is_none_or(|t| t.elapsed() >= self.every)
+    }
+
+    /// Adds the snapshot's figures now as a point of its series.
+    fn add_point(&mut self, s: &mut LiveSnapshot) {
+        self.last_point = Some(Instant::now());
+        let t = s.elapsed_s;
+        if let Some(last) = s.series.last_mut().filter(|p| t <= p.t) {
+            // The run's clock has not moved since: refresh that point.
+            last.output_tok_s = s.output_tok_s;
+            last.ttft_p50_ms = s.ttft_p50_ms;
+            last.ttft_p99_ms = s.ttft_p99_ms;
+            last.in_flight = self.in_flight_known.then_some(s.in_flight);
+            return;
+        }
+        let since = s.series.last().map_or(0.0, |p| p.t);
+        let errors_per_s =
+            if t > since { s.failed.saturating_sub(self.failed_at_last) as f64 / (t - since) } else { 0.0 };
+        self.failed_at_last = s.failed;
+        let point = LivePoint {
+            t,
+            output_tok_s: s.output_tok_s,
+            ttft_p50_ms: s.ttft_p50_ms,
+            ttft_p99_ms: s.ttft_p99_ms,
+            in_flight: self.in_flight_known.then_some(s.in_flight),
+            errors_per_s,
+        };
+        if push_bounded(&mut s.series, point) {
+            self.every *= 2;
+        }
+    }
+
     fn push(&mut self, r: &RequestRecord) {
+        self.push_at(r, r.t_end);
+    }
+
+    /// Keeps `r` as ending at `end` on the window's clock.
+    fn push_at(&mut self, r: &RequestRecord, end: f64) {
+        self.seen = true;
         if r.ok() {
             let ms = |x: Option<f64>| x.map(|v| v * 1000.0);
             self.done.push_back(Finished {
-                end: r.t_end,
+                end,
                 tokens: r.output_tokens,
                 ttft_ms: ms(r.ttft()),
                 tpot_ms: ms(r.tpot()),
@@ -318,7 +552,12 @@ impl Rolling {
         }
     }
 
+    /// Sets the rolling figures from the window, once it has seen a
+    /// record (producers without records set their own figures).
     fn apply(&mut self, s: &mut LiveSnapshot, now: f64) {
+        if !self.seen {
+            return;
+        }
         while self.done.front().is_some_and(|d| d.end < now - ROLLING_WINDOW_S) {
             self.done.pop_front();
         }
@@ -389,13 +628,27 @@ mod tests {
     fn unwatched_runs_count_but_skip_the_percentiles() {
         let bus = LiveBus::new();
         let run = bus.start(LiveRunInfo::default());
+        let slow = |i: u64, end: f64| {
+            RecordBuilder::bare(i)
+                .send(end - 1.0)
+                .first_token(end - 0.5)
+                .last_token(end)
+                .end(end)
+                .output_tokens(10)
+                .build()
+        };
+        // The first record makes the series' first point, with figures.
         run.observe(&rec(0, 1.0, true), 1.0);
+        assert!((run.snapshot().ttft_p50_ms.unwrap() - 100.0).abs() < 1e-6);
+        // Until the next point is due, nobody watching means no percentiles.
+        run.observe(&slow(1, 1.5), 1.5);
+        run.observe(&slow(2, 1.6), 1.6);
         let s = run.snapshot();
-        assert_eq!(s.done, 1);
-        assert_eq!(s.ttft_p50_ms, None, "percentiles are computed only for a viewer");
+        assert_eq!(s.done, 3);
+        assert!((s.ttft_p50_ms.unwrap() - 100.0).abs() < 1e-6, "percentiles are computed only for a viewer");
         let (_roster, _rx) = bus.subscribe();
-        run.observe(&rec(1, 2.0, true), 2.0);
-        assert!(run.snapshot().ttft_p50_ms.is_some());
+        run.observe(&slow(3, 2.0), 2.0);
+        assert!((run.snapshot().ttft_p50_ms.unwrap() - 500.0).abs() < 1e-6);
     }
 
     #[test]
@@ -407,5 +660,89 @@ mod tests {
         }
         assert_eq!(bus.len(), FINISHED_KEPT);
         assert_eq!(bus.snapshots()[0].live_id, runs[3].id());
+    }
+
+    #[test]
+    fn a_series_stays_bounded_and_keeps_its_ends() {
+        let mut v = Vec::new();
+        let mut thinned = 0;
+        for i in 0..1000u32 {
+            thinned += u32::from(push_bounded(&mut v, i));
+            assert!(v.len() <= SERIES_POINTS + 1);
+        }
+        assert!(thinned >= 3, "{thinned}");
+        assert_eq!((v[0], *v.last().unwrap()), (0, 999));
+        assert!(v.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn points_carry_rates_in_flight_and_errors() {
+        let bus = LiveBus::new();
+        let run = bus.start(LiveRunInfo::default());
+        run.observe(&rec(0, 1.0, false), 1.0);
+        let s = run.snapshot();
+        assert_eq!(s.series.len(), 1, "the first record makes the first point");
+        assert_eq!((s.series[0].t, s.series[0].errors_per_s), (1.0, 1.0));
+        // Within POINT_EVERY no new point: the rest only counts.
+        run.observe(&rec(1, 1.5, true), 1.5);
+        assert_eq!(run.snapshot().series.len(), 1);
+        std::thread::sleep(POINT_EVERY + Duration::from_millis(20));
+        run.tick(2.0, Some(3));
+        let s = run.snapshot();
+        assert_eq!(s.series.len(), 2);
+        let p = s.series[1];
+        assert_eq!((p.t, p.in_flight, p.errors_per_s), (2.0, Some(3), 0.0));
+        assert_eq!(s.series[0].in_flight, None, "not known before the first tick");
+        assert!((p.output_tok_s - 10.0 / 2.0).abs() < 1e-9, "{p:?}");
+        assert!(p.ttft_p50_ms.is_some());
+        run.finish(LiveState::Finished);
+        assert_eq!(run.snapshot().series.len(), 2, "the same instant refreshes the last point");
+    }
+
+    #[test]
+    fn figures_a_producer_sets_itself_are_kept() {
+        let bus = LiveBus::new();
+        let run = bus.start(LiveRunInfo::default());
+        run.update(|s| {
+            s.elapsed_s = 3.0;
+            s.output_tok_s = 42.0;
+            s.failed = 6;
+        });
+        let s = run.snapshot();
+        assert_eq!(s.output_tok_s, 42.0);
+        assert_eq!(s.series.len(), 1);
+        assert_eq!((s.series[0].output_tok_s, s.series[0].errors_per_s), (42.0, 2.0));
+    }
+
+    #[test]
+    fn server_readings_stay_bounded_and_evenly_spaced() {
+        let bus = LiveBus::new();
+        let run = bus.start(LiveRunInfo::default());
+        for i in 0..2000u32 {
+            run.server_sample(ServerPoint { t: i as f64, running: Some(1.0), ..Default::default() });
+        }
+        let s = run.snapshot().server;
+        assert!(s.len() <= SERIES_POINTS && s.len() > SERIES_POINTS / 4, "{}", s.len());
+        let gaps: Vec<f64> = s.windows(2).map(|w| w[1].t - w[0].t).collect();
+        assert!(gaps.iter().all(|g| *g == gaps[0]), "uneven spacing: {gaps:?}");
+        assert_eq!(s[0].t, 0.0);
+    }
+
+    #[test]
+    fn timings_alone_feed_the_figures_but_not_the_counts() {
+        let bus = LiveBus::new();
+        let run = bus.start(LiveRunInfo::default());
+        run.update(|s| {
+            s.elapsed_s = 5.0;
+            s.done = 1;
+        });
+        let (_roster, _rx) = bus.subscribe();
+        // Another clock entirely: the request counts as ending at 5 s.
+        run.observe_timing(&rec(0, 1000.0, true));
+        let s = run.snapshot();
+        assert_eq!(s.done, 1);
+        assert!((s.output_tok_s - 10.0 / 5.0).abs() < 1e-9, "{}", s.output_tok_s);
+        assert!((s.ttft_p50_ms.unwrap() - 100.0).abs() < 1e-6);
+        assert_eq!(s.series.last().map(|p| p.in_flight), Some(None));
     }
 }

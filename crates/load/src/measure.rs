@@ -7,8 +7,9 @@
 //! about 100 ms after each completes) → [`RunMetrics::compute`] → the run's
 //! summary row and its typed cost and energy records.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use fleetbench_client::Client;
 use fleetbench_core::units::rfc3339;
@@ -21,6 +22,30 @@ use tokio::sync::{mpsc, watch};
 
 use crate::live::{LiveRun, LiveState};
 use crate::{RunPlan, Workload};
+
+/// How often a watched run's live figures are refreshed between records.
+const LIVE_TICK: Duration = Duration::from_millis(250);
+
+/// The workload as the engine sees it, counting the requests it takes: the
+/// engine sends each one right after taking it, so taken minus finished is
+/// the number in flight.
+struct Counted {
+    inner: Arc<dyn Workload>,
+    taken: Arc<AtomicU64>,
+}
+
+impl Workload for Counted {
+    fn request(&self, index: u64, sampling: &fleetbench_core::SamplingParams) -> fleetbench_core::RequestSpec {
+        self.taken.fetch_add(1, Ordering::SeqCst);
+        self.inner.request(index, sampling)
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn distinct_requests(&self) -> Option<u64> {
+        self.inner.distinct_requests()
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum MeasureError {
@@ -162,9 +187,15 @@ pub async fn measure(
         live.update(|s| {
             s.run_id = Some(meta.id);
             s.total = plan.stop.requests;
-            s.in_flight = plan.schedule.target_concurrency().map(u64::from).unwrap_or(0);
+            s.in_flight = 0;
+            s.time_scale = (scale != 1.0).then_some(scale);
         });
     }
+    let taken = Arc::new(AtomicU64::new(0));
+    let workload: Arc<dyn Workload> = match &opts.live {
+        Some(_) => Arc::new(Counted { inner: workload, taken: taken.clone() }),
+        None => workload,
+    };
     let (tx, mut rx) = mpsc::unbounded_channel();
     let stop_rx = opts.stop.clone().unwrap_or_else(|| watch::channel(false).1);
     let engine = {
@@ -178,7 +209,28 @@ pub async fn measure(
     }
     let mut records = Vec::new();
     let (mut ok, mut failed, mut tokens) = (0u64, 0u64, 0u64);
-    while let Some(mut rec) = rx.recv().await {
+    let mut received = 0u64;
+    let mut tick = tokio::time::interval(LIVE_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let mut rec = tokio::select! {
+            r = rx.recv() => match r {
+                Some(r) => r,
+                None => break,
+            },
+            _ = tick.tick(), if opts.live.is_some() => {
+                if let Some(live) = &opts.live {
+                    // Taken first, then what ended: a request counted as
+                    // taken has either ended (received or still queued
+                    // here) or is out.
+                    let taken = taken.load(Ordering::SeqCst);
+                    let in_flight = taken.saturating_sub(received + rx.len() as u64);
+                    live.tick(clock.now() * scale, Some(in_flight));
+                }
+                continue;
+            }
+        };
+        received += 1;
         if scale != 1.0 {
             rescale(&mut rec, scale);
         }

@@ -30,6 +30,9 @@ pub fn run_json(meta: &RunMeta, metrics: &RunMetrics) -> Value {
         if let Some(b) = c.burstiness {
             o.insert("burstiness".into(), json!(b));
         }
+        // 1 for a backend in real time; above 1 the backend (a simulator)
+        // ran that much faster than modelled and every figure was rescaled.
+        o.insert("time_scale".into(), json!(c.time_scale.unwrap_or(1.0)));
         o.insert("config".into(), meta.config.clone());
     }
     v

@@ -78,11 +78,25 @@ fn token_sources(m: &RunMetrics) -> String {
     }
 }
 
+/// The line that says figures were measured against a time-scaled backend
+/// (a simulator running `scale` times faster than the hardware it models)
+/// and rescaled to modelled time; `None` for a backend in real time.
+pub fn time_scale_note(scale: Option<f64>) -> Option<String> {
+    let scale = scale.filter(|s| s.is_finite() && *s > 0.0 && *s != 1.0)?;
+    let x = if scale.fract() == 0.0 { format!("{scale:.0}") } else { format!("{scale}") };
+    Some(format!(
+        "figures in modelled time: the server runs {x}× faster than the hardware it models, and every instant was multiplied by {x}"
+    ))
+}
+
 /// The summary printed at the end of `fleetbench run`.
 pub fn terminal_summary(meta: &RunMeta, m: &RunMetrics) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "run {} · {} · {} @ {}", meta.id, meta.model, meta.api, meta.backend_url);
     let _ = writeln!(s, "{} · {} · status {}", meta.schedule, meta.workload, meta.status.as_str());
+    if let Some(note) = time_scale_note(meta.run_config().time_scale) {
+        let _ = writeln!(s, "{note}");
+    }
     let _ = writeln!(
         s,
         "requests   {} sent, {} completed, {} failed (errors: {})",
@@ -175,6 +189,9 @@ pub fn markdown_summary(meta: &RunMeta, m: &RunMetrics) -> String {
     ] {
         let _ = writeln!(s, "| {k} | {} |", md_escape(&v));
     }
+    if let Some(note) = time_scale_note(meta.run_config().time_scale) {
+        let _ = writeln!(s, "| time | {} |", md_escape(&note));
+    }
     let _ = writeln!(s, "\n| requests | completed | failed | errors | duration | max concurrency |");
     let _ = writeln!(s, "|---:|---:|---:|---|---:|---:|");
     let _ = writeln!(
@@ -209,4 +226,48 @@ pub fn markdown_summary(meta: &RunMeta, m: &RunMetrics) -> String {
 /// Escapes characters that would break a Markdown table cell.
 pub fn md_escape(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(config: serde_json::Value) -> RunMeta {
+        RunMeta {
+            id: 1,
+            tool_version: "0.1.0".into(),
+            command_line: "fleetbench run".into(),
+            host: "h".into(),
+            backend_url: "http://127.0.0.1:8000/v1".into(),
+            model: "m".into(),
+            api: "chat".into(),
+            workload: "w".into(),
+            schedule: "closed loop, concurrency 1".into(),
+            started_at: "2026-12-01T00:00:00Z".into(),
+            ended_at: None,
+            status: fleetbench_core::RunStatus::Completed,
+            config,
+            pid: None,
+            group: None,
+        }
+    }
+
+    #[test]
+    fn a_time_scaled_run_says_its_figures_are_modelled() {
+        assert_eq!(time_scale_note(None), None);
+        assert_eq!(time_scale_note(Some(1.0)), None);
+        assert_eq!(time_scale_note(Some(0.0)), None);
+        let note = time_scale_note(Some(20.0)).unwrap();
+        assert!(note.starts_with("figures in modelled time: the server runs 20× faster"), "{note}");
+        assert!(time_scale_note(Some(2.5)).unwrap().contains("2.5×"));
+        let meta = meta(serde_json::json!({"time_scale": 20.0}));
+        let m = RunMetrics::compute(&[], &Default::default(), None);
+        assert!(terminal_summary(&meta, &m).contains(&note));
+        assert!(markdown_summary(&meta, &m).contains(&note));
+        let json = crate::run_json(&meta, &m);
+        assert_eq!(json["time_scale"], 20.0);
+        let real = super::tests::meta(serde_json::json!({}));
+        assert_eq!(crate::run_json(&real, &m)["time_scale"], 1.0);
+        assert!(!markdown_summary(&real, &m).contains("modelled time"));
+    }
 }

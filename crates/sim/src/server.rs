@@ -251,6 +251,7 @@ pub async fn start_server(cfg: SimServerConfig, addr: SocketAddr) -> Result<SimS
         .route("/v1/models", get(models))
         .route("/health", get(|| async { StatusCode::OK }))
         .route("/metrics", get(metrics_text))
+        .layer(axum::middleware::map_response_with_state(state.clone(), announce_time_scale))
         .with_state(state);
     let (tx, rx_shutdown) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
@@ -608,10 +609,34 @@ async fn models(State(state): State<Arc<AppState>>) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
+/// The response header that tells clients the server's time scale (see
+/// [`SimServerConfig::time_scale`]): its figures, measured on the wall
+/// clock, are this many times faster than the hardware it models.
+pub const TIME_SCALE_HEADER: &str = "x-fleetbench-time-scale";
+
+/// Puts [`TIME_SCALE_HEADER`] on every response.
+async fn announce_time_scale(State(state): State<Arc<AppState>>, mut r: Response) -> Response {
+    if let Ok(v) = header::HeaderValue::from_str(&state.cfg.time_scale.to_string()) {
+        r.headers_mut().insert(TIME_SCALE_HEADER, v);
+    }
+    r
+}
+
+/// A label value in the text exposition format: backslash, quote and line
+/// feed escaped.
+fn label_value(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
 async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
     use std::fmt::Write;
-    let labels = format!("model_name=\"{}\"", state.cfg.served_model_name.replace('"', "'"));
+    let labels = format!("model_name=\"{}\"", label_value(&state.cfg.served_model_name));
     let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP fleetbench:time_scale Model seconds per wall-clock second: latencies measured by a client are this many times shorter than on the modelled hardware.\n# TYPE fleetbench:time_scale gauge\nfleetbench:time_scale {}",
+        state.cfg.time_scale
+    );
     if let Ok(m) = state.metrics.lock() {
         let s = &m.stats;
         let gauges: [(&str, &str, f64); 3] = [
@@ -622,18 +647,24 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
         for (name, help, v) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{{labels}}} {v}");
         }
-        let counters: [(&str, u64); 4] = [
-            ("vllm:num_preemptions_total", s.preemptions_total),
-            ("vllm:prompt_tokens_total", s.prompt_tokens_total),
-            ("vllm:generation_tokens_total", s.generation_tokens_total),
-            ("vllm:request_success_total", s.requests_finished_total),
+        let counters: [(&str, &str, u64); 4] = [
+            ("vllm:num_preemptions_total", "Requests preempted (KV cache full) since start.", s.preemptions_total),
+            ("vllm:prompt_tokens_total", "Prompt tokens prefilled since start.", s.prompt_tokens_total),
+            ("vllm:generation_tokens_total", "Tokens generated since start.", s.generation_tokens_total),
+            ("vllm:request_success_total", "Requests finished since start.", s.requests_finished_total),
         ];
-        for (name, v) in counters {
-            let _ = writeln!(out, "# TYPE {name} counter\n{name}{{{labels}}} {v}");
+        for (name, help, v) in counters {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name}{{{labels}}} {v}");
         }
-        m.ttft.render("vllm:time_to_first_token_seconds", &labels, &mut out);
-        m.itl.render("vllm:inter_token_latency_seconds", &labels, &mut out);
-        m.e2e.render("vllm:e2e_request_latency_seconds", &labels, &mut out);
+        let histograms = [
+            ("vllm:time_to_first_token_seconds", "Time to first token in model seconds.", &m.ttft),
+            ("vllm:inter_token_latency_seconds", "Time between two tokens of a request in model seconds.", &m.itl),
+            ("vllm:e2e_request_latency_seconds", "Time from arrival to last token in model seconds.", &m.e2e),
+        ];
+        for (name, help, h) in histograms {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            h.render(name, &labels, &mut out);
+        }
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

@@ -152,6 +152,9 @@ pub async fn run(args: RunArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     cfg.keep_output_text = args.keep_text;
     let client = Client::new(cfg)?;
     client.probe(args.backend.probe_timeout()).await?;
+    // A simulator that runs faster than the hardware it models says so;
+    // its figures are then multiplied back into modelled time.
+    let time_scale = client.time_scale().unwrap_or(1.0);
 
     let requests = match (args.requests, args.duration) {
         (None, None) => Some(100),
@@ -167,7 +170,8 @@ pub async fn run(args: RunArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     let mut meta = provenance::client_meta(&client);
     meta.workload = workload.describe();
     meta.schedule = schedule.describe();
-    meta.config = serde_json::to_value(args.config(schedule, requests))?;
+    let config = RunConfig { time_scale: (time_scale != 1.0).then_some(time_scale), ..args.config(schedule, requests) };
+    meta.config = serde_json::to_value(config)?;
     let store = Store::open(&ctx.db_path)?;
     let (instruments, prepared) = Instruments::prepare(&args.instruments.spec()).await?;
     notes("energy", &prepared);
@@ -186,7 +190,7 @@ pub async fn run(args: RunArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     let opts = MeasureOptions {
         slo: args.slo.slo(),
         max_error_rate: args.max_error_rate,
-        time_scale: 1.0,
+        time_scale,
         instruments: Some(Arc::new(instruments)),
         live,
         progress: Some(Bar::new(ctx.quiet)),

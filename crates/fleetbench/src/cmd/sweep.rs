@@ -179,8 +179,11 @@ impl SweepArgs {
 pub async fn run(mut args: SweepArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     args.apply_preset();
     let client = Client::new(args.backend.client_config()?)?;
-    let cfg = args.config(&client.config().base_url)?;
+    let mut cfg = args.config(&client.config().base_url)?;
     client.probe(args.backend.probe_timeout()).await?;
+    // A simulator that runs faster than the hardware it models says so;
+    // its figures are then multiplied back into modelled time.
+    cfg.time_scale = client.time_scale().unwrap_or(1.0);
     let store = Store::open(&ctx.db_path)?;
     let (instruments, prepared) = Instruments::prepare(&args.instruments.spec()).await?;
     notes("energy", &prepared);
@@ -226,6 +229,9 @@ pub async fn run(mut args: SweepArgs, ctx: &Context) -> anyhow::Result<ExitCode>
         }
     }
     outln!("why: {}", o.reason);
+    if let Some(note) = fleetbench_report::time_scale_note(Some(o.doc.time_scale)) {
+        outln!("{note}");
+    }
     outln!("stored as runs {} in {} (group {})", run_ids(&o.measured), ctx.db_path.display(), cfg.group);
     args.output.write(&SweepExport {
         doc: &o.doc,

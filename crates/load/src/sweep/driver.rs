@@ -22,7 +22,7 @@ use super::records::{
 };
 use super::{explain, fmt_level, CliffConfig, CliffFinder, Knee, LevelOutcome};
 use crate::coding_swarm::CodingSwarm;
-use crate::live::{LiveBus, LiveRunInfo};
+use crate::live::{CurvePoint, LiveBus, LiveRunInfo, ServerPoint, SweepCurve};
 use crate::measure::{measure, without_arrays, FigureKeys, MeasureError, MeasureOptions, Progress};
 use crate::{Arrival, RunPlan, Schedule, StopCondition, Workload, WorkloadError, WorkloadSpec};
 
@@ -210,7 +210,8 @@ pub async fn run_sweep(
                 finder.stop("the --budget ran out");
                 break 'repeats;
             }
-            let m = measure_level(cfg, store, client, meta, &observers, level, index, repeat).await?;
+            let curve = curve_so_far(&measured);
+            let m = measure_level(cfg, store, client, meta, &observers, level, index, repeat, curve).await?;
             if let Some(f) = observers.on_level.as_mut() {
                 f(&m);
             }
@@ -273,7 +274,7 @@ pub async fn run_sweep(
     };
     let record = SweepRecord { knee: knee_doc.clone(), sweep: info.clone() };
     store.put(measured[0].run_id, &cfg.group, &record)?;
-    let doc = SweepDoc { levels, knee: knee_doc, sweep: info };
+    let doc = SweepDoc { levels, knee: knee_doc, sweep: info, time_scale: modelled(cfg.time_scale) };
     Ok(SweepOutcome { measured, outcomes, knee, reason, doc, stopped_by_budget, interrupted })
 }
 
@@ -319,6 +320,22 @@ fn pool(kind: LevelKind, measured: &[MeasuredLevel]) -> (Vec<LevelOutcome>, Vec<
     (outcomes, levels)
 }
 
+/// The sweep's curve so far for the dashboard: each finished level's
+/// aggregate tok/s, repeats averaged, in level order.
+fn curve_so_far(measured: &[MeasuredLevel]) -> Vec<CurvePoint> {
+    let mut levels: Vec<f64> = measured.iter().map(|m| m.level).collect();
+    levels.sort_by(f64::total_cmp);
+    levels.dedup();
+    levels
+        .into_iter()
+        .map(|level| {
+            let thr: Vec<f64> =
+                measured.iter().filter(|m| m.level == level).map(|m| m.metrics.output_throughput).collect();
+            CurvePoint { level, output_tok_s: stats::mean(&thr).unwrap_or(0.0) }
+        })
+        .collect()
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn measure_level(
     cfg: &SweepConfig,
@@ -329,6 +346,7 @@ async fn measure_level(
     level: f64,
     index: u64,
     repeat: u32,
+    curve: Vec<CurvePoint>,
 ) -> Result<MeasuredLevel, SweepError> {
     let seed = cfg.seed.wrapping_add(index).wrapping_add(1000 * repeat as u64);
     let workload: Arc<dyn Workload> = match &cfg.workload {
@@ -366,7 +384,7 @@ async fn measure_level(
         concurrency: closed.then_some(level as u32),
         max_concurrency: closed.then_some(level as u32),
         request_rate: (!closed).then_some(level),
-        time_scale: (cfg.time_scale != 1.0).then_some(cfg.time_scale),
+        time_scale: (modelled(cfg.time_scale) != 1.0).then_some(modelled(cfg.time_scale)),
         ..cfg.config.clone()
     };
     let mut meta = template.clone();
@@ -385,11 +403,28 @@ async fn measure_level(
             run_id: None,
             total: requests,
         });
-        run.update(|s| s.level = Some(label.clone()));
+        run.update(|s| {
+            s.level = Some(label.clone());
+            s.sweep = Some(SweepCurve { unit: cfg.kind.unit().into(), level, finished: curve });
+        });
         run
     });
-    let sampler =
-        cfg.metrics_url.as_ref().map(|u| MetricsSampler::start(u.clone(), cfg.metrics_interval, RunClock::start()));
+    let scale = modelled(cfg.time_scale);
+    let sampler = cfg.metrics_url.as_ref().map(|u| {
+        let live = live.clone();
+        // Each reading goes to the dashboard as it comes, in modelled time.
+        MetricsSampler::start_observed(u.clone(), cfg.metrics_interval, RunClock::start(), move |p| {
+            if let Some(live) = &live {
+                live.server_sample(ServerPoint {
+                    t: p.t * scale,
+                    running: p.running,
+                    waiting: p.waiting,
+                    kv_cache_pct: p.kv_cache_usage.map(|k| k * 100.0),
+                });
+            }
+        })
+    });
+    let finished_live = live.clone();
     let opts = MeasureOptions {
         slo: cfg.slo,
         max_error_rate: None,
@@ -401,7 +436,11 @@ async fn measure_level(
     };
     let outcome = measure(store, meta, &plan, client, workload, &opts).await?;
     let server = match sampler {
-        Some(s) => Some(s.finish().await).filter(|s| s.samples > 0),
+        Some(s) => Some(s.finish().await).filter(|s| s.samples > 0).map(|mut s| {
+            // The sampler's clock is the wall's; the records are in modelled time.
+            s.timeline.iter_mut().for_each(|p| p.t *= scale);
+            s
+        }),
         None => None,
     };
     let m = MeasuredLevel {
@@ -415,8 +454,27 @@ async fn measure_level(
         figures: outcome.figure_keys,
         warnings: outcome.figures.warnings,
     };
+    if let Some(live) = finished_live {
+        // The finished level joins its own curve.
+        live.update(|s| {
+            if let Some(c) = s.sweep.as_mut() {
+                c.finished.retain(|p| p.level != level);
+                c.finished.push(CurvePoint { level, output_tok_s: m.metrics.output_throughput });
+                c.finished.sort_by(|a, b| a.level.total_cmp(&b.level));
+            }
+        });
+    }
     store_level(store, cfg, &m, &label)?;
     Ok(m)
+}
+
+/// The time scale figures are multiplied by: 1 unless above zero.
+fn modelled(scale: f64) -> f64 {
+    if scale.is_finite() && scale > 0.0 {
+        scale
+    } else {
+        1.0
+    }
 }
 
 /// Stores a level's figures and the server's timeline with its run.

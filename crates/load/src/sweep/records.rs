@@ -138,6 +138,10 @@ pub struct SweepDoc {
     pub levels: Vec<LevelSummary>,
     pub knee: Option<KneeDoc>,
     pub sweep: SweepInfo,
+    /// 1 for a backend in real time; above 1 the backend (a simulator) ran
+    /// that many times faster than the hardware it models, and every
+    /// figure is in modelled time.
+    pub time_scale: f64,
 }
 
 /// The stored form of a [`SweepDoc`]: the knee and what was swept (the

@@ -1,0 +1,120 @@
+//! What the simulated server says about itself: its time scale on every
+//! response and on /metrics (and the client that reads it), and /metrics
+//! that Prometheus' own checker accepts.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use fleetbench_client::{Client, ClientConfig};
+use fleetbench_core::ApiKind;
+use fleetbench_sim::server::{start_server, SimServerConfig, SimServerHandle, TIME_SCALE_HEADER};
+use fleetbench_sim::{Catalog, Deployment, DeploymentSpec};
+use serde_json::json;
+
+async fn start(scale: f64, name: &str) -> SimServerHandle {
+    let c = Catalog::embedded().unwrap();
+    let d =
+        Deployment::resolve(&c, &DeploymentSpec { model: "llama-3.1-8b".into(), ..DeploymentSpec::default() }).unwrap();
+    let mut cfg = SimServerConfig::new(d);
+    cfg.time_scale = scale;
+    cfg.served_model_name = name.into();
+    start_server(cfg, SocketAddr::from(([127, 0, 0, 1], 0))).await.expect("server starts")
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+/// One short chat request, so that the histograms and counters have values.
+async fn one_request(h: &SimServerHandle) -> reqwest::Response {
+    http()
+        .post(format!("{}/chat/completions", h.base_url()))
+        .json(&json!({"messages": [{"role": "user", "content": "hello"}], "max_tokens": 4, "stream": true}))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn every_response_announces_the_time_scale_and_the_client_reads_it() {
+    assert_eq!(TIME_SCALE_HEADER, fleetbench_client::TIME_SCALE_HEADER);
+    let h = start(20.0, "m").await;
+    let chat = one_request(&h).await;
+    assert_eq!(chat.headers()[TIME_SCALE_HEADER], "20");
+    chat.text().await.unwrap();
+    let base = h.base_url();
+    let root = base.trim_end_matches("/v1");
+    for url in [format!("{base}/models"), format!("{root}/metrics"), format!("{root}/health"), format!("{root}/nope")] {
+        let r = http().get(&url).send().await.unwrap();
+        assert_eq!(r.headers().get(TIME_SCALE_HEADER).map(|v| v.to_str().unwrap()), Some("20"), "{url}");
+    }
+    let metrics = http().get(format!("{root}/metrics")).send().await.unwrap().text().await.unwrap();
+    let samples = fleetbench_client::prom::parse(&metrics).unwrap();
+    let gauge = samples.iter().find(|s| s.name == "fleetbench:time_scale").expect("the time-scale gauge");
+    assert_eq!(gauge.value, 20.0);
+
+    let client = Client::new(ClientConfig::new(base, ApiKind::Chat, "m")).unwrap();
+    assert_eq!(client.time_scale(), None, "nothing is known before the probe");
+    client.probe(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(client.time_scale(), Some(20.0));
+    assert_eq!(client.clone().time_scale(), Some(20.0), "clones share what the probe saw");
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn every_metric_family_has_help_and_type_and_labels_are_escaped() {
+    let h = start(1.0, "a\"b\\c").await;
+    one_request(&h).await.text().await.unwrap();
+    let root = h.base_url().trim_end_matches("/v1").to_string();
+    let text = http().get(format!("{root}/metrics")).send().await.unwrap().text().await.unwrap();
+    let samples = fleetbench_client::prom::parse(&text).expect("the exposition parses");
+    assert!(samples.iter().any(|s| s.labels.iter().any(|(k, v)| k == "model_name" && v == "a\"b\\c")), "{text}");
+    let families: std::collections::BTreeSet<&str> =
+        text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split(' ').next()).collect();
+    assert!(families.len() >= 11, "{families:?}");
+    for f in &families {
+        assert!(text.contains(&format!("# HELP {f} ")), "{f} has no HELP");
+    }
+    h.shutdown().await;
+}
+
+/// `promtool check metrics` on the live /metrics: nothing but the lint on
+/// colons in names, which vLLM's own names (and so the simulator's) have.
+#[tokio::test]
+#[ignore = "needs promtool: scripts/test.sh installs Prometheus (scripts/ensure-prometheus.sh)"]
+async fn promtool_accepts_the_metrics_apart_from_colons() {
+    let promtool = std::env::var("PROMTOOL").unwrap_or_else(|_| "promtool".into());
+    let version = std::process::Command::new(&promtool).arg("--version").output();
+    assert!(
+        version.as_ref().is_ok_and(|o| o.status.success()),
+        "this test needs promtool ({promtool}): scripts/test.sh installs it with Debian's prometheus package \
+         through scripts/ensure-prometheus.sh, or set PROMTOOL to its path"
+    );
+    let h = start(20.0, "m").await;
+    one_request(&h).await.text().await.unwrap();
+    let root = h.base_url().trim_end_matches("/v1").to_string();
+    let text = http().get(format!("{root}/metrics")).send().await.unwrap().text().await.unwrap();
+    h.shutdown().await;
+    let out = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut child = std::process::Command::new(promtool)
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let problems: Vec<&str> = said
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .filter(|l| !l.contains("metric names should not contain"))
+        .collect();
+    assert!(problems.is_empty(), "promtool found more than the colon lint:\n{said}");
+    assert!(said.contains("fleetbench:time_scale"), "the colon lint names every family, ours too:\n{said}");
+}
