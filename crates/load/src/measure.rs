@@ -4,8 +4,9 @@
 //! compute the figures, price and meter them, and store the summary.
 //!
 //! Data flows one way: engine → records → [`RecordWriter`] (on disk at most
-//! about 100 ms after each completes) → [`RunMetrics::compute`] → the run's
-//! summary row and its typed cost and energy records.
+//! about 100 ms after each completes) → read back from the store when the run
+//! ends → [`RunMetrics::compute`] → the run's summary row and its typed cost
+//! and energy records. Nothing grows with the run's length while it runs.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -207,7 +208,9 @@ pub async fn measure(
     if let Some(p) = &opts.progress {
         p.start(plan.stop.requests.map(|n| n + plan.warmup));
     }
-    let mut records = Vec::new();
+    // Records are not kept here while the run lasts: each goes to the store
+    // and is read back at the end, so memory stays flat however long the
+    // run (the soak checks it) and the figures come from what is stored.
     let (mut ok, mut failed, mut tokens) = (0u64, 0u64, 0u64);
     let mut received = 0u64;
     let mut tick = tokio::time::interval(LIVE_TICK);
@@ -247,10 +250,9 @@ pub async fn measure(
         if let Some(live) = &opts.live {
             live.observe(&rec, elapsed);
         }
-        if !writer.write(rec.clone()) {
+        if !writer.write(rec) {
             break;
         }
-        records.push(rec);
     }
     let report = engine.await.map_err(|e| MeasureError::Engine(e.to_string()))?;
     if let Some(p) = &opts.progress {
@@ -258,7 +260,7 @@ pub async fn measure(
     }
     writer.finish()?;
 
-    records.sort_by_key(|r| r.index);
+    let records = store.records(meta.id)?;
     let metrics = RunMetrics::compute(&records, &opts.slo, plan.schedule.target_concurrency());
     meta.status = if report.interrupted {
         RunStatus::Interrupted
