@@ -164,7 +164,7 @@ function liveCard(s) {
   figs.appendChild(figure("elapsed_s", "elapsed (s)", num(s.elapsed_s, 0)));
   card.appendChild(figs);
   if (s.time_scale) {
-    card.appendChild(el("div", { class: "note", "data-field": "time_scale" }, "figures in modelled time: the server runs " + num(s.time_scale) + "× faster than the hardware it models"));
+    card.appendChild(el("div", { class: "note", "data-field": "time_scale" }, "figures in modelled time: the server runs " + (Number.isInteger(s.time_scale) ? String(s.time_scale) : num(s.time_scale)) + "× faster than the hardware it models"));
   }
   card.appendChild(liveCharts(s));
 
