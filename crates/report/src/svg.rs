@@ -758,6 +758,9 @@ pub struct HeatMap {
     pub scale: (f64, f64),
     /// A second line under each column's name (e.g. its overall interval).
     pub col_notes: Vec<String>,
+    /// `cell_ci[row][col]`: an interval shown under the cell's value (and in
+    /// its tooltip); empty for none.
+    pub cell_ci: Vec<Vec<Option<(f64, f64)>>>,
 }
 
 impl HeatMap {
@@ -767,9 +770,12 @@ impl HeatMap {
         let left = (16.0 + CHAR_W * longest as f64).clamp(100.0, 16.0 + CHAR_W * 34.0);
         let row_chars = ((left - 16.0) / CHAR_W).floor() as usize;
         let top = if self.col_notes.is_empty() { 50.0 } else { 66.0 };
-        let cell_h = 26.0;
+        let with_ci = !self.cell_ci.is_empty();
+        let cell_h = if with_ci { 34.0 } else { 26.0 };
         let cols = self.cols.len().max(1) as f64;
         let cell_w = ((W - left - RIGHT) / cols).min(120.0);
+        // Intervals under the values where the cells are wide enough.
+        let ci_in_cell = with_ci && cell_w >= 70.0;
         let col_chars = ((cell_w - 4.0) / CHAR_W).floor().max(3.0) as usize;
         let h = top + cell_h * self.rows.len().max(1) as f64 + 70.0;
         let mut s = String::new();
@@ -817,18 +823,32 @@ impl HeatMap {
                     }
                     None => ("#eeeeee".to_string(), "#1d2733", "–".to_string()),
                 };
+                let iv = self.cell_ci.get(ri).and_then(|row| row.get(ci)).copied().flatten();
+                let ci_text = iv.map(|(a, b)| format!("[{a:.0}, {b:.0}]"));
+                let tip = match &ci_text {
+                    Some(c) => format!("{text} {c} (95 % interval)"),
+                    None => text.clone(),
+                };
+                let value_y = if ci_in_cell && ci_text.is_some() { y + 15.0 } else { y + cell_h * 0.6 };
                 let _ = write!(
                     s,
-                    r#"<rect class="cell" x="{x:.1}" y="{y:.1}" width="{:.1}" height="{:.1}" fill="{fill}" stroke="white"><title>{} × {}: {}</title></rect><text class="cell-value" x="{:.1}" y="{:.1}" text-anchor="middle" style="fill:{ink}">{}</text>"#,
+                    r#"<rect class="cell" x="{x:.1}" y="{y:.1}" width="{:.1}" height="{:.1}" fill="{fill}" stroke="white"><title>{} × {}: {}</title></rect><text class="cell-value" x="{:.1}" y="{value_y:.1}" text-anchor="middle" style="fill:{ink}">{}</text>"#,
                     cell_w,
                     cell_h,
                     esc(r),
                     esc(&self.cols[ci]),
-                    text,
+                    tip,
                     x + cell_w / 2.0,
-                    y + cell_h * 0.65,
                     text
                 );
+                if let (true, Some(c)) = (ci_in_cell, &ci_text) {
+                    let _ = write!(
+                        s,
+                        r#"<text class="cell-ci" x="{:.1}" y="{:.1}" text-anchor="middle" style="fill:{ink};font-size:9px">{c}</text>"#,
+                        x + cell_w / 2.0,
+                        y + 28.0
+                    );
+                }
             }
         }
         let base = top + cell_h * self.rows.len().max(1) as f64;

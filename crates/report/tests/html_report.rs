@@ -151,7 +151,7 @@ fn html_is_well_formed_complete_and_self_contained() {
         ),
         (
             "chart-arena-heatmap",
-            &["Diagnosis score by scenario and backend", "xid79_fallen_off_bus", "72 [64, 78]"][..],
+            &["Diagnosis score by scenario and backend", "xid79_fallen_off_bus", "72 [64, 78]", "[60, 66]"][..],
         ),
         ("chart-arena-cost", &["Arena: score against dollars per incident", "USD per diagnosis"][..]),
         ("chart-plan-cost-1", &["Batch job: total cost per backend", "$812.5 · cheapest", "$1530 · 1.9×"][..]),

@@ -455,6 +455,7 @@ fn arena(report: &Report) -> Vec<Chart> {
                 })
                 .collect(),
             values: scenarios.iter().map(|sc| rows.iter().map(|a| a.scenarios.get(sc).copied()).collect()).collect(),
+            cell_ci: scenario_intervals(report, &rows, &scenarios),
             rows: scenarios,
             scale: (0.0, 100.0),
         };
@@ -463,7 +464,7 @@ fn arena(report: &Report) -> Vec<Chart> {
             "arena",
             &hm.title,
             hm.render(),
-            "Cell: mean score (points, 0–100) of the scenario's episodes; dark is low, yellow high; grey: no episodes. Under each backend: its overall score with the 95 % interval (per-scenario intervals are not stored).",
+            "Cell: mean score (points, 0–100) of the scenario's episodes, with the 95 % bootstrap interval over its stored answers where there are two or more; dark is low, yellow high; grey: no episodes. Under each backend: its overall score with the 95 % interval.",
         ));
     }
     let priced: Vec<_> = rows
@@ -500,4 +501,36 @@ fn shorten(s: &str, n: usize) -> String {
     let mut out: String = s.chars().take(n.saturating_sub(1)).collect();
     out.push('…');
     out
+}
+
+/// Per heat-map cell, the 95 % bootstrap interval of the mean score over the
+/// stored answers of that backend and scenario (the answer's table key);
+/// empty when the report holds no answers.
+fn scenario_intervals(
+    report: &Report,
+    backends: &[&super::data::ArenaBackend],
+    scenarios: &[String],
+) -> Vec<Vec<Option<(f64, f64)>>> {
+    use fleetbench_core::stats::{bootstrap_ci, resamples_for, BOOTSTRAP_SEED};
+    let answers: Vec<_> = report.runs.iter().flat_map(|r| r.answers.iter()).collect();
+    if answers.is_empty() {
+        return Vec::new();
+    }
+    scenarios
+        .iter()
+        .map(|sc| {
+            backends
+                .iter()
+                .map(|b| {
+                    let scores: Vec<f64> = answers
+                        .iter()
+                        .filter(|a| a.backend == b.backend && a.label.as_deref() == Some(sc.as_str()))
+                        .filter_map(|a| a.score)
+                        .collect();
+                    let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len().max(1) as f64;
+                    bootstrap_ci(&scores, mean, resamples_for(scores.len()), BOOTSTRAP_SEED).map(|c| (c.lo, c.hi))
+                })
+                .collect()
+        })
+        .collect()
 }

@@ -165,8 +165,8 @@ pub fn curves(runs: &[ReportRun]) -> Vec<Curve> {
             workload: r.meta.workload.clone(),
             axis,
         };
-        let curve = match keyed.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, c)) => c,
+        let i = match keyed.iter().position(|(k, _)| *k == key) {
+            Some(i) => i,
             None => {
                 keyed.push((
                     key,
@@ -186,9 +186,10 @@ pub fn curves(runs: &[ReportRun]) -> Vec<Curve> {
                         run_ids: Vec::new(),
                     },
                 ));
-                &mut keyed.last_mut().expect("just pushed").1
+                keyed.len() - 1
             }
         };
+        let curve = &mut keyed[i].1;
         curve.run_ids.push(r.meta.id);
         curve.points.extend(points.into_iter().filter(|p| p.concurrency.is_some() || p.rate.is_some()));
     }

@@ -175,6 +175,16 @@ pub fn build(dir: &Path) -> Fixture {
             &json!({"backend": "vllm-h100", "scenario": "xid79_fallen_off_bus", "text": HOSTILE_ANSWER, "score": 80}),
         )
         .unwrap();
+    for (name, score) in [("002", 60.0), ("003", 66.0)] {
+        store
+            .put_artifact(
+                arena,
+                "answer",
+                name,
+                &json!({"backend": "vllm-h100", "scenario": "S7", "label": "nvlink_degraded", "text": "NVLink 2 degraded", "score": score}),
+            )
+            .unwrap();
+    }
     store
         .put_artifact(
             arena,
