@@ -219,6 +219,15 @@ impl ArrivalPlan {
         }
     }
 
+    /// Whether the instants run out by themselves (every stage has a
+    /// duration, or a trace).
+    pub fn is_finite(&self) -> bool {
+        match self {
+            ArrivalPlan::Stages { stages, .. } => stages.iter().all(|s| s.duration_s.is_some()),
+            ArrivalPlan::Trace(_) => true,
+        }
+    }
+
     /// Each stage's name, start and end (`None`: open-ended), seconds.
     pub fn stages(&self) -> Vec<(String, f64, Option<f64>)> {
         match self {
