@@ -415,12 +415,8 @@ impl ReplayReport {
             t.push(row);
         }
         format!(
-            "{}
-{}
-{}
-arrivals {}; {} requests simulated in {:.1} s of model time, {} steps, {} preemptions, prefix caching {}
-             (latencies in ms; waiting and running in requests)
-",
+            "{}\n{}\n{}\narrivals {}; {} requests simulated in {:.1} s of model time, {} steps, {} preemptions, prefix caching {}\n\
+             (latencies in ms; waiting and running in requests)\n",
             self.deployment,
             self.workload,
             t.text().trim_end(),
