@@ -27,9 +27,11 @@ pub enum EngineEvent {
 }
 
 /// The shared prefix a request opens with, for prefix caching: a group's
-/// system prompt of `group_tokens` and, inside it, a conversation whose
-/// history runs to `conversation_tokens` (counted from the prompt's start,
-/// so at least `group_tokens`). Keys are any stable hashes of the names.
+/// system prompt of `group.1` tokens and, inside it, a conversation whose
+/// history runs to `conversation.1` tokens (counted from the prompt's start,
+/// so at least the group's). A conversation's prompts only grow: each turn's
+/// whole prompt is cached as the start of the next. Keys are any stable
+/// hashes of the names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PrefixKey {
     pub group: Option<(u64, u32)>,
@@ -388,8 +390,9 @@ impl ServingEngine {
     }
 }
 
-/// After a sequence's prefill: its group prefix and conversation history
-/// become (or extend) cache entries it holds a reference on. Returns the
+/// After a sequence's prefill: its group prefix and its whole prompt (as the
+/// conversation's history) become or extend cache entries it holds a
+/// reference on. Returns the
 /// new pins and how many of the sequence's own KV tokens moved into the
 /// shared cache.
 fn insert_prefix(cache: &mut HashMap<u64, CacheEntry>, tick: &mut u64, s: &Seq) -> ([Option<u64>; 2], u64) {
@@ -402,8 +405,9 @@ fn insert_prefix(cache: &mut HashMap<u64, CacheEntry>, tick: &mut u64, s: &Seq) 
     if let Some((k, _)) = s.prefix.group {
         want[0] = Some((k, base));
     }
-    if let Some((k, n)) = s.prefix.conversation {
-        want[1] = Some((k, (n as u64).min(prompt).saturating_sub(base)));
+    // Conversations only grow: this whole prompt opens the next turn's.
+    if let Some((k, _)) = s.prefix.conversation {
+        want[1] = Some((k, prompt.saturating_sub(base)));
     }
     for (slot, w) in want.into_iter().enumerate() {
         let Some((k, tokens)) = w else { continue };
@@ -603,5 +607,51 @@ mod tests {
             v
         };
         assert_eq!(run(), run());
+    }
+
+    #[test]
+    fn a_cached_prefix_is_prefilled_once_held_once_and_evicted_when_unused() {
+        let mut d = deployment(8);
+        d.kv_capacity_tokens = 3000.0;
+        let key = PrefixKey { group: Some((7, 1000)), conversation: None };
+        let mut eng = ServingEngine::new(d.clone());
+        eng.submit_with_prefix(EngineRequest { id: 1, prompt_tokens: 1100, output_tokens: 4 }, key);
+        while eng.step(&mut |_| {}).is_some() {}
+        // Done: only the shared prefix stays cached.
+        assert_eq!(eng.kv_cached_tokens(), 1000);
+        assert_eq!(eng.counters().prefix_hit_tokens, 0);
+        let mut first = None;
+        let t0 = eng.now();
+        eng.submit_with_prefix(EngineRequest { id: 2, prompt_tokens: 1100, output_tokens: 4 }, key);
+        while eng
+            .step(&mut |e| {
+                if let EngineEvent::Token { index: 0, t, .. } = e {
+                    first = Some(t);
+                }
+            })
+            .is_some()
+        {}
+        assert_eq!(eng.counters().prefix_hit_tokens, 1000);
+        // Only the 100 new tokens were prefilled, on top of the 1000 cached.
+        let want = d
+            .step(&StepLoad {
+                prefill_tokens: 100,
+                prefill_attention_tokens: 100.0 * (1000.0 + 50.0),
+                ..StepLoad::default()
+            })
+            .time_s;
+        let got = first.unwrap() - t0;
+        assert!((got - want).abs() < 1e-9, "{got} vs {want}");
+        // Without caching the same request prefills everything.
+        let mut off = ServingEngine::new(d.clone());
+        off.set_prefix_caching(false);
+        off.submit_with_prefix(EngineRequest { id: 3, prompt_tokens: 1100, output_tokens: 4 }, key);
+        while off.step(&mut |_| {}).is_some() {}
+        assert_eq!((off.kv_cached_tokens(), off.counters().prefix_hit_tokens), (0, 0));
+        // A request that needs the room evicts the unused prefix.
+        eng.submit(EngineRequest { id: 4, prompt_tokens: 2500, output_tokens: 2 });
+        eng.step(&mut |_| {});
+        assert_eq!(eng.kv_cached_tokens(), 0);
+        assert!(eng.kv_usage() <= 1.0);
     }
 }

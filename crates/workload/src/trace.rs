@@ -295,8 +295,8 @@ fn parse_datetime(s: &str) -> Option<f64> {
 }
 
 /// Requests of a trace's sizes: a system prompt shared by the entry's prefix
-/// group, the conversation's history (byte-identical from turn to turn), then
-/// new text up to the entry's input size; `max_tokens` is the entry's output
+/// group, then text up to the entry's input size: new text, or in a
+/// conversation one growing text, so each turn's prompt opens the next; `max_tokens` is the entry's output
 /// size unless the run sets one.
 #[derive(Debug, Clone)]
 pub struct TraceWorkload {
@@ -315,7 +315,6 @@ impl Workload for TraceWorkload {
         let n = self.trace.entries.len().max(1) as u64;
         let e = &self.trace.entries[(index % n) as usize];
         let prefix = e.prefix_tokens.unwrap_or(0);
-        let context = e.context_tokens.unwrap_or(prefix).max(prefix);
         let mut messages = Vec::new();
         if let (Some(g), true) = (&e.prefix_group, prefix > 0) {
             messages.push(ChatMessage {
@@ -323,15 +322,17 @@ impl Workload for TraceWorkload {
                 content: format!("System prompt {g}. {}", words(mix(self.seed, hash_str(g)), prefix.saturating_sub(4))),
             });
         }
-        if let (Some(c), true) = (&e.conversation_id, context > prefix) {
-            let history = words(mix(self.seed, hash_str(c) ^ 0x5151), context - prefix);
-            messages.push(ChatMessage { role: "user".into(), content: format!("Conversation {c}. {history}") });
-        }
-        let fresh = e.input_tokens.saturating_sub(context).max(1);
-        messages.push(ChatMessage {
-            role: "user".into(),
-            content: format!("Request {index}: {}", words(mix(self.seed, index), fresh.saturating_sub(3).max(1))),
-        });
+        let rest = e.input_tokens.saturating_sub(prefix).max(1);
+        let text = match &e.conversation_id {
+            // One text per conversation, seeded by its name: each turn's
+            // prompt is the start of the next (the history only grows).
+            Some(c) => format!(
+                "Conversation {c}. {}",
+                words(mix(self.seed, hash_str(c) ^ 0x5151), rest.saturating_sub(3).max(1))
+            ),
+            None => format!("Request {index}: {}", words(mix(self.seed, index), rest.saturating_sub(3).max(1))),
+        };
+        messages.push(ChatMessage { role: "user".into(), content: text });
         let mut sampling = sampling.clone();
         sampling.max_tokens.get_or_insert(e.output_tokens.max(1));
         RequestSpec {
@@ -391,8 +392,8 @@ mod tests {
         let r0 = w.request(0, &sp).prompt.as_messages();
         let r2 = w.request(2, &sp).prompt.as_messages();
         assert_eq!(w.request(2, &sp).sampling.max_tokens, Some(10));
-        // The history of conversation a opens turn 1.
-        assert!(r2[0].content.starts_with("Conversation a."), "{}", r2[0].content);
+        // Turn 0 of conversation a opens turn 1, byte for byte.
+        assert!(r2[0].content.starts_with(&r0[0].content), "{} / {}", r0[0].content, r2[0].content);
         assert_ne!(r0, r2);
     }
 
