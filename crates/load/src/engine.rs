@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
 use fleetbench_workload::arrivals::Instant;
-use fleetbench_workload::{ArrivalPlan, ArrivalSpec, Schedule, Workload};
+use fleetbench_workload::{ArrivalPlan, Schedule, Workload};
 
 /// When to stop issuing new requests (requests in flight then finish).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -74,10 +74,7 @@ pub async fn run(
             Schedule::Open { rate, arrival, max_concurrency } => {
                 let arrivals = match &plan.arrivals {
                     Some(a) => a.instants(),
-                    None => ArrivalSpec::single(rate, arrival)
-                        .plan(plan.seed)
-                        .map(|p| p.instants())
-                        .unwrap_or_else(|_| Box::new(std::iter::empty())),
+                    None => ArrivalPlan::single(rate, arrival, plan.seed).instants(),
                 };
                 open_loop(plan, arrivals, max_concurrency, client, &workload, clock, &sink, budget, deadline, &finished)
                     .await

@@ -13,7 +13,7 @@ use fleetbench_core::table::{Align, Table};
 use fleetbench_core::{RequestSpec, SamplingParams};
 use fleetbench_workload::arrivals::Instant;
 use fleetbench_workload::text::hash_str;
-use fleetbench_workload::{ArrivalPlan, ArrivalSpec, Schedule, Workload};
+use fleetbench_workload::{ArrivalPlan, Schedule, Workload};
 use serde::Serialize;
 use std::collections::VecDeque;
 
@@ -172,10 +172,7 @@ pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload
         Schedule::Open { rate, arrival, max_concurrency } => {
             let p = match &plan.arrivals {
                 Some(p) => p.clone(),
-                None => match ArrivalSpec::single(rate, arrival).plan(plan.seed) {
-                    Ok(p) => p,
-                    Err(_) => ArrivalPlan::Stages { process: arrival, stages: Vec::new(), seed: plan.seed },
-                },
+                None => ArrivalPlan::single(rate, arrival, plan.seed),
             };
             let w = p.stages();
             (Some(p), w, max_concurrency.unwrap_or(u32::MAX).max(1), false)
@@ -435,7 +432,7 @@ mod tests {
     use super::*;
     use crate::catalog::Catalog;
     use crate::perf::DeploymentSpec;
-    use fleetbench_workload::{Arrival, Traffic, WorkloadSpec};
+    use fleetbench_workload::{Arrival, ArrivalSpec, Traffic, WorkloadSpec};
 
     fn h100() -> Deployment {
         let c = Catalog::embedded().unwrap();

@@ -175,6 +175,13 @@ pub enum ArrivalPlan {
     Trace(Arc<Trace>),
 }
 
+impl ArrivalPlan {
+    /// One open-ended stage at `rate`: what `--rate R --arrival A` means.
+    pub fn single(rate: f64, process: Arrival, seed: u64) -> ArrivalPlan {
+        ArrivalPlan::Stages { process, stages: vec![Stage { rate, duration_s: None }], seed }
+    }
+}
+
 /// One arrival: seconds from the start and the stage it belongs to.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Instant {
