@@ -590,6 +590,7 @@ impl Workload for EpisodePrompts {
             sampling: sampling.clone(),
             expected_input_tokens: None,
             label: Some(p.scenario.id().to_string()),
+            context: Default::default(),
         }
     }
 
@@ -635,6 +636,7 @@ async fn ask_backend(
             seed: Some(SAMPLING_SEED),
         },
         seed: env.cfg.seed,
+        arrivals: None,
     };
     if n == 0 {
         return (spec.name.clone(), Vec::new());

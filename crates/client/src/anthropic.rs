@@ -165,6 +165,7 @@ mod tests {
             sampling: Default::default(),
             expected_input_tokens: None,
             label: None,
+            context: Default::default(),
         };
         let b = request_body("claude", &spec, true);
         assert_eq!(b["system"], json!("be brief"));

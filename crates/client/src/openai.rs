@@ -247,6 +247,7 @@ mod tests {
             },
             expected_input_tokens: None,
             label: None,
+            context: Default::default(),
         };
         let b = request_body(ApiKind::Chat, "m", &spec, true);
         assert_eq!(b["stream_options"]["include_usage"], json!(true));

@@ -20,6 +20,6 @@ pub use clock::RunClock;
 pub use metrics::{RunMetrics, Slo};
 pub use outcome::{ErrorKind, RequestError, RequestRecord, ServerTimings, TokenSource};
 pub use record::Artifact;
-pub use request::{ApiKind, ChatMessage, Prompt, RequestSpec, SamplingParams};
+pub use request::{ApiKind, ChatMessage, Prompt, RequestContext, RequestSpec, SamplingParams};
 pub use run::{RunConfig, RunMeta, RunStatus};
 pub use units::{parse_duration, ParseDurationError};

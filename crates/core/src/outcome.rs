@@ -189,6 +189,9 @@ pub struct RequestRecord {
     pub retries: u32,
     pub server_timings: Option<ServerTimings>,
     pub error: Option<RequestError>,
+    /// The workload's shared-prefix and conversation context of the request.
+    #[serde(default, skip_serializing_if = "crate::request::RequestContext::is_empty")]
+    pub context: crate::request::RequestContext,
     /// The generated text, kept only when the caller asked for it (the
     /// AIOps arena needs answers; speed runs do not).
     pub output_text: Option<String>,

@@ -103,4 +103,39 @@ pub struct RequestSpec {
     pub expected_input_tokens: Option<u32>,
     /// A label for grouping (task type, scenario); free text.
     pub label: Option<String>,
+    /// Where the request sits among shared prefixes and conversations
+    /// (empty for workloads without either).
+    #[serde(default, skip_serializing_if = "RequestContext::is_empty")]
+    pub context: RequestContext,
+}
+
+/// What a workload says about a request beyond its text: the shared prefix
+/// it opens with, the conversation and turn it belongs to, and how many of
+/// its prompt tokens came before this turn's new text. Stored with the
+/// request's record so that a run can be cut by group or turn afterwards, and
+/// read by the simulator to account for prefix caching.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RequestContext {
+    /// Identifier of the shared prefix (system prompt) the request opens with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_group: Option<String>,
+    /// Tokens of that shared prefix (approximate, as the workload built it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_tokens: Option<u32>,
+    /// Identifier of the conversation (user) the request belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation: Option<String>,
+    /// 0-based turn within the conversation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turn: Option<u32>,
+    /// Prompt tokens before this turn's new text: the shared prefix plus the
+    /// conversation's history (equal to `prefix_tokens` on a first turn).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_tokens: Option<u32>,
+}
+
+impl RequestContext {
+    pub fn is_empty(&self) -> bool {
+        *self == RequestContext::default()
+    }
 }

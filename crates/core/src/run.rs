@@ -131,6 +131,9 @@ pub struct RunConfig {
     /// Open loop: the gamma shape of the arrivals (1 = Poisson).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub burstiness: Option<f64>,
+    /// Open loop: the `--arrivals` schedule (stages or a trace) when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arrivals: Option<String>,
     /// The sweep (or demo) group this run is a level of.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sweep: Option<String>,

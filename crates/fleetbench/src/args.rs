@@ -13,7 +13,9 @@ use clap::{Args, ValueEnum};
 use fleetbench_client::{ApiKey, ClientConfig, Timeouts};
 use fleetbench_core::{parse_duration, ApiKind, SamplingParams, Slo};
 use fleetbench_econ::instruments::{InstrumentSpec, DEFAULT_PUE, DEFAULT_SUPPLY};
-use fleetbench_load::Arrival;
+use fleetbench_load::{Arrival, ArrivalSpec, Schedule, WorkloadSpec};
+use fleetbench_sim::{DeploymentSpec, Parallelism};
+use fleetbench_workload::Traffic;
 
 /// `--api chat|completions|anthropic`, parsed into the one [`ApiKind`].
 fn api_parser() -> impl clap::builder::TypedValueParser<Value = ApiKind> {
@@ -112,10 +114,15 @@ pub struct SamplingArgs {
     /// Seed for prompts, arrivals and the server's sampler.
     #[arg(long, default_value_t = 0, help_heading = "Requests")]
     pub seed: u64,
-    /// What to send: synthetic:in=I,out=O[,spread=S], file:PATH.jsonl or coding-swarm
-    #[arg(long, default_value = "synthetic:in=512,out=256", help_heading = "Requests")]
+    /// What to send: synthetic:in=I,out=O[,spread=S],
+    /// shared-prefix:groups=G,users=U,system=S,question=Q,output=O[,multi-turn],
+    /// file:PATH.jsonl or coding-swarm (docs/METRICS.md, "Workloads")
+    #[arg(long, default_value = DEFAULT_WORKLOAD, help_heading = "Requests")]
     pub workload: String,
 }
+
+/// The `--workload` of a command line that gives none.
+pub const DEFAULT_WORKLOAD: &str = "synthetic:in=512,out=256";
 
 impl SamplingArgs {
     pub fn sampling(&self) -> SamplingParams {
@@ -163,6 +170,143 @@ impl ArrivalArg {
             ArrivalArg::Poisson => Arrival::Poisson,
             ArrivalArg::Constant => Arrival::Constant,
             ArrivalArg::Gamma => Arrival::Gamma { burstiness },
+        }
+    }
+}
+
+/// When requests go and when the run stops: the one schedule and arrival
+/// group of `fleetbench run` and `fleetbench sim replay`, so both accept
+/// exactly the same strings.
+#[derive(Args, Debug, Clone)]
+pub struct TrafficArgs {
+    /// Closed loop: this many agents, each sending its next request when the previous one ends.
+    #[arg(long, short = 'c', help_heading = "Schedule", conflicts_with_all = ["rate", "arrivals"])]
+    pub concurrency: Option<u32>,
+    /// Open loop: requests per second, sent on schedule whatever the server does
+    /// (shorthand for one open-ended stage of --arrivals).
+    #[arg(long, help_heading = "Schedule", conflicts_with = "arrivals")]
+    pub rate: Option<f64>,
+    /// Inter-arrival distribution for --rate.
+    #[arg(long, value_enum, default_value = "poisson", help_heading = "Schedule")]
+    pub arrival: ArrivalArg,
+    /// Gamma shape for --arrival gamma (below 1 is burstier than Poisson).
+    #[arg(long, default_value_t = 1.0, help_heading = "Schedule")]
+    pub burstiness: f64,
+    /// Open loop in stages or from a trace: constant:8/s*600s,20/s*600s,
+    /// poisson:..., gamma:...,cv=2, or trace:[jsonl|mooncake|burstgpt|azure:]FILE
+    /// (docs/METRICS.md, "Workloads").
+    #[arg(long, value_name = "SPEC", help_heading = "Schedule")]
+    pub arrivals: Option<String>,
+    /// Open loop: at most this many in flight (waiting shows as client queue time).
+    #[arg(long, help_heading = "Schedule")]
+    pub max_concurrency: Option<u32>,
+    /// Measured requests (warm-up not counted). Default 100 unless --duration
+    /// is given or the --arrivals end by themselves.
+    #[arg(long, short = 'n', help_heading = "Schedule")]
+    pub requests: Option<u64>,
+    /// Stop issuing requests after this long (e.g. 60s, 5m); in-flight ones finish.
+    #[arg(long, value_parser = parse_duration, help_heading = "Schedule")]
+    pub duration: Option<Duration>,
+    /// Warm-up requests sent first and excluded from every figure.
+    #[arg(long, default_value_t = 0, help_heading = "Schedule")]
+    pub warmup: u64,
+}
+
+/// What [`TrafficArgs::resolve`] makes of the command line.
+pub struct ResolvedTraffic {
+    pub schedule: Schedule,
+    pub traffic: Traffic,
+    /// Measured requests (None: the duration or the arrivals end the run).
+    pub requests: Option<u64>,
+    /// `--arrivals` as given, for the run's config.
+    pub arrivals: Option<String>,
+}
+
+impl TrafficArgs {
+    /// The schedule, the workload and its arrivals, and the request budget.
+    pub fn resolve(&self, sampling: &SamplingArgs) -> anyhow::Result<ResolvedTraffic> {
+        if let Some(0) = self.concurrency {
+            bail!("--concurrency must be at least 1");
+        }
+        if let Some(r) = self.rate {
+            if !(r.is_finite() && r > 0.0) {
+                bail!("--rate must be a positive number of requests per second");
+            }
+        }
+        if !(self.burstiness.is_finite() && self.burstiness > 0.0) {
+            bail!("--burstiness must be positive");
+        }
+        let spec = self.arrivals.as_deref().map(ArrivalSpec::parse).transpose()?;
+        let workload = WorkloadSpec::parse(&sampling.workload)?;
+        let given = sampling.workload != DEFAULT_WORKLOAD;
+        let traffic = Traffic::resolve(&workload, given, spec.as_ref(), sampling.seed)?;
+        let arrival = self.arrival.arrival(self.burstiness);
+        let schedule = match (self.concurrency, self.rate, &traffic.arrivals) {
+            (Some(c), _, _) => Schedule::Closed { concurrency: c },
+            (None, Some(rate), _) => Schedule::Open { rate, arrival, max_concurrency: self.max_concurrency },
+            (None, None, Some(plan)) => {
+                Schedule::Open { rate: plan.nominal_rate(), arrival, max_concurrency: self.max_concurrency }
+            }
+            (None, None, None) => Schedule::Closed { concurrency: 1 },
+        };
+        let finite = traffic.arrivals.as_ref().is_some_and(|a| a.is_finite());
+        let requests = match (self.requests, self.duration, finite) {
+            (None, None, false) => Some(100),
+            (r, _, _) => r,
+        };
+        Ok(ResolvedTraffic { schedule, traffic, requests, arrivals: self.arrivals.clone() })
+    }
+}
+
+/// The simulated deployment (`sim predict`, `sim serve`, `sim replay`).
+#[derive(Args, Debug, Clone)]
+pub struct DeploymentArgs {
+    /// GPU (id or name; see `fleetbench sim list gpus`).
+    #[arg(long, default_value = "rtx3090")]
+    pub gpu: String,
+    /// Number of GPUs.
+    #[arg(long, default_value_t = 1)]
+    pub count: u32,
+    /// Link between GPUs (pcie4, nvlink3, nvlink4, ...); default depends on the GPU.
+    #[arg(long)]
+    pub interconnect: Option<String>,
+    /// Model (see `fleetbench sim list models`).
+    #[arg(long, default_value = "qwen3-coder-30b-a3b")]
+    pub model: String,
+    /// Weight format (see `fleetbench sim list quants`).
+    #[arg(long, default_value = "awq4")]
+    pub quant: String,
+    /// Serving engine (see `fleetbench sim list engines`).
+    #[arg(long, default_value = "vllm")]
+    pub engine: String,
+    /// Override the engine's max_num_seqs.
+    #[arg(long)]
+    pub max_num_seqs: Option<u32>,
+    /// How several GPUs share the model (default: the engine's way).
+    #[arg(long, value_enum)]
+    pub parallel: Option<ParallelArg>,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy)]
+pub enum ParallelArg {
+    Tensor,
+    Pipeline,
+}
+
+impl DeploymentArgs {
+    pub fn spec(&self) -> DeploymentSpec {
+        DeploymentSpec {
+            gpu: self.gpu.clone(),
+            count: self.count,
+            interconnect: self.interconnect.clone(),
+            model: self.model.clone(),
+            quant: self.quant.clone(),
+            engine: self.engine.clone(),
+            max_num_seqs: self.max_num_seqs,
+            parallelism: self.parallel.map(|p| match p {
+                ParallelArg::Tensor => Parallelism::Tensor,
+                ParallelArg::Pipeline => Parallelism::Pipeline,
+            }),
         }
     }
 }

@@ -12,8 +12,8 @@ use fleetbench_core::{RequestRecord, RunClock, SamplingParams};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::schedule::{ArrivalTimes, Schedule};
-use crate::workload::Workload;
+use fleetbench_workload::arrivals::Instant;
+use fleetbench_workload::{ArrivalPlan, Schedule, Workload};
 
 /// When to stop issuing new requests (requests in flight then finish).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -35,6 +35,9 @@ pub struct RunPlan {
     pub sampling: SamplingParams,
     /// Seeds arrival times.
     pub seed: u64,
+    /// Open loop: the arrival instants (stages or a trace) that replace the
+    /// schedule's single rate; the run also stops when they run out.
+    pub arrivals: Option<ArrivalPlan>,
 }
 
 /// What the engine did.
@@ -69,7 +72,10 @@ pub async fn run(
                 closed_loop(plan, concurrency, client, &workload, clock, &sink, budget, deadline, &finished).await
             }
             Schedule::Open { rate, arrival, max_concurrency } => {
-                let arrivals = ArrivalTimes::new(rate, arrival, plan.seed);
+                let arrivals = match &plan.arrivals {
+                    Some(a) => a.instants(),
+                    None => ArrivalPlan::single(rate, arrival, plan.seed).instants(),
+                };
                 open_loop(plan, arrivals, max_concurrency, client, &workload, clock, &sink, budget, deadline, &finished)
                     .await
             }
@@ -164,6 +170,7 @@ async fn agents(
                 let mut rec = client.send(&spec, &clock, t_sched).await;
                 rec.index = index;
                 rec.agent = Some(agent);
+                rec.context = spec.context;
                 rec.warmup = index < warmup;
                 t_sched = rec.t_end;
                 finished.fetch_add(1, Ordering::SeqCst);
@@ -179,7 +186,7 @@ async fn agents(
 #[allow(clippy::too_many_arguments)]
 async fn open_loop(
     plan: &RunPlan,
-    arrivals: ArrivalTimes,
+    arrivals: Box<dyn Iterator<Item = Instant> + Send>,
     max_concurrency: Option<u32>,
     client: &Client,
     workload: &Arc<dyn Workload>,
@@ -192,7 +199,7 @@ async fn open_loop(
     let gate = max_concurrency.map(|m| Arc::new(Semaphore::new(m.max(1) as usize)));
     let mut tasks = JoinSet::new();
     let t0 = clock.now();
-    for (index, offset) in (0u64..).zip(arrivals) {
+    for (index, Instant { t: offset, .. }) in (0u64..).zip(arrivals) {
         if budget.is_some_and(|b| index >= b) {
             break;
         }
@@ -221,6 +228,7 @@ async fn open_loop(
             let mut rec = client.send(&spec, &clock, t_sched).await;
             drop(permit);
             rec.index = index;
+            rec.context = spec.context;
             rec.warmup = index < warmup;
             finished.fetch_add(1, Ordering::SeqCst);
             let _ = sink.send(rec);

@@ -2,18 +2,21 @@
 //! [`Schedule`] says when it goes (closed-loop agents or open-loop
 //! arrivals); [`run`] drives a [`fleetbench_client::Client`] through the
 //! plan and streams every [`fleetbench_core::RequestRecord`] to a sink the
-//! moment it completes.
+//! moment it completes. The workloads and arrival processes themselves live
+//! in `fleetbench-workload` (no HTTP there, so the simulator replays the same
+//! ones); they are re-exported here under their old paths.
 
-pub mod coding_swarm;
 pub mod engine;
 pub mod interrupt;
 pub mod live;
 pub mod measure;
-pub mod schedule;
 pub mod selftest;
 pub mod sweep;
-pub mod workload;
+
+pub use fleetbench_workload::{coding_swarm, schedule, workload};
 
 pub use engine::{run, EngineReport, RunPlan, StopCondition};
-pub use schedule::{Arrival, ArrivalTimes, Schedule};
-pub use workload::{FileWorkload, SyntheticWorkload, Workload, WorkloadError, WorkloadSpec};
+pub use fleetbench_workload::{
+    Arrival, ArrivalSpec, ArrivalTimes, FileWorkload, Schedule, SyntheticWorkload, Workload, WorkloadError,
+    WorkloadSpec,
+};

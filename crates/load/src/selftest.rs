@@ -80,6 +80,7 @@ async fn closed_loop(
         warmup: 0,
         sampling: SamplingParams::default(),
         seed: 1,
+        arrivals: None,
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -36,6 +36,10 @@ pub const COLUMNS: &[&str] = &[
     "error_kind",
     "error_message",
     "itl_ms",
+    "prefix_group",
+    "conversation",
+    "turn",
+    "context_tokens",
 ];
 
 fn opt(v: Option<f64>) -> String {
@@ -81,6 +85,10 @@ pub fn write_requests_csv<W: Write>(out: W, records: &[RequestRecord]) -> Result
             r.error.as_ref().map(|e| e.label()).unwrap_or_default(),
             r.error.as_ref().map(|e| e.message.clone()).unwrap_or_default(),
             itl,
+            r.context.prefix_group.clone().unwrap_or_default(),
+            r.context.conversation.clone().unwrap_or_default(),
+            r.context.turn.map(|x| x.to_string()).unwrap_or_default(),
+            r.context.context_tokens.map(|x| x.to_string()).unwrap_or_default(),
         ])?;
     }
     w.flush()?;

@@ -105,7 +105,21 @@ fn csv_has_one_row_per_request_with_pinned_columns() {
     assert_eq!(first[col("ttft_ms")], "100.000");
     assert_eq!(first[col("tpot_ms")], "20.000");
     assert_eq!(first[col("token_source")], "server");
+    assert_eq!(first[col("prefix_group")], "");
     assert_eq!(text.lines().count(), 21);
+    // A request of a shared-prefix conversation says where it sat.
+    let mut r = records().remove(0);
+    r.context.prefix_group = Some("g3".into());
+    r.context.conversation = Some("g3u1".into());
+    r.context.turn = Some(2);
+    r.context.context_tokens = Some(900);
+    let mut out = Vec::new();
+    write_requests_csv(&mut out, &[r]).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let row: Vec<&str> = text.lines().nth(1).unwrap().split(',').collect();
+    let got: Vec<&str> =
+        ["prefix_group", "conversation", "turn", "context_tokens"].iter().map(|c| row[col(c)]).collect();
+    assert_eq!(got, ["g3", "g3u1", "2", "900"]);
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! queue, chunked prefill, decode, KV-cache accounting and preemption, timed
 //! step by step by the performance model. No I/O; time is virtual seconds.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use crate::perf::{Deployment, StepLoad};
 
@@ -26,9 +26,33 @@ pub enum EngineEvent {
     Preempted { id: u64, t: f64 },
 }
 
+/// The shared prefix a request opens with, for prefix caching: a group's
+/// system prompt of `group.1` tokens and, inside it, a conversation whose
+/// history runs to `conversation.1` tokens (counted from the prompt's start,
+/// so at least the group's). A conversation's prompts only grow: each turn's
+/// whole prompt is cached as the start of the next. Keys are any stable
+/// hashes of the names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PrefixKey {
+    pub group: Option<(u64, u32)>,
+    pub conversation: Option<(u64, u32)>,
+}
+
+/// One cached prefix: its own tokens (beyond its parent's), how many running
+/// sequences use it, when it was last used.
+#[derive(Debug, Clone, Copy)]
+struct CacheEntry {
+    tokens: u64,
+    refs: u32,
+    last_use: u64,
+}
+
 #[derive(Debug, Clone)]
 struct Seq {
     req: EngineRequest,
+    prefix: PrefixKey,
+    /// Cache keys this sequence holds a reference on.
+    pins: [Option<u64>; 2],
     arrival: f64,
     /// Tokens whose KV is computed (prompt, then recomputed output after a
     /// preemption).
@@ -54,6 +78,8 @@ pub struct EngineCounters {
     pub generation_tokens: u64,
     pub steps: u64,
     pub finished: u64,
+    /// Prompt tokens served from the prefix cache instead of computed.
+    pub prefix_hit_tokens: u64,
 }
 
 /// What one step did.
@@ -75,6 +101,13 @@ pub struct ServingEngine {
     kv_capacity: u64,
     kv_used: u64,
     counters: EngineCounters,
+    /// Automatic prefix caching (vLLM's default): cached prefixes stay in
+    /// the KV cache, shared by every sequence using them and counted once,
+    /// until space is needed and no running sequence uses them.
+    prefix_caching: bool,
+    cache: HashMap<u64, CacheEntry>,
+    kv_cached: u64,
+    tick: u64,
 }
 
 impl ServingEngine {
@@ -88,7 +121,16 @@ impl ServingEngine {
             kv_capacity,
             kv_used: 0,
             counters: EngineCounters::default(),
+            prefix_caching: true,
+            cache: HashMap::new(),
+            kv_cached: 0,
+            tick: 0,
         }
+    }
+
+    /// Turns prefix caching on (the default) or off.
+    pub fn set_prefix_caching(&mut self, on: bool) {
+        self.prefix_caching = on;
     }
 
     pub fn deployment(&self) -> &Deployment {
@@ -115,7 +157,11 @@ impl ServingEngine {
     }
     /// Share of the KV cache in use, 0..1.
     pub fn kv_usage(&self) -> f64 {
-        self.kv_used as f64 / self.kv_capacity as f64
+        (self.kv_used + self.kv_cached) as f64 / self.kv_capacity as f64
+    }
+    /// KV-cache tokens held by cached prefixes (shared, counted once).
+    pub fn kv_cached_tokens(&self) -> u64 {
+        self.kv_cached
     }
     pub fn kv_capacity_tokens(&self) -> u64 {
         self.kv_capacity
@@ -126,11 +172,18 @@ impl ServingEngine {
 
     /// Queues a request arriving now.
     pub fn submit(&mut self, req: EngineRequest) {
+        self.submit_with_prefix(req, PrefixKey::default());
+    }
+
+    /// Queues a request arriving now that opens with a shared prefix.
+    pub fn submit_with_prefix(&mut self, req: EngineRequest, prefix: PrefixKey) {
         let req =
             EngineRequest { prompt_tokens: req.prompt_tokens.max(1), output_tokens: req.output_tokens.max(1), ..req };
         self.counters.prompt_tokens += req.prompt_tokens as u64;
         self.waiting.push_back(Seq {
             req,
+            prefix,
+            pins: [None, None],
             arrival: self.now,
             computed: 0,
             to_prefill: req.prompt_tokens,
@@ -145,6 +198,7 @@ impl ServingEngine {
         if let Some(i) = self.running.iter().position(|s| s.req.id == id) {
             let s = self.running.remove(i);
             self.kv_used -= s.held;
+            self.unpin(&s.pins);
             return true;
         }
         if let Some(i) = self.waiting.iter().position(|s| s.req.id == id) {
@@ -165,14 +219,79 @@ impl ServingEngine {
             let Some(front) = self.waiting.front() else {
                 break;
             };
-            let need = front.to_prefill as u64 + 1;
-            if self.kv_used + need > self.kv_capacity && !self.running.is_empty() {
+            let (cached, pins) = self.lookup(&front.prefix, front.to_prefill);
+            let need = (front.to_prefill - cached) as u64 + 1;
+            // Pinned first, so making room cannot evict what this one reuses.
+            self.tick += 1;
+            for k in pins.iter().flatten() {
+                if let Some(e) = self.cache.get_mut(k) {
+                    e.refs += 1;
+                    e.last_use = self.tick;
+                }
+            }
+            if !self.make_room(need) && !self.running.is_empty() {
+                self.unpin(&pins);
                 break;
             }
             if let Some(mut seq) = self.waiting.pop_front() {
+                self.counters.prefix_hit_tokens += cached as u64;
+                seq.pins = pins;
+                seq.computed += cached;
+                seq.to_prefill -= cached;
                 seq.held = seq.to_prefill as u64;
                 self.kv_used += seq.held;
                 self.running.push(seq);
+            }
+        }
+    }
+
+    /// Prompt tokens of a request the cache already holds, and the entries
+    /// that hold them.
+    fn lookup(&self, p: &PrefixKey, prompt: u32) -> (u32, [Option<u64>; 2]) {
+        if !self.prefix_caching {
+            return (0, [None, None]);
+        }
+        let mut cached = 0u64;
+        let mut pins = [None, None];
+        let mut whole_group = true;
+        if let Some((k, n)) = p.group {
+            if let Some(e) = self.cache.get(&k) {
+                cached = e.tokens.min(n as u64);
+                pins[0] = Some(k);
+                whole_group = cached >= n as u64;
+            } else {
+                whole_group = false;
+            }
+        }
+        if let (Some((k, n)), true) = (p.conversation, whole_group) {
+            if let Some(e) = self.cache.get(&k) {
+                let base = p.group.map(|g| g.1 as u64).unwrap_or(0);
+                cached = base + e.tokens.min((n as u64).saturating_sub(base));
+                pins[1] = Some(k);
+            }
+        }
+        // At least one prompt token is always computed (it yields the first token).
+        ((cached.min(prompt.saturating_sub(1) as u64)) as u32, pins)
+    }
+
+    /// Evicts unused cached prefixes, least recently used first, until
+    /// `need` more tokens fit. Returns whether they fit.
+    fn make_room(&mut self, need: u64) -> bool {
+        while self.kv_used + self.kv_cached + need > self.kv_capacity {
+            let victim =
+                self.cache.iter().filter(|(_, e)| e.refs == 0).min_by_key(|(_, e)| e.last_use).map(|(k, _)| *k);
+            match victim.and_then(|k| self.cache.remove(&k)) {
+                Some(e) => self.kv_cached -= e.tokens,
+                None => return false,
+            }
+        }
+        true
+    }
+
+    fn unpin(&mut self, pins: &[Option<u64>; 2]) {
+        for k in pins.iter().flatten() {
+            if let Some(e) = self.cache.get_mut(k) {
+                e.refs = e.refs.saturating_sub(1);
             }
         }
     }
@@ -188,15 +307,16 @@ impl ServingEngine {
         // recently admitted until they fit (vLLM's recompute preemption).
         loop {
             let decoding = self.running.iter().filter(|s| s.to_prefill == 0).count() as u64;
-            if self.kv_used + decoding <= self.kv_capacity || self.running.len() <= 1 {
+            if self.make_room(decoding) || self.running.len() <= 1 {
                 break;
             }
             if let Some(victim) = self.running.pop() {
                 self.kv_used -= victim.held;
+                self.unpin(&victim.pins);
                 self.counters.preemptions += 1;
                 sink(EngineEvent::Preempted { id: victim.req.id, t: self.now });
                 let redo = victim.req.prompt_tokens + victim.generated;
-                self.waiting.push_front(Seq { computed: 0, to_prefill: redo, held: 0, ..victim });
+                self.waiting.push_front(Seq { computed: 0, to_prefill: redo, held: 0, pins: [None, None], ..victim });
             }
         }
         let mut budget = self.d.engine.max_batched_tokens.max(1);
@@ -241,6 +361,13 @@ impl ServingEngine {
                 s.computed += chunk;
                 // KV for these tokens was reserved at admission.
                 emit = s.to_prefill == 0;
+                if emit && self.prefix_caching {
+                    let (pins, moved) = insert_prefix(&mut self.cache, &mut self.tick, s);
+                    s.pins = pins;
+                    s.held -= moved;
+                    self.kv_used -= moved;
+                    self.kv_cached += moved;
+                }
             }
             if emit {
                 let index = s.generated;
@@ -251,6 +378,7 @@ impl ServingEngine {
                     let done = self.running.remove(i);
                     plan.remove(i);
                     self.kv_used -= done.held;
+                    self.unpin(&done.pins);
                     self.counters.finished += 1;
                     sink(EngineEvent::Finished { id: done.req.id, t });
                     continue;
@@ -260,6 +388,44 @@ impl ServingEngine {
         }
         Some(StepSummary { start, end: t, decode_seqs: load.decode_seqs, prefill_tokens: load.prefill_tokens })
     }
+}
+
+/// After a sequence's prefill: its group prefix and its whole prompt (as the
+/// conversation's history) become or extend cache entries it holds a
+/// reference on. Returns the
+/// new pins and how many of the sequence's own KV tokens moved into the
+/// shared cache.
+fn insert_prefix(cache: &mut HashMap<u64, CacheEntry>, tick: &mut u64, s: &Seq) -> ([Option<u64>; 2], u64) {
+    *tick += 1;
+    let mut pins = s.pins;
+    let mut moved = 0u64;
+    let prompt = s.req.prompt_tokens as u64;
+    let base = s.prefix.group.map(|g| (g.1 as u64).min(prompt)).unwrap_or(0);
+    let mut want = [None, None];
+    if let Some((k, _)) = s.prefix.group {
+        want[0] = Some((k, base));
+    }
+    // Conversations only grow: this whole prompt opens the next turn's.
+    if let Some((k, _)) = s.prefix.conversation {
+        want[1] = Some((k, prompt.saturating_sub(base)));
+    }
+    for (slot, w) in want.into_iter().enumerate() {
+        let Some((k, tokens)) = w else { continue };
+        if tokens == 0 {
+            continue;
+        }
+        let e = cache.entry(k).or_insert(CacheEntry { tokens: 0, refs: 0, last_use: 0 });
+        if tokens > e.tokens {
+            moved += tokens - e.tokens;
+            e.tokens = tokens;
+        }
+        e.last_use = *tick;
+        if pins[slot] != Some(k) {
+            e.refs += 1;
+            pins[slot] = Some(k);
+        }
+    }
+    (pins, moved.min(s.held))
 }
 
 /// Per-request result of an offline simulation.
@@ -441,5 +607,51 @@ mod tests {
             v
         };
         assert_eq!(run(), run());
+    }
+
+    #[test]
+    fn a_cached_prefix_is_prefilled_once_held_once_and_evicted_when_unused() {
+        let mut d = deployment(8);
+        d.kv_capacity_tokens = 3000.0;
+        let key = PrefixKey { group: Some((7, 1000)), conversation: None };
+        let mut eng = ServingEngine::new(d.clone());
+        eng.submit_with_prefix(EngineRequest { id: 1, prompt_tokens: 1100, output_tokens: 4 }, key);
+        while eng.step(&mut |_| {}).is_some() {}
+        // Done: only the shared prefix stays cached.
+        assert_eq!(eng.kv_cached_tokens(), 1000);
+        assert_eq!(eng.counters().prefix_hit_tokens, 0);
+        let mut first = None;
+        let t0 = eng.now();
+        eng.submit_with_prefix(EngineRequest { id: 2, prompt_tokens: 1100, output_tokens: 4 }, key);
+        while eng
+            .step(&mut |e| {
+                if let EngineEvent::Token { index: 0, t, .. } = e {
+                    first = Some(t);
+                }
+            })
+            .is_some()
+        {}
+        assert_eq!(eng.counters().prefix_hit_tokens, 1000);
+        // Only the 100 new tokens were prefilled, on top of the 1000 cached.
+        let want = d
+            .step(&StepLoad {
+                prefill_tokens: 100,
+                prefill_attention_tokens: 100.0 * (1000.0 + 50.0),
+                ..StepLoad::default()
+            })
+            .time_s;
+        let got = first.unwrap() - t0;
+        assert!((got - want).abs() < 1e-9, "{got} vs {want}");
+        // Without caching the same request prefills everything.
+        let mut off = ServingEngine::new(d.clone());
+        off.set_prefix_caching(false);
+        off.submit_with_prefix(EngineRequest { id: 3, prompt_tokens: 1100, output_tokens: 4 }, key);
+        while off.step(&mut |_| {}).is_some() {}
+        assert_eq!((off.kv_cached_tokens(), off.counters().prefix_hit_tokens), (0, 0));
+        // A request that needs the room evicts the unused prefix.
+        eng.submit(EngineRequest { id: 4, prompt_tokens: 2500, output_tokens: 2 });
+        eng.step(&mut |_| {});
+        assert_eq!(eng.kv_cached_tokens(), 0);
+        assert!(eng.kv_usage() <= 1.0);
     }
 }

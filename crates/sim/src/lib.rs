@@ -4,6 +4,7 @@
 //! - [`perf`]: the per-step cost model and steady-state predictions.
 //! - [`calibration`]: measured rows, placement in the catalog, validation.
 //! - [`engine`]: the discrete-event continuous-batching engine.
+//! - [`replay`]: a workload of the workload language replayed on the engine, no HTTP.
 //! - [`server`]: the OpenAI-compatible simulated server on top of it.
 
 pub mod calibration;
@@ -12,6 +13,7 @@ pub mod engine;
 pub mod fixed;
 pub mod listing;
 pub mod perf;
+pub mod replay;
 pub mod server;
 
 pub use catalog::Catalog;

@@ -117,14 +117,16 @@ impl Store {
                     "INSERT OR REPLACE INTO requests (run_id, idx, request_id, agent, warmup, label, t_sched, t_send,
                         t_first_byte, t_first_token, t_last_token, t_end, input_tokens, output_tokens,
                         reasoning_tokens, token_source, event_tokens, token_events, finish_reason, http_status,
-                        retries, error_kind, error_status, error_message, itl_json, server_timings_json, output_text)
+                        retries, error_kind, error_status, error_message, itl_json, server_timings_json, output_text,
+                        context_json)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
-                        ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)",
+                        ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)",
                 )
                 .map_err(e)?;
             for r in records {
                 let itl = serde_json::to_string(&r.itl).unwrap_or_else(|_| "[]".into());
                 let timings = r.server_timings.map(|t| serde_json::to_string(&t).unwrap_or_default());
+                let context = (!r.context.is_empty()).then(|| serde_json::to_string(&r.context).unwrap_or_default());
                 st.execute(params![
                     run_id,
                     r.index as i64,
@@ -153,6 +155,7 @@ impl Store {
                     itl,
                     timings,
                     r.output_text,
+                    context,
                 ])
                 .map_err(e)?;
             }
@@ -245,7 +248,7 @@ impl Store {
                 "SELECT idx, request_id, agent, warmup, label, t_sched, t_send, t_first_byte, t_first_token,
                         t_last_token, t_end, input_tokens, output_tokens, reasoning_tokens, token_source,
                         event_tokens, token_events, finish_reason, http_status, retries, error_kind, error_status,
-                        error_message, itl_json, server_timings_json, output_text
+                        error_message, itl_json, server_timings_json, output_text, context_json
                  FROM requests WHERE run_id = ?1 ORDER BY idx",
             )
             .map_err(|e| self.err(e))?;
@@ -340,6 +343,13 @@ fn record_from_row(row: &Row<'_>) -> rusqlite::Result<RecordResult> {
         status: row.get::<_, Option<u16>>(21).ok().flatten(),
         message: row.get::<_, Option<String>>(22).ok().flatten().unwrap_or_default(),
     });
+    let context = match row.get::<_, Option<String>>(26)? {
+        None => Default::default(),
+        Some(c) => match serde_json::from_str(&c) {
+            Ok(v) => v,
+            Err(e) => return Ok(Err(format!("request {idx}: workload context: {e}"))),
+        },
+    };
     Ok(Ok(RequestRecord {
         index: idx as u64,
         request_id: row.get(1)?,
@@ -369,6 +379,7 @@ fn record_from_row(row: &Row<'_>) -> rusqlite::Result<RecordResult> {
         error,
         itl,
         output_text: row.get(25)?,
+        context,
     }))
 }
 

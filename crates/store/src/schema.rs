@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use crate::StoreError;
 
 /// Schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const V1: &str = "
 CREATE TABLE IF NOT EXISTS runs (
@@ -69,6 +69,11 @@ CREATE TABLE IF NOT EXISTS artifacts (
 );
 ";
 
+/// Version 2: each request's workload context (shared-prefix group,
+/// conversation, turn, context tokens) as JSON; NULL when it has none, as in
+/// every row written before.
+const V2: &str = "ALTER TABLE requests ADD COLUMN context_json TEXT;";
+
 pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     let e = |source| StoreError::Sqlite { path: path.to_path_buf(), source };
     conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(e)?;
@@ -81,7 +86,10 @@ pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     }
     if version < 1 {
         conn.execute_batch(V1).map_err(e)?;
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(e)?;
+        conn.pragma_update(None, "user_version", 1).map_err(e)?;
+    }
+    if version < 2 {
+        conn.execute_batch(&format!("BEGIN; {V2} PRAGMA user_version = 2; COMMIT;")).map_err(e)?;
     }
     Ok(())
 }

@@ -105,3 +105,48 @@ fn a_corrupt_database_is_a_clear_error() {
     };
     assert!(e.contains("results database"), "{e}");
 }
+
+#[test]
+fn workload_context_round_trips_and_old_rows_have_none() {
+    let path = tmp("ctx");
+    let mut s = Store::open(&path).unwrap();
+    let id = s.create_run(&meta(None)).unwrap();
+    let mut r = record(0);
+    r.context = fleetbench_core::RequestContext {
+        prefix_group: Some("g2".into()),
+        prefix_tokens: Some(1024),
+        conversation: Some("g2u5".into()),
+        turn: Some(3),
+        context_tokens: Some(1800),
+    };
+    s.insert_records(id, &[r.clone(), record(1)]).unwrap();
+    let back = s.records(id).unwrap();
+    assert_eq!(back[0].context, r.context);
+    assert!(back[1].context.is_empty());
+}
+
+#[test]
+fn a_schema_1_database_gains_the_context_column() {
+    let path = tmp("v1");
+    let id = {
+        let mut s = Store::open(&path).unwrap();
+        let id = s.create_run(&meta(None)).unwrap();
+        s.insert_records(id, &[record(0)]).unwrap();
+        id
+    };
+    {
+        // Back to what version 1 wrote: the requests table without context_json.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch("ALTER TABLE requests DROP COLUMN context_json; PRAGMA user_version = 1;").unwrap();
+    }
+    let mut s = Store::open(&path).unwrap();
+    assert!(s.records(id).unwrap()[0].context.is_empty());
+    let mut r = record(1);
+    r.context.prefix_group = Some("g0".into());
+    s.insert_records(id, &[r.clone()]).unwrap();
+    assert_eq!(s.records(id).unwrap()[1].context, r.context);
+    drop(s);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(v, 2);
+}

@@ -7,6 +7,7 @@ pub mod dash;
 pub mod demo;
 pub mod energy;
 pub mod import;
+pub mod replay;
 pub mod report;
 pub mod run;
 pub mod runs;
@@ -58,7 +59,7 @@ pub enum Command {
     Runs(runs::RunsArgs),
     /// Measure fleetbench's own client against an in-process zero-delay server.
     Selftest(selftest::SelftestArgs),
-    /// The inference simulator: predict, list catalogs, validate, serve.
+    /// The inference simulator: predict, list catalogs, validate, serve, replay.
     Sim(sim::SimArgs),
     /// The AIOps arena: GPU-fleet incidents diagnosed by LLM backends.
     Aiops(aiops::AiopsArgs),
@@ -82,6 +83,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Compare(a) => compare::run(a, &ctx).await,
         Command::Import(a) => import::run(a, &ctx).await,
         Command::Selftest(a) => selftest::run(a, &ctx).await,
+        Command::Sim(sim::SimArgs { catalog, command: sim::SimCommand::Replay(a) }) => {
+            replay::run(a, catalog.as_deref(), &ctx)
+        }
         Command::Sim(a) => sim::run(a, &ctx).await,
         Command::Aiops(a) => aiops::run(a, &ctx).await,
         Command::Cost(a) => cost::run(a, &ctx).await,

@@ -5,21 +5,20 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::bail;
 use clap::Args;
 use fleetbench_client::Client;
-use fleetbench_core::{parse_duration, RunConfig, RunStatus};
+use fleetbench_core::{RunConfig, RunStatus};
 use fleetbench_econ::instruments::Instruments;
 use fleetbench_load::interrupt::Interrupt;
 use fleetbench_load::live::LiveRunInfo;
 use fleetbench_load::measure::{measure, MeasureOptions, MeasureOutcome};
-use fleetbench_load::{RunPlan, Schedule, StopCondition, WorkloadSpec};
+use fleetbench_load::{RunPlan, Schedule, StopCondition};
 use fleetbench_report::export::RunExport;
 use fleetbench_store::Store;
 
-use crate::args::{ArrivalArg, BackendArgs, DashboardArgs, InstrumentArgs, OutputArgs, SamplingArgs, SloArgs};
+use crate::args::{BackendArgs, DashboardArgs, InstrumentArgs, OutputArgs, SamplingArgs, SloArgs, TrafficArgs};
 use crate::context::Context;
 use crate::output::{notes, Bar, EXIT_ERROR_RATE, EXIT_INTERRUPTED};
 use crate::{live, outln, provenance};
@@ -35,6 +34,11 @@ use crate::{live, outln, provenance};
   fleetbench run --url http://127.0.0.1:8000/v1 --model m --rate 2 --duration 60s \\
       --slo-ttft 500 --slo-tpot 50
 
+  # shared system prompts, arrivals in two stages (the same strings work in `sim replay`)
+  fleetbench run --url http://127.0.0.1:8000/v1 --model m \\
+      --workload shared-prefix:groups=4,users=16,system=2000,question=100,output=50 \\
+      --arrivals poisson:5/s*60s,15/s*60s
+
   # an API model, key from a file, replaying your own prompts
   fleetbench run --url https://api.anthropic.com/v1 --api anthropic --model claude-x \\
       --api-key-file ~/.anthropic-key --workload file:prompts.jsonl --concurrency 2
@@ -48,30 +52,8 @@ Exit status: 0 run completed, 2 could not run (bad arguments, server unreachable
 pub struct RunArgs {
     #[command(flatten)]
     pub backend: BackendArgs,
-    /// Closed loop: this many agents, each sending its next request when the previous one ends.
-    #[arg(long, short = 'c', help_heading = "Schedule", conflicts_with = "rate")]
-    pub concurrency: Option<u32>,
-    /// Open loop: requests per second, sent on schedule whatever the server does.
-    #[arg(long, help_heading = "Schedule")]
-    pub rate: Option<f64>,
-    /// Inter-arrival distribution for --rate.
-    #[arg(long, value_enum, default_value = "poisson", help_heading = "Schedule")]
-    pub arrival: ArrivalArg,
-    /// Gamma shape for --arrival gamma (below 1 is burstier than Poisson).
-    #[arg(long, default_value_t = 1.0, help_heading = "Schedule")]
-    pub burstiness: f64,
-    /// Open loop: at most this many in flight (waiting shows as client queue time).
-    #[arg(long, help_heading = "Schedule")]
-    pub max_concurrency: Option<u32>,
-    /// Measured requests (warm-up not counted). Default 100 unless --duration is given.
-    #[arg(long, short = 'n', help_heading = "Schedule")]
-    pub requests: Option<u64>,
-    /// Stop issuing requests after this long (e.g. 60s, 5m); in-flight ones finish.
-    #[arg(long, value_parser = parse_duration, help_heading = "Schedule")]
-    pub duration: Option<Duration>,
-    /// Warm-up requests sent first and excluded from every figure.
-    #[arg(long, default_value_t = 0, help_heading = "Schedule")]
-    pub warmup: u64,
+    #[command(flatten)]
+    pub traffic: TrafficArgs,
     #[command(flatten)]
     pub sampling: SamplingArgs,
     #[command(flatten)]
@@ -91,32 +73,13 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
-    fn schedule(&self) -> anyhow::Result<Schedule> {
-        match (self.concurrency, self.rate) {
-            (Some(0), _) => bail!("--concurrency must be at least 1"),
-            (Some(c), None) => Ok(Schedule::Closed { concurrency: c }),
-            (None, Some(r)) => {
-                if !(r.is_finite() && r > 0.0) {
-                    bail!("--rate must be a positive number of requests per second");
-                }
-                if !(self.burstiness.is_finite() && self.burstiness > 0.0) {
-                    bail!("--burstiness must be positive");
-                }
-                let arrival = self.arrival.arrival(self.burstiness);
-                Ok(Schedule::Open { rate: r, arrival, max_concurrency: self.max_concurrency })
-            }
-            (None, None) => Ok(Schedule::Closed { concurrency: 1 }),
-            (Some(_), Some(_)) => bail!("give either --concurrency (closed loop) or --rate (open loop), not both"),
-        }
-    }
-
-    fn config(&self, schedule: Schedule, requests: Option<u64>) -> RunConfig {
+    fn config(&self, schedule: Schedule, requests: Option<u64>, arrivals: Option<String>) -> RunConfig {
         let mut c = RunConfig {
             api: Some(self.backend.api),
             stream: Some(!self.backend.no_stream),
             requests,
-            duration_s: self.duration.map(|d| d.as_secs_f64()),
-            warmup: Some(self.warmup),
+            duration_s: self.traffic.duration.map(|d| d.as_secs_f64()),
+            warmup: Some(self.traffic.warmup),
             seed: Some(self.sampling.seed),
             max_tokens: self.sampling.max_tokens,
             temperature: self.sampling.temperature,
@@ -131,8 +94,9 @@ impl RunArgs {
             }
             Schedule::Open { rate, max_concurrency, .. } => {
                 c.request_rate = Some(rate);
-                c.burstiness = Some(self.burstiness);
+                c.burstiness = Some(self.traffic.burstiness);
                 c.max_concurrency = max_concurrency;
+                c.arrivals = arrivals;
             }
         }
         c
@@ -145,9 +109,9 @@ pub async fn run(args: RunArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
             bail!("--max-error-rate is a fraction between 0 and 1 (0.05 = 5 %)");
         }
     }
-    let schedule = args.schedule()?;
-    let workload: Arc<dyn fleetbench_load::Workload> =
-        Arc::from(WorkloadSpec::parse(&args.sampling.workload)?.build(args.sampling.seed)?);
+    let t = args.traffic.resolve(&args.sampling)?;
+    let (schedule, requests) = (t.schedule, t.requests);
+    let workload: Arc<dyn fleetbench_load::Workload> = Arc::from(t.traffic.workload);
     let mut cfg = args.backend.client_config()?;
     cfg.keep_output_text = args.keep_text;
     let client = Client::new(cfg)?;
@@ -156,21 +120,25 @@ pub async fn run(args: RunArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     // its figures are then multiplied back into modelled time.
     let time_scale = client.time_scale().unwrap_or(1.0);
 
-    let requests = match (args.requests, args.duration) {
-        (None, None) => Some(100),
-        (r, _) => r,
-    };
+    let arrivals = t.traffic.arrivals;
     let plan = RunPlan {
         schedule,
-        stop: StopCondition { requests, duration: args.duration },
-        warmup: args.warmup,
+        stop: StopCondition { requests, duration: args.traffic.duration },
+        warmup: args.traffic.warmup,
         sampling: args.sampling.sampling(),
         seed: args.sampling.seed,
+        arrivals: arrivals.clone(),
     };
     let mut meta = provenance::client_meta(&client);
     meta.workload = workload.describe();
-    meta.schedule = schedule.describe();
-    let config = RunConfig { time_scale: (time_scale != 1.0).then_some(time_scale), ..args.config(schedule, requests) };
+    meta.schedule = match &arrivals {
+        Some(a) => format!("open loop, arrivals {}", a.describe()),
+        None => schedule.describe(),
+    };
+    let config = RunConfig {
+        time_scale: (time_scale != 1.0).then_some(time_scale),
+        ..args.config(schedule, requests, t.arrivals)
+    };
     meta.config = serde_json::to_value(config)?;
     let store = Store::open(&ctx.db_path)?;
     let (instruments, prepared) = Instruments::prepare(&args.instruments.spec()).await?;

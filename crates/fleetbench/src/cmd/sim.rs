@@ -12,7 +12,9 @@ use fleetbench_report::Format;
 use fleetbench_sim::calibration;
 use fleetbench_sim::listing::Part;
 use fleetbench_sim::server::{start_server, SimServerConfig};
-use fleetbench_sim::{Catalog, Deployment, DeploymentSpec, Parallelism, Workload};
+use fleetbench_sim::{Catalog, Deployment, Workload};
+
+use crate::args::DeploymentArgs;
 
 use crate::context::Context;
 
@@ -24,7 +26,7 @@ fn emit(out: &str) -> anyhow::Result<ExitCode> {
 
 #[derive(clap::Args, Debug)]
 #[command(
-    after_help = "Examples:\n  fleetbench sim predict --gpu rtx3090 --model qwen3-coder-30b-a3b --quant awq4 --engine vllm --concurrency 1,2,4,8\n  fleetbench sim list gpus\n  fleetbench sim validate data/calibration/calibration.csv\n  fleetbench sim serve --port 8000 --model qwen3-coder-30b-a3b --time-scale 10"
+    after_help = "Examples:\n  fleetbench sim replay --gpu h100-sxm --model llama-3.1-8b --quant fp8 --workload shared-prefix:groups=4,users=16,system=2000,question=100,output=50 --arrivals poisson:5/s*60s,15/s*60s\n  fleetbench sim predict --gpu rtx3090 --model qwen3-coder-30b-a3b --quant awq4 --engine vllm --concurrency 1,2,4,8\n  fleetbench sim list gpus\n  fleetbench sim validate data/calibration/calibration.csv\n  fleetbench sim serve --port 8000 --model qwen3-coder-30b-a3b --time-scale 10"
 )]
 pub struct SimArgs {
     /// Directory whose gpus.toml, models.toml, quants.toml, engines.toml or
@@ -45,58 +47,9 @@ pub enum SimCommand {
     Validate(ValidateArgs),
     /// Serve the OpenAI API from a simulated deployment.
     Serve(ServeArgs),
-}
-
-#[derive(Args, Debug, Clone)]
-pub struct DeploymentArgs {
-    /// GPU (id or name; see `fleetbench sim list gpus`).
-    #[arg(long, default_value = "rtx3090")]
-    pub gpu: String,
-    /// Number of GPUs.
-    #[arg(long, default_value_t = 1)]
-    pub count: u32,
-    /// Link between GPUs (pcie4, nvlink3, nvlink4, ...); default depends on the GPU.
-    #[arg(long)]
-    pub interconnect: Option<String>,
-    /// Model (see `fleetbench sim list models`).
-    #[arg(long, default_value = "qwen3-coder-30b-a3b")]
-    pub model: String,
-    /// Weight format (see `fleetbench sim list quants`).
-    #[arg(long, default_value = "awq4")]
-    pub quant: String,
-    /// Serving engine (see `fleetbench sim list engines`).
-    #[arg(long, default_value = "vllm")]
-    pub engine: String,
-    /// Override the engine's max_num_seqs.
-    #[arg(long)]
-    pub max_num_seqs: Option<u32>,
-    /// How several GPUs share the model (default: the engine's way).
-    #[arg(long, value_enum)]
-    pub parallel: Option<ParallelArg>,
-}
-
-#[derive(ValueEnum, Debug, Clone, Copy)]
-pub enum ParallelArg {
-    Tensor,
-    Pipeline,
-}
-
-impl DeploymentArgs {
-    fn spec(&self) -> DeploymentSpec {
-        DeploymentSpec {
-            gpu: self.gpu.clone(),
-            count: self.count,
-            interconnect: self.interconnect.clone(),
-            model: self.model.clone(),
-            quant: self.quant.clone(),
-            engine: self.engine.clone(),
-            max_num_seqs: self.max_num_seqs,
-            parallelism: self.parallel.map(|p| match p {
-                ParallelArg::Tensor => Parallelism::Tensor,
-                ParallelArg::Pipeline => Parallelism::Pipeline,
-            }),
-        }
-    }
+    /// Replay a workload on a simulated deployment without HTTP: per-stage
+    /// TTFT, TPOT, ITL, E2EL, throughput, queue and KV-cache figures.
+    Replay(super::replay::ReplayArgs),
 }
 
 #[derive(Args, Debug)]
@@ -180,6 +133,8 @@ pub async fn run(args: SimArgs, _ctx: &Context) -> anyhow::Result<ExitCode> {
         SimCommand::List(a) => list(&catalog, a),
         SimCommand::Validate(a) => validate(&catalog, a),
         SimCommand::Serve(a) => serve(&catalog, a).await,
+        // Dispatched to cmd/replay.rs by cmd/mod.rs before it gets here.
+        SimCommand::Replay(_) => anyhow::bail!("sim replay is dispatched by the command table"),
     }
 }
 

@@ -370,6 +370,7 @@ async fn measure_level(
         warmup,
         sampling: cfg.sampling.clone(),
         seed,
+        arrivals: None,
     };
     let config = RunConfig {
         sweep: Some(cfg.group.clone()),

@@ -1,11 +1,14 @@
 //! Workloads: what each request says. `synthetic:in=I,out=O[,spread=S]`
 //! builds distinct prompts of about I tokens; `file:PATH.jsonl` replays one
-//! request per line. Request `i` is a pure function of the seed and `i`, so
-//! concurrency never changes what is sent.
+//! request per line; `shared-prefix:...` is inference-perf's shared-prefix
+//! generator; `coding-swarm` the built-in coding tasks. Request `i` is a pure
+//! function of the seed and `i`, so concurrency never changes what is sent.
 
 use std::path::{Path, PathBuf};
 
-use fleetbench_core::{ChatMessage, Prompt, RequestSpec, SamplingParams};
+use fleetbench_core::{ChatMessage, Prompt, RequestContext, RequestSpec, SamplingParams};
+
+use crate::text::WORDS;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Deserialize;
@@ -23,8 +26,15 @@ pub trait Workload: Send + Sync {
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkloadError {
-    #[error("unknown workload '{0}': use synthetic:in=512,out=256[,spread=0.2], coding-swarm or file:PATH.jsonl")]
+    #[error(
+        "unknown workload '{0}': use synthetic:in=512,out=256[,spread=0.2], \
+         shared-prefix:groups=G,users=U,system=S,question=Q,output=O[,multi-turn], coding-swarm or file:PATH.jsonl"
+    )]
     Unknown(String),
+    #[error("bad shared-prefix workload '{spec}': {why}")]
+    SharedPrefix { spec: String, why: String },
+    #[error("bad --arrivals '{spec}': {why}")]
+    Arrivals { spec: String, why: String },
     #[error("bad synthetic workload '{spec}': {why}")]
     Synthetic { spec: String, why: String },
     #[error("cannot read workload file {path}: {source}")]
@@ -50,6 +60,8 @@ pub enum WorkloadSpec {
     File(PathBuf),
     /// The built-in coding tasks (`coding-swarm`).
     CodingSwarm,
+    /// inference-perf's shared-prefix generator.
+    SharedPrefix(crate::shared_prefix::SharedPrefixSpec),
 }
 
 impl WorkloadSpec {
@@ -76,6 +88,11 @@ impl WorkloadSpec {
             }
             return Ok(WorkloadSpec::Synthetic { input, output, spread });
         }
+        if let Some(rest) = s.strip_prefix("shared-prefix:").or_else(|| (s == "shared-prefix").then_some("")) {
+            return crate::shared_prefix::SharedPrefixSpec::parse(rest)
+                .map(WorkloadSpec::SharedPrefix)
+                .map_err(|why| WorkloadError::SharedPrefix { spec: s.to_string(), why });
+        }
         if s == "coding-swarm" {
             return Ok(WorkloadSpec::CodingSwarm);
         }
@@ -92,24 +109,10 @@ impl WorkloadSpec {
             }
             WorkloadSpec::File(p) => Box::new(FileWorkload::load(p)?),
             WorkloadSpec::CodingSwarm => Box::new(crate::coding_swarm::CodingSwarm::builtin(seed)?),
+            WorkloadSpec::SharedPrefix(spec) => Box::new(crate::shared_prefix::SharedPrefix::new(*spec, seed)),
         })
     }
 }
-
-/// Common English words that most BPE tokenizers encode as one token each
-/// (with their leading space), so a prompt of N words is about N tokens.
-const WORDS: &[&str] = &[
-    "the", "of", "and", "to", "in", "is", "that", "for", "it", "as", "was", "with", "be", "by", "on", "not", "he",
-    "this", "are", "or", "his", "from", "at", "which", "but", "have", "an", "had", "they", "you", "were", "their",
-    "one", "all", "we", "can", "her", "has", "there", "been", "if", "more", "when", "will", "would", "who", "so", "no",
-    "time", "out", "up", "into", "some", "could", "them", "than", "other", "its", "only", "new", "two", "may", "first",
-    "then", "do", "any", "like", "my", "now", "over", "such", "our", "man", "me", "even", "most", "made", "after",
-    "also", "did", "many", "before", "must", "through", "back", "years", "where", "much", "your", "way", "well",
-    "down", "should", "because", "each", "just", "those", "people", "how", "too", "little", "state", "good", "very",
-    "make", "world", "still", "own", "see", "men", "work", "long", "get", "here", "between", "both", "life", "being",
-    "under", "never", "day", "same", "another", "know", "while", "last", "might", "us", "great", "old", "year", "off",
-    "come", "since", "against", "go", "came", "right", "used", "take", "three",
-];
 
 /// Tokens the instruction around the words costs (approximately).
 const SYNTHETIC_OVERHEAD_TOKENS: u32 = 24;
@@ -162,6 +165,7 @@ impl Workload for SyntheticWorkload {
             sampling,
             expected_input_tokens: Some(input),
             label: None,
+            context: RequestContext::default(),
         }
     }
 
@@ -237,7 +241,14 @@ impl Workload for FileWorkload {
             None => format!("line-{}", index % n),
         };
         let id = if index < n { base } else { format!("{base}#{}", index / n) };
-        RequestSpec { id, prompt, sampling, expected_input_tokens: None, label: item.label.clone() }
+        RequestSpec {
+            id,
+            prompt,
+            sampling,
+            expected_input_tokens: None,
+            label: item.label.clone(),
+            context: RequestContext::default(),
+        }
     }
 
     fn describe(&self) -> String {

@@ -95,6 +95,7 @@ impl Workload for CodingSwarm {
             sampling,
             expected_input_tokens: None,
             label: Some(format!("{name}/{}", v + 1)),
+            context: Default::default(),
         }
     }
 

@@ -1,0 +1,532 @@
+//! `fleetbench sim replay`: a workload of the one workload language
+//! (`fleetbench-workload`) played on a simulated deployment by the
+//! discrete-event engine, with no HTTP and no wall clock. Each request is
+//! sized from what the workload built (its expected prompt tokens, else its
+//! text at four characters a token; its `max_tokens`, else 256 output
+//! tokens) and keyed for prefix caching by its shared-prefix group and
+//! conversation. The figures follow docs/METRICS.md: TTFT and E2EL from the
+//! send (after any client-side wait for `max_concurrency`), TPOT over tokens
+//! after the first, ITL between tokens; per arrival stage and overall.
+
+use fleetbench_core::stats::{mean, percentile_sorted};
+use fleetbench_core::table::{Align, Table};
+use fleetbench_core::{RequestSpec, SamplingParams};
+use fleetbench_workload::arrivals::Instant;
+use fleetbench_workload::text::hash_str;
+use fleetbench_workload::{ArrivalPlan, Schedule, Workload};
+use serde::Serialize;
+use std::collections::VecDeque;
+
+use crate::engine::{EngineEvent, EngineRequest, PrefixKey, ServingEngine};
+use crate::perf::Deployment;
+
+/// Measured requests when nothing else ends the replay (as `fleetbench run`).
+pub const DEFAULT_REQUESTS: u64 = 100;
+
+/// Output tokens of a request that sets no `max_tokens`.
+pub const DEFAULT_OUTPUT_TOKENS: u32 = 256;
+
+/// What to replay and when to stop.
+#[derive(Debug, Clone)]
+pub struct ReplayPlan {
+    pub schedule: Schedule,
+    /// Open loop: stages or a trace replacing the schedule's single rate.
+    pub arrivals: Option<ArrivalPlan>,
+    /// Measured requests (warm-up not counted); `None`: until the arrivals
+    /// or the duration end.
+    pub requests: Option<u64>,
+    /// Stop issuing after this many simulated seconds.
+    pub duration_s: Option<f64>,
+    /// The first `warmup` requests are simulated but left out of the figures.
+    pub warmup: u64,
+    pub sampling: SamplingParams,
+    pub seed: u64,
+    /// Automatic prefix caching, on by default as in vLLM.
+    pub prefix_caching: bool,
+}
+
+/// mean, p50, p90, p99 in milliseconds (numpy's linear percentiles).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Default)]
+pub struct Dist {
+    pub mean: Option<f64>,
+    pub p50: Option<f64>,
+    pub p90: Option<f64>,
+    pub p99: Option<f64>,
+}
+
+impl Dist {
+    fn of_seconds(v: &mut [f64]) -> Dist {
+        v.sort_by(f64::total_cmp);
+        let ms = |x: Option<f64>| x.map(|x| x * 1e3);
+        Dist {
+            mean: ms(mean(v)),
+            p50: ms(percentile_sorted(v, 50.0)),
+            p90: ms(percentile_sorted(v, 90.0)),
+            p99: ms(percentile_sorted(v, 99.0)),
+        }
+    }
+}
+
+/// The figures of one arrival stage, or of the whole replay.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReplayFigures {
+    pub name: String,
+    pub start_s: f64,
+    pub end_s: f64,
+    /// Measured requests that arrived in the window and completed.
+    pub requests: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub ttft_ms: Dist,
+    pub tpot_ms: Dist,
+    pub itl_ms: Dist,
+    pub e2el_ms: Dist,
+    /// Client-side wait for a `max_concurrency` slot.
+    pub client_queue_ms: Dist,
+    pub request_throughput: f64,
+    pub output_throughput: f64,
+    /// Time-weighted over the engine's steps in the window.
+    pub mean_waiting: f64,
+    pub max_waiting: u64,
+    pub mean_running: f64,
+    pub mean_kv_usage: f64,
+    pub peak_kv_usage: f64,
+    /// Share of prompt tokens served from the prefix cache.
+    pub prefix_hit_rate: f64,
+}
+
+/// What `sim replay` prints (`--json`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReplayReport {
+    pub deployment: String,
+    pub workload: String,
+    pub arrivals: String,
+    pub prefix_caching: bool,
+    pub requests_simulated: u64,
+    pub simulated_s: f64,
+    pub steps: u64,
+    pub preemptions: u64,
+    pub stages: Vec<ReplayFigures>,
+    pub overall: ReplayFigures,
+}
+
+/// One request in flight or done.
+#[derive(Debug, Clone, Copy)]
+struct Track {
+    stage: u32,
+    sched: f64,
+    send: f64,
+    first: f64,
+    last: f64,
+    tokens: u32,
+    input: u32,
+    warmup: bool,
+}
+
+/// Accumulators of one window.
+#[derive(Debug, Clone, Default)]
+struct Acc {
+    ttft: Vec<f64>,
+    tpot: Vec<f64>,
+    itl: Vec<f64>,
+    e2el: Vec<f64>,
+    queue: Vec<f64>,
+    requests: u64,
+    input: u64,
+    output: u64,
+    hit: u64,
+    prompt: u64,
+    last_end: f64,
+    dt: f64,
+    waiting_dt: f64,
+    running_dt: f64,
+    kv_dt: f64,
+    max_waiting: u64,
+    peak_kv: f64,
+}
+
+/// The prompt and output tokens and prefix key of a request.
+pub fn sizes(spec: &RequestSpec) -> (u32, u32, PrefixKey) {
+    let prompt = spec.expected_input_tokens.unwrap_or_else(|| (spec.prompt.char_len() as u32).div_ceil(4)).max(1);
+    let output = spec.sampling.max_tokens.unwrap_or(DEFAULT_OUTPUT_TOKENS).max(1);
+    let c = &spec.context;
+    let group = c.prefix_group.as_deref().map(|g| (hash_str(g), c.prefix_tokens.unwrap_or(0).min(prompt)));
+    let conversation =
+        c.conversation.as_deref().map(|k| (hash_str(k) ^ 0xC0, c.context_tokens.unwrap_or(0).min(prompt)));
+    (prompt, output, PrefixKey { group, conversation })
+}
+
+/// Replays the plan. Deterministic: the same plan, workload and seed give
+/// the same report.
+pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload) -> ReplayReport {
+    let describe = format!(
+        "{} x {} · {} {} · {}",
+        deployment.count, deployment.gpu.name, deployment.model.name, deployment.quant.id, deployment.engine.name
+    );
+    let mut eng = ServingEngine::new(deployment);
+    eng.set_prefix_caching(plan.prefix_caching);
+    let (arrivals, windows, max_in_flight, closed) = match plan.schedule {
+        Schedule::Closed { concurrency } => {
+            (None, vec![(format!("closed loop, concurrency {concurrency}"), 0.0, None)], concurrency.max(1), true)
+        }
+        Schedule::Open { rate, arrival, max_concurrency } => {
+            let p = match &plan.arrivals {
+                Some(p) => p.clone(),
+                None => ArrivalPlan::single(rate, arrival, plan.seed),
+            };
+            let w = p.stages();
+            (Some(p), w, max_concurrency.unwrap_or(u32::MAX).max(1), false)
+        }
+    };
+    let endless = arrivals.as_ref().is_none_or(|a| !a.is_finite()) && plan.duration_s.is_none();
+    let budget = match plan.requests {
+        Some(n) => Some(n + plan.warmup),
+        None if endless => Some(DEFAULT_REQUESTS + plan.warmup),
+        None => None,
+    };
+    let arrivals_text = arrivals.as_ref().map(|a| a.describe()).unwrap_or_else(|| windows[0].0.clone());
+    let mut instants: Box<dyn Iterator<Item = Instant>> = match &arrivals {
+        Some(a) => a.instants(),
+        None => Box::new(std::iter::empty()),
+    };
+    let mut tracks: Vec<Track> = Vec::new();
+    let mut accs: Vec<Acc> = vec![Acc::default(); windows.len()];
+    let mut all = Acc::default();
+    // Requests issued but not yet sent (waiting for a max_concurrency slot).
+    let mut queue: VecDeque<(EngineRequest, PrefixKey)> = VecDeque::new();
+    let mut in_flight = 0u32;
+    let mut next_index = 0u64;
+    let issuing = |index: u64, t: f64| budget.is_none_or(|b| index < b) && plan.duration_s.is_none_or(|d| t < d);
+    // Builds request `index`, scheduled at `t`.
+    let issue = |tracks: &mut Vec<Track>, index: u64, t: f64, stage: u32| {
+        let spec = workload.request(index, &plan.sampling);
+        let (prompt, output, key) = sizes(&spec);
+        tracks.push(Track {
+            stage,
+            sched: t,
+            send: f64::NAN,
+            first: f64::NAN,
+            last: f64::NAN,
+            tokens: 0,
+            input: prompt,
+            warmup: index < plan.warmup,
+        });
+        (EngineRequest { id: index, prompt_tokens: prompt, output_tokens: output }, key)
+    };
+    let mut peek: Option<Instant> = None;
+    if closed {
+        while next_index < max_in_flight as u64 && issuing(next_index, 0.0) {
+            queue.push_back(issue(&mut tracks, next_index, 0.0, 0));
+            next_index += 1;
+        }
+    } else {
+        peek = instants.next();
+    }
+    loop {
+        // Open loop: every arrival due now (or the next one when idle).
+        while let Some(a) = peek {
+            if !issuing(next_index, a.t) {
+                peek = None;
+                break;
+            }
+            if a.t > eng.now() && (eng.has_work() || !queue.is_empty()) {
+                break;
+            }
+            eng.advance_to(a.t);
+            queue.push_back(issue(&mut tracks, next_index, a.t, a.stage));
+            next_index += 1;
+            peek = instants.next();
+        }
+        let (hit0, prompt0) = (eng.counters().prefix_hit_tokens, eng.counters().prompt_tokens);
+        while in_flight < max_in_flight {
+            let Some((req, key)) = queue.pop_front() else { break };
+            tracks[req.id as usize].send = eng.now();
+            eng.submit_with_prefix(req, key);
+            in_flight += 1;
+        }
+        let (waiting, running, kv) = (eng.num_waiting() as f64, eng.num_running() as f64, eng.kv_usage());
+        let w = window_of(&windows, eng.now());
+        let mut finished: Vec<u64> = Vec::new();
+        let stepped = eng.step(&mut |ev| match ev {
+            EngineEvent::Token { id, index, t } => {
+                let tr = &mut tracks[id as usize];
+                if index == 0 {
+                    tr.first = t;
+                } else if !tr.warmup {
+                    let gap = t - tr.last;
+                    accs[tr.stage as usize].itl.push(gap);
+                    all.itl.push(gap);
+                }
+                tr.last = t;
+                tr.tokens = index + 1;
+            }
+            EngineEvent::Finished { id, .. } => finished.push(id),
+            EngineEvent::Preempted { .. } => {}
+        });
+        let c = eng.counters();
+        let kv_after = eng.kv_usage();
+        let dt = stepped.map(|s| s.end - s.start).unwrap_or(0.0);
+        for acc in [&mut accs[w], &mut all] {
+            acc.hit += c.prefix_hit_tokens - hit0;
+            acc.prompt += c.prompt_tokens - prompt0;
+            acc.dt += dt;
+            acc.waiting_dt += waiting * dt;
+            acc.running_dt += running * dt;
+            acc.kv_dt += kv * dt;
+            acc.max_waiting = acc.max_waiting.max(waiting as u64);
+            acc.peak_kv = acc.peak_kv.max(kv).max(kv_after);
+        }
+        for id in finished {
+            in_flight -= 1;
+            let tr = tracks[id as usize];
+            if !tr.warmup {
+                for acc in [&mut accs[tr.stage as usize], &mut all] {
+                    acc.requests += 1;
+                    acc.input += tr.input as u64;
+                    acc.output += tr.tokens as u64;
+                    acc.ttft.push(tr.first - tr.send);
+                    acc.e2el.push(tr.last - tr.send);
+                    acc.queue.push(tr.send - tr.sched);
+                    if tr.tokens > 1 {
+                        acc.tpot.push((tr.last - tr.first) / (tr.tokens - 1) as f64);
+                    }
+                    acc.last_end = acc.last_end.max(tr.last);
+                }
+            }
+            // Closed loop: the agent sends its next request at once.
+            if closed && issuing(next_index, eng.now()) {
+                queue.push_back(issue(&mut tracks, next_index, eng.now(), 0));
+                next_index += 1;
+            }
+        }
+        if stepped.is_none() && peek.is_none() && queue.is_empty() {
+            break;
+        }
+    }
+    let c = eng.counters();
+    let end = eng.now();
+    let stages = windows
+        .iter()
+        .zip(accs.iter_mut())
+        .map(|((name, start, stop), acc)| figures(name.clone(), *start, stop.unwrap_or(acc.last_end.max(*start)), acc))
+        .collect();
+    let overall = figures("overall".into(), 0.0, all.last_end, &mut all);
+    ReplayReport {
+        deployment: describe,
+        workload: workload.describe(),
+        arrivals: arrivals_text,
+        prefix_caching: plan.prefix_caching,
+        requests_simulated: next_index,
+        simulated_s: end,
+        steps: c.steps,
+        preemptions: c.preemptions,
+        stages,
+        overall,
+    }
+}
+
+/// The window (stage) an instant falls in; the last one takes the rest.
+fn window_of(windows: &[(String, f64, Option<f64>)], t: f64) -> usize {
+    windows.iter().position(|(_, _, end)| end.is_none_or(|e| t < e)).unwrap_or(windows.len().saturating_sub(1))
+}
+
+fn figures(name: String, start_s: f64, end_s: f64, a: &mut Acc) -> ReplayFigures {
+    let span = end_s - start_s;
+    let per_s = |n: u64| if span > 0.0 { n as f64 / span } else { 0.0 };
+    let over_dt = |x: f64| if a.dt > 0.0 { x / a.dt } else { 0.0 };
+    ReplayFigures {
+        name,
+        start_s,
+        end_s,
+        requests: a.requests,
+        input_tokens: a.input,
+        output_tokens: a.output,
+        ttft_ms: Dist::of_seconds(&mut a.ttft),
+        tpot_ms: Dist::of_seconds(&mut a.tpot),
+        itl_ms: Dist::of_seconds(&mut a.itl),
+        e2el_ms: Dist::of_seconds(&mut a.e2el),
+        client_queue_ms: Dist::of_seconds(&mut a.queue),
+        request_throughput: per_s(a.requests),
+        output_throughput: per_s(a.output),
+        mean_waiting: over_dt(a.waiting_dt),
+        max_waiting: a.max_waiting,
+        mean_running: over_dt(a.running_dt),
+        mean_kv_usage: over_dt(a.kv_dt),
+        peak_kv_usage: a.peak_kv,
+        prefix_hit_rate: if a.prompt > 0 { a.hit as f64 / a.prompt as f64 } else { 0.0 },
+    }
+}
+
+impl ReplayReport {
+    /// The figures as aligned text: one row per stage, then the overall row.
+    pub fn to_text(&self) -> String {
+        let ms = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into());
+        let mut t = Table::new([
+            "stage",
+            "requests",
+            "req/s",
+            "out tok/s",
+            "TTFT mean",
+            "p50",
+            "p90",
+            "p99",
+            "TPOT mean",
+            "p50",
+            "p90",
+            "p99",
+            "ITL mean",
+            "p50",
+            "p90",
+            "p99",
+            "E2EL mean",
+            "p50",
+            "p90",
+            "p99",
+            "waiting mean",
+            "max",
+            "running",
+            "KV mean %",
+            "peak %",
+            "prefix hit %",
+        ])
+        .all_right()
+        .align(0, Align::Left);
+        for f in self.stages.iter().chain(std::iter::once(&self.overall)) {
+            let mut row = vec![
+                f.name.clone(),
+                f.requests.to_string(),
+                format!("{:.2}", f.request_throughput),
+                format!("{:.0}", f.output_throughput),
+            ];
+            for d in [f.ttft_ms, f.tpot_ms, f.itl_ms, f.e2el_ms] {
+                row.extend([ms(d.mean), ms(d.p50), ms(d.p90), ms(d.p99)]);
+            }
+            row.extend([
+                format!("{:.1}", f.mean_waiting),
+                f.max_waiting.to_string(),
+                format!("{:.1}", f.mean_running),
+                format!("{:.1}", 100.0 * f.mean_kv_usage),
+                format!("{:.1}", 100.0 * f.peak_kv_usage),
+                format!("{:.1}", 100.0 * f.prefix_hit_rate),
+            ]);
+            t.push(row);
+        }
+        format!(
+            "{}\n{}\n{}\narrivals {}; {} requests simulated in {:.1} s of model time, {} steps, {} preemptions, prefix caching {}\n\
+             (latencies in ms; waiting and running in requests)\n",
+            self.deployment,
+            self.workload,
+            t.text().trim_end(),
+            self.arrivals,
+            self.requests_simulated,
+            self.simulated_s,
+            self.steps,
+            self.preemptions,
+            if self.prefix_caching { "on" } else { "off" }
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Catalog;
+    use crate::perf::DeploymentSpec;
+    use fleetbench_workload::{Arrival, ArrivalSpec, Traffic, WorkloadSpec};
+
+    fn h100() -> Deployment {
+        let c = Catalog::embedded().unwrap();
+        let spec = DeploymentSpec {
+            gpu: "h100-sxm".into(),
+            model: "llama-3.1-8b".into(),
+            quant: "fp8".into(),
+            engine: "vllm".into(),
+            ..DeploymentSpec::default()
+        };
+        Deployment::resolve(&c, &spec).unwrap()
+    }
+
+    fn run(
+        workload: &str,
+        arrivals: Option<&str>,
+        schedule: Schedule,
+        requests: Option<u64>,
+        cache: bool,
+    ) -> ReplayReport {
+        let spec = WorkloadSpec::parse(workload).unwrap();
+        let a = arrivals.map(|a| ArrivalSpec::parse(a).unwrap());
+        let t = Traffic::resolve(&spec, true, a.as_ref(), 3).unwrap();
+        let plan = ReplayPlan {
+            schedule,
+            arrivals: t.arrivals,
+            requests,
+            duration_s: None,
+            warmup: 0,
+            sampling: SamplingParams::default(),
+            seed: 3,
+            prefix_caching: cache,
+        };
+        replay(h100(), &plan, t.workload.as_ref())
+    }
+
+    const SP: &str = "shared-prefix:groups=4,users=16,system=2000,question=100,output=50";
+
+    #[test]
+    fn prefix_caching_saves_prefill_of_shared_prompts() {
+        let open = Schedule::Open { rate: 20.0, arrival: Arrival::Poisson, max_concurrency: None };
+        let on = run(SP, None, open, Some(400), true);
+        let off = run(SP, None, open, Some(400), false);
+        assert_eq!(on.overall.requests, 400);
+        assert_eq!(off.overall.prefix_hit_rate, 0.0);
+        // 2000 of about 2100 prompt tokens are shared; only the first request of each group misses.
+        assert!(on.overall.prefix_hit_rate > 0.85, "{}", on.overall.prefix_hit_rate);
+        let (a, b) = (on.overall.ttft_ms.mean.unwrap(), off.overall.ttft_ms.mean.unwrap());
+        assert!(a < b, "TTFT with caching {a} ms, without {b} ms");
+        assert!(on.overall.mean_kv_usage > 0.0 && on.overall.peak_kv_usage <= 1.0);
+    }
+
+    #[test]
+    fn multi_turn_reuses_the_conversation_history() {
+        let closed = Schedule::Closed { concurrency: 8 };
+        let single =
+            run("shared-prefix:groups=2,users=4,system=200,question=100,output=100", None, closed, Some(64), true);
+        let multi = run(
+            "shared-prefix:groups=2,users=4,system=200,question=100,output=100,multi-turn",
+            None,
+            closed,
+            Some(64),
+            true,
+        );
+        assert_eq!(multi.overall.requests, 64);
+        assert!(multi.overall.input_tokens > 3 * single.overall.input_tokens);
+        assert!(multi.overall.prefix_hit_rate > 0.5, "{}", multi.overall.prefix_hit_rate);
+    }
+
+    #[test]
+    fn stages_are_reported_apart_and_replays_are_deterministic() {
+        let open = Schedule::Open { rate: 1.0, arrival: Arrival::Poisson, max_concurrency: None };
+        let r = run("synthetic:in=300,out=40", Some("poisson:5/s*60s,15/s*60s"), open, None, true);
+        assert_eq!(r.stages.len(), 2);
+        let n: Vec<u64> = r.stages.iter().map(|s| s.requests).collect();
+        assert!((n[0] as f64 - 300.0).abs() < 4.0 * 300f64.sqrt(), "{n:?}");
+        assert!((n[1] as f64 - 900.0).abs() < 4.0 * 900f64.sqrt(), "{n:?}");
+        assert_eq!(r.overall.requests, n[0] + n[1]);
+        assert!(r.stages[1].request_throughput > 2.0 * r.stages[0].request_throughput);
+        for f in &r.stages {
+            assert!(f.ttft_ms.p50.unwrap() <= f.ttft_ms.p99.unwrap());
+            assert!(f.itl_ms.mean.is_some() && f.tpot_ms.p90.is_some() && f.e2el_ms.mean.is_some());
+        }
+        let again = run("synthetic:in=300,out=40", Some("poisson:5/s*60s,15/s*60s"), open, None, true);
+        assert_eq!(r, again);
+        assert!(r.to_text().contains("poisson:15/s"));
+    }
+
+    #[test]
+    fn max_concurrency_queues_on_the_client() {
+        let open = Schedule::Open { rate: 200.0, arrival: Arrival::Constant, max_concurrency: Some(2) };
+        let r = run("synthetic:in=200,out=64", None, open, Some(50), true);
+        assert_eq!(r.overall.requests, 50);
+        assert!(r.overall.client_queue_ms.p90.unwrap() > 0.0);
+        assert!(r.overall.mean_running <= 2.0 + 1e-9);
+    }
+}

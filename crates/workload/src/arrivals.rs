@@ -1,0 +1,370 @@
+//! `--arrivals`: when open-loop requests arrive.
+//!
+//! - `constant:8/s*600s,20/s*600s`, `poisson:...`, `gamma:...,cv=2`: stages
+//!   run one after the other, each at its own rate for its own duration; the
+//!   last stage may leave its duration out and run until the run's stop
+//!   condition. Rates are `N/s`, `N/m` or `N/h` (a bare number is per
+//!   second); durations are `600s`, `10m`, `1h`, `500ms`. Gamma gaps have
+//!   coefficient of variation `cv` (shape 1/cv²; cv=1 is Poisson).
+//! - `trace:FILE` or `trace:FORMAT:FILE`: the instants (and sizes) of a trace
+//!   (see [`crate::trace`]).
+//!
+//! Each stage is its own seeded process starting at the stage's start with
+//! an arrival, so a single stage is exactly the old `--rate R --arrival A`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::schedule::{Arrival, ArrivalTimes};
+use crate::text::mix;
+use crate::trace::{Trace, TraceFormat};
+use crate::workload::WorkloadError;
+
+/// One stage: a rate for a while (`None`: until the run stops).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stage {
+    pub rate: f64,
+    pub duration_s: Option<f64>,
+}
+
+/// A parsed `--arrivals` value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ArrivalSpec {
+    Stages { process: Arrival, stages: Vec<Stage> },
+    Trace { path: PathBuf, format: TraceFormat },
+}
+
+impl ArrivalSpec {
+    /// One open-ended stage: what `--rate R --arrival A` means.
+    pub fn single(rate: f64, process: Arrival) -> ArrivalSpec {
+        ArrivalSpec::Stages { process, stages: vec![Stage { rate, duration_s: None }] }
+    }
+
+    pub fn parse(s: &str) -> Result<ArrivalSpec, WorkloadError> {
+        let bad = |why: String| WorkloadError::Arrivals { spec: s.to_string(), why };
+        let (kind, rest) = s.split_once(':').ok_or_else(|| {
+            bad("expected constant:RATE*DUR,..., poisson:..., gamma:...,cv=C or trace:[FORMAT:]FILE".into())
+        })?;
+        if kind == "trace" {
+            let (format, path) = match rest.split_once(':') {
+                Some((f, p)) if TraceFormat::parse(f).is_some() => (TraceFormat::parse(f), p),
+                _ => (None, rest),
+            };
+            if path.is_empty() {
+                return Err(bad("trace: needs a file".into()));
+            }
+            let path = PathBuf::from(path);
+            let format = format.unwrap_or(TraceFormat::Auto);
+            return Ok(ArrivalSpec::Trace { path, format });
+        }
+        let mut cv = None;
+        let mut stages = Vec::new();
+        for part in rest.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            if let Some(v) = part.strip_prefix("cv=") {
+                let c: f64 = v.parse().map_err(|_| bad(format!("cv= takes a number, not '{v}'")))?;
+                if !(c.is_finite() && c > 0.0) {
+                    return Err(bad("cv must be positive".into()));
+                }
+                cv = Some(c);
+                continue;
+            }
+            if stages.last().is_some_and(|st: &Stage| st.duration_s.is_none()) {
+                return Err(bad("only the last stage may leave out its duration (RATE*DUR)".into()));
+            }
+            let (rate, dur) = match part.split_once('*') {
+                Some((r, d)) => (r, Some(d)),
+                None => (part, None),
+            };
+            let rate = parse_rate(rate).map_err(bad)?;
+            let duration_s = match dur {
+                Some(d) => {
+                    let d = fleetbench_core::parse_duration(d).map_err(|e| bad(e.to_string()))?.as_secs_f64();
+                    if d <= 0.0 {
+                        return Err(bad("a stage lasts more than 0s".into()));
+                    }
+                    Some(d)
+                }
+                None => None,
+            };
+            stages.push(Stage { rate, duration_s });
+        }
+        if stages.is_empty() {
+            return Err(bad("give at least one stage, e.g. poisson:8/s*60s".into()));
+        }
+        let process = match (kind, cv) {
+            ("constant", None) => Arrival::Constant,
+            ("poisson", None) => Arrival::Poisson,
+            ("gamma", Some(c)) => Arrival::Gamma { burstiness: 1.0 / (c * c) },
+            ("gamma", None) => return Err(bad("gamma needs cv=C (the gaps' coefficient of variation)".into())),
+            ("constant" | "poisson", Some(_)) => return Err(bad("cv= applies to gamma only".into())),
+            (other, _) => return Err(bad(format!("unknown process '{other}' (constant, poisson, gamma, trace)"))),
+        };
+        Ok(ArrivalSpec::Stages { process, stages })
+    }
+
+    /// The rate of the first stage (none for a trace).
+    pub fn first_rate(&self) -> Option<f64> {
+        match self {
+            ArrivalSpec::Stages { stages, .. } => stages.first().map(|s| s.rate),
+            ArrivalSpec::Trace { .. } => None,
+        }
+    }
+
+    /// The instants, seeded (a trace is read here).
+    pub fn plan(&self, seed: u64) -> Result<ArrivalPlan, WorkloadError> {
+        Ok(match self {
+            ArrivalSpec::Stages { process, stages } => {
+                ArrivalPlan::Stages { process: *process, stages: stages.clone(), seed }
+            }
+            ArrivalSpec::Trace { path, format } => ArrivalPlan::Trace(Arc::new(Trace::load(path, *format)?)),
+        })
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            ArrivalSpec::Stages { process, stages } => describe_stages(*process, stages),
+            ArrivalSpec::Trace { path, format } => format!("trace:{}:{}", format.as_str(), path.display()),
+        }
+    }
+}
+
+fn describe_stages(process: Arrival, stages: &[Stage]) -> String {
+    let (name, cv) = match process {
+        Arrival::Constant => ("constant", None),
+        Arrival::Poisson => ("poisson", None),
+        Arrival::Gamma { burstiness } => ("gamma", Some(1.0 / burstiness.sqrt())),
+    };
+    let mut parts: Vec<String> = stages
+        .iter()
+        .map(|s| match s.duration_s {
+            Some(d) => format!("{}/s*{}s", s.rate, d),
+            None => format!("{}/s", s.rate),
+        })
+        .collect();
+    if let Some(c) = cv {
+        parts.push(format!("cv={}", (c * 1e6).round() / 1e6));
+    }
+    format!("{name}:{}", parts.join(","))
+}
+
+/// `8/s`, `30/m`, `100/h` or `8`, in requests per second.
+fn parse_rate(s: &str) -> Result<f64, String> {
+    let (n, per) = match s.split_once('/') {
+        Some((n, u)) => {
+            let per = match u.trim() {
+                "s" | "sec" => 1.0,
+                "m" | "min" => 60.0,
+                "h" => 3600.0,
+                other => return Err(format!("rate unit '/{other}': use /s, /m or /h")),
+            };
+            (n, per)
+        }
+        None => (s, 1.0),
+    };
+    let n: f64 = n.trim().parse().map_err(|_| format!("'{s}' is not a rate like 8/s"))?;
+    if !(n.is_finite() && n > 0.0) {
+        return Err(format!("rate '{s}' must be positive"));
+    }
+    Ok(n / per)
+}
+
+/// Arrival instants ready to iterate: seeded stages or a loaded trace.
+#[derive(Debug, Clone)]
+pub enum ArrivalPlan {
+    Stages { process: Arrival, stages: Vec<Stage>, seed: u64 },
+    Trace(Arc<Trace>),
+}
+
+impl ArrivalPlan {
+    /// One open-ended stage at `rate`: what `--rate R --arrival A` means.
+    pub fn single(rate: f64, process: Arrival, seed: u64) -> ArrivalPlan {
+        ArrivalPlan::Stages { process, stages: vec![Stage { rate, duration_s: None }], seed }
+    }
+}
+
+/// One arrival: seconds from the start and the stage it belongs to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Instant {
+    pub t: f64,
+    pub stage: u32,
+}
+
+impl ArrivalPlan {
+    /// The instants in order; finite when every stage has a duration or the
+    /// plan is a trace.
+    pub fn instants(&self) -> Box<dyn Iterator<Item = Instant> + Send> {
+        match self {
+            ArrivalPlan::Stages { process, stages, seed } => {
+                let process = *process;
+                let seed = *seed;
+                let mut start = 0.0;
+                let mut parts: Vec<Box<dyn Iterator<Item = Instant> + Send>> = Vec::new();
+                for (k, st) in stages.iter().enumerate() {
+                    // Stage 0 keeps the plain seed: one stage is the old --rate.
+                    let s = if k == 0 { seed } else { mix(seed, k as u64) };
+                    let t0 = start;
+                    let times =
+                        ArrivalTimes::new(st.rate, process, s).map(move |t| Instant { t: t0 + t, stage: k as u32 });
+                    match st.duration_s {
+                        Some(d) => {
+                            let end = t0 + d;
+                            parts.push(Box::new(times.take_while(move |i| i.t < end)));
+                            start = end;
+                        }
+                        None => {
+                            parts.push(Box::new(times));
+                            break;
+                        }
+                    }
+                }
+                Box::new(parts.into_iter().flatten())
+            }
+            ArrivalPlan::Trace(trace) => {
+                let trace = trace.clone();
+                Box::new((0..trace.entries.len()).map(move |i| Instant { t: trace.entries[i].timestamp, stage: 0 }))
+            }
+        }
+    }
+
+    /// Whether the instants run out by themselves (every stage has a
+    /// duration, or a trace).
+    pub fn is_finite(&self) -> bool {
+        match self {
+            ArrivalPlan::Stages { stages, .. } => stages.iter().all(|s| s.duration_s.is_some()),
+            ArrivalPlan::Trace(_) => true,
+        }
+    }
+
+    /// Each stage's name, start and end (`None`: open-ended), seconds.
+    pub fn stages(&self) -> Vec<(String, f64, Option<f64>)> {
+        match self {
+            ArrivalPlan::Stages { process, stages, .. } => {
+                let mut start = 0.0;
+                stages
+                    .iter()
+                    .map(|st| {
+                        let name = describe_stages(*process, std::slice::from_ref(&Stage { duration_s: None, ..*st }));
+                        let end = st.duration_s.map(|d| start + d);
+                        let out = (name, start, end);
+                        start = end.unwrap_or(start);
+                        out
+                    })
+                    .collect()
+            }
+            ArrivalPlan::Trace(t) => {
+                vec![(format!("trace {}", t.source), 0.0, t.entries.last().map(|e| e.timestamp))]
+            }
+        }
+    }
+
+    /// The first stage's rate, for run metadata (a trace: its mean rate).
+    pub fn nominal_rate(&self) -> f64 {
+        match self {
+            ArrivalPlan::Stages { stages, .. } => stages.first().map(|s| s.rate).unwrap_or(1.0),
+            ArrivalPlan::Trace(t) => {
+                let span = t.entries.last().map(|e| e.timestamp).unwrap_or(0.0);
+                if span > 0.0 {
+                    t.entries.len() as f64 / span
+                } else {
+                    t.entries.len() as f64
+                }
+            }
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            ArrivalPlan::Stages { process, stages, .. } => describe_stages(*process, stages),
+            ArrivalPlan::Trace(t) => format!("trace {} ({} requests)", t.source, t.entries.len()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stages(s: &str) -> (Arrival, Vec<Stage>) {
+        match ArrivalSpec::parse(s).unwrap() {
+            ArrivalSpec::Stages { process, stages } => (process, stages),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn grammar_parses_stages_rates_and_cv() {
+        let (p, st) = stages("constant:8/s*600s,20/s*10m");
+        assert_eq!(p, Arrival::Constant);
+        assert_eq!(
+            st,
+            vec![Stage { rate: 8.0, duration_s: Some(600.0) }, Stage { rate: 20.0, duration_s: Some(600.0) }]
+        );
+        let (p, st) = stages("gamma:120/m*30s,4,cv=2");
+        assert_eq!(p, Arrival::Gamma { burstiness: 0.25 });
+        assert_eq!(st[0].rate, 2.0);
+        assert_eq!(st[1], Stage { rate: 4.0, duration_s: None });
+        assert!(matches!(
+            ArrivalSpec::parse("trace:mooncake:x.jsonl").unwrap(),
+            ArrivalSpec::Trace { format: TraceFormat::Mooncake, .. }
+        ));
+        assert!(matches!(
+            ArrivalSpec::parse("trace:data/x.csv").unwrap(),
+            ArrivalSpec::Trace { format: TraceFormat::Auto, .. }
+        ));
+        for bad in [
+            "poisson",
+            "poisson:",
+            "poisson:8/s,9/s*10s",
+            "poisson:-1/s",
+            "poisson:8/d",
+            "poisson:8/s*0s",
+            "poisson:8,cv=2",
+            "gamma:8",
+            "burst:8",
+            "trace:",
+        ] {
+            let e = ArrivalSpec::parse(bad).unwrap_err().to_string();
+            assert!(e.contains("--arrivals"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn one_stage_is_the_old_rate_flag() {
+        let plan = ArrivalSpec::single(3.0, Arrival::Poisson).plan(5).unwrap();
+        let a: Vec<f64> = plan.instants().take(40).map(|i| i.t).collect();
+        let b: Vec<f64> = ArrivalTimes::new(3.0, Arrival::Poisson, 5).take(40).collect();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn stages_give_their_counts() {
+        // Constant: exactly rate × duration per stage.
+        let plan = ArrivalSpec::parse("constant:8/s*60s,20/s*30s").unwrap().plan(1).unwrap();
+        let mut n = [0u32; 2];
+        plan.instants().for_each(|i| n[i.stage as usize] += 1);
+        assert_eq!(n, [480, 600]);
+        // Poisson: within four standard deviations (sqrt of the mean), seeded.
+        for seed in [1, 2, 3] {
+            let plan = ArrivalSpec::parse("poisson:8/s*600s,20/s*600s").unwrap().plan(seed).unwrap();
+            let mut n = [0f64; 2];
+            let mut last = 0.0;
+            for i in plan.instants() {
+                assert!(i.t >= last);
+                last = i.t;
+                n[i.stage as usize] += 1.0;
+                let (lo, hi) = if i.stage == 0 { (0.0, 600.0) } else { (600.0, 1200.0) };
+                assert!(i.t >= lo && i.t < hi, "{i:?}");
+            }
+            for (got, want) in n.iter().zip([4800.0f64, 12000.0]) {
+                assert!((got - want).abs() < 4.0 * want.sqrt(), "seed {seed}: {got} vs {want}");
+            }
+            let again: Vec<Instant> =
+                ArrivalSpec::parse("poisson:8/s*600s,20/s*600s").unwrap().plan(seed).unwrap().instants().collect();
+            assert_eq!(again.len() as f64, n[0] + n[1]);
+        }
+        let names = ArrivalSpec::parse("gamma:8/s*60s,2/s,cv=2").unwrap().plan(0).unwrap().stages();
+        assert_eq!(names[1].1, 60.0);
+        assert_eq!(names[1].2, None);
+        assert!(names[0].0.starts_with("gamma:8/s"), "{}", names[0].0);
+    }
+}
