@@ -23,7 +23,8 @@ pub enum CostCommand {
     /// clock, multiplier against the cheapest, ranked.
     #[command(after_help = "Examples:\n  \
 fleetbench cost plan --docs 1000000 --input-tokens 3500 --output-tokens 60 --backends data/prices/contextual-retrieval-example.toml\n  \
-fleetbench cost plan --docs 50000 --input-tokens 2000 --output-tokens 300 --backends prices.toml --throughput-from my-h100=42 --md")]
+fleetbench cost plan --docs 50000 --input-tokens 2000 --output-tokens 300 --backends prices.toml --throughput-from my-h100=42 --md\n  \
+fleetbench cost plan --docs 1000000 --input-tokens 3500 --output-tokens 60 --backends data/prices/contextual-retrieval-example.toml --store")]
     Plan(PlanArgs),
     /// Print the built-in, dated preset price sheet (copy it, edit it, pass it with --backends).
     Presets,
@@ -64,6 +65,10 @@ pub struct PlanArgs {
     /// Print a Markdown section instead of the table.
     #[arg(long)]
     pub md: bool,
+    /// Also store the plan in the results database, so that `fleetbench
+    /// report ID` draws it (cost and wall clock per backend, log scale).
+    #[arg(long)]
+    pub store: bool,
 }
 
 pub async fn run(args: CostArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
@@ -110,6 +115,12 @@ fn plan(a: PlanArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
             text.push_str(&format!("\nNote from the sheet{date}: {note}\n"));
         }
         crate::output::emit(&text);
+    }
+    if a.store {
+        let store = fleetbench_store::Store::open(&ctx.db_path)?;
+        let meta = crate::provenance::run_meta(&sheet.origin, "batch-job plan", "-");
+        let id = fleetbench_report::html::data::CostPlan::store(&plan, &store, meta)?;
+        eprintln!("stored as run {id} in {}; `fleetbench report {id}` draws it", ctx.db_path.display());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -72,6 +72,34 @@ impl Artifact for CostPlan {
     const KIND: &'static str = "cost_plan";
 }
 
+impl CostPlan {
+    /// The stored form of the planner's answer.
+    pub fn from_plan(plan: &fleetbench_econ::Plan) -> Result<CostPlan, serde_json::Error> {
+        serde_json::from_value(serde_json::to_value(plan)?)
+    }
+
+    /// Stores `plan` as a run of its own (its row from `meta`, completed at
+    /// once) so that `fleetbench report ID` draws it; returns the run's id.
+    pub fn store(
+        plan: &fleetbench_econ::Plan,
+        store: &Store,
+        mut meta: RunMeta,
+    ) -> Result<i64, fleetbench_store::StoreError> {
+        let record = CostPlan::from_plan(plan)
+            .map_err(|e| fleetbench_store::StoreError::Corrupt { run: 0, why: format!("the plan: {e}") })?;
+        meta.workload = format!(
+            "batch job: {} documents × {} input / {} output tokens",
+            plan.job.docs, plan.job.input_tokens_per_doc, plan.job.output_tokens_per_doc
+        );
+        meta.schedule = "batch-job plan".into();
+        let id = store.create_run(&meta)?;
+        store.put(id, "plan", &record)?;
+        let ended = meta.started_at.clone();
+        store.finish_run(id, fleetbench_core::RunStatus::Completed, &ended, None)?;
+        Ok(id)
+    }
+}
+
 /// The records of type `A` of a run; those that do not read are named in
 /// `skipped`.
 fn typed<A: Artifact>(
