@@ -23,6 +23,13 @@ pub struct Gpu {
     pub family: String,
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// The chip a name is matched by when no alias matches (default: the
+    /// name without vendor, form-factor and memory words).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chip: Option<String>,
+    /// The variant picked when a name gives the chip but not which variant.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub common: bool,
     pub memory_gb: f64,
     pub memory_bw_gbs: f64,
     pub fp32_tflops: f64,
@@ -43,6 +50,11 @@ pub struct Gpu {
 }
 
 impl Gpu {
+    /// The chip this entry is matched by when no alias matches.
+    pub fn chip_key(&self) -> String {
+        self.chip.as_deref().map(normalize).unwrap_or_else(|| gpu_name_parts(&self.name).chip)
+    }
+
     /// Peak dense tensor throughput in FLOP/s for a compute precision,
     /// falling back to FP16 where the chip lacks the precision.
     pub fn peak_flops(&self, compute: &str) -> f64 {
@@ -335,7 +347,152 @@ fn find_by_name<'a, T>(
     None
 }
 
+/// Words of a GPU name that say nothing about the chip: vendor, brand,
+/// form factor, memory type, system.
+const GPU_NOISE: &[&str] = &[
+    "nvidia",
+    "amd",
+    "apple",
+    "geforce",
+    "tesla",
+    "instinct",
+    "quadro",
+    "sxm",
+    "sxm2",
+    "sxm3",
+    "sxm4",
+    "sxm5",
+    "pcie",
+    "dgx",
+    "hgx",
+    "nvl",
+    "oam",
+    "hbm",
+    "hbm2",
+    "hbm2e",
+    "hbm3",
+    "hbm3e",
+    "gddr6",
+    "gddr6x",
+    "gddr7",
+    "edition",
+    "generation",
+    "gpu",
+    "card",
+    "board",
+    "with",
+    "memory",
+    "gb",
+];
+/// Form-factor words that pick between variants of one chip.
+const FORM_FACTORS: &[&str] = &["pcie", "sxm", "sxm2", "sxm4", "sxm5", "nvl", "oam"];
+
+/// What a GPU name says: the chip, the memory size, the GPU core count
+/// (Apple: "38-core GPU") and the form factor, if stated.
+struct GpuNameParts {
+    chip: String,
+    memory_gb: Option<f64>,
+    cores: Option<u32>,
+    form: Option<String>,
+}
+
+fn gpu_name_parts(name: &str) -> GpuNameParts {
+    let lower = name.to_ascii_lowercase();
+    let cores = lower.find("-core gpu").and_then(|i| {
+        let head = &lower[..i];
+        let start = head.rfind(|c: char| !c.is_ascii_digit()).map(|j| j + 1).unwrap_or(0);
+        head[start..].parse().ok()
+    });
+    let words: Vec<String> = lower
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '.'))
+        .filter(|w| !w.is_empty())
+        .map(|w| w.trim_matches('.').to_string())
+        .collect();
+    let mut memory_gb = None;
+    for (i, w) in words.iter().enumerate() {
+        if let Some(n) = w.strip_suffix("gb").and_then(|n| n.parse::<f64>().ok()) {
+            memory_gb = Some(n);
+        } else if w == "gb" && i > 0 {
+            memory_gb = words[i - 1].parse::<f64>().ok().or(memory_gb);
+        }
+    }
+    let form = words.iter().find(|w| FORM_FACTORS.contains(&w.as_str())).map(|w| {
+        if w.starts_with("sxm") {
+            "sxm".to_string()
+        } else {
+            w.clone()
+        }
+    });
+    let stripped = strip_parens(&lower);
+    let chip = stripped
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty() && !GPU_NOISE.contains(w))
+        .filter(|w| !(w.ends_with("gb") && w[..w.len() - 2].chars().all(|c| c.is_ascii_digit())))
+        .filter(|w| !w.chars().all(|c| c.is_ascii_digit()) || w.len() >= 3)
+        .collect::<String>();
+    GpuNameParts { chip, memory_gb, cores, form }
+}
+
 impl Catalog {
+    /// A GPU by name: an exact id or alias first; otherwise matched by chip,
+    /// then memory size (and Apple's GPU core count), ignoring vendor and
+    /// form-factor words. When the name leaves the variant open, the
+    /// chip's most common variant is picked and the note says so.
+    pub fn gpu_match(&self, name: &str) -> Option<(&Gpu, Option<String>)> {
+        let unstated = name.to_ascii_lowercase().contains("variant not stated");
+        if !unstated {
+            if let Some(g) = find_by_name(&self.gpus, name, |g| &g.id, |g| &g.aliases, false) {
+                return Some((g, None));
+            }
+        }
+        let q = gpu_name_parts(name);
+        if q.chip.is_empty() {
+            return None;
+        }
+        let mut cands: Vec<&Gpu> = self.gpus.iter().filter(|g| g.chip_key() == q.chip).collect();
+        if let Some(mem) = q.memory_gb {
+            cands.retain(|g| (g.memory_gb - mem).abs() < 1.0);
+        }
+        if let Some(cores) = q.cores {
+            let tag = format!("{cores}-core");
+            let with: Vec<&Gpu> =
+                cands.iter().copied().filter(|g| g.name.to_ascii_lowercase().contains(&tag)).collect();
+            if !with.is_empty() {
+                cands = with;
+            }
+        }
+        if let Some(form) = &q.form {
+            let with: Vec<&Gpu> = cands
+                .iter()
+                .copied()
+                .filter(|g| gpu_name_parts(&g.name).form.as_deref() == Some(form.as_str()))
+                .collect();
+            if !with.is_empty() {
+                cands = with;
+            }
+        }
+        match cands.as_slice() {
+            [] => None,
+            [one] => {
+                let note = unstated
+                    .then(|| format!("GPU '{name}': the variant is not stated; {} is the only match", one.name));
+                Some((one, note))
+            }
+            many => {
+                let pick = many.iter().copied().find(|g| g.common).unwrap_or(many[0]);
+                let others: Vec<&str> = many.iter().filter(|g| g.id != pick.id).map(|g| g.id.as_str()).collect();
+                Some((
+                    pick,
+                    Some(format!(
+                        "GPU '{name}': the variant is not stated; assumed the most common, {} (others: {})",
+                        pick.name,
+                        others.join(", ")
+                    )),
+                ))
+            }
+        }
+    }
+
     /// The catalogs compiled into the binary.
     pub fn embedded() -> Result<Catalog, SimError> {
         Catalog::from_texts(GPUS_TOML, MODELS_TOML, QUANTS_TOML, ENGINES_TOML, INTERCONNECTS_TOML)
@@ -386,7 +543,7 @@ impl Catalog {
     }
 
     pub fn gpu(&self, name: &str) -> Option<&Gpu> {
-        find_by_name(&self.gpus, name, |g| &g.id, |g| &g.aliases, false)
+        self.gpu_match(name).map(|(g, _)| g)
     }
     pub fn model(&self, name: &str) -> Option<&Model> {
         find_by_name(&self.models, name, |m| &m.id, |m| &m.aliases, false)
@@ -519,6 +676,48 @@ mod tests {
         let q = c.quant_from_text("EXL2 2.5 bpw").unwrap();
         assert!((q.bits_per_weight - 2.5).abs() < 1e-9);
         assert!(c.gpu("Voodoo 2").is_none());
+    }
+
+    #[test]
+    fn gpus_match_by_chip_then_memory_ignoring_form_factor_words() {
+        let c = Catalog::embedded().unwrap();
+        let id = |n: &str| c.gpu_match(n).map(|(g, note)| (g.id.clone(), note.is_some()));
+        assert_eq!(id("NVIDIA H200 SXM 141GB (DGX H200)"), Some(("h200".into(), false)));
+        assert_eq!(id("NVIDIA H200 NVL"), Some(("h200-nvl".into(), false)));
+        assert_eq!(id("NVIDIA Tesla V100-SXM2-16GB"), Some(("v100-sxm2-16gb".into(), false)));
+        assert_eq!(id("NVIDIA Tesla V100 PCIe 16 GB"), Some(("v100-pcie-16gb".into(), false)));
+        assert_eq!(id("Apple M2 Max (30-core GPU) 32GB"), Some(("m2-max-30c-32gb".into(), false)));
+        assert_eq!(id("Apple M3 Max (40-core GPU) 48GB"), Some(("m3-max-40c-48gb".into(), false)));
+        assert_eq!(id("Apple M1 Max 64GB"), Some(("m1-max-32c-64gb".into(), false)));
+        assert_eq!(id("GeForce RTX 4080 SUPER 16GB"), Some(("rtx4080-super".into(), false)));
+        assert_eq!(id("AMD Instinct MI355X OAM 288GB"), Some(("mi355x".into(), false)));
+        // The variant left open: the most common one, with a note saying so.
+        assert_eq!(id("NVIDIA H100 (variant not stated)"), Some(("h100-sxm".into(), true)));
+        assert_eq!(id("Apple M3 Max"), Some(("m3-max".into(), false)));
+        assert_eq!(id("Apple M3 Max (variant not stated)"), Some(("m3-max".into(), true)));
+        assert_eq!(id("NVIDIA A100 PCIe"), Some(("a100-80gb-pcie".into(), false)));
+        // A memory size the chip never had is not matched.
+        assert_eq!(id("NVIDIA H100 SXM 24GB"), None);
+        assert_eq!(id("NVIDIA RTX 4070"), None);
+        for g in ["gb200", "b300", "mi325x", "l4", "a10g", "t4", "p40", "rtx3090ti", "rtx4080", "rtx5080"] {
+            let gpu = c.gpu(g).unwrap_or_else(|| panic!("missing GPU {g}"));
+            assert!(!gpu.source.is_empty() && gpu.memory_bw_gbs > 0.0 && gpu.fp16_tflops > 0.0, "{g}");
+        }
+    }
+
+    #[test]
+    fn a_prediction_says_when_the_gpu_variant_was_assumed() {
+        let c = Catalog::embedded().unwrap();
+        let spec = crate::DeploymentSpec {
+            gpu: "NVIDIA H100 80GB (variant not stated)".into(),
+            model: "llama-3.1-8b".into(),
+            quant: "fp8".into(),
+            ..crate::DeploymentSpec::default()
+        };
+        let d = crate::Deployment::resolve(&c, &spec).unwrap();
+        let p = crate::predict(&d, crate::Workload { input_tokens: 100, output_tokens: 100 }, &[1]);
+        assert_eq!(p.notes.len(), 1);
+        assert!(p.notes[0].contains("H100 SXM"), "{:?}", p.notes);
     }
 
     #[test]
