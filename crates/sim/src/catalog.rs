@@ -97,8 +97,101 @@ pub struct Model {
     pub kv_elems_per_layer: Option<u32>,
     #[serde(default = "default_context")]
     pub max_context: u32,
+    /// Tokens a sliding-window layer keeps (0: no sliding-window layers).
+    #[serde(default)]
+    pub sliding_window: u32,
+    /// Layers that attend within the sliding window only.
+    #[serde(default)]
+    pub sliding_layers: u32,
     #[serde(default)]
     pub source: String,
+}
+
+/// A models.toml entry: either every architecture figure, or `config`
+/// naming a Hugging Face config.json (a shipped one in
+/// `crates/sim/data/models/`, or a path relative to the catalog directory)
+/// with any figure stated here overriding the derived one.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelEntry {
+    id: String,
+    name: Option<String>,
+    #[serde(default)]
+    aliases: Vec<String>,
+    config: Option<String>,
+    layers: Option<u32>,
+    hidden: Option<u32>,
+    heads: Option<u32>,
+    kv_heads: Option<u32>,
+    head_dim: Option<u32>,
+    vocab: Option<u32>,
+    params_total_b: Option<f64>,
+    params_active_b: Option<f64>,
+    experts: Option<u32>,
+    experts_per_token: Option<u32>,
+    shared_experts: Option<u32>,
+    tied_embeddings: Option<bool>,
+    kv_elems_per_layer: Option<u32>,
+    max_context: Option<u32>,
+    sliding_window: Option<u32>,
+    sliding_layers: Option<u32>,
+    #[serde(default)]
+    source: String,
+}
+
+impl ModelEntry {
+    fn into_model(self, dir: Option<&Path>) -> Result<Model, SimError> {
+        let missing = |what: &str| SimError::Catalog {
+            file: "models.toml".into(),
+            message: format!("model '{}' has neither `config` nor `{what}`", self.id),
+        };
+        let base = match &self.config {
+            Some(cfg) => {
+                let text = match crate::hfconfig::embedded_config(cfg) {
+                    Some(t) => t.to_string(),
+                    None => {
+                        let p = dir.map(|d| d.join(cfg)).unwrap_or_else(|| Path::new(cfg).to_path_buf());
+                        std::fs::read_to_string(&p).map_err(|e| SimError::Catalog {
+                            file: p.display().to_string(),
+                            message: format!("model '{}': cannot read its config: {e}", self.id),
+                        })?
+                    }
+                };
+                Some(crate::hfconfig::model_from_config(&self.id, &text, cfg)?)
+            }
+            None => None,
+        };
+        let pick_u = |v: Option<u32>, b: Option<u32>, what: &str| v.or(b).ok_or_else(|| missing(what));
+        let pick_f = |v: Option<f64>, b: Option<f64>, what: &str| v.or(b).ok_or_else(|| missing(what));
+        let b = base.as_ref();
+        let source = match (&self.config, self.source.is_empty()) {
+            (Some(cfg), true) => format!("crates/sim/data/models/{cfg}"),
+            (Some(cfg), false) => format!("{} (config: {cfg})", self.source),
+            (None, _) => self.source.clone(),
+        };
+        Ok(Model {
+            name: self.name.clone().unwrap_or_else(|| self.id.clone()),
+            layers: pick_u(self.layers, b.map(|m| m.layers), "layers")?,
+            hidden: pick_u(self.hidden, b.map(|m| m.hidden), "hidden")?,
+            heads: pick_u(self.heads, b.map(|m| m.heads), "heads")?,
+            kv_heads: pick_u(self.kv_heads, b.map(|m| m.kv_heads), "kv_heads")?,
+            head_dim: pick_u(self.head_dim, b.map(|m| m.head_dim), "head_dim")?,
+            vocab: pick_u(self.vocab, b.map(|m| m.vocab), "vocab")?,
+            params_total_b: pick_f(self.params_total_b, b.map(|m| m.params_total_b), "params_total_b")?,
+            params_active_b: pick_f(self.params_active_b, b.map(|m| m.params_active_b), "params_active_b")?,
+            experts: self.experts.or(b.map(|m| m.experts)).unwrap_or(0),
+            experts_per_token: self.experts_per_token.or(b.map(|m| m.experts_per_token)).unwrap_or(0),
+            shared_experts: self.shared_experts.or(b.map(|m| m.shared_experts)).unwrap_or(0),
+            tied_embeddings: self.tied_embeddings.or(b.map(|m| m.tied_embeddings)).unwrap_or(false),
+            kv_elems_per_layer: self.kv_elems_per_layer.or(b.and_then(|m| m.kv_elems_per_layer)),
+            max_context: self.max_context.or(b.map(|m| m.max_context)).unwrap_or_else(default_context),
+            sliding_window: self.sliding_window.or(b.map(|m| m.sliding_window)).unwrap_or(0),
+            sliding_layers: self.sliding_layers.or(b.map(|m| m.sliding_layers)).unwrap_or(0),
+            source,
+            id: self.id,
+            aliases: self.aliases,
+        })
+    }
 }
 
 fn default_context() -> u32 {
@@ -262,7 +355,7 @@ struct GpuFile {
 #[derive(Deserialize)]
 struct ModelFile {
     #[serde(default)]
-    model: Vec<Model>,
+    model: Vec<ModelEntry>,
 }
 #[derive(Deserialize)]
 struct QuantFile {
@@ -495,7 +588,7 @@ impl Catalog {
 
     /// The catalogs compiled into the binary.
     pub fn embedded() -> Result<Catalog, SimError> {
-        Catalog::from_texts(GPUS_TOML, MODELS_TOML, QUANTS_TOML, ENGINES_TOML, INTERCONNECTS_TOML)
+        Catalog::from_texts(GPUS_TOML, MODELS_TOML, QUANTS_TOML, ENGINES_TOML, INTERCONNECTS_TOML, None)
     }
 
     fn from_texts(
@@ -504,10 +597,16 @@ impl Catalog {
         quants: &str,
         engines: &str,
         interconnects: &str,
+        dir: Option<&Path>,
     ) -> Result<Catalog, SimError> {
+        let models = parse::<ModelFile>(models, "models.toml")?
+            .model
+            .into_iter()
+            .map(|e| e.into_model(dir))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Catalog {
             gpus: parse::<GpuFile>(gpus, "gpus.toml")?.gpu,
-            models: parse::<ModelFile>(models, "models.toml")?.model,
+            models,
             quants: parse::<QuantFile>(quants, "quants.toml")?.quant,
             engines: parse::<EngineFile>(engines, "engines.toml")?.engine,
             interconnects: parse::<InterconnectFile>(interconnects, "interconnects.toml")?.interconnect,
@@ -539,14 +638,67 @@ impl Catalog {
             &read("quants.toml", QUANTS_TOML)?,
             &read("engines.toml", ENGINES_TOML)?,
             &read("interconnects.toml", INTERCONNECTS_TOML)?,
+            Some(dir),
         )
     }
 
     pub fn gpu(&self, name: &str) -> Option<&Gpu> {
         self.gpu_match(name).map(|(g, _)| g)
     }
+    /// A model by id, alias, Hugging Face id (`meta-llama/Llama-3.1-8B-Instruct`)
+    /// or a common spelling: after the exact match, the part after the last
+    /// '/' is tried without trailing words such as "Instruct", "it", "hf",
+    /// "FP8", "AWQ" or "GGUF".
     pub fn model(&self, name: &str) -> Option<&Model> {
-        find_by_name(&self.models, name, |m| &m.id, |m| &m.aliases, false)
+        if let Some(m) = find_by_name(&self.models, name, |m| &m.id, |m| &m.aliases, false) {
+            return Some(m);
+        }
+        let tail = strip_parens(name);
+        let tail = tail.rsplit('/').next().unwrap_or(&tail);
+        let mut n = normalize(tail);
+        const SUFFIXES: &[&str] = &[
+            "instruct", "it", "chat", "hf", "base", "fp8", "fp16", "bf16", "awq", "gptq", "gguf", "int4", "int8",
+            "dynamic",
+        ];
+        loop {
+            if let Some(m) =
+                self.models.iter().find(|m| normalize(&m.id) == n || m.aliases.iter().any(|a| normalize(a) == n))
+            {
+                return Some(m);
+            }
+            match SUFFIXES.iter().find(|s| n.len() > s.len() + 2 && n.ends_with(*s)) {
+                Some(s) => n.truncate(n.len() - s.len()),
+                None => return None,
+            }
+        }
+    }
+
+    /// A model by name (see [`Catalog::model`]) or from a Hugging Face
+    /// `config.json`: a name ending in `.json` is read as one (relative
+    /// paths against `base` when given and the file is there, else the
+    /// working directory).
+    pub fn resolve_model(&self, name: &str, base: Option<&Path>) -> Result<Model, SimError> {
+        let trimmed = name.trim();
+        if !trimmed.to_ascii_lowercase().ends_with(".json") {
+            return self.require_model(trimmed).cloned();
+        }
+        let path = Path::new(trimmed);
+        let path = match base.map(|b| b.join(path)) {
+            Some(p) if p.is_file() => p,
+            _ => path.to_path_buf(),
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| SimError::Catalog {
+            file: path.display().to_string(),
+            message: format!("cannot read the model config: {e}; give a Hugging Face config.json or a catalog name (`fleetbench sim list models`)"),
+        })?;
+        // The model's name: its directory ("Qwen3-14B/config.json") or the file stem.
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
+        let id = if stem == "config" {
+            path.parent().and_then(|p| p.file_name()).and_then(|s| s.to_str()).unwrap_or(stem)
+        } else {
+            stem
+        };
+        crate::hfconfig::model_from_config(id, &text, &path.display().to_string())
     }
     pub fn quant(&self, name: &str) -> Option<&Quant> {
         find_by_name(&self.quants, name, |q| &q.id, |q| &q.aliases, true)
@@ -718,6 +870,85 @@ mod tests {
         let p = crate::predict(&d, crate::Workload { input_tokens: 100, output_tokens: 100 }, &[1]);
         assert_eq!(p.notes.len(), 1);
         assert!(p.notes[0].contains("H100 SXM"), "{:?}", p.notes);
+    }
+
+    #[test]
+    fn every_model_has_a_config_and_the_stated_figures_agree_with_it() {
+        let c = Catalog::embedded().unwrap();
+        assert!(c.models.len() >= 50, "{} models", c.models.len());
+        let text = MODELS_TOML;
+        let entries: ModelFile = toml::from_str(text).unwrap();
+        for e in entries.model {
+            let cfg = e.config.clone().unwrap_or_else(|| panic!("model {} has no config", e.id));
+            let derived =
+                crate::hfconfig::model_from_config(&e.id, crate::hfconfig::embedded_config(&cfg).unwrap(), &cfg)
+                    .unwrap();
+            let m = c.model(&e.id).unwrap();
+            assert_eq!(
+                (m.layers, m.hidden, m.kv_heads, m.head_dim),
+                (derived.layers, derived.hidden, derived.kv_heads, derived.head_dim),
+                "{}",
+                e.id
+            );
+            assert_eq!((m.experts, m.experts_per_token), (derived.experts, derived.experts_per_token), "{}", e.id);
+            let rel = (m.params_total_b - derived.params_total_b).abs() / m.params_total_b;
+            assert!(rel < 0.04, "{}: stated {} B, config gives {} B", e.id, m.params_total_b, derived.params_total_b);
+        }
+        for m in [
+            "qwen3-14b",
+            "qwen3-32b",
+            "codellama-34b",
+            "mixtral-8x22b",
+            "llama-3.1-405b",
+            "llama-4-scout",
+            "gemma-3-27b",
+            "mistral-small-24b",
+            "deepseek-v3",
+            "gpt-oss-20b",
+            "gpt-oss-120b",
+        ] {
+            assert!(c.model(m).is_some(), "missing model {m}");
+        }
+    }
+
+    #[test]
+    fn models_resolve_from_hub_ids_spellings_and_config_files() {
+        let c = Catalog::embedded().unwrap();
+        assert_eq!(c.model("meta-llama/Llama-3.1-8B-Instruct").unwrap().id, "llama-3.1-8b");
+        assert_eq!(c.model("Qwen/Qwen3-14B-FP8").unwrap().id, "qwen3-14b");
+        assert_eq!(c.model("google/gemma-3-27b-it").unwrap().id, "gemma-3-27b");
+        assert_eq!(c.model("unsloth/Mistral-Small-24B-Instruct-2501-GGUF").unwrap().id, "mistral-small-24b");
+        assert!(c.model("acme/NotAModel-7B").is_none());
+
+        let dir = std::env::temp_dir().join(format!("fleetbench-sim-hfcfg-{}", std::process::id()));
+        let model_dir = dir.join("Qwen3-14B");
+        std::fs::create_dir_all(&model_dir).unwrap();
+        let cfg = model_dir.join("config.json");
+        std::fs::write(&cfg, crate::hfconfig::embedded_config("qwen3-14b.json").unwrap()).unwrap();
+        let m = c.resolve_model(cfg.to_str().unwrap(), None).unwrap();
+        assert_eq!(m.id, "Qwen3-14B");
+        assert_eq!(
+            m,
+            crate::hfconfig::model_from_config(
+                "Qwen3-14B",
+                crate::hfconfig::embedded_config("qwen3-14b.json").unwrap(),
+                &cfg.display().to_string()
+            )
+            .unwrap()
+        );
+        let spec = crate::DeploymentSpec {
+            gpu: "h100-sxm".into(),
+            model: cfg.display().to_string(),
+            quant: "fp8".into(),
+            ..crate::DeploymentSpec::default()
+        };
+        let d = crate::Deployment::resolve(&c, &spec).unwrap();
+        let shipped =
+            crate::Deployment::resolve(&c, &crate::DeploymentSpec { model: "qwen3-14b".into(), ..spec }).unwrap();
+        assert!((d.weight_bytes - shipped.weight_bytes).abs() < 1.0);
+        let e = c.resolve_model(dir.join("missing.json").to_str().unwrap(), None).unwrap_err().to_string();
+        assert!(e.contains("missing.json"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

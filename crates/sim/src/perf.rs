@@ -202,7 +202,7 @@ impl Deployment {
                 return Err(catalog.require_gpu(&spec.gpu).err().unwrap_or_else(|| SimError::Invalid(spec.gpu.clone())))
             }
         };
-        let model = catalog.require_model(&spec.model)?.clone();
+        let model = catalog.resolve_model(&spec.model, None)?;
         let engine = catalog.require_engine(&spec.engine)?.clone();
         let interconnect = if spec.count <= 1 {
             catalog.require_interconnect("none")?.clone()
