@@ -177,7 +177,9 @@ fn default_link(gpu: &Gpu) -> &'static str {
         "hopper" => "nvlink4",
         "blackwell" => "nvlink5",
         "ampere-hbm" => "nvswitch3",
-        "cdna3" => "xgmi",
+        "cdna3" | "cdna4" => "xgmi",
+        // Servers of those generations are PCIe 3.0 hosts.
+        "volta" | "turing" | "pascal" => "pcie3",
         _ => "pcie4",
     }
 }
