@@ -31,8 +31,8 @@ impl Drop for Serve {
 }
 
 /// Starts `sim serve` on a free port and waits until it answers; returns
-/// it with its base URL. (Its stdout is block-buffered in a pipe, so the
-/// printed URL is not read.)
+/// it with its base URL (polling the port rather than parsing the URL it
+/// prints on stderr).
 fn serve(args: &[&str]) -> (Serve, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let child = quiet_bin()
