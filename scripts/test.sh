@@ -24,6 +24,10 @@ export FLEETBENCH_TINY_SLOTS
 cleanup() { kill "$(cat "$FLEETBENCH_CACHE/tiny/server-$port.pid")" 2>/dev/null || true; }
 trap cleanup EXIT
 
+FLEETBENCH_PEER_PYTHON=$(scripts/ensure-peers.sh)
+export FLEETBENCH_PEER_PYTHON
+echo "== peer client (openai Python SDK): $FLEETBENCH_PEER_PYTHON"
+
 skip=()
 if [ "${FLEETBENCH_SKIP_PROMETHEUS:-0}" = 1 ]; then
   echo "== Prometheus: left out (FLEETBENCH_SKIP_PROMETHEUS=1); its tests are skipped"

@@ -270,7 +270,7 @@ pub struct DeploymentArgs {
     /// Link between GPUs (pcie4, nvlink3, nvlink4, ...); default depends on the GPU.
     #[arg(long)]
     pub interconnect: Option<String>,
-    /// Model (see `fleetbench sim list models`).
+    /// Model: a catalog name or Hugging Face id (see `fleetbench sim list models`), or a path to a Hugging Face config.json.
     #[arg(long, default_value = "qwen3-coder-30b-a3b")]
     pub model: String,
     /// Weight format (see `fleetbench sim list quants`).

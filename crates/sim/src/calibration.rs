@@ -138,8 +138,14 @@ pub fn place(catalog: &Catalog, row: &MeasuredRow) -> Result<PlacedRow, String> 
         return Err(format!("{count} GPUs across nodes: the model covers one server (up to 8 GPUs)"));
     }
     let gpu = catalog.gpu(row.get("gpu")).ok_or_else(|| format!("GPU '{}' is not in the catalog", row.get("gpu")))?;
-    let model =
-        catalog.model(row.get("model")).ok_or_else(|| format!("model '{}' is not in the catalog", row.get("model")))?;
+    // The model column names a catalog model or a Hugging Face config.json.
+    let model_name = row.get("model").trim();
+    let model_spec = if model_name.to_ascii_lowercase().ends_with(".json") {
+        catalog.resolve_model(model_name, None).map_err(|e| e.to_string())?;
+        model_name.to_string()
+    } else {
+        catalog.model(model_name).ok_or_else(|| format!("model '{model_name}' is not in the catalog"))?.id.clone()
+    };
     let mut quant = catalog
         .quant_from_text(row.get("quant"))
         .ok_or_else(|| format!("quantization '{}' is not recognised", row.get("quant")))?;
@@ -171,7 +177,7 @@ pub fn place(catalog: &Catalog, row: &MeasuredRow) -> Result<PlacedRow, String> 
         gpu: gpu.id.clone(),
         count,
         interconnect,
-        model: model.id.clone(),
+        model: model_spec,
         quant: quant.id.clone(),
         engine: engine.id.clone(),
         max_num_seqs: None,

@@ -23,6 +23,13 @@ pub struct Gpu {
     pub family: String,
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// The chip a name is matched by when no alias matches (default: the
+    /// name without vendor, form-factor and memory words).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chip: Option<String>,
+    /// The variant picked when a name gives the chip but not which variant.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub common: bool,
     pub memory_gb: f64,
     pub memory_bw_gbs: f64,
     pub fp32_tflops: f64,
@@ -43,6 +50,11 @@ pub struct Gpu {
 }
 
 impl Gpu {
+    /// The chip this entry is matched by when no alias matches.
+    pub fn chip_key(&self) -> String {
+        self.chip.as_deref().map(normalize).unwrap_or_else(|| gpu_name_parts(&self.name).chip)
+    }
+
     /// Peak dense tensor throughput in FLOP/s for a compute precision,
     /// falling back to FP16 where the chip lacks the precision.
     pub fn peak_flops(&self, compute: &str) -> f64 {
@@ -85,8 +97,101 @@ pub struct Model {
     pub kv_elems_per_layer: Option<u32>,
     #[serde(default = "default_context")]
     pub max_context: u32,
+    /// Tokens a sliding-window layer keeps (0: no sliding-window layers).
+    #[serde(default)]
+    pub sliding_window: u32,
+    /// Layers that attend within the sliding window only.
+    #[serde(default)]
+    pub sliding_layers: u32,
     #[serde(default)]
     pub source: String,
+}
+
+/// A models.toml entry: either every architecture figure, or `config`
+/// naming a Hugging Face config.json (a shipped one in
+/// `crates/sim/data/models/`, or a path relative to the catalog directory)
+/// with any figure stated here overriding the derived one.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelEntry {
+    id: String,
+    name: Option<String>,
+    #[serde(default)]
+    aliases: Vec<String>,
+    config: Option<String>,
+    layers: Option<u32>,
+    hidden: Option<u32>,
+    heads: Option<u32>,
+    kv_heads: Option<u32>,
+    head_dim: Option<u32>,
+    vocab: Option<u32>,
+    params_total_b: Option<f64>,
+    params_active_b: Option<f64>,
+    experts: Option<u32>,
+    experts_per_token: Option<u32>,
+    shared_experts: Option<u32>,
+    tied_embeddings: Option<bool>,
+    kv_elems_per_layer: Option<u32>,
+    max_context: Option<u32>,
+    sliding_window: Option<u32>,
+    sliding_layers: Option<u32>,
+    #[serde(default)]
+    source: String,
+}
+
+impl ModelEntry {
+    fn into_model(self, dir: Option<&Path>) -> Result<Model, SimError> {
+        let missing = |what: &str| SimError::Catalog {
+            file: "models.toml".into(),
+            message: format!("model '{}' has neither `config` nor `{what}`", self.id),
+        };
+        let base = match &self.config {
+            Some(cfg) => {
+                let text = match crate::hfconfig::embedded_config(cfg) {
+                    Some(t) => t.to_string(),
+                    None => {
+                        let p = dir.map(|d| d.join(cfg)).unwrap_or_else(|| Path::new(cfg).to_path_buf());
+                        std::fs::read_to_string(&p).map_err(|e| SimError::Catalog {
+                            file: p.display().to_string(),
+                            message: format!("model '{}': cannot read its config: {e}", self.id),
+                        })?
+                    }
+                };
+                Some(crate::hfconfig::model_from_config(&self.id, &text, cfg)?)
+            }
+            None => None,
+        };
+        let pick_u = |v: Option<u32>, b: Option<u32>, what: &str| v.or(b).ok_or_else(|| missing(what));
+        let pick_f = |v: Option<f64>, b: Option<f64>, what: &str| v.or(b).ok_or_else(|| missing(what));
+        let b = base.as_ref();
+        let source = match (&self.config, self.source.is_empty()) {
+            (Some(cfg), true) => format!("crates/sim/data/models/{cfg}"),
+            (Some(cfg), false) => format!("{} (config: {cfg})", self.source),
+            (None, _) => self.source.clone(),
+        };
+        Ok(Model {
+            name: self.name.clone().unwrap_or_else(|| self.id.clone()),
+            layers: pick_u(self.layers, b.map(|m| m.layers), "layers")?,
+            hidden: pick_u(self.hidden, b.map(|m| m.hidden), "hidden")?,
+            heads: pick_u(self.heads, b.map(|m| m.heads), "heads")?,
+            kv_heads: pick_u(self.kv_heads, b.map(|m| m.kv_heads), "kv_heads")?,
+            head_dim: pick_u(self.head_dim, b.map(|m| m.head_dim), "head_dim")?,
+            vocab: pick_u(self.vocab, b.map(|m| m.vocab), "vocab")?,
+            params_total_b: pick_f(self.params_total_b, b.map(|m| m.params_total_b), "params_total_b")?,
+            params_active_b: pick_f(self.params_active_b, b.map(|m| m.params_active_b), "params_active_b")?,
+            experts: self.experts.or(b.map(|m| m.experts)).unwrap_or(0),
+            experts_per_token: self.experts_per_token.or(b.map(|m| m.experts_per_token)).unwrap_or(0),
+            shared_experts: self.shared_experts.or(b.map(|m| m.shared_experts)).unwrap_or(0),
+            tied_embeddings: self.tied_embeddings.or(b.map(|m| m.tied_embeddings)).unwrap_or(false),
+            kv_elems_per_layer: self.kv_elems_per_layer.or(b.and_then(|m| m.kv_elems_per_layer)),
+            max_context: self.max_context.or(b.map(|m| m.max_context)).unwrap_or_else(default_context),
+            sliding_window: self.sliding_window.or(b.map(|m| m.sliding_window)).unwrap_or(0),
+            sliding_layers: self.sliding_layers.or(b.map(|m| m.sliding_layers)).unwrap_or(0),
+            source,
+            id: self.id,
+            aliases: self.aliases,
+        })
+    }
 }
 
 fn default_context() -> u32 {
@@ -250,7 +355,7 @@ struct GpuFile {
 #[derive(Deserialize)]
 struct ModelFile {
     #[serde(default)]
-    model: Vec<Model>,
+    model: Vec<ModelEntry>,
 }
 #[derive(Deserialize)]
 struct QuantFile {
@@ -335,10 +440,155 @@ fn find_by_name<'a, T>(
     None
 }
 
+/// Words of a GPU name that say nothing about the chip: vendor, brand,
+/// form factor, memory type, system.
+const GPU_NOISE: &[&str] = &[
+    "nvidia",
+    "amd",
+    "apple",
+    "geforce",
+    "tesla",
+    "instinct",
+    "quadro",
+    "sxm",
+    "sxm2",
+    "sxm3",
+    "sxm4",
+    "sxm5",
+    "pcie",
+    "dgx",
+    "hgx",
+    "nvl",
+    "oam",
+    "hbm",
+    "hbm2",
+    "hbm2e",
+    "hbm3",
+    "hbm3e",
+    "gddr6",
+    "gddr6x",
+    "gddr7",
+    "edition",
+    "generation",
+    "gpu",
+    "card",
+    "board",
+    "with",
+    "memory",
+    "gb",
+];
+/// Form-factor words that pick between variants of one chip.
+const FORM_FACTORS: &[&str] = &["pcie", "sxm", "sxm2", "sxm4", "sxm5", "nvl", "oam"];
+
+/// What a GPU name says: the chip, the memory size, the GPU core count
+/// (Apple: "38-core GPU") and the form factor, if stated.
+struct GpuNameParts {
+    chip: String,
+    memory_gb: Option<f64>,
+    cores: Option<u32>,
+    form: Option<String>,
+}
+
+fn gpu_name_parts(name: &str) -> GpuNameParts {
+    let lower = name.to_ascii_lowercase();
+    let cores = lower.find("-core gpu").and_then(|i| {
+        let head = &lower[..i];
+        let start = head.rfind(|c: char| !c.is_ascii_digit()).map(|j| j + 1).unwrap_or(0);
+        head[start..].parse().ok()
+    });
+    let words: Vec<String> = lower
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '.'))
+        .filter(|w| !w.is_empty())
+        .map(|w| w.trim_matches('.').to_string())
+        .collect();
+    let mut memory_gb = None;
+    for (i, w) in words.iter().enumerate() {
+        if let Some(n) = w.strip_suffix("gb").and_then(|n| n.parse::<f64>().ok()) {
+            memory_gb = Some(n);
+        } else if w == "gb" && i > 0 {
+            memory_gb = words[i - 1].parse::<f64>().ok().or(memory_gb);
+        }
+    }
+    let form = words.iter().find(|w| FORM_FACTORS.contains(&w.as_str())).map(|w| {
+        if w.starts_with("sxm") {
+            "sxm".to_string()
+        } else {
+            w.clone()
+        }
+    });
+    let stripped = strip_parens(&lower);
+    let chip = stripped
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty() && !GPU_NOISE.contains(w))
+        .filter(|w| !(w.ends_with("gb") && w[..w.len() - 2].chars().all(|c| c.is_ascii_digit())))
+        .filter(|w| !w.chars().all(|c| c.is_ascii_digit()) || w.len() >= 3)
+        .collect::<String>();
+    GpuNameParts { chip, memory_gb, cores, form }
+}
+
 impl Catalog {
+    /// A GPU by name: an exact id or alias first; otherwise matched by chip,
+    /// then memory size (and Apple's GPU core count), ignoring vendor and
+    /// form-factor words. When the name leaves the variant open, the
+    /// chip's most common variant is picked and the note says so.
+    pub fn gpu_match(&self, name: &str) -> Option<(&Gpu, Option<String>)> {
+        let unstated = name.to_ascii_lowercase().contains("variant not stated");
+        if !unstated {
+            if let Some(g) = find_by_name(&self.gpus, name, |g| &g.id, |g| &g.aliases, false) {
+                return Some((g, None));
+            }
+        }
+        let q = gpu_name_parts(name);
+        if q.chip.is_empty() {
+            return None;
+        }
+        let mut cands: Vec<&Gpu> = self.gpus.iter().filter(|g| g.chip_key() == q.chip).collect();
+        if let Some(mem) = q.memory_gb {
+            cands.retain(|g| (g.memory_gb - mem).abs() < 1.0);
+        }
+        if let Some(cores) = q.cores {
+            let tag = format!("{cores}-core");
+            let with: Vec<&Gpu> =
+                cands.iter().copied().filter(|g| g.name.to_ascii_lowercase().contains(&tag)).collect();
+            if !with.is_empty() {
+                cands = with;
+            }
+        }
+        if let Some(form) = &q.form {
+            let with: Vec<&Gpu> = cands
+                .iter()
+                .copied()
+                .filter(|g| gpu_name_parts(&g.name).form.as_deref() == Some(form.as_str()))
+                .collect();
+            if !with.is_empty() {
+                cands = with;
+            }
+        }
+        match cands.as_slice() {
+            [] => None,
+            [one] => {
+                let note = unstated
+                    .then(|| format!("GPU '{name}': the variant is not stated; {} is the only match", one.name));
+                Some((one, note))
+            }
+            many => {
+                let pick = many.iter().copied().find(|g| g.common).unwrap_or(many[0]);
+                let others: Vec<&str> = many.iter().filter(|g| g.id != pick.id).map(|g| g.id.as_str()).collect();
+                Some((
+                    pick,
+                    Some(format!(
+                        "GPU '{name}': the variant is not stated; assumed the most common, {} (others: {})",
+                        pick.name,
+                        others.join(", ")
+                    )),
+                ))
+            }
+        }
+    }
+
     /// The catalogs compiled into the binary.
     pub fn embedded() -> Result<Catalog, SimError> {
-        Catalog::from_texts(GPUS_TOML, MODELS_TOML, QUANTS_TOML, ENGINES_TOML, INTERCONNECTS_TOML)
+        Catalog::from_texts(GPUS_TOML, MODELS_TOML, QUANTS_TOML, ENGINES_TOML, INTERCONNECTS_TOML, None)
     }
 
     fn from_texts(
@@ -347,10 +597,16 @@ impl Catalog {
         quants: &str,
         engines: &str,
         interconnects: &str,
+        dir: Option<&Path>,
     ) -> Result<Catalog, SimError> {
+        let models = parse::<ModelFile>(models, "models.toml")?
+            .model
+            .into_iter()
+            .map(|e| e.into_model(dir))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Catalog {
             gpus: parse::<GpuFile>(gpus, "gpus.toml")?.gpu,
-            models: parse::<ModelFile>(models, "models.toml")?.model,
+            models,
             quants: parse::<QuantFile>(quants, "quants.toml")?.quant,
             engines: parse::<EngineFile>(engines, "engines.toml")?.engine,
             interconnects: parse::<InterconnectFile>(interconnects, "interconnects.toml")?.interconnect,
@@ -382,14 +638,67 @@ impl Catalog {
             &read("quants.toml", QUANTS_TOML)?,
             &read("engines.toml", ENGINES_TOML)?,
             &read("interconnects.toml", INTERCONNECTS_TOML)?,
+            Some(dir),
         )
     }
 
     pub fn gpu(&self, name: &str) -> Option<&Gpu> {
-        find_by_name(&self.gpus, name, |g| &g.id, |g| &g.aliases, false)
+        self.gpu_match(name).map(|(g, _)| g)
     }
+    /// A model by id, alias, Hugging Face id (`meta-llama/Llama-3.1-8B-Instruct`)
+    /// or a common spelling: after the exact match, the part after the last
+    /// '/' is tried without trailing words such as "Instruct", "it", "hf",
+    /// "FP8", "AWQ" or "GGUF".
     pub fn model(&self, name: &str) -> Option<&Model> {
-        find_by_name(&self.models, name, |m| &m.id, |m| &m.aliases, false)
+        if let Some(m) = find_by_name(&self.models, name, |m| &m.id, |m| &m.aliases, false) {
+            return Some(m);
+        }
+        let tail = strip_parens(name);
+        let tail = tail.rsplit('/').next().unwrap_or(&tail);
+        let mut n = normalize(tail);
+        const SUFFIXES: &[&str] = &[
+            "instruct", "it", "chat", "hf", "base", "fp8", "fp16", "bf16", "awq", "gptq", "gguf", "int4", "int8",
+            "dynamic",
+        ];
+        loop {
+            if let Some(m) =
+                self.models.iter().find(|m| normalize(&m.id) == n || m.aliases.iter().any(|a| normalize(a) == n))
+            {
+                return Some(m);
+            }
+            match SUFFIXES.iter().find(|s| n.len() > s.len() + 2 && n.ends_with(*s)) {
+                Some(s) => n.truncate(n.len() - s.len()),
+                None => return None,
+            }
+        }
+    }
+
+    /// A model by name (see [`Catalog::model`]) or from a Hugging Face
+    /// `config.json`: a name ending in `.json` is read as one (relative
+    /// paths against `base` when given and the file is there, else the
+    /// working directory).
+    pub fn resolve_model(&self, name: &str, base: Option<&Path>) -> Result<Model, SimError> {
+        let trimmed = name.trim();
+        if !trimmed.to_ascii_lowercase().ends_with(".json") {
+            return self.require_model(trimmed).cloned();
+        }
+        let path = Path::new(trimmed);
+        let path = match base.map(|b| b.join(path)) {
+            Some(p) if p.is_file() => p,
+            _ => path.to_path_buf(),
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| SimError::Catalog {
+            file: path.display().to_string(),
+            message: format!("cannot read the model config: {e}; give a Hugging Face config.json or a catalog name (`fleetbench sim list models`)"),
+        })?;
+        // The model's name: its directory ("Qwen3-14B/config.json") or the file stem.
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
+        let id = if stem == "config" {
+            path.parent().and_then(|p| p.file_name()).and_then(|s| s.to_str()).unwrap_or(stem)
+        } else {
+            stem
+        };
+        crate::hfconfig::model_from_config(id, &text, &path.display().to_string())
     }
     pub fn quant(&self, name: &str) -> Option<&Quant> {
         find_by_name(&self.quants, name, |q| &q.id, |q| &q.aliases, true)
@@ -519,6 +828,127 @@ mod tests {
         let q = c.quant_from_text("EXL2 2.5 bpw").unwrap();
         assert!((q.bits_per_weight - 2.5).abs() < 1e-9);
         assert!(c.gpu("Voodoo 2").is_none());
+    }
+
+    #[test]
+    fn gpus_match_by_chip_then_memory_ignoring_form_factor_words() {
+        let c = Catalog::embedded().unwrap();
+        let id = |n: &str| c.gpu_match(n).map(|(g, note)| (g.id.clone(), note.is_some()));
+        assert_eq!(id("NVIDIA H200 SXM 141GB (DGX H200)"), Some(("h200".into(), false)));
+        assert_eq!(id("NVIDIA H200 NVL"), Some(("h200-nvl".into(), false)));
+        assert_eq!(id("NVIDIA Tesla V100-SXM2-16GB"), Some(("v100-sxm2-16gb".into(), false)));
+        assert_eq!(id("NVIDIA Tesla V100 PCIe 16 GB"), Some(("v100-pcie-16gb".into(), false)));
+        assert_eq!(id("Apple M2 Max (30-core GPU) 32GB"), Some(("m2-max-30c-32gb".into(), false)));
+        assert_eq!(id("Apple M3 Max (40-core GPU) 48GB"), Some(("m3-max-40c-48gb".into(), false)));
+        assert_eq!(id("Apple M1 Max 64GB"), Some(("m1-max-32c-64gb".into(), false)));
+        assert_eq!(id("GeForce RTX 4080 SUPER 16GB"), Some(("rtx4080-super".into(), false)));
+        assert_eq!(id("AMD Instinct MI355X OAM 288GB"), Some(("mi355x".into(), false)));
+        // The variant left open: the most common one, with a note saying so.
+        assert_eq!(id("NVIDIA H100 (variant not stated)"), Some(("h100-sxm".into(), true)));
+        assert_eq!(id("Apple M3 Max"), Some(("m3-max".into(), false)));
+        assert_eq!(id("Apple M3 Max (variant not stated)"), Some(("m3-max".into(), true)));
+        assert_eq!(id("NVIDIA A100 PCIe"), Some(("a100-80gb-pcie".into(), false)));
+        // A memory size the chip never had is not matched.
+        assert_eq!(id("NVIDIA H100 SXM 24GB"), None);
+        assert_eq!(id("NVIDIA RTX 4070"), None);
+        for g in ["gb200", "b300", "mi325x", "l4", "a10g", "t4", "p40", "rtx3090ti", "rtx4080", "rtx5080"] {
+            let gpu = c.gpu(g).unwrap_or_else(|| panic!("missing GPU {g}"));
+            assert!(!gpu.source.is_empty() && gpu.memory_bw_gbs > 0.0 && gpu.fp16_tflops > 0.0, "{g}");
+        }
+    }
+
+    #[test]
+    fn a_prediction_says_when_the_gpu_variant_was_assumed() {
+        let c = Catalog::embedded().unwrap();
+        let spec = crate::DeploymentSpec {
+            gpu: "NVIDIA H100 80GB (variant not stated)".into(),
+            model: "llama-3.1-8b".into(),
+            quant: "fp8".into(),
+            ..crate::DeploymentSpec::default()
+        };
+        let d = crate::Deployment::resolve(&c, &spec).unwrap();
+        let p = crate::predict(&d, crate::Workload { input_tokens: 100, output_tokens: 100 }, &[1]);
+        assert_eq!(p.notes.len(), 1);
+        assert!(p.notes[0].contains("H100 SXM"), "{:?}", p.notes);
+    }
+
+    #[test]
+    fn every_model_has_a_config_and_the_stated_figures_agree_with_it() {
+        let c = Catalog::embedded().unwrap();
+        assert!(c.models.len() >= 50, "{} models", c.models.len());
+        let text = MODELS_TOML;
+        let entries: ModelFile = toml::from_str(text).unwrap();
+        for e in entries.model {
+            let cfg = e.config.clone().unwrap_or_else(|| panic!("model {} has no config", e.id));
+            let derived =
+                crate::hfconfig::model_from_config(&e.id, crate::hfconfig::embedded_config(&cfg).unwrap(), &cfg)
+                    .unwrap();
+            let m = c.model(&e.id).unwrap();
+            assert_eq!(
+                (m.layers, m.hidden, m.kv_heads, m.head_dim),
+                (derived.layers, derived.hidden, derived.kv_heads, derived.head_dim),
+                "{}",
+                e.id
+            );
+            assert_eq!((m.experts, m.experts_per_token), (derived.experts, derived.experts_per_token), "{}", e.id);
+            let rel = (m.params_total_b - derived.params_total_b).abs() / m.params_total_b;
+            assert!(rel < 0.04, "{}: stated {} B, config gives {} B", e.id, m.params_total_b, derived.params_total_b);
+        }
+        for m in [
+            "qwen3-14b",
+            "qwen3-32b",
+            "codellama-34b",
+            "mixtral-8x22b",
+            "llama-3.1-405b",
+            "llama-4-scout",
+            "gemma-3-27b",
+            "mistral-small-24b",
+            "deepseek-v3",
+            "gpt-oss-20b",
+            "gpt-oss-120b",
+        ] {
+            assert!(c.model(m).is_some(), "missing model {m}");
+        }
+    }
+
+    #[test]
+    fn models_resolve_from_hub_ids_spellings_and_config_files() {
+        let c = Catalog::embedded().unwrap();
+        assert_eq!(c.model("meta-llama/Llama-3.1-8B-Instruct").unwrap().id, "llama-3.1-8b");
+        assert_eq!(c.model("Qwen/Qwen3-14B-FP8").unwrap().id, "qwen3-14b");
+        assert_eq!(c.model("google/gemma-3-27b-it").unwrap().id, "gemma-3-27b");
+        assert_eq!(c.model("unsloth/Mistral-Small-24B-Instruct-2501-GGUF").unwrap().id, "mistral-small-24b");
+        assert!(c.model("acme/NotAModel-7B").is_none());
+
+        let dir = std::env::temp_dir().join(format!("fleetbench-sim-hfcfg-{}", std::process::id()));
+        let model_dir = dir.join("Qwen3-14B");
+        std::fs::create_dir_all(&model_dir).unwrap();
+        let cfg = model_dir.join("config.json");
+        std::fs::write(&cfg, crate::hfconfig::embedded_config("qwen3-14b.json").unwrap()).unwrap();
+        let m = c.resolve_model(cfg.to_str().unwrap(), None).unwrap();
+        assert_eq!(m.id, "Qwen3-14B");
+        assert_eq!(
+            m,
+            crate::hfconfig::model_from_config(
+                "Qwen3-14B",
+                crate::hfconfig::embedded_config("qwen3-14b.json").unwrap(),
+                &cfg.display().to_string()
+            )
+            .unwrap()
+        );
+        let spec = crate::DeploymentSpec {
+            gpu: "h100-sxm".into(),
+            model: cfg.display().to_string(),
+            quant: "fp8".into(),
+            ..crate::DeploymentSpec::default()
+        };
+        let d = crate::Deployment::resolve(&c, &spec).unwrap();
+        let shipped =
+            crate::Deployment::resolve(&c, &crate::DeploymentSpec { model: "qwen3-14b".into(), ..spec }).unwrap();
+        assert!((d.weight_bytes - shipped.weight_bytes).abs() < 1.0);
+        let e = c.resolve_model(dir.join("missing.json").to_str().unwrap(), None).unwrap_err().to_string();
+        assert!(e.contains("missing.json"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

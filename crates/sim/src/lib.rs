@@ -1,6 +1,7 @@
 //! fleetbench-sim: what an LLM deployment would do, without the GPU.
 //!
 //! - [`catalog`]: GPUs, models, quantizations, engines, interconnects (TOML).
+//! - [`hfconfig`]: a model from its Hugging Face config.json.
 //! - [`perf`]: the per-step cost model and steady-state predictions.
 //! - [`calibration`]: measured rows, placement in the catalog, validation.
 //! - [`engine`]: the discrete-event continuous-batching engine.
@@ -11,6 +12,7 @@ pub mod calibration;
 pub mod catalog;
 pub mod engine;
 pub mod fixed;
+pub mod hfconfig;
 pub mod listing;
 pub mod perf;
 pub mod replay;

@@ -124,9 +124,10 @@ pub fn prediction_text(d: &crate::Deployment, p: &crate::Prediction, input: u32,
             format!("{:.0}", l.power_w),
         ]);
     }
+    let notes: String = p.notes.iter().map(|n| format!("note: {n}\n")).collect();
     format!(
         "{} x {} ({}), {} in {}, {}; {input} in / {output} out tokens\n\
-         weights {:.1} GB, KV cache {:.0} tokens ({:.0} KB/token), max_num_seqs {}\n{}",
+         weights {:.1} GB, KV cache {:.0} tokens ({:.0} KB/token), max_num_seqs {}\n{notes}{}",
         d.count,
         d.gpu.name,
         d.interconnect.name,

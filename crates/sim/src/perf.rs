@@ -102,6 +102,9 @@ pub struct Deployment {
     pub kv_bytes_per_token: f64,
     /// Tokens of context the KV cache holds, all GPUs together.
     pub kv_capacity_tokens: f64,
+    /// What resolving the names assumed (a GPU variant not stated, ...).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     // Per-step read sizes.
     dense_read_bytes: f64,
     expert_bytes_each: f64,
@@ -174,7 +177,9 @@ fn default_link(gpu: &Gpu) -> &'static str {
         "hopper" => "nvlink4",
         "blackwell" => "nvlink5",
         "ampere-hbm" => "nvswitch3",
-        "cdna3" => "xgmi",
+        "cdna3" | "cdna4" => "xgmi",
+        // Servers of those generations are PCIe 3.0 hosts.
+        "volta" | "turing" | "pascal" => "pcie3",
         _ => "pcie4",
     }
 }
@@ -193,8 +198,13 @@ impl Deployment {
         if spec.count == 0 {
             return Err(SimError::Invalid("GPU count must be at least 1".into()));
         }
-        let gpu = catalog.require_gpu(&spec.gpu)?.clone();
-        let model = catalog.require_model(&spec.model)?.clone();
+        let (gpu, gpu_note) = match catalog.gpu_match(&spec.gpu) {
+            Some((g, note)) => (g.clone(), note),
+            None => {
+                return Err(catalog.require_gpu(&spec.gpu).err().unwrap_or_else(|| SimError::Invalid(spec.gpu.clone())))
+            }
+        };
+        let model = catalog.resolve_model(&spec.model, None)?;
         let engine = catalog.require_engine(&spec.engine)?.clone();
         let interconnect = if spec.count <= 1 {
             catalog.require_interconnect("none")?.clone()
@@ -214,7 +224,10 @@ impl Deployment {
         } else {
             Parallelism::Tensor
         });
-        Deployment::build(gpu, spec.count, interconnect, model, quant, engine, parallelism, spec.max_num_seqs)
+        let mut d =
+            Deployment::build(gpu, spec.count, interconnect, model, quant, engine, parallelism, spec.max_num_seqs)?;
+        d.notes.extend(gpu_note);
+        Ok(d)
     }
 
     /// Sizes a deployment from catalog entries.
@@ -269,6 +282,7 @@ impl Deployment {
             weight_bytes,
             kv_bytes_per_token,
             kv_capacity_tokens,
+            notes: Vec::new(),
             dense_read_bytes,
             expert_bytes_each,
         })
@@ -442,6 +456,9 @@ pub struct Level {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Prediction {
     pub levels: Vec<Level>,
+    /// What resolving the deployment assumed (e.g. a GPU variant not stated).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl Prediction {
@@ -499,7 +516,7 @@ pub fn predict_level(d: &Deployment, w: Workload, c: u32) -> Level {
 
 /// Predictions for each concurrency level.
 pub fn predict(d: &Deployment, w: Workload, concurrency: &[u32]) -> Prediction {
-    Prediction { levels: concurrency.iter().map(|&c| predict_level(d, w, c)).collect() }
+    Prediction { levels: concurrency.iter().map(|&c| predict_level(d, w, c)).collect(), notes: d.notes.clone() }
 }
 
 #[cfg(test)]

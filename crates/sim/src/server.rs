@@ -542,16 +542,32 @@ async fn serve(state: Arc<AppState>, body: Bytes, chat: bool) -> Response {
         return ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
     }
     let n = pieces.len();
+    let shape = ChunkShape::of(&state.cfg.deployment.engine.id);
     let model = p.model.clone();
     let include_usage = p.include_usage;
-    let chunk = move |content: Option<&str>, role: bool, finish: Option<&str>| -> Bytes {
+    let chunk = move |delta: Delta<'_>, finish: Option<&str>| -> Bytes {
         let choice = if chat {
-            let delta = if role { json!({"role": "assistant"}) } else { json!({"content": content.unwrap_or("")}) };
-            json!({"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish})
+            let delta = match delta {
+                Delta::Role => json!({"role": "assistant", "content": shape.role_content()}),
+                Delta::Content(text) => json!({"content": text}),
+                Delta::Empty => json!({}),
+            };
+            let mut c = json!({"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish});
+            if shape == ChunkShape::Sglang {
+                c["matched_stop"] = Value::Null;
+            }
+            c
         } else {
-            json!({"index": 0, "text": content.unwrap_or(""), "logprobs": null, "finish_reason": finish})
+            let text = match delta {
+                Delta::Content(text) => text,
+                _ => "",
+            };
+            json!({"index": 0, "text": text, "logprobs": null, "finish_reason": finish})
         };
-        let v = json!({"id": rid, "object": object, "created": created, "model": model, "choices": [choice]});
+        let mut v = json!({"id": rid, "object": object, "created": created, "model": model, "choices": [choice]});
+        if shape == ChunkShape::Sglang {
+            v["usage"] = Value::Null;
+        }
         Bytes::from(format!("data: {v}\n\n"))
     };
     let usage_chunk = {
@@ -559,19 +575,31 @@ async fn serve(state: Arc<AppState>, body: Bytes, chat: bool) -> Response {
         Bytes::from(format!("data: {v}\n\n"))
     };
     let (body_tx, body_rx) = mpsc::unbounded_channel::<Result<Bytes, Infallible>>();
-    if chat {
-        let _ = body_tx.send(Ok(chunk(None, true, None)));
-    }
     tokio::spawn(async move {
         // Own the whole guard here: a hang-up ends this task and aborts.
         let mut guard = guard;
+        let mut first = true;
         while let Some(msg) = rx.recv().await {
             match msg {
                 TokenMsg::Token { index } => {
+                    // The role chunk goes out with the first token, as the
+                    // real engines send it: a client timing its first chunk
+                    // then measures the prefill, not the connection.
+                    if chat && first && body_tx.send(Ok(chunk(Delta::Role, None))).is_err() {
+                        return;
+                    }
+                    first = false;
                     let i = index as usize;
                     let last = i + 1 >= n;
                     let text = pieces.get(i).map(String::as_str).unwrap_or("");
-                    if body_tx.send(Ok(chunk(Some(text), false, last.then_some(finish_reason)))).is_err() {
+                    let finish = (last && !shape.separate_finish()).then_some(finish_reason);
+                    if body_tx.send(Ok(chunk(Delta::Content(text), finish))).is_err() {
+                        return;
+                    }
+                    if last
+                        && shape.separate_finish()
+                        && body_tx.send(Ok(chunk(Delta::Empty, Some(finish_reason)))).is_err()
+                    {
                         return;
                     }
                 }
@@ -667,6 +695,45 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
         }
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// One streamed chunk's delta.
+#[derive(Clone, Copy)]
+enum Delta<'a> {
+    Role,
+    Content(&'a str),
+    Empty,
+}
+
+/// Whose chunk shapes the stream copies: vLLM's (also TensorRT-LLM's
+/// `trtllm-serve` and ExLlamaV2's OpenAI front ends), SGLang's (extra
+/// `matched_stop` and `usage: null` keys) or llama.cpp's server (role chunk
+/// with `content: null`, finish reason in a chunk of its own with an empty
+/// delta). Every engine sends the role chunk with the first token.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum ChunkShape {
+    Vllm,
+    Sglang,
+    LlamaCpp,
+}
+
+impl ChunkShape {
+    fn of(engine_id: &str) -> ChunkShape {
+        match engine_id {
+            "sglang" => ChunkShape::Sglang,
+            "llamacpp" => ChunkShape::LlamaCpp,
+            _ => ChunkShape::Vllm,
+        }
+    }
+    fn role_content(self) -> Value {
+        match self {
+            ChunkShape::LlamaCpp => Value::Null,
+            _ => Value::String(String::new()),
+        }
+    }
+    fn separate_finish(self) -> bool {
+        self == ChunkShape::LlamaCpp
+    }
 }
 
 /// Cuts a scripted answer into token-sized pieces the way a BPE tokenizer

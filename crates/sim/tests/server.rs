@@ -60,7 +60,7 @@ async fn streaming_chat_has_role_chunk_tokens_usage_and_done() {
     let events = sse_events(resp).await;
     assert_eq!(events.last().unwrap().1, "[DONE]");
     let first: Value = serde_json::from_str(&events[0].1).unwrap();
-    assert_eq!(first["choices"][0]["delta"], json!({"role": "assistant"}));
+    assert_eq!(first["choices"][0]["delta"], json!({"role": "assistant", "content": ""}));
     let mut tokens = 0;
     let mut usage = None;
     let mut finish = None;

@@ -1,0 +1,238 @@
+//! A model from its Hugging Face `config.json`: the architecture figures the
+//! performance model needs (layers, widths, KV heads and head size, MLA
+//! latent, experts, sliding-window layers) and the parameter counts derived
+//! from them. Understands the config layouts of Llama (2, 3, 4), Qwen2/2.5,
+//! Qwen3 (dense and MoE), Mistral/Mixtral, DeepSeek-V2/V3 (MLA, shared
+//! experts, leading dense layers), gpt-oss, Gemma 2/3 and Phi-3/3.5/4;
+//! multimodal configs are read from their `text_config`.
+
+use serde_json::Value;
+
+use crate::catalog::Model;
+use crate::SimError;
+
+/// The model configs shipped in `crates/sim/data/models/`, by file name.
+pub const EMBEDDED_CONFIGS: &[(&str, &str)] = &include!("../data/models/index.rs.in");
+
+/// The text of a shipped config, by file name ("qwen3-14b.json").
+pub fn embedded_config(file: &str) -> Option<&'static str> {
+    EMBEDDED_CONFIGS.iter().find(|(f, _)| *f == file).map(|(_, t)| *t)
+}
+
+fn bad(source: &str, why: impl Into<String>) -> SimError {
+    SimError::Catalog { file: source.to_string(), message: why.into() }
+}
+
+/// Reads a `config.json` text into a catalog model named `id`. `source`
+/// names the file in errors and becomes the entry's source.
+pub fn model_from_config(id: &str, text: &str, source: &str) -> Result<Model, SimError> {
+    let root: Value = serde_json::from_str(text).map_err(|e| bad(source, format!("not a JSON model config: {e}")))?;
+    let c = root.get("text_config").filter(|v| v.is_object()).unwrap_or(&root);
+    let num = |key: &str| -> Option<f64> { c.get(key).and_then(Value::as_f64).or_else(|| root.get(key)?.as_f64()) };
+    let need = |key: &str| -> Result<f64, SimError> {
+        num(key).filter(|v| *v > 0.0).ok_or_else(|| {
+            bad(source, format!("'{key}' is missing; a Hugging Face config.json of a decoder model states it"))
+        })
+    };
+    let layers = num("num_hidden_layers").or_else(|| num("n_layer")).ok_or_else(|| {
+        bad(source, "'num_hidden_layers' is missing; a Hugging Face config.json of a decoder model states it")
+    })?;
+    let hidden = need("hidden_size")?;
+    let heads = need("num_attention_heads")?;
+    let kv_heads = num("num_key_value_heads").filter(|v| *v > 0.0).unwrap_or(heads);
+    // MLA configs give per-head widths instead: the attention's head size
+    // is the non-rotary query/key width (128 in DeepSeek-V2/V3).
+    let head_dim = num("head_dim")
+        .filter(|v| *v > 0.0)
+        .or_else(|| num("kv_lora_rank").and(num("qk_nope_head_dim")))
+        .unwrap_or(hidden / heads);
+    let vocab = need("vocab_size")?;
+    let inter = num("intermediate_size").unwrap_or(4.0 * hidden);
+    let tied = c
+        .get("tie_word_embeddings")
+        .or_else(|| root.get("tie_word_embeddings"))
+        .and_then(Value::as_bool)
+        .unwrap_or(matches!(model_type(c).as_str(), "gemma2" | "gemma3_text" | "gemma3" | "gemma"));
+
+    // Attention weights per layer, and the KV elements each layer stores.
+    let kv_lora = num("kv_lora_rank").filter(|v| *v > 0.0);
+    let (attn, kv_elems_per_layer) = if let Some(kv_lora) = kv_lora {
+        // Multi-head latent attention: the cache holds the compressed
+        // latent plus the shared rotary key.
+        let rope = num("qk_rope_head_dim").unwrap_or(64.0);
+        let nope = num("qk_nope_head_dim").unwrap_or(128.0);
+        let v_dim = num("v_head_dim").unwrap_or(128.0);
+        let q = match num("q_lora_rank").filter(|v| *v > 0.0) {
+            Some(r) => hidden * r + r * heads * (nope + rope),
+            None => hidden * heads * (nope + rope),
+        };
+        let kv = hidden * (kv_lora + rope) + kv_lora * heads * (nope + v_dim);
+        (q + kv + heads * v_dim * hidden, Some(kv_lora + rope))
+    } else {
+        (hidden * head_dim * (2.0 * heads + 2.0 * kv_heads), None)
+    };
+
+    // Experts.
+    let experts =
+        num("n_routed_experts").or_else(|| num("num_local_experts")).or_else(|| num("num_experts")).unwrap_or(0.0);
+    let k = num("num_experts_per_tok").or_else(|| num("experts_per_token")).unwrap_or(0.0);
+    let moe = experts > 1.0 && k > 0.0;
+    let expert_inter = num("moe_intermediate_size").unwrap_or(inter);
+    let gated = 3.0 * hidden; // gate, up and down projections
+    let mut shared_experts = num("n_shared_experts").unwrap_or(0.0);
+    let mut shared_params = shared_experts * gated * expert_inter;
+    if let Some(s) = num("shared_expert_intermediate_size").filter(|v| *v > 0.0) {
+        // Qwen2-MoE: one shared expert of its own width.
+        shared_experts = shared_experts.max(1.0);
+        shared_params = gated * s;
+    }
+    let mut dense_inter = inter;
+    let mut moe_layers = if moe { layers } else { 0.0 };
+    match model_type(c).as_str() {
+        "llama4_text" | "llama4" => {
+            // One shared expert as wide as a routed one on every MoE layer;
+            // with interleaving the other layers are dense.
+            shared_experts = 1.0;
+            shared_params = gated * expert_inter;
+            dense_inter = num("intermediate_size_mlp").unwrap_or(inter);
+            let step = num("interleave_moe_layer_step").unwrap_or(1.0).max(1.0);
+            moe_layers = (layers / step).floor();
+        }
+        _ if moe => {
+            let first_dense = num("first_k_dense_replace").unwrap_or(0.0);
+            let freq = num("moe_layer_freq").or_else(|| num("decoder_sparse_step")).unwrap_or(1.0).max(1.0);
+            let sparse_only = c.get("mlp_only_layers").and_then(Value::as_array).map(|a| a.len() as f64).unwrap_or(0.0);
+            moe_layers = ((layers - first_dense) / freq).floor() - sparse_only;
+        }
+        _ => {}
+    }
+    let dense_layers = layers - moe_layers;
+    let routed_total = moe_layers * experts * gated * expert_inter;
+    let per_moe_layer_fixed = shared_params + hidden * experts;
+    let embeddings = vocab * hidden * if tied { 1.0 } else { 2.0 };
+    let total = layers * attn
+        + dense_layers * gated * dense_inter
+        + moe_layers * per_moe_layer_fixed
+        + routed_total
+        + embeddings
+        + layers * 2.0 * hidden;
+    let active = if moe { total - routed_total * (1.0 - k / experts) } else { total };
+
+    // Sliding-window layers: explicit layer types (gpt-oss, newer Gemma and
+    // Qwen configs), Gemma 3's pattern (N−1 of every N), Gemma 2's
+    // alternation, or every layer (Mistral v0.1, Phi-3) when a window is
+    // set and not switched off.
+    let window = num("sliding_window").unwrap_or(0.0);
+    let sliding_off = c.get("use_sliding_window").and_then(Value::as_bool) == Some(false);
+    let sliding_layers = if window <= 0.0 || sliding_off {
+        0.0
+    } else if let Some(types) = c.get("layer_types").and_then(Value::as_array) {
+        types.iter().filter(|t| t.as_str() == Some("sliding_attention")).count() as f64
+    } else if let Some(p) = num("sliding_window_pattern").filter(|p| *p > 1.0) {
+        layers - (layers / p).floor()
+    } else if model_type(c) == "gemma2" {
+        (layers / 2.0).ceil()
+    } else {
+        layers
+    };
+    let max_context = num("max_position_embeddings").unwrap_or(32768.0).min(u32::MAX as f64);
+
+    let u = |v: f64| v.round().clamp(0.0, u32::MAX as f64) as u32;
+    Ok(Model {
+        id: id.to_string(),
+        name: id.to_string(),
+        aliases: Vec::new(),
+        layers: u(layers),
+        hidden: u(hidden),
+        heads: u(heads),
+        kv_heads: u(kv_heads),
+        head_dim: u(head_dim),
+        vocab: u(vocab),
+        params_total_b: total / 1e9,
+        params_active_b: active / 1e9,
+        experts: if moe { u(experts) } else { 0 },
+        experts_per_token: if moe { u(k) } else { 0 },
+        shared_experts: u(shared_experts),
+        tied_embeddings: tied,
+        kv_elems_per_layer: kv_elems_per_layer.map(u),
+        max_context: u(max_context),
+        sliding_window: if sliding_layers > 0.0 { u(window) } else { 0 },
+        sliding_layers: u(sliding_layers),
+        source: source.to_string(),
+    })
+}
+
+fn model_type(c: &Value) -> String {
+    c.get("model_type").and_then(Value::as_str).unwrap_or("").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shipped(file: &str) -> Model {
+        model_from_config(file, embedded_config(file).unwrap(), file).unwrap()
+    }
+
+    /// Total and active parameters derived from the shipped configs against
+    /// the model cards' figures (billions).
+    #[test]
+    fn derived_parameter_counts_match_the_model_cards() {
+        for (file, total, active) in [
+            ("llama-3.1-8b.json", 8.03, 8.03),
+            ("llama-3.1-70b.json", 70.6, 70.6),
+            ("llama-3.1-405b.json", 405.9, 405.9),
+            ("qwen3-14b.json", 14.8, 14.8),
+            ("qwen3-32b.json", 32.8, 32.8),
+            ("qwen3-30b-a3b.json", 30.5, 3.3),
+            ("qwen3-235b-a22b.json", 235.0, 22.0),
+            ("mixtral-8x7b.json", 46.7, 12.9),
+            ("mixtral-8x22b.json", 141.0, 39.0),
+            ("deepseek-v3.json", 671.0, 37.0),
+            ("deepseek-v2-lite.json", 15.7, 2.4),
+            ("llama-4-scout.json", 109.0, 17.0),
+            ("llama-4-maverick.json", 400.0, 17.0),
+            ("gpt-oss-120b.json", 116.8, 5.1),
+            ("codellama-34b.json", 33.7, 33.7),
+            ("mistral-small-24b.json", 23.6, 23.6),
+            ("gemma-3-27b.json", 27.0, 27.0),
+            ("phi-4.json", 14.7, 14.7),
+        ] {
+            let m = shipped(file);
+            let err = |got: f64, want: f64| (got - want).abs() / want;
+            assert!(err(m.params_total_b, total) < 0.04, "{file}: total {} B, card {total} B", m.params_total_b);
+            // Some cards (gpt-oss, DeepSeek-V2-Lite) leave the input
+            // embedding, a table look-up, out of "active".
+            let without_embedding = m.params_active_b - m.embedding_params() / 1e9;
+            assert!(
+                err(m.params_active_b, active) < 0.06 || err(without_embedding, active) < 0.06,
+                "{file}: active {} B ({without_embedding} B without the input embedding), card {active} B",
+                m.params_active_b
+            );
+        }
+    }
+
+    #[test]
+    fn kv_layout_follows_the_attention_kind() {
+        let ds = shipped("deepseek-v3.json");
+        assert_eq!(ds.kv_elems_per_layer, Some(576));
+        assert_eq!((ds.experts, ds.experts_per_token, ds.shared_experts), (256, 8, 1));
+        let l = shipped("llama-3.1-8b.json");
+        assert_eq!((l.kv_heads, l.head_dim, l.kv_elems_per_layer), (8, 128, None));
+        let g = shipped("gemma-3-27b.json");
+        assert_eq!((g.layers, g.sliding_window, g.sliding_layers), (62, 1024, 52));
+        let o = shipped("gpt-oss-20b.json");
+        assert_eq!((o.sliding_window, o.sliding_layers, o.head_dim), (128, 12, 64));
+        let q = shipped("qwen2.5-7b.json");
+        assert_eq!(q.sliding_layers, 0, "use_sliding_window false");
+        let m = shipped("mistral-7b-v0.1.json");
+        assert_eq!(m.sliding_layers, 32);
+    }
+
+    #[test]
+    fn a_config_without_layers_says_what_is_missing() {
+        let e = model_from_config("x", r#"{"hidden_size": 10}"#, "cfg.json").unwrap_err().to_string();
+        assert!(e.contains("num_hidden_layers") && e.contains("cfg.json"), "{e}");
+        assert!(model_from_config("x", "not json", "cfg.json").is_err());
+    }
+}
