@@ -364,7 +364,7 @@ fn lex_string(src: &str, start: usize) -> Result<(String, usize), PromqlError> {
                 Some((_, 't')) => out.push('\t'),
                 Some((_, 'r')) => out.push('\r'),
                 Some((_, c @ ('\\' | '"' | '\''))) => out.push(c),
-                Some((o, c)) => return perr(start + 1 + o, format!("unknown escape sequence '\\{c}'")),
+                Some((_, c)) => return perr(start + 1 + off, format!("unknown escape sequence '\\{c}'")),
                 None => break,
             }
         } else {
@@ -668,6 +668,9 @@ impl Parser<'_> {
                     d / 1000,
                     self.limits.max_range_ms / 1000
                 )));
+            }
+            if matches!(self.peek(), Tok::Ident(k) if k.starts_with(':')) {
+                return perr(self.pos(), "subqueries are not supported");
             }
             self.expect(Tok::RBracket, "']'")?;
             e = Expr::Range(sel, d);

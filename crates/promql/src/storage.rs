@@ -205,7 +205,7 @@ mod tests {
         assert_eq!(s.series().len(), 1);
         let series = &s.series()[0];
         assert_eq!(series.labels, vec![("__name__".into(), "x".into()), ("a".into(), "q\"b".into())]);
-        assert_eq!(series.samples[0], (10_000, series.samples[0].1));
+        assert_eq!(series.samples[0].0, 10_000);
         assert!(series.samples[0].1.is_nan());
         assert_eq!(series.samples[1], (10_250, 1.5));
     }
