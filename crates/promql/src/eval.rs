@@ -96,7 +96,20 @@ struct Ctx<'a> {
     selected: HashMap<*const Selector, Vec<usize>>,
 }
 
+/// Query times are bounded so that no time arithmetic can overflow.
+const MAX_ABS_TIME_MS: i64 = 1 << 52;
+
+fn check_time(what: &str, t: i64) -> Result<(), PromqlError> {
+    if !(-MAX_ABS_TIME_MS..=MAX_ABS_TIME_MS).contains(&t) {
+        return Err(PromqlError::Eval(format!(
+            "{what} {t} ms is out of range (at most {MAX_ABS_TIME_MS} ms either side of 1970)"
+        )));
+    }
+    Ok(())
+}
+
 pub(crate) fn instant(storage: &Storage, query: &str, t: i64, limits: &Limits) -> Result<QueryResult, PromqlError> {
+    check_time("time", t)?;
     let expr = parse_with(query, limits)?;
     let mut ctx = Ctx { storage, limits, samples_read: 0, selected: HashMap::new() };
     Ok(match ctx.eval(&expr, t)? {
@@ -120,13 +133,15 @@ pub(crate) fn range(
     step: i64,
     limits: &Limits,
 ) -> Result<QueryResult, PromqlError> {
+    check_time("start", start)?;
+    check_time("end", end)?;
     if step <= 0 {
         return Err(PromqlError::Eval("step must be positive".into()));
     }
     if end < start {
         return Err(PromqlError::Eval("end timestamp must not be before start time".into()));
     }
-    let points = (end - start) / step + 1;
+    let points = (end - start) / step.min(MAX_ABS_TIME_MS) + 1;
     if points > limits.max_points as i64 {
         return Err(PromqlError::Limit(format!(
             "range query has {points} points per series, at most {} allowed (raise the step)",
@@ -159,7 +174,10 @@ pub(crate) fn range(
             }
             Val::Matrix(_) => return Err(PromqlError::Eval("range vector in a range query".into())),
         }
-        t += step;
+        t = match t.checked_add(step) {
+            Some(n) => n,
+            None => break,
+        };
     }
     let mut m: Vec<RangeSeries> = out.into_iter().map(|(labels, values)| RangeSeries { labels, values }).collect();
     m.sort_by(|a, b| a.labels.cmp(&b.labels));

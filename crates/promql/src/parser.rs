@@ -536,6 +536,7 @@ impl Parser<'_> {
 
     fn expr(&mut self, min_prec: u8) -> Result<Expr, PromqlError> {
         self.enter()?;
+        let entered = self.depth;
         let mut lhs = self.unary()?;
         loop {
             if let Tok::Ident(k) = self.peek() {
@@ -548,6 +549,8 @@ impl Parser<'_> {
             if prec < min_prec {
                 break;
             }
+            // Each operator of a chain nests the tree one level deeper.
+            self.enter()?;
             let pos = self.next().0;
             let mut return_bool = false;
             if matches!(self.peek(), Tok::Ident(k) if k == "bool") {
@@ -575,7 +578,7 @@ impl Parser<'_> {
             let rhs = self.expr(next_min)?;
             lhs = self.check_binary(op, lhs, rhs, return_bool, matching, pos)?;
         }
-        self.depth -= 1;
+        self.depth = entered - 1;
         Ok(lhs)
     }
 

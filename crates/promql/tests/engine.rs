@@ -96,9 +96,9 @@ fn parser_accepts_the_supported_forms() {
         "t > bool on(node, gpu) lim",
         "t / ignoring(gpu) lim",
         "-(1 + 2) * 3 ^ 2 % 4",
-        "c offset -1m",
         "Inf + NaN - 1e3 + .5",
         "c{job=`raw\\d`}",
+        "c offset -1m",
     ] {
         assert!(parse(q).is_ok(), "{q}: {:?}", parse(q).err());
     }
@@ -120,6 +120,12 @@ fn bounds_are_enforced() {
     assert!(matches!(parse(heavy), Err(PromqlError::Parse { pos: 7, .. })), "{:?}", parse(heavy));
     assert!(matches!(parse("c[30d]"), Err(PromqlError::Limit(m)) if m.contains("range at position 2")));
     assert!(matches!(parse("c offset 8w"), Err(PromqlError::Limit(_))));
+    let chain = vec!["c"; 100].join(" + ");
+    assert!(matches!(parse(&chain), Err(PromqlError::Limit(m)) if m.contains("nests deeper")));
+    assert!(parse(&vec!["c"; 40].join(" + ")).is_ok());
+    assert!(matches!(promql_query(&s, "c", i64::MAX), Err(PromqlError::Eval(m)) if m.contains("out of range")));
+    assert!(matches!(promql_range(&s, "c", i64::MIN, i64::MAX, i64::MAX), Err(PromqlError::Eval(_))));
+    assert!(promql_range(&s, "c", 0, 1 << 52, 1 << 52).is_ok());
     assert!(matches!(parse("c[99999999999999y]"), Err(PromqlError::Parse { .. })));
     let points = promql_range(&s, "c", 0, 20_000_000, 1000);
     assert!(matches!(points, Err(PromqlError::Limit(m)) if m.contains("20001 points")));
@@ -276,4 +282,29 @@ fn vector_in(s: &Storage, q: &str, t: i64) -> f64 {
         Ok(QueryResult::Vector(_, v)) if v.len() == 1 => v[0].value,
         other => panic!("{q}: {other:?}"),
     }
+}
+
+/// Every prefix of every committed query, and each with a token spliced in,
+/// evaluates to an answer or an error, never a panic.
+#[test]
+fn mangled_queries_never_panic() {
+    let s = storage();
+    let text = include_str!("data/queries.txt");
+    let mut tried = 0;
+    let mut errors = 0;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((_, q)) = line.split_once(" | ") else { continue };
+        let cuts: Vec<usize> = (0..=q.len()).filter(|&i| q.is_char_boundary(i)).collect();
+        for &i in &cuts {
+            for insert in ["", "(", ")", "[5m]", "{", "}", "\"", "-", " by (x) ", ",", " offset 1m", "1e308", "~"] {
+                let m = format!("{}{insert}{}", &q[..i], if insert.is_empty() { "" } else { &q[i..] });
+                tried += 1;
+                if promql_query(&s, &m, 40_000).is_err() {
+                    errors += 1;
+                }
+            }
+        }
+    }
+    assert!(tried > 10_000, "{tried}");
+    assert!(errors > tried / 4 && errors < tried, "{errors} errors of {tried}");
 }
