@@ -246,6 +246,8 @@ impl Ctx<'_> {
                 }
             }
         }
+        // Prometheus reads a block's series in label order; topk/bottomk ties depend on it.
+        out.sort_by(|&a, &b| self.storage.series()[a].labels.cmp(&self.storage.series()[b].labels));
         self.selected.insert(key, out.clone());
         Ok(out)
     }
@@ -617,23 +619,63 @@ fn aggregate(op: AggOp, k: Option<f64>, v: Vec<Sample>, g: &Grouping) -> Result<
                 if k < 1 {
                     return Ok(Vec::new());
                 }
-                let mut members = members;
-                // NaN ranks last either way.
-                members.sort_by(|a, b| {
-                    use std::cmp::Ordering;
-                    match (a.value.is_nan(), b.value.is_nan()) {
-                        (true, true) => Ordering::Equal,
-                        (true, false) => Ordering::Greater,
-                        (false, true) => Ordering::Less,
-                        _ if op == AggOp::Topk => b.value.total_cmp(&a.value),
-                        _ => a.value.total_cmp(&b.value),
+                let top = op == AggOp::Topk;
+                // Prometheus keeps a binary heap of the k best so far; on ties
+                // the heap's shape decides which series stay, so do the same.
+                let worse = |a: f64, b: f64| a.is_nan() || if top { a < b } else { a > b };
+                let mut heap: Vec<Sample> = Vec::with_capacity((k as usize).min(members.len()));
+                for s in members {
+                    if (heap.len() as i64) < k {
+                        heap.push(s);
+                        let mut j = heap.len() - 1;
+                        while j > 0 {
+                            let i = (j - 1) / 2;
+                            if !worse(heap[j].value, heap[i].value) {
+                                break;
+                            }
+                            heap.swap(i, j);
+                            j = i;
+                        }
+                    } else if heap_replaces(heap[0].value, s.value, top) {
+                        heap[0] = s;
+                        if k > 1 {
+                            sift_down(&mut heap, &worse);
+                        }
                     }
-                });
-                out.extend(members.into_iter().take(k as usize));
+                }
+                out.extend(heap);
                 continue;
             }
         };
         out.push(Sample { labels: key, value });
     }
     Ok(out)
+}
+
+/// Whether a new sample displaces the heap's worst (Prometheus's test: strictly
+/// better, or the worst is NaN and the new one is not).
+fn heap_replaces(worst: f64, new: f64, top: bool) -> bool {
+    (if top { worst < new } else { worst > new }) || (worst.is_nan() && !new.is_nan())
+}
+
+/// Restores the heap after its root was replaced (Go's `container/heap.Fix(h, 0)`:
+/// down, and up when it did not move, which for the root is a no-op).
+fn sift_down(heap: &mut [Sample], worse: &dyn Fn(f64, f64) -> bool) {
+    let n = heap.len();
+    let mut i = 0;
+    loop {
+        let j1 = 2 * i + 1;
+        if j1 >= n {
+            break;
+        }
+        let mut j = j1;
+        if j1 + 1 < n && worse(heap[j1 + 1].value, heap[j1].value) {
+            j = j1 + 1;
+        }
+        if !worse(heap[j].value, heap[i].value) {
+            break;
+        }
+        heap.swap(i, j);
+        i = j;
+    }
 }
