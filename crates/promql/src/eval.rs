@@ -378,7 +378,7 @@ impl Ctx<'_> {
                         as f64)
                 }
                 Func::Resets => Some(p.windows(2).filter(|w| w[1].1 < w[0].1).count() as f64),
-                Func::AvgOverTime => Some(ksum(p.iter().map(|x| x.1)) / p.len() as f64),
+                Func::AvgOverTime => Some(mean_over_time(p)),
                 Func::SumOverTime => Some(ksum(p.iter().map(|x| x.1))),
                 Func::CountOverTime => Some(p.len() as f64),
                 Func::MinOverTime => {
@@ -434,11 +434,63 @@ fn extrapolated(p: &[(i64, f64)], range_start: i64, range_end: i64, counter: boo
     let mut interval = sampled;
     interval += if to_start < threshold { to_start } else { avg / 2.0 };
     interval += if to_end < threshold { to_end } else { avg / 2.0 };
-    result *= interval / sampled;
+    let mut factor = interval / sampled;
     if rate {
-        result /= (range_end - range_start) as f64 / 1000.0;
+        factor /= (range_end - range_start) as f64 / 1000.0;
     }
-    Some(result)
+    Some(result * factor)
+}
+
+/// Mean of a window: a compensated running mean (each step divided by the
+/// count first, so large values cannot overflow).
+fn mean_over_time(p: &[(i64, f64)]) -> f64 {
+    let (mut mean, mut c, mut count) = (0.0f64, 0.0f64, 0.0f64);
+    for &(_, v) in p {
+        count += 1.0;
+        if mean.is_infinite() {
+            if v.is_infinite() && (mean > 0.0) == (v > 0.0) {
+                continue;
+            }
+            if !v.is_infinite() && !v.is_nan() {
+                continue;
+            }
+        }
+        let inc = v / count - mean / count;
+        let t = mean + inc;
+        if mean.abs() >= inc.abs() {
+            c += (mean - t) + inc;
+        } else {
+            c += (inc - t) + mean;
+        }
+        mean = t;
+    }
+    if mean.is_infinite() {
+        mean
+    } else {
+        mean + c
+    }
+}
+
+/// Mean of a group, updated one sample at a time.
+fn running_mean(values: impl Iterator<Item = f64>) -> f64 {
+    let (mut mean, mut count) = (0.0f64, 0.0f64);
+    for v in values {
+        count += 1.0;
+        if count == 1.0 {
+            mean = v;
+            continue;
+        }
+        if mean.is_infinite() {
+            if v.is_infinite() && (mean > 0.0) == (v > 0.0) {
+                continue;
+            }
+            if !v.is_infinite() && !v.is_nan() {
+                continue;
+            }
+        }
+        mean += v / count - mean / count;
+    }
+    mean
 }
 
 /// Least-squares slope per second.
@@ -605,8 +657,9 @@ fn aggregate(op: AggOp, k: Option<f64>, v: Vec<Sample>, g: &Grouping) -> Result<
         let Some(members) = groups.remove(&key) else { continue };
         let vals = || members.iter().map(|s| s.value);
         let value = match op {
-            AggOp::Sum => ksum(vals()),
-            AggOp::Avg => ksum(vals()) / members.len() as f64,
+            // The order of operations is Prometheus's, so the last bits agree too.
+            AggOp::Sum => vals().fold(0.0, |a, v| a + v),
+            AggOp::Avg => running_mean(vals()),
             AggOp::Count => members.len() as f64,
             AggOp::Min => vals().fold(f64::NAN, |a, v| if a.is_nan() || v < a { v } else { a }),
             AggOp::Max => vals().fold(f64::NAN, |a, v| if a.is_nan() || v > a { v } else { a }),

@@ -308,3 +308,23 @@ fn mangled_queries_never_panic() {
     assert!(tried > 10_000, "{tried}");
     assert!(errors > tried / 4 && errors < tried, "{errors} errors of {tried}");
 }
+
+/// Means stay infinite (not NaN) when a series holds an infinity, as in Prometheus.
+#[test]
+fn means_with_infinities() {
+    let mut s = Storage::new();
+    for (i, v) in [1.0, f64::INFINITY, 2.0].into_iter().enumerate() {
+        s.push(l(&[("__name__", "x"), ("i", "a")]), i as i64 * 1000, v);
+        s.push(l(&[("__name__", "y"), ("i", &i.to_string())]), 0, v);
+    }
+    let value = |q: &str| match promql_query(&s, q, 2000) {
+        Ok(QueryResult::Vector(_, v)) if v.len() == 1 => v[0].value,
+        other => panic!("{q}: {other:?}"),
+    };
+    assert_eq!(value("avg_over_time(x[5s])"), f64::INFINITY);
+    assert_eq!(value("avg(y)"), f64::INFINITY);
+    assert_eq!(value("sum(y)"), f64::INFINITY);
+    assert_eq!(value("max(y)"), f64::INFINITY);
+    assert_eq!(value("min(y)"), 1.0);
+    assert!(value("deriv(x[5s])").is_nan());
+}
