@@ -331,9 +331,38 @@ impl Ctx<'_> {
     }
 
     fn call(&mut self, func: Func, args: &[Expr], t: i64) -> Result<Val, PromqlError> {
+        if func == Func::Time {
+            return Ok(Val::Scalar(t as f64 / 1000.0));
+        }
         let Some(arg) = args.first() else {
             return Err(PromqlError::Eval("function call without an argument".into()));
         };
+        match func {
+            Func::Abs => {
+                let Val::Vector(mut v) = self.eval(arg, t)? else {
+                    return Err(PromqlError::Eval("abs() needs an instant vector".into()));
+                };
+                for s in &mut v {
+                    s.value = s.value.abs();
+                    drop_name(&mut s.labels);
+                }
+                check_unique(&v)?;
+                return Ok(Val::Vector(v));
+            }
+            Func::Scalar => {
+                let Val::Vector(v) = self.eval(arg, t)? else {
+                    return Err(PromqlError::Eval("scalar() needs an instant vector".into()));
+                };
+                return Ok(Val::Scalar(if v.len() == 1 { v[0].value } else { f64::NAN }));
+            }
+            Func::Vector => {
+                let Val::Scalar(x) = self.eval(arg, t)? else {
+                    return Err(PromqlError::Eval("vector() needs a scalar".into()));
+                };
+                return Ok(Val::Vector(vec![Sample { labels: Vec::new(), value: x }]));
+            }
+            _ => {}
+        }
         if func == Func::Absent {
             let Val::Vector(v) = self.eval(arg, t)? else {
                 return Err(PromqlError::Eval("absent() needs an instant vector".into()));
@@ -388,7 +417,10 @@ impl Ctx<'_> {
                     Some(p.iter().map(|x| x.1).fold(f64::NAN, |a, v| if a.is_nan() || v > a { v } else { a }))
                 }
                 Func::LastOverTime => p.last().map(|x| x.1),
-                Func::Absent => None,
+                Func::Irate | Func::Idelta => instant_change(p, func == Func::Irate),
+                Func::StddevOverTime => Some(variance(p).sqrt()),
+                Func::StdvarOverTime => Some(variance(p)),
+                Func::Absent | Func::Abs | Func::Time | Func::Scalar | Func::Vector => None,
             };
             if let Some(value) = value {
                 let mut labels = s.labels;
@@ -491,6 +523,46 @@ fn running_mean(values: impl Iterator<Item = f64>) -> f64 {
         mean += v / count - mean / count;
     }
     mean
+}
+
+/// `irate` (per second, a drop counts as a reset) and `idelta` over the last
+/// two samples of the window.
+fn instant_change(p: &[(i64, f64)], rate: bool) -> Option<f64> {
+    if p.len() < 2 {
+        return None;
+    }
+    let (prev, last) = (p[p.len() - 2], p[p.len() - 1]);
+    let interval = last.0 - prev.0;
+    if interval == 0 {
+        return None;
+    }
+    if !rate {
+        return Some(last.1 - prev.1);
+    }
+    let change = if last.1 < prev.1 { last.1 } else { last.1 - prev.1 };
+    Some(change / (interval as f64 / 1000.0))
+}
+
+/// One step of a Neumaier-compensated sum: the new sum and compensation.
+fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
+    let t = sum + inc;
+    if sum.abs() >= inc.abs() {
+        (t, c + ((sum - t) + inc))
+    } else {
+        (t, c + ((inc - t) + sum))
+    }
+}
+
+/// Population variance (Welford's running form, compensated).
+fn variance(p: &[(i64, f64)]) -> f64 {
+    let (mut count, mut mean, mut c_mean, mut aux, mut c_aux) = (0.0f64, 0.0f64, 0.0f64, 0.0f64, 0.0f64);
+    for &(_, v) in p {
+        count += 1.0;
+        let delta = v - (mean + c_mean);
+        (mean, c_mean) = kahan_inc(delta / count, mean, c_mean);
+        (aux, c_aux) = kahan_inc(delta * (v - (mean + c_mean)), aux, c_aux);
+    }
+    (aux + c_aux) / count
 }
 
 /// Least-squares slope per second.

@@ -10,11 +10,16 @@
 //!
 //! Supported: instant and range vector selectors with `=`, `!=`, `=~`, `!~`
 //! matchers and `offset`; `rate`, `increase`, `delta`, `deriv`, `changes`,
-//! `resets`, `absent`, `avg/min/max/sum/count/last_over_time`; `sum`, `avg`,
+//! `resets`, `absent`, `avg/min/max/sum/count/last/stddev/stdvar_over_time`,
+//! `irate`, `idelta`, `abs`, `time`, `scalar`, `vector`; `sum`, `avg`,
 //! `min`, `max`, `count`, `topk`, `bottomk` with `by`/`without`; comparison
 //! (`== != < <= > >=`, with or without `bool`) and arithmetic (`+ - * / % ^`)
 //! between scalars, vectors and scalars, and vectors (one-to-one, `on`,
 //! `ignoring`); number literals, unary minus and parentheses.
+//!
+//! Not supported (a parse error says so): `and`/`or`/`unless`,
+//! `group_left`/`group_right`, subqueries, the `@` modifier, string results
+//! and the functions not listed above.
 //!
 //! Queries come from untrusted models: every query is bounded in size,
 //! nesting, regular-expression size, range, number of series, points and

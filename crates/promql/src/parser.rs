@@ -58,6 +58,7 @@ impl Expr {
     pub fn value_type(&self) -> ValueType {
         match self {
             Expr::Number(_) => ValueType::Scalar,
+            Expr::Call { func: Func::Time | Func::Scalar, .. } => ValueType::Scalar,
             Expr::Selector(_) | Expr::Call { .. } | Expr::Aggregate { .. } => ValueType::Vector,
             Expr::Range(..) => ValueType::Matrix,
             Expr::Binary { lhs, rhs, .. } => {
@@ -121,6 +122,14 @@ pub enum Func {
     SumOverTime,
     CountOverTime,
     LastOverTime,
+    Irate,
+    Idelta,
+    StddevOverTime,
+    StdvarOverTime,
+    Abs,
+    Time,
+    Scalar,
+    Vector,
 }
 
 impl Func {
@@ -139,6 +148,14 @@ impl Func {
             "sum_over_time" => Func::SumOverTime,
             "count_over_time" => Func::CountOverTime,
             "last_over_time" => Func::LastOverTime,
+            "irate" => Func::Irate,
+            "idelta" => Func::Idelta,
+            "stddev_over_time" => Func::StddevOverTime,
+            "stdvar_over_time" => Func::StdvarOverTime,
+            "abs" => Func::Abs,
+            "time" => Func::Time,
+            "scalar" => Func::Scalar,
+            "vector" => Func::Vector,
             _ => return None,
         })
     }
@@ -847,8 +864,17 @@ impl Parser<'_> {
 
     fn call(&mut self, func: Func, pos: usize) -> Result<Expr, PromqlError> {
         self.expect(Tok::LParen, "'('")?;
-        self.enter()?;
         let apos = self.pos();
+        let want = match func {
+            Func::Time => {
+                self.expect(Tok::RParen, "')': time() takes no argument")?;
+                return Ok(Expr::Call { func, args: Vec::new(), pos });
+            }
+            Func::Absent | Func::Abs | Func::Scalar => ValueType::Vector,
+            Func::Vector => ValueType::Scalar,
+            _ => ValueType::Matrix,
+        };
+        self.enter()?;
         if *self.peek() == Tok::RParen {
             return perr(apos, "expected 1 argument, found none");
         }
@@ -858,7 +884,6 @@ impl Parser<'_> {
             return perr(self.pos(), "expected 1 argument, found more");
         }
         self.expect(Tok::RParen, "')' after the function argument")?;
-        let want = if func == Func::Absent { ValueType::Vector } else { ValueType::Matrix };
         if arg.value_type() != want {
             return perr(
                 apos,

@@ -328,3 +328,25 @@ fn means_with_infinities() {
     assert_eq!(value("min(y)"), 1.0);
     assert!(value("deriv(x[5s])").is_nan());
 }
+
+#[test]
+fn instant_rate_spread_and_scalar_functions() {
+    // Last two samples 5 -> 15 over 10 s; at 30 s they are 20 -> 5, a reset: 5 over 10 s.
+    assert_eq!(one("irate(c[1m])", 40_000), 1.0);
+    assert_eq!(one("irate(c[1m])", 30_000), 0.5);
+    assert_eq!(one("idelta(g[1m])", 40_000), -1.0);
+    assert!(vector("irate(c[5s])", 40_000).is_empty());
+    assert!((one("stdvar_over_time(g[1m])", 40_000) - 3.44).abs() < 1e-12);
+    assert!((one("stddev_over_time(g[1m])", 40_000) - 3.44f64.sqrt()).abs() < 1e-12);
+    assert_eq!(vector("abs(-t{gpu=\"0\",node=\"n1\"})", 40_000), vec![(l(&[("gpu", "0"), ("node", "n1")]), 50.0)]);
+    assert_eq!(vector("vector(2) * 3", 0), vec![(Vec::new(), 6.0)]);
+    let scalar = |q: &str, t: i64| match promql_query(&storage(), q, t) {
+        Ok(QueryResult::Scalar(_, v)) => v,
+        other => panic!("{q}: {other:?}"),
+    };
+    assert_eq!(scalar("time()", 40_500), 40.5);
+    assert_eq!(scalar("scalar(sum(t))", 40_000), 280.0);
+    assert!(scalar("scalar(t)", 40_000).is_nan(), "four series are not one");
+    assert!(matches!(parse("time(1)"), Err(PromqlError::Parse { pos: 5, .. })));
+    assert!(matches!(parse("vector(t)"), Err(PromqlError::Parse { pos: 7, .. })));
+}
