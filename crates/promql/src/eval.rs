@@ -321,6 +321,7 @@ impl Ctx<'_> {
                     }
                     (Val::Vector(v), Val::Scalar(s)) => vector_scalar(*op, v, s, false, *return_bool),
                     (Val::Scalar(s), Val::Vector(v)) => vector_scalar(*op, v, s, true, *return_bool),
+                    (Val::Vector(a), Val::Vector(b)) if op.is_set() => set_op(*op, a, b, matching.as_ref()),
                     (Val::Vector(a), Val::Vector(b)) => vector_vector(*op, a, b, matching.as_ref(), *return_bool)?,
                     _ => return Err(PromqlError::Eval("binary operation on a range vector".into())),
                 };
@@ -609,6 +610,7 @@ fn elem(op: BinOp, a: f64, b: f64) -> (f64, bool) {
         BinOp::Le => (a, a <= b),
         BinOp::Gt => (a, a > b),
         BinOp::Ge => (a, a >= b),
+        BinOp::And | BinOp::Or | BinOp::Unless => (f64::NAN, false),
     }
 }
 
@@ -633,6 +635,25 @@ fn vector_scalar(op: BinOp, v: Vec<Sample>, s: f64, scalar_left: bool, return_bo
         out.push(x);
     }
     out
+}
+
+/// `and`, `or`, `unless`: the left side's series, kept or dropped by whether
+/// the right side has their match group (`or` adds the right side's others).
+fn set_op(op: BinOp, lhs: Vec<Sample>, rhs: Vec<Sample>, m: Option<&Matching>) -> Vec<Sample> {
+    use std::collections::HashSet;
+    match op {
+        BinOp::Or => {
+            let left: HashSet<Labels> = lhs.iter().map(|s| signature(&s.labels, m)).collect();
+            let mut out = lhs;
+            out.extend(rhs.into_iter().filter(|s| !left.contains(&signature(&s.labels, m))));
+            out
+        }
+        _ => {
+            let right: HashSet<Labels> = rhs.iter().map(|s| signature(&s.labels, m)).collect();
+            let keep = op == BinOp::And;
+            lhs.into_iter().filter(|s| right.contains(&signature(&s.labels, m)) == keep).collect()
+        }
+    }
 }
 
 fn signature(l: &Labels, m: Option<&Matching>) -> Labels {

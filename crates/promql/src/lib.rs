@@ -15,11 +15,12 @@
 //! `min`, `max`, `count`, `topk`, `bottomk` with `by`/`without`; comparison
 //! (`== != < <= > >=`, with or without `bool`) and arithmetic (`+ - * / % ^`)
 //! between scalars, vectors and scalars, and vectors (one-to-one, `on`,
-//! `ignoring`); number literals, unary minus and parentheses.
+//! `ignoring`); `and`, `or`, `unless`; number literals, unary minus and
+//! parentheses.
 //!
-//! Not supported (a parse error says so): `and`/`or`/`unless`,
-//! `group_left`/`group_right`, subqueries, the `@` modifier, string results
-//! and the functions not listed above.
+//! Not supported (a parse error says so): `group_left`/`group_right`,
+//! subqueries, the `@` modifier, string results and the functions not
+//! listed above.
 //!
 //! Queries come from untrusted models: every query is bounded in size,
 //! nesting, regular-expression size, range, number of series, points and

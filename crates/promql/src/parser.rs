@@ -215,18 +215,26 @@ pub enum BinOp {
     Le,
     Gt,
     Ge,
+    And,
+    Or,
+    Unless,
 }
 
 impl BinOp {
+    pub fn is_set(self) -> bool {
+        matches!(self, BinOp::And | BinOp::Or | BinOp::Unless)
+    }
     pub fn is_comparison(self) -> bool {
         matches!(self, BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge)
     }
     fn precedence(self) -> u8 {
         match self {
-            BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => 1,
-            BinOp::Add | BinOp::Sub => 2,
-            BinOp::Mul | BinOp::Div | BinOp::Mod => 3,
-            BinOp::Pow => 4,
+            BinOp::Or => 1,
+            BinOp::And | BinOp::Unless => 2,
+            BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => 3,
+            BinOp::Add | BinOp::Sub => 4,
+            BinOp::Mul | BinOp::Div | BinOp::Mod => 5,
+            BinOp::Pow => 6,
         }
     }
 }
@@ -547,6 +555,12 @@ impl Parser<'_> {
                 ">=" => BinOp::Ge,
                 _ => return None,
             }),
+            Tok::Ident(k) => match k.as_str() {
+                "and" => Some(BinOp::And),
+                "or" => Some(BinOp::Or),
+                "unless" => Some(BinOp::Unless),
+                _ => None,
+            },
             _ => None,
         }
     }
@@ -555,13 +569,7 @@ impl Parser<'_> {
         self.enter()?;
         let entered = self.depth;
         let mut lhs = self.unary()?;
-        loop {
-            if let Tok::Ident(k) = self.peek() {
-                if matches!(k.as_str(), "and" | "or" | "unless") {
-                    return perr(self.pos(), format!("set operator '{k}' is not supported"));
-                }
-            }
-            let Some(op) = self.binop() else { break };
+        while let Some(op) = self.binop() {
             let prec = op.precedence();
             if prec < min_prec {
                 break;
@@ -613,6 +621,9 @@ impl Parser<'_> {
             if t == ValueType::Matrix {
                 return perr(pos, "binary expression must contain only scalar and instant vector types");
             }
+        }
+        if op.is_set() && (lt != ValueType::Vector || rt != ValueType::Vector) {
+            return perr(pos, "set operators (and, or, unless) are only allowed between instant vectors");
         }
         let both_scalar = lt == ValueType::Scalar && rt == ValueType::Scalar;
         if both_scalar && op.is_comparison() && !return_bool {

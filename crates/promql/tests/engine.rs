@@ -58,7 +58,7 @@ fn parse_errors_say_where() {
         ("frobnicate(c)", 0, "unknown or unsupported function"),
         ("c[5]", 2, "expected a duration"),
         ("c[5m:1m]", 4, "subqueries are not supported"),
-        ("c and g", 2, "set operator 'and'"),
+        ("c and 1", 2, "set operators"),
         ("c{job=~\"(\"}", 7, "invalid regular expression"),
         ("\"text\"", 0, "string literals"),
         ("c offset", 8, "expected a duration after offset"),
@@ -349,4 +349,18 @@ fn instant_rate_spread_and_scalar_functions() {
     assert!(scalar("scalar(t)", 40_000).is_nan(), "four series are not one");
     assert!(matches!(parse("time(1)"), Err(PromqlError::Parse { pos: 5, .. })));
     assert!(matches!(parse("vector(t)"), Err(PromqlError::Parse { pos: 7, .. })));
+}
+
+#[test]
+fn set_operators() {
+    let values = |q: &str| vector(q, 40_000).into_iter().map(|x| x.1).collect::<Vec<_>>();
+    assert_eq!(values("t and t > 70"), vec![80.0, 90.0]);
+    assert_eq!(values("t unless t > 70"), vec![50.0, 60.0]);
+    assert_eq!(values("t > 85 or t < 55"), vec![50.0, 90.0]);
+    assert_eq!(values("t and on(node) t{node=\"n2\"} > 85"), vec![60.0, 90.0]);
+    // `or` binds looser than `and`: (t > 85 and t > 0) or lim{...}.
+    assert_eq!(values("t > 85 and t > 0 or lim{gpu=\"0\", node=\"n1\"}"), vec![100.0, 90.0]);
+    let kept = vector("t and lim", 40_000);
+    assert_eq!(kept.len(), 4);
+    assert!(kept.iter().all(|(labels, _)| labels[0].1 == "t"), "and keeps the left side's name");
 }
