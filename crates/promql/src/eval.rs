@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use serde_json::{json, Value};
 
-use crate::parser::{parse_with, AggOp, BinOp, Expr, Func, Grouping, MatchOp, Matching, Selector, ValueType};
+use crate::parser::{parse_with, AggOp, BinOp, Card, Expr, Func, Grouping, MatchOp, Matching, Selector, ValueType};
 use crate::storage::{Labels, Storage};
 use crate::{Limits, PromqlError, LOOKBACK_MS};
 
@@ -658,8 +658,8 @@ fn set_op(op: BinOp, lhs: Vec<Sample>, rhs: Vec<Sample>, m: Option<&Matching>) -
 
 fn signature(l: &Labels, m: Option<&Matching>) -> Labels {
     match m {
-        Some(Matching { on: true, labels }) => l.iter().filter(|(k, _)| labels.contains(k)).cloned().collect(),
-        Some(Matching { on: false, labels }) => {
+        Some(Matching { on: true, labels, .. }) => l.iter().filter(|(k, _)| labels.contains(k)).cloned().collect(),
+        Some(Matching { on: false, labels, .. }) => {
             l.iter().filter(|(k, _)| k != "__name__" && !labels.contains(k)).cloned().collect()
         }
         None => l.iter().filter(|(k, _)| k != "__name__").cloned().collect(),
@@ -673,28 +673,30 @@ fn vector_vector(
     m: Option<&Matching>,
     return_bool: bool,
 ) -> Result<Vec<Sample>, PromqlError> {
-    let mut right: HashMap<Labels, &Sample> = HashMap::with_capacity(rhs.len());
-    for s in &rhs {
+    if lhs.is_empty() || rhs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let card = m.map(|m| m.card).unwrap_or(Card::OneToOne);
+    // The "many" side is walked, the "one" side looked up.
+    let (many, one) = if card == Card::OneToMany { (rhs, lhs) } else { (lhs, rhs) };
+    let mut index: HashMap<Labels, &Sample> = HashMap::with_capacity(one.len());
+    for s in &one {
         let sig = signature(&s.labels, m);
-        if right.insert(sig.clone(), s).is_some() {
+        if index.insert(sig.clone(), s).is_some() {
+            let side = if card == Card::OneToMany { "left" } else { "right" };
             return Err(PromqlError::Eval(format!(
-                "found duplicate series for the match group {} on the right hand-side of the operation; many-to-many matching not allowed: matching labels must be unique on one side",
+                "found duplicate series for the match group {} on the {side} hand-side of the operation; many-to-many matching not allowed: matching labels must be unique on one side",
                 fmt_labels(&sig)
             )));
         }
     }
-    let mut matched: HashMap<Labels, ()> = HashMap::new();
+    let mut matched: HashMap<Labels, std::collections::HashSet<Labels>> = HashMap::new();
     let mut out = Vec::new();
-    for l in lhs {
+    for l in many {
         let sig = signature(&l.labels, m);
-        let Some(r) = right.get(&sig) else { continue };
-        if matched.insert(sig.clone(), ()).is_some() {
-            return Err(PromqlError::Eval(format!(
-                "multiple matches for labels {}: many-to-one matching must be explicit (group_left/group_right are not supported)",
-                fmt_labels(&sig)
-            )));
-        }
-        let (mut value, keep) = elem(op, l.value, r.value);
+        let Some(r) = index.get(&sig) else { continue };
+        let (a, b) = if card == Card::OneToMany { (r.value, l.value) } else { (l.value, r.value) };
+        let (mut value, keep) = elem(op, a, b);
         if op.is_comparison() {
             if return_bool {
                 value = bool_f(keep);
@@ -706,14 +708,38 @@ fn vector_vector(
         if !op.is_comparison() {
             drop_name(&mut labels);
         }
-        match m {
-            Some(Matching { on: true, labels: on }) => labels.retain(|(k, _)| on.contains(k)),
-            Some(Matching { on: false, labels: ign }) => labels.retain(|(k, _)| !ign.contains(k)),
-            None => {}
+        match (m, card) {
+            (Some(Matching { on: true, labels: on, .. }), Card::OneToOne) => labels.retain(|(k, _)| on.contains(k)),
+            (Some(Matching { on: false, labels: ign, .. }), Card::OneToOne) => labels.retain(|(k, _)| !ign.contains(k)),
+            (Some(mm), _) => {
+                for name in &mm.include {
+                    labels.retain(|(k, _)| k != name);
+                    if let Some(v) = r.labels.iter().find(|(k, _)| k == name) {
+                        labels.push(v.clone());
+                    }
+                }
+                labels.sort();
+            }
+            (None, _) => {}
         }
         if return_bool {
             drop_name(&mut labels);
         }
+        let seen = matched.entry(sig.clone()).or_default();
+        if card == Card::OneToOne {
+            if !seen.is_empty() {
+                return Err(PromqlError::Eval(format!(
+                    "multiple matches for labels {}: many-to-one matching must be explicit (group_left/group_right)",
+                    fmt_labels(&sig)
+                )));
+            }
+        } else if seen.contains(&labels) {
+            return Err(PromqlError::Eval(format!(
+                "multiple matches for labels {}: grouping labels must ensure unique matches",
+                fmt_labels(&sig)
+            )));
+        }
+        seen.insert(labels.clone());
         out.push(Sample { labels, value });
     }
     Ok(out)

@@ -14,13 +14,12 @@
 //! `irate`, `idelta`, `abs`, `time`, `scalar`, `vector`; `sum`, `avg`,
 //! `min`, `max`, `count`, `topk`, `bottomk` with `by`/`without`; comparison
 //! (`== != < <= > >=`, with or without `bool`) and arithmetic (`+ - * / % ^`)
-//! between scalars, vectors and scalars, and vectors (one-to-one, `on`,
-//! `ignoring`); `and`, `or`, `unless`; number literals, unary minus and
-//! parentheses.
+//! between scalars, vectors and scalars, and vectors (`on`, `ignoring`,
+//! `group_left`, `group_right`); `and`, `or`, `unless`; number literals,
+//! unary minus and parentheses.
 //!
-//! Not supported (a parse error says so): `group_left`/`group_right`,
-//! subqueries, the `@` modifier, string results and the functions not
-//! listed above.
+//! Not supported (a parse error says so): subqueries, the `@` modifier,
+//! string results and the functions and aggregations not listed above.
 //!
 //! Queries come from untrusted models: every query is bounded in size,
 //! nesting, regular-expression size, range, number of series, points and

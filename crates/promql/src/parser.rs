@@ -199,6 +199,19 @@ pub struct Matching {
     /// `on` (true) or `ignoring` (false).
     pub on: bool,
     pub labels: Vec<String>,
+    pub card: Card,
+    /// Labels `group_left(...)`/`group_right(...)` copy from the "one" side.
+    pub include: Vec<String>,
+}
+
+/// Cardinality of a vector match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Card {
+    OneToOne,
+    /// `group_left`: many series on the left to one on the right.
+    ManyToOne,
+    /// `group_right`: one series on the left to many on the right.
+    OneToMany,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -585,19 +598,7 @@ impl Parser<'_> {
                 self.next();
                 return_bool = true;
             }
-            let mut matching = None;
-            if let Tok::Ident(k) = self.peek() {
-                if k == "on" || k == "ignoring" {
-                    let on = k == "on";
-                    self.next();
-                    matching = Some(Matching { on, labels: self.label_list()? });
-                }
-            }
-            if let Tok::Ident(k) = self.peek() {
-                if k == "group_left" || k == "group_right" {
-                    return perr(self.pos(), format!("'{k}' (many-to-one matching) is not supported"));
-                }
-            }
+            let matching = self.matching(op)?;
             // `^` is right-associative; the others are left-associative.
             let next_min = if op == BinOp::Pow { prec } else { prec + 1 };
             let rhs = self.expr(next_min)?;
@@ -605,6 +606,37 @@ impl Parser<'_> {
         }
         self.depth = entered - 1;
         Ok(lhs)
+    }
+
+    /// `on(...)`/`ignoring(...)`, then `group_left`/`group_right` with an
+    /// optional label list.
+    fn matching(&mut self, op: BinOp) -> Result<Option<Matching>, PromqlError> {
+        let on = match self.peek() {
+            Tok::Ident(k) if k == "on" => true,
+            Tok::Ident(k) if k == "ignoring" => false,
+            Tok::Ident(k) if k == "group_left" || k == "group_right" => {
+                return perr(self.pos(), format!("'{k}' needs on(...) or ignoring(...) before it"));
+            }
+            _ => return Ok(None),
+        };
+        self.next();
+        let labels = self.label_list()?;
+        let (gpos, card) = match self.peek_full() {
+            (p, Tok::Ident(k)) if k == "group_left" => (p, Card::ManyToOne),
+            (p, Tok::Ident(k)) if k == "group_right" => (p, Card::OneToMany),
+            _ => return Ok(Some(Matching { on, labels, card: Card::OneToOne, include: Vec::new() })),
+        };
+        if op.is_set() {
+            return perr(gpos, "no grouping allowed for set operations (and, or, unless)");
+        }
+        self.next();
+        let include = if *self.peek() == Tok::LParen { self.label_list()? } else { Vec::new() };
+        if on {
+            if let Some(l) = include.iter().find(|l| labels.contains(l)) {
+                return perr(gpos, format!("label {l:?} must not occur in ON and GROUP clause at once"));
+            }
+        }
+        Ok(Some(Matching { on, labels, card, include }))
     }
 
     fn check_binary(
@@ -663,14 +695,7 @@ impl Parser<'_> {
             if matches!(self.peek(), Tok::Ident(k) if k == "bool") {
                 return perr(self.pos(), "bool modifier can only be used on comparison operators");
             }
-            let mut matching = None;
-            if let Tok::Ident(k) = self.peek() {
-                if k == "on" || k == "ignoring" {
-                    let on = k == "on";
-                    self.next();
-                    matching = Some(Matching { on, labels: self.label_list()? });
-                }
-            }
+            let matching = self.matching(BinOp::Pow)?;
             self.enter()?;
             let rhs = self.unary()?;
             self.depth -= 1;

@@ -62,7 +62,10 @@ fn parse_errors_say_where() {
         ("c{job=~\"(\"}", 7, "invalid regular expression"),
         ("\"text\"", 0, "string literals"),
         ("c offset", 8, "expected a duration after offset"),
-        ("c + group_left g", 4, "not supported"),
+        ("c + group_left g", 4, "needs on(...) or ignoring(...)"),
+        ("c and on(job) group_left g", 14, "no grouping allowed"),
+        ("t / on(gpu) group_left(gpu) lim", 12, "must not occur in ON and GROUP"),
+        ("@", 0, "unexpected character '@'"),
         ("sum(c[5m])", 4, "expected type instant vector"),
         ("c[5m] + 1", 6, "binary expression"),
         ("1 + * 2", 4, "unexpected '*'"),
@@ -363,4 +366,31 @@ fn set_operators() {
     let kept = vector("t and lim", 40_000);
     assert_eq!(kept.len(), 4);
     assert!(kept.iter().all(|(labels, _)| labels[0].1 == "t"), "and keeps the left side's name");
+}
+
+#[test]
+fn many_to_one_matching() {
+    // Each GPU against its node's hottest: group_left keeps the many side's labels.
+    let d = vector("t - on(node) group_left max by (node) (t)", 40_000);
+    assert_eq!(d.iter().map(|x| x.1).collect::<Vec<_>>(), vec![-30.0, -30.0, 0.0, 0.0]);
+    assert_eq!(d[0].0, l(&[("gpu", "0"), ("node", "n1")]));
+    // group_right: the one side on the left; comparisons keep the left value.
+    let r = vector("max by (node) (t) >= on(node) group_right t", 40_000);
+    assert_eq!(r.iter().map(|x| x.1).collect::<Vec<_>>(), vec![80.0, 90.0, 80.0, 90.0]);
+    assert_eq!(r[0].0, l(&[("__name__", "t"), ("gpu", "0"), ("node", "n1")]));
+    // Labels named in group_left(...) come from the one side.
+    let mut s = storage();
+    s.push(l(&[("__name__", "info"), ("node", "n1"), ("rack", "r7")]), 40_000, 1.0);
+    match promql_query(&s, "t * on(node) group_left(rack) info", 40_000) {
+        Ok(QueryResult::Vector(_, v)) => {
+            assert_eq!(v.len(), 2);
+            assert!(v.iter().all(|x| x.labels.contains(&("rack".to_string(), "r7".to_string()))));
+        }
+        other => panic!("{other:?}"),
+    }
+    let err = promql_query(&storage(), "t - on(node) group_left lim", 40_000).expect_err("many on the right");
+    assert!(err.to_string().contains("on the right hand-side"), "{err}");
+    let err =
+        promql_query(&storage(), "sum by (node) (t) - on(node) group_right(gpu) (t * 0)", 40_000).expect_err("dup");
+    assert!(err.to_string().contains("grouping labels must ensure unique matches"), "{err}");
 }
