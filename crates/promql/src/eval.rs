@@ -338,13 +338,25 @@ impl Ctx<'_> {
         let Some(arg) = args.first() else {
             return Err(PromqlError::Eval("function call without an argument".into()));
         };
+        let math: Option<fn(f64) -> f64> = match func {
+            Func::Abs => Some(f64::abs),
+            Func::Ceil => Some(f64::ceil),
+            Func::Floor => Some(f64::floor),
+            Func::Sqrt => Some(f64::sqrt),
+            Func::Exp => Some(f64::exp),
+            Func::Ln => Some(f64::ln),
+            Func::Log2 => Some(f64::log2),
+            Func::Log10 => Some(f64::log10),
+            _ => None,
+        };
         match func {
-            Func::Abs => {
+            _ if math.is_some() => {
                 let Val::Vector(mut v) = self.eval(arg, t)? else {
-                    return Err(PromqlError::Eval("abs() needs an instant vector".into()));
+                    return Err(PromqlError::Eval("this function needs an instant vector".into()));
                 };
+                let f = math.unwrap_or(f64::abs);
                 for s in &mut v {
-                    s.value = s.value.abs();
+                    s.value = f(s.value);
                     drop_name(&mut s.labels);
                 }
                 check_unique(&v)?;
@@ -395,6 +407,13 @@ impl Ctx<'_> {
         let Val::Matrix(m) = self.eval(arg, t)? else {
             return Err(PromqlError::Eval("function needs a range vector".into()));
         };
+        let q = match (func, args.get(1)) {
+            (Func::QuantileOverTime, Some(q)) => match self.eval(q, t)? {
+                Val::Scalar(q) => q,
+                _ => return Err(PromqlError::Eval("the quantile must be a scalar".into())),
+            },
+            _ => f64::NAN,
+        };
         let mut out = Vec::with_capacity(m.len());
         for s in m {
             let p = &s.values;
@@ -421,7 +440,8 @@ impl Ctx<'_> {
                 Func::Irate | Func::Idelta => instant_change(p, func == Func::Irate),
                 Func::StddevOverTime => Some(variance(p).sqrt()),
                 Func::StdvarOverTime => Some(variance(p)),
-                Func::Absent | Func::Abs | Func::Time | Func::Scalar | Func::Vector => None,
+                Func::QuantileOverTime => Some(quantile(q, p.iter().map(|x| x.1).collect())),
+                _ => None,
             };
             if let Some(value) = value {
                 let mut labels = s.labels;
@@ -524,6 +544,32 @@ fn running_mean(values: impl Iterator<Item = f64>) -> f64 {
         mean += v / count - mean / count;
     }
     mean
+}
+
+/// The q-quantile of the values, interpolated between the nearest ranks
+/// (NaN sorts first, as in Prometheus).
+fn quantile(q: f64, mut values: Vec<f64>) -> f64 {
+    if values.is_empty() || q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    values.sort_by(|a, b| match (a.is_nan(), b.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Less,
+        (false, true) => std::cmp::Ordering::Greater,
+        _ => a.total_cmp(b),
+    });
+    let n = values.len() as f64;
+    let rank = q * (n - 1.0);
+    let lower = rank.floor().max(0.0);
+    let upper = (lower + 1.0).min(n - 1.0);
+    let weight = rank - rank.floor();
+    values[lower as usize] * (1.0 - weight) + values[upper as usize] * weight
 }
 
 /// `irate` (per second, a drop counts as a reset) and `idelta` over the last
@@ -782,6 +828,26 @@ fn aggregate(op: AggOp, k: Option<f64>, v: Vec<Sample>, g: &Grouping) -> Result<
             AggOp::Count => members.len() as f64,
             AggOp::Min => vals().fold(f64::NAN, |a, v| if a.is_nan() || v < a { v } else { a }),
             AggOp::Max => vals().fold(f64::NAN, |a, v| if a.is_nan() || v > a { v } else { a }),
+            AggOp::Group => 1.0,
+            AggOp::Quantile => quantile(k.unwrap_or(f64::NAN), vals().collect()),
+            AggOp::Stddev | AggOp::Stdvar => {
+                let (mut count, mut mean, mut var) = (0.0f64, 0.0f64, 0.0f64);
+                for v in vals() {
+                    count += 1.0;
+                    if count == 1.0 {
+                        mean = v;
+                        continue;
+                    }
+                    let delta = v - mean;
+                    mean += delta / count;
+                    var += delta * (v - mean);
+                }
+                if op == AggOp::Stddev {
+                    (var / count).sqrt()
+                } else {
+                    var / count
+                }
+            }
             AggOp::Topk | AggOp::Bottomk => {
                 let k = k.unwrap_or(0.0);
                 if k.is_nan() || k.abs() > 1e9 {

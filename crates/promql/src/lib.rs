@@ -11,8 +11,10 @@
 //! Supported: instant and range vector selectors with `=`, `!=`, `=~`, `!~`
 //! matchers and `offset`; `rate`, `increase`, `delta`, `deriv`, `changes`,
 //! `resets`, `absent`, `avg/min/max/sum/count/last/stddev/stdvar_over_time`,
-//! `irate`, `idelta`, `abs`, `time`, `scalar`, `vector`; `sum`, `avg`,
-//! `min`, `max`, `count`, `topk`, `bottomk` with `by`/`without`; comparison
+//! `quantile_over_time`, `irate`, `idelta`, `abs`, `ceil`, `floor`, `sqrt`,
+//! `exp`, `ln`, `log2`, `log10`, `time`, `scalar`, `vector`; `sum`, `avg`,
+//! `min`, `max`, `count`, `group`, `stddev`, `stdvar`, `quantile`, `topk`,
+//! `bottomk` with `by`/`without`; comparison
 //! (`== != < <= > >=`, with or without `bool`) and arithmetic (`+ - * / % ^`)
 //! between scalars, vectors and scalars, and vectors (`on`, `ignoring`,
 //! `group_left`, `group_right`); `and`, `or`, `unless`; number literals,

@@ -130,6 +130,14 @@ pub enum Func {
     Time,
     Scalar,
     Vector,
+    QuantileOverTime,
+    Ceil,
+    Floor,
+    Sqrt,
+    Exp,
+    Ln,
+    Log2,
+    Log10,
 }
 
 impl Func {
@@ -156,6 +164,14 @@ impl Func {
             "time" => Func::Time,
             "scalar" => Func::Scalar,
             "vector" => Func::Vector,
+            "quantile_over_time" => Func::QuantileOverTime,
+            "ceil" => Func::Ceil,
+            "floor" => Func::Floor,
+            "sqrt" => Func::Sqrt,
+            "exp" => Func::Exp,
+            "ln" => Func::Ln,
+            "log2" => Func::Log2,
+            "log10" => Func::Log10,
             _ => return None,
         })
     }
@@ -170,6 +186,10 @@ pub enum AggOp {
     Count,
     Topk,
     Bottomk,
+    Quantile,
+    Stddev,
+    Stdvar,
+    Group,
 }
 
 impl AggOp {
@@ -182,6 +202,10 @@ impl AggOp {
             "count" => AggOp::Count,
             "topk" => AggOp::Topk,
             "bottomk" => AggOp::Bottomk,
+            "quantile" => AggOp::Quantile,
+            "stddev" => AggOp::Stddev,
+            "stdvar" => AggOp::Stdvar,
+            "group" => AggOp::Group,
             _ => return None,
         })
     }
@@ -906,7 +930,40 @@ impl Parser<'_> {
                 self.expect(Tok::RParen, "')': time() takes no argument")?;
                 return Ok(Expr::Call { func, args: Vec::new(), pos });
             }
-            Func::Absent | Func::Abs | Func::Scalar => ValueType::Vector,
+            Func::Absent
+            | Func::Abs
+            | Func::Scalar
+            | Func::Ceil
+            | Func::Floor
+            | Func::Sqrt
+            | Func::Exp
+            | Func::Ln
+            | Func::Log2
+            | Func::Log10 => ValueType::Vector,
+            Func::QuantileOverTime => {
+                self.enter()?;
+                let q = self.expr(0)?;
+                self.depth -= 1;
+                if q.value_type() != ValueType::Scalar {
+                    return perr(
+                        apos,
+                        format!("expected type scalar in call to function, got {}", q.value_type().name()),
+                    );
+                }
+                self.expect(Tok::Comma, "',' after the quantile")?;
+                let mpos = self.pos();
+                self.enter()?;
+                let m = self.expr(0)?;
+                self.depth -= 1;
+                self.expect(Tok::RParen, "')' after the function arguments")?;
+                if m.value_type() != ValueType::Matrix {
+                    return perr(
+                        mpos,
+                        format!("expected type range vector in call to function, got {}", m.value_type().name()),
+                    );
+                }
+                return Ok(Expr::Call { func, args: vec![m, q], pos });
+            }
             Func::Vector => ValueType::Scalar,
             _ => ValueType::Matrix,
         };
@@ -941,7 +998,7 @@ impl Parser<'_> {
         self.expect(Tok::LParen, "'(' after the aggregation")?;
         self.enter()?;
         let mut param = None;
-        if matches!(op, AggOp::Topk | AggOp::Bottomk) {
+        if matches!(op, AggOp::Topk | AggOp::Bottomk | AggOp::Quantile) {
             let ppos = self.pos();
             let p = self.expr(0)?;
             if p.value_type() != ValueType::Scalar {

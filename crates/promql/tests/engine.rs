@@ -394,3 +394,26 @@ fn many_to_one_matching() {
         promql_query(&storage(), "sum by (node) (t) - on(node) group_right(gpu) (t * 0)", 40_000).expect_err("dup");
     assert!(err.to_string().contains("grouping labels must ensure unique matches"), "{err}");
 }
+
+#[test]
+fn quantiles_spread_and_math() {
+    // t: 50, 60, 80, 90. Rank 0.5 * 3 = 1.5: halfway between 60 and 80.
+    assert_eq!(one("quantile(0.5, t)", 40_000), 70.0);
+    assert_eq!(one("quantile(0, t)", 40_000), 50.0);
+    assert_eq!(one("quantile(2, t)", 40_000), f64::INFINITY);
+    assert_eq!(one("quantile(-1, t)", 40_000), f64::NEG_INFINITY);
+    // g over 1m: 1, 3, 2, 6, 5 -> sorted 1 2 3 5 6; rank 0.75 * 4 = 3.
+    assert_eq!(one("quantile_over_time(0.75, g[1m])", 40_000), 5.0);
+    assert_eq!(one("quantile_over_time(0.1, g[1m])", 40_000), 1.4);
+    assert!((one("stdvar(t)", 40_000) - 250.0).abs() < 1e-9);
+    assert!((one("stddev(t)", 40_000) - 250f64.sqrt()).abs() < 1e-9);
+    assert_eq!(vector("group by (node) (t)", 40_000), vec![(l(&[("node", "n1")]), 1.0), (l(&[("node", "n2")]), 1.0)]);
+    assert_eq!(one("sqrt(t{gpu=\"0\",node=\"n1\"} * 2)", 40_000), 10.0);
+    assert_eq!(one("log10(t{gpu=\"0\",node=\"n1\"} * 2)", 40_000), 2.0);
+    assert_eq!(one("log2(t{gpu=\"0\",node=\"n1\"} / 25)", 40_000), 1.0);
+    assert_eq!(one("ceil(t{gpu=\"0\",node=\"n1\"} / 3)", 40_000), 17.0);
+    assert_eq!(one("floor(t{gpu=\"0\",node=\"n1\"} / 3)", 40_000), 16.0);
+    assert_eq!(one("ln(exp(t{gpu=\"0\",node=\"n1\"} / 50))", 40_000), 1.0);
+    assert!(matches!(parse("quantile_over_time(g[1m], 0.5)"), Err(PromqlError::Parse { pos: 19, .. })));
+    assert!(matches!(parse("quantile(t)"), Err(PromqlError::Parse { .. })));
+}
