@@ -158,10 +158,18 @@ pub(crate) fn range(
     let mut ctx = Ctx { storage, limits, samples_read: 0, selected: HashMap::new() };
     let mut out: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
     let mut t = start;
+    let mut total = 0usize;
     while t <= end {
         match ctx.eval(&expr, t)? {
             Val::Scalar(v) => out.entry(Vec::new()).or_default().push((t, v)),
             Val::Vector(v) => {
+                total += v.len();
+                if total > limits.max_result_points {
+                    return Err(PromqlError::Limit(format!(
+                        "range query result has more than {} points",
+                        limits.max_result_points
+                    )));
+                }
                 for s in v {
                     out.entry(s.labels).or_default().push((t, s.value));
                 }

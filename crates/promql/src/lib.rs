@@ -72,6 +72,8 @@ pub struct Limits {
     pub max_series: usize,
     /// Most samples a query may read, all steps together.
     pub max_samples: u64,
+    /// Most points a range query may return, all series together.
+    pub max_result_points: usize,
 }
 
 impl Default for Limits {
@@ -85,6 +87,7 @@ impl Default for Limits {
             max_points: 11_000,
             max_series: 10_000,
             max_samples: 50_000_000,
+            max_result_points: 2_000_000,
         }
     }
 }

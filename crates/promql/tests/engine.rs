@@ -138,6 +138,12 @@ fn bounds_are_enforced() {
     let tight = Limits { max_series: 3, ..Limits::default() };
     assert!(matches!(query_with_limits(&s, "t", 40_000, &tight), Err(PromqlError::Limit(m)) if m.contains("3 series")));
     assert!(query_with_limits(&s, "t{node=\"n1\"}", 40_000, &tight).is_ok());
+    let small = Limits { max_result_points: 10, ..Limits::default() };
+    assert!(range_with_limits(&s, "g", 0, 9_000, 1000, &small).is_ok());
+    assert!(matches!(
+        range_with_limits(&s, "g", 0, 10_000, 1000, &small),
+        Err(PromqlError::Limit(m)) if m.contains("more than 10 points")
+    ));
     let few = Limits { max_samples: 20, ..Limits::default() };
     assert!(query_with_limits(&s, "rate(c[1m])", 40_000, &few).is_ok());
     assert!(matches!(
