@@ -866,27 +866,37 @@ fn aggregate(op: AggOp, k: Option<f64>, v: Vec<Sample>, g: &Grouping) -> Result<
                     return Ok(Vec::new());
                 }
                 let top = op == AggOp::Topk;
-                // Prometheus keeps a binary heap of the k best so far; on ties
-                // the heap's shape decides which series stay, so do the same.
+                // Prometheus keeps a binary heap of the k best so far (a better
+                // sample pops the worst and is pushed); on ties the heap's shape
+                // decides which series stay, so do exactly the same. Prometheus
+                // 2.42 feeds computed vectors of range queries in hash-map order,
+                // so there its own choice among ties varies from run to run.
                 let worse = |a: f64, b: f64| a.is_nan() || if top { a < b } else { a > b };
                 let mut heap: Vec<Sample> = Vec::with_capacity((k as usize).min(members.len()));
                 for s in members {
-                    if (heap.len() as i64) < k {
-                        heap.push(s);
-                        let mut j = heap.len() - 1;
-                        while j > 0 {
-                            let i = (j - 1) / 2;
-                            if !worse(heap[j].value, heap[i].value) {
-                                break;
-                            }
-                            heap.swap(i, j);
-                            j = i;
+                    if (heap.len() as i64) == k {
+                        if !heap_replaces(heap[0].value, s.value, top) {
+                            continue;
                         }
-                    } else if heap_replaces(heap[0].value, s.value, top) {
-                        heap[0] = s;
-                        if k > 1 {
-                            sift_down(&mut heap, &worse);
+                        if k == 1 {
+                            heap[0] = s;
+                            continue;
                         }
+                        // Pop the worst: move the last to the root and sift it down.
+                        let last = heap.len() - 1;
+                        heap.swap(0, last);
+                        sift_down(&mut heap[..last], &worse);
+                        heap.pop();
+                    }
+                    heap.push(s);
+                    let mut j = heap.len() - 1;
+                    while j > 0 {
+                        let i = (j - 1) / 2;
+                        if !worse(heap[j].value, heap[i].value) {
+                            break;
+                        }
+                        heap.swap(i, j);
+                        j = i;
                     }
                 }
                 out.extend(heap);
@@ -899,13 +909,12 @@ fn aggregate(op: AggOp, k: Option<f64>, v: Vec<Sample>, g: &Grouping) -> Result<
 }
 
 /// Whether a new sample displaces the heap's worst (Prometheus's test: strictly
-/// better, or the worst is NaN and the new one is not).
+/// better, or the worst is NaN).
 fn heap_replaces(worst: f64, new: f64, top: bool) -> bool {
-    (if top { worst < new } else { worst > new }) || (worst.is_nan() && !new.is_nan())
+    (if top { worst < new } else { worst > new }) || worst.is_nan()
 }
 
-/// Restores the heap after its root was replaced (Go's `container/heap.Fix(h, 0)`:
-/// down, and up when it did not move, which for the root is a no-op).
+/// Sifts the root down to restore the heap order.
 fn sift_down(heap: &mut [Sample], worse: &dyn Fn(f64, f64) -> bool) {
     let n = heap.len();
     let mut i = 0;
