@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fuzzes every input parser fleetbench has (SSE decoder, OpenAI and
 # Anthropic events, the Prometheus text parser, the diagnosis extractor and
-# validator, price sheets and arena backends files) for a bounded number of
+# validator, price sheets and arena backends files, PromQL queries and the
+# engine's OpenMetrics reader) for a bounded number of
 # executions each. Not part of CI's time budget.
 #
 #   scripts/fuzz.sh [RUNS_PER_TARGET] [TARGET...]     (default 200000, every target)
