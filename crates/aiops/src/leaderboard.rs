@@ -477,6 +477,12 @@ impl LiveTally {
         self.run.observe_timing(rec);
     }
 
+    /// The HTTP requests in flight now (`now`: seconds on the run's clock),
+    /// for the dashboard's in-flight chart.
+    pub fn in_flight(&self, now: f64, n: u64) {
+        self.run.tick(now, Some(n));
+    }
+
     /// The end: the leaderboard with its final intervals, and the state.
     pub fn publish_final(&self, boards: &[Leaderboard], state: LiveState) {
         let mut rows: Vec<LeaderboardRow> = boards
@@ -671,8 +677,10 @@ mod tests {
         tally.record("a", &tally_result("e0", Scenario::Healthy, good.into(), None));
         tally.record("b", &tally_result("e0", Scenario::Healthy, String::new(), Some("timeout_total")));
         tally.record("a", &tally_result("e1", Scenario::DecoyOnly, "x".repeat(LIVE_ANSWER_CHARS + 50), None));
+        tally.in_flight(1.0, 3);
         let s = &bus.snapshots()[0];
         assert_eq!((s.done, s.failed), (2, 1));
+        assert_eq!(s.in_flight, 3, "the HTTP requests in flight reach the dashboard");
         assert_eq!(s.errors.get("timeout_total"), Some(&1));
         assert_eq!(s.last_answer.as_ref().map(|a| a.chars().count()), Some(LIVE_ANSWER_CHARS));
         let names: Vec<&str> = s.leaderboard.iter().map(|r| r.backend.as_str()).collect();

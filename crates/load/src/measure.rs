@@ -29,10 +29,17 @@ const LIVE_TICK: Duration = Duration::from_millis(250);
 
 /// The workload as the engine sees it, counting the requests it takes: the
 /// engine sends each one right after taking it, so taken minus finished is
-/// the number in flight.
-struct Counted {
+/// the number in flight (the live charts' "requests in flight").
+pub struct Counted {
     inner: Arc<dyn Workload>,
     taken: Arc<AtomicU64>,
+}
+
+impl Counted {
+    /// `inner`, adding one to `taken` for every request the engine takes.
+    pub fn new(inner: Arc<dyn Workload>, taken: Arc<AtomicU64>) -> Counted {
+        Counted { inner, taken }
+    }
 }
 
 impl Workload for Counted {
@@ -194,7 +201,7 @@ pub async fn measure(
     }
     let taken = Arc::new(AtomicU64::new(0));
     let workload: Arc<dyn Workload> = match &opts.live {
-        Some(_) => Arc::new(Counted { inner: workload, taken: taken.clone() }),
+        Some(_) => Arc::new(Counted::new(workload, taken.clone())),
         None => workload,
     };
     let (tx, mut rx) = mpsc::unbounded_channel();
