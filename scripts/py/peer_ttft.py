@@ -15,8 +15,14 @@ import json
 import statistics
 import time
 
-import httpx
 import openai
+
+# The SDK's own HTTP client: newer openai releases build on the httpx2
+# package, older ones on httpx.
+try:
+    import httpx2 as httpx
+except ImportError:
+    import httpx
 
 SENT = {}
 
