@@ -7,7 +7,6 @@ pub mod dash;
 pub mod demo;
 pub mod energy;
 pub mod import;
-pub mod replay;
 pub mod report;
 pub mod run;
 pub mod runs;
@@ -83,9 +82,6 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Compare(a) => compare::run(a, &ctx).await,
         Command::Import(a) => import::run(a, &ctx).await,
         Command::Selftest(a) => selftest::run(a, &ctx).await,
-        Command::Sim(sim::SimArgs { catalog, command: sim::SimCommand::Replay(a) }) => {
-            replay::run(a, catalog.as_deref(), &ctx)
-        }
         Command::Sim(a) => sim::run(a, &ctx).await,
         Command::Aiops(a) => aiops::run(a, &ctx).await,
         Command::Cost(a) => cost::run(a, &ctx).await,

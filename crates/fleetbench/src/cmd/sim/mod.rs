@@ -1,6 +1,8 @@
 //! `fleetbench sim`: the inference simulator's command line (predict, list,
 //! validate, serve). The work happens in `fleetbench-sim`; this only wires.
 
+mod replay;
+
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,7 +51,7 @@ pub enum SimCommand {
     Serve(ServeArgs),
     /// Replay a workload on a simulated deployment without HTTP: per-stage
     /// TTFT, TPOT, ITL, E2EL, throughput, queue and KV-cache figures.
-    Replay(super::replay::ReplayArgs),
+    Replay(replay::ReplayArgs),
 }
 
 #[derive(Args, Debug)]
@@ -126,15 +128,14 @@ fn load_catalog(dir: &Option<PathBuf>) -> anyhow::Result<Catalog> {
     })
 }
 
-pub async fn run(args: SimArgs, _ctx: &Context) -> anyhow::Result<ExitCode> {
-    let catalog = load_catalog(&args.catalog)?;
+pub async fn run(args: SimArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
+    let catalog = || load_catalog(&args.catalog);
     match args.command {
-        SimCommand::Predict(a) => predict(&catalog, a),
-        SimCommand::List(a) => list(&catalog, a),
-        SimCommand::Validate(a) => validate(&catalog, a),
-        SimCommand::Serve(a) => serve(&catalog, a).await,
-        // Dispatched to cmd/replay.rs by cmd/mod.rs before it gets here.
-        SimCommand::Replay(_) => anyhow::bail!("sim replay is dispatched by the command table"),
+        SimCommand::Predict(a) => predict(&catalog()?, a),
+        SimCommand::List(a) => list(&catalog()?, a),
+        SimCommand::Validate(a) => validate(&catalog()?, a),
+        SimCommand::Serve(a) => serve(&catalog()?, a).await,
+        SimCommand::Replay(a) => replay::run(a, args.catalog.as_deref(), ctx),
     }
 }
 
