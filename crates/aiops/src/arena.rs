@@ -9,7 +9,6 @@
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -21,7 +20,7 @@ use fleetbench_econ::arena::{arena_costs, inline_api_entry, price_sheet, ArenaCo
 use fleetbench_econ::records::CostRecord;
 use fleetbench_econ::PriceSheet;
 use fleetbench_load::live::{LiveBus, LiveRunInfo, LiveState};
-use fleetbench_load::measure::Counted;
+use fleetbench_load::measure::InFlight;
 use fleetbench_load::{Arrival, RunPlan, Schedule, StopCondition, Workload};
 use fleetbench_store::records::arena::ARENA_RUN_KIND;
 use fleetbench_store::{AnswerWriter, RecordWriter, Store, StoreError};
@@ -274,15 +273,7 @@ pub async fn run_arena(
         }))
     });
     let sink = Sink { answers: &answers, records: records.as_ref(), live: tally.as_ref(), observer };
-    let env = Env {
-        cfg,
-        fleet: &fleet,
-        prom: prom.as_ref(),
-        sink: &sink,
-        stop,
-        taken: Arc::default(),
-        ended: Arc::default(),
-    };
+    let env = Env { cfg, fleet: &fleet, prom: prom.as_ref(), sink: &sink, stop, in_flight: InFlight::default() };
     let outcome = answer_all(&env, &episodes, clients).await;
     let interrupted = *env.stop.borrow();
     let stored = finish_writers(answers, records).await;
@@ -501,10 +492,8 @@ struct Env<'a> {
     prom: Option<&'a PrometheusSource>,
     sink: &'a Sink<'a>,
     stop: watch::Receiver<bool>,
-    /// HTTP requests taken by the engines and ended, all backends together:
-    /// their difference is the live charts' "requests in flight".
-    taken: Arc<std::sync::atomic::AtomicU64>,
-    ended: Arc<std::sync::atomic::AtomicU64>,
+    /// The HTTP requests in flight, all backends together (the live charts).
+    in_flight: InFlight,
 }
 
 /// How often the dashboard's in-flight figure is refreshed between answers.
@@ -661,15 +650,11 @@ async fn ask_backend(
     let mut rows: Vec<Option<EpisodeResult>> = vec![None; n];
     let (tx, mut rx) = mpsc::unbounded_channel();
     let prompts: Arc<dyn Workload> = Arc::new(EpisodePrompts { episodes: episodes.clone() });
-    let workload: Arc<dyn Workload> = Arc::new(Counted::new(prompts, env.taken.clone()));
+    let workload = env.in_flight.counting(prompts);
     let engine = fleetbench_load::run(&plan, &client, workload, clock, tx, env.stop.clone());
     let (mut sum, mut answered, mut unparseable) = (0.0, 0usize, 0usize);
     let start = BackendProgress { answered, episodes: n, mean_score: 0.0, unparseable_rate: 0.0 };
     env.sink.observer.progress(&spec.name, &start);
-    let in_flight = || {
-        let (taken, ended) = (env.taken.load(Ordering::SeqCst), env.ended.load(Ordering::SeqCst));
-        taken.saturating_sub(ended)
-    };
     let collect = async {
         let mut tick = tokio::time::interval(LIVE_TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -681,12 +666,12 @@ async fn ask_backend(
                 },
                 _ = tick.tick(), if env.sink.live.is_some() => {
                     if let Some(l) = env.sink.live {
-                        l.in_flight(clock.now(), in_flight());
+                        l.in_flight(clock.now(), env.in_flight.now(rx.len()));
                     }
                     continue;
                 }
             };
-            env.ended.fetch_add(1, Ordering::SeqCst);
+            env.in_flight.received();
             let i = rec.index as usize;
             let Some(p) = episodes.get(i) else { continue };
             let mut r = EpisodeResult::scored(&p.id, p.scenario, &p.truth, rec.output_text.clone().unwrap_or_default());

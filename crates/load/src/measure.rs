@@ -27,19 +27,41 @@ use crate::{RunPlan, Workload};
 /// How often a watched run's live figures are refreshed between records.
 const LIVE_TICK: Duration = Duration::from_millis(250);
 
-/// The workload as the engine sees it, counting the requests it takes: the
-/// engine sends each one right after taking it, so taken minus finished is
-/// the number in flight (the live charts' "requests in flight").
-pub struct Counted {
-    inner: Arc<dyn Workload>,
+/// Requests in flight, as the live charts show them: the engines count the
+/// requests they take (each is sent right after it is taken), the loop that
+/// receives the records counts those it received, and what ended but still
+/// waits in the channel is added by the caller. Clones share the counts, so
+/// several engines (an arena's backends) can feed one figure.
+#[derive(Debug, Clone, Default)]
+pub struct InFlight {
     taken: Arc<AtomicU64>,
+    received: Arc<AtomicU64>,
 }
 
-impl Counted {
-    /// `inner`, adding one to `taken` for every request the engine takes.
-    pub fn new(inner: Arc<dyn Workload>, taken: Arc<AtomicU64>) -> Counted {
-        Counted { inner, taken }
+impl InFlight {
+    /// `workload`, counting every request the engine takes from it.
+    pub fn counting(&self, workload: Arc<dyn Workload>) -> Arc<dyn Workload> {
+        Arc::new(Counted { inner: workload, taken: self.taken.clone() })
     }
+
+    /// One more record received.
+    pub fn received(&self) {
+        self.received.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// In flight now, given how many ended records still wait in the channel.
+    /// Taken is read first: a request counted as taken has either ended
+    /// (received or queued) or is out.
+    pub fn now(&self, queued: usize) -> u64 {
+        let taken = self.taken.load(Ordering::SeqCst);
+        taken.saturating_sub(self.received.load(Ordering::SeqCst) + queued as u64)
+    }
+}
+
+/// The workload as the engine sees it, counting the requests it takes.
+struct Counted {
+    inner: Arc<dyn Workload>,
+    taken: Arc<AtomicU64>,
 }
 
 impl Workload for Counted {
@@ -199,9 +221,9 @@ pub async fn measure(
             s.time_scale = (scale != 1.0).then_some(scale);
         });
     }
-    let taken = Arc::new(AtomicU64::new(0));
+    let in_flight = InFlight::default();
     let workload: Arc<dyn Workload> = match &opts.live {
-        Some(_) => Arc::new(Counted::new(workload, taken.clone())),
+        Some(_) => in_flight.counting(workload),
         None => workload,
     };
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -219,7 +241,6 @@ pub async fn measure(
     // and is read back at the end, so memory stays flat however long the
     // run (the soak checks it) and the figures come from what is stored.
     let (mut ok, mut failed, mut tokens) = (0u64, 0u64, 0u64);
-    let mut received = 0u64;
     let mut tick = tokio::time::interval(LIVE_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -230,17 +251,12 @@ pub async fn measure(
             },
             _ = tick.tick(), if opts.live.is_some() => {
                 if let Some(live) = &opts.live {
-                    // Taken first, then what ended: a request counted as
-                    // taken has either ended (received or still queued
-                    // here) or is out.
-                    let taken = taken.load(Ordering::SeqCst);
-                    let in_flight = taken.saturating_sub(received + rx.len() as u64);
-                    live.tick(clock.now() * scale, Some(in_flight));
+                    live.tick(clock.now() * scale, Some(in_flight.now(rx.len())));
                 }
                 continue;
             }
         };
-        received += 1;
+        in_flight.received();
         if scale != 1.0 {
             rescale(&mut rec, scale);
         }
