@@ -1,6 +1,7 @@
 //! The batch-job planner: what a job of N documents costs on each backend
 //! of a price sheet, how long it takes, and how the options rank.
 
+use fleetbench_core::table::{Align, Table};
 use std::collections::BTreeMap;
 
 use serde::Serialize;
@@ -324,34 +325,20 @@ impl Plan {
     /// A plain-text table for the terminal, inputs first.
     pub fn to_text(&self) -> String {
         let header = ["#", "backend", "total", "wall clock", "x cheapest", "bound by", "price inputs"];
-        let rows = self.table_rows();
-        let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-        for r in &rows {
-            for (w, c) in widths.iter_mut().zip(r.iter()) {
-                *w = (*w).max(c.chars().count());
-            }
+        // Numbers right-aligned, words left-aligned.
+        let mut t = Table::new(header);
+        for i in [0, 2, 3, 4] {
+            t = t.align(i, Align::Right);
+        }
+        for r in self.table_rows() {
+            t.push(r);
         }
         let mut out = String::from("Inputs\n");
         for l in self.inputs_lines() {
             out.push_str(&format!("  {l}\n"));
         }
         out.push('\n');
-        let line = |cells: Vec<&str>| -> String {
-            let mut s = String::new();
-            for (i, (c, w)) in cells.iter().zip(widths.iter()).enumerate() {
-                // Numbers right-aligned, words left-aligned.
-                if (2..=4).contains(&i) || i == 0 {
-                    s.push_str(&format!("{c:>w$}  "));
-                } else {
-                    s.push_str(&format!("{c:<w$}  "));
-                }
-            }
-            s.trim_end().to_string() + "\n"
-        };
-        out.push_str(&line(header.to_vec()));
-        for r in &rows {
-            out.push_str(&line(r.iter().map(String::as_str).collect()));
-        }
+        out.push_str(&t.text());
         out
     }
 

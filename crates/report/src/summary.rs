@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use fleetbench_core::stats::Interval;
+use fleetbench_core::table::{Align, Table};
 use fleetbench_core::units::format_seconds;
 use fleetbench_core::{RunMeta, RunMetrics};
 
@@ -116,32 +117,12 @@ pub fn terminal_summary(meta: &RunMeta, m: &RunMetrics) -> String {
     );
     let rows = latency_table(m);
     if !rows.is_empty() {
-        let mut widths = HEAD.map(str::len);
-        for r in &rows {
-            for (w, c) in widths.iter_mut().zip(r.iter()) {
-                *w = (*w).max(c.chars().count());
-            }
+        let mut t = Table::new(HEAD).indent(2).all_right().align(0, Align::Left);
+        for r in rows {
+            t.push(r);
         }
-        let line = |cells: &[String]| {
-            let mut l = String::from("  ");
-            for (i, c) in cells.iter().enumerate() {
-                let pad = widths[i] - c.chars().count();
-                if i == 0 {
-                    l.push_str(c);
-                    l.push_str(&" ".repeat(pad));
-                } else {
-                    l.push_str("  ");
-                    l.push_str(&" ".repeat(pad));
-                    l.push_str(c);
-                }
-            }
-            l
-        };
         s.push('\n');
-        let _ = writeln!(s, "{}", line(&HEAD.map(String::from)));
-        for r in &rows {
-            let _ = writeln!(s, "{}", line(r));
-        }
+        s.push_str(&t.text());
         s.push('\n');
     }
     let _ = writeln!(
