@@ -25,12 +25,11 @@ impl Store {
     /// name order. A document that does not read as `A` is an error that
     /// names the run, the kind and the artifact.
     pub fn get_all<A: Artifact>(&self, run_id: i64) -> Result<Vec<(String, A)>> {
-        self.artifacts(run_id, A::KIND)?
+        self.get_each::<A>(run_id)?
             .into_iter()
-            .map(|(name, v)| {
-                serde_json::from_value(v)
-                    .map(|a| (name.clone(), a))
-                    .map_err(|e| StoreError::Corrupt { run: run_id, why: format!("artifact {}/{name}: {e}", A::KIND) })
+            .map(|(name, a)| match a {
+                Ok(a) => Ok((name, a)),
+                Err(e) => Err(StoreError::Corrupt { run: run_id, why: format!("artifact {}/{name}: {e}", A::KIND) }),
             })
             .collect()
     }
