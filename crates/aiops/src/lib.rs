@@ -16,6 +16,7 @@ pub mod backends;
 pub mod diagnosis;
 pub mod episode;
 pub mod exporter;
+pub mod investigate;
 pub mod leaderboard;
 pub mod operator;
 pub mod output;
