@@ -3,4 +3,4 @@
 
 pub mod tools;
 
-pub use tools::{ToolReply, ToolSpec, Toolset, TOOL_NAMES};
+pub use tools::{Budget, Ended, Investigation, ToolReply, ToolSpec, Toolset, TOOL_NAMES};

@@ -48,3 +48,44 @@ pub trait Toolset: Send + Sync {
     /// them and answers [`ToolReply::Error`] rather than failing.
     fn call<'a>(&'a self, name: &'a str, arguments: &'a Value) -> ToolFuture<'a>;
 }
+
+/// What one investigation may spend; past any of these it ends unanswered.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Budget {
+    pub tool_calls: u32,
+    pub tokens: u64,
+    pub deadline: std::time::Duration,
+}
+
+/// Why an investigation ended.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "detail")]
+pub enum Ended {
+    /// `submit_diagnosis` was called.
+    Submitted,
+    OverToolCalls,
+    OverTokens,
+    OverDeadline,
+    /// The operator stopped without submitting.
+    NoSubmission,
+    /// The backend failed (transport error, refused request); the text says how.
+    Failed(String),
+}
+
+/// One episode's investigation, whoever ran it (a model over HTTP, an MCP
+/// client, a built-in investigator).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Investigation {
+    /// The `submit_diagnosis` arguments, when submitted within budget.
+    pub submitted: Option<Value>,
+    /// Every message and tool call in order, as JSON objects.
+    pub transcript: Vec<Value>,
+    pub tool_calls: u32,
+    /// Calls answered with [`ToolReply::Error`] (malformed or refused).
+    pub tool_errors: u32,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// From the alert to the submission (or the end), seconds.
+    pub wall_s: f64,
+    pub ended: Ended,
+}
