@@ -14,7 +14,7 @@ use fleetbench_client::{ApiKey, ClientConfig, Timeouts};
 use fleetbench_core::{parse_duration, ApiKind, SamplingParams, Slo};
 use fleetbench_econ::instruments::{InstrumentSpec, DEFAULT_PUE, DEFAULT_SUPPLY};
 use fleetbench_load::{Arrival, ArrivalSpec, Schedule, WorkloadSpec};
-use fleetbench_sim::{DeploymentSpec, Parallelism};
+use fleetbench_sim::{DeploymentSpec, EngineKnobs, Parallelism};
 use fleetbench_workload::Traffic;
 
 /// `--api chat|completions|anthropic`, parsed into the one [`ApiKind`].
@@ -264,9 +264,9 @@ pub struct DeploymentArgs {
     /// GPU (id or name; see `fleetbench sim list gpus`).
     #[arg(long, default_value = "rtx3090")]
     pub gpu: String,
-    /// Number of GPUs.
-    #[arg(long, default_value_t = 1)]
-    pub count: u32,
+    /// Number of GPUs [default: tensor x pipeline parallel size, else 1].
+    #[arg(long)]
+    pub count: Option<u32>,
     /// Link between GPUs (pcie4, nvlink3, nvlink4, ...); default depends on the GPU.
     #[arg(long)]
     pub interconnect: Option<String>,
@@ -279,12 +279,44 @@ pub struct DeploymentArgs {
     /// Serving engine (see `fleetbench sim list engines`).
     #[arg(long, default_value = "vllm")]
     pub engine: String,
-    /// Override the engine's max_num_seqs.
-    #[arg(long)]
-    pub max_num_seqs: Option<u32>,
     /// How several GPUs share the model (default: the engine's way).
     #[arg(long, value_enum)]
     pub parallel: Option<ParallelArg>,
+    #[command(flatten)]
+    pub knobs: EngineKnobArgs,
+}
+
+/// The engine as operators configure it, with vLLM's flag names (SGLang's
+/// as aliases). Unset flags keep the engine's default (`fleetbench sim list engines`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct EngineKnobArgs {
+    /// Most sequences in one step (SGLang: --max-running-requests).
+    #[arg(long, alias = "max-running-requests", value_name = "N", help_heading = "Engine")]
+    pub max_num_seqs: Option<u32>,
+    /// Token budget of one step: running decodes first, then prefill chunks
+    /// (SGLang: --chunked-prefill-size).
+    #[arg(long, alias = "chunked-prefill-size", value_name = "N", help_heading = "Engine")]
+    pub max_num_batched_tokens: Option<u32>,
+    /// Share of each GPU's memory for weights, activations and the KV pool
+    /// (SGLang: --mem-fraction-static).
+    #[arg(long, alias = "mem-fraction-static", value_name = "F", help_heading = "Engine")]
+    pub gpu_memory_utilization: Option<f64>,
+    /// Tokens per KV-cache block (SGLang: --page-size).
+    #[arg(long, alias = "page-size", value_name = "N", help_heading = "Engine")]
+    pub block_size: Option<u32>,
+    /// Turn automatic prefix caching off (SGLang: --disable-radix-cache).
+    #[arg(long, alias = "disable-radix-cache", help_heading = "Engine")]
+    pub no_prefix_caching: bool,
+    /// CPU memory for offloaded KV, GB: evicted prefixes and preempted
+    /// sequences reload over PCIe instead of being recomputed.
+    #[arg(long, value_name = "GB", default_value_t = 0.0, help_heading = "Engine")]
+    pub cpu_offload_gb: f64,
+    /// GPUs per tensor-parallel group (--tp).
+    #[arg(long, alias = "tp", value_name = "N", help_heading = "Engine")]
+    pub tensor_parallel_size: Option<u32>,
+    /// Pipeline stages (--pp); the GPU count is tensor x pipeline size.
+    #[arg(long, alias = "pp", value_name = "N", help_heading = "Engine")]
+    pub pipeline_parallel_size: Option<u32>,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy)]
@@ -294,20 +326,38 @@ pub enum ParallelArg {
 }
 
 impl DeploymentArgs {
-    pub fn spec(&self) -> DeploymentSpec {
-        DeploymentSpec {
+    pub fn spec(&self) -> anyhow::Result<DeploymentSpec> {
+        let k = &self.knobs;
+        let parallel = k.tensor_parallel_size.unwrap_or(1) * k.pipeline_parallel_size.unwrap_or(1);
+        let count = match (self.count, k.tensor_parallel_size.is_some() || k.pipeline_parallel_size.is_some()) {
+            (Some(c), true) if c != parallel => {
+                bail!("--count {c} is not the tensor x pipeline parallel size ({parallel}); give one or the other")
+            }
+            (Some(c), _) => c,
+            (None, true) => parallel,
+            (None, false) => 1,
+        };
+        Ok(DeploymentSpec {
             gpu: self.gpu.clone(),
-            count: self.count,
+            count,
             interconnect: self.interconnect.clone(),
             model: self.model.clone(),
             quant: self.quant.clone(),
             engine: self.engine.clone(),
-            max_num_seqs: self.max_num_seqs,
+            max_num_seqs: k.max_num_seqs,
             parallelism: self.parallel.map(|p| match p {
                 ParallelArg::Tensor => Parallelism::Tensor,
                 ParallelArg::Pipeline => Parallelism::Pipeline,
             }),
-        }
+            knobs: EngineKnobs {
+                max_num_batched_tokens: k.max_num_batched_tokens,
+                gpu_memory_utilization: k.gpu_memory_utilization,
+                block_size: k.block_size,
+                prefix_caching: !k.no_prefix_caching,
+                cpu_offload_gb: k.cpu_offload_gb,
+                pipeline_parallel: k.pipeline_parallel_size,
+            },
+        })
     }
 }
 

@@ -182,6 +182,7 @@ pub fn place(catalog: &Catalog, row: &MeasuredRow) -> Result<PlacedRow, String> 
         engine: engine.id.clone(),
         max_num_seqs: None,
         parallelism,
+        knobs: Default::default(),
     };
     let mut deployment = Deployment::resolve_with_quant(catalog, &spec, quant).map_err(|e| e.to_string())?;
     if let Some(b) = batch {
@@ -231,7 +232,7 @@ pub fn static_batch_tok_s(d: &Deployment, batch: u32, input: u32, output: u32) -
     // max_batched_tokens; each token attends within its own prompt only
     // (on average to half of it).
     let total = input.max(1).saturating_mul(b);
-    let chunk = d.engine.max_batched_tokens.max(1);
+    let chunk = d.max_batched_tokens.max(1);
     let mut prefill = 0.0;
     let mut done = 0u32;
     while done < total {

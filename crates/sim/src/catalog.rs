@@ -310,6 +310,9 @@ pub struct Engine {
     pub max_num_seqs: u32,
     pub max_batched_tokens: u32,
     pub gpu_memory_utilization: f64,
+    /// Tokens per KV-cache block (vLLM --block-size, SGLang --page-size).
+    #[serde(default = "default_block_size")]
+    pub block_size: u32,
     /// How several GPUs are used: "tensor" (default) or "pipeline".
     #[serde(default = "default_parallel")]
     pub parallel: String,
@@ -317,6 +320,10 @@ pub struct Engine {
     pub family: BTreeMap<String, FamilyEff>,
     #[serde(default)]
     pub source: String,
+}
+
+fn default_block_size() -> u32 {
+    16
 }
 
 fn default_parallel() -> String {

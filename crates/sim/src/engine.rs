@@ -60,8 +60,15 @@ struct Seq {
     /// Tokens to compute before decoding resumes.
     to_prefill: u32,
     generated: u32,
-    /// KV-cache tokens this sequence holds (reserved at admission).
+    /// Context before this sequence's own KV (its cached prefix).
+    base: u32,
+    /// Tokens of KV this sequence holds itself: reserved for its prompt at
+    /// admission, then one more per output token.
+    own: u64,
+    /// KV-cache tokens held for them, in whole blocks.
     held: u64,
+    /// Tokens of its KV saved to CPU memory when it was preempted.
+    offloaded: u32,
 }
 
 impl Seq {
@@ -80,6 +87,9 @@ pub struct EngineCounters {
     pub finished: u64,
     /// Prompt tokens served from the prefix cache instead of computed.
     pub prefix_hit_tokens: u64,
+    /// KV tokens copied back from CPU memory (offloaded prefixes and
+    /// preempted sequences) instead of recomputed.
+    pub reloaded_tokens: u64,
 }
 
 /// What one step did.
@@ -108,11 +118,22 @@ pub struct ServingEngine {
     cache: HashMap<u64, CacheEntry>,
     kv_cached: u64,
     tick: u64,
+    /// Tokens per KV block.
+    block: u64,
+    /// KV offload to CPU memory: prefixes evicted from the GPU cache.
+    cpu: HashMap<u64, CacheEntry>,
+    cpu_capacity: u64,
+    cpu_used: u64,
+    /// KV tokens to copy from CPU memory before the next step computes.
+    reload_tokens: u64,
 }
 
 impl ServingEngine {
     pub fn new(deployment: Deployment) -> ServingEngine {
         let kv_capacity = deployment.kv_capacity_tokens.max(1.0).floor() as u64;
+        let prefix_caching = deployment.prefix_caching;
+        let block = deployment.block_size.max(1) as u64;
+        let cpu_capacity = deployment.cpu_offload_tokens.max(0.0).floor() as u64;
         ServingEngine {
             d: deployment,
             now: 0.0,
@@ -121,14 +142,33 @@ impl ServingEngine {
             kv_capacity,
             kv_used: 0,
             counters: EngineCounters::default(),
-            prefix_caching: true,
+            prefix_caching,
             cache: HashMap::new(),
             kv_cached: 0,
             tick: 0,
+            block,
+            cpu: HashMap::new(),
+            cpu_capacity,
+            cpu_used: 0,
+            reload_tokens: 0,
         }
     }
 
-    /// Turns prefix caching on (the default) or off.
+    /// KV-cache tokens, in whole blocks, that `own` tokens of a sequence
+    /// hold after `base` tokens of context: sliding-window layers keep at
+    /// most their window.
+    fn footprint(&self, base: u32, own: u64) -> u64 {
+        let b = base as f64;
+        let tokens = (self.d.attended(b + own as f64) - self.d.attended(b)).ceil().max(0.0) as u64;
+        tokens.div_ceil(self.block) * self.block
+    }
+
+    /// KV tokens held in CPU memory.
+    pub fn cpu_offload_tokens(&self) -> u64 {
+        self.cpu_used
+    }
+
+    /// Turns prefix caching on or off (default: the deployment's setting).
     pub fn set_prefix_caching(&mut self, on: bool) {
         self.prefix_caching = on;
     }
@@ -188,7 +228,10 @@ impl ServingEngine {
             computed: 0,
             to_prefill: req.prompt_tokens,
             generated: 0,
+            base: 0,
+            own: 0,
             held: 0,
+            offloaded: 0,
         });
     }
 
@@ -202,7 +245,9 @@ impl ServingEngine {
             return true;
         }
         if let Some(i) = self.waiting.iter().position(|s| s.req.id == id) {
-            self.waiting.remove(i);
+            if let Some(s) = self.waiting.remove(i) {
+                self.cpu_used -= s.offloaded as u64;
+            }
             return true;
         }
         false
@@ -219,12 +264,18 @@ impl ServingEngine {
             let Some(front) = self.waiting.front() else {
                 break;
             };
-            let (cached, pins) = self.lookup(&front.prefix, front.to_prefill);
-            let need = (front.to_prefill - cached) as u64 + 1;
+            let (prefix_hit, pins, from_cpu) = self.lookup(&front.prefix, front.to_prefill);
+            // A preempted sequence's own KV comes back from CPU memory.
+            let restored = front.offloaded.min(front.to_prefill.saturating_sub(1).saturating_sub(prefix_hit));
+            let cached = prefix_hit + restored;
+            let base = front.computed + cached;
+            let rest = (front.to_prefill - cached) as u64;
+            let moved_back: u64 = from_cpu.iter().flatten().filter_map(|k| self.cpu.get(k)).map(|e| e.tokens).sum();
+            let need = self.footprint(base, rest + 1) + moved_back;
             // Pinned first, so making room cannot evict what this one reuses.
             self.tick += 1;
             for k in pins.iter().flatten() {
-                if let Some(e) = self.cache.get_mut(k) {
+                if let Some(e) = self.cache.get_mut(k).or_else(|| self.cpu.get_mut(k)) {
                     e.refs += 1;
                     e.last_use = self.tick;
                 }
@@ -233,55 +284,99 @@ impl ServingEngine {
                 self.unpin(&pins);
                 break;
             }
+            // Prefixes found in CPU memory move back into the GPU cache.
+            for k in from_cpu.iter().flatten() {
+                if let Some(e) = self.cpu.remove(k) {
+                    self.cpu_used -= e.tokens;
+                    self.kv_cached += e.tokens;
+                    self.reload_tokens += e.tokens;
+                    self.counters.reloaded_tokens += e.tokens;
+                    self.cache.insert(*k, e);
+                }
+            }
             if let Some(mut seq) = self.waiting.pop_front() {
-                self.counters.prefix_hit_tokens += cached as u64;
+                self.counters.prefix_hit_tokens += prefix_hit as u64;
+                self.cpu_used -= seq.offloaded as u64;
+                self.reload_tokens += restored as u64;
+                self.counters.reloaded_tokens += restored as u64;
+                seq.offloaded = 0;
                 seq.pins = pins;
                 seq.computed += cached;
                 seq.to_prefill -= cached;
-                seq.held = seq.to_prefill as u64;
+                seq.base = base;
+                seq.own = rest;
+                seq.held = self.footprint(base, rest);
                 self.kv_used += seq.held;
                 self.running.push(seq);
             }
         }
     }
 
-    /// Prompt tokens of a request the cache already holds, and the entries
-    /// that hold them.
-    fn lookup(&self, p: &PrefixKey, prompt: u32) -> (u32, [Option<u64>; 2]) {
+    /// Prompt tokens of a request the cache already holds (in whole
+    /// blocks), the entries that hold them, and those of them that sit in
+    /// CPU memory.
+    fn lookup(&self, p: &PrefixKey, prompt: u32) -> (u32, [Option<u64>; 2], [Option<u64>; 2]) {
         if !self.prefix_caching {
-            return (0, [None, None]);
+            return (0, [None, None], [None, None]);
         }
+        let find = |k: &u64| self.cache.get(k).map(|e| (e, false)).or_else(|| self.cpu.get(k).map(|e| (e, true)));
         let mut cached = 0u64;
         let mut pins = [None, None];
+        let mut from_cpu = [None, None];
         let mut whole_group = true;
         if let Some((k, n)) = p.group {
-            if let Some(e) = self.cache.get(&k) {
+            if let Some((e, cpu)) = find(&k) {
                 cached = e.tokens.min(n as u64);
                 pins[0] = Some(k);
+                from_cpu[0] = cpu.then_some(k);
                 whole_group = cached >= n as u64;
             } else {
                 whole_group = false;
             }
         }
         if let (Some((k, n)), true) = (p.conversation, whole_group) {
-            if let Some(e) = self.cache.get(&k) {
+            if let Some((e, cpu)) = find(&k) {
                 let base = p.group.map(|g| g.1 as u64).unwrap_or(0);
                 cached = base + e.tokens.min((n as u64).saturating_sub(base));
                 pins[1] = Some(k);
+                from_cpu[1] = cpu.then_some(k);
             }
         }
-        // At least one prompt token is always computed (it yields the first token).
-        ((cached.min(prompt.saturating_sub(1) as u64)) as u32, pins)
+        // At least one prompt token is always computed (it yields the first
+        // token); only whole blocks are matched.
+        let cached = cached.min(prompt.saturating_sub(1) as u64) / self.block * self.block;
+        (cached as u32, pins, from_cpu)
     }
 
     /// Evicts unused cached prefixes, least recently used first, until
-    /// `need` more tokens fit. Returns whether they fit.
+    /// `need` more tokens fit; with KV offload they move to CPU memory.
+    /// Returns whether they fit.
     fn make_room(&mut self, need: u64) -> bool {
         while self.kv_used + self.kv_cached + need > self.kv_capacity {
             let victim =
                 self.cache.iter().filter(|(_, e)| e.refs == 0).min_by_key(|(_, e)| e.last_use).map(|(k, _)| *k);
-            match victim.and_then(|k| self.cache.remove(&k)) {
-                Some(e) => self.kv_cached -= e.tokens,
+            let Some((k, e)) = victim.and_then(|k| self.cache.remove(&k).map(|e| (k, e))) else {
+                return false;
+            };
+            self.kv_cached -= e.tokens;
+            if self.cpu_room(e.tokens) {
+                self.cpu_used += e.tokens;
+                self.cpu.insert(k, e);
+            }
+        }
+        true
+    }
+
+    /// Makes room for `tokens` in CPU memory by dropping offloaded prefixes
+    /// no waiting request is about to reload, least recently used first.
+    fn cpu_room(&mut self, tokens: u64) -> bool {
+        if tokens > self.cpu_capacity {
+            return false;
+        }
+        while self.cpu_used + tokens > self.cpu_capacity {
+            let victim = self.cpu.iter().filter(|(_, e)| e.refs == 0).min_by_key(|(_, e)| e.last_use).map(|(k, _)| *k);
+            match victim.and_then(|k| self.cpu.remove(&k)) {
+                Some(e) => self.cpu_used -= e.tokens,
                 None => return false,
             }
         }
@@ -290,7 +385,7 @@ impl ServingEngine {
 
     fn unpin(&mut self, pins: &[Option<u64>; 2]) {
         for k in pins.iter().flatten() {
-            if let Some(e) = self.cache.get_mut(k) {
+            if let Some(e) = self.cache.get_mut(k).or_else(|| self.cpu.get_mut(k)) {
                 e.refs = e.refs.saturating_sub(1);
             }
         }
@@ -306,8 +401,13 @@ impl ServingEngine {
         // Decoding sequences need one more KV slot each; preempt the most
         // recently admitted until they fit (vLLM's recompute preemption).
         loop {
-            let decoding = self.running.iter().filter(|s| s.to_prefill == 0).count() as u64;
-            if self.make_room(decoding) || self.running.len() <= 1 {
+            let growth: u64 = self
+                .running
+                .iter()
+                .filter(|s| s.to_prefill == 0)
+                .map(|s| self.footprint(s.base, s.own + 1).saturating_sub(s.held))
+                .sum();
+            if self.make_room(growth) || self.running.len() <= 1 {
                 break;
             }
             if let Some(victim) = self.running.pop() {
@@ -315,17 +415,37 @@ impl ServingEngine {
                 self.unpin(&victim.pins);
                 self.counters.preemptions += 1;
                 sink(EngineEvent::Preempted { id: victim.req.id, t: self.now });
+                // With KV offload its computed KV is saved to CPU memory
+                // (when it fits) and reloaded instead of recomputed.
+                let own_computed = (victim.computed - victim.base) as u64;
+                let offloaded = if own_computed > 0 && self.cpu_room(own_computed) {
+                    self.cpu_used += own_computed;
+                    own_computed as u32
+                } else {
+                    0
+                };
                 let redo = victim.req.prompt_tokens + victim.generated;
-                self.waiting.push_front(Seq { computed: 0, to_prefill: redo, held: 0, pins: [None, None], ..victim });
+                self.waiting.push_front(Seq {
+                    computed: 0,
+                    to_prefill: redo,
+                    base: 0,
+                    own: 0,
+                    held: 0,
+                    offloaded,
+                    pins: [None, None],
+                    ..victim
+                });
             }
         }
-        let mut budget = self.d.engine.max_batched_tokens.max(1);
+        // vLLM V1's order: every running decode first, then prefill chunks
+        // within what is left of the step's token budget.
+        let mut budget = self.d.max_batched_tokens.max(1);
         let mut load = StepLoad::default();
         let mut plan: Vec<u32> = Vec::with_capacity(self.running.len());
         for s in &self.running {
             if s.to_prefill == 0 {
                 load.decode_seqs += 1;
-                load.decode_context_tokens += s.context() as f64;
+                load.decode_context_tokens += self.d.attended(s.context() as f64);
                 budget = budget.saturating_sub(1);
                 plan.push(0);
             } else {
@@ -337,25 +457,35 @@ impl ServingEngine {
                 let n = s.to_prefill.min(budget);
                 budget -= n;
                 load.prefill_tokens += n;
-                load.prefill_attention_tokens += n as f64 * (s.computed as f64 + n as f64 / 2.0);
+                load.prefill_attention_tokens += n as f64 * self.d.attended(s.computed as f64 + n as f64 / 2.0);
                 *p = n;
             }
         }
         let start = self.now;
         let cost = self.d.step(&load);
-        self.now += cost.time_s.max(1e-9);
+        // KV copied back from CPU memory before the step can use it.
+        let reload_s = self.d.kv_transfer_s(self.reload_tokens as f64);
+        self.reload_tokens = 0;
+        self.now += (cost.time_s + reload_s).max(1e-9);
         let t = self.now;
         self.counters.steps += 1;
         let mut i = 0;
         while i < self.running.len() {
             let chunk = plan[i];
+            let (base, own, decoding) = (self.running[i].base, self.running[i].own, self.running[i].to_prefill == 0);
+            // Blocks this sequence holds after a decode step, or after its
+            // prompt's start moved into the shared cache.
+            let grown = if decoding { self.footprint(base, own + 1) } else { 0 };
             let s = &mut self.running[i];
             let mut emit = false;
-            if s.to_prefill == 0 {
+            if decoding {
                 emit = true;
                 s.computed += 1;
-                s.held += 1;
-                self.kv_used += 1;
+                s.own += 1;
+                if grown > s.held {
+                    self.kv_used += grown - s.held;
+                    s.held = grown;
+                }
             } else if chunk > 0 && chunk != u32::MAX {
                 s.to_prefill -= chunk;
                 s.computed += chunk;
@@ -364,11 +494,17 @@ impl ServingEngine {
                 if emit && self.prefix_caching {
                     let (pins, moved) = insert_prefix(&mut self.cache, &mut self.tick, s);
                     s.pins = pins;
-                    s.held -= moved;
-                    self.kv_used -= moved;
+                    s.own -= moved;
+                    s.base += moved as u32;
                     self.kv_cached += moved;
+                    let (b, o) = (s.base, s.own);
+                    let left = self.footprint(b, o);
+                    let s = &mut self.running[i];
+                    self.kv_used -= s.held.saturating_sub(left);
+                    s.held = s.held.min(left);
                 }
             }
+            let s = &mut self.running[i];
             if emit {
                 let index = s.generated;
                 s.generated += 1;
@@ -425,7 +561,7 @@ fn insert_prefix(cache: &mut HashMap<u64, CacheEntry>, tick: &mut u64, s: &Seq) 
             pins[slot] = Some(k);
         }
     }
-    (pins, moved.min(s.held))
+    (pins, moved.min(s.own))
 }
 
 /// Per-request result of an offline simulation.
@@ -631,12 +767,13 @@ mod tests {
             })
             .is_some()
         {}
-        assert_eq!(eng.counters().prefix_hit_tokens, 1000);
-        // Only the 100 new tokens were prefilled, on top of the 1000 cached.
+        // Whole 16-token blocks only: 992 of the 1000 shared tokens.
+        assert_eq!(eng.counters().prefix_hit_tokens, 992);
+        // Only the 108 other tokens were prefilled, on top of the 992 cached.
         let want = d
             .step(&StepLoad {
-                prefill_tokens: 100,
-                prefill_attention_tokens: 100.0 * (1000.0 + 50.0),
+                prefill_tokens: 108,
+                prefill_attention_tokens: 108.0 * (992.0 + 54.0),
                 ..StepLoad::default()
             })
             .time_s;
@@ -653,5 +790,168 @@ mod tests {
         eng.step(&mut |_| {});
         assert_eq!(eng.kv_cached_tokens(), 0);
         assert!(eng.kv_usage() <= 1.0);
+    }
+
+    fn knobbed(gpu: &str, model: &str, quant: &str, knobs: crate::perf::EngineKnobs) -> Deployment {
+        let c = Catalog::embedded().unwrap();
+        let spec = DeploymentSpec {
+            gpu: gpu.into(),
+            model: model.into(),
+            quant: quant.into(),
+            engine: "vllm".into(),
+            knobs,
+            ..DeploymentSpec::default()
+        };
+        Deployment::resolve(&c, &spec).unwrap()
+    }
+
+    #[test]
+    fn decodes_go_first_and_prefill_chunks_fill_the_rest_of_the_token_budget() {
+        let knobs = crate::perf::EngineKnobs { max_num_batched_tokens: Some(64), ..Default::default() };
+        let d = knobbed("h100-sxm", "llama-3.1-8b", "fp8", knobs);
+        assert_eq!(d.max_batched_tokens, 64);
+        let mut eng = ServingEngine::new(d);
+        for id in 0..10 {
+            eng.submit(EngineRequest { id, prompt_tokens: 20, output_tokens: 100 });
+        }
+        // 200 prompt tokens in chunks of at most 64 per step.
+        let mut steps = Vec::new();
+        while eng.num_running() < 10 || eng.running.iter().any(|s| s.to_prefill > 0) {
+            steps.push(eng.step(&mut |_| {}).unwrap());
+        }
+        assert!(steps.iter().all(|s| s.decode_seqs + s.prefill_tokens <= 64), "{steps:?}");
+        // A long prompt arriving now gets what the ten decodes leave: 54 tokens.
+        eng.submit(EngineRequest { id: 99, prompt_tokens: 1000, output_tokens: 4 });
+        let s = eng.step(&mut |_| {}).unwrap();
+        assert_eq!((s.decode_seqs, s.prefill_tokens), (10, 54));
+    }
+
+    #[test]
+    fn kv_is_held_in_whole_blocks() {
+        let knobs = crate::perf::EngineKnobs { block_size: Some(16), prefix_caching: false, ..Default::default() };
+        let mut eng = ServingEngine::new(knobbed("h100-sxm", "llama-3.1-8b", "fp8", knobs));
+        let cap = eng.kv_capacity_tokens();
+        assert_eq!(cap % 16, 0);
+        eng.submit(EngineRequest { id: 1, prompt_tokens: 17, output_tokens: 20 });
+        eng.step(&mut |_| {});
+        // 17 prompt tokens: two blocks of 16.
+        assert_eq!(eng.kv_used, 32);
+        for _ in 0..16 {
+            eng.step(&mut |_| {});
+        }
+        // 17 + 16 = 33 tokens of context: a third block.
+        assert_eq!(eng.kv_used, 48);
+        let sglang = crate::perf::EngineKnobs { block_size: Some(1), prefix_caching: false, ..Default::default() };
+        let mut eng = ServingEngine::new(knobbed("h100-sxm", "llama-3.1-8b", "fp8", sglang));
+        eng.submit(EngineRequest { id: 1, prompt_tokens: 17, output_tokens: 20 });
+        eng.step(&mut |_| {});
+        assert_eq!(eng.kv_used, 17);
+    }
+
+    #[test]
+    fn prefix_caching_follows_the_deployment_setting() {
+        let key = PrefixKey { group: Some((7, 512)), conversation: None };
+        let hits = |on: bool| {
+            let knobs = crate::perf::EngineKnobs { prefix_caching: on, ..Default::default() };
+            let mut eng = ServingEngine::new(knobbed("h100-sxm", "llama-3.1-8b", "fp8", knobs));
+            for id in 0..2 {
+                eng.submit_with_prefix(EngineRequest { id, prompt_tokens: 600, output_tokens: 2 }, key);
+                while eng.step(&mut |_| {}).is_some() {}
+            }
+            eng.counters().prefix_hit_tokens
+        };
+        assert_eq!((hits(true), hits(false)), (512, 0));
+    }
+
+    /// Runs requests one after another; returns the engine and each TTFT.
+    fn one_by_one(eng: &mut ServingEngine, reqs: &[(u64, u32, PrefixKey)]) -> Vec<f64> {
+        let mut ttfts = Vec::new();
+        for &(id, prompt, key) in reqs {
+            let t0 = eng.now();
+            let mut first = None;
+            eng.submit_with_prefix(EngineRequest { id, prompt_tokens: prompt, output_tokens: 2 }, key);
+            while eng
+                .step(&mut |e| {
+                    if let EngineEvent::Token { index: 0, t, .. } = e {
+                        first = Some(t);
+                    }
+                })
+                .is_some()
+            {}
+            ttfts.push(first.unwrap() - t0);
+        }
+        ttfts
+    }
+
+    #[test]
+    fn an_evicted_prefix_reloads_from_cpu_memory_instead_of_being_recomputed() {
+        let a = PrefixKey { group: Some((1, 3200)), conversation: None };
+        let b = PrefixKey { group: Some((2, 3200)), conversation: None };
+        let c = PrefixKey { group: Some((3, 3200)), conversation: None };
+        let reqs = [(1, 3300, a), (2, 3300, b), (3, 3300, c), (4, 3300, a)];
+        let run = |offload_gb: f64| {
+            let knobs = crate::perf::EngineKnobs { cpu_offload_gb: offload_gb, ..Default::default() };
+            let mut d = knobbed("h100-sxm", "llama-3.1-8b", "fp8", knobs);
+            // Room for two cached prefixes: c's request evicts a's.
+            d.kv_capacity_tokens = 6800.0;
+            let mut eng = ServingEngine::new(d);
+            let t = one_by_one(&mut eng, &reqs);
+            (t, eng.counters())
+        };
+        let (plain, c0) = run(0.0);
+        let (offload, c1) = run(4.0);
+        assert_eq!(c0.reloaded_tokens, 0);
+        assert_eq!(c0.prefix_hit_tokens, 0, "a's prefix was evicted and recomputed");
+        assert_eq!(c1.reloaded_tokens, 3200);
+        assert_eq!(c1.prefix_hit_tokens, 3200);
+        // Reloading 3200 tokens over PCIe 5 beats recomputing them.
+        assert!(offload[3] < plain[3] * 0.5, "{offload:?} vs {plain:?}");
+        assert!((offload[0] - plain[0]).abs() < 1e-12);
+    }
+
+    #[test]
+    fn preempted_sequences_reload_their_kv_with_offload() {
+        let run = |offload_gb: f64| {
+            let knobs = crate::perf::EngineKnobs { cpu_offload_gb: offload_gb, ..Default::default() };
+            let mut d = knobbed("h100-sxm", "llama-3.1-8b", "fp8", knobs);
+            d.kv_capacity_tokens = 400.0;
+            let mut done = 0;
+            let mut eng = ServingEngine::new(d);
+            for id in 0..6 {
+                eng.submit(EngineRequest { id, prompt_tokens: 40, output_tokens: 60 });
+            }
+            while eng
+                .step(&mut |e| {
+                    if let EngineEvent::Finished { .. } = e {
+                        done += 1
+                    }
+                })
+                .is_some()
+            {}
+            (done, eng.counters(), eng.cpu_offload_tokens())
+        };
+        let (done, c, left) = run(1.0);
+        assert_eq!(done, 6);
+        assert!(c.preemptions > 0 && c.reloaded_tokens > 0, "{c:?}");
+        assert_eq!(left, 0, "everything reloaded frees the CPU space");
+        let (_, plain, _) = run(0.0);
+        assert_eq!(plain.reloaded_tokens, 0);
+        assert!(c.prompt_tokens == plain.prompt_tokens);
+    }
+
+    #[test]
+    fn sliding_window_layers_keep_only_their_window() {
+        // Mistral 7B v0.1: every layer slides over 4096 tokens.
+        let d = knobbed("h100-sxm", "mistral-7b-v0.1", "fp16", crate::perf::EngineKnobs::default());
+        assert_eq!((d.model.sliding_window, d.model.sliding_layers), (4096, 32));
+        let mut eng = ServingEngine::new(d.clone());
+        eng.set_prefix_caching(false);
+        eng.submit(EngineRequest { id: 1, prompt_tokens: 8000, output_tokens: 3 });
+        while eng.running.iter().any(|s| s.to_prefill > 0) || eng.num_running() == 0 {
+            eng.step(&mut |_| {});
+        }
+        assert_eq!(eng.kv_used, 4096);
+        // And a decode step at 8000 tokens of context reads 4096 of them.
+        assert_eq!(d.decode_step(1, 8000.0).bytes_per_gpu, d.decode_step(1, 4096.0).bytes_per_gpu);
     }
 }

@@ -7,6 +7,7 @@
 //! - [`engine`]: the discrete-event continuous-batching engine.
 //! - [`replay`]: a workload of the workload language replayed on the engine, no HTTP.
 //! - [`server`]: the OpenAI-compatible simulated server on top of it.
+//! - [`underload`]: validation against real runs under load, replayed.
 
 pub mod calibration;
 pub mod catalog;
@@ -17,10 +18,12 @@ pub mod listing;
 pub mod perf;
 pub mod replay;
 pub mod server;
+pub mod underload;
 
 pub use catalog::Catalog;
 pub use perf::{
-    predict, Bottleneck, Deployment, DeploymentSpec, Level, Parallelism, Prediction, StepCost, StepLoad, Workload,
+    predict, Bottleneck, Deployment, DeploymentSpec, EngineKnobs, Level, Parallelism, Prediction, StepCost, StepLoad,
+    Workload,
 };
 
 /// Everything that can go wrong in the simulator.

@@ -68,6 +68,42 @@ pub struct DeploymentSpec {
     pub max_num_seqs: Option<u32>,
     /// Overrides the engine's way of using several GPUs.
     pub parallelism: Option<Parallelism>,
+    /// The engine as operators configure it (defaults: the engine's own).
+    pub knobs: EngineKnobs,
+}
+
+/// The scheduler and memory settings an operator passes to the engine
+/// (vLLM's and SGLang's flags); `None` keeps the engine's default.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EngineKnobs {
+    /// Token budget of one step: decodes first, the rest prefill chunks
+    /// (vLLM `--max-num-batched-tokens`, SGLang `--chunked-prefill-size`).
+    pub max_num_batched_tokens: Option<u32>,
+    /// Share of each GPU's memory the engine takes for weights, activations
+    /// and the KV pool (vLLM `--gpu-memory-utilization`, SGLang `--mem-fraction-static`).
+    pub gpu_memory_utilization: Option<f64>,
+    /// Tokens per KV block (vLLM `--block-size`, SGLang `--page-size`).
+    pub block_size: Option<u32>,
+    /// Automatic prefix caching (vLLM; SGLang's radix cache). On by default.
+    pub prefix_caching: bool,
+    /// CPU memory for KV blocks, GB: evicted prefixes and preempted
+    /// sequences are reloaded over PCIe instead of recomputed.
+    pub cpu_offload_gb: f64,
+    /// Pipeline stages; the GPU count is tensor parallel x pipeline stages.
+    pub pipeline_parallel: Option<u32>,
+}
+
+impl Default for EngineKnobs {
+    fn default() -> Self {
+        EngineKnobs {
+            max_num_batched_tokens: None,
+            gpu_memory_utilization: None,
+            block_size: None,
+            prefix_caching: true,
+            cpu_offload_gb: 0.0,
+            pipeline_parallel: None,
+        }
+    }
 }
 
 impl Default for DeploymentSpec {
@@ -81,6 +117,7 @@ impl Default for DeploymentSpec {
             engine: "vllm".into(),
             max_num_seqs: None,
             parallelism: None,
+            knobs: EngineKnobs::default(),
         }
     }
 }
@@ -95,7 +132,22 @@ pub struct Deployment {
     pub quant: Quant,
     pub engine: Engine,
     pub parallelism: Parallelism,
+    /// Tensor-parallel degree (GPUs sharing each layer).
+    pub tp: u32,
+    /// Pipeline stages (groups of layers run one after the other).
+    pub pp: u32,
     pub max_num_seqs: u32,
+    /// Token budget of one engine step (chunked prefill).
+    pub max_batched_tokens: u32,
+    pub gpu_memory_utilization: f64,
+    /// Tokens per KV block: sequences hold whole blocks, prefixes are
+    /// cached in whole blocks.
+    pub block_size: u32,
+    pub prefix_caching: bool,
+    /// KV tokens the CPU offload space holds (0: no offload).
+    pub cpu_offload_tokens: f64,
+    /// Host link of each GPU (PCIe), GB/s per direction, for KV reloads.
+    pub host_link_gbs: f64,
     /// Bytes of weights held in memory, all GPUs together.
     pub weight_bytes: f64,
     /// KV-cache bytes per token of context.
@@ -172,6 +224,15 @@ pub fn allreduce_time_s(link: &Interconnect, n: u32, bytes: f64) -> f64 {
     link.allreduce_latency_us * 1e-6 + wire
 }
 
+/// The PCIe generation of a GPU family's hosts (KV offload reloads).
+fn host_link(gpu: &Gpu) -> &'static str {
+    match gpu.family.as_str() {
+        "hopper" | "blackwell" | "blackwell-gddr" | "cdna3" | "cdna4" => "pcie5",
+        "volta" | "turing" | "pascal" => "pcie3",
+        _ => "pcie4",
+    }
+}
+
 fn default_link(gpu: &Gpu) -> &'static str {
     match gpu.family.as_str() {
         "hopper" => "nvlink4",
@@ -224,8 +285,19 @@ impl Deployment {
         } else {
             Parallelism::Tensor
         });
-        let mut d =
-            Deployment::build(gpu, spec.count, interconnect, model, quant, engine, parallelism, spec.max_num_seqs)?;
+        let host = catalog.require_interconnect(host_link(&gpu))?.bandwidth_gbs;
+        let mut d = Deployment::build(
+            gpu,
+            spec.count,
+            interconnect,
+            model,
+            quant,
+            engine,
+            parallelism,
+            spec.max_num_seqs,
+            &spec.knobs,
+        )?;
+        d.host_link_gbs = host;
         d.notes.extend(gpu_note);
         Ok(d)
     }
@@ -241,7 +313,38 @@ impl Deployment {
         engine: Engine,
         parallelism: Parallelism,
         max_num_seqs: Option<u32>,
+        knobs: &EngineKnobs,
     ) -> Result<Deployment, SimError> {
+        let (tp, pp) = match (parallelism, knobs.pipeline_parallel) {
+            (_, Some(0)) => return Err(SimError::Invalid("pipeline parallel size must be at least 1".into())),
+            (_, Some(pp)) if count % pp != 0 => {
+                return Err(SimError::Invalid(format!(
+                    "{count} GPUs do not split into {pp} pipeline stages (the count must be tensor parallel x pipeline stages)"
+                )))
+            }
+            (_, Some(pp)) => (count / pp, pp),
+            (Parallelism::Pipeline, None) => (1, count),
+            (Parallelism::Tensor, None) => (count, 1),
+        };
+        let parallelism = if pp > 1 { Parallelism::Pipeline } else { Parallelism::Tensor };
+        let util = knobs.gpu_memory_utilization.unwrap_or(engine.gpu_memory_utilization);
+        if !(util > 0.0 && util <= 1.0) {
+            return Err(SimError::Invalid(format!("gpu_memory_utilization must be in (0, 1], got {util}")));
+        }
+        if !(knobs.cpu_offload_gb.is_finite() && knobs.cpu_offload_gb >= 0.0) {
+            return Err(SimError::Invalid(format!(
+                "cpu offload must be a non-negative GB figure, got {}",
+                knobs.cpu_offload_gb
+            )));
+        }
+        let block_size = knobs.block_size.unwrap_or(engine.block_size);
+        if block_size == 0 {
+            return Err(SimError::Invalid("block size must be at least 1 token".into()));
+        }
+        let max_batched_tokens = knobs.max_num_batched_tokens.unwrap_or(engine.max_batched_tokens);
+        if max_batched_tokens == 0 {
+            return Err(SimError::Invalid("max_num_batched_tokens must be at least 1".into()));
+        }
         let emb = model.embedding_params();
         let emb_count = if model.tied_embeddings { 1.0 } else { 2.0 };
         let routed = model.routed_params();
@@ -255,7 +358,7 @@ impl Deployment {
         let dense_read_bytes = other * b_other + emb * b_emb;
         let expert_bytes_each = if model.is_moe() { routed * bq / model.experts as f64 } else { 0.0 };
         let kv_bytes_per_token = model.kv_elems_per_token() * quant.kv_bits / 8.0;
-        let usable = count as f64 * (gpu.memory_gb * 1e9 * engine.gpu_memory_utilization - RESERVED_GB_PER_GPU * 1e9);
+        let usable = count as f64 * (gpu.memory_gb * 1e9 * util - RESERVED_GB_PER_GPU * 1e9);
         let kv_capacity_bytes = usable - weight_bytes;
         if kv_capacity_bytes <= 0.0 {
             return Err(SimError::DoesNotFit(format!(
@@ -268,7 +371,10 @@ impl Deployment {
                 usable / 1e9
             )));
         }
-        let kv_capacity_tokens = kv_capacity_bytes / kv_bytes_per_token;
+        // The pool is whole blocks.
+        let kv_capacity_tokens =
+            ((kv_capacity_bytes / kv_bytes_per_token / block_size as f64).floor() * block_size as f64).max(1.0);
+        let cpu_offload_tokens = knobs.cpu_offload_gb * 1e9 / kv_bytes_per_token;
         let max_num_seqs = max_num_seqs.unwrap_or(engine.max_num_seqs).max(1);
         Ok(Deployment {
             gpu,
@@ -278,7 +384,15 @@ impl Deployment {
             quant,
             engine,
             parallelism,
+            tp,
+            pp,
             max_num_seqs,
+            max_batched_tokens,
+            gpu_memory_utilization: util,
+            block_size,
+            prefix_caching: knobs.prefix_caching,
+            cpu_offload_tokens,
+            host_link_gbs: 0.0,
             weight_bytes,
             kv_bytes_per_token,
             kv_capacity_tokens,
@@ -301,10 +415,27 @@ impl Deployment {
     }
 
     fn tp(&self) -> f64 {
-        match self.parallelism {
-            Parallelism::Tensor => self.count as f64,
-            Parallelism::Pipeline => 1.0,
+        self.tp as f64
+    }
+
+    /// Context a token attends to, averaged over the layers: sliding-window
+    /// layers see at most their window (and keep only that much KV).
+    pub fn attended(&self, context: f64) -> f64 {
+        let m = &self.model;
+        if m.sliding_window == 0 || m.sliding_layers == 0 || m.layers == 0 {
+            return context;
         }
+        let f = m.sliding_layers.min(m.layers) as f64 / m.layers as f64;
+        context * (1.0 - f) + context.min(m.sliding_window as f64) * f
+    }
+
+    /// Seconds to move `tokens` tokens of KV between host memory and the
+    /// GPUs (each GPU over its own PCIe link).
+    pub fn kv_transfer_s(&self, tokens: f64) -> f64 {
+        if tokens <= 0.0 || self.host_link_gbs <= 0.0 {
+            return 0.0;
+        }
+        tokens * self.kv_bytes_per_token / self.count as f64 / (self.host_link_gbs * 1e9)
     }
 
     /// The cost of one engine step.
@@ -353,23 +484,18 @@ impl Deployment {
         } else {
             0.0
         };
-        let interconnect_s = if self.count > 1 {
-            match self.parallelism {
-                Parallelism::Tensor => {
-                    let msg = tokens as f64 * m.hidden as f64 * ACTIVATION_BYTES;
-                    2.0 * m.layers as f64 * allreduce_time_s(&self.interconnect, self.count, msg)
-                }
-                // One activation hand-off per stage boundary.
-                Parallelism::Pipeline => {
-                    (self.count - 1) as f64
-                        * (self.interconnect.allreduce_latency_us * 1e-6
-                            + tokens as f64 * m.hidden as f64 * ACTIVATION_BYTES
-                                / (self.interconnect.bandwidth_gbs.max(1.0) * 1e9))
-                }
-            }
+        // Tensor parallel: two all-reduces per layer among the tp GPUs of a
+        // stage. Pipeline: one activation hand-off per stage boundary.
+        let msg = tokens as f64 * m.hidden as f64 * ACTIVATION_BYTES;
+        let tp_s = 2.0 * m.layers as f64 * allreduce_time_s(&self.interconnect, self.tp, msg);
+        let pp_s = if self.pp > 1 {
+            (self.pp - 1) as f64
+                * (self.interconnect.allreduce_latency_us * 1e-6
+                    + msg / (self.interconnect.bandwidth_gbs.max(1.0) * 1e9))
         } else {
             0.0
         };
+        let interconnect_s = tp_s + pp_s;
         let per_layer =
             self.engine.layer_overhead_us + if m.is_moe() { self.engine.moe_layer_overhead_us } else { 0.0 };
         let overhead_s = (self.engine.step_overhead_us + per_layer * m.layers as f64) * 1e-6;
@@ -388,16 +514,16 @@ impl Deployment {
     /// Time to prefill `prompt` tokens in chunks of max_batched_tokens while
     /// `others` sequences of average context `others_context` keep decoding.
     pub fn prefill_time_s(&self, prompt: u32, others: u32, others_context: f64) -> f64 {
-        let chunk = self.engine.max_batched_tokens.max(1);
+        let chunk = self.max_batched_tokens.max(1);
         let mut done = 0u32;
         let mut t = 0.0;
         while done < prompt.max(1) {
             let n = chunk.min(prompt.max(1) - done);
             let load = StepLoad {
                 decode_seqs: others,
-                decode_context_tokens: others as f64 * others_context,
+                decode_context_tokens: others as f64 * self.attended(others_context),
                 prefill_tokens: n,
-                prefill_attention_tokens: n as f64 * (done as f64 + n as f64 / 2.0),
+                prefill_attention_tokens: n as f64 * self.attended(done as f64 + n as f64 / 2.0),
             };
             t += self.step(&load).time_s;
             done += n;
@@ -409,7 +535,7 @@ impl Deployment {
     pub fn decode_step(&self, seqs: u32, ctx: f64) -> StepCost {
         self.step(&StepLoad {
             decode_seqs: seqs,
-            decode_context_tokens: seqs as f64 * ctx,
+            decode_context_tokens: seqs as f64 * self.attended(ctx),
             prefill_tokens: 0,
             prefill_attention_tokens: 0.0,
         })
@@ -429,7 +555,7 @@ impl Deployment {
 
     /// Most sequences of `context` tokens the KV cache holds at once.
     pub fn kv_seqs(&self, context: f64) -> u32 {
-        (self.kv_capacity_tokens / context.max(1.0)).floor().min(u32::MAX as f64) as u32
+        (self.kv_capacity_tokens / self.attended(context).max(1.0)).floor().min(u32::MAX as f64) as u32
     }
 }
 
@@ -495,7 +621,7 @@ pub fn predict_level(d: &Deployment, w: Workload, c: u32) -> Level {
     // its extra cost over the running requests' outputs.
     let ttft0 = d.prefill_time_s(w.input_tokens, running - 1, avg_ctx);
     // Marginal cost of a prefill inside steps that decode anyway.
-    let chunks = w.input_tokens.max(1).div_ceil(d.engine.max_batched_tokens.max(1)) as f64;
+    let chunks = w.input_tokens.max(1).div_ceil(d.max_batched_tokens.max(1)) as f64;
     let prefill_extra = (ttft0 - chunks * d.decode_step(running - 1, avg_ctx).time_s).max(0.0);
     let t_tok = dec.time_s + running as f64 * prefill_extra / out;
     let service = ttft0 + out * t_tok;
@@ -536,6 +662,7 @@ mod tests {
                 engine: engine.into(),
                 max_num_seqs: None,
                 parallelism: None,
+                knobs: EngineKnobs::default(),
             },
         )
         .unwrap()
@@ -616,12 +743,14 @@ mod tests {
     #[test]
     fn kv_capacity_is_memory_left_after_weights() {
         let d = deployment("h100-sxm", 1, None, "llama-3.1-8b", "fp16", "vllm");
-        let weights = 8.03e9 * 2.0;
+        let weights: f64 = 8.03e9 * 2.0;
         let usable = 80e9 * 0.9 - 1e9;
         // 32 layers x 2 x 8 heads x 128 dims x 2 bytes = 131072 B per token.
         assert!((d.kv_bytes_per_token - 131072.0).abs() < 1e-9);
-        let expect = (usable - weights) / 131072.0;
-        assert!((d.kv_capacity_tokens - expect).abs() < 1.0, "{}", d.kv_capacity_tokens);
+        // In whole blocks of 16 tokens (vLLM's default).
+        let expect = ((usable - weights) / 131072.0 / 16.0).floor() * 16.0;
+        assert!((d.kv_capacity_tokens - expect).abs() < 1e-6, "{}", d.kv_capacity_tokens);
+        assert_eq!(d.kv_capacity_tokens % 16.0, 0.0);
         // And a model that does not fit is refused with advice.
         let c = Catalog::embedded().unwrap();
         let err = Deployment::resolve(
@@ -690,5 +819,62 @@ mod tests {
         assert_eq!(over.bottleneck, Bottleneck::KvCapacity);
         assert!(over.ttft_ms > 3.0 * under.ttft_ms);
         assert!(over.kv_cache_usage <= 1.0);
+    }
+
+    fn with_knobs(gpu: &str, count: u32, model: &str, quant: &str, knobs: EngineKnobs) -> Result<Deployment, SimError> {
+        let spec = DeploymentSpec {
+            gpu: gpu.into(),
+            count,
+            model: model.into(),
+            quant: quant.into(),
+            engine: "vllm".into(),
+            knobs,
+            ..DeploymentSpec::default()
+        };
+        Deployment::resolve(&Catalog::embedded().unwrap(), &spec)
+    }
+
+    #[test]
+    fn gpu_memory_utilization_sets_the_kv_pool() {
+        let at = |u: f64| {
+            let k = EngineKnobs { gpu_memory_utilization: Some(u), ..EngineKnobs::default() };
+            with_knobs("h100-sxm", 1, "llama-3.1-8b", "fp16", k).unwrap()
+        };
+        let (hi, lo) = (at(0.9), at(0.5));
+        // 0.4 x 80 GB less pool, at 131072 bytes a token, to within a block.
+        let fewer = hi.kv_capacity_tokens - lo.kv_capacity_tokens;
+        assert!((fewer - 0.4 * 80e9 / 131072.0).abs() <= 16.0, "{fewer}");
+        let err = with_knobs(
+            "h100-sxm",
+            1,
+            "llama-3.1-8b",
+            "fp16",
+            EngineKnobs { gpu_memory_utilization: Some(1.5), ..EngineKnobs::default() },
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("gpu_memory_utilization"), "{err}");
+    }
+
+    #[test]
+    fn tensor_and_pipeline_degrees_split_the_gpus() {
+        let tp8 = with_knobs("h100-sxm", 8, "llama-2-70b", "fp16", EngineKnobs::default()).unwrap();
+        assert_eq!((tp8.tp, tp8.pp), (8, 1));
+        let k = EngineKnobs { pipeline_parallel: Some(2), ..EngineKnobs::default() };
+        let tp4pp2 = with_knobs("h100-sxm", 8, "llama-2-70b", "fp16", k).unwrap();
+        assert_eq!((tp4pp2.tp, tp4pp2.pp), (4, 2));
+        let (a, b) = (tp8.decode_step(8, 1000.0), tp4pp2.decode_step(8, 1000.0));
+        // Half the tensor-parallel width: each GPU reads twice the bytes,
+        // and the stages run one after the other.
+        assert!((b.bytes_per_gpu - 2.0 * a.bytes_per_gpu).abs() / a.bytes_per_gpu < 1e-9);
+        // All-reduces among 4 instead of 8, plus one hand-off between the stages.
+        let msg = 8.0 * 8192.0 * 2.0;
+        let link = &tp4pp2.interconnect;
+        let want = 2.0 * 80.0 * allreduce_time_s(link, 4, msg)
+            + link.allreduce_latency_us * 1e-6
+            + msg / (link.bandwidth_gbs * 1e9);
+        assert!((b.interconnect_s - want).abs() < 1e-12, "{} vs {want}", b.interconnect_s);
+        let k = EngineKnobs { pipeline_parallel: Some(3), ..EngineKnobs::default() };
+        let err = with_knobs("h100-sxm", 8, "llama-2-70b", "fp16", k).unwrap_err().to_string();
+        assert!(err.contains("pipeline stages"), "{err}");
     }
 }

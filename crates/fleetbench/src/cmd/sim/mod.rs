@@ -11,9 +11,9 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
 use fleetbench_report::export::JsonDoc;
 use fleetbench_report::Format;
-use fleetbench_sim::calibration;
 use fleetbench_sim::listing::Part;
 use fleetbench_sim::server::{start_server, SimServerConfig};
+use fleetbench_sim::underload;
 use fleetbench_sim::{Catalog, Deployment, Workload};
 
 use crate::args::DeploymentArgs;
@@ -45,7 +45,9 @@ pub enum SimCommand {
     Predict(PredictArgs),
     /// List a catalog.
     List(ListArgs),
-    /// Compare the model with measured rows (published_calibration.csv format).
+    /// Compare the model with measured rows: single-number rows
+    /// (data/calibration/calibration.csv's columns) or runs under load
+    /// (data/calibration/under-load.csv's columns), replayed.
     Validate(ValidateArgs),
     /// Serve the OpenAI API from a simulated deployment.
     Serve(ServeArgs),
@@ -92,9 +94,12 @@ pub struct ListArgs {
 
 #[derive(Args, Debug)]
 pub struct ValidateArgs {
-    /// CSV with the columns of published_calibration.csv.
+    /// CSV with the columns of data/calibration/calibration.csv or of
+    /// data/calibration/under-load.csv (told apart by the header).
     pub file: PathBuf,
-    /// Print JSON: {"rows", "median_abs_error_pct", "worst_abs_error_pct", "skipped"}.
+    /// Print JSON: {"rows", "median_abs_error_pct", "worst_abs_error_pct", "skipped"} for single-number
+    /// rows; {"rows": [{"id", "ttft_err_pct", "tpot_err_pct", "e2e_err_pct", "skipped"}],
+    /// "median_abs_err_pct": {"ttft", "tpot", "e2e"}, "covered", "total"} for rows under load.
     #[arg(long)]
     pub json: bool,
 }
@@ -143,7 +148,7 @@ fn predict(catalog: &Catalog, a: PredictArgs) -> anyhow::Result<ExitCode> {
     if a.concurrency.is_empty() || a.concurrency.contains(&0) {
         anyhow::bail!("--concurrency takes positive integers, e.g. --concurrency 1,2,4,8");
     }
-    let d = Deployment::resolve(catalog, &a.deployment.spec())?;
+    let d = Deployment::resolve(catalog, &a.deployment.spec()?)?;
     let p = fleetbench_sim::predict(&d, Workload { input_tokens: a.input, output_tokens: a.output }, &a.concurrency);
     if a.json {
         crate::output::emit_doc(
@@ -170,8 +175,7 @@ fn list(catalog: &Catalog, a: ListArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn validate(catalog: &Catalog, a: ValidateArgs) -> anyhow::Result<ExitCode> {
-    let rows = calibration::read_rows(&a.file)?;
-    let report = calibration::validate(catalog, &rows);
+    let report = underload::validate_path(catalog, &a.file)?;
     if a.json {
         crate::output::emit_doc(&JsonDoc("a validation", &report), Format::Json)?;
         return Ok(ExitCode::SUCCESS);
@@ -180,7 +184,7 @@ fn validate(catalog: &Catalog, a: ValidateArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(catalog: &Catalog, a: ServeArgs) -> anyhow::Result<ExitCode> {
-    let d = Deployment::resolve(catalog, &a.deployment.spec())?;
+    let d = Deployment::resolve(catalog, &a.deployment.spec()?)?;
     let mut cfg = SimServerConfig::new(d);
     cfg.time_scale = a.time_scale;
     cfg.seed = a.seed;

@@ -35,9 +35,6 @@ pub struct ReplayArgs {
     pub traffic: TrafficArgs,
     #[command(flatten)]
     pub sampling: SamplingArgs,
-    /// Turn the engine's automatic prefix caching off (on by default, as in vLLM).
-    #[arg(long)]
-    pub no_prefix_caching: bool,
     /// Print the report as JSON: {"stages": [...], "overall": {...}, ...}.
     #[arg(long)]
     pub json: bool,
@@ -48,7 +45,7 @@ pub fn run(args: ReplayArgs, catalog: Option<&Path>, _ctx: &Context) -> anyhow::
         Some(d) => Catalog::with_overrides(d)?,
         None => Catalog::embedded()?,
     };
-    let deployment = Deployment::resolve(&catalog, &args.deployment.spec())?;
+    let deployment = Deployment::resolve(&catalog, &args.deployment.spec()?)?;
     let t = args.traffic.resolve(&args.sampling)?;
     let plan = ReplayPlan {
         schedule: t.schedule,
@@ -58,7 +55,7 @@ pub fn run(args: ReplayArgs, catalog: Option<&Path>, _ctx: &Context) -> anyhow::
         warmup: args.traffic.warmup,
         sampling: args.sampling.sampling(),
         seed: args.sampling.seed,
-        prefix_caching: !args.no_prefix_caching,
+        prefix_caching: deployment.prefix_caching,
     };
     let report = replay(deployment, &plan, t.traffic.workload.as_ref());
     if args.json {
