@@ -1,0 +1,118 @@
+//! `sim validate` on rows under load: every configuration the issue names is
+//! replayed end to end, the `--json` contract is exact, bad input is
+//! reported with its line and column, and unplaceable rows say why.
+
+use std::path::Path;
+
+use fleetbench_sim::underload::{self, validate_text, Validation};
+use fleetbench_sim::Catalog;
+
+const HEADER: &str = "id,gpu,gpu_count,model,quant,engine,max_num_batched_tokens,max_num_seqs,gpu_memory_utilization,cpu_offload,prefix_caching,workload,arrivals,measured_ttft_mean_ms,measured_tpot_mean_ms,measured_e2e_mean_ms,source";
+
+/// The deployments of the issue's independent check (H100, A100, L40S;
+/// Llama 3.1 8B, Qwen3-14B, CodeLlama-34B, Llama 2 70B, Mixtral 8x7B and
+/// 8x22B; TP 1 to 8), each with constant-rate stages of a shared-prefix
+/// multi-turn workload. No measurements: the test is that each one runs.
+const COVERAGE: &[&str] = &[
+    "h100-llama8b-tp1,NVIDIA H100 80GB HBM3,1,meta-llama/Llama-3.1-8B-Instruct,bf16,vllm,,,,,,\"shared-prefix:groups=4,users=8,system=1000,question=200,output=200,multi-turn\",\"constant:4/s*30s,8/s*30s\",,,,own",
+    "a100-llama8b-tp2,NVIDIA A100-SXM4-80GB,2,llama-3.1-8b,bf16,vllm,2048,128,0.9,,true,\"shared-prefix:groups=2,users=8,system=2000,question=100,output=100,multi-turn\",\"constant:5/s*30s,10/s*30s\",,,,own",
+    "l40s-llama8b-tp1,NVIDIA L40S,1,Llama 3.1 8B,fp16,vllm,,,,,,\"shared-prefix:groups=4,users=4,system=500,question=100,output=150,multi-turn\",\"constant:2/s*30s,4/s*30s\",,,,own",
+    "h100-qwen3-14b-tp1,NVIDIA H100 80GB HBM3,1,Qwen/Qwen3-14B,bf16,vllm,,,,,,\"shared-prefix:groups=4,users=8,system=1000,question=200,output=200,multi-turn\",\"constant:3/s*30s,6/s*30s\",,,,own",
+    "a100-qwen3-14b-tp2,NVIDIA A100-SXM4-80GB,2,qwen3-14b,bf16,vllm,,,,,,\"shared-prefix:groups=4,users=8,system=1000,question=200,output=200,multi-turn\",\"constant:3/s*30s,6/s*30s\",,,,own",
+    "l40s-qwen3-14b-tp2,NVIDIA L40S,2,Qwen3-14B,bf16,vllm,,,,,,\"shared-prefix:groups=4,users=4,system=1000,question=100,output=100,multi-turn\",\"constant:1/s*30s,3/s*30s\",,,,own",
+    "h100-codellama34b-tp2,NVIDIA H100 80GB HBM3,2,codellama/CodeLlama-34b-Instruct-hf,bf16,vllm,,,,,,\"shared-prefix:groups=4,users=8,system=1500,question=200,output=200,multi-turn\",\"constant:2/s*30s,4/s*30s\",,,,own",
+    "a100-codellama34b-tp4,NVIDIA A100-SXM4-80GB,4,CodeLlama-34B,bf16,vllm,,,,8,,\"shared-prefix:groups=4,users=8,system=1500,question=200,output=200,multi-turn\",\"constant:2/s*30s,4/s*30s\",,,,own",
+    "l40s-codellama34b-tp4,NVIDIA L40S,4,codellama-34b,fp16,vllm,,,,,,\"shared-prefix:groups=2,users=4,system=1000,question=100,output=100,multi-turn\",\"constant:1/s*30s,2/s*30s\",,,,own",
+    "h100-llama2-70b-tp4,NVIDIA H100 80GB HBM3,4,meta-llama/Llama-2-70b-hf,bf16,vllm,,,,,,\"shared-prefix:groups=4,users=8,system=1000,question=200,output=200,multi-turn\",\"constant:2/s*30s,4/s*30s\",,,,own",
+    "a100-llama2-70b-tp8,NVIDIA A100-SXM4-80GB,8,Llama 2 70B,bf16,vllm,,,,,false,\"shared-prefix:groups=4,users=8,system=1000,question=200,output=200,multi-turn\",\"constant:2/s*30s,4/s*30s\",,,,own",
+    "l40s-llama2-70b-tp8,NVIDIA L40S,8,llama-2-70b,fp16,vllm,,,,,,\"shared-prefix:groups=2,users=4,system=1000,question=100,output=100,multi-turn\",\"constant:1/s*30s,2/s*30s\",,,,own",
+    "h100-mixtral8x7b-tp2,NVIDIA H100 80GB HBM3,2,mistralai/Mixtral-8x7B-Instruct-v0.1,bf16,vllm,,,,,,\"shared-prefix:groups=4,users=8,system=1000,question=200,output=200,multi-turn\",\"constant:3/s*30s,6/s*30s\",,,,own",
+    "a100-mixtral8x7b-tp4,NVIDIA A100-SXM4-80GB,4,Mixtral 8x7B,bf16,vllm,,,,,,\"shared-prefix:groups=4,users=8,system=1000,question=200,output=200,multi-turn\",\"constant:3/s*30s,6/s*30s\",,,,own",
+    "l40s-mixtral8x7b-tp4,NVIDIA L40S,4,mixtral-8x7b,fp16,vllm,,,,,,\"shared-prefix:groups=2,users=4,system=1000,question=100,output=100,multi-turn\",\"constant:1/s*30s,2/s*30s\",,,,own",
+    "h100-mixtral8x22b-tp8,NVIDIA H100 80GB HBM3,8,mistralai/Mixtral-8x22B-Instruct-v0.1,bf16,vllm,,,,,,\"shared-prefix:groups=4,users=8,system=1000,question=200,output=200,multi-turn\",\"constant:2/s*30s,4/s*30s\",,,,own",
+    "a100-mixtral8x22b-tp8,NVIDIA A100-SXM4-80GB,8,Mixtral 8x22B,bf16,vllm,,,,,,\"shared-prefix:groups=4,users=8,system=1000,question=200,output=200,multi-turn\",\"constant:1/s*30s,2/s*30s\",,,,own",
+];
+
+fn csv(rows: &[&str]) -> String {
+    format!("{HEADER}\n{}\n", rows.join("\n"))
+}
+
+fn base() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn every_named_configuration_replays_end_to_end() {
+    let text = csv(COVERAGE);
+    assert!(underload::is_under_load(&text));
+    let r = validate_text(&Catalog::embedded().unwrap(), &text, "coverage.csv", base()).unwrap();
+    assert_eq!(r.total, COVERAGE.len());
+    let skipped: Vec<_> = r.rows.iter().filter_map(|x| x.skipped.as_ref().map(|s| format!("{}: {s}", x.id))).collect();
+    assert!(skipped.is_empty(), "{skipped:#?}");
+    assert_eq!(r.covered, r.total);
+    for row in &r.rows {
+        let f = row.figures.unwrap();
+        let [ttft, tpot, e2e] = f.predicted.map(Option::unwrap);
+        assert!(f.requests > 50, "{}: {} requests", row.id, f.requests);
+        assert!(ttft > 0.0 && tpot > 0.0 && e2e > ttft, "{}: {ttft} {tpot} {e2e}", row.id);
+        // Every request makes the same output, so the means obey
+        // E2E = TTFT + (output - 1) x TPOT.
+        let out = if row.id.starts_with("l40s") { 99.0 } else { 199.0 };
+        let out = if row.id.starts_with("a100-llama8b") { 99.0 } else { out };
+        let out = if row.id.starts_with("l40s-llama8b") { 149.0 } else { out };
+        assert!((e2e - (ttft + tpot * out)).abs() / e2e < 1e-6, "{}: {e2e} vs {ttft} + {out} x {tpot}", row.id);
+    }
+}
+
+#[test]
+fn json_has_exactly_the_contract_keys_and_skips_say_why() {
+    let rows = [
+        "a,NVIDIA H100 80GB HBM3,1,llama-3.1-8b,fp8,vllm,,,,,,\"synthetic:in=500,out=100\",constant:4/s*20s,40,8,850,own",
+        "b,NVIDIA Quantum Q1,1,llama-3.1-8b,fp8,vllm,,,,,,\"synthetic:in=500,out=100\",constant:4/s*20s,40,8,850,own",
+    ];
+    let text = format!("{HEADER}\n{}\n", rows.join("\n"));
+    let r = validate_text(&Catalog::embedded().unwrap(), &text, "x.csv", base()).unwrap();
+    let v = serde_json::to_value(Validation::UnderLoad(r.clone())).unwrap();
+    let mut top: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    top.sort_unstable();
+    assert_eq!(top, ["covered", "median_abs_err_pct", "rows", "total"]);
+    let mut med: Vec<&str> = v["median_abs_err_pct"].as_object().unwrap().keys().map(String::as_str).collect();
+    med.sort_unstable();
+    assert_eq!(med, ["e2e", "tpot", "ttft"]);
+    for row in v["rows"].as_array().unwrap() {
+        let mut keys: Vec<&str> = row.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["e2e_err_pct", "id", "skipped", "tpot_err_pct", "ttft_err_pct"]);
+    }
+    assert_eq!((v["covered"].as_u64(), v["total"].as_u64()), (Some(1), Some(2)));
+    assert!(v["rows"][0]["skipped"].is_null() && v["rows"][0]["ttft_err_pct"].is_number());
+    let why = v["rows"][1]["skipped"].as_str().unwrap();
+    assert!(why.contains("Quantum Q1"), "{why}");
+    assert!(v["rows"][1]["e2e_err_pct"].is_null());
+    // The error is (predicted - measured) / measured.
+    let f = r.rows[0].figures.unwrap();
+    let want = (f.predicted[2].unwrap() - 850.0) / 850.0 * 100.0;
+    assert!((r.rows[0].e2e_err_pct.unwrap() - want).abs() < 1e-9);
+    assert_eq!(r.median_abs_err_pct.e2e, Some(want.abs()));
+}
+
+#[test]
+fn bad_values_are_reported_with_line_and_column() {
+    let c = Catalog::embedded().unwrap();
+    let good = "a,h100-sxm,1,llama-3.1-8b,fp8,vllm,,,,,,\"synthetic:in=500,out=100\",constant:4/s*20s,40,8,850,own";
+    let cases = [
+        (good.replace("constant:4/s*20s", "steady:4/s"), "line 3, column 13 (arrivals)"),
+        (good.replace("\"synthetic:in=500,out=100\"", "synthetic:in=lots"), "line 3, column 12 (workload)"),
+        (good.replace(",1,llama", ",two,llama"), "line 3, column 3 (gpu_count)"),
+        (good.replace(",,,,,,", ",,,1.5,,,"), "line 3, column 9 (gpu_memory_utilization)"),
+        (good.replace(",,,,,,", ",,,,,maybe,"), "line 3, column 11 (prefix_caching)"),
+        (good.replace(",40,8,", ",-40,8,"), "line 3, column 14 (measured_ttft_mean_ms)"),
+    ];
+    for (row, want) in cases {
+        let text = format!("{HEADER}\n{good}\n{row}\n");
+        let err = validate_text(&c, &text, "runs.csv", base()).unwrap_err().to_string();
+        assert!(err.contains("runs.csv") && err.contains(want), "{err} (wanted {want})");
+    }
+    let err = validate_text(&c, "id,gpu,measured_ttft_mean_ms\n", "runs.csv", base()).unwrap_err().to_string();
+    assert!(err.contains("missing column(s)") && err.contains("measured_tpot_mean_ms"), "{err}");
+}
