@@ -329,13 +329,14 @@ impl DeploymentArgs {
     pub fn spec(&self) -> anyhow::Result<DeploymentSpec> {
         let k = &self.knobs;
         let parallel = k.tensor_parallel_size.unwrap_or(1) * k.pipeline_parallel_size.unwrap_or(1);
-        let count = match (self.count, k.tensor_parallel_size.is_some() || k.pipeline_parallel_size.is_some()) {
-            (Some(c), true) if c != parallel => {
+        // With --count and --pp alone, the tensor-parallel size is what is left.
+        let count = match (self.count, k.tensor_parallel_size.is_some(), k.pipeline_parallel_size.is_some()) {
+            (Some(c), true, _) if c != parallel => {
                 bail!("--count {c} is not the tensor x pipeline parallel size ({parallel}); give one or the other")
             }
-            (Some(c), _) => c,
-            (None, true) => parallel,
-            (None, false) => 1,
+            (Some(c), _, _) => c,
+            (None, false, false) => 1,
+            (None, _, _) => parallel,
         };
         Ok(DeploymentSpec {
             gpu: self.gpu.clone(),
@@ -355,7 +356,8 @@ impl DeploymentArgs {
                 block_size: k.block_size,
                 prefix_caching: !k.no_prefix_caching,
                 cpu_offload_gb: k.cpu_offload_gb,
-                pipeline_parallel: k.pipeline_parallel_size,
+                // A tensor-parallel size alone means one stage, whatever the engine's habit.
+                pipeline_parallel: k.pipeline_parallel_size.or(k.tensor_parallel_size.map(|_| 1)),
             },
         })
     }

@@ -155,3 +155,18 @@ async fn arena_run_json_out_matches_its_schema() {
     assert_drift_fails("arena-run.json", &v, &doc, "backends");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_validate_under_load_json_matches_its_schema() {
+    let v = validator("sim-validate-under-load.json");
+    let csv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/calibration/under-load.csv");
+    let mut c = quiet_bin();
+    c.args(["sim", "validate"]).arg(&csv).arg("--json");
+    let o = output(c).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON: {e}\n{}", text(&o)));
+    let rows = doc["rows"].as_array().map(Vec::len).unwrap_or(0);
+    assert!(rows > 0 && doc["total"] == rows, "{doc}");
+    assert_valid("sim-validate-under-load.json", &v, &doc);
+    assert_drift_fails("sim-validate-under-load.json", &v, &doc, "covered");
+}

@@ -1,0 +1,99 @@
+//! The engine settings through the binary: one flag group on `sim predict`,
+//! `sim replay` and `sim serve`, SGLang's names as aliases, settings that
+//! change what is predicted, and contradictions refused.
+
+mod common;
+
+use common::{bin, output, text};
+
+const KNOBS: [&str; 8] = [
+    "--max-num-batched-tokens",
+    "--max-num-seqs",
+    "--gpu-memory-utilization",
+    "--block-size",
+    "--no-prefix-caching",
+    "--cpu-offload-gb",
+    "--tensor-parallel-size",
+    "--pipeline-parallel-size",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn predict_replay_and_serve_take_the_same_engine_flags() {
+    for cmd in ["predict", "replay", "serve"] {
+        let mut c = bin();
+        c.args(["sim", cmd, "--help"]);
+        let o = output(c).await;
+        let help = text(&o);
+        for k in KNOBS {
+            assert!(help.contains(k), "sim {cmd} --help lacks {k}:\n{help}");
+        }
+    }
+}
+
+async fn json(args: &[&str]) -> serde_json::Value {
+    let mut c = bin();
+    c.arg("sim").args(args).arg("--json");
+    let o = output(c).await;
+    assert!(o.status.success(), "{args:?}: {}", text(&o));
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{args:?}: {e}: {}", text(&o)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_settings_change_the_figures() {
+    let h100 = ["--gpu", "h100-sxm", "--model", "llama-3.1-8b", "--quant", "fp8"];
+    let predict = |extra: &'static [&'static str]| {
+        let mut a = vec!["predict"];
+        a.extend(h100);
+        a.extend(["--concurrency", "4", "--input", "4000", "--output", "64"]);
+        a.extend(extra);
+        a
+    };
+    // A smaller step budget splits the 4000-token prompt into more chunks: a later first token.
+    let wide = json(&predict(&[])).await;
+    let narrow = json(&predict(&["--chunked-prefill-size", "512"])).await;
+    let ttft = |v: &serde_json::Value| v["levels"][0]["ttft_ms"].as_f64().unwrap();
+    assert!(ttft(&narrow) > ttft(&wide), "{narrow} vs {wide}");
+    // Less memory for the engine, a fuller KV cache for the same load.
+    let tight = json(&predict(&["--gpu-memory-utilization", "0.3"])).await;
+    let usage = |v: &serde_json::Value| v["levels"][0]["kv_cache_usage"].as_f64().unwrap();
+    assert!(usage(&tight) > 2.0 * usage(&wide), "{tight} vs {wide}");
+    // Tensor x pipeline parallel: eight GPUs for Llama 2 70B without --count.
+    let mut a =
+        vec!["predict", "--gpu", "h100-sxm", "--model", "llama-2-70b", "--quant", "fp16", "--tp", "4", "--pp", "2"];
+    a.extend(["--concurrency", "1"]);
+    let v = json(&a).await;
+    assert!(v["levels"][0]["per_request_tok_s"].as_f64().unwrap() > 0.0, "{v}");
+    // Replay with and without the prefix cache (SGLang's name for turning it off).
+    let mut a = vec!["replay"];
+    a.extend(h100);
+    a.extend([
+        "--workload",
+        "shared-prefix:groups=2,users=4,system=1000,question=50,output=20",
+        "--rate",
+        "5",
+        "--requests",
+        "40",
+    ]);
+    let on = json(&a).await;
+    a.push("--disable-radix-cache");
+    let off = json(&a).await;
+    assert_eq!((on["prefix_caching"].as_bool(), off["prefix_caching"].as_bool()), (Some(true), Some(false)));
+    let hit = |v: &serde_json::Value| v["overall"]["prefix_hit_rate"].as_f64().unwrap();
+    assert!(hit(&on) > 0.5 && hit(&off) == 0.0, "{} vs {}", hit(&on), hit(&off));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contradictory_settings_are_refused_with_the_reason() {
+    let cases: [(&[&str], &str); 3] = [
+        (&["--count", "3", "--tp", "4"], "tensor x pipeline"),
+        (&["--count", "8", "--pp", "3"], "pipeline stages"),
+        (&["--gpu-memory-utilization", "1.5"], "gpu_memory_utilization"),
+    ];
+    for (extra, want) in cases {
+        let mut c = bin();
+        c.args(["sim", "predict", "--gpu", "h100-sxm", "--model", "llama-3.1-8b", "--quant", "fp8"]).args(extra);
+        let o = output(c).await;
+        assert_eq!(o.status.code(), Some(2), "{extra:?}: {}", text(&o));
+        assert!(text(&o).contains(want), "{extra:?}: {}", text(&o));
+    }
+}
