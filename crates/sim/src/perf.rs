@@ -317,7 +317,7 @@ impl Deployment {
     ) -> Result<Deployment, SimError> {
         let (tp, pp) = match (parallelism, knobs.pipeline_parallel) {
             (_, Some(0)) => return Err(SimError::Invalid("pipeline parallel size must be at least 1".into())),
-            (_, Some(pp)) if count % pp != 0 => {
+            (_, Some(pp)) if !count.is_multiple_of(pp) => {
                 return Err(SimError::Invalid(format!(
                     "{count} GPUs do not split into {pp} pipeline stages (the count must be tensor parallel x pipeline stages)"
                 )))

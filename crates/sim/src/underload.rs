@@ -408,8 +408,8 @@ impl LoadReport {
                 (None, Some(f)) => {
                     let errs = [r.ttft_err_pct, r.tpot_err_pct, r.e2e_err_pct];
                     let mut cells = vec![r.id.clone(), f.requests.to_string()];
-                    for i in 0..3 {
-                        cells.extend([ms(f.measured[i]), ms(f.predicted[i]), pct(errs[i])]);
+                    for ((m, p), e) in f.measured.iter().zip(f.predicted).zip(errs) {
+                        cells.extend([ms(*m), ms(p), pct(e)]);
                     }
                     t.push(cells);
                 }
