@@ -11,6 +11,7 @@ pub mod interrupt;
 pub mod live;
 pub mod measure;
 pub mod selftest;
+pub mod shard;
 pub mod sweep;
 
 pub use fleetbench_workload::{coding_swarm, schedule, workload};

@@ -254,13 +254,13 @@ impl Conn {
     /// Runs `statements`, then `query`, in one transaction (SQLite's
     /// taken for writing from the start), and returns the query's rows.
     pub(crate) fn transaction(
-        &mut self,
+        &self,
         statements: Vec<(String, Vec<Value>)>,
         query: (String, Vec<Value>),
     ) -> Result<Vec<Row>, DbError> {
         match self {
             Conn::Sqlite(c) => {
-                let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let tx = rusqlite::Transaction::new_unchecked(c, rusqlite::TransactionBehavior::Immediate)?;
                 for (sql, p) in &statements {
                     tx.execute(sql, rusqlite::params_from_iter(p.iter()))?;
                 }

@@ -126,15 +126,19 @@ fn migrate_sqlite(conn: &rusqlite::Connection) -> rusqlite::Result<Option<i64>> 
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    // Taken for writing before the version is read: processes opening a
+    // new database at once migrate it once.
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version > SCHEMA_VERSION {
         return Ok(Some(version));
     }
     for (to, sql) in STEPS {
         if version < to {
-            conn.execute_batch(&format!("BEGIN; {sql} PRAGMA user_version = {to}; COMMIT;"))?;
+            tx.execute_batch(&format!("{sql} PRAGMA user_version = {to};"))?;
         }
     }
+    tx.commit()?;
     Ok(None)
 }
 

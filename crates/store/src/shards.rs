@@ -133,7 +133,7 @@ impl Store {
     /// Marks this shard ended with `status`. Returns true when it was the
     /// last one running: the caller then stores the run's summary over all
     /// shards with [`Store::finish_run`].
-    pub fn finish_shard(&mut self, run_id: i64, shard: u32, status: RunStatus, ended_at: &str) -> Result<bool> {
+    pub fn finish_shard(&self, run_id: i64, shard: u32, status: RunStatus, ended_at: &str) -> Result<bool> {
         // Touching the run row first serialises the shards that end at once,
         // so exactly one of them sees none left running.
         let rows = self
@@ -151,6 +151,13 @@ impl Store {
             .map_err(|e| self.err(e))?;
         let running = rows.first().map(|r| r.i64(0)).transpose().map_err(|why| StoreError::Corrupt { run: run_id, why })?;
         Ok(running == Some(0))
+    }
+
+    /// Takes a shard's registration back (it gave up waiting for the
+    /// others), so that it can join again.
+    pub fn leave_shard(&self, run_id: i64, shard: u32) -> Result<()> {
+        self.execute("DELETE FROM shards WHERE run_id = ?1 AND shard = ?2", values![run_id, shard])?;
+        Ok(())
     }
 
     /// The key a sharded run was started with.

@@ -18,11 +18,18 @@ pub fn fresh_postgres_db(name: &str) -> String {
         .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
         .take(63)
         .collect();
-    let mut client = postgres::Client::connect(&admin, postgres::NoTls)
-        .unwrap_or_else(|e| panic!("cannot connect to the test cluster ({POSTGRES_ENV}): {e}"));
-    for sql in [format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"), format!("CREATE DATABASE {db}")] {
-        client.batch_execute(&sql).unwrap_or_else(|e| panic!("cannot create the test database {db}: {e:?}"));
-    }
+    // On a thread of its own: the client runs a private tokio runtime, which
+    // must not start inside a test's.
+    let (url, name) = (admin.clone(), db.clone());
+    std::thread::spawn(move || {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls)
+            .unwrap_or_else(|e| panic!("cannot connect to the test cluster ({POSTGRES_ENV}): {e}"));
+        for sql in [format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"), format!("CREATE DATABASE {name}")] {
+            client.batch_execute(&sql).unwrap_or_else(|e| panic!("cannot create the test database {name}: {e:?}"));
+        }
+    })
+    .join()
+    .unwrap_or_else(|_| panic!("creating the test database {db} failed (see above)"));
     let base = admin.split('?').next().unwrap_or(&admin);
     let (server, _) = base.rsplit_once('/').unwrap_or((base, ""));
     format!("{server}/{db}")

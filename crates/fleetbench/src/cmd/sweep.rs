@@ -184,7 +184,7 @@ pub async fn run(mut args: SweepArgs, ctx: &Context) -> anyhow::Result<ExitCode>
     // A simulator that runs faster than the hardware it models says so;
     // its figures are then multiplied back into modelled time.
     cfg.time_scale = client.time_scale().unwrap_or(1.0);
-    let store = Store::open(&ctx.db_path)?;
+    let store = Store::connect(&ctx.db)?;
     let (instruments, prepared) = Instruments::prepare(&args.instruments.spec()).await?;
     notes("energy", &prepared);
     let dashboard = args.dashboard.start(ctx).await?;
@@ -232,7 +232,7 @@ pub async fn run(mut args: SweepArgs, ctx: &Context) -> anyhow::Result<ExitCode>
     if let Some(note) = fleetbench_report::time_scale_note(Some(o.doc.time_scale)) {
         outln!("{note}");
     }
-    outln!("stored as runs {} in {} (group {})", run_ids(&o.measured), ctx.db_path.display(), cfg.group);
+    outln!("stored as runs {} in {} (group {})", run_ids(&o.measured), ctx.db, cfg.group);
     args.output.write(&SweepExport {
         doc: &o.doc,
         measured: &o.measured,

@@ -371,6 +371,7 @@ async fn measure_level(
         sampling: cfg.sampling.clone(),
         seed,
         arrivals: None,
+        shard: None,
     };
     let config = RunConfig {
         sweep: Some(cfg.group.clone()),
@@ -434,6 +435,7 @@ async fn measure_level(
         live,
         progress: observers.progress.clone(),
         stop: observers.stop.clone(),
+        shard: None,
     };
     let outcome = measure(store, meta, &plan, client, workload, &opts).await?;
     let server = match sampler {
