@@ -112,3 +112,43 @@ async fn a_shard_alone_gives_up_with_a_clear_error() {
     let o = output(c).await;
     assert!(text(&o).contains("needs --run-id"), "{}", text(&o));
 }
+
+/// `--db postgres://user:PASSWORD@…` works for run, runs list/show and
+/// runs copy, and the password is in none of what is printed or stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: scripts/test.sh starts a throwaway cluster (FLEETBENCH_TEST_POSTGRES)"]
+async fn a_postgres_password_is_never_shown_or_stored() {
+    let url = fleetbench_testkit::fresh_postgres_db("secrets_cli");
+    let password = url.split_once("://").and_then(|(_, r)| r.split_once('@')).and_then(|(u, _)| u.split_once(':'));
+    let password = password.map(|(_, p)| p.to_string()).expect("the test cluster's URL has a password");
+    let server = FixedServer::new(4, Duration::from_millis(1));
+    let addr = server.start().expect("start the fixed server");
+    let dir = tempdir("shards", "secrets");
+    let mut seen = String::new();
+    let run = |args: Vec<String>| {
+        let mut c = quiet_bin();
+        c.args(&args);
+        async move {
+            let o = output(c).await;
+            assert!(o.status.success(), "{args:?}: {}", text(&o));
+            text(&o)
+        }
+    };
+    let u = |s: &str| s.to_string();
+    seen += &run(vec![u("--db"), url.clone(), u("run"), format!("--url=http://{addr}/v1"), u("--model=m"), u("-c2"), u("-n6")])
+        .await;
+    seen += &run(vec![u("--db"), url.clone(), u("runs"), u("list")]).await;
+    seen += &run(vec![u("--db"), url.clone(), u("runs"), u("show"), u("1")]).await;
+    seen += &run(vec![u("--db"), url.clone(), u("runs"), u("show"), u("1"), u("--json")]).await;
+    let copy = dir.join("copy.db").to_string_lossy().into_owned();
+    seen += &run(vec![u("runs"), u("copy"), u("--from"), url.clone(), u("--to"), copy.clone()]).await;
+    seen += &run(vec![u("--db"), copy.clone(), u("runs"), u("show"), u("1"), u("--json")]).await;
+    assert!(seen.contains("\"completed\": 6"), "{seen}");
+    assert!(!seen.contains(&password), "the password was printed: {seen}");
+    // What the copy stored: the command line and config of the run.
+    let mut stored = std::fs::read(&copy).expect("the copied database");
+    stored.extend(std::fs::read(format!("{copy}-wal")).unwrap_or_default());
+    let stored = String::from_utf8_lossy(&stored);
+    assert!(!stored.contains(&password), "the password was stored");
+    assert!(stored.contains("--db postgres://127.0.0.1:"), "the command line is stored, credentials removed");
+}
