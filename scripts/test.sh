@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of fleetbench on a fresh machine: installs and starts what
 # the tests need (a real llama.cpp server with a tiny real model, Prometheus,
-# Chromium, a throwaway PostgreSQL cluster), then runs the whole Rust test
+# Chromium, a throwaway PostgreSQL cluster, a single-node Slurm cluster,
+# kubernetes-validate), then runs the whole Rust test
 # suite against them.
 #
 #   scripts/test.sh [cargo test arguments] [-- test binary arguments]
@@ -9,8 +10,9 @@
 # The tests that need those parts are #[ignore]d in a plain `cargo test`
 # (which lists them as ignored, with the reason); this script runs them too,
 # with --include-ignored. Set FLEETBENCH_SKIP_BROWSER=1,
-# FLEETBENCH_SKIP_PROMETHEUS=1 or FLEETBENCH_SKIP_POSTGRES=1 to leave those
-# parts out on a machine without them: their tests are then named in a
+# FLEETBENCH_SKIP_PROMETHEUS=1, FLEETBENCH_SKIP_POSTGRES=1,
+# FLEETBENCH_SKIP_SLURM=1 or FLEETBENCH_SKIP_KUBERNETES_VALIDATE=1 to leave
+# those parts out on a machine without them: their tests are then named in a
 # --skip (CI never does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,9 +26,11 @@ export FLEETBENCH_TINY_URL
 FLEETBENCH_TINY_SLOTS=4
 export FLEETBENCH_TINY_SLOTS
 pg_dir=
+slurm_dir=
 cleanup() {
   kill "$(cat "$FLEETBENCH_CACHE/tiny/server-$port.pid")" 2>/dev/null || true
   if [ -n "$pg_dir" ]; then scripts/ensure-postgres.sh stop "$pg_dir" || true; fi
+  if [ -n "$slurm_dir" ]; then scripts/ensure-slurm.sh stop "$slurm_dir" || true; fi
 }
 trap cleanup EXIT
 
@@ -54,6 +58,23 @@ else
   [ -n "$pg_dir" ] || { echo "PostgreSQL did not start" >&2; exit 1; }
   export FLEETBENCH_TEST_POSTGRES
   echo "== PostgreSQL: throwaway cluster in $pg_dir (${FLEETBENCH_TEST_POSTGRES##*@})"
+fi
+if [ "${FLEETBENCH_SKIP_SLURM:-0}" = 1 ]; then
+  echo "== Slurm: left out (FLEETBENCH_SKIP_SLURM=1); its test is skipped"
+  skip+=(--skip a_slurm_array_of_four_shards_makes_one_exact_run)
+else
+  read -r FLEETBENCH_SLURM_CONF slurm_dir < <(scripts/ensure-slurm.sh start)
+  [ -n "$slurm_dir" ] || { echo "Slurm did not start" >&2; exit 1; }
+  export FLEETBENCH_SLURM_CONF
+  echo "== Slurm: single-node cluster in $slurm_dir"
+fi
+if [ "${FLEETBENCH_SKIP_KUBERNETES_VALIDATE:-0}" = 1 ]; then
+  echo "== kubernetes-validate: left out (FLEETBENCH_SKIP_KUBERNETES_VALIDATE=1); its test is skipped"
+  skip+=(--skip the_kubernetes_manifests_validate_against_the_api_schemas)
+else
+  FLEETBENCH_KUBERNETES_VALIDATE=$(scripts/ensure-kubernetes-validate.sh)
+  export FLEETBENCH_KUBERNETES_VALIDATE
+  echo "== kubernetes-validate: $FLEETBENCH_KUBERNETES_VALIDATE"
 fi
 if [ "${FLEETBENCH_SKIP_BROWSER:-0}" = 1 ]; then
   echo "== Chromium: left out (FLEETBENCH_SKIP_BROWSER=1); its tests are skipped"

@@ -437,6 +437,9 @@ impl ShardArgs {
         }
         let target_concurrency = plan.schedule.target_concurrency();
         let mine = fleetbench_load::shard::shard_plan(&plan, shard)?;
-        Ok((mine, Some(fleetbench_load::shard::ShardJoin { shard, key, timeout: self.shard_timeout, target_concurrency })))
+        Ok((
+            mine,
+            Some(fleetbench_load::shard::ShardJoin { shard, key, timeout: self.shard_timeout, target_concurrency }),
+        ))
     }
 }

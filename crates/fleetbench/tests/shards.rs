@@ -45,15 +45,21 @@ async fn four_shards_make_one_run(db: &str, tag: &str) {
     for o in done {
         outputs.push(o.await.expect("join"));
     }
-    let failed: Vec<String> =
-        outputs.iter().enumerate().filter(|(_, o)| !o.status.success()).map(|(i, o)| format!("shard {i}: {}", text(o))).collect();
+    let failed: Vec<String> = outputs
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| !o.status.success())
+        .map(|(i, o)| format!("shard {i}: {}", text(o)))
+        .collect();
     assert!(failed.is_empty(), "{}", failed.join("\n"));
     for i in 0..SHARDS as usize {
         let doc: Value = serde_json::from_slice(&std::fs::read(dir.join(format!("shard{i}.json"))).expect("json-out"))
             .expect("shard JSON");
         assert_eq!(doc["completed"], REQUESTS / u64::from(SHARDS), "shard {i} did its share");
         sum_max += doc["max_concurrent_requests"].as_u64().expect("max concurrency");
-        let ms = |k: &str| doc[k].as_array().expect(k).iter().map(|v| v.as_f64().unwrap_or(0.0) * 1000.0).collect::<Vec<_>>();
+        let ms = |k: &str| {
+            doc[k].as_array().expect(k).iter().map(|v| v.as_f64().unwrap_or(0.0) * 1000.0).collect::<Vec<_>>()
+        };
         union_ttft.extend(ms("ttfts"));
         union_e2el.extend(ms("latencies"));
     }
@@ -100,8 +106,20 @@ async fn a_shard_alone_gives_up_with_a_clear_error() {
     let addr = server.start().expect("start the fixed server");
     let dir = tempdir("shards", "alone");
     let mut c = quiet_bin();
-    c.args(["--db", &dir.join("r.db").to_string_lossy(), "run", "--url", &format!("http://{addr}/v1")])
-        .args(["--model", "m", "-c", "2", "-n", "4", "--shard", "1/2", "--run-id", "lonely", "--shard-timeout", "1s"]);
+    c.args(["--db", &dir.join("r.db").to_string_lossy(), "run", "--url", &format!("http://{addr}/v1")]).args([
+        "--model",
+        "m",
+        "-c",
+        "2",
+        "-n",
+        "4",
+        "--shard",
+        "1/2",
+        "--run-id",
+        "lonely",
+        "--shard-timeout",
+        "1s",
+    ]);
     let o = output(c).await;
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     let t = text(&o);
@@ -135,8 +153,16 @@ async fn a_postgres_password_is_never_shown_or_stored() {
         }
     };
     let u = |s: &str| s.to_string();
-    seen += &run(vec![u("--db"), url.clone(), u("run"), format!("--url=http://{addr}/v1"), u("--model=m"), u("-c2"), u("-n6")])
-        .await;
+    seen += &run(vec![
+        u("--db"),
+        url.clone(),
+        u("run"),
+        format!("--url=http://{addr}/v1"),
+        u("--model=m"),
+        u("-c2"),
+        u("-n6"),
+    ])
+    .await;
     seen += &run(vec![u("--db"), url.clone(), u("runs"), u("list")]).await;
     seen += &run(vec![u("--db"), url.clone(), u("runs"), u("show"), u("1")]).await;
     seen += &run(vec![u("--db"), url.clone(), u("runs"), u("show"), u("1"), u("--json")]).await;

@@ -207,8 +207,7 @@ mod tests {
     #[test]
     fn open_loops_count_their_own_arrivals() {
         for arrival in [Arrival::Poisson, Arrival::Constant] {
-            let whole =
-                plan(Schedule::Open { rate: 20.0, arrival, max_concurrency: Some(6) }, 1000, 40);
+            let whole = plan(Schedule::Open { rate: 20.0, arrival, max_concurrency: Some(6) }, 1000, 40);
             let parts: Vec<RunPlan> =
                 (0..3).map(|i| shard_plan(&whole, Shard { index: i, count: 3 }).unwrap()).collect();
             assert_eq!(parts.iter().map(|p| p.stop.requests.unwrap_or(0)).sum::<u64>(), 1000);

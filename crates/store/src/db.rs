@@ -46,9 +46,9 @@ impl Db {
         let bad = |why: String| StoreError::BadUrl { url: shown.clone(), why };
         let mut config = postgres::Config::from_str(spec).map_err(|e| bad(e.to_string()))?;
         if config.get_user().is_none() {
-            let user = std::env::var("PGUSER").or_else(|_| std::env::var("USER")).map_err(|_| {
-                bad("no user name: put one in the URL (postgres://USER@host/db) or set PGUSER".into())
-            })?;
+            let user = std::env::var("PGUSER")
+                .or_else(|_| std::env::var("USER"))
+                .map_err(|_| bad("no user name: put one in the URL (postgres://USER@host/db) or set PGUSER".into()))?;
             config.user(&user);
         }
         if config.get_hosts().is_empty() {
@@ -56,10 +56,8 @@ impl Db {
         }
         if config.get_password().is_none() {
             if let Some(file) = password_file {
-                let text = std::fs::read_to_string(file).map_err(|e| StoreError::PasswordFile {
-                    path: file.to_path_buf(),
-                    why: e.to_string(),
-                })?;
+                let text = std::fs::read_to_string(file)
+                    .map_err(|e| StoreError::PasswordFile { path: file.to_path_buf(), why: e.to_string() })?;
                 let line = text.lines().next().unwrap_or("").trim_end_matches('\r');
                 if line.is_empty() {
                     return Err(StoreError::PasswordFile { path: file.to_path_buf(), why: "it is empty".into() });

@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 use fleetbench_core::{ErrorKind, RequestError, RequestRecord, RunMeta, RunStatus, ServerTimings, TokenSource};
 
 pub use answers::AnswerWriter;
-use backend::{values, Conn, PgConn, Row, Value};
 pub use backend::DbError;
+use backend::{values, Conn, PgConn, Row, Value};
 pub use copy::CopyReport;
 pub use db::{without_password, Db, PgTarget};
 pub use records::Artifact;
@@ -108,7 +108,9 @@ impl Store {
                 }
                 Conn::Sqlite(rusqlite::Connection::open(path).map_err(|e| StoreError::db(&shown, e.into()))?)
             }
-            Db::Postgres(t) => Conn::Postgres(PgConn::connect(t.config.clone()).map_err(|e| StoreError::db(&shown, e))?),
+            Db::Postgres(t) => {
+                Conn::Postgres(PgConn::connect(t.config.clone()).map_err(|e| StoreError::db(&shown, e))?)
+            }
         };
         let mut store = Store { conn, db: db.clone(), shown };
         schema::migrate(&mut store.conn, &store.shown)?;
@@ -150,9 +152,10 @@ impl Store {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) RETURNING id",
             meta_values(meta),
         )?;
-        rows.first().ok_or_else(|| self.err(DbError::Postgres("INSERT returned no id".into())))?.i64(0).map_err(|why| {
-            StoreError::Corrupt { run: 0, why }
-        })
+        rows.first()
+            .ok_or_else(|| self.err(DbError::Postgres("INSERT returned no id".into())))?
+            .i64(0)
+            .map_err(|why| StoreError::Corrupt { run: 0, why })
     }
 
     /// Writes records of a run in one transaction (existing indexes are
@@ -242,21 +245,19 @@ impl Store {
     /// Stores a named JSON artifact of a run (a sweep level, an arena
     /// answer, an energy timeline...).
     pub fn put_artifact(&self, run_id: i64, kind: &str, name: &str, value: &serde_json::Value) -> Result<()> {
-        self.execute(&upsert("artifacts", ARTIFACT_COLUMNS, &ARTIFACT_COLUMNS[..3]), values![
-            run_id,
-            kind,
-            name,
-            value.to_string()
-        ])?;
+        self.execute(
+            &upsert("artifacts", ARTIFACT_COLUMNS, &ARTIFACT_COLUMNS[..3]),
+            values![run_id, kind, name, value.to_string()],
+        )?;
         Ok(())
     }
 
     /// Artifacts of one kind for a run, as (name, value), in name order.
     pub fn artifacts(&self, run_id: i64, kind: &str) -> Result<Vec<(String, serde_json::Value)>> {
-        let rows = self
-            .query("SELECT name, json FROM artifacts WHERE run_id = ?1 AND kind = ?2 ORDER BY name", values![
-                run_id, kind
-            ])?;
+        let rows = self.query(
+            "SELECT name, json FROM artifacts WHERE run_id = ?1 AND kind = ?2 ORDER BY name",
+            values![run_id, kind],
+        )?;
         rows.iter()
             .map(|r| {
                 let corrupt = |why: String| StoreError::Corrupt { run: run_id, why };
@@ -273,8 +274,7 @@ impl Store {
 /// the other columns: replaces a row of the same key, in both databases.
 pub(crate) fn upsert(table: &str, columns: &[&str], key: &[&str]) -> String {
     let marks: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
-    let set: Vec<String> =
-        columns.iter().filter(|c| !key.contains(c)).map(|c| format!("{c} = excluded.{c}")).collect();
+    let set: Vec<String> = columns.iter().filter(|c| !key.contains(c)).map(|c| format!("{c} = excluded.{c}")).collect();
     format!(
         "INSERT INTO {table} ({}) VALUES ({}) ON CONFLICT ({}) DO UPDATE SET {}",
         columns.join(", "),

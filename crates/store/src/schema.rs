@@ -108,10 +108,9 @@ fn pg_ddl(sql: &str) -> String {
 pub(crate) fn migrate(conn: &mut Conn, shown: &str) -> Result<(), StoreError> {
     let too_new = match conn {
         Conn::Sqlite(c) => migrate_sqlite(c).map_err(|e| StoreError::db(shown, e.into()))?,
-        Conn::Postgres(c) => c
-            .call(migrate_postgres)
-            .and_then(|r| r.map_err(DbError::from))
-            .map_err(|e| StoreError::db(shown, e))?,
+        Conn::Postgres(c) => {
+            c.call(migrate_postgres).and_then(|r| r.map_err(DbError::from)).map_err(|e| StoreError::db(shown, e))?
+        }
     };
     match too_new {
         Some(found) => Err(StoreError::TooNew { db: shown.to_string(), found, known: SCHEMA_VERSION }),

@@ -110,10 +110,8 @@ impl Store {
     /// The shards registered for a run, in shard order; a running shard
     /// whose process (on this host) is gone shows as `incomplete`.
     pub fn shards(&self, run_id: i64) -> Result<Vec<ShardInfo>> {
-        let rows =
-            self.query(&format!("SELECT {SHARD_COLUMNS} FROM shards WHERE run_id = ?1 ORDER BY shard"), values![
-                run_id
-            ])?;
+        let rows = self
+            .query(&format!("SELECT {SHARD_COLUMNS} FROM shards WHERE run_id = ?1 ORDER BY shard"), values![run_id])?;
         let host = this_host();
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
@@ -149,7 +147,8 @@ impl Store {
                 ("SELECT count(*) FROM shards WHERE run_id = ?1 AND status = 'running'".into(), values![run_id]),
             )
             .map_err(|e| self.err(e))?;
-        let running = rows.first().map(|r| r.i64(0)).transpose().map_err(|why| StoreError::Corrupt { run: run_id, why })?;
+        let running =
+            rows.first().map(|r| r.i64(0)).transpose().map_err(|why| StoreError::Corrupt { run: run_id, why })?;
         Ok(running == Some(0))
     }
 
@@ -189,16 +188,7 @@ impl Store {
 }
 
 fn shard_values(run_id: i64, s: &ShardInfo) -> Vec<crate::backend::Value> {
-    values![
-        run_id,
-        s.shard,
-        s.shards,
-        &s.host,
-        s.pid,
-        s.registered_at,
-        s.ended_at.as_deref(),
-        s.status.as_str()
-    ]
+    values![run_id, s.shard, s.shards, &s.host, s.pid, s.registered_at, s.ended_at.as_deref(), s.status.as_str()]
 }
 
 fn shard_from_row(row: &Row) -> std::result::Result<ShardInfo, String> {

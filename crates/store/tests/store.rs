@@ -103,7 +103,13 @@ fn runs_and_records_round_trip(db: Db) {
     s.finish_run(id, RunStatus::Completed, "2026-11-25T00:01:00Z", Some(&serde_json::json!({"completed": 1}))).unwrap();
     let run = s.run(id).unwrap();
     assert_eq!(run.meta.status, RunStatus::Completed);
-    assert_eq!(run.meta, { let mut m = meta(None); m.id = id; m.status = RunStatus::Completed; m.ended_at = Some("2026-11-25T00:01:00Z".into()); m });
+    assert_eq!(run.meta, {
+        let mut m = meta(None);
+        m.id = id;
+        m.status = RunStatus::Completed;
+        m.ended_at = Some("2026-11-25T00:01:00Z".into());
+        m
+    });
     assert_eq!(run.summary.unwrap()["completed"], 1);
     assert_eq!(run.request_count, 2);
     assert_eq!(s.list_runs(10).unwrap().len(), 1);
@@ -165,7 +171,8 @@ fn many_writers_at_once(db: Db) {
             let db = db.clone();
             std::thread::spawn(move || {
                 let s = Store::connect(&db).unwrap();
-                let (run, first) = if t < 4 { (s.create_run(&meta(None)).unwrap(), 0) } else { (shared, (t - 4) * 1000) };
+                let (run, first) =
+                    if t < 4 { (s.create_run(&meta(None)).unwrap(), 0) } else { (shared, (t - 4) * 1000) };
                 let w = RecordWriter::start(&db, run).unwrap();
                 for i in 0..500 {
                     assert!(w.write(record(first + i)));
@@ -252,8 +259,7 @@ fn shards_meet_in_one_run(db: Db) {
         s.insert_records(id, &[record(u64::from(i)), record(4 + u64::from(i))]).unwrap();
     }
     let ended = "2026-11-25T00:03:00Z";
-    let last: Vec<bool> =
-        (0..4).map(|i| s.finish_shard(id, i, RunStatus::Completed, ended).unwrap()).collect();
+    let last: Vec<bool> = (0..4).map(|i| s.finish_shard(id, i, RunStatus::Completed, ended).unwrap()).collect();
     assert_eq!(last, [false, false, false, true]);
     let run = s.run(id).unwrap();
     assert_eq!(run.shards.len(), 4);

@@ -11,7 +11,9 @@ pub const POSTGRES_ENV: &str = "FLEETBENCH_TEST_POSTGRES";
 /// without one.
 pub fn fresh_postgres_db(name: &str) -> String {
     let admin = std::env::var(POSTGRES_ENV).unwrap_or_else(|_| {
-        panic!("{POSTGRES_ENV} is not set: run scripts/test.sh, or `scripts/ensure-postgres.sh start` and export its URL")
+        panic!(
+            "{POSTGRES_ENV} is not set: run scripts/test.sh, or `scripts/ensure-postgres.sh start` and export its URL"
+        )
     });
     let db: String = format!("fbt_{name}_{}", std::process::id())
         .chars()

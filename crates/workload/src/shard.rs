@@ -46,7 +46,7 @@ impl Shard {
         let n = u64::from(self.count);
         let owner = match process {
             Some(Arrival::Constant) => k % n,
-            _ => mix(mix(seed, 0x5348_4152_44), k) % n,
+            _ => mix(mix(seed, 0x0053_4841_5244), k) % n,
         };
         owner == u64::from(self.index)
     }

@@ -148,7 +148,11 @@ pub async fn run(args: DemoArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         }
     }
     let out = args.out.clone().unwrap_or_else(|| {
-        ctx.db.sqlite_path().and_then(|p| p.parent()).map(|p| p.join("demo-report")).unwrap_or_else(|| PathBuf::from("demo-report"))
+        ctx.db
+            .sqlite_path()
+            .and_then(|p| p.parent())
+            .map(|p| p.join("demo-report"))
+            .unwrap_or_else(|| PathBuf::from("demo-report"))
     });
     match fleetbench_report::write_report(&store, &run_ids, &out) {
         Ok(files) => outln!("report: {}", files.index_html.display()),

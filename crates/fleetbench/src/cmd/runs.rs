@@ -180,7 +180,12 @@ fn copy(from: &str, to: &str, ids: &[i64]) -> anyhow::Result<ExitCode> {
     for (old, new) in &report.runs {
         outln!("run {old} → {new}");
     }
-    outln!("copied {} runs ({} requests, {} artifacts) from {from} to {to}", report.runs.len(), report.records, report.artifacts);
+    outln!(
+        "copied {} runs ({} requests, {} artifacts) from {from} to {to}",
+        report.runs.len(),
+        report.records,
+        report.artifacts
+    );
     Ok(ExitCode::SUCCESS)
 }
 
