@@ -24,7 +24,7 @@ pub enum Db {
 /// URL it was named by with the password removed (what is shown).
 #[derive(Clone)]
 pub struct PgTarget {
-    pub(crate) config: postgres::Config,
+    pub(crate) config: Box<postgres::Config>,
     shown: String,
 }
 
@@ -73,7 +73,7 @@ impl Db {
             config.connect_timeout(Duration::from_secs(10));
         }
         config.application_name("fleetbench");
-        Ok(Db::Postgres(PgTarget { config, shown }))
+        Ok(Db::Postgres(PgTarget { config: Box::new(config), shown }))
     }
 
     /// The SQLite file, if this is one.
@@ -182,9 +182,9 @@ mod tests {
             panic!("not postgres")
         };
         assert_eq!(t.config.get_password(), Some(&b"hunter2"[..]));
-        let e = Db::parse("postgres://u:a@localhost/db", Some(&file)).err().expect("two passwords").to_string();
+        let e = Db::parse("postgres://u:a@localhost/db", Some(&file)).expect_err("two passwords").to_string();
         assert!(e.contains("keep one") && !e.contains(":a@"), "{e}");
-        let e = Db::parse("postgres://u@localhost/db", Some(&dir.join("missing"))).err().expect("no file");
+        let e = Db::parse("postgres://u@localhost/db", Some(&dir.join("missing"))).expect_err("no file");
         assert!(e.to_string().contains("missing"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -192,7 +192,7 @@ mod tests {
     #[test]
     fn paths_are_sqlite_and_bad_urls_say_why() {
         assert_eq!(Db::parse("r.db", None).expect("path").sqlite_path(), Some(Path::new("r.db")));
-        let e = Db::parse("postgres://u:pw@/db?connect_timeout=abc", None).err().expect("bad").to_string();
+        let e = Db::parse("postgres://u:pw@/db?connect_timeout=abc", None).expect_err("bad").to_string();
         assert!(e.contains("postgres://u@/db") && !e.contains("pw"), "{e}");
     }
 }

@@ -109,7 +109,7 @@ impl Store {
                 Conn::Sqlite(rusqlite::Connection::open(path).map_err(|e| StoreError::db(&shown, e.into()))?)
             }
             Db::Postgres(t) => {
-                Conn::Postgres(PgConn::connect(t.config.clone()).map_err(|e| StoreError::db(&shown, e))?)
+                Conn::Postgres(PgConn::connect((*t.config).clone()).map_err(|e| StoreError::db(&shown, e))?)
             }
         };
         let mut store = Store { conn, db: db.clone(), shown };
