@@ -13,6 +13,7 @@ use clap::{Args, ValueEnum};
 use fleetbench_client::{ApiKey, ClientConfig, Timeouts};
 use fleetbench_core::{parse_duration, ApiKind, SamplingParams, Slo};
 use fleetbench_econ::instruments::{InstrumentSpec, DEFAULT_PUE, DEFAULT_SUPPLY};
+use fleetbench_load::exposition::LiveMetrics;
 use fleetbench_load::{Arrival, ArrivalSpec, Schedule, WorkloadSpec};
 use fleetbench_sim::{DeploymentSpec, Parallelism};
 use fleetbench_workload::Traffic;
@@ -441,5 +442,29 @@ impl ShardArgs {
             mine,
             Some(fleetbench_load::shard::ShardJoin { shard, key, timeout: self.shard_timeout, target_concurrency }),
         ))
+    }
+}
+
+/// `--metrics-listen`: fleetbench's live figures for Prometheus (run and sweep).
+#[derive(Args, Debug, Clone, Default)]
+pub struct MetricsArgs {
+    /// Serve this command's live figures in Prometheus' format at http://ADDR/metrics while it runs
+    /// (requests in flight, completed, errors by kind, output tokens, TTFT/TPOT/ITL histograms).
+    #[arg(long, value_name = "ADDR:PORT", help_heading = "Dashboard")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+}
+
+impl MetricsArgs {
+    /// The figures and their endpoint, when asked for; the endpoint stops
+    /// when the server is dropped.
+    pub async fn start(
+        &self,
+    ) -> anyhow::Result<Option<(std::sync::Arc<LiveMetrics>, fleetbench_load::exposition::MetricsServer)>> {
+        let Some(addr) = self.metrics_listen else { return Ok(None) };
+        let metrics = LiveMetrics::new();
+        let server = fleetbench_load::exposition::MetricsServer::start(addr, metrics.clone())
+            .await
+            .with_context(|| format!("--metrics-listen {addr}: cannot listen there"))?;
+        Ok(Some((metrics, server)))
     }
 }

@@ -7,6 +7,7 @@
 //! ones); they are re-exported here under their old paths.
 
 pub mod engine;
+pub mod exposition;
 pub mod interrupt;
 pub mod live;
 pub mod measure;

@@ -116,6 +116,8 @@ pub struct MeasureOptions {
     pub stop: Option<watch::Receiver<bool>>,
     /// One shard of a run measured by several processes (`--shard`).
     pub shard: Option<crate::shard::ShardJoin>,
+    /// Live figures for Prometheus (`--metrics-listen`).
+    pub metrics: Option<Arc<crate::exposition::LiveMetrics>>,
 }
 
 /// The cost and energy keys of docs/METRICS.md that a measured run adds to
@@ -218,6 +220,17 @@ pub async fn measure(
         Some(j) => j.workload(workload),
         None => workload,
     };
+    let workload = match &opts.metrics {
+        Some(m) => {
+            let (run, shard) = match &opts.shard {
+                Some(j) => (j.key.clone(), j.shard.to_string()),
+                None => (meta.id.to_string(), "0/1".to_string()),
+            };
+            m.start_run(&run, &shard);
+            m.counting(workload)
+        }
+        None => workload,
+    };
     let writer = RecordWriter::start(store.db(), meta.id)?;
     let clock = RunClock::start();
     let metering = match &opts.instruments {
@@ -283,6 +296,9 @@ pub async fn measure(
         }
         if let Some(live) = &opts.live {
             live.observe(&rec, elapsed);
+        }
+        if let Some(m) = &opts.metrics {
+            m.observe(&rec);
         }
         if let Some(j) = &opts.shard {
             rec.index = j.shard.global_index(rec.index);

@@ -19,7 +19,7 @@ use fleetbench_report::export::RunExport;
 use fleetbench_store::Store;
 
 use crate::args::{
-    BackendArgs, DashboardArgs, InstrumentArgs, OutputArgs, SamplingArgs, ShardArgs, SloArgs, TrafficArgs,
+    BackendArgs, DashboardArgs, InstrumentArgs, MetricsArgs, OutputArgs, SamplingArgs, ShardArgs, SloArgs, TrafficArgs,
 };
 use crate::context::Context;
 use crate::output::{notes, Bar, EXIT_ERROR_RATE, EXIT_INTERRUPTED};
@@ -78,6 +78,8 @@ pub struct RunArgs {
     pub dashboard: DashboardArgs,
     #[command(flatten)]
     pub sharding: ShardArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 impl RunArgs {
@@ -164,6 +166,7 @@ pub async fn run(args: RunArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
             total: requests,
         })
     });
+    let exporter = args.metrics.start().await?;
     let interrupt = Interrupt::watch(|| eprintln!("\ninterrupted: stopping; requests finished so far are kept"));
     let opts = MeasureOptions {
         slo: args.slo.slo(),
@@ -174,6 +177,7 @@ pub async fn run(args: RunArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         progress: Some(Bar::new(ctx.quiet)),
         stop: Some(interrupt.receiver()),
         shard,
+        metrics: exporter.as_ref().map(|(m, _)| m.clone()),
     };
     let outcome = measure(&store, meta, &plan, &client, workload, &opts).await;
     live::close(dashboard).await;
