@@ -35,7 +35,8 @@ fn repo() -> PathBuf {
 }
 
 fn prometheus_binary() -> PathBuf {
-    let out = Command::new("bash").arg(repo().join("scripts/ensure-prometheus.sh")).output().expect("ensure-prometheus");
+    let out =
+        Command::new("bash").arg(repo().join("scripts/ensure-prometheus.sh")).output().expect("ensure-prometheus");
     assert!(
         out.status.success(),
         "this test needs Prometheus; scripts/ensure-prometheus.sh (run by scripts/test.sh) could not provide it: {}",
@@ -142,17 +143,18 @@ async fn every_grafana_panel_has_data_from_a_real_prometheus() {
     let mut empty = Vec::new();
     for (title, expr) in &queries {
         let mut last = String::new();
-        let got = fleetbench_testkit::wait_for(Duration::from_secs(60), Duration::from_millis(250), async || {
-            match api.query(expr, None).await {
-                Ok(v) if v.iter().any(|s| s.value.1.parse::<f64>().is_ok_and(f64::is_finite)) => Some(v.len()),
-                Ok(v) => {
-                    last = format!("{} series, none finite", v.len());
-                    None
-                }
-                Err(e) => {
-                    last = e.to_string();
-                    None
-                }
+        let got = fleetbench_testkit::wait_for(Duration::from_secs(60), Duration::from_millis(250), async || match api
+            .query(expr, None)
+            .await
+        {
+            Ok(v) if v.iter().any(|s| s.value.1.parse::<f64>().is_ok_and(f64::is_finite)) => Some(v.len()),
+            Ok(v) => {
+                last = format!("{} series, none finite", v.len());
+                None
+            }
+            Err(e) => {
+                last = e.to_string();
+                None
             }
         })
         .await;

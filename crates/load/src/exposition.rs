@@ -233,7 +233,14 @@ mod tests {
     async fn the_endpoint_serves_every_figure_with_its_labels() {
         let m = LiveMetrics::new();
         m.start_run("job \"7\"", "1/4");
-        let ok = RecordBuilder::ok(0).send(0.0).first_token(0.2).last_token(0.5).end(0.5).itl(vec![0.1, 0.2]).tokens(3).build();
+        let ok = RecordBuilder::ok(0)
+            .send(0.0)
+            .first_token(0.2)
+            .last_token(0.5)
+            .end(0.5)
+            .itl(vec![0.1, 0.2])
+            .tokens(3)
+            .build();
         m.observe(&ok);
         let mut failed = ok.clone();
         failed.error = Some(RequestError::new(ErrorKind::TimeoutTotal, "slow"));
