@@ -23,7 +23,7 @@ cache=${FLEETBENCH_CACHE:-$HOME/.cache/fleetbench}/postgres
 find_bindir() {
   local d
   for d in "${FLEETBENCH_PG_BINDIR:-}" /usr/lib/postgresql/*/bin "$cache"/root/usr/lib/postgresql/*/bin; do
-    if [ -n "$d" ] && [ -x "$d/initdb" ] && [ -x "$d/pg_ctl" ] && [ -x "$d/postgres" ]; then
+    if [ -n "$d" ] && [ -x "$d/initdb" ] && [ -x "$d/pg_ctl" ] && [ -x "$d/postgres" ] && [ -x "$d/createdb" ]; then
       echo "$d"
       return 0
     fi
@@ -45,13 +45,15 @@ install_pg() {
   local server
   server=$(apt-cache depends postgresql 2>/dev/null | sed -n 's/^ *Depends: \(postgresql-[0-9][0-9]*\)$/\1/p' | head -n1)
   [ -n "$server" ] || { echo "apt-cache knows no postgresql package (apt lists missing? run apt-get update as root once)" >&2; exit 1; }
-  local pkgs=("$server") p
+  # The server and its client programs (createdb) always; their libraries where the system lacks them.
+  local client=${server/postgresql-/postgresql-client-}
+  local pkgs=("$server" "$client") p
   for p in $(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
       --no-replaces --no-enhances "$server" | grep '^[a-z0-9]' | sort -u); do
     case "$p" in
       libllvm*|libz3-*|locales-all|*-perl|perl*|libperl*) continue ;;  # the JIT and the wrapper scripts: unused
     esac
-    [ "$p" = "$server" ] || dpkg -s "$p" >/dev/null 2>&1 || pkgs+=("$p")
+    [ "$p" = "$server" ] || [ "$p" = "$client" ] || dpkg -s "$p" >/dev/null 2>&1 || pkgs+=("$p")
   done
   mkdir -p "$cache/debs" "$cache/root"
   (cd "$cache/debs" && apt-get download -qq "${pkgs[@]}" >/dev/null)
@@ -85,7 +87,8 @@ case "${1:-}" in
     as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
       -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" start >/dev/null \
       || { cat "$dir/server.log" >&2; exit 1; }
-    PGPASSWORD=$password "$bindir/createdb" -h 127.0.0.1 -p "$port" -U fleetbench fleetbench
+    PGPASSWORD=$password "$bindir/createdb" -h 127.0.0.1 -p "$port" -U fleetbench fleetbench \
+      || { as_owner "$bindir/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1; exit 1; }
     echo "postgres://fleetbench:$password@127.0.0.1:$port/fleetbench $dir"
     ;;
   stop)
