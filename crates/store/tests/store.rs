@@ -37,6 +37,7 @@ on_both!(
     runs_copy_between_stores_keeps_everything,
     shards_meet_in_one_run,
     a_dead_shard_leaves_the_run_incomplete_naming_it,
+    arena_answers_are_stored_as_they_come,
 );
 
 fn sqlite_db(name: &str) -> Db {
@@ -282,6 +283,24 @@ fn a_dead_shard_leaves_the_run_incomplete_naming_it(db: Db) {
         run.shards.iter().filter(|sh| sh.status != RunStatus::Completed).map(|sh| sh.describe()).collect();
     assert_eq!(dead, [format!("1/2 on {} (pid {})", this_host(), i32::MAX as u32 - 1)]);
     assert_eq!(run.request_count, 2, "the completed requests stay");
+}
+
+/// The arena's answer writer (its own thread and connection) stores each
+/// answer as a typed artifact; one of the same name replaces the other.
+fn arena_answers_are_stored_as_they_come(db: Db) {
+    use fleetbench_store::records::arena::Answer;
+    use fleetbench_store::AnswerWriter;
+    let s = Store::connect(&db).unwrap();
+    let run = s.create_run(&meta(None)).unwrap();
+    let w = AnswerWriter::start(&db, run).unwrap();
+    for (b, e, t) in [("rules", "e1", "first"), ("rules", "e0", "x"), ("random", "e0", "y"), ("rules", "e1", "again")] {
+        assert!(w.write(Answer { backend: b.into(), episode_id: e.into(), text: t.into(), ..Default::default() }));
+    }
+    assert_eq!(w.finish().unwrap(), 4);
+    let got = s.get_all::<Answer>(run).unwrap();
+    let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["random/e0", "rules/e0", "rules/e1"]);
+    assert_eq!(got[2].1.text, "again");
 }
 
 /// A wrong password is refused with a message that does not show it, and
