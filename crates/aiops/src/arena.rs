@@ -23,7 +23,7 @@ use fleetbench_load::live::{LiveBus, LiveRunInfo, LiveState};
 use fleetbench_load::measure::InFlight;
 use fleetbench_load::{Arrival, RunPlan, Schedule, StopCondition, Workload};
 use fleetbench_store::records::arena::ARENA_RUN_KIND;
-use fleetbench_store::{AnswerWriter, RecordWriter, Store, StoreError};
+use fleetbench_store::{AnswerWriter, Db, RecordWriter, Store, StoreError};
 use tokio::sync::{mpsc, watch};
 
 use crate::backends::BackendSpec;
@@ -128,16 +128,16 @@ pub enum ArenaError {
         #[source]
         source: Box<ArenaError>,
     },
-    #[error("storing the arena's answers in {} (run {run_id})", db.display())]
+    #[error("storing the arena's answers in {db} (run {run_id})")]
     Storing {
-        db: PathBuf,
+        db: String,
         run_id: i64,
         #[source]
         source: Box<StoreError>,
     },
-    #[error("marking run {run_id} finished in {}", db.display())]
+    #[error("marking run {run_id} finished in {db}")]
     Finishing {
-        db: PathBuf,
+        db: String,
         run_id: i64,
         #[source]
         source: Box<StoreError>,
@@ -208,7 +208,7 @@ pub struct ArenaOutcome {
 /// turning true ends it early, keeping what was scored.
 pub async fn run_arena(
     cfg: &ArenaConfig,
-    db: &Path,
+    db: &Db,
     meta: RunMeta,
     live: Option<&LiveBus>,
     observer: &dyn ArenaObserver,
@@ -242,7 +242,7 @@ pub async fn run_arena(
         }
     };
 
-    let store = Store::open(db)?;
+    let store = Store::connect(db)?;
     let started = Instant::now();
     let run_id = store.create_run(&arena_meta(cfg, fleet.gpu_count(), meta))?;
     let writers = AnswerWriter::start(db, run_id).and_then(|a| {
@@ -333,9 +333,9 @@ pub async fn run_arena(
         write_answers(path, &results)?;
     }
     if let Some(source) = store_error {
-        return Err(ArenaError::Storing { db: db.to_path_buf(), run_id, source: Box::new(source) });
+        return Err(ArenaError::Storing { db: db.to_string(), run_id, source: Box::new(source) });
     }
-    finished.map_err(|source| ArenaError::Finishing { db: db.to_path_buf(), run_id, source: Box::new(source) })?;
+    finished.map_err(|source| ArenaError::Finishing { db: db.to_string(), run_id, source: Box::new(source) })?;
     Ok(outcome)
 }
 
@@ -643,6 +643,7 @@ async fn ask_backend(
         },
         seed: env.cfg.seed,
         arrivals: None,
+        shard: None,
     };
     if n == 0 {
         return (spec.name.clone(), Vec::new());

@@ -64,7 +64,7 @@ fn temp_db(tag: &str) -> std::path::PathBuf {
 }
 
 async fn run(cfg: &ArenaConfig, db: &std::path::Path, stop: watch::Receiver<bool>) -> ArenaOutcome {
-    run_arena(cfg, db, template(), None, &(), stop).await.expect("the arena runs")
+    run_arena(cfg, &db.into(), template(), None, &(), stop).await.expect("the arena runs")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,7 +145,8 @@ async fn a_stop_keeps_what_was_scored() {
     let cfg = config(vec![BackendSpec::builtin("rules"), http("s", s.base_url(), 1)], 6, None);
     let db = temp_db("stop");
     let (tx, stop) = watch::channel(false);
-    let o = run_arena(&cfg, &db, template(), None, &StopAfterTwo(tx), stop).await.expect("the arena runs");
+    let o =
+        run_arena(&cfg, &db.as_path().into(), template(), None, &StopAfterTwo(tx), stop).await.expect("the arena runs");
     assert!(o.interrupted);
     assert_eq!((o.status, o.answered), (RunStatus::Interrupted, 6 + 2), "every built-in answer, two HTTP ones");
     assert_eq!(o.boards[1].episodes, 2);

@@ -31,7 +31,6 @@
 mod server;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 pub use fleetbench_load::live::{
@@ -55,7 +54,7 @@ pub struct DashConfig {
     /// cookie). Loopback binds without a token answer everyone on the host.
     pub token: Option<String>,
     /// The results database whose runs are listed; `None` lists none.
-    pub db_path: Option<PathBuf>,
+    pub db: Option<fleetbench_store::Db>,
     /// Most browsers streaming live updates at once; more get 503.
     pub max_clients: usize,
     /// Least time between two updates sent to one client.
@@ -67,7 +66,7 @@ impl Default for DashConfig {
         DashConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8686)),
             token: None,
-            db_path: None,
+            db: None,
             max_clients: 32,
             update_interval: Duration::from_millis(250),
         }

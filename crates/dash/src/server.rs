@@ -5,7 +5,6 @@
 use axum::serve::ListenerExt as _;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,7 +38,7 @@ const CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; st
 struct AppState {
     bus: LiveBus,
     token: Option<String>,
-    db_path: Option<PathBuf>,
+    db: Option<fleetbench_store::Db>,
     max_clients: usize,
     interval: Duration,
     clients: AtomicUsize,
@@ -101,7 +100,7 @@ pub(crate) async fn start(cfg: DashConfig, bus: LiveBus) -> Result<DashHandle, D
     let state = Arc::new(AppState {
         bus,
         token: cfg.token,
-        db_path: cfg.db_path,
+        db: cfg.db,
         max_clients: cfg.max_clients.max(1),
         interval: cfg.update_interval,
         clients: AtomicUsize::new(0),
@@ -246,7 +245,7 @@ fn error_json(status: StatusCode, msg: String) -> Response {
 }
 
 async fn api_runs(State(st): State<Shared>, Query(q): Query<RunsQuery>) -> Response {
-    let Some(db) = st.db_path.clone() else {
+    let Some(db) = st.db.clone() else {
         return Json(json!({ "runs": [], "database": null })).into_response();
     };
     let limit = q.limit.unwrap_or(200).clamp(1, 2000);
@@ -254,7 +253,7 @@ async fn api_runs(State(st): State<Shared>, Query(q): Query<RunsQuery>) -> Respo
         if !db.exists() {
             return Ok(json!({ "runs": [] }));
         }
-        let store = fleetbench_store::Store::open(&db).map_err(|e| e.to_string())?;
+        let store = fleetbench_store::Store::connect(&db).map_err(|e| e.to_string())?;
         let runs = store.list_runs(limit).map_err(|e| e.to_string())?;
         Ok(json!({
             "runs": runs.iter().map(|r| {
@@ -282,12 +281,12 @@ async fn api_live(State(st): State<Shared>) -> Json<Vec<LiveSnapshot>> {
 }
 
 async fn render_report(st: &Shared, ids: Vec<i64>) -> Response {
-    let Some(db) = st.db_path.clone() else {
+    let Some(db) = st.db.clone() else {
         return (StatusCode::NOT_FOUND, "this dashboard has no results database").into_response();
     };
     let res = tokio::task::spawn_blocking(move || -> Result<String, (StatusCode, String)> {
         let store =
-            fleetbench_store::Store::open(&db).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            fleetbench_store::Store::connect(&db).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
         let report = fleetbench_report::Report::load(&store, &ids).map_err(|e| match e {
             fleetbench_report::HtmlReportError::Store(fleetbench_store::StoreError::NoSuchRun(_))
             | fleetbench_report::HtmlReportError::NoRuns => (StatusCode::NOT_FOUND, e.to_string()),

@@ -124,7 +124,7 @@ async fn dashboard_in_a_real_browser() {
     let cfg = DashConfig {
         listen: "0.0.0.0:0".parse().unwrap(),
         token: Some(TOKEN.into()),
-        db_path: Some(db),
+        db: Some(db.into()),
         ..DashConfig::default()
     };
     let h = serve(cfg, bus).await.unwrap();

@@ -235,7 +235,7 @@ async fn stored_runs_are_listed_and_their_reports_served() {
         })
         .unwrap();
     let mut c = cfg("127.0.0.1:0");
-    c.db_path = Some(db);
+    c.db = Some(db.into());
     let h = serve(c, LiveBus::new()).await.unwrap();
     let base = local(h.local_addr());
     let runs: serde_json::Value =

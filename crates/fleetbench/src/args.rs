@@ -13,6 +13,7 @@ use clap::{Args, ValueEnum};
 use fleetbench_client::{ApiKey, ClientConfig, Timeouts};
 use fleetbench_core::{parse_duration, ApiKind, SamplingParams, Slo};
 use fleetbench_econ::instruments::{InstrumentSpec, DEFAULT_PUE, DEFAULT_SUPPLY};
+use fleetbench_load::exposition::LiveMetrics;
 use fleetbench_load::{Arrival, ArrivalSpec, Schedule, WorkloadSpec};
 use fleetbench_sim::{DeploymentSpec, EngineKnobs, Parallelism};
 use fleetbench_workload::Traffic;
@@ -449,4 +450,73 @@ pub struct DashboardArgs {
         help_heading = "Dashboard"
     )]
     pub dashboard_token: Option<String>,
+}
+
+/// Sharding one run over several processes or hosts (run and sweep).
+#[derive(Args, Debug, Clone, Default)]
+pub struct ShardArgs {
+    /// This process is shard I of N (from 0): --concurrency, --requests and --rate stay
+    /// the whole run's; this shard takes its share. Needs --run-id.
+    #[arg(long, value_name = "I/N", value_parser = parse_shard, help_heading = "Sharding")]
+    pub shard: Option<fleetbench_workload::Shard>,
+    /// The run all shards write into (the same on every shard, e.g. a Slurm job id);
+    /// `runs show ID` reads it back.
+    #[arg(long, value_name = "ID", help_heading = "Sharding")]
+    pub run_id: Option<String>,
+    /// Longest wait at the start for the other shards to join.
+    #[arg(long, value_name = "DUR", default_value = "10m", value_parser = parse_duration, help_heading = "Sharding")]
+    pub shard_timeout: Duration,
+}
+
+fn parse_shard(s: &str) -> Result<fleetbench_workload::Shard, String> {
+    fleetbench_workload::Shard::parse(s)
+}
+
+impl ShardArgs {
+    /// The shard's part of `plan` and how it joins the others (`None`: a
+    /// run of its own). `--run-id` alone is a run of one shard under that id.
+    pub fn split(
+        &self,
+        plan: fleetbench_load::RunPlan,
+    ) -> anyhow::Result<(fleetbench_load::RunPlan, Option<fleetbench_load::shard::ShardJoin>)> {
+        let shard = match (&self.run_id, self.shard) {
+            (None, None) => return Ok((plan, None)),
+            (None, Some(s)) => bail!("--shard {s} needs --run-id ID, the same on every shard, to meet the others"),
+            (Some(_), s) => s.unwrap_or(fleetbench_workload::Shard { index: 0, count: 1 }),
+        };
+        let key = self.run_id.clone().unwrap_or_default();
+        if key.trim().is_empty() {
+            bail!("--run-id must not be empty");
+        }
+        let target_concurrency = plan.schedule.target_concurrency();
+        let mine = fleetbench_load::shard::shard_plan(&plan, shard)?;
+        Ok((
+            mine,
+            Some(fleetbench_load::shard::ShardJoin { shard, key, timeout: self.shard_timeout, target_concurrency }),
+        ))
+    }
+}
+
+/// `--metrics-listen`: fleetbench's live figures for Prometheus (run and sweep).
+#[derive(Args, Debug, Clone, Default)]
+pub struct MetricsArgs {
+    /// Serve this command's live figures in Prometheus' format at http://ADDR/metrics while it runs
+    /// (requests in flight, completed, errors by kind, output tokens, TTFT/TPOT/ITL histograms).
+    #[arg(long, value_name = "ADDR:PORT", help_heading = "Dashboard")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+}
+
+impl MetricsArgs {
+    /// The figures and their endpoint, when asked for; the endpoint stops
+    /// when the server is dropped.
+    pub async fn start(
+        &self,
+    ) -> anyhow::Result<Option<(std::sync::Arc<LiveMetrics>, fleetbench_load::exposition::MetricsServer)>> {
+        let Some(addr) = self.metrics_listen else { return Ok(None) };
+        let metrics = LiveMetrics::new();
+        let server = fleetbench_load::exposition::MetricsServer::start(addr, metrics.clone())
+            .await
+            .with_context(|| format!("--metrics-listen {addr}: cannot listen there"))?;
+        Ok(Some((metrics, server)))
+    }
 }

@@ -21,7 +21,7 @@ impl DashboardArgs {
         let cfg = DashConfig {
             listen,
             token: self.dashboard_token.clone(),
-            db_path: Some(ctx.db_path.clone()),
+            db: Some(ctx.db.clone()),
             ..DashConfig::default()
         };
         let protected = cfg.token.is_some();

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
 use fleetbench_workload::arrivals::Instant;
-use fleetbench_workload::{ArrivalPlan, Schedule, Workload};
+use fleetbench_workload::{ArrivalPlan, Schedule, Shard, Workload};
 
 /// When to stop issuing new requests (requests in flight then finish).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -38,6 +38,10 @@ pub struct RunPlan {
     /// Open loop: the arrival instants (stages or a trace) that replace the
     /// schedule's single rate; the run also stops when they run out.
     pub arrivals: Option<ArrivalPlan>,
+    /// One shard of a run measured by several processes: an open loop sends
+    /// only this shard's arrivals of the whole process (the rest of the
+    /// split is made by [`crate::shard::shard_plan`]).
+    pub shard: Option<Shard>,
 }
 
 /// What the engine did.
@@ -75,6 +79,15 @@ pub async fn run(
                 let arrivals = match &plan.arrivals {
                     Some(a) => a.instants(),
                     None => ArrivalPlan::single(rate, arrival, plan.seed).instants(),
+                };
+                let arrivals: Box<dyn Iterator<Item = Instant> + Send> = match plan.shard {
+                    Some(shard) => {
+                        let (process, seed) = crate::shard::thinning(plan);
+                        Box::new(
+                            arrivals.zip(0u64..).filter(move |(_, k)| shard.takes(*k, process, seed)).map(|(a, _)| a),
+                        )
+                    }
+                    None => arrivals,
                 };
                 open_loop(plan, arrivals, max_concurrency, client, &workload, clock, &sink, budget, deadline, &finished)
                     .await

@@ -7,10 +7,12 @@
 //! ones); they are re-exported here under their old paths.
 
 pub mod engine;
+pub mod exposition;
 pub mod interrupt;
 pub mod live;
 pub mod measure;
 pub mod selftest;
+pub mod shard;
 pub mod sweep;
 
 pub use fleetbench_workload::{coding_swarm, schedule, workload};

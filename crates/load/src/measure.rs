@@ -81,6 +81,8 @@ impl Workload for Counted {
 pub enum MeasureError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Shard(#[from] crate::shard::ShardError),
     #[error("the load engine stopped unexpectedly: {0}")]
     Engine(String),
 }
@@ -112,6 +114,10 @@ pub struct MeasureOptions {
     /// Turns true to stop sending (Ctrl-C): what finished is kept and the
     /// run is marked interrupted.
     pub stop: Option<watch::Receiver<bool>>,
+    /// One shard of a run measured by several processes (`--shard`).
+    pub shard: Option<crate::shard::ShardJoin>,
+    /// Live figures for Prometheus (`--metrics-listen`).
+    pub metrics: Option<Arc<crate::exposition::LiveMetrics>>,
 }
 
 /// The cost and energy keys of docs/METRICS.md that a measured run adds to
@@ -206,8 +212,26 @@ pub async fn measure(
     opts: &MeasureOptions,
 ) -> Result<MeasureOutcome, MeasureError> {
     let scale = if opts.time_scale > 0.0 { opts.time_scale } else { 1.0 };
-    meta.id = store.create_run(&meta)?;
-    let writer = RecordWriter::start(store.path(), meta.id)?;
+    meta.id = match &opts.shard {
+        Some(j) => crate::shard::join(store, &meta, j).await?,
+        None => store.create_run(&meta)?,
+    };
+    let workload = match &opts.shard {
+        Some(j) => j.workload(workload),
+        None => workload,
+    };
+    let workload = match &opts.metrics {
+        Some(m) => {
+            let (run, shard) = match &opts.shard {
+                Some(j) => (j.key.clone(), j.shard.to_string()),
+                None => (meta.id.to_string(), "0/1".to_string()),
+            };
+            m.start_run(&run, &shard);
+            m.counting(workload)
+        }
+        None => workload,
+    };
+    let writer = RecordWriter::start(store.db(), meta.id)?;
     let clock = RunClock::start();
     let metering = match &opts.instruments {
         Some(i) => Some(i.begin(&clock, scale).await),
@@ -273,6 +297,12 @@ pub async fn measure(
         if let Some(live) = &opts.live {
             live.observe(&rec, elapsed);
         }
+        if let Some(m) = &opts.metrics {
+            m.observe(&rec);
+        }
+        if let Some(j) = &opts.shard {
+            rec.index = j.shard.global_index(rec.index);
+        }
         if !writer.write(rec) {
             break;
         }
@@ -283,7 +313,10 @@ pub async fn measure(
     }
     writer.finish()?;
 
-    let records = store.records(meta.id)?;
+    let mut records = store.records(meta.id)?;
+    if let Some(j) = &opts.shard {
+        records.retain(|r| j.shard.owns(r.index));
+    }
     let metrics = RunMetrics::compute(&records, &opts.slo, plan.schedule.target_concurrency());
     meta.status = if report.interrupted {
         RunStatus::Interrupted
@@ -310,7 +343,13 @@ pub async fn measure(
     let figure_keys = FigureKeys::new(figures.cost.clone(), figures.energy.clone());
     let summary = serde_json::to_value(RunSummary::new(&metrics, figure_keys.clone()))
         .map_err(|e| StoreError::Corrupt { run: meta.id, why: format!("summary: {e}") })?;
-    store.finish_run(meta.id, meta.status, meta.ended_at.as_deref().unwrap_or(""), Some(&summary))?;
+    let ended_at = meta.ended_at.as_deref().unwrap_or("");
+    match &opts.shard {
+        Some(j) => {
+            crate::shard::finish(store, meta.id, j, meta.status, ended_at, &opts.slo)?;
+        }
+        None => store.finish_run(meta.id, meta.status, ended_at, Some(&summary))?,
+    }
     if let Some(live) = &opts.live {
         live.finish(match meta.status {
             RunStatus::Interrupted => LiveState::Interrupted,

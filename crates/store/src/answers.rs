@@ -4,14 +4,12 @@
 //! queue is drained, so neither the operators nor the HTTP collectors wait
 //! on SQLite.
 
-use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::params;
-
+use crate::backend::values;
 use crate::records::arena::Answer;
 use crate::writer::BatchWriter;
-use crate::{Artifact, Store, StoreError};
+use crate::{upsert, Artifact, Db, Store, StoreError, ARTIFACT_COLUMNS};
 
 /// Handle to the answer writer thread of one arena run.
 pub struct AnswerWriter {
@@ -19,10 +17,10 @@ pub struct AnswerWriter {
 }
 
 impl AnswerWriter {
-    /// Opens its own connection to the database at `path` and starts the
+    /// Opens its own connection to the database `db` and starts the
     /// writer thread for `run_id`.
-    pub fn start(path: &Path, run_id: i64) -> Result<AnswerWriter, StoreError> {
-        let inner = BatchWriter::start(path, "fleetbench-answers", Duration::ZERO, move |store, batch| {
+    pub fn start(db: &Db, run_id: i64) -> Result<AnswerWriter, StoreError> {
+        let inner = BatchWriter::start(db, "fleetbench-answers", Duration::ZERO, move |store, batch| {
             store.put_answers(run_id, batch)
         })?;
         Ok(AnswerWriter { inner })
@@ -44,23 +42,20 @@ impl AnswerWriter {
 impl Store {
     /// Stores answers in one transaction.
     fn put_answers(&mut self, run_id: i64, answers: &[Answer]) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let e = |source| StoreError::Sqlite { path: path.clone(), source };
-        let tx = self.conn.transaction().map_err(e)?;
-        {
-            let mut st = tx
-                .prepare_cached("INSERT OR REPLACE INTO artifacts (run_id, kind, name, json) VALUES (?1, ?2, ?3, ?4)")
-                .map_err(e)?;
-            for a in answers {
+        let rows = answers
+            .iter()
+            .map(|a| {
                 let name = a.artifact_name();
                 let json = serde_json::to_string(a).map_err(|err| StoreError::Corrupt {
                     run: run_id,
                     why: format!("artifact {}/{name}: {err}", Answer::KIND),
                 })?;
-                st.execute(params![run_id, Answer::KIND, name, json]).map_err(e)?;
-            }
-        }
-        tx.commit().map_err(e)
+                Ok(values![run_id, Answer::KIND, name, json])
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let sql = upsert("artifacts", ARTIFACT_COLUMNS, &ARTIFACT_COLUMNS[..3]);
+        let shown = self.shown.clone();
+        self.conn.execute_many(&sql, rows).map_err(|e| StoreError::db(&shown, e))
     }
 }
 
@@ -91,7 +86,7 @@ mod tests {
             group: None,
         };
         let run = store.create_run(&meta).expect("run");
-        let w = AnswerWriter::start(&db, run).expect("writer");
+        let w = AnswerWriter::start(store.db(), run).expect("writer");
         for (b, e) in [("rules", "e1"), ("rules", "e0"), ("random", "e0")] {
             let a = Answer { backend: b.into(), episode_id: e.into(), text: format!("{b} {e}"), ..Default::default() };
             assert!(w.write(a));

@@ -1,20 +1,30 @@
-//! Persistence: one SQLite database (WAL) holding every run, every request
-//! and named JSON artifacts (sweep levels, arena answers, energy timelines).
-//! Records are written as they complete by a [`RecordWriter`] at most about
-//! 100 ms behind, so a killed run loses only the requests in flight.
+//! Persistence: one database holding every run, every request and named
+//! JSON artifacts (sweep levels, arena answers, energy timelines): a SQLite
+//! file (WAL) on one machine, or a PostgreSQL database that many hosts and
+//! processes write at once ([`Db`]). Records are written as they complete by
+//! a [`RecordWriter`] at most about 100 ms behind, so a killed run loses only
+//! the requests in flight.
 
 mod answers;
+mod backend;
+mod copy;
+mod db;
 pub mod records;
 mod schema;
+mod shards;
 mod writer;
 
 use std::path::{Path, PathBuf};
 
 use fleetbench_core::{ErrorKind, RequestError, RequestRecord, RunMeta, RunStatus, ServerTimings, TokenSource};
-use rusqlite::{params, Connection, OptionalExtension, Row};
 
 pub use answers::AnswerWriter;
+pub use backend::DbError;
+use backend::{values, Conn, PgConn, Row, Value};
+pub use copy::CopyReport;
+pub use db::{without_password, Db, PgTarget};
 pub use records::Artifact;
+pub use shards::ShardInfo;
 pub use writer::RecordWriter;
 
 #[derive(Debug, thiserror::Error)]
@@ -25,18 +35,36 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
-    #[error("results database {path}: {source}")]
-    Sqlite {
-        path: PathBuf,
+    #[error("results database {db}: {source}")]
+    Database {
+        db: String,
         #[source]
-        source: rusqlite::Error,
+        source: DbError,
     },
-    #[error("results database {path} was written by a newer fleetbench (schema {found}, this one knows {known}); upgrade fleetbench or use --db with another file")]
-    TooNew { path: PathBuf, found: i64, known: i64 },
+    #[error("results database {url}: {why}")]
+    BadUrl { url: String, why: String },
+    #[error("database password file {path}: {why}")]
+    PasswordFile { path: PathBuf, why: String },
+    #[error("results database {db} was written by a newer fleetbench (schema {found}, this one knows {known}); upgrade fleetbench or use --db with another database")]
+    TooNew { db: String, found: i64, known: i64 },
     #[error("no run with id {0} in the results database (see `fleetbench runs list`)")]
     NoSuchRun(i64),
+    #[error("no run with id or key {0:?} in the results database (see `fleetbench runs list`)")]
+    NoSuchKey(String),
+    #[error("run {key:?} has {found} shards but this one was started with {asked}: give every shard the same /N")]
+    ShardCount { key: String, found: u32, asked: u32 },
+    #[error("shard {shard} of run {key:?} is already registered by {by}; give each process its own --shard")]
+    ShardTaken { key: String, shard: u32, by: String },
+    #[error("cannot start the database writer thread: {0}")]
+    Thread(String),
     #[error("stored data for run {run} is corrupt: {why}")]
     Corrupt { run: i64, why: String },
+}
+
+impl StoreError {
+    pub(crate) fn db(shown: &str, source: DbError) -> StoreError {
+        StoreError::Database { db: shown.to_string(), source }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -49,118 +77,94 @@ pub struct StoredRun {
     pub summary: Option<serde_json::Value>,
     /// Requests stored for it.
     pub request_count: u64,
+    /// Its shards, when several processes measured it (`--shard`).
+    pub shards: Vec<ShardInfo>,
 }
 
 /// An open results database.
 pub struct Store {
-    conn: Connection,
-    path: PathBuf,
+    conn: Conn,
+    db: Db,
+    /// The database as shown in messages (no password).
+    shown: String,
 }
 
 impl Store {
-    /// Opens (creating if needed) the database at `path`.
+    /// Opens (creating if needed) the SQLite database at `path`.
     pub fn open(path: &Path) -> Result<Store> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir { path: dir.to_path_buf(), source })?;
-        }
-        let conn = Connection::open(path).map_err(|source| StoreError::Sqlite { path: path.to_path_buf(), source })?;
-        let store = Store { conn, path: path.to_path_buf() };
-        schema::migrate(&store.conn, path)?;
+        Store::connect(&Db::Sqlite(path.to_path_buf()))
+    }
+
+    /// Opens the database `db`: a SQLite file (created with its directory if
+    /// needed) or a PostgreSQL database (its tables created if needed), and
+    /// migrates it to this build's schema.
+    pub fn connect(db: &Db) -> Result<Store> {
+        let shown = db.to_string();
+        let conn = match db {
+            Db::Sqlite(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|source| StoreError::CreateDir { path: dir.to_path_buf(), source })?;
+                }
+                Conn::Sqlite(rusqlite::Connection::open(path).map_err(|e| StoreError::db(&shown, e.into()))?)
+            }
+            Db::Postgres(t) => {
+                Conn::Postgres(PgConn::connect((*t.config).clone()).map_err(|e| StoreError::db(&shown, e))?)
+            }
+        };
+        let mut store = Store { conn, db: db.clone(), shown };
+        schema::migrate(&mut store.conn, &store.shown)?;
         Ok(store)
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Where this store lives.
+    pub fn db(&self) -> &Db {
+        &self.db
     }
 
-    fn err(&self, source: rusqlite::Error) -> StoreError {
-        StoreError::Sqlite { path: self.path.clone(), source }
+    /// Whether it is PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.conn, Conn::Postgres(_))
+    }
+
+    fn err(&self, source: DbError) -> StoreError {
+        StoreError::db(&self.shown, source)
+    }
+
+    fn execute(&self, sql: &str, params: Vec<Value>) -> Result<u64> {
+        self.conn.execute(sql, params).map_err(|e| self.err(e))
+    }
+
+    fn query(&self, sql: &str, params: Vec<Value>) -> Result<Vec<Row>> {
+        self.conn.query(sql, params).map_err(|e| self.err(e))
+    }
+
+    fn runs_where(&self, clause: &str, params: Vec<Value>) -> Result<Vec<StoredRun>> {
+        let rows = self.query(&format!("{RUN_SELECT} {clause}"), params)?;
+        rows.iter().map(|r| run_from_row(r).and_then(|r| self.settle(r))).collect()
     }
 
     /// Stores a new run and returns its id.
     pub fn create_run(&self, meta: &RunMeta) -> Result<i64> {
-        self.conn
-            .execute(
-                "INSERT INTO runs (tool_version, command_line, host, backend_url, model, api, workload, schedule,
-                                   started_at, ended_at, status, config_json, pid, run_group)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-                params![
-                    meta.tool_version,
-                    meta.command_line,
-                    meta.host,
-                    meta.backend_url,
-                    meta.model,
-                    meta.api,
-                    meta.workload,
-                    meta.schedule,
-                    meta.started_at,
-                    meta.ended_at,
-                    meta.status.as_str(),
-                    meta.config.to_string(),
-                    meta.pid,
-                    meta.group,
-                ],
-            )
-            .map_err(|e| self.err(e))?;
-        Ok(self.conn.last_insert_rowid())
+        let rows = self.query(
+            "INSERT INTO runs (tool_version, command_line, host, backend_url, model, api, workload, schedule,
+                               started_at, ended_at, status, config_json, pid, run_group)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) RETURNING id",
+            meta_values(meta),
+        )?;
+        rows.first()
+            .ok_or_else(|| self.err(DbError::Postgres("INSERT returned no id".into())))?
+            .i64(0)
+            .map_err(|why| StoreError::Corrupt { run: 0, why })
     }
 
     /// Writes records of a run in one transaction (existing indexes are
     /// replaced).
     pub fn insert_records(&mut self, run_id: i64, records: &[RequestRecord]) -> Result<()> {
-        let path = self.path.clone();
-        let e = |source| StoreError::Sqlite { path: path.clone(), source };
-        let tx = self.conn.transaction().map_err(e)?;
-        {
-            let mut st = tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO requests (run_id, idx, request_id, agent, warmup, label, t_sched, t_send,
-                        t_first_byte, t_first_token, t_last_token, t_end, input_tokens, output_tokens,
-                        reasoning_tokens, token_source, event_tokens, token_events, finish_reason, http_status,
-                        retries, error_kind, error_status, error_message, itl_json, server_timings_json, output_text,
-                        context_json)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
-                        ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)",
-                )
-                .map_err(e)?;
-            for r in records {
-                let itl = serde_json::to_string(&r.itl).unwrap_or_else(|_| "[]".into());
-                let timings = r.server_timings.map(|t| serde_json::to_string(&t).unwrap_or_default());
-                let context = (!r.context.is_empty()).then(|| serde_json::to_string(&r.context).unwrap_or_default());
-                st.execute(params![
-                    run_id,
-                    r.index as i64,
-                    r.request_id,
-                    r.agent,
-                    r.warmup,
-                    r.label,
-                    r.t_sched,
-                    r.t_send,
-                    r.t_first_byte,
-                    r.t_first_token,
-                    r.t_last_token,
-                    r.t_end,
-                    r.input_tokens.map(|v| v as i64),
-                    r.output_tokens as i64,
-                    r.reasoning_tokens.map(|v| v as i64),
-                    r.token_source.as_str(),
-                    r.event_tokens as i64,
-                    r.token_events as i64,
-                    r.finish_reason,
-                    r.http_status,
-                    r.retries,
-                    r.error.as_ref().map(|e| e.kind.as_str()),
-                    r.error.as_ref().and_then(|e| e.status),
-                    r.error.as_ref().map(|e| e.message.as_str()),
-                    itl,
-                    timings,
-                    r.output_text,
-                    context,
-                ])
-                .map_err(e)?;
-            }
-        }
-        tx.commit().map_err(e)
+        let rows = records.iter().map(|r| record_values(run_id, r)).collect();
+        let sql = upsert("requests", REQUEST_COLUMNS, &["run_id", "idx"]);
+        let shown = self.shown.clone();
+        self.conn.execute_many(&sql, rows).map_err(|e| StoreError::db(&shown, e))
     }
 
     /// Marks a run finished and stores its summary.
@@ -171,13 +175,10 @@ impl Store {
         ended_at: &str,
         summary: Option<&serde_json::Value>,
     ) -> Result<()> {
-        let n = self
-            .conn
-            .execute(
-                "UPDATE runs SET status = ?2, ended_at = ?3, summary_json = ?4, pid = NULL WHERE id = ?1",
-                params![run_id, status.as_str(), ended_at, summary.map(|s| s.to_string())],
-            )
-            .map_err(|e| self.err(e))?;
+        let n = self.execute(
+            "UPDATE runs SET status = ?2, ended_at = ?3, summary_json = ?4, pid = NULL WHERE id = ?1",
+            values![run_id, status.as_str(), ended_at, summary.map(|s| s.to_string())],
+        )?;
         if n == 0 {
             return Err(StoreError::NoSuchRun(run_id));
         }
@@ -187,104 +188,80 @@ impl Store {
     /// Runs, newest first. Runs left `running` by a dead process show as
     /// `incomplete` (and are marked so).
     pub fn list_runs(&self, limit: usize) -> Result<Vec<StoredRun>> {
-        let mut st =
-            self.conn.prepare(&format!("{RUN_SELECT} ORDER BY r.id DESC LIMIT ?1")).map_err(|e| self.err(e))?;
-        let rows = st
-            .query_map(params![limit as i64], run_from_row)
-            .map_err(|e| self.err(e))?
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| self.err(e))?;
-        rows.into_iter().map(|r| self.settle(r)).collect()
+        self.runs_where("ORDER BY r.id DESC LIMIT ?1", values![limit as u64])
     }
 
     /// One run by id.
     pub fn run(&self, id: i64) -> Result<StoredRun> {
-        let r = self
-            .conn
-            .query_row(&format!("{RUN_SELECT} WHERE r.id = ?1"), params![id], run_from_row)
-            .optional()
-            .map_err(|e| self.err(e))?
-            .ok_or(StoreError::NoSuchRun(id))?;
-        self.settle(r)
+        self.runs_where("WHERE r.id = ?1", values![id])?.into_iter().next().ok_or(StoreError::NoSuchRun(id))
     }
 
     /// The most recent run id, if any.
     pub fn latest_run_id(&self) -> Result<Option<i64>> {
-        self.conn.query_row("SELECT max(id) FROM runs", [], |r| r.get(0)).map_err(|e| self.err(e))
+        let rows = self.query("SELECT max(id) FROM runs", vec![])?;
+        match rows.first() {
+            Some(r) => r.opt_i64(0).map_err(|why| StoreError::Corrupt { run: 0, why }),
+            None => Ok(None),
+        }
     }
 
     /// Runs of one group (a sweep or a demo), in id order.
     pub fn runs_in_group(&self, group: &str) -> Result<Vec<StoredRun>> {
-        let mut st = self
-            .conn
-            .prepare(&format!("{RUN_SELECT} WHERE r.run_group = ?1 ORDER BY r.id"))
-            .map_err(|e| self.err(e))?;
-        let rows = st
-            .query_map(params![group], run_from_row)
-            .map_err(|e| self.err(e))?
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| self.err(e))?;
-        rows.into_iter().map(|r| self.settle(r)).collect()
+        self.runs_where("WHERE r.run_group = ?1 ORDER BY r.id", values![group])
     }
 
+    /// A run left `running` by a process of this host that is gone is
+    /// `incomplete` (and marked so). On PostgreSQL, where runs come from
+    /// many hosts, only this host's processes can be checked. A sharded run
+    /// is running while one of its shards is, and `incomplete` once none is
+    /// but one did not complete.
     fn settle(&self, mut r: StoredRun) -> Result<StoredRun> {
-        if r.meta.status == RunStatus::Running && !r.meta.pid.is_some_and(process_alive) {
+        r.shards = self.shards(r.meta.id)?;
+        let gone = if r.shards.is_empty() {
+            let checkable = !self.is_postgres() || r.meta.host == this_host();
+            checkable && !r.meta.pid.is_some_and(process_alive)
+        } else {
+            r.shards.iter().all(|s| s.status != RunStatus::Running)
+        };
+        if r.meta.status == RunStatus::Running && gone {
             r.meta.status = RunStatus::Incomplete;
-            self.conn
-                .execute(
-                    "UPDATE runs SET status = 'incomplete', pid = NULL WHERE id = ?1 AND status = 'running'",
-                    params![r.meta.id],
-                )
-                .map_err(|e| self.err(e))?;
+            self.execute(
+                "UPDATE runs SET status = 'incomplete', pid = NULL WHERE id = ?1 AND status = 'running'",
+                values![r.meta.id],
+            )?;
         }
         Ok(r)
     }
 
     /// Every stored request of a run, in issue order.
     pub fn records(&self, run_id: i64) -> Result<Vec<RequestRecord>> {
-        let mut st = self
-            .conn
-            .prepare(
-                "SELECT idx, request_id, agent, warmup, label, t_sched, t_send, t_first_byte, t_first_token,
-                        t_last_token, t_end, input_tokens, output_tokens, reasoning_tokens, token_source,
-                        event_tokens, token_events, finish_reason, http_status, retries, error_kind, error_status,
-                        error_message, itl_json, server_timings_json, output_text, context_json
-                 FROM requests WHERE run_id = ?1 ORDER BY idx",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = st
-            .query_map(params![run_id], record_from_row)
-            .map_err(|e| self.err(e))?
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| self.err(e))?;
-        rows.into_iter().map(|r| r.map_err(|why| StoreError::Corrupt { run: run_id, why })).collect()
+        let rows = self.query(
+            &format!("SELECT {} FROM requests WHERE run_id = ?1 ORDER BY idx", &REQUEST_COLUMNS[1..].join(", ")),
+            values![run_id],
+        )?;
+        rows.iter().map(|r| record_from_row(r).map_err(|why| StoreError::Corrupt { run: run_id, why })).collect()
     }
 
     /// Stores a named JSON artifact of a run (a sweep level, an arena
     /// answer, an energy timeline...).
     pub fn put_artifact(&self, run_id: i64, kind: &str, name: &str, value: &serde_json::Value) -> Result<()> {
-        self.conn
-            .execute(
-                "INSERT OR REPLACE INTO artifacts (run_id, kind, name, json) VALUES (?1, ?2, ?3, ?4)",
-                params![run_id, kind, name, value.to_string()],
-            )
-            .map_err(|e| self.err(e))?;
+        self.execute(
+            &upsert("artifacts", ARTIFACT_COLUMNS, &ARTIFACT_COLUMNS[..3]),
+            values![run_id, kind, name, value.to_string()],
+        )?;
         Ok(())
     }
 
     /// Artifacts of one kind for a run, as (name, value), in name order.
     pub fn artifacts(&self, run_id: i64, kind: &str) -> Result<Vec<(String, serde_json::Value)>> {
-        let mut st = self
-            .conn
-            .prepare("SELECT name, json FROM artifacts WHERE run_id = ?1 AND kind = ?2 ORDER BY name")
-            .map_err(|e| self.err(e))?;
-        let rows = st
-            .query_map(params![run_id, kind], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-            .map_err(|e| self.err(e))?
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| self.err(e))?;
-        rows.into_iter()
-            .map(|(n, j)| {
+        let rows = self.query(
+            "SELECT name, json FROM artifacts WHERE run_id = ?1 AND kind = ?2 ORDER BY name",
+            values![run_id, kind],
+        )?;
+        rows.iter()
+            .map(|r| {
+                let corrupt = |why: String| StoreError::Corrupt { run: run_id, why };
+                let (n, j) = (r.text(0).map_err(corrupt)?, r.text(1).map_err(corrupt)?);
                 serde_json::from_str(&j)
                     .map(|v| (n.clone(), v))
                     .map_err(|e| StoreError::Corrupt { run: run_id, why: format!("artifact {kind}/{n}: {e}") })
@@ -293,94 +270,202 @@ impl Store {
     }
 }
 
+/// `INSERT INTO table (columns) VALUES (?1, …) ON CONFLICT (key) DO UPDATE`
+/// the other columns: replaces a row of the same key, in both databases.
+pub(crate) fn upsert(table: &str, columns: &[&str], key: &[&str]) -> String {
+    let marks: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
+    let set: Vec<String> = columns.iter().filter(|c| !key.contains(c)).map(|c| format!("{c} = excluded.{c}")).collect();
+    format!(
+        "INSERT INTO {table} ({}) VALUES ({}) ON CONFLICT ({}) DO UPDATE SET {}",
+        columns.join(", "),
+        marks.join(", "),
+        key.join(", "),
+        set.join(", ")
+    )
+}
+
+pub(crate) const ARTIFACT_COLUMNS: &[&str] = &["run_id", "kind", "name", "json"];
+
+/// The columns of a request row, in the order [`record_values`] fills them.
+const REQUEST_COLUMNS: &[&str] = &[
+    "run_id",
+    "idx",
+    "request_id",
+    "agent",
+    "warmup",
+    "label",
+    "t_sched",
+    "t_send",
+    "t_first_byte",
+    "t_first_token",
+    "t_last_token",
+    "t_end",
+    "input_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "token_source",
+    "event_tokens",
+    "token_events",
+    "finish_reason",
+    "http_status",
+    "retries",
+    "error_kind",
+    "error_status",
+    "error_message",
+    "itl_json",
+    "server_timings_json",
+    "output_text",
+    "context_json",
+];
+
+fn record_values(run_id: i64, r: &RequestRecord) -> Vec<Value> {
+    let itl = serde_json::to_string(&r.itl).unwrap_or_else(|_| "[]".into());
+    let timings = r.server_timings.map(|t| serde_json::to_string(&t).unwrap_or_default());
+    let context = (!r.context.is_empty()).then(|| serde_json::to_string(&r.context).unwrap_or_default());
+    values![
+        run_id,
+        r.index,
+        &r.request_id,
+        r.agent,
+        r.warmup,
+        r.label.as_deref(),
+        r.t_sched,
+        r.t_send,
+        r.t_first_byte,
+        r.t_first_token,
+        r.t_last_token,
+        r.t_end,
+        r.input_tokens,
+        r.output_tokens,
+        r.reasoning_tokens,
+        r.token_source.as_str(),
+        r.event_tokens,
+        r.token_events,
+        r.finish_reason.as_deref(),
+        r.http_status,
+        r.retries,
+        r.error.as_ref().map(|e| e.kind.as_str()),
+        r.error.as_ref().and_then(|e| e.status),
+        r.error.as_ref().map(|e| e.message.as_str()),
+        itl,
+        timings,
+        r.output_text.as_deref(),
+        context,
+    ]
+}
+
+fn meta_values(meta: &RunMeta) -> Vec<Value> {
+    values![
+        &meta.tool_version,
+        &meta.command_line,
+        &meta.host,
+        &meta.backend_url,
+        &meta.model,
+        &meta.api,
+        &meta.workload,
+        &meta.schedule,
+        &meta.started_at,
+        meta.ended_at.as_deref(),
+        meta.status.as_str(),
+        meta.config.to_string(),
+        meta.pid,
+        meta.group.as_deref(),
+    ]
+}
+
 const RUN_SELECT: &str = "SELECT r.id, r.tool_version, r.command_line, r.host, r.backend_url, r.model, r.api,
     r.workload, r.schedule, r.started_at, r.ended_at, r.status, r.config_json, r.pid, r.run_group, r.summary_json,
     (SELECT count(*) FROM requests q WHERE q.run_id = r.id)
     FROM runs r";
 
-fn run_from_row(row: &Row<'_>) -> rusqlite::Result<StoredRun> {
-    let status: String = row.get(11)?;
-    let config: String = row.get(12)?;
-    let summary: Option<String> = row.get(15)?;
-    Ok(StoredRun {
-        meta: RunMeta {
-            id: row.get(0)?,
-            tool_version: row.get(1)?,
-            command_line: row.get(2)?,
-            host: row.get(3)?,
-            backend_url: row.get(4)?,
-            model: row.get(5)?,
-            api: row.get(6)?,
-            workload: row.get(7)?,
-            schedule: row.get(8)?,
-            started_at: row.get(9)?,
-            ended_at: row.get(10)?,
+fn run_from_row(row: &Row) -> Result<StoredRun> {
+    let id = row.i64(0).map_err(|why| StoreError::Corrupt { run: 0, why })?;
+    let corrupt = |why: String| StoreError::Corrupt { run: id, why };
+    let status = row.text(11).map_err(corrupt)?;
+    let config = row.text(12).map_err(corrupt)?;
+    let summary = row.opt_text(15).map_err(corrupt)?;
+    let meta = (|| -> std::result::Result<RunMeta, String> {
+        Ok(RunMeta {
+            id,
+            tool_version: row.text(1)?,
+            command_line: row.text(2)?,
+            host: row.text(3)?,
+            backend_url: row.text(4)?,
+            model: row.text(5)?,
+            api: row.text(6)?,
+            workload: row.text(7)?,
+            schedule: row.text(8)?,
+            started_at: row.text(9)?,
+            ended_at: row.opt_text(10)?,
             status: RunStatus::parse(&status).unwrap_or(RunStatus::Incomplete),
             config: serde_json::from_str(&config).unwrap_or(serde_json::Value::Null),
-            pid: row.get(13)?,
-            group: row.get(14)?,
-        },
+            pid: row.opt_small(13)?,
+            group: row.opt_text(14)?,
+        })
+    })()
+    .map_err(corrupt)?;
+    Ok(StoredRun {
+        meta,
         summary: summary.and_then(|s| serde_json::from_str(&s).ok()),
-        request_count: row.get::<_, i64>(16)? as u64,
+        request_count: row.u64(16).map_err(corrupt)?,
+        shards: Vec::new(),
     })
 }
 
-type RecordResult = std::result::Result<RequestRecord, String>;
-
-fn record_from_row(row: &Row<'_>) -> rusqlite::Result<RecordResult> {
-    let idx: i64 = row.get(0)?;
-    let itl_json: String = row.get(23)?;
-    let itl: Vec<f64> = match serde_json::from_str(&itl_json) {
-        Ok(v) => v,
-        Err(e) => return Ok(Err(format!("request {idx}: ITL list: {e}"))),
-    };
-    let timings: Option<String> = row.get(24)?;
-    let server_timings: Option<ServerTimings> = timings.and_then(|t| serde_json::from_str(&t).ok());
-    let source: String = row.get(14)?;
-    let error_kind: Option<String> = row.get(20)?;
-    let error = error_kind.map(|k| RequestError {
+/// A request row (the columns of [`REQUEST_COLUMNS`] after `run_id`).
+fn record_from_row(row: &Row) -> std::result::Result<RequestRecord, String> {
+    let idx = row.u64(0)?;
+    let at = |e: String| format!("request {idx}: {e}");
+    let itl: Vec<f64> = serde_json::from_str(&row.text(23)?).map_err(|e| at(format!("ITL list: {e}")))?;
+    let server_timings: Option<ServerTimings> = row.opt_text(24)?.and_then(|t| serde_json::from_str(&t).ok());
+    let error = row.opt_text(20)?.map(|k| RequestError {
         kind: ErrorKind::parse(&k).unwrap_or(ErrorKind::Other),
-        status: row.get::<_, Option<u16>>(21).ok().flatten(),
-        message: row.get::<_, Option<String>>(22).ok().flatten().unwrap_or_default(),
+        status: row.opt_small(21).ok().flatten(),
+        message: row.opt_text(22).ok().flatten().unwrap_or_default(),
     });
-    let context = match row.get::<_, Option<String>>(26)? {
+    let context = match row.opt_text(26)? {
         None => Default::default(),
-        Some(c) => match serde_json::from_str(&c) {
-            Ok(v) => v,
-            Err(e) => return Ok(Err(format!("request {idx}: workload context: {e}"))),
-        },
+        Some(c) => serde_json::from_str(&c).map_err(|e| at(format!("workload context: {e}")))?,
     };
-    Ok(Ok(RequestRecord {
-        index: idx as u64,
-        request_id: row.get(1)?,
-        agent: row.get(2)?,
-        warmup: row.get(3)?,
-        label: row.get(4)?,
-        t_sched: row.get(5)?,
-        t_send: row.get(6)?,
-        t_first_byte: row.get(7)?,
-        t_first_token: row.get(8)?,
-        t_last_token: row.get(9)?,
-        t_end: row.get(10)?,
-        input_tokens: row.get::<_, Option<i64>>(11)?.map(|v| v as u64),
-        output_tokens: row.get::<_, i64>(12)? as u64,
-        reasoning_tokens: row.get::<_, Option<i64>>(13)?.map(|v| v as u64),
-        token_source: match source.as_str() {
+    Ok(RequestRecord {
+        index: idx,
+        request_id: row.text(1)?,
+        agent: row.opt_small(2)?,
+        warmup: row.i64(3)? != 0,
+        label: row.opt_text(4)?,
+        t_sched: row.f64(5)?,
+        t_send: row.f64(6)?,
+        t_first_byte: row.opt_f64(7)?,
+        t_first_token: row.opt_f64(8)?,
+        t_last_token: row.opt_f64(9)?,
+        t_end: row.f64(10)?,
+        input_tokens: row.opt_u64(11)?,
+        output_tokens: row.u64(12)?,
+        reasoning_tokens: row.opt_u64(13)?,
+        token_source: match row.text(14)?.as_str() {
             "server" => TokenSource::Server,
             "tokenizer" => TokenSource::Tokenizer,
             _ => TokenSource::Events,
         },
-        event_tokens: row.get::<_, i64>(15)? as u64,
-        token_events: row.get::<_, i64>(16)? as u64,
-        finish_reason: row.get(17)?,
-        http_status: row.get(18)?,
-        retries: row.get(19)?,
+        event_tokens: row.u64(15)?,
+        token_events: row.u64(16)?,
+        finish_reason: row.opt_text(17)?,
+        http_status: row.opt_small(18)?,
+        retries: row.opt_small(19)?.unwrap_or(0),
         server_timings,
         error,
         itl,
-        output_text: row.get(25)?,
+        output_text: row.opt_text(25)?,
         context,
-    }))
+    })
+}
+
+/// This machine's name, as runs record it.
+pub fn this_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// Whether a process with this id is alive on this host.

@@ -1,14 +1,15 @@
-//! The database schema and its migrations, keyed by SQLite's
-//! `user_version`.
+//! The database schema and its migrations. SQLite keeps the version in
+//! its `user_version`; PostgreSQL in the one-row table `fleetbench_schema`,
+//! migrated under an advisory lock so that many processes opening the same
+//! database at once migrate it once. Both get the same tables, columns and
+//! steps; PostgreSQL spells SQLite's types as `BIGINT`, `DOUBLE PRECISION`
+//! and `BIGSERIAL`.
 
-use std::path::Path;
-
-use rusqlite::Connection;
-
+use crate::backend::{Conn, DbError};
 use crate::StoreError;
 
 /// Schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 const V1: &str = "
 CREATE TABLE IF NOT EXISTS runs (
@@ -74,22 +75,107 @@ CREATE TABLE IF NOT EXISTS artifacts (
 /// every row written before.
 const V2: &str = "ALTER TABLE requests ADD COLUMN context_json TEXT;";
 
-pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
-    let e = |source| StoreError::Sqlite { path: path.to_path_buf(), source };
-    conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(e)?;
-    conn.pragma_update(None, "journal_mode", "WAL").map_err(e)?;
-    conn.pragma_update(None, "synchronous", "NORMAL").map_err(e)?;
-    conn.pragma_update(None, "foreign_keys", "ON").map_err(e)?;
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(e)?;
+/// Version 3: the shards of a run measured by several processes
+/// (`--shard I/N --run-id KEY`): the run's key, and one row per shard that
+/// registered, with its host, process and status.
+const V3: &str = "
+ALTER TABLE runs ADD COLUMN run_key TEXT;
+CREATE UNIQUE INDEX IF NOT EXISTS runs_key ON runs(run_key);
+CREATE TABLE IF NOT EXISTS shards (
+    run_id        INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    shard         INTEGER NOT NULL,
+    shards        INTEGER NOT NULL,
+    host          TEXT NOT NULL,
+    pid           INTEGER,
+    registered_at REAL NOT NULL,
+    ended_at      TEXT,
+    status        TEXT NOT NULL,
+    PRIMARY KEY (run_id, shard)
+);
+";
+
+/// Every step, in order: version it brings the database to, its SQL.
+const STEPS: [(i64, &str); 3] = [(1, V1), (2, V2), (3, V3)];
+
+/// SQLite's DDL in PostgreSQL's types.
+fn pg_ddl(sql: &str) -> String {
+    sql.replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY")
+        .replace("INTEGER", "BIGINT")
+        .replace("REAL", "DOUBLE PRECISION")
+}
+
+/// Brings the database to [`SCHEMA_VERSION`]; `shown` names it in errors.
+pub(crate) fn migrate(conn: &mut Conn, shown: &str) -> Result<(), StoreError> {
+    let too_new = match conn {
+        Conn::Sqlite(c) => migrate_sqlite(c).map_err(|e| StoreError::db(shown, e.into()))?,
+        Conn::Postgres(c) => {
+            c.call(migrate_postgres).and_then(|r| r.map_err(DbError::from)).map_err(|e| StoreError::db(shown, e))?
+        }
+    };
+    match too_new {
+        Some(found) => Err(StoreError::TooNew { db: shown.to_string(), found, known: SCHEMA_VERSION }),
+        None => Ok(()),
+    }
+}
+
+/// Migrates a SQLite database; the version found when it is newer than
+/// this build's.
+fn migrate_sqlite(conn: &rusqlite::Connection) -> rusqlite::Result<Option<i64>> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Taken for writing before the version is read: processes opening a
+    // new database at once migrate it once.
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version > SCHEMA_VERSION {
-        return Err(StoreError::TooNew { path: path.to_path_buf(), found: version, known: SCHEMA_VERSION });
+        return Ok(Some(version));
     }
-    if version < 1 {
-        conn.execute_batch(V1).map_err(e)?;
-        conn.pragma_update(None, "user_version", 1).map_err(e)?;
+    for (to, sql) in STEPS {
+        if version < to {
+            tx.execute_batch(&format!("{sql} PRAGMA user_version = {to};"))?;
+        }
     }
-    if version < 2 {
-        conn.execute_batch(&format!("BEGIN; {V2} PRAGMA user_version = 2; COMMIT;")).map_err(e)?;
+    tx.commit()?;
+    Ok(None)
+}
+
+/// Migrates a PostgreSQL database in one transaction under an advisory
+/// lock; the version found when it is newer than this build's.
+fn migrate_postgres(cl: &mut postgres::Client) -> Result<Option<i64>, postgres::Error> {
+    let mut tx = cl.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock(7215398841)", &[])?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS fleetbench_schema (version BIGINT NOT NULL)")?;
+    let version: i64 = match tx.query_opt("SELECT version FROM fleetbench_schema", &[])? {
+        Some(row) => row.try_get(0)?,
+        None => {
+            tx.execute("INSERT INTO fleetbench_schema (version) VALUES (0)", &[])?;
+            0
+        }
+    };
+    if version > SCHEMA_VERSION {
+        return Ok(Some(version));
     }
-    Ok(())
+    for (to, sql) in STEPS {
+        if version < to {
+            tx.batch_execute(&pg_ddl(sql))?;
+        }
+    }
+    tx.execute("UPDATE fleetbench_schema SET version = $1", &[&SCHEMA_VERSION])?;
+    tx.commit()?;
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_ddl_has_postgres_types() {
+        let ddl = pg_ddl(V1);
+        assert!(ddl.contains("id            BIGSERIAL PRIMARY KEY"), "{ddl}");
+        assert!(ddl.contains("t_sched         DOUBLE PRECISION NOT NULL"), "{ddl}");
+        assert!(!ddl.contains("INTEGER") && !ddl.contains(" REAL"), "{ddl}");
+    }
 }

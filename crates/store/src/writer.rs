@@ -4,14 +4,13 @@
 //! most [`FLUSH_EVERY`] after the first of a batch arrived; the answer
 //! writer ([`crate::AnswerWriter`]) shares the same thread and batching.
 
-use std::path::Path;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use fleetbench_core::RequestRecord;
 
-use crate::{Store, StoreError};
+use crate::{Db, Store, StoreError};
 
 /// Longest a completed record waits before it is committed.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
@@ -28,12 +27,12 @@ pub(crate) struct BatchWriter<T> {
 
 impl<T: Send + 'static> BatchWriter<T> {
     pub(crate) fn start(
-        path: &Path,
+        db: &Db,
         thread_name: &str,
         flush_every: Duration,
         mut commit: impl FnMut(&mut Store, &[T]) -> Result<(), StoreError> + Send + 'static,
     ) -> Result<BatchWriter<T>, StoreError> {
-        let mut store = Store::open(path)?;
+        let mut store = Store::connect(db)?;
         let (tx, rx) = mpsc::channel::<T>();
         let handle = std::thread::Builder::new()
             .name(thread_name.into())
@@ -73,7 +72,7 @@ impl<T: Send + 'static> BatchWriter<T> {
                     }
                 }
             })
-            .map_err(|e| StoreError::CreateDir { path: path.to_path_buf(), source: e })?;
+            .map_err(|e| StoreError::Thread(e.to_string()))?;
         Ok(BatchWriter { tx: Some(tx), handle: Some(handle) })
     }
 
@@ -109,10 +108,10 @@ pub struct RecordWriter {
 }
 
 impl RecordWriter {
-    /// Opens its own connection to the database at `path` and starts the
+    /// Opens its own connection to the database `db` and starts the
     /// writer thread for `run_id`.
-    pub fn start(path: &Path, run_id: i64) -> Result<RecordWriter, StoreError> {
-        let inner = BatchWriter::start(path, "fleetbench-store", FLUSH_EVERY, move |store, batch| {
+    pub fn start(db: &Db, run_id: i64) -> Result<RecordWriter, StoreError> {
+        let inner = BatchWriter::start(db, "fleetbench-store", FLUSH_EVERY, move |store, batch| {
             store.insert_records(run_id, batch)
         })?;
         Ok(RecordWriter { inner })

@@ -5,11 +5,14 @@
 //!   faults; it counts requests in flight on the server side;
 //! - [`wait_until`] / [`wait_for`]: wait on a condition with a deadline
 //!   instead of sleeping a fixed time;
-//! - [`RecordBuilder`]: `RequestRecord` fixtures.
+//! - [`RecordBuilder`]: `RequestRecord` fixtures;
+//! - [`fresh_postgres_db`]: an empty database on the test PostgreSQL cluster.
 
+mod pg;
 mod record;
 mod wait;
 
+pub use pg::{fresh_postgres_db, POSTGRES_ENV};
 pub use record::RecordBuilder;
 pub use wait::{wait_for, wait_until, TimedOut};
 

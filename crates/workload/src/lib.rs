@@ -15,6 +15,7 @@
 pub mod arrivals;
 pub mod coding_swarm;
 pub mod schedule;
+pub mod shard;
 pub mod shared_prefix;
 pub mod text;
 pub mod trace;
@@ -22,6 +23,7 @@ pub mod workload;
 
 pub use arrivals::{ArrivalPlan, ArrivalSpec, Stage};
 pub use schedule::{Arrival, ArrivalTimes, Schedule};
+pub use shard::Shard;
 pub use shared_prefix::{SharedPrefix, SharedPrefixSpec};
 pub use trace::{Trace, TraceEntry, TraceFormat, TraceWorkload};
 pub use workload::{FileWorkload, SyntheticWorkload, Workload, WorkloadError, WorkloadSpec};

@@ -212,7 +212,7 @@ async fn cmd_run(a: RunArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     let bars = Bars { multi, quiet: ctx.quiet, bars: Mutex::default() };
     let interrupt = Interrupt::watch(|| eprintln!("\ninterrupted: stopping; answers scored so far are kept"));
     let live = dash.as_ref().map(|d| d.bus());
-    let outcome = run_arena(&cfg, &ctx.db_path, meta, live, &bars, interrupt.receiver()).await;
+    let outcome = run_arena(&cfg, &ctx.db, meta, live, &bars, interrupt.receiver()).await;
     drop(interrupt);
     if let Some(d) = dash {
         d.close().await;
@@ -223,7 +223,7 @@ async fn cmd_run(a: RunArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     outln!(
         "stored as run {} in {} ({} answers); see it with `fleetbench report {}`",
         o.run_id,
-        ctx.db_path.display(),
+        ctx.db,
         o.answered,
         o.run_id
     );

@@ -29,7 +29,7 @@ pub struct CompareArgs {
 }
 
 pub async fn run(args: CompareArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
-    let store = Store::open(&ctx.db_path)?;
+    let store = Store::connect(&ctx.db)?;
     let a = reload(&store, args.a)?;
     let b = reload(&store, args.b)?;
     let c = compare(&a.records, &a.metrics, &b.records, &b.metrics, args.alpha);

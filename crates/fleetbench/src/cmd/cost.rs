@@ -117,10 +117,10 @@ fn plan(a: PlanArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         crate::output::emit(&text);
     }
     if a.store {
-        let store = fleetbench_store::Store::open(&ctx.db_path)?;
+        let store = fleetbench_store::Store::connect(&ctx.db)?;
         let meta = crate::provenance::run_meta(&sheet.origin, "batch-job plan", "-");
         let id = fleetbench_report::html::data::CostPlan::store(&plan, &store, meta)?;
-        eprintln!("stored as run {id} in {}; `fleetbench report {id}` draws it", ctx.db_path.display());
+        eprintln!("stored as run {id} in {}; `fleetbench report {id}` draws it", ctx.db);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -158,7 +158,7 @@ fn throughput_from_run(
     if names.is_empty() {
         bail!("--throughput-from {spec}: the price sheet has no rented or owned backend to apply it to");
     }
-    let store = fleetbench_store::Store::open(&ctx.db_path)
+    let store = fleetbench_store::Store::connect(&ctx.db)
         .with_context(|| format!("--throughput-from {spec}: opening the results database"))?;
     let run = store.run(id)?;
     let tps = run

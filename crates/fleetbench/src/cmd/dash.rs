@@ -33,7 +33,7 @@ pub async fn run(args: DashArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     let cfg = DashConfig {
         listen: args.listen,
         token: args.token,
-        db_path: Some(ctx.db_path.clone()),
+        db: Some(ctx.db.clone()),
         max_clients: args.max_clients,
         ..DashConfig::default()
     };
@@ -44,7 +44,7 @@ pub async fn run(args: DashArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         crate::outln!("           token required: open {}?token=<your token> once", handle.url());
     }
     if !ctx.quiet {
-        crate::outln!("           results database {}; Ctrl-C stops", ctx.db_path.display());
+        crate::outln!("           results database {}; Ctrl-C stops", ctx.db);
     }
     tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
     handle.shutdown().await?;

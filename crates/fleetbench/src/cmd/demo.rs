@@ -88,12 +88,12 @@ async fn arena(args: &DemoArgs, ctx: &Context, catalog: &Catalog) -> anyhow::Res
         answers_out: None,
     };
     let (_never, stop) = tokio::sync::watch::channel(false);
-    let outcome = run_arena(&arena, &ctx.db_path, provenance::run_meta("", "", ""), None, &(), stop).await;
+    let outcome = run_arena(&arena, &ctx.db, provenance::run_meta("", "", ""), None, &(), stop).await;
     server.shutdown().await;
     let o = outcome?;
     outln!("{}", fleetbench_aiops::leaderboard::render_table(&o.boards));
     outln!("{}", fleetbench_aiops::leaderboard::render_scenario_table(&o.boards));
-    outln!("stored as run {} in {}\n", o.run_id, ctx.db_path.display());
+    outln!("stored as run {} in {}\n", o.run_id, ctx.db);
     Ok(o.run_id)
 }
 
@@ -118,7 +118,7 @@ pub async fn run(args: DemoArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.time_scale > 0.0, "--time-scale must be positive");
     let started = Instant::now();
     let catalog = Catalog::embedded()?;
-    let store = Store::open(&ctx.db_path)?;
+    let store = Store::connect(&ctx.db)?;
     let group =
         format!("demo-{}-{}", fleetbench_core::units::rfc3339(std::time::SystemTime::now()), std::process::id());
     let levels: &[u32] = if args.quick { &[1, 4, 16] } else { &[1, 2, 4, 8, 16, 32] };
@@ -148,7 +148,11 @@ pub async fn run(args: DemoArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         }
     }
     let out = args.out.clone().unwrap_or_else(|| {
-        ctx.db_path.parent().map(|p| p.join("demo-report")).unwrap_or_else(|| PathBuf::from("demo-report"))
+        ctx.db
+            .sqlite_path()
+            .and_then(|p| p.parent())
+            .map(|p| p.join("demo-report"))
+            .unwrap_or_else(|| PathBuf::from("demo-report"))
     });
     match fleetbench_report::write_report(&store, &run_ids, &out) {
         Ok(files) => outln!("report: {}", files.index_html.display()),
@@ -157,7 +161,7 @@ pub async fn run(args: DemoArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     outln!(
         "stored {} runs in {} (group {group}); took {:.0} s. Try `fleetbench runs list`.",
         run_ids.len(),
-        ctx.db_path.display(),
+        ctx.db,
         started.elapsed().as_secs_f64()
     );
     Ok(ExitCode::SUCCESS)

@@ -39,7 +39,7 @@ pub async fn run(args: ImportArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     let f = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
     let rows = local_llm_bench::read(f).with_context(|| format!("reading {}", file.display()))?;
     anyhow::ensure!(!rows.is_empty(), "{} holds no rows", file.display());
-    let store = Store::open(&ctx.db_path)?;
+    let store = Store::connect(&ctx.db)?;
     let group = format!("import-{}-{}", rfc3339(std::time::SystemTime::now()), std::process::id());
     let mut keys: Vec<(u32, u32)> = rows.iter().map(|r| (r.concurrency, r.run)).collect();
     keys.sort_unstable();
@@ -66,7 +66,7 @@ pub async fn run(args: ImportArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         meta.config = serde_json::to_value(&config)?;
         meta.group = Some(group.clone());
         let id = store.create_run(&meta)?;
-        let mut store_w = Store::open(&ctx.db_path)?;
+        let mut store_w = Store::connect(&ctx.db)?;
         store_w.insert_records(id, &records)?;
         let metrics = RunMetrics::compute(&records, &Slo::default(), None);
         let summary = serde_json::to_value(RunSummary::new(&metrics, FigureKeys::default()))?;
@@ -79,7 +79,7 @@ pub async fn run(args: ImportArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         file.display(),
         ids.len(),
         ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", "),
-        ctx.db_path.display()
+        ctx.db
     );
     Ok(ExitCode::SUCCESS)
 }

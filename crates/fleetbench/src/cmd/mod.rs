@@ -32,9 +32,13 @@ quality on GPU-fleet incident diagnosis, cost per token and per job, and energy.
     after_help = "Examples:\n  fleetbench demo\n  fleetbench run --url http://127.0.0.1:8000/v1 --model qwen3-coder --concurrency 4 --requests 200\n  fleetbench runs list"
 )]
 pub struct Cli {
-    /// Results database (SQLite). Default: ~/.local/share/fleetbench/results.db
-    #[arg(long, global = true, env = "FLEETBENCH_DB", value_name = "PATH")]
-    pub db: Option<PathBuf>,
+    /// Results database: a SQLite file, or postgres://USER@HOST:PORT/DB shared by a team.
+    /// Default: ~/.local/share/fleetbench/results.db
+    #[arg(long, global = true, env = "FLEETBENCH_DB", hide_env_values = true, value_name = "PATH|URL")]
+    pub db: Option<String>,
+    /// The PostgreSQL password, from the first line of this file (else the URL's, else PGPASSWORD).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub db_password_file: Option<PathBuf>,
     /// No progress bars or live lines.
     #[arg(long, short, global = true)]
     pub quiet: bool,
@@ -73,7 +77,7 @@ pub enum Command {
 }
 
 pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
-    let ctx = Context::new(cli.db, cli.quiet);
+    let ctx = Context::new(cli.db.as_deref(), cli.db_password_file.as_deref(), cli.quiet)?;
     match cli.command {
         Command::Demo(a) => demo::run(a, &ctx).await,
         Command::Run(a) => run::run(a, &ctx).await,

@@ -35,12 +35,12 @@ pub struct ReportArgs {
 }
 
 pub async fn run(args: ReportArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
-    let db = ctx.db_path.clone();
+    let db = ctx.db.clone();
     let files = tokio::task::spawn_blocking(move || -> anyhow::Result<fleetbench_report::ReportFiles> {
         if !db.exists() {
-            bail!("no results database at {} (run something first, or pass --db)", db.display());
+            bail!("no results database at {db} (run something first, or pass --db)");
         }
-        let store = Store::open(&db)?;
+        let store = Store::connect(&db)?;
         let mut ids = args.run_ids.clone();
         if let Some(g) = &args.group {
             let runs = store.runs_in_group(g)?;
@@ -52,7 +52,7 @@ pub async fn run(args: ReportArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         if args.latest {
             match store.latest_run_id()? {
                 Some(id) => ids.push(id),
-                None => bail!("the results database {} has no runs yet", db.display()),
+                None => bail!("the results database {db} has no runs yet"),
             }
         }
         let mut seen = std::collections::BTreeSet::new();

@@ -18,7 +18,9 @@ use fleetbench_load::{RunPlan, Schedule, StopCondition};
 use fleetbench_report::export::RunExport;
 use fleetbench_store::Store;
 
-use crate::args::{BackendArgs, DashboardArgs, InstrumentArgs, OutputArgs, SamplingArgs, SloArgs, TrafficArgs};
+use crate::args::{
+    BackendArgs, DashboardArgs, InstrumentArgs, MetricsArgs, OutputArgs, SamplingArgs, ShardArgs, SloArgs, TrafficArgs,
+};
 use crate::context::Context;
 use crate::output::{notes, Bar, EXIT_ERROR_RATE, EXIT_INTERRUPTED};
 use crate::{live, outln, provenance};
@@ -42,6 +44,10 @@ use crate::{live, outln, provenance};
   # an API model, key from a file, replaying your own prompts
   fleetbench run --url https://api.anthropic.com/v1 --api anthropic --model claude-x \\
       --api-key-file ~/.anthropic-key --workload file:prompts.jsonl --concurrency 2
+
+  # shard 2 of 4 of one run (on four hosts, or under Slurm/Kubernetes): 64 agents in all
+  fleetbench run --url http://10.0.0.5:8000/v1 --model m -c 64 -n 4000 \\
+      --shard 2/4 --run-id bench-42 --db postgres://bench@db.example:5432/results
 
   # priced and metered (NVML, else nvidia-smi, else RAPL), watched live in a browser
   fleetbench run --url http://127.0.0.1:8000/v1 --model m -c 8 -n 400 \\
@@ -70,6 +76,10 @@ pub struct RunArgs {
     pub instruments: InstrumentArgs,
     #[command(flatten)]
     pub dashboard: DashboardArgs,
+    #[command(flatten)]
+    pub sharding: ShardArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 impl RunArgs {
@@ -128,7 +138,9 @@ pub async fn run(args: RunArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         sampling: args.sampling.sampling(),
         seed: args.sampling.seed,
         arrivals: arrivals.clone(),
+        shard: None,
     };
+    let (plan, shard) = args.sharding.split(plan)?;
     let mut meta = provenance::client_meta(&client);
     meta.workload = workload.describe();
     meta.schedule = match &arrivals {
@@ -140,7 +152,7 @@ pub async fn run(args: RunArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         ..args.config(schedule, requests, t.arrivals)
     };
     meta.config = serde_json::to_value(config)?;
-    let store = Store::open(&ctx.db_path)?;
+    let store = Store::connect(&ctx.db)?;
     let (instruments, prepared) = Instruments::prepare(&args.instruments.spec()).await?;
     notes("energy", &prepared);
     let dashboard = args.dashboard.start(ctx).await?;
@@ -154,6 +166,7 @@ pub async fn run(args: RunArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
             total: requests,
         })
     });
+    let exporter = args.metrics.start().await?;
     let interrupt = Interrupt::watch(|| eprintln!("\ninterrupted: stopping; requests finished so far are kept"));
     let opts = MeasureOptions {
         slo: args.slo.slo(),
@@ -163,6 +176,8 @@ pub async fn run(args: RunArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         live,
         progress: Some(Bar::new(ctx.quiet)),
         stop: Some(interrupt.receiver()),
+        shard,
+        metrics: exporter.as_ref().map(|(m, _)| m.clone()),
     };
     let outcome = measure(&store, meta, &plan, &client, workload, &opts).await;
     live::close(dashboard).await;
@@ -176,7 +191,7 @@ pub async fn run(args: RunArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         records: &o.records,
         figures: &o.figure_keys,
     })?;
-    outln!("stored as run {} in {}", o.meta.id, ctx.db_path.display());
+    outln!("stored as run {} in {}", o.meta.id, ctx.db);
     Ok(exit_code(&o))
 }
 

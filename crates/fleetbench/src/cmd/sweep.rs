@@ -21,7 +21,9 @@ use fleetbench_load::WorkloadSpec;
 use fleetbench_report::export::{sweep_table, SweepExport};
 use fleetbench_store::Store;
 
-use crate::args::{ArrivalArg, BackendArgs, DashboardArgs, InstrumentArgs, OutputArgs, SamplingArgs, SloArgs};
+use crate::args::{
+    ArrivalArg, BackendArgs, DashboardArgs, InstrumentArgs, MetricsArgs, OutputArgs, SamplingArgs, SloArgs,
+};
 use crate::context::Context;
 use crate::output::{emit, notes, Bar};
 use crate::{live, outln, provenance};
@@ -101,6 +103,8 @@ pub struct SweepArgs {
     pub instruments: InstrumentArgs,
     #[command(flatten)]
     pub dashboard: DashboardArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 fn parse_levels(s: &str, integer: bool) -> anyhow::Result<Levels> {
@@ -184,10 +188,11 @@ pub async fn run(mut args: SweepArgs, ctx: &Context) -> anyhow::Result<ExitCode>
     // A simulator that runs faster than the hardware it models says so;
     // its figures are then multiplied back into modelled time.
     cfg.time_scale = client.time_scale().unwrap_or(1.0);
-    let store = Store::open(&ctx.db_path)?;
+    let store = Store::connect(&ctx.db)?;
     let (instruments, prepared) = Instruments::prepare(&args.instruments.spec()).await?;
     notes("energy", &prepared);
     let dashboard = args.dashboard.start(ctx).await?;
+    let exporter = args.metrics.start().await?;
     let interrupt = Interrupt::watch(|| eprintln!("\ninterrupted: stopping; requests finished so far are kept"));
     eprintln!("sweep {}: {} against {}", cfg.group, cfg.workload_name, provenance::client_meta(&client).backend_url);
     let key = cfg.kind.key();
@@ -198,6 +203,7 @@ pub async fn run(mut args: SweepArgs, ctx: &Context) -> anyhow::Result<ExitCode>
         progress: Some(Bar::new(ctx.quiet)),
         stop: Some(interrupt.receiver()),
         on_level: Some(&mut print_level),
+        metrics: exporter.as_ref().map(|(m, _)| m.clone()),
     };
     let outcome = run_sweep(&cfg, &store, &client, &provenance::client_meta(&client), observers).await;
     live::close(dashboard).await;
@@ -232,7 +238,7 @@ pub async fn run(mut args: SweepArgs, ctx: &Context) -> anyhow::Result<ExitCode>
     if let Some(note) = fleetbench_report::time_scale_note(Some(o.doc.time_scale)) {
         outln!("{note}");
     }
-    outln!("stored as runs {} in {} (group {})", run_ids(&o.measured), ctx.db_path.display(), cfg.group);
+    outln!("stored as runs {} in {} (group {})", run_ids(&o.measured), ctx.db, cfg.group);
     args.output.write(&SweepExport {
         doc: &o.doc,
         measured: &o.measured,

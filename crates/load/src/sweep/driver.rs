@@ -130,6 +130,8 @@ pub struct SweepObservers<'a> {
     pub stop: Option<watch::Receiver<bool>>,
     /// Called once per measured level, as soon as it is stored.
     pub on_level: Option<&'a mut dyn FnMut(&MeasuredLevel)>,
+    /// Live figures for Prometheus (`--metrics-listen`), each level a run.
+    pub metrics: Option<Arc<crate::exposition::LiveMetrics>>,
 }
 
 /// One measured level (one repeat of it).
@@ -371,6 +373,7 @@ async fn measure_level(
         sampling: cfg.sampling.clone(),
         seed,
         arrivals: None,
+        shard: None,
     };
     let config = RunConfig {
         sweep: Some(cfg.group.clone()),
@@ -434,6 +437,8 @@ async fn measure_level(
         live,
         progress: observers.progress.clone(),
         stop: observers.stop.clone(),
+        shard: None,
+        metrics: observers.metrics.clone(),
     };
     let outcome = measure(store, meta, &plan, client, workload, &opts).await?;
     let server = match sampler {
