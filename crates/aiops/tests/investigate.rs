@@ -1,0 +1,154 @@
+//! Investigate mode end to end through the library: the tools answer real
+//! PromQL over the episode's history, refuse malformed calls readably, and
+//! the built-in investigators land where the targets put them.
+
+use fleetbench_aiops::investigate::bench::{run_builtins, DEFAULT_BUDGET};
+use fleetbench_aiops::investigate::cases::Case;
+use fleetbench_aiops::investigate::world::{World, HISTORY_S};
+use fleetbench_aiops::investigate::{EpisodeTools, ToolReply, Toolset, TOOL_NAMES};
+use serde_json::json;
+
+fn output(r: ToolReply) -> String {
+    match r {
+        ToolReply::Output(t) => t,
+        other => panic!("expected output, got {other:?}"),
+    }
+}
+
+fn error(r: ToolReply) -> String {
+    match r {
+        ToolReply::Error(t) => t,
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+fn episode_of(case: Case) -> EpisodeTools {
+    let i = (0..2000).find(|&i| World::generate(7, i).case == case).expect("the stream has the case");
+    EpisodeTools::new(World::generate(7, i))
+}
+
+#[test]
+fn promql_sees_the_history_and_both_vendors() {
+    let t = episode_of(Case::HbmRemap);
+    let w = t.world();
+    let f = &w.faults[0];
+    let node = &w.topo.nodes[f.place.node.expect("node")].name;
+    let q = format!("max_over_time(DCGM_FI_DEV_ROW_REMAP_PENDING{{Hostname=\"{node}\"}}[10m]) == 1");
+    let out = output(t.call_now("promql_query", &json!({"query": q})));
+    assert!(out.starts_with("1 series"), "{out}");
+    assert!(out.contains(&format!("gpu=\"{}\"", f.place.gpu.expect("gpu"))), "{out}");
+    // Four hours back, the flag was not set yet.
+    let early = output(t.call_now("promql_query", &json!({"query": q, "time": w.history_start + 600})));
+    assert!(early.starts_with("0 series"), "{early}");
+    let range = output(t.call_now(
+        "promql_range",
+        &json!({"query": format!("sum(DCGM_FI_DEV_GPU_UTIL{{Hostname=\"{node}\"}})"), "start": "now-4h", "step": "10m"}),
+    ));
+    assert_eq!(
+        range.lines().nth(2).map(|l| l.split_whitespace().count()),
+        Some((HISTORY_S / 600 + 1) as usize),
+        "{range}"
+    );
+    let amd = episode_of(Case::AmdHbmUce);
+    let out = output(amd.call_now("promql_query", &json!({"query": "increase(gpu_ecc_uncorrect_total[30m]) > 0"})));
+    assert!(out.starts_with("1 series") && out.contains("hostname="), "{out}");
+}
+
+#[test]
+fn malformed_and_hostile_calls_get_readable_errors() {
+    let t = episode_of(Case::OffBus);
+    let cases = [
+        ("promql_query", json!({})),
+        ("promql_query", json!({"query": "rate(DCGM_FI_DEV_GPU_TEMP[5m]"})),
+        ("promql_query", json!({"query": "x".repeat(5000)})),
+        ("promql_query", json!({"query": "{job=\"dcgm-exporter\"}"})),
+        ("promql_query", json!({"query": "DCGM_FI_DEV_GPU_TEMP", "time": "yesterday"})),
+        ("promql_range", json!({"query": "DCGM_FI_DEV_GPU_TEMP", "step": 1})),
+        ("promql_range", json!({"query": "DCGM_FI_DEV_GPU_TEMP", "start": "now-5h", "step": 15})),
+        ("kernel_log", json!({"node": "r99-n99"})),
+        ("kernel_log", json!({"node": w_node(&t), "grep": "(a+)+".repeat(60)})),
+        ("kernel_log", json!({"node": w_node(&t), "grep": "["})),
+        ("topology", json!({"entity": "atlantis"})),
+        ("topology", json!({"entity": 7})),
+        ("runbook", json!({"query": ""})),
+        ("submit_diagnosis", json!({"detected": "yes"})),
+        ("submit_diagnosis", json!({"detected": true, "root_cause": "aliens", "action": "NONE"})),
+        (
+            "submit_diagnosis",
+            json!({"detected": true, "root_cause": "none", "action": "NONE", "evidence": ["free text"]}),
+        ),
+        ("rm -rf /", json!({})),
+    ];
+    for (name, args) in cases {
+        let e = error(t.call_now(name, &args));
+        assert!(!e.is_empty() && e.len() < 600, "{name}: {e}");
+    }
+    // Outputs stay bounded even when the fleet is large.
+    let big = (0..3000).map(|i| World::generate(7, i)).find(|w| w.topo.gpu_count() >= 1024).expect("a large fleet");
+    let tb = EpisodeTools::new(big);
+    let out =
+        output(tb.call_now("promql_range", &json!({"query": "DCGM_FI_DEV_GPU_TEMP", "start": "now-1h", "step": 60})));
+    assert!(out.len() <= 12_200, "{}", out.len());
+    assert!(out.contains("more series"), "says what it left out");
+}
+
+fn w_node(t: &EpisodeTools) -> String {
+    t.world().topo.nodes[0].name.clone()
+}
+
+#[test]
+fn tools_kernel_topology_runbook_and_submit() {
+    let t = episode_of(Case::OffBus);
+    let w = t.world();
+    let f = &w.faults[0];
+    let n = f.place.node.expect("node");
+    let node = &w.topo.nodes[n].name;
+    let specs = t.specs();
+    assert_eq!(specs.iter().map(|s| s.name).collect::<Vec<_>>(), TOOL_NAMES.to_vec());
+    assert!(t.briefing().contains("\"alertname\": \"GpuXidCritical\""), "{}", t.briefing());
+    let log = output(t.call_now("kernel_log", &json!({"node": node, "since": "now-4h", "grep": "Xid"})));
+    let pci = w.topo.pci(n, f.place.gpu.expect("gpu"));
+    assert!(log.contains(&format!("Xid (PCI:{}): 79", &pci[..pci.len() - 2])), "{log}");
+    let topo: serde_json::Value =
+        serde_json::from_str(&output(t.call_now("topology", &json!({"entity": node})))).expect("json");
+    assert_eq!(topo["gpus"][f.place.gpu.expect("gpu")]["pci"], json!(pci));
+    assert!(topo["cooling_loop"].as_str().is_some_and(|l| l.starts_with("loop-")));
+    let rb = output(t.call_now("runbook", &json!({"query": "GpuXidCritical"})));
+    assert!(rb.contains("Xid 79"), "{rb}");
+    match t.call_now("submit_diagnosis", &json!({"detected": false, "root_cause": "none", "action": "NONE"})) {
+        ToolReply::Submitted(v) => assert_eq!(v["action"], "NONE"),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The targets on 300 episodes (seed 7): every floor at most 30,
+/// rules at most 70 with its beyond-runbook subset far below its
+/// single-fault one, oracle 100, every 95 % half-width at most 5.
+#[test]
+fn three_hundred_episodes_meet_the_targets() {
+    let names: Vec<String> = ["rules", "oracle", "always-healthy", "random"].iter().map(|s| s.to_string()).collect();
+    let run = run_builtins(&names, 300, 7, &DEFAULT_BUDGET).expect("runs");
+    let b = |n: &str| run.boards.iter().find(|b| b.name == n).expect("board");
+    let half = |ci: [f64; 2]| (ci[1] - ci[0]) / 2.0;
+    println!("{}", run.render());
+    assert_eq!(b("oracle").mean_score, 100.0);
+    let rules = b("rules");
+    assert!(rules.mean_score <= 70.0, "rules {}", rules.mean_score);
+    assert!(
+        rules.beyond_runbook_score + 40.0 <= rules.single_fault_score,
+        "{} vs {}",
+        rules.beyond_runbook_score,
+        rules.single_fault_score
+    );
+    for floor in ["always-healthy", "random"] {
+        assert!(b(floor).mean_score <= 30.0, "{floor} {}", b(floor).mean_score);
+    }
+    assert!(run.floor.mean_score <= 30.0, "best constant {}", run.floor.mean_score);
+    for board in &run.boards {
+        assert!(half(board.ci95) <= 5.0, "{} half-width {}", board.name, half(board.ci95));
+    }
+    assert!(half(run.floor.ci95) <= 5.0);
+    let beyond = run.outcomes["rules"].iter().filter(|o| o.beyond_runbook).count();
+    assert!(beyond as f64 >= 0.3 * 300.0, "{beyond} beyond-runbook episodes");
+    assert!(run.outcomes["rules"].iter().all(|o| !o.transcript.is_empty()));
+}
