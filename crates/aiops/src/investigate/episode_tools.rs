@@ -435,7 +435,7 @@ fn runbook(args: &Value) -> Result<String, String> {
         }
         start = i + 1;
     }
-    sections.sort_by(|a, b| b.0.cmp(&a.0));
+    sections.sort_by_key(|s| std::cmp::Reverse(s.0));
     if sections.is_empty() {
         return Ok("no runbook section matches; try an alert name (GpuXidCritical), a root cause or an action".into());
     }

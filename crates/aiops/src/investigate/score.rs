@@ -138,9 +138,7 @@ pub fn parse_submission(v: &Value) -> Result<Submission, String> {
             .collect::<Result<_, String>>()?,
         Some(_) => return Err("'evidence' must be a list of at most 20 {entity, signal} objects".into()),
     };
-    for key in ["summary"] {
-        short(obj, key, 2000)?;
-    }
+    short(obj, "summary", 2000)?;
     Ok(Submission { detected, claims, evidence })
 }
 

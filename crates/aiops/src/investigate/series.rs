@@ -193,11 +193,9 @@ fn gpu_series(w: &World, n: usize, g: usize, wanted: &[(usize, &str)], labels: &
             (0.0, 0.0, 0.0, None::<(u8, u8)>, false, false, false);
         for e in w.active(Target::Gpu(n, g), t) {
             match e.fx {
-                Fx::Heat { target_c, ramp_s } => {
-                    if target_c > heat {
-                        heat = target_c;
-                        heat_f = ramp(t, e.from, ramp_s);
-                    }
+                Fx::Heat { target_c, ramp_s } if target_c > heat => {
+                    heat = target_c;
+                    heat_f = ramp(t, e.from, ramp_s);
                 }
                 Fx::WarmBusy => warm = true,
                 Fx::PowerCap { limit_w } => cap = Some(limit_w),
@@ -324,11 +322,7 @@ fn port_series(w: &World, n: usize, p: usize, m: usize, labels: Labels, s: &mut 
                 (Fx::Pause { per_s }, 0) => rate *= 1.0 + per_s / 200.0,
                 (Fx::IbPhy { per_min }, 1) => rate += per_min / 60.0 * (1.0 + 0.5 * nz(2)),
                 (Fx::IbPhy { per_min }, 3) => rate += per_min / 960.0,
-                (Fx::IbPhy { .. }, 2) => {
-                    if crossed(t, e.from + 60) || crossed(t, e.from + 900) {
-                        acc += 1.0;
-                    }
-                }
+                (Fx::IbPhy { .. }, 2) if crossed(t, e.from + 60) || crossed(t, e.from + 900) => acc += 1.0,
                 _ => {}
             }
         }

@@ -190,13 +190,10 @@ impl Topo {
                         Work::Training { job: j }
                     }
                     None => Work::Serving {
-                        model: *[
-                            "meta-llama/Llama-3.1-70B-Instruct",
-                            "Qwen/Qwen3-235B-A22B",
-                            "deepseek-ai/DeepSeek-V3",
-                        ]
-                        .choose(rng)
-                        .unwrap_or(&"meta-llama/Llama-3.1-70B-Instruct"),
+                        model: ["meta-llama/Llama-3.1-70B-Instruct", "Qwen/Qwen3-235B-A22B", "deepseek-ai/DeepSeek-V3"]
+                            .choose(rng)
+                            .copied()
+                            .unwrap_or("meta-llama/Llama-3.1-70B-Instruct"),
                     },
                 };
                 let mut temp_offset = [0.0; GPUS_PER_NODE];
