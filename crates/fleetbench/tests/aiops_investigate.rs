@@ -78,7 +78,9 @@ fn run_builtins_writes_the_leaderboard_json() {
         bin()
             .args(["aiops", "run", "--mode", "investigate", "--backends", "rules,oracle,always-healthy,random"])
             .args(["--episodes", "40", "--seed", "7", "--json-out"])
-            .arg(&json),
+            .arg(&json)
+            .arg("--answers-out")
+            .arg(dir.join("outcomes.jsonl")),
     );
     assert!(out.contains("floor") && out.contains("oracle"), "{out}");
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("json-out")).expect("json");
@@ -101,6 +103,27 @@ fn run_builtins_writes_the_leaderboard_json() {
         }
     }
     assert_eq!(backends[1]["mean_score"], 100.0);
+    let schema_path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/schemas/arena-investigate.json");
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(schema_path).expect("schema")).expect("schema json");
+    jsonschema::meta::validate(&schema).expect("a valid JSON Schema");
+    let validator = jsonschema::draft202012::new(&schema).expect("compiles");
+    let errors: Vec<String> = validator.iter_errors(&v).map(|e| format!("{e} at {}", e.instance_path())).collect();
+    assert!(
+        errors.is_empty(),
+        "--json-out no longer matches docs/schemas/arena-investigate.json:\n{}",
+        errors.join("\n")
+    );
+    let mut drifted = v.clone();
+    drifted["backends"][0]["an_undocumented_key"] = serde_json::json!(1);
+    assert!(validator.iter_errors(&drifted).next().is_some(), "the schema is closed");
+    let lines = std::fs::read_to_string(dir.join("outcomes.jsonl")).expect("answers-out");
+    assert_eq!(lines.lines().count(), 4 * 40);
+    let one: serde_json::Value = serde_json::from_str(lines.lines().next().expect("a line")).expect("json");
+    for key in ["backend", "score", "tool_calls", "tokens", "wall_s", "ended", "transcript"] {
+        assert!(one.get(key).is_some(), "{key} missing from an outcome");
+    }
     assert!(v["floor"]["mean_score"].as_f64().is_some_and(|f| f <= 30.0), "{}", v["floor"]);
     let _ = std::fs::remove_dir_all(&dir);
 }

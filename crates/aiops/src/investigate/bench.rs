@@ -262,6 +262,22 @@ impl InvestigateRun {
         })
     }
 
+    /// One JSON line per backend and episode: the outcome (score items,
+    /// tool calls, tokens, wall time, how it ended, the submission and the
+    /// whole transcript) with the backend's name (`--answers-out`).
+    pub fn outcomes_jsonl(&self) -> String {
+        let mut s = String::new();
+        for (name, outs) in &self.outcomes {
+            for o in outs {
+                let mut v = serde_json::to_value(o).unwrap_or(Value::Null);
+                v["backend"] = json!(name);
+                s.push_str(&v.to_string());
+                s.push('\n');
+            }
+        }
+        s
+    }
+
     /// The leaderboard and the per-scenario table as text.
     pub fn render(&self) -> String {
         let mut t = Table::new([

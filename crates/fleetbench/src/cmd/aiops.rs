@@ -218,7 +218,7 @@ async fn cmd_exporter(a: ExporterArgs) -> anyhow::Result<ExitCode> {
 
 async fn cmd_run(a: RunArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     if investigate::mode(&a.mode)? {
-        return investigate::run(&a.backends, a.episodes, a.seed, a.json_out.as_deref());
+        return investigate::run(&a.backends, a.episodes, a.seed, a.json_out.as_deref(), a.answers_out.as_deref());
     }
     let cfg = arena_config(&a)?;
     // The dashboard first: a port in use fails the command before anything

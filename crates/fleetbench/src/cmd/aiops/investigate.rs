@@ -27,12 +27,21 @@ pub(super) fn generate(episodes: usize, seed: u64, out: &Path) -> anyhow::Result
     Ok(ExitCode::SUCCESS)
 }
 
-pub(super) fn run(backends: &str, episodes: usize, seed: u64, json_out: Option<&Path>) -> anyhow::Result<ExitCode> {
+pub(super) fn run(
+    backends: &str,
+    episodes: usize,
+    seed: u64,
+    json_out: Option<&Path>,
+    answers_out: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
     let names: Vec<String> = backends.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
     let run = bench::run_builtins(&names, episodes, seed, &DEFAULT_BUDGET).context("investigate mode")?;
     emit(&run.render());
     if let Some(p) = json_out {
         write_file(p, &render(&JsonDoc("an investigate-mode arena run", &run.json_doc()), Format::Json)?)?;
+    }
+    if let Some(p) = answers_out {
+        write_file(p, run.outcomes_jsonl().as_bytes())?;
     }
     Ok(ExitCode::SUCCESS)
 }
