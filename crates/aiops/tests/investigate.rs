@@ -152,3 +152,70 @@ fn three_hundred_episodes_meet_the_targets() {
     assert!(beyond as f64 >= 0.3 * 300.0, "{beyond} beyond-runbook episodes");
     assert!(run.outcomes["rules"].iter().all(|o| !o.transcript.is_empty()));
 }
+
+/// Every page is what its alert rule (docs/RUNBOOK.md) says: the rule's
+/// expression, evaluated through the tools on the episode's own data,
+/// holds for the paged entity.
+#[test]
+fn pages_satisfy_their_alert_rules() {
+    let mut checked = std::collections::BTreeMap::<String, usize>::new();
+    for i in 0..300 {
+        let t = EpisodeTools::new(World::generate(7, i));
+        let w = t.world();
+        let alerts = t.alerts();
+        let page = &alerts[0];
+        let l = &page["labels"];
+        let s = |k: &str| l[k].as_str().unwrap_or_default().to_string();
+        let (host, gpu) = (if l["hostname"].is_string() { s("hostname") } else { s("Hostname") }, s("gpu"));
+        let starts = page["startsAt"].as_str().unwrap_or_default().to_string();
+        let name = s("alertname");
+        let soon = (fleetbench_aiops::time::parse_rfc3339(&starts).expect("time") + 300).min(w.now).to_string();
+        let (query, at) = match name.as_str() {
+            "GpuXidCritical" => {
+                let since = fleetbench_aiops::time::parse_rfc3339(&starts).expect("time") - 900;
+                let log = t.call_now("kernel_log", &json!({"node": host, "since": since, "until": starts, "grep": format!("\\): {},", s("xid"))}));
+                assert!(matches!(log, ToolReply::Output(ref o) if o.contains("NVRM: Xid")), "{} {page}: {log:?}", w.id);
+                *checked.entry(name).or_default() += 1;
+                continue;
+            }
+            "GpuTemperatureHigh" if l["hostname"].is_string() => {
+                (format!("max_over_time(gpu_junction_temperature{{hostname=\"{host}\",gpu_id=\"{}\"}}[10m]) > 95", s("gpu_id")), soon.as_str())
+            }
+            "GpuTemperatureHigh" => (format!("max_over_time(DCGM_FI_DEV_GPU_TEMP{{Hostname=\"{host}\",gpu=\"{gpu}\"}}[10m]) > 87"), soon.as_str()),
+            "GpuPowerBrake" => (format!("max(max_over_time(DCGM_FI_DEV_CLOCKS_EVENT_REASONS{{Hostname=~\"{}-.*\"}}[5m])) >= 128", s("rack")), starts.as_str()),
+            "PcieReplaysHigh" => (format!("increase(DCGM_FI_DEV_PCIE_REPLAY_COUNTER{{Hostname=\"{host}\",gpu=\"{gpu}\"}}[10m]) > 20"), "now"),
+            "IbSymbolErrors" => (format!("increase(node_infiniband_symbol_error_total{{Hostname=\"{host}\",device=\"{}\"}}[10m]) > 100", s("device")), "now"),
+            "IbCongestion" => {
+                let sel = format!("node_infiniband_port_transmit_wait_total{{Hostname=~\"{}-.*\"}}", s("rack"));
+                (format!("sum(rate({sel}[5m])) > 3 * sum(rate({sel}[5m] offset 1h))"), "now")
+            }
+            "VllmKvCacheFull" => (format!("vllm:kv_cache_usage_perc{{Hostname=\"{host}\"}} > 0.97"), "now"),
+            "DcgmExporterDown" => (format!("up{{Hostname=\"{host}\"}} == 0"), starts.as_str()),
+            "GpuEccUncorrectable" => (format!("increase(gpu_ecc_uncorrect_total{{hostname=\"{host}\",gpu_id=\"{}\"}}[15m]) > 0", s("gpu_id")), "now"),
+            "JobStalled" => {
+                let job: serde_json::Value = match t.call_now("topology", &json!({"entity": s("job")})) {
+                    ToolReply::Output(o) => serde_json::from_str(&o).expect("json"),
+                    other => panic!("{other:?}"),
+                };
+                let nodes: Vec<&str> = job["nodes"].as_array().expect("nodes").iter().filter_map(|n| n.as_str()).collect();
+                let re = nodes.join("|");
+                (format!("avg(DCGM_FI_DEV_GPU_UTIL{{Hostname=~\"{re}\"}}) < 5 or avg(gpu_gfx_activity{{hostname=~\"{re}\"}}) < 5"), "now")
+            }
+            // GpuClocksThrottled on NVIDIA: the enforced limit is below the board's.
+            "GpuClocksThrottled" if w.topo.nodes[w.topo.node_by_name(&host).expect("node")].kind != 3 => {
+                (format!("max_over_time(DCGM_FI_DEV_CLOCKS_EVENT_REASONS{{Hostname=\"{host}\"}}[10m]) == 4 or max_over_time(DCGM_FI_DEV_CLOCKS_EVENT_REASONS{{Hostname=\"{host}\"}}[10m]) == 36"), starts.as_str())
+            }
+            _ => continue,
+        };
+        let out = t.call_now("promql_query", &json!({"query": query, "time": at}));
+        assert!(
+            matches!(out, ToolReply::Output(ref o) if !o.starts_with("0 series")),
+            "{} {:?}: {query} at {at}: {out:?}",
+            w.id,
+            w.case
+        );
+        *checked.entry(name).or_default() += 1;
+    }
+    println!("{checked:?}");
+    assert!(checked.len() >= 10, "{checked:?}");
+}

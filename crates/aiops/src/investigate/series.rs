@@ -242,11 +242,11 @@ fn gpu_series(w: &World, n: usize, g: usize, wanted: &[(usize, &str)], labels: &
             clock = 750.0;
         }
         let mut temp = 30.0 + 45.0 * power / tdp + node.temp_offset[g] + 0.6 * nz(4);
-        if heat > temp {
-            temp += (heat - temp) * heat_f;
-        }
         if warm {
             temp = (temp + 8.0).min(83.0 + 0.5 * nz(5));
+        }
+        if heat > temp {
+            temp += (heat - temp) * heat_f;
         }
         if temp > 87.0 {
             reasons |= 0x20;

@@ -994,7 +994,7 @@ impl Planter<'_> {
             _ => {
                 self.add_span(
                     Target::Gpu(n, g),
-                    Fx::PowerCap { limit_w: self.w.topo.kind(n).tdp_w - 60.0 },
+                    Fx::PowerCap { limit_w: (0.6 * self.w.topo.kind(n).tdp_w).round() },
                     at,
                     at + 180,
                 );
@@ -1047,7 +1047,7 @@ impl Planter<'_> {
                 let from = at - 240;
                 self.add_span(
                     Target::Gpu(n, g),
-                    Fx::PowerCap { limit_w: self.w.topo.kind(n).tdp_w - 60.0 },
+                    Fx::PowerCap { limit_w: (0.6 * self.w.topo.kind(n).tdp_w).round() },
                     from,
                     at + 60,
                 );
