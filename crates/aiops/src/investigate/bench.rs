@@ -208,6 +208,68 @@ pub fn pages_per_day(worlds: &[World]) -> (f64, f64) {
     (mean_gpus, INCIDENTS_PER_1000_GPU_DAYS * mean_gpus / 1000.0 / faults)
 }
 
+/// A stream of investigate-mode episodes being run by any investigators:
+/// hand each backend [`Stream::tools`] of an episode, give its
+/// [`Investigation`] back with [`Stream::record`], then [`Stream::finish`].
+#[derive(Debug)]
+pub struct Stream {
+    seed: u64,
+    worlds: Vec<World>,
+    outcomes: BTreeMap<String, Vec<EpisodeOutcome>>,
+}
+
+impl Stream {
+    /// The first `episodes` episodes of the stream with `seed`.
+    pub fn new(episodes: usize, seed: u64) -> Result<Stream, AiopsError> {
+        if episodes == 0 {
+            return Err(AiopsError::Invalid("--episodes must be at least 1".into()));
+        }
+        let worlds = (0..episodes).map(|i| World::generate(seed, i)).collect();
+        Ok(Stream { seed, worlds, outcomes: BTreeMap::new() })
+    }
+
+    pub fn len(&self) -> usize {
+        self.worlds.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.worlds.is_empty()
+    }
+
+    /// The tools of episode `index` (a fresh set: nothing is shared between
+    /// investigators).
+    pub fn tools(&self, index: usize) -> Option<EpisodeTools> {
+        self.worlds.get(index).map(|w| EpisodeTools::new(w.clone()))
+    }
+
+    /// Scores `backend`'s investigation of episode `index` and keeps it.
+    pub fn record(&mut self, backend: &str, index: usize, inv: &Investigation) -> Option<&EpisodeOutcome> {
+        let w = self.worlds.get(index)?;
+        let list = self.outcomes.entry(backend.to_string()).or_default();
+        list.push(score_investigation(w, inv));
+        list.last()
+    }
+
+    /// The leaderboard, one row per backend in `names` order (priced where
+    /// `prices` has the backend), and the floor.
+    pub fn finish(self, names: &[String], prices: &BTreeMap<String, Price>) -> InvestigateRun {
+        let (mean_gpus, ppd) = pages_per_day(&self.worlds);
+        let boards = names
+            .iter()
+            .map(|n| board(n, self.outcomes.get(n).map_or(&[][..], |v| v), prices.get(n).copied(), ppd))
+            .collect();
+        InvestigateRun {
+            episodes: self.worlds.len(),
+            seed: self.seed,
+            mean_gpus,
+            pages_per_day: ppd,
+            boards,
+            floor: best_constant(&self.worlds),
+            outcomes: self.outcomes,
+        }
+    }
+}
+
 /// Runs the built-in investigators `names` over `episodes` episodes.
 pub fn run_builtins(
     names: &[String],
@@ -215,36 +277,22 @@ pub fn run_builtins(
     seed: u64,
     budget: &Budget,
 ) -> Result<InvestigateRun, AiopsError> {
-    if episodes == 0 {
-        return Err(AiopsError::Invalid("--episodes must be at least 1".into()));
-    }
     if let Some(bad) = names.iter().find(|n| !super::baselines::BUILTIN.contains(&n.as_str())) {
         return Err(AiopsError::Invalid(format!(
             "'{bad}' is not a built-in investigator ({}); HTTP backends need the agent loop",
             super::baselines::BUILTIN.join(", ")
         )));
     }
-    let worlds: Vec<World> = (0..episodes).map(|i| World::generate(seed, i)).collect();
-    let (mean_gpus, ppd) = pages_per_day(&worlds);
-    let mut outcomes: BTreeMap<String, Vec<EpisodeOutcome>> = BTreeMap::new();
-    for w in &worlds {
-        let tools = EpisodeTools::new(w.clone());
+    let mut stream = Stream::new(episodes, seed)?;
+    for i in 0..stream.len() {
+        let Some(tools) = stream.tools(i) else { continue };
         for name in names {
             if let Some(inv) = investigate_builtin(name, &tools, budget, seed) {
-                outcomes.entry(name.clone()).or_default().push(score_investigation(w, &inv));
+                stream.record(name, i, &inv);
             }
         }
     }
-    let boards = names.iter().map(|n| board(n, outcomes.get(n).map_or(&[][..], |v| v), None, ppd)).collect();
-    Ok(InvestigateRun {
-        episodes,
-        seed,
-        mean_gpus,
-        pages_per_day: ppd,
-        boards,
-        floor: best_constant(&worlds),
-        outcomes,
-    })
+    Ok(stream.finish(names, &BTreeMap::new()))
 }
 
 impl InvestigateRun {
@@ -443,6 +491,40 @@ pub fn score_answers(episodes: &str, answers: &str) -> Result<Option<(Board, Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_priced_backend_through_the_stream() {
+        let mut stream = Stream::new(20, 5).expect("stream");
+        for i in 0..stream.len() {
+            let tools = stream.tools(i).expect("tools");
+            let answer = super::super::score::truth_submission(tools.world());
+            let inv = Investigation {
+                submitted: Some(answer),
+                transcript: vec![json!({"role": "assistant"})],
+                tool_calls: 4 + i as u32 % 3,
+                tool_errors: 0,
+                input_tokens: 1000,
+                output_tokens: 500,
+                wall_s: 10.0 + i as f64,
+                // Every fifth one runs out of tool calls: unanswered, 0.
+                ended: if i % 5 == 4 { Ended::OverToolCalls } else { Ended::Submitted },
+            };
+            let o = stream.record("model", i, &inv).expect("recorded");
+            assert_eq!(o.score.unanswered, i % 5 == 4);
+        }
+        let prices = BTreeMap::from([("model".to_string(), Price { input_per_mtok: 1.0, output_per_mtok: 2.0 })]);
+        let run = stream.finish(&["model".to_string()], &prices);
+        let b = &run.boards[0];
+        assert!((b.mean_score - 80.0).abs() < 1e-9, "{}", b.mean_score);
+        assert!((b.unanswered_rate - 0.2).abs() < 1e-9);
+        assert_eq!(b.tokens_p50, 1500.0);
+        assert_eq!(b.tool_calls_p50, 5.0);
+        assert!((b.usd_per_incident.unwrap_or(0.0) - 0.002).abs() < 1e-12);
+        assert!((b.usd_per_day.unwrap_or(0.0) - 0.002 * run.pages_per_day).abs() < 1e-12);
+        // Submitted ones only: 10..=28 without 14, 19, 24.
+        assert!(b.ttd_p50_s > 10.0 && b.ttd_p90_s <= 28.0 && b.ttd_p90_s > b.ttd_p50_s);
+        assert!(run.json_doc()["backends"][0]["ci95"].is_array());
+    }
 
     #[test]
     fn answers_files_score_like_the_tools() {
