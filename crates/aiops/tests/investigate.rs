@@ -90,6 +90,8 @@ fn malformed_and_hostile_calls_get_readable_errors() {
         output(tb.call_now("promql_range", &json!({"query": "DCGM_FI_DEV_GPU_TEMP", "start": "now-1h", "step": 60})));
     assert!(out.len() <= 12_200, "{}", out.len());
     assert!(out.contains("more series"), "says what it left out");
+    let e = error(tb.call_now("promql_query", &json!({"query": "{__name__=~\".+\"}"})));
+    assert!(e.contains("series"), "{e}");
 }
 
 fn w_node(t: &EpisodeTools) -> String {

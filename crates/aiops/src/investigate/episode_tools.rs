@@ -101,6 +101,13 @@ impl EpisodeTools {
             max_samples: 20_000_000,
             ..Limits::default()
         };
+        let n = series::count_for(&self.world, &names, &keep);
+        if n > limits.max_series {
+            return Err(format!(
+                "the selectors match {n} series, more than {}: name fewer metrics or pin Hostname=\"...\" (or a Hostname=~ regex)",
+                limits.max_series
+            ));
+        }
         Ok((series::storage_for(&self.world, &names, &keep), limits))
     }
 

@@ -85,6 +85,23 @@ fn l(pairs: &[(&str, &str)]) -> Labels {
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
+/// How many series [`storage_for`] would build (checked before building).
+pub fn count_for(w: &World, names: &[&str], keep: &dyn Fn(&str) -> bool) -> usize {
+    let mut total = 0;
+    for (n, node) in w.topo.nodes.iter().enumerate().filter(|(_, node)| keep(&node.name)) {
+        let amd = w.topo.kind(n).vendor == Vendor::Amd;
+        let gpu = GPU_METRICS
+            .iter()
+            .filter(|m| if amd { m.2 } else { Some(m.1) }.is_some_and(|x| names.contains(&x)))
+            .count();
+        let port = PORT_METRICS.iter().filter(|m| names.contains(m)).count();
+        let serving = matches!(node.work, super::world::Work::Serving { .. });
+        let replica = if serving { REPLICA_METRICS.iter().filter(|m| names.contains(m)).count() } else { 0 };
+        total += gpu * GPUS_PER_NODE + port * PORTS_PER_NODE + replica + usize::from(names.contains(&"up"));
+    }
+    total
+}
+
 /// Builds a storage holding the `names` metrics of the nodes `keep` accepts.
 pub fn storage_for(w: &World, names: &[&str], keep: &dyn Fn(&str) -> bool) -> Storage {
     let mut s = Storage::new();
