@@ -49,6 +49,7 @@ const TOP_KEYS: [&str; 10] =
 fn short(obj: &Map<String, Value>, key: &str, max: usize) -> Result<Option<String>, String> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
         Some(Value::String(s)) if s.chars().count() <= max => Ok(Some(s.trim().to_string())),
         Some(_) => Err(format!("'{key}' must be a string of at most {max} characters or null")),
     }
