@@ -423,8 +423,10 @@ impl World {
             alerts: Vec::new(),
             decoys: Vec::new(),
         };
-        let mut p = Planter { w: &mut w, rng };
+        let mut p = Planter { w: &mut w, rng, later: Vec::new() };
         p.plant(case);
+        let later = std::mem::take(&mut p.later);
+        w.alerts.extend(later);
         w.xids.sort_by_key(|x| (x.t, x.node, x.gpu));
         w
     }
@@ -446,6 +448,8 @@ pub fn draw_case(rng: &mut ChaCha8Rng) -> Case {
 struct Planter<'a> {
     w: &'a mut World,
     rng: &'a mut ChaCha8Rng,
+    /// Sympathetic alerts, joined after the page.
+    later: Vec<Alert>,
 }
 
 impl Planter<'_> {
@@ -576,6 +580,22 @@ impl Planter<'_> {
         let s = format!("Xid {code} reported on {} GPU {g}", self.node_name(n));
         self.alert("GpuXidCritical", "critical", &l, s, at);
     }
+    /// An Xid alert on a peer that only echoes the fault; it joins after the page.
+    fn sympathetic(&mut self, n: usize, g: usize, code: u32, at: i64) {
+        if at > self.w.alert_at {
+            return;
+        }
+        let mut labels = self.gpu_labels(n, g);
+        labels.push(("xid", code.to_string()));
+        self.later.push(Alert {
+            name: "GpuXidCritical",
+            severity: "critical",
+            labels: labels.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            summary: format!("Xid {code} reported on {} GPU {g}", self.node_name(n)),
+            starts_at: at,
+        });
+    }
+
     fn page_at(&self, onset: i64) -> i64 {
         (onset + 120).min(self.w.alert_at)
     }
@@ -950,6 +970,7 @@ impl Planter<'_> {
         for peer in (0..GPUS_PER_NODE).filter(|&x| x != g).take(2) {
             let t = onset + self.rng.random_range(20..60);
             self.xid(t, n, peer, 45);
+            self.sympathetic(n, peer, 45, t + 60);
         }
         self.w.decoys.push("Xid 45 on peer GPUs is cleanup after the uncorrectable error".into());
     }
@@ -962,6 +983,7 @@ impl Planter<'_> {
             let t = onset + self.rng.random_range(5..30);
             let link = self.rng.random_range(0..18u8);
             self.w.xids.push(Xid { t, node: n, gpu: peer, code: 74, link: Some(link) });
+            self.sympathetic(n, peer, 74, t + 60);
         }
         self.w.decoys.push("Xid 74 on peers: their NVLink to the lost GPU went down".into());
     }
@@ -1083,6 +1105,11 @@ mod tests {
             assert!(w.topo.loops.iter().any(|l| l.racks.len() >= 2) || w.topo.racks.len() < 2);
             for f in &w.faults {
                 assert!(f.onset >= w.history_start && f.onset <= w.alert_at, "{:?}", w.case);
+            }
+            if w.case == Case::HbmUce {
+                let echoes = w.alerts[1..].iter().filter(|a| a.labels.get("xid").is_some_and(|x| x == "45")).count();
+                assert!(echoes >= 2, "sympathetic Xid 45 alerts follow the page");
+                assert_ne!(w.alerts[0].labels.get("xid").map(String::as_str), Some("45"));
             }
         }
         assert!(sizes.len() > 50, "fleet sizes vary: {}", sizes.len());
