@@ -76,12 +76,6 @@ pub fn score_investigation(world: &World, inv: &Investigation) -> EpisodeOutcome
     }
 }
 
-/// The tools of episode `index` of the stream with `seed` (what any
-/// investigator, built-in, HTTP or MCP, is given).
-pub fn episode_tools(seed: u64, index: usize) -> EpisodeTools {
-    EpisodeTools::new(World::generate(seed, index))
-}
-
 /// One scenario's row.
 #[derive(Debug, Clone, Serialize)]
 pub struct ScenarioScore {
@@ -459,6 +453,12 @@ pub fn score_answers(episodes: &str, answers: &str) -> Result<Option<(Board, Vec
         let bad = |why: &str| AiopsError::AnswerLine { line: i + 1, why: why.to_string() };
         let v: Value = serde_json::from_str(line).map_err(|e| bad(&e.to_string()))?;
         let id = v["episode_id"].as_str().ok_or_else(|| bad("no episode_id"))?.to_string();
+        if !worlds.contains_key(&id) {
+            return Err(bad(&format!(
+                "episode '{}' is not in the episodes file",
+                id.chars().take(40).collect::<String>()
+            )));
+        }
         let answer = match &v["answer"] {
             Value::String(s) => serde_json::from_str(s.trim()).ok(),
             Value::Object(_) => Some(v["answer"].clone()),

@@ -11,7 +11,7 @@ use fleetbench_promql::{parse, query_with_limits, range_with_limits, Expr, Limit
 use super::cases::labels;
 use super::score::parse_submission;
 use super::tools::{ToolFuture, ToolReply, ToolSpec, Toolset};
-use super::world::{Vendor, Work, World, GPUS_PER_NODE, HISTORY_S, PORTS_PER_NODE};
+use super::world::{Vendor, Work, World, GPUS_PER_NODE, PORTS_PER_NODE};
 use super::{kernel, series};
 use crate::scenario::Action;
 use crate::time::{format_rfc3339, parse_rfc3339};
@@ -505,6 +505,3 @@ impl Toolset for EpisodeTools {
         Box::pin(async move { self.call_now(name, arguments) })
     }
 }
-
-/// History the tools can see, seconds (re-exported for docs and tests).
-pub const HISTORY_VISIBLE_S: i64 = HISTORY_S;

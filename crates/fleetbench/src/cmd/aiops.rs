@@ -150,6 +150,9 @@ struct PromptArgs {
     /// Episode index in the run's schedule.
     #[arg(long, default_value_t = 0)]
     episode: usize,
+    /// triage (the prompt) or investigate (the briefing and the tools offered).
+    #[arg(long, default_value = "triage")]
+    mode: String,
 }
 
 pub async fn run(args: AiopsArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
@@ -162,6 +165,7 @@ pub async fn run(args: AiopsArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         }
         AiopsCommand::Exporter(a) => cmd_exporter(a).await,
         AiopsCommand::Run(a) => cmd_run(a, ctx).await,
+        AiopsCommand::Prompt(a) if investigate::mode(&a.mode)? => investigate::briefing(a.seed, a.episode),
         AiopsCommand::Prompt(a) => {
             let (ep, p) = prompt::episode_prompt(a.gpus, a.seed, a.episode)?;
             outln!("{p}");

@@ -7,6 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
 use fleetbench_aiops::investigate::bench::{self, DEFAULT_BUDGET};
+use fleetbench_aiops::investigate::world::World;
+use fleetbench_aiops::investigate::{EpisodeTools, Toolset};
 use fleetbench_report::export::JsonDoc;
 use fleetbench_report::{render, Format};
 
@@ -20,6 +22,14 @@ pub(super) fn mode(m: &str) -> anyhow::Result<bool> {
         "triage" => Ok(false),
         other => bail!("unknown --mode '{other}' (triage or investigate)"),
     }
+}
+
+/// Prints what an operator is given for one episode: the briefing, then the
+/// tools' JSON Schemas.
+pub(super) fn briefing(seed: u64, episode: usize) -> anyhow::Result<ExitCode> {
+    let tools = EpisodeTools::new(World::generate(seed, episode));
+    outln!("{}\n\ntools:\n{}", tools.briefing(), serde_json::to_string_pretty(&tools.specs())?);
+    Ok(ExitCode::SUCCESS)
 }
 
 pub(super) fn generate(episodes: usize, seed: u64, out: &Path) -> anyhow::Result<ExitCode> {
