@@ -86,10 +86,7 @@ fn event_line(w: &World, x: &Xid) -> String {
             "{p} dcgm-exporter[{}]: segfault at 0 ip 00005581c2a4f3b1 sp 00007ffd1d2c8e70 error 4 in dcgm-exporter[5581c2600000+9a4000]",
             2000 + x.t % 5000
         ),
-        2000 => format!(
-            "{p} NVRM: loading NVIDIA UNIX x86_64 Kernel Module  550.90.07; nvidia-smi -e 0 applied by ansible run maint-{:04}",
-            x.t % 10_000
-        ),
+        2000 => format!("{p} NVRM: loading NVIDIA UNIX x86_64 Kernel Module  550.90.07  Fri May 31 09:35:42 UTC 2024"),
         code => {
             let msg = match code {
                 13 => "Graphics SM Warp Exception on (GPC 1, TPC 2, SM 0): Out Of Range Address".to_string(),
