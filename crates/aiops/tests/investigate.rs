@@ -5,7 +5,7 @@
 use fleetbench_aiops::investigate::bench::{run_builtins, DEFAULT_BUDGET};
 use fleetbench_aiops::investigate::cases::Case;
 use fleetbench_aiops::investigate::world::{World, HISTORY_S};
-use fleetbench_aiops::investigate::{EpisodeTools, ToolReply, Toolset, TOOL_NAMES};
+use fleetbench_aiops::investigate::{EpisodeTools, PromqlChoice, ToolReply, Toolset, TOOL_NAMES};
 use serde_json::json;
 
 fn output(r: ToolReply) -> String {
@@ -129,7 +129,7 @@ fn tools_kernel_topology_runbook_and_submit() {
 #[test]
 fn three_hundred_episodes_meet_the_targets() {
     let names: Vec<String> = ["rules", "oracle", "always-healthy", "random"].iter().map(|s| s.to_string()).collect();
-    let run = run_builtins(&names, 300, 7, &DEFAULT_BUDGET).expect("runs");
+    let run = run_builtins(&names, 300, 7, &DEFAULT_BUDGET, PromqlChoice::Embedded).expect("runs");
     let b = |n: &str| run.boards.iter().find(|b| b.name == n).expect("board");
     let half = |ci: [f64; 2]| (ci[1] - ci[0]) / 2.0;
     println!("{}", run.render());

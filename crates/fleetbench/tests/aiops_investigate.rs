@@ -77,7 +77,7 @@ fn run_builtins_writes_the_leaderboard_json() {
     let out = run_ok(
         bin()
             .args(["aiops", "run", "--mode", "investigate", "--backends", "rules,oracle,always-healthy,random"])
-            .args(["--episodes", "40", "--seed", "7", "--json-out"])
+            .args(["--episodes", "40", "--seed", "7", "--promql", "embedded", "--json-out"])
             .arg(&json)
             .arg("--answers-out")
             .arg(dir.join("outcomes.jsonl")),
@@ -134,10 +134,20 @@ fn bad_modes_and_backends_are_clear_errors() {
         vec!["aiops", "run", "--mode", "interrogate", "--episodes", "2"],
         vec!["aiops", "run", "--mode", "investigate", "--backends", "gpt-oracle", "--episodes", "2"],
         vec!["aiops", "run", "--mode", "investigate", "--episodes", "0"],
+        vec!["aiops", "run", "--mode", "investigate", "--promql", "thanos", "--episodes", "2"],
     ] {
         let out = bin().args(&args).output().expect("run");
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!err.contains("panicked") && err.len() > 10, "{err}");
     }
+    // --promql prometheus without the binaries says what is missing and what to do.
+    let out = bin()
+        .args(["aiops", "run", "--mode", "investigate", "--promql", "prometheus", "--episodes", "2"])
+        .env("FLEETBENCH_PROMETHEUS_BIN", "/nonexistent/prometheus")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("`prometheus` is not installed") && err.contains("--promql embedded"), "{err}");
 }

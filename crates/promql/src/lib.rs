@@ -32,7 +32,7 @@ mod parser;
 mod storage;
 
 pub use eval::{format_value, QueryResult, RangeSeries, Sample};
-pub use parser::{parse, Expr, MatchOp, Matcher, Selector};
+pub use parser::{parse, Expr, MatchOp, Matcher, Selector, ValueType};
 pub use storage::{Labels, Series, Storage, TimestampUnit};
 
 /// What went wrong with a query or with the telemetry it runs on.

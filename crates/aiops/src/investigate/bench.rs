@@ -17,6 +17,8 @@ use serde_json::{json, Value};
 use super::baselines::investigate_builtin;
 use super::cases::labels;
 use super::episode_tools::EpisodeTools;
+use super::promql_source::PromqlChoice;
+use super::promserver::PromBins;
 use super::score::{parse_submission, score_submission, InvestigationScore, Submission};
 use super::tools::{Budget, Ended, Investigation};
 use super::world::World;
@@ -236,6 +238,14 @@ impl Stream {
         self.worlds.get(index).map(|w| EpisodeTools::new(w.clone()))
     }
 
+    /// The tools of episode `index` with their PromQL on a real Prometheus
+    /// serving the episode when `bins` is given (`PromqlChoice::resolve`),
+    /// else on the embedded engine; `None` past the stream's end.
+    pub fn open_tools(&self, index: usize, bins: Option<&PromBins>) -> Option<Result<EpisodeTools, AiopsError>> {
+        let w = self.worlds.get(index)?;
+        Some(EpisodeTools::open(w.clone(), bins).map_err(|e| AiopsError::Invalid(format!("episode {index}: {e}"))))
+    }
+
     /// Scores `backend`'s investigation of episode `index` and keeps it.
     pub fn record(&mut self, backend: &str, index: usize, inv: &Investigation) -> Option<&EpisodeOutcome> {
         let w = self.worlds.get(index)?;
@@ -264,12 +274,14 @@ impl Stream {
     }
 }
 
-/// Runs the built-in investigators `names` over `episodes` episodes.
+/// Runs the built-in investigators `names` over `episodes` episodes, their
+/// PromQL on the engine `promql` chooses.
 pub fn run_builtins(
     names: &[String],
     episodes: usize,
     seed: u64,
     budget: &Budget,
+    promql: PromqlChoice,
 ) -> Result<InvestigateRun, AiopsError> {
     if let Some(bad) = names.iter().find(|n| !super::baselines::BUILTIN.contains(&n.as_str())) {
         return Err(AiopsError::Invalid(format!(
@@ -277,9 +289,10 @@ pub fn run_builtins(
             super::baselines::BUILTIN.join(", ")
         )));
     }
+    let bins = promql.resolve().map_err(|e| AiopsError::Invalid(format!("--promql: {e}")))?;
     let mut stream = Stream::new(episodes, seed)?;
     for i in 0..stream.len() {
-        let Some(tools) = stream.tools(i) else { continue };
+        let Some(tools) = stream.open_tools(i, bins.as_ref()).transpose()? else { continue };
         for name in names {
             if let Some(inv) = investigate_builtin(name, &tools, budget, seed) {
                 stream.record(name, i, &inv);

@@ -1,12 +1,16 @@
 //! The tools of one investigate-mode episode ([`EpisodeTools`], a
-//! [`Toolset`]): PromQL over the episode's telemetry through the embedded
-//! engine, the kernel log, the topology, the runbook and the submission.
+//! [`Toolset`]): PromQL over the episode's telemetry (the embedded engine,
+//! or a real Prometheus serving the episode: [`super::promql_source`]), the
+//! kernel log, the topology, the runbook and the submission.
 //! Every argument is parsed and bounded; every output is bounded in size;
 //! a malformed call is answered with a readable [`ToolReply::Error`].
 
 use serde_json::{json, Value};
 
 use fleetbench_promql::{parse, query_with_limits, range_with_limits, Expr, Limits, MatchOp, Matcher, QueryResult};
+
+use super::promql_source::Remote;
+use super::promserver::{PromBins, PromServerError};
 
 use super::cases::labels;
 use super::score::parse_submission;
@@ -31,11 +35,27 @@ pub const RUNBOOK: &str = include_str!("../../../../docs/RUNBOOK.md");
 #[derive(Debug)]
 pub struct EpisodeTools {
     world: World,
+    /// The Prometheus serving this episode; `None`: the embedded engine.
+    remote: Option<Remote>,
 }
 
 impl EpisodeTools {
+    /// Tools whose PromQL runs on the embedded engine.
     pub fn new(world: World) -> EpisodeTools {
-        EpisodeTools { world }
+        EpisodeTools { world, remote: None }
+    }
+
+    /// Tools whose PromQL runs on a real Prometheus serving the episode
+    /// (backfilled and started here) when `bins` is given, else on the
+    /// embedded engine. The answers are formatted the same either way.
+    pub fn open(world: World, bins: Option<&PromBins>) -> Result<EpisodeTools, PromServerError> {
+        let remote = bins.map(|b| Remote::start(&world, b)).transpose()?;
+        Ok(EpisodeTools { world, remote })
+    }
+
+    /// The URL of the Prometheus behind the PromQL tools, if any.
+    pub fn prometheus_url(&self) -> Option<&str> {
+        self.remote.as_ref().map(Remote::url)
     }
 
     /// The world behind the tools (truth included: for scoring and `oracle`).
@@ -84,7 +104,10 @@ impl EpisodeTools {
         Ok(t)
     }
 
-    fn storage(&self, query: &str) -> Result<(fleetbench_promql::Storage, Limits), String> {
+    /// Parses and bounds a query: its size, the engine's regex and range
+    /// limits, and the series its selectors match (counted before any is
+    /// built), the same for both engines.
+    fn bounded(&self, query: &str) -> Result<(Expr, Selection, Limits), String> {
         if query.len() > MAX_QUERY {
             return Err(format!("query is {} bytes, at most {MAX_QUERY}", query.len()));
         }
@@ -93,30 +116,49 @@ impl EpisodeTools {
         collect(&expr, &series::metric_names(), &mut sel)?;
         sel.names.sort_unstable();
         sel.names.dedup();
-        let names = sel.names;
-        let keep = |host: &str| sel.all_hosts || sel.hosts.iter().any(|m| m.matches(host));
         let limits = Limits {
             max_points: MAX_RANGE_POINTS as usize,
             max_series: 5_000,
             max_samples: 20_000_000,
             ..Limits::default()
         };
-        let n = series::count_for(&self.world, &names, &keep);
+        let n = series::count_for(&self.world, &sel.names, &|h| sel.keeps(h));
         if n > limits.max_series {
             return Err(format!(
                 "the selectors match {n} series, more than {}: name fewer metrics or pin Hostname=\"...\" (or a Hostname=~ regex)",
                 limits.max_series
             ));
         }
-        Ok((series::storage_for(&self.world, &names, &keep), limits))
+        Ok((expr, sel, limits))
+    }
+
+    fn instant(&self, query: &str, t: i64) -> Result<QueryResult, String> {
+        let (expr, sel, limits) = self.bounded(query)?;
+        match &self.remote {
+            Some(r) => r.instant(&expr, query, t),
+            None => {
+                let s = series::storage_for(&self.world, &sel.names, &|h| sel.keeps(h));
+                query_with_limits(&s, query, t * 1000, &limits).map_err(|e| format!("PromQL {e}"))
+            }
+        }
+    }
+
+    fn range(&self, query: &str, start: i64, end: i64, step: i64) -> Result<QueryResult, String> {
+        let (_, sel, limits) = self.bounded(query)?;
+        match &self.remote {
+            Some(r) => r.range(query, start, end, step),
+            None => {
+                let s = series::storage_for(&self.world, &sel.names, &|h| sel.keeps(h));
+                range_with_limits(&s, query, start * 1000, end * 1000, step * 1000, &limits)
+                    .map_err(|e| format!("PromQL {e}"))
+            }
+        }
     }
 
     fn promql_query(&self, args: &Value) -> Result<String, String> {
         let query = str_arg(args, "query", MAX_QUERY)?;
         let t = self.time_arg(args, "time", self.world.now)?;
-        let (s, limits) = self.storage(query)?;
-        let r = query_with_limits(&s, query, t * 1000, &limits).map_err(|e| format!("PromQL {e}"))?;
-        render_as(args, &r)
+        render_as(args, &self.instant(query, t)?)
     }
 
     fn promql_range(&self, args: &Value) -> Result<String, String> {
@@ -141,10 +183,7 @@ impl EpisodeTools {
                 (end - start) / step
             ));
         }
-        let (s, limits) = self.storage(query)?;
-        let r = range_with_limits(&s, query, start * 1000, end * 1000, step * 1000, &limits)
-            .map_err(|e| format!("PromQL {e}"))?;
-        render_as(args, &r)
+        render_as(args, &self.range(query, start, end, step)?)
     }
 
     fn kernel_log(&self, args: &Value) -> Result<String, String> {
@@ -256,6 +295,13 @@ struct Selection {
     names: Vec<&'static str>,
     hosts: Vec<Matcher>,
     all_hosts: bool,
+}
+
+impl Selection {
+    /// Whether a node's series are selected.
+    fn keeps(&self, host: &str) -> bool {
+        self.all_hosts || self.hosts.iter().any(|m| m.matches(host))
+    }
 }
 
 fn collect(e: &Expr, catalog: &[&'static str], sel: &mut Selection) -> Result<(), String> {

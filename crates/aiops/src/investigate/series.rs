@@ -375,3 +375,31 @@ fn replica_series(w: &World, n: usize, m: usize, labels: Labels, s: &mut Storage
         s.push(labels.clone(), t * 1000, v);
     }
 }
+
+/// Writes every series of the episode, history included, as OpenMetrics
+/// text with timestamps (Unix seconds) and the closing `# EOF`, one node at
+/// a time (what `promtool tsdb create-blocks-from openmetrics` reads).
+/// Returns the number of samples written.
+pub fn write_openmetrics(w: &World, out: &mut dyn std::io::Write) -> std::io::Result<u64> {
+    let names = metric_names();
+    let mut samples = 0u64;
+    for node in &w.topo.nodes {
+        let s = storage_for(w, &names, &|h| h == node.name);
+        for series in s.series() {
+            let name = series.labels.iter().find(|(k, _)| k == "__name__").map_or("", |(_, v)| v.as_str());
+            let labels: Vec<String> = series
+                .labels
+                .iter()
+                .filter(|(k, _)| k != "__name__")
+                .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")))
+                .collect();
+            let head = format!("{name}{{{}}}", labels.join(","));
+            for (t, v) in &series.samples {
+                writeln!(out, "{head} {} {}", fleetbench_promql::format_value(*v), t / 1000)?;
+                samples += 1;
+            }
+        }
+    }
+    writeln!(out, "# EOF")?;
+    Ok(samples)
+}

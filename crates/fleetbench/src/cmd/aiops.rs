@@ -137,6 +137,9 @@ struct RunArgs {
     /// triage (one prompt per episode) or investigate (tools, from an alert; built-in backends).
     #[arg(long, default_value = "triage")]
     mode: String,
+    /// Investigate mode's PromQL: embedded, prometheus (backfilled per episode) or auto (prometheus if installed).
+    #[arg(long, default_value = "auto")]
+    promql: String,
     #[command(flatten)]
     dashboard: crate::args::DashboardArgs,
 }
@@ -222,7 +225,15 @@ async fn cmd_exporter(a: ExporterArgs) -> anyhow::Result<ExitCode> {
 
 async fn cmd_run(a: RunArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     if investigate::mode(&a.mode)? {
-        return investigate::run(&a.backends, a.episodes, a.seed, a.json_out.as_deref(), a.answers_out.as_deref());
+        let promql = a.promql.parse().map_err(anyhow::Error::msg)?;
+        return investigate::run(
+            &a.backends,
+            a.episodes,
+            a.seed,
+            promql,
+            a.json_out.as_deref(),
+            a.answers_out.as_deref(),
+        );
     }
     let cfg = arena_config(&a)?;
     // The dashboard first: a port in use fails the command before anything

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context as _};
 use fleetbench_aiops::investigate::bench::{self, DEFAULT_BUDGET};
 use fleetbench_aiops::investigate::world::World;
-use fleetbench_aiops::investigate::{EpisodeTools, Toolset};
+use fleetbench_aiops::investigate::{EpisodeTools, PromqlChoice, Toolset};
 use fleetbench_report::export::JsonDoc;
 use fleetbench_report::{render, Format};
 
@@ -41,11 +41,12 @@ pub(super) fn run(
     backends: &str,
     episodes: usize,
     seed: u64,
+    promql: PromqlChoice,
     json_out: Option<&Path>,
     answers_out: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
     let names: Vec<String> = backends.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
-    let run = bench::run_builtins(&names, episodes, seed, &DEFAULT_BUDGET).context("investigate mode")?;
+    let run = bench::run_builtins(&names, episodes, seed, &DEFAULT_BUDGET, promql).context("investigate mode")?;
     emit(&run.render());
     if let Some(p) = json_out {
         write_file(p, &render(&JsonDoc("an investigate-mode arena run", &run.json_doc()), Format::Json)?)?;
