@@ -45,6 +45,7 @@ if [ "${FLEETBENCH_SKIP_PROMETHEUS:-0}" = 1 ]; then
          --skip prometheus_meter_reads_dcgm_series_from_a_real_server
          --skip promtool_accepts_the_metrics_apart_from_colons
          --skip promql_engine_agrees_with_prometheus
+         --skip investigate_promql_agrees_with_prometheus
          --skip every_grafana_panel_has_data_from_a_real_prometheus)
 else
   echo "== Prometheus: $(scripts/ensure-prometheus.sh)"

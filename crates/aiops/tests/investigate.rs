@@ -4,8 +4,10 @@
 
 use fleetbench_aiops::investigate::bench::{run_builtins, DEFAULT_BUDGET};
 use fleetbench_aiops::investigate::cases::Case;
+use fleetbench_aiops::investigate::series::{metric_names, storage_for, write_openmetrics};
 use fleetbench_aiops::investigate::world::{World, HISTORY_S};
 use fleetbench_aiops::investigate::{EpisodeTools, PromqlChoice, ToolReply, Toolset, TOOL_NAMES};
+use fleetbench_promql::{promql_query, Storage};
 use serde_json::json;
 
 fn output(r: ToolReply) -> String {
@@ -52,6 +54,29 @@ fn promql_sees_the_history_and_both_vendors() {
     let amd = episode_of(Case::AmdHbmUce);
     let out = output(amd.call_now("promql_query", &json!({"query": "increase(gpu_ecc_uncorrect_total[30m]) > 0"})));
     assert!(out.starts_with("1 series") && out.contains("hostname="), "{out}");
+}
+
+#[test]
+fn an_episode_exports_whole_as_openmetrics_the_engine_reads_back() {
+    let t = episode_of(Case::OffBus);
+    let w = t.world();
+    let mut buf = Vec::new();
+    let n = write_openmetrics(w, &mut buf).expect("written to memory");
+    let text = String::from_utf8(buf).expect("utf-8");
+    assert!(text.ends_with("\n# EOF\n"), "{}", &text[text.len().saturating_sub(200)..]);
+    let back = Storage::from_openmetrics(&text).expect("the export parses");
+    let direct = storage_for(w, &metric_names(), &|_| true);
+    assert_eq!((back.sample_count() as u64, direct.sample_count() as u64), (n, n));
+    assert_eq!(back.series().len(), direct.series().len());
+    // History included: the first samples are at the history's start, the last at now.
+    let times: Vec<i64> = back.series().iter().flat_map(|s| s.samples.iter().map(|p| p.0 / 1000)).collect();
+    assert_eq!(times.iter().min(), Some(&w.history_start));
+    assert_eq!(times.iter().max(), Some(&w.now));
+    // The GPU that fell off the bus has no samples after it left.
+    let q = "count(DCGM_FI_DEV_GPU_TEMP)";
+    let now = promql_query(&back, q, w.now * 1000).expect("query").to_json();
+    let before = promql_query(&back, q, w.history_start * 1000 + 600_000).expect("query").to_json();
+    assert_ne!(now["result"], before["result"], "{now} vs {before}");
 }
 
 #[test]

@@ -5,8 +5,12 @@
 //! `data/investigate_promql.txt` goes through the tools with the embedded
 //! engine and with Prometheus: the same series with the same values (1e-9
 //! relative), the same refusals, and the same text wherever the values are
-//! bit-identical.
+//! bit-identical. The `rules` investigator submits the same diagnosis on both.
 
+use std::time::Instant;
+
+use fleetbench_aiops::investigate::baselines::investigate_builtin;
+use fleetbench_aiops::investigate::bench::DEFAULT_BUDGET;
 use fleetbench_aiops::investigate::promserver::PromBins;
 use fleetbench_aiops::investigate::world::{Vendor, Work, World};
 use fleetbench_aiops::investigate::{EpisodeTools, ToolReply};
@@ -125,8 +129,14 @@ fn investigate_promql_agrees_with_prometheus() {
     for world in [mixed, gaps] {
         let id = format!("{} ({}, {} GPUs)", world.id, world.case.key(), world.topo.gpu_count());
         let embedded = EpisodeTools::new(world.clone());
+        let started = Instant::now();
         let prom = EpisodeTools::open(world, Some(&bins)).unwrap_or_else(|e| panic!("{id}: {e}"));
+        eprintln!("{id}: exported, backfilled and served in {:.1} s", started.elapsed().as_secs_f64());
         assert!(prom.prometheus_url().is_some_and(|u| u.starts_with("http://127.0.0.1:")));
+        let rules = |t: &EpisodeTools| investigate_builtin("rules", t, &DEFAULT_BUDGET, 5).map(|i| i.submitted);
+        let on_prometheus = rules(&prom);
+        assert!(on_prometheus.as_ref().is_some_and(Option::is_some), "{id}: rules submitted nothing");
+        assert_eq!(rules(&embedded), on_prometheus, "{id}: rules decides differently on Prometheus");
         for c in &cases {
             let mut json_args = c.args.clone();
             json_args["format"] = json!("json");

@@ -116,17 +116,12 @@ impl Remote {
     /// Backfills `world` and starts Prometheus over it.
     pub fn start(world: &World, bins: &PromBins) -> Result<Remote, PromServerError> {
         let server = PromServer::start(world, bins)?;
-        let io = |what: &str| {
-            let what = what.to_string();
-            move |e: std::io::Error| PromServerError::Io { what, source: e }
-        };
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .map_err(io("starting the Prometheus client's runtime"))?;
+        let rt =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().map_err(|source| {
+                PromServerError::Io { what: "starting the Prometheus client's runtime".into(), source }
+            })?;
         let api = PromApi::new(server.url(), QUERY_TIMEOUT + Duration::from_secs(5))
-            .map_err(|e| io("building the Prometheus client")(std::io::Error::other(e.to_string())))?;
+            .map_err(|e| PromServerError::Client(e.to_string()))?;
         Ok(Remote { api, history_start: world.history_start, now: world.now, rt: Some(rt), server })
     }
 

@@ -35,6 +35,8 @@ pub enum PromServerError {
     Backfill { status: String, stderr: String },
     #[error("prometheus exited before it was ready ({status}); its log ends: {log}")]
     Exited { status: String, log: String },
+    #[error("the Prometheus API client: {0}")]
+    Client(String),
     #[error("prometheus did not answer /-/ready within {0} s; its log ends: {1}")]
     NotReady(u64, String),
 }
@@ -77,7 +79,6 @@ pub struct PromServer {
     child: Child,
     dir: PathBuf,
     url: String,
-    samples: u64,
 }
 
 static SERIAL: AtomicU64 = AtomicU64::new(0);
@@ -97,7 +98,7 @@ impl PromServer {
         // From here on the folder is removed on every path (Cleanup's drop).
         let cleanup = Cleanup(dir.clone());
         let om = dir.join("episode.om");
-        let samples = export(world, &om)?;
+        export(world, &om)?;
         let out = Command::new(&bins.promtool)
             .args(["tsdb", "create-blocks-from", "openmetrics"])
             .arg(&om)
@@ -137,7 +138,7 @@ impl PromServer {
             .spawn()
             .map_err(io(format!("starting {}", bins.prometheus.display())))?;
         std::mem::forget(cleanup);
-        let mut server = PromServer { child, dir, url: format!("http://127.0.0.1:{port}"), samples };
+        let mut server = PromServer { child, dir, url: format!("http://127.0.0.1:{port}") };
         server.wait_ready(port)?;
         Ok(server)
     }
@@ -145,11 +146,6 @@ impl PromServer {
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> &str {
         &self.url
-    }
-
-    /// Samples backfilled.
-    pub fn samples(&self) -> u64 {
-        self.samples
     }
 
     fn wait_ready(&mut self, port: u16) -> Result<(), PromServerError> {
@@ -190,12 +186,11 @@ impl Drop for Cleanup {
     }
 }
 
-fn export(world: &World, path: &Path) -> Result<u64, PromServerError> {
+fn export(world: &World, path: &Path) -> Result<(), PromServerError> {
     let file = std::fs::File::create(path).map_err(io(format!("creating {}", path.display())))?;
     let mut w = std::io::BufWriter::new(file);
-    let n = super::series::write_openmetrics(world, &mut w).map_err(io(format!("writing {}", path.display())))?;
-    w.flush().map_err(io(format!("writing {}", path.display())))?;
-    Ok(n)
+    super::series::write_openmetrics(world, &mut w).map_err(io(format!("writing {}", path.display())))?;
+    w.flush().map_err(io(format!("writing {}", path.display())))
 }
 
 fn ready(port: u16) -> bool {
