@@ -186,7 +186,7 @@ impl Remote {
             return Ok(QueryResult::Matrix(Vec::new()));
         }
         let end_ms = end_ms - (end_ms - start_ms) % (step * 1000);
-        let s = selector_text(&Selector { matchers: sel.matchers.clone(), offset_ms: 0 });
+        let s = selector_text(sel);
         let q = format!("{s} and timestamp({s}) == time()");
         let api = self.api.clone();
         let m = self.wait(async move {
