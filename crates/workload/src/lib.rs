@@ -8,6 +8,7 @@
 //! - [`workload`]: the `--workload` grammar and the `synthetic` and `file` workloads;
 //! - [`shared_prefix`]: inference-perf's `shared_prefix` generator, single or multi-turn;
 //! - [`coding_swarm`]: the built-in coding tasks;
+//! - [`session`]: session workloads (agent sessions) whose turns carry the history;
 //! - [`schedule`]: closed and open loops, one-rate arrival processes;
 //! - [`arrivals`]: the `--arrivals` grammar: staged processes and traces;
 //! - [`trace`]: trace files (fleetbench JSONL, Mooncake, BurstGPT, Azure) and the workload they imply.
@@ -15,6 +16,7 @@
 pub mod arrivals;
 pub mod coding_swarm;
 pub mod schedule;
+pub mod session;
 pub mod shared_prefix;
 pub mod text;
 pub mod trace;
@@ -22,6 +24,7 @@ pub mod workload;
 
 pub use arrivals::{ArrivalPlan, ArrivalSpec, Stage};
 pub use schedule::{Arrival, ArrivalTimes, Schedule};
+pub use session::{AgentSessionSpec, AgentSessions, SessionPlan, TurnPlan};
 pub use shared_prefix::{SharedPrefix, SharedPrefixSpec};
 pub use trace::{Trace, TraceEntry, TraceFormat, TraceWorkload};
 pub use workload::{FileWorkload, SyntheticWorkload, Workload, WorkloadError, WorkloadSpec};
