@@ -180,6 +180,13 @@ impl Client {
         &self.cfg
     }
 
+    /// The same client (connections, time scale) keeping each answer's text
+    /// on its record: a session's sender carries the model's answers into
+    /// the next turn's history.
+    pub fn keeping_output_text(&self) -> Client {
+        Client { cfg: Arc::new(ClientConfig { keep_output_text: true, ..(*self.cfg).clone() }), ..self.clone() }
+    }
+
     /// How many times faster than the hardware it models the backend runs,
     /// as its answer to [`Client::probe`] announced in [`TIME_SCALE_HEADER`]
     /// (`None`: not announced, or not probed yet). Figures measured against

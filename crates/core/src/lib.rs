@@ -12,6 +12,7 @@ pub mod outcome;
 pub mod record;
 pub mod request;
 pub mod run;
+pub mod sessions;
 pub mod stats;
 pub mod table;
 pub mod units;

@@ -93,6 +93,14 @@ pub struct RunMetrics {
     pub input_lens: Vec<u64>,
     pub output_lens: Vec<u64>,
     pub errors: Vec<String>,
+    /// Session workloads: the session figures, and per request (in the
+    /// order of the arrays above) its session and turn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<crate::sessions::SessionFigures>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub request_sessions: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub request_turns: Vec<u32>,
 }
 
 /// The `*_ms` figures among the keys a flattened [`RunMetrics`] is offered.
@@ -195,6 +203,13 @@ impl RunMetrics {
             m.input_lens.push(r.input_tokens.unwrap_or(0));
             m.output_lens.push(if r.ok() { r.output_tokens } else { 0 });
             m.errors.push(r.error.as_ref().map(|e| format!("{}: {}", e.label(), e.message)).unwrap_or_default());
+        }
+        m.sessions = crate::sessions::SessionFigures::compute(&measured, m.duration);
+        if m.sessions.is_some() {
+            for r in &measured {
+                m.request_sessions.push(r.context.conversation.clone().unwrap_or_default());
+                m.request_turns.push(r.context.turn.unwrap_or(0));
+            }
         }
         m
     }

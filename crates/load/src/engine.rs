@@ -1,7 +1,8 @@
 //! The load engine: drives one client through a plan. Closed loop keeps
 //! exactly N requests in flight with no batch barriers; open loop sends on
 //! the schedule's clock so that client lag shows up as `client_queue_time`.
-//! Every record goes to the sink the moment its request ends.
+//! Every record goes to the sink the moment its request ends. Session
+//! workloads are sent session by session (`session.rs`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -66,7 +67,32 @@ pub async fn run(
     let budget = plan.stop.requests.map(|n| n + plan.warmup);
     let deadline = plan.stop.duration.map(|d| started + d.as_secs_f64());
     let finished = Arc::new(AtomicU64::new(0));
+    let sessions = workload.session(0).is_some();
     let work = async {
+        if sessions {
+            let senders = crate::session::Senders::new(
+                client,
+                &workload,
+                clock,
+                &sink,
+                &finished,
+                &plan.sampling,
+                deadline,
+                plan.warmup,
+            );
+            return match plan.schedule {
+                Schedule::Closed { concurrency } => {
+                    crate::session::closed_loop(senders, concurrency, plan.stop.requests).await
+                }
+                Schedule::Open { rate, arrival, max_concurrency } => {
+                    let arrivals = match &plan.arrivals {
+                        Some(a) => a.instants(),
+                        None => ArrivalPlan::single(rate, arrival, plan.seed).instants(),
+                    };
+                    crate::session::open_loop(senders, arrivals, max_concurrency, plan.stop.requests).await
+                }
+            };
+        }
         match plan.schedule {
             Schedule::Closed { concurrency } => {
                 closed_loop(plan, concurrency, client, &workload, clock, &sink, budget, deadline, &finished).await

@@ -11,6 +11,7 @@ pub mod interrupt;
 pub mod live;
 pub mod measure;
 pub mod selftest;
+mod session;
 pub mod sweep;
 
 pub use fleetbench_workload::{coding_swarm, schedule, workload};

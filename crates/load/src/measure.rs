@@ -75,6 +75,20 @@ impl Workload for Counted {
     fn distinct_requests(&self) -> Option<u64> {
         self.inner.distinct_requests()
     }
+    fn session(&self, index: u64) -> Option<fleetbench_workload::SessionPlan> {
+        self.inner.session(index)
+    }
+    fn turn(
+        &self,
+        session: &fleetbench_workload::SessionPlan,
+        turn: u32,
+        history: &[fleetbench_core::ChatMessage],
+        history_tokens: u32,
+        sampling: &fleetbench_core::SamplingParams,
+    ) -> fleetbench_core::RequestSpec {
+        self.taken.fetch_add(1, Ordering::SeqCst);
+        self.inner.turn(session, turn, history, history_tokens, sampling)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -179,6 +193,8 @@ pub fn without_arrays(m: &RunMetrics) -> RunMetrics {
     m.input_lens.clear();
     m.output_lens.clear();
     m.errors.clear();
+    m.request_sessions.clear();
+    m.request_turns.clear();
     m
 }
 

@@ -107,6 +107,8 @@ pub struct Counters {
     /// (start, end) of every response, seconds since the server started.
     pub intervals: Mutex<Vec<(f64, f64)>>,
     pub auth_headers: Mutex<Vec<String>>,
+    /// Every request body, in order of arrival.
+    pub bodies: Mutex<Vec<String>>,
     /// Being served now (capacity mode).
     pub running: AtomicU64,
     /// Queued for a free slot (capacity mode).
@@ -186,8 +188,9 @@ impl Drop for InFlight {
     }
 }
 
-async fn handle(State(s): State<Arc<Shared>>, headers: HeaderMap, _body: Bytes, kind: &'static str) -> Response {
+async fn handle(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes, kind: &'static str) -> Response {
     let c = &s.counters;
+    c.bodies.lock().unwrap().push(String::from_utf8_lossy(&body).into_owned());
     let n = c.requests.fetch_add(1, Ordering::SeqCst);
     if let Some(a) = headers.get("authorization").or_else(|| headers.get("x-api-key")) {
         c.auth_headers.lock().unwrap().push(a.to_str().unwrap_or("").to_string());
