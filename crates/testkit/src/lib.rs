@@ -81,6 +81,8 @@ pub struct Script {
     /// Serve at most this many requests at once; the rest queue (and
     /// `/metrics` reports them as waiting, with vLLM's metric names).
     pub capacity: Option<u32>,
+    /// Keep every request body in [`Counters::bodies`].
+    pub record_bodies: bool,
 }
 
 impl Default for Script {
@@ -94,6 +96,7 @@ impl Default for Script {
             usage: true,
             anthropic: false,
             capacity: None,
+            record_bodies: false,
         }
     }
 }
@@ -107,7 +110,7 @@ pub struct Counters {
     /// (start, end) of every response, seconds since the server started.
     pub intervals: Mutex<Vec<(f64, f64)>>,
     pub auth_headers: Mutex<Vec<String>>,
-    /// Every request body, in order of arrival.
+    /// Every request body, in order of arrival (with `Script::record_bodies`).
     pub bodies: Mutex<Vec<String>>,
     /// Being served now (capacity mode).
     pub running: AtomicU64,
@@ -190,7 +193,9 @@ impl Drop for InFlight {
 
 async fn handle(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes, kind: &'static str) -> Response {
     let c = &s.counters;
-    c.bodies.lock().unwrap().push(String::from_utf8_lossy(&body).into_owned());
+    if s.script.record_bodies {
+        c.bodies.lock().unwrap().push(String::from_utf8_lossy(&body).into_owned());
+    }
     let n = c.requests.fetch_add(1, Ordering::SeqCst);
     if let Some(a) = headers.get("authorization").or_else(|| headers.get("x-api-key")) {
         c.auth_headers.lock().unwrap().push(a.to_str().unwrap_or("").to_string());
