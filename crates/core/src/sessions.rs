@@ -188,7 +188,8 @@ mod tests {
         assert_eq!((f.mean_session_input_tokens, f.mean_session_output_tokens), (Some(200.0), Some(20.0)));
         assert!((f.median_ttft_first_turn_ms.unwrap() - 100.0).abs() < 1e-9);
         assert!((f.median_ttft_later_turns_ms.unwrap() - 200.0).abs() < 1e-9);
-        let bands: Vec<(u32, u32, u64)> = f.by_context.iter().map(|b| (b.context_from, b.context_to, b.requests)).collect();
+        let bands: Vec<(u32, u32, u64)> =
+            f.by_context.iter().map(|b| (b.context_from, b.context_to, b.requests)).collect();
         assert_eq!(bands, [(0, 1024, 4), (1024, 2048, 1), (2048, 4096, 1)]);
         assert_eq!(f.server_cached_prompt_share, Some(0.75));
         // Records of other workloads have no session figures.

@@ -92,7 +92,9 @@ impl Senders {
         }
         let plan = self.workload.session(t.next_session)?;
         let n = plan.turns.len() as u64;
-        let from = if warmup_phase { 0 } else { 
+        let from = if warmup_phase {
+            0
+        } else {
             let next = t.next_index;
             *t.measured_from.get_or_insert(next)
         };

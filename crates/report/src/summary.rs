@@ -151,6 +151,42 @@ pub fn terminal_summary(meta: &RunMeta, m: &RunMetrics) -> String {
             num(ss.request_throughput)
         );
     }
+    if let Some(f) = &m.sessions {
+        s.push_str(&sessions_lines(f));
+    }
+    s
+}
+
+/// The session figures of a session workload, three lines.
+fn sessions_lines(f: &fleetbench_core::sessions::SessionFigures) -> String {
+    let opt = |v: Option<f64>| v.map(num).unwrap_or_else(|| "-".into());
+    let mut s = format!(
+        "sessions   {} completed of {} started ({} turns) · {} sessions/hour · completion mean {} s, p50 {}, p90 {}, p99 {}\n",
+        f.completed,
+        f.started,
+        f.turns,
+        num(f.sessions_per_hour),
+        opt(f.mean_completion_s),
+        opt(f.p50_completion_s),
+        opt(f.p90_completion_s),
+        opt(f.p99_completion_s),
+    );
+    s.push_str(&format!(
+        "turns      median TTFT first turn {} ms, later turns {} ms{}\n",
+        opt(f.median_ttft_first_turn_ms),
+        opt(f.median_ttft_later_turns_ms),
+        f.server_cached_prompt_share
+            .map(|c| format!(" · server served {:.0} % of prompt tokens from its prefix cache", 100.0 * c))
+            .unwrap_or_default()
+    ));
+    let bands: Vec<String> = f
+        .by_context
+        .iter()
+        .map(|b| format!("{}-{}: {} ms ({})", b.context_from, b.context_to, opt(b.median_ttft_ms), b.requests))
+        .collect();
+    if !bands.is_empty() {
+        s.push_str(&format!("TTFT by context tokens (median, turns) {}\n", bands.join(" · ")));
+    }
     s
 }
 

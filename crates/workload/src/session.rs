@@ -182,9 +182,9 @@ impl AgentSessionSpec {
     pub fn parse(rest: &str) -> Result<AgentSessionSpec, String> {
         let mut spec = AgentSessionSpec::default();
         for part in rest.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (k, v) = part.split_once('=').ok_or_else(|| {
-                format!("'{part}': expected key=value (turns, system, tool-output, output, think)")
-            })?;
+            let (k, v) = part
+                .split_once('=')
+                .ok_or_else(|| format!("'{part}': expected key=value (turns, system, tool-output, output, think)"))?;
             let (k, v) = (k.trim(), v.trim());
             match k {
                 "turns" => spec.turns = Span::parse(k, v)?,
@@ -352,7 +352,8 @@ mod tests {
 
     #[test]
     fn sessions_are_seeded_and_drawn_within_their_ranges() {
-        let spec = AgentSessionSpec::parse("turns=3..6,system=200,tool-output=40..80,output=10..20,think=0..2s").unwrap();
+        let spec =
+            AgentSessionSpec::parse("turns=3..6,system=200,tool-output=40..80,output=10..20,think=0..2s").unwrap();
         let w = AgentSessions::new(spec.clone(), 7).unwrap();
         let a = w.plan(3);
         assert_eq!(a, w.plan(3));
