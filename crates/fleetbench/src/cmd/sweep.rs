@@ -229,6 +229,9 @@ pub async fn run(mut args: SweepArgs, ctx: &Context) -> anyhow::Result<ExitCode>
         }
     }
     outln!("why: {}", o.reason);
+    if let Some(s) = &o.doc.sessions {
+        outln!("{}", s.describe(unit));
+    }
     if let Some(note) = fleetbench_report::time_scale_note(Some(o.doc.time_scale)) {
         outln!("{note}");
     }

@@ -11,7 +11,60 @@ pub mod records;
 use std::collections::BTreeMap;
 
 use fleetbench_client::prom::ServerLevelStats;
+use fleetbench_core::sessions::SessionFigures;
 use serde::{Deserialize, Serialize};
+
+/// A session workload across a sweep's levels: how long a session takes as
+/// agents are added, and where that time has doubled.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SessionCurve {
+    /// The lowest level with completed sessions, and their mean completion time there.
+    pub baseline_level: f64,
+    pub baseline_completion_s: f64,
+    /// The lowest level whose mean session completion time is at least twice
+    /// the baseline's; `None`: it never doubled within the levels measured.
+    pub doubling_level: Option<f64>,
+    /// The most completed sessions per hour at any level, and that level.
+    pub peak_sessions_per_hour: f64,
+    pub peak_level: f64,
+}
+
+impl SessionCurve {
+    /// One line: where session completion time doubled, and the peak rate.
+    pub fn describe(&self, unit: &str) -> String {
+        let doubled = match self.doubling_level {
+            Some(l) => format!("doubles by {} {unit}", fmt_level(l)),
+            None => "does not double within the levels measured".into(),
+        };
+        format!(
+            "sessions: completion time {:.1} s at {} {unit}, {doubled}; at most {:.0} sessions/hour (at {} {unit})",
+            self.baseline_completion_s,
+            fmt_level(self.baseline_level),
+            self.peak_sessions_per_hour,
+            fmt_level(self.peak_level)
+        )
+    }
+}
+
+/// The session curve of `(level, session figures)` pairs, in any order.
+pub fn session_curve(points: &[(f64, &SessionFigures)]) -> Option<SessionCurve> {
+    let mut timed: Vec<(f64, f64)> =
+        points.iter().filter_map(|(l, f)| f.mean_completion_s.filter(|_| f.completed > 0).map(|t| (*l, t))).collect();
+    timed.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let &(baseline_level, baseline_completion_s) = timed.first()?;
+    let doubling_level = timed.iter().find(|(_, t)| *t >= 2.0 * baseline_completion_s).map(|(l, _)| *l);
+    let (peak_level, peak) = points
+        .iter()
+        .map(|(l, f)| (*l, f.sessions_per_hour))
+        .fold((baseline_level, 0.0), |best, p| if p.1 > best.1 { p } else { best });
+    Some(SessionCurve {
+        baseline_level,
+        baseline_completion_s,
+        doubling_level,
+        peak_sessions_per_hour: peak,
+        peak_level,
+    })
+}
 
 /// What the cliff finder needs to know about one measured level.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -323,6 +376,31 @@ pub fn explain(levels: &[LevelOutcome], knee: &Knee, unit: &str, max_level: f64)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn session_completion_time_doubles_where_it_first_reaches_twice_the_baseline() {
+        let f = |t: Option<f64>, per_hour: f64| SessionFigures {
+            completed: t.map_or(0, |_| 3),
+            mean_completion_s: t,
+            sessions_per_hour: per_hour,
+            ..Default::default()
+        };
+        let (a, b, c, d) = (f(Some(10.0), 360.0), f(Some(14.0), 1000.0), f(Some(21.0), 1300.0), f(Some(40.0), 900.0));
+        let curve = session_curve(&[(8.0, &d), (1.0, &a), (2.0, &b), (4.0, &c)]).unwrap();
+        assert_eq!((curve.baseline_level, curve.baseline_completion_s), (1.0, 10.0));
+        assert_eq!(curve.doubling_level, Some(4.0));
+        assert_eq!((curve.peak_level, curve.peak_sessions_per_hour), (4.0, 1300.0));
+        assert_eq!(
+            curve.describe("agents"),
+            "sessions: completion time 10.0 s at 1 agents, doubles by 4 agents; at most 1300 sessions/hour (at 4 agents)"
+        );
+        let never = session_curve(&[(1.0, &a), (2.0, &b)]).unwrap();
+        assert_eq!(never.doubling_level, None);
+        // Levels whose sessions never completed do not set the baseline.
+        let none = f(None, 0.0);
+        assert_eq!(session_curve(&[(1.0, &none), (2.0, &b)]).unwrap().baseline_level, 2.0);
+        assert_eq!(session_curve(&[(1.0, &none)]), None);
+    }
 
     /// A server that serves at most `k` at once: throughput grows linearly
     /// to k, then stays flat.
