@@ -17,6 +17,7 @@ pub mod listing;
 pub mod perf;
 pub mod replay;
 pub mod server;
+mod sessions;
 
 pub use catalog::Catalog;
 pub use perf::{
