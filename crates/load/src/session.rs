@@ -5,6 +5,9 @@
 //! answer, thinks for the turn's think time and sends turn k+1. A failed
 //! turn ends its session (it is then not completed).
 //!
+//! Think times are the plan's in the backend's time: against a simulator
+//! that announced a time scale they are divided by it.
+//!
 //! Closed loop: `concurrency` agents, each starting its next session when the
 //! last one ends. Open loop: session `i` starts at arrival `i`. Sessions are
 //! taken whole: with a request budget, a session whose turns do not all fit
@@ -53,6 +56,10 @@ pub(crate) struct Senders {
     sampling: SamplingParams,
     deadline: Option<f64>,
     warmup: u64,
+    /// A backend that runs this many times faster than the hardware it
+    /// models (`sim serve --time-scale`) gets think times shortened as much,
+    /// so that they are the plan's in modelled time.
+    time_scale: f64,
     taker: Arc<Mutex<Taker>>,
 }
 
@@ -78,6 +85,7 @@ impl Senders {
             sampling: sampling.clone(),
             deadline,
             warmup,
+            time_scale: client.time_scale().filter(|s| *s > 0.0).unwrap_or(1.0),
             taker: Arc::default(),
         }
     }
@@ -119,7 +127,7 @@ impl Senders {
         let mut t_sched = t_ready;
         for (k, turn) in s.plan.turns.iter().enumerate() {
             if k > 0 && !turn.think.is_zero() {
-                t_sched += turn.think.as_secs_f64();
+                t_sched += turn.think.as_secs_f64() / self.time_scale;
                 tokio::time::sleep_until(self.clock.instant_at(t_sched).into()).await;
             }
             if self.past_deadline() {

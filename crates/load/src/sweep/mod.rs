@@ -352,6 +352,9 @@ pub fn explain(levels: &[LevelOutcome], knee: &Knee, unit: &str, max_level: f64)
     let running = server.iter().filter_map(|s| s.max_running).fold(0.0, f64::max);
     let preempted: f64 = server.iter().filter_map(|s| s.preemptions).sum();
     let kv_clause = kv.map(|k| format!(" while KV cache is at {:.0} %", k * 100.0)).unwrap_or_default();
+    if let Some(line) = prefix_cache_clause(levels, knee.level, &k, unit, &kv_clause, waiting) {
+        return line;
+    }
     if !server.is_empty() {
         if waiting >= 1.0 {
             return format!(
@@ -371,6 +374,39 @@ pub fn explain(levels: &[LevelOutcome], knee: &Knee, unit: &str, max_level: f64)
         knee.saturation_output_throughput,
         contention.map(|c| format!(" while per-request speed falls {c:.0} %")).unwrap_or_default()
     )
+}
+
+/// A prefix cache that held what requests reuse (30 % of prompt tokens or
+/// more at some level up to the knee) and beyond the knee lost at least 15
+/// points of that: then the cache is what bends the curve, as when agents'
+/// session histories no longer fit beside each other and every turn
+/// prefills its history again.
+fn prefix_cache_clause(
+    levels: &[LevelOutcome],
+    knee: f64,
+    k: &str,
+    unit: &str,
+    kv_clause: &str,
+    waiting: f64,
+) -> Option<String> {
+    let rate = |l: &LevelOutcome| l.server.as_ref().and_then(|s| s.prefix_cache_hit_rate).map(|r| (l.level, r));
+    let best = levels.iter().filter(|l| l.level <= knee).filter_map(rate).max_by(|a, b| a.1.total_cmp(&b.1))?;
+    let worst = levels.iter().filter(|l| l.level > knee).filter_map(rate).min_by(|a, b| a.1.total_cmp(&b.1))?;
+    if best.1 < 0.3 || best.1 - worst.1 < 0.15 {
+        return None;
+    }
+    let queue = if waiting >= 1.0 {
+        format!("; requests queue on the server (waiting up to {waiting:.0})")
+    } else {
+        String::new()
+    };
+    Some(format!(
+        "beyond {k} {unit} the prefix cache no longer holds what requests reuse: its hit rate falls from {:.0} % (at {}) to {:.0} % (at {}){kv_clause}, so each request prefills again what an earlier one left cached{queue}",
+        100.0 * best.1,
+        fmt_level(best.0),
+        100.0 * worst.1,
+        fmt_level(worst.0)
+    ))
 }
 
 #[cfg(test)]
@@ -484,5 +520,33 @@ mod tests {
         levels[3].server = None;
         let e = explain(&levels, &knee, "agents", 256.0);
         assert!(e.contains("no metrics") && e.contains("falls 50 %"), "{e}");
+
+        // Agents whose histories the prefix cache held up to the knee and no longer beyond it.
+        let with_cache = |rate: f64, waiting: f64| ServerLevelStats {
+            samples: 5,
+            max_waiting: Some(waiting),
+            max_running: Some(4.0),
+            max_kv_cache_usage: Some(1.0),
+            prefix_cache_hit_rate: Some(rate),
+            ..Default::default()
+        };
+        for (l, rate) in levels.iter_mut().zip([0.75, 0.72, 0.69, 0.25]) {
+            l.server = Some(with_cache(rate, if l.level > 4.0 { 3.0 } else { 0.0 }));
+        }
+        let e = explain(&levels, &knee, "agents", 256.0);
+        assert_eq!(
+            e,
+            "beyond 4 agents the prefix cache no longer holds what requests reuse: its hit rate falls from 75 % (at 1) \
+             to 25 % (at 8) while KV cache is at 100 %, so each request prefills again what an earlier one left cached; \
+             requests queue on the server (waiting up to 3)"
+        );
+        // A small drop, or a cache that never held much, is not what bends the curve.
+        levels[3].server = Some(with_cache(0.62, 3.0));
+        assert!(explain(&levels, &knee, "agents", 256.0).starts_with("beyond 4 agents requests queue"));
+        for l in &mut levels {
+            l.server = Some(with_cache(0.2, 3.0));
+        }
+        levels[3].server = Some(with_cache(0.0, 3.0));
+        assert!(!explain(&levels, &knee, "agents", 256.0).contains("prefix cache"));
     }
 }
