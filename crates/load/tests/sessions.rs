@@ -33,8 +33,19 @@ fn script() -> Script {
 const WORKLOAD: &str = "agent-session:turns=2..4,system=60,tool-output=10..20,output=4,think=100ms";
 
 async fn drive(url: &str, schedule: Schedule, requests: u64, warmup: u64, seed: u64) -> Vec<RequestRecord> {
+    drive_workload(url, WORKLOAD, schedule, requests, warmup, seed).await
+}
+
+async fn drive_workload(
+    url: &str,
+    workload: &str,
+    schedule: Schedule,
+    requests: u64,
+    warmup: u64,
+    seed: u64,
+) -> Vec<RequestRecord> {
     let client = Client::new(ClientConfig::new(url, ApiKind::Chat, "test-model")).unwrap();
-    let workload: Arc<dyn Workload> = Arc::from(WorkloadSpec::parse(WORKLOAD).unwrap().build(seed).unwrap());
+    let workload: Arc<dyn Workload> = Arc::from(WorkloadSpec::parse(workload).unwrap().build(seed).unwrap());
     let plan = RunPlan {
         schedule,
         stop: StopCondition { requests: Some(requests), duration: None },
@@ -168,4 +179,49 @@ async fn open_loop_sessions_start_at_the_arrivals_and_warm_up_whole_sessions() {
     assert!(measured <= 8 && measured >= 8 - 3, "{measured}");
     let m = RunMetrics::compute(&recs, &Slo::default(), None);
     assert_eq!(m.sessions.unwrap().completed, sessions.len() as u64 - 1);
+}
+
+/// The conversation fixture of the workload crate (four conversations, eight user turns).
+fn conversations_fixture() -> String {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../workload/tests/fixtures/sharegpt-small.json");
+    p.to_string_lossy().into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversations_replay_the_dataset_answers_or_the_models_own() {
+    let file = conversations_fixture();
+    let dataset: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let answers: Vec<String> = dataset
+        .iter()
+        .flat_map(|c| c["conversations"].as_array().unwrap().iter())
+        .filter(|m| m["from"] == "gpt")
+        .map(|m| m["value"].as_str().unwrap().to_string())
+        .collect();
+    for (replay, from_dataset) in [("dataset", true), ("model", false)] {
+        let s = common::start(script()).await;
+        let workload = format!("conversations:{file},replay={replay}");
+        let recs = drive_workload(&s.base_url(), &workload, Schedule::Closed { concurrency: 2 }, 8, 0, 1).await;
+        // All four conversations, whole: 3 + 2 + 1 + 2 user turns.
+        assert_eq!(recs.len(), 8, "{replay}");
+        let sessions = by_session(&recs);
+        let turns: Vec<(String, usize)> = sessions.iter().map(|(k, v)| (k.clone(), v.len())).collect();
+        let want = [("conv-agents-4", 2), ("conv-cache-3", 1), ("conv-deploy-1", 3), ("conv-latency-2", 2)];
+        assert_eq!(turns, want.map(|(k, n)| (k.to_string(), n)));
+        let m = RunMetrics::compute(&recs, &Slo::default(), Some(2));
+        assert_eq!(m.sessions.unwrap().completed, 4);
+        for b in s.counters.bodies.lock().unwrap().iter() {
+            for (role, content) in messages(b) {
+                if role == "assistant" {
+                    if from_dataset {
+                        assert!(answers.contains(&content), "{content}");
+                    } else {
+                        assert_eq!(content, ANSWER);
+                    }
+                }
+            }
+        }
+        // The longest conversation's last turn carried both earlier answers.
+        let deepest = s.counters.bodies.lock().unwrap().iter().map(|b| messages(b).len()).max().unwrap();
+        assert_eq!(deepest, 1 + 5, "system, then user, answer, user, answer, user");
+    }
 }

@@ -9,12 +9,14 @@
 //! - [`shared_prefix`]: inference-perf's `shared_prefix` generator, single or multi-turn;
 //! - [`coding_swarm`]: the built-in coding tasks;
 //! - [`session`]: session workloads (agent sessions) whose turns carry the history;
+//! - [`conversations`]: conversation sets from ShareGPT JSON or JSONL files, replayed as sessions;
 //! - [`schedule`]: closed and open loops, one-rate arrival processes;
 //! - [`arrivals`]: the `--arrivals` grammar: staged processes and traces;
 //! - [`trace`]: trace files (fleetbench JSONL, Mooncake, BurstGPT, Azure) and the workload they imply.
 
 pub mod arrivals;
 pub mod coding_swarm;
+pub mod conversations;
 pub mod schedule;
 pub mod session;
 pub mod shared_prefix;

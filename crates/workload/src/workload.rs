@@ -46,11 +46,14 @@ pub enum WorkloadError {
     #[error(
         "unknown workload '{0}': use synthetic:in=512,out=256[,spread=0.2], \
          shared-prefix:groups=G,users=U,system=S,question=Q,output=O[,multi-turn], coding-swarm, \
-         agent-session:turns=8..24,system=2000,tool-output=500..4000,output=150..600,think=0..2s or file:PATH.jsonl"
+         agent-session:turns=8..24,system=2000,tool-output=500..4000,output=150..600,think=0..2s, \
+         conversations:FILE[,replay=dataset|model] or file:PATH.jsonl"
     )]
     Unknown(String),
     #[error("bad agent-session workload '{spec}': {why}")]
     AgentSession { spec: String, why: String },
+    #[error("bad conversations workload '{spec}': {why}")]
+    Conversations { spec: String, why: String },
     #[error("bad shared-prefix workload '{spec}': {why}")]
     SharedPrefix { spec: String, why: String },
     #[error("bad --arrivals '{spec}': {why}")]
@@ -84,6 +87,8 @@ pub enum WorkloadSpec {
     SharedPrefix(crate::shared_prefix::SharedPrefixSpec),
     /// Coding-agent sessions (`agent-session:...`).
     AgentSession(crate::session::AgentSessionSpec),
+    /// A conversation set from a file (`conversations:FILE[,replay=...]`).
+    Conversations(crate::conversations::ConversationsSpec),
 }
 
 impl WorkloadSpec {
@@ -120,6 +125,11 @@ impl WorkloadSpec {
                 .map(WorkloadSpec::AgentSession)
                 .map_err(|why| WorkloadError::AgentSession { spec: s.to_string(), why });
         }
+        if let Some(rest) = s.strip_prefix("conversations:") {
+            return crate::conversations::ConversationsSpec::parse(rest)
+                .map(WorkloadSpec::Conversations)
+                .map_err(|why| WorkloadError::Conversations { spec: s.to_string(), why });
+        }
         if s == "coding-swarm" {
             return Ok(WorkloadSpec::CodingSwarm);
         }
@@ -138,6 +148,7 @@ impl WorkloadSpec {
             WorkloadSpec::CodingSwarm => Box::new(crate::coding_swarm::CodingSwarm::builtin(seed)?),
             WorkloadSpec::SharedPrefix(spec) => Box::new(crate::shared_prefix::SharedPrefix::new(*spec, seed)),
             WorkloadSpec::AgentSession(spec) => Box::new(crate::session::AgentSessions::new(spec.clone(), seed)?),
+            WorkloadSpec::Conversations(spec) => Box::new(crate::conversations::Conversations::load(spec)?),
         })
     }
 }
