@@ -643,6 +643,7 @@ async fn ask_backend(
         },
         seed: env.cfg.seed,
         arrivals: None,
+        ramp: None,
     };
     if n == 0 {
         return (spec.name.clone(), Vec::new());

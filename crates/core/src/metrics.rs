@@ -101,6 +101,31 @@ pub struct RunMetrics {
     pub request_sessions: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub request_turns: Vec<u32>,
+    /// `--ramp`: the figures of each window of the ramp.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<WindowFigures>,
+}
+
+/// The figures of one window of a ramp (docs/METRICS.md, "Ramps").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowFigures {
+    /// Seconds from the ramp's start.
+    pub start_s: f64,
+    pub end_s: f64,
+    /// The load in the window: arrivals per second or agents.
+    pub level: f64,
+    /// Measured requests due in the window (by `t_sched`), and those of them that failed.
+    pub requests: u64,
+    pub failed: u64,
+    /// Requests that completed in the window, per second.
+    pub request_throughput: f64,
+    /// Output tokens whose events fell in the window, per second.
+    pub output_throughput: f64,
+    pub median_ttft_ms: Option<f64>,
+    pub p99_ttft_ms: Option<f64>,
+    pub median_tpot_ms: Option<f64>,
+    /// Most measured requests in flight at once within the window.
+    pub max_concurrent_requests: u64,
 }
 
 /// The `*_ms` figures among the keys a flattened [`RunMetrics`] is offered.
@@ -212,6 +237,43 @@ impl RunMetrics {
             }
         }
         m
+    }
+}
+
+impl WindowFigures {
+    /// The figures of each window `(start_s, end_s, level)`, seconds from
+    /// `origin` on the run clock. Warm-up records are ignored.
+    pub fn compute(records: &[RequestRecord], origin: f64, windows: &[(f64, f64, f64)]) -> Vec<WindowFigures> {
+        let measured: Vec<&RequestRecord> = records.iter().filter(|r| !r.warmup).collect();
+        let done: Vec<&RequestRecord> = measured.iter().copied().filter(|r| r.ok()).collect();
+        windows
+            .iter()
+            .map(|&(start_s, end_s, level)| {
+                let (a, b) = (origin + start_s, origin + end_s);
+                let width = (b - a).max(1e-9);
+                let due: Vec<&&RequestRecord> = measured.iter().filter(|r| r.t_sched >= a && r.t_sched < b).collect();
+                let ok: Vec<&&&RequestRecord> = due.iter().filter(|r| r.ok()).collect();
+                let ttft: Vec<f64> = ok.iter().filter_map(|r| r.ttft()).map(|s| s * 1e3).collect();
+                let tpot: Vec<f64> = ok.iter().filter_map(|r| r.tpot()).map(|s| s * 1e3).collect();
+                let tokens = token_weights(&done).filter(|(t, _)| *t >= a && *t < b).fold(0.0, |sum, (_, w)| sum + w);
+                let ended = done.iter().filter(|r| r.t_end >= a && r.t_end < b).count() as f64;
+                let clipped =
+                    measured.iter().filter(|r| r.t_send < b && r.t_end > a).map(|r| (r.t_send.max(a), r.t_end.min(b)));
+                WindowFigures {
+                    start_s,
+                    end_s,
+                    level,
+                    requests: due.len() as u64,
+                    failed: (due.len() - ok.len()) as u64,
+                    request_throughput: ended / width,
+                    output_throughput: tokens / width,
+                    median_ttft_ms: stats::percentile(&ttft, 50.0),
+                    p99_ttft_ms: stats::percentile(&ttft, 99.0),
+                    median_tpot_ms: stats::percentile(&tpot, 50.0),
+                    max_concurrent_requests: max_in_flight(clipped),
+                }
+            })
+            .collect()
     }
 }
 

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
 use fleetbench_workload::arrivals::Instant;
-use fleetbench_workload::{ArrivalPlan, Schedule, Workload};
+use fleetbench_workload::{ArrivalPlan, RampKind, RampSpec, Schedule, Workload};
 
 /// When to stop issuing new requests (requests in flight then finish).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -39,6 +39,9 @@ pub struct RunPlan {
     /// Open loop: the arrival instants (stages or a trace) that replace the
     /// schedule's single rate; the run also stops when they run out.
     pub arrivals: Option<ArrivalPlan>,
+    /// `--ramp`: a closed loop's agents join over time (a rate ramp comes
+    /// as `arrivals`); the run's figures are cut into the ramp's windows.
+    pub ramp: Option<RampSpec>,
 }
 
 /// What the engine did.
@@ -82,7 +85,7 @@ pub async fn run(
             );
             return match plan.schedule {
                 Schedule::Closed { concurrency } => {
-                    crate::session::closed_loop(senders, concurrency, plan.stop.requests).await
+                    crate::session::closed_loop(senders, concurrency, plan.stop.requests, &agent_starts(plan)).await
                 }
                 Schedule::Open { rate, arrival, max_concurrency } => {
                     let arrivals = match &plan.arrivals {
@@ -145,17 +148,25 @@ async fn closed_loop(
 ) {
     let next = Arc::new(AtomicU64::new(0));
     if plan.warmup > 0 {
-        let warm = Phase { next: next.clone(), end: Some(plan.warmup) };
+        let warm = Phase { next: next.clone(), end: Some(plan.warmup), starts: Vec::new() };
         agents(plan, concurrency, client, workload, clock, sink, warm, deadline, finished).await;
     }
-    let measured = Phase { next, end: budget };
+    let measured = Phase { next, end: budget, starts: agent_starts(plan) };
     agents(plan, concurrency, client, workload, clock, sink, measured, deadline, finished).await;
 }
 
-/// Request indexes one phase of a closed loop hands out.
+/// A concurrency ramp's agent start offsets (seconds from the measured
+/// phase's start); empty: every agent starts at once.
+pub(crate) fn agent_starts(plan: &RunPlan) -> Vec<f64> {
+    plan.ramp.filter(|r| r.kind == RampKind::Concurrency).map(|r| r.agent_starts()).unwrap_or_default()
+}
+
+/// Request indexes one phase of a closed loop hands out, and when each
+/// agent joins it.
 struct Phase {
     next: Arc<AtomicU64>,
     end: Option<u64>,
+    starts: Vec<f64>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -181,8 +192,12 @@ async fn agents(
         let finished = finished.clone();
         let sampling = plan.sampling.clone();
         let warmup = plan.warmup;
+        let start = phase.starts.get(agent as usize).copied().unwrap_or(0.0);
         agents.spawn(async move {
-            let mut t_sched = t0;
+            let mut t_sched = t0 + start;
+            if start > 0.0 {
+                tokio::time::sleep_until(clock.instant_at(t_sched).into()).await;
+            }
             loop {
                 if deadline.is_some_and(|d| clock.now() >= d) {
                     break;

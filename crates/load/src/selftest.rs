@@ -81,6 +81,7 @@ async fn closed_loop(
         sampling: SamplingParams::default(),
         seed: 1,
         arrivals: None,
+        ramp: None,
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -173,20 +173,25 @@ struct Closed;
 
 /// Closed loop: warm-up sessions first (all of them end before the first
 /// measured one starts), then sessions until the budget or the deadline.
-pub(crate) async fn closed_loop(senders: Senders, concurrency: u32, requests: Option<u64>) {
+/// `starts`: when each agent joins the measured phase (a concurrency ramp).
+pub(crate) async fn closed_loop(senders: Senders, concurrency: u32, requests: Option<u64>, starts: &[f64]) {
     if senders.warmup > 0 {
-        agents(&senders, concurrency, None, true).await;
+        agents(&senders, concurrency, None, true, &[]).await;
     }
-    agents(&senders, concurrency, requests, false).await;
+    agents(&senders, concurrency, requests, false, starts).await;
 }
 
-async fn agents(senders: &Senders, concurrency: u32, requests: Option<u64>, warmup_phase: bool) {
+async fn agents(senders: &Senders, concurrency: u32, requests: Option<u64>, warmup_phase: bool, starts: &[f64]) {
     let mut agents = JoinSet::new();
     let t0 = senders.clock.now();
     for agent in 0..concurrency {
         let s = senders.clone();
+        let start = starts.get(agent as usize).copied().unwrap_or(0.0);
         agents.spawn(async move {
-            let mut t_ready = t0;
+            let mut t_ready = t0 + start;
+            if start > 0.0 {
+                tokio::time::sleep_until(s.clock.instant_at(t_ready).into()).await;
+            }
             while !s.past_deadline() {
                 let Some(taken) = s.take(requests, warmup_phase) else { break };
                 match s.run_session(taken, Some(agent), t_ready).await {

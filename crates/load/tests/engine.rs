@@ -20,6 +20,7 @@ async fn drive(client: &Client, schedule: Schedule, requests: u64, warmup: u64) 
         sampling: SamplingParams { max_tokens: Some(16), ..Default::default() },
         seed: 1,
         arrivals: None,
+        ramp: None,
     };
     let (tx, mut rx) = mpsc::unbounded_channel();
     let (_stop_tx, stop_rx) = watch::channel(false);
@@ -322,6 +323,7 @@ async fn stop_signal_interrupts_a_run() {
         sampling: SamplingParams::default(),
         seed: 1,
         arrivals: None,
+        ramp: None,
     };
     let (tx, mut rx) = mpsc::unbounded_channel();
     let (stop_tx, stop_rx) = watch::channel(false);

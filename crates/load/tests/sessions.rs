@@ -53,6 +53,7 @@ async fn drive_workload(
         sampling: SamplingParams::default(),
         seed,
         arrivals: None,
+        ramp: None,
     };
     let (tx, mut rx) = mpsc::unbounded_channel();
     let (_stop_tx, stop_rx) = watch::channel(false);

@@ -154,7 +154,45 @@ pub fn terminal_summary(meta: &RunMeta, m: &RunMetrics) -> String {
     if let Some(f) = &m.sessions {
         s.push_str(&sessions_lines(f));
     }
+    if !m.windows.is_empty() {
+        s.push_str(&windows_table(&m.windows));
+    }
     s
+}
+
+/// A ramp's windows, one row each: the curve the ramp drew.
+fn windows_table(windows: &[fleetbench_core::metrics::WindowFigures]) -> String {
+    let opt = |v: Option<f64>| v.map(num).unwrap_or_else(|| "-".into());
+    let mut t = Table::new([
+        "window (s)",
+        "load",
+        "requests",
+        "failed",
+        "req/s",
+        "out tok/s",
+        "TTFT p50 ms",
+        "TTFT p99 ms",
+        "TPOT p50 ms",
+        "max in flight",
+    ])
+    .indent(2)
+    .all_right()
+    .align(0, Align::Left);
+    for w in windows {
+        t.push([
+            format!("{}–{}", num(w.start_s), num(w.end_s)),
+            num(w.level),
+            w.requests.to_string(),
+            w.failed.to_string(),
+            num(w.request_throughput),
+            num(w.output_throughput),
+            opt(w.median_ttft_ms),
+            opt(w.p99_ttft_ms),
+            opt(w.median_tpot_ms),
+            w.max_concurrent_requests.to_string(),
+        ]);
+    }
+    format!("\nramp windows\n{}\n", t.text())
 }
 
 /// The session figures of a session workload, three lines.

@@ -33,6 +33,7 @@ async fn measured_ttft_and_tpot_match_the_engine_schedule() {
         sampling: SamplingParams { max_tokens: Some(output), ..SamplingParams::default() },
         seed: 1,
         arrivals: None,
+        ramp: None,
     };
     let workload = Arc::new(SyntheticWorkload::new(200, output, 0.0, 7));
     let (tx, mut rx) = mpsc::unbounded_channel::<RequestRecord>();

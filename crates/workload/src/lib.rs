@@ -11,12 +11,14 @@
 //! - [`session`]: session workloads (agent sessions) whose turns carry the history;
 //! - [`conversations`]: conversation sets from ShareGPT JSON or JSONL files, replayed as sessions;
 //! - [`schedule`]: closed and open loops, one-rate arrival processes;
+//! - [`ramp`]: the `--ramp` grammar: a rate or concurrency that rises during one run;
 //! - [`arrivals`]: the `--arrivals` grammar: staged processes and traces;
 //! - [`trace`]: trace files (fleetbench JSONL, Mooncake, BurstGPT, Azure) and the workload they imply.
 
 pub mod arrivals;
 pub mod coding_swarm;
 pub mod conversations;
+pub mod ramp;
 pub mod schedule;
 pub mod session;
 pub mod shared_prefix;
@@ -25,6 +27,7 @@ pub mod trace;
 pub mod workload;
 
 pub use arrivals::{ArrivalPlan, ArrivalSpec, Stage};
+pub use ramp::{RampKind, RampSpec, RampWindow};
 pub use schedule::{Arrival, ArrivalTimes, Schedule};
 pub use session::{AgentSessionSpec, AgentSessions, SessionPlan, TurnPlan};
 pub use shared_prefix::{SharedPrefix, SharedPrefixSpec};

@@ -18,7 +18,9 @@ use fleetbench_load::{RunPlan, Schedule, StopCondition};
 use fleetbench_report::export::RunExport;
 use fleetbench_store::Store;
 
-use crate::args::{BackendArgs, DashboardArgs, InstrumentArgs, OutputArgs, SamplingArgs, SloArgs, TrafficArgs};
+use crate::args::{
+    BackendArgs, DashboardArgs, InstrumentArgs, OutputArgs, ResolvedTraffic, SamplingArgs, SloArgs, TrafficArgs,
+};
 use crate::context::Context;
 use crate::output::{notes, Bar, EXIT_ERROR_RATE, EXIT_INTERRUPTED};
 use crate::{live, outln, provenance};
@@ -73,12 +75,13 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
-    fn config(&self, schedule: Schedule, requests: Option<u64>, arrivals: Option<String>) -> RunConfig {
+    fn config(&self, schedule: Schedule, requests: Option<u64>, t: &ResolvedTraffic) -> RunConfig {
         let mut c = RunConfig {
             api: Some(self.backend.api),
             stream: Some(!self.backend.no_stream),
             requests,
-            duration_s: self.traffic.duration.map(|d| d.as_secs_f64()),
+            duration_s: t.duration.map(|d| d.as_secs_f64()),
+            ramp: t.ramp.map(|r| r.describe()),
             warmup: Some(self.traffic.warmup),
             seed: Some(self.sampling.seed),
             max_tokens: self.sampling.max_tokens,
@@ -96,7 +99,7 @@ impl RunArgs {
                 c.request_rate = Some(rate);
                 c.burstiness = Some(self.traffic.burstiness);
                 c.max_concurrency = max_concurrency;
-                c.arrivals = arrivals;
+                c.arrivals = t.arrivals.clone();
             }
         }
         c
@@ -111,6 +114,7 @@ pub async fn run(args: RunArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     }
     let t = args.traffic.resolve(&args.sampling)?;
     let (schedule, requests) = (t.schedule, t.requests);
+    let base_config = args.config(schedule, requests, &t);
     let workload: Arc<dyn fleetbench_load::Workload> = Arc::from(t.traffic.workload);
     let mut cfg = args.backend.client_config()?;
     cfg.keep_output_text = args.keep_text;
@@ -123,11 +127,12 @@ pub async fn run(args: RunArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     let arrivals = t.traffic.arrivals;
     let plan = RunPlan {
         schedule,
-        stop: StopCondition { requests, duration: args.traffic.duration },
+        stop: StopCondition { requests, duration: t.duration },
         warmup: args.traffic.warmup,
         sampling: args.sampling.sampling(),
         seed: args.sampling.seed,
         arrivals: arrivals.clone(),
+        ramp: t.ramp,
     };
     let mut meta = provenance::client_meta(&client);
     meta.workload = workload.describe();
@@ -135,10 +140,7 @@ pub async fn run(args: RunArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         Some(a) => format!("open loop, arrivals {}", a.describe()),
         None => schedule.describe(),
     };
-    let config = RunConfig {
-        time_scale: (time_scale != 1.0).then_some(time_scale),
-        ..args.config(schedule, requests, t.arrivals)
-    };
+    let config = RunConfig { time_scale: (time_scale != 1.0).then_some(time_scale), ..base_config };
     meta.config = serde_json::to_value(config)?;
     let store = Store::open(&ctx.db_path)?;
     let (instruments, prepared) = Instruments::prepare(&args.instruments.spec()).await?;

@@ -374,6 +374,7 @@ async fn measure_level(
         sampling: cfg.sampling.clone(),
         seed,
         arrivals: None,
+        ramp: None,
     };
     let config = RunConfig {
         sweep: Some(cfg.group.clone()),
