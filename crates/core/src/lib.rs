@@ -10,6 +10,7 @@ pub mod compare;
 pub mod metrics;
 pub mod outcome;
 pub mod record;
+pub mod repeats;
 pub mod request;
 pub mod run;
 pub mod sessions;

@@ -231,8 +231,9 @@ pub struct ResolvedTraffic {
 }
 
 impl TrafficArgs {
-    /// The schedule, the workload and its arrivals, and the request budget.
-    pub fn resolve(&self, sampling: &SamplingArgs) -> anyhow::Result<ResolvedTraffic> {
+    /// The schedule, the workload and its arrivals (seeded by `seed`,
+    /// normally `--seed`), and the request budget.
+    pub fn resolve(&self, sampling: &SamplingArgs, seed: u64) -> anyhow::Result<ResolvedTraffic> {
         if let Some(0) = self.concurrency {
             bail!("--concurrency must be at least 1");
         }
@@ -253,7 +254,7 @@ impl TrafficArgs {
         };
         let workload = WorkloadSpec::parse(&sampling.workload)?;
         let given = sampling.workload != DEFAULT_WORKLOAD;
-        let traffic = Traffic::resolve(&workload, given, spec.as_ref(), sampling.seed)?;
+        let traffic = Traffic::resolve(&workload, given, spec.as_ref(), seed)?;
         let agents = ramp.filter(|r| r.kind == RampKind::Concurrency).map(|r| r.to as u32);
         let schedule = match (self.concurrency.or(agents), self.rate, &traffic.arrivals) {
             (Some(c), _, _) => Schedule::Closed { concurrency: c },

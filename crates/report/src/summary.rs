@@ -160,6 +160,29 @@ pub fn terminal_summary(meta: &RunMeta, m: &RunMetrics) -> String {
     s
 }
 
+/// `run --repeat N`: each headline figure's runs, mean, spread and the 95 %
+/// interval of the mean across runs.
+pub fn repeats_table(r: &fleetbench_core::repeats::RepeatFigures) -> String {
+    let mut t = Table::new(["figure", "runs", "mean [95% CI across runs]", "min", "max", "spread %", "std"])
+        .indent(2)
+        .all_right()
+        .align(0, Align::Left);
+    for (key, f) in &r.figures {
+        let ci = f.ci95.map(|[lo, hi]| format!(" [{}, {}]", num(lo), num(hi))).unwrap_or_default();
+        t.push([
+            key.clone(),
+            f.values.iter().map(|v| num(*v)).collect::<Vec<_>>().join(" "),
+            format!("{}{ci}", num(f.mean)),
+            num(f.min),
+            num(f.max),
+            format!("{:.1}", f.spread_pct),
+            num(f.std),
+        ]);
+    }
+    let ids: Vec<String> = r.run_ids.iter().map(i64::to_string).collect();
+    format!("{} runs ({}): how far they lie apart\n{}", r.runs, ids.join(", "), t.text())
+}
+
 /// A ramp's windows, one row each: the curve the ramp drew.
 fn windows_table(windows: &[fleetbench_core::metrics::WindowFigures]) -> String {
     let opt = |v: Option<f64>| v.map(num).unwrap_or_else(|| "-".into());

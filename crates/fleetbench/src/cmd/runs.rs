@@ -83,8 +83,10 @@ pub async fn run(args: RunsArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
 
 fn export(store: &Store, id: i64, format: Format, out: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let s = reload(store, id)?;
-    let bytes =
-        render(&RunExport { meta: &s.meta, metrics: &s.metrics, records: &s.records, figures: &s.figures }, format)?;
+    let bytes = render(
+        &RunExport { meta: &s.meta, metrics: &s.metrics, records: &s.records, figures: &s.figures, repeats: None },
+        format,
+    )?;
     match out {
         Some(p) => write_file(&p, &bytes)?,
         None => emit(&String::from_utf8_lossy(&bytes)),
