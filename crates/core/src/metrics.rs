@@ -104,6 +104,58 @@ pub struct RunMetrics {
     /// `--ramp`: the figures of each window of the ramp.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub windows: Vec<WindowFigures>,
+    /// A model mix (`--model a,b,c`): the figures of each model's requests.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub models: BTreeMap<String, ModelFigures>,
+}
+
+/// The figures of one model of a model mix (docs/METRICS.md, "Model mixes").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelFigures {
+    pub sent: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub total_output_tokens: u64,
+    /// Its output tokens over the run's duration.
+    pub output_throughput: f64,
+    pub median_ttft_ms: Option<f64>,
+    pub p99_ttft_ms: Option<f64>,
+    pub median_tpot_ms: Option<f64>,
+    pub mean_tok_s: Option<f64>,
+}
+
+impl ModelFigures {
+    /// Per model named in the measured records' context; empty when none names one.
+    fn by_model(measured: &[&RequestRecord], duration: f64) -> BTreeMap<String, ModelFigures> {
+        let mut groups: BTreeMap<&str, Vec<&RequestRecord>> = BTreeMap::new();
+        for r in measured {
+            if let Some(m) = r.context.model.as_deref() {
+                groups.entry(m).or_default().push(r);
+            }
+        }
+        groups
+            .into_iter()
+            .map(|(model, rs)| {
+                let ok: Vec<&&RequestRecord> = rs.iter().filter(|r| r.ok()).collect();
+                let ttft: Vec<f64> = ok.iter().filter_map(|r| r.ttft()).map(|s| s * 1e3).collect();
+                let tpot: Vec<f64> = ok.iter().filter_map(|r| r.tpot()).map(|s| s * 1e3).collect();
+                let tok_s: Vec<f64> = ok.iter().filter_map(|r| r.tok_s()).collect();
+                let tokens: u64 = ok.iter().map(|r| r.output_tokens).sum();
+                let f = ModelFigures {
+                    sent: rs.len() as u64,
+                    completed: ok.len() as u64,
+                    failed: (rs.len() - ok.len()) as u64,
+                    total_output_tokens: tokens,
+                    output_throughput: if duration > 0.0 { tokens as f64 / duration } else { 0.0 },
+                    median_ttft_ms: stats::percentile(&ttft, 50.0),
+                    p99_ttft_ms: stats::percentile(&ttft, 99.0),
+                    median_tpot_ms: stats::percentile(&tpot, 50.0),
+                    mean_tok_s: stats::mean(&tok_s),
+                };
+                (model.to_string(), f)
+            })
+            .collect()
+    }
 }
 
 /// The figures of one window of a ramp (docs/METRICS.md, "Ramps").
@@ -230,6 +282,7 @@ impl RunMetrics {
             m.errors.push(r.error.as_ref().map(|e| format!("{}: {}", e.label(), e.message)).unwrap_or_default());
         }
         m.sessions = crate::sessions::SessionFigures::compute(&measured, m.duration);
+        m.models = ModelFigures::by_model(&measured, m.duration);
         if m.sessions.is_some() {
             for r in &measured {
                 m.request_sessions.push(r.context.conversation.clone().unwrap_or_default());

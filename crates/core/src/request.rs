@@ -137,6 +137,10 @@ pub struct RequestContext {
     /// turn is recorded counts as completed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_turns: Option<u32>,
+    /// A model mix (`--model a,b,c`): the served model or adapter the
+    /// request goes to, instead of the client's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
 }
 
 impl RequestContext {

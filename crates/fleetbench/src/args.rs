@@ -15,6 +15,7 @@ use fleetbench_core::{parse_duration, ApiKind, SamplingParams, Slo};
 use fleetbench_econ::instruments::{InstrumentSpec, DEFAULT_PUE, DEFAULT_SUPPLY};
 use fleetbench_load::{Arrival, ArrivalSpec, Schedule, WorkloadSpec};
 use fleetbench_sim::{DeploymentSpec, Parallelism};
+use fleetbench_workload::models::ModelMix;
 use fleetbench_workload::{RampKind, RampSpec, Traffic};
 
 /// `--api chat|completions|anthropic`, parsed into the one [`ApiKind`].
@@ -28,7 +29,8 @@ pub struct BackendArgs {
     /// Base URL of the backend, with the API version path.
     #[arg(long, value_name = "URL", help_heading = "Backend")]
     pub url: String,
-    /// Model name sent in every request.
+    /// Model name sent in every request; in `run`, several (a,b,c, or weighted
+    /// a,b,c:5,3,2) spread the requests (or sessions) over served models or adapters.
     #[arg(long, help_heading = "Backend")]
     pub model: String,
     /// Wire protocol: chat (OpenAI /v1/chat/completions), completions
@@ -63,10 +65,15 @@ pub struct BackendArgs {
 }
 
 impl BackendArgs {
+    /// `--model`: one model, or a mix of several (`a,b,c[:WEIGHTS]`).
+    pub fn model_mix(&self) -> anyhow::Result<ModelMix> {
+        ModelMix::parse(&self.model).map_err(|e| anyhow::anyhow!("bad --model '{}': {e}", self.model))
+    }
+
     /// The client configuration, with the API key read from the environment
     /// or the named file.
     pub fn client_config(&self) -> anyhow::Result<ClientConfig> {
-        let mut cfg = ClientConfig::new(self.url.clone(), self.api, self.model.clone());
+        let mut cfg = ClientConfig::new(self.url.clone(), self.api, self.model_mix()?.first());
         cfg.api_key = match (&self.api_key_file, &self.api_key_env) {
             (Some(path), _) => {
                 Some(ApiKey::from_file(path).with_context(|| format!("reading the API key file {}", path.display()))?)

@@ -157,6 +157,19 @@ pub fn terminal_summary(meta: &RunMeta, m: &RunMetrics) -> String {
     if !m.windows.is_empty() {
         s.push_str(&windows_table(&m.windows));
     }
+    for (model, f) in &m.models {
+        let opt = |v: Option<f64>| v.map(num).unwrap_or_else(|| "-".into());
+        let _ = writeln!(
+            s,
+            "model {model}: {} sent, {} failed · output {} tok/s · TTFT p50 {} ms, p99 {} · TPOT p50 {} ms",
+            f.sent,
+            f.failed,
+            num(f.output_throughput),
+            opt(f.median_ttft_ms),
+            opt(f.p99_ttft_ms),
+            opt(f.median_tpot_ms)
+        );
+    }
     s
 }
 

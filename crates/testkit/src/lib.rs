@@ -83,6 +83,9 @@ pub struct Script {
     pub capacity: Option<u32>,
     /// Keep every request body in [`Counters::bodies`].
     pub record_bodies: bool,
+    /// Requests whose body names one of these models get its time to first
+    /// token instead of `ttft` (a model mix whose models differ).
+    pub model_ttft: Vec<(String, Duration)>,
 }
 
 impl Default for Script {
@@ -97,6 +100,7 @@ impl Default for Script {
             anthropic: false,
             capacity: None,
             record_bodies: false,
+            model_ttft: Vec::new(),
         }
     }
 }
@@ -201,6 +205,14 @@ async fn handle(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes, k
         c.auth_headers.lock().unwrap().push(a.to_str().unwrap_or("").to_string());
     }
     let mut script = s.script.clone();
+    if !script.model_ttft.is_empty() {
+        let model = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("model").and_then(|m| m.as_str()).map(str::to_string));
+        if let Some(t) = script.model_ttft.iter().find(|(m, _)| Some(m) == model.as_ref()).map(|(_, t)| *t) {
+            script.ttft = t;
+        }
+    }
     if script.fault == Fault::Mixed {
         script.fault = mixed_fault(n);
     }

@@ -11,6 +11,7 @@
 //! - [`session`]: session workloads (agent sessions) whose turns carry the history;
 //! - [`conversations`]: conversation sets from ShareGPT JSON or JSONL files, replayed as sessions;
 //! - [`schedule`]: closed and open loops, one-rate arrival processes;
+//! - [`models`]: model mixes (`--model a,b,c:5,3,2`), each request or session drawn to one model;
 //! - [`ramp`]: the `--ramp` grammar: a rate or concurrency that rises during one run;
 //! - [`arrivals`]: the `--arrivals` grammar: staged processes and traces;
 //! - [`trace`]: trace files (fleetbench JSONL, Mooncake, BurstGPT, Azure) and the workload they imply.
@@ -18,6 +19,7 @@
 pub mod arrivals;
 pub mod coding_swarm;
 pub mod conversations;
+pub mod models;
 pub mod ramp;
 pub mod schedule;
 pub mod session;

@@ -87,6 +87,7 @@ impl SessionPlan {
                 turn: Some(turn),
                 context_tokens: Some(context_tokens),
                 session_turns: Some(self.turns.len() as u32),
+                model: None,
             },
         }
     }

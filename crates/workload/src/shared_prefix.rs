@@ -169,6 +169,7 @@ impl Workload for SharedPrefix {
                 turn: s.multi_turn.then_some(turn),
                 context_tokens: Some(context_tokens),
                 session_turns: None,
+                model: None,
             },
         }
     }

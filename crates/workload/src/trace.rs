@@ -348,6 +348,7 @@ impl Workload for TraceWorkload {
                 turn: e.turn,
                 context_tokens: e.context_tokens.or(e.prefix_tokens),
                 session_turns: None,
+                model: None,
             },
         }
     }

@@ -18,6 +18,7 @@ use fleetbench_load::measure::{measure, MeasureOptions, MeasureOutcome};
 use fleetbench_load::{RunPlan, Schedule, StopCondition};
 use fleetbench_report::export::RunExport;
 use fleetbench_store::Store;
+use fleetbench_workload::models::Mixed;
 
 use crate::args::{
     BackendArgs, DashboardArgs, InstrumentArgs, OutputArgs, ResolvedTraffic, SamplingArgs, SloArgs, TrafficArgs,
@@ -186,7 +187,10 @@ async fn measure_once(
     let t = args.traffic.resolve(&args.sampling, seed)?;
     let (schedule, requests) = (t.schedule, t.requests);
     let base_config = args.config(schedule, requests, &t);
-    let workload: Arc<dyn fleetbench_load::Workload> = Arc::from(t.traffic.workload);
+    let workload: Arc<dyn fleetbench_load::Workload> = match args.backend.model_mix()? {
+        mix if mix.is_mix() => Arc::new(Mixed::new(t.traffic.workload, mix, seed)),
+        _ => Arc::from(t.traffic.workload),
+    };
     // A simulator that runs faster than the hardware it models says so;
     // its figures are then multiplied back into modelled time.
     let time_scale = client.time_scale().unwrap_or(1.0);

@@ -1,6 +1,7 @@
-//! `run --repeat N` against a scripted server whose timing is known
-//! exactly: N stored runs, each with its own prompts, and the spread of
-//! the headline figures between them.
+//! `run --repeat N` and `run --model a,b` against scripted servers whose
+//! timing is known exactly: N stored runs, each with its own prompts, and
+//! the spread of the headline figures between them; requests spread over
+//! two models by weight, with each model's figures.
 
 mod common;
 
@@ -23,7 +24,7 @@ async fn three_runs_and_how_far_they_lie_apart() {
         ..Default::default()
     };
     let s = testkit::start(script).await;
-    let dir = tempdir("repeats", "run");
+    let dir = tempdir("repeat-mix", "run");
     let mut c = quiet_bin();
     c.arg("--db").arg(dir.join("r.db")).args(["run", "--url", &s.base_url(), "--model", "m", "-c", "2", "-n", "8"]);
     c.args(["--repeat", "3", "--json-out"]).arg(dir.join("r.json"));
@@ -62,5 +63,40 @@ async fn three_runs_and_how_far_they_lie_apart() {
     let bodies = s.counters.bodies.lock().unwrap().clone();
     assert_eq!(bodies.len(), 24);
     assert_eq!(bodies.iter().collect::<BTreeSet<_>>().len(), 24);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_mix_spreads_the_requests_and_reports_each_model() {
+    // Model "slow" answers its first token after 120 ms, "fast" after 20 ms.
+    let script = Script {
+        ttft: Duration::from_millis(20),
+        itl: Duration::from_millis(5),
+        tokens: 4,
+        record_bodies: true,
+        model_ttft: vec![("slow".into(), Duration::from_millis(120))],
+        ..Default::default()
+    };
+    let s = testkit::start(script).await;
+    let dir = tempdir("repeat-mix", "mix");
+    let mut c = quiet_bin();
+    c.arg("--db").arg(dir.join("r.db")).args(["run", "--url", &s.base_url(), "--model", "fast,slow:3,1"]);
+    c.args(["-c", "4", "-n", "80", "--json-out"]).arg(dir.join("mix.json"));
+    let o = output(c).await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("model slow:"), "{}", text(&o));
+    let doc: Value = serde_json::from_slice(&std::fs::read(dir.join("mix.json")).unwrap()).unwrap();
+    let m = &doc["models"];
+    let sent = |k: &str| m[k]["sent"].as_u64().unwrap();
+    assert_eq!(sent("fast") + sent("slow"), 80);
+    // Weighted 3:1: about 60 and 20 (seeded, so the same every time).
+    assert!((45..=75).contains(&sent("fast")), "{m}");
+    // What the server got agrees with the per-model counts.
+    let bodies = s.counters.bodies.lock().unwrap().clone();
+    let to_slow = bodies.iter().filter(|b| b.contains("\"model\":\"slow\"")).count() as u64;
+    assert_eq!(to_slow, sent("slow"));
+    let ttft = |k: &str| m[k]["median_ttft_ms"].as_f64().unwrap();
+    assert!((20.0..60.0).contains(&ttft("fast")), "{m}");
+    assert!((120.0..170.0).contains(&ttft("slow")), "{m}");
     let _ = std::fs::remove_dir_all(&dir);
 }
