@@ -167,7 +167,7 @@ mod tests {
 
     #[test]
     fn completed_sessions_their_times_and_the_turns_by_context() {
-        let mut recs = vec![
+        let mut recs = [
             turn("a", 0, 2, 0.0, 1.0, 500),
             turn("a", 1, 2, 1.5, 3.0, 1500),
             turn("b", 0, 2, 0.0, 2.0, 500),

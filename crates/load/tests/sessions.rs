@@ -91,7 +91,7 @@ async fn closed_loop_sessions_carry_the_history_and_think_between_turns() {
     let s = common::start(script()).await;
     let recs = drive(&s.base_url(), Schedule::Closed { concurrency: 2 }, 12, 0, 5).await;
     // Sessions are taken whole: at most 12 requests, and every session complete.
-    assert!(recs.len() <= 12 && recs.len() >= 12 - 3, "{}", recs.len());
+    assert!((12 - 3..=12).contains(&recs.len()), "{}", recs.len());
     let sessions = by_session(&recs);
     for (id, turns) in &sessions {
         let planned = turns[0].context.session_turns.unwrap();
@@ -177,7 +177,7 @@ async fn open_loop_sessions_start_at_the_arrivals_and_warm_up_whole_sessions() {
         assert_eq!(turns.len() as u32, turns[0].context.session_turns.unwrap());
     }
     let measured = recs.iter().filter(|r| !r.warmup).count();
-    assert!(measured <= 8 && measured >= 8 - 3, "{measured}");
+    assert!((8 - 3..=8).contains(&measured), "{measured}");
     let m = RunMetrics::compute(&recs, &Slo::default(), None);
     assert_eq!(m.sessions.unwrap().completed, sessions.len() as u64 - 1);
 }
