@@ -121,6 +121,8 @@ pub async fn run(args: RunArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     if args.repeat == 0 {
         bail!("--repeat is at least 1");
     }
+    args.traffic.resolve(&args.sampling, args.sampling.seed)?; // bad arguments fail before the probe
+    args.backend.model_mix()?;
     let mut cfg = args.backend.client_config()?;
     cfg.keep_output_text = args.keep_text;
     let client = Client::new(cfg)?;
