@@ -11,6 +11,13 @@ use serde_json::Value;
 
 mod common;
 
+/// A seed no earlier run on the same server used: llama.cpp keeps what its
+/// slots last held, so a prompt sent before would not be cold.
+fn fresh_seed() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    (nanos as u64 ^ ((std::process::id() as u64) << 32)).to_string()
+}
+
 fn run(url: &str, dir: &std::path::Path, name: &str, workload: &str, requests: &str) -> Value {
     let json = dir.join(format!("{name}.json"));
     let out = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
@@ -18,7 +25,7 @@ fn run(url: &str, dir: &std::path::Path, name: &str, workload: &str, requests: &
         .arg(dir.join("results.db"))
         .args(["run", "--url", url, "--model", "smollm2-135m", "--workload", workload])
         .args(["--concurrency", "1", "--requests", requests, "--temperature", "0", "--ignore-eos"])
-        .args(["--timeout-total", "180s", "--seed", "3", "--json-out"])
+        .args(["--timeout-total", "180s", "--seed", &fresh_seed(), "--json-out"])
         .arg(&json)
         .arg("--csv-out")
         .arg(dir.join(format!("{name}.csv")))
