@@ -180,6 +180,13 @@ impl Client {
         &self.cfg
     }
 
+    /// The same client (connections, time scale) keeping each answer's text
+    /// on its record: a session's sender carries the model's answers into
+    /// the next turn's history.
+    pub fn keeping_output_text(&self) -> Client {
+        Client { cfg: Arc::new(ClientConfig { keep_output_text: true, ..(*self.cfg).clone() }), ..self.clone() }
+    }
+
     /// How many times faster than the hardware it models the backend runs,
     /// as its answer to [`Client::probe`] announced in [`TIME_SCALE_HEADER`]
     /// (`None`: not announced, or not probed yet). Figures measured against
@@ -288,9 +295,11 @@ impl Client {
         rec: &mut RequestRecord,
         total_deadline: Option<Instant>,
     ) -> Result<(), Failure> {
+        // A model mix names each request's model; else the client's own.
+        let model = spec.context.model.as_deref().unwrap_or(&self.cfg.model);
         let body = match self.cfg.api {
-            ApiKind::Anthropic => anthropic::request_body(&self.cfg.model, spec, self.cfg.stream),
-            api => openai::request_body(api, &self.cfg.model, spec, self.cfg.stream),
+            ApiKind::Anthropic => anthropic::request_body(model, spec, self.cfg.stream),
+            api => openai::request_body(api, model, spec, self.cfg.stream),
         };
         let t_send_instant = Instant::from_std(clock.instant_at(rec.t_send));
         let first_token_deadline = self.cfg.timeouts.first_token.map(|d| t_send_instant + d);

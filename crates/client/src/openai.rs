@@ -72,6 +72,8 @@ struct WireDetails {
 
 #[derive(Deserialize)]
 struct WireTimings {
+    prompt_n: Option<u64>,
+    cache_n: Option<u64>,
     prompt_ms: Option<f64>,
     predicted_ms: Option<f64>,
     predicted_per_token_ms: Option<f64>,
@@ -139,6 +141,8 @@ fn reduce(w: WireChunk) -> Chunk {
         prompt_ms: t.prompt_ms,
         predicted_ms: t.predicted_ms,
         predicted_per_token_ms: t.predicted_per_token_ms,
+        prompt_n: t.prompt_n,
+        cache_n: t.cache_n,
     });
     c
 }
@@ -209,7 +213,7 @@ mod tests {
     #[test]
     fn usage_only_chunk_carries_counts_not_tokens() {
         let c = parse_chunk(
-            r#"{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":34,"completion_tokens_details":{"reasoning_tokens":5}},"timings":{"predicted_per_token_ms":9.5}}"#,
+            r#"{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":34,"completion_tokens_details":{"reasoning_tokens":5}},"timings":{"predicted_per_token_ms":9.5,"prompt_n":3,"cache_n":9}}"#,
         )
         .unwrap()
         .unwrap();
@@ -217,6 +221,7 @@ mod tests {
         let u = c.usage.unwrap();
         assert_eq!((u.prompt_tokens, u.completion_tokens, u.reasoning_tokens), (Some(12), Some(34), Some(5)));
         assert_eq!(c.timings.unwrap().predicted_per_token_ms, Some(9.5));
+        assert_eq!((c.timings.unwrap().prompt_n, c.timings.unwrap().cache_n), (Some(3), Some(9)));
     }
 
     #[test]

@@ -151,6 +151,12 @@ pub struct ServerTimings {
     pub prompt_ms: Option<f64>,
     pub predicted_ms: Option<f64>,
     pub predicted_per_token_ms: Option<f64>,
+    /// Prompt tokens the server processed for this request (`prompt_n`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_n: Option<u64>,
+    /// Prompt tokens it served from its prefix cache instead (`cache_n`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_n: Option<u64>,
 }
 
 /// Everything measured about one request. Instants are seconds since the

@@ -132,6 +132,15 @@ pub struct RequestContext {
     /// conversation's history (equal to `prefix_tokens` on a first turn).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context_tokens: Option<u32>,
+    /// Session workloads (agent sessions, conversation sets): the turns the
+    /// request's session was planned to have, so that a session whose every
+    /// turn is recorded counts as completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_turns: Option<u32>,
+    /// A model mix (`--model a,b,c`): the served model or adapter the
+    /// request goes to, instead of the client's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
 }
 
 impl RequestContext {

@@ -189,6 +189,7 @@ mod tests {
             seed: 3,
             arrivals: None,
             shard: None,
+            ramp: None,
         }
     }
 

@@ -155,6 +155,8 @@ fn workload_context_round_trips_and_old_rows_have_none(db: Db) {
         conversation: Some("g2u5".into()),
         turn: Some(3),
         context_tokens: Some(1800),
+        session_turns: Some(12),
+        model: Some("adapter-b".into()),
     };
     s.insert_records(id, &[r.clone(), record(1)]).unwrap();
     let back = s.records(id).unwrap();

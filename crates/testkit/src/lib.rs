@@ -84,6 +84,11 @@ pub struct Script {
     /// Serve at most this many requests at once; the rest queue (and
     /// `/metrics` reports them as waiting, with vLLM's metric names).
     pub capacity: Option<u32>,
+    /// Keep every request body in [`Counters::bodies`].
+    pub record_bodies: bool,
+    /// Requests whose body names one of these models get its time to first
+    /// token instead of `ttft` (a model mix whose models differ).
+    pub model_ttft: Vec<(String, Duration)>,
 }
 
 impl Default for Script {
@@ -97,6 +102,8 @@ impl Default for Script {
             usage: true,
             anthropic: false,
             capacity: None,
+            record_bodies: false,
+            model_ttft: Vec::new(),
         }
     }
 }
@@ -110,6 +117,8 @@ pub struct Counters {
     /// (start, end) of every response, seconds since the server started.
     pub intervals: Mutex<Vec<(f64, f64)>>,
     pub auth_headers: Mutex<Vec<String>>,
+    /// Every request body, in order of arrival (with `Script::record_bodies`).
+    pub bodies: Mutex<Vec<String>>,
     /// Being served now (capacity mode).
     pub running: AtomicU64,
     /// Queued for a free slot (capacity mode).
@@ -189,13 +198,24 @@ impl Drop for InFlight {
     }
 }
 
-async fn handle(State(s): State<Arc<Shared>>, headers: HeaderMap, _body: Bytes, kind: &'static str) -> Response {
+async fn handle(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes, kind: &'static str) -> Response {
     let c = &s.counters;
+    if s.script.record_bodies {
+        c.bodies.lock().unwrap().push(String::from_utf8_lossy(&body).into_owned());
+    }
     let n = c.requests.fetch_add(1, Ordering::SeqCst);
     if let Some(a) = headers.get("authorization").or_else(|| headers.get("x-api-key")) {
         c.auth_headers.lock().unwrap().push(a.to_str().unwrap_or("").to_string());
     }
     let mut script = s.script.clone();
+    if !script.model_ttft.is_empty() {
+        let model = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("model").and_then(|m| m.as_str()).map(str::to_string));
+        if let Some(t) = script.model_ttft.iter().find(|(m, _)| Some(m) == model.as_ref()).map(|(_, t)| *t) {
+            script.ttft = t;
+        }
+    }
     if script.fault == Fault::Mixed {
         script.fault = mixed_fault(n);
     }

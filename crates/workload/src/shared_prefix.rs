@@ -168,6 +168,8 @@ impl Workload for SharedPrefix {
                 conversation: s.multi_turn.then(|| format!("g{g}u{u}")),
                 turn: s.multi_turn.then_some(turn),
                 context_tokens: Some(context_tokens),
+                session_turns: None,
+                model: None,
             },
         }
     }

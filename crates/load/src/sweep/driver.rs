@@ -276,7 +276,10 @@ pub async fn run_sweep(
     };
     let record = SweepRecord { knee: knee_doc.clone(), sweep: info.clone() };
     store.put(measured[0].run_id, &cfg.group, &record)?;
-    let doc = SweepDoc { levels, knee: knee_doc, sweep: info, time_scale: modelled(cfg.time_scale) };
+    let per_level: Vec<(f64, &fleetbench_core::sessions::SessionFigures)> =
+        levels.iter().filter_map(|l| l.metrics.sessions.as_ref().map(|f| (l.level(), f))).collect();
+    let sessions = super::session_curve(&per_level);
+    let doc = SweepDoc { levels, knee: knee_doc, sweep: info, sessions, time_scale: modelled(cfg.time_scale) };
     Ok(SweepOutcome { measured, outcomes, knee, reason, doc, stopped_by_budget, interrupted })
 }
 
@@ -374,6 +377,7 @@ async fn measure_level(
         seed,
         arrivals: None,
         shard: None,
+        ramp: None,
     };
     let config = RunConfig {
         sweep: Some(cfg.group.clone()),
