@@ -118,15 +118,16 @@ impl Store {
                         t_first_byte, t_first_token, t_last_token, t_end, input_tokens, output_tokens,
                         reasoning_tokens, token_source, event_tokens, token_events, finish_reason, http_status,
                         retries, error_kind, error_status, error_message, itl_json, server_timings_json, output_text,
-                        context_json)
+                        context_json, stream_json)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
-                        ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)",
+                        ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)",
                 )
                 .map_err(e)?;
             for r in records {
                 let itl = serde_json::to_string(&r.itl).unwrap_or_else(|_| "[]".into());
                 let timings = r.server_timings.map(|t| serde_json::to_string(&t).unwrap_or_default());
                 let context = (!r.context.is_empty()).then(|| serde_json::to_string(&r.context).unwrap_or_default());
+                let stream = StreamExtras::of(r).map(|x| serde_json::to_string(&x).unwrap_or_default());
                 st.execute(params![
                     run_id,
                     r.index as i64,
@@ -156,6 +157,7 @@ impl Store {
                     timings,
                     r.output_text,
                     context,
+                    stream,
                 ])
                 .map_err(e)?;
             }
@@ -248,7 +250,7 @@ impl Store {
                 "SELECT idx, request_id, agent, warmup, label, t_sched, t_send, t_first_byte, t_first_token,
                         t_last_token, t_end, input_tokens, output_tokens, reasoning_tokens, token_source,
                         event_tokens, token_events, finish_reason, http_status, retries, error_kind, error_status,
-                        error_message, itl_json, server_timings_json, output_text, context_json
+                        error_message, itl_json, server_timings_json, output_text, context_json, stream_json
                  FROM requests WHERE run_id = ?1 ORDER BY idx",
             )
             .map_err(|e| self.err(e))?;
@@ -350,6 +352,14 @@ fn record_from_row(row: &Row<'_>) -> rusqlite::Result<RecordResult> {
             Err(e) => return Ok(Err(format!("request {idx}: workload context: {e}"))),
         },
     };
+    let stream: StreamExtras = match row.get::<_, Option<String>>(27)? {
+        // Only answer text: the first answer token was the first token.
+        None => StreamExtras { t_first_answer_token: row.get(8)?, ..Default::default() },
+        Some(x) => match serde_json::from_str(&x) {
+            Ok(v) => v,
+            Err(e) => return Ok(Err(format!("request {idx}: tool calls and first answer token: {e}"))),
+        },
+    };
     Ok(Ok(RequestRecord {
         index: idx as u64,
         request_id: row.get(1)?,
@@ -380,7 +390,30 @@ fn record_from_row(row: &Row<'_>) -> rusqlite::Result<RecordResult> {
         itl,
         output_text: row.get(25)?,
         context,
+        t_first_answer_token: stream.t_first_answer_token,
+        t_first_tool_token: stream.t_first_tool_token,
+        tool_calls: stream.tool_calls,
     }))
+}
+
+/// What a stream held beyond answer text, stored as one JSON column.
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct StreamExtras {
+    t_first_answer_token: Option<f64>,
+    t_first_tool_token: Option<f64>,
+    #[serde(default)]
+    tool_calls: Vec<fleetbench_core::ToolCall>,
+}
+
+impl StreamExtras {
+    /// `None` for a stream of answer text alone (the column stays NULL).
+    fn of(r: &RequestRecord) -> Option<StreamExtras> {
+        (r.beyond_answer() || !r.tool_calls.is_empty()).then(|| StreamExtras {
+            t_first_answer_token: r.t_first_answer_token,
+            t_first_tool_token: r.t_first_tool_token,
+            tool_calls: r.tool_calls.clone(),
+        })
+    }
 }
 
 /// Whether a process with this id is alive on this host.

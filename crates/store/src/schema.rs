@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use crate::StoreError;
 
 /// Schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 const V1: &str = "
 CREATE TABLE IF NOT EXISTS runs (
@@ -74,6 +74,11 @@ CREATE TABLE IF NOT EXISTS artifacts (
 /// every row written before.
 const V2: &str = "ALTER TABLE requests ADD COLUMN context_json TEXT;";
 
+/// Version 3: what a request's stream held beyond answer text (the first
+/// answer and tool-call instants, the tool calls) as JSON; NULL when it held
+/// only answer text, as in every row written before.
+const V3: &str = "ALTER TABLE requests ADD COLUMN stream_json TEXT;";
+
 pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     let e = |source| StoreError::Sqlite { path: path.to_path_buf(), source };
     conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(e)?;
@@ -90,6 +95,9 @@ pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     }
     if version < 2 {
         conn.execute_batch(&format!("BEGIN; {V2} PRAGMA user_version = 2; COMMIT;")).map_err(e)?;
+    }
+    if version < 3 {
+        conn.execute_batch(&format!("BEGIN; {V3} PRAGMA user_version = 3; COMMIT;")).map_err(e)?;
     }
     Ok(())
 }

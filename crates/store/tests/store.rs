@@ -73,6 +73,26 @@ fn runs_and_records_round_trip() {
 }
 
 #[test]
+fn tool_calls_and_the_first_answer_token_round_trip() {
+    let path = tmp("tools");
+    let mut s = Store::open(&path).unwrap();
+    let id = s.create_run(&meta(Some(std::process::id()))).unwrap();
+    let reasoned = RecordBuilder::ok(0).first_token(0.2).first_answer_token(Some(0.4)).build();
+    let calling = RecordBuilder::ok(1)
+        .first_token(0.3)
+        .first_answer_token(None)
+        .tool_call(0.35, "promql_query", r#"{"query":"up"}"#)
+        .tool_call(0.36, "kernel_log", "{not json")
+        .build();
+    let plain = record(2);
+    s.insert_records(id, &[reasoned.clone(), calling.clone(), plain.clone()]).unwrap();
+    let back = s.records(id).unwrap();
+    assert_eq!(back, vec![reasoned, calling, plain]);
+    assert_eq!(back[1].tool_calls[1].name, "kernel_log");
+    assert_eq!(back[2].t_first_answer_token, Some(0.25));
+}
+
+#[test]
 fn a_run_whose_process_died_is_incomplete() {
     let path = tmp("dead");
     let s = Store::open(&path).unwrap();
@@ -135,9 +155,14 @@ fn a_schema_1_database_gains_the_context_column() {
         id
     };
     {
-        // Back to what version 1 wrote: the requests table without context_json.
+        // Back to what version 1 wrote: the requests table without
+        // context_json (nor version 3's stream_json).
         let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute_batch("ALTER TABLE requests DROP COLUMN context_json; PRAGMA user_version = 1;").unwrap();
+        conn.execute_batch(
+            "ALTER TABLE requests DROP COLUMN context_json; ALTER TABLE requests DROP COLUMN stream_json;
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
     }
     let mut s = Store::open(&path).unwrap();
     assert!(s.records(id).unwrap()[0].context.is_empty());
@@ -148,5 +173,5 @@ fn a_schema_1_database_gains_the_context_column() {
     drop(s);
     let conn = rusqlite::Connection::open(&path).unwrap();
     let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(v, 2);
+    assert_eq!(v, 3);
 }

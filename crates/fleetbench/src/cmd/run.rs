@@ -43,6 +43,9 @@ use crate::{live, outln, provenance};
   fleetbench run --url https://api.anthropic.com/v1 --api anthropic --model claude-x \\
       --api-key-file ~/.anthropic-key --workload file:prompts.jsonl --concurrency 2
 
+  # tools offered with every request: time to the first tool-call token, valid arguments
+  fleetbench run --url http://127.0.0.1:8000/v1 --model m --tools tools.json -n 50
+
   # priced and metered (NVML, else nvidia-smi, else RAPL), watched live in a browser
   fleetbench run --url http://127.0.0.1:8000/v1 --model m -c 8 -n 400 \\
       --price rented-1x-h100-sxm --meter auto --dashboard
@@ -66,6 +69,12 @@ pub struct RunArgs {
     /// Keep every generated text in the results database.
     #[arg(long, help_heading = "Output")]
     pub keep_text: bool,
+    /// Offer these tools with every request: a JSON file holding an
+    /// OpenAI-style tools array (converted for --api anthropic). The summary
+    /// then reports the time to the first tool-call token and the share of
+    /// responses whose tool-call arguments parse as JSON.
+    #[arg(long, value_name = "FILE", help_heading = "Requests")]
+    pub tools: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub instruments: InstrumentArgs,
     #[command(flatten)]
@@ -114,6 +123,12 @@ pub async fn run(args: RunArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     let workload: Arc<dyn fleetbench_load::Workload> = Arc::from(t.traffic.workload);
     let mut cfg = args.backend.client_config()?;
     cfg.keep_output_text = args.keep_text;
+    if let Some(path) = &args.tools {
+        if cfg.api == fleetbench_core::ApiKind::Completions {
+            bail!("--tools needs --api chat or anthropic: the completions API takes no tools");
+        }
+        cfg.tools = Some(Arc::new(fleetbench_client::tools::Tools::from_file(path)?));
+    }
     let client = Client::new(cfg)?;
     client.probe(args.backend.probe_timeout()).await?;
     // A simulator that runs faster than the hardware it models says so;
