@@ -11,6 +11,7 @@
 //! live `/metrics` endpoint in [`exporter`]; files in [`output`]; the whole
 //! arena run (every backend over every episode, stored) in [`arena`].
 
+pub mod agent;
 pub mod arena;
 pub mod backends;
 pub mod diagnosis;

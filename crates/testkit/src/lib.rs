@@ -5,11 +5,15 @@
 //!   faults; it counts requests in flight on the server side;
 //! - [`wait_until`] / [`wait_for`]: wait on a condition with a deadline
 //!   instead of sleeping a fixed time;
-//! - [`RecordBuilder`]: `RequestRecord` fixtures.
+//! - [`RecordBuilder`]: `RequestRecord` fixtures;
+//! - [`start_agent`]: a scripted agent answering turn by turn with tool
+//!   calls or text, keeping every request body.
 
+mod agent;
 mod record;
 mod wait;
 
+pub use agent::{start_agent, AgentServer, Turn, COMPLETION_TOKENS, PROMPT_TOKENS};
 pub use record::RecordBuilder;
 pub use wait::{wait_for, wait_until, TimedOut};
 
