@@ -19,6 +19,7 @@ pub mod episode;
 pub mod exporter;
 pub mod investigate;
 pub mod leaderboard;
+pub mod mcp;
 pub mod operator;
 pub mod output;
 pub mod prometheus;

@@ -10,7 +10,7 @@
 //! a call to an unknown tool or with arguments that are not a JSON object
 //! is answered with an error the model can read, and counted.
 
-mod transcript;
+pub(crate) mod transcript;
 mod wire;
 
 use std::sync::Arc;

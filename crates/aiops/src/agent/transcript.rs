@@ -9,7 +9,7 @@ pub const MAX_ENTRY_CHARS: usize = 16 * 1024;
 /// Largest transcript kept, in bytes of JSON.
 pub const MAX_TRANSCRIPT_BYTES: usize = 512 * 1024;
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Transcript {
     entries: Vec<Value>,
     bytes: usize,
