@@ -257,6 +257,54 @@ pub async fn serve_stdio(server: McpServer) -> Result<(), McpError> {
     Ok(())
 }
 
+/// Serves `server` over streamable HTTP at `/mcp` on `listener` until
+/// `shutdown` completes. Refuses a listener off loopback without a token.
+pub async fn serve_http(
+    server: McpServer,
+    listener: tokio::net::TcpListener,
+    token: Option<String>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), McpError> {
+    let addr = listener.local_addr().map_err(|e| McpError::Session(e.to_string()))?;
+    check_listen(addr, token.as_deref())?;
+    axum::serve(listener, router(server, token))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| McpError::Session(e.to_string()))
+}
+
+/// Submissions appended to an answers file, one JSON line per episode:
+/// `{"episode_id", "answer": <the submitted arguments>, "transcript",
+/// "tool_calls", "tool_errors", "wall_s"}`, the format `aiops score
+/// --answers` reads. Each line is written and flushed as it comes.
+pub struct AnswersFile {
+    file: Mutex<std::fs::File>,
+}
+
+impl AnswersFile {
+    /// Opens `path` for appending (created when missing).
+    pub fn append(path: &std::path::Path) -> std::io::Result<AnswersFile> {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(AnswersFile { file: Mutex::new(file) })
+    }
+}
+
+impl Submissions for AnswersFile {
+    fn submitted(&self, episode_id: &str, inv: &Investigation) -> Result<(), String> {
+        use std::io::Write as _;
+        let line = json!({
+            "episode_id": episode_id,
+            "answer": inv.submitted,
+            "transcript": inv.transcript,
+            "tool_calls": inv.tool_calls,
+            "tool_errors": inv.tool_errors,
+            "wall_s": inv.wall_s,
+        });
+        let mut f = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        writeln!(f, "{line}").and_then(|()| f.flush()).map_err(|e| format!("writing the answers file: {e}"))
+    }
+}
+
 /// Refuses a listen address off loopback unless a token guards it.
 pub fn check_listen(addr: std::net::SocketAddr, token: Option<&str>) -> Result<(), McpError> {
     if addr.ip().is_loopback() || token.is_some_and(|t| !t.is_empty()) {

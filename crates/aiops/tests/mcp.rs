@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use common::{diagnosis, FixedToolset, BRIEFING, KERNEL_LINE, XID_SERIES};
 use fleetbench_aiops::investigate::{Ended, Investigation, Toolset, TOOL_NAMES};
-use fleetbench_aiops::mcp::{check_listen, router, Episodes, McpError, McpServer, Submissions};
+use fleetbench_aiops::mcp::{check_listen, serve_http, AnswersFile, Episodes, McpError, McpServer, Submissions};
 use rmcp::model::CallToolRequestParams;
 use rmcp::ServiceExt as _;
 use serde_json::{json, Value};
@@ -95,7 +95,10 @@ async fn over_http_the_token_is_required_on_every_request() {
     let (server, _) = server();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/mcp", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router(server, Some("s3cret".into()))).await });
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(serve_http(server, listener, Some("s3cret".into()), async {
+        let _ = stopped.await;
+    }));
     let http = reqwest::Client::new();
     let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "0"}}});
@@ -117,6 +120,44 @@ async fn over_http_the_token_is_required_on_every_request() {
     assert_eq!(ok.status(), 200);
     let body = ok.text().await.unwrap();
     assert!(body.contains("fleetbench-aiops") && body.contains("Episode ep-1"), "{body}");
+    stop.send(()).unwrap();
+    serving.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn off_loopback_without_a_token_is_refused() {
+    let (server, _) = server();
+    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let e = serve_http(server, listener, None, async {}).await.unwrap_err();
+    assert!(e.to_string().contains("without a token"), "{e}");
+}
+
+#[test]
+fn submissions_append_scorable_answer_lines() {
+    let path = std::env::temp_dir().join(format!("fb-mcp-answers-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let sink = AnswersFile::append(&path).unwrap();
+    let inv = Investigation {
+        submitted: Some(diagnosis()),
+        transcript: vec![json!({"role": "user", "content": BRIEFING})],
+        tool_calls: 3,
+        tool_errors: 1,
+        input_tokens: 0,
+        output_tokens: 0,
+        wall_s: 1.5,
+        ended: Ended::Submitted,
+    };
+    sink.submitted("ep-1", &inv).unwrap();
+    sink.submitted("ep-2", &inv).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!((lines[1]["episode_id"].as_str(), &lines[1]["answer"]), (Some("ep-2"), &diagnosis()));
+    assert_eq!(
+        (lines[0]["tool_calls"].as_u64(), lines[0]["transcript"][0]["content"].as_str()),
+        (Some(3), Some(BRIEFING))
+    );
+    let _ = std::fs::remove_file(&path);
 }
 
 #[test]
