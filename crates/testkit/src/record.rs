@@ -218,6 +218,7 @@ mod tests {
             t_send: 1.0,
             t_first_byte: Some(1.05),
             t_first_token: Some(1.1),
+            t_first_answer_token: Some(1.1),
             t_last_token: Some(1.3),
             t_end: 1.31,
             itl: vec![0.1, 0.1],
