@@ -76,7 +76,18 @@ struct WireToolCall {
 #[derive(Deserialize)]
 struct WireFunction {
     name: Option<String>,
+    /// A JSON text as the API defines it; a server that sends the object
+    /// itself has it taken as its JSON text.
+    #[serde(default, deserialize_with = "text_or_json")]
     arguments: Option<String>,
+}
+
+fn text_or_json<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s),
+        Some(other) => Some(other.to_string()),
+    })
 }
 
 #[derive(Deserialize)]
@@ -263,6 +274,13 @@ mod tests {
         assert_eq!(c.tool_deltas.iter().map(|d| d.index).collect::<Vec<_>>(), [0, 1]);
         assert_eq!(c.tool_deltas[1].arguments, r#"{"x":1}"#);
         assert_eq!(c.finish_reason.as_deref(), Some("tool_calls"));
+        // Arguments sent as an object rather than its JSON text.
+        let c = parse_chunk(
+            r#"{"choices":[{"delta":{"tool_calls":[{"function":{"name":"f","arguments":{"x":[1,2]}}}]}}]}"#,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(c.tool_deltas[0].arguments, r#"{"x":[1,2]}"#);
     }
 
     #[test]
