@@ -20,7 +20,7 @@ pub mod units;
 
 pub use clock::RunClock;
 pub use metrics::{RunMetrics, Slo};
-pub use outcome::{ErrorKind, RequestError, RequestRecord, ServerTimings, TokenSource};
+pub use outcome::{ErrorKind, RequestError, RequestRecord, ServerTimings, TokenSource, ToolCall};
 pub use record::Artifact;
 pub use request::{ApiKind, ChatMessage, Prompt, RequestContext, RequestSpec, SamplingParams};
 pub use run::{RunConfig, RunMeta, RunStatus};

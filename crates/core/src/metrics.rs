@@ -61,6 +61,13 @@ pub struct RunMetrics {
     pub total_input_tokens: u64,
     pub total_output_tokens: u64,
     pub total_reasoning_tokens: u64,
+    /// Completed responses that made at least one tool call.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub tool_call_responses: u64,
+    /// Of those, the percentage whose every tool call's arguments parse as a
+    /// JSON object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_args_json_pct: Option<f64>,
     /// Seconds from the first measured send to the last measured end.
     pub duration: f64,
     pub request_throughput: f64,
@@ -68,7 +75,9 @@ pub struct RunMetrics {
     pub total_token_throughput: f64,
     pub request_goodput: Option<f64>,
     pub slo_attainment_pct: Option<f64>,
-    /// `{mean,median,std,p50,p90,p95,p99[,p999]}_{ttft,tpot,itl,e2el,client_queue}_ms`.
+    /// `{mean,median,std,p50,p90,p95,p99[,p999]}_{ttft,tpot,itl,e2el,client_queue}_ms`,
+    /// and `…_answer_ttft_ms` and `…_tool_ttft_ms` when responses reasoned
+    /// or called tools.
     /// Read back leniently: beside other flattened figures (cost, energy,
     /// a sweep level's own keys) only numeric `*_ms` keys belong here.
     #[serde(flatten, deserialize_with = "latency_keys")]
@@ -239,12 +248,33 @@ impl RunMetrics {
         let e2el: Vec<f64> = done.iter().filter_map(|r| ms(r.e2el())).collect();
         let itl: Vec<f64> = done.iter().flat_map(|r| r.itl.iter().map(|g| g * 1000.0)).collect();
         let queue: Vec<f64> = measured.iter().map(|r| r.client_queue_time() * 1000.0).collect();
-        for (name, values) in
-            [("ttft", &ttft), ("tpot", &tpot), ("itl", &itl), ("e2el", &e2el), ("client_queue", &queue)]
-        {
+        // The first answer token differs from the first token only when a
+        // response reasoned or called tools; otherwise it would repeat TTFT.
+        let answer: Vec<f64> = if done.iter().any(|r| r.beyond_answer()) {
+            done.iter().filter_map(|r| ms(r.answer_ttft())).collect()
+        } else {
+            Vec::new()
+        };
+        let tool: Vec<f64> = done.iter().filter_map(|r| ms(r.tool_ttft())).collect();
+        for (name, values) in [
+            ("ttft", &ttft),
+            ("tpot", &tpot),
+            ("itl", &itl),
+            ("e2el", &e2el),
+            ("client_queue", &queue),
+            ("answer_ttft", &answer),
+            ("tool_ttft", &tool),
+        ] {
             if let Some(s) = Summary::of(values) {
                 insert_summary(&mut m.latency_ms, name, &s);
             }
+        }
+
+        let calling: Vec<&&RequestRecord> = done.iter().filter(|r| !r.tool_calls.is_empty()).collect();
+        m.tool_call_responses = calling.len() as u64;
+        if !calling.is_empty() {
+            let parsed = calling.iter().filter(|r| r.tool_calls.iter().all(|c| c.arguments_object().is_some())).count();
+            m.tool_args_json_pct = Some(100.0 * parsed as f64 / calling.len() as f64);
         }
 
         let tok_s: Vec<f64> = done.iter().filter_map(|r| r.tok_s()).collect();
@@ -328,6 +358,10 @@ impl WindowFigures {
             })
             .collect()
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 fn insert_summary(map: &mut BTreeMap<String, f64>, name: &str, s: &Summary) {
@@ -509,6 +543,34 @@ mod tests {
             token_source: TokenSource::Server,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn tool_and_answer_figures_appear_only_when_responses_used_them() {
+        let plain: Vec<RequestRecord> = (0..4)
+            .map(|i| RequestRecord { t_first_answer_token: Some(i as f64 + 0.1), ..rec(i, 0, i as f64, 0.1, 0.01, 5) })
+            .collect();
+        let m = RunMetrics::compute(&plain, &Slo::default(), None);
+        assert!(m.ms("mean_answer_ttft_ms").is_none() && m.ms("mean_tool_ttft_ms").is_none());
+        assert_eq!((m.tool_call_responses, m.tool_args_json_pct), (0, None));
+
+        let call = |args: &str| crate::ToolCall { id: "c".into(), name: "f".into(), arguments: args.into() };
+        let mut recs = plain;
+        // Request 0 reasons for 0.4 s before answering; 1 and 2 call tools
+        // 0.2 s in, one with arguments that are not JSON.
+        recs[0].t_first_answer_token = Some(0.5);
+        for (i, args) in [(1, r#"{"q":1}"#), (2, "{broken")] {
+            recs[i].t_first_answer_token = None;
+            recs[i].t_first_tool_token = Some(i as f64 + 0.2);
+            recs[i].tool_calls = vec![call(args)];
+        }
+        let m = RunMetrics::compute(&recs, &Slo::default(), None);
+        assert_eq!(m.tool_call_responses, 2);
+        assert_eq!(m.tool_args_json_pct, Some(50.0));
+        assert!((m.ms("mean_tool_ttft_ms").unwrap() - 200.0).abs() < 1e-9);
+        // Answer tokens: 0.5 s (request 0) and 0.1 s (request 3).
+        assert!((m.ms("mean_answer_ttft_ms").unwrap() - 300.0).abs() < 1e-9);
+        assert!((m.ms("mean_ttft_ms").unwrap() - 100.0).abs() < 1e-9);
     }
 
     #[test]

@@ -102,6 +102,26 @@ async fn run_json_out_matches_its_schema() {
     let open = read_json(&dir.join("open.json"));
     assert!(open.get("request_rate").is_some() && open.get("usd_total").is_none(), "{open}");
     assert_valid("run.json", &v, &open);
+
+    // Tools offered, a reasoning model calling one: the tool keys.
+    let s = testkit::start(Script {
+        reasoning: 2,
+        tool_call: Some(testkit::ScriptedCall { name: "f".into(), arguments: "{}".into() }),
+        ..fast_script()
+    })
+    .await;
+    let tools = dir.join("tools.json");
+    std::fs::write(&tools, r#"[{"type": "function", "function": {"name": "f"}}]"#).expect("tools file");
+    let mut c = quiet_bin();
+    c.arg("--db").arg(dir.join("r.db")).args(["run", "--url", &s.base_url(), "--model", "m", "--requests", "4"]);
+    c.arg("--tools").arg(&tools).arg("--json-out").arg(dir.join("tools-run.json"));
+    let o = output(c).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let with_tools = read_json(&dir.join("tools-run.json"));
+    for key in ["tool_call_responses", "tool_args_json_pct", "p99_tool_ttft_ms"] {
+        assert!(with_tools.get(key).is_some(), "the run with tools lacks {key}");
+    }
+    assert_valid("run.json", &v, &with_tools);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

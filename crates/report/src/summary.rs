@@ -15,6 +15,8 @@ struct Row {
 
 const LATENCY_ROWS: &[Row] = &[
     Row { name: "TTFT", key: "ttft" },
+    Row { name: "first answer token", key: "answer_ttft" },
+    Row { name: "first tool-call token", key: "tool_ttft" },
     Row { name: "TPOT", key: "tpot" },
     Row { name: "ITL", key: "itl" },
     Row { name: "E2E latency", key: "e2el" },
@@ -70,6 +72,16 @@ fn latency_table(m: &RunMetrics) -> Vec<[String; 6]> {
 
 const HEAD: [&str; 6] = ["metric", "mean [95% CI]", "median [95% CI]", "p90", "p99 [95% CI]", "std"];
 
+/// How many responses called tools and how many of those sent arguments
+/// that parse; `None` when no response called one.
+fn tool_calls_line(m: &RunMetrics) -> Option<String> {
+    let pct = m.tool_args_json_pct?;
+    Some(format!(
+        "{} of {} completed responses called tools; arguments parse as JSON in {pct:.1} %",
+        m.tool_call_responses, m.completed
+    ))
+}
+
 fn token_sources(m: &RunMetrics) -> String {
     let s = m.token_source.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ");
     if m.token_count_mismatch {
@@ -115,6 +127,12 @@ pub fn terminal_summary(meta: &RunMeta, m: &RunMetrics) -> String {
         m.total_output_tokens,
         token_sources(m)
     );
+    if m.total_reasoning_tokens > 0 {
+        let _ = writeln!(s, "reasoning  {} tokens, counted apart from the answer", m.total_reasoning_tokens);
+    }
+    if let Some(line) = tool_calls_line(m) {
+        let _ = writeln!(s, "tool calls {line}");
+    }
     let rows = latency_table(m);
     if !rows.is_empty() {
         let mut t = Table::new(HEAD).indent(2).all_right().align(0, Align::Left);
@@ -310,6 +328,9 @@ pub fn markdown_summary(meta: &RunMeta, m: &RunMetrics) -> String {
     }
     if let (Some(g), Some(a)) = (m.request_goodput, m.slo_attainment_pct) {
         let _ = writeln!(s, "| goodput req/s (SLO attainment) | {} ({a:.1} %) |", num(g));
+    }
+    if let Some(line) = tool_calls_line(m) {
+        let _ = writeln!(s, "\nTool calls: {line}.");
     }
     s
 }

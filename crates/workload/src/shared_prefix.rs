@@ -198,7 +198,7 @@ mod tests {
     fn system_of(r: &RequestSpec) -> String {
         match &r.prompt {
             Prompt::Messages(m) => m[0].content.clone(),
-            Prompt::Text(t) => t.clone(),
+            other => other.as_text(),
         }
     }
 

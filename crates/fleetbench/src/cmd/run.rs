@@ -55,6 +55,9 @@ use print::{exit_code, print_figures};
   fleetbench run --url http://10.0.0.5:8000/v1 --model m -c 64 -n 4000 \\
       --shard 2/4 --run-id bench-42 --db postgres://bench@db.example:5432/results
 
+  # tools offered with every request: time to the first tool-call token, valid arguments
+  fleetbench run --url http://127.0.0.1:8000/v1 --model m --tools tools.json -n 50
+
   # priced and metered (NVML, else nvidia-smi, else RAPL), watched live in a browser
   fleetbench run --url http://127.0.0.1:8000/v1 --model m -c 8 -n 400 \\
       --price rented-1x-h100-sxm --meter auto --dashboard
@@ -82,6 +85,12 @@ pub struct RunArgs {
     /// cannot serve one from another) and report the spread between them.
     #[arg(long, value_name = "N", default_value_t = 1, help_heading = "Schedule")]
     pub repeat: u32,
+    /// Offer these tools with every request: a JSON file holding an
+    /// OpenAI-style tools array (converted for --api anthropic). The summary
+    /// then reports the time to the first tool-call token and the share of
+    /// responses whose tool-call arguments parse as JSON.
+    #[arg(long, value_name = "FILE", help_heading = "Requests")]
+    pub tools: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub instruments: InstrumentArgs,
     #[command(flatten)]
@@ -140,6 +149,12 @@ pub async fn run(args: RunArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     args.backend.model_mix()?;
     let mut cfg = args.backend.client_config()?;
     cfg.keep_output_text = args.keep_text;
+    if let Some(path) = &args.tools {
+        if cfg.api == fleetbench_core::ApiKind::Completions {
+            bail!("--tools needs --api chat or anthropic: the completions API takes no tools");
+        }
+        cfg.tools = Some(Arc::new(fleetbench_client::tools::Tools::from_file(path)?));
+    }
     let client = Client::new(cfg)?;
     client.probe(args.backend.probe_timeout()).await?;
     let store = Store::connect(&ctx.db)?;
