@@ -307,6 +307,22 @@ pub struct Engine {
     /// bytes each), serialised before the GEMM.
     #[serde(default)]
     pub prefill_dequant: bool,
+    /// Engine-core CPU time of one step (scheduling, input preparation,
+    /// sampling, output hand-off) that the GPU's work does not hide, µs: a
+    /// step lasts at least this long. Shows on small models and fast GPUs.
+    #[serde(default)]
+    pub step_floor_us: f64,
+    /// Fixed latency of a request outside the engine core, ms: HTTP, chat
+    /// template and tokenisation on the way in, the hand-off to the engine
+    /// core and the first token's way back out. Added to every request's
+    /// arrival at the engine in `sim replay` and `sim validate`.
+    #[serde(default)]
+    pub frontend_ms: f64,
+    /// API-server CPU per streamed output token (detokenisation, one SSE
+    /// chunk), µs. One server thread handles every stream, so a new request
+    /// waits for the tokens queued ahead of it before it reaches the engine.
+    #[serde(default)]
+    pub frontend_token_us: f64,
     pub max_num_seqs: u32,
     pub max_batched_tokens: u32,
     pub gpu_memory_utilization: f64,

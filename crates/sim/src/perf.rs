@@ -498,7 +498,11 @@ impl Deployment {
         let interconnect_s = tp_s + pp_s;
         let per_layer =
             self.engine.layer_overhead_us + if m.is_moe() { self.engine.moe_layer_overhead_us } else { 0.0 };
-        let overhead_s = (self.engine.step_overhead_us + per_layer * m.layers as f64) * 1e-6;
+        let mut overhead_s = (self.engine.step_overhead_us + per_layer * m.layers as f64) * 1e-6;
+        // The engine core's CPU work per step that the GPU does not hide:
+        // a step never takes less.
+        let busy = memory_s.max(compute_s) + dequant_s + interconnect_s + overhead_s;
+        overhead_s += (self.engine.step_floor_us * 1e-6 - busy).max(0.0);
         StepCost {
             time_s: memory_s.max(compute_s) + dequant_s + interconnect_s + overhead_s,
             memory_s,
@@ -683,6 +687,23 @@ mod tests {
         assert!((cost.memory_s - expect_bytes / bw).abs() < 1e-12);
         assert_eq!(cost.bottleneck(), Bottleneck::Bandwidth);
         assert!(cost.memory_s > 10.0 * cost.compute_s);
+    }
+
+    #[test]
+    fn a_step_lasts_at_least_the_host_floor() {
+        let mut d = deployment("h100-sxm", 1, None, "qwen3-0.6b", "fp16", "vllm");
+        d.engine.step_floor_us = 0.0;
+        let bare = d.decode_step(4, 500.0);
+        d.engine.step_floor_us = 2400.0;
+        let floored = d.decode_step(4, 500.0);
+        assert!(bare.time_s < 2.4e-3, "{}", bare.time_s);
+        assert!((floored.time_s - 2.4e-3).abs() < 1e-12);
+        assert_eq!(floored.bottleneck(), Bottleneck::Overhead);
+        // A step longer than the floor is not touched.
+        let mut big = deployment("h100-sxm", 1, None, "llama-3.1-8b", "fp16", "vllm");
+        let t = big.decode_step(1, 0.0).time_s;
+        big.engine.step_floor_us = 0.0;
+        assert_eq!(big.decode_step(1, 0.0).time_s, t);
     }
 
     #[test]
