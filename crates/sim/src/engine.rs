@@ -370,6 +370,31 @@ impl ServingEngine {
         (cached as u32, pins, from_cpu)
     }
 
+    /// A finished turn of a conversation: the KV of its answer stays in the
+    /// prefix cache with the prompt, as vLLM keeps every full block of a
+    /// finished request, so the next turn (whose prompt repeats the answer)
+    /// finds it. The last sampled token has no KV.
+    fn keep_answer(&mut self, done: &Seq) {
+        if !self.prefix_caching {
+            return;
+        }
+        let (Some((k, _)), Some(pinned)) = (done.prefix.conversation, done.pins[1]) else {
+            return;
+        };
+        if pinned != k {
+            return;
+        }
+        let base = done.prefix.group.map(|g| g.1.min(done.req.prompt_tokens)).unwrap_or(0) as u64;
+        let have = (done.req.prompt_tokens + done.generated).saturating_sub(1) as u64;
+        if let Some(e) = self.cache.get_mut(&k) {
+            let want = have.saturating_sub(base);
+            if want > e.tokens {
+                self.kv_cached += want - e.tokens;
+                e.tokens = want;
+            }
+        }
+    }
+
     /// Evicts unused cached prefixes, least recently used first, until
     /// `need` more tokens fit; with KV offload they move to CPU memory.
     /// Returns whether they fit.
@@ -541,6 +566,7 @@ impl ServingEngine {
                 if s.generated >= s.req.output_tokens {
                     let done = self.running.remove(i);
                     plan.remove(i);
+                    self.keep_answer(&done);
                     self.kv_used -= done.held;
                     self.unpin(&done.pins);
                     self.counters.finished += 1;
@@ -725,6 +751,20 @@ mod tests {
         {}
         let prefill = d.prefill_time_s(300, 0, 0.0);
         assert!((first - 0.5 - prefill).abs() < 1e-9, "{first}");
+    }
+
+    #[test]
+    fn the_next_turn_finds_the_previous_answer_in_the_cache() {
+        let mut eng = ServingEngine::new(deployment(8));
+        let turn = |ctx: u32| PrefixKey { group: Some((7, 64)), conversation: Some((9, ctx)) };
+        // Turn one: 64 system + 100 question tokens, 2 output tokens.
+        one_by_one(&mut eng, &[(1, 164, turn(64))]);
+        let before = eng.counters().prefix_hit_tokens;
+        // Turn two repeats the prompt and the answer, then asks 100 more.
+        one_by_one(&mut eng, &[(2, 266, turn(166))]);
+        let hit = eng.counters().prefix_hit_tokens - before;
+        // The prompt and the answer's first token have KV (165 tokens): 160 in whole blocks.
+        assert_eq!(hit, 160);
     }
 
     #[test]
