@@ -169,6 +169,9 @@ pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload
     let frontend_s = deployment.engine.frontend_ms.max(0.0) * 1e-3;
     let token_cpu_s = deployment.engine.frontend_token_us.max(0.0) * 1e-6;
     let mut frontend_free = 0.0f64;
+    // The server's backlog as the latest step's tokens found it, and when
+    // that step ended: a request sent during the step is not behind them.
+    let (mut free_before_step, mut last_step_end) = (0.0f64, 0.0f64);
     let mut eng = ServingEngine::new(deployment);
     eng.set_prefix_caching(plan.prefix_caching);
     let (arrivals, windows, max_in_flight, closed) = match plan.schedule {
@@ -253,7 +256,8 @@ pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload
             let tr = &mut tracks[req.id as usize];
             let waited = slots_full_since.is_finite() && tr.sched >= slots_full_since;
             tr.send = if waited { eng.now() } else { tr.sched };
-            let ready = tr.send.max(frontend_free) + frontend_s;
+            let backlog = if tr.send < last_step_end { free_before_step } else { frontend_free };
+            let ready = tr.send.max(backlog) + frontend_s;
             eng.submit_at(req, key, ready);
             in_flight += 1;
         }
@@ -267,7 +271,12 @@ pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload
         let mut finished: Vec<u64> = Vec::new();
         let stepped = eng.step(&mut |ev| match ev {
             EngineEvent::Token { id, index, t } => {
-                frontend_free = frontend_free.max(t) + token_cpu_s;
+                if token_cpu_s > 0.0 {
+                    if t > last_step_end {
+                        (free_before_step, last_step_end) = (frontend_free, t);
+                    }
+                    frontend_free = frontend_free.max(t) + token_cpu_s;
+                }
                 let tr = &mut tracks[id as usize];
                 if index == 0 {
                     tr.first = t;
