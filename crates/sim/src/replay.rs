@@ -172,6 +172,15 @@ pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload
         "{} x {} · {} {} · {}",
         deployment.count, deployment.gpu.name, deployment.model.name, deployment.quant.id, deployment.engine.name
     );
+    // The API server in front of the engine core: a fixed latency per
+    // request, and one thread streaming every output token (a new request
+    // waits for the tokens queued ahead of it).
+    let frontend_s = deployment.engine.frontend_ms.max(0.0) * 1e-3;
+    let token_cpu_s = deployment.engine.frontend_token_us.max(0.0) * 1e-6;
+    let mut frontend_free = 0.0f64;
+    // The server's backlog as the latest step's tokens found it, and when
+    // that step ended: a request sent during the step is not behind them.
+    let (mut free_before_step, mut last_step_end) = (0.0f64, 0.0f64);
     let mut eng = ServingEngine::new(deployment);
     eng.set_prefix_caching(plan.prefix_caching);
     let (arrivals, windows, max_in_flight, closed) = match plan.schedule {
@@ -203,6 +212,9 @@ pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload
     let mut all = Acc::default();
     // Requests issued but not yet sent (waiting for a max_concurrency slot).
     let mut queue: VecDeque<(EngineRequest, PrefixKey)> = VecDeque::new();
+    // When the client last had no free slot (a request queued behind it is
+    // sent when a slot frees, not when it was scheduled).
+    let mut slots_full_since = f64::NEG_INFINITY;
     let mut in_flight = 0u32;
     let mut next_index = 0u64;
     let issuing = |index: u64, t: f64| budget.is_none_or(|b| index < b) && plan.duration_s.is_none_or(|d| t < d);
@@ -246,7 +258,10 @@ pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload
         // Open loop: every arrival due now (or the next one when idle).
         while let Some(a) = peek {
             let session_due_first = sessions.as_ref().and_then(|s| s.next_due()).is_some_and(|d| d < a.t);
-            if a.t > eng.now() && (eng.has_work() || !queue.is_empty() || session_due_first) {
+            // Wait while the engine has something to do before this arrival.
+            if a.t > eng.now()
+                && (!queue.is_empty() || session_due_first || eng.idle_until().is_none_or(|ready| a.t > ready))
+            {
                 break;
             }
             if let Some(src) = sessions.as_mut() {
@@ -271,7 +286,7 @@ pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload
         // Sessions: every turn due now (or the next one when idle).
         while let Some(src) = sessions.as_mut() {
             let Some(due) = src.next_due() else { break };
-            if due > eng.now() && (eng.has_work() || !queue.is_empty()) {
+            if due > eng.now() && (!queue.is_empty() || eng.idle_until().is_none_or(|ready| due > ready)) {
                 break;
             }
             let Some((t, turn)) = src.pop_due() else { break };
@@ -281,15 +296,31 @@ pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload
         let (hit0, prompt0) = (eng.counters().prefix_hit_tokens, eng.counters().prompt_tokens);
         while in_flight < max_in_flight {
             let Some((req, key)) = queue.pop_front() else { break };
-            tracks[req.id as usize].send = eng.now();
-            eng.submit_with_prefix(req, key);
+            // Sent when scheduled, unless it waited for a client slot.
+            let tr = &mut tracks[req.id as usize];
+            let waited = slots_full_since.is_finite() && tr.sched >= slots_full_since;
+            tr.send = if waited { eng.now() } else { tr.sched };
+            let backlog = if tr.send < last_step_end { free_before_step } else { frontend_free };
+            let ready = tr.send.max(backlog) + frontend_s;
+            eng.submit_at(req, key, ready);
             in_flight += 1;
+        }
+        if in_flight < max_in_flight {
+            slots_full_since = f64::NEG_INFINITY;
+        } else if let (Some((r, _)), false) = (queue.front(), slots_full_since.is_finite()) {
+            slots_full_since = tracks[r.id as usize].sched;
         }
         let (waiting, running, kv) = (eng.num_waiting() as f64, eng.num_running() as f64, eng.kv_usage());
         let w = window_of(&windows, eng.now());
         let mut finished: Vec<u64> = Vec::new();
         let stepped = eng.step(&mut |ev| match ev {
             EngineEvent::Token { id, index, t } => {
+                if token_cpu_s > 0.0 {
+                    if t > last_step_end {
+                        (free_before_step, last_step_end) = (frontend_free, t);
+                    }
+                    frontend_free = frontend_free.max(t) + token_cpu_s;
+                }
                 let tr = &mut tracks[id as usize];
                 if index == 0 {
                     tr.first = t;
@@ -540,6 +571,55 @@ mod tests {
     }
 
     const SP: &str = "shared-prefix:groups=4,users=16,system=2000,question=100,output=50";
+
+    #[test]
+    fn the_frontend_latency_adds_to_every_first_token() {
+        let plan = |t: &Traffic| ReplayPlan {
+            schedule: Schedule::Closed { concurrency: 1 },
+            arrivals: t.arrivals.clone(),
+            requests: Some(4),
+            duration_s: None,
+            warmup: 0,
+            sampling: SamplingParams::default(),
+            seed: 3,
+            prefix_caching: true,
+        };
+        let spec = WorkloadSpec::parse("synthetic:in=300,out=20").unwrap();
+        let t = Traffic::resolve(&spec, true, None, 3).unwrap();
+        let mut bare = h100();
+        bare.engine.frontend_ms = 0.0;
+        let mut front = h100();
+        front.engine.frontend_ms = 20.0;
+        let (a, b) = (replay(bare, &plan(&t), t.workload.as_ref()), replay(front, &plan(&t), t.workload.as_ref()));
+        let (ta, tb) = (a.overall.ttft_ms.mean.unwrap(), b.overall.ttft_ms.mean.unwrap());
+        assert!((tb - ta - 20.0).abs() < 1e-6, "{ta} ms vs {tb} ms");
+        // The decode is the engine's alone.
+        assert!((a.overall.tpot_ms.mean.unwrap() - b.overall.tpot_ms.mean.unwrap()).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_busy_api_server_delays_new_requests() {
+        let open = Schedule::Open { rate: 20.0, arrival: Arrival::Poisson, max_concurrency: None };
+        let spec = WorkloadSpec::parse("synthetic:in=200,out=200").unwrap();
+        let t = Traffic::resolve(&spec, true, None, 3).unwrap();
+        let plan = ReplayPlan {
+            schedule: open,
+            arrivals: t.arrivals.clone(),
+            requests: Some(200),
+            duration_s: None,
+            warmup: 0,
+            sampling: SamplingParams::default(),
+            seed: 3,
+            prefix_caching: true,
+        };
+        let mut idle = h100();
+        idle.engine.frontend_token_us = 0.0;
+        let mut busy = h100();
+        busy.engine.frontend_token_us = 200.0;
+        let a = replay(idle, &plan, t.workload.as_ref()).overall.ttft_ms.mean.unwrap();
+        let b = replay(busy, &plan, t.workload.as_ref()).overall.ttft_ms.mean.unwrap();
+        assert!(b > a, "{a} ms idle, {b} ms busy");
+    }
 
     #[test]
     fn prefix_caching_saves_prefill_of_shared_prompts() {
