@@ -484,16 +484,34 @@ impl ShardArgs {
             (None, Some(s)) => bail!("--shard {s} needs --run-id ID, the same on every shard, to meet the others"),
             (Some(_), s) => s.unwrap_or(fleetbench_workload::Shard { index: 0, count: 1 }),
         };
-        let key = self.run_id.clone().unwrap_or_default();
-        if key.trim().is_empty() {
-            bail!("--run-id must not be empty");
-        }
+        let key = self.key()?;
         let target_concurrency = plan.schedule.target_concurrency();
         let mine = fleetbench_load::shard::shard_plan(&plan, shard)?;
         Ok((
             mine,
             Some(fleetbench_load::shard::ShardJoin { shard, key, timeout: self.shard_timeout, target_concurrency }),
         ))
+    }
+}
+
+impl ShardArgs {
+    fn key(&self) -> anyhow::Result<String> {
+        let key = self.run_id.clone().unwrap_or_default();
+        if key.trim().is_empty() {
+            bail!("--run-id must not be empty");
+        }
+        Ok(key)
+    }
+
+    /// How this process takes part in a sweep measured by several (`None`:
+    /// a sweep of its own). Each level is a sharded run under `ID/c=4`.
+    pub fn sweep(&self) -> anyhow::Result<Option<fleetbench_load::sweep::sharded::SweepShard>> {
+        let shard = match (&self.run_id, self.shard) {
+            (None, None) => return Ok(None),
+            (None, Some(s)) => bail!("--shard {s} needs --run-id ID, the same on every shard, to meet the others"),
+            (Some(_), s) => s.unwrap_or(fleetbench_workload::Shard { index: 0, count: 1 }),
+        };
+        Ok(Some(fleetbench_load::sweep::sharded::SweepShard { shard, key: self.key()?, timeout: self.shard_timeout }))
     }
 }
 
