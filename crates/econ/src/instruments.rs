@@ -202,7 +202,8 @@ impl Metering<'_> {
                     let steady = metrics.steady_state.as_ref().map(TokenWindow::from_steady_state);
                     let report = energy_report(&timeline, self.inst.idle_power_w, whole, steady);
                     let (samples, failed) = (timeline.samples.len() as u64, timeline.failed_reads);
-                    figures.energy = Some(self.inst.energy_record(backend, report, samples, failed, &mut figures.warnings));
+                    figures.energy =
+                        Some(self.inst.energy_record(backend, report, samples, failed, &mut figures.warnings));
                     figures.timeline = Some(timeline);
                 }
                 Err(e) => figures.warnings.push(format!("the energy meter failed during the run: {e}")),

@@ -129,10 +129,8 @@ mod tests {
 
     async fn union(parts: &[ShardFiguresRecord]) -> RunFigures {
         // 1000 output tokens between 1 s and 9 s.
-        let records: Vec<RequestRecord> = [1.0, 9.0]
-            .iter()
-            .map(|&t| RequestRecord { t_send: t, t_end: t, ..RequestRecord::default() })
-            .collect();
+        let records: Vec<RequestRecord> =
+            [1.0, 9.0].iter().map(|&t| RequestRecord { t_send: t, t_end: t, ..RequestRecord::default() }).collect();
         let metrics = RunMetrics { total_output_tokens: 1000, completed: 2, duration: 8.0, ..Default::default() };
         let spec = InstrumentSpec { price: Some("rented-1x-h100-sxm".into()), ..InstrumentSpec::default() };
         let inst = Instruments::prepare(&spec).await.expect("instruments").0;
@@ -143,7 +141,8 @@ mod tests {
     async fn local_meters_on_two_hosts_add_up_and_one_meter_counts_once() {
         let nvml = |w| timeline(MeterKind::Nvml, "NVML, 1 GPU", w);
         // Two hosts at 300 W and 100 W, 50 W idle each, over 8 s: (250 + 50) × 8 J net.
-        let f = union(&[part("a", nvml(300.0), 50.0), part("b", nvml(100.0), 50.0), part("b", nvml(100.0), 50.0)]).await;
+        let f =
+            union(&[part("a", nvml(300.0), 50.0), part("b", nvml(100.0), 50.0), part("b", nvml(100.0), 50.0)]).await;
         let e = f.energy.expect("the union's energy");
         let w = e.whole_run.expect("the whole run");
         assert!((w.joules - 3200.0).abs() < 1e-6, "{w:?}");

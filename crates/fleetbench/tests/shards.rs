@@ -91,7 +91,8 @@ async fn four_shards_make_one_run(db: &str, tag: &str) {
     let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or_else(|| panic!("{k} in {v}"));
     let usd = f(&merged, "usd_total");
     assert!((f(&merged, "usd_per_request") * REQUESTS as f64 - usd).abs() <= 1e-9 * usd, "{merged}");
-    let shard0: Value = serde_json::from_slice(&std::fs::read(dir.join("shard0.json")).expect("json-out")).expect("JSON");
+    let shard0: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("shard0.json")).expect("json-out")).expect("JSON");
     let per_hour = |v: &Value| f(v, "usd_total") / f(v, "duration");
     assert!((per_hour(&merged) - per_hour(&shard0)).abs() <= 1e-9 * per_hour(&shard0), "{merged}");
     // compare and report name the run by its key.
@@ -212,7 +213,15 @@ async fn two_shards_make_one_sweep(db: &str, tag: &str) {
         .map(|i| {
             let mut c = quiet_bin();
             c.args(["--db", db, "sweep", "--url", &format!("http://{addr}/v1"), "--model", "m"])
-                .args(["--concurrency", "auto", "--max-level", "8", "--per-level-requests", "48", "--no-server-metrics"])
+                .args([
+                    "--concurrency",
+                    "auto",
+                    "--max-level",
+                    "8",
+                    "--per-level-requests",
+                    "48",
+                    "--no-server-metrics",
+                ])
                 .args(["--workload", "synthetic:in=16,out=8", "--shard", &format!("{i}/2"), "--run-id", &key])
                 .args(["--shard-timeout", "60s", "--json-out"])
                 .arg(dir.join(format!("shard{i}.json")));
@@ -294,8 +303,17 @@ async fn a_sharded_sweep_refuses_levels_without_an_agent_per_shard() {
     let addr = server.start().expect("start the fixed server");
     let dir = tempdir("sweep-shards", "too-few");
     let mut c = quiet_bin();
-    c.args(["--db", &dir.join("r.db").to_string_lossy(), "sweep", "--url", &format!("http://{addr}/v1")])
-        .args(["--model", "m", "--concurrency", "1,4", "--shard", "0/2", "--run-id", "few", "--no-server-metrics"]);
+    c.args(["--db", &dir.join("r.db").to_string_lossy(), "sweep", "--url", &format!("http://{addr}/v1")]).args([
+        "--model",
+        "m",
+        "--concurrency",
+        "1,4",
+        "--shard",
+        "0/2",
+        "--run-id",
+        "few",
+        "--no-server-metrics",
+    ]);
     let o = output(c).await;
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("level 1 has fewer agents than the sweep has shards (2)"), "{}", text(&o));

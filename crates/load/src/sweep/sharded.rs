@@ -93,7 +93,8 @@ mod tests {
 
     #[test]
     fn levels_and_repeats_have_keys_of_their_own() {
-        let s = SweepShard { shard: Shard { index: 1, count: 2 }, key: "job-7".into(), timeout: Duration::from_secs(5) };
+        let s =
+            SweepShard { shard: Shard { index: 1, count: 2 }, key: "job-7".into(), timeout: Duration::from_secs(5) };
         assert_eq!(s.level("c=4", 0, Some(4)).key, "job-7/c=4");
         assert_eq!(s.level("rate=2.50", 1, None).key, "job-7/rate=2.50/r2");
         assert!(!s.stores());
