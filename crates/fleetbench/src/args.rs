@@ -460,10 +460,10 @@ pub struct ShardArgs {
     #[arg(long, value_name = "I/N", value_parser = parse_shard, help_heading = "Sharding")]
     pub shard: Option<fleetbench_workload::Shard>,
     /// The run all shards write into (the same on every shard, e.g. a Slurm job id);
-    /// `runs show ID` reads it back.
+    /// `runs show ID` reads it back. A sweep's group: each level is the run ID/c=4.
     #[arg(long, value_name = "ID", help_heading = "Sharding")]
     pub run_id: Option<String>,
-    /// Longest wait at the start for the other shards to join.
+    /// Longest wait at the start for the other shards to join (and, in a sweep, at each level's end).
     #[arg(long, value_name = "DUR", default_value = "10m", value_parser = parse_duration, help_heading = "Sharding")]
     pub shard_timeout: Duration,
 }

@@ -5,7 +5,7 @@
 //! the demo both call [`run_sweep`].
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fleetbench_client::prom::{MetricsSampler, ServerLevelStats};
 use fleetbench_client::Client;
@@ -227,9 +227,11 @@ pub async fn run_sweep(
                 (Levels::Auto, _) => first_round.get(index as usize).copied(),
             };
             let Some(level) = next else { break };
-            let spent = match common {
-                Some((start, end)) => end - start >= cfg.budget.as_secs_f64(),
-                None => started.elapsed() >= cfg.budget,
+            let spent = match (common, &cfg.shard) {
+                (Some((start, end)), _) => end - start >= cfg.budget.as_secs_f64(),
+                // Shards measure the first level whatever their clocks say.
+                (None, Some(_)) => false,
+                (None, None) => started.elapsed() >= cfg.budget,
             };
             if spent {
                 stopped_by_budget = true;
@@ -448,6 +450,7 @@ async fn measure_level(
         run
     });
     let scale = modelled(cfg.time_scale);
+    let sampled_from = SystemTime::now();
     let sampler = cfg.metrics_url.as_ref().map(|u| {
         let live = live.clone();
         // Each reading goes to the dashboard as it comes, in modelled time.
@@ -492,8 +495,13 @@ async fn measure_level(
     warnings.extend(outcome.figures.warnings);
     let server = match sampler {
         Some(s) => Some(s.finish().await).filter(|s| s.samples > 0).map(|mut s| {
-            // The sampler's clock is the wall's; the records are in modelled time.
-            s.timeline.iter_mut().for_each(|p| p.t *= scale);
+            // The sampler's clock is the wall's and started before a shard
+            // waited for the others; the records' started at the level's
+            // common start and are in modelled time.
+            let waited = span.map_or(0.0, |(start, _)| {
+                start - sampled_from.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(start)
+            });
+            s.timeline.iter_mut().for_each(|p| p.t = (p.t - waited) * scale);
             s
         }),
         None => None,
