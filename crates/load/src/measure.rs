@@ -359,9 +359,7 @@ pub async fn measure(
         .map_err(|e| StoreError::Corrupt { run: meta.id, why: format!("summary: {e}") })?;
     let ended_at = meta.ended_at.as_deref().unwrap_or("");
     match &opts.shard {
-        Some(j) => {
-            crate::shard::finish(store, meta.id, j, meta.status, ended_at, opts, &meta.model)?;
-        }
+        Some(j) => crate::shard::finish(store, meta.id, j, meta.status, ended_at, opts, &meta.model)?,
         None => store.finish_run(meta.id, meta.status, ended_at, Some(&summary))?,
     }
     if let Some(live) = &opts.live {

@@ -137,7 +137,7 @@ pub async fn join(store: &Store, meta: &RunMeta, j: &ShardJoin) -> Result<i64, S
 /// Ends this shard with `status`. The last shard to end stores the run's
 /// status (the worst of its shards'), the summary of all shards' records,
 /// and the union's cost and energy from every shard's part (priced with
-/// the options' instruments); it returns the union.
+/// the options' instruments).
 pub fn finish(
     store: &Store,
     run_id: i64,
@@ -146,9 +146,9 @@ pub fn finish(
     ended_at: &str,
     opts: &MeasureOptions,
     backend: &str,
-) -> Result<Option<Union>, ShardError> {
+) -> Result<(), ShardError> {
     if !store.finish_shard(run_id, j.shard.index, status, ended_at)? {
-        return Ok(None);
+        return Ok(());
     }
     let u = union(store, run_id, j, &opts.slo, opts.instruments.as_deref(), backend)?;
     if let Some(c) = &u.figures.cost {
@@ -161,7 +161,7 @@ pub fn finish(
     let summary = serde_json::to_value(RunSummary::new(&u.metrics, keys))
         .map_err(|e| StoreError::Corrupt { run: run_id, why: format!("summary: {e}") })?;
     store.finish_run(run_id, u.status, ended_at, Some(&summary))?;
-    Ok(Some(u))
+    Ok(())
 }
 
 /// The union of a run's shards as stored: every shard's records, the

@@ -494,16 +494,19 @@ async fn measure_level(
     };
     warnings.extend(outcome.figures.warnings);
     let server = match sampler {
-        Some(s) => Some(s.finish().await).filter(|s| s.samples > 0).map(|mut s| {
+        Some(s) => {
             // The sampler's clock is the wall's and started before a shard
             // waited for the others; the records' started at the level's
-            // common start and are in modelled time.
+            // common start and are in modelled time. A shard's readings
+            // from before that start are not the level's.
             let waited = span.map_or(0.0, |(start, _)| {
                 start - sampled_from.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(start)
             });
-            s.timeline.iter_mut().for_each(|p| p.t = (p.t - waited) * scale);
-            s
-        }),
+            let mut timeline = s.finish().await.timeline;
+            timeline.iter_mut().for_each(|p| p.t = (p.t - waited) * scale);
+            timeline.retain(|p| p.t >= 0.0);
+            Some(ServerLevelStats::from_timeline(timeline)).filter(|s| s.samples > 0)
+        }
         None => None,
     };
     let m = MeasuredLevel { level, repeat, run_id, interrupted, metrics, server, records, figures, warnings, span };

@@ -10,9 +10,10 @@
 //! level (it is counted on the shards' common clock, from the first level's
 //! common start to the last request's end in the level just measured), a
 //! shard interrupted or lost stops them all after that level, and every
-//! shard prints and writes the same sweep. Shard 0 stores the sweep's
-//! records (each level's `SweepLevelRecord` and server timeline, and the
-//! `SweepRecord`), once.
+//! shard prints and writes the same levels, figures and knee (the server's
+//! `/metrics` are each shard's own readings of the one server). Shard 0
+//! stores the sweep's records (each level's `SweepLevelRecord` and server
+//! timeline, and the `SweepRecord`), once.
 
 use std::time::Duration;
 
