@@ -352,6 +352,8 @@ pub enum Action {
     RescheduleTraffic,
     EscalateFacilities,
     UpdateFirmware,
+    /// Put a setting changed by hand back (investigate mode only).
+    RestoreConfig,
 }
 
 impl Action {
@@ -374,6 +376,16 @@ impl Action {
         Action::UpdateFirmware,
     ];
 
+    /// Every action of investigate mode: the triage list plus `RESTORE_CONFIG`.
+    pub fn every() -> impl Iterator<Item = Action> {
+        Action::ALL.into_iter().chain([Action::RestoreConfig])
+    }
+
+    /// An investigate-mode action by name.
+    pub fn parse_any(s: &str) -> Option<Action> {
+        Action::every().find(|a| a.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Action::None => "NONE",
@@ -392,6 +404,7 @@ impl Action {
             Action::RescheduleTraffic => "RESCHEDULE_TRAFFIC",
             Action::EscalateFacilities => "ESCALATE_FACILITIES",
             Action::UpdateFirmware => "UPDATE_FIRMWARE",
+            Action::RestoreConfig => "RESTORE_CONFIG",
         }
     }
 

@@ -248,6 +248,21 @@ impl Workload for ShardWorkload {
     fn distinct_requests(&self) -> Option<u64> {
         self.inner.distinct_requests()
     }
+    /// Session workloads: the shard's session `i` is the whole run's
+    /// session `shard.global_index(i)`, so no two shards play one session.
+    fn session(&self, index: u64) -> Option<fleetbench_workload::SessionPlan> {
+        self.inner.session(self.shard.global_index(index))
+    }
+    fn turn(
+        &self,
+        session: &fleetbench_workload::SessionPlan,
+        turn: u32,
+        history: &[fleetbench_core::ChatMessage],
+        history_tokens: u32,
+        sampling: &SamplingParams,
+    ) -> fleetbench_core::RequestSpec {
+        self.inner.turn(session, turn, history, history_tokens, sampling)
+    }
 }
 
 #[cfg(test)]
@@ -264,6 +279,7 @@ mod tests {
             seed: 3,
             arrivals: None,
             shard: None,
+            ramp: None,
         }
     }
 
@@ -277,6 +293,25 @@ mod tests {
         assert_eq!(sum(&|p| p.warmup), 5);
         let e = shard_plan(&plan(Schedule::Closed { concurrency: 2 }, 10, 0), Shard { index: 3, count: 4 });
         assert!(e.unwrap_err().to_string().contains("cannot be shared"));
+    }
+
+    #[test]
+    fn a_shard_plays_its_own_sessions() {
+        let spec =
+            fleetbench_workload::WorkloadSpec::parse("agent-session:turns=2..4,system=60,tool-output=10..20,output=4")
+                .expect("a session workload");
+        let whole: Arc<dyn Workload> = Arc::from(spec.build(5).expect("built"));
+        let j = ShardJoin {
+            shard: Shard { index: 1, count: 2 },
+            key: "k".into(),
+            timeout: Duration::from_secs(1),
+            target_concurrency: None,
+        };
+        let mine = j.workload(whole.clone());
+        for i in 0..4 {
+            assert_eq!(mine.session(i), whole.session(2 * i + 1), "session {i}");
+        }
+        assert_ne!(mine.session(0), whole.session(0));
     }
 
     #[test]

@@ -58,6 +58,7 @@ async fn the_live_series_grows_and_in_flight_follows_the_agents() {
             seed: 1,
             arrivals: None,
             shard: None,
+            ramp: None,
         };
         let opts = MeasureOptions { live: Some(live.clone()), ..Default::default() };
         let wl = Arc::new(SyntheticWorkload::new(32, 12, 0.0, 1));

@@ -31,8 +31,8 @@ mod eval;
 mod parser;
 mod storage;
 
-pub use eval::{QueryResult, RangeSeries, Sample};
-pub use parser::{parse, Expr};
+pub use eval::{format_value, QueryResult, RangeSeries, Sample};
+pub use parser::{parse, Expr, MatchOp, Matcher, Selector};
 pub use storage::{Labels, Series, Storage, TimestampUnit};
 
 /// What went wrong with a query or with the telemetry it runs on.

@@ -2,7 +2,6 @@
 //! live, run backends as operators over episodes, score answers, print the
 //! diagnosis schema. The library does the work; this module wires and prints.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -13,12 +12,9 @@ use fleetbench_aiops::backends::parse_backends_arg;
 use fleetbench_aiops::exporter::{router, LiveFleet};
 use fleetbench_aiops::leaderboard::{render_scenario_table, render_table, score_report};
 use fleetbench_aiops::output::{generate, score_answers, TelemetryFormat};
-use fleetbench_aiops::{
-    json_schema, leaderboard, parse_rate, prompt, render_costs, run_arena, ArenaConfig, ArenaObserver, BackendProgress,
-    Prepared, Telemetry,
-};
+use fleetbench_aiops::{json_schema, leaderboard, parse_rate, prompt, render_costs, run_arena, ArenaConfig, Telemetry};
 use fleetbench_load::interrupt::Interrupt;
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressDrawTarget};
 
 use fleetbench_report::export::JsonDoc;
 use fleetbench_report::{render, Format};
@@ -26,6 +22,11 @@ use fleetbench_report::{render, Format};
 use crate::context::Context;
 use crate::outln;
 use crate::output::{emit, write_file, EXIT_INTERRUPTED};
+
+mod bars;
+mod investigate;
+
+use bars::Bars;
 
 #[derive(clap::Args, Debug)]
 #[command(about = "The AIOps arena: GPU-fleet incidents diagnosed by LLM backends, scored against ground truth")]
@@ -63,6 +64,12 @@ struct GenerateArgs {
     /// prometheus (text with timestamps), openmetrics, or jsonl.
     #[arg(long, default_value = "prometheus")]
     format: String,
+    /// triage (telemetry files) or investigate (alerts.jsonl beside episodes.jsonl).
+    #[arg(long, default_value = "triage")]
+    mode: String,
+    /// Investigate mode: how many episodes to write.
+    #[arg(long, default_value_t = 300)]
+    episodes: usize,
 }
 
 #[derive(clap::Args, Debug)]
@@ -127,6 +134,9 @@ struct RunArgs {
     /// (default: the built-in, dated examples; `fleetbench cost presets`).
     #[arg(long, value_name = "PATH")]
     prices: Option<PathBuf>,
+    /// triage (one prompt per episode) or investigate (tools, from an alert; built-in backends).
+    #[arg(long, default_value = "triage")]
+    mode: String,
     #[command(flatten)]
     dashboard: crate::args::DashboardArgs,
 }
@@ -140,6 +150,9 @@ struct PromptArgs {
     /// Episode index in the run's schedule.
     #[arg(long, default_value_t = 0)]
     episode: usize,
+    /// triage (the prompt) or investigate (the briefing and the tools offered).
+    #[arg(long, default_value = "triage")]
+    mode: String,
 }
 
 pub async fn run(args: AiopsArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
@@ -152,6 +165,7 @@ pub async fn run(args: AiopsArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         }
         AiopsCommand::Exporter(a) => cmd_exporter(a).await,
         AiopsCommand::Run(a) => cmd_run(a, ctx).await,
+        AiopsCommand::Prompt(a) if investigate::mode(&a.mode)? => investigate::briefing(a.seed, a.episode),
         AiopsCommand::Prompt(a) => {
             let (ep, p) = prompt::episode_prompt(a.gpus, a.seed, a.episode)?;
             outln!("{p}");
@@ -163,6 +177,9 @@ pub async fn run(args: AiopsArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
 }
 
 fn cmd_generate(a: GenerateArgs) -> anyhow::Result<ExitCode> {
+    if investigate::mode(&a.mode)? {
+        return investigate::generate(a.episodes, a.seed, &a.out);
+    }
     let format = TelemetryFormat::parse(&a.format)
         .ok_or_else(|| anyhow!("unknown --format '{}' (prometheus, openmetrics or jsonl)", a.format))?;
     outln!("{}", generate(a.gpus, a.hours, a.seed, format, &a.out)?);
@@ -171,6 +188,9 @@ fn cmd_generate(a: GenerateArgs) -> anyhow::Result<ExitCode> {
 
 fn cmd_score(a: ScoreArgs) -> anyhow::Result<ExitCode> {
     let read = |p: &PathBuf| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
+    if let Some(code) = investigate::score(&read(&a.episodes)?, &read(&a.answers)?, a.json)? {
+        return Ok(code);
+    }
     let (results, missing) = score_answers(&read(&a.episodes)?, &read(&a.answers)?)
         .with_context(|| format!("scoring {} against {}", a.answers.display(), a.episodes.display()))?;
     if a.json {
@@ -201,6 +221,9 @@ async fn cmd_exporter(a: ExporterArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn cmd_run(a: RunArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
+    if investigate::mode(&a.mode)? {
+        return investigate::run(&a.backends, a.episodes, a.seed, a.json_out.as_deref(), a.answers_out.as_deref());
+    }
     let cfg = arena_config(&a)?;
     // The dashboard first: a port in use fails the command before anything
     // is stored.
@@ -246,49 +269,4 @@ fn arena_config(a: &RunArgs) -> anyhow::Result<ArenaConfig> {
         prices: a.prices.clone(),
         answers_out: a.answers_out.clone(),
     })
-}
-
-/// One progress bar per HTTP backend (hidden with --quiet), with its
-/// running mean score.
-struct Bars {
-    multi: MultiProgress,
-    quiet: bool,
-    bars: Mutex<BTreeMap<String, ProgressBar>>,
-}
-
-impl ArenaObserver for Bars {
-    fn prepared(&self, p: &Prepared) {
-        if !self.quiet {
-            let (n, gpus, seed, chars) = (p.episodes, p.fleet_gpus, p.seed, p.mean_prompt_chars);
-            let tokens = chars / 4.0;
-            eprintln!(
-                "{n} episodes on a {gpus}-GPU fleet (seed {seed}); prompt mean {chars:.0} chars (~{tokens:.0} tokens)"
-            );
-        }
-    }
-
-    fn progress(&self, backend: &str, p: &BackendProgress) {
-        let mut bars = self.bars.lock().unwrap_or_else(|p| p.into_inner());
-        let bar = bars.entry(backend.to_string()).or_insert_with(|| {
-            let bar = self.multi.add(ProgressBar::new(p.episodes as u64));
-            if let Ok(style) =
-                ProgressStyle::with_template("{prefix:>16} [{bar:30}] {pos}/{len} {elapsed_precise} {msg}")
-            {
-                bar.set_style(style.progress_chars("=> "));
-            }
-            bar.set_prefix(backend.to_string());
-            bar
-        });
-        bar.set_position(p.answered as u64);
-        if p.answered == 0 {
-            return;
-        }
-        bar.set_message(format!("mean score {:.1}, unparseable {:.0}%", p.mean_score, 100.0 * p.unparseable_rate));
-    }
-
-    fn backend_finished(&self, backend: &str) {
-        if let Some(bar) = self.bars.lock().unwrap_or_else(|p| p.into_inner()).get(backend) {
-            bar.finish();
-        }
-    }
 }

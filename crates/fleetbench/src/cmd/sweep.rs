@@ -191,6 +191,9 @@ impl SweepArgs {
 
 pub async fn run(mut args: SweepArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     args.apply_preset();
+    if args.backend.model_mix()?.is_mix() {
+        bail!("a model mix (--model a,b,...) works in `run`; sweep one model at a time");
+    }
     let client = Client::new(args.backend.client_config()?)?;
     let mut cfg = args.config(&client.config().base_url)?;
     client.probe(args.backend.probe_timeout()).await?;
@@ -244,6 +247,9 @@ pub async fn run(mut args: SweepArgs, ctx: &Context) -> anyhow::Result<ExitCode>
         }
     }
     outln!("why: {}", o.reason);
+    if let Some(s) = &o.doc.sessions {
+        outln!("{}", s.describe(unit));
+    }
     if let Some(note) = fleetbench_report::time_scale_note(Some(o.doc.time_scale)) {
         outln!("{note}");
     }

@@ -307,7 +307,10 @@ pub async fn run_sweep(
     if cfg.shard.as_ref().is_none_or(SweepShard::stores) {
         store.put(measured[0].run_id, &cfg.group, &record)?;
     }
-    let doc = SweepDoc { levels, knee: knee_doc, sweep: info, time_scale: modelled(cfg.time_scale) };
+    let per_level: Vec<(f64, &fleetbench_core::sessions::SessionFigures)> =
+        levels.iter().filter_map(|l| l.metrics.sessions.as_ref().map(|f| (l.level(), f))).collect();
+    let sessions = super::session_curve(&per_level);
+    let doc = SweepDoc { levels, knee: knee_doc, sweep: info, sessions, time_scale: modelled(cfg.time_scale) };
     Ok(SweepOutcome { measured, outcomes, knee, reason, doc, stopped_by_budget, interrupted })
 }
 
@@ -405,6 +408,7 @@ async fn measure_level(
         seed,
         arrivals: None,
         shard: None,
+        ramp: None,
     };
     let label = cfg.kind.label(level);
     let join = cfg.shard.as_ref().map(|s| s.level(&label, repeat, closed.then_some(level as u32)));
