@@ -488,10 +488,10 @@ pub struct ShardArgs {
     #[arg(long, value_name = "I/N", value_parser = parse_shard, help_heading = "Sharding")]
     pub shard: Option<fleetbench_workload::Shard>,
     /// The run all shards write into (the same on every shard, e.g. a Slurm job id);
-    /// `runs show ID` reads it back.
+    /// `runs show ID` reads it back. A sweep's group: each level is the run ID/c=4.
     #[arg(long, value_name = "ID", help_heading = "Sharding")]
     pub run_id: Option<String>,
-    /// Longest wait at the start for the other shards to join.
+    /// Longest wait at the start for the other shards to join (and, in a sweep, at each level's end).
     #[arg(long, value_name = "DUR", default_value = "10m", value_parser = parse_duration, help_heading = "Sharding")]
     pub shard_timeout: Duration,
 }
@@ -512,16 +512,34 @@ impl ShardArgs {
             (None, Some(s)) => bail!("--shard {s} needs --run-id ID, the same on every shard, to meet the others"),
             (Some(_), s) => s.unwrap_or(fleetbench_workload::Shard { index: 0, count: 1 }),
         };
-        let key = self.run_id.clone().unwrap_or_default();
-        if key.trim().is_empty() {
-            bail!("--run-id must not be empty");
-        }
+        let key = self.key()?;
         let target_concurrency = plan.schedule.target_concurrency();
         let mine = fleetbench_load::shard::shard_plan(&plan, shard)?;
         Ok((
             mine,
             Some(fleetbench_load::shard::ShardJoin { shard, key, timeout: self.shard_timeout, target_concurrency }),
         ))
+    }
+}
+
+impl ShardArgs {
+    fn key(&self) -> anyhow::Result<String> {
+        let key = self.run_id.clone().unwrap_or_default();
+        if key.trim().is_empty() {
+            bail!("--run-id must not be empty");
+        }
+        Ok(key)
+    }
+
+    /// How this process takes part in a sweep measured by several (`None`:
+    /// a sweep of its own). Each level is a sharded run under `ID/c=4`.
+    pub fn sweep(&self) -> anyhow::Result<Option<fleetbench_load::sweep::sharded::SweepShard>> {
+        let shard = match (&self.run_id, self.shard) {
+            (None, None) => return Ok(None),
+            (None, Some(s)) => bail!("--shard {s} needs --run-id ID, the same on every shard, to meet the others"),
+            (Some(_), s) => s.unwrap_or(fleetbench_workload::Shard { index: 0, count: 1 }),
+        };
+        Ok(Some(fleetbench_load::sweep::sharded::SweepShard { shard, key: self.key()?, timeout: self.shard_timeout }))
     }
 }
 

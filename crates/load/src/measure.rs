@@ -17,7 +17,7 @@ use fleetbench_core::metrics::WindowFigures;
 use fleetbench_core::units::rfc3339;
 use fleetbench_core::{RequestRecord, RunClock, RunMeta, RunMetrics, RunStatus, Slo};
 use fleetbench_econ::instruments::{Instruments, RunFigures};
-use fleetbench_econ::records::{CostRecord, EnergyRecord};
+use fleetbench_econ::records::{CostRecord, EnergyRecord, ShardFiguresRecord};
 use fleetbench_store::{RecordWriter, Store, StoreError};
 use fleetbench_workload::{RampKind, RampSpec};
 use serde::{Deserialize, Serialize};
@@ -352,23 +352,35 @@ pub async fn measure(
         Some(m) => m.finish(&meta.model, &metrics, &records).await,
         None => RunFigures::default(),
     };
-    if let Some(c) = &figures.cost {
-        store.put(meta.id, &c.backend, c)?;
-    }
-    if let Some(e) = &figures.energy {
-        store.put(meta.id, &e.backend, e)?;
-    }
-    if let Some(t) = &figures.timeline {
-        store.put(meta.id, &meta.model, t)?;
+    match &opts.shard {
+        // A shard's cost and energy are its part; the last shard stores the union's.
+        Some(j) => {
+            let part = ShardFiguresRecord {
+                host: meta.host.clone(),
+                cost: figures.cost.clone(),
+                energy: figures.energy.clone(),
+                timeline: figures.timeline.clone(),
+            };
+            store.put(meta.id, &j.shard.to_string(), &part)?;
+        }
+        None => {
+            if let Some(c) = &figures.cost {
+                store.put(meta.id, &c.backend, c)?;
+            }
+            if let Some(e) = &figures.energy {
+                store.put(meta.id, &e.backend, e)?;
+            }
+            if let Some(t) = &figures.timeline {
+                store.put(meta.id, &meta.model, t)?;
+            }
+        }
     }
     let figure_keys = FigureKeys::new(figures.cost.clone(), figures.energy.clone());
     let summary = serde_json::to_value(RunSummary::new(&metrics, figure_keys.clone()))
         .map_err(|e| StoreError::Corrupt { run: meta.id, why: format!("summary: {e}") })?;
     let ended_at = meta.ended_at.as_deref().unwrap_or("");
     match &opts.shard {
-        Some(j) => {
-            crate::shard::finish(store, meta.id, j, meta.status, ended_at, &opts.slo)?;
-        }
+        Some(j) => crate::shard::finish(store, meta.id, j, meta.status, ended_at, opts, &meta.model)?,
         None => store.finish_run(meta.id, meta.status, ended_at, Some(&summary))?,
     }
     if let Some(live) = &opts.live {

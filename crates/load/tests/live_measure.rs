@@ -112,6 +112,7 @@ async fn a_sweep_publishes_its_curve_and_the_server_readings() {
         metrics_interval: Duration::from_millis(100),
         time_scale: 1.0,
         config: Default::default(),
+        shard: None,
     };
     let bus = LiveBus::new();
     let _watching = bus.subscribe();

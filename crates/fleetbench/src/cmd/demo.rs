@@ -211,6 +211,7 @@ async fn sweep_setup(
         metrics_interval: Duration::from_millis(50),
         time_scale: args.time_scale,
         config: RunConfig { hardware: Some(setup.title.to_string()), simulated: Some(true), ..Default::default() },
+        shard: None,
     };
     let mut print_level = |m: &MeasuredLevel| {
         outln!(

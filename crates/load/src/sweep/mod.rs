@@ -3,10 +3,12 @@
 //! concurrency (or rate) to measure, the knee, and the one-line explanation
 //! of why the curve bends. The finder and [`explain`] are pure logic; the
 //! driver measures each level and reports back to them. What a sweep stores
-//! is in [`records`].
+//! is in [`records`]; how several processes measure one sweep, in
+//! [`sharded`].
 
 pub mod driver;
 pub mod records;
+pub mod sharded;
 
 use std::collections::BTreeMap;
 
