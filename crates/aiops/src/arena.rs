@@ -644,6 +644,7 @@ async fn ask_backend(
         seed: env.cfg.seed,
         arrivals: None,
         shard: None,
+        ramp: None,
     };
     if n == 0 {
         return (spec.name.clone(), Vec::new());

@@ -11,6 +11,7 @@
 //! live `/metrics` endpoint in [`exporter`]; files in [`output`]; the whole
 //! arena run (every backend over every episode, stored) in [`arena`].
 
+pub mod agent;
 pub mod arena;
 pub mod backends;
 pub mod diagnosis;
@@ -18,6 +19,7 @@ pub mod episode;
 pub mod exporter;
 pub mod investigate;
 pub mod leaderboard;
+pub mod mcp;
 pub mod operator;
 pub mod output;
 pub mod prometheus;

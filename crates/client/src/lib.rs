@@ -9,6 +9,7 @@ pub mod openai;
 pub mod prom;
 pub mod promapi;
 pub mod sse;
+pub mod tools;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,6 +79,8 @@ pub struct ClientConfig {
     pub max_body_bytes: usize,
     /// Largest single stream event accepted.
     pub max_event_bytes: usize,
+    /// Tools offered with every request (`tools` in the body).
+    pub tools: Option<Arc<tools::Tools>>,
 }
 
 impl ClientConfig {
@@ -93,6 +96,7 @@ impl ClientConfig {
             keep_output_text: false,
             max_body_bytes: 64 << 20,
             max_event_bytes: 4 << 20,
+            tools: None,
         }
     }
 }
@@ -178,6 +182,13 @@ impl Client {
 
     pub fn config(&self) -> &ClientConfig {
         &self.cfg
+    }
+
+    /// The same client (connections, time scale) keeping each answer's text
+    /// on its record: a session's sender carries the model's answers into
+    /// the next turn's history.
+    pub fn keeping_output_text(&self) -> Client {
+        Client { cfg: Arc::new(ClientConfig { keep_output_text: true, ..(*self.cfg).clone() }), ..self.clone() }
     }
 
     /// How many times faster than the hardware it models the backend runs,
@@ -288,10 +299,15 @@ impl Client {
         rec: &mut RequestRecord,
         total_deadline: Option<Instant>,
     ) -> Result<(), Failure> {
-        let body = match self.cfg.api {
-            ApiKind::Anthropic => anthropic::request_body(&self.cfg.model, spec, self.cfg.stream),
-            api => openai::request_body(api, &self.cfg.model, spec, self.cfg.stream),
+        // A model mix names each request's model; else the client's own.
+        let model = spec.context.model.as_deref().unwrap_or(&self.cfg.model);
+        let mut body = match self.cfg.api {
+            ApiKind::Anthropic => anthropic::request_body(model, spec, self.cfg.stream),
+            api => openai::request_body(api, model, spec, self.cfg.stream),
         };
+        if let (Some(t), Some(o)) = (&self.cfg.tools, body.as_object_mut()) {
+            o.insert("tools".into(), t.for_api(self.cfg.api).clone());
+        }
         let t_send_instant = Instant::from_std(clock.instant_at(rec.t_send));
         let first_token_deadline = self.cfg.timeouts.first_token.map(|d| t_send_instant + d);
         let req = self
@@ -413,7 +429,7 @@ impl Client {
             if let Some(err) = parsed.error {
                 return Err(Failure::new(ErrorKind::ServerErrorEvent, err));
             }
-            state.absorb(parsed, now);
+            state.absorb(parsed, now)?;
             state.finish_into(rec);
         }
         Ok(())
@@ -510,6 +526,10 @@ struct StreamState {
     usage: Usage,
     timings: Option<ServerTimings>,
     done: bool,
+    first_answer: Option<f64>,
+    first_tool: Option<f64>,
+    reasoning_events: u64,
+    calls: tools::ToolCalls,
 }
 
 impl StreamState {
@@ -527,6 +547,10 @@ impl StreamState {
             usage: Usage::default(),
             timings: None,
             done: false,
+            first_answer: None,
+            first_tool: None,
+            reasoning_events: 0,
+            calls: tools::ToolCalls::default(),
         }
     }
 
@@ -551,12 +575,12 @@ impl StreamState {
             if let Some(err) = &c.error {
                 return Err(Failure::new(ErrorKind::ServerErrorEvent, format!("the server sent an error: {err}")));
             }
-            self.absorb(c, now);
+            self.absorb(c, now)?;
         }
         Ok(())
     }
 
-    fn absorb(&mut self, c: Chunk, now: f64) {
+    fn absorb(&mut self, mut c: Chunk, now: f64) -> Result<(), Failure> {
         if c.has_token {
             match self.first_token {
                 None => self.first_token = Some(now),
@@ -564,6 +588,7 @@ impl StreamState {
             }
             self.last_token = now;
             self.events += 1;
+            self.absorb_kinds(&mut c, now)?;
         }
         if self.keep_text {
             self.text.push_str(&c.text);
@@ -580,6 +605,29 @@ impl StreamState {
             self.timings = c.timings;
         }
         self.done |= c.done;
+        Ok(())
+    }
+
+    /// Answer, reasoning and tool-call pieces, told apart.
+    fn absorb_kinds(&mut self, c: &mut Chunk, now: f64) -> Result<(), Failure> {
+        if c.answer && self.first_answer.is_none() {
+            self.first_answer = Some(now);
+        }
+        if c.reasoning {
+            self.reasoning_events += 1;
+        }
+        if !c.tool_deltas.is_empty() {
+            self.first_tool.get_or_insert(now);
+            for d in c.tool_deltas.drain(..) {
+                if !self.calls.push(d) {
+                    return Err(Failure::new(
+                        ErrorKind::MalformedStream,
+                        format!("the response made more than {} tool calls", tools::MAX_CALLS),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn finish_into(&mut self, rec: &mut RequestRecord) {
@@ -599,7 +647,11 @@ impl StreamState {
             }
         }
         rec.input_tokens = self.usage.prompt_tokens;
-        rec.reasoning_tokens = self.usage.reasoning_tokens;
+        rec.reasoning_tokens =
+            self.usage.reasoning_tokens.or((self.reasoning_events > 0).then_some(self.reasoning_events));
+        rec.t_first_answer_token = self.first_answer;
+        rec.t_first_tool_token = self.first_tool;
+        rec.tool_calls = self.calls.take();
         rec.finish_reason = self.finish_reason.clone();
         rec.server_timings = self.timings;
         if self.keep_text {

@@ -6,6 +6,8 @@ use fleetbench_core::{ApiKind, RequestSpec, ServerTimings};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::tools::ToolDelta;
+
 /// What one stream event (or a whole non-streamed body) says, independent
 /// of the API that said it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -14,6 +16,12 @@ pub struct Chunk {
     pub has_token: bool,
     /// The answer text it carries (content or completion text).
     pub text: String,
+    /// Carries answer text (not only reasoning or a tool call).
+    pub answer: bool,
+    /// Carries reasoning (`reasoning_content`, `reasoning`, Anthropic thinking).
+    pub reasoning: bool,
+    /// Pieces of tool calls it carries.
+    pub tool_deltas: Vec<ToolDelta>,
     pub finish_reason: Option<String>,
     pub usage: Option<Usage>,
     pub timings: Option<ServerTimings>,
@@ -55,7 +63,31 @@ struct WireDelta {
     content: Option<String>,
     reasoning_content: Option<String>,
     reasoning: Option<String>,
-    tool_calls: Option<Vec<Value>>,
+    tool_calls: Option<Vec<WireToolCall>>,
+}
+
+#[derive(Deserialize)]
+struct WireToolCall {
+    index: Option<usize>,
+    id: Option<String>,
+    function: Option<WireFunction>,
+}
+
+#[derive(Deserialize)]
+struct WireFunction {
+    name: Option<String>,
+    /// A JSON text as the API defines it; a server that sends the object
+    /// itself has it taken as its JSON text.
+    #[serde(default, deserialize_with = "text_or_json")]
+    arguments: Option<String>,
+}
+
+fn text_or_json<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s),
+        Some(other) => Some(other.to_string()),
+    })
 }
 
 #[derive(Deserialize)]
@@ -72,6 +104,8 @@ struct WireDetails {
 
 #[derive(Deserialize)]
 struct WireTimings {
+    prompt_n: Option<u64>,
+    cache_n: Option<u64>,
     prompt_ms: Option<f64>,
     predicted_ms: Option<f64>,
     predicted_per_token_ms: Option<f64>,
@@ -112,9 +146,14 @@ fn reduce(w: WireChunk) -> Chunk {
     }
     for ch in w.choices {
         if let Some(d) = ch.delta.or(ch.message) {
-            let tools = d.tool_calls.as_ref().is_some_and(|t| !t.is_empty());
-            if non_empty(&d.content) || non_empty(&d.reasoning_content) || non_empty(&d.reasoning) || tools {
-                c.has_token = true;
+            c.answer |= non_empty(&d.content);
+            c.reasoning |= non_empty(&d.reasoning_content) || non_empty(&d.reasoning);
+            if let Some(calls) = d.tool_calls {
+                for (i, t) in calls.into_iter().enumerate() {
+                    let (name, arguments) = t.function.map(|f| (f.name, f.arguments)).unwrap_or_default();
+                    let index = t.index.unwrap_or(i);
+                    c.tool_deltas.push(ToolDelta { index, id: t.id, name, arguments: arguments.unwrap_or_default() });
+                }
             }
             if let Some(t) = d.content {
                 c.text.push_str(&t);
@@ -122,10 +161,11 @@ fn reduce(w: WireChunk) -> Chunk {
         }
         if let Some(t) = ch.text {
             if !t.is_empty() {
-                c.has_token = true;
+                c.answer = true;
                 c.text.push_str(&t);
             }
         }
+        c.has_token = c.answer || c.reasoning || !c.tool_deltas.is_empty();
         if ch.finish_reason.is_some() {
             c.finish_reason = ch.finish_reason;
         }
@@ -139,6 +179,8 @@ fn reduce(w: WireChunk) -> Chunk {
         prompt_ms: t.prompt_ms,
         predicted_ms: t.predicted_ms,
         predicted_per_token_ms: t.predicted_per_token_ms,
+        prompt_n: t.prompt_n,
+        cache_n: t.cache_n,
     });
     c
 }
@@ -156,9 +198,10 @@ pub fn error_text(v: &Value) -> String {
 
 /// The JSON body for an OpenAI request.
 pub fn request_body(api: ApiKind, model: &str, spec: &RequestSpec, stream: bool) -> Value {
-    let mut body = match api {
-        ApiKind::Completions => json!({ "model": model, "prompt": spec.prompt.as_text() }),
-        _ => json!({ "model": model, "messages": spec.prompt.as_messages() }),
+    let mut body = match (api, &spec.prompt) {
+        (ApiKind::Completions, p) => json!({ "model": model, "prompt": p.as_text() }),
+        (_, fleetbench_core::Prompt::Native(ms)) => json!({ "model": model, "messages": ms }),
+        (_, p) => json!({ "model": model, "messages": p.as_messages() }),
     };
     let o = body.as_object_mut().expect("body is an object");
     o.insert("stream".into(), json!(stream));
@@ -207,9 +250,65 @@ mod tests {
     }
 
     #[test]
+    fn answer_reasoning_and_tool_pieces_are_told_apart() {
+        let c = parse_chunk(r#"{"choices":[{"delta":{"reasoning_content":"think"}}]}"#).unwrap().unwrap();
+        assert!(c.reasoning && !c.answer && c.tool_deltas.is_empty() && c.text.is_empty());
+        let c = parse_chunk(r#"{"choices":[{"delta":{"content":"hi"}}]}"#).unwrap().unwrap();
+        assert!(c.answer && !c.reasoning);
+        let c = parse_chunk(
+            r#"{"choices":[{"delta":{"tool_calls":[{"index":1,"id":"call_9","type":"function","function":{"name":"lookup","arguments":""}}]}}]}"#,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(c.has_token && !c.answer);
+        assert_eq!(
+            c.tool_deltas,
+            vec![ToolDelta {
+                index: 1,
+                id: Some("call_9".into()),
+                name: Some("lookup".into()),
+                arguments: String::new()
+            }]
+        );
+        // A whole (non-streamed) message with two calls and no indexes.
+        let c = parse_body(
+            r#"{"choices":[{"message":{"role":"assistant","content":null,"tool_calls":[{"id":"a","type":"function","function":{"name":"f","arguments":"{}"}},{"id":"b","type":"function","function":{"name":"g","arguments":"{\"x\":1}"}}]},"finish_reason":"tool_calls"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(c.tool_deltas.iter().map(|d| d.index).collect::<Vec<_>>(), [0, 1]);
+        assert_eq!(c.tool_deltas[1].arguments, r#"{"x":1}"#);
+        assert_eq!(c.finish_reason.as_deref(), Some("tool_calls"));
+        // Arguments sent as an object rather than its JSON text.
+        let c = parse_chunk(
+            r#"{"choices":[{"delta":{"tool_calls":[{"function":{"name":"f","arguments":{"x":[1,2]}}}]}}]}"#,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(c.tool_deltas[0].arguments, r#"{"x":[1,2]}"#);
+    }
+
+    #[test]
+    fn native_messages_are_sent_as_they_are() {
+        let msgs = vec![
+            json!({"role": "user", "content": "go"}),
+            json!({"role": "assistant", "content": null, "tool_calls": [{"id": "a", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}),
+            json!({"role": "tool", "tool_call_id": "a", "content": "42"}),
+        ];
+        let spec = RequestSpec {
+            id: "n".into(),
+            prompt: fleetbench_core::Prompt::Native(msgs.clone()),
+            sampling: Default::default(),
+            expected_input_tokens: None,
+            label: None,
+            context: Default::default(),
+        };
+        assert_eq!(request_body(ApiKind::Chat, "m", &spec, true)["messages"], json!(msgs));
+    }
+
+    #[test]
     fn usage_only_chunk_carries_counts_not_tokens() {
         let c = parse_chunk(
-            r#"{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":34,"completion_tokens_details":{"reasoning_tokens":5}},"timings":{"predicted_per_token_ms":9.5}}"#,
+            r#"{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":34,"completion_tokens_details":{"reasoning_tokens":5}},"timings":{"predicted_per_token_ms":9.5,"prompt_n":3,"cache_n":9}}"#,
         )
         .unwrap()
         .unwrap();
@@ -217,6 +316,7 @@ mod tests {
         let u = c.usage.unwrap();
         assert_eq!((u.prompt_tokens, u.completion_tokens, u.reasoning_tokens), (Some(12), Some(34), Some(5)));
         assert_eq!(c.timings.unwrap().predicted_per_token_ms, Some(9.5));
+        assert_eq!((c.timings.unwrap().prompt_n, c.timings.unwrap().cache_n), (Some(3), Some(9)));
     }
 
     #[test]

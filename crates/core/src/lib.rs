@@ -10,15 +10,17 @@ pub mod compare;
 pub mod metrics;
 pub mod outcome;
 pub mod record;
+pub mod repeats;
 pub mod request;
 pub mod run;
+pub mod sessions;
 pub mod stats;
 pub mod table;
 pub mod units;
 
 pub use clock::RunClock;
 pub use metrics::{RunMetrics, Slo};
-pub use outcome::{ErrorKind, RequestError, RequestRecord, ServerTimings, TokenSource};
+pub use outcome::{ErrorKind, RequestError, RequestRecord, ServerTimings, TokenSource, ToolCall};
 pub use record::Artifact;
 pub use request::{ApiKind, ChatMessage, Prompt, RequestContext, RequestSpec, SamplingParams};
 pub use run::{RunConfig, RunMeta, RunStatus};

@@ -61,6 +61,13 @@ pub struct RunMetrics {
     pub total_input_tokens: u64,
     pub total_output_tokens: u64,
     pub total_reasoning_tokens: u64,
+    /// Completed responses that made at least one tool call.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub tool_call_responses: u64,
+    /// Of those, the percentage whose every tool call's arguments parse as a
+    /// JSON object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_args_json_pct: Option<f64>,
     /// Seconds from the first measured send to the last measured end.
     pub duration: f64,
     pub request_throughput: f64,
@@ -68,7 +75,9 @@ pub struct RunMetrics {
     pub total_token_throughput: f64,
     pub request_goodput: Option<f64>,
     pub slo_attainment_pct: Option<f64>,
-    /// `{mean,median,std,p50,p90,p95,p99[,p999]}_{ttft,tpot,itl,e2el,client_queue}_ms`.
+    /// `{mean,median,std,p50,p90,p95,p99[,p999]}_{ttft,tpot,itl,e2el,client_queue}_ms`,
+    /// and `…_answer_ttft_ms` and `…_tool_ttft_ms` when responses reasoned
+    /// or called tools.
     /// Read back leniently: beside other flattened figures (cost, energy,
     /// a sweep level's own keys) only numeric `*_ms` keys belong here.
     #[serde(flatten, deserialize_with = "latency_keys")]
@@ -93,6 +102,91 @@ pub struct RunMetrics {
     pub input_lens: Vec<u64>,
     pub output_lens: Vec<u64>,
     pub errors: Vec<String>,
+    /// Session workloads: the session figures, and per request (in the
+    /// order of the arrays above) its session and turn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<crate::sessions::SessionFigures>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub request_sessions: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub request_turns: Vec<u32>,
+    /// `--ramp`: the figures of each window of the ramp.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<WindowFigures>,
+    /// A model mix (`--model a,b,c`): the figures of each model's requests.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub models: BTreeMap<String, ModelFigures>,
+}
+
+/// The figures of one model of a model mix (docs/METRICS.md, "Model mixes").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelFigures {
+    pub sent: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub total_output_tokens: u64,
+    /// Its output tokens over the run's duration.
+    pub output_throughput: f64,
+    pub median_ttft_ms: Option<f64>,
+    pub p99_ttft_ms: Option<f64>,
+    pub median_tpot_ms: Option<f64>,
+    pub mean_tok_s: Option<f64>,
+}
+
+impl ModelFigures {
+    /// Per model named in the measured records' context; empty when none names one.
+    fn by_model(measured: &[&RequestRecord], duration: f64) -> BTreeMap<String, ModelFigures> {
+        let mut groups: BTreeMap<&str, Vec<&RequestRecord>> = BTreeMap::new();
+        for r in measured {
+            if let Some(m) = r.context.model.as_deref() {
+                groups.entry(m).or_default().push(r);
+            }
+        }
+        groups
+            .into_iter()
+            .map(|(model, rs)| {
+                let ok: Vec<&&RequestRecord> = rs.iter().filter(|r| r.ok()).collect();
+                let ttft: Vec<f64> = ok.iter().filter_map(|r| r.ttft()).map(|s| s * 1e3).collect();
+                let tpot: Vec<f64> = ok.iter().filter_map(|r| r.tpot()).map(|s| s * 1e3).collect();
+                let tok_s: Vec<f64> = ok.iter().filter_map(|r| r.tok_s()).collect();
+                let tokens: u64 = ok.iter().map(|r| r.output_tokens).sum();
+                let f = ModelFigures {
+                    sent: rs.len() as u64,
+                    completed: ok.len() as u64,
+                    failed: (rs.len() - ok.len()) as u64,
+                    total_output_tokens: tokens,
+                    output_throughput: if duration > 0.0 { tokens as f64 / duration } else { 0.0 },
+                    median_ttft_ms: stats::percentile(&ttft, 50.0),
+                    p99_ttft_ms: stats::percentile(&ttft, 99.0),
+                    median_tpot_ms: stats::percentile(&tpot, 50.0),
+                    mean_tok_s: stats::mean(&tok_s),
+                };
+                (model.to_string(), f)
+            })
+            .collect()
+    }
+}
+
+/// The figures of one window of a ramp (docs/METRICS.md, "Ramps").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowFigures {
+    /// Seconds from the ramp's start.
+    pub start_s: f64,
+    pub end_s: f64,
+    /// The load in the window: arrivals per second or agents.
+    pub level: f64,
+    /// Measured requests due in the window (by `t_sched`), and those of them that failed.
+    pub requests: u64,
+    pub failed: u64,
+    /// Requests that completed in the window, per second.
+    pub request_throughput: f64,
+    /// Output tokens whose events fell in the window, per second.
+    pub output_throughput: f64,
+    pub median_ttft_ms: Option<f64>,
+    pub p99_ttft_ms: Option<f64>,
+    pub median_tpot_ms: Option<f64>,
+    /// Most measured requests in flight at once within the window.
+    pub max_concurrent_requests: u64,
 }
 
 /// The `*_ms` figures among the keys a flattened [`RunMetrics`] is offered.
@@ -154,12 +248,33 @@ impl RunMetrics {
         let e2el: Vec<f64> = done.iter().filter_map(|r| ms(r.e2el())).collect();
         let itl: Vec<f64> = done.iter().flat_map(|r| r.itl.iter().map(|g| g * 1000.0)).collect();
         let queue: Vec<f64> = measured.iter().map(|r| r.client_queue_time() * 1000.0).collect();
-        for (name, values) in
-            [("ttft", &ttft), ("tpot", &tpot), ("itl", &itl), ("e2el", &e2el), ("client_queue", &queue)]
-        {
+        // The first answer token differs from the first token only when a
+        // response reasoned or called tools; otherwise it would repeat TTFT.
+        let answer: Vec<f64> = if done.iter().any(|r| r.beyond_answer()) {
+            done.iter().filter_map(|r| ms(r.answer_ttft())).collect()
+        } else {
+            Vec::new()
+        };
+        let tool: Vec<f64> = done.iter().filter_map(|r| ms(r.tool_ttft())).collect();
+        for (name, values) in [
+            ("ttft", &ttft),
+            ("tpot", &tpot),
+            ("itl", &itl),
+            ("e2el", &e2el),
+            ("client_queue", &queue),
+            ("answer_ttft", &answer),
+            ("tool_ttft", &tool),
+        ] {
             if let Some(s) = Summary::of(values) {
                 insert_summary(&mut m.latency_ms, name, &s);
             }
+        }
+
+        let calling: Vec<&&RequestRecord> = done.iter().filter(|r| !r.tool_calls.is_empty()).collect();
+        m.tool_call_responses = calling.len() as u64;
+        if !calling.is_empty() {
+            let parsed = calling.iter().filter(|r| r.tool_calls.iter().all(|c| c.arguments_object().is_some())).count();
+            m.tool_args_json_pct = Some(100.0 * parsed as f64 / calling.len() as f64);
         }
 
         let tok_s: Vec<f64> = done.iter().filter_map(|r| r.tok_s()).collect();
@@ -196,8 +311,57 @@ impl RunMetrics {
             m.output_lens.push(if r.ok() { r.output_tokens } else { 0 });
             m.errors.push(r.error.as_ref().map(|e| format!("{}: {}", e.label(), e.message)).unwrap_or_default());
         }
+        m.sessions = crate::sessions::SessionFigures::compute(&measured, m.duration);
+        m.models = ModelFigures::by_model(&measured, m.duration);
+        if m.sessions.is_some() {
+            for r in &measured {
+                m.request_sessions.push(r.context.conversation.clone().unwrap_or_default());
+                m.request_turns.push(r.context.turn.unwrap_or(0));
+            }
+        }
         m
     }
+}
+
+impl WindowFigures {
+    /// The figures of each window `(start_s, end_s, level)`, seconds from
+    /// `origin` on the run clock. Warm-up records are ignored.
+    pub fn compute(records: &[RequestRecord], origin: f64, windows: &[(f64, f64, f64)]) -> Vec<WindowFigures> {
+        let measured: Vec<&RequestRecord> = records.iter().filter(|r| !r.warmup).collect();
+        let done: Vec<&RequestRecord> = measured.iter().copied().filter(|r| r.ok()).collect();
+        windows
+            .iter()
+            .map(|&(start_s, end_s, level)| {
+                let (a, b) = (origin + start_s, origin + end_s);
+                let width = (b - a).max(1e-9);
+                let due: Vec<&&RequestRecord> = measured.iter().filter(|r| r.t_sched >= a && r.t_sched < b).collect();
+                let ok: Vec<&&&RequestRecord> = due.iter().filter(|r| r.ok()).collect();
+                let ttft: Vec<f64> = ok.iter().filter_map(|r| r.ttft()).map(|s| s * 1e3).collect();
+                let tpot: Vec<f64> = ok.iter().filter_map(|r| r.tpot()).map(|s| s * 1e3).collect();
+                let tokens = token_weights(&done).filter(|(t, _)| *t >= a && *t < b).fold(0.0, |sum, (_, w)| sum + w);
+                let ended = done.iter().filter(|r| r.t_end >= a && r.t_end < b).count() as f64;
+                let clipped =
+                    measured.iter().filter(|r| r.t_send < b && r.t_end > a).map(|r| (r.t_send.max(a), r.t_end.min(b)));
+                WindowFigures {
+                    start_s,
+                    end_s,
+                    level,
+                    requests: due.len() as u64,
+                    failed: (due.len() - ok.len()) as u64,
+                    request_throughput: ended / width,
+                    output_throughput: tokens / width,
+                    median_ttft_ms: stats::percentile(&ttft, 50.0),
+                    p99_ttft_ms: stats::percentile(&ttft, 99.0),
+                    median_tpot_ms: stats::percentile(&tpot, 50.0),
+                    max_concurrent_requests: max_in_flight(clipped),
+                }
+            })
+            .collect()
+    }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 fn insert_summary(map: &mut BTreeMap<String, f64>, name: &str, s: &Summary) {
@@ -379,6 +543,34 @@ mod tests {
             token_source: TokenSource::Server,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn tool_and_answer_figures_appear_only_when_responses_used_them() {
+        let plain: Vec<RequestRecord> = (0..4)
+            .map(|i| RequestRecord { t_first_answer_token: Some(i as f64 + 0.1), ..rec(i, 0, i as f64, 0.1, 0.01, 5) })
+            .collect();
+        let m = RunMetrics::compute(&plain, &Slo::default(), None);
+        assert!(m.ms("mean_answer_ttft_ms").is_none() && m.ms("mean_tool_ttft_ms").is_none());
+        assert_eq!((m.tool_call_responses, m.tool_args_json_pct), (0, None));
+
+        let call = |args: &str| crate::ToolCall { id: "c".into(), name: "f".into(), arguments: args.into() };
+        let mut recs = plain;
+        // Request 0 reasons for 0.4 s before answering; 1 and 2 call tools
+        // 0.2 s in, one with arguments that are not JSON.
+        recs[0].t_first_answer_token = Some(0.5);
+        for (i, args) in [(1, r#"{"q":1}"#), (2, "{broken")] {
+            recs[i].t_first_answer_token = None;
+            recs[i].t_first_tool_token = Some(i as f64 + 0.2);
+            recs[i].tool_calls = vec![call(args)];
+        }
+        let m = RunMetrics::compute(&recs, &Slo::default(), None);
+        assert_eq!(m.tool_call_responses, 2);
+        assert_eq!(m.tool_args_json_pct, Some(50.0));
+        assert!((m.ms("mean_tool_ttft_ms").unwrap() - 200.0).abs() < 1e-9);
+        // Answer tokens: 0.5 s (request 0) and 0.1 s (request 3).
+        assert!((m.ms("mean_answer_ttft_ms").unwrap() - 300.0).abs() < 1e-9);
+        assert!((m.ms("mean_ttft_ms").unwrap() - 100.0).abs() < 1e-9);
     }
 
     #[test]

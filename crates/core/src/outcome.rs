@@ -151,6 +151,12 @@ pub struct ServerTimings {
     pub prompt_ms: Option<f64>,
     pub predicted_ms: Option<f64>,
     pub predicted_per_token_ms: Option<f64>,
+    /// Prompt tokens the server processed for this request (`prompt_n`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_n: Option<u64>,
+    /// Prompt tokens it served from its prefix cache instead (`cache_n`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_n: Option<u64>,
 }
 
 /// Everything measured about one request. Instants are seconds since the
@@ -195,6 +201,42 @@ pub struct RequestRecord {
     /// The generated text, kept only when the caller asked for it (the
     /// AIOps arena needs answers; speed runs do not).
     pub output_text: Option<String>,
+    /// The first event carrying answer text (not reasoning, not a tool
+    /// call). Equal to `t_first_token` for a model that neither reasons nor
+    /// calls tools.
+    #[serde(default)]
+    pub t_first_answer_token: Option<f64>,
+    /// The first event carrying a tool-call delta (name or arguments).
+    #[serde(default)]
+    pub t_first_tool_token: Option<f64>,
+    /// The complete tool calls the response made, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+}
+
+/// One tool call a response made, assembled from its streamed pieces.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ToolCall {
+    /// The call's id as the server gave it (`call_…`, `toolu_…`); empty when
+    /// the server gave none.
+    pub id: String,
+    pub name: String,
+    /// The arguments exactly as sent: a JSON text when the model behaved.
+    pub arguments: String,
+}
+
+impl ToolCall {
+    /// The arguments parsed as a JSON object; `None` when they are not one
+    /// (empty arguments count as `{}`).
+    pub fn arguments_object(&self) -> Option<serde_json::Map<String, serde_json::Value>> {
+        if self.arguments.trim().is_empty() {
+            return Some(serde_json::Map::new());
+        }
+        match serde_json::from_str(&self.arguments) {
+            Ok(serde_json::Value::Object(o)) => Some(o),
+            _ => None,
+        }
+    }
 }
 
 impl RequestRecord {
@@ -237,6 +279,23 @@ impl RequestRecord {
         (self.ok() && wall > 0.0).then(|| self.output_tokens as f64 / wall)
     }
 
+    /// Time to the first answer token, seconds (`t_first_answer_token −
+    /// t_send`): what a reader of a reasoning model waits for.
+    pub fn answer_ttft(&self) -> Option<f64> {
+        self.t_first_answer_token.map(|t| t - self.t_send)
+    }
+
+    /// Time to the first tool-call token, seconds.
+    pub fn tool_ttft(&self) -> Option<f64> {
+        self.t_first_tool_token.map(|t| t - self.t_send)
+    }
+
+    /// Whether the stream held anything but answer text (reasoning or tool
+    /// calls), so that TTFT and the time to the first answer token differ.
+    pub fn beyond_answer(&self) -> bool {
+        self.t_first_tool_token.is_some() || self.t_first_answer_token != self.t_first_token
+    }
+
     /// Absolute instants of every token-bearing event, rebuilt from the first
     /// token and the ITL gaps.
     pub fn token_instants(&self) -> Vec<f64> {
@@ -275,6 +334,25 @@ mod tests {
         assert!((r.tpot().unwrap() - 0.1).abs() < 1e-12);
         assert!((r.tok_s().unwrap() - 11.0 / 1.2).abs() < 1e-9);
         assert!((r.task_tok_s().unwrap() - 11.0 / 1.25).abs() < 1e-9);
+    }
+
+    #[test]
+    fn tool_arguments_parse_as_objects_or_not() {
+        let call = |a: &str| ToolCall { id: "c".into(), name: "f".into(), arguments: a.into() };
+        assert_eq!(call(r#"{"q":"up"}"#).arguments_object().unwrap()["q"], "up");
+        assert!(call("").arguments_object().unwrap().is_empty());
+        assert!(call(r#"{"q":"#).arguments_object().is_none());
+        assert!(call("[1]").arguments_object().is_none());
+        let r = RequestRecord {
+            t_send: 1.0,
+            t_first_token: Some(1.5),
+            t_first_answer_token: Some(3.0),
+            ..Default::default()
+        };
+        assert!((r.answer_ttft().unwrap() - 2.0).abs() < 1e-12);
+        assert!(r.beyond_answer());
+        let plain = RequestRecord { t_first_token: Some(1.5), t_first_answer_token: Some(1.5), ..Default::default() };
+        assert!(!plain.beyond_answer());
     }
 
     #[test]

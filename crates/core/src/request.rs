@@ -53,6 +53,12 @@ pub struct ChatMessage {
 pub enum Prompt {
     Messages(Vec<ChatMessage>),
     Text(String),
+    /// Messages already in the wire shape of the API they go to (OpenAI
+    /// `messages` with `tool_calls` and `tool` results, or Anthropic
+    /// messages with content blocks), sent as they are; a leading
+    /// `{"role": "system", "content": TEXT}` moves to Anthropic's `system`.
+    /// Built by callers that hold a conversation with tools.
+    Native(Vec<serde_json::Value>),
 }
 
 impl Prompt {
@@ -62,6 +68,7 @@ impl Prompt {
         match self {
             Prompt::Text(t) => t.clone(),
             Prompt::Messages(ms) => ms.iter().map(|m| m.content.as_str()).collect::<Vec<_>>().join("\n\n"),
+            Prompt::Native(_) => self.as_messages().into_iter().map(|m| m.content).collect::<Vec<_>>().join("\n\n"),
         }
     }
 
@@ -70,6 +77,17 @@ impl Prompt {
         match self {
             Prompt::Messages(ms) => ms.clone(),
             Prompt::Text(t) => vec![ChatMessage { role: "user".into(), content: t.clone() }],
+            Prompt::Native(ms) => ms
+                .iter()
+                .map(|m| ChatMessage {
+                    role: m.get("role").and_then(serde_json::Value::as_str).unwrap_or("user").to_string(),
+                    content: match m.get("content") {
+                        Some(serde_json::Value::String(s)) => s.clone(),
+                        Some(other) => other.to_string(),
+                        None => String::new(),
+                    },
+                })
+                .collect(),
         }
     }
 
@@ -78,6 +96,7 @@ impl Prompt {
         match self {
             Prompt::Text(t) => t.len(),
             Prompt::Messages(ms) => ms.iter().map(|m| m.content.len()).sum(),
+            Prompt::Native(ms) => ms.iter().map(|m| m.to_string().len()).sum(),
         }
     }
 }
@@ -132,6 +151,15 @@ pub struct RequestContext {
     /// conversation's history (equal to `prefix_tokens` on a first turn).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context_tokens: Option<u32>,
+    /// Session workloads (agent sessions, conversation sets): the turns the
+    /// request's session was planned to have, so that a session whose every
+    /// turn is recorded counts as completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_turns: Option<u32>,
+    /// A model mix (`--model a,b,c`): the served model or adapter the
+    /// request goes to, instead of the client's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
 }
 
 impl RequestContext {

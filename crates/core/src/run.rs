@@ -134,6 +134,9 @@ pub struct RunConfig {
     /// Open loop: the `--arrivals` schedule (stages or a trace) when given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arrivals: Option<String>,
+    /// `--ramp` as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ramp: Option<String>,
     /// The sweep (or demo) group this run is a level of.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sweep: Option<String>,

@@ -224,6 +224,7 @@ async fn charts_grow_while_a_sweep_runs() {
         metrics_interval: Duration::from_millis(100),
         time_scale: 1.0,
         config: Default::default(),
+        shard: None,
     };
     let bus = LiveBus::new();
     let h = serve(DashConfig { listen: "127.0.0.1:0".parse().unwrap(), ..DashConfig::default() }, bus.clone())

@@ -14,7 +14,7 @@ use fleetbench_core::{RequestRecord, RunClock, RunMetrics};
 use tokio::sync::Mutex;
 
 use crate::accounting::{account, find_supply, AccountError, AccountInputs};
-use crate::energy::timeline::{energy_report, TokenWindow};
+use crate::energy::timeline::{energy_report, EnergyReport, TokenWindow};
 use crate::energy::MeterSpec;
 use crate::energy::{measure_idle, open_meter, EnergyMeter, EnergySampler, EnergyTimeline, MeterError, MeterProbe};
 use crate::price::{CostFigures, PriceEntry, PriceError, PriceSheet, Usage};
@@ -201,57 +201,81 @@ impl Metering<'_> {
                     let whole = whole_window(metrics, records);
                     let steady = metrics.steady_state.as_ref().map(TokenWindow::from_steady_state);
                     let report = energy_report(&timeline, self.inst.idle_power_w, whole, steady);
-                    let past = match report.energy_per_output_token_j {
-                        Some(j) => match past_the_meter(j, self.inst.pue, &self.inst.supply) {
-                            Ok(p) => Some(p),
-                            Err(e) => {
-                                figures.warnings.push(format!("energy past the meter: {e}"));
-                                None
-                            }
-                        },
-                        None => None,
-                    };
-                    figures.energy = Some(EnergyRecord {
-                        backend: backend.to_string(),
-                        meter: Some(report.meter.as_str().to_string()),
-                        description: Some(report.description.clone()),
-                        provenance: Some(report.provenance.as_str().to_string()),
-                        idle_power_w: report.idle_power_w,
-                        whole_run: report.whole_run,
-                        steady_state: report.steady_state,
-                        samples: Some(timeline.samples.len() as u64),
-                        failed_reads: Some(timeline.failed_reads),
-                        energy_per_output_token_j: report.energy_per_output_token_j,
-                        ci95: None,
-                        past_the_meter: past,
-                    });
+                    let (samples, failed) = (timeline.samples.len() as u64, timeline.failed_reads);
+                    figures.energy =
+                        Some(self.inst.energy_record(backend, report, samples, failed, &mut figures.warnings));
                     figures.timeline = Some(timeline);
                 }
                 Err(e) => figures.warnings.push(format!("the energy meter failed during the run: {e}")),
             }
         }
-        if let Some(price) = &self.inst.price {
-            let mut usage = Usage::from_run_metrics(metrics, false);
-            usage.mean_power_w = figures
-                .energy
-                .as_ref()
-                .and_then(|r| r.whole_run.as_ref())
-                .map(|w| w.joules / (w.end_s - w.start_s).max(1e-9));
-            match CostFigures::priced(price, &usage) {
-                Ok(c) => {
-                    figures.cost = Some(CostRecord {
-                        backend: price.name.clone(),
-                        kind: Some(price.kind().as_str().to_string()),
-                        price_inputs: Some(price_inputs(price)),
-                        source: price.source.clone(),
-                        figures: c,
-                        ..Default::default()
-                    })
-                }
-                Err(e) => figures.warnings.push(format!("cannot price this run with '{}': {e}", price.name)),
+        figures.cost = self.inst.price(metrics, figures.energy.as_ref(), &mut figures.warnings);
+        figures
+    }
+}
+
+impl Instruments {
+    /// The price of a run's usage under the price entry, if any; the mean
+    /// power of the metered whole run replaces an owned machine's sheet power.
+    pub(crate) fn price(
+        &self,
+        metrics: &RunMetrics,
+        energy: Option<&EnergyRecord>,
+        warnings: &mut Vec<String>,
+    ) -> Option<CostRecord> {
+        let price = self.price.as_ref()?;
+        let mut usage = Usage::from_run_metrics(metrics, false);
+        usage.mean_power_w =
+            energy.and_then(|r| r.whole_run.as_ref()).map(|w| w.joules / (w.end_s - w.start_s).max(1e-9));
+        match CostFigures::priced(price, &usage) {
+            Ok(c) => Some(CostRecord {
+                backend: price.name.clone(),
+                kind: Some(price.kind().as_str().to_string()),
+                price_inputs: Some(price_inputs(price)),
+                source: price.source.clone(),
+                figures: c,
+                ..Default::default()
+            }),
+            Err(e) => {
+                warnings.push(format!("cannot price this run with '{}': {e}", price.name));
+                None
             }
         }
-        figures
+    }
+
+    /// The energy record of a report, with the energy past the meter.
+    pub(crate) fn energy_record(
+        &self,
+        backend: &str,
+        report: EnergyReport,
+        samples: u64,
+        failed_reads: u64,
+        warnings: &mut Vec<String>,
+    ) -> EnergyRecord {
+        let past = match report.energy_per_output_token_j {
+            Some(j) => match past_the_meter(j, self.pue, &self.supply) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    warnings.push(format!("energy past the meter: {e}"));
+                    None
+                }
+            },
+            None => None,
+        };
+        EnergyRecord {
+            backend: backend.to_string(),
+            meter: Some(report.meter.as_str().to_string()),
+            description: Some(report.description),
+            provenance: Some(report.provenance.as_str().to_string()),
+            idle_power_w: report.idle_power_w,
+            whole_run: report.whole_run,
+            steady_state: report.steady_state,
+            samples: Some(samples),
+            failed_reads: Some(failed_reads),
+            energy_per_output_token_j: report.energy_per_output_token_j,
+            ci95: None,
+            past_the_meter: past,
+        }
     }
 }
 
@@ -266,7 +290,7 @@ pub fn past_the_meter(j_per_token: f64, pue: f64, supply: &str) -> Result<PastTh
 }
 
 /// The whole measured run: first measured send to last end.
-fn whole_window(metrics: &RunMetrics, records: &[RequestRecord]) -> TokenWindow {
+pub(crate) fn whole_window(metrics: &RunMetrics, records: &[RequestRecord]) -> TokenWindow {
     let measured = records.iter().filter(|r| !r.warmup);
     let start = measured.clone().map(|r| r.t_send).fold(f64::INFINITY, f64::min);
     let end = measured.map(|r| r.t_end).fold(f64::NEG_INFINITY, f64::max);

@@ -11,6 +11,7 @@
 //!   CO2) with supply presets (`fleetbench energy account`).
 //! - [`instruments`]: pricing and metering one measured run.
 //! - [`records`]: the cost and energy records stored beside a run.
+//! - [`union`]: the cost and energy of a run measured by several processes.
 //!
 //! Nothing here prints; every function returns values or typed errors.
 
@@ -21,6 +22,7 @@ pub mod instruments;
 pub mod planner;
 pub mod price;
 pub mod records;
+pub mod union;
 
 pub use accounting::{account, find_supply, supply_presets, AccountError, AccountInputs, EnergyAccount, SupplyPreset};
 pub use energy::{

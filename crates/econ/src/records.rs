@@ -106,6 +106,27 @@ impl Artifact for EnergyTimeline {
     const KIND: &'static str = "energy_timeline";
 }
 
+/// One shard's own cost and energy in a run measured by several processes
+/// (`--shard I/N`), stored under the shard's name (`2/4`) in place of the
+/// run's [`CostRecord`] and [`EnergyRecord`]: those are the union's,
+/// computed from every shard's part (`Instruments::union_figures`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ShardFiguresRecord {
+    /// The host the shard ran on: two shards on one host read one local meter.
+    pub host: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<CostRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy: Option<EnergyRecord>,
+    /// Every reading of the shard's meter, on the run's common clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<EnergyTimeline>,
+}
+
+impl Artifact for ShardFiguresRecord {
+    const KIND: &'static str = "shard_figures";
+}
+
 impl CostRecord {
     /// A machine rented at `usd_per_hour` producing `output_tok_s` output
     /// tokens a second, fully used: `usd_per_million_output_tokens` only.

@@ -16,7 +16,8 @@ use fleetbench_econ::instruments::{InstrumentSpec, DEFAULT_PUE, DEFAULT_SUPPLY};
 use fleetbench_load::exposition::LiveMetrics;
 use fleetbench_load::{Arrival, ArrivalSpec, Schedule, WorkloadSpec};
 use fleetbench_sim::{DeploymentSpec, EngineKnobs, Parallelism};
-use fleetbench_workload::Traffic;
+use fleetbench_workload::models::ModelMix;
+use fleetbench_workload::{RampKind, RampSpec, Traffic};
 
 /// `--api chat|completions|anthropic`, parsed into the one [`ApiKind`].
 fn api_parser() -> impl clap::builder::TypedValueParser<Value = ApiKind> {
@@ -29,7 +30,8 @@ pub struct BackendArgs {
     /// Base URL of the backend, with the API version path.
     #[arg(long, value_name = "URL", help_heading = "Backend")]
     pub url: String,
-    /// Model name sent in every request.
+    /// Model name sent in every request; in `run`, several (a,b,c, or weighted
+    /// a,b,c:5,3,2) spread the requests (or sessions) over served models or adapters.
     #[arg(long, help_heading = "Backend")]
     pub model: String,
     /// Wire protocol: chat (OpenAI /v1/chat/completions), completions
@@ -64,10 +66,15 @@ pub struct BackendArgs {
 }
 
 impl BackendArgs {
+    /// `--model`: one model, or a mix of several (`a,b,c[:WEIGHTS]`).
+    pub fn model_mix(&self) -> anyhow::Result<ModelMix> {
+        ModelMix::parse(&self.model).map_err(|e| anyhow::anyhow!("bad --model '{}': {e}", self.model))
+    }
+
     /// The client configuration, with the API key read from the environment
     /// or the named file.
     pub fn client_config(&self) -> anyhow::Result<ClientConfig> {
-        let mut cfg = ClientConfig::new(self.url.clone(), self.api, self.model.clone());
+        let mut cfg = ClientConfig::new(self.url.clone(), self.api, self.model_mix()?.first());
         cfg.api_key = match (&self.api_key_file, &self.api_key_env) {
             (Some(path), _) => {
                 Some(ApiKey::from_file(path).with_context(|| format!("reading the API key file {}", path.display()))?)
@@ -211,6 +218,10 @@ pub struct TrafficArgs {
     /// Warm-up requests sent first and excluded from every figure.
     #[arg(long, default_value_t = 0, help_heading = "Schedule")]
     pub warmup: u64,
+    /// Load that rises during the run, reported per window: rate:10..100/60s (open loop)
+    /// or concurrency:1..64/120s (agents join), linear or with ,steps=N.
+    #[arg(long, value_name = "SPEC", help_heading = "Schedule", conflicts_with_all = ["concurrency", "rate", "arrivals"])]
+    pub ramp: Option<String>,
 }
 
 /// What [`TrafficArgs::resolve`] makes of the command line.
@@ -221,11 +232,16 @@ pub struct ResolvedTraffic {
     pub requests: Option<u64>,
     /// `--arrivals` as given, for the run's config.
     pub arrivals: Option<String>,
+    /// `--ramp`, parsed.
+    pub ramp: Option<RampSpec>,
+    /// When to stop sending: `--duration`, else a concurrency ramp's length.
+    pub duration: Option<Duration>,
 }
 
 impl TrafficArgs {
-    /// The schedule, the workload and its arrivals, and the request budget.
-    pub fn resolve(&self, sampling: &SamplingArgs) -> anyhow::Result<ResolvedTraffic> {
+    /// The schedule, the workload and its arrivals (seeded by `seed`,
+    /// normally `--seed`), and the request budget.
+    pub fn resolve(&self, sampling: &SamplingArgs, seed: u64) -> anyhow::Result<ResolvedTraffic> {
         if let Some(0) = self.concurrency {
             bail!("--concurrency must be at least 1");
         }
@@ -237,12 +253,18 @@ impl TrafficArgs {
         if !(self.burstiness.is_finite() && self.burstiness > 0.0) {
             bail!("--burstiness must be positive");
         }
-        let spec = self.arrivals.as_deref().map(ArrivalSpec::parse).transpose()?;
+        let ramp =
+            self.ramp.as_deref().map(RampSpec::parse).transpose().map_err(|e| anyhow::anyhow!("bad --ramp: {e}"))?;
+        let arrival = self.arrival.arrival(self.burstiness);
+        let spec = match ramp {
+            Some(r) if r.kind == RampKind::Rate => Some(r.arrivals(arrival)),
+            _ => self.arrivals.as_deref().map(ArrivalSpec::parse).transpose()?,
+        };
         let workload = WorkloadSpec::parse(&sampling.workload)?;
         let given = sampling.workload != DEFAULT_WORKLOAD;
-        let traffic = Traffic::resolve(&workload, given, spec.as_ref(), sampling.seed)?;
-        let arrival = self.arrival.arrival(self.burstiness);
-        let schedule = match (self.concurrency, self.rate, &traffic.arrivals) {
+        let traffic = Traffic::resolve(&workload, given, spec.as_ref(), seed)?;
+        let agents = ramp.filter(|r| r.kind == RampKind::Concurrency).map(|r| r.to as u32);
+        let schedule = match (self.concurrency.or(agents), self.rate, &traffic.arrivals) {
             (Some(c), _, _) => Schedule::Closed { concurrency: c },
             (None, Some(rate), _) => Schedule::Open { rate, arrival, max_concurrency: self.max_concurrency },
             (None, None, Some(plan)) => {
@@ -250,12 +272,18 @@ impl TrafficArgs {
             }
             (None, None, None) => Schedule::Closed { concurrency: 1 },
         };
+        // A concurrency ramp lasts its length unless told otherwise.
+        let duration = match (self.duration, self.requests, agents) {
+            (None, None, Some(_)) => ramp.map(|r| Duration::from_secs_f64(r.over_s)),
+            (d, _, _) => d,
+        };
         let finite = traffic.arrivals.as_ref().is_some_and(|a| a.is_finite());
-        let requests = match (self.requests, self.duration, finite) {
+        let requests = match (self.requests, duration, finite) {
             (None, None, false) => Some(100),
             (r, _, _) => r,
         };
-        Ok(ResolvedTraffic { schedule, traffic, requests, arrivals: self.arrivals.clone() })
+        let arrivals = self.arrivals.clone();
+        Ok(ResolvedTraffic { schedule, traffic, requests, arrivals, ramp, duration })
     }
 }
 
@@ -460,10 +488,10 @@ pub struct ShardArgs {
     #[arg(long, value_name = "I/N", value_parser = parse_shard, help_heading = "Sharding")]
     pub shard: Option<fleetbench_workload::Shard>,
     /// The run all shards write into (the same on every shard, e.g. a Slurm job id);
-    /// `runs show ID` reads it back.
+    /// `runs show ID` reads it back. A sweep's group: each level is the run ID/c=4.
     #[arg(long, value_name = "ID", help_heading = "Sharding")]
     pub run_id: Option<String>,
-    /// Longest wait at the start for the other shards to join.
+    /// Longest wait at the start for the other shards to join (and, in a sweep, at each level's end).
     #[arg(long, value_name = "DUR", default_value = "10m", value_parser = parse_duration, help_heading = "Sharding")]
     pub shard_timeout: Duration,
 }
@@ -484,16 +512,34 @@ impl ShardArgs {
             (None, Some(s)) => bail!("--shard {s} needs --run-id ID, the same on every shard, to meet the others"),
             (Some(_), s) => s.unwrap_or(fleetbench_workload::Shard { index: 0, count: 1 }),
         };
-        let key = self.run_id.clone().unwrap_or_default();
-        if key.trim().is_empty() {
-            bail!("--run-id must not be empty");
-        }
+        let key = self.key()?;
         let target_concurrency = plan.schedule.target_concurrency();
         let mine = fleetbench_load::shard::shard_plan(&plan, shard)?;
         Ok((
             mine,
             Some(fleetbench_load::shard::ShardJoin { shard, key, timeout: self.shard_timeout, target_concurrency }),
         ))
+    }
+}
+
+impl ShardArgs {
+    fn key(&self) -> anyhow::Result<String> {
+        let key = self.run_id.clone().unwrap_or_default();
+        if key.trim().is_empty() {
+            bail!("--run-id must not be empty");
+        }
+        Ok(key)
+    }
+
+    /// How this process takes part in a sweep measured by several (`None`:
+    /// a sweep of its own). Each level is a sharded run under `ID/c=4`.
+    pub fn sweep(&self) -> anyhow::Result<Option<fleetbench_load::sweep::sharded::SweepShard>> {
+        let shard = match (&self.run_id, self.shard) {
+            (None, None) => return Ok(None),
+            (None, Some(s)) => bail!("--shard {s} needs --run-id ID, the same on every shard, to meet the others"),
+            (Some(_), s) => s.unwrap_or(fleetbench_workload::Shard { index: 0, count: 1 }),
+        };
+        Ok(Some(fleetbench_load::sweep::sharded::SweepShard { shard, key: self.key()?, timeout: self.shard_timeout }))
     }
 }
 

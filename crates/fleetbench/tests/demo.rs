@@ -24,13 +24,13 @@ fn quick_demo_stores_runs_and_writes_the_report() {
     assert!(out.status.success(), "{text}");
     assert!(!text.contains("warning:"), "{text}");
 
-    // Three setups × levels 1, 4, 16, and the arena.
+    // Three setups × levels 1, 4, 16, the agent-session sweep at 1, 2, 4, 8, and the arena.
     let store = fleetbench_store::Store::open(&db).unwrap();
     let runs = store.list_runs(100).unwrap();
-    assert_eq!(runs.len(), 10, "{text}");
+    assert_eq!(runs.len(), 14, "{text}");
     let sweeps: Vec<_> =
         runs.iter().filter(|r| r.meta.group.as_deref().is_some_and(|g| g.starts_with("demo-"))).collect();
-    assert_eq!(sweeps.len(), 9);
+    assert_eq!(sweeps.len(), 13);
     for r in &sweeps {
         assert_eq!(r.meta.status.as_str(), "completed");
         let records = store.records(r.meta.id).unwrap();
@@ -50,6 +50,10 @@ fn quick_demo_stores_runs_and_writes_the_report() {
     let (moe, dense) = (single(row("(MoE)")), single(row("(dense)")));
     assert!(moe > 3.0 * dense, "MoE {moe} vs dense {dense} tok/s single stream");
     assert!(text.contains("why: "), "{text}");
+    // The agents' sessions outgrow the KV cache: the prefix cache is what bends their curve.
+    let sessions = text.split_once("agent sessions").unwrap().1;
+    assert!(sessions.contains("why: beyond") && sessions.contains("the prefix cache no longer holds"), "{text}");
+    assert!(sessions.contains("sessions: completion time"), "{text}");
 
     let html = std::fs::read_to_string(dir.join("report/index.html")).unwrap();
     assert!(html.contains("chart-throughput") || html.contains("<svg"), "no charts");

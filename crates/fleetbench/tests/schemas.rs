@@ -102,6 +102,26 @@ async fn run_json_out_matches_its_schema() {
     let open = read_json(&dir.join("open.json"));
     assert!(open.get("request_rate").is_some() && open.get("usd_total").is_none(), "{open}");
     assert_valid("run.json", &v, &open);
+
+    // Tools offered, a reasoning model calling one: the tool keys.
+    let s = testkit::start(Script {
+        reasoning: 2,
+        tool_call: Some(testkit::ScriptedCall { name: "f".into(), arguments: "{}".into() }),
+        ..fast_script()
+    })
+    .await;
+    let tools = dir.join("tools.json");
+    std::fs::write(&tools, r#"[{"type": "function", "function": {"name": "f"}}]"#).expect("tools file");
+    let mut c = quiet_bin();
+    c.arg("--db").arg(dir.join("r.db")).args(["run", "--url", &s.base_url(), "--model", "m", "--requests", "4"]);
+    c.arg("--tools").arg(&tools).arg("--json-out").arg(dir.join("tools-run.json"));
+    let o = output(c).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let with_tools = read_json(&dir.join("tools-run.json"));
+    for key in ["tool_call_responses", "tool_args_json_pct", "p99_tool_ttft_ms"] {
+        assert!(with_tools.get(key).is_some(), "the run with tools lacks {key}");
+    }
+    assert_valid("run.json", &v, &with_tools);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -169,4 +189,51 @@ async fn sim_validate_under_load_json_matches_its_schema() {
     assert!(rows > 0 && doc["total"] == rows, "{doc}");
     assert_valid("sim-validate-under-load.json", &v, &doc);
     assert_drift_fails("sim-validate-under-load.json", &v, &doc, "covered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_ramp_and_repeat_outputs_match_their_schemas() {
+    let s = testkit::start(fast_script()).await;
+    let dir = tempdir("schemas", "sessions");
+    let (run_v, sweep_v) = (validator("run.json"), validator("sweep.json"));
+    let agents = "agent-session:turns=2..3,system=50,tool-output=10..20,output=4,think=0";
+    let base = |c: &mut std::process::Command| {
+        c.arg("--db").arg(dir.join("r.db"));
+    };
+
+    // Agent sessions, measured twice: `sessions`, the per-request session arrays and `repeats`.
+    let mut c = quiet_bin();
+    base(&mut c);
+    c.args(["run", "--url", &s.base_url(), "--model", "m", "--workload", agents, "-c", "2", "-n", "9"]);
+    c.args(["--repeat", "2", "--json-out"]).arg(dir.join("sessions.json"));
+    let o = output(c).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let doc = read_json(&dir.join("sessions.json"));
+    for key in ["sessions", "request_sessions", "request_turns", "repeats"] {
+        assert!(doc.get(key).is_some(), "the session run lacks {key}: {doc}");
+    }
+    assert_valid("run.json", &run_v, &doc);
+
+    // A ramp: `windows`.
+    let mut c = quiet_bin();
+    base(&mut c);
+    c.args(["run", "--url", &s.base_url(), "--model", "m", "--ramp", "concurrency:1..3/0.6s,steps=3"]);
+    c.arg("--json-out").arg(dir.join("ramp.json"));
+    let o = output(c).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let doc = read_json(&dir.join("ramp.json"));
+    assert_eq!(doc["windows"].as_array().map(Vec::len), Some(3), "{doc}");
+    assert_valid("run.json", &run_v, &doc);
+
+    // A sweep of agent sessions: `sessions` per level and across levels.
+    let mut c = quiet_bin();
+    base(&mut c);
+    c.args(["sweep", "--url", &s.base_url(), "--model", "m", "--workload", agents, "--concurrency", "1,2"]);
+    c.args(["--per-level-requests", "6", "--no-server-metrics", "--json-out"]).arg(dir.join("sweep.json"));
+    let o = output(c).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let doc = read_json(&dir.join("sweep.json"));
+    assert!(doc["sessions"].is_object() && doc["levels"][0]["sessions"].is_object(), "{doc}");
+    assert_valid("sweep.json", &sweep_v, &doc);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -179,7 +179,8 @@ async fn local_llm_bench_csv_round_trips_through_import() {
     ));
     // Two measured runs per level, 2×C tasks each: 2×2 + 2×4 rows.
     assert_eq!(original.lines().count(), 1 + 4 + 8, "{original}");
-    assert!(original.contains(",algorithm/") && original.contains(",tests,"));
+    // The series' task ids and task types (algo_a, testing, system_design, ...).
+    assert!(original.contains(",algo_") && original.contains(",algorithm/") && original.contains(",testing,"));
 
     let db2 = dir.join("imported.db");
     let mut c = quiet_bin();

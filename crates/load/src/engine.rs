@@ -1,7 +1,8 @@
 //! The load engine: drives one client through a plan. Closed loop keeps
 //! exactly N requests in flight with no batch barriers; open loop sends on
 //! the schedule's clock so that client lag shows up as `client_queue_time`.
-//! Every record goes to the sink the moment its request ends.
+//! Every record goes to the sink the moment its request ends. Session
+//! workloads are sent session by session (`session.rs`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
 use fleetbench_workload::arrivals::Instant;
-use fleetbench_workload::{ArrivalPlan, Schedule, Shard, Workload};
+use fleetbench_workload::{ArrivalPlan, RampKind, RampSpec, Schedule, Shard, Workload};
 
 /// When to stop issuing new requests (requests in flight then finish).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -42,6 +43,9 @@ pub struct RunPlan {
     /// only this shard's arrivals of the whole process (the rest of the
     /// split is made by [`crate::shard::shard_plan`]).
     pub shard: Option<Shard>,
+    /// `--ramp`: a closed loop's agents join over time (a rate ramp comes
+    /// as `arrivals`); the run's figures are cut into the ramp's windows.
+    pub ramp: Option<RampSpec>,
 }
 
 /// What the engine did.
@@ -70,7 +74,32 @@ pub async fn run(
     let budget = plan.stop.requests.map(|n| n + plan.warmup);
     let deadline = plan.stop.duration.map(|d| started + d.as_secs_f64());
     let finished = Arc::new(AtomicU64::new(0));
+    let sessions = workload.session(0).is_some();
     let work = async {
+        if sessions {
+            let senders = crate::session::Senders::new(
+                client,
+                &workload,
+                clock,
+                &sink,
+                &finished,
+                &plan.sampling,
+                deadline,
+                plan.warmup,
+            );
+            return match plan.schedule {
+                Schedule::Closed { concurrency } => {
+                    crate::session::closed_loop(senders, concurrency, plan.stop.requests, &agent_starts(plan)).await
+                }
+                Schedule::Open { rate, arrival, max_concurrency } => {
+                    let arrivals = match &plan.arrivals {
+                        Some(a) => a.instants(),
+                        None => ArrivalPlan::single(rate, arrival, plan.seed).instants(),
+                    };
+                    crate::session::open_loop(senders, arrivals, max_concurrency, plan.stop.requests).await
+                }
+            };
+        }
         match plan.schedule {
             Schedule::Closed { concurrency } => {
                 closed_loop(plan, concurrency, client, &workload, clock, &sink, budget, deadline, &finished).await
@@ -132,17 +161,25 @@ async fn closed_loop(
 ) {
     let next = Arc::new(AtomicU64::new(0));
     if plan.warmup > 0 {
-        let warm = Phase { next: next.clone(), end: Some(plan.warmup) };
+        let warm = Phase { next: next.clone(), end: Some(plan.warmup), starts: Vec::new() };
         agents(plan, concurrency, client, workload, clock, sink, warm, deadline, finished).await;
     }
-    let measured = Phase { next, end: budget };
+    let measured = Phase { next, end: budget, starts: agent_starts(plan) };
     agents(plan, concurrency, client, workload, clock, sink, measured, deadline, finished).await;
 }
 
-/// Request indexes one phase of a closed loop hands out.
+/// A concurrency ramp's agent start offsets (seconds from the measured
+/// phase's start); empty: every agent starts at once.
+pub(crate) fn agent_starts(plan: &RunPlan) -> Vec<f64> {
+    plan.ramp.filter(|r| r.kind == RampKind::Concurrency).map(|r| r.agent_starts()).unwrap_or_default()
+}
+
+/// Request indexes one phase of a closed loop hands out, and when each
+/// agent joins it.
 struct Phase {
     next: Arc<AtomicU64>,
     end: Option<u64>,
+    starts: Vec<f64>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -168,8 +205,12 @@ async fn agents(
         let finished = finished.clone();
         let sampling = plan.sampling.clone();
         let warmup = plan.warmup;
+        let start = phase.starts.get(agent as usize).copied().unwrap_or(0.0);
         agents.spawn(async move {
-            let mut t_sched = t0;
+            let mut t_sched = t0 + start;
+            if start > 0.0 {
+                tokio::time::sleep_until(clock.instant_at(t_sched).into()).await;
+            }
             loop {
                 if deadline.is_some_and(|d| clock.now() >= d) {
                     break;

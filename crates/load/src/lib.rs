@@ -12,6 +12,7 @@ pub mod interrupt;
 pub mod live;
 pub mod measure;
 pub mod selftest;
+mod session;
 pub mod shard;
 pub mod sweep;
 

@@ -13,11 +13,13 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use fleetbench_client::Client;
+use fleetbench_core::metrics::WindowFigures;
 use fleetbench_core::units::rfc3339;
 use fleetbench_core::{RequestRecord, RunClock, RunMeta, RunMetrics, RunStatus, Slo};
 use fleetbench_econ::instruments::{Instruments, RunFigures};
-use fleetbench_econ::records::{CostRecord, EnergyRecord};
+use fleetbench_econ::records::{CostRecord, EnergyRecord, ShardFiguresRecord};
 use fleetbench_store::{RecordWriter, Store, StoreError};
+use fleetbench_workload::{RampKind, RampSpec};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
@@ -74,6 +76,20 @@ impl Workload for Counted {
     }
     fn distinct_requests(&self) -> Option<u64> {
         self.inner.distinct_requests()
+    }
+    fn session(&self, index: u64) -> Option<fleetbench_workload::SessionPlan> {
+        self.inner.session(index)
+    }
+    fn turn(
+        &self,
+        session: &fleetbench_workload::SessionPlan,
+        turn: u32,
+        history: &[fleetbench_core::ChatMessage],
+        history_tokens: u32,
+        sampling: &fleetbench_core::SamplingParams,
+    ) -> fleetbench_core::RequestSpec {
+        self.taken.fetch_add(1, Ordering::SeqCst);
+        self.inner.turn(session, turn, history, history_tokens, sampling)
     }
 }
 
@@ -185,6 +201,8 @@ pub fn without_arrays(m: &RunMetrics) -> RunMetrics {
     m.input_lens.clear();
     m.output_lens.clear();
     m.errors.clear();
+    m.request_sessions.clear();
+    m.request_turns.clear();
     m
 }
 
@@ -317,7 +335,10 @@ pub async fn measure(
     if let Some(j) = &opts.shard {
         records.retain(|r| j.shard.owns(r.index));
     }
-    let metrics = RunMetrics::compute(&records, &opts.slo, plan.schedule.target_concurrency());
+    let mut metrics = RunMetrics::compute(&records, &opts.slo, plan.schedule.target_concurrency());
+    if let Some(ramp) = &plan.ramp {
+        metrics.windows = ramp_windows(&records, ramp, scale);
+    }
     meta.status = if report.interrupted {
         RunStatus::Interrupted
     } else if opts.max_error_rate.is_some_and(|f| metrics.sent > 0 && metrics.error_rate() > f) {
@@ -331,23 +352,35 @@ pub async fn measure(
         Some(m) => m.finish(&meta.model, &metrics, &records).await,
         None => RunFigures::default(),
     };
-    if let Some(c) = &figures.cost {
-        store.put(meta.id, &c.backend, c)?;
-    }
-    if let Some(e) = &figures.energy {
-        store.put(meta.id, &e.backend, e)?;
-    }
-    if let Some(t) = &figures.timeline {
-        store.put(meta.id, &meta.model, t)?;
+    match &opts.shard {
+        // A shard's cost and energy are its part; the last shard stores the union's.
+        Some(j) => {
+            let part = ShardFiguresRecord {
+                host: meta.host.clone(),
+                cost: figures.cost.clone(),
+                energy: figures.energy.clone(),
+                timeline: figures.timeline.clone(),
+            };
+            store.put(meta.id, &j.shard.to_string(), &part)?;
+        }
+        None => {
+            if let Some(c) = &figures.cost {
+                store.put(meta.id, &c.backend, c)?;
+            }
+            if let Some(e) = &figures.energy {
+                store.put(meta.id, &e.backend, e)?;
+            }
+            if let Some(t) = &figures.timeline {
+                store.put(meta.id, &meta.model, t)?;
+            }
+        }
     }
     let figure_keys = FigureKeys::new(figures.cost.clone(), figures.energy.clone());
     let summary = serde_json::to_value(RunSummary::new(&metrics, figure_keys.clone()))
         .map_err(|e| StoreError::Corrupt { run: meta.id, why: format!("summary: {e}") })?;
     let ended_at = meta.ended_at.as_deref().unwrap_or("");
     match &opts.shard {
-        Some(j) => {
-            crate::shard::finish(store, meta.id, j, meta.status, ended_at, &opts.slo)?;
-        }
+        Some(j) => crate::shard::finish(store, meta.id, j, meta.status, ended_at, opts, &meta.model)?,
         None => store.finish_run(meta.id, meta.status, ended_at, Some(&summary))?,
     }
     if let Some(live) = &opts.live {
@@ -358,6 +391,27 @@ pub async fn measure(
         });
     }
     Ok(MeasureOutcome { meta, metrics, records, figures, figure_keys })
+}
+
+/// The figures of each window of a ramp. The ramp starts with the first
+/// arrival (a rate ramp's arrivals include the warm-up) or with the first
+/// measured agent (a concurrency ramp starts after the warm-up). The ramp
+/// runs on the wall clock; against a backend `time_scale` times faster
+/// than the hardware it models, the records are in modelled time, so its
+/// windows are `time_scale` times longer and its rates that much lower.
+pub fn ramp_windows(records: &[RequestRecord], ramp: &RampSpec, time_scale: f64) -> Vec<WindowFigures> {
+    let scale = if time_scale > 0.0 { time_scale } else { 1.0 };
+    let from = |warmup_too: bool| {
+        records.iter().filter(|r| warmup_too || !r.warmup).map(|r| r.t_sched).fold(f64::INFINITY, f64::min)
+    };
+    let origin = from(ramp.kind == RampKind::Rate);
+    if !origin.is_finite() {
+        return Vec::new();
+    }
+    let level = |l: f64| if ramp.kind == RampKind::Rate { l / scale } else { l };
+    let windows: Vec<(f64, f64, f64)> =
+        ramp.windows().iter().map(|w| (w.start_s * scale, w.end_s * scale, level(w.level))).collect();
+    WindowFigures::compute(records, origin, &windows)
 }
 
 /// Multiplies every instant and gap of a record by `scale`.
@@ -389,6 +443,9 @@ pub fn reload(store: &Store, id: i64) -> Result<StoredMeasurement, StoreError> {
     let run = store.run(id)?;
     let records = store.records(id)?;
     let config = run.meta.run_config();
-    let metrics = RunMetrics::compute(&records, &config.slo.unwrap_or_default(), config.concurrency);
+    let mut metrics = RunMetrics::compute(&records, &config.slo.unwrap_or_default(), config.concurrency);
+    if let Some(ramp) = config.ramp.as_deref().and_then(|r| RampSpec::parse(r).ok()) {
+        metrics.windows = ramp_windows(&records, &ramp, config.time_scale.unwrap_or(1.0));
+    }
     Ok(StoredMeasurement { meta: run.meta, metrics, records, figures: FigureKeys::stored(store, id)? })
 }

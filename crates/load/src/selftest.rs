@@ -82,6 +82,7 @@ async fn closed_loop(
         seed: 1,
         arrivals: None,
         shard: None,
+        ramp: None,
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -5,18 +5,23 @@
 //! then start together at an instant they agree on, so that their run
 //! clocks (and every stored instant) share one origin, up to the hosts'
 //! clock offset. Records go into the one run under indexes that interleave
-//! ([`Shard::global_index`]); the last shard to end stores the summary of
-//! the union ([`finish`]), and `runs show`, `report` and `compare` read the
-//! union as one run.
+//! ([`Shard::global_index`]); each shard stores its own cost and energy as a
+//! part ([`ShardFiguresRecord`]), the last shard to end stores the summary,
+//! cost and energy of the union ([`finish`], [`union`]), and `runs show`,
+//! `report` and `compare` read the union as one run. A sharded sweep has
+//! every shard wait for the others at the end of each level
+//! ([`wait_for_all`]) and read the level's union.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use fleetbench_core::{RunMeta, RunMetrics, RunStatus, SamplingParams, Slo};
+use fleetbench_core::{RequestRecord, RunMeta, RunMetrics, RunStatus, SamplingParams, Slo};
+use fleetbench_econ::instruments::{Instruments, RunFigures};
+use fleetbench_econ::records::ShardFiguresRecord;
 use fleetbench_store::{ShardInfo, Store, StoreError};
 use fleetbench_workload::{Arrival, ArrivalPlan, Schedule, Shard, Workload};
 
-use crate::measure::RunSummary;
+use crate::measure::{FigureKeys, MeasureOptions, RunSummary};
 use crate::RunPlan;
 
 /// How long after the last shard joined they all start: time for every
@@ -52,6 +57,8 @@ pub enum ShardError {
     TooFewAgents { shard: Shard, total: u32, count: u32 },
     #[error("run {key:?}: only {present} of {count} shards joined within {waited:?} ({joined}); start the missing shards {missing} with the same --run-id, or raise --shard-timeout")]
     Timeout { key: String, present: usize, count: u32, waited: Duration, joined: String, missing: String },
+    #[error("run {key:?}: shards {running} had not ended {waited:?} after this one; the sweep cannot go on without them (raise --shard-timeout if they are merely slow)")]
+    EndTimeout { key: String, waited: Duration, running: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -103,8 +110,7 @@ pub async fn join(store: &Store, meta: &RunMeta, j: &ShardJoin) -> Result<i64, S
     loop {
         let present = store.shards(id)?;
         if present.len() as u32 >= j.shard.count {
-            let last = present.iter().map(|s| s.registered_at).fold(0.0, f64::max);
-            let start = last + START_DELAY.as_secs_f64();
+            let start = common_start(store, id)?;
             let wait = (start - unix_now()).clamp(0.0, START_DELAY.as_secs_f64());
             tokio::time::sleep(Duration::from_secs_f64(wait)).await;
             return Ok(id);
@@ -129,27 +135,96 @@ pub async fn join(store: &Store, meta: &RunMeta, j: &ShardJoin) -> Result<i64, S
 }
 
 /// Ends this shard with `status`. The last shard to end stores the run's
-/// status (the worst of its shards') and the summary of all shards'
-/// records, and returns that summary's figures.
+/// status (the worst of its shards'), the summary of all shards' records,
+/// and the union's cost and energy from every shard's part (priced with
+/// the options' instruments).
 pub fn finish(
     store: &Store,
     run_id: i64,
     j: &ShardJoin,
     status: RunStatus,
     ended_at: &str,
-    slo: &Slo,
-) -> Result<Option<RunMetrics>, ShardError> {
+    opts: &MeasureOptions,
+    backend: &str,
+) -> Result<(), ShardError> {
     if !store.finish_shard(run_id, j.shard.index, status, ended_at)? {
-        return Ok(None);
+        return Ok(());
     }
+    let u = union(store, run_id, j, &opts.slo, opts.instruments.as_deref(), backend)?;
+    if let Some(c) = &u.figures.cost {
+        store.put(run_id, &c.backend, c)?;
+    }
+    if let Some(e) = &u.figures.energy {
+        store.put(run_id, &e.backend, e)?;
+    }
+    let keys = FigureKeys::new(u.figures.cost.clone(), u.figures.energy.clone());
+    let summary = serde_json::to_value(RunSummary::new(&u.metrics, keys))
+        .map_err(|e| StoreError::Corrupt { run: run_id, why: format!("summary: {e}") })?;
+    store.finish_run(run_id, u.status, ended_at, Some(&summary))?;
+    Ok(())
+}
+
+/// The union of a run's shards as stored: every shard's records, the
+/// figures over all of them, and the cost and energy from every shard's
+/// part. Every shard that reads it once all have ended gets the same.
+pub struct Union {
+    /// The worst of the shards' statuses.
+    pub status: RunStatus,
+    pub metrics: RunMetrics,
+    /// Every record of every shard, warm-up included, in index order.
+    pub records: Vec<RequestRecord>,
+    pub figures: RunFigures,
+}
+
+/// Reads the union of run `run_id`'s shards from the store.
+pub fn union(
+    store: &Store,
+    run_id: i64,
+    j: &ShardJoin,
+    slo: &Slo,
+    instruments: Option<&Instruments>,
+    backend: &str,
+) -> Result<Union, ShardError> {
     let shards = store.shards(run_id)?;
-    let worst = shards.iter().map(|s| s.status).find(|s| *s != RunStatus::Completed).unwrap_or(RunStatus::Completed);
+    let status = shards.iter().map(|s| s.status).find(|s| *s != RunStatus::Completed).unwrap_or(RunStatus::Completed);
     let records = store.records(run_id)?;
     let metrics = RunMetrics::compute(&records, slo, j.target_concurrency);
-    let summary = serde_json::to_value(RunSummary::new(&metrics, Default::default()))
-        .map_err(|e| StoreError::Corrupt { run: run_id, why: format!("summary: {e}") })?;
-    store.finish_run(run_id, worst, ended_at, Some(&summary))?;
-    Ok(Some(metrics))
+    let parts: Vec<ShardFiguresRecord> =
+        store.get_all::<ShardFiguresRecord>(run_id)?.into_iter().map(|(_, p)| p).collect();
+    let figures = match instruments {
+        Some(i) => i.union_figures(backend, &metrics, &records, &parts),
+        None => RunFigures::default(),
+    };
+    Ok(Union { status, metrics, records, figures })
+}
+
+/// Waits until every shard of run `run_id` has ended (each shard waits
+/// after its own part, so that all read the same union); gives up after the
+/// shard timeout, naming the shards still running.
+pub async fn wait_for_all(store: &Store, run_id: i64, j: &ShardJoin) -> Result<(), ShardError> {
+    let since = tokio::time::Instant::now();
+    loop {
+        let running: Vec<ShardInfo> =
+            store.shards(run_id)?.into_iter().filter(|s| s.status == RunStatus::Running).collect();
+        if running.is_empty() {
+            return Ok(());
+        }
+        if since.elapsed() >= j.timeout {
+            return Err(ShardError::EndTimeout {
+                key: j.key.clone(),
+                waited: j.timeout,
+                running: running.iter().map(ShardInfo::describe).collect::<Vec<_>>().join(", "),
+            });
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// The instant (Unix seconds) the shards of run `run_id` started at: the
+/// same for every shard, since all read it from the store.
+pub fn common_start(store: &Store, run_id: i64) -> Result<f64, ShardError> {
+    let last = store.shards(run_id)?.iter().map(|s| s.registered_at).fold(0.0, f64::max);
+    Ok(last + START_DELAY.as_secs_f64())
 }
 
 fn unix_now() -> f64 {
@@ -173,6 +248,21 @@ impl Workload for ShardWorkload {
     fn distinct_requests(&self) -> Option<u64> {
         self.inner.distinct_requests()
     }
+    /// Session workloads: the shard's session `i` is the whole run's
+    /// session `shard.global_index(i)`, so no two shards play one session.
+    fn session(&self, index: u64) -> Option<fleetbench_workload::SessionPlan> {
+        self.inner.session(self.shard.global_index(index))
+    }
+    fn turn(
+        &self,
+        session: &fleetbench_workload::SessionPlan,
+        turn: u32,
+        history: &[fleetbench_core::ChatMessage],
+        history_tokens: u32,
+        sampling: &SamplingParams,
+    ) -> fleetbench_core::RequestSpec {
+        self.inner.turn(session, turn, history, history_tokens, sampling)
+    }
 }
 
 #[cfg(test)]
@@ -189,6 +279,7 @@ mod tests {
             seed: 3,
             arrivals: None,
             shard: None,
+            ramp: None,
         }
     }
 
@@ -202,6 +293,25 @@ mod tests {
         assert_eq!(sum(&|p| p.warmup), 5);
         let e = shard_plan(&plan(Schedule::Closed { concurrency: 2 }, 10, 0), Shard { index: 3, count: 4 });
         assert!(e.unwrap_err().to_string().contains("cannot be shared"));
+    }
+
+    #[test]
+    fn a_shard_plays_its_own_sessions() {
+        let spec =
+            fleetbench_workload::WorkloadSpec::parse("agent-session:turns=2..4,system=60,tool-output=10..20,output=4")
+                .expect("a session workload");
+        let whole: Arc<dyn Workload> = Arc::from(spec.build(5).expect("built"));
+        let j = ShardJoin {
+            shard: Shard { index: 1, count: 2 },
+            key: "k".into(),
+            timeout: Duration::from_secs(1),
+            target_concurrency: None,
+        };
+        let mine = j.workload(whole.clone());
+        for i in 0..4 {
+            assert_eq!(mine.session(i), whole.session(2 * i + 1), "session {i}");
+        }
+        assert_ne!(mine.session(0), whole.session(0));
     }
 
     #[test]

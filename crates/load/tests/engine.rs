@@ -21,6 +21,7 @@ async fn drive(client: &Client, schedule: Schedule, requests: u64, warmup: u64) 
         seed: 1,
         arrivals: None,
         shard: None,
+        ramp: None,
     };
     let (tx, mut rx) = mpsc::unbounded_channel();
     let (_stop_tx, stop_rx) = watch::channel(false);
@@ -324,6 +325,7 @@ async fn stop_signal_interrupts_a_run() {
         seed: 1,
         arrivals: None,
         shard: None,
+        ramp: None,
     };
     let (tx, mut rx) = mpsc::unbounded_channel();
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -58,6 +58,7 @@ async fn the_live_series_grows_and_in_flight_follows_the_agents() {
             seed: 1,
             arrivals: None,
             shard: None,
+            ramp: None,
         };
         let opts = MeasureOptions { live: Some(live.clone()), ..Default::default() };
         let wl = Arc::new(SyntheticWorkload::new(32, 12, 0.0, 1));
@@ -111,6 +112,7 @@ async fn a_sweep_publishes_its_curve_and_the_server_readings() {
         metrics_interval: Duration::from_millis(100),
         time_scale: 1.0,
         config: Default::default(),
+        shard: None,
     };
     let bus = LiveBus::new();
     let _watching = bus.subscribe();

@@ -88,6 +88,8 @@ pub struct RunExport<'a> {
     pub metrics: &'a RunMetrics,
     pub records: &'a [RequestRecord],
     pub figures: &'a FigureKeys,
+    /// `run --repeat N`: the spread between the runs.
+    pub repeats: Option<&'a fleetbench_core::repeats::RepeatFigures>,
 }
 
 impl Export for RunExport<'_> {
@@ -100,6 +102,9 @@ impl Export for RunExport<'_> {
             (v.as_object_mut(), serde_json::to_value(self.figures).map_err(ReportError::Json)?)
         {
             o.extend(f);
+        }
+        if let (Some(o), Some(r)) = (v.as_object_mut(), self.repeats) {
+            o.insert("repeats".into(), serde_json::to_value(r).map_err(ReportError::Json)?);
         }
         Ok(v)
     }

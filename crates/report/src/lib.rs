@@ -15,7 +15,7 @@ pub use csv_out::write_requests_csv;
 pub use export::{render, Export, Format};
 pub use html::{write_report, HtmlReportError, Report, ReportFiles};
 pub use json_out::run_json;
-pub use summary::{markdown_summary, terminal_summary, time_scale_note};
+pub use summary::{markdown_summary, repeats_table, terminal_summary, time_scale_note};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {

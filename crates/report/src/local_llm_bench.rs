@@ -58,6 +58,24 @@ fn round(x: f64, digits: i32) -> f64 {
     (x * f).round() / f
 }
 
+/// The series' task type and task id for a coding-swarm label (`tests/3`):
+/// its types are `algorithm`, `testing`, `refactoring` and `system_design`,
+/// its ids a type prefix and a variant letter (`test_c`). The tasks behind
+/// them are fleetbench's coding-swarm tasks, not the series' own prompts.
+fn series_task(label: &str) -> Option<(String, String)> {
+    let (kind, variant) = label.split_once('/')?;
+    let n: u32 = variant.parse().ok().filter(|n| (1..=26).contains(n))?;
+    let (prefix, task_type) = match kind {
+        "algorithm" => ("algo", "algorithm"),
+        "tests" => ("test", "testing"),
+        "refactoring" => ("refactor", "refactoring"),
+        "design" => ("design", "system_design"),
+        _ => return None,
+    };
+    let letter = char::from(b'a' + (n - 1) as u8);
+    Some((format!("{prefix}_{letter}"), task_type.to_string()))
+}
+
 /// Rows of one run, completed requests only (failures have no speed).
 pub fn rows(run: &BenchRun<'_>) -> Vec<BenchRow> {
     let done: Vec<&RequestRecord> = run.records.iter().filter(|r| r.ok() && !r.warmup).collect();
@@ -67,13 +85,15 @@ pub fn rows(run: &BenchRun<'_>) -> Vec<BenchRow> {
         .enumerate()
         .map(|(i, r)| {
             let label = r.label.clone().unwrap_or_else(|| r.request_id.clone());
-            let task = if r.request_id.is_empty() { (i + 1).to_string() } else { r.request_id.clone() };
+            let own = if r.request_id.is_empty() { (i + 1).to_string() } else { r.request_id.clone() };
+            let (task, task_type) =
+                series_task(&label).unwrap_or_else(|| (own, label.split('/').next().unwrap_or("").to_string()));
             let secs = round(r.t_end - r.t_send, 3);
             BenchRow {
                 concurrency: run.concurrency,
                 run: run.run,
                 task,
-                task_type: label.split('/').next().unwrap_or("").to_string(),
+                task_type,
                 label,
                 completion_tokens: r.output_tokens,
                 wall_seconds: secs,
@@ -153,9 +173,25 @@ mod tests {
         write(&mut out, &rs).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert_eq!(text.lines().next().unwrap(), COLUMNS.join(","));
-        assert_eq!(text.lines().nth(1).unwrap(), "2,1,1,algorithm/2,algorithm,1500,10.0,150.0,stop,12.5,1500,120.0");
+        assert_eq!(
+            text.lines().nth(1).unwrap(),
+            "2,1,algo_b,algorithm/2,algorithm,1500,10.0,150.0,stop,12.5,1500,120.0"
+        );
         assert_eq!(read(text.as_bytes()).unwrap(), rs);
         assert!(read("concurrency,run\n1,1\n".as_bytes()).unwrap_err().to_string().contains("task"));
+    }
+
+    #[test]
+    fn coding_swarm_tasks_get_the_series_ids_and_types() {
+        assert_eq!(series_task("tests/3"), Some(("test_c".into(), "testing".into())));
+        assert_eq!(series_task("design/1"), Some(("design_a".into(), "system_design".into())));
+        assert_eq!(series_task("refactoring/8"), Some(("refactor_h".into(), "refactoring".into())));
+        // Other labels keep the request id and their own type.
+        assert_eq!(series_task("group 2"), None);
+        let rec = RecordBuilder::bare(0).request_id("r-7").send(0.0).end(1.0).output_tokens(10).label("chat/x").build();
+        let recs = [rec];
+        let rs = rows(&BenchRun { concurrency: 1, run: 1, run_wall_seconds: 1.0, records: &recs });
+        assert_eq!((rs[0].task.as_str(), rs[0].task_type.as_str()), ("r-7", "chat"));
     }
 
     #[test]

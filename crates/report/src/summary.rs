@@ -15,6 +15,8 @@ struct Row {
 
 const LATENCY_ROWS: &[Row] = &[
     Row { name: "TTFT", key: "ttft" },
+    Row { name: "first answer token", key: "answer_ttft" },
+    Row { name: "first tool-call token", key: "tool_ttft" },
     Row { name: "TPOT", key: "tpot" },
     Row { name: "ITL", key: "itl" },
     Row { name: "E2E latency", key: "e2el" },
@@ -70,6 +72,16 @@ fn latency_table(m: &RunMetrics) -> Vec<[String; 6]> {
 
 const HEAD: [&str; 6] = ["metric", "mean [95% CI]", "median [95% CI]", "p90", "p99 [95% CI]", "std"];
 
+/// How many responses called tools and how many of those sent arguments
+/// that parse; `None` when no response called one.
+fn tool_calls_line(m: &RunMetrics) -> Option<String> {
+    let pct = m.tool_args_json_pct?;
+    Some(format!(
+        "{} of {} completed responses called tools; arguments parse as JSON in {pct:.1} %",
+        m.tool_call_responses, m.completed
+    ))
+}
+
 fn token_sources(m: &RunMetrics) -> String {
     let s = m.token_source.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ");
     if m.token_count_mismatch {
@@ -115,6 +127,12 @@ pub fn terminal_summary(meta: &RunMeta, m: &RunMetrics) -> String {
         m.total_output_tokens,
         token_sources(m)
     );
+    if m.total_reasoning_tokens > 0 {
+        let _ = writeln!(s, "reasoning  {} tokens, counted apart from the answer", m.total_reasoning_tokens);
+    }
+    if let Some(line) = tool_calls_line(m) {
+        let _ = writeln!(s, "tool calls {line}");
+    }
     let rows = latency_table(m);
     if !rows.is_empty() {
         let mut t = Table::new(HEAD).indent(2).all_right().align(0, Align::Left);
@@ -150,6 +168,116 @@ pub fn terminal_summary(meta: &RunMeta, m: &RunMetrics) -> String {
             num(ss.output_throughput),
             num(ss.request_throughput)
         );
+    }
+    if let Some(f) = &m.sessions {
+        s.push_str(&sessions_lines(f));
+    }
+    if !m.windows.is_empty() {
+        s.push_str(&windows_table(&m.windows));
+    }
+    for (model, f) in &m.models {
+        let opt = |v: Option<f64>| v.map(num).unwrap_or_else(|| "-".into());
+        let _ = writeln!(
+            s,
+            "model {model}: {} sent, {} failed · output {} tok/s · TTFT p50 {} ms, p99 {} · TPOT p50 {} ms",
+            f.sent,
+            f.failed,
+            num(f.output_throughput),
+            opt(f.median_ttft_ms),
+            opt(f.p99_ttft_ms),
+            opt(f.median_tpot_ms)
+        );
+    }
+    s
+}
+
+/// `run --repeat N`: each headline figure's runs, mean, spread and the 95 %
+/// interval of the mean across runs.
+pub fn repeats_table(r: &fleetbench_core::repeats::RepeatFigures) -> String {
+    let mut t = Table::new(["figure", "runs", "mean [95% CI across runs]", "min", "max", "spread %", "std"])
+        .indent(2)
+        .all_right()
+        .align(0, Align::Left);
+    for (key, f) in &r.figures {
+        let ci = f.ci95.map(|[lo, hi]| format!(" [{}, {}]", num(lo), num(hi))).unwrap_or_default();
+        t.push([
+            key.clone(),
+            f.values.iter().map(|v| num(*v)).collect::<Vec<_>>().join(" "),
+            format!("{}{ci}", num(f.mean)),
+            num(f.min),
+            num(f.max),
+            format!("{:.1}", f.spread_pct),
+            num(f.std),
+        ]);
+    }
+    let ids: Vec<String> = r.run_ids.iter().map(i64::to_string).collect();
+    format!("{} runs ({}): how far they lie apart\n{}", r.runs, ids.join(", "), t.text())
+}
+
+/// A ramp's windows, one row each: the curve the ramp drew.
+fn windows_table(windows: &[fleetbench_core::metrics::WindowFigures]) -> String {
+    let opt = |v: Option<f64>| v.map(num).unwrap_or_else(|| "-".into());
+    let mut t = Table::new([
+        "window (s)",
+        "load",
+        "requests",
+        "failed",
+        "req/s",
+        "out tok/s",
+        "TTFT p50 ms",
+        "TTFT p99 ms",
+        "TPOT p50 ms",
+        "max in flight",
+    ])
+    .indent(2)
+    .all_right()
+    .align(0, Align::Left);
+    for w in windows {
+        t.push([
+            format!("{}–{}", num(w.start_s), num(w.end_s)),
+            num(w.level),
+            w.requests.to_string(),
+            w.failed.to_string(),
+            num(w.request_throughput),
+            num(w.output_throughput),
+            opt(w.median_ttft_ms),
+            opt(w.p99_ttft_ms),
+            opt(w.median_tpot_ms),
+            w.max_concurrent_requests.to_string(),
+        ]);
+    }
+    format!("\nramp windows\n{}\n", t.text())
+}
+
+/// The session figures of a session workload, three lines.
+fn sessions_lines(f: &fleetbench_core::sessions::SessionFigures) -> String {
+    let opt = |v: Option<f64>| v.map(num).unwrap_or_else(|| "-".into());
+    let mut s = format!(
+        "sessions   {} completed of {} started ({} turns) · {} sessions/hour · completion mean {} s, p50 {}, p90 {}, p99 {}\n",
+        f.completed,
+        f.started,
+        f.turns,
+        num(f.sessions_per_hour),
+        opt(f.mean_completion_s),
+        opt(f.p50_completion_s),
+        opt(f.p90_completion_s),
+        opt(f.p99_completion_s),
+    );
+    s.push_str(&format!(
+        "turns      median TTFT first turn {} ms, later turns {} ms{}\n",
+        opt(f.median_ttft_first_turn_ms),
+        opt(f.median_ttft_later_turns_ms),
+        f.server_cached_prompt_share
+            .map(|c| format!(" · server served {:.0} % of prompt tokens from its prefix cache", 100.0 * c))
+            .unwrap_or_default()
+    ));
+    let bands: Vec<String> = f
+        .by_context
+        .iter()
+        .map(|b| format!("{}-{}: {} ms ({})", b.context_from, b.context_to, opt(b.median_ttft_ms), b.requests))
+        .collect();
+    if !bands.is_empty() {
+        s.push_str(&format!("TTFT by context tokens (median, turns) {}\n", bands.join(" · ")));
     }
     s
 }
@@ -200,6 +328,9 @@ pub fn markdown_summary(meta: &RunMeta, m: &RunMetrics) -> String {
     }
     if let (Some(g), Some(a)) = (m.request_goodput, m.slo_attainment_pct) {
         let _ = writeln!(s, "| goodput req/s (SLO attainment) | {} ({a:.1} %) |", num(g));
+    }
+    if let Some(line) = tool_calls_line(m) {
+        let _ = writeln!(s, "\nTool calls: {line}.");
     }
     s
 }

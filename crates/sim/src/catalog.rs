@@ -307,8 +307,29 @@ pub struct Engine {
     /// bytes each), serialised before the GEMM.
     #[serde(default)]
     pub prefill_dequant: bool,
+    /// Engine-core CPU time of one step (scheduling, input preparation,
+    /// sampling, output hand-off) that the GPU's work does not hide, µs: a
+    /// step lasts at least this long. Shows on small models and fast GPUs.
+    #[serde(default)]
+    pub step_floor_us: f64,
+    /// Fixed latency of a request outside the engine core, ms: HTTP, chat
+    /// template and tokenisation on the way in, the hand-off to the engine
+    /// core and the first token's way back out. Added to every request's
+    /// arrival at the engine in `sim replay` and `sim validate`.
+    #[serde(default)]
+    pub frontend_ms: f64,
+    /// API-server CPU per streamed output token (detokenisation, one SSE
+    /// chunk), µs. One server thread handles every stream, so a new request
+    /// waits for the tokens queued ahead of it before it reaches the engine.
+    #[serde(default)]
+    pub frontend_token_us: f64,
     pub max_num_seqs: u32,
     pub max_batched_tokens: u32,
+    /// Bigger scheduler defaults on big GPUs (vLLM's `vllm serve`: 8192
+    /// batched tokens and 1024 sequences on GPUs of at least 70 GiB other
+    /// than the A100, 2048 and 256 elsewhere).
+    #[serde(default)]
+    pub large_gpu: Option<LargeGpuDefaults>,
     pub gpu_memory_utilization: f64,
     /// Tokens per KV-cache block (vLLM --block-size, SGLang --page-size).
     #[serde(default = "default_block_size")]
@@ -320,6 +341,33 @@ pub struct Engine {
     pub family: BTreeMap<String, FamilyEff>,
     #[serde(default)]
     pub source: String,
+}
+
+/// Scheduler defaults an engine picks on GPUs with much memory.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LargeGpuDefaults {
+    /// Memory of one GPU, GiB, from which these apply.
+    pub min_memory_gib: f64,
+    /// GPU ids containing one of these never get them (vLLM leaves the A100 out).
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    pub max_num_seqs: u32,
+    pub max_batched_tokens: u32,
+}
+
+impl Engine {
+    /// The engine's default (max_num_seqs, max_batched_tokens) on this GPU.
+    pub fn scheduler_defaults(&self, gpu: &Gpu) -> (u32, u32) {
+        match &self.large_gpu {
+            Some(l)
+                if gpu.memory_gb * 1e9 >= l.min_memory_gib * (1u64 << 30) as f64
+                    && !l.exclude.iter().any(|x| gpu.id.contains(x.as_str())) =>
+            {
+                (l.max_num_seqs, l.max_batched_tokens)
+            }
+            _ => (self.max_num_seqs, self.max_batched_tokens),
+        }
+    }
 }
 
 fn default_block_size() -> u32 {

@@ -195,6 +195,18 @@ impl ServingEngine {
     pub fn has_work(&self) -> bool {
         !self.running.is_empty() || !self.waiting.is_empty()
     }
+    /// `None` while the engine has work it can do now; else the time the
+    /// first queued request reaches it (infinity when nothing is queued).
+    pub fn idle_until(&self) -> Option<f64> {
+        if !self.running.is_empty() {
+            return None;
+        }
+        match self.waiting.front() {
+            Some(s) if s.arrival <= self.now => None,
+            Some(s) => Some(s.arrival),
+            None => Some(f64::INFINITY),
+        }
+    }
     /// Share of the KV cache in use, 0..1.
     pub fn kv_usage(&self) -> f64 {
         (self.kv_used + self.kv_cached) as f64 / self.kv_capacity as f64
@@ -217,6 +229,13 @@ impl ServingEngine {
 
     /// Queues a request arriving now that opens with a shared prefix.
     pub fn submit_with_prefix(&mut self, req: EngineRequest, prefix: PrefixKey) {
+        self.submit_at(req, prefix, self.now);
+    }
+
+    /// Queues a request that reaches the engine core at `ready` (not before
+    /// now): it is not scheduled earlier. Requests must be submitted in the
+    /// order of their `ready` times (first come, first served).
+    pub fn submit_at(&mut self, req: EngineRequest, prefix: PrefixKey, ready: f64) {
         let req =
             EngineRequest { prompt_tokens: req.prompt_tokens.max(1), output_tokens: req.output_tokens.max(1), ..req };
         self.counters.prompt_tokens += req.prompt_tokens as u64;
@@ -224,7 +243,7 @@ impl ServingEngine {
             req,
             prefix,
             pins: [None, None],
-            arrival: self.now,
+            arrival: ready.max(self.now),
             computed: 0,
             to_prefill: req.prompt_tokens,
             generated: 0,
@@ -264,6 +283,9 @@ impl ServingEngine {
             let Some(front) = self.waiting.front() else {
                 break;
             };
+            if front.arrival > self.now {
+                break;
+            }
             let (prefix_hit, pins, from_cpu) = self.lookup(&front.prefix, front.to_prefill);
             // A preempted sequence's own KV comes back from CPU memory.
             let restored = front.offloaded.min(front.to_prefill.saturating_sub(1).saturating_sub(prefix_hit));
@@ -348,6 +370,31 @@ impl ServingEngine {
         (cached as u32, pins, from_cpu)
     }
 
+    /// A finished turn of a conversation: the KV of its answer stays in the
+    /// prefix cache with the prompt, as vLLM keeps every full block of a
+    /// finished request, so the next turn (whose prompt repeats the answer)
+    /// finds it. The last sampled token has no KV.
+    fn keep_answer(&mut self, done: &Seq) {
+        if !self.prefix_caching {
+            return;
+        }
+        let (Some((k, _)), Some(pinned)) = (done.prefix.conversation, done.pins[1]) else {
+            return;
+        };
+        if pinned != k {
+            return;
+        }
+        let base = done.prefix.group.map(|g| g.1.min(done.req.prompt_tokens)).unwrap_or(0) as u64;
+        let have = (done.req.prompt_tokens + done.generated).saturating_sub(1) as u64;
+        if let Some(e) = self.cache.get_mut(&k) {
+            let want = have.saturating_sub(base);
+            if want > e.tokens {
+                self.kv_cached += want - e.tokens;
+                e.tokens = want;
+            }
+        }
+    }
+
     /// Evicts unused cached prefixes, least recently used first, until
     /// `need` more tokens fit; with KV offload they move to CPU memory.
     /// Returns whether they fit.
@@ -396,7 +443,13 @@ impl ServingEngine {
     pub fn step(&mut self, sink: &mut impl FnMut(EngineEvent)) -> Option<StepSummary> {
         self.admit();
         if self.running.is_empty() {
-            return None;
+            // Idle until the first queued request reaches the engine core.
+            let next = self.waiting.front().map(|s| s.arrival)?;
+            self.advance_to(next);
+            self.admit();
+            if self.running.is_empty() {
+                return None;
+            }
         }
         // Decoding sequences need one more KV slot each; preempt the most
         // recently admitted until they fit (vLLM's recompute preemption).
@@ -513,6 +566,7 @@ impl ServingEngine {
                 if s.generated >= s.req.output_tokens {
                     let done = self.running.remove(i);
                     plan.remove(i);
+                    self.keep_answer(&done);
                     self.kv_used -= done.held;
                     self.unpin(&done.pins);
                     self.counters.finished += 1;
@@ -678,6 +732,39 @@ mod tests {
         assert!((tokens[0] - prefill).abs() < 1e-9, "{} vs {prefill}", tokens[0]);
         let gap = d.decode_step(1, 300.0).time_s;
         assert!((tokens[1] - tokens[0] - gap).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_request_is_not_scheduled_before_it_reaches_the_engine() {
+        let d = deployment(8);
+        let mut eng = ServingEngine::new(d.clone());
+        eng.submit_at(EngineRequest { id: 1, prompt_tokens: 300, output_tokens: 2 }, PrefixKey::default(), 0.5);
+        assert_eq!(eng.idle_until(), Some(0.5));
+        let mut first = f64::NAN;
+        while eng
+            .step(&mut |e| {
+                if let EngineEvent::Token { t, index: 0, .. } = e {
+                    first = t
+                }
+            })
+            .is_some()
+        {}
+        let prefill = d.prefill_time_s(300, 0, 0.0);
+        assert!((first - 0.5 - prefill).abs() < 1e-9, "{first}");
+    }
+
+    #[test]
+    fn the_next_turn_finds_the_previous_answer_in_the_cache() {
+        let mut eng = ServingEngine::new(deployment(8));
+        let turn = |ctx: u32| PrefixKey { group: Some((7, 64)), conversation: Some((9, ctx)) };
+        // Turn one: 64 system + 100 question tokens, 2 output tokens.
+        one_by_one(&mut eng, &[(1, 164, turn(64))]);
+        let before = eng.counters().prefix_hit_tokens;
+        // Turn two repeats the prompt and the answer, then asks 100 more.
+        one_by_one(&mut eng, &[(2, 266, turn(166))]);
+        let hit = eng.counters().prefix_hit_tokens - before;
+        // The prompt and the answer's first token have KV (165 tokens): 160 in whole blocks.
+        assert_eq!(hit, 160);
     }
 
     #[test]

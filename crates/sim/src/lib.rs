@@ -18,6 +18,7 @@ pub mod listing;
 pub mod perf;
 pub mod replay;
 pub mod server;
+mod sessions;
 pub mod underload;
 
 pub use catalog::Catalog;

@@ -147,11 +147,55 @@ pub fn prediction_text(d: &crate::Deployment, p: &crate::Prediction, input: u32,
 pub struct Setup {
     pub title: &'static str,
     pub spec: crate::DeploymentSpec,
+    /// A session workload swept instead of the demo's synthetic requests,
+    /// with its own levels.
+    pub sessions: Option<DemoSessions>,
 }
 
-/// The demo's three contrasting setups: one consumer GPU with a MoE and with
-/// a dense model of about the same size, and a datacenter GPU with a small
-/// dense model, all on vLLM.
+/// The demo's agent-session sweep: what the agents send and how many.
+#[derive(Debug, Clone, Copy)]
+pub struct DemoSessions {
+    pub workload: &'static str,
+    pub levels: &'static [u32],
+}
+
+/// What the demo sweeps on one setup.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DemoTraffic {
+    pub workload: String,
+    /// `max_tokens` of every request (`None`: each turn's own).
+    pub max_tokens: Option<u32>,
+    pub requests_per_agent: u64,
+    pub levels: Vec<u32>,
+}
+
+impl Setup {
+    /// The setup's sessions, or synthetic requests of `input` and `output`
+    /// tokens at `levels`.
+    pub fn traffic(&self, levels: &[u32], input: u32, output: u32) -> DemoTraffic {
+        match self.sessions {
+            Some(s) => DemoTraffic {
+                workload: s.workload.to_string(),
+                max_tokens: None,
+                // Sessions are taken whole: room for about one per agent.
+                requests_per_agent: 6,
+                levels: s.levels.to_vec(),
+            },
+            None => DemoTraffic {
+                workload: format!("synthetic:in={input},out={output},spread=0"),
+                max_tokens: Some(output),
+                requests_per_agent: 2,
+                levels: levels.to_vec(),
+            },
+        }
+    }
+}
+
+/// The demo's contrasting setups: one consumer GPU with a MoE and with a
+/// dense model of about the same size, and a datacenter GPU with a small
+/// dense model, all on vLLM; then the MoE on the consumer GPU serving coding
+/// agents whose sessions grow to tens of thousands of tokens, where the
+/// prefix cache decides how many agents it serves.
 pub fn demo_setups() -> Vec<Setup> {
     let spec = |gpu: &str, model: &str, quant: &str| crate::DeploymentSpec {
         gpu: gpu.into(),
@@ -164,11 +208,25 @@ pub fn demo_setups() -> Vec<Setup> {
         Setup {
             title: "RTX 3090 · Qwen3-Coder-30B-A3B (MoE) AWQ 4-bit · vLLM",
             spec: spec("rtx3090", "qwen3-coder-30b-a3b", "awq4"),
+            sessions: None,
         },
         Setup {
             title: "RTX 3090 · Qwen2.5-Coder-32B (dense) AWQ 4-bit · vLLM",
             spec: spec("rtx3090", "qwen2.5-coder-32b", "awq4"),
+            sessions: None,
         },
-        Setup { title: "H100 SXM · Llama 3.1 8B FP8 · vLLM", spec: spec("h100-sxm", "llama-3.1-8b", "fp8") },
+        Setup {
+            title: "H100 SXM · Llama 3.1 8B FP8 · vLLM",
+            spec: spec("h100-sxm", "llama-3.1-8b", "fp8"),
+            sessions: None,
+        },
+        Setup {
+            title: "RTX 3090 · Qwen3-Coder-30B-A3B · vLLM · agent sessions",
+            spec: spec("rtx3090", "qwen3-coder-30b-a3b", "awq4"),
+            sessions: Some(DemoSessions {
+                workload: "agent-session:turns=4..6,system=2000,tool-output=1000..3000,output=50..150,think=0..1s",
+                levels: &[1, 2, 4, 8],
+            }),
+        },
     ]
 }

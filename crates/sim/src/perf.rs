@@ -341,7 +341,8 @@ impl Deployment {
         if block_size == 0 {
             return Err(SimError::Invalid("block size must be at least 1 token".into()));
         }
-        let max_batched_tokens = knobs.max_num_batched_tokens.unwrap_or(engine.max_batched_tokens);
+        let (default_seqs, default_tokens) = engine.scheduler_defaults(&gpu);
+        let max_batched_tokens = knobs.max_num_batched_tokens.unwrap_or(default_tokens);
         if max_batched_tokens == 0 {
             return Err(SimError::Invalid("max_num_batched_tokens must be at least 1".into()));
         }
@@ -375,7 +376,7 @@ impl Deployment {
         let kv_capacity_tokens =
             ((kv_capacity_bytes / kv_bytes_per_token / block_size as f64).floor() * block_size as f64).max(1.0);
         let cpu_offload_tokens = knobs.cpu_offload_gb * 1e9 / kv_bytes_per_token;
-        let max_num_seqs = max_num_seqs.unwrap_or(engine.max_num_seqs).max(1);
+        let max_num_seqs = max_num_seqs.unwrap_or(default_seqs).max(1);
         Ok(Deployment {
             gpu,
             count,
@@ -498,7 +499,11 @@ impl Deployment {
         let interconnect_s = tp_s + pp_s;
         let per_layer =
             self.engine.layer_overhead_us + if m.is_moe() { self.engine.moe_layer_overhead_us } else { 0.0 };
-        let overhead_s = (self.engine.step_overhead_us + per_layer * m.layers as f64) * 1e-6;
+        let mut overhead_s = (self.engine.step_overhead_us + per_layer * m.layers as f64) * 1e-6;
+        // The engine core's CPU work per step that the GPU does not hide:
+        // a step never takes less.
+        let busy = memory_s.max(compute_s) + dequant_s + interconnect_s + overhead_s;
+        overhead_s += (self.engine.step_floor_us * 1e-6 - busy).max(0.0);
         StepCost {
             time_s: memory_s.max(compute_s) + dequant_s + interconnect_s + overhead_s,
             memory_s,
@@ -683,6 +688,38 @@ mod tests {
         assert!((cost.memory_s - expect_bytes / bw).abs() < 1e-12);
         assert_eq!(cost.bottleneck(), Bottleneck::Bandwidth);
         assert!(cost.memory_s > 10.0 * cost.compute_s);
+    }
+
+    #[test]
+    fn vllm_serve_defaults_depend_on_the_gpu() {
+        let at = |gpu: &str| {
+            let d = deployment(gpu, 1, None, "llama-3.1-8b", "fp16", "vllm");
+            (d.max_num_seqs, d.max_batched_tokens)
+        };
+        // At least 70 GiB and not an A100: 1024 sequences, 8192 tokens a step.
+        assert_eq!(at("h100-sxm"), (1024, 8192));
+        assert_eq!(at("h200"), (1024, 8192));
+        assert_eq!(at("a100-80gb"), (256, 2048));
+        assert_eq!(at("l40s"), (256, 2048));
+        let k = EngineKnobs { max_num_batched_tokens: Some(4096), ..EngineKnobs::default() };
+        assert_eq!(with_knobs("l40s", 1, "llama-3.1-8b", "fp16", k).unwrap().max_batched_tokens, 4096);
+    }
+
+    #[test]
+    fn a_step_lasts_at_least_the_host_floor() {
+        let mut d = deployment("h100-sxm", 1, None, "qwen3-0.6b", "fp16", "vllm");
+        d.engine.step_floor_us = 0.0;
+        let bare = d.decode_step(4, 500.0);
+        d.engine.step_floor_us = 2400.0;
+        let floored = d.decode_step(4, 500.0);
+        assert!(bare.time_s < 2.4e-3, "{}", bare.time_s);
+        assert!((floored.time_s - 2.4e-3).abs() < 1e-12);
+        assert_eq!(floored.bottleneck(), Bottleneck::Overhead);
+        // A step longer than the floor is not touched.
+        let mut big = deployment("h100-sxm", 1, None, "llama-3.1-8b", "fp16", "vllm");
+        let t = big.decode_step(1, 0.0).time_s;
+        big.engine.step_floor_us = 0.0;
+        assert_eq!(big.decode_step(1, 0.0).time_s, t);
     }
 
     #[test]

@@ -7,6 +7,9 @@
 //! conversation. The figures follow docs/METRICS.md: TTFT and E2EL from the
 //! send (after any client-side wait for `max_concurrency`), TPOT over tokens
 //! after the first, ITL between tokens; per arrival stage and overall.
+//! Session workloads (`agent-session`) run session by session
+//! (`sessions.rs`): each turn keyed by its session, so the history the last
+//! turn left in the prefix cache is prefilled only once.
 
 use fleetbench_core::stats::{mean, percentile_sorted};
 use fleetbench_core::table::{Align, Table};
@@ -19,6 +22,7 @@ use std::collections::VecDeque;
 
 use crate::engine::{EngineEvent, EngineRequest, PrefixKey, ServingEngine};
 use crate::perf::Deployment;
+use crate::sessions::{ReplaySessions, SessionSource};
 
 /// Measured requests when nothing else ends the replay (as `fleetbench run`).
 pub const DEFAULT_REQUESTS: u64 = 100;
@@ -108,6 +112,9 @@ pub struct ReplayReport {
     pub preemptions: u64,
     pub stages: Vec<ReplayFigures>,
     pub overall: ReplayFigures,
+    /// Session workloads: completed sessions and their completion time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<ReplaySessions>,
 }
 
 /// One request in flight or done.
@@ -121,6 +128,8 @@ struct Track {
     tokens: u32,
     input: u32,
     warmup: bool,
+    /// Session workloads: the sender whose turn it is.
+    slot: Option<usize>,
 }
 
 /// Accumulators of one window.
@@ -163,6 +172,15 @@ pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload
         "{} x {} · {} {} · {}",
         deployment.count, deployment.gpu.name, deployment.model.name, deployment.quant.id, deployment.engine.name
     );
+    // The API server in front of the engine core: a fixed latency per
+    // request, and one thread streaming every output token (a new request
+    // waits for the tokens queued ahead of it).
+    let frontend_s = deployment.engine.frontend_ms.max(0.0) * 1e-3;
+    let token_cpu_s = deployment.engine.frontend_token_us.max(0.0) * 1e-6;
+    let mut frontend_free = 0.0f64;
+    // The server's backlog as the latest step's tokens found it, and when
+    // that step ended: a request sent during the step is not behind them.
+    let (mut free_before_step, mut last_step_end) = (0.0f64, 0.0f64);
     let mut eng = ServingEngine::new(deployment);
     eng.set_prefix_caching(plan.prefix_caching);
     let (arrivals, windows, max_in_flight, closed) = match plan.schedule {
@@ -194,13 +212,16 @@ pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload
     let mut all = Acc::default();
     // Requests issued but not yet sent (waiting for a max_concurrency slot).
     let mut queue: VecDeque<(EngineRequest, PrefixKey)> = VecDeque::new();
+    // When the client last had no free slot (a request queued behind it is
+    // sent when a slot frees, not when it was scheduled).
+    let mut slots_full_since = f64::NEG_INFINITY;
     let mut in_flight = 0u32;
     let mut next_index = 0u64;
     let issuing = |index: u64, t: f64| budget.is_none_or(|b| index < b) && plan.duration_s.is_none_or(|d| t < d);
-    // Builds request `index`, scheduled at `t`.
-    let issue = |tracks: &mut Vec<Track>, index: u64, t: f64, stage: u32| {
-        let spec = workload.request(index, &plan.sampling);
-        let (prompt, output, key) = sizes(&spec);
+    // Queues `spec`, scheduled at `t`; its engine id is its track's index.
+    let track = |tracks: &mut Vec<Track>, spec: &RequestSpec, t: f64, stage: u32, warmup: bool, slot: Option<usize>| {
+        let (prompt, output, key) = sizes(spec);
+        let id = tracks.len() as u64;
         tracks.push(Track {
             stage,
             sched: t,
@@ -209,12 +230,23 @@ pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload
             last: f64::NAN,
             tokens: 0,
             input: prompt,
-            warmup: index < plan.warmup,
+            warmup,
+            slot,
         });
-        (EngineRequest { id: index, prompt_tokens: prompt, output_tokens: output }, key)
+        (EngineRequest { id, prompt_tokens: prompt, output_tokens: output }, key)
     };
+    // Builds request `index`, scheduled at `t`.
+    let issue = |tracks: &mut Vec<Track>, index: u64, t: f64, stage: u32| {
+        track(tracks, &workload.request(index, &plan.sampling), t, stage, index < plan.warmup, None)
+    };
+    let requests = plan.requests.or(endless.then_some(DEFAULT_REQUESTS));
+    let mut sessions = SessionSource::new(workload, &plan.sampling, plan.warmup, requests, plan.duration_s);
     let mut peek: Option<Instant> = None;
-    if closed {
+    if let (Some(src), true) = (sessions.as_mut(), closed) {
+        for slot in 0..max_in_flight as usize {
+            src.start(Some(slot), 0.0, 0);
+        }
+    } else if closed {
         while next_index < max_in_flight as u64 && issuing(next_index, 0.0) {
             queue.push_back(issue(&mut tracks, next_index, 0.0, 0));
             next_index += 1;
@@ -225,11 +257,25 @@ pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload
     loop {
         // Open loop: every arrival due now (or the next one when idle).
         while let Some(a) = peek {
-            if !issuing(next_index, a.t) {
-                peek = None;
+            let session_due_first = sessions.as_ref().and_then(|s| s.next_due()).is_some_and(|d| d < a.t);
+            // Wait while the engine has something to do before this arrival.
+            if a.t > eng.now()
+                && (!queue.is_empty() || session_due_first || eng.idle_until().is_none_or(|ready| a.t > ready))
+            {
                 break;
             }
-            if a.t > eng.now() && (eng.has_work() || !queue.is_empty()) {
+            if let Some(src) = sessions.as_mut() {
+                // Each arrival starts a session; its first turn is due at once.
+                if !src.start(None, a.t, a.stage) {
+                    peek = None;
+                    break;
+                }
+                eng.advance_to(a.t);
+                peek = instants.next();
+                continue;
+            }
+            if !issuing(next_index, a.t) {
+                peek = None;
                 break;
             }
             eng.advance_to(a.t);
@@ -237,18 +283,44 @@ pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload
             next_index += 1;
             peek = instants.next();
         }
+        // Sessions: every turn due now (or the next one when idle).
+        while let Some(src) = sessions.as_mut() {
+            let Some(due) = src.next_due() else { break };
+            if due > eng.now() && (!queue.is_empty() || eng.idle_until().is_none_or(|ready| due > ready)) {
+                break;
+            }
+            let Some((t, turn)) = src.pop_due() else { break };
+            eng.advance_to(t);
+            queue.push_back(track(&mut tracks, &turn.spec, t, turn.stage, turn.warmup, Some(turn.slot)));
+        }
         let (hit0, prompt0) = (eng.counters().prefix_hit_tokens, eng.counters().prompt_tokens);
         while in_flight < max_in_flight {
             let Some((req, key)) = queue.pop_front() else { break };
-            tracks[req.id as usize].send = eng.now();
-            eng.submit_with_prefix(req, key);
+            // Sent when scheduled, unless it waited for a client slot.
+            let tr = &mut tracks[req.id as usize];
+            let waited = slots_full_since.is_finite() && tr.sched >= slots_full_since;
+            tr.send = if waited { eng.now() } else { tr.sched };
+            let backlog = if tr.send < last_step_end { free_before_step } else { frontend_free };
+            let ready = tr.send.max(backlog) + frontend_s;
+            eng.submit_at(req, key, ready);
             in_flight += 1;
+        }
+        if in_flight < max_in_flight {
+            slots_full_since = f64::NEG_INFINITY;
+        } else if let (Some((r, _)), false) = (queue.front(), slots_full_since.is_finite()) {
+            slots_full_since = tracks[r.id as usize].sched;
         }
         let (waiting, running, kv) = (eng.num_waiting() as f64, eng.num_running() as f64, eng.kv_usage());
         let w = window_of(&windows, eng.now());
         let mut finished: Vec<u64> = Vec::new();
         let stepped = eng.step(&mut |ev| match ev {
             EngineEvent::Token { id, index, t } => {
+                if token_cpu_s > 0.0 {
+                    if t > last_step_end {
+                        (free_before_step, last_step_end) = (frontend_free, t);
+                    }
+                    frontend_free = frontend_free.max(t) + token_cpu_s;
+                }
                 let tr = &mut tracks[id as usize];
                 if index == 0 {
                     tr.first = t;
@@ -293,13 +365,22 @@ pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload
                     acc.last_end = acc.last_end.max(tr.last);
                 }
             }
+            if let (Some(src), Some(slot)) = (sessions.as_mut(), tr.slot) {
+                // A session's next turn waits out its think time; a closed-loop
+                // sender whose session ended starts the next one.
+                if src.finished(slot, eng.now(), tr.tokens) && closed {
+                    src.start(Some(slot), eng.now(), 0);
+                }
+                continue;
+            }
             // Closed loop: the agent sends its next request at once.
             if closed && issuing(next_index, eng.now()) {
                 queue.push_back(issue(&mut tracks, next_index, eng.now(), 0));
                 next_index += 1;
             }
         }
-        if stepped.is_none() && peek.is_none() && queue.is_empty() {
+        let turns_due = sessions.as_ref().is_some_and(|s| s.next_due().is_some());
+        if stepped.is_none() && peek.is_none() && queue.is_empty() && !turns_due {
             break;
         }
     }
@@ -311,17 +392,20 @@ pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload
         .map(|((name, start, stop), acc)| figures(name.clone(), *start, stop.unwrap_or(acc.last_end.max(*start)), acc))
         .collect();
     let overall = figures("overall".into(), 0.0, all.last_end, &mut all);
+    let first_send = tracks.iter().filter(|t| !t.warmup).map(|t| t.send).fold(f64::INFINITY, f64::min);
+    let session_figures = sessions.as_ref().map(|s| s.figures(all.last_end - first_send.min(all.last_end)));
     ReplayReport {
         deployment: describe,
         workload: workload.describe(),
         arrivals: arrivals_text,
         prefix_caching: plan.prefix_caching,
-        requests_simulated: next_index,
+        requests_simulated: sessions.as_ref().map_or(next_index, |s| s.taken()),
         simulated_s: end,
         steps: c.steps,
         preemptions: c.preemptions,
         stages,
         overall,
+        sessions: session_figures,
     }
 }
 
@@ -411,8 +495,25 @@ impl ReplayReport {
             ]);
             t.push(row);
         }
+        let sessions = self
+            .sessions
+            .as_ref()
+            .map(|s| {
+                let secs = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into());
+                format!(
+                    "sessions: {} completed ({} turns), completion mean {} s, p50 {}, p90 {}, p99 {}; {:.0} sessions/hour\n",
+                    s.completed,
+                    s.turns,
+                    secs(s.mean_completion_s),
+                    secs(s.p50_completion_s),
+                    secs(s.p90_completion_s),
+                    secs(s.p99_completion_s),
+                    s.sessions_per_hour
+                )
+            })
+            .unwrap_or_default();
         format!(
-            "{}\n{}\n{}\narrivals {}; {} requests simulated in {:.1} s of model time, {} steps, {} preemptions, prefix caching {}\n\
+            "{}\n{}\n{}\n{sessions}arrivals {}; {} requests simulated in {:.1} s of model time, {} steps, {} preemptions, prefix caching {}\n\
              (latencies in ms; waiting and running in requests)\n",
             self.deployment,
             self.workload,
@@ -472,6 +573,55 @@ mod tests {
     const SP: &str = "shared-prefix:groups=4,users=16,system=2000,question=100,output=50";
 
     #[test]
+    fn the_frontend_latency_adds_to_every_first_token() {
+        let plan = |t: &Traffic| ReplayPlan {
+            schedule: Schedule::Closed { concurrency: 1 },
+            arrivals: t.arrivals.clone(),
+            requests: Some(4),
+            duration_s: None,
+            warmup: 0,
+            sampling: SamplingParams::default(),
+            seed: 3,
+            prefix_caching: true,
+        };
+        let spec = WorkloadSpec::parse("synthetic:in=300,out=20").unwrap();
+        let t = Traffic::resolve(&spec, true, None, 3).unwrap();
+        let mut bare = h100();
+        bare.engine.frontend_ms = 0.0;
+        let mut front = h100();
+        front.engine.frontend_ms = 20.0;
+        let (a, b) = (replay(bare, &plan(&t), t.workload.as_ref()), replay(front, &plan(&t), t.workload.as_ref()));
+        let (ta, tb) = (a.overall.ttft_ms.mean.unwrap(), b.overall.ttft_ms.mean.unwrap());
+        assert!((tb - ta - 20.0).abs() < 1e-6, "{ta} ms vs {tb} ms");
+        // The decode is the engine's alone.
+        assert!((a.overall.tpot_ms.mean.unwrap() - b.overall.tpot_ms.mean.unwrap()).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_busy_api_server_delays_new_requests() {
+        let open = Schedule::Open { rate: 20.0, arrival: Arrival::Poisson, max_concurrency: None };
+        let spec = WorkloadSpec::parse("synthetic:in=200,out=200").unwrap();
+        let t = Traffic::resolve(&spec, true, None, 3).unwrap();
+        let plan = ReplayPlan {
+            schedule: open,
+            arrivals: t.arrivals.clone(),
+            requests: Some(200),
+            duration_s: None,
+            warmup: 0,
+            sampling: SamplingParams::default(),
+            seed: 3,
+            prefix_caching: true,
+        };
+        let mut idle = h100();
+        idle.engine.frontend_token_us = 0.0;
+        let mut busy = h100();
+        busy.engine.frontend_token_us = 200.0;
+        let a = replay(idle, &plan, t.workload.as_ref()).overall.ttft_ms.mean.unwrap();
+        let b = replay(busy, &plan, t.workload.as_ref()).overall.ttft_ms.mean.unwrap();
+        assert!(b > a, "{a} ms idle, {b} ms busy");
+    }
+
+    #[test]
     fn prefix_caching_saves_prefill_of_shared_prompts() {
         let open = Schedule::Open { rate: 20.0, arrival: Arrival::Poisson, max_concurrency: None };
         let on = run(SP, None, open, Some(400), true);
@@ -519,6 +669,38 @@ mod tests {
         let again = run("synthetic:in=300,out=40", Some("poisson:5/s*60s,15/s*60s"), open, None, true);
         assert_eq!(r, again);
         assert!(r.to_text().contains("poisson:15/s"));
+    }
+
+    const AGENTS: &str = "agent-session:turns=4..8,system=2000,tool-output=500..1500,output=100..200,think=0..2s";
+
+    #[test]
+    fn agent_sessions_run_whole_and_the_prefix_cache_serves_their_history() {
+        let closed = Schedule::Closed { concurrency: 4 };
+        let on = run(AGENTS, None, closed, Some(60), true);
+        let off = run(AGENTS, None, closed, Some(60), false);
+        let s = on.sessions.as_ref().unwrap();
+        // Sessions are taken whole: every request belongs to a completed session.
+        assert_eq!(s.turns, on.overall.requests);
+        assert!(on.overall.requests <= 60 && on.overall.requests > 60 - 8, "{}", on.overall.requests);
+        assert!(s.completed >= 7, "{}", s.completed);
+        // Most of each later turn is history the last turn left in the cache.
+        assert!(on.overall.prefix_hit_rate > 0.6, "{}", on.overall.prefix_hit_rate);
+        assert_eq!(off.overall.prefix_hit_rate, 0.0);
+        let (a, b) = (on.overall.ttft_ms.mean.unwrap(), off.overall.ttft_ms.mean.unwrap());
+        assert!(a < b, "TTFT with caching {a} ms, without {b} ms");
+        let (ta, tb) = (s.mean_completion_s.unwrap(), off.sessions.as_ref().unwrap().mean_completion_s.unwrap());
+        assert!(ta < tb, "session completion with caching {ta} s, without {tb} s");
+        // A session's think times alone make it last longer than its turns' latencies.
+        assert!(ta > 0.0 && s.sessions_per_hour > 0.0);
+        assert_eq!(on, run(AGENTS, None, closed, Some(60), true));
+
+        // Open loop: one session per arrival.
+        let open = Schedule::Open { rate: 0.5, arrival: Arrival::Constant, max_concurrency: None };
+        let r = run(AGENTS, None, open, Some(40), true);
+        let s = r.sessions.as_ref().unwrap();
+        assert_eq!(s.turns, r.overall.requests);
+        assert!(s.completed >= 4);
+        assert!(r.to_text().contains("sessions"));
     }
 
     #[test]

@@ -21,7 +21,7 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::engine::{EngineEvent, EngineRequest, ServingEngine};
+use crate::engine::{EngineEvent, EngineRequest, PrefixKey, ServingEngine};
 use crate::perf::Deployment;
 use crate::SimError;
 
@@ -90,6 +90,9 @@ pub struct ServerStats {
     pub prompt_tokens_total: u64,
     pub generation_tokens_total: u64,
     pub requests_finished_total: u64,
+    /// Prompt tokens looked up in the prefix cache, and those it held.
+    pub prefix_queries_total: u64,
+    pub prefix_hits_total: u64,
     /// Most requests waiting at once since start.
     pub max_waiting: usize,
 }
@@ -155,6 +158,7 @@ enum TokenMsg {
 enum Submission {
     New {
         req: EngineRequest,
+        prefix: PrefixKey,
         tx: mpsc::UnboundedSender<TokenMsg>,
     },
     /// The client went away: drop the request, as vLLM aborts it.
@@ -351,13 +355,13 @@ async fn run_engine(
 
 fn admit(eng: &mut ServingEngine, open: &mut HashMap<u64, Open>, sub: Submission, now: f64) {
     match sub {
-        Submission::New { req, tx } => {
+        Submission::New { req, prefix, tx } => {
             if !eng.has_work() {
                 eng.advance_to(now);
             }
             let arrival = eng.now();
             open.insert(req.id, Open { tx, arrival, last: arrival });
-            eng.submit(req);
+            eng.submit_with_prefix(req, prefix);
         }
         Submission::Abort(id) => {
             open.remove(&id);
@@ -378,6 +382,8 @@ fn publish(eng: &ServingEngine, metrics: &Mutex<Metrics>) {
         s.prompt_tokens_total = c.prompt_tokens;
         s.generation_tokens_total = c.generation_tokens;
         s.requests_finished_total = c.finished;
+        s.prefix_queries_total = c.prompt_tokens;
+        s.prefix_hits_total = c.prefix_hit_tokens;
     }
 }
 
@@ -438,6 +444,7 @@ fn content_text(v: &Value) -> String {
 struct Parsed {
     prompt: String,
     prompt_tokens: u32,
+    prefix: PrefixKey,
     max_tokens: Option<u32>,
     stream: bool,
     include_usage: bool,
@@ -446,12 +453,15 @@ struct Parsed {
 
 fn parse_request(state: &AppState, body: &[u8], chat: bool) -> Result<Parsed, String> {
     let v: Value = serde_json::from_slice(body).map_err(|e| format!("request body is not valid JSON: {e}"))?;
+    let mut prefix = PrefixKey::default();
     let prompt = if chat {
         let msgs = v
             .get("messages")
             .and_then(Value::as_array)
             .ok_or_else(|| "'messages' must be an array of {role, content} objects".to_string())?;
-        msgs.iter().map(|m| content_text(m.get("content").unwrap_or(&Value::Null))).collect::<Vec<_>>().join("\n")
+        let texts: Vec<String> = msgs.iter().map(|m| content_text(m.get("content").unwrap_or(&Value::Null))).collect();
+        prefix = conversation_prefix(msgs, &texts);
+        texts.join("\n")
     } else {
         match v.get("prompt") {
             Some(Value::String(s)) => s.clone(),
@@ -485,7 +495,24 @@ fn parse_request(state: &AppState, body: &[u8], chat: bool) -> Result<Parsed, St
         .and_then(Value::as_str)
         .map(str::to_string)
         .unwrap_or_else(|| state.cfg.served_model_name.clone());
-    Ok(Parsed { prompt, prompt_tokens, max_tokens, stream, include_usage, model })
+    Ok(Parsed { prompt, prompt_tokens, prefix, max_tokens, stream, include_usage, model })
+}
+
+/// The prefix-cache key of a chat that carries an earlier answer (three
+/// messages or more): its system message as a shared prefix, and everything
+/// before its last message as its conversation's history, the conversation
+/// named by its first two messages. Single-turn chats get none, so they
+/// leave nothing in the cache.
+fn conversation_prefix(msgs: &[Value], texts: &[String]) -> PrefixKey {
+    use fleetbench_workload::text::hash_str;
+    if texts.len() < 3 {
+        return PrefixKey::default();
+    }
+    let tokens = |t: &[String]| estimate_tokens(&t.join("\n"));
+    let system = msgs[0].get("role").and_then(Value::as_str) == Some("system");
+    let group = system.then(|| (hash_str(&texts[0]), tokens(&texts[..1])));
+    let name = hash_str(&texts[..2].join("\n")) ^ 0xC0;
+    PrefixKey { group, conversation: Some((name, tokens(&texts[..texts.len() - 1]))) }
 }
 
 async fn chat_completions(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
@@ -506,7 +533,7 @@ async fn serve(state: Arc<AppState>, body: Bytes, chat: bool) -> Response {
     let finish_reason = if hit_limit { "length" } else { "stop" };
     let (tx, mut rx) = mpsc::unbounded_channel();
     let req = EngineRequest { id, prompt_tokens: p.prompt_tokens, output_tokens: pieces.len() as u32 };
-    if state.submit.send(Submission::New { req, tx }).is_err() {
+    if state.submit.send(Submission::New { req, prefix: p.prefix, tx }).is_err() {
         return error_response(StatusCode::SERVICE_UNAVAILABLE, "the simulated engine has stopped");
     }
     let mut guard = AbortOnDrop { id, submit: state.submit.clone(), finished: false };
@@ -675,11 +702,13 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
         for (name, help, v) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{{labels}}} {v}");
         }
-        let counters: [(&str, &str, u64); 4] = [
+        let counters: [(&str, &str, u64); 6] = [
             ("vllm:num_preemptions_total", "Requests preempted (KV cache full) since start.", s.preemptions_total),
             ("vllm:prompt_tokens_total", "Prompt tokens prefilled since start.", s.prompt_tokens_total),
             ("vllm:generation_tokens_total", "Tokens generated since start.", s.generation_tokens_total),
             ("vllm:request_success_total", "Requests finished since start.", s.requests_finished_total),
+            ("vllm:prefix_cache_queries_total", "Prompt tokens looked up in the prefix cache.", s.prefix_queries_total),
+            ("vllm:prefix_cache_hits_total", "Prompt tokens the prefix cache held.", s.prefix_hits_total),
         ];
         for (name, help, v) in counters {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name}{{{labels}}} {v}");

@@ -34,6 +34,7 @@ async fn measured_ttft_and_tpot_match_the_engine_schedule() {
         seed: 1,
         arrivals: None,
         shard: None,
+        ramp: None,
     };
     let workload = Arc::new(SyntheticWorkload::new(200, output, 0.0, 7));
     let (tx, mut rx) = mpsc::unbounded_channel::<RequestRecord>();

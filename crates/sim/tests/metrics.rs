@@ -118,3 +118,44 @@ async fn promtool_accepts_the_metrics_apart_from_colons() {
     assert!(problems.is_empty(), "promtool found more than the colon lint:\n{said}");
     assert!(said.contains("fleetbench:time_scale"), "the colon lint names every family, ours too:\n{said}");
 }
+
+/// The server's prefix-cache counters, in prompt tokens.
+async fn prefix_counters(root: &str) -> (f64, f64) {
+    let text = http().get(format!("{root}/metrics")).send().await.unwrap().text().await.unwrap();
+    let samples = fleetbench_client::prom::parse(&text).unwrap();
+    let value = |name: &str| samples.iter().find(|s| s.name == name).map(|s| s.value).expect(name);
+    (value("vllm:prefix_cache_hits_total"), value("vllm:prefix_cache_queries_total"))
+}
+
+#[tokio::test]
+async fn a_chat_that_carries_its_history_finds_it_in_the_prefix_cache() {
+    let h = start(50.0, "m").await;
+    let root = h.base_url().trim_end_matches("/v1").to_string();
+    let system = "you are a careful engineer ".repeat(200);
+    let history = |turns: usize| {
+        let mut m = vec![json!({"role": "system", "content": system}), json!({"role": "user", "content": "task one"})];
+        for t in 0..turns {
+            m.push(json!({"role": "assistant", "content": format!("answer {t} ").repeat(50)}));
+            m.push(json!({"role": "user", "content": format!("tool output {t} ").repeat(80)}));
+        }
+        m
+    };
+    let send = |messages: Vec<serde_json::Value>| {
+        let url = format!("{}/chat/completions", h.base_url());
+        async move {
+            let body = json!({"messages": messages, "max_tokens": 4});
+            http().post(url).json(&body).send().await.unwrap().text().await.unwrap();
+        }
+    };
+    // A single-turn chat leaves nothing to find.
+    send(history(0)).await;
+    assert_eq!(prefix_counters(&root).await.0, 0.0);
+    // Turn 1 keys its history; turn 2 opens with all of turn 1's prompt.
+    send(history(1)).await;
+    let (hits1, queries1) = prefix_counters(&root).await;
+    send(history(2)).await;
+    let (hits2, queries2) = prefix_counters(&root).await;
+    let (hit, asked) = (hits2 - hits1, queries2 - queries1);
+    assert!(hit / asked > 0.6, "turn 2: {hit} of {asked} prompt tokens from the cache");
+    h.shutdown().await;
+}

@@ -316,12 +316,14 @@ const REQUEST_COLUMNS: &[&str] = &[
     "server_timings_json",
     "output_text",
     "context_json",
+    "stream_json",
 ];
 
 fn record_values(run_id: i64, r: &RequestRecord) -> Vec<Value> {
     let itl = serde_json::to_string(&r.itl).unwrap_or_else(|_| "[]".into());
     let timings = r.server_timings.map(|t| serde_json::to_string(&t).unwrap_or_default());
     let context = (!r.context.is_empty()).then(|| serde_json::to_string(&r.context).unwrap_or_default());
+    let stream = StreamExtras::of(r).map(|x| serde_json::to_string(&x).unwrap_or_default());
     values![
         run_id,
         r.index,
@@ -351,6 +353,7 @@ fn record_values(run_id: i64, r: &RequestRecord) -> Vec<Value> {
         timings,
         r.output_text.as_deref(),
         context,
+        stream,
     ]
 }
 
@@ -427,6 +430,11 @@ fn record_from_row(row: &Row) -> std::result::Result<RequestRecord, String> {
         None => Default::default(),
         Some(c) => serde_json::from_str(&c).map_err(|e| at(format!("workload context: {e}")))?,
     };
+    let stream: StreamExtras = match row.opt_text(27)? {
+        // Only answer text: the first answer token was the first token.
+        None => StreamExtras { t_first_answer_token: row.opt_f64(8)?, ..Default::default() },
+        Some(x) => serde_json::from_str(&x).map_err(|e| at(format!("tool calls and first answer token: {e}")))?,
+    };
     Ok(RequestRecord {
         index: idx,
         request_id: row.text(1)?,
@@ -457,6 +465,9 @@ fn record_from_row(row: &Row) -> std::result::Result<RequestRecord, String> {
         itl,
         output_text: row.opt_text(25)?,
         context,
+        t_first_answer_token: stream.t_first_answer_token,
+        t_first_tool_token: stream.t_first_tool_token,
+        tool_calls: stream.tool_calls,
     })
 }
 
@@ -466,6 +477,26 @@ pub fn this_host() -> String {
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "unknown".into())
+}
+
+/// What a stream held beyond answer text, stored as one JSON column.
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct StreamExtras {
+    t_first_answer_token: Option<f64>,
+    t_first_tool_token: Option<f64>,
+    #[serde(default)]
+    tool_calls: Vec<fleetbench_core::ToolCall>,
+}
+
+impl StreamExtras {
+    /// `None` for a stream of answer text alone (the column stays NULL).
+    fn of(r: &RequestRecord) -> Option<StreamExtras> {
+        (r.beyond_answer() || !r.tool_calls.is_empty()).then(|| StreamExtras {
+            t_first_answer_token: r.t_first_answer_token,
+            t_first_tool_token: r.t_first_tool_token,
+            tool_calls: r.tool_calls.clone(),
+        })
+    }
 }
 
 /// Whether a process with this id is alive on this host.

@@ -9,7 +9,7 @@ use crate::backend::{Conn, DbError};
 use crate::StoreError;
 
 /// Schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 const V1: &str = "
 CREATE TABLE IF NOT EXISTS runs (
@@ -94,8 +94,13 @@ CREATE TABLE IF NOT EXISTS shards (
 );
 ";
 
+/// Version 4: what a request's stream held beyond answer text (the first
+/// answer and tool-call instants, the tool calls) as JSON; NULL when it held
+/// only answer text, as in every row written before.
+const V4: &str = "ALTER TABLE requests ADD COLUMN stream_json TEXT;";
+
 /// Every step, in order: version it brings the database to, its SQL.
-const STEPS: [(i64, &str); 3] = [(1, V1), (2, V2), (3, V3)];
+const STEPS: [(i64, &str); 4] = [(1, V1), (2, V2), (3, V3), (4, V4)];
 
 /// SQLite's DDL in PostgreSQL's types.
 fn pg_ddl(sql: &str) -> String {

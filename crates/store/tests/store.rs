@@ -29,6 +29,7 @@ macro_rules! on_both {
 }
 
 on_both!(
+    tool_calls_and_the_first_answer_token_round_trip,
     runs_and_records_round_trip,
     a_run_whose_process_died_is_incomplete,
     the_writer_commits_in_the_background,
@@ -127,6 +128,24 @@ fn runs_and_records_round_trip(db: Db) {
     assert!(matches!(s.run(999), Err(StoreError::NoSuchRun(999))));
 }
 
+fn tool_calls_and_the_first_answer_token_round_trip(db: Db) {
+    let mut s = Store::connect(&db).unwrap();
+    let id = s.create_run(&meta(Some(std::process::id()))).unwrap();
+    let reasoned = RecordBuilder::ok(0).first_token(0.2).first_answer_token(Some(0.4)).build();
+    let calling = RecordBuilder::ok(1)
+        .first_token(0.3)
+        .first_answer_token(None)
+        .tool_call(0.35, "promql_query", r#"{"query":"up"}"#)
+        .tool_call(0.36, "kernel_log", "{not json")
+        .build();
+    let plain = record(2);
+    s.insert_records(id, &[reasoned.clone(), calling.clone(), plain.clone()]).unwrap();
+    let back = s.records(id).unwrap();
+    assert_eq!(back, vec![reasoned, calling, plain]);
+    assert_eq!(back[1].tool_calls[1].name, "kernel_log");
+    assert_eq!(back[2].t_first_answer_token, Some(0.25));
+}
+
 fn a_run_whose_process_died_is_incomplete(db: Db) {
     let s = Store::connect(&db).unwrap();
     // A pid that cannot exist.
@@ -155,6 +174,8 @@ fn workload_context_round_trips_and_old_rows_have_none(db: Db) {
         conversation: Some("g2u5".into()),
         turn: Some(3),
         context_tokens: Some(1800),
+        session_turns: Some(12),
+        model: Some("adapter-b".into()),
     };
     s.insert_records(id, &[r.clone(), record(1)]).unwrap();
     let back = s.records(id).unwrap();
@@ -351,11 +372,13 @@ fn a_schema_1_database_gains_the_context_column() {
         id
     };
     {
-        // Back to what version 1 wrote: the requests table without context_json.
+        // Back to what version 1 wrote: the requests table without
+        // context_json (nor version 3's stream_json).
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(
             "DROP INDEX runs_key; ALTER TABLE runs DROP COLUMN run_key; DROP TABLE shards;
-             ALTER TABLE requests DROP COLUMN context_json; PRAGMA user_version = 1;",
+             ALTER TABLE requests DROP COLUMN context_json; ALTER TABLE requests DROP COLUMN stream_json;
+             PRAGMA user_version = 1;",
         )
         .unwrap();
     }

@@ -7,11 +7,15 @@
 //!   instead of sleeping a fixed time;
 //! - [`RecordBuilder`]: `RequestRecord` fixtures;
 //! - [`fresh_postgres_db`]: an empty database on the test PostgreSQL cluster.
+//! - [`start_agent`]: a scripted agent answering turn by turn with tool
+//!   calls or text, keeping every request body.
 
+mod agent;
 mod pg;
 mod record;
 mod wait;
 
+pub use agent::{start_agent, AgentServer, Turn, COMPLETION_TOKENS, PROMPT_TOKENS};
 pub use pg::{fresh_postgres_db, POSTGRES_ENV};
 pub use record::RecordBuilder;
 pub use wait::{wait_for, wait_until, TimedOut};
@@ -84,6 +88,37 @@ pub struct Script {
     /// Serve at most this many requests at once; the rest queue (and
     /// `/metrics` reports them as waiting, with vLLM's metric names).
     pub capacity: Option<u32>,
+    /// Keep every request body in [`Counters::bodies`].
+    pub record_bodies: bool,
+    /// Requests whose body names one of these models get its time to first
+    /// token instead of `ttft` (a model mix whose models differ).
+    pub model_ttft: Vec<(String, Duration)>,
+    /// The first this many of `tokens` events are reasoning
+    /// (`reasoning_content`; Anthropic thinking deltas).
+    pub reasoning: u32,
+    /// The events after the reasoning ones make this tool call instead of
+    /// answer text: the first names the tool, the rest carry the arguments
+    /// in nearly equal pieces (all of them in one when there is no room).
+    pub tool_call: Option<ScriptedCall>,
+}
+
+/// A tool call a scripted server makes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScriptedCall {
+    pub name: String,
+    pub arguments: String,
+}
+
+impl ScriptedCall {
+    /// The arguments cut into `n` pieces on char boundaries (at least one).
+    fn pieces(&self, n: u32) -> Vec<String> {
+        let chars: Vec<char> = self.arguments.chars().collect();
+        let n = (n.max(1) as usize).min(chars.len().max(1));
+        let per = chars.len().div_ceil(n).max(1);
+        let mut out: Vec<String> = chars.chunks(per).map(|c| c.iter().collect()).collect();
+        out.resize(n, String::new());
+        out
+    }
 }
 
 impl Default for Script {
@@ -97,6 +132,10 @@ impl Default for Script {
             usage: true,
             anthropic: false,
             capacity: None,
+            record_bodies: false,
+            model_ttft: Vec::new(),
+            reasoning: 0,
+            tool_call: None,
         }
     }
 }
@@ -110,10 +149,14 @@ pub struct Counters {
     /// (start, end) of every response, seconds since the server started.
     pub intervals: Mutex<Vec<(f64, f64)>>,
     pub auth_headers: Mutex<Vec<String>>,
+    /// Every request body, in order of arrival (with `Script::record_bodies`).
+    pub bodies: Mutex<Vec<String>>,
     /// Being served now (capacity mode).
     pub running: AtomicU64,
     /// Queued for a free slot (capacity mode).
     pub waiting: AtomicU64,
+    /// The body of the latest request.
+    pub last_body: Mutex<Bytes>,
 }
 
 pub struct ScriptedServer {
@@ -189,13 +232,25 @@ impl Drop for InFlight {
     }
 }
 
-async fn handle(State(s): State<Arc<Shared>>, headers: HeaderMap, _body: Bytes, kind: &'static str) -> Response {
+async fn handle(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes, kind: &'static str) -> Response {
     let c = &s.counters;
+    if s.script.record_bodies {
+        c.bodies.lock().unwrap().push(String::from_utf8_lossy(&body).into_owned());
+    }
     let n = c.requests.fetch_add(1, Ordering::SeqCst);
+    *c.last_body.lock().unwrap() = body.clone();
     if let Some(a) = headers.get("authorization").or_else(|| headers.get("x-api-key")) {
         c.auth_headers.lock().unwrap().push(a.to_str().unwrap_or("").to_string());
     }
     let mut script = s.script.clone();
+    if !script.model_ttft.is_empty() {
+        let model = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("model").and_then(|m| m.as_str()).map(str::to_string));
+        if let Some(t) = script.model_ttft.iter().find(|(m, _)| Some(m) == model.as_ref()).map(|(_, t)| *t) {
+            script.ttft = t;
+        }
+    }
     if script.fault == Fault::Mixed {
         script.fault = mixed_fault(n);
     }
@@ -319,11 +374,43 @@ async fn produce(script: &Script, kind: &str, tx: &mpsc::Sender<Result<Bytes, In
         .await;
         send(ev("ping", "{\"type\":\"ping\"}".into())).await;
         let start = tokio::time::Instant::now();
+        let pieces = script.tool_call.as_ref().map(|c| c.pieces(script.tokens.saturating_sub(script.reasoning + 1)));
         for i in 0..script.tokens {
             tokio::time::sleep_until(start + script.ttft + script.itl * i).await;
-            send(ev("content_block_delta", format!("{{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"t{i} \"}}}}"))).await;
+            // Thinking is block 0; the answer or tool call the block after it.
+            let block = u32::from(i >= script.reasoning && script.reasoning > 0);
+            let delta = |d: String| {
+                ev(
+                    "content_block_delta",
+                    format!("{{\"type\":\"content_block_delta\",\"index\":{block},\"delta\":{d}}}"),
+                )
+            };
+            let data = match (&script.tool_call, &pieces) {
+                _ if i < script.reasoning => delta(format!("{{\"type\":\"thinking_delta\",\"thinking\":\"r{i} \"}}")),
+                (Some(call), _) if i == script.reasoning => ev(
+                    "content_block_start",
+                    format!("{{\"type\":\"content_block_start\",\"index\":{block},\"content_block\":{{\"type\":\"tool_use\",\"id\":\"toolu_0\",\"name\":{},\"input\":{{}}}}}}", json_string(&call.name)),
+                ),
+                (Some(_), Some(p)) => match p.get((i - script.reasoning - 1) as usize) {
+                    Some(piece) => delta(format!("{{\"type\":\"input_json_delta\",\"partial_json\":{}}}", json_string(piece))),
+                    None => continue,
+                },
+                _ => delta(format!("{{\"type\":\"text_delta\",\"text\":\"t{i} \"}}")),
+            };
+            send(data).await;
+            if let (Some(call), true) =
+                (&script.tool_call, i == script.reasoning && script.tokens == script.reasoning + 1)
+            {
+                // No event left for the arguments: they follow the block start at once.
+                send(delta(format!(
+                    "{{\"type\":\"input_json_delta\",\"partial_json\":{}}}",
+                    json_string(&call.arguments)
+                )))
+                .await;
+            }
         }
-        send(ev("message_delta", format!("{{\"type\":\"message_delta\",\"delta\":{{\"stop_reason\":\"end_turn\"}},\"usage\":{{\"output_tokens\":{}}}}}", script.tokens))).await;
+        let stop = if script.tool_call.is_some() { "tool_use" } else { "end_turn" };
+        send(ev("message_delta", format!("{{\"type\":\"message_delta\",\"delta\":{{\"stop_reason\":\"{stop}\"}},\"usage\":{{\"output_tokens\":{}}}}}", script.tokens))).await;
         return send(ev("message_stop", "{\"type\":\"message_stop\"}".into())).await;
     }
     let chunk = |delta: String| -> String {
@@ -341,6 +428,7 @@ async fn produce(script: &Script, kind: &str, tx: &mpsc::Sender<Result<Bytes, In
     }
     // Absolute deadlines: token i leaves at ttft + i × itl, without drift.
     let start = tokio::time::Instant::now();
+    let pieces = script.tool_call.as_ref().map(|c| c.pieces(script.tokens.saturating_sub(script.reasoning + 1)));
     for i in 0..script.tokens {
         tokio::time::sleep_until(start + script.ttft + script.itl * i).await;
         match (&script.fault, i) {
@@ -365,7 +453,21 @@ async fn produce(script: &Script, kind: &str, tx: &mpsc::Sender<Result<Bytes, In
             }
             _ => {}
         }
-        let data = if awkward && kind == "chat" && i % 3 == 1 {
+        let delta = |d: String| format!("{{\"choices\":[{{\"index\":0,\"delta\":{d}}}]}}");
+        let data = if kind == "chat" && i < script.reasoning {
+            delta(format!("{{\"reasoning_content\":\"r{i} \"}}"))
+        } else if let (true, Some(call), Some(p)) = (kind == "chat", &script.tool_call, &pieces) {
+            let head = if i == script.reasoning {
+                // With no event left for the arguments, the first carries them.
+                let all = if script.tokens == script.reasoning + 1 { call.arguments.as_str() } else { "" };
+                let (name, all) = (json_string(&call.name), json_string(all));
+                format!("\"id\":\"call_0\",\"type\":\"function\",\"function\":{{\"name\":{name},\"arguments\":{all}}}")
+            } else {
+                let piece = p.get((i - script.reasoning - 1) as usize).map(String::as_str).unwrap_or("");
+                format!("\"function\":{{\"arguments\":{}}}", json_string(piece))
+            };
+            delta(format!("{{\"tool_calls\":[{{\"index\":0,{head}}}]}}"))
+        } else if awkward && kind == "chat" && i % 3 == 1 {
             "{\"choices\":[{\"index\":0,\"delta\":{\"reasoning_content\":\"hmm\"}}]}".to_string()
         } else if awkward && kind == "chat" && i % 3 == 2 {
             "{\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{}\"}}]}}]}".to_string()
@@ -385,7 +487,8 @@ async fn produce(script: &Script, kind: &str, tx: &mpsc::Sender<Result<Bytes, In
     let finish = if kind == "completions" {
         "{\"choices\":[{\"index\":0,\"text\":\"\",\"finish_reason\":\"length\"}]}".to_string()
     } else {
-        "{\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"length\"}]}".to_string()
+        let why = if script.tool_call.is_some() { "tool_calls" } else { "length" };
+        format!("{{\"choices\":[{{\"index\":0,\"delta\":{{}},\"finish_reason\":\"{why}\"}}]}}")
     };
     send(event(finish)).await;
     if script.usage {
@@ -401,4 +504,20 @@ async fn produce(script: &Script, kind: &str, tx: &mpsc::Sender<Result<Bytes, In
         return true; // no [DONE]
     }
     send(b"data: [DONE]\n\n".to_vec()).await
+}
+
+/// `s` as a JSON string literal.
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }

@@ -86,8 +86,25 @@ impl RecordBuilder {
         self
     }
 
+    /// The first token, taken to be answer text (as from a model that
+    /// neither reasons nor calls tools).
     pub fn first_token(mut self, t: f64) -> Self {
         self.0.t_first_token = Some(t);
+        self.0.t_first_answer_token = Some(t);
+        self
+    }
+
+    /// The first answer token, after reasoning (`None`: no answer text).
+    pub fn first_answer_token(mut self, t: Option<f64>) -> Self {
+        self.0.t_first_answer_token = t;
+        self
+    }
+
+    /// A tool call whose first piece arrived at `t`.
+    pub fn tool_call(mut self, t: f64, name: &str, arguments: &str) -> Self {
+        self.0.t_first_tool_token.get_or_insert(t);
+        let id = format!("call_{}", self.0.tool_calls.len());
+        self.0.tool_calls.push(fleetbench_core::ToolCall { id, name: name.into(), arguments: arguments.into() });
         self
     }
 
@@ -201,6 +218,7 @@ mod tests {
             t_send: 1.0,
             t_first_byte: Some(1.05),
             t_first_token: Some(1.1),
+            t_first_answer_token: Some(1.1),
             t_last_token: Some(1.3),
             t_end: 1.31,
             itl: vec![0.1, 0.1],

@@ -73,6 +73,14 @@ impl CodingSwarm {
         (t, v)
     }
 
+    /// The task of request `index` without its ticket line: its type name,
+    /// the type's system prompt, the task text and its label.
+    pub fn task(&self, index: u64) -> (&str, &str, String, String) {
+        let (t, v) = self.task_of(index);
+        let (name, ty) = &self.types[t];
+        (name, &ty.system, ty.template.replace("{task}", &ty.variants[v]), format!("{name}/{}", v + 1))
+    }
+
     pub fn variant_count(&self) -> usize {
         self.types.iter().map(|(_, t)| t.variants.len()).sum()
     }
@@ -80,8 +88,7 @@ impl CodingSwarm {
 
 impl Workload for CodingSwarm {
     fn request(&self, index: u64, sampling: &SamplingParams) -> RequestSpec {
-        let (t, v) = self.task_of(index);
-        let (name, ty) = &self.types[t];
+        let (_, system, task, label) = self.task(index);
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ (self.level_salt << 32) ^ index);
         let ticket: u32 = rng.random();
         let mut sampling = sampling.clone();
@@ -89,12 +96,12 @@ impl Workload for CodingSwarm {
         RequestSpec {
             id: format!("swarm-{}-{index}", self.level_salt),
             prompt: Prompt::Messages(vec![
-                ChatMessage { role: "system".into(), content: format!("Ticket {ticket:08x}. {}", ty.system) },
-                ChatMessage { role: "user".into(), content: ty.template.replace("{task}", &ty.variants[v]) },
+                ChatMessage { role: "system".into(), content: format!("Ticket {ticket:08x}. {system}") },
+                ChatMessage { role: "user".into(), content: task },
             ]),
             sampling,
             expected_input_tokens: None,
-            label: Some(format!("{name}/{}", v + 1)),
+            label: Some(label),
             context: Default::default(),
         }
     }

@@ -8,13 +8,21 @@
 //! - [`workload`]: the `--workload` grammar and the `synthetic` and `file` workloads;
 //! - [`shared_prefix`]: inference-perf's `shared_prefix` generator, single or multi-turn;
 //! - [`coding_swarm`]: the built-in coding tasks;
+//! - [`session`]: session workloads (agent sessions) whose turns carry the history;
+//! - [`conversations`]: conversation sets from ShareGPT JSON or JSONL files, replayed as sessions;
 //! - [`schedule`]: closed and open loops, one-rate arrival processes;
+//! - [`models`]: model mixes (`--model a,b,c:5,3,2`), each request or session drawn to one model;
+//! - [`ramp`]: the `--ramp` grammar: a rate or concurrency that rises during one run;
 //! - [`arrivals`]: the `--arrivals` grammar: staged processes and traces;
 //! - [`trace`]: trace files (fleetbench JSONL, Mooncake, BurstGPT, Azure) and the workload they imply.
 
 pub mod arrivals;
 pub mod coding_swarm;
+pub mod conversations;
+pub mod models;
+pub mod ramp;
 pub mod schedule;
+pub mod session;
 pub mod shard;
 pub mod shared_prefix;
 pub mod text;
@@ -22,7 +30,9 @@ pub mod trace;
 pub mod workload;
 
 pub use arrivals::{ArrivalPlan, ArrivalSpec, Stage};
+pub use ramp::{RampKind, RampSpec, RampWindow};
 pub use schedule::{Arrival, ArrivalTimes, Schedule};
+pub use session::{AgentSessionSpec, AgentSessions, SessionPlan, TurnPlan};
 pub use shard::Shard;
 pub use shared_prefix::{SharedPrefix, SharedPrefixSpec};
 pub use trace::{Trace, TraceEntry, TraceFormat, TraceWorkload};

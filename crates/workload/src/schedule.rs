@@ -65,12 +65,14 @@ pub struct ArrivalTimes {
     arrival: Arrival,
     rng: ChaCha8Rng,
     next: f64,
+    /// Arrivals handed out so far.
+    count: u64,
 }
 
 impl ArrivalTimes {
     /// `rate` must be positive and finite (checked by the caller's parser).
     pub fn new(rate: f64, arrival: Arrival, seed: u64) -> ArrivalTimes {
-        ArrivalTimes { rate, arrival, rng: ChaCha8Rng::seed_from_u64(seed), next: 0.0 }
+        ArrivalTimes { rate, arrival, rng: ChaCha8Rng::seed_from_u64(seed), next: 0.0, count: 0 }
     }
 
     fn gap(&mut self) -> f64 {
@@ -90,7 +92,13 @@ impl Iterator for ArrivalTimes {
     /// The first request arrives at 0; each later one a random gap after.
     fn next(&mut self) -> Option<f64> {
         let t = self.next;
-        self.next += self.gap();
+        self.count += 1;
+        // Constant gaps are counted, not summed, so arrival n is exactly
+        // n / rate (a stage of 0.5 s at 60/s holds 30, not 31).
+        self.next = match self.arrival {
+            Arrival::Constant => self.count as f64 / self.rate,
+            _ => self.next + self.gap(),
+        };
         Some(t)
     }
 }

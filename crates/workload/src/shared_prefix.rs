@@ -168,6 +168,8 @@ impl Workload for SharedPrefix {
                 conversation: s.multi_turn.then(|| format!("g{g}u{u}")),
                 turn: s.multi_turn.then_some(turn),
                 context_tokens: Some(context_tokens),
+                session_turns: None,
+                model: None,
             },
         }
     }
@@ -196,7 +198,7 @@ mod tests {
     fn system_of(r: &RequestSpec) -> String {
         match &r.prompt {
             Prompt::Messages(m) => m[0].content.clone(),
-            Prompt::Text(t) => t.clone(),
+            other => other.as_text(),
         }
     }
 

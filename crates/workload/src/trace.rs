@@ -347,6 +347,8 @@ impl Workload for TraceWorkload {
                 conversation: e.conversation_id.clone(),
                 turn: e.turn,
                 context_tokens: e.context_tokens.or(e.prefix_tokens),
+                session_turns: None,
+                model: None,
             },
         }
     }

@@ -22,15 +22,38 @@ pub trait Workload: Send + Sync {
     fn distinct_requests(&self) -> Option<u64> {
         None
     }
+    /// Session workloads: the plan of session `index`, whose turns the
+    /// sender builds with [`Workload::turn`] as answers come back. `None`
+    /// (the default): requests are independent and built by `request`.
+    fn session(&self, _index: u64) -> Option<crate::session::SessionPlan> {
+        None
+    }
+    /// Turn `turn` of a session, given the history so far and its tokens.
+    fn turn(
+        &self,
+        session: &crate::session::SessionPlan,
+        turn: u32,
+        history: &[ChatMessage],
+        history_tokens: u32,
+        sampling: &SamplingParams,
+    ) -> RequestSpec {
+        session.request(turn, history, history_tokens, sampling)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkloadError {
     #[error(
         "unknown workload '{0}': use synthetic:in=512,out=256[,spread=0.2], \
-         shared-prefix:groups=G,users=U,system=S,question=Q,output=O[,multi-turn], coding-swarm or file:PATH.jsonl"
+         shared-prefix:groups=G,users=U,system=S,question=Q,output=O[,multi-turn], coding-swarm, \
+         agent-session:turns=8..24,system=2000,tool-output=500..4000,output=150..600,think=0..2s, \
+         conversations:FILE[,replay=dataset|model] or file:PATH.jsonl"
     )]
     Unknown(String),
+    #[error("bad agent-session workload '{spec}': {why}")]
+    AgentSession { spec: String, why: String },
+    #[error("bad conversations workload '{spec}': {why}")]
+    Conversations { spec: String, why: String },
     #[error("bad shared-prefix workload '{spec}': {why}")]
     SharedPrefix { spec: String, why: String },
     #[error("bad --arrivals '{spec}': {why}")]
@@ -62,6 +85,10 @@ pub enum WorkloadSpec {
     CodingSwarm,
     /// inference-perf's shared-prefix generator.
     SharedPrefix(crate::shared_prefix::SharedPrefixSpec),
+    /// Coding-agent sessions (`agent-session:...`).
+    AgentSession(crate::session::AgentSessionSpec),
+    /// A conversation set from a file (`conversations:FILE[,replay=...]`).
+    Conversations(crate::conversations::ConversationsSpec),
 }
 
 impl WorkloadSpec {
@@ -93,6 +120,16 @@ impl WorkloadSpec {
                 .map(WorkloadSpec::SharedPrefix)
                 .map_err(|why| WorkloadError::SharedPrefix { spec: s.to_string(), why });
         }
+        if let Some(rest) = s.strip_prefix("agent-session:").or_else(|| (s == "agent-session").then_some("")) {
+            return crate::session::AgentSessionSpec::parse(rest)
+                .map(WorkloadSpec::AgentSession)
+                .map_err(|why| WorkloadError::AgentSession { spec: s.to_string(), why });
+        }
+        if let Some(rest) = s.strip_prefix("conversations:") {
+            return crate::conversations::ConversationsSpec::parse(rest)
+                .map(WorkloadSpec::Conversations)
+                .map_err(|why| WorkloadError::Conversations { spec: s.to_string(), why });
+        }
         if s == "coding-swarm" {
             return Ok(WorkloadSpec::CodingSwarm);
         }
@@ -110,6 +147,8 @@ impl WorkloadSpec {
             WorkloadSpec::File(p) => Box::new(FileWorkload::load(p)?),
             WorkloadSpec::CodingSwarm => Box::new(crate::coding_swarm::CodingSwarm::builtin(seed)?),
             WorkloadSpec::SharedPrefix(spec) => Box::new(crate::shared_prefix::SharedPrefix::new(*spec, seed)),
+            WorkloadSpec::AgentSession(spec) => Box::new(crate::session::AgentSessions::new(spec.clone(), seed)?),
+            WorkloadSpec::Conversations(spec) => Box::new(crate::conversations::Conversations::load(spec)?),
         })
     }
 }

@@ -15,12 +15,13 @@ use crate::outln;
 #[derive(Args, Debug)]
 #[command(after_help = "Example:
   fleetbench compare 12 15          # run 15 against run 12
-  fleetbench compare 12 15 --json")]
+  fleetbench compare 12 15 --json
+  fleetbench compare bench-a bench-b  # sharded runs, by their --run-id")]
 pub struct CompareArgs {
-    /// The baseline run.
-    pub a: i64,
-    /// The run compared with it.
-    pub b: i64,
+    /// The baseline run: a stored id or a `--run-id`.
+    pub a: String,
+    /// The run compared with it: a stored id or a `--run-id`.
+    pub b: String,
     /// Significance level for the verdicts.
     #[arg(long, default_value_t = 0.05)]
     pub alpha: f64,
@@ -30,8 +31,8 @@ pub struct CompareArgs {
 
 pub async fn run(args: CompareArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     let store = Store::connect(&ctx.db)?;
-    let a = reload(&store, args.a)?;
-    let b = reload(&store, args.b)?;
+    let a = reload(&store, store.resolve_run(&args.a)?)?;
+    let b = reload(&store, store.resolve_run(&args.b)?)?;
     let c = compare(&a.records, &a.metrics, &b.records, &b.metrics, args.alpha);
     if args.json {
         let doc = json!({

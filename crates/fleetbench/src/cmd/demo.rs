@@ -187,19 +187,21 @@ async fn sweep_setup(
     cfg.served_model_name = setup.spec.model.clone();
     let server = start_server(cfg, "127.0.0.1:0".parse()?).await?;
     let client = Client::new(ClientConfig::new(server.base_url(), ApiKind::Chat, setup.spec.model.clone()))?;
-    let last = *levels.last().unwrap_or(&1) as f64;
+    client.probe(Duration::from_secs(5)).await?; // learns the time scale, which shortens agents' think times
+    let traffic = setup.traffic(levels, INPUT_TOKENS, OUTPUT_TOKENS); // an agent-session sweep has its own levels
+    let (levels, last) = (&traffic.levels, *traffic.levels.last().unwrap_or(&1) as f64);
     let sweep = SweepConfig {
         group: group.to_string(),
         levels: Levels::Fixed(levels.iter().map(|&c| c as f64).collect()),
         kind: LevelKind::Concurrency,
-        workload: WorkloadSpec::Synthetic { input: INPUT_TOKENS, output: OUTPUT_TOKENS, spread: 0.0 },
-        workload_name: format!("synthetic:in={INPUT_TOKENS},out={OUTPUT_TOKENS},spread=0"),
+        workload: WorkloadSpec::parse(&traffic.workload)?,
+        workload_name: traffic.workload.clone(),
         seed: 7,
-        sampling: SamplingParams { max_tokens: Some(OUTPUT_TOKENS), ignore_eos: true, ..Default::default() },
+        sampling: SamplingParams { max_tokens: traffic.max_tokens, ignore_eos: true, ..Default::default() },
         slo: Default::default(),
         per_level_requests: None,
         per_level: None,
-        requests_per_agent: 2,
+        requests_per_agent: traffic.requests_per_agent,
         min_requests: 0,
         warmup_per_level: None,
         max_level: last,
@@ -209,6 +211,7 @@ async fn sweep_setup(
         metrics_interval: Duration::from_millis(50),
         time_scale: args.time_scale,
         config: RunConfig { hardware: Some(setup.title.to_string()), simulated: Some(true), ..Default::default() },
+        shard: None,
     };
     let mut print_level = |m: &MeasuredLevel| {
         outln!(
@@ -225,8 +228,11 @@ async fn sweep_setup(
     server.shutdown().await;
     let o = outcome?;
     run_ids.extend(o.measured.iter().map(|m| m.run_id));
-    let bottlenecks = prediction.bottleneck_story();
-    let why = format!("{}; the model says: {bottlenecks}", o.reason);
+    let story = prediction.bottleneck_story();
+    let (why, bottlenecks) = match &o.doc.sessions {
+        Some(s) => (o.reason.clone(), s.describe("agents")),
+        None => (format!("{}; the model says: {story}", o.reason), story),
+    };
     let (peak_level, peak) =
         o.outcomes
             .iter()

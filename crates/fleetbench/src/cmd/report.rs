@@ -13,15 +13,17 @@ use crate::context::Context;
 #[command(after_help = "Examples:\n  \
 fleetbench report 12                          # one run -> ./fleetbench-report-12/index.html\n  \
 fleetbench report 12 13 14 --out cmp          # three concurrencies: one curve, knee marked\n  \
+fleetbench report bench-2026-12-01            # a sharded run, by its --run-id\n  \
 fleetbench report --group sweep-2026-11-25    # every run of a sweep or demo\n  \
 fleetbench report --latest --out /tmp/r       # the newest run\n\n\
 The directory gets index.html (open it from disk: no network, no scripts), report.md (tables for a \
 blog post) and report.json (every run's vLLM-keyed figures plus the chart data).")]
 pub struct ReportArgs {
-    /// Run ids to put in the report (see `fleetbench runs list`). Runs at
-    /// different concurrencies against the same backend form one curve.
+    /// Runs to put in the report: stored ids (see `fleetbench runs list`) or
+    /// `--run-id` keys. Runs at different concurrencies against the same
+    /// backend form one curve.
     #[arg(value_name = "RUN_ID")]
-    pub run_ids: Vec<i64>,
+    pub run_ids: Vec<String>,
     /// Add every run of this group (a sweep or a demo).
     #[arg(long, value_name = "NAME")]
     pub group: Option<String>,
@@ -41,7 +43,7 @@ pub async fn run(args: ReportArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
             bail!("no results database at {db} (run something first, or pass --db)");
         }
         let store = Store::connect(&db)?;
-        let mut ids = args.run_ids.clone();
+        let mut ids = args.run_ids.iter().map(|r| store.resolve_run(r)).collect::<Result<Vec<i64>, _>>()?;
         if let Some(g) = &args.group {
             let runs = store.runs_in_group(g)?;
             if runs.is_empty() {

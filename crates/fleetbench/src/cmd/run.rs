@@ -9,7 +9,8 @@ use std::sync::Arc;
 use anyhow::bail;
 use clap::Args;
 use fleetbench_client::Client;
-use fleetbench_core::{RunConfig, RunStatus};
+use fleetbench_core::repeats::RepeatFigures;
+use fleetbench_core::{RunConfig, RunMetrics, RunStatus};
 use fleetbench_econ::instruments::Instruments;
 use fleetbench_load::interrupt::Interrupt;
 use fleetbench_load::live::LiveRunInfo;
@@ -17,13 +18,18 @@ use fleetbench_load::measure::{measure, MeasureOptions, MeasureOutcome};
 use fleetbench_load::{RunPlan, Schedule, StopCondition};
 use fleetbench_report::export::RunExport;
 use fleetbench_store::Store;
+use fleetbench_workload::models::Mixed;
 
 use crate::args::{
-    BackendArgs, DashboardArgs, InstrumentArgs, MetricsArgs, OutputArgs, SamplingArgs, ShardArgs, SloArgs, TrafficArgs,
+    BackendArgs, DashboardArgs, InstrumentArgs, MetricsArgs, OutputArgs, ResolvedTraffic, SamplingArgs, ShardArgs,
+    SloArgs, TrafficArgs,
 };
 use crate::context::Context;
-use crate::output::{notes, Bar, EXIT_ERROR_RATE, EXIT_INTERRUPTED};
+use crate::output::{notes, Bar};
 use crate::{live, outln, provenance};
+
+mod print;
+use print::{exit_code, print_figures};
 
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:
@@ -49,6 +55,9 @@ use crate::{live, outln, provenance};
   fleetbench run --url http://10.0.0.5:8000/v1 --model m -c 64 -n 4000 \\
       --shard 2/4 --run-id bench-42 --db postgres://bench@db.example:5432/results
 
+  # tools offered with every request: time to the first tool-call token, valid arguments
+  fleetbench run --url http://127.0.0.1:8000/v1 --model m --tools tools.json -n 50
+
   # priced and metered (NVML, else nvidia-smi, else RAPL), watched live in a browser
   fleetbench run --url http://127.0.0.1:8000/v1 --model m -c 8 -n 400 \\
       --price rented-1x-h100-sxm --meter auto --dashboard
@@ -72,6 +81,16 @@ pub struct RunArgs {
     /// Keep every generated text in the results database.
     #[arg(long, help_heading = "Output")]
     pub keep_text: bool,
+    /// Measure the run N times (run r seeded with --seed + 1000·r, so prefix caches
+    /// cannot serve one from another) and report the spread between them.
+    #[arg(long, value_name = "N", default_value_t = 1, help_heading = "Schedule")]
+    pub repeat: u32,
+    /// Offer these tools with every request: a JSON file holding an
+    /// OpenAI-style tools array (converted for --api anthropic). The summary
+    /// then reports the time to the first tool-call token and the share of
+    /// responses whose tool-call arguments parse as JSON.
+    #[arg(long, value_name = "FILE", help_heading = "Requests")]
+    pub tools: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub instruments: InstrumentArgs,
     #[command(flatten)]
@@ -83,12 +102,13 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
-    fn config(&self, schedule: Schedule, requests: Option<u64>, arrivals: Option<String>) -> RunConfig {
+    fn config(&self, schedule: Schedule, requests: Option<u64>, t: &ResolvedTraffic) -> RunConfig {
         let mut c = RunConfig {
             api: Some(self.backend.api),
             stream: Some(!self.backend.no_stream),
             requests,
-            duration_s: self.traffic.duration.map(|d| d.as_secs_f64()),
+            duration_s: t.duration.map(|d| d.as_secs_f64()),
+            ramp: t.ramp.map(|r| r.describe()),
             warmup: Some(self.traffic.warmup),
             seed: Some(self.sampling.seed),
             max_tokens: self.sampling.max_tokens,
@@ -106,7 +126,7 @@ impl RunArgs {
                 c.request_rate = Some(rate);
                 c.burstiness = Some(self.traffic.burstiness);
                 c.max_concurrency = max_concurrency;
-                c.arrivals = arrivals;
+                c.arrivals = t.arrivals.clone();
             }
         }
         c
@@ -119,29 +139,117 @@ pub async fn run(args: RunArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
             bail!("--max-error-rate is a fraction between 0 and 1 (0.05 = 5 %)");
         }
     }
-    let t = args.traffic.resolve(&args.sampling)?;
-    let (schedule, requests) = (t.schedule, t.requests);
-    let workload: Arc<dyn fleetbench_load::Workload> = Arc::from(t.traffic.workload);
+    if args.repeat == 0 {
+        bail!("--repeat is at least 1");
+    }
+    if args.repeat > 1 && args.sharding.run_id.is_some() {
+        bail!("--repeat and --shard do not go together: repeat a sharded run by running it again with a new --run-id");
+    }
+    args.traffic.resolve(&args.sampling, args.sampling.seed)?; // bad arguments fail before the probe
+    args.backend.model_mix()?;
     let mut cfg = args.backend.client_config()?;
     cfg.keep_output_text = args.keep_text;
+    if let Some(path) = &args.tools {
+        if cfg.api == fleetbench_core::ApiKind::Completions {
+            bail!("--tools needs --api chat or anthropic: the completions API takes no tools");
+        }
+        cfg.tools = Some(Arc::new(fleetbench_client::tools::Tools::from_file(path)?));
+    }
     let client = Client::new(cfg)?;
     client.probe(args.backend.probe_timeout()).await?;
+    let store = Store::connect(&ctx.db)?;
+    let (instruments, prepared) = Instruments::prepare(&args.instruments.spec()).await?;
+    notes("energy", &prepared);
+    let instruments = Arc::new(instruments);
+    let dashboard = args.dashboard.start(ctx).await?;
+    let exporter = args.metrics.start().await?;
+    let metrics = exporter.as_ref().map(|(m, _)| m.clone());
+    let interrupt = Interrupt::watch(|| eprintln!("\ninterrupted: stopping; requests finished so far are kept"));
+    let mut outcomes = Vec::new();
+    for r in 0..args.repeat {
+        let seed = args.sampling.seed.wrapping_add(1000 * r as u64);
+        let outcome = measure_once(
+            &args,
+            &client,
+            &store,
+            (&instruments, &metrics),
+            &dashboard,
+            &interrupt,
+            ctx.quiet,
+            (seed, r),
+        )
+        .await;
+        let o = match outcome {
+            Ok(o) => o,
+            Err(e) => {
+                live::close(dashboard).await;
+                return Err(e);
+            }
+        };
+        notes("warning", &o.figures.warnings);
+        outln!("{}", fleetbench_report::terminal_summary(&o.meta, &o.metrics));
+        print_figures(&o);
+        outln!("stored as run {} in {}", o.meta.id, ctx.db);
+        let stop = o.meta.status == RunStatus::Interrupted;
+        outcomes.push(o);
+        if stop {
+            break;
+        }
+    }
+    live::close(dashboard).await;
+    let repeats = (outcomes.len() > 1).then(|| {
+        let runs: Vec<(i64, &RunMetrics)> = outcomes.iter().map(|o| (o.meta.id, &o.metrics)).collect();
+        RepeatFigures::compute(&runs)
+    });
+    if let Some(r) = &repeats {
+        outln!("{}", fleetbench_report::repeats_table(r));
+    }
+    let Some(o) = outcomes.last() else { bail!("no run was measured") };
+    args.output.write(&RunExport {
+        meta: &o.meta,
+        metrics: &o.metrics,
+        records: &o.records,
+        figures: &o.figure_keys,
+        repeats: repeats.as_ref(),
+    })?;
+    Ok(outcomes.iter().find(|o| o.meta.status != RunStatus::Completed).map(exit_code).unwrap_or(ExitCode::SUCCESS))
+}
+
+/// One measured run, run `repeat` of `--repeat`, its workload seeded by `seed`.
+#[allow(clippy::too_many_arguments)]
+async fn measure_once(
+    args: &RunArgs,
+    client: &Client,
+    store: &Store,
+    (instruments, metrics): (&Arc<Instruments>, &Option<Arc<fleetbench_load::exposition::LiveMetrics>>),
+    dashboard: &Option<crate::live::Dashboard>,
+    interrupt: &Interrupt,
+    quiet: bool,
+    (seed, repeat): (u64, u32),
+) -> anyhow::Result<MeasureOutcome> {
+    let t = args.traffic.resolve(&args.sampling, seed)?;
+    let (schedule, requests) = (t.schedule, t.requests);
+    let base_config = args.config(schedule, requests, &t);
+    let workload: Arc<dyn fleetbench_load::Workload> = match args.backend.model_mix()? {
+        mix if mix.is_mix() => Arc::new(Mixed::new(t.traffic.workload, mix, seed)),
+        _ => Arc::from(t.traffic.workload),
+    };
     // A simulator that runs faster than the hardware it models says so;
     // its figures are then multiplied back into modelled time.
     let time_scale = client.time_scale().unwrap_or(1.0);
-
     let arrivals = t.traffic.arrivals;
     let plan = RunPlan {
         schedule,
-        stop: StopCondition { requests, duration: args.traffic.duration },
+        stop: StopCondition { requests, duration: t.duration },
         warmup: args.traffic.warmup,
         sampling: args.sampling.sampling(),
-        seed: args.sampling.seed,
+        seed,
         arrivals: arrivals.clone(),
+        ramp: t.ramp,
         shard: None,
     };
     let (plan, shard) = args.sharding.split(plan)?;
-    let mut meta = provenance::client_meta(&client);
+    let mut meta = provenance::client_meta(client);
     meta.workload = workload.describe();
     meta.schedule = match &arrivals {
         Some(a) => format!("open loop, arrivals {}", a.describe()),
@@ -149,13 +257,11 @@ pub async fn run(args: RunArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     };
     let config = RunConfig {
         time_scale: (time_scale != 1.0).then_some(time_scale),
-        ..args.config(schedule, requests, t.arrivals)
+        seed: Some(seed),
+        repeat: (args.repeat > 1).then_some(repeat),
+        ..base_config
     };
     meta.config = serde_json::to_value(config)?;
-    let store = Store::connect(&ctx.db)?;
-    let (instruments, prepared) = Instruments::prepare(&args.instruments.spec()).await?;
-    notes("energy", &prepared);
-    let dashboard = args.dashboard.start(ctx).await?;
     let live = dashboard.as_ref().map(|d| {
         d.bus().start(LiveRunInfo {
             kind: "run".into(),
@@ -166,74 +272,16 @@ pub async fn run(args: RunArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
             total: requests,
         })
     });
-    let exporter = args.metrics.start().await?;
-    let interrupt = Interrupt::watch(|| eprintln!("\ninterrupted: stopping; requests finished so far are kept"));
     let opts = MeasureOptions {
         slo: args.slo.slo(),
         max_error_rate: args.max_error_rate,
         time_scale,
-        instruments: Some(Arc::new(instruments)),
+        instruments: Some(instruments.clone()),
         live,
-        progress: Some(Bar::new(ctx.quiet)),
+        progress: Some(Bar::new(quiet)),
         stop: Some(interrupt.receiver()),
         shard,
-        metrics: exporter.as_ref().map(|(m, _)| m.clone()),
+        metrics: metrics.clone(),
     };
-    let outcome = measure(&store, meta, &plan, &client, workload, &opts).await;
-    live::close(dashboard).await;
-    let o = outcome?;
-    notes("warning", &o.figures.warnings);
-    outln!("{}", fleetbench_report::terminal_summary(&o.meta, &o.metrics));
-    print_figures(&o);
-    args.output.write(&RunExport {
-        meta: &o.meta,
-        metrics: &o.metrics,
-        records: &o.records,
-        figures: &o.figure_keys,
-    })?;
-    outln!("stored as run {} in {}", o.meta.id, ctx.db);
-    Ok(exit_code(&o))
-}
-
-/// The cost and energy lines under the summary table.
-fn print_figures(o: &MeasureOutcome) {
-    use fleetbench_report::svg::fmt_num;
-    if let Some(c) = &o.figures.cost {
-        let usd = |v: Option<f64>, digits: usize| v.map(|v| format!("{v:.digits$}")).unwrap_or_else(|| "-".into());
-        outln!(
-            "cost ({}): ${} per million output tokens, ${} per request, ${} in all",
-            c.backend,
-            usd(c.figures.usd_per_million_output_tokens, 4),
-            usd(c.figures.usd_per_request, 6),
-            usd(c.figures.usd_total, 4),
-        );
-    }
-    if let Some(e) = &o.figures.energy {
-        let window = |w: &Option<fleetbench_econ::energy::timeline::WindowEnergy>| {
-            w.as_ref().map(|w| format!("{} J/token ({} J)", fmt_num(w.net_j_per_token), fmt_num(w.net_joules)))
-        };
-        outln!(
-            "energy ({}): steady state {}, whole run {}{}",
-            e.description.as_deref().unwrap_or("-"),
-            window(&e.steady_state).unwrap_or_else(|| "-".into()),
-            window(&e.whole_run).unwrap_or_else(|| "-".into()),
-            e.idle_power_w.map(|w| format!(", idle {w:.1} W subtracted")).unwrap_or_default()
-        );
-    }
-}
-
-fn exit_code(o: &MeasureOutcome) -> ExitCode {
-    match o.meta.status {
-        RunStatus::Interrupted => ExitCode::from(EXIT_INTERRUPTED),
-        RunStatus::ErrorRateExceeded => {
-            eprintln!(
-                "error: {} of {} requests failed ({:.1} %), above --max-error-rate",
-                o.metrics.failed,
-                o.metrics.sent,
-                100.0 * o.metrics.error_rate()
-            );
-            ExitCode::from(EXIT_ERROR_RATE)
-        }
-        _ => ExitCode::SUCCESS,
-    }
+    Ok(measure(store, meta, &plan, client, workload, &opts).await?)
 }

@@ -108,8 +108,10 @@ fn open(ctx: &Context) -> anyhow::Result<Store> {
 
 fn export(store: &Store, id: i64, format: Format, out: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let s = reload(store, id)?;
-    let mut bytes =
-        render(&RunExport { meta: &s.meta, metrics: &s.metrics, records: &s.records, figures: &s.figures }, format)?;
+    let mut bytes = render(
+        &RunExport { meta: &s.meta, metrics: &s.metrics, records: &s.records, figures: &s.figures, repeats: None },
+        format,
+    )?;
     let shards = store.run(id)?.shards;
     if format == Format::Json && !shards.is_empty() {
         bytes = with_shards(&bytes, &shards)?;

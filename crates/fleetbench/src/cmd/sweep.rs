@@ -22,7 +22,7 @@ use fleetbench_report::export::{sweep_table, SweepExport};
 use fleetbench_store::Store;
 
 use crate::args::{
-    ArrivalArg, BackendArgs, DashboardArgs, InstrumentArgs, MetricsArgs, OutputArgs, SamplingArgs, SloArgs,
+    ArrivalArg, BackendArgs, DashboardArgs, InstrumentArgs, MetricsArgs, OutputArgs, SamplingArgs, ShardArgs, SloArgs,
 };
 use crate::context::Context;
 use crate::output::{emit, notes, Bar};
@@ -49,7 +49,11 @@ pub enum Preset {
   fleetbench sweep --url http://127.0.0.1:8000/v1 --model m --rate 1,2,4,8 --repeat 3
 
   # the Local LLM Bench protocol, with its CSV columns
-  fleetbench sweep --url http://127.0.0.1:8000/v1 --model m --preset local-llm-bench --csv-out llb.csv")]
+  fleetbench sweep --url http://127.0.0.1:8000/v1 --model m --preset local-llm-bench --csv-out llb.csv
+
+  # shard 1 of 4 of one sweep (levels are totals; each level is the run bench-9/c=16 etc.)
+  fleetbench sweep --url http://10.0.0.5:8000/v1 --model m --concurrency 4,16,64 \\
+      --shard 1/4 --run-id bench-9 --db postgres://bench@db.example:5432/results")]
 pub struct SweepArgs {
     #[command(flatten)]
     pub backend: BackendArgs,
@@ -105,6 +109,8 @@ pub struct SweepArgs {
     pub dashboard: DashboardArgs,
     #[command(flatten)]
     pub metrics: MetricsArgs,
+    #[command(flatten)]
+    pub sharding: ShardArgs,
 }
 
 fn parse_levels(s: &str, integer: bool) -> anyhow::Result<Levels> {
@@ -154,8 +160,10 @@ impl SweepArgs {
         }
         let llb = self.preset == Some(Preset::LocalLlmBench);
         let now = fleetbench_core::units::rfc3339(std::time::SystemTime::now());
+        let shard = self.sharding.sweep()?;
         Ok(SweepConfig {
-            group: format!("sweep-{now}-{}", std::process::id()),
+            // All shards of a sweep share its group: the --run-id.
+            group: shard.as_ref().map_or_else(|| format!("sweep-{now}-{}", std::process::id()), |s| s.key.clone()),
             levels,
             kind,
             workload: WorkloadSpec::parse(&self.sampling.workload)?,
@@ -176,12 +184,16 @@ impl SweepArgs {
             metrics_interval: self.metrics_interval,
             time_scale: 1.0,
             config: RunConfig::default(),
+            shard,
         })
     }
 }
 
 pub async fn run(mut args: SweepArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     args.apply_preset();
+    if args.backend.model_mix()?.is_mix() {
+        bail!("a model mix (--model a,b,...) works in `run`; sweep one model at a time");
+    }
     let client = Client::new(args.backend.client_config()?)?;
     let mut cfg = args.config(&client.config().base_url)?;
     client.probe(args.backend.probe_timeout()).await?;
@@ -235,6 +247,9 @@ pub async fn run(mut args: SweepArgs, ctx: &Context) -> anyhow::Result<ExitCode>
         }
     }
     outln!("why: {}", o.reason);
+    if let Some(s) = &o.doc.sessions {
+        outln!("{}", s.describe(unit));
+    }
     if let Some(note) = fleetbench_report::time_scale_note(Some(o.doc.time_scale)) {
         outln!("{note}");
     }

@@ -5,7 +5,7 @@
 //! the demo both call [`run_sweep`].
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fleetbench_client::prom::{MetricsSampler, ServerLevelStats};
 use fleetbench_client::Client;
@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use super::records::{
     KneeDoc, LevelSummary, ServerMetricsRecord, ServerSample, SweepDoc, SweepInfo, SweepLevelRecord, SweepRecord,
 };
+use super::sharded::{level_union, SweepShard};
 use super::{explain, fmt_level, CliffConfig, CliffFinder, Knee, LevelOutcome};
 use crate::coding_swarm::CodingSwarm;
 use crate::live::{CurvePoint, LiveBus, LiveRunInfo, ServerPoint, SweepCurve};
@@ -36,6 +37,8 @@ pub enum SweepError {
     Workload(#[from] WorkloadError),
     #[error("no level was measured (is the budget too small?)")]
     NothingMeasured,
+    #[error("level {level} has fewer agents than the sweep has shards ({shards}): each shard needs one at least; start the levels at {shards} or use fewer shards")]
+    LevelBelowShards { level: String, shards: u32 },
 }
 
 /// Which levels to measure.
@@ -116,6 +119,8 @@ pub struct SweepConfig {
     /// Settings recorded in every level's run config beside the sweep's own
     /// (the hardware of a simulated setup, say).
     pub config: RunConfig,
+    /// One shard of a sweep measured by several processes (`--shard`).
+    pub shard: Option<SweepShard>,
 }
 
 /// Who watches a sweep besides the store.
@@ -149,6 +154,9 @@ pub struct MeasuredLevel {
     /// What went wrong pricing or metering the level, without losing it.
     pub warnings: Vec<String>,
     pub interrupted: bool,
+    /// A sharded level: its common start and its last request's end (Unix
+    /// seconds), the same for every shard.
+    pub span: Option<(f64, f64)>,
 }
 
 impl MeasuredLevel {
@@ -193,8 +201,20 @@ pub async fn run_sweep(
 ) -> Result<SweepOutcome, SweepError> {
     let started = Instant::now();
     let integer = cfg.kind == LevelKind::Concurrency;
+    // Each shard needs an agent at every closed-loop level.
+    let lowest = match (&cfg.shard, integer) {
+        (Some(s), true) => f64::from(s.shard.count),
+        _ => 1.0,
+    };
+    if let (Levels::Fixed(v), Some(s)) = (&cfg.levels, &cfg.shard) {
+        if let Some(l) = v.iter().find(|l| **l < lowest) {
+            return Err(SweepError::LevelBelowShards { level: fmt_level(*l), shards: s.shard.count });
+        }
+    }
     let mut finder =
-        CliffFinder::new(CliffConfig { max_level: cfg.max_level, integer, start: 1.0, ..Default::default() });
+        CliffFinder::new(CliffConfig { max_level: cfg.max_level, integer, start: lowest, ..Default::default() });
+    // A sharded sweep counts its budget on the shards' common clock.
+    let mut common: Option<(f64, f64)> = None;
     let mut measured: Vec<MeasuredLevel> = Vec::new();
     let mut first_round: Vec<f64> = Vec::new();
     let (mut stopped_by_budget, mut interrupted) = (false, false);
@@ -207,7 +227,13 @@ pub async fn run_sweep(
                 (Levels::Auto, _) => first_round.get(index as usize).copied(),
             };
             let Some(level) = next else { break };
-            if started.elapsed() >= cfg.budget {
+            let spent = match (common, &cfg.shard) {
+                (Some((start, end)), _) => end - start >= cfg.budget.as_secs_f64(),
+                // Shards measure the first level whatever their clocks say.
+                (None, Some(_)) => false,
+                (None, None) => started.elapsed() >= cfg.budget,
+            };
+            if spent {
                 stopped_by_budget = true;
                 finder.stop("the --budget ran out");
                 break 'repeats;
@@ -216,6 +242,9 @@ pub async fn run_sweep(
             let m = measure_level(cfg, store, client, meta, &observers, level, index, repeat, curve).await?;
             if let Some(f) = observers.on_level.as_mut() {
                 f(&m);
+            }
+            if let Some((start, end)) = m.span {
+                common = Some((common.map_or(start, |c| c.0), end));
             }
             if repeat == 0 {
                 first_round.push(level);
@@ -275,8 +304,13 @@ pub async fn run_sweep(
         run_ids: measured.iter().map(|m| m.run_id).collect(),
     };
     let record = SweepRecord { knee: knee_doc.clone(), sweep: info.clone() };
-    store.put(measured[0].run_id, &cfg.group, &record)?;
-    let doc = SweepDoc { levels, knee: knee_doc, sweep: info, time_scale: modelled(cfg.time_scale) };
+    if cfg.shard.as_ref().is_none_or(SweepShard::stores) {
+        store.put(measured[0].run_id, &cfg.group, &record)?;
+    }
+    let per_level: Vec<(f64, &fleetbench_core::sessions::SessionFigures)> =
+        levels.iter().filter_map(|l| l.metrics.sessions.as_ref().map(|f| (l.level(), f))).collect();
+    let sessions = super::session_curve(&per_level);
+    let doc = SweepDoc { levels, knee: knee_doc, sweep: info, sessions, time_scale: modelled(cfg.time_scale) };
     Ok(SweepOutcome { measured, outcomes, knee, reason, doc, stopped_by_budget, interrupted })
 }
 
@@ -374,6 +408,13 @@ async fn measure_level(
         seed,
         arrivals: None,
         shard: None,
+        ramp: None,
+    };
+    let label = cfg.kind.label(level);
+    let join = cfg.shard.as_ref().map(|s| s.level(&label, repeat, closed.then_some(level as u32)));
+    let plan = match &join {
+        Some(j) => crate::shard::shard_plan(&plan, j.shard).map_err(MeasureError::from)?,
+        None => plan,
     };
     let config = RunConfig {
         sweep: Some(cfg.group.clone()),
@@ -397,7 +438,6 @@ async fn measure_level(
     meta.config = serde_json::to_value(&config).unwrap_or_default();
     meta.group = Some(cfg.group.clone());
     meta.started_at = rfc3339(SystemTime::now());
-    let label = cfg.kind.label(level);
     let live = observers.bus.map(|bus| {
         let run = bus.start(LiveRunInfo {
             kind: "sweep".into(),
@@ -414,6 +454,7 @@ async fn measure_level(
         run
     });
     let scale = modelled(cfg.time_scale);
+    let sampled_from = SystemTime::now();
     let sampler = cfg.metrics_url.as_ref().map(|u| {
         let live = live.clone();
         // Each reading goes to the dashboard as it comes, in modelled time.
@@ -437,29 +478,42 @@ async fn measure_level(
         live,
         progress: observers.progress.clone(),
         stop: observers.stop.clone(),
-        shard: None,
+        shard: join.clone(),
         metrics: observers.metrics.clone(),
     };
+    let backend = meta.model.clone();
     let outcome = measure(store, meta, &plan, client, workload, &opts).await?;
+    let run_id = outcome.meta.id;
+    // A shard goes on from the level's union, as every shard does.
+    let (metrics, records, figures, mut warnings, interrupted, span) = match &join {
+        Some(j) => {
+            let u = level_union(store, run_id, j, &opts, &backend, scale).await?;
+            (u.metrics, u.records, u.figures, u.warnings, u.stopped, Some(u.span))
+        }
+        None => {
+            let records = outcome.records.into_iter().filter(|r| !r.warmup).collect();
+            let interrupted = outcome.meta.status == RunStatus::Interrupted;
+            (outcome.metrics, records, outcome.figure_keys, Vec::new(), interrupted, None)
+        }
+    };
+    warnings.extend(outcome.figures.warnings);
     let server = match sampler {
-        Some(s) => Some(s.finish().await).filter(|s| s.samples > 0).map(|mut s| {
-            // The sampler's clock is the wall's; the records are in modelled time.
-            s.timeline.iter_mut().for_each(|p| p.t *= scale);
-            s
-        }),
+        Some(s) => {
+            // The sampler's clock is the wall's and started before a shard
+            // waited for the others; the records' started at the level's
+            // common start and are in modelled time. A shard's readings
+            // from before that start are not the level's.
+            let waited = span.map_or(0.0, |(start, _)| {
+                start - sampled_from.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(start)
+            });
+            let mut timeline = s.finish().await.timeline;
+            timeline.iter_mut().for_each(|p| p.t = (p.t - waited) * scale);
+            timeline.retain(|p| p.t >= 0.0);
+            Some(ServerLevelStats::from_timeline(timeline)).filter(|s| s.samples > 0)
+        }
         None => None,
     };
-    let m = MeasuredLevel {
-        level,
-        repeat,
-        run_id: outcome.meta.id,
-        interrupted: outcome.meta.status == RunStatus::Interrupted,
-        metrics: outcome.metrics,
-        server,
-        records: outcome.records.into_iter().filter(|r| !r.warmup).collect(),
-        figures: outcome.figure_keys,
-        warnings: outcome.figures.warnings,
-    };
+    let m = MeasuredLevel { level, repeat, run_id, interrupted, metrics, server, records, figures, warnings, span };
     if let Some(live) = finished_live {
         // The finished level joins its own curve.
         live.update(|s| {
@@ -470,7 +524,9 @@ async fn measure_level(
             }
         });
     }
-    store_level(store, cfg, &m, &label)?;
+    if cfg.shard.as_ref().is_none_or(SweepShard::stores) {
+        store_level(store, cfg, &m, &label)?;
+    }
     Ok(m)
 }
 

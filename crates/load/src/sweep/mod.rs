@@ -3,15 +3,70 @@
 //! concurrency (or rate) to measure, the knee, and the one-line explanation
 //! of why the curve bends. The finder and [`explain`] are pure logic; the
 //! driver measures each level and reports back to them. What a sweep stores
-//! is in [`records`].
+//! is in [`records`]; how several processes measure one sweep, in
+//! [`sharded`].
 
 pub mod driver;
 pub mod records;
+pub mod sharded;
 
 use std::collections::BTreeMap;
 
 use fleetbench_client::prom::ServerLevelStats;
+use fleetbench_core::sessions::SessionFigures;
 use serde::{Deserialize, Serialize};
+
+/// A session workload across a sweep's levels: how long a session takes as
+/// agents are added, and where that time has doubled.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SessionCurve {
+    /// The lowest level with completed sessions, and their mean completion time there.
+    pub baseline_level: f64,
+    pub baseline_completion_s: f64,
+    /// The lowest level whose mean session completion time is at least twice
+    /// the baseline's; `None`: it never doubled within the levels measured.
+    pub doubling_level: Option<f64>,
+    /// The most completed sessions per hour at any level, and that level.
+    pub peak_sessions_per_hour: f64,
+    pub peak_level: f64,
+}
+
+impl SessionCurve {
+    /// One line: where session completion time doubled, and the peak rate.
+    pub fn describe(&self, unit: &str) -> String {
+        let doubled = match self.doubling_level {
+            Some(l) => format!("doubles by {} {unit}", fmt_level(l)),
+            None => "does not double within the levels measured".into(),
+        };
+        format!(
+            "sessions: completion time {:.1} s at {} {unit}, {doubled}; at most {:.0} sessions/hour (at {} {unit})",
+            self.baseline_completion_s,
+            fmt_level(self.baseline_level),
+            self.peak_sessions_per_hour,
+            fmt_level(self.peak_level)
+        )
+    }
+}
+
+/// The session curve of `(level, session figures)` pairs, in any order.
+pub fn session_curve(points: &[(f64, &SessionFigures)]) -> Option<SessionCurve> {
+    let mut timed: Vec<(f64, f64)> =
+        points.iter().filter_map(|(l, f)| f.mean_completion_s.filter(|_| f.completed > 0).map(|t| (*l, t))).collect();
+    timed.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let &(baseline_level, baseline_completion_s) = timed.first()?;
+    let doubling_level = timed.iter().find(|(_, t)| *t >= 2.0 * baseline_completion_s).map(|(l, _)| *l);
+    let (peak_level, peak) = points
+        .iter()
+        .map(|(l, f)| (*l, f.sessions_per_hour))
+        .fold((baseline_level, 0.0), |best, p| if p.1 > best.1 { p } else { best });
+    Some(SessionCurve {
+        baseline_level,
+        baseline_completion_s,
+        doubling_level,
+        peak_sessions_per_hour: peak,
+        peak_level,
+    })
+}
 
 /// What the cliff finder needs to know about one measured level.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -299,6 +354,9 @@ pub fn explain(levels: &[LevelOutcome], knee: &Knee, unit: &str, max_level: f64)
     let running = server.iter().filter_map(|s| s.max_running).fold(0.0, f64::max);
     let preempted: f64 = server.iter().filter_map(|s| s.preemptions).sum();
     let kv_clause = kv.map(|k| format!(" while KV cache is at {:.0} %", k * 100.0)).unwrap_or_default();
+    if let Some(line) = prefix_cache_clause(levels, knee.level, &k, unit, &kv_clause, waiting) {
+        return line;
+    }
     if !server.is_empty() {
         if waiting >= 1.0 {
             return format!(
@@ -320,9 +378,67 @@ pub fn explain(levels: &[LevelOutcome], knee: &Knee, unit: &str, max_level: f64)
     )
 }
 
+/// A prefix cache that held what requests reuse (30 % of prompt tokens or
+/// more at some level up to the knee) and beyond the knee lost at least 15
+/// points of that: then the cache is what bends the curve, as when agents'
+/// session histories no longer fit beside each other and every turn
+/// prefills its history again.
+fn prefix_cache_clause(
+    levels: &[LevelOutcome],
+    knee: f64,
+    k: &str,
+    unit: &str,
+    kv_clause: &str,
+    waiting: f64,
+) -> Option<String> {
+    let rate = |l: &LevelOutcome| l.server.as_ref().and_then(|s| s.prefix_cache_hit_rate).map(|r| (l.level, r));
+    let best = levels.iter().filter(|l| l.level <= knee).filter_map(rate).max_by(|a, b| a.1.total_cmp(&b.1))?;
+    let worst = levels.iter().filter(|l| l.level > knee).filter_map(rate).min_by(|a, b| a.1.total_cmp(&b.1))?;
+    if best.1 < 0.3 || best.1 - worst.1 < 0.15 {
+        return None;
+    }
+    let queue = if waiting >= 1.0 {
+        format!("; requests queue on the server (waiting up to {waiting:.0})")
+    } else {
+        String::new()
+    };
+    Some(format!(
+        "beyond {k} {unit} the prefix cache no longer holds what requests reuse: its hit rate falls from {:.0} % (at {}) to {:.0} % (at {}){kv_clause}, so each request prefills again what an earlier one left cached{queue}",
+        100.0 * best.1,
+        fmt_level(best.0),
+        100.0 * worst.1,
+        fmt_level(worst.0)
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn session_completion_time_doubles_where_it_first_reaches_twice_the_baseline() {
+        let f = |t: Option<f64>, per_hour: f64| SessionFigures {
+            completed: t.map_or(0, |_| 3),
+            mean_completion_s: t,
+            sessions_per_hour: per_hour,
+            ..Default::default()
+        };
+        let (a, b, c, d) = (f(Some(10.0), 360.0), f(Some(14.0), 1000.0), f(Some(21.0), 1300.0), f(Some(40.0), 900.0));
+        let curve = session_curve(&[(8.0, &d), (1.0, &a), (2.0, &b), (4.0, &c)]).unwrap();
+        assert_eq!((curve.baseline_level, curve.baseline_completion_s), (1.0, 10.0));
+        assert_eq!(curve.doubling_level, Some(4.0));
+        assert_eq!((curve.peak_level, curve.peak_sessions_per_hour), (4.0, 1300.0));
+        assert_eq!(
+            curve.describe("agents"),
+            "sessions: completion time 10.0 s at 1 agents, doubles by 4 agents; at most 1300 sessions/hour (at 4 agents)"
+        );
+        let never = session_curve(&[(1.0, &a), (2.0, &b)]).unwrap();
+        assert_eq!(never.doubling_level, None);
+        // Levels whose sessions never completed do not set the baseline.
+        let none = f(None, 0.0);
+        assert_eq!(session_curve(&[(1.0, &none), (2.0, &b)]).unwrap().baseline_level, 2.0);
+        assert_eq!(session_curve(&[(1.0, &none)]), None);
+    }
 
     /// A server that serves at most `k` at once: throughput grows linearly
     /// to k, then stays flat.
@@ -406,5 +522,33 @@ mod tests {
         levels[3].server = None;
         let e = explain(&levels, &knee, "agents", 256.0);
         assert!(e.contains("no metrics") && e.contains("falls 50 %"), "{e}");
+
+        // Agents whose histories the prefix cache held up to the knee and no longer beyond it.
+        let with_cache = |rate: f64, waiting: f64| ServerLevelStats {
+            samples: 5,
+            max_waiting: Some(waiting),
+            max_running: Some(4.0),
+            max_kv_cache_usage: Some(1.0),
+            prefix_cache_hit_rate: Some(rate),
+            ..Default::default()
+        };
+        for (l, rate) in levels.iter_mut().zip([0.75, 0.72, 0.69, 0.25]) {
+            l.server = Some(with_cache(rate, if l.level > 4.0 { 3.0 } else { 0.0 }));
+        }
+        let e = explain(&levels, &knee, "agents", 256.0);
+        assert_eq!(
+            e,
+            "beyond 4 agents the prefix cache no longer holds what requests reuse: its hit rate falls from 75 % (at 1) \
+             to 25 % (at 8) while KV cache is at 100 %, so each request prefills again what an earlier one left cached; \
+             requests queue on the server (waiting up to 3)"
+        );
+        // A small drop, or a cache that never held much, is not what bends the curve.
+        levels[3].server = Some(with_cache(0.62, 3.0));
+        assert!(explain(&levels, &knee, "agents", 256.0).starts_with("beyond 4 agents requests queue"));
+        for l in &mut levels {
+            l.server = Some(with_cache(0.2, 3.0));
+        }
+        levels[3].server = Some(with_cache(0.0, 3.0));
+        assert!(!explain(&levels, &knee, "agents", 256.0).contains("prefix cache"));
     }
 }

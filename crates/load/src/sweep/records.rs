@@ -138,6 +138,9 @@ pub struct SweepDoc {
     pub levels: Vec<LevelSummary>,
     pub knee: Option<KneeDoc>,
     pub sweep: SweepInfo,
+    /// Session workloads: completion time across the levels.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<super::SessionCurve>,
     /// 1 for a backend in real time; above 1 the backend (a simulator) ran
     /// that many times faster than the hardware it models, and every
     /// figure is in modelled time.

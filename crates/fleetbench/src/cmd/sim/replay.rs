@@ -46,12 +46,17 @@ pub fn run(args: ReplayArgs, catalog: Option<&Path>, _ctx: &Context) -> anyhow::
         None => Catalog::embedded()?,
     };
     let deployment = Deployment::resolve(&catalog, &args.deployment.spec()?)?;
-    let t = args.traffic.resolve(&args.sampling)?;
+    let t = args.traffic.resolve(&args.sampling, args.sampling.seed)?;
+    if t.ramp.is_some_and(|r| r.kind == fleetbench_workload::RampKind::Concurrency) {
+        anyhow::bail!(
+            "sim replay runs rate ramps (--ramp rate:...) but not concurrency ramps yet: use --concurrency N"
+        );
+    }
     let plan = ReplayPlan {
         schedule: t.schedule,
         arrivals: t.traffic.arrivals,
         requests: t.requests,
-        duration_s: args.traffic.duration.map(|d| d.as_secs_f64()),
+        duration_s: t.duration.map(|d| d.as_secs_f64()),
         warmup: args.traffic.warmup,
         sampling: args.sampling.sampling(),
         seed: args.sampling.seed,
