@@ -13,6 +13,7 @@ pub mod record;
 pub mod request;
 pub mod run;
 pub mod stats;
+pub mod streaming;
 pub mod table;
 pub mod units;
 

@@ -10,6 +10,7 @@ mod writer;
 
 use std::path::{Path, PathBuf};
 
+use fleetbench_core::streaming::Spans;
 use fleetbench_core::{ErrorKind, RequestError, RequestRecord, RunMeta, RunStatus, ServerTimings, TokenSource};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
@@ -242,6 +243,14 @@ impl Store {
 
     /// Every stored request of a run, in issue order.
     pub fn records(&self, run_id: i64) -> Result<Vec<RequestRecord>> {
+        let mut all = Vec::new();
+        self.for_each_record(run_id, |r| all.push(r))?;
+        Ok(all)
+    }
+
+    /// Hands every stored request of a run to `f`, in issue order, one at a
+    /// time: memory does not grow with the run.
+    pub fn for_each_record(&self, run_id: i64, mut f: impl FnMut(RequestRecord)) -> Result<()> {
         let mut st = self
             .conn
             .prepare(
@@ -252,12 +261,64 @@ impl Store {
                  FROM requests WHERE run_id = ?1 ORDER BY idx",
             )
             .map_err(|e| self.err(e))?;
-        let rows = st
-            .query_map(params![run_id], record_from_row)
-            .map_err(|e| self.err(e))?
-            .collect::<std::result::Result<Vec<_>, _>>()
+        let rows = st.query_map(params![run_id], record_from_row).map_err(|e| self.err(e))?;
+        for row in rows {
+            f(row.map_err(|e| self.err(e))?.map_err(|why| StoreError::Corrupt { run: run_id, why })?);
+        }
+        Ok(())
+    }
+
+    /// When a run's measured (not warm-up) requests start and end, and each
+    /// agent's first send and last end, in one query.
+    pub fn spans(&self, run_id: i64) -> Result<Spans> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT agent, COUNT(*), MIN(t_send), MAX(t_end) FROM requests
+                 WHERE run_id = ?1 AND warmup = 0 GROUP BY agent ORDER BY agent",
+            )
             .map_err(|e| self.err(e))?;
-        rows.into_iter().map(|r| r.map_err(|why| StoreError::Corrupt { run: run_id, why })).collect()
+        let rows = st
+            .query_map(params![run_id], |row| {
+                Ok((row.get::<_, Option<u32>>(0)?, row.get::<_, i64>(1)?, row.get::<_, f64>(2)?, row.get::<_, f64>(3)?))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut spans = Spans { start: f64::INFINITY, end: f64::NEG_INFINITY, agents: Some(Vec::new()), sent: 0 };
+        for row in rows {
+            let (agent, n, first, last) = row.map_err(|e| self.err(e))?;
+            spans.sent += n.max(0) as u64;
+            spans.start = spans.start.min(first);
+            spans.end = spans.end.max(last);
+            match (agent, spans.agents.as_mut()) {
+                (Some(_), Some(agents)) => agents.push((first, last)),
+                _ => spans.agents = None,
+            }
+        }
+        Ok(spans)
+    }
+
+    /// The most measured requests of a run in flight at once (from their
+    /// send and end instants; one that ends when another starts does not
+    /// overlap it), sorted by the database: memory does not grow with the
+    /// run.
+    pub fn max_in_flight(&self, run_id: i64) -> Result<u64> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT t, d FROM (
+                    SELECT t_send AS t, 1 AS d FROM requests WHERE run_id = ?1 AND warmup = 0
+                    UNION ALL
+                    SELECT MAX(t_end, t_send), -1 FROM requests WHERE run_id = ?1 AND warmup = 0)
+                 ORDER BY t, d",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = st.query_map(params![run_id], |row| row.get::<_, i64>(1)).map_err(|e| self.err(e))?;
+        let (mut now, mut max) = (0i64, 0i64);
+        for d in rows {
+            now += d.map_err(|e| self.err(e))?;
+            max = max.max(now);
+        }
+        Ok(max as u64)
     }
 
     /// Stores a named JSON artifact of a run (a sweep level, an arena

@@ -163,6 +163,9 @@ pub async fn run(args: RunArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         live,
         progress: Some(Bar::new(ctx.quiet)),
         stop: Some(interrupt.receiver()),
+        // The per-request arrays and rows need every record; without them
+        // memory stays flat however long the run.
+        keep_records: args.output.json_out.is_some() || args.output.csv_out.is_some(),
     };
     let outcome = measure(&store, meta, &plan, &client, workload, &opts).await;
     live::close(dashboard).await;
@@ -173,7 +176,7 @@ pub async fn run(args: RunArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     args.output.write(&RunExport {
         meta: &o.meta,
         metrics: &o.metrics,
-        records: &o.records,
+        records: o.records.as_deref().unwrap_or_default(),
         figures: &o.figure_keys,
     })?;
     outln!("stored as run {} in {}", o.meta.id, ctx.db_path.display());

@@ -434,6 +434,7 @@ async fn measure_level(
         live,
         progress: observers.progress.clone(),
         stop: observers.stop.clone(),
+        keep_records: true,
     };
     let outcome = measure(store, meta, &plan, client, workload, &opts).await?;
     let server = match sampler {
@@ -451,7 +452,7 @@ async fn measure_level(
         interrupted: outcome.meta.status == RunStatus::Interrupted,
         metrics: outcome.metrics,
         server,
-        records: outcome.records.into_iter().filter(|r| !r.warmup).collect(),
+        records: outcome.records.unwrap_or_default().into_iter().filter(|r| !r.warmup).collect(),
         figures: outcome.figure_keys,
         warnings: outcome.figures.warnings,
     };
