@@ -7,6 +7,7 @@
 #   benches/memory.sh [--requests "10000 100000 1000000"] [--streams 1000] [--tokens 20]
 #
 # Loopback only; writes its databases under a temporary directory it removes.
+# BIN_DIR=DIR uses the binaries already built there instead of building.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 requests="10000 100000 1000000"
@@ -20,14 +21,16 @@ while [ $# -gt 0 ]; do
     *) echo "usage: benches/memory.sh [--requests \"N ...\"] [--streams S] [--tokens T]" >&2; exit 2 ;;
   esac
 done
-cargo build --release --locked -p fleetbench -p fleetbench-sim --bin fleetbench --bin fleetbench-fixed-server 2>&1 | tail -n 1
-target=${CARGO_TARGET_DIR:-target}
+if [ -z "${BIN_DIR:-}" ]; then
+  cargo build --release --locked -p fleetbench -p fleetbench-sim --bin fleetbench --bin fleetbench-fixed-server 2>&1 | tail -n 1
+  BIN_DIR=${CARGO_TARGET_DIR:-target}/release
+fi
 out=$(mktemp -d /tmp/fleetbench-memory.XXXXXX)
 pin_client=() pin_server=()
 if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
   pin_client=(taskset -c 0) pin_server=(taskset -c 1)
 fi
-"${pin_server[@]}" "$target/release/fleetbench-fixed-server" --tokens "$tokens" >"$out/server.url" &
+"${pin_server[@]}" "$BIN_DIR/fleetbench-fixed-server" --tokens "$tokens" >"$out/server.url" &
 server=$!
 trap 'kill $server 2>/dev/null || true; rm -rf "$out"' EXIT
 for _ in $(seq 50); do [ -s "$out/server.url" ] && break; sleep 0.1; done
@@ -39,7 +42,7 @@ echo "|---:|---:|---:|---:|---:|---:|---:|"
 for n in $requests; do
   rm -f "$out/m.db"*
   # Python's getrusage of the child: its peak RSS and CPU, whatever the platform's time(1).
-  python3 - "$out" "$n" "$tokens" "${pin_client[@]}" "$target/release/fleetbench" --quiet --db "$out/m.db" run \
+  python3 - "$out" "$n" "$tokens" "${pin_client[@]}" "$BIN_DIR/fleetbench" --quiet --db "$out/m.db" run \
     --url "$url" --model fixed --concurrency "$streams" --requests "$n" --workload "synthetic:in=32,out=$tokens" <<'PY'
 import resource, subprocess, sys, threading, time
 out, n, tokens, cmd = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]

@@ -28,15 +28,41 @@ const SHIFT: u32 = 52 - MANTISSA_BITS;
 pub const HISTOGRAM_RELATIVE_ERROR: f64 = 1.0 / 2048.0;
 
 /// Counts of finite values in log-linear buckets (an HDR histogram over the
-/// bits of an `f64`): memory grows with the range of the values, never with
-/// their number.
+/// bits of an `f64`): memory grows with the range of the values (8 KB per
+/// power of two in use), never with their number; recording is O(1).
 #[derive(Debug, Clone, Default)]
 pub struct LogHistogram {
     /// Negative values by the bucket of their magnitude.
-    negative: BTreeMap<u64, u64>,
+    negative: Buckets,
     zero: u64,
-    positive: BTreeMap<u64, u64>,
+    positive: Buckets,
     count: u64,
+}
+
+const ROW: usize = 1 << MANTISSA_BITS;
+
+/// Bucket counts of positive magnitudes, one row of 2^10 per exponent.
+#[derive(Debug, Clone, Default)]
+struct Buckets {
+    rows: Vec<Option<Box<[u64; ROW]>>>,
+}
+
+impl Buckets {
+    fn add(&mut self, magnitude: f64) {
+        let key = (magnitude.to_bits() >> SHIFT) as usize;
+        let (row, col) = (key >> MANTISSA_BITS, key & (ROW - 1));
+        if self.rows.len() <= row {
+            self.rows.resize_with(row + 1, || None);
+        }
+        self.rows[row].get_or_insert_with(|| Box::new([0; ROW]))[col] += 1;
+    }
+
+    /// (bucket key, count) of every bucket in use, ascending.
+    fn iter(&self) -> impl DoubleEndedIterator<Item = (u64, u64)> + '_ {
+        self.rows.iter().enumerate().filter_map(|(r, row)| row.as_ref().map(|row| (r, row))).flat_map(|(r, row)| {
+            row.iter().enumerate().filter(|(_, n)| **n > 0).map(move |(c, n)| (((r << MANTISSA_BITS) | c) as u64, *n))
+        })
+    }
 }
 
 impl LogHistogram {
@@ -48,9 +74,9 @@ impl LogHistogram {
         if v == 0.0 {
             self.zero += 1;
         } else if v > 0.0 {
-            *self.positive.entry(v.to_bits() >> SHIFT).or_default() += 1;
+            self.positive.add(v);
         } else {
-            *self.negative.entry((-v).to_bits() >> SHIFT).or_default() += 1;
+            self.negative.add(-v);
         }
     }
 
@@ -72,17 +98,17 @@ impl LogHistogram {
         for (key, n) in self.negative.iter().rev() {
             seen += n;
             if k < seen {
-                return Some(-Self::middle(*key));
+                return Some(-Self::middle(key));
             }
         }
         seen += self.zero;
         if k < seen {
             return Some(0.0);
         }
-        for (key, n) in &self.positive {
+        for (key, n) in self.positive.iter() {
             seen += n;
             if k < seen {
-                return Some(Self::middle(*key));
+                return Some(Self::middle(key));
             }
         }
         None
@@ -218,10 +244,10 @@ pub struct Limits {
 impl Limits {
     /// Everything exact: what [`RunMetrics::compute`] uses.
     pub const UNBOUNDED: Limits = Limits { values: usize::MAX, itl_values: usize::MAX, reservoir: usize::MAX };
-    /// What a measured run holds: about 20 MB at most, whatever its length.
-    /// Runs of up to 100,000 requests and 1,000,000 token gaps get exactly
-    /// the unbounded figures.
-    pub const BOUNDED: Limits = Limits { values: 100_000, itl_values: 1_000_000, reservoir: 100_000 };
+    /// What a measured run holds: about 4 MB at most, whatever its length.
+    /// Runs of up to 20,000 requests and 200,000 token gaps get exactly the
+    /// unbounded figures.
+    pub const BOUNDED: Limits = Limits { values: 20_000, itl_values: 200_000, reservoir: 20_000 };
 }
 
 /// What must be known of the measured (not warm-up) records before the

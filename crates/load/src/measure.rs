@@ -338,7 +338,7 @@ pub async fn measure(
 }
 
 /// Run `id`'s figures (its measured `spans` given) from one pass over its
-/// stored records in bounded memory ([`Limits::BOUNDED`], about 20 MB at
+/// stored records in bounded memory ([`Limits::BOUNDED`], about 4 MB at
 /// most): exactly [`RunMetrics::compute`]'s up to those sizes; beyond them
 /// the percentiles are within 0.05 %
 /// ([`HISTOGRAM_RELATIVE_ERROR`](fleetbench_core::streaming::HISTOGRAM_RELATIVE_ERROR))
