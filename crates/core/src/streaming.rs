@@ -564,48 +564,34 @@ impl FigureStream {
                     ci.insert(key, Interval { lo: full + (iv.lo - centre) * f, hi: full + (iv.hi - centre) * f });
                 }
             };
-        let ttft = column(|d| d.ttft);
-        let tpot = column(|d| d.tpot);
-        let e2el = column(|d| d.e2el);
-        for (name, values) in [("ttft", &ttft), ("tpot", &tpot), ("e2el", &e2el)] {
+        let boot = Bootstrap::of(drawn);
+        let figures: [(&str, fn(&Drawn) -> Option<f64>); 3] =
+            [("ttft", |d| d.ttft), ("tpot", |d| d.tpot), ("e2el", |d| d.e2el)];
+        for (i, (name, f)) in figures.into_iter().enumerate() {
+            let values = column(f);
             let s = summaries.get(name);
             let n = s.map_or(0, |s| s.count as u64);
-            put(
-                format!("mean_{name}_ms"),
-                stats::mean_ci(values),
-                stats::mean(values),
-                s.map(|s| (s.mean, n)),
-                values.len(),
-            );
-            for (stat, p, full) in [("median", 50.0, s.map(|s| s.median)), ("p99", 99.0, s.map(|s| s.p99))] {
-                put(
-                    format!("{stat}_{name}_ms"),
-                    stats::percentile_ci(values, p),
-                    stats::percentile(values, p),
-                    full.map(|f| (f, n)),
-                    values.len(),
-                );
+            let [mean, median, p99] = &boot.figures[i];
+            put(format!("mean_{name}_ms"), *mean, stats::mean(&values), s.map(|s| (s.mean, n)), values.len());
+            for (stat, p, iv, full) in
+                [("median", 50.0, median, s.map(|s| s.median)), ("p99", 99.0, p99, s.map(|s| s.p99))]
+            {
+                let centre = stats::percentile(&values, p);
+                put(format!("{stat}_{name}_ms"), *iv, centre, full.map(|f| (f, n)), values.len());
             }
         }
         let tok = column(|d| d.tok_s);
         let full = tok_s.map(|_| (self.tok_s_sum / self.tok_s.count() as f64, self.tok_s.count()));
-        put("mean_tok_s".into(), stats::mean_ci(&tok), stats::mean(&tok), full, tok.len());
+        put("mean_tok_s".into(), boot.tok_s, stats::mean(&tok), full, tok.len());
 
         // Pooled ITL mean, resampling whole requests (gaps within a request
         // are correlated).
         let per_req: Vec<(f64, usize)> = drawn.iter().filter_map(|d| d.itl).collect();
-        let pooled = |s: &[(f64, usize)]| {
-            let (sum, n) = s.iter().fold((0.0, 0usize), |a, b| (a.0 + b.0, a.1 + b.1));
-            if n == 0 {
-                f64::NAN
-            } else {
-                sum / n as f64
-            }
-        };
+        let (sum, gaps) = per_req.iter().fold((0.0, 0usize), |a, b| (a.0 + b.0, a.1 + b.1));
         put(
             "mean_itl_ms".into(),
-            stats::bootstrap_ci(&per_req, pooled, stats::resamples_for(per_req.len()), stats::BOOTSTRAP_SEED),
-            Some(pooled(&per_req)),
+            boot.itl,
+            (gaps > 0).then(|| sum / gaps as f64),
             self.itl.mean().map(|m| (m, self.itl_requests)),
             per_req.len(),
         );
@@ -625,6 +611,116 @@ impl FigureStream {
         }
         sums.iter().map(|s| s / width).collect()
     }
+}
+
+/// The request-level percentile bootstrap (docs/METRICS.md section 5):
+/// each resample draws the completed requests with replacement once, as
+/// counts per request, and every request-level figure's statistic is read
+/// off those counts: means as weighted sums, percentiles (numpy-linear) by
+/// walking the figure's values in ascending order. O(n) per resample and
+/// figure, with no copy and no sort of the resample. Seeded: the same
+/// records give the same intervals.
+struct Bootstrap {
+    /// Mean, median and p99 intervals of TTFT, TPOT and E2EL.
+    figures: [[Option<Interval>; 3]; 3],
+    tok_s: Option<Interval>,
+    itl: Option<Interval>,
+}
+
+impl Bootstrap {
+    fn of(drawn: &[Drawn]) -> Bootstrap {
+        let n = drawn.len();
+        // Each figure's (value, request) pairs, ascending by value.
+        let sorted = |f: fn(&Drawn) -> Option<f64>| {
+            let mut v: Vec<(f64, usize)> =
+                drawn.iter().enumerate().filter_map(|(i, d)| f(d).filter(|x| x.is_finite()).map(|x| (x, i))).collect();
+            v.sort_by(|a, b| a.0.total_cmp(&b.0));
+            v
+        };
+        let figures = [sorted(|d| d.ttft), sorted(|d| d.tpot), sorted(|d| d.e2el)];
+        let tok_s = sorted(|d| d.tok_s);
+        let itl: Vec<(f64, usize, usize)> =
+            drawn.iter().enumerate().filter_map(|(i, d)| d.itl.map(|(sum, gaps)| (sum, gaps, i))).collect();
+
+        let resamples = stats::resamples_for(n);
+        let mut rng = ChaCha8Rng::seed_from_u64(stats::BOOTSTRAP_SEED);
+        let mut counts = vec![0u32; n];
+        let mut values: Vec<[Vec<f64>; 3]> = (0..3).map(|_| Default::default()).collect();
+        let (mut tok_means, mut itl_means) = (Vec::new(), Vec::new());
+        for _ in 0..if n >= 2 { resamples } else { 0 } {
+            counts.iter_mut().for_each(|c| *c = 0);
+            for _ in 0..n {
+                counts[rng.random_range(0..n)] += 1;
+            }
+            for (f, out) in figures.iter().zip(values.iter_mut()) {
+                if let Some([mean, p50, p99]) = mean_and_percentiles(f, &counts) {
+                    out[0].push(mean);
+                    out[1].push(p50);
+                    out[2].push(p99);
+                }
+            }
+            if let Some([mean, ..]) = mean_and_percentiles(&tok_s, &counts) {
+                tok_means.push(mean);
+            }
+            let (sum, gaps) = itl.iter().fold((0.0, 0.0), |(s, g), &(sum, gaps, i)| {
+                let c = f64::from(counts[i]);
+                (s + c * sum, g + c * gaps as f64)
+            });
+            if gaps > 0.0 {
+                itl_means.push(sum / gaps);
+            }
+        }
+        let interval = |mut v: Vec<f64>, items: usize| {
+            if items < 2 {
+                return None;
+            }
+            v.retain(|x| x.is_finite());
+            v.sort_by(f64::total_cmp);
+            Some(Interval { lo: stats::percentile_sorted(&v, 2.5)?, hi: stats::percentile_sorted(&v, 97.5)? })
+        };
+        let mut out = [[None; 3]; 3];
+        for ((slot, [mean, p50, p99]), f) in out.iter_mut().zip(values).zip(&figures) {
+            *slot = [interval(mean, f.len()), interval(p50, f.len()), interval(p99, f.len())];
+        }
+        Bootstrap { figures: out, tok_s: interval(tok_means, tok_s.len()), itl: interval(itl_means, itl.len()) }
+    }
+}
+
+/// The mean, median and p99 (numpy-linear) of the resample that holds
+/// request `i` `counts[i]` times, given one figure's ascending (value,
+/// request) pairs; `None` when the resample holds none of them.
+fn mean_and_percentiles(sorted: &[(f64, usize)], counts: &[u32]) -> Option<[f64; 3]> {
+    let (mut m, mut sum) = (0u64, 0.0);
+    for &(v, i) in sorted {
+        let c = counts[i];
+        m += u64::from(c);
+        sum += f64::from(c) * v;
+    }
+    if m == 0 {
+        return None;
+    }
+    // The ranks each percentile interpolates between, ascending.
+    let ranks = |p: f64| {
+        let r = p / 100.0 * (m - 1) as f64;
+        (r.floor() as u64, (r.floor() as u64 + 1).min(m - 1), r - r.floor())
+    };
+    let (a, b) = (ranks(50.0), ranks(99.0));
+    // (rank, slot in `at`), ascending by rank.
+    let mut wanted = [(a.0, 0), (a.1, 1), (b.0, 2), (b.1, 3)];
+    wanted.sort_unstable();
+    let mut at = [0.0; 4];
+    let (mut seen, mut k) = (0u64, 0usize);
+    for &(v, i) in sorted {
+        seen += u64::from(counts[i]);
+        while k < wanted.len() && wanted[k].0 < seen {
+            at[wanted[k].1] = v;
+            k += 1;
+        }
+        if k == wanted.len() {
+            break;
+        }
+    }
+    Some([sum / m as f64, at[0] + (at[1] - at[0]) * a.2, at[2] + (at[3] - at[2]) * b.2])
 }
 
 pub(crate) fn insert_summary(map: &mut BTreeMap<String, f64>, name: &str, s: &Summary) {
@@ -697,6 +793,31 @@ mod tests {
             assert!(close(got, want, HISTOGRAM_RELATIVE_ERROR), "{got} vs {want}");
         }
         assert!(close(s.p999.unwrap(), exact.p999.unwrap(), HISTOGRAM_RELATIVE_ERROR));
+    }
+
+    #[test]
+    fn statistics_read_off_counts_equal_those_of_the_expanded_resample() {
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        for n in [1usize, 2, 3, 5, 40, 333] {
+            let values: Vec<f64> = (0..n).map(|_| rng.random_range(0.0..100.0)).collect();
+            let mut sorted: Vec<(f64, usize)> = values.iter().copied().zip(0..).collect();
+            sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+            for _ in 0..20 {
+                let counts: Vec<u32> = (0..n).map(|_| rng.random_range(0..3)).collect();
+                let expanded: Vec<f64> =
+                    values.iter().zip(&counts).flat_map(|(v, c)| std::iter::repeat_n(*v, *c as usize)).collect();
+                let got = mean_and_percentiles(&sorted, &counts);
+                if expanded.is_empty() {
+                    assert_eq!(got, None);
+                    continue;
+                }
+                let [mean, p50, p99] = got.unwrap();
+                let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs().max(1.0);
+                assert!(close(mean, stats::mean(&expanded).unwrap()), "n {n}");
+                assert!(close(p50, stats::percentile(&expanded, 50.0).unwrap()), "n {n} {counts:?}");
+                assert!(close(p99, stats::percentile(&expanded, 99.0).unwrap()), "n {n} {counts:?}");
+            }
+        }
     }
 
     fn records(n: u64) -> Vec<RequestRecord> {
