@@ -638,6 +638,16 @@ impl Bootstrap {
             v
         };
         let figures = [sorted(|d| d.ttft), sorted(|d| d.tpot), sorted(|d| d.e2el)];
+        // The requests each figure lacks (usually none): the draws a
+        // resample holds of a figure are the others.
+        let missing: Vec<Vec<usize>> = figures
+            .iter()
+            .map(|f| {
+                let mut has = vec![false; n];
+                f.iter().for_each(|&(_, i)| has[i] = true);
+                (0..n).filter(|&i| !has[i]).collect()
+            })
+            .collect();
         let tok_s = sorted(|d| d.tok_s);
         let itl: Vec<(f64, usize, usize)> =
             drawn.iter().enumerate().filter_map(|(i, d)| d.itl.map(|(sum, gaps)| (sum, gaps, i))).collect();
@@ -652,14 +662,15 @@ impl Bootstrap {
             for _ in 0..n {
                 counts[rng.random_range(0..n)] += 1;
             }
-            for (f, out) in figures.iter().zip(values.iter_mut()) {
-                if let Some([mean, p50, p99]) = mean_and_percentiles(f, &counts) {
+            for ((f, missing), out) in figures.iter().zip(&missing).zip(values.iter_mut()) {
+                let m = n as u64 - missing.iter().map(|&i| u64::from(counts[i])).sum::<u64>();
+                if let Some([mean, p50, p99]) = mean_and_percentiles(f, &counts, m) {
                     out[0].push(mean);
                     out[1].push(p50);
                     out[2].push(p99);
                 }
             }
-            if let Some([mean, ..]) = mean_and_percentiles(&tok_s, &counts) {
+            if let Some(mean) = weighted_mean(&tok_s, &counts) {
                 tok_means.push(mean);
             }
             let (sum, gaps) = itl.iter().fold((0.0, 0.0), |(s, g), &(sum, gaps, i)| {
@@ -688,18 +699,13 @@ impl Bootstrap {
 
 /// The mean, median and p99 (numpy-linear) of the resample that holds
 /// request `i` `counts[i]` times, given one figure's ascending (value,
-/// request) pairs; `None` when the resample holds none of them.
-fn mean_and_percentiles(sorted: &[(f64, usize)], counts: &[u32]) -> Option<[f64; 3]> {
-    let (mut m, mut sum) = (0u64, 0.0);
-    for &(v, i) in sorted {
-        let c = counts[i];
-        m += u64::from(c);
-        sum += f64::from(c) * v;
-    }
+/// request) pairs and `m`, how many of the resample's draws they hold; in
+/// one pass. `None` when the resample holds none of them.
+fn mean_and_percentiles(sorted: &[(f64, usize)], counts: &[u32], m: u64) -> Option<[f64; 3]> {
     if m == 0 {
         return None;
     }
-    // The ranks each percentile interpolates between, ascending.
+    // The ranks each percentile interpolates between.
     let ranks = |p: f64| {
         let r = p / 100.0 * (m - 1) as f64;
         (r.floor() as u64, (r.floor() as u64 + 1).min(m - 1), r - r.floor())
@@ -709,18 +715,24 @@ fn mean_and_percentiles(sorted: &[(f64, usize)], counts: &[u32]) -> Option<[f64;
     let mut wanted = [(a.0, 0), (a.1, 1), (b.0, 2), (b.1, 3)];
     wanted.sort_unstable();
     let mut at = [0.0; 4];
-    let (mut seen, mut k) = (0u64, 0usize);
+    let (mut seen, mut k, mut sum) = (0u64, 0usize, 0.0);
     for &(v, i) in sorted {
-        seen += u64::from(counts[i]);
+        let c = counts[i];
+        sum += f64::from(c) * v;
+        seen += u64::from(c);
         while k < wanted.len() && wanted[k].0 < seen {
             at[wanted[k].1] = v;
             k += 1;
         }
-        if k == wanted.len() {
-            break;
-        }
     }
     Some([sum / m as f64, at[0] + (at[1] - at[0]) * a.2, at[2] + (at[3] - at[2]) * b.2])
+}
+
+/// The resample's mean of one figure (see [`mean_and_percentiles`]).
+fn weighted_mean(values: &[(f64, usize)], counts: &[u32]) -> Option<f64> {
+    let (m, sum) =
+        values.iter().fold((0u64, 0.0), |(m, s), &(v, i)| (m + u64::from(counts[i]), s + f64::from(counts[i]) * v));
+    (m > 0).then(|| sum / m as f64)
 }
 
 pub(crate) fn insert_summary(map: &mut BTreeMap<String, f64>, name: &str, s: &Summary) {
@@ -806,7 +818,8 @@ mod tests {
                 let counts: Vec<u32> = (0..n).map(|_| rng.random_range(0..3)).collect();
                 let expanded: Vec<f64> =
                     values.iter().zip(&counts).flat_map(|(v, c)| std::iter::repeat_n(*v, *c as usize)).collect();
-                let got = mean_and_percentiles(&sorted, &counts);
+                let got = mean_and_percentiles(&sorted, &counts, expanded.len() as u64);
+                assert_eq!(got.map(|g| g[0]), weighted_mean(&sorted, &counts));
                 if expanded.is_empty() {
                     assert_eq!(got, None);
                     continue;
