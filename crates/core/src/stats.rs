@@ -112,16 +112,6 @@ where
     T: Clone,
     F: Fn(&[T]) -> f64,
 {
-    resampled(items, |buf| statistic(buf), resamples, seed)
-}
-
-/// [`bootstrap_ci`] with a statistic that may reorder the resample it is
-/// given (a selection in place instead of a sorted copy).
-fn resampled<T, F>(items: &[T], mut statistic: F, resamples: usize, seed: u64) -> Option<Interval>
-where
-    T: Clone,
-    F: FnMut(&mut [T]) -> f64,
-{
     if items.len() < 2 || resamples == 0 {
         return None;
     }
@@ -133,7 +123,7 @@ where
         for _ in 0..items.len() {
             buf.push(items[rng.random_range(0..items.len())].clone());
         }
-        let s = statistic(&mut buf);
+        let s = statistic(&buf);
         if s.is_finite() {
             stats.push(s);
         }
@@ -149,16 +139,17 @@ pub fn mean_ci(values: &[f64]) -> Option<Interval> {
 
 /// 95 % bootstrap interval of percentile `p`.
 pub fn percentile_ci(values: &[f64], p: f64) -> Option<Interval> {
-    resampled(
+    bootstrap_ci(
         values,
-        |v| {
-            let rank = (p / 100.0) * (v.len() - 1) as f64;
-            let k = rank.floor() as usize;
+        |s| {
+            let mut v = s.to_vec();
+            let k = ((p / 100.0) * (v.len() - 1) as f64).floor() as usize;
             let hi_k = (k + 1).min(v.len() - 1);
             let (_, lo, rest) = v.select_nth_unstable_by(k, f64::total_cmp);
             let lo = *lo;
             let hi = if hi_k == k { lo } else { rest.iter().copied().fold(f64::INFINITY, f64::min) };
-            lo + (hi - lo) * (rank - k as f64)
+            let frac = (p / 100.0) * (s.len() - 1) as f64 - k as f64;
+            lo + (hi - lo) * frac
         },
         resamples_for(values.len()),
         BOOTSTRAP_SEED,

@@ -303,6 +303,9 @@ impl Spans {
 /// The equal time windows the throughput intervals resample.
 const WINDOWS: usize = 10;
 
+/// Reads one figure of a [`Drawn`] request.
+type Column = fn(&Drawn) -> Option<f64>;
+
 /// One completed request's figures, as the bootstrap resamples them.
 #[derive(Debug, Clone, Copy)]
 struct Drawn {
@@ -565,8 +568,7 @@ impl FigureStream {
                 }
             };
         let boot = Bootstrap::of(drawn);
-        let figures: [(&str, fn(&Drawn) -> Option<f64>); 3] =
-            [("ttft", |d| d.ttft), ("tpot", |d| d.tpot), ("e2el", |d| d.e2el)];
+        let figures: [(&str, Column); 3] = [("ttft", |d| d.ttft), ("tpot", |d| d.tpot), ("e2el", |d| d.e2el)];
         for (i, (name, f)) in figures.into_iter().enumerate() {
             let values = column(f);
             let s = summaries.get(name);
@@ -614,12 +616,13 @@ impl FigureStream {
 }
 
 /// The request-level percentile bootstrap (docs/METRICS.md section 5):
-/// each resample draws the completed requests with replacement once, as
-/// counts per request, and every request-level figure's statistic is read
-/// off those counts: means as weighted sums, percentiles (numpy-linear) by
-/// walking the figure's values in ascending order. O(n) per resample and
-/// figure, with no copy and no sort of the resample. Seeded: the same
-/// records give the same intervals.
+/// each resample draws the completed requests with replacement once, and
+/// every request-level figure's statistic is read off those draws: means
+/// summed in draw order, percentiles (numpy-linear) by walking the figure's
+/// values in ascending order with each request's count of draws. O(n) per
+/// resample and figure, with no copy and no sort of the resample. Seeded:
+/// the same records give the same intervals (the same as resampling each
+/// figure on its own did, when every request has every figure).
 struct Bootstrap {
     /// Mean, median and p99 intervals of TTFT, TPOT and E2EL.
     figures: [[Option<Interval>; 3]; 3],
@@ -638,47 +641,43 @@ impl Bootstrap {
             v
         };
         let figures = [sorted(|d| d.ttft), sorted(|d| d.tpot), sorted(|d| d.e2el)];
-        // The requests each figure lacks (usually none): the draws a
-        // resample holds of a figure are the others.
-        let missing: Vec<Vec<usize>> = figures
-            .iter()
-            .map(|f| {
-                let mut has = vec![false; n];
-                f.iter().for_each(|&(_, i)| has[i] = true);
-                (0..n).filter(|&i| !has[i]).collect()
-            })
-            .collect();
         let tok_s = sorted(|d| d.tok_s);
-        let itl: Vec<(f64, usize, usize)> =
-            drawn.iter().enumerate().filter_map(|(i, d)| d.itl.map(|(sum, gaps)| (sum, gaps, i))).collect();
+        // Each request's value of each figure, for the means (TTFT, TPOT,
+        // E2EL, tok/s), and its gaps.
+        let value = |f: fn(&Drawn) -> Option<f64>| drawn.iter().map(|d| f(d).filter(|x| x.is_finite())).collect();
+        let per_request: [Vec<Option<f64>>; 4] =
+            [value(|d| d.ttft), value(|d| d.tpot), value(|d| d.e2el), value(|d| d.tok_s)];
 
         let resamples = stats::resamples_for(n);
         let mut rng = ChaCha8Rng::seed_from_u64(stats::BOOTSTRAP_SEED);
-        let mut counts = vec![0u32; n];
+        let (mut draws, mut counts) = (vec![0usize; n], vec![0u32; n]);
         let mut values: Vec<[Vec<f64>; 3]> = (0..3).map(|_| Default::default()).collect();
-        let (mut tok_means, mut itl_means) = (Vec::new(), Vec::new());
+        let mut tok_means = Vec::new();
         for _ in 0..if n >= 2 { resamples } else { 0 } {
             counts.iter_mut().for_each(|c| *c = 0);
-            for _ in 0..n {
-                counts[rng.random_range(0..n)] += 1;
+            for d in draws.iter_mut() {
+                *d = rng.random_range(0..n);
+                counts[*d] += 1;
             }
-            for ((f, missing), out) in figures.iter().zip(&missing).zip(values.iter_mut()) {
-                let m = n as u64 - missing.iter().map(|&i| u64::from(counts[i])).sum::<u64>();
-                if let Some([mean, p50, p99]) = mean_and_percentiles(f, &counts, m) {
-                    out[0].push(mean);
+            // Means are summed in draw order, as over a copied resample.
+            let (mut sums, mut held) = ([0.0; 4], [0u64; 4]);
+            for &i in &draws {
+                for (f, column) in per_request.iter().enumerate() {
+                    if let Some(v) = column[i] {
+                        sums[f] += v;
+                        held[f] += 1;
+                    }
+                }
+            }
+            for (f, out) in (0..figures.len()).zip(values.iter_mut()) {
+                if let Some([p50, p99]) = percentiles(&figures[f], &counts, held[f]) {
+                    out[0].push(sums[f] / held[f] as f64);
                     out[1].push(p50);
                     out[2].push(p99);
                 }
             }
-            if let Some(mean) = weighted_mean(&tok_s, &counts) {
-                tok_means.push(mean);
-            }
-            let (sum, gaps) = itl.iter().fold((0.0, 0.0), |(s, g), &(sum, gaps, i)| {
-                let c = f64::from(counts[i]);
-                (s + c * sum, g + c * gaps as f64)
-            });
-            if gaps > 0.0 {
-                itl_means.push(sum / gaps);
+            if held[3] > 0 {
+                tok_means.push(sums[3] / held[3] as f64);
             }
         }
         let interval = |mut v: Vec<f64>, items: usize| {
@@ -693,15 +692,27 @@ impl Bootstrap {
         for ((slot, [mean, p50, p99]), f) in out.iter_mut().zip(values).zip(&figures) {
             *slot = [interval(mean, f.len()), interval(p50, f.len()), interval(p99, f.len())];
         }
-        Bootstrap { figures: out, tok_s: interval(tok_means, tok_s.len()), itl: interval(itl_means, itl.len()) }
+        // Pooled ITL mean, resampling whole requests (gaps within a request
+        // are correlated): only those with gaps.
+        let per_req: Vec<(f64, usize)> = drawn.iter().filter_map(|d| d.itl).collect();
+        let pooled = |s: &[(f64, usize)]| {
+            let (sum, n) = s.iter().fold((0.0, 0usize), |a, b| (a.0 + b.0, a.1 + b.1));
+            if n == 0 {
+                f64::NAN
+            } else {
+                sum / n as f64
+            }
+        };
+        let itl = stats::bootstrap_ci(&per_req, pooled, stats::resamples_for(per_req.len()), stats::BOOTSTRAP_SEED);
+        Bootstrap { figures: out, tok_s: interval(tok_means, tok_s.len()), itl }
     }
 }
 
-/// The mean, median and p99 (numpy-linear) of the resample that holds
-/// request `i` `counts[i]` times, given one figure's ascending (value,
-/// request) pairs and `m`, how many of the resample's draws they hold; in
-/// one pass. `None` when the resample holds none of them.
-fn mean_and_percentiles(sorted: &[(f64, usize)], counts: &[u32], m: u64) -> Option<[f64; 3]> {
+/// The median and p99 (numpy-linear) of the resample that holds request
+/// `i` `counts[i]` times, given one figure's ascending (value, request)
+/// pairs and `m`, how many of the resample's draws they hold; in one pass.
+/// `None` when the resample holds none of them.
+fn percentiles(sorted: &[(f64, usize)], counts: &[u32], m: u64) -> Option<[f64; 2]> {
     if m == 0 {
         return None;
     }
@@ -715,24 +726,18 @@ fn mean_and_percentiles(sorted: &[(f64, usize)], counts: &[u32], m: u64) -> Opti
     let mut wanted = [(a.0, 0), (a.1, 1), (b.0, 2), (b.1, 3)];
     wanted.sort_unstable();
     let mut at = [0.0; 4];
-    let (mut seen, mut k, mut sum) = (0u64, 0usize, 0.0);
+    let (mut seen, mut k) = (0u64, 0usize);
     for &(v, i) in sorted {
-        let c = counts[i];
-        sum += f64::from(c) * v;
-        seen += u64::from(c);
+        seen += u64::from(counts[i]);
         while k < wanted.len() && wanted[k].0 < seen {
             at[wanted[k].1] = v;
             k += 1;
         }
+        if k == wanted.len() {
+            break;
+        }
     }
-    Some([sum / m as f64, at[0] + (at[1] - at[0]) * a.2, at[2] + (at[3] - at[2]) * b.2])
-}
-
-/// The resample's mean of one figure (see [`mean_and_percentiles`]).
-fn weighted_mean(values: &[(f64, usize)], counts: &[u32]) -> Option<f64> {
-    let (m, sum) =
-        values.iter().fold((0u64, 0.0), |(m, s), &(v, i)| (m + u64::from(counts[i]), s + f64::from(counts[i]) * v));
-    (m > 0).then(|| sum / m as f64)
+    Some([at[0] + (at[1] - at[0]) * a.2, at[2] + (at[3] - at[2]) * b.2])
 }
 
 pub(crate) fn insert_summary(map: &mut BTreeMap<String, f64>, name: &str, s: &Summary) {
@@ -808,7 +813,7 @@ mod tests {
     }
 
     #[test]
-    fn statistics_read_off_counts_equal_those_of_the_expanded_resample() {
+    fn percentiles_read_off_counts_equal_those_of_the_expanded_resample() {
         let mut rng = ChaCha8Rng::seed_from_u64(11);
         for n in [1usize, 2, 3, 5, 40, 333] {
             let values: Vec<f64> = (0..n).map(|_| rng.random_range(0.0..100.0)).collect();
@@ -818,15 +823,13 @@ mod tests {
                 let counts: Vec<u32> = (0..n).map(|_| rng.random_range(0..3)).collect();
                 let expanded: Vec<f64> =
                     values.iter().zip(&counts).flat_map(|(v, c)| std::iter::repeat_n(*v, *c as usize)).collect();
-                let got = mean_and_percentiles(&sorted, &counts, expanded.len() as u64);
-                assert_eq!(got.map(|g| g[0]), weighted_mean(&sorted, &counts));
+                let got = percentiles(&sorted, &counts, expanded.len() as u64);
                 if expanded.is_empty() {
                     assert_eq!(got, None);
                     continue;
                 }
-                let [mean, p50, p99] = got.unwrap();
+                let [p50, p99] = got.unwrap();
                 let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs().max(1.0);
-                assert!(close(mean, stats::mean(&expanded).unwrap()), "n {n}");
                 assert!(close(p50, stats::percentile(&expanded, 50.0).unwrap()), "n {n} {counts:?}");
                 assert!(close(p99, stats::percentile(&expanded, 99.0).unwrap()), "n {n} {counts:?}");
             }
