@@ -401,7 +401,7 @@ fn a_schema_1_database_gains_the_context_column() {
     };
     {
         // Back to what version 1 wrote: the requests table without
-        // context_json (nor version 3's stream_json).
+        // context_json (nor version 4's stream_json).
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(
             "DROP INDEX runs_key; ALTER TABLE runs DROP COLUMN run_key; DROP TABLE shards;
@@ -419,5 +419,5 @@ fn a_schema_1_database_gains_the_context_column() {
     drop(s);
     let conn = rusqlite::Connection::open(&path).unwrap();
     let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(v, 3);
+    assert_eq!(v, 4, "migrated to the newest schema");
 }
