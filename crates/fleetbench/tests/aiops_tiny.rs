@@ -30,6 +30,8 @@ fn tiny_model_runs_a_short_arena() {
             "--quiet",
             "aiops",
             "run",
+            "--mode",
+            "triage",
             "--gpus",
             "16",
             "--episodes",
