@@ -390,3 +390,58 @@ fn investigate_meta(cfg: &InvestigateConfig, mean_gpus: f64, template: RunMeta) 
 fn finish_failed(store: &Store, run_id: i64) {
     let _ = store.finish_run(run_id, RunStatus::Failed, &rfc3339(SystemTime::now()), None);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(backends: Vec<BackendSpec>) -> InvestigateConfig {
+        InvestigateConfig {
+            backends,
+            episodes: 1,
+            seed: 1,
+            budget: super::super::bench::DEFAULT_BUDGET,
+            timeout: Duration::from_secs(5),
+            prices: None,
+        }
+    }
+
+    fn http(api: Option<ApiKind>) -> BackendSpec {
+        let mut s = BackendSpec::builtin("m");
+        (s.builtin, s.url, s.model, s.api) = (None, Some("http://127.0.0.1:9/v1".into()), Some("m".into()), api);
+        s
+    }
+
+    #[test]
+    fn backends_without_tool_calls_are_refused_before_any_work() {
+        let e = prepare(&config(vec![http(Some(ApiKind::Completions))])).err().expect("refused");
+        assert!(e.to_string().contains("no tool calls"), "{e}");
+        let e = prepare(&config(vec![BackendSpec::builtin("gpt-oracle")])).err().expect("refused");
+        assert!(e.to_string().contains("not a built-in investigator"), "{e}");
+        let mut keyed = http(Some(ApiKind::Anthropic));
+        keyed.api_key_env = Some("FLEETBENCH_TEST_UNSET_KEY_VAR".into());
+        assert!(matches!(prepare(&config(vec![keyed])), Err(ArenaError::ApiKey { .. })));
+        let cfg = config(vec![BackendSpec::builtin("oracle"), http(None)]);
+        let (builtins, http) = prepare(&cfg).expect("valid");
+        assert_eq!((builtins.len(), http.len()), (1, 1));
+        assert_eq!(http[0].agent.max_tokens_per_turn, DEFAULT_MAX_TOKENS_PER_TURN);
+    }
+
+    #[test]
+    fn prices_are_per_token() {
+        let mut inline = http(None);
+        inline.price_output_per_mtok = Some(2.0);
+        let p = prices(&config(vec![inline])).expect("priced");
+        assert_eq!(p["m"], Price { input_per_mtok: 0.0, output_per_mtok: 2.0 });
+        let dir = std::env::temp_dir().join(format!("fb-inv-prices-{}.toml", std::process::id()));
+        std::fs::write(&dir, "[[backend]]\nname = \"box\"\nkind = \"rented\"\nusd_per_gpu_hour = 3.6\ngpus = 1\n")
+            .expect("sheet");
+        let mut rented = http(None);
+        rented.price = Some("box".into());
+        let mut cfg = config(vec![rented]);
+        cfg.prices = Some(dir.clone());
+        let e = prices(&cfg).err().expect("a rented price is refused");
+        assert!(e.to_string().contains("not an API price per token"), "{e}");
+        let _ = std::fs::remove_file(&dir);
+    }
+}

@@ -213,3 +213,31 @@ impl Submissions for StoredSubmissions {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fleet_dirs_are_checked_line_by_line() {
+        let dir = std::env::temp_dir().join(format!("fb-exam-{}", std::process::id()));
+        super::super::bench::generate(&dir, 3, 4).expect("generate");
+        let fleet = FleetDir::open(&dir).expect("opens");
+        assert_eq!(fleet.len(), 3);
+        let id = fleet.ids()[1].clone();
+        assert_eq!(fleet.world(&id).map(|w| w.id), Some(id.clone()));
+        assert!(fleet.open(&id).is_ok() && fleet.open("ep-nope").is_err());
+        let text = std::fs::read_to_string(dir.join("episodes.jsonl")).expect("read");
+        for (bad, why) in [
+            (text.replacen(&id, "inv99999", 1), "does not match"),
+            (format!("{text}{}\n", text.lines().next().unwrap_or_default()), "twice"),
+            ("{\"episode_id\": \"ep00000\"}\n".to_string(), "not an investigate-mode"),
+            (String::new(), "no episodes"),
+        ] {
+            std::fs::write(dir.join("episodes.jsonl"), bad).expect("write");
+            let e = FleetDir::open(&dir).err().expect("refused");
+            assert!(e.to_string().contains(why), "{e}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
