@@ -440,7 +440,7 @@ mod tests {
         rented.price = Some("box".into());
         let mut cfg = config(vec![rented]);
         cfg.prices = Some(dir.clone());
-        let e = prices(&cfg).err().expect("a rented price is refused");
+        let e = prices(&cfg).expect_err("a rented price is refused");
         assert!(e.to_string().contains("not an API price per token"), "{e}");
         let _ = std::fs::remove_file(&dir);
     }

@@ -235,7 +235,7 @@ mod tests {
             (String::new(), "no episodes"),
         ] {
             std::fs::write(dir.join("episodes.jsonl"), bad).expect("write");
-            let e = FleetDir::open(&dir).err().expect("refused");
+            let e = FleetDir::open(&dir).expect_err("refused");
             assert!(e.to_string().contains(why), "{e}");
         }
         let _ = std::fs::remove_dir_all(&dir);
