@@ -134,6 +134,8 @@ fn bad_modes_and_backends_are_clear_errors() {
         vec!["aiops", "run", "--mode", "interrogate", "--episodes", "2"],
         vec!["aiops", "run", "--mode", "investigate", "--backends", "gpt-oracle", "--episodes", "2"],
         vec!["aiops", "run", "--mode", "investigate", "--episodes", "0"],
+        vec!["aiops", "run", "--mode", "triage", "--metrics-listen", "127.0.0.1:0", "--episodes", "2"],
+        vec!["aiops", "run", "--gpus", "16", "--episodes", "2"],
     ] {
         let out = bin().args(&args).output().expect("run");
         assert_eq!(out.status.code(), Some(2), "{args:?}");
@@ -198,8 +200,11 @@ async fn a_scripted_http_agent_follows_a_known_investigation() {
     let mut cmd = bin();
     cmd.arg("--db").arg(&db).args(["aiops", "run", "--episodes", "2", "--seed", "7", "--backends"]).arg(&toml);
     cmd.args(["--budget-tool-calls", "8", "--budget-tokens", "5000", "--deadline", "60s", "--json-out"]).arg(&json);
+    cmd.args(["--metrics-listen", "127.0.0.1:0"]);
     let out = tokio::task::spawn_blocking(move || cmd.output()).await.expect("join").expect("run");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("live figures at http://127.0.0.1:"), "{stderr}");
 
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("json-out")).expect("json");
     assert_eq!(v["mode"], "investigate", "investigate is the default mode");

@@ -18,6 +18,7 @@ use fleetbench_core::units::rfc3339;
 use fleetbench_core::{ApiKind, RunMeta, RunStatus};
 use fleetbench_econ::arena::price_sheet;
 use fleetbench_econ::PriceModel;
+use fleetbench_load::exposition::LiveMetrics;
 use fleetbench_store::records::arena::{Answer, ArenaBackend, ARENA_RUN_KIND};
 use fleetbench_store::{AnswerWriter, Db, Store};
 use futures_util::StreamExt as _;
@@ -39,7 +40,7 @@ use crate::leaderboard::Price;
 pub const DEFAULT_MAX_TOKENS_PER_TURN: u32 = 1024;
 
 /// Everything an investigate-mode run is asked to do.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct InvestigateConfig {
     /// The backends, in leaderboard order: built-in investigators
     /// (`rules`, `oracle`, `always-healthy`, `random`) or HTTP (`chat`,
@@ -53,6 +54,9 @@ pub struct InvestigateConfig {
     pub timeout: Duration,
     /// Price sheet for backends that name an entry (default: the presets).
     pub prices: Option<PathBuf>,
+    /// Live figures of the HTTP backends' requests (in flight, completed,
+    /// errors, tokens, latencies) for `--metrics-listen`.
+    pub metrics: Option<Arc<LiveMetrics>>,
 }
 
 /// What an investigate-mode run produced.
@@ -109,6 +113,7 @@ fn prepare(cfg: &InvestigateConfig) -> Result<(Vec<&BackendSpec>, Vec<Http<'_>>)
                 let mut agent = AgentConfig::new(client);
                 agent.max_tokens_per_turn = spec.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS_PER_TURN);
                 agent.temperature = Some(spec.temperature.unwrap_or(0.0));
+                agent.metrics = cfg.metrics.clone();
                 http.push(Http { spec, agent });
             }
             (None, None) => return Err(invalid(&spec.name, "needs 'url' (HTTP) or 'builtin'".into())),
@@ -169,6 +174,9 @@ pub async fn run_investigate(
 
     let store = Store::connect(db)?;
     let run_id = store.create_run(&investigate_meta(cfg, mean_gpus, meta))?;
+    if let Some(m) = &cfg.metrics {
+        m.start_run(&run_id.to_string(), "0/1");
+    }
     let answers = match AnswerWriter::start(db, run_id) {
         Ok(a) => a,
         Err(e) => {
@@ -403,6 +411,7 @@ mod tests {
             budget: super::super::bench::DEFAULT_BUDGET,
             timeout: Duration::from_secs(5),
             prices: None,
+            metrics: None,
         }
     }
 

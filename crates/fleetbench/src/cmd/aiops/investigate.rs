@@ -61,7 +61,14 @@ pub(super) async fn run(a: &RunArgs, ctx: &Context) -> anyhow::Result<ExitCode> 
         },
         timeout: Duration::from_secs(a.timeout),
         prices: a.prices.clone(),
+        metrics: None,
     };
+    // The endpoint first: an address in use fails the command before anything is stored.
+    let exporter = a.metrics.start().await?;
+    let cfg = InvestigateConfig { metrics: exporter.as_ref().map(|(m, _)| m.clone()), ..cfg };
+    if let Some((_, server)) = &exporter {
+        eprintln!("live figures at http://{}/metrics", server.addr());
+    }
     let multi =
         if ctx.quiet { MultiProgress::with_draw_target(ProgressDrawTarget::hidden()) } else { MultiProgress::new() };
     let bars = Bars { multi, quiet: ctx.quiet, bars: Mutex::default() };

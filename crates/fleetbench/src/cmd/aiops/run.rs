@@ -54,6 +54,9 @@ pub(super) struct RunArgs {
     pub(super) prices: Option<PathBuf>,
     #[command(flatten)]
     pub(super) budget: BudgetArgs,
+    // Investigate mode: the HTTP backends' requests.
+    #[command(flatten)]
+    pub(super) metrics: crate::args::MetricsArgs,
     #[command(flatten)]
     triage: TriageArgs,
     #[command(flatten)]
@@ -115,6 +118,9 @@ pub(super) async fn run(a: RunArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
             anyhow::bail!("--dashboard shows triage runs only for now: add --mode triage");
         }
         return investigate::run(&a, ctx).await;
+    }
+    if a.metrics.metrics_listen.is_some() {
+        anyhow::bail!("--metrics-listen serves investigate mode's requests; triage runs show theirs with --dashboard");
     }
     let cfg = arena_config(&a)?;
     // The dashboard first: a port in use fails the command before anything
