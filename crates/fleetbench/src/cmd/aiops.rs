@@ -42,7 +42,7 @@ enum AiopsCommand {
     Exporter(ExporterArgs),
     /// Run every backend over every episode (investigate mode: from an alert, through tools;
     /// or triage) and print the leaderboard.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Serve investigate-mode episodes to any agent as an MCP server; its diagnoses are scored and stored.
     Mcp(mcp::McpArgs),
     /// Print the operator prompt of one episode.
@@ -121,7 +121,7 @@ pub async fn run(args: AiopsArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         AiopsCommand::Exporter(a) => cmd_exporter(a).await,
-        AiopsCommand::Run(a) => run::run(a, ctx).await,
+        AiopsCommand::Run(a) => run::run(*a, ctx).await,
         AiopsCommand::Mcp(a) => mcp::run(a, ctx).await,
         AiopsCommand::Prompt(a) if investigate::mode(&a.mode)? => investigate::briefing(a.seed, a.episode),
         AiopsCommand::Prompt(a) => {
