@@ -238,3 +238,57 @@ fn off_loopback_without_a_token_is_refused() {
     assert!(help.contains("FLEETBENCH_MCP_TOKEN") && help.contains("--stdio"), "{help}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn an_agent_over_stdio_is_scored_and_stored() {
+    use std::io::BufRead as _;
+
+    let dir = temp_dir("stdio");
+    let fleet = dir.join("fleet");
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
+        .args(["--quiet", "aiops", "generate", "--mode", "investigate", "--episodes", "1", "--seed", "5", "--out"])
+        .arg(&fleet)
+        .output()
+        .expect("generate");
+    assert!(out.status.success());
+    let e = &episodes(&fleet)[0];
+    let w = World::generate(e["seed"].as_u64().expect("seed"), e["index"].as_u64().expect("index") as usize);
+    let db = dir.join("r.db");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
+        .arg("--db")
+        .arg(&db)
+        .args(["aiops", "mcp", "--stdio", "--fleet"])
+        .arg(&fleet)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start fleetbench aiops mcp --stdio");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let init = rpc(
+        1,
+        "initialize",
+        json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "0"}}),
+    );
+    let submit = rpc(2, "tools/call", json!({"name": "submit_diagnosis", "arguments": truth_submission(&w)}));
+    for m in [init, json!({"jsonrpc": "2.0", "method": "notifications/initialized"}), submit] {
+        writeln!(stdin, "{m}").expect("write");
+    }
+    stdin.flush().expect("flush");
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let replies: Vec<Value> =
+        (0..2).map(|_| serde_json::from_str(&lines.next().expect("a reply").expect("read")).expect("json")).collect();
+    assert_eq!(replies[0]["result"]["serverInfo"]["name"], "fleetbench-aiops", "{}", replies[0]);
+    let (text, err) = tool_text(&replies[1]);
+    assert!(!err && text.contains("last episode"), "{text}");
+    drop(stdin);
+    let status = child.wait().expect("wait");
+    assert!(status.success());
+    let store = fleetbench_store::Store::open(&db).expect("db");
+    let run = &store.list_runs(1).expect("runs")[0].meta;
+    assert_eq!(run.status.as_str(), "completed");
+    let stored = store.get_all::<Answer>(run.id).expect("answers");
+    assert_eq!(stored.len(), 1);
+    assert_eq!((stored[0].0.as_str(), stored[0].1.score), (format!("mcp/{}", w.id).as_str(), Some(100.0)));
+    let _ = std::fs::remove_dir_all(&dir);
+}
