@@ -292,18 +292,19 @@ async fn investigate_backend(
         .buffer_unordered(h.spec.concurrency.max(1))
         .boxed();
     let mut done: Vec<(usize, EpisodeOutcome)> = Vec::with_capacity(n);
-    let (mut sum, mut unanswered) = (0.0, 0usize);
+    // Unparseable: submitted, but not a valid submission.
+    let (mut sum, mut unparseable) = (0.0, 0usize);
     while let Some((i, o)) = jobs.next().await {
         answers.write(outcome_answer(name, &worlds[i], &o));
         sum += o.score.total;
-        unanswered += usize::from(o.score.unanswered);
+        unparseable += usize::from(o.ended == Ended::Submitted && o.score.unanswered);
         done.push((i, o));
         let k = done.len() as f64;
         let p = BackendProgress {
             answered: done.len(),
             episodes: n,
             mean_score: sum / k,
-            unparseable_rate: unanswered as f64 / k,
+            unparseable_rate: unparseable as f64 / k,
         };
         observer.progress(name, &p);
     }
