@@ -90,6 +90,7 @@ impl EpisodeResult {
             e2el_s: self.e2el_s,
             input_tokens: self.input_tokens,
             output_tokens: self.output_tokens,
+            ..Answer::default()
         }
     }
 }

@@ -179,3 +179,33 @@ async fn a_failing_backend_ends_the_investigation_as_failed() {
     let cfg = AgentConfig::new(ClientConfig::new(server.base_url(), ApiKind::Completions, "m"));
     assert!(matches!(investigate(&cfg, &FixedToolset, BUDGET).await, Err(AgentError::Api)));
 }
+
+#[tokio::test]
+async fn every_turn_is_counted_in_the_live_figures() {
+    let server = start_agent(known()).await;
+    let metrics = fleetbench_load::exposition::LiveMetrics::new();
+    metrics.start_run("7", "0/1");
+    let mut cfg = config(&server, ApiKind::Chat);
+    cfg.metrics = Some(metrics.clone());
+    let inv = investigate(&cfg, &FixedToolset, BUDGET).await.unwrap();
+    assert_eq!(inv.ended, Ended::Submitted);
+    let text = metrics.render();
+    let labels = r#"{run="7",shard="0/1"}"#;
+    assert!(text.contains(&format!("fleetbench_requests_completed_total{labels} 3")), "{text}");
+    assert!(text.contains(&format!("fleetbench_requests_in_flight{labels} 0")), "{text}");
+    assert!(text.contains(&format!("fleetbench_output_tokens_total{labels} {}", 3 * COMPLETION_TOKENS)), "{text}");
+
+    // A request cut off by the deadline (a server whose first token takes 5 s) is no longer in flight.
+    let slow =
+        fleetbench_testkit::start(fleetbench_testkit::Script { ttft: Duration::from_secs(5), ..Default::default() })
+            .await;
+    let metrics = fleetbench_load::exposition::LiveMetrics::new();
+    let mut cfg = AgentConfig::new(ClientConfig::new(slow.base_url(), ApiKind::Chat, "m"));
+    cfg.metrics = Some(metrics.clone());
+    let budget = Budget { deadline: Duration::from_millis(200), ..BUDGET };
+    let inv = investigate(&cfg, &FixedToolset, budget).await.unwrap();
+    assert_eq!(inv.ended, Ended::OverDeadline);
+    let text = metrics.render();
+    assert!(text.contains(r#"fleetbench_requests_in_flight{run="",shard=""} 0"#), "{text}");
+    assert!(text.contains(r#"fleetbench_requests_completed_total{run="",shard=""} 1"#), "{text}");
+}

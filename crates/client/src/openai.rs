@@ -3,6 +3,8 @@
 //! record needs.
 
 use fleetbench_core::{ApiKind, RequestSpec, ServerTimings};
+use std::borrow::Cow;
+
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -39,30 +41,39 @@ pub struct Usage {
     pub reasoning_tokens: Option<u64>,
 }
 
+// Strings borrow from the event when they have no escapes: one token's
+// chunk then allocates nothing but its `choices`.
 #[derive(Deserialize)]
-struct WireChunk {
-    #[serde(default)]
-    choices: Vec<WireChoice>,
+struct WireChunk<'a> {
+    #[serde(default, borrow)]
+    choices: Vec<WireChoice<'a>>,
     usage: Option<WireUsage>,
     error: Option<Value>,
-    object: Option<String>,
+    #[serde(borrow)]
+    object: Option<Cow<'a, str>>,
     message: Option<Value>,
     timings: Option<WireTimings>,
 }
 
 #[derive(Deserialize)]
-struct WireChoice {
-    delta: Option<WireDelta>,
-    message: Option<WireDelta>,
-    text: Option<String>,
+struct WireChoice<'a> {
+    #[serde(borrow)]
+    delta: Option<WireDelta<'a>>,
+    #[serde(borrow)]
+    message: Option<WireDelta<'a>>,
+    #[serde(borrow)]
+    text: Option<Cow<'a, str>>,
     finish_reason: Option<String>,
 }
 
 #[derive(Deserialize)]
-struct WireDelta {
-    content: Option<String>,
-    reasoning_content: Option<String>,
-    reasoning: Option<String>,
+struct WireDelta<'a> {
+    #[serde(borrow)]
+    content: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    reasoning_content: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    reasoning: Option<Cow<'a, str>>,
     tool_calls: Option<Vec<WireToolCall>>,
 }
 
@@ -111,7 +122,7 @@ struct WireTimings {
     predicted_per_token_ms: Option<f64>,
 }
 
-fn non_empty(s: &Option<String>) -> bool {
+fn non_empty(s: &Option<Cow<'_, str>>) -> bool {
     s.as_deref().is_some_and(|s| !s.is_empty())
 }
 
@@ -134,7 +145,7 @@ pub fn parse_body(body: &str) -> Result<Chunk, serde_json::Error> {
     Ok(reduce(w))
 }
 
-fn reduce(w: WireChunk) -> Chunk {
+fn reduce(w: WireChunk<'_>) -> Chunk {
     let mut c = Chunk::default();
     if let Some(e) = w.error {
         c.error = Some(error_text(&e));

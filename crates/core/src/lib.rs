@@ -15,6 +15,7 @@ pub mod request;
 pub mod run;
 pub mod sessions;
 pub mod stats;
+pub mod streaming;
 pub mod table;
 pub mod units;
 

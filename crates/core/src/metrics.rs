@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::outcome::{RequestRecord, TokenSource};
-use crate::stats::{self, Interval, Summary};
+use crate::outcome::RequestRecord;
+use crate::stats::{self, Interval};
+use crate::streaming::{FigureStream, Limits, Spans};
 
 /// Service-level objectives for goodput, in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
@@ -215,94 +216,18 @@ impl RunMetrics {
         self.ci95.get(key).copied()
     }
 
-    /// Computes every figure from the records of a run. Warm-up records are
-    /// ignored. `target_concurrency` (closed loop) defines the steady state.
+    /// Computes every figure from the records of a run, exactly. Warm-up
+    /// records are ignored. `target_concurrency` (closed loop) defines the
+    /// steady state. The same pass as a measured run's
+    /// ([`FigureStream`](crate::streaming::FigureStream)) without bounds,
+    /// plus the per-request arrays.
     pub fn compute(records: &[RequestRecord], slo: &Slo, target_concurrency: Option<u32>) -> RunMetrics {
+        let mut stream = FigureStream::new(Spans::of(records), slo, target_concurrency, Limits::UNBOUNDED);
+        for r in records {
+            stream.add(r);
+        }
         let measured: Vec<&RequestRecord> = records.iter().filter(|r| !r.warmup).collect();
-        let mut m = RunMetrics { sent: measured.len() as u64, ..Default::default() };
-        if measured.is_empty() {
-            return m;
-        }
-        let done: Vec<&RequestRecord> = measured.iter().copied().filter(|r| r.ok()).collect();
-        m.completed = done.len() as u64;
-        m.failed = m.sent - m.completed;
-        for r in measured.iter().filter_map(|r| r.error.as_ref()) {
-            *m.errors_by_kind.entry(r.label()).or_default() += 1;
-        }
-        m.total_input_tokens = done.iter().map(|r| r.input_tokens.unwrap_or(0)).sum();
-        m.total_output_tokens = done.iter().map(|r| r.output_tokens).sum();
-        m.total_reasoning_tokens = done.iter().map(|r| r.reasoning_tokens.unwrap_or(0)).sum();
-
-        let start = measured.iter().map(|r| r.t_send).fold(f64::INFINITY, f64::min);
-        let end = measured.iter().map(|r| r.t_end).fold(f64::NEG_INFINITY, f64::max);
-        m.duration = (end - start).max(0.0);
-        if m.duration > 0.0 {
-            m.request_throughput = m.completed as f64 / m.duration;
-            m.output_throughput = m.total_output_tokens as f64 / m.duration;
-            m.total_token_throughput = (m.total_input_tokens + m.total_output_tokens) as f64 / m.duration;
-        }
-
-        let ms = |v: Option<f64>| v.map(|s| s * 1000.0);
-        let ttft: Vec<f64> = done.iter().filter_map(|r| ms(r.ttft())).collect();
-        let tpot: Vec<f64> = done.iter().filter_map(|r| ms(r.tpot())).collect();
-        let e2el: Vec<f64> = done.iter().filter_map(|r| ms(r.e2el())).collect();
-        let itl: Vec<f64> = done.iter().flat_map(|r| r.itl.iter().map(|g| g * 1000.0)).collect();
-        let queue: Vec<f64> = measured.iter().map(|r| r.client_queue_time() * 1000.0).collect();
-        // The first answer token differs from the first token only when a
-        // response reasoned or called tools; otherwise it would repeat TTFT.
-        let answer: Vec<f64> = if done.iter().any(|r| r.beyond_answer()) {
-            done.iter().filter_map(|r| ms(r.answer_ttft())).collect()
-        } else {
-            Vec::new()
-        };
-        let tool: Vec<f64> = done.iter().filter_map(|r| ms(r.tool_ttft())).collect();
-        for (name, values) in [
-            ("ttft", &ttft),
-            ("tpot", &tpot),
-            ("itl", &itl),
-            ("e2el", &e2el),
-            ("client_queue", &queue),
-            ("answer_ttft", &answer),
-            ("tool_ttft", &tool),
-        ] {
-            if let Some(s) = Summary::of(values) {
-                insert_summary(&mut m.latency_ms, name, &s);
-            }
-        }
-
-        let calling: Vec<&&RequestRecord> = done.iter().filter(|r| !r.tool_calls.is_empty()).collect();
-        m.tool_call_responses = calling.len() as u64;
-        if !calling.is_empty() {
-            let parsed = calling.iter().filter(|r| r.tool_calls.iter().all(|c| c.arguments_object().is_some())).count();
-            m.tool_args_json_pct = Some(100.0 * parsed as f64 / calling.len() as f64);
-        }
-
-        let tok_s: Vec<f64> = done.iter().filter_map(|r| r.tok_s()).collect();
-        m.mean_tok_s = stats::mean(&tok_s);
-        m.median_tok_s = stats::percentile(&tok_s, 50.0);
-        let task: Vec<f64> = done.iter().filter_map(|r| r.task_tok_s()).collect();
-        m.mean_task_tok_s = stats::mean(&task);
-
-        if !slo.is_empty() {
-            let good = done.iter().filter(|r| slo.met_by(r)).count() as f64;
-            m.request_goodput = (m.duration > 0.0).then(|| good / m.duration);
-            m.slo_attainment_pct = Some(100.0 * good / m.sent as f64);
-        }
-
-        m.max_concurrent_requests = max_in_flight(measured.iter().map(|r| (r.t_send, r.t_end)));
-
-        for r in &done {
-            *m.token_source.entry(r.token_source.as_str().to_string()).or_default() += 1;
-        }
-        let server: Vec<&&RequestRecord> = done.iter().filter(|r| r.token_source == TokenSource::Server).collect();
-        let server_tokens: u64 = server.iter().map(|r| r.output_tokens).sum();
-        let event_tokens: u64 = server.iter().map(|r| r.event_tokens).sum();
-        m.token_count_mismatch =
-            server_tokens > 0 && (server_tokens as f64 - event_tokens as f64).abs() / server_tokens as f64 > 0.02;
-
-        m.steady_state = steady_state(&measured, target_concurrency);
-        m.ci95 = intervals(&done, &ttft, &tpot, &e2el, &tok_s, start, end);
-
+        let mut m = stream.finish(max_in_flight(measured.iter().map(|r| (r.t_send, r.t_end))));
         for r in &measured {
             m.ttfts.push(r.ttft().filter(|_| r.ok()).unwrap_or(0.0));
             m.itls.push(if r.ok() { r.itl.clone() } else { Vec::new() });
@@ -364,21 +289,15 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
-fn insert_summary(map: &mut BTreeMap<String, f64>, name: &str, s: &Summary) {
-    for (stat, v) in [
-        ("mean", s.mean),
-        ("median", s.median),
-        ("std", s.std),
-        ("p50", s.p50),
-        ("p90", s.p90),
-        ("p95", s.p95),
-        ("p99", s.p99),
-    ] {
-        map.insert(format!("{stat}_{name}_ms"), v);
-    }
-    if let Some(v) = s.p999 {
-        map.insert(format!("p999_{name}_ms"), v);
-    }
+/// Each token instant of the completed records with its weight (output
+/// tokens per instant: a server that sends several tokens per event
+/// counts them all).
+fn token_weights<'a>(done: &'a [&'a RequestRecord]) -> impl Iterator<Item = (f64, f64)> + 'a {
+    done.iter().flat_map(|r| {
+        let instants = r.token_instants();
+        let w = if instants.is_empty() { 0.0 } else { r.output_tokens as f64 / instants.len() as f64 };
+        instants.into_iter().map(move |t| (t, w))
+    })
 }
 
 /// The largest number of intervals open at once. An interval that ends at
@@ -398,130 +317,10 @@ pub fn max_in_flight(intervals: impl Iterator<Item = (f64, f64)>) -> u64 {
     max as u64
 }
 
-/// Output tokens per instant: each token-bearing event carries an equal
-/// share of the request's output tokens.
-fn token_weights<'a>(done: &'a [&'a RequestRecord]) -> impl Iterator<Item = (f64, f64)> + 'a {
-    done.iter().flat_map(|r| {
-        let instants = r.token_instants();
-        let w = if instants.is_empty() { 0.0 } else { r.output_tokens as f64 / instants.len() as f64 };
-        instants.into_iter().map(move |t| (t, w))
-    })
-}
-
-fn steady_state(measured: &[&RequestRecord], target: Option<u32>) -> Option<SteadyState> {
-    let target = target?;
-    let mut first_send: BTreeMap<u32, f64> = BTreeMap::new();
-    let mut last_end: BTreeMap<u32, f64> = BTreeMap::new();
-    for r in measured {
-        let a = r.agent?;
-        let fs = first_send.entry(a).or_insert(f64::INFINITY);
-        *fs = fs.min(r.t_send);
-        let le = last_end.entry(a).or_insert(f64::NEG_INFINITY);
-        *le = le.max(r.t_end);
-    }
-    if (first_send.len() as u32) < target {
-        return None;
-    }
-    let start = first_send.values().copied().fold(f64::NEG_INFINITY, f64::max);
-    let end = last_end.values().copied().fold(f64::INFINITY, f64::min);
-    if end <= start {
-        return None;
-    }
-    let done: Vec<&RequestRecord> = measured.iter().copied().filter(|r| r.ok()).collect();
-    let tokens: f64 = token_weights(&done).filter(|(t, _)| *t >= start && *t <= end).map(|(_, w)| w).sum();
-    let finished = done.iter().filter(|r| r.t_end >= start && r.t_end <= end).count() as f64;
-    let duration = end - start;
-    Some(SteadyState {
-        start,
-        end,
-        duration,
-        output_tokens: tokens,
-        output_throughput: tokens / duration,
-        request_throughput: finished / duration,
-    })
-}
-
-/// Rates in `k` equal windows of `[start, end]` of weighted instants.
-fn window_rates(points: impl Iterator<Item = (f64, f64)>, start: f64, end: f64, k: usize) -> Vec<f64> {
-    let width = (end - start) / k as f64;
-    let mut sums = vec![0.0; k];
-    if width <= 0.0 {
-        return Vec::new();
-    }
-    for (t, w) in points {
-        if t < start || t > end {
-            continue;
-        }
-        let i = (((t - start) / width) as usize).min(k - 1);
-        sums[i] += w;
-    }
-    sums.into_iter().map(|s| s / width).collect()
-}
-
-/// Bootstrap intervals of the headline figures. Latencies resample requests;
-/// throughputs resample equal time windows of the run (batch means), since
-/// a throughput is a property of time, not of one request.
-fn intervals(
-    done: &[&RequestRecord],
-    ttft: &[f64],
-    tpot: &[f64],
-    e2el: &[f64],
-    tok_s: &[f64],
-    start: f64,
-    end: f64,
-) -> BTreeMap<String, Interval> {
-    let mut ci = BTreeMap::new();
-    let mut put = |key: &str, v: Option<Interval>| {
-        if let Some(v) = v {
-            ci.insert(key.to_string(), v);
-        }
-    };
-    put("mean_ttft_ms", stats::mean_ci(ttft));
-    put("median_ttft_ms", stats::percentile_ci(ttft, 50.0));
-    put("p99_ttft_ms", stats::percentile_ci(ttft, 99.0));
-    put("mean_tpot_ms", stats::mean_ci(tpot));
-    put("median_tpot_ms", stats::percentile_ci(tpot, 50.0));
-    put("p99_tpot_ms", stats::percentile_ci(tpot, 99.0));
-    put("mean_e2el_ms", stats::mean_ci(e2el));
-    put("median_e2el_ms", stats::percentile_ci(e2el, 50.0));
-    put("p99_e2el_ms", stats::percentile_ci(e2el, 99.0));
-    put("mean_tok_s", stats::mean_ci(tok_s));
-    // Pooled ITL mean, resampling whole requests (gaps within a request are
-    // correlated).
-    let per_req: Vec<(f64, usize)> =
-        done.iter().filter(|r| !r.itl.is_empty()).map(|r| (r.itl.iter().sum::<f64>() * 1000.0, r.itl.len())).collect();
-    put(
-        "mean_itl_ms",
-        stats::bootstrap_ci(
-            &per_req,
-            |s| {
-                let (sum, n) = s.iter().fold((0.0, 0usize), |a, b| (a.0 + b.0, a.1 + b.1));
-                if n == 0 {
-                    f64::NAN
-                } else {
-                    sum / n as f64
-                }
-            },
-            stats::resamples_for(per_req.len()),
-            stats::BOOTSTRAP_SEED,
-        ),
-    );
-    let k = 10;
-    let tokens = window_rates(token_weights(done), start, end, k);
-    if let Some(iv) = stats::mean_ci(&tokens) {
-        ci.insert("output_throughput".into(), iv);
-    }
-    let reqs = window_rates(done.iter().map(|r| (r.t_end, 1.0)), start, end, k);
-    if let Some(iv) = stats::mean_ci(&reqs) {
-        ci.insert("request_throughput".into(), iv);
-    }
-    ci
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outcome::{ErrorKind, RequestError};
+    use crate::outcome::{ErrorKind, RequestError, TokenSource};
 
     fn rec(index: u64, agent: u32, t_send: f64, ttft: f64, itl: f64, tokens: u64) -> RequestRecord {
         let first = t_send + ttft;

@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use fleetbench_core::{RequestRecord, RunClock, RunMetrics};
+use fleetbench_core::{RunClock, RunMetrics};
 use tokio::sync::Mutex;
 
 use crate::accounting::{account, find_supply, AccountError, AccountInputs};
@@ -192,13 +192,14 @@ pub struct RunFigures {
 impl Metering<'_> {
     /// Stops sampling, computes the figures and puts the meter back for the
     /// next run (sweep levels share it). `backend` names the energy record.
-    pub async fn finish(self, backend: &str, metrics: &RunMetrics, records: &[RequestRecord]) -> RunFigures {
+    /// `measured` is the first send and last end of the measured requests.
+    pub async fn finish(self, backend: &str, metrics: &RunMetrics, measured: (f64, f64)) -> RunFigures {
         let mut figures = RunFigures { warnings: self.warnings, ..RunFigures::default() };
         if let Some(sampler) = self.sampler {
             match sampler.stop().await {
                 Ok((timeline, meter)) => {
                     *self.inst.meter.lock().await = Some(meter);
-                    let whole = whole_window(metrics, records);
+                    let whole = whole_window(metrics, measured);
                     let steady = metrics.steady_state.as_ref().map(TokenWindow::from_steady_state);
                     let report = energy_report(&timeline, self.inst.idle_power_w, whole, steady);
                     let (samples, failed) = (timeline.samples.len() as u64, timeline.failed_reads);
@@ -290,10 +291,7 @@ pub fn past_the_meter(j_per_token: f64, pue: f64, supply: &str) -> Result<PastTh
 }
 
 /// The whole measured run: first measured send to last end.
-pub(crate) fn whole_window(metrics: &RunMetrics, records: &[RequestRecord]) -> TokenWindow {
-    let measured = records.iter().filter(|r| !r.warmup);
-    let start = measured.clone().map(|r| r.t_send).fold(f64::INFINITY, f64::min);
-    let end = measured.map(|r| r.t_end).fold(f64::NEG_INFINITY, f64::max);
+pub(crate) fn whole_window(metrics: &RunMetrics, (start, end): (f64, f64)) -> TokenWindow {
     let (start_s, end_s) = if start.is_finite() && end > start { (start, end) } else { (0.0, 0.0) };
     TokenWindow { start_s, end_s, output_tokens: metrics.total_output_tokens }
 }

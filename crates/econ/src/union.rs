@@ -33,7 +33,10 @@ impl Instruments {
         let mut figures = RunFigures::default();
         let meters = distinct_meters(parts);
         if !meters.is_empty() {
-            let whole = whole_window(metrics, records);
+            let measured = records.iter().filter(|r| !r.warmup);
+            let start = measured.clone().map(|r| r.t_send).fold(f64::INFINITY, f64::min);
+            let end = measured.map(|r| r.t_end).fold(f64::NEG_INFINITY, f64::max);
+            let whole = whole_window(metrics, (start, end));
             let steady = metrics.steady_state.as_ref().map(TokenWindow::from_steady_state);
             let reports = meters.iter().map(|(t, idle)| energy_report(t, *idle, whole, steady)).collect();
             let samples = meters.iter().map(|(t, _)| t.samples.len() as u64).sum();

@@ -11,7 +11,7 @@ use fleetbench_core::{RunMeta, RunStatus};
 /// The command line as typed, with credentials removed from anything that
 /// looks like a URL and shell-quoted where needed.
 pub fn command_line() -> String {
-    std::env::args()
+    redact_tokens(std::env::args())
         .map(|a| {
             let a = if a.contains("://") { redact_url(&a) } else { a };
             if a.is_empty() || a.contains(|c: char| c.is_whitespace() || "'\"$`\\".contains(c)) {
@@ -22,6 +22,25 @@ pub fn command_line() -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The value of every `--...token` option (`--token T`, `--dashboard-token=T`)
+/// replaced by `***`: tokens never reach a run row.
+fn redact_tokens(args: impl Iterator<Item = String>) -> impl Iterator<Item = String> {
+    let mut hide_next = false;
+    args.map(move |a| {
+        if std::mem::take(&mut hide_next) {
+            return "***".to_string();
+        }
+        match a.split_once('=') {
+            Some((flag, _)) if flag.starts_with("--") && flag.ends_with("token") => format!("{flag}=***"),
+            None if a.starts_with("--") && a.ends_with("token") => {
+                hide_next = true;
+                a
+            }
+            _ => a,
+        }
+    })
 }
 
 /// This machine's name.
@@ -60,4 +79,14 @@ pub fn run_meta(backend_url: &str, model: &str, api: &str) -> RunMeta {
 pub fn client_meta(client: &Client) -> RunMeta {
     let c = client.config();
     run_meta(&c.base_url, &c.model, c.api.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tokens_never_reach_the_command_line() {
+        let args = ["fleetbench", "aiops", "mcp", "--token", "s3cret", "--dashboard-token=abc", "--name", "x"];
+        let shown: Vec<String> = super::redact_tokens(args.iter().map(|a| a.to_string())).collect();
+        assert_eq!(shown, ["fleetbench", "aiops", "mcp", "--token", "***", "--dashboard-token=***", "--name", "x"]);
+    }
 }

@@ -112,6 +112,8 @@ fn run_builtins_writes_the_leaderboard_contract() {
             .args([
                 "aiops",
                 "run",
+                "--mode",
+                "triage",
                 "--backends",
                 "rules,always-healthy",
                 "--episodes",
@@ -178,7 +180,7 @@ async fn run_sends_prompts_to_an_http_backend_and_scores_its_text() {
     let answers = dir.join("answers.jsonl");
     let mut cmd = bin();
     cmd.arg("--db").arg(dir.join("r.db"));
-    cmd.args(["aiops", "run", "--episodes", "6", "--seed", "5", "--rate", "20/s", "--backends"])
+    cmd.args(["aiops", "run", "--mode", "triage", "--episodes", "6", "--seed", "5", "--rate", "20/s", "--backends"])
         .arg(&toml)
         .arg("--json-out")
         .arg(&json)
@@ -259,6 +261,8 @@ fn run_stores_every_answer_with_its_truth_and_score() {
             .args([
                 "aiops",
                 "run",
+                "--mode",
+                "triage",
                 "--backends",
                 "rules,always-healthy",
                 "--episodes",
@@ -385,6 +389,8 @@ async fn run_with_dashboard_shows_the_arena_live() {
         .args([
             "aiops",
             "run",
+            "--mode",
+            "triage",
             "--episodes",
             "4",
             "--seed",

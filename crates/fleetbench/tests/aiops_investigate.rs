@@ -135,6 +135,8 @@ fn bad_modes_and_backends_are_clear_errors() {
         vec!["aiops", "run", "--mode", "investigate", "--backends", "gpt-oracle", "--episodes", "2"],
         vec!["aiops", "run", "--mode", "investigate", "--episodes", "0"],
         vec!["aiops", "run", "--mode", "investigate", "--promql", "thanos", "--episodes", "2"],
+        vec!["aiops", "run", "--mode", "triage", "--metrics-listen", "127.0.0.1:0", "--episodes", "2"],
+        vec!["aiops", "run", "--gpus", "16", "--episodes", "2"],
     ] {
         let out = bin().args(&args).output().expect("run");
         assert_eq!(out.status.code(), Some(2), "{args:?}");
@@ -150,4 +152,107 @@ fn bad_modes_and_backends_are_clear_errors() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("`prometheus` is not installed") && err.contains("--promql embedded"), "{err}");
+}
+
+/// A scripted agent over HTTP investigates two episodes through the
+/// binary: tool calls then the truth on the first (100), a known wrong
+/// answer on the second (the score the library gives it); both land in the
+/// JSON output and the store with their transcripts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scripted_http_agent_follows_a_known_investigation() {
+    use fleetbench_aiops::investigate::bench::score_investigation;
+    use fleetbench_aiops::investigate::{Ended, Investigation};
+    use fleetbench_store::records::arena::{Answer, ArenaBackend};
+    use fleetbench_testkit::{start_agent, Turn};
+
+    let (first, second) = (World::generate(7, 0), World::generate(7, 1));
+    let wrong = serde_json::json!({"detected": true, "root_cause": "power.psu_brake", "action": "DRAIN_RACK"});
+    let node = &first.topo.nodes[0].name;
+    let agent = start_agent(vec![
+        Turn::call("topology", r#"{"entity": "fleet"}"#),
+        Turn::Calls(vec![
+            ("kernel_log".into(), format!(r#"{{"node": "{node}", "grep": "Xid"}}"#)),
+            ("promql_query".into(), r#"{"query": "max by (Hostname) (DCGM_FI_DEV_GPU_TEMP)"}"#.into()),
+        ]),
+        Turn::call("submit_diagnosis", &truth_submission(&first).to_string()),
+        Turn::call("submit_diagnosis", &wrong.to_string()),
+    ])
+    .await;
+    let expected_second = score_investigation(
+        &second,
+        &Investigation {
+            submitted: Some(wrong.clone()),
+            transcript: Vec::new(),
+            tool_calls: 1,
+            tool_errors: 0,
+            input_tokens: 0,
+            output_tokens: 0,
+            wall_s: 0.0,
+            ended: Ended::Submitted,
+        },
+    )
+    .score
+    .total;
+    assert!(expected_second < 100.0, "the wrong answer must cost points: {expected_second}");
+
+    let dir = temp_dir("scripted");
+    let toml = dir.join("backends.toml");
+    std::fs::write(
+        &toml,
+        format!(
+            "[[backend]]\nname = \"scripted\"\nurl = \"{}\"\nmodel = \"m\"\napi = \"chat\"\nconcurrency = 1\n\
+             price_input_per_mtok = 1.0\nprice_output_per_mtok = 2.0\n\n[[backend]]\nname = \"oracle-rules\"\nbuiltin = \"rules\"\n",
+            agent.base_url()
+        ),
+    )
+    .expect("toml");
+    let (db, json) = (dir.join("r.db"), dir.join("out.json"));
+    let mut cmd = bin();
+    cmd.arg("--db").arg(&db).args(["aiops", "run", "--episodes", "2", "--seed", "7", "--backends"]).arg(&toml);
+    cmd.args(["--budget-tool-calls", "8", "--budget-tokens", "5000", "--deadline", "60s", "--json-out"]).arg(&json);
+    cmd.args(["--metrics-listen", "127.0.0.1:0"]);
+    let out = tokio::task::spawn_blocking(move || cmd.output()).await.expect("join").expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("live figures at http://127.0.0.1:"), "{stderr}");
+
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("json-out")).expect("json");
+    assert_eq!(v["mode"], "investigate", "investigate is the default mode");
+    let b = &v["backends"][0];
+    assert_eq!(b["name"], "scripted");
+    let mean = b["mean_score"].as_f64().expect("mean_score");
+    assert!((mean - (100.0 + expected_second) / 2.0).abs() < 1e-9, "{b}");
+    // Calls: 4 then 1; tokens: 3 turns then 1, 110 each (the testkit's counts).
+    assert_eq!((b["tool_calls_p50"].as_f64(), b["tokens_p50"].as_f64()), (Some(2.5), Some(220.0)), "{b}");
+    let usd = (3.0 * 100.0 + 3.0 * 10.0 * 2.0 + 100.0 + 10.0 * 2.0) / 2.0 / 1e6;
+    assert!(b["usd_per_incident"].as_f64().is_some_and(|u| (u - usd).abs() < 1e-12), "{b}");
+    assert!(b["usd_per_day"].as_f64().is_some_and(|u| u > 0.0));
+    assert_eq!(v["backends"][1]["name"], "oracle-rules");
+
+    // The store: each outcome with its score items, calls, tokens, time and transcript.
+    let store = fleetbench_store::Store::open(&db).expect("db");
+    let run_id = v["run_id"].as_i64().expect("run_id");
+    let answers: Vec<Answer> = store
+        .get_all::<Answer>(run_id)
+        .expect("answers")
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("scripted/"))
+        .map(|(_, a)| a)
+        .collect();
+    assert_eq!(answers.len(), 2);
+    let a0 = answers.iter().find(|a| a.episode_id == first.id).expect("the first episode");
+    assert_eq!((a0.score, a0.tool_calls, a0.input_tokens), (Some(100.0), Some(4), Some(300)));
+    assert_eq!(a0.items["localization"], 25.0);
+    assert!(a0.wall_s.is_some_and(|w| w > 0.0) && a0.ended.as_ref().is_some_and(|e| e["kind"] == "submitted"));
+    let tool_names: Vec<&str> =
+        a0.transcript.iter().filter(|e| e["role"] == "tool").filter_map(|e| e["name"].as_str()).collect();
+    assert_eq!(tool_names, ["topology", "kernel_log", "promql_query", "submit_diagnosis"]);
+    let a1 = answers.iter().find(|a| a.episode_id == second.id).expect("the second episode");
+    assert_eq!(a1.score, Some(expected_second));
+    assert_eq!(a1.parsed.as_ref(), Some(&wrong));
+    let boards = store.get_all::<ArenaBackend>(run_id).expect("boards");
+    let row = boards.iter().find(|(n, _)| n == "scripted").map(|(_, b)| b).expect("the leaderboard row");
+    assert!((row.score - mean).abs() < 1e-9 && row.episodes == Some(2));
+    assert_eq!(store.run(run_id).expect("run").meta.config["mode"], "investigate");
+    let _ = std::fs::remove_dir_all(&dir);
 }

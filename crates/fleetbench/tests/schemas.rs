@@ -165,7 +165,18 @@ async fn arena_run_json_out_matches_its_schema() {
     let v = validator("arena-run.json");
     let mut c = quiet_bin();
     c.arg("--db").arg(dir.join("r.db"));
-    c.args(["aiops", "run", "--backends", "rules,always-healthy,random", "--episodes", "10", "--seed", "5"]);
+    c.args([
+        "aiops",
+        "run",
+        "--mode",
+        "triage",
+        "--backends",
+        "rules,always-healthy,random",
+        "--episodes",
+        "10",
+        "--seed",
+        "5",
+    ]);
     c.arg("--json-out").arg(dir.join("arena.json"));
     let o = output(c).await;
     assert!(o.status.success(), "{}", text(&o));

@@ -94,6 +94,19 @@ impl LiveMetrics {
         Arc::new(Counted { inner: workload, started: self.started.clone() })
     }
 
+    /// One request sent outside a counted workload (the arena's
+    /// investigations send their turns themselves).
+    pub fn sent(&self) {
+        self.started.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A request counted by [`LiveMetrics::sent`] was abandoned before it
+    /// ended (a deadline passed): it is no longer in flight, and counts as
+    /// completed without a record.
+    pub fn abandoned(&self) {
+        self.lock().completed += 1;
+    }
+
     /// One request ended.
     pub fn observe(&self, r: &RequestRecord) {
         let mut f = self.lock();

@@ -4,9 +4,11 @@
 //! compute the figures, price and meter them, and store the summary.
 //!
 //! Data flows one way: engine → records → [`RecordWriter`] (on disk at most
-//! about 100 ms after each completes) → read back from the store when the run
-//! ends → [`RunMetrics::compute`] → the run's summary row and its typed cost
-//! and energy records. Nothing grows with the run's length while it runs.
+//! about 100 ms after each completes) → one pass over the stored records
+//! when the run ends ([`streamed_figures`], or [`RunMetrics::compute`] when
+//! the records are kept) → the run's summary row and its typed cost and
+//! energy records. Nothing grows with the run's length, while it runs or
+//! after, unless the records are asked for.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use fleetbench_client::Client;
 use fleetbench_core::metrics::WindowFigures;
+use fleetbench_core::streaming::{FigureStream, Limits};
 use fleetbench_core::units::rfc3339;
 use fleetbench_core::{RequestRecord, RunClock, RunMeta, RunMetrics, RunStatus, Slo};
 use fleetbench_econ::instruments::{Instruments, RunFigures};
@@ -134,6 +137,12 @@ pub struct MeasureOptions {
     pub shard: Option<crate::shard::ShardJoin>,
     /// Live figures for Prometheus (`--metrics-listen`).
     pub metrics: Option<Arc<crate::exposition::LiveMetrics>>,
+    /// Read every record back when the run ends and compute the figures
+    /// exactly from them, per-request arrays included (`--json-out`,
+    /// `--csv-out`, sweeps, model mixes; shards, ramps and session workloads
+    /// always do). Otherwise the figures come from one pass over
+    /// the store in bounded memory ([`streamed_figures`]).
+    pub keep_records: bool,
 }
 
 /// The cost and energy keys of docs/METRICS.md that a measured run adds to
@@ -210,8 +219,9 @@ pub fn without_arrays(m: &RunMetrics) -> RunMetrics {
 pub struct MeasureOutcome {
     pub meta: RunMeta,
     pub metrics: RunMetrics,
-    /// Every record, warm-up included, in index order.
-    pub records: Vec<RequestRecord>,
+    /// Every record, warm-up included, in index order, when
+    /// [`MeasureOptions::keep_records`] asked for them.
+    pub records: Option<Vec<RequestRecord>>,
     /// Cost and energy, when the run was priced or metered, with warnings.
     pub figures: RunFigures,
     /// The same under docs/METRICS.md's key names, as stored with the run.
@@ -234,6 +244,7 @@ pub async fn measure(
         Some(j) => crate::shard::join(store, &meta, j).await?,
         None => store.create_run(&meta)?,
     };
+    let has_sessions = workload.session(0).is_some();
     let workload = match &opts.shard {
         Some(j) => j.workload(workload),
         None => workload,
@@ -331,14 +342,26 @@ pub async fn measure(
     }
     writer.finish()?;
 
-    let mut records = store.records(meta.id)?;
-    if let Some(j) = &opts.shard {
-        records.retain(|r| j.shard.owns(r.index));
-    }
-    let mut metrics = RunMetrics::compute(&records, &opts.slo, plan.schedule.target_concurrency());
-    if let Some(ramp) = &plan.ramp {
-        metrics.windows = ramp_windows(&records, ramp, scale);
-    }
+    let target = plan.schedule.target_concurrency();
+    // Shards (their own records of the union), ramps (per-window figures)
+    // and session workloads (per-session figures) need every record.
+    let exact = opts.keep_records || opts.shard.is_some() || plan.ramp.is_some() || has_sessions;
+    let (metrics, records, measured) = if exact {
+        let mut records = store.records(meta.id)?;
+        if let Some(j) = &opts.shard {
+            records.retain(|r| j.shard.owns(r.index));
+        }
+        let spans = fleetbench_core::streaming::Spans::of(&records);
+        let mut metrics = RunMetrics::compute(&records, &opts.slo, target);
+        if let Some(ramp) = &plan.ramp {
+            metrics.windows = ramp_windows(&records, ramp, scale);
+        }
+        (metrics, Some(records), (spans.start, spans.end))
+    } else {
+        let spans = store.spans(meta.id)?;
+        let measured = (spans.start, spans.end);
+        (streamed_figures(store, meta.id, spans, &opts.slo, target)?, None, measured)
+    };
     meta.status = if report.interrupted {
         RunStatus::Interrupted
     } else if opts.max_error_rate.is_some_and(|f| metrics.sent > 0 && metrics.error_rate() > f) {
@@ -349,7 +372,7 @@ pub async fn measure(
     meta.ended_at = Some(rfc3339(SystemTime::now()));
     meta.pid = None;
     let figures = match metering {
-        Some(m) => m.finish(&meta.model, &metrics, &records).await,
+        Some(m) => m.finish(&meta.model, &metrics, measured).await,
         None => RunFigures::default(),
     };
     match &opts.shard {
@@ -412,6 +435,24 @@ pub fn ramp_windows(records: &[RequestRecord], ramp: &RampSpec, time_scale: f64)
     let windows: Vec<(f64, f64, f64)> =
         ramp.windows().iter().map(|w| (w.start_s * scale, w.end_s * scale, level(w.level))).collect();
     WindowFigures::compute(records, origin, &windows)
+}
+
+/// Run `id`'s figures (its measured `spans` given) from one pass over its
+/// stored records in bounded memory ([`Limits::BOUNDED`], about 4 MB at
+/// most): exactly [`RunMetrics::compute`]'s up to those sizes; beyond them
+/// the percentiles are within 0.05 %
+/// ([`HISTOGRAM_RELATIVE_ERROR`](fleetbench_core::streaming::HISTOGRAM_RELATIVE_ERROR))
+/// and the intervals come from a reservoir. No per-request arrays.
+pub fn streamed_figures(
+    store: &Store,
+    id: i64,
+    spans: fleetbench_core::streaming::Spans,
+    slo: &Slo,
+    target_concurrency: Option<u32>,
+) -> Result<RunMetrics, StoreError> {
+    let mut stream = FigureStream::new(spans, slo, target_concurrency, Limits::BOUNDED);
+    store.for_each_record(id, |r| stream.add(&r))?;
+    Ok(stream.finish(store.max_in_flight(id)?))
 }
 
 /// Multiplies every instant and gap of a record by `scale`.

@@ -41,6 +41,25 @@ pub struct SelftestReport {
     pub added_latency_p90_ms: Option<f64>,
     pub added_latency_p99_ms: Option<f64>,
     pub added_latency_max_ms: Option<f64>,
+    /// Resident memory of the process when the selftest started, when the
+    /// client's run ended and at its peak, MB (Linux; absent elsewhere).
+    pub rss_start_mb: Option<f64>,
+    pub rss_end_mb: Option<f64>,
+    pub rss_peak_mb: Option<f64>,
+}
+
+/// The resident memory of this process, MB: now (`VmRSS`) and its peak
+/// (`VmHWM`), from /proc/self/status; `None` where there is none.
+pub fn resident_mb() -> (Option<f64>, Option<f64>) {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else { return (None, None) };
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map(|kb| kb / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }
 
 /// What the client side of a selftest saw.
@@ -50,6 +69,9 @@ pub struct ClientRun {
     /// CPU seconds of the client thread.
     pub cpu_s: f64,
     pub wall_s: f64,
+    /// Resident memory (MB) when the client started and when its run ended.
+    pub rss_start_mb: Option<f64>,
+    pub rss_end_mb: Option<f64>,
 }
 
 /// Drives `streams` closed-loop agents against `url` for `duration` on one
@@ -61,10 +83,12 @@ pub fn drive(
 ) -> std::io::Result<std::thread::JoinHandle<Result<ClientRun, SelftestError>>> {
     std::thread::Builder::new().name("selftest-client".into()).spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let rss_start_mb = resident_mb().0;
         let cpu0 = thread_cpu_seconds();
         let wall0 = Instant::now();
         let (records, clock) = rt.block_on(closed_loop(url, streams, duration))?;
-        Ok(ClientRun { records, clock, cpu_s: thread_cpu_seconds() - cpu0, wall_s: wall0.elapsed().as_secs_f64() })
+        let (cpu_s, wall_s) = (thread_cpu_seconds() - cpu0, wall0.elapsed().as_secs_f64());
+        Ok(ClientRun { records, clock, cpu_s, wall_s, rss_start_mb, rss_end_mb: resident_mb().0 })
     })
 }
 
@@ -142,6 +166,9 @@ pub fn report(
         added_latency_p90_ms: percentile(&added, 90.0),
         added_latency_p99_ms: percentile(&added, 99.0),
         added_latency_max_ms: percentile(&added, 100.0),
+        rss_start_mb: run.rss_start_mb,
+        rss_end_mb: run.rss_end_mb,
+        rss_peak_mb: resident_mb().1,
     }
 }
 

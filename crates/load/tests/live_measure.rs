@@ -143,3 +143,43 @@ async fn a_sweep_publishes_its_curve_and_the_server_readings() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Without the records kept, a run's figures come from the bounded pass
+/// over the store; for a run within its limits they are exactly what
+/// `runs show` recomputes from every record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bounded_figures_equal_the_exact_ones_recomputed_from_the_store() {
+    let server = fleetbench_testkit::start(Script {
+        ttft: Duration::from_millis(5),
+        itl: Duration::from_millis(2),
+        tokens: 6,
+        ..Default::default()
+    })
+    .await;
+    let dir = std::env::temp_dir().join(format!("fb-bounded-measure-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = fleetbench_store::Store::open(&dir.join("r.db")).unwrap();
+    let client = Client::new(ClientConfig::new(server.base_url(), ApiKind::Chat, "m")).unwrap();
+    let plan = RunPlan {
+        schedule: Schedule::Closed { concurrency: 4 },
+        stop: StopCondition { requests: Some(60), duration: None },
+        warmup: 4,
+        sampling: SamplingParams { max_tokens: Some(6), ..Default::default() },
+        seed: 1,
+        arrivals: None,
+        ramp: None,
+        shard: None,
+    };
+    let wl = Arc::new(SyntheticWorkload::new(32, 6, 0.0, 1));
+    // `runs show` takes the target concurrency (the steady state) from the stored config.
+    let meta = RunMeta { config: serde_json::json!({"concurrency": 4}), ..meta(&server.base_url()) };
+    let o = measure(&store, meta, &plan, &client, wl, &MeasureOptions::default()).await.unwrap();
+    assert!(o.records.is_none());
+    let stored = fleetbench_load::measure::reload(&store, o.meta.id).unwrap();
+    assert_eq!(stored.records.len(), 64);
+    assert_eq!(o.metrics.completed, 60);
+    assert!(o.metrics.ci95.contains_key("mean_itl_ms") && o.metrics.steady_state.is_some());
+    assert_eq!(o.metrics, fleetbench_load::measure::without_arrays(&stored.metrics));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -16,6 +16,7 @@ mod writer;
 
 use std::path::{Path, PathBuf};
 
+use fleetbench_core::streaming::Spans;
 use fleetbench_core::{ErrorKind, RequestError, RequestRecord, RunMeta, RunStatus, ServerTimings, TokenSource};
 
 pub use answers::AnswerWriter;
@@ -235,11 +236,78 @@ impl Store {
 
     /// Every stored request of a run, in issue order.
     pub fn records(&self, run_id: i64) -> Result<Vec<RequestRecord>> {
+        let mut all = Vec::new();
+        self.for_each_record(run_id, |r| all.push(r))?;
+        Ok(all)
+    }
+
+    /// Hands every stored request of a run to `f`, in issue order, one at a
+    /// time, reading pages of [`RECORD_PAGE`] rows: memory does not grow
+    /// with the run.
+    pub fn for_each_record(&self, run_id: i64, mut f: impl FnMut(RequestRecord)) -> Result<()> {
+        let sql = format!(
+            "SELECT {} FROM requests WHERE run_id = ?1 AND idx > ?2 ORDER BY idx LIMIT {RECORD_PAGE}",
+            &REQUEST_COLUMNS[1..].join(", ")
+        );
+        let mut after = -1i64;
+        loop {
+            let rows = self.query(&sql, values![run_id, after])?;
+            let n = rows.len();
+            for row in &rows {
+                let r = record_from_row(row).map_err(|why| StoreError::Corrupt { run: run_id, why })?;
+                after = r.index as i64;
+                f(r);
+            }
+            if n < RECORD_PAGE {
+                return Ok(());
+            }
+        }
+    }
+
+    /// When a run's measured (not warm-up) requests start and end, and each
+    /// agent's first send and last end, in one query.
+    pub fn spans(&self, run_id: i64) -> Result<Spans> {
         let rows = self.query(
-            &format!("SELECT {} FROM requests WHERE run_id = ?1 ORDER BY idx", &REQUEST_COLUMNS[1..].join(", ")),
+            "SELECT agent, COUNT(*), MIN(t_send), MAX(t_end) FROM requests
+             WHERE run_id = ?1 AND warmup = 0 GROUP BY agent ORDER BY agent",
             values![run_id],
         )?;
-        rows.iter().map(|r| record_from_row(r).map_err(|why| StoreError::Corrupt { run: run_id, why })).collect()
+        let corrupt = |why| StoreError::Corrupt { run: run_id, why };
+        let mut spans = Spans { start: f64::INFINITY, end: f64::NEG_INFINITY, agents: Some(Vec::new()), sent: 0 };
+        for row in &rows {
+            let agent: Option<u32> = row.opt_small(0).map_err(corrupt)?;
+            let n = row.i64(1).map_err(corrupt)?;
+            let (first, last) = (row.f64(2).map_err(corrupt)?, row.f64(3).map_err(corrupt)?);
+            spans.sent += n.max(0) as u64;
+            spans.start = spans.start.min(first);
+            spans.end = spans.end.max(last);
+            match (agent, spans.agents.as_mut()) {
+                (Some(_), Some(agents)) => agents.push((first, last)),
+                _ => spans.agents = None,
+            }
+        }
+        Ok(spans)
+    }
+
+    /// The most measured requests of a run in flight at once (from their
+    /// send and end instants; one that ends when another starts does not
+    /// overlap it), counted by the database with a running sum: one row
+    /// comes back however long the run.
+    pub fn max_in_flight(&self, run_id: i64) -> Result<u64> {
+        let rows = self.query(
+            "SELECT MAX(n) FROM (
+                SELECT SUM(d) OVER (ORDER BY t, d ROWS UNBOUNDED PRECEDING) AS n FROM (
+                    SELECT t_send AS t, 1 AS d FROM requests WHERE run_id = ?1 AND warmup = 0
+                    UNION ALL
+                    SELECT CASE WHEN t_end > t_send THEN t_end ELSE t_send END, -1
+                      FROM requests WHERE run_id = ?1 AND warmup = 0) AS edges) AS running",
+            values![run_id],
+        )?;
+        let max = match rows.first() {
+            Some(row) => row.opt_f64(0).map_err(|why| StoreError::Corrupt { run: run_id, why })?.unwrap_or(0.0),
+            None => 0.0,
+        };
+        Ok(max.max(0.0) as u64)
     }
 
     /// Stores a named JSON artifact of a run (a sweep level, an arena
@@ -287,6 +355,9 @@ pub(crate) fn upsert(table: &str, columns: &[&str], key: &[&str]) -> String {
 pub(crate) const ARTIFACT_COLUMNS: &[&str] = &["run_id", "kind", "name", "json"];
 
 /// The columns of a request row, in the order [`record_values`] fills them.
+/// Rows read at a time when a run's records are streamed.
+const RECORD_PAGE: usize = 5_000;
+
 const REQUEST_COLUMNS: &[&str] = &[
     "run_id",
     "idx",

@@ -29,6 +29,7 @@ macro_rules! on_both {
 }
 
 on_both!(
+    spans_and_concurrency_come_from_the_database_as_from_the_records,
     tool_calls_and_the_first_answer_token_round_trip,
     runs_and_records_round_trip,
     a_run_whose_process_died_is_incomplete,
@@ -144,6 +145,33 @@ fn tool_calls_and_the_first_answer_token_round_trip(db: Db) {
     assert_eq!(back, vec![reasoned, calling, plain]);
     assert_eq!(back[1].tool_calls[1].name, "kernel_log");
     assert_eq!(back[2].t_first_answer_token, Some(0.25));
+}
+
+fn spans_and_concurrency_come_from_the_database_as_from_the_records(db: Db) {
+    let mut s = Store::connect(&db).unwrap();
+    let id = s.create_run(&meta(None)).unwrap();
+    // Three agents; the first record is warm-up; the third ends as the
+    // fourth starts (not overlapping).
+    let rec = |i: u64, agent: u32, send: f64, end: f64| {
+        RecordBuilder::ok(i).agent(agent).send(send).first_token(send + 0.01).end(end).tokens(1).build()
+    };
+    let mut records =
+        vec![rec(0, 0, 0.0, 9.0), rec(1, 0, 1.0, 2.0), rec(2, 1, 1.5, 3.0), rec(3, 2, 3.0, 4.0), rec(4, 1, 1.8, 2.5)];
+    records[0].warmup = true;
+    s.insert_records(id, &records).unwrap();
+    let spans = s.spans(id).unwrap();
+    assert_eq!(spans, fleetbench_core::streaming::Spans::of(&records));
+    assert_eq!((spans.sent, spans.start, spans.end), (4, 1.0, 4.0));
+    assert_eq!(spans.agents, Some(vec![(1.0, 2.0), (1.5, 3.0), (3.0, 4.0)]));
+    let measured = records.iter().filter(|r| !r.warmup).map(|r| (r.t_send, r.t_end));
+    assert_eq!(s.max_in_flight(id).unwrap(), fleetbench_core::metrics::max_in_flight(measured));
+    assert_eq!(s.max_in_flight(id).unwrap(), 3);
+    // A record without an agent (open loop): no agent spans.
+    s.insert_records(id, &[RecordBuilder::ok(5).send(5.0).end(6.0).build()]).unwrap();
+    assert_eq!(s.spans(id).unwrap().agents, None);
+    let mut order = Vec::new();
+    s.for_each_record(id, |r| order.push(r.index)).unwrap();
+    assert_eq!(order, [0, 1, 2, 3, 4, 5]);
 }
 
 fn a_run_whose_process_died_is_incomplete(db: Db) {
@@ -373,7 +401,7 @@ fn a_schema_1_database_gains_the_context_column() {
     };
     {
         // Back to what version 1 wrote: the requests table without
-        // context_json (nor version 3's stream_json).
+        // context_json (nor version 4's stream_json).
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(
             "DROP INDEX runs_key; ALTER TABLE runs DROP COLUMN run_key; DROP TABLE shards;
@@ -391,5 +419,5 @@ fn a_schema_1_database_gains_the_context_column() {
     drop(s);
     let conn = rusqlite::Connection::open(&path).unwrap();
     let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(v, 3);
+    assert_eq!(v, 4, "migrated to the newest schema");
 }

@@ -19,6 +19,7 @@ use std::time::Duration;
 use fleetbench_client::tools::{Tools, ToolsError};
 use fleetbench_client::{Client, ClientConfig, ClientError};
 use fleetbench_core::{ApiKind, Prompt, RequestSpec, RunClock, SamplingParams};
+use fleetbench_load::exposition::LiveMetrics;
 use serde_json::{json, Value};
 use tokio::time::{timeout_at, Instant};
 
@@ -52,11 +53,13 @@ pub struct AgentConfig {
     /// has less left).
     pub max_tokens_per_turn: u32,
     pub temperature: Option<f32>,
+    /// Live figures every turn's request is counted in (`--metrics-listen`).
+    pub metrics: Option<Arc<LiveMetrics>>,
 }
 
 impl AgentConfig {
     pub fn new(client: ClientConfig) -> AgentConfig {
-        AgentConfig { client, max_tokens_per_turn: 1024, temperature: Some(0.0) }
+        AgentConfig { client, max_tokens_per_turn: 1024, temperature: Some(0.0), metrics: None }
     }
 }
 
@@ -121,9 +124,19 @@ pub async fn investigate(cfg: &AgentConfig, tools: &dyn Toolset, budget: Budget)
             context: Default::default(),
         };
         turn += 1;
+        let metrics = cfg.metrics.as_deref();
+        if let Some(m) = metrics {
+            m.sent();
+        }
         let Ok(rec) = timeout_at(deadline, client.send(&spec, &clock, clock.now())).await else {
+            if let Some(m) = metrics {
+                m.abandoned();
+            }
             break Ended::OverDeadline;
         };
+        if let Some(m) = metrics {
+            m.observe(&rec);
+        }
         if let Some(e) = &rec.error {
             break Ended::Failed(format!("{}: {}", e.label(), e.message));
         }

@@ -9,10 +9,12 @@
 //! runbook's action table ([`cases`]); [`baselines`] holds the built-in
 //! investigators and [`bench`] runs them over a stream of episodes.
 
+pub mod arena;
 pub mod baselines;
 pub mod bench;
 pub mod cases;
 pub mod episode_tools;
+pub mod exam;
 pub mod kernel;
 pub mod promql_source;
 pub mod promserver;

@@ -1,32 +1,27 @@
 //! `fleetbench aiops`: the AIOps arena. Generate fleet telemetry, serve it
-//! live, run backends as operators over episodes, score answers, print the
-//! diagnosis schema. The library does the work; this module wires and prints.
+//! live, run backends as operators over episodes (`run.rs`, investigate mode
+//! in `investigate.rs`), serve episodes to any agent over MCP (`mcp.rs`),
+//! score answers, print the diagnosis schema. The library does the work;
+//! these modules wire and print.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use anyhow::{anyhow, Context as _};
-use fleetbench_aiops::backends::parse_backends_arg;
 use fleetbench_aiops::exporter::{router, LiveFleet};
 use fleetbench_aiops::leaderboard::{render_scenario_table, render_table, score_report};
 use fleetbench_aiops::output::{generate, score_answers, TelemetryFormat};
-use fleetbench_aiops::{json_schema, leaderboard, parse_rate, prompt, render_costs, run_arena, ArenaConfig, Telemetry};
-use fleetbench_load::interrupt::Interrupt;
-use indicatif::{MultiProgress, ProgressDrawTarget};
-
-use fleetbench_report::export::JsonDoc;
-use fleetbench_report::{render, Format};
+use fleetbench_aiops::{json_schema, leaderboard, prompt};
 
 use crate::context::Context;
 use crate::outln;
-use crate::output::{emit, write_file, EXIT_INTERRUPTED};
+use crate::output::emit;
 
 mod bars;
 mod investigate;
-
-use bars::Bars;
+mod mcp;
+mod run;
 
 #[derive(clap::Args, Debug)]
 #[command(about = "The AIOps arena: GPU-fleet incidents diagnosed by LLM backends, scored against ground truth")]
@@ -45,8 +40,11 @@ enum AiopsCommand {
     Schema,
     /// Serve the live simulated fleet at /metrics for Prometheus to scrape.
     Exporter(ExporterArgs),
-    /// Send every episode to every backend and print the leaderboard.
-    Run(RunArgs),
+    /// Run every backend over every episode (investigate mode: from an alert, through tools;
+    /// or triage) and print the leaderboard.
+    Run(Box<run::RunArgs>),
+    /// Serve investigate-mode episodes to any agent as an MCP server; its diagnoses are scored and stored.
+    Mcp(mcp::McpArgs),
     /// Print the operator prompt of one episode.
     Prompt(PromptArgs),
 }
@@ -101,50 +99,6 @@ struct ExporterArgs {
 }
 
 #[derive(clap::Args, Debug)]
-struct RunArgs {
-    /// A backends.toml file, or a comma list of built-ins (rules,always-healthy,random).
-    #[arg(long, default_value = "rules,always-healthy,random")]
-    backends: String,
-    #[arg(long, default_value_t = 300)]
-    episodes: usize,
-    #[arg(long, default_value_t = 7)]
-    seed: u64,
-    /// Fleet size of each episode.
-    #[arg(long, default_value_t = 64)]
-    gpus: usize,
-    /// Episode stream rate for pacing HTTP requests and cost per day, e.g. 2/s or 30/min.
-    #[arg(long)]
-    rate: Option<String>,
-    /// Write the leaderboard JSON here.
-    #[arg(long)]
-    json_out: Option<PathBuf>,
-    /// Write every answer beside its truth and score (JSONL) here.
-    #[arg(long)]
-    answers_out: Option<PathBuf>,
-    /// Build windows from a Prometheus API instead of the generator: prometheus=http://host:9090
-    #[arg(long)]
-    telemetry: Option<String>,
-    /// With --telemetry: read the fleet/wall time map from this exporter (http://host:9400).
-    #[arg(long)]
-    timemap_from: Option<String>,
-    /// Per-request timeout for HTTP backends, seconds.
-    #[arg(long, default_value_t = 300)]
-    timeout: u64,
-    /// Price sheet for backends that name an entry with `price = "NAME"`
-    /// (default: the built-in, dated examples; `fleetbench cost presets`).
-    #[arg(long, value_name = "PATH")]
-    prices: Option<PathBuf>,
-    /// triage (one prompt per episode) or investigate (tools, from an alert; built-in backends).
-    #[arg(long, default_value = "triage")]
-    mode: String,
-    /// Investigate mode's PromQL: embedded, prometheus (backfilled per episode) or auto (prometheus if installed).
-    #[arg(long, default_value = "auto")]
-    promql: String,
-    #[command(flatten)]
-    dashboard: crate::args::DashboardArgs,
-}
-
-#[derive(clap::Args, Debug)]
 struct PromptArgs {
     #[arg(long, default_value_t = 64)]
     gpus: usize,
@@ -167,7 +121,8 @@ pub async fn run(args: AiopsArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         AiopsCommand::Exporter(a) => cmd_exporter(a).await,
-        AiopsCommand::Run(a) => cmd_run(a, ctx).await,
+        AiopsCommand::Run(a) => run::run(*a, ctx).await,
+        AiopsCommand::Mcp(a) => mcp::run(a, ctx).await,
         AiopsCommand::Prompt(a) if investigate::mode(&a.mode)? => investigate::briefing(a.seed, a.episode),
         AiopsCommand::Prompt(a) => {
             let (ep, p) = prompt::episode_prompt(a.gpus, a.seed, a.episode)?;
@@ -221,63 +176,4 @@ async fn cmd_exporter(a: ExporterArgs) -> anyhow::Result<ExitCode> {
     };
     axum::serve(listener, router(live)).with_graceful_shutdown(ctrl_c).await?;
     Ok(ExitCode::SUCCESS)
-}
-
-async fn cmd_run(a: RunArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
-    if investigate::mode(&a.mode)? {
-        let promql = a.promql.parse().map_err(anyhow::Error::msg)?;
-        return investigate::run(
-            &a.backends,
-            a.episodes,
-            a.seed,
-            promql,
-            a.json_out.as_deref(),
-            a.answers_out.as_deref(),
-        );
-    }
-    let cfg = arena_config(&a)?;
-    // The dashboard first: a port in use fails the command before anything
-    // is stored.
-    let dash = a.dashboard.start(ctx).await?;
-    // The run row's provenance; the library fills in the rest.
-    let meta = crate::provenance::run_meta("", "", "");
-    let multi =
-        if ctx.quiet { MultiProgress::with_draw_target(ProgressDrawTarget::hidden()) } else { MultiProgress::new() };
-    let bars = Bars { multi, quiet: ctx.quiet, bars: Mutex::default() };
-    let interrupt = Interrupt::watch(|| eprintln!("\ninterrupted: stopping; answers scored so far are kept"));
-    let live = dash.as_ref().map(|d| d.bus());
-    let outcome = run_arena(&cfg, &ctx.db, meta, live, &bars, interrupt.receiver()).await;
-    drop(interrupt);
-    if let Some(d) = dash {
-        d.close().await;
-    }
-    let o = outcome?;
-    let costs = render_costs(&o.boards, &o.costs, cfg.rate_per_s);
-    emit(&format!("{}\n{}{costs}", render_table(&o.boards), render_scenario_table(&o.boards)));
-    outln!(
-        "stored as run {} in {} ({} answers); see it with `fleetbench report {}`",
-        o.run_id,
-        ctx.db,
-        o.answered,
-        o.run_id
-    );
-    if let Some(p) = &a.json_out {
-        write_file(p, &render(&JsonDoc("an arena run", &o.json_doc(&cfg)), Format::Json)?)?;
-    }
-    Ok(if o.interrupted { ExitCode::from(EXIT_INTERRUPTED) } else { ExitCode::SUCCESS })
-}
-
-/// The arena's configuration from the command line.
-fn arena_config(a: &RunArgs) -> anyhow::Result<ArenaConfig> {
-    Ok(ArenaConfig {
-        backends: parse_backends_arg(&a.backends)?,
-        episodes: a.episodes,
-        seed: a.seed,
-        gpus: a.gpus,
-        rate_per_s: a.rate.as_deref().map(parse_rate).transpose()?,
-        telemetry: a.telemetry.as_deref().map(|t| Telemetry::parse(t, a.timemap_from.clone())).transpose()?,
-        timeout: Duration::from_secs(a.timeout),
-        prices: a.prices.clone(),
-        answers_out: a.answers_out.clone(),
-    })
 }

@@ -12,12 +12,10 @@ use anyhow::Context as _;
 use clap::Args;
 use fleetbench_client::prom::metrics_url_for;
 use fleetbench_client::{Client, ClientConfig};
-use fleetbench_core::table::{Align, Table};
 use fleetbench_core::{ApiKind, RunConfig, SamplingParams};
 use fleetbench_econ::instruments::{DEFAULT_PUE, DEFAULT_SUPPLY};
 use fleetbench_econ::records::{CostRecord, EnergyRecord};
 use fleetbench_load::sweep::driver::{run_sweep, LevelKind, Levels, MeasuredLevel, SweepConfig, SweepObservers};
-use fleetbench_load::sweep::fmt_level as fmt;
 use fleetbench_load::WorkloadSpec;
 use fleetbench_sim::listing::{demo_setups, Setup};
 use fleetbench_sim::server::{start_server, SimServerConfig};
@@ -26,6 +24,9 @@ use fleetbench_store::Store;
 
 use crate::context::Context;
 use crate::{outln, provenance};
+
+mod comparison;
+use comparison::{print_comparison, SetupResult};
 
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:
@@ -99,20 +100,6 @@ async fn arena(args: &DemoArgs, ctx: &Context, catalog: &Catalog) -> anyhow::Res
 
 const INPUT_TOKENS: u32 = 300;
 const OUTPUT_TOKENS: u32 = 128;
-
-struct SetupResult {
-    title: &'static str,
-    single: Option<f64>,
-    peak: f64,
-    peak_level: f64,
-    knee: Option<f64>,
-    /// The knee is the highest level measured: the cliff lies beyond.
-    knee_open: bool,
-    why: String,
-    usd_per_m: Option<f64>,
-    joules_per_token: Option<f64>,
-    bottlenecks: String,
-}
 
 pub async fn run(args: DemoArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.time_scale > 0.0, "--time-scale must be positive");
@@ -272,33 +259,4 @@ async fn sweep_setup(
         joules_per_token: energy.and_then(|e| e.energy_per_output_token_j),
         bottlenecks,
     })
-}
-
-fn print_comparison(results: &[SetupResult]) {
-    let mut t = Table::new([
-        "setup",
-        "single-stream tok/s",
-        "peak aggregate tok/s",
-        "knee (agents)",
-        "$ per M output tokens at the knee (rented)",
-        "J per token (modelled)",
-    ])
-    .all_right()
-    .align(0, Align::Left);
-    let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
-    for r in results {
-        t.push([
-            r.title.to_string(),
-            or_dash(r.single.map(|s| format!("{s:.0}"))),
-            format!("{:.0} at {}", r.peak, fmt(r.peak_level)),
-            or_dash(r.knee.map(|k| format!("{}{}", if r.knee_open { "≥" } else { "" }, fmt(k)))),
-            or_dash(r.usd_per_m.map(|u| format!("${u:.2}"))),
-            or_dash(r.joules_per_token.map(|j| format!("{j:.2}"))),
-        ]);
-    }
-    outln!("{}", t.markdown());
-    for r in results {
-        outln!("- {}: {}", r.title, r.bottlenecks);
-    }
-    outln!();
 }

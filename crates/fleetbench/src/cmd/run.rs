@@ -208,7 +208,7 @@ pub async fn run(args: RunArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     args.output.write(&RunExport {
         meta: &o.meta,
         metrics: &o.metrics,
-        records: &o.records,
+        records: o.records.as_deref().unwrap_or_default(),
         figures: &o.figure_keys,
         repeats: repeats.as_ref(),
     })?;
@@ -230,8 +230,10 @@ async fn measure_once(
     let t = args.traffic.resolve(&args.sampling, seed)?;
     let (schedule, requests) = (t.schedule, t.requests);
     let base_config = args.config(schedule, requests, &t);
-    let workload: Arc<dyn fleetbench_load::Workload> = match args.backend.model_mix()? {
-        mix if mix.is_mix() => Arc::new(Mixed::new(t.traffic.workload, mix, seed)),
+    let mix = args.backend.model_mix()?;
+    let mixed = mix.is_mix();
+    let workload: Arc<dyn fleetbench_load::Workload> = match mix {
+        mix if mixed => Arc::new(Mixed::new(t.traffic.workload, mix, seed)),
         _ => Arc::from(t.traffic.workload),
     };
     // A simulator that runs faster than the hardware it models says so;
@@ -282,6 +284,10 @@ async fn measure_once(
         stop: Some(interrupt.receiver()),
         shard,
         metrics: metrics.clone(),
+        // The per-request arrays and rows need every record, and so do the
+        // figures per model of a mix; without them memory stays flat however
+        // long the run.
+        keep_records: args.output.json_out.is_some() || args.output.csv_out.is_some() || mixed,
     };
     Ok(measure(store, meta, &plan, client, workload, &opts).await?)
 }

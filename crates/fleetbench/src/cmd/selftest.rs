@@ -78,6 +78,9 @@ fn print_report(r: &SelftestReport) {
         r.client_cpu_utilisation * 100.0,
         r.client_cpu_s_per_1000_tokens
     );
+    if let (Some(start), Some(end), Some(peak)) = (r.rss_start_mb, r.rss_end_mb, r.rss_peak_mb) {
+        outln!("resident memory        {start:.0} MB at start, {end:.0} MB at the end, {peak:.0} MB at the peak");
+    }
     if let (Some(p50), Some(p90), Some(p99), Some(max)) =
         (r.added_latency_p50_ms, r.added_latency_p90_ms, r.added_latency_p99_ms, r.added_latency_max_ms)
     {

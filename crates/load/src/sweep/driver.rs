@@ -480,6 +480,7 @@ async fn measure_level(
         stop: observers.stop.clone(),
         shard: join.clone(),
         metrics: observers.metrics.clone(),
+        keep_records: true,
     };
     let backend = meta.model.clone();
     let outcome = measure(store, meta, &plan, client, workload, &opts).await?;
@@ -491,7 +492,7 @@ async fn measure_level(
             (u.metrics, u.records, u.figures, u.warnings, u.stopped, Some(u.span))
         }
         None => {
-            let records = outcome.records.into_iter().filter(|r| !r.warmup).collect();
+            let records = outcome.records.unwrap_or_default().into_iter().filter(|r| !r.warmup).collect();
             let interrupted = outcome.meta.status == RunStatus::Interrupted;
             (outcome.metrics, records, outcome.figure_keys, Vec::new(), interrupted, None)
         }

@@ -73,6 +73,21 @@ pub struct Answer {
     pub input_tokens: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_tokens: Option<u64>,
+    /// Investigate mode: tool calls made (the submission included).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<u32>,
+    /// Investigate mode: calls answered with an error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_errors: Option<u32>,
+    /// Investigate mode: seconds from the alert to the submission (or the end).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wall_s: Option<f64>,
+    /// Investigate mode: how the investigation ended (`{"kind": "submitted"}`...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended: Option<Value>,
+    /// Investigate mode: every message and tool call in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transcript: Vec<Value>,
 }
 
 impl Artifact for Answer {

@@ -4,16 +4,26 @@
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use fleetbench_aiops::investigate::bench::{self, DEFAULT_BUDGET};
+use fleetbench_aiops::backends::{parse_backends_arg, BackendSpec};
+use fleetbench_aiops::investigate::arena::{run_investigate, InvestigateConfig};
+use fleetbench_aiops::investigate::baselines::BUILTIN;
+use fleetbench_aiops::investigate::bench;
 use fleetbench_aiops::investigate::world::World;
-use fleetbench_aiops::investigate::{EpisodeTools, PromqlChoice, Toolset};
+use fleetbench_aiops::investigate::{Budget, EpisodeTools, Toolset};
+use fleetbench_load::interrupt::Interrupt;
 use fleetbench_report::export::JsonDoc;
 use fleetbench_report::{render, Format};
+use indicatif::{MultiProgress, ProgressDrawTarget};
 
+use super::bars::Bars;
+use super::run::RunArgs;
+use crate::context::Context;
 use crate::outln;
-use crate::output::{emit, write_file};
+use crate::output::{emit, write_file, EXIT_INTERRUPTED};
 
 /// True for `investigate`, false for `triage`.
 pub(super) fn mode(m: &str) -> anyhow::Result<bool> {
@@ -37,24 +47,76 @@ pub(super) fn generate(episodes: usize, seed: u64, out: &Path) -> anyhow::Result
     Ok(ExitCode::SUCCESS)
 }
 
-pub(super) fn run(
-    backends: &str,
-    episodes: usize,
-    seed: u64,
-    promql: PromqlChoice,
-    json_out: Option<&Path>,
-    answers_out: Option<&Path>,
-) -> anyhow::Result<ExitCode> {
-    let names: Vec<String> = backends.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
-    let run = bench::run_builtins(&names, episodes, seed, &DEFAULT_BUDGET, promql).context("investigate mode")?;
-    emit(&run.render());
-    if let Some(p) = json_out {
-        write_file(p, &render(&JsonDoc("an investigate-mode arena run", &run.json_doc()), Format::Json)?)?;
+/// `aiops run --mode investigate`: built-in and HTTP backends investigate
+/// every episode through its tools; the run is stored.
+pub(super) async fn run(a: &RunArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
+    let cfg = InvestigateConfig {
+        backends: backends(&a.backends)?,
+        episodes: a.episodes,
+        seed: a.seed,
+        budget: Budget {
+            tool_calls: a.budget.budget_tool_calls,
+            tokens: a.budget.budget_tokens,
+            deadline: a.budget.deadline,
+        },
+        timeout: Duration::from_secs(a.timeout),
+        prices: a.prices.clone(),
+        metrics: None,
+        promql: a.promql.resolve().context("--promql")?,
+    };
+    // The endpoint first: an address in use fails the command before anything is stored.
+    let exporter = a.metrics.start().await?;
+    let cfg = InvestigateConfig { metrics: exporter.as_ref().map(|(m, _)| m.clone()), ..cfg };
+    if let Some((_, server)) = &exporter {
+        eprintln!("live figures at http://{}/metrics", server.addr());
     }
-    if let Some(p) = answers_out {
-        write_file(p, run.outcomes_jsonl().as_bytes())?;
+    let multi =
+        if ctx.quiet { MultiProgress::with_draw_target(ProgressDrawTarget::hidden()) } else { MultiProgress::new() };
+    let bars = Bars { multi, quiet: ctx.quiet, bars: Mutex::default() };
+    let interrupt = Interrupt::watch(|| eprintln!("\ninterrupted: no new episode starts; those in flight finish"));
+    let meta = crate::provenance::run_meta("", "", "");
+    let outcome = run_investigate(&cfg, &ctx.db, meta, &bars, interrupt.receiver()).await;
+    drop(interrupt);
+    let o = outcome.context("investigate mode")?;
+    emit(&o.run.render());
+    outln!("stored as run {} in {}; see it with `fleetbench runs show {}`", o.run_id, ctx.db, o.run_id);
+    if let Some(p) = &a.json_out {
+        let mut doc = o.run.json_doc();
+        doc["run_id"] = o.run_id.into();
+        write_file(p, &render(&JsonDoc("an investigate-mode arena run", &doc), Format::Json)?)?;
     }
-    Ok(ExitCode::SUCCESS)
+    if let Some(p) = &a.answers_out {
+        write_file(p, o.run.outcomes_jsonl().as_bytes())?;
+    }
+    Ok(if o.interrupted { ExitCode::from(EXIT_INTERRUPTED) } else { ExitCode::SUCCESS })
+}
+
+/// `--backends` in investigate mode: a backends.toml file, or a comma list
+/// of the built-in investigators.
+fn backends(arg: &str) -> anyhow::Result<Vec<BackendSpec>> {
+    if arg.ends_with(".toml") || Path::new(arg).is_file() {
+        return Ok(parse_backends_arg(arg)?);
+    }
+    let names: Vec<&str> = arg.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    if names.is_empty() {
+        bail!("no backends given");
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    names
+        .into_iter()
+        .map(|n| {
+            if !BUILTIN.contains(&n) {
+                bail!(
+                    "'{n}' is not a built-in investigator ({}); HTTP backends go in a backends.toml",
+                    BUILTIN.join(", ")
+                );
+            }
+            if !seen.insert(n) {
+                bail!("backend '{n}' is named twice");
+            }
+            Ok(BackendSpec::builtin(n))
+        })
+        .collect()
 }
 
 /// Scores investigate-mode answers; `None` when the episodes are triage.
