@@ -21,7 +21,7 @@ export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 echo "== starting the tiny llama.cpp server (SmolLM2-135M) on port $port"
-FLEETBENCH_TINY_URL=$(scripts/tiny-server.sh --port "$port" --parallel 4 --background)
+FLEETBENCH_TINY_URL=$(scripts/tiny-server.sh --port "$port" --parallel 4 --ctx 32768 --background)
 export FLEETBENCH_TINY_URL
 FLEETBENCH_TINY_SLOTS=4
 export FLEETBENCH_TINY_SLOTS
