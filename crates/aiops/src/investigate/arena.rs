@@ -330,16 +330,7 @@ async fn investigate_backend(
 
 /// An investigation that could not start.
 fn failed(why: String) -> Investigation {
-    Investigation {
-        submitted: None,
-        transcript: Vec::new(),
-        tool_calls: 0,
-        tool_errors: 0,
-        input_tokens: 0,
-        output_tokens: 0,
-        wall_s: 0.0,
-        ended: Ended::Failed(why),
-    }
+    Investigation::empty(Ended::Failed(why))
 }
 
 /// The `answer` artifact of one scored investigation: the submission (as

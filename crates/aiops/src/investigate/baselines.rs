@@ -46,16 +46,8 @@ pub struct Session<'a> {
 
 impl<'a> Session<'a> {
     pub fn new(tools: &'a EpisodeTools, budget: &'a Budget) -> Session<'a> {
-        let inv = Investigation {
-            submitted: None,
-            transcript: vec![json!({"role": "briefing", "content": super::tools::Toolset::briefing(tools)})],
-            tool_calls: 0,
-            tool_errors: 0,
-            input_tokens: 0,
-            output_tokens: 0,
-            wall_s: 0.0,
-            ended: Ended::NoSubmission,
-        };
+        let briefing = json!({"role": "briefing", "content": super::tools::Toolset::briefing(tools)});
+        let inv = Investigation { transcript: vec![briefing], ..Investigation::empty(Ended::NoSubmission) };
         Session { tools, budget, started: Instant::now(), inv }
     }
 

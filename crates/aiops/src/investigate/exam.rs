@@ -164,16 +164,7 @@ impl StoredSubmissions {
     pub fn finish(&self) -> Result<(Board, RunStatus), StoreError> {
         let outcomes = self.outcomes.lock().unwrap_or_else(|e| e.into_inner());
         let worlds: Vec<World> = self.fleet.ids.iter().filter_map(|id| self.fleet.world(id)).collect();
-        let none = Investigation {
-            submitted: None,
-            transcript: Vec::new(),
-            tool_calls: 0,
-            tool_errors: 0,
-            input_tokens: 0,
-            output_tokens: 0,
-            wall_s: 0.0,
-            ended: Ended::NoSubmission,
-        };
+        let none = Investigation::empty(Ended::NoSubmission);
         let all: Vec<EpisodeOutcome> = worlds
             .iter()
             .map(|w| outcomes.get(&w.id).cloned().unwrap_or_else(|| score_investigation(w, &none)))

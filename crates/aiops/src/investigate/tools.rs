@@ -89,3 +89,19 @@ pub struct Investigation {
     pub wall_s: f64,
     pub ended: Ended,
 }
+
+impl Investigation {
+    /// An investigation with nothing in it yet, ended as `ended` says.
+    pub fn empty(ended: Ended) -> Investigation {
+        Investigation {
+            submitted: None,
+            transcript: Vec::new(),
+            tool_calls: 0,
+            tool_errors: 0,
+            input_tokens: 0,
+            output_tokens: 0,
+            wall_s: 0.0,
+            ended,
+        }
+    }
+}
