@@ -107,6 +107,7 @@ async fn dashboard_in_a_real_browser() {
                         ci_hi: Some(70.0),
                         answered: i,
                         failed: 0,
+                        investigate: None,
                     }];
                     s.scenarios = vec![ScenarioRow {
                         scenario: "xid79_fallen_off_bus".into(),

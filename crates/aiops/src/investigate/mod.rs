@@ -14,6 +14,7 @@ pub mod cases;
 pub mod episode_tools;
 pub mod exam;
 pub mod kernel;
+pub mod live;
 pub mod score;
 pub mod series;
 pub mod tools;
