@@ -163,3 +163,65 @@ fn row(b: &Board, ci: Option<[f64; 2]>) -> LeaderboardRow {
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::investigate::bench::{best_constant, board, score_investigation};
+    use crate::investigate::score::truth_submission;
+    use crate::investigate::tools::Investigation;
+    use crate::investigate::world::World;
+    use fleetbench_load::live::{LiveBus, LiveRunInfo};
+
+    fn investigation(world: &World, ended: Ended) -> Investigation {
+        Investigation {
+            submitted: (ended == Ended::Submitted).then(|| truth_submission(world)),
+            transcript: Vec::new(),
+            tool_calls: 5,
+            tool_errors: 0,
+            input_tokens: 1000,
+            output_tokens: 200,
+            wall_s: 12.0,
+            ended,
+        }
+    }
+
+    #[test]
+    fn each_outcome_updates_the_snapshot_and_the_end_sets_the_intervals() {
+        let worlds: Vec<World> = (0..3).map(|i| World::generate(4, i)).collect();
+        let floor = best_constant(&worlds);
+        let bus = LiveBus::new();
+        let prices = BTreeMap::from([("m".to_string(), Price { input_per_mtok: 1.0, output_per_mtok: 5.0 })]);
+        let info = LiveRunInfo { kind: "aiops".into(), total: Some(6), ..Default::default() };
+        let tally = InvestigateTally::new(bus.start(info), prices, 2.0, &floor);
+        let snap = || bus.snapshots().pop().expect("the run is on the bus");
+        assert_eq!(snap().floor.map(|f| (f.backend, f.score)), Some(("floor".to_string(), floor.mean_score)));
+
+        let ok = score_investigation(&worlds[0], &investigation(&worlds[0], Ended::Submitted));
+        tally.record("m", &ok);
+        let s = snap();
+        assert_eq!((s.done, s.failed, s.leaderboard.len()), (1, 0, 1));
+        let f = s.leaderboard[0].investigate.clone().expect("investigate figures");
+        assert_eq!((s.leaderboard[0].score, f.tool_calls_p50, f.tokens_p50, f.ttd_p50_s), (100.0, 5.0, 1200.0, 12.0));
+        // (1000 × 1 + 200 × 5) / 1e6 dollars an incident, two pages a day.
+        assert_eq!((f.usd_per_incident, f.usd_per_day), (Some(0.002), Some(0.004)));
+        assert!(s.last_answer.is_some_and(|a| a.contains("root_cause")));
+        assert!(!s.scenarios.is_empty());
+
+        let lost = score_investigation(&worlds[1], &investigation(&worlds[1], Ended::Failed("refused".into())));
+        tally.record("rules", &lost);
+        let s = snap();
+        assert_eq!((s.done, s.failed, s.errors.get("refused").copied()), (1, 1, Some(1)));
+        assert_eq!(s.leaderboard.iter().map(|r| r.backend.as_str()).collect::<Vec<_>>(), ["m", "rules"]);
+        assert_eq!((s.leaderboard[1].answered, s.leaderboard[1].failed), (0, 1));
+
+        let boards = [board("m", &[ok], None, 2.0), board("rules", &[lost], None, 2.0)];
+        tally.finish(&boards, LiveState::Finished);
+        let s = snap();
+        assert_eq!(s.state, LiveState::Finished);
+        assert_eq!(s.leaderboard[0].ci_lo, Some(boards[0].ci95[0]));
+        assert!(s.floor.is_some(), "the floor stays");
+        let json = serde_json::to_value(&s).expect("json");
+        assert!(json["leaderboard"][0]["investigate"]["ttd_p90_s"].is_f64(), "{json}");
+    }
+}
