@@ -303,5 +303,9 @@ fn the_report_shows_the_investigate_leaderboard_and_escapes_model_text() {
     assert!(!html.contains("<script>alert"), "unescaped answer");
     assert!(html.contains("&lt;script&gt;alert("), "the hostile answer is shown escaped");
     assert!(!html.contains("onerror=transcript"), "a transcript was rendered");
+    let md = std::fs::read_to_string(rep.join("report.md")).expect("report.md");
+    assert!(md.contains(&format!("### Investigate mode: run {run_id}")), "{md}");
+    assert!(md.contains("| oracle | 100 [") && md.contains("| floor | "), "{md}");
+    assert!(!md.contains("<script>"), "{md}");
     let _ = std::fs::remove_dir_all(&dir);
 }

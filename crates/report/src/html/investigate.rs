@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
+use fleetbench_core::stats::Interval;
 use serde_json::Value;
 
 use super::data::ReportRun;
@@ -20,7 +21,7 @@ pub(super) fn is_investigate(r: &ReportRun) -> bool {
     r.meta.config.get("mode").and_then(Value::as_str) == Some("investigate")
 }
 
-const HEAD: [&str; 12] = [
+pub(super) const HEAD: [&str; 12] = [
     "backend",
     "score [95% CI]",
     "single-fault",
@@ -51,13 +52,36 @@ pub(super) fn tables(s: &mut String, report: &Report) {
             let _ = write!(s, "<th>{h}</th>");
         }
         s.push_str("</tr></thead><tbody>");
-        let mut rows: Vec<_> = r.arena.iter().collect();
-        rows.sort_by(|a, b| b.score.total_cmp(&a.score));
-        for a in rows {
+        for (backend, cells) in rows(r) {
+            let _ = write!(s, "<tr><td>{}</td>", esc(&backend));
+            for c in cells {
+                let _ = write!(s, "<td class=\"num\">{}</td>", esc(&c));
+            }
+            s.push_str("</tr>");
+        }
+        if let Some(f) = &r.floor {
+            let _ = write!(
+                s,
+                "<tr class=\"floor\"><td>floor</td><td class=\"num\">{}</td><td colspan=\"10\">the best constant answer: <code>{}</code></td></tr>",
+                esc(&with_ci(f.score, f.ci95)),
+                esc(&f.answer.to_string())
+            );
+        }
+        s.push_str("</tbody></table></div>");
+        scenarios(s, r);
+    }
+}
+
+/// Each backend's row, best first: its name and the cells after it (in
+/// [`HEAD`] order).
+pub(super) fn rows(r: &ReportRun) -> Vec<(String, Vec<String>)> {
+    let mut rows: Vec<_> = r.arena.iter().collect();
+    rows.sort_by(|a, b| b.score.total_cmp(&a.score));
+    rows.into_iter()
+        .map(|a| {
             let b = a.leaderboard.as_ref().unwrap_or(&Value::Null);
-            let ci = a.ci95.map(|c| format!(" [{}, {}]", fmt_num(c.lo), fmt_num(c.hi))).unwrap_or_default();
-            let cells = [
-                format!("{}{ci}", fmt_num(a.score)),
+            let cells = vec![
+                with_ci(a.score, a.ci95),
                 num(b, "single_fault_score"),
                 num(b, "beyond_runbook_score"),
                 pct(b, "false_positive_rate"),
@@ -69,24 +93,15 @@ pub(super) fn tables(s: &mut String, report: &Report) {
                 num(b, "usd_per_incident"),
                 num(b, "usd_per_day"),
             ];
-            let _ = write!(s, "<tr><td>{}</td>", esc(&a.backend));
-            for c in cells {
-                let _ = write!(s, "<td class=\"num\">{}</td>", esc(&c));
-            }
-            s.push_str("</tr>");
-        }
-        if let Some(f) = &r.floor {
-            let ci = f.ci95.map(|c| format!(" [{}, {}]", fmt_num(c.lo), fmt_num(c.hi))).unwrap_or_default();
-            let _ = write!(
-                s,
-                "<tr class=\"floor\"><td>floor</td><td class=\"num\">{}{ci}</td><td colspan=\"10\">the best constant answer: <code>{}</code></td></tr>",
-                fmt_num(f.score),
-                esc(&f.answer.to_string())
-            );
-        }
-        s.push_str("</tbody></table></div>");
-        scenarios(s, r);
-    }
+            (a.backend.clone(), cells)
+        })
+        .collect()
+}
+
+/// `score [lo, hi]`.
+pub(super) fn with_ci(x: f64, ci: Option<Interval>) -> String {
+    let ci = ci.map(|c| format!(" [{}, {}]", fmt_num(c.lo), fmt_num(c.hi))).unwrap_or_default();
+    format!("{}{ci}", fmt_num(x))
 }
 
 /// Scenario × backend: mean score (episodes).
