@@ -65,7 +65,10 @@ impl InvestigateTally {
         };
         let (prices, ppd) = (&self.prices, self.pages_per_day);
         if let Some(b) = st.backends.get_mut(i) {
-            b.outcomes.push(o.clone());
+            // The figures need neither the transcript nor the submission.
+            let mut kept = o.clone();
+            (kept.transcript, kept.submitted) = (Vec::new(), None);
+            b.outcomes.push(kept);
             b.board = Some(board_figures(&b.name, &b.outcomes, prices.get(&b.name).copied(), ppd));
         }
         if st.last_ci.is_none_or(|t| t.elapsed() >= CI_EVERY) {
