@@ -37,6 +37,8 @@ try {
   const model = await page.textContent("[data-live-id] [data-field=model]");
   const answer = await page.textContent("[data-live-id] [data-field=last_answer]");
   const scriptsInLive = await page.$$eval("#live script", (s) => s.length);
+  const leaderboardHead = await page.$$eval("[data-live-id] table.leaderboard th", (h) => h.map((x) => x.textContent));
+  const leaderboardRows = await page.$$eval("[data-live-id] table.leaderboard tbody tr", (r) => r.map((x) => [...x.children].map((c) => c.textContent).join(" ")));
   await page.waitForSelector("#runs tbody tr", { timeout: 15000 });
   const storedModel = await page.textContent("#runs tbody tr td.model");
   const pwned = await page.evaluate(() => window.__pwned === undefined ? null : window.__pwned);
@@ -48,7 +50,7 @@ try {
   await page.screenshot({ path: dir + "/dash-report.png", fullPage: true });
   const pwnedAfter = await page.evaluate(() => window.__pwned === undefined ? null : window.__pwned);
 
-  const result = { ok: true, deniedStatus, first, second, firstTps, secondTps, model, answer, storedModel, scriptsInLive, pwned, pwnedAfter, dialogs, charts: charts.length, consoleErrors };
+  const result = { ok: true, deniedStatus, first, second, firstTps, secondTps, model, answer, storedModel, scriptsInLive, leaderboardHead, leaderboardRows, pwned, pwnedAfter, dialogs, charts: charts.length, consoleErrors };
   if (first === second) fail("live numbers did not change", result);
   if (model !== HOSTILE_MODEL) fail("model name not shown as text", result);
   if (storedModel !== HOSTILE_MODEL) fail("stored model name not shown as text", result);

@@ -496,6 +496,7 @@ impl LiveTally {
                 ci_hi: b.ci95.map(|c| c.hi),
                 answered: (b.episodes - b.failed_requests) as u64,
                 failed: b.failed_requests as u64,
+                investigate: None,
             })
             .collect();
         rows.sort_by(|x, y| y.score.total_cmp(&x.score));
@@ -530,6 +531,7 @@ fn live_rows(backends: &[(String, BackendTally)]) -> Vec<LeaderboardRow> {
             ci_hi: b.ci.map(|c| c.hi),
             answered: b.scores.len() as u64 - b.failed,
             failed: b.failed,
+            investigate: None,
         })
         .collect();
     rows.sort_by(|x, y| y.score.total_cmp(&x.score));

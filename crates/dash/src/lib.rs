@@ -34,8 +34,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use fleetbench_load::live::{
-    CurvePoint, LeaderboardRow, LiveBus, LivePoint, LiveRun, LiveRunInfo, LiveSnapshot, LiveState, ScenarioRow,
-    ServerPoint, SweepCurve, ROLLING_WINDOW_S, SERIES_POINTS,
+    CurvePoint, InvestigateFigures, LeaderboardRow, LiveBus, LivePoint, LiveRun, LiveRunInfo, LiveSnapshot, LiveState,
+    ScenarioRow, ServerPoint, SweepCurve, ROLLING_WINDOW_S, SERIES_POINTS,
 };
 pub use server::DashHandle;
 

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use fleetbench_core::{RunMeta, RunStatus};
-use fleetbench_dash::{serve, DashConfig, LeaderboardRow, LiveBus, LiveRunInfo, ScenarioRow};
+use fleetbench_dash::{serve, DashConfig, InvestigateFigures, LeaderboardRow, LiveBus, LiveRunInfo, ScenarioRow};
 use fleetbench_testkit::RecordBuilder;
 
 const TOKEN: &str = "browser-token-0123456789abcdef";
@@ -107,7 +107,14 @@ async fn dashboard_in_a_real_browser() {
                         ci_hi: Some(70.0),
                         answered: i,
                         failed: 0,
+                        investigate: Some(InvestigateFigures {
+                            single_fault_score: 80.0,
+                            ttd_p90_s: 41.5,
+                            usd_per_incident: Some(0.0123),
+                            ..Default::default()
+                        }),
                     }];
+                    s.floor = Some(LeaderboardRow { backend: "floor".into(), score: 25.1, ..Default::default() });
                     s.scenarios = vec![ScenarioRow {
                         scenario: "xid79_fallen_off_bus".into(),
                         scores: [("vllm <b>h100</b>".to_string(), 75.0)].into_iter().collect(),
@@ -154,6 +161,15 @@ async fn dashboard_in_a_real_browser() {
     assert_eq!(v["storedModel"], HOSTILE_MODEL);
     assert_eq!(v["pwned"], serde_json::Value::Null);
     assert!(v["charts"].as_u64().unwrap() > 0);
+    // Investigate mode's columns and the floor row.
+    let head: Vec<&str> = v["leaderboardHead"].as_array().unwrap().iter().filter_map(|h| h.as_str()).collect();
+    for col in ["unanswered", "single-fault", "TTD p90 (s)", "$ per incident", "$ per day"] {
+        assert!(head.contains(&col), "{col}: {v}");
+    }
+    let rows: Vec<&str> = v["leaderboardRows"].as_array().unwrap().iter().filter_map(|r| r.as_str()).collect();
+    assert_eq!(rows.len(), 2, "{v}");
+    assert!(rows[0].contains("41.50") && rows[0].contains("0.0123"), "{v}");
+    assert!(rows[1].starts_with("floor") && rows[1].contains("25.10"), "{v}");
     for f in ["dash-401.png", "dash-live.png", "dash-report.png"] {
         assert!(shots.join(f).exists(), "{f} missing");
     }

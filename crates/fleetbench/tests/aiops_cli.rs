@@ -473,3 +473,84 @@ async fn run_with_dashboard_shows_the_arena_live() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Investigate mode with `--dashboard`: while an HTTP backend's first
+/// request is held, the live snapshot (the JSON the page reads) ranks the
+/// built-in's finished investigations with the investigate figures, and
+/// shows the floor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn investigate_with_dashboard_shows_the_leaderboard_live() {
+    let (release_tx, release_rx) = tokio::sync::watch::channel(false);
+    let url = gated_mock_server("no tool call, no diagnosis".to_string(), release_rx).await;
+    let dir = temp_dir("inv-dash");
+    let db = dir.join("r.db");
+    let toml = dir.join("backends.toml");
+    std::fs::write(
+        &toml,
+        format!("[[backend]]\nname = \"held\"\nurl = \"{url}\"\nmodel = \"m\"\nconcurrency = 1\n\n[[backend]]\nname = \"rules\"\nbuiltin = \"rules\"\n"),
+    )
+    .expect("toml");
+    let mut child = bin()
+        .env_remove("FLEETBENCH_DASH_TOKEN")
+        .arg("--db")
+        .arg(&db)
+        .args(["aiops", "run", "--mode", "investigate", "--episodes", "4", "--seed", "7"])
+        .args(["--dashboard", "127.0.0.1:0", "--timeout", "120", "--budget-tool-calls", "3", "--backends"])
+        .arg(&toml)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start fleetbench");
+    let stderr = child.stderr.take().expect("stderr");
+    let (url_tx, url_rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(u) = line.strip_prefix("live dashboard: ") {
+                let _ = url_tx.send(u.to_string());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let dash_url = tokio::task::spawn_blocking(move || url_rx.recv()).await.expect("join");
+    let Ok(dash_url) = dash_url else {
+        let _ = child.kill();
+        panic!("no 'live dashboard:' line on stderr:\n{}", reader.join().unwrap_or_default());
+    };
+    let addr = dash_url.trim_start_matches("http://").trim_end_matches('/').to_string();
+    let wait = std::time::Duration::from_secs(60);
+    let snapshot = fleetbench_testkit::wait_for(wait, std::time::Duration::from_millis(50), async || {
+        if let Ok(body) = http_get(&addr, "/api/live").await {
+            let runs: serde_json::Value = serde_json::from_str(&body).expect("/api/live is JSON");
+            let arena = runs.as_array().and_then(|a| a.iter().find(|s| s["kind"] == "aiops")).cloned();
+            if arena.as_ref().is_some_and(|s| s["done"] == 4) {
+                return Some(arena);
+            }
+        }
+        child.try_wait().expect("try_wait").map(|_| None)
+    })
+    .await;
+    let s = snapshot.ok().flatten().expect("the investigate run's live snapshot with four investigations");
+    assert_eq!((s["state"].as_str(), s["total"].as_u64()), (Some("running"), Some(8)), "{s}");
+    assert!(s["title"].as_str().is_some_and(|t| t.contains("investigate mode")), "{s}");
+    let board = s["leaderboard"].as_array().expect("leaderboard");
+    assert_eq!(board.len(), 1, "only backends that finished an episode are ranked: {s}");
+    assert_eq!(board[0]["backend"], "rules");
+    let f = &board[0]["investigate"];
+    for key in ["single_fault_score", "beyond_runbook_score", "false_positive_rate", "over_remediation_rate"] {
+        assert!(f[key].is_f64(), "{key} missing: {s}");
+    }
+    assert!(f["tool_calls_p50"].as_f64().is_some_and(|c| c >= 1.0), "rules uses the tools: {s}");
+    assert!(f["ttd_p90_s"].as_f64().is_some_and(|p90| p90 >= f["ttd_p50_s"].as_f64().unwrap_or(f64::MAX)), "{s}");
+    assert_eq!(s["floor"]["backend"], "floor");
+    assert!(s["floor"]["score"].as_f64().is_some_and(|x| (0.0..=100.0).contains(&x)), "{s}");
+    assert!(s["scenarios"].as_array().is_some_and(|r| !r.is_empty()), "{s}");
+    let _ = release_tx.send(true);
+
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await.expect("join").expect("wait");
+    let err = reader.join().expect("stderr reader");
+    assert!(out.status.success(), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

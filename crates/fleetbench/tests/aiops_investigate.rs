@@ -256,3 +256,66 @@ async fn a_scripted_http_agent_follows_a_known_investigation() {
     assert_eq!(store.run(run_id).expect("run").meta.config["mode"], "investigate");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `fleetbench report` on a stored investigate run: the investigate
+/// leaderboard (every column, one row per backend, the floor) and the
+/// per-scenario scores, with model text escaped and no transcript shown.
+#[test]
+fn the_report_shows_the_investigate_leaderboard_and_escapes_model_text() {
+    use fleetbench_store::records::arena::Answer;
+    let dir = temp_dir("report");
+    let db = dir.join("r.db");
+    let out = run_ok(
+        bin()
+            .arg("--db")
+            .arg(&db)
+            .args(["aiops", "run", "--mode", "investigate", "--backends", "rules,oracle", "--episodes", "6"])
+            .args(["--seed", "7"]),
+    );
+    let run_id: i64 = out
+        .split("stored as run ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no run id in {out}"));
+    // A hostile submission and transcript, as a model could send them.
+    let hostile = Answer {
+        backend: "rules".into(),
+        episode_id: "evil".into(),
+        text: "<script>alert('answer')</script>".into(),
+        score: Some(-50.0),
+        transcript: vec![serde_json::json!({"role": "assistant", "content": "<img src=x onerror=transcript()>"})],
+        ..Default::default()
+    };
+    let store = fleetbench_store::Store::open(&db).expect("db");
+    store.put(run_id, &hostile.artifact_name(), &hostile).expect("stored");
+    drop(store);
+
+    let rep = dir.join("report");
+    run_ok(bin().arg("--db").arg(&db).args(["report", &run_id.to_string(), "--out"]).arg(&rep));
+    let html = std::fs::read_to_string(rep.join("index.html")).expect("index.html");
+    let start = html.find("<table class=\"investigate\">").expect("the investigate leaderboard");
+    let table = &html[start..start + html[start..].find("</table>").expect("table end")];
+    for col in ["score [95% CI]", "single-fault", "beyond runbook", "false positives", "over-remediation"] {
+        assert!(table.contains(&format!("<th>{col}</th>")), "{col}: {table}");
+    }
+    for col in ["TTD p50 (s)", "TTD p90 (s)", "tool calls p50", "tokens p50", "$ per incident", "$ per day"] {
+        assert!(table.contains(&format!("<th>{col}</th>")), "{col}: {table}");
+    }
+    // The oracle ranks first with 100; rules follows; then the floor.
+    let oracle = table.find("<tr><td>oracle</td><td class=\"num\">100 [").expect("oracle at 100");
+    let rules = table.find("<tr><td>rules</td>").expect("rules row");
+    let floor = table.find("<tr class=\"floor\"><td>floor</td>").expect("floor row");
+    assert!(oracle < rules && rules < floor, "{table}");
+    assert!(table.contains("the best constant answer"), "{table}");
+    assert!(html.contains("<table class=\"scenarios\">"), "per-scenario scores");
+    // Model text is escaped; transcripts are not rendered at all.
+    assert!(!html.contains("<script>alert"), "unescaped answer");
+    assert!(html.contains("&lt;script&gt;alert("), "the hostile answer is shown escaped");
+    assert!(!html.contains("onerror=transcript"), "a transcript was rendered");
+    let md = std::fs::read_to_string(rep.join("report.md")).expect("report.md");
+    assert!(md.contains(&format!("### Investigate mode: run {run_id}")), "{md}");
+    assert!(md.contains("| oracle | 100 [") && md.contains("| floor | "), "{md}");
+    assert!(!md.contains("<script>"), "{md}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

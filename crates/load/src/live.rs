@@ -94,6 +94,26 @@ pub struct LeaderboardRow {
     pub ci_hi: Option<f64>,
     pub answered: u64,
     pub failed: u64,
+    /// Investigate mode's further figures; absent in triage mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub investigate: Option<InvestigateFigures>,
+}
+
+/// One backend's investigate-mode figures beside its score: the subsets,
+/// the error rates (shares, 0 to 1), the medians per episode and the cost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct InvestigateFigures {
+    pub single_fault_score: f64,
+    pub beyond_runbook_score: f64,
+    pub false_positive_rate: f64,
+    pub over_remediation_rate: f64,
+    pub unanswered_rate: f64,
+    pub ttd_p50_s: f64,
+    pub ttd_p90_s: f64,
+    pub tool_calls_p50: f64,
+    pub tokens_p50: f64,
+    pub usd_per_incident: Option<f64>,
+    pub usd_per_day: Option<f64>,
 }
 
 /// One scenario's scores across backends (backend -> mean score).
@@ -139,6 +159,10 @@ pub struct LiveSnapshot {
     /// Arena only: best first.
     pub leaderboard: Vec<LeaderboardRow>,
     pub scenarios: Vec<ScenarioRow>,
+    /// Investigate mode only: the best constant answer's score (the floor
+    /// every backend must beat), as a row named `floor`.
+    #[serde(default)]
+    pub floor: Option<LeaderboardRow>,
     /// Arena only: the latest scored answer (shown as text).
     pub last_answer: Option<String>,
     /// The run over time, oldest first, at most [`SERIES_POINTS`].

@@ -19,7 +19,8 @@ use fleetbench_core::{ApiKind, RunMeta, RunStatus};
 use fleetbench_econ::arena::price_sheet;
 use fleetbench_econ::PriceModel;
 use fleetbench_load::exposition::LiveMetrics;
-use fleetbench_store::records::arena::{Answer, ArenaBackend, ARENA_RUN_KIND};
+use fleetbench_load::live::{LiveBus, LiveRunInfo, LiveState};
+use fleetbench_store::records::arena::{Answer, ArenaBackend, ArenaFloor, ARENA_RUN_KIND};
 use fleetbench_store::{AnswerWriter, Db, Store};
 use futures_util::StreamExt as _;
 use serde_json::{json, Value};
@@ -27,6 +28,7 @@ use tokio::sync::watch;
 
 use super::baselines::{investigate_builtin, BUILTIN};
 use super::bench::{best_constant, board, pages_per_day, score_investigation, EpisodeOutcome, InvestigateRun};
+use super::live::InvestigateTally;
 use super::promserver::PromBins;
 use super::score::parse_submission;
 use super::tools::{Budget, Ended, Investigation};
@@ -160,12 +162,13 @@ fn prices(cfg: &InvestigateConfig) -> Result<BTreeMap<String, Price>, ArenaError
 }
 
 /// Runs every backend over every episode and stores the run in `db`.
-/// `meta` is the run row's template; `stop` turning true ends it early,
-/// keeping what was scored.
+/// `meta` is the run row's template; with `live`, the run shows on that
+/// dashboard bus; `stop` turning true ends it early, keeping what was scored.
 pub async fn run_investigate(
     cfg: &InvestigateConfig,
     db: &Db,
     meta: RunMeta,
+    live: Option<&LiveBus>,
     observer: &dyn ArenaObserver,
     stop: watch::Receiver<bool>,
 ) -> Result<InvestigateOutcome, ArenaError> {
@@ -176,6 +179,7 @@ pub async fn run_investigate(
     let priced = prices(cfg)?;
     let worlds: Vec<World> = (0..cfg.episodes).map(|i| World::generate(cfg.seed, i)).collect();
     let (mean_gpus, ppd) = pages_per_day(&worlds);
+    let floor = best_constant(&worlds);
 
     let store = Store::connect(db)?;
     let run_id = store.create_run(&investigate_meta(cfg, mean_gpus, meta))?;
@@ -189,6 +193,21 @@ pub async fn run_investigate(
             return Err(e.into());
         }
     };
+    let tally = live.map(|bus| {
+        let info = LiveRunInfo {
+            kind: "aiops".into(),
+            title: format!(
+                "run {run_id}: AIOps arena, investigate mode, {} episodes on fleets of {mean_gpus:.0} GPUs on average (seed {})",
+                worlds.len(),
+                cfg.seed
+            ),
+            backend: cfg.backends.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "),
+            model: live_models(cfg),
+            run_id: Some(run_id),
+            total: Some((worlds.len() * cfg.backends.len()) as u64),
+        };
+        InvestigateTally::new(bus.start(info), priced.clone(), ppd, &floor)
+    });
     let mut outcomes: BTreeMap<String, Vec<EpisodeOutcome>> = BTreeMap::new();
     for (i, w) in worlds.iter().enumerate() {
         if *stop.borrow() {
@@ -206,13 +225,24 @@ pub async fn run_investigate(
             if let Some(inv) = investigate_builtin(name, &tools, &cfg.budget, cfg.seed.wrapping_add(i as u64)) {
                 let o = score_investigation(w, &inv);
                 answers.write(outcome_answer(&spec.name, w, &o));
+                if let Some(t) = &tally {
+                    t.record(&spec.name, &o);
+                }
                 outcomes.entry(spec.name.clone()).or_default().push(o);
             }
         }
     }
-    let runs = http
-        .iter()
-        .map(|h| investigate_backend(h, &worlds, (cfg.budget, cfg.promql.as_ref()), &answers, observer, stop.clone()));
+    let runs = http.iter().map(|h| {
+        investigate_backend(
+            h,
+            &worlds,
+            (cfg.budget, cfg.promql.as_ref()),
+            &answers,
+            tally.as_ref(),
+            observer,
+            stop.clone(),
+        )
+    });
     for (name, outs) in futures_util::future::join_all(runs).await {
         outcomes.insert(name, outs);
     }
@@ -224,7 +254,19 @@ pub async fn run_investigate(
         .iter()
         .map(|s| board(&s.name, outcomes.get(&s.name).map_or(&[][..], |v| v), priced.get(&s.name).copied(), ppd))
         .collect();
+    if let Some(t) = &tally {
+        t.finish(&boards, if interrupted { LiveState::Interrupted } else { LiveState::Finished });
+    }
     let mut store_error = stored.err();
+    let floor_row = ArenaFloor {
+        score: floor.mean_score,
+        ci95: Some(Interval { lo: floor.ci95[0], hi: floor.ci95[1] }),
+        answer: floor.answer.clone(),
+        pages_per_day: Some(ppd),
+    };
+    if store_error.is_none() {
+        store_error = store.put(run_id, ArenaFloor::NAME, &floor_row).err();
+    }
     for (spec, b) in cfg.backends.iter().zip(&boards) {
         if store_error.is_some() {
             break;
@@ -272,7 +314,7 @@ pub async fn run_investigate(
         mean_gpus,
         pages_per_day: ppd,
         boards,
-        floor: best_constant(&worlds),
+        floor,
         outcomes,
     };
     Ok(InvestigateOutcome { run_id, status, interrupted, run })
@@ -286,6 +328,7 @@ async fn investigate_backend(
     worlds: &[World],
     (budget, promql): (Budget, Option<&PromBins>),
     answers: &AnswerWriter,
+    live: Option<&InvestigateTally>,
     observer: &dyn ArenaObserver,
     stop: watch::Receiver<bool>,
 ) -> (String, Vec<EpisodeOutcome>) {
@@ -311,6 +354,9 @@ async fn investigate_backend(
     let (mut sum, mut unparseable) = (0.0, 0usize);
     while let Some((i, o)) = jobs.next().await {
         answers.write(outcome_answer(name, &worlds[i], &o));
+        if let Some(t) = live {
+            t.record(name, &o);
+        }
         sum += o.score.total;
         unparseable += usize::from(o.ended == Ended::Submitted && o.score.unanswered);
         done.push((i, o));
@@ -326,6 +372,16 @@ async fn investigate_backend(
     observer.backend_finished(name);
     done.sort_by_key(|(i, _)| *i);
     (name.to_string(), done.into_iter().map(|(_, o)| o).collect())
+}
+
+/// The models the live run names: the HTTP backends', else the built-ins.
+fn live_models(cfg: &InvestigateConfig) -> String {
+    let models: Vec<&str> = cfg.backends.iter().filter_map(|s| s.model.as_deref()).collect();
+    if models.is_empty() {
+        "built-in investigators".into()
+    } else {
+        models.join(", ")
+    }
 }
 
 /// An investigation that could not start.

@@ -113,7 +113,14 @@ fn mean0(v: &[f64]) -> f64 {
 /// Gathers a backend's outcomes; `pages_per_day` prices a day of pages.
 pub fn board(name: &str, outs: &[EpisodeOutcome], price: Option<Price>, pages_per_day: f64) -> Board {
     let totals: Vec<f64> = outs.iter().map(|o| o.score.total).collect();
-    let ci = mean_ci(&totals).map_or([0.0, 0.0], |i| [i.lo, i.hi]);
+    let ci95 = mean_ci(&totals).map_or([0.0, 0.0], |i| [i.lo, i.hi]);
+    Board { ci95, ..board_figures(name, outs, price, pages_per_day) }
+}
+
+/// [`board`] without the bootstrap interval (`ci95` is `[0, 0]`): cheap
+/// enough to recompute after every outcome (the live dashboard).
+pub fn board_figures(name: &str, outs: &[EpisodeOutcome], price: Option<Price>, pages_per_day: f64) -> Board {
+    let totals: Vec<f64> = outs.iter().map(|o| o.score.total).collect();
     let subset = |f: &dyn Fn(&EpisodeOutcome) -> bool| -> Vec<f64> {
         outs.iter().filter(|o| f(o)).map(|o| o.score.total).collect()
     };
@@ -137,7 +144,7 @@ pub fn board(name: &str, outs: &[EpisodeOutcome], price: Option<Price>, pages_pe
         name: name.to_string(),
         n: outs.len(),
         mean_score: mean0(&totals),
-        ci95: ci,
+        ci95: [0.0, 0.0],
         per_scenario: per.into_iter().map(|(k, v)| (k, ScenarioScore { n: v.len(), mean_score: mean0(&v) })).collect(),
         beyond_runbook_score: mean0(&subset(&|o| o.beyond_runbook)),
         single_fault_score: mean0(&subset(&|o| o.fault && !o.beyond_runbook)),

@@ -16,6 +16,7 @@ pub mod cases;
 pub mod episode_tools;
 pub mod exam;
 pub mod kernel;
+pub mod live;
 pub mod promql_source;
 pub mod promserver;
 pub mod score;

@@ -175,21 +175,35 @@ function liveCard(s) {
   if (s.last_error) card.appendChild(el("div", { class: "error-line", "data-field": "last_error" }, "last error: " + s.last_error));
 
   if (s.leaderboard && s.leaderboard.length) {
+    // Investigate mode: the rows carry further figures, and a floor row follows.
+    const inv = s.leaderboard.some((r) => r.investigate);
     const t = el("table", { class: "leaderboard" });
     const hr = el("tr");
-    for (const c of ["rank", "backend", "score", "95% CI", "answered", "failed"]) hr.appendChild(el("th", {}, c));
+    const cols = ["rank", "backend", "score", "95% CI", "answered", inv ? "unanswered" : "failed"];
+    if (inv) cols.push("single-fault", "beyond runbook", "false positives", "over-remediation", "TTD p50 (s)", "TTD p90 (s)", "tool calls p50", "tokens p50", "$ per incident", "$ per day");
+    for (const c of cols) hr.appendChild(el("th", {}, c));
     t.appendChild(el("thead")).appendChild(hr);
     const tb = el("tbody");
-    s.leaderboard.forEach((r, i) => {
+    const pct = (x) => (x === null || x === undefined ? "–" : num(100 * x, 1) + "%");
+    const money = (x) => (x === null || x === undefined ? "–" : num(x, 4));
+    const addRow = (r, rank) => {
       const tr = el("tr");
-      tr.appendChild(el("td", { class: "num" }, i + 1));
+      tr.appendChild(el("td", { class: "num" }, rank));
       tr.appendChild(el("td", { "data-field": "lb-backend" }, r.backend));
       tr.appendChild(el("td", { class: "num", "data-field": "lb-score" }, num(r.score)));
       tr.appendChild(el("td", { class: "num" }, r.ci_lo !== null && r.ci_lo !== undefined ? "[" + num(r.ci_lo) + ", " + num(r.ci_hi) + "]" : "–"));
       tr.appendChild(el("td", { class: "num" }, r.answered));
       tr.appendChild(el("td", { class: "num" }, r.failed));
+      const f = r.investigate;
+      if (inv && f) {
+        for (const v of [num(f.single_fault_score), num(f.beyond_runbook_score), pct(f.false_positive_rate), pct(f.over_remediation_rate), num(f.ttd_p50_s), num(f.ttd_p90_s), num(f.tool_calls_p50, 0), num(f.tokens_p50, 0), money(f.usd_per_incident), money(f.usd_per_day)]) {
+          tr.appendChild(el("td", { class: "num" }, v));
+        }
+      }
       tb.appendChild(tr);
-    });
+    };
+    s.leaderboard.forEach((r, i) => addRow(r, i + 1));
+    if (s.floor) addRow(s.floor, "floor");
     t.appendChild(tb);
     card.appendChild(el("h4", {}, "Leaderboard"));
     card.appendChild(t);

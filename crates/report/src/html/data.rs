@@ -15,7 +15,7 @@ use serde_json::Value;
 pub use fleetbench_econ::records::{CostRecord, EnergyRecord, PastTheMeter};
 pub use fleetbench_load::sweep::records::{KneeDoc, ServerMetricsRecord, ServerSample, SweepLevelRecord, SweepRecord};
 /// The arena's typed records, read here as they are written.
-pub use fleetbench_store::records::arena::{is_arena_run, Answer as ArenaAnswer, ArenaBackend};
+pub use fleetbench_store::records::arena::{is_arena_run, Answer as ArenaAnswer, ArenaBackend, ArenaFloor};
 
 /// One point of the throughput–concurrency picture: a run, or a level of a
 /// sweep.
@@ -133,6 +133,8 @@ pub struct ReportRun {
     /// Energy records with `energy_per_output_token_j`.
     pub energy: Vec<EnergyRecord>,
     pub arena: Vec<ArenaBackend>,
+    /// Investigate mode: the best constant answer's score.
+    pub floor: Option<ArenaFloor>,
     pub plans: Vec<CostPlan>,
     pub answers: Vec<ArenaAnswer>,
     /// The sweeps whose record this run holds (a sweep's first run).
@@ -214,6 +216,7 @@ impl ReportRun {
         run.cost = cost;
         run.energy = energy;
         run.arena = typed::<ArenaBackend>(store, id, &mut skipped)?.into_iter().map(|(_, a)| a).collect();
+        run.floor = typed::<ArenaFloor>(store, id, &mut skipped)?.into_iter().map(|(_, f)| f).next();
         run.plans = typed::<CostPlan>(store, id, &mut skipped)?.into_iter().map(|(_, a)| a).collect();
         run.answers = typed::<ArenaAnswer>(store, id, &mut skipped)?.into_iter().map(|(_, a)| a).collect();
         run.sweeps = typed::<SweepRecord>(store, id, &mut skipped)?.into_iter().map(|(_, a)| a).collect();
@@ -256,6 +259,7 @@ impl ReportRun {
             cost: Vec::new(),
             energy: Vec::new(),
             arena: Vec::new(),
+            floor: None,
             plans: Vec::new(),
             answers: Vec::new(),
             sweeps: Vec::new(),

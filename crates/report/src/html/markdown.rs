@@ -130,6 +130,27 @@ pub(super) fn render(report: &Report) -> String {
         s.push('\n');
     }
 
+    for r in report.runs.iter().filter(|r| super::investigate::is_investigate(r)) {
+        let _ = writeln!(s, "### Investigate mode: run {}\n", r.meta.id);
+        let head = super::investigate::HEAD;
+        let _ = writeln!(s, "| {} |", head.join(" | "));
+        let _ = writeln!(s, "|---|{}", "---:|".repeat(head.len() - 1));
+        for (backend, cells) in super::investigate::rows(r) {
+            let cells: Vec<String> = cells.iter().map(|c| md_escape(c)).collect();
+            let _ = writeln!(s, "| {} | {} |", md_escape(&backend), cells.join(" | "));
+        }
+        if let Some(f) = &r.floor {
+            let _ = writeln!(
+                s,
+                "| floor | {} |{}",
+                super::investigate::with_ci(f.score, f.ci95),
+                " |".repeat(head.len() - 2)
+            );
+            let _ = writeln!(s, "\nfloor = the best constant answer: `{}`", md_escape(&f.answer.to_string()));
+        }
+        s.push('\n');
+    }
+
     let cost: Vec<_> = report.runs.iter().flat_map(|r| r.cost.iter()).collect();
     if !cost.is_empty() {
         let cheapest = cost

@@ -5,6 +5,7 @@
 pub mod charts;
 pub mod data;
 pub mod headline;
+mod investigate;
 mod markdown;
 mod page;
 pub mod series;

@@ -257,6 +257,7 @@ fn arena_tables(s: &mut String, report: &Report) {
         );
     }
     s.push_str("</tbody></table>");
+    super::investigate::tables(s, report);
     let answers = sample_answers(report.runs.iter().flat_map(|r| r.answers.iter()), 3, 12);
     if !answers.is_empty() {
         s.push_str("<details class=\"answers\"><summary>Sample answers: the lowest-scored of each backend</summary>");

@@ -132,6 +132,31 @@ impl Artifact for ArenaBackend {
     const KIND: &'static str = "arena_backend";
 }
 
+/// Investigate mode's floor: the best constant answer over the run's
+/// episodes, the score every backend must beat. Stored under the name
+/// [`ArenaFloor::NAME`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArenaFloor {
+    /// Mean points out of 100.
+    pub score: f64,
+    #[serde(default)]
+    pub ci95: Option<Interval>,
+    /// The constant answer (a `submit_diagnosis` object).
+    #[serde(default)]
+    pub answer: Value,
+    /// Pages a day at the fleet's incident rate (prices `$ per day`).
+    #[serde(default)]
+    pub pages_per_day: Option<f64>,
+}
+
+impl ArenaFloor {
+    pub const NAME: &'static str = "floor";
+}
+
+impl Artifact for ArenaFloor {
+    const KIND: &'static str = "arena_floor";
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -64,8 +64,10 @@ pub(super) async fn run(a: &RunArgs, ctx: &Context) -> anyhow::Result<ExitCode> 
         metrics: None,
         promql: a.promql.resolve().context("--promql")?,
     };
-    // The endpoint first: an address in use fails the command before anything is stored.
+    // The endpoint and the dashboard first: an address in use fails the
+    // command before anything is stored.
     let exporter = a.metrics.start().await?;
+    let dash = a.dashboard.start(ctx).await?;
     let cfg = InvestigateConfig { metrics: exporter.as_ref().map(|(m, _)| m.clone()), ..cfg };
     if let Some((_, server)) = &exporter {
         eprintln!("live figures at http://{}/metrics", server.addr());
@@ -75,11 +77,13 @@ pub(super) async fn run(a: &RunArgs, ctx: &Context) -> anyhow::Result<ExitCode> 
     let bars = Bars { multi, quiet: ctx.quiet, bars: Mutex::default() };
     let interrupt = Interrupt::watch(|| eprintln!("\ninterrupted: no new episode starts; those in flight finish"));
     let meta = crate::provenance::run_meta("", "", "");
-    let outcome = run_investigate(&cfg, &ctx.db, meta, &bars, interrupt.receiver()).await;
+    let live = dash.as_ref().map(|d| d.bus());
+    let outcome = run_investigate(&cfg, &ctx.db, meta, live, &bars, interrupt.receiver()).await;
     drop(interrupt);
+    crate::live::close(dash).await;
     let o = outcome.context("investigate mode")?;
     emit(&o.run.render());
-    outln!("stored as run {} in {}; see it with `fleetbench runs show {}`", o.run_id, ctx.db, o.run_id);
+    outln!("stored as run {} in {}; see it with `fleetbench report {}`", o.run_id, ctx.db, o.run_id);
     if let Some(p) = &a.json_out {
         let mut doc = o.run.json_doc();
         doc["run_id"] = o.run_id.into();

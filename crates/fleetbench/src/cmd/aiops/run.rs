@@ -65,7 +65,7 @@ pub(super) struct RunArgs {
     #[command(flatten)]
     triage: TriageArgs,
     #[command(flatten)]
-    dashboard: crate::args::DashboardArgs,
+    pub(super) dashboard: crate::args::DashboardArgs,
 }
 
 /// What one investigation may spend (investigate mode); past any of these
@@ -118,9 +118,6 @@ pub(super) async fn run(a: RunArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     if investigate::mode(&a.mode)? {
         if let Some(flag) = a.triage.given() {
             anyhow::bail!("{flag} is a triage-mode option: add --mode triage (investigate mode is the default)");
-        }
-        if a.dashboard.dashboard.is_some() {
-            anyhow::bail!("--dashboard shows triage runs only for now: add --mode triage");
         }
         return investigate::run(&a, ctx).await;
     }
