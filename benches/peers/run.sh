@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# Peer comparison: fleetbench and the Python benchmark clients (GuideLLM, NVIDIA
+# AIPerf, vLLM's `vllm bench serve`) against the same exact-timing SSE server
+# (fleetbench-testserver: first token at 50 ms, one token every 10 ms, 100
+# tokens). Each client is pinned to core 0, the server to core 1. Prints one
+# Markdown table: client CPU µs per streamed token (getrusage of the client
+# process, user+sys), streamed tokens/s over the process's wall time, peak RSS,
+# and the TTFT/ITL each client reports; "added" is reported − the server's 50 ms.
+#
+#   benches/peers/run.sh [--quick] [--levels "1 10 100 256 500 1000"] [--requests-per-stream K]
+#                        [--clients "fleetbench guidellm aiperf vllm"]
+#
+# Requests per level: max(50, K × concurrency), K = 5 (--quick: levels "1 100",
+# max(10, 2 × concurrency)). Peers are installed from PyPI into a virtual
+# environment under ${FLEETBENCH_CACHE:-~/.cache/fleetbench}/peers-bench (the
+# only network use); a peer that does not install or run is listed as skipped
+# with the reason. Peers that need a tokenizer get a small local one (made with
+# `tokenizers`), so nothing is downloaded from Hugging Face.
+# BIN_DIR=DIR uses binaries already built there instead of building.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+here=benches/peers
+
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
+
+levels="1 10 100 256 500 1000"
+per_stream=5 min_requests=50
+clients="fleetbench guidellm aiperf vllm"
+ttft_ms=50 itl_ms=10 tokens=100
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) levels="1 100"; per_stream=2; min_requests=10; shift ;;
+    --levels) levels=${2:?--levels needs a value}; shift 2 ;;
+    --requests-per-stream) per_stream=${2:?--requests-per-stream needs a value}; shift 2 ;;
+    --clients) clients=${2:?--clients needs a value}; shift 2 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "error: unknown argument $1" >&2; usage >&2; exit 2 ;;
+  esac
+done
+
+die() { echo "error: $*" >&2; exit 1; }
+command -v python3 >/dev/null || die "python3 is needed (for the venv and getrusage)"
+max_level=0
+for c in $levels; do
+  [[ $c =~ ^[0-9]+$ && $c -gt 0 ]] || die "--levels: '$c' is not a positive whole number"
+  [ "$c" -gt "$max_level" ] && max_level=$c
+done
+
+# Each stream is a socket on both sides; leave room.
+want_fds=$((max_level * 2 + 1024))
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt "$want_fds" ]; then
+  ulimit -n "$want_fds" 2>/dev/null || echo "warning: could not raise the open-file limit to $want_fds ($(ulimit -n))" >&2
+fi
+
+# --- 1. binaries -------------------------------------------------------------
+if [ -z "${BIN_DIR:-}" ]; then
+  echo "building fleetbench and fleetbench-testserver (release)..." >&2
+  cargo build --release --locked -p fleetbench -p fleetbench-testkit \
+    --bin fleetbench --bin fleetbench-testserver >&2 || die "cargo build failed"
+  BIN_DIR=${CARGO_TARGET_DIR:-target}/release
+fi
+for b in fleetbench fleetbench-testserver; do
+  [ -x "$BIN_DIR/$b" ] || die "$BIN_DIR/$b is missing (build it, or set BIN_DIR)"
+done
+
+# --- 2. peers ----------------------------------------------------------------
+cache=${FLEETBENCH_CACHE:-$HOME/.cache/fleetbench}/peers-bench
+venv=$cache   # the virtual environment itself
+declare -A skipped=()
+want() { [[ " $clients " == *" $1 "* ]]; }
+need_peers=0
+for p in guidellm aiperf vllm; do want "$p" && need_peers=1; done
+if [ "$need_peers" = 1 ]; then
+  mkdir -p "$cache"
+  if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv" || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
+    "$venv/bin/pip" install -q --upgrade pip >&2 || true
+  fi
+  install_peer() { # name, pip spec, command that must then work
+    local name=$1 spec=$2 check=$3
+    if ! "$venv/bin/python" -c "$check" >/dev/null 2>&1; then
+      echo "installing $name ($spec) into $venv..." >&2
+      if ! "$venv/bin/pip" install -q "$spec" >"$cache/pip-$name.log" 2>&1; then
+        skipped[$name]="pip install $spec failed: $(grep -m1 -i error "$cache/pip-$name.log" | cut -c1-160)"
+        return
+      fi
+    fi
+    "$venv/bin/python" -c "$check" >/dev/null 2>&1 || skipped[$name]="installed but does not import ($check)"
+  }
+  want guidellm && install_peer guidellm guidellm "import guidellm"
+  want aiperf && install_peer aiperf aiperf "import aiperf"
+  if want vllm; then
+    # vLLM's wheels are built for CUDA; without a GPU its import (and `vllm bench
+    # serve`) is not expected to work, and the download is several GB.
+    if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then
+      install_peer vllm vllm "import vllm"
+    else
+      skipped[vllm]="no GPU here: vLLM's PyPI wheels need CUDA (several GB, torch included), so 'vllm bench serve' is not installed"
+    fi
+  fi
+  tok=$cache/local-tokenizer
+  if [ ! -s "$tok/tokenizer.json" ] && { want guidellm || want aiperf; }; then
+    "$venv/bin/python" "$here/peers.py" tokenizer "$tok" >&2 2>"$cache/tokenizer.log" ||
+      for p in guidellm aiperf; do
+        [ -z "${skipped[$p]:-}" ] && skipped[$p]="no local tokenizer could be made (see $cache/tokenizer.log); it would download one from Hugging Face"
+      done
+  fi
+fi
+
+# --- 3. server and runs --------------------------------------------------------
+out=$(mktemp -d /tmp/fleetbench-peers.XXXXXX)
+pin_client=() pin_server=()
+if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+  pin_client=(taskset -c 0) pin_server=(taskset -c 1)
+else
+  echo "warning: no taskset or fewer than 2 cores: client and server are not pinned" >&2
+fi
+"${pin_server[@]}" "$BIN_DIR/fleetbench-testserver" --ttft-ms "$ttft_ms" --itl-ms "$itl_ms" --tokens "$tokens" >"$out/server.url" &
+server=$!
+trap 'kill $server 2>/dev/null || true; [ -n "${KEEP:-}" ] && echo "outputs kept in $out" >&2 || rm -rf "$out"' EXIT
+for _ in $(seq 50); do [ -s "$out/server.url" ] && break; sleep 0.1; done
+[ -s "$out/server.url" ] || die "fleetbench-testserver did not start"
+url=$(head -n 1 "$out/server.url")   # http://127.0.0.1:PORT/v1
+root=${url%/v1}
+
+run_client() { # client, concurrency, requests, dir -> the result file's path on stdout
+  local client=$1 c=$2 n=$3 d=$4 py=("$venv/bin/python")
+  case "$client" in
+    fleetbench)
+      python3 "$here/peers.py" measure "$d/measure.json" -- "${pin_client[@]}" "$BIN_DIR/fleetbench" --quiet \
+        --db "$d/run.db" run --url "$url" --model m --concurrency "$c" --requests "$n" \
+        --workload "synthetic:in=32,out=$tokens" --max-tokens "$tokens" --json-out "$d/result.json"
+      echo "$d/result.json" ;;
+    guidellm)
+      # GuideLLM 0.8's `run` (older releases: `benchmark run` with plain flags).
+      python3 "$here/peers.py" measure "$d/measure.json" -- "${pin_client[@]}" "$venv/bin/guidellm" run \
+        --backend "kind=openai_http,target=$root,model=m,request_format=/v1/chat/completions,validate_backend=false" \
+        --profile "kind=concurrent,streams=$c" --constraint "kind=max_requests,count=$n" \
+        --tokenizer "kind=huggingface_auto,model=$tok" \
+        --data "kind=synthetic_text,prompt_tokens=32,output_tokens=$tokens" \
+        --output "kind=json,path=$d/result.json" --disable-console-interactive
+      echo "$d/result.json" ;;
+    aiperf)
+      python3 "$here/peers.py" measure "$d/measure.json" -- "${pin_client[@]}" "$venv/bin/aiperf" profile \
+        --model m --url "$root" --endpoint-type chat --streaming --tokenizer "$tok" \
+        --concurrency "$c" --request-count "$n" --synthetic-input-tokens-mean 32 --synthetic-input-tokens-stddev 0 \
+        --output-tokens-mean "$tokens" --output-tokens-stddev 0 --use-server-token-count --artifact-dir "$d/artifacts" --ui-type none
+      find "$d/artifacts" -name 'profile_export_aiperf.json' 2>/dev/null | head -n 1 ;;
+    vllm)
+      python3 "$here/peers.py" measure "$d/measure.json" -- "${pin_client[@]}" "${py[@]}" -m vllm.entrypoints.cli.main bench serve \
+        --backend openai-chat --base-url "$root" --endpoint /v1/chat/completions --model m --tokenizer "$tok" \
+        --dataset-name random --random-input-len 32 --random-output-len "$tokens" --ignore-eos \
+        --max-concurrency "$c" --num-prompts "$n" --request-rate inf --save-result --result-dir "$d" --result-filename result.json
+      echo "$d/result.json" ;;
+  esac
+}
+
+echo "Server: fleetbench-testserver --ttft-ms $ttft_ms --itl-ms $itl_ms --tokens $tokens at $url; clients on core 0, server on core 1"
+echo "Date $(date -u '+%F %H:%M UTC'), $(nproc) cores, load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+echo "| client | concurrency (requests) | CPU µs / streamed token | streamed tokens/s (process wall) | peak RSS, MB | TTFT mean / median, ms | TTFT added mean / median, ms | ITL mean, ms |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+for c in $levels; do
+  n=$((c * per_stream)); [ "$n" -lt "$min_requests" ] && n=$min_requests
+  for client in $clients; do
+    case "$client" in fleetbench|guidellm|aiperf|vllm) ;; *) die "unknown client $client (fleetbench guidellm aiperf vllm)" ;; esac
+    [ -n "${skipped[$client]:-}" ] && continue
+    d=$out/$client-$c; mkdir -p "$d"
+    result=$(run_client "$client" "$c" "$n" "$d" || true)
+    python3 "$here/peers.py" row "$client" "$c" "$n" "$tokens" "$ttft_ms" "$d/measure.json" "${result:-$d/none}"
+    if [ "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["rc"])' "$d/measure.json")" != 0 ]; then
+      echo "  $client at $c failed; the end of its output:" >&2
+      tail -n 5 "$d/measure.json.log" >&2
+    fi
+  done
+done
+echo
+echo "Load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+if [ "${#skipped[@]}" -gt 0 ]; then
+  echo
+  for p in "${!skipped[@]}"; do echo "- skipped $p: ${skipped[$p]}"; done
+fi
