@@ -138,15 +138,25 @@ pub fn difficulty_of(truth: &Diagnosis) -> &'static str {
 
 /// The scenarios of a stream, drawn by weight.
 pub fn draw_scenario(rng: &mut ChaCha8Rng) -> Scenario {
-    let total: u32 = Scenario::ALL.iter().map(|s| s.weight()).sum();
-    let mut x = rng.random_range(0..total);
-    for s in Scenario::ALL {
-        if x < s.weight() {
-            return s;
-        }
-        x -= s.weight();
+    draw_by_weight(rng, &Scenario::ALL, |s| s.weight()).unwrap_or(Scenario::Healthy)
+}
+
+/// One of `items`, drawn with probability proportional to `weight` (one
+/// draw from `rng`); `None` when every weight is zero.
+pub(crate) fn draw_by_weight<T: Copy>(rng: &mut ChaCha8Rng, items: &[T], weight: impl Fn(&T) -> u32) -> Option<T> {
+    let total: u32 = items.iter().map(&weight).sum();
+    if total == 0 {
+        return None;
     }
-    Scenario::Healthy
+    let mut x = rng.random_range(0..total);
+    for item in items {
+        let w = weight(item);
+        if x < w {
+            return Some(*item);
+        }
+        x -= w;
+    }
+    None
 }
 
 /// A schedule of episodes, one per slot, from `seed`.

@@ -577,20 +577,9 @@ fn replica_step(
 pub fn kernel_log_line(fleet: &Fleet, x: &XidEvent) -> String {
     let node = &fleet.nodes[x.gpu.node];
     let msg = match x.code {
-        13 => "Graphics SM Warp Exception on (GPC 1, TPC 2, SM 0): Out Of Range Address".to_string(),
-        31 => "Ch 00000008, intr 00000000. MMU Fault: ENGINE GRAPHICS GPCCLIENT_T1_0 faulted @ 0x7f2a_3b000000. Fault is of type FAULT_PDE ACCESS_TYPE_VIRT_READ".to_string(),
-        43 => "Ch 00000010, errorString CTX SWITCH TIMEOUT, Info 0x3c046".to_string(),
-        45 => "Ch 00000010, Preemptive cleanup, due to previous errors".to_string(),
-        48 => "An uncorrectable double bit error (DBE) has been detected on GPU in the framebuffer at partition 6, subpartition 0.".to_string(),
-        63 => "Row Remapper: New row (0x00000000000b5c2e0) was marked for remapping, reset gpu to activate.".to_string(),
-        64 => "Row Remapper: Failed to remap row, row remapping failure.".to_string(),
-        74 => format!("NVLink: fatal error detected on link {}(0x0, 0x0, 0x10000, 0x0, 0x0, 0x0, 0x0)", x.link.unwrap_or(0)),
-        79 => "GPU has fallen off the bus.".to_string(),
-        94 => "Contained: SM (0x1). RST: No, D-RST: No".to_string(),
-        95 => "Uncontained: FBHUB. RST: Yes, D-RST: No".to_string(),
+        31 => format!("Ch 00000008, intr 00000000. {}", xid_text(31, None)),
         119 => format!("Timeout after 6s of waiting for RPC response from GPU{} GSP! Expected function 76 (GSP_RM_CONTROL) (0x20800a4c 0x4).", x.gpu.gpu),
-        120 => "GSP task exception: (UCODE_ERR 0x2)".to_string(),
-        _ => "unknown error".to_string(),
+        code => xid_text(code, x.link),
     };
     format!(
         "{} {} kernel: NVRM: Xid (PCI:0000:{}:00): {}, pid={}, name=python3, {}",
@@ -736,4 +725,25 @@ pub fn labels_to_json(labels: &str) -> String {
     }
     s.push('}');
     s
+}
+
+/// The driver's text after `Xid (PCI:…): CODE, pid=…, name=…, ` for the Xid
+/// codes the arena injects (`link` names the NVLink of an Xid 74).
+pub(crate) fn xid_text(code: u32, link: Option<u8>) -> String {
+    match code {
+        13 => "Graphics SM Warp Exception on (GPC 1, TPC 2, SM 0): Out Of Range Address".to_string(),
+        31 => "MMU Fault: ENGINE GRAPHICS GPCCLIENT_T1_0 faulted @ 0x7f2a_3b000000. Fault is of type FAULT_PDE ACCESS_TYPE_VIRT_READ".to_string(),
+        43 => "Ch 00000010, errorString CTX SWITCH TIMEOUT, Info 0x3c046".to_string(),
+        45 => "Ch 00000010, Preemptive cleanup, due to previous errors".to_string(),
+        48 => "An uncorrectable double bit error (DBE) has been detected on GPU in the framebuffer at partition 6, subpartition 0.".to_string(),
+        63 => "Row Remapper: New row (0x00000000000b5c2e0) was marked for remapping, reset gpu to activate.".to_string(),
+        64 => "Row Remapper: Failed to remap row, row remapping failure.".to_string(),
+        74 => format!("NVLink: fatal error detected on link {}(0x0, 0x0, 0x10000, 0x0, 0x0, 0x0, 0x0)", link.unwrap_or(0)),
+        79 => "GPU has fallen off the bus.".to_string(),
+        94 => "Contained: SM (0x1). RST: No, D-RST: No".to_string(),
+        95 => "Uncontained: FBHUB. RST: Yes, D-RST: No".to_string(),
+        119 => "Timeout after 6s of waiting for RPC response from GSP! Expected function 76 (GSP_RM_CONTROL) (0x20800a4c 0x4).".to_string(),
+        120 => "GSP task exception: (UCODE_ERR 0x2)".to_string(),
+        _ => "unknown error".to_string(),
+    }
 }

@@ -88,22 +88,7 @@ fn event_line(w: &World, x: &Xid) -> String {
         ),
         2000 => format!("{p} NVRM: loading NVIDIA UNIX x86_64 Kernel Module  550.90.07  Fri May 31 09:35:42 UTC 2024"),
         code => {
-            let msg = match code {
-                13 => "Graphics SM Warp Exception on (GPC 1, TPC 2, SM 0): Out Of Range Address".to_string(),
-                31 => "MMU Fault: ENGINE GRAPHICS GPCCLIENT_T1_0 faulted @ 0x7f2a_3b000000. Fault is of type FAULT_PDE ACCESS_TYPE_VIRT_READ".to_string(),
-                43 => "Ch 00000010, errorString CTX SWITCH TIMEOUT, Info 0x3c046".to_string(),
-                45 => "Ch 00000010, Preemptive cleanup, due to previous errors".to_string(),
-                48 => "An uncorrectable double bit error (DBE) has been detected on GPU in the framebuffer at partition 6, subpartition 0.".to_string(),
-                63 => "Row Remapper: New row (0x00000000000b5c2e0) was marked for remapping, reset gpu to activate.".to_string(),
-                64 => "Row Remapper: Failed to remap row, row remapping failure.".to_string(),
-                74 => format!("NVLink: fatal error detected on link {}(0x0, 0x0, 0x10000, 0x0, 0x0, 0x0, 0x0)", x.link.unwrap_or(0)),
-                79 => "GPU has fallen off the bus.".to_string(),
-                94 => "Contained: SM (0x1). RST: No, D-RST: No".to_string(),
-                95 => "Uncontained: FBHUB. RST: Yes, D-RST: No".to_string(),
-                119 => "Timeout after 6s of waiting for RPC response from GSP! Expected function 76 (GSP_RM_CONTROL) (0x20800a4c 0x4).".to_string(),
-                120 => "GSP task exception: (UCODE_ERR 0x2)".to_string(),
-                _ => "unknown error".to_string(),
-            };
+            let msg = crate::telemetry::xid_text(code, x.link);
             format!("{p} NVRM: Xid (PCI:{}): {code}, pid={}, name=python3, {msg}", short_pci(&pci), 1000 + x.t.rem_euclid(30_000))
         }
     }

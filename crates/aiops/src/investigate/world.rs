@@ -434,15 +434,7 @@ impl World {
 
 /// A case drawn by weight.
 pub fn draw_case(rng: &mut ChaCha8Rng) -> Case {
-    let total: u32 = Case::ALL.iter().map(|c| c.weight()).sum();
-    let mut x = rng.random_range(0..total);
-    for c in Case::ALL {
-        if x < c.weight() {
-            return c;
-        }
-        x -= c.weight();
-    }
-    Case::Healthy
+    crate::episode::draw_by_weight(rng, &Case::ALL, |c| c.weight()).unwrap_or(Case::Healthy)
 }
 
 struct Planter<'a> {
