@@ -4,38 +4,18 @@
 
 mod common;
 
-use common::http_get;
+use common::{http_get, quiet_bin as bin, run_ok};
 use std::io::{BufRead as _, Read as _};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use fleetbench_aiops::diagnosis::validate;
 use fleetbench_aiops::{EpisodeResult, Scenario};
 use fleetbench_store::records::arena::{Answer, ArenaBackend};
 use fleetbench_store::{Artifact, Store};
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_fleetbench"));
-    c.arg("--quiet");
-    c
-}
-
 fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("fleetbench-aiops-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
-}
-
-fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("run fleetbench");
-    assert!(
-        out.status.success(),
-        "failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    common::tempdir("aiops", tag)
 }
 
 #[test]

@@ -2,34 +2,16 @@
 //! generate alerts beside the truth, run the built-in investigators with
 //! `--json-out`, score answers produced elsewhere, and refuse bad input.
 
+mod common;
+
+use common::{quiet_bin as bin, run_ok};
 use std::path::PathBuf;
-use std::process::Command;
 
 use fleetbench_aiops::investigate::score::truth_submission;
 use fleetbench_aiops::investigate::world::World;
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_fleetbench"));
-    c.arg("--quiet");
-    c
-}
-
 fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("fleetbench-investigate-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
-}
-
-fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("run fleetbench");
-    assert!(
-        out.status.success(),
-        "failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    common::tempdir("investigate", tag)
 }
 
 #[test]

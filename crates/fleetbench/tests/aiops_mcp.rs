@@ -5,6 +5,8 @@
 //! is submitted, and the scores are in the store and the answers file. With
 //! a token, a request without it is refused, and the token shows nowhere.
 
+mod common;
+
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -19,10 +21,7 @@ use serde_json::{json, Value};
 const TOKEN: &str = "t0ken-s3cret-value";
 
 fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("fleetbench-mcp-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
+    common::tempdir("mcp", tag)
 }
 
 /// One HTTP POST to `/mcp`: the status, the session id header, and the
