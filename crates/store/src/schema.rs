@@ -126,8 +126,8 @@ pub(crate) fn migrate(conn: &mut Conn, shown: &str) -> Result<(), StoreError> {
 /// Migrates a SQLite database; the version found when it is newer than
 /// this build's.
 fn migrate_sqlite(conn: &rusqlite::Connection) -> rusqlite::Result<Option<i64>> {
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    use_wal(conn)?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     // Taken for writing before the version is read: processes opening a
@@ -144,6 +144,29 @@ fn migrate_sqlite(conn: &rusqlite::Connection) -> rusqlite::Result<Option<i64>> 
     }
     tx.commit()?;
     Ok(None)
+}
+
+/// How long a SQLite connection waits for another process's lock.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Puts the database in WAL mode. Switching a new file to WAL needs it
+/// alone, and SQLite answers "database is locked" at once, without waiting
+/// in the busy handler, when another process is opening it at the same
+/// moment (the shards of one run do): so this waits and tries again, for as
+/// long as the busy timeout.
+fn use_wal(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    let start = std::time::Instant::now();
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Err(e) if is_busy(&e) && start.elapsed() < BUSY_TIMEOUT => {}
+            done => return done,
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
 }
 
 /// Migrates a PostgreSQL database in one transaction under an advisory

@@ -421,3 +421,46 @@ fn a_schema_1_database_gains_the_context_column() {
     let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
     assert_eq!(v, 4, "migrated to the newest schema");
 }
+
+/// Processes that open a database nobody has created yet, all at once (the
+/// shards of one run do), each get a working store: the first creates and
+/// migrates it, the others wait for it instead of failing as locked. Each
+/// process is this test binary again, running only this test as a child.
+#[test]
+fn many_processes_open_a_new_sqlite_database_at_once() {
+    const CHILD: &str = "FLEETBENCH_TEST_OPEN_AT_ONCE";
+    if let Ok(spec) = std::env::var(CHILD) {
+        // A child: wait for the common start, then open and write.
+        let (at, path) = spec.split_once(' ').expect("start and path");
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(at.parse().expect("start"));
+        if let Ok(wait) = at.duration_since(std::time::SystemTime::now()) {
+            std::thread::sleep(wait);
+        }
+        let s = Store::open(std::path::Path::new(path)).unwrap_or_else(|e| panic!("open: {e}"));
+        s.create_run(&meta(None)).unwrap_or_else(|e| panic!("write: {e}"));
+        return;
+    }
+    let me = std::env::current_exe().expect("the test binary");
+    for round in 0..10 {
+        let path = tmp(&format!("opened_at_once_{round}"));
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock");
+        let at = (now + std::time::Duration::from_millis(300)).as_millis();
+        let children: Vec<_> = (0..6)
+            .map(|_| {
+                std::process::Command::new(&me)
+                    .args(["many_processes_open_a_new_sqlite_database_at_once", "--exact", "--nocapture"])
+                    .env(CHILD, format!("{at} {}", path.display()))
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("start a child")
+            })
+            .collect();
+        for c in children {
+            let out = c.wait_with_output().expect("wait for a child");
+            let said = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "round {round}: {said}");
+        }
+        assert_eq!(Store::open(&path).expect("open").list_runs(100).expect("runs").len(), 6);
+    }
+}
