@@ -28,10 +28,25 @@ fn main() -> ExitCode {
     match runtime.block_on(cmd::dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", chain_text(&e));
             ExitCode::from(2)
         }
     }
+}
+
+/// The error and its causes, joined by ": ", leaving out a cause whose text
+/// an earlier message already quotes (many errors say "{source}" in their
+/// own message and also name it as their source).
+fn chain_text(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+    }
+    out
 }
 
 /// Thousands of concurrent streams need thousands of sockets: lift the soft
@@ -44,5 +59,41 @@ fn raise_open_file_limit() {
             lim.rlim_cur = lim.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chain_text;
+
+    /// An error that quotes its source and also names it as its source.
+    #[derive(Debug)]
+    struct Quoting {
+        source: std::io::Error,
+    }
+
+    impl std::fmt::Display for Quoting {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "results database x.db: {}", self.source)
+        }
+    }
+
+    impl std::error::Error for Quoting {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.source)
+        }
+    }
+
+    #[test]
+    fn a_cause_already_quoted_is_said_once() {
+        let io = std::io::Error::other("database is locked");
+        let e = anyhow::Error::new(Quoting { source: io }).context("cannot start the run");
+        assert_eq!(chain_text(&e), "cannot start the run: results database x.db: database is locked");
+    }
+
+    #[test]
+    fn a_cause_not_quoted_is_kept() {
+        let e = anyhow::anyhow!("connection refused").context("backend http://h/v1");
+        assert_eq!(chain_text(&e), "backend http://h/v1: connection refused");
     }
 }
