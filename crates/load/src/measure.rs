@@ -260,7 +260,10 @@ pub async fn measure(
         }
         None => workload,
     };
-    let writer = RecordWriter::start(store.db(), meta.id)?;
+    let writer = match &opts.shard {
+        Some(j) => RecordWriter::for_shard(store.db(), meta.id, j.shard.index)?,
+        None => RecordWriter::start(store.db(), meta.id)?,
+    };
     let clock = RunClock::start();
     let metering = match &opts.instruments {
         Some(i) => Some(i.begin(&clock, scale).await),

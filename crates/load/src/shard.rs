@@ -107,7 +107,12 @@ pub(crate) fn thinning(plan: &RunPlan) -> (Option<Arrival>, u64) {
 pub async fn join(store: &Store, meta: &RunMeta, j: &ShardJoin) -> Result<i64, ShardError> {
     let id = store.join_shard(&j.key, meta, j.shard.index, j.shard.count)?;
     let waiting_since = tokio::time::Instant::now();
+    let mut beaten = waiting_since;
     loop {
+        if beaten.elapsed() >= fleetbench_store::HEARTBEAT_EVERY {
+            store.beat_shard(id, j.shard.index)?;
+            beaten = tokio::time::Instant::now();
+        }
         let present = store.shards(id)?;
         if present.len() as u32 >= j.shard.count {
             let start = common_start(store, id)?;

@@ -18,9 +18,10 @@ pub struct AnswerWriter {
 
 impl AnswerWriter {
     /// Opens its own connection to the database `db` and starts the
-    /// writer thread for `run_id`.
+    /// writer thread for `run_id`, which also stamps the run's heartbeat.
     pub fn start(db: &Db, run_id: i64) -> Result<AnswerWriter, StoreError> {
-        let inner = BatchWriter::start(db, "fleetbench-answers", Duration::ZERO, move |store, batch| {
+        let beat = crate::heartbeat::Beat { run_id, shard: None };
+        let inner = BatchWriter::start(db, "fleetbench-answers", Duration::ZERO, beat, move |store, batch| {
             store.put_answers(run_id, batch)
         })?;
         Ok(AnswerWriter { inner })

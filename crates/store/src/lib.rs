@@ -9,6 +9,7 @@ mod answers;
 mod backend;
 mod copy;
 mod db;
+mod heartbeat;
 pub mod records;
 mod schema;
 mod shards;
@@ -24,7 +25,9 @@ pub use backend::DbError;
 use backend::{values, Conn, PgConn, Row, Value};
 pub use copy::CopyReport;
 pub use db::{without_password, Db, PgTarget};
+pub use heartbeat::{HEARTBEAT_EVERY, STALE_AFTER};
 pub use records::Artifact;
+pub use schema::SCHEMA_VERSION;
 pub use shards::ShardInfo;
 pub use writer::RecordWriter;
 
@@ -142,7 +145,13 @@ impl Store {
 
     fn runs_where(&self, clause: &str, params: Vec<Value>) -> Result<Vec<StoredRun>> {
         let rows = self.query(&format!("{RUN_SELECT} {clause}"), params)?;
-        rows.iter().map(|r| run_from_row(r).and_then(|r| self.settle(r))).collect()
+        rows.iter()
+            .map(|r| {
+                let run = run_from_row(r)?;
+                let beat = r.opt_f64(17).map_err(|why| StoreError::Corrupt { run: run.meta.id, why })?;
+                self.settle(run, beat)
+            })
+            .collect()
     }
 
     /// Stores a new run and returns its id.
@@ -153,10 +162,15 @@ impl Store {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) RETURNING id",
             meta_values(meta),
         )?;
-        rows.first()
+        let id = rows
+            .first()
             .ok_or_else(|| self.err(DbError::Postgres("INSERT returned no id".into())))?
             .i64(0)
-            .map_err(|why| StoreError::Corrupt { run: 0, why })
+            .map_err(|why| StoreError::Corrupt { run: 0, why })?;
+        if meta.status == RunStatus::Running {
+            self.beat(heartbeat::Beat { run_id: id, shard: None })?;
+        }
+        Ok(id)
     }
 
     /// Writes records of a run in one transaction (existing indexes are
@@ -213,14 +227,21 @@ impl Store {
 
     /// A run left `running` by a process of this host that is gone is
     /// `incomplete` (and marked so). On PostgreSQL, where runs come from
-    /// many hosts, only this host's processes can be checked. A sharded run
-    /// is running while one of its shards is, and `incomplete` once none is
-    /// but one did not complete.
-    fn settle(&self, mut r: StoredRun) -> Result<StoredRun> {
+    /// many hosts, another host's process cannot be checked: its run is
+    /// `incomplete` once its heartbeat (`heartbeat`, on the database's clock)
+    /// is stale. A sharded run is running while one of its shards is, and
+    /// `incomplete` once none is but one did not complete.
+    fn settle(&self, mut r: StoredRun, heartbeat: Option<f64>) -> Result<StoredRun> {
         r.shards = self.shards(r.meta.id)?;
         let gone = if r.shards.is_empty() {
             let checkable = !self.is_postgres() || r.meta.host == this_host();
-            checkable && !r.meta.pid.is_some_and(process_alive)
+            if r.meta.status != RunStatus::Running {
+                false
+            } else if checkable {
+                !r.meta.pid.is_some_and(process_alive)
+            } else {
+                heartbeat.is_some() && heartbeat::stale(heartbeat, self.db_now()?)
+            }
         } else {
             r.shards.iter().all(|s| s.status != RunStatus::Running)
         };
@@ -449,7 +470,7 @@ fn meta_values(meta: &RunMeta) -> Vec<Value> {
 
 const RUN_SELECT: &str = "SELECT r.id, r.tool_version, r.command_line, r.host, r.backend_url, r.model, r.api,
     r.workload, r.schedule, r.started_at, r.ended_at, r.status, r.config_json, r.pid, r.run_group, r.summary_json,
-    (SELECT count(*) FROM requests q WHERE q.run_id = r.id)
+    (SELECT count(*) FROM requests q WHERE q.run_id = r.id), r.heartbeat_at
     FROM runs r";
 
 fn run_from_row(row: &Row) -> Result<StoredRun> {

@@ -9,7 +9,7 @@ use crate::backend::{Conn, DbError};
 use crate::StoreError;
 
 /// Schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 const V1: &str = "
 CREATE TABLE IF NOT EXISTS runs (
@@ -99,8 +99,17 @@ CREATE TABLE IF NOT EXISTS shards (
 /// only answer text, as in every row written before.
 const V4: &str = "ALTER TABLE requests ADD COLUMN stream_json TEXT;";
 
+/// Version 5: the last heartbeat of a running run and of each shard, in
+/// seconds on the database's own clock, so that a run whose process died on
+/// another host (where its pid cannot be checked) shows as incomplete once
+/// its heartbeat is stale; NULL in every row written before.
+const V5: &str = "
+ALTER TABLE runs ADD COLUMN heartbeat_at REAL;
+ALTER TABLE shards ADD COLUMN heartbeat_at REAL;
+";
+
 /// Every step, in order: version it brings the database to, its SQL.
-const STEPS: [(i64, &str); 4] = [(1, V1), (2, V2), (3, V3), (4, V4)];
+const STEPS: [(i64, &str); 5] = [(1, V1), (2, V2), (3, V3), (4, V4), (5, V5)];
 
 /// SQLite's DDL in PostgreSQL's types.
 fn pg_ddl(sql: &str) -> String {

@@ -9,6 +9,7 @@
 use fleetbench_core::{RunMeta, RunStatus};
 
 use crate::backend::{values, Row};
+use crate::heartbeat::{self, Beat};
 use crate::{process_alive, this_host, Result, Store, StoreError};
 
 /// One shard of a run.
@@ -85,7 +86,10 @@ impl Store {
             status: RunStatus::Running,
         };
         match self.put_shard_new(id, &info) {
-            Ok(()) => Ok(id),
+            Ok(()) => {
+                self.beat(Beat { run_id: id, shard: Some(shard) })?;
+                Ok(id)
+            }
             Err(e) => match self.shards(id)?.into_iter().find(|s| s.shard == shard) {
                 Some(s) => Err(StoreError::ShardTaken { key: key.into(), shard, by: s.describe() }),
                 None => Err(e),
@@ -110,13 +114,31 @@ impl Store {
     /// The shards registered for a run, in shard order; a running shard
     /// whose process (on this host) is gone shows as `incomplete`.
     pub fn shards(&self, run_id: i64) -> Result<Vec<ShardInfo>> {
-        let rows = self
-            .query(&format!("SELECT {SHARD_COLUMNS} FROM shards WHERE run_id = ?1 ORDER BY shard"), values![run_id])?;
+        let rows = self.query(
+            &format!("SELECT {SHARD_COLUMNS}, heartbeat_at FROM shards WHERE run_id = ?1 ORDER BY shard"),
+            values![run_id],
+        )?;
         let host = this_host();
+        let mut now = None;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
-            let mut s = shard_from_row(row).map_err(|why| StoreError::Corrupt { run: run_id, why })?;
-            if s.status == RunStatus::Running && s.host == host && !s.pid.is_some_and(process_alive) {
+            let corrupt = |why| StoreError::Corrupt { run: run_id, why };
+            let mut s = shard_from_row(row).map_err(corrupt)?;
+            let beat = row.opt_f64(7).map_err(corrupt)?;
+            let gone = if s.status != RunStatus::Running {
+                false
+            } else if s.host == host {
+                !s.pid.is_some_and(process_alive)
+            } else if beat.is_some() {
+                let now = match now {
+                    Some(t) => t,
+                    None => *now.insert(self.db_now()?),
+                };
+                heartbeat::stale(beat, now)
+            } else {
+                false
+            };
+            if gone {
                 s.status = RunStatus::Incomplete;
                 self.execute(
                     "UPDATE shards SET status = 'incomplete' WHERE run_id = ?1 AND shard = ?2 AND status = 'running'",

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use fleetbench_core::RequestRecord;
 
+use crate::heartbeat::{Beat, HEARTBEAT_EVERY};
 use crate::{Db, Store, StoreError};
 
 /// Longest a completed record waits before it is committed.
@@ -30,6 +31,7 @@ impl<T: Send + 'static> BatchWriter<T> {
         db: &Db,
         thread_name: &str,
         flush_every: Duration,
+        beat: Beat,
         mut commit: impl FnMut(&mut Store, &[T]) -> Result<(), StoreError> + Send + 'static,
     ) -> Result<BatchWriter<T>, StoreError> {
         let mut store = Store::connect(db)?;
@@ -40,10 +42,19 @@ impl<T: Send + 'static> BatchWriter<T> {
                 let mut written = 0u64;
                 let mut batch: Vec<T> = Vec::new();
                 let mut first_at: Option<Instant> = None;
+                let mut beaten = Instant::now();
                 loop {
+                    if beaten.elapsed() >= HEARTBEAT_EVERY {
+                        // A failed stamp is not the run's failure: a store
+                        // that cannot be written fails the next commit, which
+                        // ends the writer with its error.
+                        let _ = store.beat(beat);
+                        beaten = Instant::now();
+                    }
+                    let next_beat = HEARTBEAT_EVERY.saturating_sub(beaten.elapsed());
                     let wait = match first_at {
-                        Some(t) => flush_every.saturating_sub(t.elapsed()),
-                        None => Duration::from_secs(3600),
+                        Some(t) => flush_every.saturating_sub(t.elapsed()).min(next_beat),
+                        None => next_beat,
                     };
                     let closed = match rx.recv_timeout(wait) {
                         Ok(r) => {
@@ -109,9 +120,20 @@ pub struct RecordWriter {
 
 impl RecordWriter {
     /// Opens its own connection to the database `db` and starts the
-    /// writer thread for `run_id`.
+    /// writer thread for `run_id`, which also stamps the run's heartbeat.
     pub fn start(db: &Db, run_id: i64) -> Result<RecordWriter, StoreError> {
-        let inner = BatchWriter::start(db, "fleetbench-store", FLUSH_EVERY, move |store, batch| {
+        Self::beating(db, Beat { run_id, shard: None })
+    }
+
+    /// The writer of one shard of `run_id`: the records go to the run, the
+    /// heartbeat to the shard's row.
+    pub fn for_shard(db: &Db, run_id: i64, shard: u32) -> Result<RecordWriter, StoreError> {
+        Self::beating(db, Beat { run_id, shard: Some(shard) })
+    }
+
+    fn beating(db: &Db, beat: Beat) -> Result<RecordWriter, StoreError> {
+        let run_id = beat.run_id;
+        let inner = BatchWriter::start(db, "fleetbench-store", FLUSH_EVERY, beat, move |store, batch| {
             store.insert_records(run_id, batch)
         })?;
         Ok(RecordWriter { inner })

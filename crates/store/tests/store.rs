@@ -401,10 +401,12 @@ fn a_schema_1_database_gains_the_context_column() {
     };
     {
         // Back to what version 1 wrote: the requests table without
-        // context_json (nor version 4's stream_json).
+        // context_json (nor version 4's stream_json, nor version 5's
+        // heartbeats).
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(
             "DROP INDEX runs_key; ALTER TABLE runs DROP COLUMN run_key; DROP TABLE shards;
+             ALTER TABLE runs DROP COLUMN heartbeat_at;
              ALTER TABLE requests DROP COLUMN context_json; ALTER TABLE requests DROP COLUMN stream_json;
              PRAGMA user_version = 1;",
         )
@@ -419,7 +421,7 @@ fn a_schema_1_database_gains_the_context_column() {
     drop(s);
     let conn = rusqlite::Connection::open(&path).unwrap();
     let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(v, 4, "migrated to the newest schema");
+    assert_eq!(v, fleetbench_store::SCHEMA_VERSION, "migrated to the newest schema");
 }
 
 /// Processes that open a database nobody has created yet, all at once (the
