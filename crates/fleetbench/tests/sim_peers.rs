@@ -6,16 +6,22 @@
 //! first chunk measured the connection, not the prefill.
 //!
 //! Both tests send one stream (concurrency 1): the simulated engine then
-//! gives every request the same modelled TTFT, so two runs made one after
-//! the other see the same server, and what differs is where each client
-//! starts and stops its clock and what it adds itself. A busy machine only
-//! ever adds to a request's TTFT, and it adds more to a Python client than
-//! to fleetbench: with a load average of 5.5 on 2 cores from other builds,
-//! the peers' medians read 11.2 to 14.3 ms against fleetbench's 10.7 to 11.0
-//! ms, while their 10th percentiles stayed within 1.1 ms of its (with a load
+//! gives every request the same modelled TTFT, so runs made one after the
+//! other see the same server, and what differs is where each client starts
+//! and stops its clock and what it adds itself. A busy machine only ever
+//! adds to a request's TTFT, and it adds more to a Python client than to
+//! fleetbench: with a load average of 5.5 on 2 cores from other builds, the
+//! peers' medians read 11.2 to 14.3 ms against fleetbench's 10.7 to 11.0 ms,
+//! while their 10th percentiles stayed within 1.6 ms of its (with a load
 //! average near 2 the medians agreed within 0.4 ms). So each client's 10th
 //! percentile of its per-request TTFTs is compared: its TTFT with the least
-//! of the machine's delays in it, yet not one odd request.
+//! of the machine's delays in it, yet not one odd request. A process at a
+//! higher priority (another benchmark at nice -15) can still hold the cores
+//! for a whole run of one client and put even its 10th percentile 10 to 40
+//! ms up; so the pair is measured again, up to `RUNS` times, until each
+//! client's lowest 10th percentile so far agrees with the other's. The delays
+//! only add, so a client whose clock truly reads 2 ms apart from
+//! fleetbench's fails every run, as one timing the role chunk would.
 
 use std::process::{Child, Stdio};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -31,8 +37,10 @@ use common::{quiet_bin, run_ok, tempdir, text};
 const DEPLOYMENT: [&str; 8] = ["--gpu", "h100-sxm", "--model", "llama-3.1-8b", "--quant", "fp8", "--engine", "vllm"];
 /// Output tokens asked for in every request.
 const MAX_TOKENS: u32 = 16;
-/// Requests timed by each client.
+/// Requests timed by each client in a run.
 const REQUESTS: usize = 24;
+/// Runs of each client at most (see the top of the file).
+const RUNS: usize = 3;
 
 /// Held by each test while it runs: the tests time a server on a machine
 /// they share, and GuideLLM's start-up (it imports torch) beside the other
@@ -134,16 +142,79 @@ fn p10_and_median(mut ttfts: Vec<f64>, client: &str) -> (f64, f64) {
     (ttfts[REQUESTS / 10], (ttfts[REQUESTS / 2 - 1] + ttfts[REQUESTS / 2]) / 2.0)
 }
 
-/// Requires the peer's and fleetbench's 10th-percentile TTFTs to agree within
-/// 2 ms (see the top of the file), printing both with their medians.
-fn assert_agree(peer: &str, peer_ttfts: Vec<f64>, ours: Vec<f64>) {
-    let (p, p_median) = p10_and_median(peer_ttfts, peer);
-    let (f, f_median) = p10_and_median(ours, "fleetbench");
-    eprintln!("TTFT p10 / median: {peer} {p:.2} / {p_median:.2} ms, fleetbench {f:.2} / {f_median:.2} ms");
-    // The modelled prefill of 512 tokens is several milliseconds: a role
-    // chunk sent at once would put a peer's figure near zero.
-    assert!(f > 3.0, "fleetbench TTFT {f} ms");
-    assert!((p - f).abs() <= 2.0, "{peer} TTFT (p10) {p:.2} ms, fleetbench {f:.2} ms");
+/// Runs `measure` (one run of the peer, then one of fleetbench: their
+/// per-request TTFTs) until the peer's and fleetbench's lowest 10th
+/// percentiles so far agree within 2 ms, at most `RUNS` times (see the top of
+/// the file), printing each run's figures with its medians.
+fn assert_agree(peer: &str, mut measure: impl FnMut() -> (Vec<f64>, Vec<f64>)) {
+    let (mut best_p, mut best_f) = (f64::INFINITY, f64::INFINITY);
+    for run in 1..=RUNS {
+        let (peer_ttfts, ours) = measure();
+        let (p, p_median) = p10_and_median(peer_ttfts, peer);
+        let (f, f_median) = p10_and_median(ours, "fleetbench");
+        eprintln!(
+            "run {run}: TTFT p10 / median: {peer} {p:.2} / {p_median:.2} ms, fleetbench {f:.2} / {f_median:.2} ms"
+        );
+        // The modelled prefill of 512 tokens is several milliseconds: a role
+        // chunk sent at once would put a peer's figure near zero.
+        assert!(f > 3.0, "fleetbench TTFT {f} ms");
+        (best_p, best_f) = (best_p.min(p), best_f.min(f));
+        if (best_p - best_f).abs() <= 2.0 {
+            return;
+        }
+    }
+    panic!("{peer} TTFT (p10, lowest of {RUNS} runs) {best_p:.2} ms, fleetbench {best_f:.2} ms");
+}
+
+/// One run of the openai SDK (`scripts/py/peer_ttft.py`) against `url`: one
+/// stream, `REQUESTS` requests of `prompt()` after two warm-up requests;
+/// each request's TTFT in milliseconds.
+fn openai_ttfts(python: &str, url: &str, dir: &std::path::Path) -> Vec<f64> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/py/peer_ttft.py");
+    let out = std::process::Command::new(python)
+        .args([script, "--url", url, "--model", "llama", "--max-tokens", &MAX_TOKENS.to_string()])
+        .args(["--concurrency", "1", "--requests", &REQUESTS.to_string(), "--prompt-file"])
+        .arg(dir.join("p.txt"))
+        .output()
+        .expect("peer client runs");
+    assert!(out.status.success(), "peer client failed: {}", String::from_utf8_lossy(&out.stderr));
+    let peer: Value = serde_json::from_slice(&out.stdout).expect("peer client prints JSON");
+    numbers(&peer["ttfts_ms"], "the openai SDK's ttfts_ms")
+}
+
+/// One run of GuideLLM against `root` (the server without /v1): one stream, the
+/// `REQUESTS` rows of `data`; each request's TTFT in milliseconds.
+fn guidellm_ttfts(guidellm: &str, root: &str, data: &std::path::Path, dir: &std::path::Path) -> Vec<f64> {
+    let result = dir.join("guidellm.json");
+    let out = std::process::Command::new(guidellm)
+        .env("HF_HUB_OFFLINE", "1")
+        .env("HF_HOME", dir.join("hf"))
+        .arg("run")
+        .arg("--backend")
+        .arg(format!(
+            "kind=openai_http,target={root},model=llama,request_format=/v1/chat/completions,validate_backend=false"
+        ))
+        .args(["--profile", "kind=concurrent,streams=1"])
+        .arg("--constraint")
+        .arg(format!("kind=max_requests,count={REQUESTS}"))
+        .arg("--data")
+        .arg(format!("kind=json_file,path={}", data.display()))
+        .arg("--output")
+        .arg(format!("kind=json,path={}", result.display()))
+        .arg("--disable-console")
+        .output()
+        .expect("guidellm runs");
+    assert!(out.status.success(), "guidellm failed: {}", text(&out));
+    let report: Value = serde_json::from_slice(&std::fs::read(&result).expect("guidellm writes its JSON report"))
+        .expect("guidellm's report is JSON");
+    let benchmark = &report["benchmarks"][0];
+    let prompt_tokens = &benchmark["metrics"]["prompt_token_count"]["successful"]["mean"];
+    assert_eq!(prompt_tokens.as_f64(), Some(512.0), "guidellm's prompt tokens");
+    let requests = benchmark["requests"]["successful"].as_array().expect("guidellm's successful requests");
+    requests
+        .iter()
+        .map(|r| r["time_to_first_token_ms"].as_f64().unwrap_or_else(|| panic!("a request without a TTFT: {r}")))
+        .collect()
 }
 
 #[test]
@@ -154,17 +225,7 @@ fn the_openai_sdk_and_fleetbench_agree_on_ttft() {
     let (_serve, url) = serve(&DEPLOYMENT);
     let dir = tempdir("sim-peers", "ttft");
     std::fs::write(dir.join("p.txt"), prompt()).unwrap();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/py/peer_ttft.py");
-    let out = std::process::Command::new(&python)
-        .args([script, "--url", &url, "--model", "llama", "--max-tokens", &MAX_TOKENS.to_string()])
-        .args(["--concurrency", "1", "--requests", &REQUESTS.to_string(), "--prompt-file"])
-        .arg(dir.join("p.txt"))
-        .output()
-        .expect("peer client runs");
-    assert!(out.status.success(), "peer client failed: {}", String::from_utf8_lossy(&out.stderr));
-    let peer: Value = serde_json::from_slice(&out.stdout).expect("peer client prints JSON");
-    let peer_ttfts = numbers(&peer["ttfts_ms"], "the openai SDK's ttfts_ms");
-    assert_agree("openai SDK", peer_ttfts, fleetbench_ttfts(&url, &dir));
+    assert_agree("openai SDK", || (openai_ttfts(&python, &url, &dir), fleetbench_ttfts(&url, &dir)));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -182,42 +243,13 @@ fn guidellm_and_fleetbench_agree_on_ttft() {
     // (HF_HUB_OFFLINE makes sure of it; HF_HOME keeps the `datasets` cache it
     // writes for the data file in the temp dir).
     let row = serde_json::json!({ "prompt": prompt(), "output_tokens_count": MAX_TOKENS });
-    std::fs::write(dir.join("data.jsonl"), format!("{row}\n").repeat(REQUESTS)).unwrap();
+    let data = dir.join("data.jsonl");
+    std::fs::write(&data, format!("{row}\n").repeat(REQUESTS)).unwrap();
     let root = url.strip_suffix("/v1").expect("the server's URL ends in /v1");
-    let result = dir.join("guidellm.json");
-    let out = std::process::Command::new(&guidellm)
-        .env("HF_HUB_OFFLINE", "1")
-        .env("HF_HOME", dir.join("hf"))
-        .arg("run")
-        .arg("--backend")
-        .arg(format!(
-            "kind=openai_http,target={root},model=llama,request_format=/v1/chat/completions,validate_backend=false"
-        ))
-        .args(["--profile", "kind=concurrent,streams=1"])
-        .arg("--constraint")
-        .arg(format!("kind=max_requests,count={REQUESTS}"))
-        .arg("--data")
-        .arg(format!("kind=json_file,path={}", dir.join("data.jsonl").display()))
-        .arg("--output")
-        .arg(format!("kind=json,path={}", result.display()))
-        .arg("--disable-console")
-        .output()
-        .expect("guidellm runs");
-    assert!(out.status.success(), "guidellm failed: {}", text(&out));
-    let report: Value = serde_json::from_slice(&std::fs::read(&result).expect("guidellm writes its JSON report"))
-        .expect("guidellm's report is JSON");
-    let benchmark = &report["benchmarks"][0];
-    let prompt_tokens = &benchmark["metrics"]["prompt_token_count"]["successful"]["mean"];
-    assert_eq!(prompt_tokens.as_f64(), Some(512.0), "guidellm's prompt tokens");
     // GuideLLM times from the first write of the request headers (an httpx
     // trace hook), so a connection it opens is not counted; fleetbench times
     // from its send, and its two warm-up requests leave the connection open
     // for the timed ones. Both stop at the first chunk carrying a token.
-    let requests = benchmark["requests"]["successful"].as_array().expect("guidellm's successful requests");
-    let peer_ttfts = requests
-        .iter()
-        .map(|r| r["time_to_first_token_ms"].as_f64().unwrap_or_else(|| panic!("a request without a TTFT: {r}")))
-        .collect();
-    assert_agree("GuideLLM", peer_ttfts, fleetbench_ttfts(&url, &dir));
+    assert_agree("GuideLLM", || (guidellm_ttfts(&guidellm, root, &data, &dir), fleetbench_ttfts(&url, &dir)));
     let _ = std::fs::remove_dir_all(&dir);
 }
