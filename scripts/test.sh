@@ -2,8 +2,8 @@
 # Runs every test of fleetbench on a fresh machine: installs and starts what
 # the tests need (a real llama.cpp server with a tiny real model, Prometheus,
 # Chromium, a throwaway PostgreSQL cluster, a single-node Slurm cluster,
-# kubernetes-validate), then runs the whole Rust test
-# suite against them.
+# kubernetes-validate, the peer clients the simulator is compared with), then
+# runs the whole Rust test suite against them.
 #
 #   scripts/test.sh [cargo test arguments] [-- test binary arguments]
 #
@@ -37,6 +37,11 @@ trap cleanup EXIT
 FLEETBENCH_PEER_PYTHON=$(scripts/ensure-peers.sh)
 export FLEETBENCH_PEER_PYTHON
 echo "== peer client (openai Python SDK): $FLEETBENCH_PEER_PYTHON"
+# The second peer, GuideLLM, has an environment of its own (torch included:
+# 5.9 GiB and under two minutes the first time); the test runs this command.
+FLEETBENCH_PEER_GUIDELLM=$(scripts/ensure-peers.sh guidellm)
+export FLEETBENCH_PEER_GUIDELLM
+echo "== peer client (GuideLLM): $FLEETBENCH_PEER_GUIDELLM"
 
 skip=()
 if [ "${FLEETBENCH_SKIP_PROMETHEUS:-0}" = 1 ]; then

@@ -4,7 +4,7 @@ request N times in all. TTFT is the time from just before the request is
 handed to the HTTP client (an httpx request hook, so the SDK's own request
 building is not counted, as fleetbench counts from its send) to the first
 chunk carrying content. Prints one JSON object: {"client": "openai-sdk", "mean_ttft_ms": ...,
-"median_ttft_ms": ..., "requests": ...}.
+"median_ttft_ms": ..., "requests": ..., "ttfts_ms": [each request's TTFT, in the order they ended]}.
 
     python3 peer_ttft.py --url http://127.0.0.1:8000/v1 --model m --prompt-file p.txt \
         --max-tokens 64 --concurrency 8 --requests 32
@@ -80,6 +80,7 @@ async def main():
         "mean_ttft_ms": statistics.fmean(ttfts),
         "median_ttft_ms": statistics.median(ttfts),
         "requests": len(ttfts),
+        "ttfts_ms": ttfts,
     }))
 
 
