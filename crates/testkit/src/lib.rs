@@ -142,6 +142,8 @@ impl Default for Script {
 
 #[derive(Default)]
 pub struct Counters {
+    /// Connections accepted.
+    pub connections: AtomicU64,
     pub requests: AtomicU64,
     pub in_flight: AtomicU64,
     pub max_in_flight: AtomicU64,
@@ -217,13 +219,16 @@ pub async fn try_start_on(script: Script, port: u16) -> std::io::Result<Scripted
         .route("/v1/chat/completions", post(|s, h, b| handle(s, h, b, "chat")))
         .route("/v1/completions", post(|s, h, b| handle(s, h, b, "completions")))
         .route("/v1/messages", post(|s, h, b| handle(s, h, b, "anthropic")))
+        .route("/v1/models", axum::routing::get(|| async { "{\"object\":\"list\",\"data\":[]}" }))
         .route("/metrics", axum::routing::get(metrics))
         .with_state(shared);
     let listener = listen_on_loopback(port)?;
     let addr = listener.local_addr()?;
+    let accepted = counters.clone();
     tokio::spawn(async move {
         axum::serve(
-            listener.tap_io(|tcp| {
+            listener.tap_io(move |tcp| {
+                accepted.connections.fetch_add(1, Ordering::SeqCst);
                 let _ = tcp.set_nodelay(true);
             }),
             app,
