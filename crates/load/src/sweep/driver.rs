@@ -481,6 +481,7 @@ async fn measure_level(
         shard: join.clone(),
         metrics: observers.metrics.clone(),
         keep_records: true,
+        preconnect: false,
     };
     let backend = meta.model.clone();
     let outcome = measure(store, meta, &plan, client, workload, &opts).await?;
