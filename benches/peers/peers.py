@@ -96,7 +96,7 @@ def to_ms(value, path):
 
 
 def latencies(client, data):
-    if client in ("fleetbench", "vllm"):  # flat keys: mean_ttft_ms, median_ttft_ms, mean_itl_ms
+    if client in ("fleetbench", "fleetbench-cold", "vllm"):  # flat keys: mean_ttft_ms, median_ttft_ms, mean_itl_ms
         return {"ttft_mean": data.get("mean_ttft_ms"), "ttft_median": data.get("median_ttft_ms"),
                 "itl_mean": data.get("mean_itl_ms")}
     if client == "fleetbench":

@@ -10,6 +10,11 @@
 #   benches/peers/run.sh [--quick] [--levels "1 10 100 256 500 1000"] [--requests-per-stream K]
 #                        [--clients "fleetbench guidellm aiperf vllm"]
 #
+# fleetbench opens its connections before its clock starts (as a client with
+# a warm pool); the client "fleetbench-cold" is fleetbench with
+# --no-preconnect, whose first requests connect inside their TTFT as the
+# peers' do.
+#
 # Requests per level: max(50, K × concurrency), K = 5 (--quick: levels "1 100",
 # max(10, 2 × concurrency)). Peers are installed from PyPI into a virtual
 # environment under ${FLEETBENCH_CACHE:-~/.cache/fleetbench}/peers-bench (the
@@ -126,10 +131,11 @@ root=${url%/v1}
 run_client() { # client, concurrency, requests, dir -> the result file's path on stdout
   local client=$1 c=$2 n=$3 d=$4 py=("$venv/bin/python")
   case "$client" in
-    fleetbench)
+    fleetbench|fleetbench-cold)
+      local cold=(); [ "$client" = fleetbench-cold ] && cold=(--no-preconnect)
       python3 "$here/peers.py" measure "$d/measure.json" -- "${pin_client[@]}" "$BIN_DIR/fleetbench" --quiet \
         --db "$d/run.db" run --url "$url" --model m --concurrency "$c" --requests "$n" \
-        --workload "synthetic:in=32,out=$tokens" --max-tokens "$tokens" --json-out "$d/result.json"
+        --workload "synthetic:in=32,out=$tokens" --max-tokens "$tokens" --json-out "$d/result.json" "${cold[@]}"
       echo "$d/result.json" ;;
     guidellm)
       # GuideLLM 0.8's `run` (older releases: `benchmark run` with plain flags).
@@ -163,7 +169,7 @@ echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 for c in $levels; do
   n=$((c * per_stream)); [ "$n" -lt "$min_requests" ] && n=$min_requests
   for client in $clients; do
-    case "$client" in fleetbench|guidellm|aiperf|vllm) ;; *) die "unknown client $client (fleetbench guidellm aiperf vllm)" ;; esac
+    case "$client" in fleetbench|fleetbench-cold|guidellm|aiperf|vllm) ;; *) die "unknown client $client (fleetbench fleetbench-cold guidellm aiperf vllm)" ;; esac
     [ -n "${skipped[$client]:-}" ] && continue
     d=$out/$client-$c; mkdir -p "$d"
     result=$(run_client "$client" "$c" "$n" "$d" || true)

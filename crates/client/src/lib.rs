@@ -139,6 +139,10 @@ const ERROR_BODY_BYTES: usize = 2048;
 /// Fresh-connection retries after a server closed a pooled connection
 /// before answering.
 const MAX_RECONNECTS: u32 = 2;
+/// Longest wait, after a stream's last event, for the end of its body, so
+/// that its connection goes back to the pool; usually the end is already
+/// there or microseconds away.
+const BODY_END_WAIT: Duration = Duration::from_millis(50);
 /// Longest `Retry-After` honoured.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
 
@@ -220,6 +224,26 @@ impl Client {
         }
     }
 
+    /// Opens connections to the backend before a run, as a client that has
+    /// been talking to the server has them, so that the run's first
+    /// requests measure the server and not TCP's handshake: `n` requests
+    /// `GET /models` (as [`Client::probe`]) sent together, so that each
+    /// starts a connection of its own (connections already idle in the pool
+    /// are used first); then their answers are read and the connections
+    /// wait, idle, in the pool. Returns how many were answered (over HTTP/2
+    /// they share one connection). Best effort: what fails is left out. A
+    /// server whose accept queue is shorter than `n` drops the excess SYNs
+    /// and TCP retries them a second later, still before the run.
+    pub async fn preconnect(&self, n: usize, timeout: Duration) -> usize {
+        let url = format!("{}/models", self.cfg.base_url);
+        let sends = (0..n).map(|_| async {
+            let answer = self.auth(self.http.get(&url).timeout(timeout)).send().await.ok()?;
+            // Reading the answer to its end puts its connection in the pool.
+            answer.bytes().await.ok()
+        });
+        futures_util::future::join_all(sends).await.into_iter().flatten().count()
+    }
+
     fn auth(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match (&self.cfg.api_key, self.cfg.api) {
             (Some(k), ApiKind::Anthropic) => {
@@ -260,7 +284,10 @@ impl Client {
             rec.t_send = clock.now();
             let result = self.attempt(spec, clock, &mut rec, total_deadline).await;
             match result {
-                Ok(()) => break,
+                Ok(ended) => {
+                    rec.t_end = ended;
+                    break;
+                }
                 Err(Failure { error, retry_after, closed_before_response }) => {
                     // Servers close idle keep-alive connections at will; a
                     // request that met such a connection was never read.
@@ -281,24 +308,25 @@ impl Client {
                     }
                     let message = self.scrub(&error.message);
                     rec.error = Some(RequestError { message, ..error });
+                    rec.t_end = clock.now();
                     break;
                 }
             }
         }
-        rec.t_end = clock.now();
         if !self.cfg.keep_output_text {
             rec.output_text = None;
         }
         rec
     }
 
+    /// One try: the instant the response ended, or why it failed.
     async fn attempt(
         &self,
         spec: &RequestSpec,
         clock: &RunClock,
         rec: &mut RequestRecord,
         total_deadline: Option<Instant>,
-    ) -> Result<(), Failure> {
+    ) -> Result<f64, Failure> {
         // A model mix names each request's model; else the client's own.
         let model = spec.context.model.as_deref().unwrap_or(&self.cfg.model);
         let mut body = match self.cfg.api {
@@ -418,6 +446,11 @@ impl Client {
                     "the stream ended before the response was finished (no finish reason, no [DONE])",
                 ));
             }
+            // The response ended with its last event; the body's own end
+            // follows (a chunked body's last chunk). Reading it returns the
+            // connection to the pool: dropping a body before its end closes
+            // the connection, and the next request would connect anew.
+            let _ = tokio::time::timeout(BODY_END_WAIT, async { while let Some(Ok(_)) = stream.next().await {} }).await;
         } else {
             let text = String::from_utf8(whole)
                 .map_err(|_| Failure::new(ErrorKind::InvalidUtf8, "the response body is not valid UTF-8"))?;
@@ -432,7 +465,7 @@ impl Client {
             state.absorb(parsed, now)?;
             state.finish_into(rec);
         }
-        Ok(())
+        Ok(now)
     }
 }
 

@@ -154,6 +154,13 @@ pub struct RunConfig {
     /// stored figures are in modelled time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_scale: Option<f64>,
+    /// Connections opened (and kept alive) before the run's clock started,
+    /// so that its first requests did not wait for TCP's handshake: how many
+    /// of the `GET /models` requests that opened them were answered. Absent:
+    /// none were (`--no-preconnect`, or an open loop without a bound on
+    /// requests in flight).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preconnect: Option<u64>,
     /// Imported runs: the file they came from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub imported_from: Option<String>,

@@ -143,6 +143,25 @@ pub struct MeasureOptions {
     /// always do). Otherwise the figures come from one pass over
     /// the store in bounded memory ([`streamed_figures`]).
     pub keep_records: bool,
+    /// Open the connections the run will keep busy (its concurrency, or an
+    /// open loop's `max_concurrency`) before its clock starts, as a client
+    /// that has been talking to the server has them: the first requests'
+    /// time to first token then counts from a request sent on an open
+    /// connection, as every later one does, and not from a TCP handshake.
+    /// How many answered goes in the run's config as `preconnect`.
+    pub preconnect: bool,
+}
+
+/// Longest wait for the connections [`MeasureOptions::preconnect`] opens.
+const PRECONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The connections a plan keeps busy at most: a closed loop's agents, an
+/// open loop's `max_concurrency` (none when it has no bound).
+pub fn preconnections(plan: &RunPlan) -> u32 {
+    match plan.schedule {
+        fleetbench_workload::Schedule::Closed { concurrency } => concurrency,
+        fleetbench_workload::Schedule::Open { max_concurrency, .. } => max_concurrency.unwrap_or(0),
+    }
 }
 
 /// The cost and energy keys of docs/METRICS.md that a measured run adds to
@@ -240,6 +259,15 @@ pub async fn measure(
     opts: &MeasureOptions,
 ) -> Result<MeasureOutcome, MeasureError> {
     let scale = if opts.time_scale > 0.0 { opts.time_scale } else { 1.0 };
+    if opts.preconnect {
+        let wanted = preconnections(plan);
+        if wanted > 0 {
+            let answered = client.preconnect(wanted as usize, PRECONNECT_TIMEOUT).await;
+            if let Some(config) = meta.config.as_object_mut() {
+                config.insert("preconnect".into(), serde_json::json!(answered));
+            }
+        }
+    }
     meta.id = match &opts.shard {
         Some(j) => crate::shard::join(store, &meta, j).await?,
         None => store.create_run(&meta)?,

@@ -142,6 +142,8 @@ impl Default for Script {
 
 #[derive(Default)]
 pub struct Counters {
+    /// Connections accepted.
+    pub connections: AtomicU64,
     pub requests: AtomicU64,
     pub in_flight: AtomicU64,
     pub max_in_flight: AtomicU64,
@@ -185,6 +187,26 @@ pub async fn start(script: Script) -> ScriptedServer {
 
 /// Starts a scripted server on loopback port `port` (0: a free one).
 pub async fn start_on(script: Script, port: u16) -> ScriptedServer {
+    try_start_on(script, port).await.expect("bind a loopback port")
+}
+
+/// The listen backlog of the scripted servers (the kernel caps it at
+/// `net.core.somaxconn`). A thousand clients connecting at once must not
+/// overflow the accept queue: the kernel would drop their SYNs and they
+/// would connect a second later, on TCP's retransmission timer.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listener on loopback port `port` (0: a free one) with
+/// [`LISTEN_BACKLOG`] (`TcpListener::bind` asks for only 128).
+pub fn listen_on_loopback(port: u16) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.set_reuseaddr(true)?;
+    socket.bind(SocketAddr::from(([127, 0, 0, 1], port)))?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// [`start_on`], returning the error when the port cannot be bound.
+pub async fn try_start_on(script: Script, port: u16) -> std::io::Result<ScriptedServer> {
     let counters = Arc::new(Counters::default());
     let started = Instant::now();
     let shared = Arc::new(Shared {
@@ -197,13 +219,16 @@ pub async fn start_on(script: Script, port: u16) -> ScriptedServer {
         .route("/v1/chat/completions", post(|s, h, b| handle(s, h, b, "chat")))
         .route("/v1/completions", post(|s, h, b| handle(s, h, b, "completions")))
         .route("/v1/messages", post(|s, h, b| handle(s, h, b, "anthropic")))
+        .route("/v1/models", axum::routing::get(|| async { "{\"object\":\"list\",\"data\":[]}" }))
         .route("/metrics", axum::routing::get(metrics))
         .with_state(shared);
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("bind a loopback port");
-    let addr = listener.local_addr().expect("addr");
+    let listener = listen_on_loopback(port)?;
+    let addr = listener.local_addr()?;
+    let accepted = counters.clone();
     tokio::spawn(async move {
         axum::serve(
-            listener.tap_io(|tcp| {
+            listener.tap_io(move |tcp| {
+                accepted.connections.fetch_add(1, Ordering::SeqCst);
                 let _ = tcp.set_nodelay(true);
             }),
             app,
@@ -211,7 +236,7 @@ pub async fn start_on(script: Script, port: u16) -> ScriptedServer {
         .await
         .ok();
     });
-    ScriptedServer { addr, counters, started }
+    Ok(ScriptedServer { addr, counters, started })
 }
 
 struct InFlight {
@@ -233,6 +258,9 @@ impl Drop for InFlight {
 }
 
 async fn handle(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes, kind: &'static str) -> Response {
+    // The request has been read: the time to first token counts from here,
+    // however long the task that streams the answer waits to run.
+    let read_at = tokio::time::Instant::now();
     let c = &s.counters;
     if s.script.record_bodies {
         c.bodies.lock().unwrap().push(String::from_utf8_lossy(&body).into_owned());
@@ -291,17 +319,18 @@ async fn handle(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes, k
     let slots = s.slots.clone();
     let counters = s.counters.clone();
     tokio::spawn(async move {
-        let _permit = match slots {
+        // A queued request's time to first token counts from its slot.
+        let (_permit, start) = match slots {
             Some(sem) => {
                 counters.waiting.fetch_add(1, Ordering::SeqCst);
                 let p = sem.acquire_owned().await.ok();
                 counters.waiting.fetch_sub(1, Ordering::SeqCst);
-                p
+                (p, tokio::time::Instant::now())
             }
-            None => None,
+            None => (None, read_at),
         };
         counters.running.fetch_add(1, Ordering::SeqCst);
-        let ok = produce(&script, kind, &tx).await;
+        let ok = produce(&script, kind, &tx, start).await;
         counters.running.fetch_sub(1, Ordering::SeqCst);
         guard.completed = ok;
         if let Fault::Stall { .. } = script.fault {
@@ -356,7 +385,13 @@ fn tokio_stream_from(
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
-async fn produce(script: &Script, kind: &str, tx: &mpsc::Sender<Result<Bytes, Infallible>>) -> bool {
+/// Streams the scripted answer; token `i` leaves at `start + ttft + i × itl`.
+async fn produce(
+    script: &Script,
+    kind: &str,
+    tx: &mpsc::Sender<Result<Bytes, Infallible>>,
+    start: tokio::time::Instant,
+) -> bool {
     let send = |b: Vec<u8>| async move { tx.send(Ok(Bytes::from(b))).await.is_ok() };
     let awkward = script.fault == Fault::Awkward;
     let eol = if awkward { "\r\n" } else { "\n" };
@@ -373,7 +408,6 @@ async fn produce(script: &Script, kind: &str, tx: &mpsc::Sender<Result<Bytes, In
         ))
         .await;
         send(ev("ping", "{\"type\":\"ping\"}".into())).await;
-        let start = tokio::time::Instant::now();
         let pieces = script.tool_call.as_ref().map(|c| c.pieces(script.tokens.saturating_sub(script.reasoning + 1)));
         for i in 0..script.tokens {
             tokio::time::sleep_until(start + script.ttft + script.itl * i).await;
@@ -427,7 +461,6 @@ async fn produce(script: &Script, kind: &str, tx: &mpsc::Sender<Result<Bytes, In
         send(format!(": keep-alive{eol}{eol}").into_bytes()).await;
     }
     // Absolute deadlines: token i leaves at ttft + i × itl, without drift.
-    let start = tokio::time::Instant::now();
     let pieces = script.tool_call.as_ref().map(|c| c.pieces(script.tokens.saturating_sub(script.reasoning + 1)));
     for i in 0..script.tokens {
         tokio::time::sleep_until(start + script.ttft + script.itl * i).await;

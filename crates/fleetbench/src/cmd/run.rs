@@ -78,6 +78,13 @@ pub struct RunArgs {
     pub max_error_rate: Option<f64>,
     #[command(flatten)]
     pub output: OutputArgs,
+    /// Open no connections before the clock starts: the first requests then
+    /// connect while measured, and their time to first token includes TCP's
+    /// handshake (by default the connections the run keeps busy are opened
+    /// first, as a client with a warm pool has them; the run's config says
+    /// how many as `preconnect`).
+    #[arg(long, help_heading = "Schedule")]
+    pub no_preconnect: bool,
     /// Keep every generated text in the results database.
     #[arg(long, help_heading = "Output")]
     pub keep_text: bool,
@@ -288,6 +295,7 @@ async fn measure_once(
         // figures per model of a mix; without them memory stays flat however
         // long the run.
         keep_records: args.output.json_out.is_some() || args.output.csv_out.is_some() || mixed,
+        preconnect: !args.no_preconnect,
     };
     Ok(measure(store, meta, &plan, client, workload, &opts).await?)
 }

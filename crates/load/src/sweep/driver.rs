@@ -481,6 +481,9 @@ async fn measure_level(
         shard: join.clone(),
         metrics: observers.metrics.clone(),
         keep_records: true,
+        // A closed-loop level's warm-up (one request per agent by default)
+        // opens its connections before the measured requests.
+        preconnect: false,
     };
     let backend = meta.model.clone();
     let outcome = measure(store, meta, &plan, client, workload, &opts).await?;

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use fleetbench_testkit::{start_on, Fault, Script};
+use fleetbench_testkit::{try_start_on, Fault, Script};
 
 fn main() {
     if let Err(e) = run() {
@@ -46,9 +46,9 @@ fn run() -> Result<(), String> {
     }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
     rt.block_on(async move {
-        let server = start_on(script, port).await;
+        let server = try_start_on(script, port).await.map_err(|e| format!("listening on 127.0.0.1:{port}: {e}"))?;
         println!("{}", server.base_url());
         std::future::pending::<()>().await;
-    });
-    Ok(())
+        Ok(())
+    })
 }
