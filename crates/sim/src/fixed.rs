@@ -38,14 +38,13 @@ impl FixedServer {
 
     /// Starts serving on a loopback port on a thread of its own.
     pub fn start(self: &Arc<Self>) -> std::io::Result<SocketAddr> {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
+        let socket = crate::server::bound_socket(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+        let addr = socket.local_addr()?;
         let state = self.clone();
         std::thread::Builder::new().name("fixed-server".into()).spawn(move || {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
             rt.block_on(async move {
-                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
+                let Ok(listener) = socket.listen(crate::server::LISTEN_BACKLOG) else { return };
                 let app = Router::new()
                     .route("/v1/models", get(|| async { "{\"data\":[]}" }))
                     .route("/v1/chat/completions", post(stream_tokens))

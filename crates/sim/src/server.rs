@@ -228,6 +228,20 @@ impl Drop for SimServerHandle {
     }
 }
 
+/// The listen backlog of the simulated servers (the kernel caps it at
+/// `net.core.somaxconn`): a thousand clients connecting at once must not
+/// overflow the accept queue, or the kernel drops their SYNs and they connect
+/// a second later on TCP's retransmission timer (`bind` asks for only 128).
+pub(crate) const LISTEN_BACKLOG: u32 = 4096;
+
+/// A socket bound to `addr`, ready to listen with [`LISTEN_BACKLOG`].
+pub(crate) fn bound_socket(addr: SocketAddr) -> std::io::Result<tokio::net::TcpSocket> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    Ok(socket)
+}
+
 /// Binds `addr` (port 0 picks a free port) and serves the OpenAI API from a
 /// simulated deployment until the handle is shut down or dropped. Must be
 /// called inside a tokio runtime.
@@ -235,8 +249,8 @@ pub async fn start_server(cfg: SimServerConfig, addr: SocketAddr) -> Result<SimS
     if !(cfg.time_scale.is_finite() && cfg.time_scale > 0.0) {
         return Err(SimError::Invalid(format!("time scale must be a positive number, got {}", cfg.time_scale)));
     }
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
+    let listener = bound_socket(addr)
+        .and_then(|s| s.listen(LISTEN_BACKLOG))
         .map_err(|e| SimError::Server(format!("cannot listen on {addr}: {e}; pick another --port or --host")))?;
     let local = listener.local_addr().map_err(|e| SimError::Server(e.to_string()))?;
     let metrics = Arc::new(Mutex::new(Metrics {
