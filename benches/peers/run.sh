@@ -10,7 +10,7 @@
 #   benches/peers/run.sh [--quick] [--levels "1 10 100 256 500 1000"] [--requests-per-stream K]
 #                        [--requests N] [--tokens T] [--clients "fleetbench guidellm aiperf vllm"]
 #   benches/peers/run.sh --zero-delay [--levels "32 256"] [--requests 25000] [--tokens 200]
-#                        [--writes "token answer"] [--clients fleetbench]
+#                        [--writes "token answer"] [--json-out] [--clients fleetbench]
 #
 # Requests per level: max(50, K × concurrency), K = 5 (--quick: levels "1 100",
 # max(10, 2 × concurrency)); --requests N: N at every level. --tokens T: tokens
@@ -24,8 +24,11 @@
 # tokens in one write (fleetbench-fixed-server: the parsing alone); both by
 # default. The table: client CPU µs per streamed token (user+sys), the
 # client's CPU and wall seconds, streamed tokens/s over the process's wall
-# time, and peak RSS. Only fleetbench runs unless --clients names peers (they
-# spend about 100 times its CPU per token, so their 25,000 requests take many
+# time, and peak RSS. fleetbench runs as a user measuring throughput would,
+# without --json-out (the table needs nothing from it); --json-out adds it, and
+# with it the export of every ITL (5 M numbers here: about 0.3 µs per token and
+# 400 MB more). Only fleetbench runs unless --clients names peers (they spend
+# about 100 times its CPU per token, so their 25,000 requests take many
 # minutes each).
 #
 # Peers are installed from PyPI into a virtual environment under
@@ -40,12 +43,13 @@ here=benches/peers
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
-zero_delay=0 quick=0
+zero_delay=0 quick=0 json_out=1
 levels="" per_stream=5 min_requests=50 requests="" tokens="" clients="" writes="token answer"
 ttft_ms=50 itl_ms=10
 while [ $# -gt 0 ]; do
   case "$1" in
-    --zero-delay) zero_delay=1; shift ;;
+    --zero-delay) zero_delay=1 json_out=0; shift ;;
+    --json-out) json_out=1; shift ;;
     --quick) quick=1; per_stream=2; min_requests=10; shift ;;
     --levels) levels=${2:?--levels needs a value}; shift 2 ;;
     --requests-per-stream) per_stream=${2:?--requests-per-stream needs a value}; shift 2 ;;
@@ -188,9 +192,11 @@ run_client() { # client, concurrency, requests, dir -> the result file's path on
   local client=$1 c=$2 n=$3 d=$4 py=("$venv/bin/python")
   case "$client" in
     fleetbench)
+      local out_args=()
+      [ "$json_out" = 1 ] && out_args=(--json-out "$d/result.json")
       python3 "$here/peers.py" measure "$d/measure.json" -- "${pin_client[@]}" "$BIN_DIR/fleetbench" --quiet \
         --db "$d/run.db" run --url "$url" --model m --concurrency "$c" --requests "$n" \
-        --workload "synthetic:in=32,out=$tokens" --max-tokens "$tokens" --json-out "$d/result.json"
+        --workload "synthetic:in=32,out=$tokens" --max-tokens "$tokens" "${out_args[@]}"
       echo "$d/result.json" ;;
     guidellm)
       # GuideLLM 0.8's `run` (older releases: `benchmark run` with plain flags).
