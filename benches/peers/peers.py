@@ -5,6 +5,7 @@
   peers.py tokenizer DIR                write a small word-level Hugging Face tokenizer to DIR
                                         (needs `tokenizers`/`transformers`: run with the venv's python)
   peers.py row CLIENT C REQUESTS TOKENS TTFT_MS MEASURE.json RESULT   print one Markdown row
+  peers.py cpu-row CLIENT SERVER C REQUESTS TOKENS MEASURE.json   one row of the zero-delay table
 
 RESULT is the client's own output file (fleetbench --json-out, GuideLLM's
 benchmarks.json, AIPerf's profile_export_aiperf.json); the TTFT mean/median
@@ -141,6 +142,14 @@ def row(client, c, requests, tokens, ttft_ref, measure_file, result):
           f"{ms(lat['ttft_mean'], True)} / {ms(lat['ttft_median'], True)} | {ms(lat['itl_mean'])} |")
 
 
+def cpu_row(client, server, c, requests, tokens, measure_file):
+    m = json.load(open(measure_file))
+    note = f" (exit {m['rc']}, see log)" if m["rc"] != 0 else ""
+    streamed = requests * tokens
+    print(f"| {client}{note} | {server} | {c:,} ({requests:,}) | {m['cpu_s'] / streamed * 1e6:.3f} | {m['cpu_s']:.2f} | "
+          f"{m['wall_s']:.2f} | {streamed / m['wall_s']:,.0f} | {m['maxrss_mb']:.0f} |")
+
+
 def main(argv):
     if len(argv) >= 3 and argv[0] == "measure" and argv[2] == "--":
         return measure(argv[1], argv[3:])
@@ -148,6 +157,8 @@ def main(argv):
         return tokenizer(argv[1])
     if len(argv) == 8 and argv[0] == "row":
         return row(argv[1], int(argv[2]), int(argv[3]), int(argv[4]), float(argv[5]), argv[6], argv[7])
+    if len(argv) == 7 and argv[0] == "cpu-row":
+        return cpu_row(argv[1], argv[2], int(argv[3]), int(argv[4]), int(argv[5]), argv[6])
     if len(argv) == 3 and argv[0] == "latencies":  # debugging aid: what would be read from a file
         print(latencies(argv[1], json.load(open(argv[2]))))
         return 0

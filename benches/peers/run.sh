@@ -8,7 +8,9 @@
 # and the TTFT/ITL each client reports; "added" is reported − the server's 50 ms.
 #
 #   benches/peers/run.sh [--quick] [--levels "1 10 100 256 500 1000"] [--requests-per-stream K]
-#                        [--clients "fleetbench guidellm aiperf vllm"]
+#                        [--requests N] [--tokens T] [--clients "fleetbench fleetbench-cold guidellm aiperf vllm"]
+#   benches/peers/run.sh --zero-delay [--levels "32 256"] [--requests 25000] [--tokens 200]
+#                        [--writes "token answer"] [--json-out] [--clients fleetbench]
 #
 # fleetbench opens its connections before its clock starts (as a client with
 # a warm pool); the client "fleetbench-cold" is fleetbench with
@@ -16,11 +18,29 @@
 # peers' do.
 #
 # Requests per level: max(50, K × concurrency), K = 5 (--quick: levels "1 100",
-# max(10, 2 × concurrency)). Peers are installed from PyPI into a virtual
-# environment under ${FLEETBENCH_CACHE:-~/.cache/fleetbench}/peers-bench (the
-# only network use); a peer that does not install or run is listed as skipped
-# with the reason. Peers that need a tokenizer get a small local one (made with
-# `tokenizers`), so nothing is downloaded from Hugging Face.
+# max(10, 2 × concurrency)); --requests N: N at every level. --tokens T: tokens
+# per answer (100; --zero-delay: 200).
+#
+# --zero-delay measures the client's own cost instead of the latency it adds:
+# servers that never wait, 25,000 requests at each level (default levels 32
+# and 256). --writes names the servers: "token", each token in its own write
+# and HTTP chunk as inference servers stream them (fleetbench-testserver
+# --ttft-ms 0 --itl-ms 0; the issue's measure), and "answer", each answer's T
+# tokens in one write (fleetbench-fixed-server: the parsing alone); both by
+# default. The table: client CPU µs per streamed token (user+sys), the
+# client's CPU and wall seconds, streamed tokens/s over the process's wall
+# time, and peak RSS. fleetbench runs as a user measuring throughput would,
+# without --json-out (the table needs nothing from it); --json-out adds it, and
+# with it the export of every ITL (5 M numbers here: about 0.3 µs per token and
+# 400 MB more). Only fleetbench runs unless --clients names peers (they spend
+# about 100 times its CPU per token, so their 25,000 requests take many
+# minutes each).
+#
+# Peers are installed from PyPI into a virtual environment under
+# ${FLEETBENCH_CACHE:-~/.cache/fleetbench}/peers-bench (the only network use); a
+# peer that does not install or run is listed as skipped with the reason.
+# Peers that need a tokenizer get a small local one (made with `tokenizers`),
+# so nothing is downloaded from Hugging Face.
 # BIN_DIR=DIR uses binaries already built there instead of building.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -28,16 +48,20 @@ here=benches/peers
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
-levels="1 10 100 256 500 1000"
-per_stream=5 min_requests=50
-clients="fleetbench guidellm aiperf vllm"
-ttft_ms=50 itl_ms=10 tokens=100
+zero_delay=0 quick=0 json_out=1
+levels="" per_stream=5 min_requests=50 requests="" tokens="" clients="" writes="token answer"
+ttft_ms=50 itl_ms=10
 while [ $# -gt 0 ]; do
   case "$1" in
-    --quick) levels="1 100"; per_stream=2; min_requests=10; shift ;;
+    --zero-delay) zero_delay=1 json_out=0; shift ;;
+    --json-out) json_out=1; shift ;;
+    --quick) quick=1; per_stream=2; min_requests=10; shift ;;
     --levels) levels=${2:?--levels needs a value}; shift 2 ;;
     --requests-per-stream) per_stream=${2:?--requests-per-stream needs a value}; shift 2 ;;
+    --requests) requests=${2:?--requests needs a value}; shift 2 ;;
+    --tokens) tokens=${2:?--tokens needs a value}; shift 2 ;;
     --clients) clients=${2:?--clients needs a value}; shift 2 ;;
+    --writes) writes=${2:?--writes needs a value}; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "error: unknown argument $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -45,6 +69,20 @@ done
 
 die() { echo "error: $*" >&2; exit 1; }
 command -v python3 >/dev/null || die "python3 is needed (for the venv and getrusage)"
+if [ "$zero_delay" = 1 ]; then
+  [ "$quick" = 0 ] || die "--quick is for the exact-timing run; use --requests with --zero-delay"
+  : "${levels:=32 256}" "${requests:=25000}" "${tokens:=200}" "${clients:=fleetbench}"
+elif [ "$quick" = 1 ]; then
+  : "${levels:=1 100}" "${tokens:=100}" "${clients:=fleetbench fleetbench-cold guidellm aiperf vllm}"
+else
+  : "${levels:=1 10 100 256 500 1000}" "${tokens:=100}" "${clients:=fleetbench fleetbench-cold guidellm aiperf vllm}"
+fi
+for w in $writes; do
+  case "$w" in token|answer) ;; *) die "--writes: '$w' is neither token nor answer" ;; esac
+done
+for v in "$tokens" $requests; do
+  [[ $v =~ ^[0-9]+$ && $v -gt 0 ]] || die "--tokens and --requests take a positive whole number, not '$v'"
+done
 max_level=0
 for c in $levels; do
   [[ $c =~ ^[0-9]+$ && $c -gt 0 ]] || die "--levels: '$c' is not a positive whole number"
@@ -58,13 +96,26 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt "$want_fds" ]; then
 fi
 
 # --- 1. binaries -------------------------------------------------------------
+# One server per kind of run: "exact" timing, or zero delay with each "token"
+# or each "answer" in one write.
+if [ "$zero_delay" = 1 ]; then
+  kinds=$writes
+else
+  kinds=exact
+fi
+bins=(fleetbench) build=(-p fleetbench --bin fleetbench)
+if [[ " $kinds " == *" exact "* || " $kinds " == *" token "* ]]; then
+  bins+=(fleetbench-testserver) build+=(-p fleetbench-testkit --bin fleetbench-testserver)
+fi
+if [[ " $kinds " == *" answer "* ]]; then
+  bins+=(fleetbench-fixed-server) build+=(-p fleetbench-sim --bin fleetbench-fixed-server)
+fi
 if [ -z "${BIN_DIR:-}" ]; then
-  echo "building fleetbench and fleetbench-testserver (release)..." >&2
-  cargo build --release --locked -p fleetbench -p fleetbench-testkit \
-    --bin fleetbench --bin fleetbench-testserver >&2 || die "cargo build failed"
+  echo "building ${bins[*]} (release)..." >&2
+  cargo build --release --locked "${build[@]}" >&2 || die "cargo build failed"
   BIN_DIR=${CARGO_TARGET_DIR:-target}/release
 fi
-for b in fleetbench fleetbench-testserver; do
+for b in "${bins[@]}"; do
   [ -x "$BIN_DIR/$b" ] || die "$BIN_DIR/$b is missing (build it, or set BIN_DIR)"
 done
 
@@ -120,22 +171,38 @@ if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
 else
   echo "warning: no taskset or fewer than 2 cores: client and server are not pinned" >&2
 fi
-"${pin_server[@]}" "$BIN_DIR/fleetbench-testserver" --ttft-ms "$ttft_ms" --itl-ms "$itl_ms" --tokens "$tokens" >"$out/server.url" &
-server=$!
+server=""
 trap 'kill $server 2>/dev/null || true; [ -n "${KEEP:-}" ] && echo "outputs kept in $out" >&2 || rm -rf "$out"' EXIT
-for _ in $(seq 50); do [ -s "$out/server.url" ] && break; sleep 0.1; done
-[ -s "$out/server.url" ] || die "fleetbench-testserver did not start"
-url=$(head -n 1 "$out/server.url")   # http://127.0.0.1:PORT/v1
-root=${url%/v1}
+server_cmd() { # kind -> the server's command line, one word a line
+  case "$1" in
+    exact) printf '%s\n' "$BIN_DIR/fleetbench-testserver" --ttft-ms "$ttft_ms" --itl-ms "$itl_ms" --tokens "$tokens" ;;
+    token) printf '%s\n' "$BIN_DIR/fleetbench-testserver" --ttft-ms 0 --itl-ms 0 --tokens "$tokens" ;;
+    answer) printf '%s\n' "$BIN_DIR/fleetbench-fixed-server" --tokens "$tokens" ;;
+  esac
+}
+start_server() { # kind: starts it, sets url and root
+  local cmd
+  mapfile -t cmd < <(server_cmd "$1")
+  [ -n "$server" ] && { kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; }
+  rm -f "$out/server.url"
+  "${pin_server[@]}" "${cmd[@]}" >"$out/server.url" &
+  server=$!
+  for _ in $(seq 50); do [ -s "$out/server.url" ] && break; sleep 0.1; done
+  [ -s "$out/server.url" ] || die "${cmd[0]##*/} did not start"
+  url=$(head -n 1 "$out/server.url")   # http://127.0.0.1:PORT/v1
+  root=${url%/v1}
+}
 
 run_client() { # client, concurrency, requests, dir -> the result file's path on stdout
   local client=$1 c=$2 n=$3 d=$4 py=("$venv/bin/python")
   case "$client" in
     fleetbench|fleetbench-cold)
-      local cold=(); [ "$client" = fleetbench-cold ] && cold=(--no-preconnect)
+      local out_args=()
+      [ "$json_out" = 1 ] && out_args=(--json-out "$d/result.json")
+      [ "$client" = fleetbench-cold ] && out_args+=(--no-preconnect)
       python3 "$here/peers.py" measure "$d/measure.json" -- "${pin_client[@]}" "$BIN_DIR/fleetbench" --quiet \
         --db "$d/run.db" run --url "$url" --model m --concurrency "$c" --requests "$n" \
-        --workload "synthetic:in=32,out=$tokens" --max-tokens "$tokens" --json-out "$d/result.json" "${cold[@]}"
+        --workload "synthetic:in=32,out=$tokens" --max-tokens "$tokens" "${out_args[@]}"
       echo "$d/result.json" ;;
     guidellm)
       # GuideLLM 0.8's `run` (older releases: `benchmark run` with plain flags).
@@ -161,23 +228,40 @@ run_client() { # client, concurrency, requests, dir -> the result file's path on
   esac
 }
 
-echo "Server: fleetbench-testserver --ttft-ms $ttft_ms --itl-ms $itl_ms --tokens $tokens at $url; clients on core 0, server on core 1"
-echo "Date $(date -u '+%F %H:%M UTC'), $(nproc) cores, load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+describe() { local cmd; mapfile -t cmd < <(server_cmd "$1"); cmd[0]=${cmd[0]##*/}; echo "${cmd[*]}"; }
+for kind in $kinds; do echo "Server ($kind): $(describe "$kind")"; done
+echo "Clients on core 0, servers on core 1. Date $(date -u '+%F %H:%M UTC'), $(nproc) cores, load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "| client | concurrency (requests) | CPU µs / streamed token | streamed tokens/s (process wall) | peak RSS, MB | TTFT mean / median, ms | TTFT added mean / median, ms | ITL mean, ms |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|"
-for c in $levels; do
-  n=$((c * per_stream)); [ "$n" -lt "$min_requests" ] && n=$min_requests
-  for client in $clients; do
-    case "$client" in fleetbench|fleetbench-cold|guidellm|aiperf|vllm) ;; *) die "unknown client $client (fleetbench fleetbench-cold guidellm aiperf vllm)" ;; esac
-    [ -n "${skipped[$client]:-}" ] && continue
-    d=$out/$client-$c; mkdir -p "$d"
-    result=$(run_client "$client" "$c" "$n" "$d" || true)
-    python3 "$here/peers.py" row "$client" "$c" "$n" "$tokens" "$ttft_ms" "$d/measure.json" "${result:-$d/none}"
-    if [ "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["rc"])' "$d/measure.json")" != 0 ]; then
-      echo "  $client at $c failed; the end of its output:" >&2
-      tail -n 5 "$d/measure.json.log" >&2
+if [ "$zero_delay" = 1 ]; then
+  echo "| client | server writes | concurrency (requests) | CPU µs / streamed token | client CPU s | process wall s | streamed tokens/s (process wall) | peak RSS, MB |"
+  echo "|---|---|---:|---:|---:|---:|---:|---:|"
+else
+  echo "| client | concurrency (requests) | CPU µs / streamed token | streamed tokens/s (process wall) | peak RSS, MB | TTFT mean / median, ms | TTFT added mean / median, ms | ITL mean, ms |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+fi
+for kind in $kinds; do
+  start_server "$kind"
+  for c in $levels; do
+    if [ -n "$requests" ]; then
+      n=$requests
+    else
+      n=$((c * per_stream)); [ "$n" -lt "$min_requests" ] && n=$min_requests
     fi
+    for client in $clients; do
+      case "$client" in fleetbench|fleetbench-cold|guidellm|aiperf|vllm) ;; *) die "unknown client $client (fleetbench fleetbench-cold guidellm aiperf vllm)" ;; esac
+      [ -n "${skipped[$client]:-}" ] && continue
+      d=$out/$kind-$client-$c; mkdir -p "$d"
+      result=$(run_client "$client" "$c" "$n" "$d" || true)
+      if [ "$zero_delay" = 1 ]; then
+        python3 "$here/peers.py" cpu-row "$client" "each $kind" "$c" "$n" "$tokens" "$d/measure.json"
+      else
+        python3 "$here/peers.py" row "$client" "$c" "$n" "$tokens" "$ttft_ms" "$d/measure.json" "${result:-$d/none}"
+      fi
+      if [ "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["rc"])' "$d/measure.json")" != 0 ]; then
+        echo "  $client at $c failed; the end of its output:" >&2
+        tail -n 5 "$d/measure.json.log" >&2
+      fi
+    done
   done
 done
 echo

@@ -51,3 +51,14 @@ fn decode_and_parse_1000_chunks(bencher: divan::Bencher) {
         tokens
     });
 }
+
+/// Parsing one chunk, as servers send them.
+#[divan::bench(args = [
+    r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":" tok"},"finish_reason":null}]}"#,
+    r#"{"object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"t1 "},"finish_reason":null}]}"#,
+    r#"{"id":"5b1c","object":"chat.completion.chunk","created":1718000000,"model":"default","choices":[{"index":0,"delta":{"role":null,"content":" the","reasoning_content":null,"tool_calls":null},"logprobs":null,"finish_reason":null,"matched_stop":null}],"usage":null}"#,
+])]
+fn parse_one_chunk(bencher: divan::Bencher, chunk: &str) {
+    bencher
+        .bench(|| fleetbench_client::openai::parse_chunk(divan::black_box(chunk)).ok().flatten().map(|c| c.has_token));
+}

@@ -54,7 +54,7 @@ pub fn request_body(model: &str, spec: &RequestSpec, stream: bool) -> Value {
 }
 
 /// Parses one stream event (`event:` name and `data:` payload).
-pub fn parse_event(event: Option<&str>, data: &str) -> Result<Option<Chunk>, serde_json::Error> {
+pub fn parse_event(event: Option<&str>, data: &str) -> Result<Option<Chunk<'static>>, serde_json::Error> {
     let v: Value = serde_json::from_str(data)?;
     let kind = event
         .map(str::to_string)
@@ -88,7 +88,7 @@ pub fn parse_event(event: Option<&str>, data: &str) -> Result<Option<Chunk>, ser
             let str_of = |k: &str| d.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
             if let Some(t) = str_of("text") {
                 c.answer = true;
-                c.text.push_str(t);
+                c.text.to_mut().push_str(t);
             } else if str_of("thinking").is_some() {
                 c.reasoning = true;
             } else if let Some(j) = str_of("partial_json") {
@@ -120,7 +120,7 @@ fn block_index(v: &Value) -> usize {
 }
 
 /// Parses a whole non-streamed Messages response.
-pub fn parse_body(body: &str) -> Result<Chunk, serde_json::Error> {
+pub fn parse_body(body: &str) -> Result<Chunk<'static>, serde_json::Error> {
     let v: Value = serde_json::from_str(body)?;
     let mut c = Chunk::default();
     if v.get("type").and_then(Value::as_str) == Some("error") {
@@ -139,7 +139,7 @@ pub fn parse_body(body: &str) -> Result<Chunk, serde_json::Error> {
                 }),
                 _ => {
                     if let Some(t) = b.get("text").and_then(Value::as_str) {
-                        c.text.push_str(t);
+                        c.text.to_mut().push_str(t);
                     }
                 }
             }

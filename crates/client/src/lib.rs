@@ -424,9 +424,10 @@ impl Client {
                 continue;
             }
             state.decoder.push(&bytes, &mut events).map_err(Failure::from_sse)?;
-            for ev in events.drain(..) {
-                state.handle(&ev, now)?;
+            for ev in &events {
+                state.handle(ev, now)?;
             }
+            state.decoder.recycle(&mut events);
             if state.done {
                 break;
             }

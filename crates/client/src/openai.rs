@@ -10,14 +10,17 @@ use serde_json::{json, Value};
 
 use crate::tools::ToolDelta;
 
+mod fast;
+
 /// What one stream event (or a whole non-streamed body) says, independent
-/// of the API that said it.
+/// of the API that said it. Its text borrows from the event where it can,
+/// so that a token's chunk allocates nothing.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Chunk {
+pub struct Chunk<'a> {
     /// Carries a non-empty text, reasoning or tool-call delta.
     pub has_token: bool,
     /// The answer text it carries (content or completion text).
-    pub text: String,
+    pub text: Cow<'a, str>,
     /// Carries answer text (not only reasoning or a tool call).
     pub answer: bool,
     /// Carries reasoning (`reasoning_content`, `reasoning`, Anthropic thinking).
@@ -127,7 +130,7 @@ fn non_empty(s: &Option<Cow<'_, str>>) -> bool {
 }
 
 /// Parses one `data:` payload of an OpenAI stream (chat or completions).
-pub fn parse_chunk(data: &str) -> Result<Option<Chunk>, serde_json::Error> {
+pub fn parse_chunk(data: &str) -> Result<Option<Chunk<'_>>, serde_json::Error> {
     let data = data.trim();
     if data == "[DONE]" {
         return Ok(Some(Chunk { done: true, ..Default::default() }));
@@ -135,17 +138,21 @@ pub fn parse_chunk(data: &str) -> Result<Option<Chunk>, serde_json::Error> {
     if data.is_empty() {
         return Ok(None);
     }
+    let mut c = Chunk::default();
+    if fast::parse(data, &mut c).is_some() {
+        return Ok(Some(c));
+    }
     let w: WireChunk = serde_json::from_str(data)?;
     Ok(Some(reduce(w)))
 }
 
 /// Parses a whole non-streamed response body.
-pub fn parse_body(body: &str) -> Result<Chunk, serde_json::Error> {
+pub fn parse_body(body: &str) -> Result<Chunk<'_>, serde_json::Error> {
     let w: WireChunk = serde_json::from_str(body)?;
     Ok(reduce(w))
 }
 
-fn reduce(w: WireChunk<'_>) -> Chunk {
+fn reduce(w: WireChunk<'_>) -> Chunk<'_> {
     let mut c = Chunk::default();
     if let Some(e) = w.error {
         c.error = Some(error_text(&e));
@@ -155,45 +162,68 @@ fn reduce(w: WireChunk<'_>) -> Chunk {
         c.error = Some(w.message.as_ref().map(error_text).unwrap_or_else(|| "error".into()));
         return c;
     }
-    for ch in w.choices {
-        if let Some(d) = ch.delta.or(ch.message) {
-            c.answer |= non_empty(&d.content);
-            c.reasoning |= non_empty(&d.reasoning_content) || non_empty(&d.reasoning);
-            if let Some(calls) = d.tool_calls {
-                for (i, t) in calls.into_iter().enumerate() {
-                    let (name, arguments) = t.function.map(|f| (f.name, f.arguments)).unwrap_or_default();
-                    let index = t.index.unwrap_or(i);
-                    c.tool_deltas.push(ToolDelta { index, id: t.id, name, arguments: arguments.unwrap_or_default() });
-                }
-            }
-            if let Some(t) = d.content {
-                c.text.push_str(&t);
+    for mut ch in w.choices {
+        absorb_choice(&mut c, &mut ch);
+    }
+    c.usage = w.usage.map(usage_of);
+    c.timings = w.timings.map(timings_of);
+    c
+}
+
+/// Adds one element of `choices` to `c` (the fast path does the same),
+/// taking what it keeps.
+fn absorb_choice<'a>(c: &mut Chunk<'a>, ch: &mut WireChoice<'a>) {
+    if let Some(d) = ch.delta.as_mut().or(ch.message.as_mut()) {
+        c.answer |= non_empty(&d.content);
+        c.reasoning |= non_empty(&d.reasoning_content) || non_empty(&d.reasoning);
+        if let Some(calls) = d.tool_calls.take() {
+            for (i, t) in calls.into_iter().enumerate() {
+                let (name, arguments) = t.function.map(|f| (f.name, f.arguments)).unwrap_or_default();
+                let index = t.index.unwrap_or(i);
+                c.tool_deltas.push(ToolDelta { index, id: t.id, name, arguments: arguments.unwrap_or_default() });
             }
         }
-        if let Some(t) = ch.text {
-            if !t.is_empty() {
-                c.answer = true;
-                c.text.push_str(&t);
-            }
-        }
-        c.has_token = c.answer || c.reasoning || !c.tool_deltas.is_empty();
-        if ch.finish_reason.is_some() {
-            c.finish_reason = ch.finish_reason;
+        if let Some(t) = d.content.take() {
+            append(&mut c.text, t);
         }
     }
-    c.usage = w.usage.map(|u| Usage {
+    if let Some(t) = ch.text.take() {
+        if !t.is_empty() {
+            c.answer = true;
+            append(&mut c.text, t);
+        }
+    }
+    c.has_token = c.answer || c.reasoning || !c.tool_deltas.is_empty();
+    if ch.finish_reason.is_some() {
+        c.finish_reason = ch.finish_reason.take();
+    }
+}
+
+/// `text` followed by `more`, borrowed while only one piece is non-empty.
+fn append<'a>(text: &mut Cow<'a, str>, more: Cow<'a, str>) {
+    if text.is_empty() {
+        *text = more;
+    } else if !more.is_empty() {
+        text.to_mut().push_str(&more);
+    }
+}
+
+fn usage_of(u: WireUsage) -> Usage {
+    Usage {
         prompt_tokens: u.prompt_tokens,
         completion_tokens: u.completion_tokens,
         reasoning_tokens: u.completion_tokens_details.and_then(|d| d.reasoning_tokens),
-    });
-    c.timings = w.timings.map(|t| ServerTimings {
+    }
+}
+
+fn timings_of(t: WireTimings) -> ServerTimings {
+    ServerTimings {
         prompt_ms: t.prompt_ms,
         predicted_ms: t.predicted_ms,
         predicted_per_token_ms: t.predicted_per_token_ms,
         prompt_n: t.prompt_n,
         cache_n: t.cache_n,
-    });
-    c
+    }
 }
 
 /// A short human text for an error object (its `message` when it has one).

@@ -37,7 +37,16 @@ pub struct SseDecoder {
     has_data: bool,
     event: Option<String>,
     max_event_bytes: usize,
+    /// Emptied buffers of handled events (see [`recycle`]), each reused for
+    /// the data of a later event instead of a new allocation.
+    ///
+    /// [`recycle`]: SseDecoder::recycle
+    spare: Vec<Vec<u8>>,
 }
+
+/// Most buffers kept for reuse, and the largest one kept.
+const SPARE_BUFFERS: usize = 16;
+const SPARE_BYTES: usize = 4096;
 
 impl SseDecoder {
     pub fn new(max_event_bytes: usize) -> SseDecoder {
@@ -48,6 +57,19 @@ impl SseDecoder {
             has_data: false,
             event: None,
             max_event_bytes,
+            spare: Vec::new(),
+        }
+    }
+
+    /// Takes back the buffers of events that were handled, leaving `events`
+    /// empty: the next events' data goes into them.
+    pub fn recycle(&mut self, events: &mut Vec<SseEvent>) {
+        for ev in events.drain(..) {
+            let mut buf = ev.data.into_bytes();
+            if self.spare.len() < SPARE_BUFFERS && buf.capacity() <= SPARE_BYTES {
+                buf.clear();
+                self.spare.push(buf);
+            }
         }
     }
 
@@ -143,7 +165,7 @@ impl SseDecoder {
     }
 
     fn dispatch(&mut self, out: &mut Vec<SseEvent>) -> Result<(), SseError> {
-        let bytes = std::mem::take(&mut self.data);
+        let bytes = std::mem::replace(&mut self.data, self.spare.pop().unwrap_or_default());
         self.has_data = false;
         let data = String::from_utf8(bytes).map_err(|_| SseError::InvalidUtf8)?;
         out.push(SseEvent { event: self.event.take(), data });
@@ -178,6 +200,23 @@ mod tests {
         assert_eq!(whole[3].data, "[DONE]");
         for piece in 1..STREAM.len() {
             assert_eq!(decode_in_pieces(STREAM, piece), whole, "piece size {piece}");
+        }
+    }
+
+    #[test]
+    fn recycled_buffers_change_nothing() {
+        let whole = decode_in_pieces(STREAM, STREAM.len());
+        for piece in 1..STREAM.len() {
+            let mut d = SseDecoder::new(1 << 20);
+            let (mut out, mut events) = (Vec::new(), Vec::new());
+            for c in STREAM.chunks(piece) {
+                d.push(c, &mut events).unwrap();
+                out.extend(events.iter().cloned());
+                d.recycle(&mut events);
+                assert!(events.is_empty());
+            }
+            d.finish(&mut out).unwrap();
+            assert_eq!(out, whole, "piece size {piece}");
         }
     }
 
