@@ -27,8 +27,18 @@ fn temp_dir(tag: &str) -> PathBuf {
 /// One HTTP POST to `/mcp`: the status, the session id header, and the
 /// JSON-RPC message of the reply (a JSON body or the last SSE `data:` event).
 fn post(port: u16, token: Option<&str>, session: Option<&str>, body: &Value) -> (u16, Option<String>, Value) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    try_post(port, token, session, body).expect("POST /mcp")
+}
+
+/// [`post`], with the error of a connection that failed.
+fn try_post(
+    port: u16,
+    token: Option<&str>,
+    session: Option<&str>,
+    body: &Value,
+) -> std::io::Result<(u16, Option<String>, Value)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let body = body.to_string();
     let mut req = format!(
         "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
@@ -44,9 +54,9 @@ fn post(port: u16, token: Option<&str>, session: Option<&str>, body: &Value) -> 
     }
     req.push_str("\r\n");
     req.push_str(&body);
-    s.write_all(req.as_bytes()).expect("send");
+    s.write_all(req.as_bytes())?;
     let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
+    s.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
@@ -61,7 +71,7 @@ fn post(port: u16, token: Option<&str>, session: Option<&str>, body: &Value) -> 
         .next_back()
         .or_else(|| rest.lines().find_map(|l| serde_json::from_str(l.trim()).ok()))
         .unwrap_or(Value::Null);
-    (status, session, message)
+    Ok((status, session, message))
 }
 
 fn rpc(id: u64, method: &str, params: Value) -> Value {
@@ -74,10 +84,14 @@ fn tool_text(reply: &Value) -> (String, bool) {
     (r["content"][0]["text"].as_str().unwrap_or_default().to_string(), r["isError"] == true)
 }
 
+/// Waits until the server on `port` answers HTTP: a request without the
+/// token gets its 401. A bare TCP connect is not enough: connections made
+/// while the command was still starting were seen reset.
 fn wait_for_port(port: u16) {
     let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(30), "the MCP server never listened on {port}");
+    let init = rpc(0, "initialize", json!({}));
+    while !matches!(try_post(port, None, None, &init), Ok((401, _, _))) {
+        assert!(start.elapsed() < Duration::from_secs(30), "the MCP server never answered on {port}");
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -108,7 +108,7 @@ fn serve(args: &[&str]) -> (Serve, String) {
     let serve = Serve(child);
     let addr = format!("127.0.0.1:{port}");
     for _ in 0..200 {
-        if std::net::TcpStream::connect(&addr).is_ok() {
+        if fleetbench_testkit::listening_on_loopback(port) {
             return (serve, format!("http://{addr}/v1"));
         }
         std::thread::sleep(std::time::Duration::from_millis(50));

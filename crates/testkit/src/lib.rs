@@ -18,7 +18,7 @@ mod wait;
 pub use agent::{start_agent, AgentServer, Turn, COMPLETION_TOKENS, PROMPT_TOKENS};
 pub use pg::{fresh_postgres_db, POSTGRES_ENV};
 pub use record::RecordBuilder;
-pub use wait::{wait_for, wait_until, TimedOut};
+pub use wait::{listening_on_loopback, wait_for, wait_until, TimedOut};
 
 use axum::serve::ListenerExt as _;
 use std::convert::Infallible;

@@ -65,6 +65,21 @@ pub async fn wait_for<T>(
     }
 }
 
+/// Whether a server listens on loopback port `port`: a connection is made
+/// and is not the socket talking to itself. While nothing listens on a port
+/// in the ephemeral range, a loop of connects to it eventually gets that very
+/// port as its own source and TCP's simultaneous open connects the socket to
+/// itself: "connected" then says nothing about the server.
+pub fn listening_on_loopback(port: u16) -> bool {
+    match std::net::TcpStream::connect(("127.0.0.1", port)) {
+        Ok(s) => match (s.local_addr(), s.peer_addr()) {
+            (Ok(local), Ok(peer)) => local != peer,
+            _ => false,
+        },
+        Err(_) => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,5 +105,14 @@ mod tests {
         // Checked at once and again at (or after) the deadline at least.
         assert!(e.polls >= 2, "{e}");
         assert!(e.to_string().contains("did not hold within 50ms"), "{e}");
+    }
+
+    #[test]
+    fn a_listener_is_seen_and_a_closed_port_is_not() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        assert!(listening_on_loopback(port));
+        drop(l);
+        assert!(!listening_on_loopback(port));
     }
 }
