@@ -39,7 +39,8 @@ except ImportError:
 sys.exit(m.version('guidellm') != '$version')" 2>/dev/null; then
       echo "installing GuideLLM $version into $venv (5.9 GiB with torch; once)" >&2
       python3 -m venv "$venv" >&2
-      "$venv/bin/pip" install -q --disable-pip-version-check -c "$constraints" "guidellm==$version" >&2
+      # --no-cache-dir: the wheels (about 3 GB) are not kept a second time.
+      "$venv/bin/pip" install -q --no-cache-dir --disable-pip-version-check -c "$constraints" "guidellm==$version" >&2
     fi
     echo "$venv/bin/guidellm"
     ;;
