@@ -304,20 +304,26 @@ fn location(v: &Value) -> Result<Location, String> {
     if let Some(k) = obj.keys().find(|k| !matches!(k.as_str(), "rack" | "node" | "gpu" | "link")) {
         return Err(format!("unknown location field '{}'", truncate(k)));
     }
-    let gpu = match obj.get("gpu") {
-        None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => match n.as_u64() {
-            Some(g) if g <= 7 => Some(g as u32),
-            _ => return Err("location.gpu must be an integer 0..7".into()),
-        },
-        Some(_) => return Err("location.gpu must be an integer 0..7 or null".into()),
-    };
+    let gpu = location_gpu(obj)?;
     Ok(Location {
         rack: opt_short_string(obj, "rack")?,
         node: opt_short_string(obj, "node")?,
         gpu,
         link: opt_short_string(obj, "link")?,
     })
+}
+
+/// A location's `gpu`: absent or null, or a GPU index 0..7 of its node
+/// (the triage diagnosis and the investigate submission read it alike).
+pub(crate) fn location_gpu(obj: &Map<String, Value>) -> Result<Option<u32>, String> {
+    match obj.get("gpu") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(g) if g <= 7 => Ok(Some(g as u32)),
+            _ => Err("location.gpu must be an integer 0..7".into()),
+        },
+        Some(_) => Err("location.gpu must be an integer 0..7 or null".into()),
+    }
 }
 
 fn truncate(s: &str) -> String {

@@ -64,14 +64,7 @@ fn location(v: Option<&Value>) -> Result<Loc, String> {
     if let Some(k) = obj.keys().find(|k| !matches!(k.as_str(), "loop" | "rack" | "node" | "gpu" | "link")) {
         return Err(format!("unknown location field '{}'", k.chars().take(40).collect::<String>()));
     }
-    let gpu = match obj.get("gpu") {
-        None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => match n.as_u64() {
-            Some(g) if g <= 7 => Some(g as u32),
-            _ => return Err("location.gpu must be an integer 0..7".into()),
-        },
-        Some(_) => return Err("location.gpu must be an integer 0..7 or null".into()),
-    };
+    let gpu = crate::diagnosis::location_gpu(obj)?;
     Ok(Loc {
         cooling_loop: short(obj, "loop", 64)?,
         rack: short(obj, "rack", 64)?,
