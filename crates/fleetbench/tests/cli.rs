@@ -390,3 +390,36 @@ async fn run_with_dashboard_shows_the_run_live() {
     let store = fleetbench_store::Store::open(&dir.join("results.db")).unwrap();
     assert_eq!(store.records(1).unwrap().len(), 80);
 }
+
+/// `selftest` in paced mode: every stream ran, every token has an added
+/// latency, the streams joined over one response, and where the process
+/// may use two CPUs the client and server threads sit on different ones.
+#[test]
+fn selftest_paces_streams_and_places_its_threads() {
+    let out = common::run_ok(bin().args([
+        "selftest", "--streams", "20", "--tokens", "10", "--itl", "5ms", "--duration", "1s", "--json",
+    ]));
+    let r: serde_json::Value = serde_json::from_str(&out).expect("selftest --json prints JSON");
+    assert_eq!(r["failed"], 0, "{r}");
+    assert!(r["completed"].as_u64().unwrap() >= 20, "{r}");
+    assert_eq!(r["max_streams_in_flight"], 20, "{r}");
+    assert_eq!(r["streamed_tokens"], r["completed"].as_u64().unwrap() * 10, "{r}");
+    assert!((r["streams_joined_over_s"].as_f64().unwrap() - 0.05).abs() < 1e-9, "{r}");
+    for p in ["added_latency_p50_ms", "added_latency_p99_ms"] {
+        assert!(r[p].as_f64().is_some_and(|v| v >= 0.0), "{p}: {r}");
+    }
+    assert!(r["realtime"].is_boolean(), "{r}");
+    if let (Some(c), Some(s)) = (r["client_cpu"].as_u64(), r["server_cpu"].as_u64()) {
+        assert_ne!(c, s, "client and server pinned to one CPU: {r}");
+    }
+    // Opting out: all at once, nothing pinned, normal priority.
+    let out = common::run_ok(bin().args([
+        "selftest", "--streams", "5", "--tokens", "5", "--itl", "2ms", "--duration", "300ms", "--json",
+        "--all-at-once", "--no-pin", "--no-realtime",
+    ]));
+    let r: serde_json::Value = serde_json::from_str(&out).expect("selftest --json prints JSON");
+    assert_eq!(r["streams_joined_over_s"], 0.0, "{r}");
+    assert_eq!(r["realtime"], false, "{r}");
+    assert!(r["client_cpu"].is_null() && r["server_cpu"].is_null(), "{r}");
+    assert_eq!(r["failed"], 0, "{r}");
+}

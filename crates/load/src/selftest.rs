@@ -2,6 +2,15 @@
 //! single-threaded runtime against a server with exact timing, with the
 //! client thread's CPU time. `fleetbench selftest` wires it to
 //! `fleetbench_sim::fixed`.
+//!
+//! What is measured is the client's own work, so the selftest keeps the
+//! rest of the machine out of the figure where it can: the client thread
+//! and the server thread run on different CPUs ([`Placement`]), at the
+//! lowest real-time priority where the OS allows it (a kernel thread or
+//! another process then cannot hold the client off its CPU for
+//! milliseconds), and paced streams join over one response's duration,
+//! so that in the steady state they measure, requests end and restart
+//! spread out as independent users' do, not in one wave of all of them.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,6 +19,8 @@ use fleetbench_client::{Client, ClientConfig, ClientError};
 use fleetbench_core::stats::percentile;
 use fleetbench_core::{ApiKind, RequestRecord, RunClock, RunMetrics, SamplingParams, Slo};
 use serde::Serialize;
+
+use fleetbench_workload::{RampKind, RampSpec};
 
 use crate::{RunPlan, Schedule, StopCondition, SyntheticWorkload};
 
@@ -34,6 +45,15 @@ pub struct SelftestReport {
     pub tokens_per_s: f64,
     pub max_streams_in_flight: u64,
     pub server_max_in_flight: u64,
+    /// Seconds over which the streams joined (one response's duration for
+    /// paced streams; 0: all at once).
+    pub streams_joined_over_s: f64,
+    /// The client thread ran at real-time priority (`SCHED_FIFO` 1).
+    pub realtime: bool,
+    /// The CPUs the client and server threads were pinned to, where they
+    /// were (Linux, two CPUs or more allowed).
+    pub client_cpu: Option<usize>,
+    pub server_cpu: Option<usize>,
     pub client_cpu_s: f64,
     pub client_cpu_s_per_1000_tokens: f64,
     pub client_cpu_utilisation: f64,
@@ -72,23 +92,77 @@ pub struct ClientRun {
     /// Resident memory (MB) when the client started and when its run ended.
     pub rss_start_mb: Option<f64>,
     pub rss_end_mb: Option<f64>,
+    /// Where the client thread ran and at which priority.
+    pub placed: Placed,
+    pub joined_over_s: f64,
+}
+
+/// Where the selftest asks its two threads to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    /// Pin the client and server threads to two different CPUs.
+    pub pin: bool,
+    /// Ask for real-time priority (`SCHED_FIFO` 1) for both threads.
+    pub realtime: bool,
+}
+
+/// What a thread got of its [`Placement`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Placed {
+    pub cpu: Option<usize>,
+    pub realtime: bool,
+}
+
+impl Placement {
+    /// The two CPUs the threads go to: the first two this process may use.
+    fn cpus(&self) -> Option<(usize, usize)> {
+        if !self.pin {
+            return None;
+        }
+        let allowed = allowed_cpus();
+        match allowed.as_slice() {
+            [client, server, ..] => Some((*client, *server)),
+            _ => None,
+        }
+    }
+
+    /// Applies the placement to the calling thread, as the client (`server`
+    /// false) or the server; what the OS refuses is left as it was.
+    pub fn apply(&self, server: bool) -> Placed {
+        let cpu = self.cpus().map(|(c, s)| if server { s } else { c }).filter(|&cpu| pin_current_thread(cpu));
+        Placed { cpu, realtime: self.realtime && realtime_current_thread() }
+    }
 }
 
 /// Drives `streams` closed-loop agents against `url` for `duration` on one
 /// single-threaded runtime on its own thread, measuring that thread's CPU.
+/// `join_over`: the streams join one by one, evenly, over this long (zero:
+/// all at once).
 pub fn drive(
     url: String,
     streams: u32,
     duration: Duration,
+    join_over: Duration,
+    placement: Placement,
 ) -> std::io::Result<std::thread::JoinHandle<Result<ClientRun, SelftestError>>> {
     std::thread::Builder::new().name("selftest-client".into()).spawn(move || {
+        let placed = placement.apply(false);
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let rss_start_mb = resident_mb().0;
         let cpu0 = thread_cpu_seconds();
         let wall0 = Instant::now();
-        let (records, clock) = rt.block_on(closed_loop(url, streams, duration))?;
+        let (records, clock) = rt.block_on(closed_loop(url, streams, duration, join_over))?;
         let (cpu_s, wall_s) = (thread_cpu_seconds() - cpu0, wall0.elapsed().as_secs_f64());
-        Ok(ClientRun { records, clock, cpu_s, wall_s, rss_start_mb, rss_end_mb: resident_mb().0 })
+        Ok(ClientRun {
+            records,
+            clock,
+            cpu_s,
+            wall_s,
+            rss_start_mb,
+            rss_end_mb: resident_mb().0,
+            placed,
+            joined_over_s: join_over.as_secs_f64(),
+        })
     })
 }
 
@@ -96,8 +170,16 @@ async fn closed_loop(
     url: String,
     streams: u32,
     duration: Duration,
+    join_over: Duration,
 ) -> Result<(Vec<RequestRecord>, RunClock), ClientError> {
     let client = Client::new(ClientConfig::new(url, ApiKind::Chat, "selftest"))?;
+    let ramp = (!join_over.is_zero() && streams > 1).then(|| RampSpec {
+        kind: RampKind::Concurrency,
+        from: 1.0,
+        to: f64::from(streams),
+        over_s: join_over.as_secs_f64(),
+        steps: None,
+    });
     let plan = RunPlan {
         schedule: Schedule::Closed { concurrency: streams },
         stop: StopCondition { requests: None, duration: Some(duration) },
@@ -106,7 +188,7 @@ async fn closed_loop(
         seed: 1,
         arrivals: None,
         shard: None,
-        ramp: None,
+        ramp,
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -131,9 +213,10 @@ pub fn report(
     streams: u32,
     tokens: u32,
     itl: Duration,
-    server_max_in_flight: u64,
+    server: (u64, Placed),
     server_instants: impl Fn(&str) -> Option<Vec<Instant>>,
 ) -> SelftestReport {
+    let (server_max_in_flight, server_placed) = server;
     let metrics = RunMetrics::compute(&run.records, &Slo::default(), Some(streams));
     let streamed: u64 = run.records.iter().map(|r| r.token_events).sum();
     let mut added = Vec::new();
@@ -159,6 +242,10 @@ pub fn report(
         tokens_per_s: streamed as f64 / wall,
         max_streams_in_flight: metrics.max_concurrent_requests,
         server_max_in_flight,
+        streams_joined_over_s: run.joined_over_s,
+        realtime: run.placed.realtime && server_placed.realtime,
+        client_cpu: run.placed.cpu,
+        server_cpu: server_placed.cpu,
         client_cpu_s: cpu,
         client_cpu_s_per_1000_tokens: if streamed > 0 { cpu / streamed as f64 * 1000.0 } else { 0.0 },
         client_cpu_utilisation: cpu / wall,
@@ -170,6 +257,55 @@ pub fn report(
         rss_end_mb: run.rss_end_mb,
         rss_peak_mb: resident_mb().1,
     }
+}
+
+/// The CPUs this process may run on, in order (Linux; empty elsewhere or
+/// when the OS does not say).
+fn allowed_cpus() -> Vec<usize> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: cpu_set_t is plain data; sched_getaffinity fills the set we own.
+        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        let r = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+        if r != 0 {
+            return Vec::new();
+        }
+        // SAFETY: CPU_ISSET reads the set we own, for indexes within its size.
+        (0..libc::CPU_SETSIZE as usize).filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) }).collect()
+    }
+    #[cfg(not(target_os = "linux"))]
+    Vec::new()
+}
+
+/// Pins the calling thread to `cpu`; false where the OS refuses.
+fn pin_current_thread(cpu: usize) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: cpu_set_t is plain data; CPU_SET writes within its size
+        // (cpu comes from sched_getaffinity), and pid 0 is this thread.
+        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+        unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0 }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = cpu;
+        false
+    }
+}
+
+/// Puts the calling thread at the lowest real-time priority (`SCHED_FIFO`
+/// 1); false where the OS refuses (it needs root or `CAP_SYS_NICE`). The
+/// kernel's real-time throttling still leaves other tasks 5 % of each CPU.
+fn realtime_current_thread() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 1 };
+        // SAFETY: pid 0 is the calling thread; param is a valid struct we own.
+        unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) == 0 }
+    }
+    #[cfg(not(target_os = "linux"))]
+    false
 }
 
 /// CPU time of the calling thread, seconds.

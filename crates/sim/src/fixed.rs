@@ -38,10 +38,21 @@ impl FixedServer {
 
     /// Starts serving on a loopback port on a thread of its own.
     pub fn start(self: &Arc<Self>) -> std::io::Result<SocketAddr> {
+        self.start_with(|| ()).map(|(addr, ())| addr)
+    }
+
+    /// As [`FixedServer::start`], first running `setup` on the server's
+    /// thread (to pin it or set its priority) and returning what it gave.
+    pub fn start_with<T: Send + 'static>(
+        self: &Arc<Self>,
+        setup: impl FnOnce() -> T + Send + 'static,
+    ) -> std::io::Result<(SocketAddr, T)> {
         let socket = crate::server::bound_socket(SocketAddr::from(([127, 0, 0, 1], 0)))?;
         let addr = socket.local_addr()?;
         let state = self.clone();
+        let (set_up, was_set_up) = std::sync::mpsc::channel();
         std::thread::Builder::new().name("fixed-server".into()).spawn(move || {
+            let _ = set_up.send(setup());
             let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
             rt.block_on(async move {
                 let Ok(listener) = socket.listen(crate::server::LISTEN_BACKLOG) else { return };
@@ -55,7 +66,8 @@ impl FixedServer {
                 let _ = axum::serve(nodelay, app).await;
             });
         })?;
-        Ok(addr)
+        let setup = was_set_up.recv().map_err(|_| std::io::Error::other("the server thread ended at its start"))?;
+        Ok((addr, setup))
     }
 
     /// The most requests it had in flight at once.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use fleetbench_core::parse_duration;
-use fleetbench_load::selftest::{drive, report, SelftestReport};
+use fleetbench_load::selftest::{drive, report, Placement, SelftestReport};
 use fleetbench_sim::fixed::FixedServer;
 
 use crate::context::Context;
@@ -34,6 +34,22 @@ pub struct SelftestArgs {
     /// more to measure the latency the client adds to each token.
     #[arg(long, default_value = "0ms", value_parser = parse_duration)]
     pub itl: Duration,
+    /// Let the OS place the client and server threads (by default they are
+    /// pinned to two different CPUs where two are allowed).
+    #[arg(long)]
+    pub no_pin: bool,
+    /// Run both threads at normal priority (by default they ask for the
+    /// lowest real-time priority, SCHED_FIFO 1, which needs root or
+    /// CAP_SYS_NICE; without it the selftest says so and goes on). At normal
+    /// priority, kernel threads and other processes that take the client's
+    /// CPU for milliseconds show in the tail.
+    #[arg(long)]
+    pub no_realtime: bool,
+    /// Start every stream at once (by default paced streams join evenly
+    /// over one response's duration, so that requests end and restart
+    /// spread out, as independent users' do).
+    #[arg(long)]
+    pub all_at_once: bool,
     /// Print the figures as JSON.
     #[arg(long)]
     pub json: bool,
@@ -41,21 +57,27 @@ pub struct SelftestArgs {
 
 pub async fn run(args: SelftestArgs, _ctx: &Context) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.streams > 0 && args.tokens > 0, "--streams and --tokens must be at least 1");
+    let placement = Placement { pin: !args.no_pin, realtime: !args.no_realtime };
     let server = FixedServer::new(args.tokens, args.itl);
-    let addr = server.start().context("starting the selftest server")?;
+    let (addr, server_placed) =
+        server.start_with(move || placement.apply(true)).context("starting the selftest server")?;
+    // One response's duration: paced streams joining over it end and
+    // restart spread out in the steady state.
+    let join_over = if args.all_at_once { Duration::ZERO } else { args.itl * args.tokens };
     if !args.json {
         eprintln!(
             "selftest: {} streams × {} tokens for {:?} against {addr} (server ITL {:?})",
             args.streams, args.tokens, args.duration, args.itl
         );
     }
-    let client =
-        drive(format!("http://{addr}/v1"), args.streams, args.duration).context("starting the client thread")?;
+    let client = drive(format!("http://{addr}/v1"), args.streams, args.duration, join_over, placement)
+        .context("starting the client thread")?;
     let joined = tokio::task::spawn_blocking(move || client.join())
         .await?
         .map_err(|_| anyhow::anyhow!("the client thread panicked"))??;
-    let r =
-        report(&joined, args.streams, args.tokens, args.itl, server.max_in_flight(), |id| server.token_instants(id));
+    let r = report(&joined, args.streams, args.tokens, args.itl, (server.max_in_flight(), server_placed), |id| {
+        server.token_instants(id)
+    });
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&r)?);
     } else {
@@ -65,6 +87,20 @@ pub async fn run(args: SelftestArgs, _ctx: &Context) -> anyhow::Result<ExitCode>
 }
 
 fn print_report(r: &SelftestReport) {
+    let place = |cpu: Option<usize>| cpu.map_or_else(|| "not pinned".to_string(), |c| format!("CPU {c}"));
+    outln!(
+        "threads                client {}, server {}, {}",
+        place(r.client_cpu),
+        place(r.server_cpu),
+        if r.realtime {
+            "real-time priority (SCHED_FIFO 1)"
+        } else {
+            "normal priority (real-time refused or --no-realtime: other tasks' CPU time shows in the tail)"
+        }
+    );
+    if r.streams_joined_over_s > 0.0 {
+        outln!("streams joined over    {:.1} s (one response), then closed loop", r.streams_joined_over_s);
+    }
     if r.server_itl_ms > 0.0 {
         outln!("streams in flight      {} (server saw {})", r.max_streams_in_flight, r.server_max_in_flight);
     } else {
