@@ -9,8 +9,16 @@
 #
 #   benches/peers/run.sh [--quick] [--levels "1 10 100 256 500 1000"] [--requests-per-stream K]
 #                        [--requests N] [--tokens T] [--clients "fleetbench fleetbench-cold guidellm aiperf vllm"]
+#                        [--no-realtime]
 #   benches/peers/run.sh --zero-delay [--levels "32 256"] [--requests 25000] [--tokens 200]
 #                        [--writes "token answer"] [--json-out] [--clients fleetbench]
+#
+# The exact-timing runs put every client and the server at the lowest
+# real-time priority (chrt -f 1) where the OS allows it (root or
+# CAP_SYS_NICE), the same for every client: on a small VM, kernel threads
+# and other processes otherwise take a core for up to 10 ms at a time, and
+# those stalls land in whichever client runs then. --no-realtime runs them
+# at normal priority. The header says which.
 #
 # fleetbench opens its connections before its clock starts (as a client with
 # a warm pool); the client "fleetbench-cold" is fleetbench with
@@ -48,13 +56,14 @@ here=benches/peers
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
-zero_delay=0 quick=0 json_out=1
+zero_delay=0 quick=0 json_out=1 realtime=1
 levels="" per_stream=5 min_requests=50 requests="" tokens="" clients="" writes="token answer"
 ttft_ms=50 itl_ms=10
 while [ $# -gt 0 ]; do
   case "$1" in
     --zero-delay) zero_delay=1 json_out=0; shift ;;
     --json-out) json_out=1; shift ;;
+    --no-realtime) realtime=0; shift ;;
     --quick) quick=1; per_stream=2; min_requests=10; shift ;;
     --levels) levels=${2:?--levels needs a value}; shift 2 ;;
     --requests-per-stream) per_stream=${2:?--requests-per-stream needs a value}; shift 2 ;;
@@ -171,6 +180,15 @@ if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
 else
   echo "warning: no taskset or fewer than 2 cores: client and server are not pinned" >&2
 fi
+priority="normal priority"
+if [ "$zero_delay" = 0 ] && [ "$realtime" = 1 ]; then
+  if command -v chrt >/dev/null && chrt -f 1 true 2>/dev/null; then
+    pin_client=(chrt -f 1 "${pin_client[@]}") pin_server=(chrt -f 1 "${pin_server[@]}")
+    priority="real-time priority (SCHED_FIFO 1) for every client and the server"
+  else
+    echo "warning: real-time priority refused (needs root or CAP_SYS_NICE): running at normal priority" >&2
+  fi
+fi
 server=""
 trap 'kill $server 2>/dev/null || true; [ -n "${KEEP:-}" ] && echo "outputs kept in $out" >&2 || rm -rf "$out"' EXIT
 server_cmd() { # kind -> the server's command line, one word a line
@@ -230,7 +248,7 @@ run_client() { # client, concurrency, requests, dir -> the result file's path on
 
 describe() { local cmd; mapfile -t cmd < <(server_cmd "$1"); cmd[0]=${cmd[0]##*/}; echo "${cmd[*]}"; }
 for kind in $kinds; do echo "Server ($kind): $(describe "$kind")"; done
-echo "Clients on core 0, servers on core 1. Date $(date -u '+%F %H:%M UTC'), $(nproc) cores, load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "Clients on core 0, servers on core 1, $priority. Date $(date -u '+%F %H:%M UTC'), $(nproc) cores, load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 if [ "$zero_delay" = 1 ]; then
   echo "| client | server writes | concurrency (requests) | CPU µs / streamed token | client CPU s | process wall s | streamed tokens/s (process wall) | peak RSS, MB |"

@@ -397,7 +397,16 @@ async fn run_with_dashboard_shows_the_run_live() {
 #[test]
 fn selftest_paces_streams_and_places_its_threads() {
     let out = common::run_ok(bin().args([
-        "selftest", "--streams", "20", "--tokens", "10", "--itl", "5ms", "--duration", "1s", "--json",
+        "selftest",
+        "--streams",
+        "20",
+        "--tokens",
+        "10",
+        "--itl",
+        "5ms",
+        "--duration",
+        "1s",
+        "--json",
     ]));
     let r: serde_json::Value = serde_json::from_str(&out).expect("selftest --json prints JSON");
     assert_eq!(r["failed"], 0, "{r}");
@@ -414,8 +423,19 @@ fn selftest_paces_streams_and_places_its_threads() {
     }
     // Opting out: all at once, nothing pinned, normal priority.
     let out = common::run_ok(bin().args([
-        "selftest", "--streams", "5", "--tokens", "5", "--itl", "2ms", "--duration", "300ms", "--json",
-        "--all-at-once", "--no-pin", "--no-realtime",
+        "selftest",
+        "--streams",
+        "5",
+        "--tokens",
+        "5",
+        "--itl",
+        "2ms",
+        "--duration",
+        "300ms",
+        "--json",
+        "--all-at-once",
+        "--no-pin",
+        "--no-realtime",
     ]));
     let r: serde_json::Value = serde_json::from_str(&out).expect("selftest --json prints JSON");
     assert_eq!(r["streams_joined_over_s"], 0.0, "{r}");

@@ -1,0 +1,157 @@
+//! Deadlines kept to tens of microseconds. tokio's timer wheel has a
+//! millisecond grid and its driver sleeps in whole milliseconds, so a
+//! token due at 50.0 ms leaves at 50.0 to about 51.3 ms: that lateness
+//! would count as latency added by the client under test. The scripted
+//! server waits on this for the deadlines that decide its figures: one
+//! timer thread keeps every pending deadline in a heap, sleeps to the
+//! earliest with the kernel's timer slack at one microsecond, and wakes
+//! each waiting task when its deadline has come. Each wake-up crosses
+//! threads (about 2 µs of the server's CPU), which is why the scripted
+//! server does not wait on it for every token.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::{Condvar, Mutex, OnceLock};
+use std::time::Instant;
+
+use tokio::sync::oneshot;
+
+/// A deadline waiting in the heap; ordered by instant, then by arrival.
+struct Pending {
+    at: Instant,
+    seq: u64,
+    wake: oneshot::Sender<()>,
+}
+
+impl PartialEq for Pending {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Pending {}
+impl PartialOrd for Pending {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Pending {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+#[derive(Default)]
+struct Heap {
+    pending: BinaryHeap<Reverse<Pending>>,
+    seq: u64,
+}
+
+struct Timers {
+    heap: Mutex<Heap>,
+    changed: Condvar,
+}
+
+/// The timer thread's shared state, started on first use; `None` where the
+/// thread could not be started (then tokio's timer is used).
+fn timers() -> Option<&'static Timers> {
+    static TIMERS: OnceLock<Option<&'static Timers>> = OnceLock::new();
+    *TIMERS.get_or_init(|| {
+        let timers: &'static Timers =
+            Box::leak(Box::new(Timers { heap: Mutex::new(Heap::default()), changed: Condvar::new() }));
+        std::thread::Builder::new().name("precise-timers".into()).spawn(move || run(timers)).ok().map(|_| timers)
+    })
+}
+
+fn run(timers: &'static Timers) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_TIMERSLACK takes a plain integer (nanoseconds) and
+    // changes only this thread's timer slack.
+    unsafe {
+        libc::prctl(libc::PR_SET_TIMERSLACK, 1_000 as libc::c_ulong);
+    }
+    let Ok(mut heap) = timers.heap.lock() else { return };
+    loop {
+        let now = Instant::now();
+        while heap.pending.peek().is_some_and(|Reverse(p)| p.at <= now) {
+            if let Some(Reverse(p)) = heap.pending.pop() {
+                let _ = p.wake.send(());
+            }
+        }
+        let wait = heap.pending.peek().map(|Reverse(p)| p.at.saturating_duration_since(now));
+        heap = match wait {
+            Some(d) => match timers.changed.wait_timeout(heap, d) {
+                Ok((h, _)) => h,
+                Err(_) => return,
+            },
+            None => match timers.changed.wait(heap) {
+                Ok(h) => h,
+                Err(_) => return,
+            },
+        };
+    }
+}
+
+/// Waits until `deadline`, waking within tens of microseconds of it.
+pub async fn sleep_until(deadline: tokio::time::Instant) {
+    let at = deadline.into_std();
+    if at <= Instant::now() {
+        return;
+    }
+    let Some(timers) = timers() else { return tokio::time::sleep_until(deadline).await };
+    let (wake, woken) = oneshot::channel();
+    {
+        let Ok(mut heap) = timers.heap.lock() else { return tokio::time::sleep_until(deadline).await };
+        heap.seq += 1;
+        let seq = heap.seq;
+        let earliest = heap.pending.peek().is_none_or(|Reverse(p)| at < p.at);
+        heap.pending.push(Reverse(Pending { at, seq, wake }));
+        if earliest {
+            timers.changed.notify_one();
+        }
+    }
+    if woken.await.is_err() {
+        tokio::time::sleep_until(deadline).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::sleep_until;
+
+    /// Many sleepers at once, with deadlines out of order: none wakes
+    /// before its deadline, and they wake in the order of their deadlines.
+    #[tokio::test(flavor = "current_thread")]
+    async fn sleepers_wake_at_or_after_their_deadlines_in_order() {
+        let start = tokio::time::Instant::now() + Duration::from_millis(5);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        for k in 0..200u32 {
+            // 0, 7, 14, ... modulo 200: every slot once, pushed out of order.
+            let slot = (k * 7) % 200;
+            let at = start + Duration::from_micros(u64::from(slot) * 100);
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                sleep_until(at).await;
+                let _ = tx.send((slot, tokio::time::Instant::now() >= at));
+            });
+        }
+        drop(tx);
+        let mut woke = Vec::new();
+        while let Some(w) = rx.recv().await {
+            woke.push(w);
+        }
+        assert_eq!(woke.len(), 200);
+        assert!(woke.iter().all(|(_, on_time)| *on_time), "a sleeper woke before its deadline");
+        let slots: Vec<u32> = woke.iter().map(|(s, _)| *s).collect();
+        assert!(slots.windows(2).all(|w| w[0] < w[1]), "woken out of deadline order: {slots:?}");
+    }
+
+    /// A deadline already past returns at once.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_past_deadline_does_not_wait() {
+        let past = tokio::time::Instant::now();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        sleep_until(past).await;
+    }
+}
