@@ -2,15 +2,20 @@
 //! exactly N requests in flight with no batch barriers; open loop sends on
 //! the schedule's clock so that client lag shows up as `client_queue_time`.
 //! Every record goes to the sink the moment its request ends. Session
-//! workloads are sent session by session (`session.rs`).
+//! workloads are sent session by session (`session.rs`). A request of a
+//! conversation (a multi-turn `shared-prefix` user, a trace's
+//! `conversation_id`) waits until the conversation's previous request has ended, as
+//! a user waits for an answer before asking again ([`Turns`]); the wait is
+//! client queue time, and TTFT runs from the send.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fleetbench_client::Client;
-use fleetbench_core::{RequestRecord, RunClock, SamplingParams};
-use tokio::sync::{mpsc, watch, Semaphore};
+use fleetbench_core::{RequestRecord, RequestSpec, RunClock, SamplingParams};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio::task::JoinSet;
 
 use fleetbench_workload::arrivals::Instant;
@@ -197,7 +202,9 @@ async fn agents(
     let mut agents = JoinSet::new();
     let t0 = clock.now();
     let end = phase.end;
+    let turns = Turns::default();
     for agent in 0..concurrency {
+        let turns = turns.clone();
         let next = phase.next.clone();
         let client = client.clone();
         let workload = workload.clone();
@@ -221,7 +228,12 @@ async fn agents(
                     break;
                 }
                 let spec = workload.request(index, &sampling);
+                let (previous, done) = turns.take(&spec);
+                if let Some(previous) = previous {
+                    let _ = previous.await;
+                }
                 let mut rec = client.send(&spec, &clock, t_sched).await;
+                Turns::ended(done);
                 rec.index = index;
                 rec.agent = Some(agent);
                 rec.context = spec.context;
@@ -251,6 +263,7 @@ async fn open_loop(
     finished: &Arc<AtomicU64>,
 ) {
     let gate = max_concurrency.map(|m| Arc::new(Semaphore::new(m.max(1) as usize)));
+    let turns = Turns::default();
     let mut tasks = JoinSet::new();
     let t0 = clock.now();
     for (index, Instant { t: offset, .. }) in (0u64..).zip(arrivals) {
@@ -264,22 +277,33 @@ async fn open_loop(
         tokio::time::sleep_until(clock.instant_at(t_sched).into()).await;
         // Reap finished tasks so the set does not grow without bound.
         while tasks.try_join_next().is_some() {}
-        let permit = match &gate {
-            Some(g) => match g.clone().acquire_owned().await {
+        let spec = workload.request(index, &plan.sampling);
+        // A turn whose conversation has a request in flight waits for it
+        // in its own task, then for a client slot: it holds no slot meanwhile
+        // and does not hold back the arrivals after it.
+        let (previous, done) = turns.take(&spec);
+        let permit = match (&gate, &previous) {
+            (Some(g), None) => match g.clone().acquire_owned().await {
                 Ok(p) => Some(p),
                 Err(_) => break,
             },
-            None => None,
+            _ => None,
         };
+        let gate = gate.clone();
         let client = client.clone();
-        let workload = workload.clone();
         let sink = sink.clone();
         let finished = finished.clone();
-        let sampling = plan.sampling.clone();
         let warmup = plan.warmup;
         tasks.spawn(async move {
-            let spec = workload.request(index, &sampling);
+            let mut permit = permit;
+            if let Some(previous) = previous {
+                let _ = previous.await;
+                if let Some(g) = gate {
+                    permit = g.acquire_owned().await.ok();
+                }
+            }
             let mut rec = client.send(&spec, &clock, t_sched).await;
+            Turns::ended(done);
             drop(permit);
             rec.index = index;
             rec.context = spec.context;
@@ -289,4 +313,34 @@ async fn open_loop(
         });
     }
     while tasks.join_next().await.is_some() {}
+}
+
+/// The order of each conversation's requests: a request takes its place
+/// behind the conversation's last one and may be sent when that one has
+/// ended ([`Turns::ended`]; or was abandoned: its signal dropped).
+/// Requests without a conversation never wait.
+#[derive(Clone, Default)]
+pub(crate) struct Turns(Arc<Mutex<HashMap<String, oneshot::Receiver<()>>>>);
+
+impl Turns {
+    /// (the end of the conversation's request before this one, still to
+    /// come; the signal of this one's end, to drop when it ends).
+    pub(crate) fn take(&self, spec: &RequestSpec) -> (Option<oneshot::Receiver<()>>, Option<oneshot::Sender<()>>) {
+        let Some(conversation) = spec.context.conversation.as_deref() else { return (None, None) };
+        let (done, ended) = oneshot::channel();
+        let previous = match self.0.lock() {
+            Ok(mut last) => last.insert(conversation.to_string(), ended),
+            Err(_) => None,
+        };
+        // One that has already ended (sent its signal) is nothing to wait for.
+        let previous = previous.filter(|p| p.is_empty());
+        (previous, Some(done))
+    }
+
+    /// This request has ended: the conversation's next one may go.
+    pub(crate) fn ended(done: Option<oneshot::Sender<()>>) {
+        if let Some(done) = done {
+            let _ = done.send(());
+        }
+    }
 }

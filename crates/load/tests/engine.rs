@@ -349,3 +349,62 @@ async fn stop_signal_interrupts_a_run() {
     }
     assert_eq!(report.finished, n);
 }
+
+/// Open loop of a shared-prefix workload at 100 requests/s, each request
+/// lasting about 70 ms, from two users: (`Arc<dyn Workload>`, server's most
+/// requests at once, records by index).
+async fn two_users_at_100_per_s(workload: &str) -> (u64, Vec<RequestRecord>) {
+    let s = common::start(Script {
+        ttft: Duration::from_millis(30),
+        itl: Duration::from_millis(10),
+        tokens: 5,
+        ..Default::default()
+    })
+    .await;
+    let plan = RunPlan {
+        schedule: Schedule::Open { rate: 100.0, arrival: Arrival::Constant, max_concurrency: None },
+        stop: StopCondition { requests: Some(12), duration: None },
+        warmup: 0,
+        sampling: SamplingParams::default(),
+        seed: 1,
+        arrivals: None,
+        shard: None,
+        ramp: None,
+    };
+    let wl: Arc<dyn fleetbench_load::Workload> =
+        fleetbench_load::WorkloadSpec::parse(workload).unwrap().build(1).unwrap().into();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (_stop_tx, stop_rx) = watch::channel(false);
+    let c = client(&s.base_url(), ApiKind::Chat);
+    run(&plan, &c, wl, RunClock::start(), tx, stop_rx).await;
+    let mut recs = Vec::new();
+    while let Ok(r) = rx.try_recv() {
+        recs.push(r);
+    }
+    recs.sort_by_key(|r| r.index);
+    (s.counters.max_in_flight.load(std::sync::atomic::Ordering::SeqCst), recs)
+}
+
+/// A multi-turn user asks again only once the last answer has ended: its
+/// turns never overlap, the wait is client queue time, and TTFT runs from
+/// the send. Single-turn requests of the same users do overlap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_sends_its_next_turn_after_the_last_ends() {
+    let spec = "shared-prefix:groups=1,users=2,system=20,question=5,output=5";
+    let (most, recs) = two_users_at_100_per_s(&format!("{spec},multi-turn")).await;
+    assert_eq!(recs.len(), 12);
+    assert!(recs.iter().all(|r| r.ok()), "{:?}", recs.iter().map(|r| &r.error).collect::<Vec<_>>());
+    assert!(most <= 2, "the server had {most} requests at once from two users");
+    for user in [0, 1] {
+        let turns: Vec<&RequestRecord> = recs.iter().filter(|r| r.index % 2 == user).collect();
+        for w in turns.windows(2) {
+            assert!(w[1].t_send >= w[0].t_end, "turn {} sent at {} before {} ended at {}", w[1].index, w[1].t_send, w[0].index, w[0].t_end);
+        }
+    }
+    let waited = recs.iter().filter(|r| r.t_send - r.t_sched > 0.02).count();
+    assert!(waited >= 8, "only {waited} turns waited for their user's last answer");
+    // The same users asking single questions do not wait for each other.
+    let (most, recs) = two_users_at_100_per_s(spec).await;
+    assert_eq!(recs.len(), 12);
+    assert!(most > 2, "single-turn requests were held back: at most {most} at once");
+}

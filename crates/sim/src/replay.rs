@@ -9,7 +9,11 @@
 //! after the first, ITL between tokens; per arrival stage and overall.
 //! Session workloads (`agent-session`) run session by session
 //! (`sessions.rs`): each turn keyed by its session, so the history the last
-//! turn left in the prefix cache is prefilled only once.
+//! turn left in the prefix cache is prefilled only once. A request of a
+//! conversation (a multi-turn `shared-prefix` user, a trace's
+//! `conversation_id`) is sent only once the conversation's previous request has
+//! ended, as `fleetbench run` and inference-perf's multi-turn users send
+//! them; its wait counts as client queue time, not TTFT.
 
 use fleetbench_core::stats::{mean, percentile_sorted};
 use fleetbench_core::table::{Align, Table};
@@ -18,7 +22,7 @@ use fleetbench_workload::arrivals::Instant;
 use fleetbench_workload::text::hash_str;
 use fleetbench_workload::{ArrivalPlan, Schedule, Workload};
 use serde::Serialize;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use crate::engine::{EngineEvent, EngineRequest, PrefixKey, ServingEngine};
 use crate::perf::Deployment;
@@ -122,6 +126,11 @@ pub struct ReplayReport {
 struct Track {
     stage: u32,
     sched: f64,
+    /// When it may be sent: its schedule, or the end of its conversation's
+    /// previous request if that came later.
+    ready: f64,
+    /// The conversation it waited its turn in.
+    conversation: Option<u64>,
     send: f64,
     first: f64,
     last: f64,
@@ -217,6 +226,7 @@ pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload
     let mut slots_full_since = f64::NEG_INFINITY;
     let mut in_flight = 0u32;
     let mut next_index = 0u64;
+    let mut turns = Turns::default();
     let issuing = |index: u64, t: f64| budget.is_none_or(|b| index < b) && plan.duration_s.is_none_or(|d| t < d);
     // Queues `spec`, scheduled at `t`; its engine id is its track's index.
     let track = |tracks: &mut Vec<Track>, spec: &RequestSpec, t: f64, stage: u32, warmup: bool, slot: Option<usize>| {
@@ -225,6 +235,8 @@ pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload
         tracks.push(Track {
             stage,
             sched: t,
+            ready: t,
+            conversation: None,
             send: f64::NAN,
             first: f64::NAN,
             last: f64::NAN,
@@ -248,7 +260,8 @@ pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload
         }
     } else if closed {
         while next_index < max_in_flight as u64 && issuing(next_index, 0.0) {
-            queue.push_back(issue(&mut tracks, next_index, 0.0, 0));
+            let item = issue(&mut tracks, next_index, 0.0, 0);
+            turns.admit(&mut tracks, item, &mut queue);
             next_index += 1;
         }
     } else {
@@ -279,7 +292,8 @@ pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload
                 break;
             }
             eng.advance_to(a.t);
-            queue.push_back(issue(&mut tracks, next_index, a.t, a.stage));
+            let item = issue(&mut tracks, next_index, a.t, a.stage);
+            turns.admit(&mut tracks, item, &mut queue);
             next_index += 1;
             peek = instants.next();
         }
@@ -298,8 +312,8 @@ pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload
             let Some((req, key)) = queue.pop_front() else { break };
             // Sent when scheduled, unless it waited for a client slot.
             let tr = &mut tracks[req.id as usize];
-            let waited = slots_full_since.is_finite() && tr.sched >= slots_full_since;
-            tr.send = if waited { eng.now() } else { tr.sched };
+            let waited = slots_full_since.is_finite() && tr.ready >= slots_full_since;
+            tr.send = if waited { eng.now() } else { tr.ready };
             let backlog = if tr.send < last_step_end { free_before_step } else { frontend_free };
             let ready = tr.send.max(backlog) + frontend_s;
             eng.submit_at(req, key, ready);
@@ -308,7 +322,7 @@ pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload
         if in_flight < max_in_flight {
             slots_full_since = f64::NEG_INFINITY;
         } else if let (Some((r, _)), false) = (queue.front(), slots_full_since.is_finite()) {
-            slots_full_since = tracks[r.id as usize].sched;
+            slots_full_since = tracks[r.id as usize].ready;
         }
         let (waiting, running, kv) = (eng.num_waiting() as f64, eng.num_running() as f64, eng.kv_usage());
         let w = window_of(&windows, eng.now());
@@ -351,6 +365,10 @@ pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload
         for id in finished {
             in_flight -= 1;
             let tr = tracks[id as usize];
+            if let Some(next) = turns.ended(tr.conversation) {
+                tracks[next.0.id as usize].ready = eng.now();
+                queue.push_back(next);
+            }
             if !tr.warmup {
                 for acc in [&mut accs[tr.stage as usize], &mut all] {
                     acc.requests += 1;
@@ -375,11 +393,12 @@ pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload
             }
             // Closed loop: the agent sends its next request at once.
             if closed && issuing(next_index, eng.now()) {
-                queue.push_back(issue(&mut tracks, next_index, eng.now(), 0));
+                let item = issue(&mut tracks, next_index, eng.now(), 0);
+                turns.admit(&mut tracks, item, &mut queue);
                 next_index += 1;
             }
         }
-        let turns_due = sessions.as_ref().is_some_and(|s| s.next_due().is_some());
+        let turns_due = sessions.as_ref().is_some_and(|s| s.next_due().is_some()) || turns.holding();
         if stepped.is_none() && peek.is_none() && queue.is_empty() && !turns_due {
             break;
         }
@@ -406,6 +425,56 @@ pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload
         stages,
         overall,
         sessions: session_figures,
+    }
+}
+
+/// The conversations with a request in flight, and the requests of each
+/// waiting for it to end (in order).
+#[derive(Default)]
+struct Turns {
+    busy: HashMap<u64, VecDeque<(EngineRequest, PrefixKey)>>,
+    held: usize,
+}
+
+impl Turns {
+    /// Queues a request to be sent, or holds it behind its conversation's
+    /// request in flight.
+    fn admit(
+        &mut self,
+        tracks: &mut [Track],
+        item: (EngineRequest, PrefixKey),
+        queue: &mut VecDeque<(EngineRequest, PrefixKey)>,
+    ) {
+        let Some((conversation, _)) = item.1.conversation else { return queue.push_back(item) };
+        tracks[item.0.id as usize].conversation = Some(conversation);
+        match self.busy.entry(conversation) {
+            std::collections::hash_map::Entry::Occupied(mut held) => {
+                held.get_mut().push_back(item);
+                self.held += 1;
+            }
+            std::collections::hash_map::Entry::Vacant(free) => {
+                free.insert(VecDeque::new());
+                queue.push_back(item);
+            }
+        }
+    }
+
+    /// A request of `conversation` ended: the next one held behind it, if any.
+    fn ended(&mut self, conversation: Option<u64>) -> Option<(EngineRequest, PrefixKey)> {
+        let held = self.busy.get_mut(&conversation?)?;
+        let next = held.pop_front();
+        match next {
+            Some(_) => self.held -= 1,
+            None => {
+                self.busy.remove(&conversation?);
+            }
+        }
+        next
+    }
+
+    /// Requests are held (their turn comes when a request in flight ends).
+    fn holding(&self) -> bool {
+        self.held > 0
     }
 }
 
@@ -650,6 +719,27 @@ mod tests {
         assert_eq!(multi.overall.requests, 64);
         assert!(multi.overall.input_tokens > 3 * single.overall.input_tokens);
         assert!(multi.overall.prefix_hit_rate > 0.5, "{}", multi.overall.prefix_hit_rate);
+    }
+
+    /// Two multi-turn users at 50 requests/s, each request about 2 s long:
+    /// a user's next turn waits for its last answer, so at most two run at
+    /// once and the rest of each wait is client queue time. The same users
+    /// asking single questions overlap.
+    #[test]
+    fn a_conversation_sends_its_next_turn_after_the_last_ends() {
+        let open = Schedule::Open { rate: 50.0, arrival: Arrival::Constant, max_concurrency: None };
+        let sp = "shared-prefix:groups=1,users=2,system=200,question=50,output=300";
+        let multi = run(&format!("{sp},multi-turn"), None, open, Some(12), true);
+        assert_eq!(multi.overall.requests, 12);
+        assert!(multi.overall.mean_running <= 2.0 + 1e-9, "{} running", multi.overall.mean_running);
+        let queued = multi.overall.client_queue_ms.mean.unwrap();
+        assert!(queued > 1000.0, "turns waited {queued} ms on average");
+        // A turn goes when the last ended, so the replay lasts six turns of each user.
+        let e2e = multi.overall.e2el_ms.mean.unwrap();
+        assert!(multi.simulated_s * 1e3 > 5.5 * e2e, "{} s for turns of {e2e} ms", multi.simulated_s);
+        let single = run(sp, None, open, Some(12), true);
+        assert!(single.overall.mean_running > 4.0, "{} running", single.overall.mean_running);
+        assert!(single.overall.client_queue_ms.mean.unwrap() < 1e-9);
     }
 
     #[test]
