@@ -83,6 +83,10 @@ pub struct ReplayFigures {
     pub end_s: f64,
     /// Measured requests that arrived in the window and completed.
     pub requests: u64,
+    /// Measured requests the server refused at once: prompt and
+    /// `max_tokens` together over the model's context length (vLLM answers
+    /// HTTP 400). They are in no latency figure.
+    pub rejected: u64,
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub ttft_ms: Dist,
@@ -144,6 +148,7 @@ struct Track {
 /// Accumulators of one window.
 #[derive(Debug, Clone, Default)]
 struct Acc {
+    rejected: u64,
     ttft: Vec<f64>,
     tpot: Vec<f64>,
     itl: Vec<f64>,
@@ -190,6 +195,9 @@ pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload
     // The server's backlog as the latest step's tokens found it, and when
     // that step ended: a request sent during the step is not behind them.
     let (mut free_before_step, mut last_step_end) = (0.0f64, 0.0f64);
+    // vLLM refuses a prompt whose prompt and max_tokens exceed the model's
+    // context (max_model_len defaults to it).
+    let context_limit = u64::from(deployment.model.max_context);
     let mut eng = ServingEngine::new(deployment);
     eng.set_prefix_caching(plan.prefix_caching);
     let (arrivals, windows, max_in_flight, closed) = match plan.schedule {
@@ -227,6 +235,7 @@ pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload
     let mut in_flight = 0u32;
     let mut next_index = 0u64;
     let mut turns = Turns::default();
+    let mut refused: Vec<u64> = Vec::new();
     let issuing = |index: u64, t: f64| budget.is_none_or(|b| index < b) && plan.duration_s.is_none_or(|d| t < d);
     // Queues `spec`, scheduled at `t`; its engine id is its track's index.
     let track = |tracks: &mut Vec<Track>, spec: &RequestSpec, t: f64, stage: u32, warmup: bool, slot: Option<usize>| {
@@ -310,6 +319,10 @@ pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload
         let (hit0, prompt0) = (eng.counters().prefix_hit_tokens, eng.counters().prompt_tokens);
         while in_flight < max_in_flight {
             let Some((req, key)) = queue.pop_front() else { break };
+            if u64::from(req.prompt_tokens) + u64::from(req.output_tokens) > context_limit {
+                refused.push(req.id);
+                continue;
+            }
             // Sent when scheduled, unless it waited for a client slot.
             let tr = &mut tracks[req.id as usize];
             let waited = slots_full_since.is_finite() && tr.ready >= slots_full_since;
@@ -318,6 +331,32 @@ pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload
             let ready = tr.send.max(backlog) + frontend_s;
             eng.submit_at(req, key, ready);
             in_flight += 1;
+        }
+        // Refused requests end at once: the conversation's next turn, the
+        // closed-loop agent's next request or the session's next turn go.
+        for id in refused.drain(..) {
+            let tr = &mut tracks[id as usize];
+            tr.send = eng.now().max(tr.ready);
+            // The refusal comes back after the API server's own latency.
+            let end = tr.send + frontend_s.max(1e-3);
+            if !tr.warmup {
+                accs[tr.stage as usize].rejected += 1;
+                all.rejected += 1;
+            }
+            let (conversation, slot) = (tr.conversation, tr.slot);
+            if let Some(next) = turns.ended(conversation) {
+                tracks[next.0.id as usize].ready = end;
+                queue.push_back(next);
+            }
+            if let (Some(src), Some(slot)) = (sessions.as_mut(), slot) {
+                if src.finished(slot, end, 0) && closed {
+                    src.start(Some(slot), end, 0);
+                }
+            } else if closed && issuing(next_index, end) {
+                let item = issue(&mut tracks, next_index, end, 0);
+                turns.admit(&mut tracks, item, &mut queue);
+                next_index += 1;
+            }
         }
         if in_flight < max_in_flight {
             slots_full_since = f64::NEG_INFINITY;
@@ -492,6 +531,7 @@ fn figures(name: String, start_s: f64, end_s: f64, a: &mut Acc) -> ReplayFigures
         start_s,
         end_s,
         requests: a.requests,
+        rejected: a.rejected,
         input_tokens: a.input,
         output_tokens: a.output,
         ttft_ms: Dist::of_seconds(&mut a.ttft),
@@ -581,8 +621,14 @@ impl ReplayReport {
                 )
             })
             .unwrap_or_default();
+        let rejected = match self.overall.rejected {
+            0 => String::new(),
+            n => format!(
+                "{n} requests refused: prompt and max_tokens over the model's context length (an HTTP 400 from vLLM); they are in no latency figure\n"
+            ),
+        };
         format!(
-            "{}\n{}\n{}\n{sessions}arrivals {}; {} requests simulated in {:.1} s of model time, {} steps, {} preemptions, prefix caching {}\n\
+            "{}\n{}\n{}\n{sessions}{rejected}arrivals {}; {} requests simulated in {:.1} s of model time, {} steps, {} preemptions, prefix caching {}\n\
              (latencies in ms; waiting and running in requests)\n",
             self.deployment,
             self.workload,
@@ -740,6 +786,23 @@ mod tests {
         let single = run(sp, None, open, Some(12), true);
         assert!(single.overall.mean_running > 4.0, "{} running", single.overall.mean_running);
         assert!(single.overall.client_queue_ms.mean.unwrap() < 1e-9);
+    }
+
+    /// A prompt that with its max_tokens exceeds the model's context (131,072
+    /// tokens for Llama 3.1 8B) is refused, as vLLM refuses it: counted, in no
+    /// latency figure, and the user's next turn goes on.
+    #[test]
+    fn prompts_over_the_context_length_are_refused() {
+        let closed = Schedule::Closed { concurrency: 1 };
+        let huge = run("synthetic:in=140000,out=10", None, closed, Some(5), true);
+        assert_eq!((huge.overall.requests, huge.overall.rejected), (0, 5));
+        assert_eq!(huge.overall.ttft_ms.mean, None);
+        // Turn k: 60,000 + 2,000 k + 1,000 prompt tokens and 1,000 more asked;
+        // turns 0 to 34 fit, turns 35 to 39 do not.
+        let sp = "shared-prefix:groups=1,users=1,system=60000,question=1000,output=1000,multi-turn";
+        let grown = run(sp, None, closed, Some(40), true);
+        assert_eq!((grown.overall.requests, grown.overall.rejected), (35, 5));
+        assert!(grown.to_text().contains("5 requests refused"), "{}", grown.to_text());
     }
 
     #[test]
