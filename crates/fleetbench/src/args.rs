@@ -202,7 +202,8 @@ pub struct TrafficArgs {
     pub burstiness: f64,
     /// Open loop in stages or from a trace: constant:8/s*600s,20/s*600s,
     /// poisson:..., gamma:...,cv=2, or trace:[jsonl|mooncake|burstgpt|azure:]FILE
-    /// (docs/METRICS.md, "Workloads").
+    /// (docs/METRICS.md, "Workloads"). A stage starts when the requests of
+    /// the stage before have ended, if that is after its own time.
     #[arg(long, value_name = "SPEC", help_heading = "Schedule")]
     pub arrivals: Option<String>,
     /// Open loop: at most this many in flight (waiting shows as client queue time).

@@ -101,7 +101,8 @@ pub async fn run(
                         Some(a) => a.instants(),
                         None => ArrivalPlan::single(rate, arrival, plan.seed).instants(),
                     };
-                    crate::session::open_loop(senders, arrivals, max_concurrency, plan.stop.requests).await
+                    let stages = StageClock::new(plan);
+                    crate::session::open_loop(senders, arrivals, stages, max_concurrency, plan.stop.requests).await
                 }
             };
         }
@@ -264,13 +265,19 @@ async fn open_loop(
 ) {
     let gate = max_concurrency.map(|m| Arc::new(Semaphore::new(m.max(1) as usize)));
     let turns = Turns::default();
+    let mut stages = StageClock::new(plan);
     let mut tasks = JoinSet::new();
     let t0 = clock.now();
-    for (index, Instant { t: offset, .. }) in (0u64..).zip(arrivals) {
+    for (index, arrival) in (0u64..).zip(arrivals) {
         if budget.is_some_and(|b| index >= b) {
             break;
         }
-        let t_sched = t0 + offset;
+        if stages.opens_stage(&arrival) {
+            // Every request of the stage before ends first.
+            while tasks.join_next().await.is_some() {}
+            stages.begin(&arrival, t0, clock.now());
+        }
+        let t_sched = stages.at(t0, &arrival);
         if deadline.is_some_and(|d| t_sched >= d) {
             break;
         }
@@ -342,5 +349,37 @@ impl Turns {
         if let Some(done) = done {
             let _ = done.send(());
         }
+    }
+}
+
+/// When an open loop sends each arrival: at its own time, except that
+/// stages that drain ([`ArrivalPlan::drains`]) start no earlier than the
+/// end of the stage before's last request, shifting the stage's arrivals
+/// (and every later stage's) by the wait.
+pub(crate) struct StageClock {
+    drains: bool,
+    stage: u32,
+    shift: f64,
+}
+
+impl StageClock {
+    pub(crate) fn new(plan: &RunPlan) -> StageClock {
+        StageClock { drains: plan.arrivals.as_ref().is_some_and(ArrivalPlan::drains), stage: 0, shift: 0.0 }
+    }
+
+    /// `arrival` opens a stage that waits for the requests before it.
+    pub(crate) fn opens_stage(&self, arrival: &Instant) -> bool {
+        self.drains && arrival.stage != self.stage
+    }
+
+    /// The stage of `arrival` begins; `now` is when the stage before drained.
+    pub(crate) fn begin(&mut self, arrival: &Instant, t0: f64, now: f64) {
+        self.shift = self.shift.max(now - (t0 + arrival.t));
+        self.stage = arrival.stage;
+    }
+
+    /// The run-clock instant to send `arrival` at.
+    pub(crate) fn at(&self, t0: f64, arrival: &Instant) -> f64 {
+        t0 + arrival.t + self.shift
     }
 }

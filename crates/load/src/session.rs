@@ -210,14 +210,20 @@ async fn agents(senders: &Senders, concurrency: u32, requests: Option<u64>, warm
 pub(crate) async fn open_loop(
     senders: Senders,
     arrivals: Box<dyn Iterator<Item = Instant> + Send>,
+    mut stages: crate::engine::StageClock,
     max_concurrency: Option<u32>,
     requests: Option<u64>,
 ) {
     let gate = max_concurrency.map(|m| Arc::new(Semaphore::new(m.max(1) as usize)));
     let mut tasks = JoinSet::new();
     let t0 = senders.clock.now();
-    for Instant { t: offset, .. } in arrivals {
-        let t_sched = t0 + offset;
+    for arrival in arrivals {
+        if stages.opens_stage(&arrival) {
+            // Every session of the stage before ends first.
+            while tasks.join_next().await.is_some() {}
+            stages.begin(&arrival, t0, senders.clock.now());
+        }
+        let t_sched = stages.at(t0, &arrival);
         if senders.deadline.is_some_and(|d| t_sched >= d) {
             break;
         }

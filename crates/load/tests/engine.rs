@@ -398,7 +398,14 @@ async fn a_conversation_sends_its_next_turn_after_the_last_ends() {
     for user in [0, 1] {
         let turns: Vec<&RequestRecord> = recs.iter().filter(|r| r.index % 2 == user).collect();
         for w in turns.windows(2) {
-            assert!(w[1].t_send >= w[0].t_end, "turn {} sent at {} before {} ended at {}", w[1].index, w[1].t_send, w[0].index, w[0].t_end);
+            assert!(
+                w[1].t_send >= w[0].t_end,
+                "turn {} sent at {} before {} ended at {}",
+                w[1].index,
+                w[1].t_send,
+                w[0].index,
+                w[0].t_end
+            );
         }
     }
     let waited = recs.iter().filter(|r| r.t_send - r.t_sched > 0.02).count();
@@ -407,4 +414,47 @@ async fn a_conversation_sends_its_next_turn_after_the_last_ends() {
     let (most, recs) = two_users_at_100_per_s(spec).await;
     assert_eq!(recs.len(), 12);
     assert!(most > 2, "single-turn requests were held back: at most {most} at once");
+}
+
+/// Stages of `--arrivals` drain: the second stage's first request goes
+/// once the first stage's request has ended (200 ms in, well after the
+/// second stage's own time of 50 ms), its arrivals keeping their spacing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stage_starts_when_the_stage_before_has_drained() {
+    let s = common::start(Script {
+        ttft: Duration::from_millis(200),
+        itl: Duration::from_millis(5),
+        tokens: 2,
+        ..Default::default()
+    })
+    .await;
+    let arrivals = fleetbench_load::ArrivalSpec::parse("constant:20/s*50ms,20/s*100ms").unwrap().plan(1).unwrap();
+    let plan = RunPlan {
+        schedule: Schedule::Open { rate: 20.0, arrival: Arrival::Constant, max_concurrency: None },
+        stop: StopCondition { requests: None, duration: None },
+        warmup: 0,
+        sampling: SamplingParams::default(),
+        seed: 1,
+        arrivals: Some(arrivals),
+        shard: None,
+        ramp: None,
+    };
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (_stop_tx, stop_rx) = watch::channel(false);
+    let wl = Arc::new(SyntheticWorkload::new(16, 2, 0.0, 3));
+    run(&plan, &client(&s.base_url(), ApiKind::Chat), wl, RunClock::start(), tx, stop_rx).await;
+    let mut recs = Vec::new();
+    while let Ok(r) = rx.try_recv() {
+        recs.push(r);
+    }
+    recs.sort_by_key(|r| r.index);
+    assert_eq!(recs.len(), 3, "one arrival in the first stage, two in the second");
+    assert!(recs.iter().all(|r| r.ok()));
+    assert!(
+        recs[1].t_sched >= recs[0].t_end,
+        "stage 2 sent at {} before stage 1 ended at {}",
+        recs[1].t_sched,
+        recs[0].t_end
+    );
+    assert!((recs[2].t_sched - recs[1].t_sched - 0.05).abs() < 1e-9, "{} then {}", recs[1].t_sched, recs[2].t_sched);
 }

@@ -200,7 +200,7 @@ pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload
     let context_limit = u64::from(deployment.model.max_context);
     let mut eng = ServingEngine::new(deployment);
     eng.set_prefix_caching(plan.prefix_caching);
-    let (arrivals, windows, max_in_flight, closed) = match plan.schedule {
+    let (arrivals, mut windows, max_in_flight, closed) = match plan.schedule {
         Schedule::Closed { concurrency } => {
             (None, vec![(format!("closed loop, concurrency {concurrency}"), 0.0, None)], concurrency.max(1), true)
         }
@@ -224,6 +224,11 @@ pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload
         Some(a) => a.instants(),
         None => Box::new(std::iter::empty()),
     };
+    // Stages of `--arrivals` start no earlier than when the requests of the
+    // stage before have ended ([`ArrivalPlan::drains`]): `shift` is how far
+    // that has pushed the stages' own times, `stage` the stage under way.
+    let drains = arrivals.as_ref().is_some_and(ArrivalPlan::drains);
+    let (mut stage, mut shift) = (0u32, 0.0f64);
     let mut tracks: Vec<Track> = Vec::new();
     let mut accs: Vec<Acc> = vec![Acc::default(); windows.len()];
     let mut all = Acc::default();
@@ -278,7 +283,20 @@ pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload
     }
     loop {
         // Open loop: every arrival due now (or the next one when idle).
-        while let Some(a) = peek {
+        while let Some(nominal) = peek {
+            if drains && nominal.stage != stage {
+                let sessions_on = sessions.as_ref().is_some_and(SessionSource::active);
+                if in_flight > 0 || !queue.is_empty() || turns.holding() || sessions_on {
+                    break;
+                }
+                let pushed = (eng.now() - nominal.t).max(shift);
+                for w in windows.iter_mut().skip(nominal.stage as usize) {
+                    w.1 += pushed - shift;
+                    w.2 = w.2.map(|end| end + pushed - shift);
+                }
+                (stage, shift) = (nominal.stage, pushed);
+            }
+            let a = Instant { t: nominal.t + shift, ..nominal };
             let session_due_first = sessions.as_ref().and_then(|s| s.next_due()).is_some_and(|d| d < a.t);
             // Wait while the engine has something to do before this arrival.
             if a.t > eng.now()
@@ -364,7 +382,8 @@ pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload
             slots_full_since = tracks[r.id as usize].ready;
         }
         let (waiting, running, kv) = (eng.num_waiting() as f64, eng.num_running() as f64, eng.kv_usage());
-        let w = window_of(&windows, eng.now());
+        // While a stage drains, its steps are its own.
+        let w = if drains { stage as usize } else { window_of(&windows, eng.now()) };
         let mut finished: Vec<u64> = Vec::new();
         let stepped = eng.step(&mut |ev| match ev {
             EngineEvent::Token { id, index, t } => {
@@ -803,6 +822,49 @@ mod tests {
         let grown = run(sp, None, closed, Some(40), true);
         assert_eq!((grown.overall.requests, grown.overall.rejected), (35, 5));
         assert!(grown.to_text().contains("5 requests refused"), "{}", grown.to_text());
+    }
+
+    /// Stages of `--arrivals` drain: the second starts once the first's
+    /// backlog has ended, so an overloaded first stage leaves the second its
+    /// own figures; a ramp's steps (no drain) carry the backlog over.
+    #[test]
+    fn a_stage_starts_when_the_stage_before_has_drained() {
+        let spec = WorkloadSpec::parse("synthetic:in=4000,out=400").unwrap();
+        let replay_with = |drain: bool| {
+            let mut a = ArrivalSpec::parse("constant:60/s*10s,1/s*10s").unwrap();
+            if let ArrivalSpec::Stages { drain: d, .. } = &mut a {
+                *d = drain;
+            }
+            let t = Traffic::resolve(&spec, true, Some(&a), 3).unwrap();
+            let plan = ReplayPlan {
+                schedule: Schedule::Open { rate: 1.0, arrival: Arrival::Constant, max_concurrency: None },
+                arrivals: t.arrivals,
+                requests: None,
+                duration_s: None,
+                warmup: 0,
+                sampling: SamplingParams::default(),
+                seed: 3,
+                prefix_caching: true,
+            };
+            replay(h100(), &plan, t.workload.as_ref())
+        };
+        let drained = replay_with(true);
+        let carried = replay_with(false);
+        let [first, second] = [&drained.stages[0], &drained.stages[1]];
+        assert_eq!((first.requests, second.requests), (600, 10));
+        // The first stage is overloaded; the second starts after its last request.
+        assert!(first.ttft_ms.mean.unwrap() > 1000.0, "{:?}", first.ttft_ms);
+        // Its window moved with it: it opens well after its own time (10 s),
+        // when the first stage's backlog ended, and keeps its 10 s length.
+        assert!(second.start_s > 20.0, "second stage from {} s", second.start_s);
+        assert!((second.end_s - second.start_s - 10.0).abs() < 1e-9, "{} to {}", second.start_s, second.end_s);
+        assert!(second.ttft_ms.mean.unwrap() < 1000.0, "{:?}", second.ttft_ms);
+        let behind = carried.stages[1].ttft_ms.mean.unwrap();
+        assert!(
+            behind > 2.0 * second.ttft_ms.mean.unwrap(),
+            "carried over {behind} ms vs drained {:?}",
+            second.ttft_ms
+        );
     }
 
     #[test]

@@ -116,6 +116,11 @@ impl<'a> SessionSource<'a> {
         true
     }
 
+    /// A session is under way (a turn in flight or waiting out its think time).
+    pub(crate) fn active(&self) -> bool {
+        self.slots.iter().any(Option::is_some)
+    }
+
     /// When the earliest waiting turn is due.
     pub(crate) fn next_due(&self) -> Option<f64> {
         self.due.iter().map(|d| d.t).min_by(f64::total_cmp)

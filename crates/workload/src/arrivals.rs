@@ -30,14 +30,25 @@ pub struct Stage {
 /// A parsed `--arrivals` value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ArrivalSpec {
-    Stages { process: Arrival, stages: Vec<Stage> },
-    Trace { path: PathBuf, format: TraceFormat },
+    /// `drain`: each stage after the first starts when the requests of the
+    /// one before have all ended, if that is later than its time (stages
+    /// written in `--arrivals`, as inference-perf runs its stages); a rate
+    /// ramp's steps follow each other without a pause.
+    Stages {
+        process: Arrival,
+        stages: Vec<Stage>,
+        drain: bool,
+    },
+    Trace {
+        path: PathBuf,
+        format: TraceFormat,
+    },
 }
 
 impl ArrivalSpec {
     /// One open-ended stage: what `--rate R --arrival A` means.
     pub fn single(rate: f64, process: Arrival) -> ArrivalSpec {
-        ArrivalSpec::Stages { process, stages: vec![Stage { rate, duration_s: None }] }
+        ArrivalSpec::Stages { process, stages: vec![Stage { rate, duration_s: None }], drain: true }
     }
 
     pub fn parse(s: &str) -> Result<ArrivalSpec, WorkloadError> {
@@ -99,7 +110,7 @@ impl ArrivalSpec {
             ("constant" | "poisson", Some(_)) => return Err(bad("cv= applies to gamma only".into())),
             (other, _) => return Err(bad(format!("unknown process '{other}' (constant, poisson, gamma, trace)"))),
         };
-        Ok(ArrivalSpec::Stages { process, stages })
+        Ok(ArrivalSpec::Stages { process, stages, drain: true })
     }
 
     /// The rate of the first stage (none for a trace).
@@ -113,8 +124,8 @@ impl ArrivalSpec {
     /// The instants, seeded (a trace is read here).
     pub fn plan(&self, seed: u64) -> Result<ArrivalPlan, WorkloadError> {
         Ok(match self {
-            ArrivalSpec::Stages { process, stages } => {
-                ArrivalPlan::Stages { process: *process, stages: stages.clone(), seed }
+            ArrivalSpec::Stages { process, stages, drain } => {
+                ArrivalPlan::Stages { process: *process, stages: stages.clone(), seed, drain: *drain }
             }
             ArrivalSpec::Trace { path, format } => ArrivalPlan::Trace(Arc::new(Trace::load(path, *format)?)),
         })
@@ -122,7 +133,7 @@ impl ArrivalSpec {
 
     pub fn describe(&self) -> String {
         match self {
-            ArrivalSpec::Stages { process, stages } => describe_stages(*process, stages),
+            ArrivalSpec::Stages { process, stages, .. } => describe_stages(*process, stages),
             ArrivalSpec::Trace { path, format } => format!("trace:{}:{}", format.as_str(), path.display()),
         }
     }
@@ -171,14 +182,27 @@ fn parse_rate(s: &str) -> Result<f64, String> {
 /// Arrival instants ready to iterate: seeded stages or a loaded trace.
 #[derive(Debug, Clone)]
 pub enum ArrivalPlan {
-    Stages { process: Arrival, stages: Vec<Stage>, seed: u64 },
+    /// `drain`: as [`ArrivalSpec::Stages`]; the sender applies it
+    /// ([`ArrivalPlan::drains`]), the instants are the stages' own times.
+    Stages {
+        process: Arrival,
+        stages: Vec<Stage>,
+        seed: u64,
+        drain: bool,
+    },
     Trace(Arc<Trace>),
 }
 
 impl ArrivalPlan {
+    /// Whether a stage waits for the requests of the stage before it to end
+    /// (stages of `--arrivals`; not a rate ramp's steps, not a trace).
+    pub fn drains(&self) -> bool {
+        matches!(self, ArrivalPlan::Stages { stages, drain: true, .. } if stages.len() > 1)
+    }
+
     /// One open-ended stage at `rate`: what `--rate R --arrival A` means.
     pub fn single(rate: f64, process: Arrival, seed: u64) -> ArrivalPlan {
-        ArrivalPlan::Stages { process, stages: vec![Stage { rate, duration_s: None }], seed }
+        ArrivalPlan::Stages { process, stages: vec![Stage { rate, duration_s: None }], seed, drain: true }
     }
 }
 
@@ -194,7 +218,7 @@ impl ArrivalPlan {
     /// plan is a trace.
     pub fn instants(&self) -> Box<dyn Iterator<Item = Instant> + Send> {
         match self {
-            ArrivalPlan::Stages { process, stages, seed } => {
+            ArrivalPlan::Stages { process, stages, seed, .. } => {
                 let process = *process;
                 let seed = *seed;
                 let mut start = 0.0;
@@ -286,7 +310,7 @@ mod tests {
 
     fn stages(s: &str) -> (Arrival, Vec<Stage>) {
         match ArrivalSpec::parse(s).unwrap() {
-            ArrivalSpec::Stages { process, stages } => (process, stages),
+            ArrivalSpec::Stages { process, stages, .. } => (process, stages),
             other => panic!("{other:?}"),
         }
     }

@@ -142,7 +142,8 @@ impl RampSpec {
                 (0..pieces).map(|k| Stage { rate: self.at((k as f64 + 0.5) * d), duration_s: Some(d) }).collect()
             }
         };
-        ArrivalSpec::Stages { process, stages }
+        // The steps of a ramp follow each other: the load rises without a pause.
+        ArrivalSpec::Stages { process, stages, drain: false }
     }
 
     /// A concurrency ramp: when each agent starts, seconds from the ramp's
