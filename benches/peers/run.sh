@@ -13,12 +13,16 @@
 #   benches/peers/run.sh --zero-delay [--levels "32 256"] [--requests 25000] [--tokens 200]
 #                        [--writes "token answer"] [--json-out] [--clients fleetbench]
 #
-# The exact-timing runs put every client and the server at the lowest
+# The exact-timing runs put the server and the clients at the lowest
 # real-time priority (chrt -f 1) where the OS allows it (root or
-# CAP_SYS_NICE), the same for every client: on a small VM, kernel threads
-# and other processes otherwise take a core for up to 10 ms at a time, and
-# those stalls land in whichever client runs then. --no-realtime runs them
-# at normal priority. The header says which.
+# CAP_SYS_NICE): on a small VM, kernel threads and other processes otherwise
+# take a core for up to 10 ms at a time, and those stalls land in whichever
+# client runs then. AIPerf is the exception: its timing process polls
+# without sleeping, and at real-time priority on one core it starves its
+# own worker processes (a run made no progress in 30 minutes), so it runs at
+# normal priority. --no-realtime runs everything at normal priority. The
+# header says which. Each client run is stopped after CLIENT_TIMEOUT
+# seconds (600; 3,600 with --zero-delay) and shows as failed.
 #
 # fleetbench opens its connections before its clock starts (as a client with
 # a warm pool); the client "fleetbench-cold" is fleetbench with
@@ -180,15 +184,22 @@ if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
 else
   echo "warning: no taskset or fewer than 2 cores: client and server are not pinned" >&2
 fi
-priority="normal priority"
+priority="normal priority" rt=()
 if [ "$zero_delay" = 0 ] && [ "$realtime" = 1 ]; then
   if command -v chrt >/dev/null && chrt -f 1 true 2>/dev/null; then
-    pin_client=(chrt -f 1 "${pin_client[@]}") pin_server=(chrt -f 1 "${pin_server[@]}")
-    priority="real-time priority (SCHED_FIFO 1) for every client and the server"
+    rt=(chrt -f 1) pin_server=(chrt -f 1 "${pin_server[@]}")
+    priority="real-time priority (SCHED_FIFO 1) for the server and every client but AIPerf (see --help)"
   else
     echo "warning: real-time priority refused (needs root or CAP_SYS_NICE): running at normal priority" >&2
   fi
 fi
+client_timeout=${CLIENT_TIMEOUT:-600}
+[ "$zero_delay" = 1 ] && client_timeout=${CLIENT_TIMEOUT:-3600}
+launch() { # client -> the words that start it: time limit, priority, core
+  local words=(timeout -k 10 "$client_timeout")
+  [ "$1" != aiperf ] && words+=("${rt[@]}")
+  printf '%s\n' "${words[@]}" "${pin_client[@]}"
+}
 server=""
 trap 'kill $server 2>/dev/null || true; [ -n "${KEEP:-}" ] && echo "outputs kept in $out" >&2 || rm -rf "$out"' EXIT
 server_cmd() { # kind -> the server's command line, one word a line
@@ -212,7 +223,8 @@ start_server() { # kind: starts it, sets url and root
 }
 
 run_client() { # client, concurrency, requests, dir -> the result file's path on stdout
-  local client=$1 c=$2 n=$3 d=$4 py=("$venv/bin/python")
+  local client=$1 c=$2 n=$3 d=$4 py=("$venv/bin/python") pin_client
+  mapfile -t pin_client < <(launch "$client")
   case "$client" in
     fleetbench|fleetbench-cold)
       local out_args=()
