@@ -448,6 +448,14 @@ pub fn normalize(name: &str) -> String {
     name.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '+').map(|c| c.to_ascii_lowercase()).collect()
 }
 
+/// Where a trailing release tag ("v01" of a normalised "...-v0.1", "v3")
+/// starts in a normalised name, if it has one after a letter or digit.
+fn version_tag(n: &str) -> Option<usize> {
+    let digits = n.len() - n.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    let v = n.len().checked_sub(digits + 1)?;
+    (digits > 0 && v > 2 && n.as_bytes()[v] == b'v').then_some(v)
+}
+
 /// Drops parenthesised parts: "llama.cpp (CUDA)" becomes "llama.cpp".
 fn strip_parens(name: &str) -> String {
     let mut out = String::new();
@@ -703,7 +711,7 @@ impl Catalog {
     /// A model by id, alias, Hugging Face id (`meta-llama/Llama-3.1-8B-Instruct`)
     /// or a common spelling: after the exact match, the part after the last
     /// '/' is tried without trailing words such as "Instruct", "it", "hf",
-    /// "FP8", "AWQ" or "GGUF".
+    /// "FP8", "AWQ" or "GGUF", or a release tag such as "v0.1".
     pub fn model(&self, name: &str) -> Option<&Model> {
         if let Some(m) = find_by_name(&self.models, name, |m| &m.id, |m| &m.aliases, false) {
             return Some(m);
@@ -721,9 +729,13 @@ impl Catalog {
             {
                 return Some(m);
             }
-            match SUFFIXES.iter().find(|s| n.len() > s.len() + 2 && n.ends_with(*s)) {
-                Some(s) => n.truncate(n.len() - s.len()),
-                None => return None,
+            if let Some(s) = SUFFIXES.iter().find(|s| n.len() > s.len() + 2 && n.ends_with(*s)) {
+                n.truncate(n.len() - s.len());
+            } else if let Some(cut) = version_tag(&n) {
+                // A release tag: "Mixtral-8x7B-v0.1" is Mixtral 8x7B.
+                n.truncate(cut);
+            } else {
+                return None;
             }
         }
     }

@@ -275,8 +275,10 @@ fn run_row(catalog: &Catalog, c: &Cells, base: &Path) -> Result<RowResult, RowEr
         parallelism: None,
         knobs,
     };
+    // An empty weight format is vLLM's `--dtype auto`: the checkpoint's own.
+    let quant_text = if spec.quant.trim().is_empty() { "auto" } else { spec.quant.as_str() };
     let quant = catalog
-        .quant_from_text(&spec.quant)
+        .quant_from_text(quant_text)
         .ok_or_else(|| RowError::Skip(format!("weight format '{}' is not recognised", spec.quant)))?;
     let deployment = Deployment::resolve_with_quant(catalog, &spec, quant).map_err(|e| match e {
         // What is left invalid is the split of the GPUs into stages.

@@ -116,3 +116,40 @@ fn bad_values_are_reported_with_line_and_column() {
     let err = validate_text(&c, "id,gpu,measured_ttft_mean_ms\n", "runs.csv", base()).unwrap_err().to_string();
     assert!(err.contains("missing column(s)") && err.contains("measured_tpot_mean_ms"), "{err}");
 }
+
+/// The spellings a check file may use: base and instruct Hugging Face ids
+/// with release tags, an empty weight format (vLLM's `--dtype auto`), GPU
+/// names as `nvidia-smi` prints them. Each places the same deployment as
+/// its catalog spelling.
+#[test]
+fn hugging_face_ids_release_tags_and_an_empty_format_place_their_deployment() {
+    let row = |id: &str, gpu: &str, n: u32, model: &str, quant: &str| {
+        format!("{id},{gpu},{n},{model},{quant},vllm,,,,,,\"synthetic:in=500,out=50\",\"constant:2/s*10s\",,,,own")
+    };
+    let pairs = [
+        (
+            row("a", "NVIDIA H100 80GB HBM3", 2, "mistralai/Mixtral-8x7B-v0.1", ""),
+            row("b", "h100-sxm", 2, "mixtral-8x7b", "bf16"),
+        ),
+        (
+            row("a", "NVIDIA H100 80GB HBM3", 8, "mistralai/Mixtral-8x22B-v0.1", "auto"),
+            row("b", "h100-sxm", 8, "mistralai/Mixtral-8x22B-Instruct-v0.1", "bf16"),
+        ),
+        (
+            row("a", "NVIDIA A100-SXM4-80GB", 4, "meta-llama/Llama-2-70b-chat-hf", ""),
+            row("b", "a100-sxm-80gb", 4, "llama-2-70b", "fp16"),
+        ),
+        (
+            row("a", "NVIDIA L40S", 1, "meta-llama/Llama-3.1-8B", "bfloat16"),
+            row("b", "l40s", 1, "llama-3.1-8b", "bf16"),
+        ),
+    ];
+    let catalog = Catalog::embedded().unwrap();
+    for (spelled, canonical) in pairs {
+        let r = validate_text(&catalog, &csv(&[&spelled, &canonical]), "names.csv", base()).unwrap();
+        let skipped: Vec<_> = r.rows.iter().filter_map(|x| x.skipped.clone()).collect();
+        assert!(skipped.is_empty(), "{spelled}: {skipped:?}");
+        let [a, b] = [&r.rows[0], &r.rows[1]].map(|x| x.figures.unwrap().predicted);
+        assert_eq!(a, b, "{spelled} and {canonical} place different deployments");
+    }
+}
