@@ -566,7 +566,8 @@ fn gpu_name_parts(name: &str) -> GpuNameParts {
         .collect();
     let mut memory_gb = None;
     for (i, w) in words.iter().enumerate() {
-        if let Some(n) = w.strip_suffix("gb").and_then(|n| n.parse::<f64>().ok()) {
+        // "80GB", and "80G" as some listings write it.
+        if let Some(n) = w.strip_suffix("gb").or_else(|| w.strip_suffix('g')).and_then(|n| n.parse::<f64>().ok()) {
             memory_gb = Some(n);
         } else if w == "gb" && i > 0 {
             memory_gb = words[i - 1].parse::<f64>().ok().or(memory_gb);
@@ -583,7 +584,10 @@ fn gpu_name_parts(name: &str) -> GpuNameParts {
     let chip = stripped
         .split(|c: char| !c.is_ascii_alphanumeric())
         .filter(|w| !w.is_empty() && !GPU_NOISE.contains(w))
-        .filter(|w| !(w.ends_with("gb") && w[..w.len() - 2].chars().all(|c| c.is_ascii_digit())))
+        .filter(|w| {
+            let n = w.strip_suffix("gb").or_else(|| w.strip_suffix('g'));
+            !n.is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+        })
         .filter(|w| !w.chars().all(|c| c.is_ascii_digit()) || w.len() >= 3)
         .collect::<String>();
     GpuNameParts { chip, memory_gb, cores, form }
@@ -770,8 +774,23 @@ impl Catalog {
     pub fn quant(&self, name: &str) -> Option<&Quant> {
         find_by_name(&self.quants, name, |q| &q.id, |q| &q.aliases, true)
     }
+    /// An engine by id or alias, also with its version written after it
+    /// ("vLLM 0.8.5", "vllm==0.9.2", "vllm v0.10.1").
     pub fn engine(&self, name: &str) -> Option<&Engine> {
-        find_by_name(&self.engines, name, |e| &e.id, |e| &e.aliases, false)
+        find_by_name(&self.engines, name, |e| &e.id, |e| &e.aliases, false).or_else(|| {
+            let unversioned: Vec<&str> = name
+                .split(|c: char| c.is_whitespace() || matches!(c, '=' | '@' | ':'))
+                .filter(|w| !w.is_empty())
+                .take_while(|w| {
+                    let w = w.strip_prefix(['v', 'V']).unwrap_or(w);
+                    !w.starts_with(|c: char| c.is_ascii_digit())
+                })
+                .collect();
+            let unversioned = unversioned.join(" ");
+            (!unversioned.is_empty() && unversioned != name.trim())
+                .then(|| find_by_name(&self.engines, &unversioned, |e| &e.id, |e| &e.aliases, false))
+                .flatten()
+        })
     }
     pub fn interconnect(&self, name: &str) -> Option<&Interconnect> {
         find_by_name(&self.interconnects, name, |i| &i.id, |i| &i.aliases, false)

@@ -143,6 +143,8 @@ fn hugging_face_ids_release_tags_and_an_empty_format_place_their_deployment() {
             row("a", "NVIDIA L40S", 1, "meta-llama/Llama-3.1-8B", "bfloat16"),
             row("b", "l40s", 1, "llama-3.1-8b", "bf16"),
         ),
+        (row("a", "A100-80G", 2, "Qwen/Qwen3-14B", "bf16"), row("b", "a100-80gb", 2, "qwen3-14b", "bf16")),
+        (row("a", "NVIDIA L40", 2, "Qwen/Qwen3-14B", "bf16"), row("b", "l40", 2, "qwen3-14b", "bf16")),
     ];
     let catalog = Catalog::embedded().unwrap();
     for (spelled, canonical) in pairs {
@@ -152,4 +154,27 @@ fn hugging_face_ids_release_tags_and_an_empty_format_place_their_deployment() {
         let [a, b] = [&r.rows[0], &r.rows[1]].map(|x| x.figures.unwrap().predicted);
         assert_eq!(a, b, "{spelled} and {canonical} place different deployments");
     }
+}
+
+/// An engine written with its version ("vLLM 0.8.5", "vllm==0.9.2", "vllm
+/// v0.10.1") is that engine; an unknown one is still skipped with its name.
+#[test]
+fn an_engine_with_its_version_is_that_engine() {
+    let row = |id: &str, engine: &str| {
+        format!("{id},NVIDIA H100 80GB HBM3,1,llama-3.1-8b,bf16,{engine},,,,,,\"synthetic:in=500,out=50\",\"constant:2/s*10s\",,,,own")
+    };
+    let rows = [
+        row("a", "vllm"),
+        row("b", "vLLM 0.8.5"),
+        row("c", "vllm==0.9.2"),
+        row("d", "vllm v0.10.1"),
+        row("e", "fastllm 1.0"),
+    ];
+    let rows: Vec<&str> = rows.iter().map(String::as_str).collect();
+    let r = validate_text(&Catalog::embedded().unwrap(), &csv(&rows), "engines.csv", base()).unwrap();
+    let want = r.rows[0].figures.unwrap().predicted;
+    for x in &r.rows[1..4] {
+        assert_eq!(x.figures.map(|f| f.predicted), Some(want), "{}: {:?}", x.id, x.skipped);
+    }
+    assert!(r.rows[4].skipped.as_deref().is_some_and(|s| s.contains("fastllm")), "{:?}", r.rows[4].skipped);
 }
