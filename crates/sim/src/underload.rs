@@ -275,7 +275,7 @@ fn run_row(catalog: &Catalog, c: &Cells, base: &Path) -> Result<RowResult, RowEr
         parallelism: None,
         knobs,
     };
-    // An empty weight format is vLLM's `--dtype auto`: the checkpoint's own.
+    // An empty weight format is `auto`: 16-bit weights in the catalog.
     let quant_text = if spec.quant.trim().is_empty() { "auto" } else { spec.quant.as_str() };
     let quant = catalog
         .quant_from_text(quant_text)
