@@ -223,20 +223,20 @@ start_server() { # kind: starts it, sets url and root
 }
 
 run_client() { # client, concurrency, requests, dir -> the result file's path on stdout
-  local client=$1 c=$2 n=$3 d=$4 py=("$venv/bin/python") pin_client
-  mapfile -t pin_client < <(launch "$client")
+  local client=$1 c=$2 n=$3 d=$4 py=("$venv/bin/python") start
+  mapfile -t start < <(launch "$client")
   case "$client" in
     fleetbench|fleetbench-cold)
       local out_args=()
       [ "$json_out" = 1 ] && out_args=(--json-out "$d/result.json")
       [ "$client" = fleetbench-cold ] && out_args+=(--no-preconnect)
-      python3 "$here/peers.py" measure "$d/measure.json" -- "${pin_client[@]}" "$BIN_DIR/fleetbench" --quiet \
+      python3 "$here/peers.py" measure "$d/measure.json" -- "${start[@]}" "$BIN_DIR/fleetbench" --quiet \
         --db "$d/run.db" run --url "$url" --model m --concurrency "$c" --requests "$n" \
         --workload "synthetic:in=32,out=$tokens" --max-tokens "$tokens" "${out_args[@]}"
       echo "$d/result.json" ;;
     guidellm)
       # GuideLLM 0.8's `run` (older releases: `benchmark run` with plain flags).
-      python3 "$here/peers.py" measure "$d/measure.json" -- "${pin_client[@]}" "$venv/bin/guidellm" run \
+      python3 "$here/peers.py" measure "$d/measure.json" -- "${start[@]}" "$venv/bin/guidellm" run \
         --backend "kind=openai_http,target=$root,model=m,request_format=/v1/chat/completions,validate_backend=false" \
         --profile "kind=concurrent,streams=$c" --constraint "kind=max_requests,count=$n" \
         --tokenizer "kind=huggingface_auto,model=$tok" \
@@ -244,13 +244,13 @@ run_client() { # client, concurrency, requests, dir -> the result file's path on
         --output "kind=json,path=$d/result.json" --disable-console-interactive
       echo "$d/result.json" ;;
     aiperf)
-      python3 "$here/peers.py" measure "$d/measure.json" -- "${pin_client[@]}" "$venv/bin/aiperf" profile \
+      python3 "$here/peers.py" measure "$d/measure.json" -- "${start[@]}" "$venv/bin/aiperf" profile \
         --model m --url "$root" --endpoint-type chat --streaming --tokenizer "$tok" \
         --concurrency "$c" --request-count "$n" --synthetic-input-tokens-mean 32 --synthetic-input-tokens-stddev 0 \
         --output-tokens-mean "$tokens" --output-tokens-stddev 0 --use-server-token-count --artifact-dir "$d/artifacts" --ui-type none
       find "$d/artifacts" -name 'profile_export_aiperf.json' 2>/dev/null | head -n 1 ;;
     vllm)
-      python3 "$here/peers.py" measure "$d/measure.json" -- "${pin_client[@]}" "${py[@]}" -m vllm.entrypoints.cli.main bench serve \
+      python3 "$here/peers.py" measure "$d/measure.json" -- "${start[@]}" "${py[@]}" -m vllm.entrypoints.cli.main bench serve \
         --backend openai-chat --base-url "$root" --endpoint /v1/chat/completions --model m --tokenizer "$tok" \
         --dataset-name random --random-input-len 32 --random-output-len "$tokens" --ignore-eos \
         --max-concurrency "$c" --num-prompts "$n" --request-rate inf --save-result --result-dir "$d" --result-filename result.json
