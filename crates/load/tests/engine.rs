@@ -23,10 +23,18 @@ async fn drive(client: &Client, schedule: Schedule, requests: u64, warmup: u64) 
         shard: None,
         ramp: None,
     };
+    run_to_end(client, &plan, Arc::new(SyntheticWorkload::new(64, 16, 0.0, 3))).await
+}
+
+/// Runs `plan` to its end: every record, by index, each one delivered.
+async fn run_to_end(
+    client: &Client,
+    plan: &RunPlan,
+    workload: Arc<dyn fleetbench_load::Workload>,
+) -> Vec<RequestRecord> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let (_stop_tx, stop_rx) = watch::channel(false);
-    let wl = Arc::new(SyntheticWorkload::new(64, 16, 0.0, 3));
-    let report = run(&plan, client, wl, RunClock::start(), tx, stop_rx).await;
+    let report = run(plan, client, workload, RunClock::start(), tx, stop_rx).await;
     let mut out = Vec::new();
     while let Ok(r) = rx.try_recv() {
         out.push(r);
@@ -35,6 +43,21 @@ async fn drive(client: &Client, schedule: Schedule, requests: u64, warmup: u64) 
     assert!(!report.interrupted);
     out.sort_by_key(|r| r.index);
     out
+}
+
+/// An open loop at `rate` per second (constant gaps) stopping after
+/// `requests`, or when `arrivals` end.
+fn open_plan(rate: f64, requests: Option<u64>, arrivals: Option<fleetbench_workload::ArrivalPlan>) -> RunPlan {
+    RunPlan {
+        schedule: Schedule::Open { rate, arrival: Arrival::Constant, max_concurrency: None },
+        stop: StopCondition { requests, duration: None },
+        warmup: 0,
+        sampling: SamplingParams::default(),
+        seed: 1,
+        arrivals,
+        shard: None,
+        ramp: None,
+    }
 }
 
 fn client(url: &str, api: ApiKind) -> Client {
@@ -351,8 +374,8 @@ async fn stop_signal_interrupts_a_run() {
 }
 
 /// Open loop of a shared-prefix workload at 100 requests/s, each request
-/// lasting about 70 ms, from two users: (`Arc<dyn Workload>`, server's most
-/// requests at once, records by index).
+/// lasting about 70 ms, from two users: (the server's most requests at
+/// once, the records by index).
 async fn two_users_at_100_per_s(workload: &str) -> (u64, Vec<RequestRecord>) {
     let s = common::start(Script {
         ttft: Duration::from_millis(30),
@@ -361,27 +384,8 @@ async fn two_users_at_100_per_s(workload: &str) -> (u64, Vec<RequestRecord>) {
         ..Default::default()
     })
     .await;
-    let plan = RunPlan {
-        schedule: Schedule::Open { rate: 100.0, arrival: Arrival::Constant, max_concurrency: None },
-        stop: StopCondition { requests: Some(12), duration: None },
-        warmup: 0,
-        sampling: SamplingParams::default(),
-        seed: 1,
-        arrivals: None,
-        shard: None,
-        ramp: None,
-    };
-    let wl: Arc<dyn fleetbench_load::Workload> =
-        fleetbench_load::WorkloadSpec::parse(workload).unwrap().build(1).unwrap().into();
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let (_stop_tx, stop_rx) = watch::channel(false);
-    let c = client(&s.base_url(), ApiKind::Chat);
-    run(&plan, &c, wl, RunClock::start(), tx, stop_rx).await;
-    let mut recs = Vec::new();
-    while let Ok(r) = rx.try_recv() {
-        recs.push(r);
-    }
-    recs.sort_by_key(|r| r.index);
+    let wl = fleetbench_load::WorkloadSpec::parse(workload).unwrap().build(1).unwrap().into();
+    let recs = run_to_end(&client(&s.base_url(), ApiKind::Chat), &open_plan(100.0, Some(12), None), wl).await;
     (s.counters.max_in_flight.load(std::sync::atomic::Ordering::SeqCst), recs)
 }
 
@@ -429,25 +433,9 @@ async fn a_stage_starts_when_the_stage_before_has_drained() {
     })
     .await;
     let arrivals = fleetbench_load::ArrivalSpec::parse("constant:20/s*50ms,20/s*100ms").unwrap().plan(1).unwrap();
-    let plan = RunPlan {
-        schedule: Schedule::Open { rate: 20.0, arrival: Arrival::Constant, max_concurrency: None },
-        stop: StopCondition { requests: None, duration: None },
-        warmup: 0,
-        sampling: SamplingParams::default(),
-        seed: 1,
-        arrivals: Some(arrivals),
-        shard: None,
-        ramp: None,
-    };
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let (_stop_tx, stop_rx) = watch::channel(false);
+    let plan = open_plan(20.0, None, Some(arrivals));
     let wl = Arc::new(SyntheticWorkload::new(16, 2, 0.0, 3));
-    run(&plan, &client(&s.base_url(), ApiKind::Chat), wl, RunClock::start(), tx, stop_rx).await;
-    let mut recs = Vec::new();
-    while let Ok(r) = rx.try_recv() {
-        recs.push(r);
-    }
-    recs.sort_by_key(|r| r.index);
+    let recs = run_to_end(&client(&s.base_url(), ApiKind::Chat), &plan, wl).await;
     assert_eq!(recs.len(), 3, "one arrival in the first stage, two in the second");
     assert!(recs.iter().all(|r| r.ok()));
     assert!(

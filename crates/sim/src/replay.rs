@@ -362,10 +362,7 @@ pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload
                 all.rejected += 1;
             }
             let (conversation, slot) = (tr.conversation, tr.slot);
-            if let Some(next) = turns.ended(conversation) {
-                tracks[next.0.id as usize].ready = end;
-                queue.push_back(next);
-            }
+            turns.ended(conversation, end, &mut tracks, &mut queue);
             if let (Some(src), Some(slot)) = (sessions.as_mut(), slot) {
                 if src.finished(slot, end, 0) && closed {
                     src.start(Some(slot), end, 0);
@@ -423,10 +420,7 @@ pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload
         for id in finished {
             in_flight -= 1;
             let tr = tracks[id as usize];
-            if let Some(next) = turns.ended(tr.conversation) {
-                tracks[next.0.id as usize].ready = eng.now();
-                queue.push_back(next);
-            }
+            turns.ended(tr.conversation, eng.now(), &mut tracks, &mut queue);
             if !tr.warmup {
                 for acc in [&mut accs[tr.stage as usize], &mut all] {
                     acc.requests += 1;
@@ -517,17 +511,27 @@ impl Turns {
         }
     }
 
-    /// A request of `conversation` ended: the next one held behind it, if any.
-    fn ended(&mut self, conversation: Option<u64>) -> Option<(EngineRequest, PrefixKey)> {
-        let held = self.busy.get_mut(&conversation?)?;
-        let next = held.pop_front();
-        match next {
-            Some(_) => self.held -= 1,
+    /// A request of `conversation` ended at `at`: the next one held behind
+    /// it, if any, may be sent from then on, and is queued.
+    fn ended(
+        &mut self,
+        conversation: Option<u64>,
+        at: f64,
+        tracks: &mut [Track],
+        queue: &mut VecDeque<(EngineRequest, PrefixKey)>,
+    ) {
+        let Some(conversation) = conversation else { return };
+        let Some(held) = self.busy.get_mut(&conversation) else { return };
+        match held.pop_front() {
+            Some(next) => {
+                self.held -= 1;
+                tracks[next.0.id as usize].ready = at;
+                queue.push_back(next);
+            }
             None => {
-                self.busy.remove(&conversation?);
+                self.busy.remove(&conversation);
             }
         }
-        next
     }
 
     /// Requests are held (their turn comes when a request in flight ends).
