@@ -331,7 +331,7 @@ pub(crate) struct Turns(Arc<Mutex<HashMap<String, oneshot::Receiver<()>>>>);
 
 impl Turns {
     /// (the end of the conversation's request before this one, still to
-    /// come; the signal of this one's end, to drop when it ends).
+    /// come; the signal of this one's end, for [`Turns::ended`]).
     pub(crate) fn take(&self, spec: &RequestSpec) -> (Option<oneshot::Receiver<()>>, Option<oneshot::Sender<()>>) {
         let Some(conversation) = spec.context.conversation.as_deref() else { return (None, None) };
         let (done, ended) = oneshot::channel();
