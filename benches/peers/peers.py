@@ -119,8 +119,26 @@ def latencies(client, data):
     return out
 
 
-def row(client, c, requests, tokens, ttft_ref, measure_file, result):
+def lateness(root, path):
+    """Fetches (and so resets) the lean server's report of how late it wrote
+    first tokens; "{}" from a server without one. Writes it to path ("-": nowhere)."""
+    import urllib.request
+    try:
+        with urllib.request.urlopen(root + "/lateness", timeout=5) as r:
+            data = r.read()
+    except Exception:  # the scripted server has no report: the column shows "–"
+        data = b"{}"
+    if path != "-":
+        with open(path, "wb") as f:
+            f.write(data)
+
+
+def row(client, c, requests, tokens, ttft_ref, measure_file, result, lateness_file):
     m = json.load(open(measure_file))
+    try:
+        late = json.load(open(lateness_file))
+    except (OSError, ValueError):
+        late = {}
     lat = {"ttft_mean": None, "ttft_median": None, "itl_mean": None}
     note = ""
     try:
@@ -139,7 +157,8 @@ def row(client, c, requests, tokens, ttft_ref, measure_file, result):
     print(f"| {client}{note} | {c:,} ({requests:,}) | {m['cpu_s'] / streamed * 1e6:.2f} | "
           f"{streamed / m['wall_s']:,.0f} | {m['maxrss_mb']:.0f} | "
           f"{ms(lat['ttft_mean'])} / {ms(lat['ttft_median'])} | "
-          f"{ms(lat['ttft_mean'], True)} / {ms(lat['ttft_median'], True)} | {ms(lat['itl_mean'])} |")
+          f"{ms(lat['ttft_mean'], True)} / {ms(lat['ttft_median'], True)} | "
+          f"{ms(late.get('mean_ms'))} / {ms(late.get('median_ms'))} | {ms(lat['itl_mean'])} |")
 
 
 def cpu_row(client, server, c, requests, tokens, measure_file):
@@ -155,8 +174,10 @@ def main(argv):
         return measure(argv[1], argv[3:])
     if len(argv) == 2 and argv[0] == "tokenizer":
         return tokenizer(argv[1])
-    if len(argv) == 8 and argv[0] == "row":
-        return row(argv[1], int(argv[2]), int(argv[3]), int(argv[4]), float(argv[5]), argv[6], argv[7])
+    if len(argv) == 9 and argv[0] == "row":
+        return row(argv[1], int(argv[2]), int(argv[3]), int(argv[4]), float(argv[5]), argv[6], argv[7], argv[8])
+    if len(argv) == 3 and argv[0] == "lateness":
+        return lateness(argv[1], argv[2])
     if len(argv) == 7 and argv[0] == "cpu-row":
         return cpu_row(argv[1], argv[2], int(argv[3]), int(argv[4]), int(argv[5]), argv[6])
     if len(argv) == 3 and argv[0] == "latencies":  # debugging aid: what would be read from a file

@@ -6,6 +6,10 @@
 # Markdown table: client CPU µs per streamed token (getrusage of the client
 # process, user+sys), streamed tokens/s over the process's wall time, peak RSS,
 # and the TTFT/ITL each client reports; "added" is reported − the server's 50 ms.
+# The server is the lean one (crates/testkit/src/lean.rs: one task and one
+# write per token); at 1,000 streams its core is busy with the kernel's work
+# of sending, and it writes some first tokens late. That lateness is no
+# client's doing: its own column shows it, from the server's GET /lateness.
 #
 #   benches/peers/run.sh [--quick] [--levels "1 10 100 256 500 1000"] [--requests-per-stream K]
 #                        [--requests N] [--tokens T] [--clients "fleetbench fleetbench-cold guidellm aiperf vllm"]
@@ -36,9 +40,10 @@
 #
 # --zero-delay measures the client's own cost instead of the latency it adds:
 # servers that never wait, 25,000 requests at each level (default levels 32
-# and 256). --writes names the servers: "token", each token in its own write
-# and HTTP chunk as inference servers stream them (fleetbench-testserver
-# --ttft-ms 0 --itl-ms 0; the issue's measure), and "answer", each answer's T
+# and 256). --writes names the servers: "token", each token in its own HTTP
+# chunk as inference servers stream them (fleetbench-testserver --scripted
+# --ttft-ms 0 --itl-ms 0, the axum server, whose writes carry the chunks
+# ready at once; the issue's measure), and "answer", each answer's T
 # tokens in one write (fleetbench-fixed-server: the parsing alone); both by
 # default. The table: client CPU µs per streamed token (user+sys), the
 # client's CPU and wall seconds, streamed tokens/s over the process's wall
@@ -206,7 +211,7 @@ trap 'kill $server 2>/dev/null || true; [ -n "${KEEP:-}" ] && echo "outputs kept
 server_cmd() { # kind -> the server's command line, one word a line
   case "$1" in
     exact) printf '%s\n' "$BIN_DIR/fleetbench-testserver" --ttft-ms "$ttft_ms" --itl-ms "$itl_ms" --tokens "$tokens" ;;
-    token) printf '%s\n' "$BIN_DIR/fleetbench-testserver" --ttft-ms 0 --itl-ms 0 --tokens "$tokens" ;;
+    token) printf '%s\n' "$BIN_DIR/fleetbench-testserver" --ttft-ms 0 --itl-ms 0 --tokens "$tokens" --scripted ;;
     answer) printf '%s\n' "$BIN_DIR/fleetbench-fixed-server" --tokens "$tokens" ;;
   esac
 }
@@ -267,8 +272,8 @@ if [ "$zero_delay" = 1 ]; then
   echo "| client | server writes | concurrency (requests) | CPU µs / streamed token | client CPU s | process wall s | streamed tokens/s (process wall) | peak RSS, MB |"
   echo "|---|---|---:|---:|---:|---:|---:|---:|"
 else
-  echo "| client | concurrency (requests) | CPU µs / streamed token | streamed tokens/s (process wall) | peak RSS, MB | TTFT mean / median, ms | TTFT added mean / median, ms | ITL mean, ms |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+  echo "| client | concurrency (requests) | CPU µs / streamed token | streamed tokens/s (process wall) | peak RSS, MB | TTFT mean / median, ms | TTFT added mean / median, ms | server's first tokens late mean / median, ms | ITL mean, ms |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 fi
 for kind in $kinds; do
   start_server "$kind"
@@ -282,11 +287,13 @@ for kind in $kinds; do
       case "$client" in fleetbench|fleetbench-cold|guidellm|aiperf|vllm) ;; *) die "unknown client $client (fleetbench fleetbench-cold guidellm aiperf vllm)" ;; esac
       [ -n "${skipped[$client]:-}" ] && continue
       d=$out/$kind-$client-$c; mkdir -p "$d"
+      python3 "$here/peers.py" lateness "$root" -   # starts the server's count afresh
       result=$(run_client "$client" "$c" "$n" "$d" || true)
+      python3 "$here/peers.py" lateness "$root" "$d/lateness.json"
       if [ "$zero_delay" = 1 ]; then
         python3 "$here/peers.py" cpu-row "$client" "each $kind" "$c" "$n" "$tokens" "$d/measure.json"
       else
-        python3 "$here/peers.py" row "$client" "$c" "$n" "$tokens" "$ttft_ms" "$d/measure.json" "${result:-$d/none}"
+        python3 "$here/peers.py" row "$client" "$c" "$n" "$tokens" "$ttft_ms" "$d/measure.json" "${result:-$d/none}" "$d/lateness.json"
       fi
       if [ "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["rc"])' "$d/measure.json")" != 0 ]; then
         echo "  $client at $c failed; the end of its output:" >&2

@@ -10,6 +10,7 @@ pub mod prom;
 pub mod promapi;
 pub mod sse;
 pub mod tools;
+mod transport;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,11 +18,13 @@ use std::time::Duration;
 use fleetbench_core::{
     ApiKind, ErrorKind, RequestError, RequestRecord, RequestSpec, RunClock, ServerTimings, TokenSource,
 };
-use futures_util::StreamExt;
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use tokio::time::Instant;
 
 use crate::openai::{Chunk, Usage};
 use crate::sse::{SseDecoder, SseError, SseEvent};
+use crate::transport::{error_chain, Body, SendError, Transport};
 
 /// An API key. Its `Debug` never shows the key, so it cannot leak through
 /// logs or error chains.
@@ -81,6 +84,11 @@ pub struct ClientConfig {
     pub max_event_bytes: usize,
     /// Tools offered with every request (`tools` in the body).
     pub tools: Option<Arc<tools::Tools>>,
+    /// Time each arrival by the kernel's receive stamp where the platform
+    /// and connection allow (Linux, plain HTTP, no proxy), so that the
+    /// client's own lag stays out of the figures. See
+    /// [`Client::kernel_stamps`].
+    pub kernel_stamps: bool,
 }
 
 impl ClientConfig {
@@ -97,6 +105,7 @@ impl ClientConfig {
             max_body_bytes: 64 << 20,
             max_event_bytes: 4 << 20,
             tools: None,
+            kernel_stamps: true,
         }
     }
 }
@@ -116,7 +125,9 @@ pub enum ClientError {
 /// Sends requests to one backend. Cheap to clone; share one per backend.
 #[derive(Clone, Debug)]
 pub struct Client {
-    http: reqwest::Client,
+    http: Transport,
+    /// The API key's headers (marked sensitive), the version header.
+    auth: Arc<Vec<(HeaderName, HeaderValue)>>,
     cfg: Arc<ClientConfig>,
     endpoint: String,
     /// What the backend announced in [`TIME_SCALE_HEADER`] when probed.
@@ -129,7 +140,7 @@ pub struct Client {
 pub const TIME_SCALE_HEADER: &str = "x-fleetbench-time-scale";
 
 /// The time scale in a response's headers: a finite number above zero.
-fn announced_time_scale(headers: &reqwest::header::HeaderMap) -> Option<f64> {
+fn announced_time_scale(headers: &HeaderMap) -> Option<f64> {
     let v = headers.get(TIME_SCALE_HEADER)?.to_str().ok()?.trim().parse::<f64>().ok()?;
     (v.is_finite() && v > 0.0).then_some(v)
 }
@@ -164,20 +175,16 @@ impl Client {
             ApiKind::Completions => "/completions",
             ApiKind::Anthropic => "/messages",
         };
-        let mut b = reqwest::Client::builder()
-            .tcp_nodelay(true)
-            .pool_max_idle_per_host(usize::MAX)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .user_agent(concat!("fleetbench/", env!("CARGO_PKG_VERSION")));
-        if let Some(c) = cfg.timeouts.connect {
-            b = b.connect_timeout(c);
-        }
-        if is_loopback(&url) {
-            b = b.no_proxy();
-        }
-        let http = b.build().map_err(|e| ClientError::Build(e.to_string()))?;
+        let http = Transport::new(&transport::Options {
+            connect_timeout: cfg.timeouts.connect,
+            kernel_stamps: cfg.kernel_stamps,
+            plain_http: url.scheme() == "http",
+            loopback: is_loopback(&url),
+        })
+        .map_err(ClientError::Build)?;
         Ok(Client {
             http,
+            auth: Arc::new(auth_headers(cfg.api_key.as_ref(), cfg.api)?),
             endpoint: format!("{base}{path}"),
             cfg: Arc::new(ClientConfig { base_url: base, ..cfg }),
             time_scale: Arc::default(),
@@ -203,24 +210,31 @@ impl Client {
         self.time_scale.get().copied()
     }
 
+    /// Are arrivals timed by the kernel's receive stamps (Linux, plain
+    /// HTTP, no proxy, [`ClientConfig::kernel_stamps`])? Otherwise by when
+    /// the client read them.
+    pub fn kernel_stamps(&self) -> bool {
+        self.http.kernel_stamps()
+    }
+
     /// Checks that something answers HTTP at the base URL (`GET /models`);
     /// any status counts as reachable. Notes the time scale the answer
     /// announces (see [`Client::time_scale`]).
     pub async fn probe(&self, timeout: Duration) -> Result<(), ClientError> {
-        let url = format!("{}/models", self.cfg.base_url);
-        let mut req = self.http.get(&url).timeout(timeout);
-        req = self.auth(req);
-        match req.send().await {
-            Ok(r) => {
-                if let Some(scale) = announced_time_scale(r.headers()) {
+        let unreachable = |why: String| ClientError::Unreachable {
+            url: fleetbench_core::run::redact_url(&self.cfg.base_url),
+            why: self.scrub(&why),
+        };
+        let req = self.request(http::Method::GET, &format!("{}/models", self.cfg.base_url), None)?;
+        match tokio::time::timeout(timeout, self.http.send(req)).await {
+            Ok(Ok(r)) => {
+                if let Some(scale) = announced_time_scale(&r.headers) {
                     let _ = self.time_scale.set(scale);
                 }
                 Ok(())
             }
-            Err(e) => Err(ClientError::Unreachable {
-                url: fleetbench_core::run::redact_url(&self.cfg.base_url),
-                why: self.scrub(&error_chain(&e)),
-            }),
+            Ok(Err(e)) => Err(unreachable(e.chain)),
+            Err(_) => Err(unreachable(format!("no answer within {timeout:?}"))),
         }
     }
 
@@ -237,22 +251,38 @@ impl Client {
     pub async fn preconnect(&self, n: usize, timeout: Duration) -> usize {
         let url = format!("{}/models", self.cfg.base_url);
         let sends = (0..n).map(|_| async {
-            let answer = self.auth(self.http.get(&url).timeout(timeout)).send().await.ok()?;
-            // Reading the answer to its end puts its connection in the pool.
-            answer.bytes().await.ok()
+            let req = self.request(http::Method::GET, &url, None).ok()?;
+            let read = async {
+                let mut answer = self.http.send(req).await.ok()?;
+                // Reading the answer to its end puts its connection in the pool.
+                while let Some(piece) = answer.body.next().await {
+                    piece.ok()?;
+                }
+                Some(())
+            };
+            tokio::time::timeout(timeout, read).await.ok().flatten()
         });
         futures_util::future::join_all(sends).await.into_iter().flatten().count()
     }
 
-    fn auth(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match (&self.cfg.api_key, self.cfg.api) {
-            (Some(k), ApiKind::Anthropic) => {
-                req.header("x-api-key", k.expose()).header("anthropic-version", anthropic::API_VERSION)
-            }
-            (Some(k), _) => req.bearer_auth(k.expose()),
-            (None, ApiKind::Anthropic) => req.header("anthropic-version", anthropic::API_VERSION),
-            (None, _) => req,
+    /// A request with the client's headers (user agent, API key) and the
+    /// given body (sent as JSON).
+    fn request(&self, method: http::Method, url: &str, json: Option<String>) -> Result<http::Request<Bytes>, ClientError> {
+        let mut b = http::Request::builder()
+            .method(method)
+            .uri(url)
+            .header(http::header::USER_AGENT, concat!("fleetbench/", env!("CARGO_PKG_VERSION")))
+            .header(http::header::ACCEPT, "*/*");
+        for (k, v) in self.auth.iter() {
+            b = b.header(k, v);
         }
+        if json.is_some() {
+            b = b.header(http::header::CONTENT_TYPE, "application/json");
+        }
+        b.body(json.map(Bytes::from).unwrap_or_default()).map_err(|e| ClientError::InvalidUrl {
+            url: fleetbench_core::run::redact_url(url),
+            why: e.to_string(),
+        })
     }
 
     /// Removes the API key from any text that came back from the server.
@@ -338,32 +368,34 @@ impl Client {
         }
         let t_send_instant = Instant::from_std(clock.instant_at(rec.t_send));
         let first_token_deadline = self.cfg.timeouts.first_token.map(|d| t_send_instant + d);
-        let req = self
-            .auth(self.http.post(&self.endpoint))
-            .header("x-request-id", &spec.id)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.to_string());
+        let mut req = self
+            .request(http::Method::POST, &self.endpoint, Some(body.to_string()))
+            .map_err(|e| Failure::new(ErrorKind::Other, e.to_string()))?;
+        let id = HeaderValue::from_str(&spec.id).map_err(|_| {
+            Failure::new(ErrorKind::Other, format!("the request id {:?} is not a valid HTTP header value", spec.id))
+        })?;
+        req.headers_mut().insert(HeaderName::from_static("x-request-id"), id);
 
         let wait = earliest(first_token_deadline, total_deadline);
         let sent = match wait {
-            Some((deadline, which)) => match tokio::time::timeout_at(deadline, req.send()).await {
+            Some((deadline, which)) => match tokio::time::timeout_at(deadline, self.http.send(req)).await {
                 Ok(r) => r,
                 Err(_) => return Err(Failure::new(which.kind(), which.message())),
             },
-            None => req.send().await,
+            None => self.http.send(req).await,
         };
-        let resp = sent.map_err(|e| Failure::from_reqwest(&e, "sending the request"))?;
-        let status = resp.status();
+        let resp = sent.map_err(|e| Failure::from_send(e, "sending the request"))?;
+        let status = resp.status;
         rec.http_status = Some(status.as_u16());
         if !status.is_success() {
             let retry_after = resp
-                .headers()
+                .headers
                 .get(reqwest::header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<f64>().ok())
                 .filter(|s| s.is_finite() && *s >= 0.0)
                 .map(Duration::from_secs_f64);
-            let text = read_error_body(resp).await;
+            let text = read_error_body(resp.body).await;
             let kind = if status.as_u16() == 429 { ErrorKind::RateLimited } else { ErrorKind::HttpStatus };
             return Err(Failure {
                 error: RequestError::new(kind, format!("HTTP {status}: {text}")).with_status(status.as_u16()),
@@ -375,7 +407,10 @@ impl Client {
         let mut state = StreamState::new(self.cfg.api, self.cfg.max_event_bytes, self.cfg.keep_output_text);
         let mut body_bytes = 0usize;
         let mut whole = Vec::new();
-        let mut stream = resp.bytes_stream();
+        let wire = resp.wire.unwrap_or_default();
+        // The server's time counts from when the request was written.
+        rec.t_send = wire.left(clock.now(), rec.t_send);
+        let mut stream = resp.body;
         let mut events: Vec<SseEvent> = Vec::new();
         loop {
             let token_deadline = if state.first_token.is_none() {
@@ -396,7 +431,10 @@ impl Client {
                 },
                 None => stream.next().await,
             };
-            let now = clock.now();
+            // When these bytes arrived: by the kernel's stamp where there
+            // is one, never before the event before them.
+            let floor = if state.first_token.is_some() { state.last_token } else { rec.t_send };
+            let now = wire.arrived(clock.now(), floor);
             let bytes = match next {
                 None => break,
                 Some(Ok(b)) => b,
@@ -404,7 +442,7 @@ impl Client {
                     state.finish_into(rec);
                     return Err(Failure::new(
                         ErrorKind::TruncatedStream,
-                        format!("the connection broke mid-response: {}", error_chain(&e)),
+                        format!("the connection broke mid-response: {}", error_chain(&*e)),
                     ));
                 }
             };
@@ -432,7 +470,8 @@ impl Client {
                 break;
             }
         }
-        let now = clock.now();
+        let floor = if state.first_token.is_some() { state.last_token } else { rec.t_send };
+        let now = wire.arrived(clock.now(), floor);
         if self.cfg.stream {
             if !state.done {
                 state.decoder.finish(&mut events).map_err(Failure::from_sse)?;
@@ -485,15 +524,15 @@ impl Failure {
         Failure { error: RequestError::new(kind, message), retry_after: None, closed_before_response: false }
     }
 
-    fn from_reqwest(e: &reqwest::Error, doing: &str) -> Failure {
-        let chain = error_chain(e);
-        if e.is_connect() {
-            if e.is_timeout() || chain.contains("timed out") {
+    fn from_send(e: SendError, doing: &str) -> Failure {
+        let chain = e.chain;
+        if e.connect {
+            if e.timeout || chain.contains("timed out") {
                 return Failure::new(ErrorKind::TimeoutConnect, format!("connecting timed out: {chain}"));
             }
             return Failure::new(ErrorKind::Connect, format!("could not connect: {chain}"));
         }
-        if e.is_timeout() {
+        if e.timeout {
             return Failure::new(ErrorKind::TimeoutConnect, format!("timed out {doing}: {chain}"));
         }
         Failure {
@@ -694,8 +733,7 @@ impl StreamState {
     }
 }
 
-async fn read_error_body(resp: reqwest::Response) -> String {
-    let mut stream = resp.bytes_stream();
+async fn read_error_body(mut stream: Body) -> String {
     let mut buf = Vec::new();
     let read = async {
         while let Some(Ok(b)) = stream.next().await {
@@ -715,19 +753,26 @@ async fn read_error_body(resp: reqwest::Response) -> String {
     }
 }
 
-/// The error and its sources on one line (reqwest hides the cause).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let m = c.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        cur = c.source();
+/// The headers that carry the API key (marked sensitive, so that no log
+/// or debug print shows them) and the Anthropic API version.
+fn auth_headers(key: Option<&ApiKey>, api: ApiKind) -> Result<Vec<(HeaderName, HeaderValue)>, ClientError> {
+    let secret = |text: String| {
+        let mut v = HeaderValue::from_str(&text).map_err(|_| {
+            ClientError::Build("the API key holds characters an HTTP header cannot carry (a line break?)".into())
+        })?;
+        v.set_sensitive(true);
+        Ok::<_, ClientError>(v)
+    };
+    let mut headers = Vec::new();
+    match (key, api) {
+        (Some(k), ApiKind::Anthropic) => headers.push((HeaderName::from_static("x-api-key"), secret(k.expose().to_string())?)),
+        (Some(k), _) => headers.push((http::header::AUTHORIZATION, secret(format!("Bearer {}", k.expose()))?)),
+        (None, _) => {}
     }
-    s
+    if api == ApiKind::Anthropic {
+        headers.push((HeaderName::from_static("anthropic-version"), HeaderValue::from_static(anthropic::API_VERSION)));
+    }
+    Ok(headers)
 }
 
 fn is_loopback(url: &reqwest::Url) -> bool {

@@ -48,6 +48,12 @@ pub struct BackendArgs {
     /// Ask for whole responses instead of streams (TTFT then equals E2EL).
     #[arg(long, help_heading = "Backend")]
     pub no_stream: bool,
+    /// Time each token by when fleetbench read it, not by the kernel's
+    /// receive stamp. By default (Linux, plain http://, no proxy) arrivals
+    /// carry the instant the kernel received them, so a busy client does not
+    /// add its own lag to TTFT and ITL; this flag shows that lag.
+    #[arg(long, help_heading = "Backend")]
+    pub read_timestamps: bool,
     /// Give up connecting after this long (e.g. 2s, 500ms).
     #[arg(long, value_name = "DUR", value_parser = parse_duration, help_heading = "Timeouts")]
     pub timeout_connect: Option<Duration>,
@@ -92,6 +98,7 @@ impl BackendArgs {
             }),
         };
         cfg.stream = !self.no_stream;
+        cfg.kernel_stamps = !self.read_timestamps;
         cfg.timeouts = Timeouts {
             connect: self.timeout_connect,
             first_token: self.timeout_first_token,

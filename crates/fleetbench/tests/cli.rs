@@ -392,8 +392,9 @@ async fn run_with_dashboard_shows_the_run_live() {
 }
 
 /// `selftest` in paced mode: every stream ran, every token has an added
-/// latency, the streams joined over one response, and where the process
-/// may use two CPUs the client and server threads sit on different ones.
+/// latency, the streams joined over one response, tokens are timed by the
+/// kernel's receive stamps (Linux), and where the process may use two CPUs
+/// the client and server threads sit on different ones.
 #[test]
 fn selftest_paces_streams_and_places_its_threads() {
     let out = common::run_ok(bin().args([
@@ -418,6 +419,7 @@ fn selftest_paces_streams_and_places_its_threads() {
         assert!(r[p].as_f64().is_some_and(|v| v >= 0.0), "{p}: {r}");
     }
     assert!(r["realtime"].is_boolean(), "{r}");
+    assert_eq!(r["kernel_timestamps"], cfg!(target_os = "linux"), "{r}");
     if let (Some(c), Some(s)) = (r["client_cpu"].as_u64(), r["server_cpu"].as_u64()) {
         assert_ne!(c, s, "client and server pinned to one CPU: {r}");
     }
@@ -436,9 +438,11 @@ fn selftest_paces_streams_and_places_its_threads() {
         "--all-at-once",
         "--no-pin",
         "--no-realtime",
+        "--read-timestamps",
     ]));
     let r: serde_json::Value = serde_json::from_str(&out).expect("selftest --json prints JSON");
     assert_eq!(r["streams_joined_over_s"], 0.0, "{r}");
+    assert_eq!(r["kernel_timestamps"], false, "{r}");
     assert_eq!(r["realtime"], false, "{r}");
     assert!(r["client_cpu"].is_null() && r["server_cpu"].is_null(), "{r}");
     assert_eq!(r["failed"], 0, "{r}");

@@ -54,6 +54,10 @@ pub struct SelftestReport {
     /// were (Linux, two CPUs or more allowed).
     pub client_cpu: Option<usize>,
     pub server_cpu: Option<usize>,
+    /// Token instants are the kernel's receive stamps (the figures a run
+    /// reports); false: when the client read them (its own lag included,
+    /// `--read-timestamps`, or no stamps on this platform).
+    pub kernel_timestamps: bool,
     pub client_cpu_s: f64,
     pub client_cpu_s_per_1000_tokens: f64,
     pub client_cpu_utilisation: f64,
@@ -95,6 +99,8 @@ pub struct ClientRun {
     /// Where the client thread ran and at which priority.
     pub placed: Placed,
     pub joined_over_s: f64,
+    /// The client timed arrivals by the kernel's receive stamps.
+    pub kernel_stamps: bool,
 }
 
 /// Where the selftest asks its two threads to run.
@@ -144,6 +150,7 @@ pub fn drive(
     duration: Duration,
     join_over: Duration,
     placement: Placement,
+    kernel_stamps: bool,
 ) -> std::io::Result<std::thread::JoinHandle<Result<ClientRun, SelftestError>>> {
     std::thread::Builder::new().name("selftest-client".into()).spawn(move || {
         let placed = placement.apply(false);
@@ -151,7 +158,11 @@ pub fn drive(
         let rss_start_mb = resident_mb().0;
         let cpu0 = thread_cpu_seconds();
         let wall0 = Instant::now();
-        let (records, clock) = rt.block_on(closed_loop(url, streams, duration, join_over))?;
+        let mut cfg = ClientConfig::new(url, ApiKind::Chat, "selftest");
+        cfg.kernel_stamps = kernel_stamps;
+        let client = Client::new(cfg)?;
+        let kernel_stamps = client.kernel_stamps();
+        let (records, clock) = rt.block_on(closed_loop(client, streams, duration, join_over));
         let (cpu_s, wall_s) = (thread_cpu_seconds() - cpu0, wall0.elapsed().as_secs_f64());
         Ok(ClientRun {
             records,
@@ -162,17 +173,17 @@ pub fn drive(
             rss_end_mb: resident_mb().0,
             placed,
             joined_over_s: join_over.as_secs_f64(),
+            kernel_stamps,
         })
     })
 }
 
 async fn closed_loop(
-    url: String,
+    client: Client,
     streams: u32,
     duration: Duration,
     join_over: Duration,
-) -> Result<(Vec<RequestRecord>, RunClock), ClientError> {
-    let client = Client::new(ClientConfig::new(url, ApiKind::Chat, "selftest"))?;
+) -> (Vec<RequestRecord>, RunClock) {
     let ramp = (!join_over.is_zero() && streams > 1).then(|| RampSpec {
         kind: RampKind::Concurrency,
         from: 1.0,
@@ -202,7 +213,7 @@ async fn closed_loop(
         v
     };
     let (_, records) = tokio::join!(crate::run(&plan, &client, wl, clock, tx, stop_rx), collect);
-    Ok((records, clock))
+    (records, clock)
 }
 
 /// The report of a client run against a server that sent `tokens` tokens
@@ -246,6 +257,7 @@ pub fn report(
         realtime: run.placed.realtime && server_placed.realtime,
         client_cpu: run.placed.cpu,
         server_cpu: server_placed.cpu,
+        kernel_timestamps: run.kernel_stamps,
         client_cpu_s: cpu,
         client_cpu_s_per_1000_tokens: if streamed > 0 { cpu / streamed as f64 * 1000.0 } else { 0.0 },
         client_cpu_utilisation: cpu / wall,

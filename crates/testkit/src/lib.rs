@@ -13,6 +13,7 @@
 //!   calls or text, keeping every request body.
 
 mod agent;
+pub mod lean;
 mod pg;
 pub mod precise;
 mod record;

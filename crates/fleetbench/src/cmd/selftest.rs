@@ -50,6 +50,12 @@ pub struct SelftestArgs {
     /// spread out, as independent users' do).
     #[arg(long)]
     pub all_at_once: bool,
+    /// Time tokens by when the client read them, not by the kernel's
+    /// receive stamps (as `run --read-timestamps`): the added latency then
+    /// includes the client's own lag behind its streams, not only the
+    /// figures' error.
+    #[arg(long)]
+    pub read_timestamps: bool,
     /// Print the figures as JSON.
     #[arg(long)]
     pub json: bool,
@@ -70,8 +76,9 @@ pub async fn run(args: SelftestArgs, _ctx: &Context) -> anyhow::Result<ExitCode>
             args.streams, args.tokens, args.duration, args.itl
         );
     }
-    let client = drive(format!("http://{addr}/v1"), args.streams, args.duration, join_over, placement)
-        .context("starting the client thread")?;
+    let client =
+        drive(format!("http://{addr}/v1"), args.streams, args.duration, join_over, placement, !args.read_timestamps)
+            .context("starting the client thread")?;
     let joined = tokio::task::spawn_blocking(move || client.join())
         .await?
         .map_err(|_| anyhow::anyhow!("the client thread panicked"))??;
@@ -120,9 +127,10 @@ fn print_report(r: &SelftestReport) {
     if let (Some(p50), Some(p90), Some(p99), Some(max)) =
         (r.added_latency_p50_ms, r.added_latency_p90_ms, r.added_latency_p99_ms, r.added_latency_max_ms)
     {
+        let to = if r.kernel_timestamps { "kernel receive stamp" } else { "client read" };
         outln!(
             "added latency / token  p50 {p50:.3} ms, p90 {p90:.3} ms, p99 {p99:.3} ms, max {max:.1} ms \
-             (server hands the token to HTTP -> client timestamp)"
+             (server hands the token to HTTP -> {to})"
         );
     }
 }

@@ -1,0 +1,484 @@
+//! How requests travel: the HTTP connection pool, and the instant each
+//! piece of an answer arrived.
+//!
+//! A client that timestamps an answer when its task gets to it measures its
+//! own lag as well as the server: with a thousand streams on one core, the
+//! token that arrives behind a few hundred others waits for them to be
+//! parsed. On Linux, over plain `http://` without a proxy (a local server,
+//! where exactness matters most), fleetbench asks the kernel instead: every
+//! connection has `SO_TIMESTAMPNS` on, each read returns when its last TCP
+//! segment was received, and [`WireStamps::arrived`] moves the client's clock
+//! back by the time since. The figures then hold however busy the client
+//! is. Over TLS, through a proxy or on another OS, reqwest carries the
+//! request and the instant is when the client read it, as before.
+
+use std::error::Error as StdError;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use futures_util::StreamExt;
+use reqwest::header::HeaderMap;
+use reqwest::StatusCode;
+
+type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// When the last request on one connection left and when the last bytes
+/// read on it arrived, as nanoseconds of `CLOCK_REALTIME` (0: not yet).
+/// Shared between the connection, which writes them, and the response read
+/// from it. The connection notes an arrival before it hands the bytes on,
+/// so whoever holds the bytes sees a stamp at least as late as theirs.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct WireStamps(Arc<Stamps>);
+
+#[derive(Debug, Default)]
+struct Stamps {
+    /// The kernel's receive stamp of the last segment read.
+    rx: AtomicI64,
+    /// When the first write of the last request returned.
+    tx: AtomicI64,
+    /// Has anything been read since the last write? (The next write then
+    /// starts a new request.)
+    read_since_write: AtomicBool,
+}
+
+/// A stamp further back than this is not believed (the wall clock was
+/// stepped): the client's own instant is used.
+const MAX_LAG: f64 = 60.0;
+
+impl WireStamps {
+    /// Bytes were read; `stamp`: the kernel's receive stamp of the last.
+    #[cfg(target_os = "linux")]
+    fn received(&self, stamp: Option<i64>) {
+        self.0.rx.store(stamp.unwrap_or(0), Ordering::Release);
+        self.0.read_since_write.store(true, Ordering::Relaxed);
+    }
+
+    #[cfg(target_os = "linux")]
+    fn wrote(&self) {
+        if self.0.read_since_write.swap(false, Ordering::Relaxed) || self.0.tx.load(Ordering::Relaxed) == 0 {
+            self.0.tx.store(realtime_ns(), Ordering::Release);
+        }
+    }
+
+    /// When the bytes last read arrived, on the run clock: `now` (the run
+    /// clock's reading) moved back by how long ago the kernel received
+    /// them, never before `floor` (the previous event) nor after `now`.
+    pub(crate) fn arrived(&self, now: f64, floor: f64) -> f64 {
+        back(self.0.rx.load(Ordering::Acquire), now, floor)
+    }
+
+    /// When the request was written to the socket, on the run clock, never
+    /// before `floor` (when the client set out to send it) nor after `now`:
+    /// a client busy with other streams may write it a little after it
+    /// meant to, and the server's time counts from the write.
+    pub(crate) fn left(&self, now: f64, floor: f64) -> f64 {
+        back(self.0.tx.load(Ordering::Acquire), now, floor)
+    }
+}
+
+/// `now` moved back to a `CLOCK_REALTIME` stamp, within `[floor, now]`.
+fn back(stamp: i64, now: f64, floor: f64) -> f64 {
+    if stamp == 0 {
+        return now;
+    }
+    let lag = realtime_ns().saturating_sub(stamp) as f64 * 1e-9;
+    if lag > MAX_LAG {
+        return now;
+    }
+    (now - lag.max(0.0)).max(floor).min(now)
+}
+
+fn realtime_ns() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
+}
+
+/// A request's failure before any answer: could it not connect, did a time
+/// limit run out, and the error's whole chain for the message.
+pub(crate) struct SendError {
+    pub connect: bool,
+    pub timeout: bool,
+    pub chain: String,
+}
+
+/// An answer's head and its body, read frame by frame.
+pub(crate) struct Response {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Body,
+    /// The send and receive stamps of the connection it came on, where
+    /// the transport has them.
+    pub wire: Option<WireStamps>,
+}
+
+pub(crate) enum Body {
+    Reqwest(BoxStream<'static, reqwest::Result<Bytes>>),
+    #[cfg(target_os = "linux")]
+    Direct(hyper::body::Incoming),
+}
+
+impl Body {
+    /// The body's next bytes; `None` at its end.
+    pub async fn next(&mut self) -> Option<Result<Bytes, BoxError>> {
+        match self {
+            Body::Reqwest(s) => s.next().await.map(|r| r.map_err(Into::into)),
+            #[cfg(target_os = "linux")]
+            Body::Direct(b) => {
+                use http_body_util::BodyExt;
+                loop {
+                    match b.frame().await? {
+                        Err(e) => return Some(Err(e.into())),
+                        Ok(frame) => {
+                            if let Ok(data) = frame.into_data() {
+                                return Some(Ok(data));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The connection pool: reqwest's, or (Linux, plain HTTP, no proxy) one
+/// whose connections stamp what they receive.
+#[derive(Clone, Debug)]
+pub(crate) enum Transport {
+    Reqwest(reqwest::Client),
+    #[cfg(target_os = "linux")]
+    Direct(hyper_util::client::legacy::Client<direct::StampingConnector, http_body_util::Full<Bytes>>),
+}
+
+/// How the pool is set up.
+pub(crate) struct Options {
+    pub connect_timeout: Option<Duration>,
+    /// Stamp arrivals with the kernel's receive time where possible.
+    pub kernel_stamps: bool,
+    /// The URL is `http://` (no TLS).
+    pub plain_http: bool,
+    /// The host is this machine (no proxy applies).
+    pub loopback: bool,
+}
+
+const POOL_IDLE: Duration = Duration::from_secs(90);
+
+impl Transport {
+    pub fn new(opts: &Options) -> Result<Transport, String> {
+        #[cfg(target_os = "linux")]
+        if opts.kernel_stamps && opts.plain_http && (opts.loopback || !proxy_configured()) {
+            return Ok(Transport::Direct(direct::client(opts.connect_timeout)));
+        }
+        let mut b = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(usize::MAX)
+            .pool_idle_timeout(POOL_IDLE);
+        if let Some(c) = opts.connect_timeout {
+            b = b.connect_timeout(c);
+        }
+        if opts.loopback {
+            b = b.no_proxy();
+        }
+        b.build().map(Transport::Reqwest).map_err(|e| e.to_string())
+    }
+
+    /// Does this pool stamp arrivals with the kernel's receive time?
+    pub fn kernel_stamps(&self) -> bool {
+        match self {
+            Transport::Reqwest(_) => false,
+            #[cfg(target_os = "linux")]
+            Transport::Direct(_) => true,
+        }
+    }
+
+    /// Sends one request and returns the answer's head once it arrived.
+    pub async fn send(&self, req: http::Request<Bytes>) -> Result<Response, SendError> {
+        match self {
+            Transport::Reqwest(c) => {
+                let req = reqwest::Request::try_from(req.map(reqwest::Body::from)).map_err(|e| SendError {
+                    connect: false,
+                    timeout: false,
+                    chain: error_chain(&e),
+                })?;
+                let resp = c.execute(req).await.map_err(|e| SendError {
+                    connect: e.is_connect(),
+                    timeout: e.is_timeout(),
+                    chain: error_chain(&e),
+                })?;
+                let status = resp.status();
+                let headers = resp.headers().clone();
+                Ok(Response { status, headers, body: Body::Reqwest(resp.bytes_stream().boxed()), wire: None })
+            }
+            #[cfg(target_os = "linux")]
+            Transport::Direct(c) => {
+                let resp = c.request(req.map(http_body_util::Full::new)).await.map_err(|e| SendError {
+                    connect: e.is_connect(),
+                    timeout: timed_out(&e),
+                    chain: error_chain(&e),
+                })?;
+                let wire = resp.extensions().get::<WireStamps>().cloned();
+                let (head, body) = resp.into_parts();
+                Ok(Response { status: head.status, headers: head.headers, body: Body::Direct(body), wire })
+            }
+        }
+    }
+}
+
+/// Would reqwest send a plain-HTTP request through a proxy? (It reads these
+/// variables; `NO_PROXY` can only exempt hosts, so leaving it to reqwest
+/// whenever one is set is safe.)
+#[cfg(target_os = "linux")]
+fn proxy_configured() -> bool {
+    ["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()))
+}
+
+/// Did a time limit end it (the connect timeout is tokio's `Elapsed`
+/// somewhere down the chain)?
+#[cfg(target_os = "linux")]
+fn timed_out(e: &(dyn StdError + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if c.is::<tokio::time::error::Elapsed>()
+            || c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        cur = c.source();
+    }
+    false
+}
+
+/// An error and its sources, each once, as one line.
+pub(crate) fn error_chain(e: &dyn StdError) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+/// The stamping connection (Linux): hyper's HTTP/1.1 client over a TCP
+/// socket read with `recvmsg`, which returns each read's receive stamp.
+#[cfg(target_os = "linux")]
+mod direct {
+    use std::future::Future;
+    use std::io::{self, Write as _};
+    use std::mem::MaybeUninit;
+    use std::os::fd::AsRawFd;
+    use std::pin::Pin;
+    use std::task::{ready, Context, Poll};
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use http::Uri;
+    use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+    use hyper_util::rt::{TokioExecutor, TokioTimer};
+    use tokio::io::unix::AsyncFd;
+
+    use super::{BoxError, WireStamps, POOL_IDLE};
+
+    pub(super) fn client(
+        connect_timeout: Option<Duration>,
+    ) -> hyper_util::client::legacy::Client<StampingConnector, http_body_util::Full<Bytes>> {
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.set_connect_timeout(connect_timeout);
+        hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(POOL_IDLE)
+            .pool_max_idle_per_host(usize::MAX)
+            .build(StampingConnector { http })
+    }
+
+    /// Connects as hyper's connector does (resolving, time limit,
+    /// `TCP_NODELAY`), then turns the socket's receive stamps on.
+    #[derive(Clone, Debug)]
+    pub(crate) struct StampingConnector {
+        http: HttpConnector,
+    }
+
+    impl tower_service::Service<Uri> for StampingConnector {
+        type Response = StampedTcp;
+        type Error = BoxError;
+        type Future = Pin<Box<dyn Future<Output = Result<StampedTcp, BoxError>> + Send>>;
+
+        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+            self.http.poll_ready(cx).map_err(Into::into)
+        }
+
+        fn call(&mut self, uri: Uri) -> Self::Future {
+            let connecting = self.http.call(uri);
+            Box::pin(async move {
+                let tcp = connecting.await?.into_inner();
+                Ok(StampedTcp::new(tcp)?)
+            })
+        }
+    }
+
+    /// A TCP connection whose reads note the kernel's receive stamp.
+    pub(crate) struct StampedTcp {
+        io: AsyncFd<std::net::TcpStream>,
+        stamp: WireStamps,
+    }
+
+    impl StampedTcp {
+        fn new(tcp: tokio::net::TcpStream) -> io::Result<StampedTcp> {
+            let std = tcp.into_std()?;
+            let on: libc::c_int = 1;
+            // SAFETY: a valid socket, a c_int option of the size given.
+            let r = unsafe {
+                libc::setsockopt(
+                    std.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_TIMESTAMPNS,
+                    (&on as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            if r != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: the AsyncFd owns the socket, which stays open (and the
+            // same descriptor) until the AsyncFd drops it.
+            let io = unsafe { AsyncFd::register(std) }?;
+            Ok(StampedTcp { io, stamp: WireStamps::default() })
+        }
+    }
+
+    impl Connection for StampedTcp {
+        fn connected(&self) -> Connected {
+            Connected::new().extra(self.stamp.clone())
+        }
+    }
+
+    /// One `recvmsg` into `dst`: the bytes read and the receive stamp of
+    /// the last segment among them, if the kernel gave one.
+    fn recv_stamped(fd: libc::c_int, dst: &mut [MaybeUninit<u8>]) -> io::Result<(usize, Option<i64>)> {
+        let mut iov = libc::iovec { iov_base: dst.as_mut_ptr().cast(), iov_len: dst.len() };
+        // Room for one timespec control message, aligned for cmsghdr.
+        let mut control = [0u64; 8];
+        // SAFETY: an all-zero msghdr is valid; the pointers set below
+        // outlive the call.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control) as _;
+        // SAFETY: fd is an open socket; msg points at live buffers.
+        let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut stamp = None;
+        // SAFETY: walking the control messages the kernel wrote into
+        // `control`, as CMSG_FIRSTHDR/CMSG_NXTHDR bound them.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(&msg);
+            while !c.is_null() {
+                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                    let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                    stamp = Some(ts.tv_sec as i64 * 1_000_000_000 + ts.tv_nsec as i64);
+                }
+                c = libc::CMSG_NXTHDR(&msg, c);
+            }
+        }
+        Ok((n as usize, stamp))
+    }
+
+    impl hyper::rt::Read for StampedTcp {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            mut buf: hyper::rt::ReadBufCursor<'_>,
+        ) -> Poll<io::Result<()>> {
+            let this = self.get_mut();
+            loop {
+                let mut guard = ready!(this.io.poll_read_ready(cx))?;
+                // SAFETY: recvmsg only writes initialised bytes, and
+                // `advance` counts only those it wrote.
+                let dst = unsafe { buf.as_mut() };
+                let len = dst.len();
+                match guard.try_io(|s| recv_stamped(s.as_raw_fd(), dst)) {
+                    Ok(Ok((n, stamp))) => {
+                        if n > 0 {
+                            this.stamp.received(stamp);
+                        }
+                        // A short read emptied the socket: wait for the
+                        // next readiness instead of a read that would block.
+                        if n > 0 && n < len {
+                            guard.clear_ready();
+                        }
+                        // SAFETY: the kernel wrote n bytes.
+                        unsafe { buf.advance(n) };
+                        return Poll::Ready(Ok(()));
+                    }
+                    Ok(Err(e)) => return Poll::Ready(Err(e)),
+                    Err(_would_block) => continue,
+                }
+            }
+        }
+    }
+
+    impl hyper::rt::Write for StampedTcp {
+        fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+            loop {
+                let mut guard = ready!(self.io.poll_write_ready(cx))?;
+                match guard.try_io(|s| {
+                    let mut tcp = s.get_ref();
+                    tcp.write(data)
+                }) {
+                    Ok(r) => {
+                        if matches!(r, Ok(n) if n > 0) {
+                            self.stamp.wrote();
+                        }
+                        return Poll::Ready(r);
+                    }
+                    Err(_would_block) => continue,
+                }
+            }
+        }
+
+        fn poll_write_vectored(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            bufs: &[io::IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            loop {
+                let mut guard = ready!(self.io.poll_write_ready(cx))?;
+                match guard.try_io(|s| {
+                    let mut tcp = s.get_ref();
+                    tcp.write_vectored(bufs)
+                }) {
+                    Ok(r) => {
+                        if matches!(r, Ok(n) if n > 0) {
+                            self.stamp.wrote();
+                        }
+                        return Poll::Ready(r);
+                    }
+                    Err(_would_block) => continue,
+                }
+            }
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(self.io.get_ref().shutdown(std::net::Shutdown::Write))
+        }
+    }
+}
