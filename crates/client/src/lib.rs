@@ -15,10 +15,10 @@ mod transport;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use fleetbench_core::{
     ApiKind, ErrorKind, RequestError, RequestRecord, RequestSpec, RunClock, ServerTimings, TokenSource,
 };
-use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use tokio::time::Instant;
 
@@ -267,7 +267,12 @@ impl Client {
 
     /// A request with the client's headers (user agent, API key) and the
     /// given body (sent as JSON).
-    fn request(&self, method: http::Method, url: &str, json: Option<String>) -> Result<http::Request<Bytes>, ClientError> {
+    fn request(
+        &self,
+        method: http::Method,
+        url: &str,
+        json: Option<String>,
+    ) -> Result<http::Request<Bytes>, ClientError> {
         let mut b = http::Request::builder()
             .method(method)
             .uri(url)
@@ -279,10 +284,8 @@ impl Client {
         if json.is_some() {
             b = b.header(http::header::CONTENT_TYPE, "application/json");
         }
-        b.body(json.map(Bytes::from).unwrap_or_default()).map_err(|e| ClientError::InvalidUrl {
-            url: fleetbench_core::run::redact_url(url),
-            why: e.to_string(),
-        })
+        b.body(json.map(Bytes::from).unwrap_or_default())
+            .map_err(|e| ClientError::InvalidUrl { url: fleetbench_core::run::redact_url(url), why: e.to_string() })
     }
 
     /// Removes the API key from any text that came back from the server.
@@ -765,7 +768,9 @@ fn auth_headers(key: Option<&ApiKey>, api: ApiKind) -> Result<Vec<(HeaderName, H
     };
     let mut headers = Vec::new();
     match (key, api) {
-        (Some(k), ApiKind::Anthropic) => headers.push((HeaderName::from_static("x-api-key"), secret(k.expose().to_string())?)),
+        (Some(k), ApiKind::Anthropic) => {
+            headers.push((HeaderName::from_static("x-api-key"), secret(k.expose().to_string())?))
+        }
         (Some(k), _) => headers.push((http::header::AUTHORIZATION, secret(format!("Bearer {}", k.expose()))?)),
         (None, _) => {}
     }

@@ -148,7 +148,7 @@ impl Body {
 pub(crate) enum Transport {
     Reqwest(reqwest::Client),
     #[cfg(target_os = "linux")]
-    Direct(hyper_util::client::legacy::Client<direct::StampingConnector, http_body_util::Full<Bytes>>),
+    Direct(Box<hyper_util::client::legacy::Client<direct::StampingConnector, http_body_util::Full<Bytes>>>),
 }
 
 /// How the pool is set up.
@@ -168,7 +168,7 @@ impl Transport {
     pub fn new(opts: &Options) -> Result<Transport, String> {
         #[cfg(target_os = "linux")]
         if opts.kernel_stamps && opts.plain_http && (opts.loopback || !proxy_configured()) {
-            return Ok(Transport::Direct(direct::client(opts.connect_timeout)));
+            return Ok(Transport::Direct(Box::new(direct::client(opts.connect_timeout))));
         }
         let mut b = reqwest::Client::builder()
             .tcp_nodelay(true)

@@ -99,7 +99,8 @@ async fn https_and_proxied_urls_are_read_timed() {
 
 #[tokio::test]
 async fn the_lean_server_streams_reuses_connections_and_reports_its_lateness() {
-    let script = LeanScript { ttft: Duration::from_millis(5), itl: Duration::from_millis(1), tokens: 4, prompt_tokens: 7 };
+    let script =
+        LeanScript { ttft: Duration::from_millis(5), itl: Duration::from_millis(1), tokens: 4, prompt_tokens: 7 };
     let url = lean_server(script);
     let client = Client::new(ClientConfig::new(&url, ApiKind::Chat, "m")).unwrap();
     assert_eq!(client.preconnect(3, Duration::from_secs(5)).await, 3);
