@@ -9,6 +9,7 @@ pub mod openai;
 pub mod prom;
 pub mod promapi;
 pub mod sse;
+pub mod stamps;
 pub mod tools;
 mod transport;
 

@@ -15,13 +15,15 @@
 use std::error::Error as StdError;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
+
+use crate::stamps::realtime_ns;
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 
@@ -37,7 +39,7 @@ pub(crate) struct WireStamps(Arc<Stamps>);
 struct Stamps {
     /// The kernel's receive stamp of the last segment read.
     rx: AtomicI64,
-    /// When the first write of the last request returned.
+    /// When the first write of the last request was issued.
     tx: AtomicI64,
     /// Has anything been read since the last write? (The next write then
     /// starts a new request.)
@@ -56,8 +58,10 @@ impl WireStamps {
         self.0.read_since_write.store(true, Ordering::Relaxed);
     }
 
+    /// Bytes are about to be written: the first write after a read (or
+    /// ever) starts a request, and its instant is the request's.
     #[cfg(target_os = "linux")]
-    fn wrote(&self) {
+    fn writing(&self) {
         if self.0.read_since_write.swap(false, Ordering::Relaxed) || self.0.tx.load(Ordering::Relaxed) == 0 {
             self.0.tx.store(realtime_ns(), Ordering::Release);
         }
@@ -89,10 +93,6 @@ fn back(stamp: i64, now: f64, floor: f64) -> f64 {
         return now;
     }
     (now - lag.max(0.0)).max(floor).min(now)
-}
-
-fn realtime_ns() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
 }
 
 /// A request's failure before any answer: could it not connect, did a time
@@ -272,8 +272,6 @@ pub(crate) fn error_chain(e: &dyn StdError) -> String {
 mod direct {
     use std::future::Future;
     use std::io::{self, Write as _};
-    use std::mem::MaybeUninit;
-    use std::os::fd::AsRawFd;
     use std::pin::Pin;
     use std::task::{ready, Context, Poll};
     use std::time::Duration;
@@ -333,20 +331,7 @@ mod direct {
     impl StampedTcp {
         fn new(tcp: tokio::net::TcpStream) -> io::Result<StampedTcp> {
             let std = tcp.into_std()?;
-            let on: libc::c_int = 1;
-            // SAFETY: a valid socket, a c_int option of the size given.
-            let r = unsafe {
-                libc::setsockopt(
-                    std.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    libc::SO_TIMESTAMPNS,
-                    (&on as *const libc::c_int).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                )
-            };
-            if r != 0 {
-                return Err(io::Error::last_os_error());
-            }
+            crate::stamps::enable(&std)?;
             // SAFETY: the AsyncFd owns the socket, which stays open (and the
             // same descriptor) until the AsyncFd drops it.
             let io = unsafe { AsyncFd::register(std) }?;
@@ -358,40 +343,6 @@ mod direct {
         fn connected(&self) -> Connected {
             Connected::new().extra(self.stamp.clone())
         }
-    }
-
-    /// One `recvmsg` into `dst`: the bytes read and the receive stamp of
-    /// the last segment among them, if the kernel gave one.
-    fn recv_stamped(fd: libc::c_int, dst: &mut [MaybeUninit<u8>]) -> io::Result<(usize, Option<i64>)> {
-        let mut iov = libc::iovec { iov_base: dst.as_mut_ptr().cast(), iov_len: dst.len() };
-        // Room for one timespec control message, aligned for cmsghdr.
-        let mut control = [0u64; 8];
-        // SAFETY: an all-zero msghdr is valid; the pointers set below
-        // outlive the call.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = std::mem::size_of_val(&control) as _;
-        // SAFETY: fd is an open socket; msg points at live buffers.
-        let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let mut stamp = None;
-        // SAFETY: walking the control messages the kernel wrote into
-        // `control`, as CMSG_FIRSTHDR/CMSG_NXTHDR bound them.
-        unsafe {
-            let mut c = libc::CMSG_FIRSTHDR(&msg);
-            while !c.is_null() {
-                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
-                    let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
-                    stamp = Some(ts.tv_sec as i64 * 1_000_000_000 + ts.tv_nsec as i64);
-                }
-                c = libc::CMSG_NXTHDR(&msg, c);
-            }
-        }
-        Ok((n as usize, stamp))
     }
 
     impl hyper::rt::Read for StampedTcp {
@@ -407,7 +358,7 @@ mod direct {
                 // `advance` counts only those it wrote.
                 let dst = unsafe { buf.as_mut() };
                 let len = dst.len();
-                match guard.try_io(|s| recv_stamped(s.as_raw_fd(), dst)) {
+                match guard.try_io(|s| crate::stamps::recv(s, dst)) {
                     Ok(Ok((n, stamp))) => {
                         if n > 0 {
                             this.stamp.received(stamp);
@@ -432,16 +383,14 @@ mod direct {
         fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
             loop {
                 let mut guard = ready!(self.io.poll_write_ready(cx))?;
+                if !data.is_empty() {
+                    self.stamp.writing();
+                }
                 match guard.try_io(|s| {
                     let mut tcp = s.get_ref();
                     tcp.write(data)
                 }) {
-                    Ok(r) => {
-                        if matches!(r, Ok(n) if n > 0) {
-                            self.stamp.wrote();
-                        }
-                        return Poll::Ready(r);
-                    }
+                    Ok(r) => return Poll::Ready(r),
                     Err(_would_block) => continue,
                 }
             }
@@ -454,16 +403,14 @@ mod direct {
         ) -> Poll<io::Result<usize>> {
             loop {
                 let mut guard = ready!(self.io.poll_write_ready(cx))?;
+                if bufs.iter().any(|b| !b.is_empty()) {
+                    self.stamp.writing();
+                }
                 match guard.try_io(|s| {
                     let mut tcp = s.get_ref();
                     tcp.write_vectored(bufs)
                 }) {
-                    Ok(r) => {
-                        if matches!(r, Ok(n) if n > 0) {
-                            self.stamp.wrote();
-                        }
-                        return Poll::Ready(r);
-                    }
+                    Ok(r) => return Poll::Ready(r),
                     Err(_would_block) => continue,
                 }
             }

@@ -6,7 +6,10 @@
 //! writing a token late) counted as latency the client under test added.
 //! Here one task owns each connection, parses the request head itself and
 //! writes each token as one chunk at its deadline: `ttft` after the request
-//! was read, then one every `itl`. The wire shape is the scripted server's
+//! arrived, then one every `itl`. On Linux "arrived" is the kernel's receive
+//! stamp of the request's last segment, so a server busy with other streams
+//! that reads a request late still counts from its arrival; elsewhere it is
+//! the read. The wire shape is the scripted server's
 //! (role chunk at once, one event per token, finish reason, usage,
 //! `[DONE]`), for the chat and completions APIs; `GET …/models` answers an
 //! empty list. No faults: those are the scripted server's job.
@@ -14,13 +17,16 @@
 //! Where the server itself falls behind (its core busy with the kernel's
 //! work of sending 100,000 tokens a second), the client under test is not
 //! to blame: `GET /lateness` answers how late the server wrote the first
-//! tokens since the last such call (count, mean, median, p99 and max in
-//! ms) and starts counting anew, so a bench can tell the two apart.
+//! tokens (after the request's arrival plus `ttft`) since the last such
+//! call (count, mean, median, p99 and max in ms) and starts counting anew,
+//! so a bench can tell the two apart.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+#[cfg(not(target_os = "linux"))]
+use tokio::io::AsyncReadExt;
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
@@ -76,6 +82,8 @@ pub async fn serve(listener: TcpListener, script: LeanScript) -> std::io::Result
     loop {
         let (socket, _) = listener.accept().await?;
         let _ = socket.set_nodelay(true);
+        #[cfg(target_os = "linux")]
+        let _ = fleetbench_client::stamps::enable(&socket);
         let (script, lateness) = (script.clone(), lateness.clone());
         tokio::spawn(async move {
             let _ = connection(socket, &script, &lateness).await;
@@ -131,12 +139,14 @@ fn parse_head(head: &[u8]) -> Option<Head> {
 async fn connection(mut socket: TcpStream, script: &LeanScript, lateness: &Lateness) -> std::io::Result<()> {
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut out: Vec<u8> = Vec::with_capacity(512);
+    // When the bytes last read arrived.
+    let mut arrived = Instant::now();
     loop {
         let head_end = loop {
             if let Some(at) = memchr::memmem::find(&buf, b"\r\n\r\n") {
                 break at + 4;
             }
-            if buf.len() > MAX_REQUEST || socket.read_buf(&mut buf).await? == 0 {
+            if buf.len() > MAX_REQUEST || read(&mut socket, &mut buf, &mut arrived).await? == 0 {
                 return Ok(());
             }
         };
@@ -148,12 +158,13 @@ async fn connection(mut socket: TcpStream, script: &LeanScript, lateness: &Laten
             return Ok(());
         }
         while buf.len() < head_end + head.body {
-            if socket.read_buf(&mut buf).await? == 0 {
+            if read(&mut socket, &mut buf, &mut arrived).await? == 0 {
                 return Ok(());
             }
         }
-        // The request has been read: the time to first token counts from here.
-        let start = Instant::now();
+        // The request is complete: the time to first token counts from its
+        // last bytes' arrival.
+        let start = arrived;
         buf.drain(..head_end + head.body);
         match head.route {
             Route::Models => json(&mut socket, "{\"object\":\"list\",\"data\":[]}").await?,
@@ -166,6 +177,42 @@ async fn connection(mut socket: TcpStream, script: &LeanScript, lateness: &Laten
         if head.close {
             return Ok(());
         }
+    }
+}
+
+/// Reads what is there into `buf`; `arrived`: when it arrived (the
+/// kernel's receive stamp where there is one, else now).
+async fn read(socket: &mut TcpStream, buf: &mut Vec<u8>, arrived: &mut Instant) -> std::io::Result<usize> {
+    #[cfg(target_os = "linux")]
+    {
+        buf.reserve(4096);
+        loop {
+            socket.readable().await?;
+            let spare = buf.spare_capacity_mut();
+            match socket.try_io(tokio::io::Interest::READABLE, || fleetbench_client::stamps::recv(&*socket, spare)) {
+                Ok((n, stamp)) => {
+                    // SAFETY: recvmsg initialised the first n spare bytes.
+                    unsafe { buf.set_len(buf.len() + n) };
+                    let now = Instant::now();
+                    let ago = stamp.map_or(0, |s| fleetbench_client::stamps::realtime_ns().saturating_sub(s));
+                    // A stamp in the future or further back than a second
+                    // (the wall clock moved) is not believed.
+                    *arrived = match u64::try_from(ago) {
+                        Ok(ns) if ns < 1_000_000_000 => now.checked_sub(Duration::from_nanos(ns)).unwrap_or(now),
+                        _ => now,
+                    };
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let n = socket.read_buf(buf).await?;
+        *arrived = Instant::now();
+        Ok(n)
     }
 }
 
@@ -199,11 +246,11 @@ async fn stream(
     for i in 0..script.tokens {
         let at = start + script.ttft + script.itl * i;
         let last = i + 1 == script.tokens;
-        // The first and last tokens decide TTFT and end-to-end latency:
-        // they wait on the precise timer; those between on tokio's.
-        if i == 0 || last {
-            precise::sleep_until(at).await;
-        } else {
+        // The first and last tokens decide TTFT and end-to-end latency: the
+        // precise timer's thread writes them at their deadlines; those
+        // between wait on tokio's timer.
+        let precise = i == 0 || last;
+        if !precise {
             tokio::time::sleep_until(at).await;
         }
         out.clear();
@@ -231,9 +278,17 @@ async fn stream(
             push_event(out, "[DONE]");
             out.extend_from_slice(b"0\r\n\r\n");
         }
-        socket.write_all(out).await?;
+        let (sent, written) = if precise { precise::send_at(at, socket, out.clone()).await } else { (0, None) };
+        if sent < out.len() {
+            if precise && sent == 0 {
+                // No timer thread: wait here.
+                precise::sleep_until(at).await;
+            }
+            socket.write_all(&out[sent..]).await?;
+        }
         if i == 0 {
-            lateness.note(Instant::now().saturating_duration_since(at));
+            let written = written.filter(|_| sent == out.len()).unwrap_or_else(|| Instant::now().into_std());
+            lateness.note(written.saturating_duration_since(at.into_std()));
         }
     }
     if script.tokens == 0 {
