@@ -39,7 +39,8 @@ pub(crate) struct WireStamps(Arc<Stamps>);
 struct Stamps {
     /// The kernel's receive stamp of the last segment read.
     rx: AtomicI64,
-    /// When the first write of the last request was issued.
+    /// When the first write of the last request was issued (0: the
+    /// connection's first request).
     tx: AtomicI64,
     /// Has anything been read since the last write? (The next write then
     /// starts a new request.)
@@ -58,11 +59,12 @@ impl WireStamps {
         self.0.read_since_write.store(true, Ordering::Relaxed);
     }
 
-    /// Bytes are about to be written: the first write after a read (or
-    /// ever) starts a request, and its instant is the request's.
+    /// Bytes are about to be written: the first write after a read starts
+    /// a request, and its instant is the request's. (The connection's
+    /// first request has none: see [`WireStamps::left`].)
     #[cfg(target_os = "linux")]
     fn writing(&self) {
-        if self.0.read_since_write.swap(false, Ordering::Relaxed) || self.0.tx.load(Ordering::Relaxed) == 0 {
+        if self.0.read_since_write.swap(false, Ordering::Relaxed) {
             self.0.tx.store(realtime_ns(), Ordering::Release);
         }
     }
@@ -77,9 +79,15 @@ impl WireStamps {
     /// When the request was written to the socket, on the run clock, never
     /// before `floor` (when the client set out to send it) nor after `now`:
     /// a client busy with other streams may write it a little after it
-    /// meant to, and the server's time counts from the write.
+    /// meant to, and the server's time counts from the write. `floor`
+    /// itself where there is no stamp: no stamping transport, or the
+    /// connection's first request (its connecting belongs to the request,
+    /// as a cold start's does).
     pub(crate) fn left(&self, now: f64, floor: f64) -> f64 {
-        back(self.0.tx.load(Ordering::Acquire), now, floor)
+        match self.0.tx.load(Ordering::Acquire) {
+            0 => floor,
+            tx => back(tx, now, floor),
+        }
     }
 }
 
@@ -427,5 +435,35 @@ mod direct {
         fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
             Poll::Ready(self.io.get_ref().shutdown(std::net::Shutdown::Write))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Without stamps, arrivals are the client's instant and a request
+    /// leaves when the client set out to send it; with them, both move back
+    /// by the stamp's age, within their bounds.
+    #[test]
+    fn stamps_move_instants_back_within_bounds() {
+        let none = WireStamps::default();
+        assert_eq!(none.arrived(5.0, 1.0), 5.0);
+        assert_eq!(none.left(5.0, 1.0), 1.0, "no send stamp: the instant the client meant to send");
+
+        let stamped = WireStamps::default();
+        let ago = |ms: i64| realtime_ns() - ms * 1_000_000;
+        stamped.0.rx.store(ago(200), Ordering::Relaxed);
+        stamped.0.tx.store(ago(300), Ordering::Relaxed);
+        let arrived = stamped.arrived(5.0, 1.0);
+        assert!((4.79..=4.81).contains(&arrived), "{arrived}");
+        let left = stamped.left(5.0, 1.0);
+        assert!((4.69..=4.71).contains(&left), "{left}");
+        // Never before the previous event, never after now.
+        assert_eq!(stamped.arrived(5.0, 4.9), 4.9);
+        stamped.0.rx.store(realtime_ns() + 1_000_000_000, Ordering::Relaxed);
+        assert_eq!(stamped.arrived(5.0, 1.0), 5.0, "a stamp in the future is now");
+        stamped.0.rx.store(ago(120_000), Ordering::Relaxed);
+        assert_eq!(stamped.arrived(500.0, 1.0), 500.0, "a stamp minutes old is not believed");
     }
 }
