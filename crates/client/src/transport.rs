@@ -43,7 +43,8 @@ struct Stamps {
     /// connection's first request).
     tx: AtomicI64,
     /// Has anything been read since the last write? (The next write then
-    /// starts a new request.)
+    /// starts a new request.) Only the stamping connection (Linux) sets it.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     read_since_write: AtomicBool,
 }
 
