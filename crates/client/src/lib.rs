@@ -437,8 +437,7 @@ impl Client {
             };
             // When these bytes arrived: by the kernel's stamp where there
             // is one, never before the event before them.
-            let floor = if state.first_token.is_some() { state.last_token } else { rec.t_send };
-            let now = wire.arrived(clock.now(), floor);
+            let now = wire.arrived(clock.now(), state.last_event(rec.t_send));
             let bytes = match next {
                 None => break,
                 Some(Ok(b)) => b,
@@ -474,8 +473,7 @@ impl Client {
                 break;
             }
         }
-        let floor = if state.first_token.is_some() { state.last_token } else { rec.t_send };
-        let now = wire.arrived(clock.now(), floor);
+        let now = wire.arrived(clock.now(), state.last_event(rec.t_send));
         if self.cfg.stream {
             if !state.done {
                 state.decoder.finish(&mut events).map_err(Failure::from_sse)?;
@@ -628,6 +626,16 @@ impl StreamState {
             first_tool: None,
             reasoning_events: 0,
             calls: tools::ToolCalls::default(),
+        }
+    }
+
+    /// The instant of the last event so far: the last token, or the send
+    /// (`t_send`) before the first.
+    fn last_event(&self, t_send: f64) -> f64 {
+        if self.first_token.is_some() {
+            self.last_token
+        } else {
+            t_send
         }
     }
 

@@ -6,11 +6,22 @@
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::AsRawFd;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Now, as nanoseconds of `CLOCK_REALTIME` (the clock of the stamps).
 pub fn realtime_ns() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
+}
+
+/// How long ago a stamp was taken: `None` for no stamp (0), one in the
+/// future, or one older than `max` (the wall clock was stepped since, so
+/// its age is not to be believed).
+pub fn age(stamp: i64, max: Duration) -> Option<Duration> {
+    if stamp == 0 {
+        return None;
+    }
+    let ago = Duration::from_nanos(u64::try_from(realtime_ns().checked_sub(stamp)?).ok()?);
+    (ago <= max).then_some(ago)
 }
 
 /// Turns on `SO_TIMESTAMPNS`: from now on each read by [`recv`] returns

@@ -23,7 +23,7 @@ use futures_util::StreamExt;
 use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
 
-use crate::stamps::realtime_ns;
+use crate::stamps;
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 
@@ -50,7 +50,7 @@ struct Stamps {
 
 /// A stamp further back than this is not believed (the wall clock was
 /// stepped): the client's own instant is used.
-const MAX_LAG: f64 = 60.0;
+const MAX_LAG: Duration = Duration::from_secs(60);
 
 impl WireStamps {
     /// Bytes were read; `stamp`: the kernel's receive stamp of the last.
@@ -66,7 +66,7 @@ impl WireStamps {
     #[cfg(target_os = "linux")]
     fn writing(&self) {
         if self.0.read_since_write.swap(false, Ordering::Relaxed) {
-            self.0.tx.store(realtime_ns(), Ordering::Release);
+            self.0.tx.store(stamps::realtime_ns(), Ordering::Release);
         }
     }
 
@@ -92,16 +92,13 @@ impl WireStamps {
     }
 }
 
-/// `now` moved back to a `CLOCK_REALTIME` stamp, within `[floor, now]`.
+/// `now` moved back to a `CLOCK_REALTIME` stamp, within `[floor, now]`;
+/// `now` itself for no stamp or one not believed ([`stamps::age`]).
 fn back(stamp: i64, now: f64, floor: f64) -> f64 {
-    if stamp == 0 {
-        return now;
+    match stamps::age(stamp, MAX_LAG) {
+        Some(lag) => (now - lag.as_secs_f64()).max(floor).min(now),
+        None => now,
     }
-    let lag = realtime_ns().saturating_sub(stamp) as f64 * 1e-9;
-    if lag > MAX_LAG {
-        return now;
-    }
-    (now - lag.max(0.0)).max(floor).min(now)
 }
 
 /// A request's failure before any answer: could it not connect, did a time
@@ -210,13 +207,13 @@ impl Transport {
                     timeout: false,
                     chain: error_chain(&e),
                 })?;
-                let resp = c.execute(req).await.map_err(|e| SendError {
+                let mut resp = c.execute(req).await.map_err(|e| SendError {
                     connect: e.is_connect(),
                     timeout: e.is_timeout(),
                     chain: error_chain(&e),
                 })?;
                 let status = resp.status();
-                let headers = resp.headers().clone();
+                let headers = std::mem::take(resp.headers_mut());
                 Ok(Response { status, headers, body: Body::Reqwest(resp.bytes_stream().boxed()), wire: None })
             }
             #[cfg(target_os = "linux")]
@@ -371,11 +368,11 @@ mod direct {
                     Ok(Ok((n, stamp))) => {
                         if n > 0 {
                             this.stamp.received(stamp);
-                        }
-                        // A short read emptied the socket: wait for the
-                        // next readiness instead of a read that would block.
-                        if n > 0 && n < len {
-                            guard.clear_ready();
+                            // A short read emptied the socket: wait for the
+                            // next readiness, not a read that would block.
+                            if n < len {
+                                guard.clear_ready();
+                            }
                         }
                         // SAFETY: the kernel wrote n bytes.
                         unsafe { buf.advance(n) };
@@ -388,21 +385,30 @@ mod direct {
         }
     }
 
-    impl hyper::rt::Write for StampedTcp {
-        fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+    impl StampedTcp {
+        /// One write when the socket takes it; `starts`: it carries bytes
+        /// (only those can start a request, see [`WireStamps::writing`]).
+        fn poll_send(
+            &self,
+            cx: &mut Context<'_>,
+            starts: bool,
+            mut write: impl FnMut(&mut &std::net::TcpStream) -> io::Result<usize>,
+        ) -> Poll<io::Result<usize>> {
             loop {
                 let mut guard = ready!(self.io.poll_write_ready(cx))?;
-                if !data.is_empty() {
+                if starts {
                     self.stamp.writing();
                 }
-                match guard.try_io(|s| {
-                    let mut tcp = s.get_ref();
-                    tcp.write(data)
-                }) {
-                    Ok(r) => return Poll::Ready(r),
-                    Err(_would_block) => continue,
+                if let Ok(r) = guard.try_io(|s| write(&mut s.get_ref())) {
+                    return Poll::Ready(r);
                 }
             }
+        }
+    }
+
+    impl hyper::rt::Write for StampedTcp {
+        fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+            self.poll_send(cx, !data.is_empty(), |tcp| tcp.write(data))
         }
 
         fn poll_write_vectored(
@@ -410,19 +416,7 @@ mod direct {
             cx: &mut Context<'_>,
             bufs: &[io::IoSlice<'_>],
         ) -> Poll<io::Result<usize>> {
-            loop {
-                let mut guard = ready!(self.io.poll_write_ready(cx))?;
-                if bufs.iter().any(|b| !b.is_empty()) {
-                    self.stamp.writing();
-                }
-                match guard.try_io(|s| {
-                    let mut tcp = s.get_ref();
-                    tcp.write_vectored(bufs)
-                }) {
-                    Ok(r) => return Poll::Ready(r),
-                    Err(_would_block) => continue,
-                }
-            }
+            self.poll_send(cx, bufs.iter().any(|b| !b.is_empty()), |tcp| tcp.write_vectored(bufs))
         }
 
         fn is_write_vectored(&self) -> bool {
@@ -453,7 +447,7 @@ mod tests {
         assert_eq!(none.left(5.0, 1.0), 1.0, "no send stamp: the instant the client meant to send");
 
         let stamped = WireStamps::default();
-        let ago = |ms: i64| realtime_ns() - ms * 1_000_000;
+        let ago = |ms: i64| stamps::realtime_ns() - ms * 1_000_000;
         stamped.0.rx.store(ago(200), Ordering::Relaxed);
         stamped.0.tx.store(ago(300), Ordering::Relaxed);
         let arrived = stamped.arrived(5.0, 1.0);
@@ -462,7 +456,7 @@ mod tests {
         assert!((4.69..=4.71).contains(&left), "{left}");
         // Never before the previous event, never after now.
         assert_eq!(stamped.arrived(5.0, 4.9), 4.9);
-        stamped.0.rx.store(realtime_ns() + 1_000_000_000, Ordering::Relaxed);
+        stamped.0.rx.store(stamps::realtime_ns() + 1_000_000_000, Ordering::Relaxed);
         assert_eq!(stamped.arrived(5.0, 1.0), 5.0, "a stamp in the future is now");
         stamped.0.rx.store(ago(120_000), Ordering::Relaxed);
         assert_eq!(stamped.arrived(500.0, 1.0), 500.0, "a stamp minutes old is not believed");

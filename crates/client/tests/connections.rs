@@ -6,18 +6,11 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use fleetbench_client::{Client, ClientConfig};
-use fleetbench_core::{ApiKind, Prompt, RequestSpec, RunClock};
+use fleetbench_core::{ApiKind, RequestSpec, RunClock};
 use fleetbench_testkit::Script;
 
 fn spec(i: usize) -> RequestSpec {
-    RequestSpec {
-        id: format!("r{i}"),
-        prompt: Prompt::Text("hello".into()),
-        sampling: Default::default(),
-        expected_input_tokens: None,
-        label: None,
-        context: Default::default(),
-    }
+    fleetbench_testkit::text_request(format!("r{i}"), "hello")
 }
 
 fn quick() -> Script {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use fleetbench_client::tools::Tools;
 use fleetbench_client::{Client, ClientConfig};
-use fleetbench_core::{ApiKind, Prompt, RequestSpec, RunClock, ToolCall};
+use fleetbench_core::{ApiKind, RequestSpec, RunClock, ToolCall};
 use fleetbench_testkit::{Script, ScriptedCall};
 use serde_json::{json, Value};
 
@@ -27,14 +27,7 @@ fn tools() -> Arc<Tools> {
 }
 
 fn spec() -> RequestSpec {
-    RequestSpec {
-        id: "r0".into(),
-        prompt: Prompt::Text("Is the exporter up?".into()),
-        sampling: Default::default(),
-        expected_input_tokens: None,
-        label: None,
-        context: Default::default(),
-    }
+    fleetbench_testkit::text_request("r0", "Is the exporter up?")
 }
 
 fn script(reasoning: u32, call: bool) -> Script {

@@ -5,18 +5,11 @@
 use std::time::Duration;
 
 use fleetbench_client::{Client, ClientConfig};
-use fleetbench_core::{ApiKind, Prompt, RequestRecord, RequestSpec, RunClock};
+use fleetbench_core::{ApiKind, RequestRecord, RequestSpec, RunClock};
 use fleetbench_testkit::lean::{self, LeanScript};
 
 fn spec(i: usize) -> RequestSpec {
-    RequestSpec {
-        id: format!("r{i}"),
-        prompt: Prompt::Text("hello".into()),
-        sampling: Default::default(),
-        expected_input_tokens: None,
-        label: None,
-        context: Default::default(),
-    }
+    fleetbench_testkit::text_request(format!("r{i}"), "hello")
 }
 
 /// Starts the lean server on a thread and runtime of its own (so that

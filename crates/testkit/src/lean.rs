@@ -194,13 +194,10 @@ async fn read(socket: &mut TcpStream, buf: &mut Vec<u8>, arrived: &mut Instant) 
                     // SAFETY: recvmsg initialised the first n spare bytes.
                     unsafe { buf.set_len(buf.len() + n) };
                     let now = Instant::now();
-                    let ago = stamp.map_or(0, |s| fleetbench_client::stamps::realtime_ns().saturating_sub(s));
                     // A stamp in the future or further back than a second
                     // (the wall clock moved) is not believed.
-                    *arrived = match u64::try_from(ago) {
-                        Ok(ns) if ns < 1_000_000_000 => now.checked_sub(Duration::from_nanos(ns)).unwrap_or(now),
-                        _ => now,
-                    };
+                    let ago = stamp.and_then(|s| fleetbench_client::stamps::age(s, Duration::from_secs(1)));
+                    *arrived = ago.and_then(|ago| now.checked_sub(ago)).unwrap_or(now);
                     return Ok(n);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,

@@ -7,7 +7,8 @@
 //!   millisecond timer;
 //! - [`wait_until`] / [`wait_for`]: wait on a condition with a deadline
 //!   instead of sleeping a fixed time;
-//! - [`RecordBuilder`]: `RequestRecord` fixtures;
+//! - [`RecordBuilder`]: `RequestRecord` fixtures; [`text_request`]: a
+//!   `RequestSpec` asking a text;
 //! - [`fresh_postgres_db`]: an empty database on the test PostgreSQL cluster.
 //! - [`start_agent`]: a scripted agent answering turn by turn with tool
 //!   calls or text, keeping every request body.
@@ -21,7 +22,7 @@ mod wait;
 
 pub use agent::{start_agent, AgentServer, Turn, COMPLETION_TOKENS, PROMPT_TOKENS};
 pub use pg::{fresh_postgres_db, POSTGRES_ENV};
-pub use record::RecordBuilder;
+pub use record::{text_request, RecordBuilder};
 pub use wait::{listening_on_loopback, wait_for, wait_until, TimedOut};
 
 use axum::serve::ListenerExt as _;

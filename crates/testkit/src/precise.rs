@@ -137,25 +137,29 @@ fn run(timers: &'static Timers) {
     }
 }
 
+/// Puts `due` in the timer thread's heap for `at`; false where there is
+/// no timer thread (or its lock was poisoned), and nothing was scheduled.
+fn schedule(at: Instant, due: Due) -> bool {
+    let Some(timers) = timers() else { return false };
+    let Ok(mut heap) = timers.heap.lock() else { return false };
+    heap.seq += 1;
+    let seq = heap.seq;
+    let earliest = heap.pending.peek().is_none_or(|Reverse(p)| at < p.at);
+    heap.pending.push(Reverse(Pending { at, seq, due }));
+    if earliest {
+        timers.changed.notify_one();
+    }
+    true
+}
+
 /// Waits until `deadline`, waking within tens of microseconds of it.
 pub async fn sleep_until(deadline: tokio::time::Instant) {
     let at = deadline.into_std();
     if at <= Instant::now() {
         return;
     }
-    let Some(timers) = timers() else { return tokio::time::sleep_until(deadline).await };
     let (wake, woken) = oneshot::channel();
-    {
-        let Ok(mut heap) = timers.heap.lock() else { return tokio::time::sleep_until(deadline).await };
-        heap.seq += 1;
-        let seq = heap.seq;
-        let earliest = heap.pending.peek().is_none_or(|Reverse(p)| at < p.at);
-        heap.pending.push(Reverse(Pending { at, seq, due: Due::Wake(wake) }));
-        if earliest {
-            timers.changed.notify_one();
-        }
-    }
-    if woken.await.is_err() {
+    if !schedule(at, Due::Wake(wake)) || woken.await.is_err() {
         tokio::time::sleep_until(deadline).await;
     }
 }
@@ -170,19 +174,10 @@ pub async fn send_at(
     bytes: Vec<u8>,
 ) -> (usize, Option<Instant>) {
     use std::os::fd::AsFd;
-    let at = deadline.into_std();
-    let Some(timers) = timers() else { return (0, None) };
     let Ok(socket) = socket.as_fd().try_clone_to_owned() else { return (0, None) };
     let (sent, written) = oneshot::channel();
-    {
-        let Ok(mut heap) = timers.heap.lock() else { return (0, None) };
-        heap.seq += 1;
-        let seq = heap.seq;
-        let earliest = heap.pending.peek().is_none_or(|Reverse(p)| at < p.at);
-        heap.pending.push(Reverse(Pending { at, seq, due: Due::Send { socket, bytes, sent } }));
-        if earliest {
-            timers.changed.notify_one();
-        }
+    if !schedule(deadline.into_std(), Due::Send { socket, bytes, sent }) {
+        return (0, None);
     }
     written.await.map_or((0, None), |(n, when)| (n, Some(when)))
 }

@@ -189,6 +189,18 @@ impl RecordBuilder {
     }
 }
 
+/// A request asking `text`, with default sampling and no label or context.
+pub fn text_request(id: impl Into<String>, text: &str) -> fleetbench_core::RequestSpec {
+    fleetbench_core::RequestSpec {
+        id: id.into(),
+        prompt: fleetbench_core::Prompt::Text(text.into()),
+        sampling: Default::default(),
+        expected_input_tokens: None,
+        label: None,
+        context: Default::default(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
