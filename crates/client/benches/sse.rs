@@ -1,6 +1,6 @@
 //! SSE decoder throughput on a realistic OpenAI chat stream.
 
-use fleetbench_client::sse::SseDecoder;
+use fleetbench_client::sse::{SseDecoder, SseError, SseEvent};
 
 fn main() {
     divan::main();
@@ -26,11 +26,15 @@ fn decode_1000_events(bencher: divan::Bencher, read: usize) {
     let input = stream(1000);
     bencher.counter(divan::counter::ItemsCount::new(1000usize)).bench(|| {
         let mut d = SseDecoder::new(1 << 20);
-        let mut out = Vec::with_capacity(1001);
+        let mut bytes = 0;
         for c in input.chunks(read) {
-            d.push(c, &mut out).unwrap();
+            d.push(c, &mut |ev: &SseEvent| {
+                bytes += ev.data.len();
+                Ok::<_, SseError>(())
+            })
+            .unwrap();
         }
-        out.len()
+        bytes
     });
 }
 
@@ -40,14 +44,14 @@ fn decode_and_parse_1000_chunks(bencher: divan::Bencher) {
     let input = stream(1000);
     bencher.counter(divan::counter::ItemsCount::new(1000usize)).bench(|| {
         let mut d = SseDecoder::new(1 << 20);
-        let mut out = Vec::with_capacity(1001);
-        d.push(&input, &mut out).unwrap();
         let mut tokens = 0;
-        for ev in &out {
+        d.push(&input, &mut |ev: &SseEvent| {
             if let Some(c) = fleetbench_client::openai::parse_chunk(&ev.data).ok().flatten() {
                 tokens += usize::from(c.has_token);
             }
-        }
+            Ok::<_, SseError>(())
+        })
+        .unwrap();
         tokens
     });
 }

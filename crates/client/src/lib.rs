@@ -5,6 +5,8 @@
 //! classified into an [`ErrorKind`] on the record.
 
 pub mod anthropic;
+#[cfg(target_os = "linux")]
+mod h1;
 pub mod openai;
 pub mod prom;
 pub mod promapi;
@@ -408,14 +410,14 @@ impl Client {
             });
         }
 
-        let mut state = StreamState::new(self.cfg.api, self.cfg.max_event_bytes, self.cfg.keep_output_text);
+        let mut state = StreamState::new(self.cfg.api, self.cfg.keep_output_text);
         let mut body_bytes = 0usize;
         let mut whole = Vec::new();
         let wire = resp.wire.unwrap_or_default();
         // The server's time counts from when the request was written.
         rec.t_send = wire.left(clock.now(), rec.t_send);
         let mut stream = resp.body;
-        let mut events: Vec<SseEvent> = Vec::new();
+        let mut decoder = SseDecoder::new(self.cfg.max_event_bytes);
         loop {
             let token_deadline = if state.first_token.is_none() {
                 first_token_deadline.map(|d| (d, Which::FirstToken))
@@ -461,14 +463,10 @@ impl Client {
                 ));
             }
             if !self.cfg.stream {
-                whole.extend_from_slice(&bytes);
+                whole.extend_from_slice(bytes);
                 continue;
             }
-            state.decoder.push(&bytes, &mut events).map_err(Failure::from_sse)?;
-            for ev in &events {
-                state.handle(ev, now)?;
-            }
-            state.decoder.recycle(&mut events);
+            decoder.push(bytes, &mut |ev: &SseEvent| state.handle(ev, now))?;
             if state.done {
                 break;
             }
@@ -476,10 +474,7 @@ impl Client {
         let now = wire.arrived(clock.now(), state.last_event(rec.t_send));
         if self.cfg.stream {
             if !state.done {
-                state.decoder.finish(&mut events).map_err(Failure::from_sse)?;
-                for ev in events.drain(..) {
-                    state.handle(&ev, now)?;
-                }
+                decoder.finish(&mut |ev: &SseEvent| state.handle(ev, now))?;
             }
             state.finish_into(rec);
             if !state.done && state.finish_reason.is_none() {
@@ -537,6 +532,9 @@ impl Failure {
         if e.timeout {
             return Failure::new(ErrorKind::TimeoutConnect, format!("timed out {doing}: {chain}"));
         }
+        if e.malformed {
+            return Failure::new(ErrorKind::MalformedStream, format!("the answer is not valid HTTP/1.1: {chain}"));
+        }
         Failure {
             closed_before_response: true,
             ..Failure::new(
@@ -545,8 +543,10 @@ impl Failure {
             )
         }
     }
+}
 
-    fn from_sse(e: SseError) -> Failure {
+impl From<SseError> for Failure {
+    fn from(e: SseError) -> Failure {
         match e {
             SseError::InvalidUtf8 => Failure::new(ErrorKind::InvalidUtf8, e.to_string()),
             SseError::EventTooLarge { .. } => Failure::new(ErrorKind::BodyTooLarge, e.to_string()),
@@ -590,7 +590,6 @@ fn earliest(first: Option<Instant>, total: Option<Instant>) -> Option<(Instant, 
 /// Everything learned from the stream so far.
 struct StreamState {
     api: ApiKind,
-    decoder: SseDecoder,
     keep_text: bool,
     first_token: Option<f64>,
     last_token: f64,
@@ -608,10 +607,9 @@ struct StreamState {
 }
 
 impl StreamState {
-    fn new(api: ApiKind, max_event_bytes: usize, keep_text: bool) -> StreamState {
+    fn new(api: ApiKind, keep_text: bool) -> StreamState {
         StreamState {
             api,
-            decoder: SseDecoder::new(max_event_bytes),
             keep_text,
             first_token: None,
             last_token: 0.0,
@@ -749,7 +747,7 @@ async fn read_error_body(mut stream: Body) -> String {
     let mut buf = Vec::new();
     let read = async {
         while let Some(Ok(b)) = stream.next().await {
-            buf.extend_from_slice(&b);
+            buf.extend_from_slice(b);
             if buf.len() >= ERROR_BODY_BYTES {
                 break;
             }

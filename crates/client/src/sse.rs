@@ -22,7 +22,9 @@ pub enum SseError {
 }
 
 /// Incremental decoder. Feed it every chunk as it arrives with [`push`];
-/// call [`finish`] at end of stream.
+/// call [`finish`] at end of stream. Each complete event is lent to a
+/// callback as soon as it is decoded, in one buffer reused for the next:
+/// a stream of thousands of events allocates nothing per event.
 ///
 /// [`push`]: SseDecoder::push
 /// [`finish`]: SseDecoder::finish
@@ -37,16 +39,12 @@ pub struct SseDecoder {
     has_data: bool,
     event: Option<String>,
     max_event_bytes: usize,
-    /// Emptied buffers of handled events (see [`recycle`]), each reused for
-    /// the data of a later event instead of a new allocation.
-    ///
-    /// [`recycle`]: SseDecoder::recycle
-    spare: Vec<Vec<u8>>,
+    /// The event being lent (its buffers go back to `data` and
+    /// `event_spare` afterwards).
+    ready: SseEvent,
+    /// An emptied `event:` buffer, for the next named event.
+    event_spare: String,
 }
-
-/// Most buffers kept for reuse, and the largest one kept.
-const SPARE_BUFFERS: usize = 16;
-const SPARE_BYTES: usize = 4096;
 
 impl SseDecoder {
     pub fn new(max_event_bytes: usize) -> SseDecoder {
@@ -57,24 +55,18 @@ impl SseDecoder {
             has_data: false,
             event: None,
             max_event_bytes,
-            spare: Vec::new(),
+            ready: SseEvent { event: None, data: String::new() },
+            event_spare: String::new(),
         }
     }
 
-    /// Takes back the buffers of events that were handled, leaving `events`
-    /// empty: the next events' data goes into them.
-    pub fn recycle(&mut self, events: &mut Vec<SseEvent>) {
-        for ev in events.drain(..) {
-            let mut buf = ev.data.into_bytes();
-            if self.spare.len() < SPARE_BUFFERS && buf.capacity() <= SPARE_BYTES {
-                buf.clear();
-                self.spare.push(buf);
-            }
-        }
-    }
-
-    /// Decodes `chunk`, appending every event it completes to `out`.
-    pub fn push(&mut self, mut chunk: &[u8], out: &mut Vec<SseEvent>) -> Result<(), SseError> {
+    /// Decodes `chunk`, calling `each` with every event it completes, in
+    /// order. An error of `each` stops the decoding and is returned.
+    pub fn push<E: From<SseError>>(
+        &mut self,
+        mut chunk: &[u8],
+        each: &mut impl FnMut(&SseEvent) -> Result<(), E>,
+    ) -> Result<(), E> {
         if self.after_cr {
             self.after_cr = false;
             if let Some(b'\n') = chunk.first() {
@@ -84,13 +76,14 @@ impl SseDecoder {
         while let Some(i) = memchr2(b'\n', b'\r', chunk) {
             let is_cr = chunk[i] == b'\r';
             if self.line.is_empty() {
-                self.handle_line(&chunk[..i], out)?;
+                self.handle_line(&chunk[..i], each)?;
             } else {
                 self.line.extend_from_slice(&chunk[..i]);
                 let line = std::mem::take(&mut self.line);
-                self.handle_line(&line, out)?;
+                let handled = self.handle_line(&line, each);
                 self.line = line;
                 self.line.clear();
+                handled?;
             }
             chunk = &chunk[i + 1..];
             if is_cr {
@@ -102,7 +95,7 @@ impl SseDecoder {
             }
         }
         if self.line.len() + chunk.len() + self.data.len() > self.max_event_bytes {
-            return Err(SseError::EventTooLarge { limit: self.max_event_bytes });
+            return Err(SseError::EventTooLarge { limit: self.max_event_bytes }.into());
         }
         self.line.extend_from_slice(chunk);
         Ok(())
@@ -111,26 +104,30 @@ impl SseDecoder {
     /// Ends the stream: an unterminated last line is taken as complete and a
     /// pending event is dispatched (servers that close without the final
     /// blank line lose nothing). Returns whether anything was pending.
-    pub fn finish(&mut self, out: &mut Vec<SseEvent>) -> Result<bool, SseError> {
+    pub fn finish<E: From<SseError>>(&mut self, each: &mut impl FnMut(&SseEvent) -> Result<(), E>) -> Result<bool, E> {
         let mut pending = false;
         if !self.line.is_empty() {
             pending = true;
             let line = std::mem::take(&mut self.line);
-            self.handle_line(&line, out)?;
+            self.handle_line(&line, each)?;
         }
         if self.has_data {
             pending = true;
-            self.dispatch(out)?;
+            self.dispatch(each)?;
         }
         Ok(pending)
     }
 
-    fn handle_line(&mut self, line: &[u8], out: &mut Vec<SseEvent>) -> Result<(), SseError> {
+    fn handle_line<E: From<SseError>>(
+        &mut self,
+        line: &[u8],
+        each: &mut impl FnMut(&SseEvent) -> Result<(), E>,
+    ) -> Result<(), E> {
         if line.is_empty() {
             if self.has_data {
-                self.dispatch(out)?;
-            } else {
-                self.event = None;
+                self.dispatch(each)?;
+            } else if let Some(e) = self.event.take() {
+                self.spare_event(e);
             }
             return Ok(());
         }
@@ -147,7 +144,7 @@ impl SseDecoder {
         match field {
             b"data" => {
                 if self.data.len() + value.len() > self.max_event_bytes {
-                    return Err(SseError::EventTooLarge { limit: self.max_event_bytes });
+                    return Err(SseError::EventTooLarge { limit: self.max_event_bytes }.into());
                 }
                 if self.has_data {
                     self.data.push(b'\n');
@@ -157,19 +154,44 @@ impl SseDecoder {
             }
             b"event" => {
                 let v = std::str::from_utf8(value).map_err(|_| SseError::InvalidUtf8)?;
-                self.event = Some(v.to_string());
+                let mut name = match self.event.take() {
+                    Some(old) => old,
+                    None => std::mem::take(&mut self.event_spare),
+                };
+                name.clear();
+                name.push_str(v);
+                self.event = Some(name);
             }
             _ => {} // id, retry and unknown fields carry nothing we use
         }
         Ok(())
     }
 
-    fn dispatch(&mut self, out: &mut Vec<SseEvent>) -> Result<(), SseError> {
-        let bytes = std::mem::replace(&mut self.data, self.spare.pop().unwrap_or_default());
+    fn spare_event(&mut self, mut e: String) {
+        e.clear();
+        self.event_spare = e;
+    }
+
+    fn dispatch<E: From<SseError>>(&mut self, each: &mut impl FnMut(&SseEvent) -> Result<(), E>) -> Result<(), E> {
         self.has_data = false;
-        let data = String::from_utf8(bytes).map_err(|_| SseError::InvalidUtf8)?;
-        out.push(SseEvent { event: self.event.take(), data });
-        Ok(())
+        let bytes = std::mem::take(&mut self.data);
+        let data = match String::from_utf8(bytes) {
+            Ok(d) => d,
+            Err(e) => {
+                self.data = e.into_bytes();
+                self.data.clear();
+                return Err(SseError::InvalidUtf8.into());
+            }
+        };
+        self.ready.data = data;
+        self.ready.event = self.event.take();
+        let handled = each(&self.ready);
+        self.data = std::mem::take(&mut self.ready.data).into_bytes();
+        self.data.clear();
+        if let Some(e) = self.ready.event.take() {
+            self.spare_event(e);
+        }
+        handled
     }
 }
 
@@ -177,13 +199,20 @@ impl SseDecoder {
 mod tests {
     use super::*;
 
+    fn collect(out: &mut Vec<SseEvent>) -> impl FnMut(&SseEvent) -> Result<(), SseError> + '_ {
+        |ev| {
+            out.push(ev.clone());
+            Ok(())
+        }
+    }
+
     fn decode_in_pieces(input: &[u8], piece: usize) -> Vec<SseEvent> {
         let mut d = SseDecoder::new(1 << 20);
         let mut out = Vec::new();
         for c in input.chunks(piece.max(1)) {
-            d.push(c, &mut out).unwrap();
+            d.push(c, &mut collect(&mut out)).unwrap();
         }
-        d.finish(&mut out).unwrap();
+        d.finish(&mut collect(&mut out)).unwrap();
         out
     }
 
@@ -204,20 +233,31 @@ mod tests {
     }
 
     #[test]
-    fn recycled_buffers_change_nothing() {
-        let whole = decode_in_pieces(STREAM, STREAM.len());
-        for piece in 1..STREAM.len() {
-            let mut d = SseDecoder::new(1 << 20);
-            let (mut out, mut events) = (Vec::new(), Vec::new());
-            for c in STREAM.chunks(piece) {
-                d.push(c, &mut events).unwrap();
-                out.extend(events.iter().cloned());
-                d.recycle(&mut events);
-                assert!(events.is_empty());
+    fn a_callback_error_stops_decoding_and_the_decoder_goes_on() {
+        let mut d = SseDecoder::new(1 << 20);
+        let mut seen = Vec::new();
+        let mut stop_at_b = |ev: &SseEvent| {
+            seen.push(ev.data.clone());
+            if ev.data == "b" {
+                Err(SseError::InvalidUtf8)
+            } else {
+                Ok(())
             }
-            d.finish(&mut out).unwrap();
-            assert_eq!(out, whole, "piece size {piece}");
-        }
+        };
+        assert!(d.push(b"event: x\ndata: a\n\ndata: b\n\ndata: c\n\n", &mut stop_at_b).is_err());
+        assert_eq!(seen, ["a", "b"]);
+        // The reused buffers hold nothing of the events lent before.
+        let rest = decode_with(&mut d, b"data: d\n\nevent: y\ndata: e\n\n");
+        assert_eq!(
+            rest.iter().map(|e| (e.event.as_deref(), e.data.as_str())).collect::<Vec<_>>(),
+            [(None, "d"), (Some("y"), "e")]
+        );
+    }
+
+    fn decode_with(d: &mut SseDecoder, input: &[u8]) -> Vec<SseEvent> {
+        let mut out = Vec::new();
+        d.push(input, &mut collect(&mut out)).unwrap();
+        out
     }
 
     #[test]
@@ -236,7 +276,7 @@ mod tests {
     fn invalid_utf8_is_an_error() {
         let mut d = SseDecoder::new(1024);
         let mut out = Vec::new();
-        let r = d.push(b"data: \xff\xfe\n\n", &mut out);
+        let r = d.push(b"data: \xff\xfe\n\n", &mut collect(&mut out));
         assert_eq!(r, Err(SseError::InvalidUtf8));
     }
 
@@ -252,10 +292,10 @@ mod tests {
     fn oversized_events_are_refused() {
         let mut d = SseDecoder::new(16);
         let mut out = Vec::new();
-        let r = d.push(&[b'x'; 64], &mut out);
+        let r = d.push(&[b'x'; 64], &mut collect(&mut out));
         assert!(matches!(r, Err(SseError::EventTooLarge { .. })));
         let mut d = SseDecoder::new(16);
-        let r = d.push(b"data: 0123456789\ndata: 0123456789\n", &mut out);
+        let r = d.push(b"data: 0123456789\ndata: 0123456789\n", &mut collect(&mut out));
         assert!(matches!(r, Err(SseError::EventTooLarge { .. })));
     }
 }

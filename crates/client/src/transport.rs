@@ -5,10 +5,11 @@
 //! own lag as well as the server: with a thousand streams on one core, the
 //! token that arrives behind a few hundred others waits for them to be
 //! parsed. On Linux, over plain `http://` without a proxy (a local server,
-//! where exactness matters most), fleetbench asks the kernel instead: every
-//! connection has `SO_TIMESTAMPNS` on, each read returns when its last TCP
-//! segment was received, and [`WireStamps::arrived`] moves the client's clock
-//! back by the time since. The figures then hold however busy the client
+//! where exactness matters most), fleetbench asks the kernel instead: its
+//! own HTTP/1.1 client (`h1.rs`) has `SO_TIMESTAMPNS` on for every
+//! connection, each read returns when its last TCP segment was received,
+//! and [`WireStamps::arrived`] moves the client's clock back by the time
+//! since. The figures then hold however busy the client
 //! is. Over TLS, through a proxy or on another OS, reqwest carries the
 //! request and the instant is when the client read it, as before.
 
@@ -25,7 +26,7 @@ use reqwest::StatusCode;
 
 use crate::stamps;
 
-type BoxError = Box<dyn StdError + Send + Sync>;
+pub(crate) type BoxError = Box<dyn StdError + Send + Sync>;
 
 /// When the last request on one connection left and when the last bytes
 /// read on it arrived, as nanoseconds of `CLOCK_REALTIME` (0: not yet).
@@ -55,7 +56,7 @@ const MAX_LAG: Duration = Duration::from_secs(60);
 impl WireStamps {
     /// Bytes were read; `stamp`: the kernel's receive stamp of the last.
     #[cfg(target_os = "linux")]
-    fn received(&self, stamp: Option<i64>) {
+    pub(crate) fn received(&self, stamp: Option<i64>) {
         self.0.rx.store(stamp.unwrap_or(0), Ordering::Release);
         self.0.read_since_write.store(true, Ordering::Relaxed);
     }
@@ -64,7 +65,7 @@ impl WireStamps {
     /// a request, and its instant is the request's. (The connection's
     /// first request has none: see [`WireStamps::left`].)
     #[cfg(target_os = "linux")]
-    fn writing(&self) {
+    pub(crate) fn writing(&self) {
         if self.0.read_since_write.swap(false, Ordering::Relaxed) {
             self.0.tx.store(stamps::realtime_ns(), Ordering::Release);
         }
@@ -106,6 +107,8 @@ fn back(stamp: i64, now: f64, floor: f64) -> f64 {
 pub(crate) struct SendError {
     pub connect: bool,
     pub timeout: bool,
+    /// What came back is not HTTP (sending again would not help).
+    pub malformed: bool,
     pub chain: String,
 }
 
@@ -120,30 +123,25 @@ pub(crate) struct Response {
 }
 
 pub(crate) enum Body {
-    Reqwest(BoxStream<'static, reqwest::Result<Bytes>>),
+    /// reqwest's stream, and the bytes it gave last.
+    Reqwest(BoxStream<'static, reqwest::Result<Bytes>>, Bytes),
     #[cfg(target_os = "linux")]
-    Direct(hyper::body::Incoming),
+    Direct(crate::h1::Body),
 }
 
 impl Body {
-    /// The body's next bytes; `None` at its end.
-    pub async fn next(&mut self) -> Option<Result<Bytes, BoxError>> {
+    /// The body's next bytes, lent until the next call; `None` at its end.
+    pub async fn next(&mut self) -> Option<Result<&[u8], BoxError>> {
         match self {
-            Body::Reqwest(s) => s.next().await.map(|r| r.map_err(Into::into)),
-            #[cfg(target_os = "linux")]
-            Body::Direct(b) => {
-                use http_body_util::BodyExt;
-                loop {
-                    match b.frame().await? {
-                        Err(e) => return Some(Err(e.into())),
-                        Ok(frame) => {
-                            if let Ok(data) = frame.into_data() {
-                                return Some(Ok(data));
-                            }
-                        }
-                    }
+            Body::Reqwest(s, last) => match s.next().await? {
+                Ok(b) => {
+                    *last = b;
+                    Some(Ok(&last[..]))
                 }
-            }
+                Err(e) => Some(Err(e.into())),
+            },
+            #[cfg(target_os = "linux")]
+            Body::Direct(b) => b.next().await,
         }
     }
 }
@@ -154,7 +152,7 @@ impl Body {
 pub(crate) enum Transport {
     Reqwest(reqwest::Client),
     #[cfg(target_os = "linux")]
-    Direct(Box<hyper_util::client::legacy::Client<direct::StampingConnector, http_body_util::Full<Bytes>>>),
+    Direct(crate::h1::Pool),
 }
 
 /// How the pool is set up.
@@ -174,7 +172,7 @@ impl Transport {
     pub fn new(opts: &Options) -> Result<Transport, String> {
         #[cfg(target_os = "linux")]
         if opts.kernel_stamps && opts.plain_http && (opts.loopback || !proxy_configured()) {
-            return Ok(Transport::Direct(Box::new(direct::client(opts.connect_timeout))));
+            return Ok(Transport::Direct(crate::h1::Pool::new(opts.connect_timeout, POOL_IDLE)));
         }
         let mut b = reqwest::Client::builder()
             .tcp_nodelay(true)
@@ -205,28 +203,26 @@ impl Transport {
                 let req = reqwest::Request::try_from(req.map(reqwest::Body::from)).map_err(|e| SendError {
                     connect: false,
                     timeout: false,
+                    malformed: false,
                     chain: error_chain(&e),
                 })?;
                 let mut resp = c.execute(req).await.map_err(|e| SendError {
                     connect: e.is_connect(),
                     timeout: e.is_timeout(),
+                    malformed: false,
                     chain: error_chain(&e),
                 })?;
                 let status = resp.status();
                 let headers = std::mem::take(resp.headers_mut());
-                Ok(Response { status, headers, body: Body::Reqwest(resp.bytes_stream().boxed()), wire: None })
+                Ok(Response {
+                    status,
+                    headers,
+                    body: Body::Reqwest(resp.bytes_stream().boxed(), Bytes::new()),
+                    wire: None,
+                })
             }
             #[cfg(target_os = "linux")]
-            Transport::Direct(c) => {
-                let resp = c.request(req.map(http_body_util::Full::new)).await.map_err(|e| SendError {
-                    connect: e.is_connect(),
-                    timeout: timed_out(&e),
-                    chain: error_chain(&e),
-                })?;
-                let wire = resp.extensions().get::<WireStamps>().cloned();
-                let (head, body) = resp.into_parts();
-                Ok(Response { status: head.status, headers: head.headers, body: Body::Direct(body), wire })
-            }
+            Transport::Direct(pool) => pool.send(req).await,
         }
     }
 }
@@ -239,22 +235,6 @@ fn proxy_configured() -> bool {
     ["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"]
         .iter()
         .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()))
-}
-
-/// Did a time limit end it (the connect timeout is tokio's `Elapsed`
-/// somewhere down the chain)?
-#[cfg(target_os = "linux")]
-fn timed_out(e: &(dyn StdError + 'static)) -> bool {
-    let mut cur = Some(e);
-    while let Some(c) = cur {
-        if c.is::<tokio::time::error::Elapsed>()
-            || c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
-        {
-            return true;
-        }
-        cur = c.source();
-    }
-    false
 }
 
 /// An error and its sources, each once, as one line.
@@ -270,167 +250,6 @@ pub(crate) fn error_chain(e: &dyn StdError) -> String {
         cur = c.source();
     }
     s
-}
-
-/// The stamping connection (Linux): hyper's HTTP/1.1 client over a TCP
-/// socket read with `recvmsg`, which returns each read's receive stamp.
-#[cfg(target_os = "linux")]
-mod direct {
-    use std::future::Future;
-    use std::io::{self, Write as _};
-    use std::pin::Pin;
-    use std::task::{ready, Context, Poll};
-    use std::time::Duration;
-
-    use bytes::Bytes;
-    use http::Uri;
-    use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
-    use hyper_util::rt::{TokioExecutor, TokioTimer};
-    use tokio::io::unix::AsyncFd;
-
-    use super::{BoxError, WireStamps, POOL_IDLE};
-
-    pub(super) fn client(
-        connect_timeout: Option<Duration>,
-    ) -> hyper_util::client::legacy::Client<StampingConnector, http_body_util::Full<Bytes>> {
-        let mut http = HttpConnector::new();
-        http.set_nodelay(true);
-        http.set_connect_timeout(connect_timeout);
-        hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE)
-            .pool_max_idle_per_host(usize::MAX)
-            .build(StampingConnector { http })
-    }
-
-    /// Connects as hyper's connector does (resolving, time limit,
-    /// `TCP_NODELAY`), then turns the socket's receive stamps on.
-    #[derive(Clone, Debug)]
-    pub(crate) struct StampingConnector {
-        http: HttpConnector,
-    }
-
-    impl tower_service::Service<Uri> for StampingConnector {
-        type Response = StampedTcp;
-        type Error = BoxError;
-        type Future = Pin<Box<dyn Future<Output = Result<StampedTcp, BoxError>> + Send>>;
-
-        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-            self.http.poll_ready(cx).map_err(Into::into)
-        }
-
-        fn call(&mut self, uri: Uri) -> Self::Future {
-            let connecting = self.http.call(uri);
-            Box::pin(async move {
-                let tcp = connecting.await?.into_inner();
-                Ok(StampedTcp::new(tcp)?)
-            })
-        }
-    }
-
-    /// A TCP connection whose reads note the kernel's receive stamp.
-    pub(crate) struct StampedTcp {
-        io: AsyncFd<std::net::TcpStream>,
-        stamp: WireStamps,
-    }
-
-    impl StampedTcp {
-        fn new(tcp: tokio::net::TcpStream) -> io::Result<StampedTcp> {
-            let std = tcp.into_std()?;
-            crate::stamps::enable(&std)?;
-            // SAFETY: the AsyncFd owns the socket, which stays open (and the
-            // same descriptor) until the AsyncFd drops it.
-            let io = unsafe { AsyncFd::register(std) }?;
-            Ok(StampedTcp { io, stamp: WireStamps::default() })
-        }
-    }
-
-    impl Connection for StampedTcp {
-        fn connected(&self) -> Connected {
-            Connected::new().extra(self.stamp.clone())
-        }
-    }
-
-    impl hyper::rt::Read for StampedTcp {
-        fn poll_read(
-            self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            mut buf: hyper::rt::ReadBufCursor<'_>,
-        ) -> Poll<io::Result<()>> {
-            let this = self.get_mut();
-            loop {
-                let mut guard = ready!(this.io.poll_read_ready(cx))?;
-                // SAFETY: recvmsg only writes initialised bytes, and
-                // `advance` counts only those it wrote.
-                let dst = unsafe { buf.as_mut() };
-                let len = dst.len();
-                match guard.try_io(|s| crate::stamps::recv(s, dst)) {
-                    Ok(Ok((n, stamp))) => {
-                        if n > 0 {
-                            this.stamp.received(stamp);
-                            // A short read emptied the socket: wait for the
-                            // next readiness, not a read that would block.
-                            if n < len {
-                                guard.clear_ready();
-                            }
-                        }
-                        // SAFETY: the kernel wrote n bytes.
-                        unsafe { buf.advance(n) };
-                        return Poll::Ready(Ok(()));
-                    }
-                    Ok(Err(e)) => return Poll::Ready(Err(e)),
-                    Err(_would_block) => continue,
-                }
-            }
-        }
-    }
-
-    impl StampedTcp {
-        /// One write when the socket takes it; `starts`: it carries bytes
-        /// (only those can start a request, see [`WireStamps::writing`]).
-        fn poll_send(
-            &self,
-            cx: &mut Context<'_>,
-            starts: bool,
-            mut write: impl FnMut(&mut &std::net::TcpStream) -> io::Result<usize>,
-        ) -> Poll<io::Result<usize>> {
-            loop {
-                let mut guard = ready!(self.io.poll_write_ready(cx))?;
-                if starts {
-                    self.stamp.writing();
-                }
-                if let Ok(r) = guard.try_io(|s| write(&mut s.get_ref())) {
-                    return Poll::Ready(r);
-                }
-            }
-        }
-    }
-
-    impl hyper::rt::Write for StampedTcp {
-        fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
-            self.poll_send(cx, !data.is_empty(), |tcp| tcp.write(data))
-        }
-
-        fn poll_write_vectored(
-            self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            bufs: &[io::IoSlice<'_>],
-        ) -> Poll<io::Result<usize>> {
-            self.poll_send(cx, bufs.iter().any(|b| !b.is_empty()), |tcp| tcp.write_vectored(bufs))
-        }
-
-        fn is_write_vectored(&self) -> bool {
-            true
-        }
-
-        fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-
-        fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Poll::Ready(self.io.get_ref().shutdown(std::net::Shutdown::Write))
-        }
-    }
 }
 
 #[cfg(test)]

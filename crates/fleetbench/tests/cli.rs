@@ -447,3 +447,65 @@ fn selftest_paces_streams_and_places_its_threads() {
     assert!(r["client_cpu"].is_null() && r["server_cpu"].is_null(), "{r}");
     assert_eq!(r["failed"], 0, "{r}");
 }
+
+/// A process allowed one CPU (as the peer bench pins it) runs everything on
+/// one thread (no runtime worker threads, whose hand-offs cost a context
+/// switch each on one core), and measures as it does on many.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_cpu_runs_on_one_thread_and_measures_all() {
+    use std::os::unix::process::CommandExt;
+    let s = testkit::start(Script {
+        ttft: Duration::from_millis(20),
+        itl: Duration::from_millis(2),
+        tokens: 20,
+        ..Default::default()
+    })
+    .await;
+    let dir = tempdir("cli", "one-cpu");
+    let db = dir.join("results.db");
+    let mut cmd = bin();
+    cmd.args(["--quiet", "--db"]).arg(&db).args([
+        "run",
+        "--url",
+        &s.base_url(),
+        "--model",
+        "m",
+        "--concurrency",
+        "8",
+        "--requests",
+        "200",
+    ]);
+    // SAFETY: sched_setaffinity on the child itself, between fork and exec;
+    // it allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(0, &mut set);
+            if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let pid = child.id();
+    // While it runs, count its threads: the main one and the store's writer.
+    let threads = || std::fs::read_dir(format!("/proc/{pid}/task")).map(|d| d.count()).unwrap_or(0);
+    let mut most = 0;
+    let running = || s.counters.completed.load(Ordering::SeqCst);
+    testkit::wait_until(Duration::from_secs(30), Duration::from_millis(5), async || {
+        most = most.max(threads());
+        running() >= 100
+    })
+    .await
+    .expect("the run did not get going");
+    most = most.max(threads());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(most <= 2, "{most} threads: a one-CPU process should run on its main thread (plus the store's writer)");
+    let store = fleetbench_store::Store::open(&db).unwrap();
+    let records = store.records(1).unwrap();
+    assert_eq!(records.len(), 200);
+    assert!(records.iter().all(|r| r.ok() && r.token_events == 20));
+}

@@ -41,7 +41,6 @@ impl<T: Send + 'static> BatchWriter<T> {
             .spawn(move || {
                 let mut written = 0u64;
                 let mut batch: Vec<T> = Vec::new();
-                let mut first_at: Option<Instant> = None;
                 let mut beaten = Instant::now();
                 loop {
                     if beaten.elapsed() >= HEARTBEAT_EVERY {
@@ -51,33 +50,28 @@ impl<T: Send + 'static> BatchWriter<T> {
                         let _ = store.beat(beat);
                         beaten = Instant::now();
                     }
-                    let next_beat = HEARTBEAT_EVERY.saturating_sub(beaten.elapsed());
-                    let wait = match first_at {
-                        Some(t) => flush_every.saturating_sub(t.elapsed()).min(next_beat),
-                        None => next_beat,
-                    };
-                    let closed = match rx.recv_timeout(wait) {
-                        Ok(r) => {
-                            first_at.get_or_insert_with(Instant::now);
-                            batch.push(r);
-                            while batch.len() < MAX_BATCH {
-                                match rx.try_recv() {
-                                    Ok(r) => batch.push(r),
-                                    Err(_) => break,
-                                }
-                            }
-                            false
-                        }
-                        Err(mpsc::RecvTimeoutError::Timeout) => false,
-                        Err(mpsc::RecvTimeoutError::Disconnected) => true,
-                    };
-                    let due = first_at.is_some_and(|t| t.elapsed() >= flush_every) || batch.len() >= MAX_BATCH;
-                    if !batch.is_empty() && (due || closed) {
-                        commit(&mut store, &batch)?;
-                        written += batch.len() as u64;
-                        batch.clear();
-                        first_at = None;
+                    // Wait for the first item of a batch...
+                    match rx.recv_timeout(HEARTBEAT_EVERY.saturating_sub(beaten.elapsed())) {
+                        Ok(r) => batch.push(r),
+                        Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                        Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(written),
                     }
+                    // ...then take what arrives until it is due, without
+                    // being woken by each item (a parked receiver costs
+                    // every send a wake-up; `finish` unparks this thread).
+                    let due = Instant::now() + flush_every;
+                    let closed = loop {
+                        match drain(&rx, &mut batch) {
+                            Some(closed) => break closed,
+                            None if Instant::now() >= due => break false,
+                            None => std::thread::park_timeout(due.saturating_duration_since(Instant::now())),
+                        }
+                    };
+                    for part in batch.chunks(MAX_BATCH) {
+                        commit(&mut store, part)?;
+                        written += part.len() as u64;
+                    }
+                    batch.clear();
                     if closed {
                         return Ok(written);
                     }
@@ -96,6 +90,9 @@ impl<T: Send + 'static> BatchWriter<T> {
     /// Commits everything queued and stops; returns how many were written.
     pub(crate) fn finish(mut self) -> Result<u64, StoreError> {
         self.tx.take();
+        if let Some(h) = &self.handle {
+            h.thread().unpark();
+        }
         match self.handle.take().map(|h| h.join()) {
             Some(Ok(r)) => r,
             Some(Err(_)) => Ok(0),
@@ -104,10 +101,29 @@ impl<T: Send + 'static> BatchWriter<T> {
     }
 }
 
+/// Moves what is queued into `batch`: `Some(true)` once the senders are
+/// gone, `Some(false)` when the batch is full, `None` when the queue is
+/// empty.
+fn drain<T>(rx: &mpsc::Receiver<T>, batch: &mut Vec<T>) -> Option<bool> {
+    loop {
+        match rx.try_recv() {
+            Ok(r) => {
+                batch.push(r);
+                if batch.len() >= MAX_BATCH {
+                    return Some(false);
+                }
+            }
+            Err(mpsc::TryRecvError::Empty) => return None,
+            Err(mpsc::TryRecvError::Disconnected) => return Some(true),
+        }
+    }
+}
+
 impl<T> Drop for BatchWriter<T> {
     fn drop(&mut self) {
         self.tx.take();
         if let Some(h) = self.handle.take() {
+            h.thread().unpark();
             let _ = h.join();
         }
     }
