@@ -13,6 +13,8 @@ const MODELS_TOML: &str = include_str!("../data/models.toml");
 const QUANTS_TOML: &str = include_str!("../data/quants.toml");
 const ENGINES_TOML: &str = include_str!("../data/engines.toml");
 const INTERCONNECTS_TOML: &str = include_str!("../data/interconnects.toml");
+/// Bytes in a GiB.
+pub const GIB: f64 = (1u64 << 30) as f64;
 
 /// One accelerator.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -30,6 +32,8 @@ pub struct Gpu {
     /// The variant picked when a name gives the chip but not which variant.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub common: bool,
+    /// Memory as the vendor states it ("80GB"): for GPU memory that is
+    /// binary, GiB (see [`Gpu::memory_bytes`]).
     pub memory_gb: f64,
     pub memory_bw_gbs: f64,
     pub fp32_tflops: f64,
@@ -50,6 +54,14 @@ pub struct Gpu {
 }
 
 impl Gpu {
+    /// The memory in bytes. A GPU's "80GB" is 80 GiB of HBM (five 16 GiB
+    /// stacks), a 4090's "24GB" twelve 2 GiB chips, an M2 Max's "96GB"
+    /// unified memory likewise; the driver reports slightly less as the
+    /// total (an H100 80GB: 79.2 GiB), which the engine's reserve covers.
+    pub fn memory_bytes(&self) -> f64 {
+        self.memory_gb * GIB
+    }
+
     /// The chip this entry is matched by when no alias matches.
     pub fn chip_key(&self) -> String {
         self.chip.as_deref().map(normalize).unwrap_or_else(|| gpu_name_parts(&self.name).chip)
@@ -360,7 +372,7 @@ impl Engine {
     pub fn scheduler_defaults(&self, gpu: &Gpu) -> (u32, u32) {
         match &self.large_gpu {
             Some(l)
-                if gpu.memory_gb * 1e9 >= l.min_memory_gib * (1u64 << 30) as f64
+                if gpu.memory_bytes() >= l.min_memory_gib * GIB
                     && !l.exclude.iter().any(|x| gpu.id.contains(x.as_str())) =>
             {
                 (l.max_num_seqs, l.max_batched_tokens)

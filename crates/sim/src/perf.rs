@@ -359,7 +359,7 @@ impl Deployment {
         let dense_read_bytes = other * b_other + emb * b_emb;
         let expert_bytes_each = if model.is_moe() { routed * bq / model.experts as f64 } else { 0.0 };
         let kv_bytes_per_token = model.kv_elems_per_token() * quant.kv_bits / 8.0;
-        let usable = count as f64 * (gpu.memory_gb * 1e9 * util - RESERVED_GB_PER_GPU * 1e9);
+        let usable = count as f64 * (gpu.memory_bytes() * util - RESERVED_GB_PER_GPU * 1e9);
         let kv_capacity_bytes = usable - weight_bytes;
         if kv_capacity_bytes <= 0.0 {
             return Err(SimError::DoesNotFit(format!(
@@ -781,7 +781,8 @@ mod tests {
     fn kv_capacity_is_memory_left_after_weights() {
         let d = deployment("h100-sxm", 1, None, "llama-3.1-8b", "fp16", "vllm");
         let weights: f64 = 8.03e9 * 2.0;
-        let usable = 80e9 * 0.9 - 1e9;
+        // 80 GiB, as the H100's "80GB" is.
+        let usable = 80.0 * 1073741824.0 * 0.9 - 1e9;
         // 32 layers x 2 x 8 heads x 128 dims x 2 bytes = 131072 B per token.
         assert!((d.kv_bytes_per_token - 131072.0).abs() < 1e-9);
         // In whole blocks of 16 tokens (vLLM's default).
@@ -878,9 +879,9 @@ mod tests {
             with_knobs("h100-sxm", 1, "llama-3.1-8b", "fp16", k).unwrap()
         };
         let (hi, lo) = (at(0.9), at(0.5));
-        // 0.4 x 80 GB less pool, at 131072 bytes a token, to within a block.
+        // 0.4 x 80 GiB less pool, at 131072 bytes a token, to within a block.
         let fewer = hi.kv_capacity_tokens - lo.kv_capacity_tokens;
-        assert!((fewer - 0.4 * 80e9 / 131072.0).abs() <= 16.0, "{fewer}");
+        assert!((fewer - 0.4 * 80.0 * crate::catalog::GIB / 131072.0).abs() <= 16.0, "{fewer}");
         let err = with_knobs(
             "h100-sxm",
             1,

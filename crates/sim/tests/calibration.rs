@@ -20,7 +20,7 @@ fn calibration_rows_are_reproduced_within_the_stated_error() {
     let (held_median, held_worst) = report.errors_where(is_held_out);
     near(fit_median.unwrap(), 7.7, "median abs error, fitted rows");
     near(held_median.unwrap(), 9.2, "median abs error, held-out rows");
-    assert!((fit_worst.unwrap() - 137.4).abs() <= 2.0, "fitted worst {fit_worst:?}");
+    assert!((fit_worst.unwrap() - 140.8).abs() <= 2.0, "fitted worst {fit_worst:?}");
     assert!((held_worst.unwrap() - 272.0).abs() <= 5.0, "held-out worst {held_worst:?}");
     // The median goal holds on both sets.
     assert!(fit_median.unwrap() < 15.0 && held_median.unwrap() < 15.0);
