@@ -488,7 +488,7 @@ async fn one_cpu_runs_on_one_thread_and_measures_all() {
             Ok(())
         });
     }
-    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let pid = child.id();
     // While it runs, count its threads: the main one and the store's writer.
     let threads = || std::fs::read_dir(format!("/proc/{pid}/task")).map(|d| d.count()).unwrap_or(0);
