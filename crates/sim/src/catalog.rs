@@ -62,6 +62,12 @@ impl Gpu {
         self.memory_gb * GIB
     }
 
+    /// A PCIe card (its name says so): without bridges, its GPUs talk over
+    /// the host's PCIe.
+    pub fn is_pcie_card(&self) -> bool {
+        gpu_name_parts(&self.name).form.as_deref() == Some("pcie")
+    }
+
     /// The chip this entry is matched by when no alias matches.
     pub fn chip_key(&self) -> String {
         self.chip.as_deref().map(normalize).unwrap_or_else(|| gpu_name_parts(&self.name).chip)

@@ -234,6 +234,11 @@ fn host_link(gpu: &Gpu) -> &'static str {
 }
 
 fn default_link(gpu: &Gpu) -> &'static str {
+    // PCIe cards (A100 PCIe, H100 PCIe) are linked by NVLink only where a
+    // bridge was fitted, which a GPU name does not say.
+    if gpu.is_pcie_card() {
+        return host_link(gpu);
+    }
     match gpu.family.as_str() {
         "hopper" => "nvlink4",
         "blackwell" => "nvlink5",
@@ -775,6 +780,17 @@ mod tests {
         let per = 30e-6 + 5120.0 * 2.0 / 31.5e9;
         assert!((c2.interconnect_s - 128.0 * per).abs() < 1e-9, "{}", c2.interconnect_s);
         assert_eq!(c1.interconnect_s, 0.0);
+    }
+
+    #[test]
+    fn pcie_cards_default_to_their_hosts_pcie() {
+        let link = |gpu: &str| deployment(gpu, 2, None, "llama-3.1-8b", "fp16", "vllm").interconnect.id;
+        assert_eq!(link("h100-pcie"), "pcie5");
+        assert_eq!(link("a100-80gb-pcie"), "pcie4");
+        assert_eq!(link("h100-sxm"), "nvlink4");
+        assert_eq!(link("a100-80gb"), "nvswitch3");
+        let bridged = deployment("h100-pcie", 2, Some("nvlink4"), "llama-3.1-8b", "fp16", "vllm");
+        assert_eq!(bridged.interconnect.id, "nvlink4", "a bridge the user names is used");
     }
 
     #[test]
