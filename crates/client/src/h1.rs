@@ -127,19 +127,12 @@ impl Pool {
             chain: format!("{}:{}: {}", origin.host, origin.port, error_chain(&e)),
         };
         let tcp = match self.shared.connect_timeout {
-            Some(limit) => match tokio::time::timeout(limit, connecting).await {
-                Ok(r) => r.map_err(failed)?,
-                Err(_) => {
-                    return Err(SendError {
-                        connect: true,
-                        timeout: true,
-                        malformed: false,
-                        chain: format!("{}:{}: no connection within {limit:?}", origin.host, origin.port),
-                    })
-                }
-            },
-            None => connecting.await.map_err(failed)?,
-        };
+            Some(limit) => tokio::time::timeout(limit, connecting).await.unwrap_or_else(|_| {
+                Err(io::Error::new(io::ErrorKind::TimedOut, format!("no connection within {limit:?}")))
+            }),
+            None => connecting.await,
+        }
+        .map_err(failed)?;
         Conn::new(tcp).map_err(failed)
     }
 }

@@ -67,10 +67,9 @@ impl<T: Send + 'static> BatchWriter<T> {
                             None => std::thread::park_timeout(due.saturating_duration_since(Instant::now())),
                         }
                     };
-                    for part in batch.chunks(MAX_BATCH) {
-                        commit(&mut store, part)?;
-                        written += part.len() as u64;
-                    }
+                    // `drain` stops at MAX_BATCH: one transaction.
+                    commit(&mut store, &batch)?;
+                    written += batch.len() as u64;
                     batch.clear();
                     if closed {
                         return Ok(written);
