@@ -18,6 +18,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export FLEETBENCH_CACHE=${FLEETBENCH_CACHE:-$HOME/.cache/fleetbench}
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+# No incremental build: a one-shot build gains nothing from it, and its
+# working files roughly double the target directory (a CI run once ran out of
+# disk linking a test binary). Set CARGO_INCREMENTAL=1 to keep it locally.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 echo "== starting the tiny llama.cpp server (SmolLM2-135M) on port $port"
