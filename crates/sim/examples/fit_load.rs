@@ -8,7 +8,8 @@
 //! `frontend_token_us` of engines.toml, and the engine's efficiency on one
 //! GPU family, `FAMILY.bw_eff` and `FAMILY.compute_eff` (its
 //! `[engine.family.FAMILY]` override). By default the three host-side
-//! figures and the engine's bandwidth efficiency on Hopper are fitted.
+//! figures and the engine's bandwidth efficiency on Hopper and on the A100
+//! (`ampere-hbm`) are fitted.
 //!
 //! Run: `cargo run --release -p fleetbench-sim --example fit_load [FILE.csv]`
 //! (`FIT_SWEEPS=0` only reports the shipped catalog's errors;
@@ -21,7 +22,8 @@ use std::path::Path;
 use fleetbench_sim::catalog::{Catalog, FamilyEff};
 use fleetbench_sim::underload::{self, LoadReport, Medians};
 
-const DEFAULT_FIELDS: [&str; 4] = ["step_floor_us", "frontend_ms", "frontend_token_us", "hopper.bw_eff"];
+const DEFAULT_FIELDS: [&str; 5] =
+    ["step_floor_us", "frontend_ms", "frontend_token_us", "hopper.bw_eff", "ampere-hbm.bw_eff"];
 
 /// A family figure reads the engine's own where the family has no override.
 fn get(c: &Catalog, engine: &str, field: &str) -> f64 {
