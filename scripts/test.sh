@@ -19,8 +19,8 @@ cd "$(dirname "$0")/.."
 export FLEETBENCH_CACHE=${FLEETBENCH_CACHE:-$HOME/.cache/fleetbench}
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 # No incremental build: a one-shot build gains nothing from it, and its
-# working files roughly double the target directory (a CI run once ran out of
-# disk linking a test binary). Set CARGO_INCREMENTAL=1 to keep it locally.
+# working files add about 1.5 GiB to the target directory (a CI run once ran
+# out of disk linking a test binary). Set CARGO_INCREMENTAL=1 to keep it.
 export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
