@@ -149,8 +149,12 @@ fn main() {
     };
     // FIT_SET=step_floor_us=2000,frontend_ms=10 starts from given figures.
     for (field, v) in std::env::var("FIT_SET").unwrap_or_default().split(',').filter_map(|kv| kv.split_once('=')) {
-        if let (true, Ok(v)) = (known(field), v.parse::<f64>()) {
-            set(&mut cat, &engine, field, v);
+        match (known(field), v.parse::<f64>()) {
+            (true, Ok(v)) => set(&mut cat, &engine, field, v),
+            _ => {
+                eprintln!("FIT_SET: cannot set {field} to {v}");
+                std::process::exit(2);
+            }
         }
     }
     let before = run(&cat, &text, &base);
