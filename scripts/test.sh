@@ -23,6 +23,10 @@ export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 # out of disk linking a test binary). Set CARGO_INCREMENTAL=1 to keep it.
 export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 
+# A first run wants about 12 GiB of disk (README); say what there is, so a
+# run that fails for want of disk shows why.
+echo "== free disk here: $(df -Ph . | awk 'NR == 2 {print $4}')"
+
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 echo "== starting the tiny llama.cpp server (SmolLM2-135M) on port $port"
 FLEETBENCH_TINY_URL=$(scripts/tiny-server.sh --port "$port" --parallel 4 --ctx 32768 --background)
