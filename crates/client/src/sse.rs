@@ -172,22 +172,27 @@ impl SseDecoder {
         self.event_spare = e;
     }
 
+    /// An event's data buffer, emptied, takes the next event's data.
+    fn spare_data(&mut self, mut bytes: Vec<u8>) {
+        bytes.clear();
+        self.data = bytes;
+    }
+
     fn dispatch<E: From<SseError>>(&mut self, each: &mut impl FnMut(&SseEvent) -> Result<(), E>) -> Result<(), E> {
         self.has_data = false;
         let bytes = std::mem::take(&mut self.data);
         let data = match String::from_utf8(bytes) {
             Ok(d) => d,
             Err(e) => {
-                self.data = e.into_bytes();
-                self.data.clear();
+                self.spare_data(e.into_bytes());
                 return Err(SseError::InvalidUtf8.into());
             }
         };
         self.ready.data = data;
         self.ready.event = self.event.take();
         let handled = each(&self.ready);
-        self.data = std::mem::take(&mut self.ready.data).into_bytes();
-        self.data.clear();
+        let lent = std::mem::take(&mut self.ready.data).into_bytes();
+        self.spare_data(lent);
         if let Some(e) = self.ready.event.take() {
             self.spare_event(e);
         }

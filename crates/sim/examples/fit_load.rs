@@ -25,72 +25,105 @@ use fleetbench_sim::underload::{self, LoadReport, Medians};
 const DEFAULT_FIELDS: [&str; 5] =
     ["step_floor_us", "frontend_ms", "frontend_token_us", "hopper.bw_eff", "ampere-hbm.bw_eff"];
 
-/// A family figure reads the engine's own where the family has no override.
-fn get(c: &Catalog, engine: &str, field: &str) -> f64 {
-    let Some(e) = c.engine(engine) else { return 0.0 };
-    match field.split_once('.') {
-        Some((fam, "bw_eff")) => e.family.get(fam).and_then(|f| f.bw_eff).unwrap_or(e.bw_eff),
-        Some((fam, _)) => e.family.get(fam).and_then(|f| f.compute_eff).unwrap_or(e.compute_eff),
-        None => match field {
-            "step_floor_us" => e.step_floor_us,
-            "frontend_ms" => e.frontend_ms,
-            _ => e.frontend_token_us,
-        },
-    }
+/// One figure the fit can move, parsed once from its name.
+#[derive(Debug, Clone)]
+enum Figure {
+    StepFloor,
+    Frontend,
+    FrontendToken,
+    /// The engine's `bw_eff` (or `compute_eff`) on one GPU family.
+    Family {
+        family: String,
+        bandwidth: bool,
+    },
 }
 
-fn set(c: &mut Catalog, engine: &str, field: &str, v: f64) {
-    let Some(e) = c.engines.iter_mut().find(|e| e.id == engine) else { return };
-    match field.split_once('.') {
-        Some((fam, what)) => {
-            let o = e.family.entry(fam.to_string()).or_insert_with(FamilyEff::default);
-            if what == "bw_eff" {
-                o.bw_eff = Some(v);
-            } else {
-                o.compute_eff = Some(v);
+impl Figure {
+    fn parse(name: &str) -> Option<Figure> {
+        Some(match name.split_once('.') {
+            Some((family, "bw_eff")) => Figure::Family { family: family.to_string(), bandwidth: true },
+            Some((family, "compute_eff")) => Figure::Family { family: family.to_string(), bandwidth: false },
+            Some(_) => return None,
+            None => match name {
+                "step_floor_us" => Figure::StepFloor,
+                "frontend_ms" => Figure::Frontend,
+                "frontend_token_us" => Figure::FrontendToken,
+                _ => return None,
+            },
+        })
+    }
+
+    fn name(&self) -> String {
+        match self {
+            Figure::StepFloor => "step_floor_us".into(),
+            Figure::Frontend => "frontend_ms".into(),
+            Figure::FrontendToken => "frontend_token_us".into(),
+            Figure::Family { family, bandwidth: true } => format!("{family}.bw_eff"),
+            Figure::Family { family, bandwidth: false } => format!("{family}.compute_eff"),
+        }
+    }
+
+    /// A family figure reads the engine's own where the family has no override.
+    fn get(&self, c: &Catalog, engine: &str) -> f64 {
+        let Some(e) = c.engine(engine) else { return 0.0 };
+        match self {
+            Figure::StepFloor => e.step_floor_us,
+            Figure::Frontend => e.frontend_ms,
+            Figure::FrontendToken => e.frontend_token_us,
+            Figure::Family { family, bandwidth: true } => {
+                e.family.get(family).and_then(|f| f.bw_eff).unwrap_or(e.bw_eff)
+            }
+            Figure::Family { family, bandwidth: false } => {
+                e.family.get(family).and_then(|f| f.compute_eff).unwrap_or(e.compute_eff)
             }
         }
-        None => match field {
-            "step_floor_us" => e.step_floor_us = v,
-            "frontend_ms" => e.frontend_ms = v,
-            _ => e.frontend_token_us = v,
-        },
     }
-}
 
-fn known(field: &str) -> bool {
-    match field.split_once('.') {
-        Some((_, what)) => what == "bw_eff" || what == "compute_eff",
-        None => matches!(field, "step_floor_us" | "frontend_ms" | "frontend_token_us"),
-    }
-}
-
-/// Physically sensible ranges: a frontend latency of up to 100 ms, up to
-/// 1 ms of API-server CPU a token, a step floor no longer than the fastest
-/// time per token vLLM was measured at (2.39 ms, Qwen3-0.6B on an H100, row
-/// 25): the floor is a lower bound on every step, so a larger one
-/// contradicts that run (`FIT_FLOOR_MAX_US` lifts the bound: the A100 sweeps
-/// alone pull it to about 9 ms; docs/SIMULATOR.md, section 7), and the
-/// efficiency bounds of the single-number fit (`examples/fit.rs`).
-fn bounds(field: &str) -> (f64, f64) {
-    match field {
-        "step_floor_us" => {
-            (0.0, std::env::var("FIT_FLOOR_MAX_US").ok().and_then(|v| v.parse().ok()).unwrap_or(2_400.0))
+    fn set(&self, c: &mut Catalog, engine: &str, v: f64) {
+        let Some(e) = c.engines.iter_mut().find(|e| e.id == engine) else { return };
+        match self {
+            Figure::StepFloor => e.step_floor_us = v,
+            Figure::Frontend => e.frontend_ms = v,
+            Figure::FrontendToken => e.frontend_token_us = v,
+            Figure::Family { family, bandwidth } => {
+                let o = e.family.entry(family.clone()).or_insert_with(FamilyEff::default);
+                if *bandwidth {
+                    o.bw_eff = Some(v);
+                } else {
+                    o.compute_eff = Some(v);
+                }
+            }
         }
-        "frontend_ms" => (0.0, 100.0),
-        "frontend_token_us" => (0.0, 1_000.0),
-        f if f.ends_with(".bw_eff") => (0.2, 0.95),
-        _ => (0.05, 0.9),
     }
-}
 
-/// A starting point for a figure at zero (a multiplicative step cannot leave 0).
-fn seed_value(field: &str) -> f64 {
-    match field {
-        "step_floor_us" => 2_000.0,
-        "frontend_ms" => 5.0,
-        "frontend_token_us" => 20.0,
-        _ => 0.5,
+    /// Physically sensible ranges: a frontend latency of up to 100 ms, up
+    /// to 1 ms of API-server CPU a token, a step floor no longer than the
+    /// fastest time per token vLLM was measured at (2.39 ms, Qwen3-0.6B on
+    /// an H100, row 25): the floor is a lower bound on every step, so a
+    /// larger one contradicts that run (`FIT_FLOOR_MAX_US` lifts the bound:
+    /// the A100 sweeps alone pull it to about 9 ms; docs/SIMULATOR.md,
+    /// section 7), and the efficiency bounds of the single-number fit
+    /// (`examples/fit.rs`).
+    fn bounds(&self) -> (f64, f64) {
+        match self {
+            Figure::StepFloor => {
+                (0.0, std::env::var("FIT_FLOOR_MAX_US").ok().and_then(|v| v.parse().ok()).unwrap_or(2_400.0))
+            }
+            Figure::Frontend => (0.0, 100.0),
+            Figure::FrontendToken => (0.0, 1_000.0),
+            Figure::Family { bandwidth: true, .. } => (0.2, 0.95),
+            Figure::Family { bandwidth: false, .. } => (0.05, 0.9),
+        }
+    }
+
+    /// A starting point for a figure at zero (a multiplicative step cannot leave 0).
+    fn seed(&self) -> f64 {
+        match self {
+            Figure::StepFloor => 2_000.0,
+            Figure::Frontend => 5.0,
+            Figure::FrontendToken => 20.0,
+            Figure::Family { .. } => 0.5,
+        }
     }
 }
 
@@ -149,8 +182,8 @@ fn main() {
     };
     // FIT_SET=step_floor_us=2000,frontend_ms=10 starts from given figures.
     for (field, v) in std::env::var("FIT_SET").unwrap_or_default().split(',').filter_map(|kv| kv.split_once('=')) {
-        match (known(field), v.parse::<f64>()) {
-            (true, Ok(v)) => set(&mut cat, &engine, field, v),
+        match (Figure::parse(field), v.parse::<f64>()) {
+            (Some(f), Ok(v)) => f.set(&mut cat, &engine, v),
             _ => {
                 eprintln!("FIT_SET: cannot set {field} to {v}");
                 std::process::exit(2);
@@ -165,37 +198,37 @@ fn main() {
     }
     // FIT_ONLY=frontend_ms,ampere-hbm.bw_eff fits exactly those figures.
     let only = std::env::var("FIT_ONLY").unwrap_or_default();
-    let fields: Vec<String> = if only.is_empty() {
-        DEFAULT_FIELDS.iter().map(|f| f.to_string()).collect()
-    } else {
-        only.split(',').map(str::to_string).collect()
-    };
-    if let Some(bad) = fields.iter().find(|f| !known(f)) {
-        eprintln!(
-            "unknown figure {bad}: step_floor_us, frontend_ms, frontend_token_us, FAMILY.bw_eff, FAMILY.compute_eff"
-        );
-        std::process::exit(2);
+    let names: Vec<&str> = if only.is_empty() { DEFAULT_FIELDS.to_vec() } else { only.split(',').collect() };
+    let mut fields = Vec::new();
+    for name in names {
+        let Some(f) = Figure::parse(name) else {
+            eprintln!(
+                "unknown figure {name}: step_floor_us, frontend_ms, frontend_token_us, FAMILY.bw_eff, FAMILY.compute_eff"
+            );
+            std::process::exit(2);
+        };
+        fields.push(f);
     }
     let mut best = loss(&before);
     let mut step = 0.5;
     for _ in 0..sweeps {
         let mut improved = false;
-        for field in fields.iter().map(String::as_str) {
-            let (lo, hi) = bounds(field);
-            let v0 = get(&cat, &engine, field);
-            let mut tries = vec![if v0 == 0.0 { seed_value(field) } else { v0 * (1.0 + step) }, v0 / (1.0 + step)];
+        for field in &fields {
+            let (lo, hi) = field.bounds();
+            let v0 = field.get(&cat, &engine);
+            let mut tries = vec![if v0 == 0.0 { field.seed() } else { v0 * (1.0 + step) }, v0 / (1.0 + step)];
             if v0 > 0.0 {
                 tries.push(0.0);
             }
             for v in tries {
-                set(&mut cat, &engine, field, v.clamp(lo, hi));
+                field.set(&mut cat, &engine, v.clamp(lo, hi));
                 let l = loss(&run(&cat, &text, &base));
                 if l + 1e-9 < best {
                     best = l;
                     improved = true;
                     break;
                 }
-                set(&mut cat, &engine, field, v0);
+                field.set(&mut cat, &engine, v0);
             }
         }
         if !improved {
@@ -206,7 +239,7 @@ fn main() {
         }
     }
     for field in &fields {
-        println!("{engine}.{field} = {:.3}", get(&cat, &engine, field));
+        println!("{engine}.{} = {:.3}", field.name(), field.get(&cat, &engine));
     }
     let after = run(&cat, &text, &base);
     show("fitted", &after);

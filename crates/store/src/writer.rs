@@ -88,15 +88,18 @@ impl<T: Send + 'static> BatchWriter<T> {
 
     /// Commits everything queued and stops; returns how many were written.
     pub(crate) fn finish(mut self) -> Result<u64, StoreError> {
+        self.stop()
+    }
+}
+
+impl<T> BatchWriter<T> {
+    /// Closes the queue, wakes the thread if it is parked on a batch, and
+    /// waits for it to commit what is queued (once; later calls return 0).
+    fn stop(&mut self) -> Result<u64, StoreError> {
         self.tx.take();
-        if let Some(h) = &self.handle {
-            h.thread().unpark();
-        }
-        match self.handle.take().map(|h| h.join()) {
-            Some(Ok(r)) => r,
-            Some(Err(_)) => Ok(0),
-            None => Ok(0),
-        }
+        let Some(h) = self.handle.take() else { return Ok(0) };
+        h.thread().unpark();
+        h.join().unwrap_or(Ok(0))
     }
 }
 
@@ -120,11 +123,7 @@ fn drain<T>(rx: &mpsc::Receiver<T>, batch: &mut Vec<T>) -> Option<bool> {
 
 impl<T> Drop for BatchWriter<T> {
     fn drop(&mut self) {
-        self.tx.take();
-        if let Some(h) = self.handle.take() {
-            h.thread().unpark();
-            let _ = h.join();
-        }
+        let _ = self.stop();
     }
 }
 
