@@ -85,7 +85,11 @@ pub struct EngineCounters {
     pub generation_tokens: u64,
     pub steps: u64,
     pub finished: u64,
-    /// Prompt tokens served from the prefix cache instead of computed.
+    /// Tokens looked up in the prefix cache at admission (the prompt, and
+    /// for a preempted sequence its prompt and output so far, at each
+    /// admission), as vLLM counts its prefix-cache queries.
+    pub prefix_query_tokens: u64,
+    /// Of those, tokens served from the prefix cache instead of computed.
     pub prefix_hit_tokens: u64,
     /// KV tokens copied back from CPU memory (offloaded prefixes and
     /// preempted sequences) instead of recomputed.
@@ -117,6 +121,9 @@ pub struct ServingEngine {
     prefix_caching: bool,
     cache: HashMap<u64, CacheEntry>,
     kv_cached: u64,
+    /// Of `kv_cached`, tokens of entries no running sequence uses: free to
+    /// evict, and free in vLLM's usage gauge.
+    kv_idle: u64,
     tick: u64,
     /// Tokens per KV block.
     block: u64,
@@ -145,6 +152,7 @@ impl ServingEngine {
             prefix_caching,
             cache: HashMap::new(),
             kv_cached: 0,
+            kv_idle: 0,
             tick: 0,
             block,
             cpu: HashMap::new(),
@@ -207,9 +215,12 @@ impl ServingEngine {
             None => Some(f64::INFINITY),
         }
     }
-    /// Share of the KV cache in use, 0..1.
+    /// Share of the KV cache in use, 0..1: running sequences' blocks and
+    /// the cached prefixes they use. As in vLLM's `kv_cache_usage_perc`,
+    /// cached blocks no sequence uses count as free (they are evicted on
+    /// demand).
     pub fn kv_usage(&self) -> f64 {
-        (self.kv_used + self.kv_cached) as f64 / self.kv_capacity as f64
+        (self.kv_used + self.kv_cached.saturating_sub(self.kv_idle)) as f64 / self.kv_capacity as f64
     }
     /// KV-cache tokens held by cached prefixes (shared, counted once).
     pub fn kv_cached_tokens(&self) -> u64 {
@@ -297,7 +308,13 @@ impl ServingEngine {
             // Pinned first, so making room cannot evict what this one reuses.
             self.tick += 1;
             for k in pins.iter().flatten() {
-                if let Some(e) = self.cache.get_mut(k).or_else(|| self.cpu.get_mut(k)) {
+                if let Some(e) = self.cache.get_mut(k) {
+                    if e.refs == 0 {
+                        self.kv_idle = self.kv_idle.saturating_sub(e.tokens);
+                    }
+                    e.refs += 1;
+                    e.last_use = self.tick;
+                } else if let Some(e) = self.cpu.get_mut(k) {
                     e.refs += 1;
                     e.last_use = self.tick;
                 }
@@ -311,12 +328,16 @@ impl ServingEngine {
                 if let Some(e) = self.cpu.remove(k) {
                     self.cpu_used -= e.tokens;
                     self.kv_cached += e.tokens;
+                    if e.refs == 0 {
+                        self.kv_idle += e.tokens;
+                    }
                     self.reload_tokens += e.tokens;
                     self.counters.reloaded_tokens += e.tokens;
                     self.cache.insert(*k, e);
                 }
             }
             if let Some(mut seq) = self.waiting.pop_front() {
+                self.counters.prefix_query_tokens += seq.to_prefill as u64;
                 self.counters.prefix_hit_tokens += prefix_hit as u64;
                 self.cpu_used -= seq.offloaded as u64;
                 self.reload_tokens += restored as u64;
@@ -390,6 +411,9 @@ impl ServingEngine {
             let want = have.saturating_sub(base);
             if want > e.tokens {
                 self.kv_cached += want - e.tokens;
+                if e.refs == 0 {
+                    self.kv_idle += want - e.tokens;
+                }
                 e.tokens = want;
             }
         }
@@ -406,6 +430,7 @@ impl ServingEngine {
                 return false;
             };
             self.kv_cached -= e.tokens;
+            self.kv_idle = self.kv_idle.saturating_sub(e.tokens);
             if self.cpu_room(e.tokens) {
                 self.cpu_used += e.tokens;
                 self.cpu.insert(k, e);
@@ -432,7 +457,12 @@ impl ServingEngine {
 
     fn unpin(&mut self, pins: &[Option<u64>; 2]) {
         for k in pins.iter().flatten() {
-            if let Some(e) = self.cache.get_mut(k).or_else(|| self.cpu.get_mut(k)) {
+            if let Some(e) = self.cache.get_mut(k) {
+                if e.refs == 1 {
+                    self.kv_idle += e.tokens;
+                }
+                e.refs = e.refs.saturating_sub(1);
+            } else if let Some(e) = self.cpu.get_mut(k) {
                 e.refs = e.refs.saturating_sub(1);
             }
         }
@@ -545,7 +575,7 @@ impl ServingEngine {
                 // KV for these tokens was reserved at admission.
                 emit = s.to_prefill == 0;
                 if emit && self.prefix_caching {
-                    let (pins, moved) = insert_prefix(&mut self.cache, &mut self.tick, s);
+                    let (pins, moved) = insert_prefix(&mut self.cache, &mut self.tick, &mut self.kv_idle, s);
                     s.pins = pins;
                     s.own -= moved;
                     s.base += moved as u32;
@@ -585,7 +615,12 @@ impl ServingEngine {
 /// reference on. Returns the
 /// new pins and how many of the sequence's own KV tokens moved into the
 /// shared cache.
-fn insert_prefix(cache: &mut HashMap<u64, CacheEntry>, tick: &mut u64, s: &Seq) -> ([Option<u64>; 2], u64) {
+fn insert_prefix(
+    cache: &mut HashMap<u64, CacheEntry>,
+    tick: &mut u64,
+    idle: &mut u64,
+    s: &Seq,
+) -> ([Option<u64>; 2], u64) {
     *tick += 1;
     let mut pins = s.pins;
     let mut moved = 0u64;
@@ -605,6 +640,10 @@ fn insert_prefix(cache: &mut HashMap<u64, CacheEntry>, tick: &mut u64, s: &Seq) 
             continue;
         }
         let e = cache.entry(k).or_insert(CacheEntry { tokens: 0, refs: 0, last_use: 0 });
+        // An idle entry this sequence now uses is no longer free.
+        if e.refs == 0 && pins[slot] != Some(k) {
+            *idle = idle.saturating_sub(e.tokens);
+        }
         if tokens > e.tokens {
             moved += tokens - e.tokens;
             e.tokens = tokens;
@@ -948,6 +987,42 @@ mod tests {
             eng.counters().prefix_hit_tokens
         };
         assert_eq!((hits(true), hits(false)), (512, 0));
+    }
+
+    /// The usage gauge counts cached prefixes only while a running sequence
+    /// uses them: the idle total kept step by step equals a scan of the
+    /// cache through admissions, shared prefixes, finished turns and
+    /// evictions, and an engine with nothing running reads 0 % however
+    /// full its cache.
+    #[test]
+    fn the_usage_gauge_leaves_out_idle_cached_prefixes() {
+        let mut d = knobbed("h100-sxm", "llama-3.1-8b", "fp8", crate::perf::EngineKnobs::default());
+        // Room for a few prefixes and histories only: evictions happen.
+        d.kv_capacity_tokens = 12_000.0;
+        let mut eng = ServingEngine::new(d);
+        let scan = |e: &ServingEngine| e.cache.values().filter(|c| c.refs == 0).map(|c| c.tokens).sum::<u64>();
+        let mut evicted = false;
+        for id in 0..40u64 {
+            let key = PrefixKey {
+                group: Some((id % 5, 1500)),
+                conversation: Some((100 + id % 7, 1500 + 200 * (id / 7) as u32)),
+            };
+            let prompt = 1600 + 200 * (id / 7) as u32;
+            eng.submit_with_prefix(EngineRequest { id, prompt_tokens: prompt, output_tokens: 30 }, key);
+            for _ in 0..12 {
+                let cached_before = eng.kv_cached_tokens();
+                eng.step(&mut |_| {});
+                evicted |= eng.kv_cached_tokens() < cached_before;
+                assert_eq!(eng.kv_idle, scan(&eng), "after request {id}");
+                assert!(eng.kv_usage() <= 1.0 + 1e-9);
+            }
+        }
+        while eng.step(&mut |_| {}).is_some() {
+            assert_eq!(eng.kv_idle, scan(&eng));
+        }
+        assert!(evicted, "the cache must evict for this test to mean anything");
+        assert!(eng.kv_cached_tokens() > 0);
+        assert_eq!(eng.kv_usage(), 0.0);
     }
 
     /// Runs requests one after another; returns the engine and each TTFT.

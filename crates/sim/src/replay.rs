@@ -19,7 +19,7 @@ use fleetbench_core::stats::{mean, percentile_sorted};
 use fleetbench_core::table::{Align, Table};
 use fleetbench_core::{RequestSpec, SamplingParams};
 use fleetbench_workload::arrivals::Instant;
-use fleetbench_workload::text::hash_str;
+use fleetbench_workload::text::{hash_str, mix};
 use fleetbench_workload::{ArrivalPlan, Schedule, Workload};
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
@@ -158,7 +158,8 @@ struct Acc {
     input: u64,
     output: u64,
     hit: u64,
-    prompt: u64,
+    /// Tokens looked up in the prefix cache at admission (hit rate = hit / queried).
+    queried: u64,
     last_end: f64,
     dt: f64,
     waiting_dt: f64,
@@ -168,16 +169,27 @@ struct Acc {
     peak_kv: f64,
 }
 
-/// The prompt and output tokens and prefix key of a request.
-pub fn sizes(spec: &RequestSpec) -> (u32, u32, PrefixKey) {
+/// The prompt and output tokens and prefix key of a request, and the
+/// conversation whose turns it waits for. `repeat` names a request whose
+/// prompt is byte for byte an earlier one's (a cycling workload's index
+/// modulo its distinct requests): vLLM's cache is keyed by content, so the
+/// whole prompt is found again, and shared by running copies of it.
+pub fn sizes(spec: &RequestSpec, repeat: Option<u64>) -> (u32, u32, PrefixKey, Option<u64>) {
     let prompt = spec.expected_input_tokens.unwrap_or_else(|| (spec.prompt.char_len() as u32).div_ceil(4)).max(1);
     let output = spec.sampling.max_tokens.unwrap_or(DEFAULT_OUTPUT_TOKENS).max(1);
     let c = &spec.context;
     let group = c.prefix_group.as_deref().map(|g| (hash_str(g), c.prefix_tokens.unwrap_or(0).min(prompt)));
-    let conversation =
-        c.conversation.as_deref().map(|k| (hash_str(k) ^ 0xC0, c.context_tokens.unwrap_or(0).min(prompt)));
-    (prompt, output, PrefixKey { group, conversation })
+    let turns = c.conversation.as_deref().map(|k| hash_str(k) ^ 0xC0);
+    let history = match (turns, repeat) {
+        (Some(k), _) => Some((k, c.context_tokens.unwrap_or(0).min(prompt))),
+        (None, Some(r)) => Some((mix(REPEAT_KEY, r), prompt)),
+        (None, None) => None,
+    };
+    (prompt, output, PrefixKey { group, conversation: history }, turns)
 }
+
+/// Seeds the cache keys of repeated prompts apart from conversation keys.
+const REPEAT_KEY: u64 = 0x5EED_0F4E_9E47;
 
 /// Replays the plan. Deterministic: the same plan, workload and seed give
 /// the same report.
@@ -243,14 +255,20 @@ pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload
     let mut refused: Vec<u64> = Vec::new();
     let issuing = |index: u64, t: f64| budget.is_none_or(|b| index < b) && plan.duration_s.is_none_or(|d| t < d);
     // Queues `spec`, scheduled at `t`; its engine id is its track's index.
-    let track = |tracks: &mut Vec<Track>, spec: &RequestSpec, t: f64, stage: u32, warmup: bool, slot: Option<usize>| {
-        let (prompt, output, key) = sizes(spec);
+    let track = |tracks: &mut Vec<Track>,
+                 spec: &RequestSpec,
+                 repeat: Option<u64>,
+                 t: f64,
+                 stage: u32,
+                 warmup: bool,
+                 slot: Option<usize>| {
+        let (prompt, output, key, turns) = sizes(spec, repeat);
         let id = tracks.len() as u64;
         tracks.push(Track {
             stage,
             sched: t,
             ready: t,
-            conversation: None,
+            conversation: turns,
             send: f64::NAN,
             first: f64::NAN,
             last: f64::NAN,
@@ -261,9 +279,12 @@ pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload
         });
         (EngineRequest { id, prompt_tokens: prompt, output_tokens: output }, key)
     };
+    // A cycling workload repeats request `index % distinct` byte for byte.
+    let distinct = workload.distinct_requests().filter(|&d| d > 0);
     // Builds request `index`, scheduled at `t`.
     let issue = |tracks: &mut Vec<Track>, index: u64, t: f64, stage: u32| {
-        track(tracks, &workload.request(index, &plan.sampling), t, stage, index < plan.warmup, None)
+        let repeat = distinct.map(|d| index % d);
+        track(tracks, &workload.request(index, &plan.sampling), repeat, t, stage, index < plan.warmup, None)
     };
     let requests = plan.requests.or(endless.then_some(DEFAULT_REQUESTS));
     let mut sessions = SessionSource::new(workload, &plan.sampling, plan.warmup, requests, plan.duration_s);
@@ -332,9 +353,9 @@ pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload
             }
             let Some((t, turn)) = src.pop_due() else { break };
             eng.advance_to(t);
-            queue.push_back(track(&mut tracks, &turn.spec, t, turn.stage, turn.warmup, Some(turn.slot)));
+            queue.push_back(track(&mut tracks, &turn.spec, None, t, turn.stage, turn.warmup, Some(turn.slot)));
         }
-        let (hit0, prompt0) = (eng.counters().prefix_hit_tokens, eng.counters().prompt_tokens);
+        let (hit0, query0) = (eng.counters().prefix_hit_tokens, eng.counters().prefix_query_tokens);
         while in_flight < max_in_flight {
             let Some((req, key)) = queue.pop_front() else { break };
             if u64::from(req.prompt_tokens) + u64::from(req.output_tokens) > context_limit {
@@ -409,7 +430,7 @@ pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload
         let dt = stepped.map(|s| s.end - s.start).unwrap_or(0.0);
         for acc in [&mut accs[w], &mut all] {
             acc.hit += c.prefix_hit_tokens - hit0;
-            acc.prompt += c.prompt_tokens - prompt0;
+            acc.queried += c.prefix_query_tokens - query0;
             acc.dt += dt;
             acc.waiting_dt += waiting * dt;
             acc.running_dt += running * dt;
@@ -497,8 +518,7 @@ impl Turns {
         item: (EngineRequest, PrefixKey),
         queue: &mut VecDeque<(EngineRequest, PrefixKey)>,
     ) {
-        let Some((conversation, _)) = item.1.conversation else { return queue.push_back(item) };
-        tracks[item.0.id as usize].conversation = Some(conversation);
+        let Some(conversation) = tracks[item.0.id as usize].conversation else { return queue.push_back(item) };
         match self.busy.entry(conversation) {
             std::collections::hash_map::Entry::Occupied(mut held) => {
                 held.get_mut().push_back(item);
@@ -569,7 +589,7 @@ fn figures(name: String, start_s: f64, end_s: f64, a: &mut Acc) -> ReplayFigures
         mean_running: over_dt(a.running_dt),
         mean_kv_usage: over_dt(a.kv_dt),
         peak_kv_usage: a.peak_kv,
-        prefix_hit_rate: if a.prompt > 0 { a.hit as f64 / a.prompt as f64 } else { 0.0 },
+        prefix_hit_rate: if a.queried > 0 { a.hit as f64 / a.queried as f64 } else { 0.0 },
     }
 }
 
@@ -670,7 +690,7 @@ impl ReplayReport {
 mod tests {
     use super::*;
     use crate::catalog::Catalog;
-    use crate::perf::DeploymentSpec;
+    use crate::perf::{DeploymentSpec, EngineKnobs};
     use fleetbench_workload::{Arrival, ArrivalSpec, Traffic, WorkloadSpec};
 
     fn h100() -> Deployment {
@@ -771,6 +791,57 @@ mod tests {
         let (a, b) = (on.overall.ttft_ms.mean.unwrap(), off.overall.ttft_ms.mean.unwrap());
         assert!(a < b, "TTFT with caching {a} ms, without {b} ms");
         assert!(on.overall.mean_kv_usage > 0.0 && on.overall.peak_kv_usage <= 1.0);
+    }
+
+    /// A single-turn shared-prefix workload cycles its G·U prompts: from the
+    /// second round on, each prompt is the same bytes as one served before,
+    /// and vLLM's content-keyed cache finds all of it, not just the system
+    /// prompt. One group of two users, one at a time: the first request
+    /// misses, the second finds the 992 system tokens (whole blocks), the
+    /// other six find 1,488 of their 1,500 tokens.
+    #[test]
+    fn a_repeated_prompt_is_found_whole_in_the_cache() {
+        let closed = Schedule::Closed { concurrency: 1 };
+        let r = run("shared-prefix:groups=1,users=2,system=1000,question=500,output=20", None, closed, Some(8), true);
+        let want = (992.0 + 6.0 * 1488.0) / (8.0 * 1500.0);
+        assert!((r.overall.prefix_hit_rate - want).abs() < 1e-9, "{} vs {want}", r.overall.prefix_hit_rate);
+    }
+
+    /// The hit rate is hits over the tokens looked up at each admission, as
+    /// vLLM counts its prefix-cache queries: a preempted sequence admitted
+    /// again looks its tokens up again, so the rate stays at most one in
+    /// every stage even when the cache overflows and stages overlap.
+    #[test]
+    fn the_prefix_hit_rate_stays_a_rate_under_preemption() {
+        let c = Catalog::embedded().unwrap();
+        let spec = DeploymentSpec {
+            gpu: "h100".into(),
+            count: 1,
+            model: "llama-3.1-8b".into(),
+            quant: "fp8".into(),
+            engine: "vllm".into(),
+            knobs: EngineKnobs { gpu_memory_utilization: Some(0.15), ..EngineKnobs::default() },
+            ..DeploymentSpec::default()
+        };
+        let d = Deployment::resolve(&c, &spec).unwrap();
+        let w = WorkloadSpec::parse("shared-prefix:groups=8,users=64,system=2000,question=500,output=1000").unwrap();
+        let a = ArrivalSpec::parse("poisson:20/s*5s,40/s*5s").unwrap();
+        let t = Traffic::resolve(&w, true, Some(&a), 3).unwrap();
+        let plan = ReplayPlan {
+            schedule: Schedule::Open { rate: 20.0, arrival: Arrival::Poisson, max_concurrency: None },
+            arrivals: t.arrivals,
+            requests: None,
+            duration_s: None,
+            warmup: 0,
+            sampling: SamplingParams::default(),
+            seed: 3,
+            prefix_caching: true,
+        };
+        let r = replay(d, &plan, t.workload.as_ref());
+        assert!(r.preemptions > 0, "the cache must overflow for this test to mean anything");
+        for f in r.stages.iter().chain(std::iter::once(&r.overall)) {
+            assert!(f.prefix_hit_rate > 0.0 && f.prefix_hit_rate <= 1.0, "{}", f.prefix_hit_rate);
+        }
     }
 
     #[test]

@@ -396,7 +396,7 @@ fn publish(eng: &ServingEngine, metrics: &Mutex<Metrics>) {
         s.prompt_tokens_total = c.prompt_tokens;
         s.generation_tokens_total = c.generation_tokens;
         s.requests_finished_total = c.finished;
-        s.prefix_queries_total = c.prompt_tokens;
+        s.prefix_queries_total = c.prefix_query_tokens;
         s.prefix_hits_total = c.prefix_hit_tokens;
     }
 }

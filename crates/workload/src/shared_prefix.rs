@@ -1,9 +1,13 @@
 //! `shared-prefix:groups=G,users=U,system=S,question=Q,output=O[,multi-turn]`,
 //! as inference-perf's `shared_prefix` data generator defines it: G system
 //! prompts of S tokens; U users per group, each with a question of Q tokens;
-//! every request asks for O output tokens. The G×U prompts cycle in a fixed
-//! order (request `i` is user `i mod G·U`), groups interleaved so consecutive
-//! requests open with different prefixes.
+//! every request asks for O output tokens. The G×U prompts are put in an
+//! order drawn once from the seed and then cycle in it (request `i` is the
+//! `i mod G·U`-th of that order), as inference-perf shuffles its prompts
+//! (single turn) or its user sessions (multi-turn) once and then cycles them:
+//! a group's users come round at seeded, uneven distances, which is what a
+//! prefix cache smaller than all the groups sees in a real run (a strict
+//! cycle through more groups than the cache holds would never hit).
 //!
 //! With `multi-turn`, the k-th time a user comes round is turn k of that
 //! user's conversation: the prompt carries the system prompt, every earlier
@@ -16,6 +20,10 @@ use fleetbench_core::{ChatMessage, Prompt, RequestContext, RequestSpec, Sampling
 
 use crate::text::{mix, words};
 use crate::workload::Workload;
+
+/// Most users (groups × users) one workload may have: the generator keeps
+/// their seeded order in memory.
+const MAX_USERS: u64 = 10_000_000;
 
 /// The parameters of the shared-prefix generator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +73,12 @@ impl SharedPrefixSpec {
                 }
             }
         }
+        if spec.groups as u64 * spec.users as u64 > MAX_USERS {
+            return Err(format!(
+                "groups x users is {}: at most {MAX_USERS} users in all",
+                spec.groups as u64 * spec.users as u64
+            ));
+        }
         Ok(spec)
     }
 
@@ -88,12 +102,16 @@ pub struct SharedPrefix {
     seed: u64,
     /// The G system prompts, built once.
     systems: Vec<String>,
+    /// Slot k of the cycle is user `order[k]` (numbered group-major: user u
+    /// of group g is `g·U + u`), a seeded permutation.
+    order: Vec<u32>,
 }
 
 /// Stream tags that keep the seeded texts apart.
 const TAG_SYSTEM: u64 = 1 << 60;
 const TAG_QUESTION: u64 = 2 << 60;
 const TAG_ANSWER: u64 = 3 << 60;
+const TAG_ORDER: u64 = 4 << 60;
 
 impl SharedPrefix {
     pub fn new(spec: SharedPrefixSpec, seed: u64) -> SharedPrefix {
@@ -105,7 +123,14 @@ impl SharedPrefix {
                 format!("{head} {body}")
             })
             .collect();
-        SharedPrefix { spec, seed, systems }
+        // Fisher-Yates, each draw from the seed and the position.
+        let all = (spec.groups as u64 * spec.users as u64).clamp(1, MAX_USERS) as u32;
+        let mut order: Vec<u32> = (0..all).collect();
+        for k in (1..order.len()).rev() {
+            let j = (mix(seed, TAG_ORDER | k as u64) % (k as u64 + 1)) as usize;
+            order.swap(k, j);
+        }
+        SharedPrefix { spec, seed, systems, order }
     }
 
     pub fn spec(&self) -> &SharedPrefixSpec {
@@ -114,10 +139,10 @@ impl SharedPrefix {
 
     /// (group, user within the group, turn) of request `index`.
     pub fn place(&self, index: u64) -> (u32, u32, u32) {
-        let g = self.spec.groups as u64;
-        let all = g * self.spec.users as u64;
-        let slot = index % all;
-        ((slot % g) as u32, (slot / g) as u32, (index / all).min(u32::MAX as u64) as u32)
+        let all = self.order.len() as u64;
+        let user = self.order[(index % all) as usize];
+        let users = self.spec.users.max(1);
+        (user / users, user % users, (index / all).min(u32::MAX as u64) as u32)
     }
 
     /// The system prompt of group `g`, byte-identical for every request of it.
@@ -210,7 +235,13 @@ mod tests {
             SharedPrefixSpec { groups: 3, users: 2, system: 100, question: 20, output: 10, multi_turn: false }
         );
         assert!(gen("shared-prefix:groups=1,multi-turn").spec().multi_turn);
-        for bad in ["shared-prefix:groups=0", "shared-prefix:groups=x", "shared-prefix:colour=3", "shared-prefix:g"] {
+        for bad in [
+            "shared-prefix:groups=0",
+            "shared-prefix:groups=x",
+            "shared-prefix:colour=3",
+            "shared-prefix:g",
+            "shared-prefix:groups=100000,users=1000",
+        ] {
             let e = WorkloadSpec::parse(bad).unwrap_err().to_string();
             assert!(e.contains("shared-prefix"), "{bad}: {e}");
         }
@@ -228,7 +259,8 @@ mod tests {
             }
         }
         // Distinct groups differ from the first bytes on; the prefix has the asked size.
-        assert_ne!(system_of(&reqs[0])[..16], system_of(&reqs[1])[..16]);
+        let other = reqs.iter().find(|r| r.context.prefix_group != reqs[0].context.prefix_group).unwrap();
+        assert_ne!(system_of(&reqs[0])[..16], system_of(other)[..16]);
         let n = system_of(&reqs[0]).split_whitespace().count();
         assert!((n as i64 - 200).abs() <= 2, "{n}");
         assert_eq!(reqs[0].sampling.max_tokens, Some(16));
@@ -236,6 +268,25 @@ mod tests {
         // Twelve users, then the cycle repeats.
         assert_eq!(w.distinct_requests(), Some(12));
         assert_eq!(reqs[0].prompt, reqs[12].prompt);
+    }
+
+    #[test]
+    fn users_come_round_in_a_seeded_shuffled_cycle() {
+        let spec = SharedPrefixSpec { groups: 5, users: 4, ..SharedPrefixSpec::default() };
+        let (a, b) = (SharedPrefix::new(spec, 1), SharedPrefix::new(spec, 2));
+        let cycle = |w: &SharedPrefix| (0..20).map(|i| w.place(i)).collect::<Vec<_>>();
+        // Every user once per cycle of G·U requests, then the same order again.
+        let mut seen: Vec<(u32, u32)> = cycle(&a).iter().map(|&(g, u, t)| (assert_eq!(t, 0), (g, u)).1).collect();
+        seen.sort_unstable();
+        let all: Vec<(u32, u32)> = (0..5).flat_map(|g| (0..4).map(move |u| (g, u))).collect();
+        assert_eq!(seen, all);
+        assert_eq!(a.place(23), (a.place(3).0, a.place(3).1, 1));
+        // The order comes from the seed: the same seed repeats it, another
+        // seed draws another, and neither is the plain group-by-group walk.
+        assert_eq!(cycle(&a), cycle(&SharedPrefix::new(spec, 1)));
+        assert_ne!(cycle(&a), cycle(&b));
+        let walk: Vec<(u32, u32, u32)> = (0..20).map(|i| (i % 5, i / 5, 0)).collect();
+        assert_ne!(cycle(&a), walk);
     }
 
     #[test]
