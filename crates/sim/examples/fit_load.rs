@@ -11,16 +11,21 @@
 //! figures and the engine's bandwidth efficiency on Hopper and on the A100
 //! (`ampere-hbm`) are fitted.
 //!
-//! Run: `cargo run --release -p fleetbench-sim --example fit_load [FILE.csv]`
-//! (`FIT_SWEEPS=0` only reports the shipped catalog's errors;
+//! Run: `cargo run --release -p fleetbench-sim --example fit_load [FILE.csv ...]`
+//! (several files: the loss is summed over them, each is reported on its own;
+//! `FIT_SWEEPS=0` only reports the shipped catalog's errors;
 //! `FIT_ENGINE=sglang` fits another engine's figures, `vllm` by default;
 //! `FIT_SET=frontend_ms=10,hopper.bw_eff=0.7` starts from the given figures;
 //! `FIT_ONLY=frontend_ms,ampere-hbm.bw_eff` fits exactly those).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use fleetbench_sim::catalog::{Catalog, FamilyEff};
 use fleetbench_sim::underload::{self, LoadReport, Medians};
+
+/// Read when no file is named. `fleet-shared-prefix.csv` stays out: it is a
+/// check the fit does not see (docs/SIMULATOR.md, section 7).
+const DEFAULT_FILES: [&str; 1] = ["data/calibration/under-load.csv"];
 
 const DEFAULT_FIELDS: [&str; 5] =
     ["step_floor_us", "frontend_ms", "frontend_token_us", "hopper.bw_eff", "ampere-hbm.bw_eff"];
@@ -161,16 +166,54 @@ fn show(label: &str, r: &LoadReport) {
     println!("  held out: {}", f(held));
 }
 
-fn main() {
-    let path = std::env::args().nth(1).unwrap_or_else(|| "data/calibration/under-load.csv".into());
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("cannot read {path}: {e}");
-            std::process::exit(1);
+/// The files the fit reads, each with its text and its folder (for paths
+/// inside it).
+struct Files(Vec<(String, String, PathBuf)>);
+
+impl Files {
+    fn read(paths: Vec<String>) -> Files {
+        Files(
+            paths
+                .into_iter()
+                .map(|path| match std::fs::read_to_string(&path) {
+                    Ok(text) => {
+                        let base = Path::new(&path).parent().map(Path::to_path_buf).unwrap_or_default();
+                        (path, text, base)
+                    }
+                    Err(e) => {
+                        eprintln!("cannot read {path}: {e}");
+                        std::process::exit(1);
+                    }
+                })
+                .collect(),
+        )
+    }
+
+    fn run(&self, cat: &Catalog) -> Vec<LoadReport> {
+        self.0.iter().map(|(_, text, base)| run(cat, text, base)).collect()
+    }
+
+    /// The fitted rows' loss over every file.
+    fn loss(&self, cat: &Catalog) -> f64 {
+        self.run(cat).iter().map(loss).sum()
+    }
+
+    fn show(&self, label: &str, cat: &Catalog, rows: bool) {
+        for ((path, ..), r) in self.0.iter().zip(self.run(cat)) {
+            show(&format!("{label}, {path}"), &r);
+            if rows {
+                print!("{}", r.to_text());
+            }
         }
-    };
-    let base = Path::new(&path).parent().map(Path::to_path_buf).unwrap_or_default();
+    }
+}
+
+fn main() {
+    let mut paths: Vec<String> = std::env::args().skip(1).collect();
+    if paths.is_empty() {
+        paths = DEFAULT_FILES.iter().map(|p| p.to_string()).collect();
+    }
+    let files = Files::read(paths);
     let engine = std::env::var("FIT_ENGINE").unwrap_or_else(|_| "vllm".into());
     let sweeps: usize = std::env::var("FIT_SWEEPS").ok().and_then(|v| v.parse().ok()).unwrap_or(40);
     let mut cat = match Catalog::embedded() {
@@ -190,12 +233,11 @@ fn main() {
             }
         }
     }
-    let before = run(&cat, &text, &base);
-    show("shipped catalog", &before);
     if sweeps == 0 {
-        print!("{}", before.to_text());
+        files.show("shipped catalog", &cat, true);
         return;
     }
+    files.show("shipped catalog", &cat, false);
     // FIT_ONLY=frontend_ms,ampere-hbm.bw_eff fits exactly those figures.
     let only = std::env::var("FIT_ONLY").unwrap_or_default();
     let names: Vec<&str> = if only.is_empty() { DEFAULT_FIELDS.to_vec() } else { only.split(',').collect() };
@@ -209,7 +251,7 @@ fn main() {
         };
         fields.push(f);
     }
-    let mut best = loss(&before);
+    let mut best = files.loss(&cat);
     let mut step = 0.5;
     for _ in 0..sweeps {
         let mut improved = false;
@@ -222,7 +264,7 @@ fn main() {
             }
             for v in tries {
                 field.set(&mut cat, &engine, v.clamp(lo, hi));
-                let l = loss(&run(&cat, &text, &base));
+                let l = files.loss(&cat);
                 if l + 1e-9 < best {
                     best = l;
                     improved = true;
@@ -241,7 +283,5 @@ fn main() {
     for field in &fields {
         println!("{engine}.{} = {:.3}", field.name(), field.get(&cat, &engine));
     }
-    let after = run(&cat, &text, &base);
-    show("fitted", &after);
-    print!("{}", after.to_text());
+    files.show("fitted", &cat, true);
 }

@@ -36,15 +36,31 @@ pub enum EngineEvent {
 pub struct PrefixKey {
     pub group: Option<(u64, u32)>,
     pub conversation: Option<(u64, u32)>,
+    /// The `conversation` entry is a prompt repeated byte for byte, not a
+    /// conversation: a later copy's prompt holds no answer, so a finished
+    /// request's answer is not kept in the entry (vLLM caches those blocks
+    /// apart, free and evicted first).
+    pub repeat: bool,
 }
 
 /// One cached prefix: its own tokens (beyond its parent's), how many running
-/// sequences use it, when it was last used.
+/// sequences use it, when it was last used, and how deep it lies (0: a
+/// group's system prompt, 1: a history or repeated prompt inside it).
 #[derive(Debug, Clone, Copy)]
 struct CacheEntry {
     tokens: u64,
     refs: u32,
     last_use: u64,
+    depth: u8,
+}
+
+impl CacheEntry {
+    /// Eviction order: least recently used first; of entries last used
+    /// together, the deeper first (vLLM frees a request's blocks tail
+    /// first); then by key, so a replay never depends on a map's order.
+    fn evict_order(k: u64, e: &CacheEntry) -> (u64, std::cmp::Reverse<u8>, u64) {
+        (e.last_use, std::cmp::Reverse(e.depth), k)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -399,7 +415,7 @@ impl ServingEngine {
         if !self.prefix_caching {
             return;
         }
-        let (Some((k, _)), Some(pinned)) = (done.prefix.conversation, done.pins[1]) else {
+        let (Some((k, _)), Some(pinned), false) = (done.prefix.conversation, done.pins[1], done.prefix.repeat) else {
             return;
         };
         if pinned != k {
@@ -424,8 +440,12 @@ impl ServingEngine {
     /// Returns whether they fit.
     fn make_room(&mut self, need: u64) -> bool {
         while self.kv_used + self.kv_cached + need > self.kv_capacity {
-            let victim =
-                self.cache.iter().filter(|(_, e)| e.refs == 0).min_by_key(|(_, e)| e.last_use).map(|(k, _)| *k);
+            let victim = self
+                .cache
+                .iter()
+                .filter(|(_, e)| e.refs == 0)
+                .min_by_key(|(k, e)| CacheEntry::evict_order(**k, e))
+                .map(|(k, _)| *k);
             let Some((k, e)) = victim.and_then(|k| self.cache.remove(&k).map(|e| (k, e))) else {
                 return false;
             };
@@ -446,7 +466,12 @@ impl ServingEngine {
             return false;
         }
         while self.cpu_used + tokens > self.cpu_capacity {
-            let victim = self.cpu.iter().filter(|(_, e)| e.refs == 0).min_by_key(|(_, e)| e.last_use).map(|(k, _)| *k);
+            let victim = self
+                .cpu
+                .iter()
+                .filter(|(_, e)| e.refs == 0)
+                .min_by_key(|(k, e)| CacheEntry::evict_order(**k, e))
+                .map(|(k, _)| *k);
             match victim.and_then(|k| self.cpu.remove(&k)) {
                 Some(e) => self.cpu_used -= e.tokens,
                 None => return false,
@@ -639,7 +664,7 @@ fn insert_prefix(
         if tokens == 0 {
             continue;
         }
-        let e = cache.entry(k).or_insert(CacheEntry { tokens: 0, refs: 0, last_use: 0 });
+        let e = cache.entry(k).or_insert(CacheEntry { tokens: 0, refs: 0, last_use: 0, depth: slot as u8 });
         // An idle entry this sequence now uses is no longer free.
         if e.refs == 0 && pins[slot] != Some(k) {
             *idle = idle.saturating_sub(e.tokens);
@@ -795,7 +820,7 @@ mod tests {
     #[test]
     fn the_next_turn_finds_the_previous_answer_in_the_cache() {
         let mut eng = ServingEngine::new(deployment(8));
-        let turn = |ctx: u32| PrefixKey { group: Some((7, 64)), conversation: Some((9, ctx)) };
+        let turn = |ctx: u32| PrefixKey { group: Some((7, 64)), conversation: Some((9, ctx)), repeat: false };
         // Turn one: 64 system + 100 question tokens, 2 output tokens.
         one_by_one(&mut eng, &[(1, 164, turn(64))]);
         let before = eng.counters().prefix_hit_tokens;
@@ -875,7 +900,7 @@ mod tests {
     fn a_cached_prefix_is_prefilled_once_held_once_and_evicted_when_unused() {
         let mut d = deployment(8);
         d.kv_capacity_tokens = 3000.0;
-        let key = PrefixKey { group: Some((7, 1000)), conversation: None };
+        let key = PrefixKey { group: Some((7, 1000)), conversation: None, repeat: false };
         let mut eng = ServingEngine::new(d.clone());
         eng.submit_with_prefix(EngineRequest { id: 1, prompt_tokens: 1100, output_tokens: 4 }, key);
         while eng.step(&mut |_| {}).is_some() {}
@@ -976,7 +1001,7 @@ mod tests {
 
     #[test]
     fn prefix_caching_follows_the_deployment_setting() {
-        let key = PrefixKey { group: Some((7, 512)), conversation: None };
+        let key = PrefixKey { group: Some((7, 512)), conversation: None, repeat: false };
         let hits = |on: bool| {
             let knobs = crate::perf::EngineKnobs { prefix_caching: on, ..Default::default() };
             let mut eng = ServingEngine::new(knobbed("h100-sxm", "llama-3.1-8b", "fp8", knobs));
@@ -1006,6 +1031,7 @@ mod tests {
             let key = PrefixKey {
                 group: Some((id % 5, 1500)),
                 conversation: Some((100 + id % 7, 1500 + 200 * (id / 7) as u32)),
+                repeat: false,
             };
             let prompt = 1600 + 200 * (id / 7) as u32;
             eng.submit_with_prefix(EngineRequest { id, prompt_tokens: prompt, output_tokens: 30 }, key);
@@ -1047,9 +1073,9 @@ mod tests {
 
     #[test]
     fn an_evicted_prefix_reloads_from_cpu_memory_instead_of_being_recomputed() {
-        let a = PrefixKey { group: Some((1, 3200)), conversation: None };
-        let b = PrefixKey { group: Some((2, 3200)), conversation: None };
-        let c = PrefixKey { group: Some((3, 3200)), conversation: None };
+        let a = PrefixKey { group: Some((1, 3200)), conversation: None, repeat: false };
+        let b = PrefixKey { group: Some((2, 3200)), conversation: None, repeat: false };
+        let c = PrefixKey { group: Some((3, 3200)), conversation: None, repeat: false };
         let reqs = [(1, 3300, a), (2, 3300, b), (3, 3300, c), (4, 3300, a)];
         let run = |offload_gb: f64| {
             let knobs = crate::perf::EngineKnobs { cpu_offload_gb: offload_gb, ..Default::default() };

@@ -185,7 +185,7 @@ pub fn sizes(spec: &RequestSpec, repeat: Option<u64>) -> (u32, u32, PrefixKey, O
         (None, Some(r)) => Some((mix(REPEAT_KEY, r), prompt)),
         (None, None) => None,
     };
-    (prompt, output, PrefixKey { group, conversation: history }, turns)
+    (prompt, output, PrefixKey { group, conversation: history, repeat: turns.is_none() && history.is_some() }, turns)
 }
 
 /// Seeds the cache keys of repeated prompts apart from conversation keys.
@@ -841,6 +841,46 @@ mod tests {
         assert!(r.preemptions > 0, "the cache must overflow for this test to mean anything");
         for f in r.stages.iter().chain(std::iter::once(&r.overall)) {
             assert!(f.prefix_hit_rate > 0.0 && f.prefix_hit_rate <= 1.0, "{}", f.prefix_hit_rate);
+        }
+    }
+
+    /// A replay is a pure function of its plan and seed, evictions
+    /// included: cache entries last used in the same step (a group's prompt
+    /// and a conversation inside it) leave in a fixed order, not in a hash
+    /// map's, so two runs print the same figures.
+    #[test]
+    fn a_replay_under_cache_pressure_is_the_same_every_time() {
+        let c = Catalog::embedded().unwrap();
+        let spec = DeploymentSpec {
+            gpu: "h100".into(),
+            count: 1,
+            model: "llama-3.1-8b".into(),
+            quant: "fp8".into(),
+            engine: "vllm".into(),
+            knobs: EngineKnobs { gpu_memory_utilization: Some(0.15), ..EngineKnobs::default() },
+            ..DeploymentSpec::default()
+        };
+        let w = WorkloadSpec::parse("shared-prefix:groups=16,users=4,system=1500,question=200,output=100,multi-turn")
+            .unwrap();
+        let a = ArrivalSpec::parse("constant:10/s*20s,30/s*10s").unwrap();
+        let t = Traffic::resolve(&w, true, Some(&a), 3).unwrap();
+        let plan = ReplayPlan {
+            schedule: Schedule::Open { rate: 10.0, arrival: Arrival::Constant, max_concurrency: None },
+            arrivals: t.arrivals,
+            requests: None,
+            duration_s: None,
+            warmup: 0,
+            sampling: SamplingParams::default(),
+            seed: 3,
+            prefix_caching: true,
+        };
+        let once = || {
+            serde_json::to_string(&replay(Deployment::resolve(&c, &spec).unwrap(), &plan, t.workload.as_ref())).unwrap()
+        };
+        let first = once();
+        assert!(first.contains("\"preemptions\""));
+        for _ in 0..4 {
+            assert_eq!(once(), first);
         }
     }
 

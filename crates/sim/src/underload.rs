@@ -307,6 +307,15 @@ fn run_row(catalog: &Catalog, c: &Cells, base: &Path) -> Result<RowResult, RowEr
         }),
     };
     let concurrency = c.opt::<u32>("concurrency", "a whole number of clients")?;
+    // The measured means may be of one stage of the arrivals (a published
+    // rate ladder reports each stage on its own).
+    let stage = c.opt::<usize>("measured_stage", "a stage number, from 1")?;
+    if stage == Some(0) {
+        return Err(c.at("measured_stage", "stages are numbered from 1"));
+    }
+    if stage.is_some() && arrivals.is_none() {
+        return Err(c.at("measured_stage", "names a stage of the arrivals, and the row has none"));
+    }
     let requests = c.opt::<u64>("requests", "a whole number of requests")?;
     let schedule = match (&arrivals, concurrency) {
         (Some(_), Some(_)) => {
@@ -338,7 +347,15 @@ fn run_row(catalog: &Catalog, c: &Cells, base: &Path) -> Result<RowResult, RowEr
     if r.overall.requests == 0 {
         return Err(RowError::Skip("the replay completed no request".into()));
     }
-    let o = &r.overall;
+    let o = match stage {
+        None => &r.overall,
+        Some(k) => r.stages.get(k - 1).ok_or_else(|| {
+            c.at("measured_stage", format!("is {k}, and the arrivals have {} stages", r.stages.len()))
+        })?,
+    };
+    if o.requests == 0 {
+        return Err(RowError::Skip(format!("the replay completed no request in stage {}", stage.unwrap_or(0))));
+    }
     let predicted = [o.ttft_ms.mean, o.tpot_ms.mean, o.e2el_ms.mean];
     let err = |i: usize| match (predicted[i], measured[i]) {
         (Some(p), Some(m)) => Some((p - m) / m * 100.0),

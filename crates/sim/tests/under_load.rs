@@ -178,3 +178,33 @@ fn an_engine_with_its_version_is_that_engine() {
     }
     assert!(r.rows[4].skipped.as_deref().is_some_and(|s| s.contains("fastllm")), "{:?}", r.rows[4].skipped);
 }
+
+/// A row may give the means of one stage of its arrivals (a published rate
+/// ladder reports each stage): the comparison uses that stage's replayed
+/// figures, which differ from the whole run's, and a stage the arrivals do
+/// not have, a stage 0 or a stage without arrivals is an error at its cell.
+#[test]
+fn a_row_may_compare_one_stage_of_its_arrivals() {
+    let c = Catalog::embedded().unwrap();
+    let header = format!("{HEADER},measured_stage,concurrency,requests");
+    let row = |stage: &str| {
+        format!("a,h100-sxm,1,llama-3.1-8b,fp8,vllm,,,,,,\"synthetic:in=500,out=100\",\"constant:2/s*20s,40/s*20s\",100,20,2000,own,{stage},,")
+    };
+    let ttft = |stage: &str| {
+        let text = format!("{header}\n{}\n", row(stage));
+        validate_text(&c, &text, "runs.csv", base()).unwrap().rows[0].ttft_err_pct.unwrap()
+    };
+    let (whole, light, busy) = (ttft(""), ttft("1"), ttft("2"));
+    assert!(light < busy, "the busy stage waits longer: {light} vs {busy}");
+    assert!(light < whole && whole < busy, "{light} < {whole} < {busy}");
+    for (stage, want) in [("3", "column 18 (measured_stage)"), ("0", "column 18 (measured_stage)")] {
+        let text = format!("{header}\n{}\n", row(stage));
+        let err = validate_text(&c, &text, "runs.csv", base()).unwrap_err().to_string();
+        assert!(err.contains(want), "{err}");
+    }
+    let closed = format!(
+        "{header}\na,h100-sxm,1,llama-3.1-8b,fp8,vllm,,,,,,\"synthetic:in=500,out=100\",,100,20,2000,own,1,4,40\n"
+    );
+    let err = validate_text(&c, &closed, "runs.csv", base()).unwrap_err().to_string();
+    assert!(err.contains("(measured_stage)"), "{err}");
+}
