@@ -208,3 +208,30 @@ fn a_row_may_compare_one_stage_of_its_arrivals() {
     let err = validate_text(&c, &closed, "runs.csv", base()).unwrap_err().to_string();
     assert!(err.contains("(measured_stage)"), "{err}");
 }
+
+/// `measured_output_tokens_mean` is the length the run's answers really had
+/// (they may stop before `max_tokens`): the replay generates that many, so
+/// a row whose answers averaged half the asked length predicts about half
+/// the end-to-end latency and the same time per token; a multi-turn
+/// history then carries the shorter answers.
+#[test]
+fn the_measured_output_length_sets_the_replayed_answers() {
+    let c = Catalog::embedded().unwrap();
+    let header = format!("{HEADER},measured_output_tokens_mean");
+    let predicted = |workload: &str, out: &str| {
+        let text = format!(
+            "{header}\na,h100-sxm,1,llama-3.1-8b,fp8,vllm,,,,,,\"{workload}\",constant:2/s*30s,50,8,2000,own,{out}\n"
+        );
+        let r = validate_text(&c, &text, "runs.csv", base()).unwrap();
+        let e = |x: Option<f64>, m: f64| m * (1.0 + x.unwrap() / 100.0);
+        (e(r.rows[0].tpot_err_pct, 8.0), e(r.rows[0].e2e_err_pct, 2000.0))
+    };
+    let (tpot_full, e2e_full) = predicted("synthetic:in=500,out=200", "");
+    let (tpot_half, e2e_half) = predicted("synthetic:in=500,out=200", "100");
+    assert!((tpot_half / tpot_full - 1.0).abs() < 0.1, "{tpot_full} vs {tpot_half} ms a token");
+    assert!((e2e_half / e2e_full - 0.5).abs() < 0.08, "{e2e_full} vs {e2e_half} ms");
+    let mt = "shared-prefix:groups=2,users=2,system=300,question=50,output=200,multi-turn";
+    let (_, mt_full) = predicted(mt, "");
+    let (_, mt_half) = predicted(mt, "100");
+    assert!(mt_half < 0.7 * mt_full, "{mt_full} vs {mt_half} ms");
+}
