@@ -114,6 +114,9 @@ fn print_report(r: &SelftestReport) {
         outln!("streams in flight      {}", r.max_streams_in_flight);
     }
     outln!("requests               {} completed, {} failed in {:.1} s", r.completed, r.failed, r.wall_s);
+    for f in &r.failures {
+        outln!("  failed: {} x {} (first: {})", f.count, f.kind, f.first_message);
+    }
     outln!("streamed tokens        {} = {:.0} tokens/s on one client thread", r.streamed_tokens, r.tokens_per_s);
     outln!(
         "client CPU             {:.2} s ({:.0} % of one core), {:.4} s per 1,000 tokens",
