@@ -12,6 +12,7 @@
 //! so that in the steady state they measure, requests end and restart
 //! spread out as independent users' do, not in one wave of all of them.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,28 +33,6 @@ pub enum SelftestError {
     Client(#[from] ClientError),
 }
 
-/// Requests that failed for one reason.
-#[derive(Debug, Serialize, PartialEq)]
-pub struct SelftestFailure {
-    pub kind: &'static str,
-    pub count: u64,
-    pub first_message: String,
-}
-
-/// Counts the failed requests of `records` by error kind, in order of first
-/// appearance, keeping each kind's first message.
-fn failures(records: &[RequestRecord]) -> Vec<SelftestFailure> {
-    let mut out: Vec<SelftestFailure> = Vec::new();
-    for e in records.iter().filter_map(|r| r.error.as_ref()) {
-        let kind = e.kind.as_str();
-        match out.iter_mut().find(|f| f.kind == kind) {
-            Some(f) => f.count += 1,
-            None => out.push(SelftestFailure { kind, count: 1, first_message: e.message.clone() }),
-        }
-    }
-    out
-}
-
 /// What the selftest measured.
 #[derive(Debug, Serialize)]
 pub struct SelftestReport {
@@ -63,9 +42,10 @@ pub struct SelftestReport {
     pub wall_s: f64,
     pub completed: u64,
     pub failed: u64,
-    /// Why requests failed: each error kind with its count and its first
-    /// message (empty when none did).
-    pub failures: Vec<SelftestFailure>,
+    /// Why requests failed: the count of each error label (as a run's
+    /// metrics count them), and the first failure's label and message.
+    pub errors_by_kind: BTreeMap<String, u64>,
+    pub first_error: Option<String>,
     pub streamed_tokens: u64,
     pub tokens_per_s: f64,
     pub max_streams_in_flight: u64,
@@ -274,7 +254,8 @@ pub fn report(
         wall_s: wall,
         completed: metrics.completed,
         failed: metrics.failed,
-        failures: failures(&run.records),
+        first_error: metrics.errors.iter().find(|e| !e.is_empty()).cloned(),
+        errors_by_kind: metrics.errors_by_kind.clone(),
         streamed_tokens: streamed,
         tokens_per_s: streamed as f64 / wall,
         max_streams_in_flight: metrics.max_concurrent_requests,
@@ -355,26 +336,4 @@ fn thread_cpu_seconds() -> f64 {
         return 0.0;
     }
     ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use fleetbench_core::{ErrorKind, RequestError};
-
-    #[test]
-    fn failures_are_counted_by_kind_with_the_first_message() {
-        let record = |error: Option<RequestError>| RequestRecord { error, ..RequestRecord::default() };
-        let records = vec![
-            record(None),
-            record(Some(RequestError::new(ErrorKind::Connect, "refused"))),
-            record(Some(RequestError::new(ErrorKind::Connect, "reset"))),
-            record(Some(RequestError::new(ErrorKind::Other, "odd"))),
-        ];
-        let f = failures(&records);
-        assert_eq!(f.len(), 2);
-        assert_eq!((f[0].kind, f[0].count, f[0].first_message.as_str()), (ErrorKind::Connect.as_str(), 2, "refused"));
-        assert_eq!((f[1].kind, f[1].count), (ErrorKind::Other.as_str(), 1));
-        assert!(failures(&records[..1]).is_empty());
-    }
 }

@@ -54,13 +54,15 @@ struct CacheEntry {
     depth: u8,
 }
 
-impl CacheEntry {
-    /// Eviction order: least recently used first; of entries last used
-    /// together, the deeper first (vLLM frees a request's blocks tail
-    /// first); then by key, so a replay never depends on a map's order.
-    fn evict_order(k: u64, e: &CacheEntry) -> (u64, std::cmp::Reverse<u8>, u64) {
-        (e.last_use, std::cmp::Reverse(e.depth), k)
-    }
+/// The entry of `pool` (the GPU cache or CPU memory) to evict next, of those
+/// no running sequence uses: least recently used first; of entries last
+/// used together, the deeper first (vLLM frees a request's blocks tail
+/// first); then by key, so a replay never depends on a map's order.
+fn evict_victim(pool: &HashMap<u64, CacheEntry>) -> Option<u64> {
+    pool.iter()
+        .filter(|(_, e)| e.refs == 0)
+        .min_by_key(|(k, e)| (e.last_use, std::cmp::Reverse(e.depth), **k))
+        .map(|(k, _)| *k)
 }
 
 #[derive(Debug, Clone)]
@@ -440,13 +442,7 @@ impl ServingEngine {
     /// Returns whether they fit.
     fn make_room(&mut self, need: u64) -> bool {
         while self.kv_used + self.kv_cached + need > self.kv_capacity {
-            let victim = self
-                .cache
-                .iter()
-                .filter(|(_, e)| e.refs == 0)
-                .min_by_key(|(k, e)| CacheEntry::evict_order(**k, e))
-                .map(|(k, _)| *k);
-            let Some((k, e)) = victim.and_then(|k| self.cache.remove(&k).map(|e| (k, e))) else {
+            let Some((k, e)) = evict_victim(&self.cache).and_then(|k| self.cache.remove(&k).map(|e| (k, e))) else {
                 return false;
             };
             self.kv_cached -= e.tokens;
@@ -466,13 +462,7 @@ impl ServingEngine {
             return false;
         }
         while self.cpu_used + tokens > self.cpu_capacity {
-            let victim = self
-                .cpu
-                .iter()
-                .filter(|(_, e)| e.refs == 0)
-                .min_by_key(|(k, e)| CacheEntry::evict_order(**k, e))
-                .map(|(k, _)| *k);
-            match victim.and_then(|k| self.cpu.remove(&k)) {
+            match evict_victim(&self.cpu).and_then(|k| self.cpu.remove(&k)) {
                 Some(e) => self.cpu_used -= e.tokens,
                 None => return false,
             }

@@ -694,18 +694,41 @@ mod tests {
     use fleetbench_workload::{Arrival, ArrivalSpec, Traffic, WorkloadSpec};
 
     fn h100() -> Deployment {
+        h100_with(EngineKnobs::default())
+    }
+
+    /// Llama 3.1 8B in FP8 on an H100 under vLLM, with these engine settings.
+    fn h100_with(knobs: EngineKnobs) -> Deployment {
         let c = Catalog::embedded().unwrap();
         let spec = DeploymentSpec {
             gpu: "h100-sxm".into(),
             model: "llama-3.1-8b".into(),
             quant: "fp8".into(),
             engine: "vllm".into(),
+            knobs,
             ..DeploymentSpec::default()
         };
         Deployment::resolve(&c, &spec).unwrap()
     }
 
+    /// The H100 with 15 % of its memory for vLLM: a KV cache small enough to
+    /// evict and preempt under a few tens of requests a second.
+    fn small_cache() -> Deployment {
+        h100_with(EngineKnobs { gpu_memory_utilization: Some(0.15), ..EngineKnobs::default() })
+    }
+
     fn run(
+        workload: &str,
+        arrivals: Option<&str>,
+        schedule: Schedule,
+        requests: Option<u64>,
+        cache: bool,
+    ) -> ReplayReport {
+        run_on(h100(), workload, arrivals, schedule, requests, cache)
+    }
+
+    fn run_on(
+        d: Deployment,
         workload: &str,
         arrivals: Option<&str>,
         schedule: Schedule,
@@ -725,7 +748,7 @@ mod tests {
             seed: 3,
             prefix_caching: cache,
         };
-        replay(h100(), &plan, t.workload.as_ref())
+        replay(d, &plan, t.workload.as_ref())
     }
 
     const SP: &str = "shared-prefix:groups=4,users=16,system=2000,question=100,output=50";
@@ -813,31 +836,9 @@ mod tests {
     /// every stage even when the cache overflows and stages overlap.
     #[test]
     fn the_prefix_hit_rate_stays_a_rate_under_preemption() {
-        let c = Catalog::embedded().unwrap();
-        let spec = DeploymentSpec {
-            gpu: "h100".into(),
-            count: 1,
-            model: "llama-3.1-8b".into(),
-            quant: "fp8".into(),
-            engine: "vllm".into(),
-            knobs: EngineKnobs { gpu_memory_utilization: Some(0.15), ..EngineKnobs::default() },
-            ..DeploymentSpec::default()
-        };
-        let d = Deployment::resolve(&c, &spec).unwrap();
-        let w = WorkloadSpec::parse("shared-prefix:groups=8,users=64,system=2000,question=500,output=1000").unwrap();
-        let a = ArrivalSpec::parse("poisson:20/s*5s,40/s*5s").unwrap();
-        let t = Traffic::resolve(&w, true, Some(&a), 3).unwrap();
-        let plan = ReplayPlan {
-            schedule: Schedule::Open { rate: 20.0, arrival: Arrival::Poisson, max_concurrency: None },
-            arrivals: t.arrivals,
-            requests: None,
-            duration_s: None,
-            warmup: 0,
-            sampling: SamplingParams::default(),
-            seed: 3,
-            prefix_caching: true,
-        };
-        let r = replay(d, &plan, t.workload.as_ref());
+        let open = Schedule::Open { rate: 20.0, arrival: Arrival::Poisson, max_concurrency: None };
+        let sp = "shared-prefix:groups=8,users=64,system=2000,question=500,output=1000";
+        let r = run_on(small_cache(), sp, Some("poisson:20/s*5s,40/s*5s"), open, None, true);
         assert!(r.preemptions > 0, "the cache must overflow for this test to mean anything");
         for f in r.stages.iter().chain(std::iter::once(&r.overall)) {
             assert!(f.prefix_hit_rate > 0.0 && f.prefix_hit_rate <= 1.0, "{}", f.prefix_hit_rate);
@@ -850,32 +851,11 @@ mod tests {
     /// map's, so two runs print the same figures.
     #[test]
     fn a_replay_under_cache_pressure_is_the_same_every_time() {
-        let c = Catalog::embedded().unwrap();
-        let spec = DeploymentSpec {
-            gpu: "h100".into(),
-            count: 1,
-            model: "llama-3.1-8b".into(),
-            quant: "fp8".into(),
-            engine: "vllm".into(),
-            knobs: EngineKnobs { gpu_memory_utilization: Some(0.15), ..EngineKnobs::default() },
-            ..DeploymentSpec::default()
-        };
-        let w = WorkloadSpec::parse("shared-prefix:groups=16,users=4,system=1500,question=200,output=100,multi-turn")
-            .unwrap();
-        let a = ArrivalSpec::parse("constant:10/s*20s,30/s*10s").unwrap();
-        let t = Traffic::resolve(&w, true, Some(&a), 3).unwrap();
-        let plan = ReplayPlan {
-            schedule: Schedule::Open { rate: 10.0, arrival: Arrival::Constant, max_concurrency: None },
-            arrivals: t.arrivals,
-            requests: None,
-            duration_s: None,
-            warmup: 0,
-            sampling: SamplingParams::default(),
-            seed: 3,
-            prefix_caching: true,
-        };
+        let open = Schedule::Open { rate: 10.0, arrival: Arrival::Constant, max_concurrency: None };
+        let sp = "shared-prefix:groups=16,users=4,system=1500,question=200,output=100,multi-turn";
         let once = || {
-            serde_json::to_string(&replay(Deployment::resolve(&c, &spec).unwrap(), &plan, t.workload.as_ref())).unwrap()
+            let r = run_on(small_cache(), sp, Some("constant:10/s*20s,30/s*10s"), open, None, true);
+            serde_json::to_string(&r).unwrap()
         };
         let first = once();
         assert!(first.contains("\"preemptions\""));

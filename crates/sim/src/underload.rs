@@ -360,13 +360,16 @@ fn run_row(catalog: &Catalog, c: &Cells, base: &Path) -> Result<RowResult, RowEr
     }
     let o = match stage {
         None => &r.overall,
-        Some(k) => r.stages.get(k - 1).ok_or_else(|| {
-            c.at("measured_stage", format!("is {k}, and the arrivals have {} stages", r.stages.len()))
-        })?,
+        Some(k) => {
+            let s = r.stages.get(k - 1).ok_or_else(|| {
+                c.at("measured_stage", format!("is {k}, and the arrivals have {} stages", r.stages.len()))
+            })?;
+            if s.requests == 0 {
+                return Err(RowError::Skip(format!("the replay completed no request in stage {k}")));
+            }
+            s
+        }
     };
-    if o.requests == 0 {
-        return Err(RowError::Skip(format!("the replay completed no request in stage {}", stage.unwrap_or(0))));
-    }
     let predicted = [o.ttft_ms.mean, o.tpot_ms.mean, o.e2el_ms.mean];
     let err = |i: usize| match (predicted[i], measured[i]) {
         (Some(p), Some(m)) => Some((p - m) / m * 100.0),

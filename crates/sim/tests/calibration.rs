@@ -55,21 +55,26 @@ fn a_file_without_the_columns_is_refused_with_advice() {
     assert!(err.contains("missing column") && err.contains("published_calibration.csv"), "{err}");
 }
 
+/// `sim validate` on a file of runs under load in `data/calibration/`.
+fn validate_calibration_file(name: &str) -> fleetbench_sim::underload::LoadReport {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/calibration");
+    let text = std::fs::read_to_string(dir.join(name)).unwrap();
+    fleetbench_sim::underload::validate_text(&Catalog::embedded().unwrap(), &text, name, &dir).unwrap()
+}
+
+/// A median within a point of the one SIMULATOR.md states.
+fn near(got: Option<f64>, stated: f64, what: &str) {
+    let got = got.unwrap();
+    assert!((got - stated).abs() <= 1.0, "{what}: {got:.2} %, SIMULATOR.md states {stated} %");
+}
+
 /// The runs under load are reproduced within the medians docs/SIMULATOR.md
 /// states (section 7, "vLLM's bandwidth on Hopper and on the A100"), both
 /// halves of the fit, every row covered.
 #[test]
 fn runs_under_load_are_reproduced_within_the_stated_error() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/calibration/under-load.csv");
-    let text = std::fs::read_to_string(path).unwrap();
-    let base = std::path::Path::new(path).parent().unwrap();
-    let r =
-        fleetbench_sim::underload::validate_text(&Catalog::embedded().unwrap(), &text, "under-load.csv", base).unwrap();
+    let r = validate_calibration_file("under-load.csv");
     assert_eq!((r.covered, r.total), (54, 54));
-    let near = |got: Option<f64>, stated: f64, what: &str| {
-        let got = got.unwrap();
-        assert!((got - stated).abs() <= 1.0, "{what}: {got:.2} %, SIMULATOR.md states {stated} %");
-    };
     let all = r.median_abs_err_pct;
     near(all.ttft, 29.7, "TTFT, all rows");
     near(all.tpot, 11.4, "TPOT, all rows");
@@ -87,17 +92,8 @@ fn runs_under_load_are_reproduced_within_the_stated_error() {
 /// within a point of what SIMULATOR.md states.
 #[test]
 fn fleet_shared_prefix_runs_are_reproduced_within_the_stated_error() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/calibration/fleet-shared-prefix.csv");
-    let text = std::fs::read_to_string(path).unwrap();
-    let base = std::path::Path::new(path).parent().unwrap();
-    let r =
-        fleetbench_sim::underload::validate_text(&Catalog::embedded().unwrap(), &text, "fleet-shared-prefix.csv", base)
-            .unwrap();
+    let r = validate_calibration_file("fleet-shared-prefix.csv");
     assert_eq!((r.covered, r.total), (7, 7));
-    let near = |got: Option<f64>, stated: f64, what: &str| {
-        let got = got.unwrap();
-        assert!((got - stated).abs() <= 1.0, "{what}: {got:.2} %, SIMULATOR.md states {stated} %");
-    };
     let all = r.median_abs_err_pct;
     near(all.ttft, 23.8, "TTFT");
     near(all.tpot, 20.9, "TPOT");

@@ -114,8 +114,11 @@ fn print_report(r: &SelftestReport) {
         outln!("streams in flight      {}", r.max_streams_in_flight);
     }
     outln!("requests               {} completed, {} failed in {:.1} s", r.completed, r.failed, r.wall_s);
-    for f in &r.failures {
-        outln!("  failed: {} x {} (first: {})", f.count, f.kind, f.first_message);
+    for (kind, n) in &r.errors_by_kind {
+        outln!("  failed: {n} x {kind}");
+    }
+    if let Some(first) = &r.first_error {
+        outln!("  first failure: {first}");
     }
     outln!("streamed tokens        {} = {:.0} tokens/s on one client thread", r.streamed_tokens, r.tokens_per_s);
     outln!(
