@@ -207,7 +207,9 @@ pub struct TrafficArgs {
     /// Gamma shape for --arrival gamma (below 1 is burstier than Poisson).
     #[arg(long, default_value_t = 1.0, help_heading = "Schedule")]
     pub burstiness: f64,
-    /// Open loop in stages or from a trace: constant:8/s*600s,20/s*600s,
+    /// Open loop in stages or from a trace: constant:8/s*600s,20/s*600s
+    /// (inference-perf's constant load: rate x duration requests at random
+    /// gaps filling each stage), even:... (exactly 1/rate apart),
     /// poisson:..., gamma:...,cv=2, or trace:[jsonl|mooncake|burstgpt|azure:]FILE
     /// (docs/METRICS.md, "Workloads"). A stage starts when the requests of
     /// the stage before have ended, if that is after its own time.

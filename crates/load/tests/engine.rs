@@ -432,7 +432,7 @@ async fn a_stage_starts_when_the_stage_before_has_drained() {
         ..Default::default()
     })
     .await;
-    let arrivals = fleetbench_load::ArrivalSpec::parse("constant:20/s*50ms,20/s*100ms").unwrap().plan(1).unwrap();
+    let arrivals = fleetbench_load::ArrivalSpec::parse("even:20/s*50ms,20/s*100ms").unwrap().plan(1).unwrap();
     let plan = open_plan(20.0, None, Some(arrivals));
     let wl = Arc::new(SyntheticWorkload::new(16, 2, 0.0, 3));
     let recs = run_to_end(&client(&s.base_url(), ApiKind::Chat), &plan, wl).await;

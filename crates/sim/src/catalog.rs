@@ -743,7 +743,7 @@ impl Catalog {
         let mut n = normalize(tail);
         const SUFFIXES: &[&str] = &[
             "instruct", "it", "chat", "hf", "base", "fp8", "fp16", "bf16", "awq", "gptq", "gguf", "int4", "int8",
-            "dynamic",
+            "dynamic", "python",
         ];
         loop {
             if let Some(m) =

@@ -104,6 +104,10 @@ pub struct RowResult {
     pub e2e_err_pct: Option<f64>,
     /// `None` when the row was replayed; else why not.
     pub skipped: Option<String>,
+    /// Skipped because a cell is malformed (the reason names its line and
+    /// column), not because the simulator cannot place the deployment.
+    #[serde(skip)]
+    pub malformed: bool,
     /// Measured and predicted means (text output and tests; not in JSON).
     #[serde(skip)]
     pub figures: Option<Figures>,
@@ -134,9 +138,10 @@ pub struct LoadReport {
     pub total: usize,
 }
 
-/// What went wrong with a row: a value the file states wrongly (an error,
-/// reported with its line and column) or a deployment the simulator cannot
-/// place (a skip, with its reason).
+/// What went wrong with a row: a value the file states wrongly (reported
+/// with its line and column) or a deployment the simulator cannot place.
+/// Either way the row is skipped with the reason and the others are still
+/// validated.
 enum RowError {
     Bad(String),
     Skip(String),
@@ -152,12 +157,25 @@ impl Cells<'_> {
         let col = self.headers.iter().position(|h| h == key).map(|i| i + 1).unwrap_or(0);
         RowError::Bad(format!("line {}, column {col} ({key}): {why}", self.row.line))
     }
-    fn opt<T: std::str::FromStr>(&self, key: &str, what: &str) -> Result<Option<T>, RowError> {
+    /// A cell's text, or `None` where it is empty or says "no value" as
+    /// spreadsheets and pandas write it (`NaN`, `None`, `null`, `N/A`, `-`).
+    fn value(&self, key: &str) -> Option<&str> {
         let v = self.row.get(key);
-        if v.is_empty() {
-            return Ok(None);
+        let missing = matches!(v.to_ascii_lowercase().as_str(), "" | "nan" | "none" | "null" | "n/a" | "na" | "-");
+        (!missing).then_some(v)
+    }
+    /// A number; a whole-number column also takes `2048.0`, as pandas writes
+    /// a column of whole numbers that has empty cells.
+    fn opt<T: std::str::FromStr>(&self, key: &str, what: &str) -> Result<Option<T>, RowError> {
+        let Some(v) = self.value(key) else { return Ok(None) };
+        if let Ok(x) = v.parse::<T>() {
+            return Ok(Some(x));
         }
-        v.parse::<T>().map(Some).map_err(|_| self.at(key, format!("'{v}' is not {what}")))
+        match v.parse::<f64>() {
+            Ok(x) if x.is_finite() && x >= 0.0 && x.fract() == 0.0 => format!("{x:.0}").parse::<T>().map(Some),
+            _ => return Err(self.at(key, format!("'{v}' is not {what}"))),
+        }
+        .map_err(|_| self.at(key, format!("'{v}' is not {what}")))
     }
     fn positive(&self, key: &str) -> Result<Option<f64>, RowError> {
         match self.opt::<f64>(key, "a number")? {
@@ -165,12 +183,97 @@ impl Cells<'_> {
             x => Ok(x),
         }
     }
-    fn flag(&self, key: &str) -> Result<bool, RowError> {
-        match self.row.get(key).to_ascii_lowercase().as_str() {
-            "" | "true" | "on" | "yes" | "1" => Ok(true),
-            "false" | "off" | "no" | "0" => Ok(false),
-            other => Err(self.at(key, format!("'{other}' is not true or false"))),
+    /// A switch; empty is `default`.
+    fn flag(&self, key: &str, default: bool) -> Result<bool, RowError> {
+        let Some(v) = self.value(key) else { return Ok(default) };
+        parse_switch(v).ok_or_else(|| self.at(key, format!("'{v}' is not true or false")))
+    }
+    /// The share of device memory: `0.9`, or as a percentage (`90%`, `90`).
+    fn memory_share(&self, key: &str) -> Result<Option<f64>, RowError> {
+        let Some(v) = self.value(key) else { return Ok(None) };
+        let (number, percent) = match v.strip_suffix('%') {
+            Some(n) => (n.trim(), true),
+            None => (v, false),
+        };
+        let bad = || self.at(key, format!("'{v}' is not a share of memory (0.9 or 90%)"));
+        let x: f64 = number.parse().map_err(|_| bad())?;
+        if !(x.is_finite() && x > 0.0) {
+            return Err(bad());
         }
+        // A share above 1 can only be a percentage.
+        let share = if percent || x > 1.0 { x / 100.0 } else { x };
+        if share > 1.0 {
+            return Err(self.at(key, "is a share of memory, at most 1 (100%)"));
+        }
+        Ok(Some(share))
+    }
+    /// KV offload to CPU memory in GB: a number, with `GB` or `GiB` if
+    /// written; `false` (or empty) is none; `true` is an offload of
+    /// [`DEFAULT_OFFLOAD_GB`], the size a row that only says "on" gets.
+    fn offload_gb(&self, key: &str) -> Result<f64, RowError> {
+        let Some(v) = self.value(key) else { return Ok(0.0) };
+        if let Some(on) = parse_switch(v) {
+            return Ok(if on { DEFAULT_OFFLOAD_GB } else { 0.0 });
+        }
+        let lower = v.to_ascii_lowercase();
+        let (number, scale) = if let Some(n) = lower.strip_suffix("gib") {
+            (n, 1.073_741_824)
+        } else if let Some(n) = lower.strip_suffix("gb").or_else(|| lower.strip_suffix('g')) {
+            (n, 1.0)
+        } else {
+            (lower.as_str(), 1.0)
+        };
+        match number.trim().parse::<f64>() {
+            Ok(x) if x.is_finite() && x >= 0.0 => Ok(x * scale),
+            _ => Err(self.at(key, format!("'{v}' is not a number of GB or true/false"))),
+        }
+    }
+}
+
+/// The CPU memory a row's KV offload gets when the row says only that it is
+/// on: 100 GB, a modest share of a serving host's memory (the runs this
+/// check reads state no size; vLLM's `--kv-offloading-size` has no default).
+pub const DEFAULT_OFFLOAD_GB: f64 = 100.0;
+
+/// A GPU written with its count, before (`8xH100`, `2 x NVIDIA L40S`) or
+/// after (`H100x8`, `NVIDIA L40S x 2`): the name and the count. After a
+/// name, the `x` must follow a digit, a space or a bracket, so that
+/// "RTX 5090" stays a name.
+fn split_gpu_count(text: &str) -> (&str, Option<u32>) {
+    let is_x = |c: char| matches!(c, 'x' | 'X' | '×');
+    let count = |d: &str| d.parse::<u32>().ok().filter(|n| (1..=1024).contains(n));
+    let t = text.trim();
+    // Leading "N x".
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    if digits > 0 {
+        let rest = t[digits..].trim_start();
+        if let Some(name) = rest.strip_prefix(is_x) {
+            if let (Some(n), name) = (count(&t[..digits]), name.trim()) {
+                if !name.is_empty() {
+                    return (name, Some(n));
+                }
+            }
+        }
+    }
+    // Trailing "x N", the x not after a letter.
+    let start = t.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    if let Some(name) = t[..start].trim_end().strip_suffix(is_x) {
+        let after_letter = name.chars().last().is_some_and(|b| b.is_alphabetic());
+        if let (false, Some(n), name) = (after_letter, count(&t[start..]), name.trim()) {
+            if !name.is_empty() {
+                return (name, Some(n));
+            }
+        }
+    }
+    (t, None)
+}
+
+/// `true`/`false` as CSV files write them.
+fn parse_switch(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "t" | "on" | "yes" | "y" | "1" | "enabled" | "enable" => Some(true),
+        "false" | "f" | "off" | "no" | "n" | "0" | "disabled" | "disable" => Some(false),
+        _ => None,
     }
 }
 
@@ -200,15 +303,21 @@ pub fn validate_text(catalog: &Catalog, text: &str, origin: &str, base: &Path) -
         let cells = Cells { row, headers: &headers };
         match run_row(catalog, &cells, base) {
             Ok(r) => out.push(r),
-            Err(RowError::Skip(reason)) => out.push(RowResult {
-                id: row.id().to_string(),
-                ttft_err_pct: None,
-                tpot_err_pct: None,
-                e2e_err_pct: None,
-                skipped: Some(reason),
-                figures: None,
-            }),
-            Err(RowError::Bad(message)) => return Err(SimError::Calibration { path: origin.to_string(), message }),
+            Err(e) => {
+                let (reason, malformed) = match e {
+                    RowError::Skip(reason) => (reason, false),
+                    RowError::Bad(message) => (format!("{origin}: {message}"), true),
+                };
+                out.push(RowResult {
+                    id: row.id().to_string(),
+                    ttft_err_pct: None,
+                    tpot_err_pct: None,
+                    e2e_err_pct: None,
+                    skipped: Some(reason),
+                    malformed,
+                    figures: None,
+                })
+            }
         }
     }
     Ok(report(out))
@@ -231,21 +340,25 @@ fn run_row(catalog: &Catalog, c: &Cells, base: &Path) -> Result<RowResult, RowEr
     if row.id().is_empty() {
         return Err(c.at("id", "empty"));
     }
-    let count = c.opt::<u32>("gpu_count", "a whole number of GPUs")?.unwrap_or(1);
+    // The GPU may carry its count ("8xH100", "NVIDIA L40S x 2").
+    let (gpu, count_in_name) = split_gpu_count(row.get("gpu"));
+    let count = match (c.opt::<u32>("gpu_count", "a whole number of GPUs")?, count_in_name) {
+        (Some(n), Some(m)) if n != m => {
+            return Err(c.at("gpu", format!("says {m} GPUs and gpu_count says {n}")));
+        }
+        (n, m) => n.or(m).unwrap_or(1),
+    };
     if count == 0 {
         return Err(c.at("gpu_count", "must be at least 1"));
     }
     let knobs = EngineKnobs {
         max_num_batched_tokens: c.opt("max_num_batched_tokens", "a whole number of tokens")?,
-        gpu_memory_utilization: c.positive("gpu_memory_utilization")?,
+        gpu_memory_utilization: c.memory_share("gpu_memory_utilization")?,
         block_size: c.opt("block_size", "a whole number of tokens")?,
-        prefix_caching: c.flag("prefix_caching")?,
-        cpu_offload_gb: c.opt::<f64>("cpu_offload", "a number of GB")?.unwrap_or(0.0),
+        prefix_caching: c.flag("prefix_caching", true)?,
+        cpu_offload_gb: c.offload_gb("cpu_offload")?,
         pipeline_parallel: c.opt("pipeline_parallel", "a whole number of stages")?,
     };
-    if knobs.gpu_memory_utilization.is_some_and(|u| u > 1.0) {
-        return Err(c.at("gpu_memory_utilization", "is a share of memory, at most 1"));
-    }
     for (key, v) in [
         ("max_num_batched_tokens", knobs.max_num_batched_tokens),
         ("block_size", knobs.block_size),
@@ -255,9 +368,6 @@ fn run_row(catalog: &Catalog, c: &Cells, base: &Path) -> Result<RowResult, RowEr
             return Err(c.at(key, "must be at least 1"));
         }
     }
-    if !(knobs.cpu_offload_gb.is_finite() && knobs.cpu_offload_gb >= 0.0) {
-        return Err(c.at("cpu_offload", "must be a non-negative number of GB"));
-    }
     let model = row.get("model");
     let model = if model.to_ascii_lowercase().ends_with(".json") && Path::new(model).is_relative() {
         base.join(model).display().to_string()
@@ -265,12 +375,13 @@ fn run_row(catalog: &Catalog, c: &Cells, base: &Path) -> Result<RowResult, RowEr
         model.to_string()
     };
     let spec = DeploymentSpec {
-        gpu: row.get("gpu").to_string(),
+        gpu: gpu.to_string(),
         count,
-        interconnect: Some(row.get("interconnect")).filter(|s| !s.is_empty()).map(String::from),
+        interconnect: c.value("interconnect").map(String::from),
         model,
-        quant: row.get("quant").to_string(),
-        engine: row.get("engine").to_string(),
+        quant: c.value("quant").unwrap_or("").to_string(),
+        // The check this validates is of vLLM runs: an empty engine is vLLM.
+        engine: c.value("engine").unwrap_or("vllm").to_string(),
         max_num_seqs: c.opt("max_num_seqs", "a whole number of sequences")?,
         parallelism: None,
         knobs,
@@ -298,7 +409,7 @@ fn run_row(catalog: &Catalog, c: &Cells, base: &Path) -> Result<RowResult, RowEr
     // that length. Other workloads keep their own sizes.
     let output_mean = c.positive("measured_output_tokens_mean")?.map(|m| m.round().clamp(1.0, u32::MAX as f64) as u32);
     let seed = c.opt::<u64>("seed", "a whole number")?.unwrap_or(0);
-    let workload_text = row.get("workload");
+    let workload_text = c.value("workload").unwrap_or("");
     let mut workload = WorkloadSpec::parse(if workload_text.is_empty() { "synthetic" } else { workload_text })
         .map_err(|e| c.at("workload", e))?;
     if let Some(n) = output_mean {
@@ -308,7 +419,7 @@ fn run_row(catalog: &Catalog, c: &Cells, base: &Path) -> Result<RowResult, RowEr
             _ => {}
         }
     }
-    let arrivals = match row.get("arrivals") {
+    let arrivals = match c.value("arrivals").unwrap_or("") {
         "" => None,
         a => Some(match ArrivalSpec::parse(a).map_err(|e| c.at("arrivals", e))? {
             ArrivalSpec::Trace { path, format } if path.is_relative() => {
@@ -381,6 +492,7 @@ fn run_row(catalog: &Catalog, c: &Cells, base: &Path) -> Result<RowResult, RowEr
         tpot_err_pct: err(1),
         e2e_err_pct: err(2),
         skipped: None,
+        malformed: false,
         figures: Some(Figures { measured, predicted, requests: o.requests }),
     })
 }
@@ -469,5 +581,28 @@ impl LoadReport {
             m(held)
         ));
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_gpu_count;
+
+    #[test]
+    fn a_gpu_may_carry_its_count() {
+        for (text, want) in [
+            ("8xH100", ("H100", Some(8))),
+            ("2 x NVIDIA L40S", ("NVIDIA L40S", Some(2))),
+            ("H100x8", ("H100", Some(8))),
+            ("NVIDIA L40S x 2", ("NVIDIA L40S", Some(2))),
+            ("A100-80GB ×4", ("A100-80GB", Some(4))),
+            ("RTX 5090", ("RTX 5090", None)),
+            ("NVIDIA GeForce RTX 3090", ("NVIDIA GeForce RTX 3090", None)),
+            ("MI300X", ("MI300X", None)),
+            ("H100", ("H100", None)),
+            ("0xH100", ("0xH100", None)),
+        ] {
+            assert_eq!(split_gpu_count(text), want, "{text}");
+        }
     }
 }

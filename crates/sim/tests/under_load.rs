@@ -104,14 +104,19 @@ fn bad_values_are_reported_with_line_and_column() {
         (good.replace("constant:4/s*20s", "steady:4/s"), "line 3, column 13 (arrivals)"),
         (good.replace("\"synthetic:in=500,out=100\"", "synthetic:in=lots"), "line 3, column 12 (workload)"),
         (good.replace(",1,llama", ",two,llama"), "line 3, column 3 (gpu_count)"),
-        (good.replace(",,,,,,", ",,,1.5,,,"), "line 3, column 9 (gpu_memory_utilization)"),
+        (good.replace(",,,,,,", ",,,150,,,"), "line 3, column 9 (gpu_memory_utilization)"),
         (good.replace(",,,,,,", ",,,,,maybe,"), "line 3, column 11 (prefix_caching)"),
         (good.replace(",40,8,", ",-40,8,"), "line 3, column 14 (measured_ttft_mean_ms)"),
     ];
+    // A malformed row is skipped with its file, line and column; the good
+    // row is still validated.
     for (row, want) in cases {
         let text = format!("{HEADER}\n{good}\n{row}\n");
-        let err = validate_text(&c, &text, "runs.csv", base()).unwrap_err().to_string();
-        assert!(err.contains("runs.csv") && err.contains(want), "{err} (wanted {want})");
+        let r = validate_text(&c, &text, "runs.csv", base()).unwrap();
+        assert_eq!((r.covered, r.total), (1, 2));
+        assert!(!r.rows[0].malformed && r.rows[1].malformed);
+        let why = r.rows[1].skipped.as_deref().unwrap_or("");
+        assert!(why.contains("runs.csv") && why.contains(want), "{why} (wanted {want})");
     }
     let err = validate_text(&c, "id,gpu,measured_ttft_mean_ms\n", "runs.csv", base()).unwrap_err().to_string();
     assert!(err.contains("missing column(s)") && err.contains("measured_tpot_mean_ms"), "{err}");
@@ -144,6 +149,10 @@ fn hugging_face_ids_release_tags_and_an_empty_format_place_their_deployment() {
             row("b", "l40s", 1, "llama-3.1-8b", "bf16"),
         ),
         (row("a", "A100-80G", 2, "Qwen/Qwen3-14B", "bf16"), row("b", "a100-80gb", 2, "qwen3-14b", "bf16")),
+        (
+            row("a", "2 x NVIDIA H100 80GB HBM3", 2, "codellama/CodeLlama-34b-Python-hf", ""),
+            row("b", "h100-sxm", 2, "codellama-34b", "bf16"),
+        ),
         (row("a", "NVIDIA L40", 2, "Qwen/Qwen3-14B", "bf16"), row("b", "l40", 2, "qwen3-14b", "bf16")),
     ];
     let catalog = Catalog::embedded().unwrap();
@@ -153,6 +162,58 @@ fn hugging_face_ids_release_tags_and_an_empty_format_place_their_deployment() {
         assert!(skipped.is_empty(), "{spelled}: {skipped:?}");
         let [a, b] = [&r.rows[0], &r.rows[1]].map(|x| x.figures.unwrap().predicted);
         assert_eq!(a, b, "{spelled} and {canonical} place different deployments");
+    }
+}
+
+/// Cells as pandas and spreadsheets write them: whole numbers as `2048.0`,
+/// `NaN` for no value, `True`/`False`, a memory share in percent, an
+/// offload as a switch or with its unit, an empty engine (vLLM), and
+/// inference-perf's own names with semicolons in the workload and stages.
+/// Each reads as its plain spelling.
+#[test]
+fn cells_as_pandas_and_spreadsheets_write_them_read_as_their_plain_spelling() {
+    let row = |id: &str, count: &str, engine: &str, knobs: &str, workload: &str, arrivals: &str, tpot: &str| {
+        format!("{id},NVIDIA H100 80GB HBM3,{count},Qwen/Qwen3-14B,bf16,{engine},{knobs},\"{workload}\",\"{arrivals}\",120,{tpot},3000,own")
+    };
+    let plain_workload = "shared-prefix:groups=2,users=4,system=2000,question=200,output=100,multi-turn";
+    let plain_arrivals = "constant:2/s*20s,4/s*20s";
+    let pairs = [
+        (
+            row("a", "2.0", "vllm", "2048.0,128.0,90%,False,True", plain_workload, plain_arrivals, "NaN"),
+            row("b", "2", "vllm", "2048,128,0.9,0,true", plain_workload, plain_arrivals, ""),
+        ),
+        (
+            row("a", "1", "", "None,nan,90,off,yes", plain_workload, plain_arrivals, "25"),
+            row("b", "1", "vllm", ",,0.9,,", plain_workload, plain_arrivals, "25"),
+        ),
+        (
+            row(
+                "a",
+                "1",
+                "vllm",
+                ",,,,",
+                "shared-prefix:num_groups=2;num_prompts_per_group=4;system_prompt_len=2000;question_len=200;output_len=100;enable_multi_turn_chat=True",
+                "Constant: 2rps*20s; 4qps*20s",
+                "25",
+            ),
+            row("b", "1", "vllm", ",,,,", plain_workload, plain_arrivals, "25"),
+        ),
+        (
+            row("a", "1", "vllm", ",,,True,", plain_workload, plain_arrivals, "25"),
+            row("b", "1", "vllm", &format!(",,,{},", underload::DEFAULT_OFFLOAD_GB), plain_workload, plain_arrivals, "25"),
+        ),
+        (
+            row("a", "1", "vllm", ",,,32GiB,", plain_workload, plain_arrivals, "25"),
+            row("b", "1", "vllm", ",,,34.359738368,", plain_workload, plain_arrivals, "25"),
+        ),
+    ];
+    let catalog = Catalog::embedded().unwrap();
+    for (spelled, plain) in pairs {
+        let r = validate_text(&catalog, &csv(&[&spelled, &plain]), "cells.csv", base()).unwrap();
+        let skipped: Vec<_> = r.rows.iter().filter_map(|x| x.skipped.clone()).collect();
+        assert!(skipped.is_empty(), "{spelled}: {skipped:?}");
+        let [a, b] = [&r.rows[0], &r.rows[1]].map(|x| x.figures.unwrap());
+        assert_eq!((a.predicted, a.measured), (b.predicted, b.measured), "{spelled} and {plain} differ");
     }
 }
 
@@ -199,13 +260,14 @@ fn a_row_may_compare_one_stage_of_its_arrivals() {
     assert!(light < whole && whole < busy, "{light} < {whole} < {busy}");
     for (stage, want) in [("3", "column 18 (measured_stage)"), ("0", "column 18 (measured_stage)")] {
         let text = format!("{header}\n{}\n", row(stage));
-        let err = validate_text(&c, &text, "runs.csv", base()).unwrap_err().to_string();
-        assert!(err.contains(want), "{err}");
+        let r = validate_text(&c, &text, "runs.csv", base()).unwrap();
+        let err = r.rows[0].skipped.clone().unwrap_or_default();
+        assert!(r.rows[0].malformed && err.contains(want), "{err}");
     }
     let closed = format!(
         "{header}\na,h100-sxm,1,llama-3.1-8b,fp8,vllm,,,,,,\"synthetic:in=500,out=100\",,100,20,2000,own,1,4,40\n"
     );
-    let err = validate_text(&c, &closed, "runs.csv", base()).unwrap_err().to_string();
+    let err = validate_text(&c, &closed, "runs.csv", base()).unwrap().rows[0].skipped.clone().unwrap_or_default();
     assert!(err.contains("(measured_stage)"), "{err}");
 }
 

@@ -1,9 +1,13 @@
 //! `--arrivals`: when open-loop requests arrive.
 //!
-//! - `constant:8/s*600s,20/s*600s`, `poisson:...`, `gamma:...,cv=2`: stages
-//!   run one after the other, each at its own rate for its own duration; the
-//!   last stage may leave its duration out and run until the run's stop
-//!   condition. Rates are `N/s`, `N/m` or `N/h` (a bare number is per
+//! - `constant:8/s*600s,20/s*600s`, `poisson:...`, `gamma:...,cv=2`,
+//!   `even:...`: stages run one after the other, each at its own rate for
+//!   its own duration; the last stage may leave its duration out and run
+//!   until the run's stop condition. A `constant` stage is inference-perf's
+//!   constant load: ⌊rate × duration⌋ requests at random (exponential) gaps
+//!   scaled so that they fill the stage, the last at its end; `even` spaces
+//!   them exactly 1/rate apart (GuideLLM's constant rate). An open-ended
+//!   stage has nothing to fill, so `constant` is evenly spaced there too. Rates are `N/s`, `N/m` or `N/h` (a bare number is per
 //!   second); durations are `600s`, `10m`, `1h`, `500ms`. Gamma gaps have
 //!   coefficient of variation `cv` (shape 1/cv²; cv=1 is Poisson).
 //! - `trace:FILE` or `trace:FORMAT:FILE`: the instants (and sizes) of a trace
@@ -14,6 +18,10 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Exp1};
 
 use crate::schedule::{Arrival, ArrivalTimes};
 use crate::text::mix;
@@ -38,6 +46,9 @@ pub enum ArrivalSpec {
         process: Arrival,
         stages: Vec<Stage>,
         drain: bool,
+        /// `constant` stages with a duration jitter as inference-perf's do
+        /// (see the module docs); `false` is `even:`.
+        jitter: bool,
     },
     Trace {
         path: PathBuf,
@@ -48,14 +59,16 @@ pub enum ArrivalSpec {
 impl ArrivalSpec {
     /// One open-ended stage: what `--rate R --arrival A` means.
     pub fn single(rate: f64, process: Arrival) -> ArrivalSpec {
-        ArrivalSpec::Stages { process, stages: vec![Stage { rate, duration_s: None }], drain: true }
+        ArrivalSpec::Stages { process, stages: vec![Stage { rate, duration_s: None }], drain: true, jitter: true }
     }
 
     pub fn parse(s: &str) -> Result<ArrivalSpec, WorkloadError> {
         let bad = |why: String| WorkloadError::Arrivals { spec: s.to_string(), why };
         let (kind, rest) = s.split_once(':').ok_or_else(|| {
-            bad("expected constant:RATE*DUR,..., poisson:..., gamma:...,cv=C or trace:[FORMAT:]FILE".into())
+            bad("expected constant:RATE*DUR,..., poisson:..., gamma:...,cv=C, even:... or trace:[FORMAT:]FILE".into())
         })?;
+        let kind = kind.trim().to_ascii_lowercase();
+        let kind = kind.as_str();
         if kind == "trace" {
             let (format, path) = match rest.split_once(':') {
                 Some((f, p)) if TraceFormat::parse(f).is_some() => (TraceFormat::parse(f), p),
@@ -70,7 +83,9 @@ impl ArrivalSpec {
         }
         let mut cv = None;
         let mut stages = Vec::new();
-        for part in rest.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        // Stages are separated by commas (or semicolons, as a CSV cell may
+        // write them to keep clear of the file's own commas).
+        for part in rest.split([',', ';']).map(str::trim).filter(|p| !p.is_empty()) {
             if let Some(v) = part.strip_prefix("cv=") {
                 let c: f64 = v.parse().map_err(|_| bad(format!("cv= takes a number, not '{v}'")))?;
                 if !(c.is_finite() && c > 0.0) {
@@ -103,14 +118,16 @@ impl ArrivalSpec {
             return Err(bad("give at least one stage, e.g. poisson:8/s*60s".into()));
         }
         let process = match (kind, cv) {
-            ("constant", None) => Arrival::Constant,
+            ("constant" | "even", None) => Arrival::Constant,
             ("poisson", None) => Arrival::Poisson,
             ("gamma", Some(c)) => Arrival::Gamma { burstiness: 1.0 / (c * c) },
             ("gamma", None) => return Err(bad("gamma needs cv=C (the gaps' coefficient of variation)".into())),
-            ("constant" | "poisson", Some(_)) => return Err(bad("cv= applies to gamma only".into())),
-            (other, _) => return Err(bad(format!("unknown process '{other}' (constant, poisson, gamma, trace)"))),
+            ("constant" | "even" | "poisson", Some(_)) => return Err(bad("cv= applies to gamma only".into())),
+            (other, _) => {
+                return Err(bad(format!("unknown process '{other}' (constant, poisson, gamma, even, trace)")))
+            }
         };
-        Ok(ArrivalSpec::Stages { process, stages, drain: true })
+        Ok(ArrivalSpec::Stages { process, stages, drain: true, jitter: kind != "even" })
     }
 
     /// The rate of the first stage (none for a trace).
@@ -124,8 +141,8 @@ impl ArrivalSpec {
     /// The instants, seeded (a trace is read here).
     pub fn plan(&self, seed: u64) -> Result<ArrivalPlan, WorkloadError> {
         Ok(match self {
-            ArrivalSpec::Stages { process, stages, drain } => {
-                ArrivalPlan::Stages { process: *process, stages: stages.clone(), seed, drain: *drain }
+            ArrivalSpec::Stages { process, stages, drain, jitter } => {
+                ArrivalPlan::Stages { process: *process, stages: stages.clone(), seed, drain: *drain, jitter: *jitter }
             }
             ArrivalSpec::Trace { path, format } => ArrivalPlan::Trace(Arc::new(Trace::load(path, *format)?)),
         })
@@ -133,15 +150,16 @@ impl ArrivalSpec {
 
     pub fn describe(&self) -> String {
         match self {
-            ArrivalSpec::Stages { process, stages, .. } => describe_stages(*process, stages),
+            ArrivalSpec::Stages { process, stages, jitter, .. } => describe_stages(*process, *jitter, stages),
             ArrivalSpec::Trace { path, format } => format!("trace:{}:{}", format.as_str(), path.display()),
         }
     }
 }
 
-fn describe_stages(process: Arrival, stages: &[Stage]) -> String {
+fn describe_stages(process: Arrival, jitter: bool, stages: &[Stage]) -> String {
     let (name, cv) = match process {
-        Arrival::Constant => ("constant", None),
+        Arrival::Constant if jitter => ("constant", None),
+        Arrival::Constant => ("even", None),
         Arrival::Poisson => ("poisson", None),
         Arrival::Gamma { burstiness } => ("gamma", Some(1.0 / burstiness.sqrt())),
     };
@@ -158,7 +176,7 @@ fn describe_stages(process: Arrival, stages: &[Stage]) -> String {
     format!("{name}:{}", parts.join(","))
 }
 
-/// `8/s`, `30/m`, `100/h` or `8`, in requests per second.
+/// `8/s`, `30/m`, `100/h`, `8rps` or `8`, in requests per second.
 fn parse_rate(s: &str) -> Result<f64, String> {
     let (n, per) = match s.split_once('/') {
         Some((n, u)) => {
@@ -170,13 +188,32 @@ fn parse_rate(s: &str) -> Result<f64, String> {
             };
             (n, per)
         }
-        None => (s, 1.0),
+        // "8rps", "8qps": requests (queries) per second, as benchmarks write it.
+        None => (s.trim().strip_suffix("rps").or_else(|| s.trim().strip_suffix("qps")).unwrap_or(s), 1.0),
     };
     let n: f64 = n.trim().parse().map_err(|_| format!("'{s}' is not a rate like 8/s"))?;
     if !(n.is_finite() && n > 0.0) {
         return Err(format!("rate '{s}' must be positive"));
     }
     Ok(n / per)
+}
+
+/// The instants of a `constant` stage as inference-perf's constant load
+/// makes them: ⌊rate × duration⌋ exponential gaps, seeded, scaled so that
+/// they sum to the stage's duration (the last request at its end). Two
+/// passes over the same draws, so no stage is held in memory.
+fn filled_stage(rate: f64, duration_s: f64, seed: u64) -> impl Iterator<Item = f64> + Send {
+    let n = (rate * duration_s).floor() as u64;
+    let draws = move || {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        (0..n).map(move |_| -> f64 { Exp1.sample(&mut rng) })
+    };
+    let total: f64 = draws().sum();
+    let scale = if total > 0.0 { duration_s / total } else { 0.0 };
+    draws().scan(0.0, move |acc, gap| {
+        *acc += gap * scale;
+        Some(acc.min(duration_s))
+    })
 }
 
 /// Arrival instants ready to iterate: seeded stages or a loaded trace.
@@ -189,6 +226,7 @@ pub enum ArrivalPlan {
         stages: Vec<Stage>,
         seed: u64,
         drain: bool,
+        jitter: bool,
     },
     Trace(Arc<Trace>),
 }
@@ -202,7 +240,7 @@ impl ArrivalPlan {
 
     /// One open-ended stage at `rate`: what `--rate R --arrival A` means.
     pub fn single(rate: f64, process: Arrival, seed: u64) -> ArrivalPlan {
-        ArrivalPlan::Stages { process, stages: vec![Stage { rate, duration_s: None }], seed, drain: true }
+        ArrivalPlan::Stages { process, stages: vec![Stage { rate, duration_s: None }], seed, drain: true, jitter: true }
     }
 }
 
@@ -218,9 +256,8 @@ impl ArrivalPlan {
     /// plan is a trace.
     pub fn instants(&self) -> Box<dyn Iterator<Item = Instant> + Send> {
         match self {
-            ArrivalPlan::Stages { process, stages, seed, .. } => {
-                let process = *process;
-                let seed = *seed;
+            ArrivalPlan::Stages { process, stages, seed, jitter, .. } => {
+                let (process, seed, jitter) = (*process, *seed, *jitter);
                 let mut start = 0.0;
                 let mut parts: Vec<Box<dyn Iterator<Item = Instant> + Send>> = Vec::new();
                 for (k, st) in stages.iter().enumerate() {
@@ -230,6 +267,13 @@ impl ArrivalPlan {
                     let times =
                         ArrivalTimes::new(st.rate, process, s).map(move |t| Instant { t: t0 + t, stage: k as u32 });
                     match st.duration_s {
+                        Some(d) if jitter && process == Arrival::Constant => {
+                            let k = k as u32;
+                            parts.push(Box::new(
+                                filled_stage(st.rate, d, s).map(move |t| Instant { t: t0 + t, stage: k }),
+                            ));
+                            start = t0 + d;
+                        }
                         Some(d) => {
                             let end = t0 + d;
                             parts.push(Box::new(times.take_while(move |i| i.t < end)));
@@ -262,12 +306,16 @@ impl ArrivalPlan {
     /// Each stage's name, start and end (`None`: open-ended), seconds.
     pub fn stages(&self) -> Vec<(String, f64, Option<f64>)> {
         match self {
-            ArrivalPlan::Stages { process, stages, .. } => {
+            ArrivalPlan::Stages { process, stages, jitter, .. } => {
                 let mut start = 0.0;
                 stages
                     .iter()
                     .map(|st| {
-                        let name = describe_stages(*process, std::slice::from_ref(&Stage { duration_s: None, ..*st }));
+                        let name = describe_stages(
+                            *process,
+                            *jitter,
+                            std::slice::from_ref(&Stage { duration_s: None, ..*st }),
+                        );
                         let end = st.duration_s.map(|d| start + d);
                         let out = (name, start, end);
                         start = end.unwrap_or(start);
@@ -298,7 +346,7 @@ impl ArrivalPlan {
 
     pub fn describe(&self) -> String {
         match self {
-            ArrivalPlan::Stages { process, stages, .. } => describe_stages(*process, stages),
+            ArrivalPlan::Stages { process, stages, jitter, .. } => describe_stages(*process, *jitter, stages),
             ArrivalPlan::Trace(t) => format!("trace {} ({} requests)", t.source, t.entries.len()),
         }
     }
@@ -323,6 +371,8 @@ mod tests {
             st,
             vec![Stage { rate: 8.0, duration_s: Some(600.0) }, Stage { rate: 20.0, duration_s: Some(600.0) }]
         );
+        // How other tools and CSV cells write the same stages.
+        assert_eq!(stages("Constant: 8rps*600s; 20qps*10m"), stages("constant:8/s*600s,20/s*10m"));
         let (p, st) = stages("gamma:120/m*30s,4,cv=2");
         assert_eq!(p, Arrival::Gamma { burstiness: 0.25 });
         assert_eq!(st[0].rate, 2.0);
@@ -390,5 +440,43 @@ mod tests {
         assert_eq!(names[1].1, 60.0);
         assert_eq!(names[1].2, None);
         assert!(names[0].0.starts_with("gamma:8/s"), "{}", names[0].0);
+    }
+
+    /// A `constant` stage is inference-perf's constant load: ⌊rate ×
+    /// duration⌋ requests at random gaps that fill the stage, the last at its
+    /// end, the gaps as irregular as a Poisson process's (coefficient of
+    /// variation near 1), the same for a seed; `even` spaces them 1/rate
+    /// apart; an open-ended `constant` stage is evenly spaced.
+    #[test]
+    fn constant_stages_jitter_as_inference_perf_and_even_stages_do_not() {
+        let instants = |spec: &str, seed: u64| -> Vec<Instant> {
+            ArrivalSpec::parse(spec).unwrap().plan(seed).unwrap().instants().collect()
+        };
+        let cv = |t: &[f64]| {
+            let g: Vec<f64> = t.windows(2).map(|w| w[1] - w[0]).collect();
+            let m = g.iter().sum::<f64>() / g.len() as f64;
+            (g.iter().map(|x| (x - m).powi(2)).sum::<f64>() / g.len() as f64).sqrt() / m
+        };
+        let jit = instants("constant:8/s*600s,0.7/s*10s", 3);
+        let first: Vec<f64> = jit.iter().filter(|i| i.stage == 0).map(|i| i.t).collect();
+        assert_eq!(first.len(), 4800);
+        assert_eq!(jit.iter().filter(|i| i.stage == 1).count(), 7, "int(0.7 x 10) as inference-perf counts");
+        assert!(first[0] > 0.0 && (first[4799] - 600.0).abs() < 1e-9, "{} .. {}", first[0], first[4799]);
+        assert!(first.windows(2).all(|w| w[0] <= w[1]));
+        assert!(jit.iter().filter(|i| i.stage == 1).all(|i| i.t > 600.0 && i.t <= 610.0 + 1e-9));
+        let c = cv(&first);
+        assert!((0.9..1.1).contains(&c), "cv {c}");
+        assert_eq!(jit, instants("constant:8/s*600s,0.7/s*10s", 3));
+        assert_ne!(jit, instants("constant:8/s*600s,0.7/s*10s", 4));
+        let even: Vec<f64> = instants("even:8/s*600s", 3).iter().map(|i| i.t).collect();
+        assert_eq!(even.len(), 4800);
+        assert!(cv(&even) < 1e-9 && even[1] == 0.125);
+        let open: Vec<f64> =
+            ArrivalSpec::parse("constant:8/s").unwrap().plan(3).unwrap().instants().take(100).map(|i| i.t).collect();
+        assert!(cv(&open) < 1e-9);
+        // Each names itself as written.
+        for spec in ["constant:8/s*600s", "even:8/s*600s"] {
+            assert_eq!(ArrivalSpec::parse(spec).unwrap().describe(), spec);
+        }
     }
 }

@@ -143,7 +143,7 @@ impl RampSpec {
             }
         };
         // The steps of a ramp follow each other: the load rises without a pause.
-        ArrivalSpec::Stages { process, stages, drain: false }
+        ArrivalSpec::Stages { process, stages, drain: false, jitter: false }
     }
 
     /// A concurrency ramp: when each agent starts, seconds from the ramp's

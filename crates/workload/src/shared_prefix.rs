@@ -50,24 +50,38 @@ impl SharedPrefixSpec {
     /// Parses the part after `shared-prefix:`; the error says what was wrong.
     pub fn parse(rest: &str) -> Result<SharedPrefixSpec, String> {
         let mut spec = SharedPrefixSpec::default();
-        for part in rest.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            if part == "multi-turn" {
-                spec.multi_turn = true;
+        // inference-perf's own names are taken too (its `shared_prefix` data
+        // config: num_groups, num_prompts_per_group, system_prompt_len,
+        // question_len, output_len, enable_multi_turn_chat).
+        for part in rest.split([',', ';']).map(str::trim).filter(|p| !p.is_empty()) {
+            let (k, v) = match part.split_once('=') {
+                Some((k, v)) => (k.trim(), Some(v.trim())),
+                None => (part, None),
+            };
+            if matches!(k, "multi-turn" | "multi_turn" | "enable_multi_turn_chat") {
+                spec.multi_turn = match v.map(|v| v.to_ascii_lowercase()) {
+                    None => true,
+                    Some(v) => match v.as_str() {
+                        "true" | "yes" | "on" | "1" => true,
+                        "false" | "no" | "off" | "0" => false,
+                        _ => return Err(format!("{k}= is true or false, not '{v}'")),
+                    },
+                };
                 continue;
             }
-            let (k, v) = part.split_once('=').ok_or_else(|| {
+            let v = v.ok_or_else(|| {
                 format!("'{part}': expected key=value (groups, users, system, question, output) or multi-turn")
             })?;
-            let n: u32 = v.trim().parse().map_err(|_| format!("{k}= takes a whole number, not '{v}'"))?;
+            let n: u32 = v.parse().map_err(|_| format!("{k}= takes a whole number, not '{v}'"))?;
             if n == 0 {
                 return Err(format!("{k}= must be at least 1"));
             }
-            match k.trim() {
-                "groups" => spec.groups = n,
-                "users" => spec.users = n,
-                "system" => spec.system = n,
-                "question" => spec.question = n,
-                "output" => spec.output = n,
+            match k {
+                "groups" | "num_groups" => spec.groups = n,
+                "users" | "num_prompts_per_group" => spec.users = n,
+                "system" | "system_prompt_len" => spec.system = n,
+                "question" | "question_len" => spec.question = n,
+                "output" | "output_len" => spec.output = n,
                 other => {
                     return Err(format!("unknown key '{other}' (groups, users, system, question, output, multi-turn)"))
                 }
@@ -235,7 +249,14 @@ mod tests {
             SharedPrefixSpec { groups: 3, users: 2, system: 100, question: 20, output: 10, multi_turn: false }
         );
         assert!(gen("shared-prefix:groups=1,multi-turn").spec().multi_turn);
+        // inference-perf's own names, and a switch written out.
+        let named = gen(
+            "shared-prefix:num_groups=3;num_prompts_per_group=2;system_prompt_len=100;question_len=20;output_len=10;enable_multi_turn_chat=true",
+        );
+        assert_eq!(*named.spec(), SharedPrefixSpec { multi_turn: true, ..*s.spec() });
+        assert!(!gen("shared-prefix:groups=1,multi-turn=false").spec().multi_turn);
         for bad in [
+            "shared-prefix:multi-turn=perhaps",
             "shared-prefix:groups=0",
             "shared-prefix:groups=x",
             "shared-prefix:colour=3",

@@ -176,6 +176,15 @@ fn list(catalog: &Catalog, a: ListArgs) -> anyhow::Result<ExitCode> {
 
 fn validate(catalog: &Catalog, a: ValidateArgs) -> anyhow::Result<ExitCode> {
     let report = underload::validate_path(catalog, &a.file)?;
+    if let underload::Validation::UnderLoad(r) = &report {
+        let malformed = r.rows.iter().filter(|r| r.malformed).count();
+        if malformed > 0 {
+            eprintln!(
+                "warning: {malformed} of {} rows have a malformed cell and were skipped (each says where and why)",
+                r.total
+            );
+        }
+    }
     if a.json {
         crate::output::emit_doc(&JsonDoc("a validation", &report), Format::Json)?;
         return Ok(ExitCode::SUCCESS);
