@@ -160,6 +160,13 @@ pub struct RequestContext {
     /// request goes to, instead of the client's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    /// The history's earlier answers are text the server did not generate
+    /// as these tokens (seeded stand-ins; inference-perf's multi-turn users
+    /// send the real answer joined to the prompt with a space, which
+    /// tokenizes differently from its first token on): a server's prefix
+    /// cache finds the earlier prompts, not the answers.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stand_in_answers: bool,
 }
 
 impl RequestContext {

@@ -36,11 +36,14 @@ pub enum EngineEvent {
 pub struct PrefixKey {
     pub group: Option<(u64, u32)>,
     pub conversation: Option<(u64, u32)>,
-    /// The `conversation` entry is a prompt repeated byte for byte, not a
-    /// conversation: a later copy's prompt holds no answer, so a finished
-    /// request's answer is not kept in the entry (vLLM caches those blocks
-    /// apart, free and evicted first).
-    pub repeat: bool,
+    /// A finished request's answer is not kept in the `conversation` entry:
+    /// the entry is a prompt repeated byte for byte (a later copy holds no
+    /// answer), or the next turn's prompt carries the answer as text the
+    /// server did not generate (a stand-in, or the real answer re-tokenized
+    /// after a join, as inference-perf's multi-turn users send it), so its
+    /// tokens differ from the cached ones from the answer's first token on.
+    /// vLLM caches those blocks apart, free and evicted first.
+    pub drop_answer: bool,
 }
 
 /// One cached prefix: its own tokens (beyond its parent's), how many running
@@ -417,7 +420,8 @@ impl ServingEngine {
         if !self.prefix_caching {
             return;
         }
-        let (Some((k, _)), Some(pinned), false) = (done.prefix.conversation, done.pins[1], done.prefix.repeat) else {
+        let (Some((k, _)), Some(pinned), false) = (done.prefix.conversation, done.pins[1], done.prefix.drop_answer)
+        else {
             return;
         };
         if pinned != k {
@@ -810,7 +814,7 @@ mod tests {
     #[test]
     fn the_next_turn_finds_the_previous_answer_in_the_cache() {
         let mut eng = ServingEngine::new(deployment(8));
-        let turn = |ctx: u32| PrefixKey { group: Some((7, 64)), conversation: Some((9, ctx)), repeat: false };
+        let turn = |ctx: u32| PrefixKey { group: Some((7, 64)), conversation: Some((9, ctx)), drop_answer: false };
         // Turn one: 64 system + 100 question tokens, 2 output tokens.
         one_by_one(&mut eng, &[(1, 164, turn(64))]);
         let before = eng.counters().prefix_hit_tokens;
@@ -890,7 +894,7 @@ mod tests {
     fn a_cached_prefix_is_prefilled_once_held_once_and_evicted_when_unused() {
         let mut d = deployment(8);
         d.kv_capacity_tokens = 3000.0;
-        let key = PrefixKey { group: Some((7, 1000)), conversation: None, repeat: false };
+        let key = PrefixKey { group: Some((7, 1000)), conversation: None, drop_answer: false };
         let mut eng = ServingEngine::new(d.clone());
         eng.submit_with_prefix(EngineRequest { id: 1, prompt_tokens: 1100, output_tokens: 4 }, key);
         while eng.step(&mut |_| {}).is_some() {}
@@ -991,7 +995,7 @@ mod tests {
 
     #[test]
     fn prefix_caching_follows_the_deployment_setting() {
-        let key = PrefixKey { group: Some((7, 512)), conversation: None, repeat: false };
+        let key = PrefixKey { group: Some((7, 512)), conversation: None, drop_answer: false };
         let hits = |on: bool| {
             let knobs = crate::perf::EngineKnobs { prefix_caching: on, ..Default::default() };
             let mut eng = ServingEngine::new(knobbed("h100-sxm", "llama-3.1-8b", "fp8", knobs));
@@ -1021,7 +1025,7 @@ mod tests {
             let key = PrefixKey {
                 group: Some((id % 5, 1500)),
                 conversation: Some((100 + id % 7, 1500 + 200 * (id / 7) as u32)),
-                repeat: false,
+                drop_answer: false,
             };
             let prompt = 1600 + 200 * (id / 7) as u32;
             eng.submit_with_prefix(EngineRequest { id, prompt_tokens: prompt, output_tokens: 30 }, key);
@@ -1063,9 +1067,9 @@ mod tests {
 
     #[test]
     fn an_evicted_prefix_reloads_from_cpu_memory_instead_of_being_recomputed() {
-        let a = PrefixKey { group: Some((1, 3200)), conversation: None, repeat: false };
-        let b = PrefixKey { group: Some((2, 3200)), conversation: None, repeat: false };
-        let c = PrefixKey { group: Some((3, 3200)), conversation: None, repeat: false };
+        let a = PrefixKey { group: Some((1, 3200)), conversation: None, drop_answer: false };
+        let b = PrefixKey { group: Some((2, 3200)), conversation: None, drop_answer: false };
+        let c = PrefixKey { group: Some((3, 3200)), conversation: None, drop_answer: false };
         let reqs = [(1, 3300, a), (2, 3300, b), (3, 3300, c), (4, 3300, a)];
         let run = |offload_gb: f64| {
             let knobs = crate::perf::EngineKnobs { cpu_offload_gb: offload_gb, ..Default::default() };

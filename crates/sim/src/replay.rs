@@ -185,7 +185,10 @@ pub fn sizes(spec: &RequestSpec, repeat: Option<u64>) -> (u32, u32, PrefixKey, O
         (None, Some(r)) => Some((mix(REPEAT_KEY, r), prompt)),
         (None, None) => None,
     };
-    (prompt, output, PrefixKey { group, conversation: history, repeat: turns.is_none() && history.is_some() }, turns)
+    // A repeated prompt holds no answer; a history of stand-in (or
+    // re-tokenized) answers does not hold the tokens the server generated.
+    let drop_answer = (turns.is_none() && history.is_some()) || c.stand_in_answers;
+    (prompt, output, PrefixKey { group, conversation: history, drop_answer }, turns)
 }
 
 /// Seeds the cache keys of repeated prompts apart from conversation keys.
@@ -879,6 +882,32 @@ mod tests {
         assert_eq!(multi.overall.requests, 64);
         assert!(multi.overall.input_tokens > 3 * single.overall.input_tokens);
         assert!(multi.overall.prefix_hit_rate > 0.5, "{}", multi.overall.prefix_hit_rate);
+    }
+
+    /// A multi-turn `shared-prefix` user's history carries stand-ins of its
+    /// answers (as inference-perf's joined prompts carry re-tokenized ones),
+    /// so each turn finds the previous prompt in the cache, not the answer:
+    /// one user, three turns of 1,600 + 160 + 160 tokens in 16-token blocks
+    /// hit 0, then 1,760, then 2,080 tokens (keeping the answer would hit
+    /// 1,904 and 2,224). An agent session's turns carry the model's own
+    /// answers and keep them.
+    #[test]
+    fn a_turn_finds_the_previous_prompt_and_not_a_stand_in_answer() {
+        let closed = Schedule::Closed { concurrency: 1 };
+        let r = run(
+            "shared-prefix:groups=1,users=1,system=1600,question=160,output=160,multi-turn",
+            None,
+            closed,
+            Some(3),
+            true,
+        );
+        assert_eq!(r.overall.input_tokens, 1760 + 2080 + 2400);
+        let want = (1760.0 + 2080.0) / (1760.0 + 2080.0 + 2400.0);
+        assert!((r.overall.prefix_hit_rate - want).abs() < 1e-9, "{} vs {want}", r.overall.prefix_hit_rate);
+        let spec = WorkloadSpec::parse("shared-prefix:groups=1,users=1,multi-turn").unwrap();
+        let t = Traffic::resolve(&spec, true, None, 3).unwrap();
+        let turn = t.workload.request(1, &SamplingParams::default());
+        assert!(turn.context.stand_in_answers && sizes(&turn, None).2.drop_answer);
     }
 
     /// Two multi-turn users at 50 requests/s, each request about 2 s long:

@@ -526,7 +526,7 @@ fn conversation_prefix(msgs: &[Value], texts: &[String]) -> PrefixKey {
     let system = msgs[0].get("role").and_then(Value::as_str) == Some("system");
     let group = system.then(|| (hash_str(&texts[0]), tokens(&texts[..1])));
     let name = hash_str(&texts[..2].join("\n")) ^ 0xC0;
-    PrefixKey { group, conversation: Some((name, tokens(&texts[..texts.len() - 1]))), repeat: false }
+    PrefixKey { group, conversation: Some((name, tokens(&texts[..texts.len() - 1]))), drop_answer: false }
 }
 
 async fn chat_completions(State(state): State<Arc<AppState>>, body: Bytes) -> Response {

@@ -204,6 +204,7 @@ fn workload_context_round_trips_and_old_rows_have_none(db: Db) {
         context_tokens: Some(1800),
         session_turns: Some(12),
         model: Some("adapter-b".into()),
+        stand_in_answers: true,
     };
     s.insert_records(id, &[r.clone(), record(1)]).unwrap();
     let back = s.records(id).unwrap();

@@ -88,6 +88,7 @@ impl SessionPlan {
                 context_tokens: Some(context_tokens),
                 session_turns: Some(self.turns.len() as u32),
                 model: None,
+                stand_in_answers: false,
             },
         }
     }

@@ -209,6 +209,7 @@ impl Workload for SharedPrefix {
                 context_tokens: Some(context_tokens),
                 session_turns: None,
                 model: None,
+                stand_in_answers: s.multi_turn,
             },
         }
     }

@@ -349,6 +349,8 @@ impl Workload for TraceWorkload {
                 context_tokens: e.context_tokens.or(e.prefix_tokens),
                 session_turns: None,
                 model: None,
+                // A conversation's text carries seeded stand-ins of its answers.
+                stand_in_answers: e.conversation_id.is_some(),
             },
         }
     }
