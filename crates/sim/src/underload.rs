@@ -171,11 +171,9 @@ impl Cells<'_> {
         if let Ok(x) = v.parse::<T>() {
             return Ok(Some(x));
         }
-        match v.parse::<f64>() {
-            Ok(x) if x.is_finite() && x >= 0.0 && x.fract() == 0.0 => format!("{x:.0}").parse::<T>().map(Some),
-            _ => return Err(self.at(key, format!("'{v}' is not {what}"))),
-        }
-        .map_err(|_| self.at(key, format!("'{v}' is not {what}")))
+        let bad = || self.at(key, format!("'{v}' is not {what}"));
+        let whole = v.parse::<f64>().ok().filter(|x| x.is_finite() && *x >= 0.0 && x.fract() == 0.0).ok_or_else(bad)?;
+        format!("{whole:.0}").parse::<T>().map(Some).map_err(|_| bad())
     }
     fn positive(&self, key: &str) -> Result<Option<f64>, RowError> {
         match self.opt::<f64>(key, "a number")? {
@@ -237,8 +235,7 @@ pub const DEFAULT_OFFLOAD_GB: f64 = 100.0;
 
 /// A GPU written with its count, before (`8xH100`, `2 x NVIDIA L40S`) or
 /// after (`H100x8`, `NVIDIA L40S x 2`): the name and the count. After a
-/// name, the `x` must follow a digit, a space or a bracket, so that
-/// "RTX 5090" stays a name.
+/// name, the `x` must not follow a letter, so that "RTX 5090" stays a name.
 fn split_gpu_count(text: &str) -> (&str, Option<u32>) {
     let is_x = |c: char| matches!(c, 'x' | 'X' | '×');
     let count = |d: &str| d.parse::<u32>().ok().filter(|n| (1..=1024).contains(n));

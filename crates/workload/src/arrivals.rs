@@ -7,8 +7,9 @@
 //!   constant load: ⌊rate × duration⌋ requests at random (exponential) gaps
 //!   scaled so that they fill the stage, the last at its end; `even` spaces
 //!   them exactly 1/rate apart (GuideLLM's constant rate). An open-ended
-//!   stage has nothing to fill, so `constant` is evenly spaced there too. Rates are `N/s`, `N/m` or `N/h` (a bare number is per
-//!   second); durations are `600s`, `10m`, `1h`, `500ms`. Gamma gaps have
+//!   stage has nothing to fill, so `constant` is evenly spaced there too.
+//!   Rates are `N/s`, `N/m`, `N/h` or `Nrps` (a bare number is per second);
+//!   durations are `600s`, `10m`, `1h`, `500ms`. Gamma gaps have
 //!   coefficient of variation `cv` (shape 1/cv²; cv=1 is Poisson).
 //! - `trace:FILE` or `trace:FORMAT:FILE`: the instants (and sizes) of a trace
 //!   (see [`crate::trace`]).
