@@ -36,6 +36,7 @@ enum Figure {
     StepFloor,
     Frontend,
     FrontendToken,
+    FrontendPromptToken,
     /// The engine's `bw_eff` (or `compute_eff`) on one GPU family.
     Family {
         family: String,
@@ -53,6 +54,7 @@ impl Figure {
                 "step_floor_us" => Figure::StepFloor,
                 "frontend_ms" => Figure::Frontend,
                 "frontend_token_us" => Figure::FrontendToken,
+                "frontend_prompt_token_us" => Figure::FrontendPromptToken,
                 _ => return None,
             },
         })
@@ -63,6 +65,7 @@ impl Figure {
             Figure::StepFloor => "step_floor_us".into(),
             Figure::Frontend => "frontend_ms".into(),
             Figure::FrontendToken => "frontend_token_us".into(),
+            Figure::FrontendPromptToken => "frontend_prompt_token_us".into(),
             Figure::Family { family, bandwidth: true } => format!("{family}.bw_eff"),
             Figure::Family { family, bandwidth: false } => format!("{family}.compute_eff"),
         }
@@ -75,6 +78,7 @@ impl Figure {
             Figure::StepFloor => e.step_floor_us,
             Figure::Frontend => e.frontend_ms,
             Figure::FrontendToken => e.frontend_token_us,
+            Figure::FrontendPromptToken => e.frontend_prompt_token_us,
             Figure::Family { family, bandwidth: true } => {
                 e.family.get(family).and_then(|f| f.bw_eff).unwrap_or(e.bw_eff)
             }
@@ -90,6 +94,7 @@ impl Figure {
             Figure::StepFloor => e.step_floor_us = v,
             Figure::Frontend => e.frontend_ms = v,
             Figure::FrontendToken => e.frontend_token_us = v,
+            Figure::FrontendPromptToken => e.frontend_prompt_token_us = v,
             Figure::Family { family, bandwidth } => {
                 let o = e.family.entry(family.clone()).or_insert_with(FamilyEff::default);
                 if *bandwidth {
@@ -116,6 +121,7 @@ impl Figure {
             }
             Figure::Frontend => (0.0, 100.0),
             Figure::FrontendToken => (0.0, 1_000.0),
+            Figure::FrontendPromptToken => (0.0, 100.0),
             Figure::Family { bandwidth: true, .. } => (0.2, 0.95),
             Figure::Family { bandwidth: false, .. } => (0.05, 0.9),
         }
@@ -127,6 +133,7 @@ impl Figure {
             Figure::StepFloor => 2_000.0,
             Figure::Frontend => 5.0,
             Figure::FrontendToken => 20.0,
+            Figure::FrontendPromptToken => 2.0,
             Figure::Family { .. } => 0.5,
         }
     }

@@ -341,6 +341,11 @@ pub struct Engine {
     /// waits for the tokens queued ahead of it before it reaches the engine.
     #[serde(default)]
     pub frontend_token_us: f64,
+    /// API-server latency per prompt token (tokenising the prompt, building
+    /// the request's token lists and block hashes), µs, added to
+    /// `frontend_ms`.
+    #[serde(default)]
+    pub frontend_prompt_token_us: f64,
     pub max_num_seqs: u32,
     pub max_batched_tokens: u32,
     /// Bigger scheduler defaults on big GPUs (vLLM's `vllm serve`: 8192

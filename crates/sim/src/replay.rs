@@ -206,6 +206,7 @@ pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload
     // waits for the tokens queued ahead of it).
     let frontend_s = deployment.engine.frontend_ms.max(0.0) * 1e-3;
     let token_cpu_s = deployment.engine.frontend_token_us.max(0.0) * 1e-6;
+    let prompt_token_s = deployment.engine.frontend_prompt_token_us.max(0.0) * 1e-6;
     let mut frontend_free = 0.0f64;
     // The server's backlog as the latest step's tokens found it, and when
     // that step ended: a request sent during the step is not behind them.
@@ -370,7 +371,7 @@ pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload
             let waited = slots_full_since.is_finite() && tr.ready >= slots_full_since;
             tr.send = if waited { eng.now() } else { tr.ready };
             let backlog = if tr.send < last_step_end { free_before_step } else { frontend_free };
-            let ready = tr.send.max(backlog) + frontend_s;
+            let ready = tr.send.max(backlog) + frontend_s + f64::from(req.prompt_tokens) * prompt_token_s;
             eng.submit_at(req, key, ready);
             in_flight += 1;
         }
@@ -772,13 +773,21 @@ mod tests {
         let t = Traffic::resolve(&spec, true, None, 3).unwrap();
         let mut bare = h100();
         bare.engine.frontend_ms = 0.0;
-        let mut front = h100();
+        bare.engine.frontend_prompt_token_us = 0.0;
+        let mut front = bare.clone();
         front.engine.frontend_ms = 20.0;
-        let (a, b) = (replay(bare, &plan(&t), t.workload.as_ref()), replay(front, &plan(&t), t.workload.as_ref()));
-        let (ta, tb) = (a.overall.ttft_ms.mean.unwrap(), b.overall.ttft_ms.mean.unwrap());
+        // Tokenising the 300-token prompt at 100 µs a token adds 30 ms more.
+        let mut tokenising = front.clone();
+        tokenising.engine.frontend_prompt_token_us = 100.0;
+        let ttft = |d: Deployment| {
+            let r = replay(d, &plan(&t), t.workload.as_ref());
+            (r.overall.ttft_ms.mean.unwrap(), r.overall.tpot_ms.mean.unwrap())
+        };
+        let ((ta, pa), (tb, pb), (tc, pc)) = (ttft(bare), ttft(front), ttft(tokenising));
         assert!((tb - ta - 20.0).abs() < 1e-6, "{ta} ms vs {tb} ms");
+        assert!((tc - tb - 30.0).abs() < 1e-6, "{tb} ms vs {tc} ms");
         // The decode is the engine's alone.
-        assert!((a.overall.tpot_ms.mean.unwrap() - b.overall.tpot_ms.mean.unwrap()).abs() < 1e-9);
+        assert!((pa - pb).abs() < 1e-9 && (pb - pc).abs() < 1e-9);
     }
 
     #[test]

@@ -69,33 +69,34 @@ fn near(got: Option<f64>, stated: f64, what: &str) {
 }
 
 /// The runs under load are reproduced within the medians docs/SIMULATOR.md
-/// states (section 7, "vLLM's bandwidth on Hopper and on the A100"), both
+/// states (section 7, "The API server's cost per prompt token"), both
 /// halves of the fit, every row covered.
 #[test]
 fn runs_under_load_are_reproduced_within_the_stated_error() {
     let r = validate_calibration_file("under-load.csv");
     assert_eq!((r.covered, r.total), (54, 54));
     let all = r.median_abs_err_pct;
-    near(all.ttft, 29.7, "TTFT, all rows");
+    near(all.ttft, 29.8, "TTFT, all rows");
     near(all.tpot, 11.4, "TPOT, all rows");
-    near(all.e2e, 5.7, "E2E, all rows");
+    near(all.e2e, 6.0, "E2E, all rows");
     let (fitted, held) = r.split_medians();
     near(fitted.tpot, 11.7, "TPOT, fitted rows");
-    near(held.ttft, 23.3, "TTFT, held-out rows");
+    near(held.ttft, 23.0, "TTFT, held-out rows");
     near(held.tpot, 9.4, "TPOT, held-out rows");
-    near(held.e2e, 8.2, "E2E, held-out rows");
+    near(held.e2e, 8.3, "E2E, held-out rows");
 }
 
 /// The llm-d fleet runs of inference-perf's shared-prefix workload, each
 /// mapped to one replica (`data/calibration/fleet-shared-prefix.csv`): a
-/// check no figure was fitted on. Every row is covered and the medians stay
-/// within a point of what SIMULATOR.md states.
+/// check no figure was fitted on (the per-prompt-token frontend cost was
+/// set by hand after it had been run; SIMULATOR.md, section 7). Every row is
+/// covered and the medians stay within a point of what SIMULATOR.md states.
 #[test]
 fn fleet_shared_prefix_runs_are_reproduced_within_the_stated_error() {
     let r = validate_calibration_file("fleet-shared-prefix.csv");
     assert_eq!((r.covered, r.total), (7, 7));
     let all = r.median_abs_err_pct;
-    near(all.ttft, 23.8, "TTFT");
+    near(all.ttft, 14.4, "TTFT");
     near(all.tpot, 20.9, "TPOT");
-    near(all.e2e, 10.5, "E2E");
+    near(all.e2e, 10.6, "E2E");
 }
