@@ -45,16 +45,18 @@ impl MeasuredRow {
     }
 }
 
+/// A column's name as a header writes it: trimmed, and matched whatever its
+/// case (a spreadsheet may write `ID` or `Measured_TTFT_Mean_ms`).
+pub(crate) fn header_name(h: &str) -> String {
+    h.trim().to_ascii_lowercase()
+}
+
 /// Reads rows in the `published_calibration.csv` format from text.
 pub fn parse_rows(text: &str, origin: &str) -> Result<Vec<MeasuredRow>, SimError> {
     let err = |message: String| SimError::Calibration { path: origin.to_string(), message };
     let mut rdr = csv::ReaderBuilder::new().flexible(true).from_reader(text.as_bytes());
-    let headers: Vec<String> = rdr
-        .headers()
-        .map_err(|e| err(format!("cannot read the header line: {e}")))?
-        .iter()
-        .map(|h| h.trim().to_string())
-        .collect();
+    let headers: Vec<String> =
+        rdr.headers().map_err(|e| err(format!("cannot read the header line: {e}")))?.iter().map(header_name).collect();
     let missing: Vec<&str> = REQUIRED_COLUMNS
         .iter()
         .copied()

@@ -63,7 +63,7 @@ impl LoadRow {
 
 /// Whether a CSV text is an under-load file (its header names the measured TTFT).
 pub fn is_under_load(text: &str) -> bool {
-    text.lines().next().is_some_and(|h| h.split(',').any(|c| c.trim() == MARKER))
+    text.lines().next().is_some_and(|h| h.split(',').any(|c| c.trim().trim_matches('"').eq_ignore_ascii_case(MARKER)))
 }
 
 /// Reads under-load rows from text; `origin` names the file in errors.
@@ -74,7 +74,7 @@ pub fn parse_rows(text: &str, origin: &str) -> Result<Vec<LoadRow>, SimError> {
         .headers()
         .map_err(|e| err(format!("line 1: cannot read the header: {e}")))?
         .iter()
-        .map(|h| h.trim().to_string())
+        .map(calibration::header_name)
         .collect();
     let missing: Vec<&str> = COLUMNS.iter().copied().filter(|c| !headers.iter().any(|h| h == c)).collect();
     if !missing.is_empty() {
@@ -294,7 +294,8 @@ pub fn validate_path(catalog: &Catalog, path: &Path) -> Result<Validation, SimEr
 /// are taken from `base` (the file's directory).
 pub fn validate_text(catalog: &Catalog, text: &str, origin: &str, base: &Path) -> Result<LoadReport, SimError> {
     let rows = parse_rows(text, origin)?;
-    let headers: Vec<String> = text.lines().next().unwrap_or("").split(',').map(|h| h.trim().to_string()).collect();
+    let headers: Vec<String> =
+        rows.first().map(|r| r.columns.iter().map(|(k, _)| k.clone()).collect()).unwrap_or_default();
     let mut out = Vec::with_capacity(rows.len());
     for row in &rows {
         let cells = Cells { row, headers: &headers };

@@ -208,13 +208,19 @@ fn cells_as_pandas_and_spreadsheets_write_them_read_as_their_plain_spelling() {
         ),
     ];
     let catalog = Catalog::embedded().unwrap();
-    for (spelled, plain) in pairs {
-        let r = validate_text(&catalog, &csv(&[&spelled, &plain]), "cells.csv", base()).unwrap();
+    for (spelled, plain) in &pairs {
+        let r = validate_text(&catalog, &csv(&[spelled, plain]), "cells.csv", base()).unwrap();
         let skipped: Vec<_> = r.rows.iter().filter_map(|x| x.skipped.clone()).collect();
         assert!(skipped.is_empty(), "{spelled}: {skipped:?}");
         let [a, b] = [&r.rows[0], &r.rows[1]].map(|x| x.figures.unwrap());
         assert_eq!((a.predicted, a.measured), (b.predicted, b.measured), "{spelled} and {plain} differ");
     }
+    // Header names in another case are the same columns.
+    let upper = format!("{}\n{}\n", HEADER.to_uppercase(), pairs[0].1);
+    assert!(underload::is_under_load(&upper));
+    let r = validate_text(&catalog, &upper, "upper.csv", base()).unwrap();
+    let plain = validate_text(&catalog, &csv(&[&pairs[0].1]), "cells.csv", base()).unwrap();
+    assert_eq!(r.rows[0].figures.map(|f| f.predicted), plain.rows[0].figures.map(|f| f.predicted));
 }
 
 /// An engine written with its version ("vLLM 0.8.5", "vllm==0.9.2", "vllm
