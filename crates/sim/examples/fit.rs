@@ -131,7 +131,7 @@ fn main() {
     let mut placed: Vec<(MeasuredRow, PlacedRow)> =
         rows.iter().filter_map(|r| place(&cat, r).ok().map(|p| (r.clone(), p))).collect();
     let mut params = Vec::new();
-    for e in ["llamacpp", "trtllm", "vllm", "exllamav2"] {
+    for e in ["llamacpp", "trtllm", "vllm", "exllamav2", "gpt-fast"] {
         for f in [
             "bw_eff",
             "compute_eff",
@@ -152,16 +152,19 @@ fn main() {
         params.push(Param::Family("trtllm", fam, "bw_eff"));
         params.push(Param::Family("trtllm", fam, "compute_eff"));
     }
-    for q in ["q4_k_m", "q4_0", "q8_0", "mxfp4"] {
+    params.push(Param::Family("gpt-fast", "cdna2", "bw_eff"));
+    for q in ["q4_k_m", "q4_0", "q8_0", "mxfp4", "int8-wo", "int4-g32"] {
         params.push(Param::QuantEff(q));
     }
     // GGUF prefill runs as dequantise + FP16 cuBLAS (an explicit pass in the
     // model, no free figure); only MXFP4 has its own GEMM kernel figure.
     params.push(Param::QuantPrefill("mxfp4"));
-    // vLLM's rows are single-request only: prefill compute and large-batch
-    // activation traffic are not observable there and stay hand-set.
-    params
-        .retain(|p| !matches!(p, Param::Engine("vllm", "compute_eff" | "activation_passes" | "moe_activation_passes")));
+    // vLLM's and gpt-fast's rows are single-request only: prefill compute
+    // and large-batch activation traffic are not observable there and stay
+    // hand-set.
+    params.retain(|p| {
+        !matches!(p, Param::Engine("vllm" | "gpt-fast", "compute_eff" | "activation_passes" | "moe_activation_passes"))
+    });
     if let Ok(only) = std::env::var("FIT_ONLY") {
         params.retain(|p| match p {
             Param::Engine(e, _) | Param::Family(e, _, _) => only.split(',').any(|o| o == *e),

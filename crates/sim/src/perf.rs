@@ -243,7 +243,7 @@ fn default_link(gpu: &Gpu) -> &'static str {
         "hopper" => "nvlink4",
         "blackwell" => "nvlink5",
         "ampere-hbm" => "nvswitch3",
-        "cdna3" | "cdna4" => "xgmi",
+        "cdna2" | "cdna3" | "cdna4" => "xgmi",
         // Servers of those generations are PCIe 3.0 hosts.
         "volta" | "turing" | "pascal" => "pcie3",
         _ => "pcie4",
