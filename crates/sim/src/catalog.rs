@@ -877,6 +877,34 @@ fn unknown<'a>(kind: &str, name: &str, ids: impl Iterator<Item = &'a str>, list:
 mod tests {
     use super::*;
 
+    /// The names published rows give the formats, engines and GPUs added
+    /// for them: every GGUF type llama-quantize offers, gpt-fast's
+    /// weight-only formats, gpt-fast itself and one GCD of an MI250X.
+    #[test]
+    fn published_names_of_formats_engines_and_gpus_resolve() {
+        let c = Catalog::embedded().unwrap();
+        for (text, id) in [
+            ("Q4_K_S", "q4_k_s"),
+            ("Q3_K", "q3_k_m"),
+            ("Q2_K", "q2_k"),
+            ("Q5_1", "q5_1"),
+            ("IQ4_XS", "iq4_xs"),
+            ("F32", "fp32"),
+            ("GPTQ-Int4", "gptq4"),
+            ("8-bit", "int8-wo"),
+            ("4-bit (G=32)", "int4-g32"),
+            ("int4", "int4-wo"),
+        ] {
+            assert_eq!(c.quant_from_text(text).map(|q| q.id), Some(id.to_string()), "{text}");
+        }
+        for text in ["gpt-fast", "gpt-fast (PyTorch)", "PyTorch (gpt-fast)"] {
+            assert_eq!(c.engine(text).map(|e| e.id.as_str()), Some("gpt-fast"), "{text}");
+        }
+        for text in ["AMD Instinct MI250X", "one GCD of a MI-250x", "MI250X"] {
+            assert_eq!(c.gpu(text).map(|g| g.id.as_str()), Some("mi250x-gcd"), "{text}");
+        }
+    }
+
     #[test]
     fn embedded_catalogs_parse_and_cover_the_issue_list() {
         let c = Catalog::embedded().expect("embedded catalogs parse");
