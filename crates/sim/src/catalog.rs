@@ -35,6 +35,13 @@ pub struct Gpu {
     /// Memory as the vendor states it ("80GB"): for GPU memory that is
     /// binary, GiB (see [`Gpu::memory_bytes`]).
     pub memory_gb: f64,
+    /// The total the driver reports, GiB, where it is below `memory_gb` by
+    /// more than the engine's reserve covers: datacenter GDDR cards run with
+    /// ECC on by default, which keeps 1/16 of the memory for check bits
+    /// (nvidia-smi shows an L40S's 48 GB as 46068 MiB). Engines size their
+    /// KV cache from this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver_memory_gb: Option<f64>,
     pub memory_bw_gbs: f64,
     pub fp32_tflops: f64,
     /// Dense FP16/BF16 tensor throughput.
@@ -57,9 +64,10 @@ impl Gpu {
     /// The memory in bytes. A GPU's "80GB" is 80 GiB of HBM (five 16 GiB
     /// stacks), a 4090's "24GB" twelve 2 GiB chips, an M2 Max's "96GB"
     /// unified memory likewise; the driver reports slightly less as the
-    /// total (an H100 80GB: 79.2 GiB), which the engine's reserve covers.
+    /// total (an H100 80GB: 79.2 GiB), which the engine's reserve covers;
+    /// where ECC takes more, `driver_memory_gb` says how much is left.
     pub fn memory_bytes(&self) -> f64 {
-        self.memory_gb * GIB
+        self.driver_memory_gb.unwrap_or(self.memory_gb) * GIB
     }
 
     /// A PCIe card (its name says so): without bridges, its GPUs talk over
@@ -876,6 +884,19 @@ fn unknown<'a>(kind: &str, name: &str, ids: impl Iterator<Item = &'a str>, list:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Datacenter GDDR cards run with ECC on: engines see the driver's total
+    /// (an L40S's 46068 MiB), not the 48 GB on the box; HBM cards keep theirs.
+    #[test]
+    fn ecc_on_gddr_cards_leaves_the_memory_the_driver_reports() {
+        let c = Catalog::embedded().unwrap();
+        let gib = |name: &str| c.gpu(name).map(|g| g.memory_bytes() / GIB).unwrap();
+        assert!((gib("NVIDIA L40S") - 46068.0 / 1024.0).abs() < 0.01);
+        assert!((gib("NVIDIA L4") - 23034.0 / 1024.0).abs() < 0.01);
+        assert_eq!(gib("NVIDIA A100-SXM4-80GB"), 80.0);
+        // The name still matches by the memory the vendor states.
+        assert_eq!(c.gpu("NVIDIA L40S 48GB").map(|g| g.id.as_str()), Some("l40s"));
+    }
 
     /// The names published rows give the formats, engines and GPUs added
     /// for them: every GGUF type llama-quantize offers, gpt-fast's
