@@ -25,4 +25,4 @@ pub use outcome::{ErrorKind, RequestError, RequestRecord, ServerTimings, TokenSo
 pub use record::Artifact;
 pub use request::{ApiKind, ChatMessage, Prompt, RequestContext, RequestSpec, SamplingParams};
 pub use run::{RunConfig, RunMeta, RunStatus};
-pub use units::{parse_duration, ParseDurationError};
+pub use units::{parse_duration, parse_switch, ParseDurationError};

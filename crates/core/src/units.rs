@@ -1,4 +1,5 @@
-//! Units: human durations like `2s`, `500ms`, `1m30s`, and their display.
+//! Units: human durations like `2s`, `500ms`, `1m30s`, and their display;
+//! on/off switches as people and CSV files write them.
 
 use std::time::Duration;
 
@@ -69,6 +70,16 @@ pub fn format_seconds(secs: f64) -> String {
     } else {
         let h = (secs / 3600.0).floor();
         format!("{}h{:02.0}m", h as u64, (secs - h * 3600.0) / 60.0)
+    }
+}
+
+/// `true`/`false` as people and CSV files write them (`True`, `yes`, `on`,
+/// `1`, `enabled`, ...); `None` when the text is neither.
+pub fn parse_switch(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "t" | "on" | "yes" | "y" | "1" | "enabled" | "enable" => Some(true),
+        "false" | "f" | "off" | "no" | "n" | "0" | "disabled" | "disable" => Some(false),
+        _ => None,
     }
 }
 

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use fleetbench_core::SamplingParams;
+use fleetbench_core::{parse_switch, SamplingParams};
 use fleetbench_workload::{Arrival, ArrivalSpec, Schedule, Traffic, WorkloadSpec};
 use serde::Serialize;
 
@@ -263,15 +263,6 @@ fn split_gpu_count(text: &str) -> (&str, Option<u32>) {
         }
     }
     (t, None)
-}
-
-/// `true`/`false` as CSV files write them.
-fn parse_switch(v: &str) -> Option<bool> {
-    match v.to_ascii_lowercase().as_str() {
-        "true" | "t" | "on" | "yes" | "y" | "1" | "enabled" | "enable" => Some(true),
-        "false" | "f" | "off" | "no" | "n" | "0" | "disabled" | "disable" => Some(false),
-        _ => None,
-    }
 }
 
 /// Reads a file of either kind and validates every row.

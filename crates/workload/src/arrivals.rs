@@ -265,25 +265,19 @@ impl ArrivalPlan {
                     // Stage 0 keeps the plain seed: one stage is the old --rate.
                     let s = if k == 0 { seed } else { mix(seed, k as u64) };
                     let t0 = start;
-                    let times =
-                        ArrivalTimes::new(st.rate, process, s).map(move |t| Instant { t: t0 + t, stage: k as u32 });
-                    match st.duration_s {
-                        Some(d) if jitter && process == Arrival::Constant => {
-                            let k = k as u32;
-                            parts.push(Box::new(
-                                filled_stage(st.rate, d, s).map(move |t| Instant { t: t0 + t, stage: k }),
-                            ));
-                            start = t0 + d;
-                        }
+                    // Seconds from the stage's start.
+                    let times: Box<dyn Iterator<Item = f64> + Send> = match st.duration_s {
+                        Some(d) if jitter && process == Arrival::Constant => Box::new(filled_stage(st.rate, d, s)),
                         Some(d) => {
-                            let end = t0 + d;
-                            parts.push(Box::new(times.take_while(move |i| i.t < end)));
-                            start = end;
+                            Box::new(ArrivalTimes::new(st.rate, process, s).take_while(move |t| t0 + t < t0 + d))
                         }
-                        None => {
-                            parts.push(Box::new(times));
-                            break;
-                        }
+                        None => Box::new(ArrivalTimes::new(st.rate, process, s)),
+                    };
+                    let stage = k as u32;
+                    parts.push(Box::new(times.map(move |t| Instant { t: t0 + t, stage })));
+                    match st.duration_s {
+                        Some(d) => start = t0 + d,
+                        None => break,
                     }
                 }
                 Box::new(parts.into_iter().flatten())

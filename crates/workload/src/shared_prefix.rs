@@ -16,7 +16,7 @@
 //! model's real answers), so request `i` stays a pure function of the seed
 //! and `i` and a conversation's history is byte-identical from turn to turn.
 
-use fleetbench_core::{ChatMessage, Prompt, RequestContext, RequestSpec, SamplingParams};
+use fleetbench_core::{parse_switch, ChatMessage, Prompt, RequestContext, RequestSpec, SamplingParams};
 
 use crate::text::{mix, words};
 use crate::workload::Workload;
@@ -59,13 +59,9 @@ impl SharedPrefixSpec {
                 None => (part, None),
             };
             if matches!(k, "multi-turn" | "multi_turn" | "enable_multi_turn_chat") {
-                spec.multi_turn = match v.map(|v| v.to_ascii_lowercase()) {
+                spec.multi_turn = match v {
                     None => true,
-                    Some(v) => match v.as_str() {
-                        "true" | "yes" | "on" | "1" => true,
-                        "false" | "no" | "off" | "0" => false,
-                        _ => return Err(format!("{k}= is true or false, not '{v}'")),
-                    },
+                    Some(v) => parse_switch(v).ok_or_else(|| format!("{k}= is true or false, not '{v}'"))?,
                 };
                 continue;
             }
