@@ -491,7 +491,14 @@ fn rescale(r: &mut RequestRecord, scale: f64) {
     for t in [&mut r.t_sched, &mut r.t_send, &mut r.t_end] {
         *t *= scale;
     }
-    for t in [&mut r.t_first_byte, &mut r.t_first_token, &mut r.t_last_token].into_iter().flatten() {
+    let optional = [
+        &mut r.t_first_byte,
+        &mut r.t_first_token,
+        &mut r.t_last_token,
+        &mut r.t_first_answer_token,
+        &mut r.t_first_tool_token,
+    ];
+    for t in optional.into_iter().flatten() {
         *t *= scale;
     }
     for g in &mut r.itl {
@@ -520,4 +527,32 @@ pub fn reload(store: &Store, id: i64) -> Result<StoredMeasurement, StoreError> {
         metrics.windows = ramp_windows(&records, &ramp, config.time_scale.unwrap_or(1.0));
     }
     Ok(StoredMeasurement { meta: run.meta, metrics, records, figures: FigureKeys::stored(store, id)? })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rescaling_a_record_scales_every_instant_it_holds() {
+        let mut r = RequestRecord {
+            t_sched: 1.0,
+            t_send: 1.5,
+            t_first_byte: Some(2.0),
+            t_first_token: Some(2.0),
+            t_first_answer_token: Some(2.5),
+            t_first_tool_token: Some(3.0),
+            t_last_token: Some(4.0),
+            t_end: 4.0,
+            itl: vec![0.5],
+            ..Default::default()
+        };
+        rescale(&mut r, 20.0);
+        assert_eq!((r.t_sched, r.t_send, r.t_end), (20.0, 30.0, 80.0));
+        assert_eq!((r.t_first_byte, r.t_first_token, r.t_last_token), (Some(40.0), Some(40.0), Some(80.0)));
+        // The answer's and the tool call's first tokens stay after the send.
+        assert_eq!((r.t_first_answer_token, r.t_first_tool_token), (Some(50.0), Some(60.0)));
+        assert_eq!(r.answer_ttft(), Some(20.0));
+        assert_eq!(r.itl, vec![10.0]);
+    }
 }

@@ -341,7 +341,7 @@ pub struct Engine {
     /// Fixed latency of a request outside the engine core, ms: HTTP, chat
     /// template and tokenisation on the way in, the hand-off to the engine
     /// core and the first token's way back out. Added to every request's
-    /// arrival at the engine in `sim replay` and `sim validate`.
+    /// arrival at the engine in `sim replay`, `sim validate` and `sim serve`.
     #[serde(default)]
     pub frontend_ms: f64,
     /// API-server CPU per streamed output token (detokenisation, one SSE
@@ -410,6 +410,12 @@ fn default_parallel() -> String {
 }
 
 impl Engine {
+    /// How long a request of `prompt_tokens` takes from the client to the
+    /// engine core (and its first token back), seconds: `frontend_ms` and
+    /// `frontend_prompt_token_us` per prompt token.
+    pub fn frontend_latency_s(&self, prompt_tokens: u32) -> f64 {
+        self.frontend_ms.max(0.0) * 1e-3 + f64::from(prompt_tokens) * self.frontend_prompt_token_us.max(0.0) * 1e-6
+    }
     pub fn bw_eff_on(&self, gpu: &Gpu) -> f64 {
         self.family.get(&gpu.family).and_then(|f| f.bw_eff).unwrap_or(self.bw_eff)
     }

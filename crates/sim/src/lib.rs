@@ -6,7 +6,8 @@
 //! - [`calibration`]: measured rows, placement in the catalog, validation.
 //! - [`engine`]: the discrete-event continuous-batching engine.
 //! - [`replay`]: a workload of the workload language replayed on the engine, no HTTP.
-//! - [`server`]: the OpenAI-compatible simulated server on top of it.
+//! - [`server`]: the OpenAI-compatible simulated server on top of it
+//!   (`prompt_index`: its prefix-cache keys, found by a prompt's content).
 //! - [`underload`]: validation against real runs under load, replayed.
 
 pub mod calibration;
@@ -16,6 +17,7 @@ pub mod fixed;
 pub mod hfconfig;
 pub mod listing;
 pub mod perf;
+mod prompt_index;
 pub mod replay;
 pub mod server;
 mod sessions;

@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::engine::{EngineEvent, EngineRequest, PrefixKey, ServingEngine};
 use crate::perf::Deployment;
+use crate::prompt_index::PromptIndex;
 use crate::SimError;
 
 /// Answers a prompt with a given text (the AIOps arena uses it); `None`
@@ -156,11 +157,9 @@ enum TokenMsg {
 }
 
 enum Submission {
-    New {
-        req: EngineRequest,
-        prefix: PrefixKey,
-        tx: mpsc::UnboundedSender<TokenMsg>,
-    },
+    /// A request, which reaches the engine core `frontend_s` of model time
+    /// after it arrived (the API server's share, as `sim replay` has it).
+    New { req: EngineRequest, prefix: PrefixKey, frontend_s: f64, tx: mpsc::UnboundedSender<TokenMsg> },
     /// The client went away: drop the request, as vLLM aborts it.
     Abort(u64),
 }
@@ -185,6 +184,7 @@ struct AppState {
     submit: mpsc::UnboundedSender<Submission>,
     next_id: AtomicU64,
     metrics: Arc<Mutex<Metrics>>,
+    prompts: Mutex<PromptIndex>,
 }
 
 /// A running simulated server.
@@ -262,7 +262,13 @@ pub async fn start_server(cfg: SimServerConfig, addr: SocketAddr) -> Result<SimS
     let (submit, rx) = mpsc::unbounded_channel();
     let engine =
         tokio::spawn(run_engine(ServingEngine::new(cfg.deployment.clone()), cfg.time_scale, rx, metrics.clone()));
-    let state = Arc::new(AppState { cfg, submit, next_id: AtomicU64::new(0), metrics: metrics.clone() });
+    let state = Arc::new(AppState {
+        cfg,
+        submit,
+        next_id: AtomicU64::new(0),
+        metrics: metrics.clone(),
+        prompts: Mutex::default(),
+    });
     let app = Router::new()
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/completions", post(completions))
@@ -302,30 +308,39 @@ async fn run_engine(
     let epoch = tokio::time::Instant::now();
     let vnow = |epoch: tokio::time::Instant| epoch.elapsed().as_secs_f64() * scale;
     let mut open: HashMap<u64, Open> = HashMap::new();
+    let mut frontend = Frontend::default();
     let mut events: Vec<EngineEvent> = Vec::new();
+    let mut closed = false;
     loop {
         // Take every request that has arrived; block when idle.
-        loop {
+        while !closed {
             match rx.try_recv() {
-                Ok(sub) => admit(&mut eng, &mut open, sub, vnow(epoch)),
+                Ok(sub) => frontend.receive(&mut eng, &mut open, sub, vnow(epoch)),
                 Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => {
-                    if !eng.has_work() {
-                        return;
-                    }
-                    break;
-                }
+                Err(mpsc::error::TryRecvError::Disconnected) => closed = true,
             }
         }
+        // Requests through the API server reach the engine core: between
+        // steps at the engine's clock, or when idle at the wall clock.
+        let now = if eng.has_work() { eng.now() } else { vnow(epoch) };
+        frontend.release(&mut eng, now);
         if !eng.has_work() {
             publish(&eng, &metrics);
-            match rx.recv().await {
-                Some(sub) => {
-                    admit(&mut eng, &mut open, sub, vnow(epoch));
-                    continue;
-                }
-                None => return,
+            let next = frontend.next_due();
+            if closed && next.is_none() {
+                return;
             }
+            let wake = next.map(|due| epoch + Duration::from_secs_f64(due / scale));
+            tokio::select! {
+                sub = rx.recv(), if !closed => match sub {
+                    Some(sub) => frontend.receive(&mut eng, &mut open, sub, vnow(epoch)),
+                    None => closed = true,
+                },
+                // Due now in model time: the engine starts from the due
+                // time, not from the timer's late wake-up.
+                _ = sleep_until_some(wake) => frontend.release(&mut eng, next.unwrap_or(0.0)),
+            }
+            continue;
         }
         // Steps chain on the engine's own clock: a late wake-up (the timer
         // overshoots by up to a millisecond) must not stretch model time, so
@@ -367,20 +382,60 @@ async fn run_engine(
     }
 }
 
-fn admit(eng: &mut ServingEngine, open: &mut HashMap<u64, Open>, sub: Submission, now: f64) {
-    match sub {
-        Submission::New { req, prefix, tx } => {
-            if !eng.has_work() {
-                eng.advance_to(now);
+/// Sleeps until `at`, or forever.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Requests on their way through the API server to the engine core, by the
+/// model time they reach it.
+#[derive(Default)]
+struct Frontend {
+    pending: std::collections::BTreeMap<(u64, u64), (EngineRequest, PrefixKey)>,
+}
+
+impl Frontend {
+    fn receive(&mut self, eng: &mut ServingEngine, open: &mut HashMap<u64, Open>, sub: Submission, now: f64) {
+        match sub {
+            Submission::New { req, prefix, frontend_s, tx } => {
+                // Time is counted from the request's arrival at the server,
+                // as vLLM's own histograms count it.
+                let arrival = if eng.has_work() { eng.now().max(now) } else { now };
+                open.insert(req.id, Open { tx, arrival, last: arrival });
+                let due = arrival + frontend_s.max(0.0);
+                self.pending.insert(((due * 1e9) as u64, req.id), (req, prefix));
             }
-            let arrival = eng.now();
-            open.insert(req.id, Open { tx, arrival, last: arrival });
+            Submission::Abort(id) => {
+                open.remove(&id);
+                let before = self.pending.len();
+                self.pending.retain(|k, _| k.1 != id);
+                if self.pending.len() == before {
+                    eng.abort(id);
+                }
+            }
+        }
+    }
+
+    /// Hands the engine every request due by `now` (model seconds).
+    fn release(&mut self, eng: &mut ServingEngine, now: f64) {
+        while let Some(entry) = self.pending.first_entry() {
+            let due = entry.key().0 as f64 * 1e-9;
+            if due > now {
+                break;
+            }
+            let (req, prefix) = entry.remove();
+            if !eng.has_work() {
+                eng.advance_to(due);
+            }
             eng.submit_with_prefix(req, prefix);
         }
-        Submission::Abort(id) => {
-            open.remove(&id);
-            eng.abort(id);
-        }
+    }
+
+    fn next_due(&self) -> Option<f64> {
+        self.pending.keys().next().map(|k| k.0 as f64 * 1e-9)
     }
 }
 
@@ -467,7 +522,7 @@ struct Parsed {
 
 fn parse_request(state: &AppState, body: &[u8], chat: bool) -> Result<Parsed, String> {
     let v: Value = serde_json::from_slice(body).map_err(|e| format!("request body is not valid JSON: {e}"))?;
-    let mut prefix = PrefixKey::default();
+    let mut prefix = None;
     let prompt = if chat {
         let msgs = v
             .get("messages")
@@ -509,24 +564,30 @@ fn parse_request(state: &AppState, body: &[u8], chat: bool) -> Result<Parsed, St
         .and_then(Value::as_str)
         .map(str::to_string)
         .unwrap_or_else(|| state.cfg.served_model_name.clone());
+    // Plain text (a completion, a chat with no earlier answer) is found in
+    // the cache by its content.
+    let prefix = match prefix {
+        Some(p) => p,
+        None => state.prompts.lock().unwrap_or_else(|e| e.into_inner()).key(&prompt, prompt_tokens),
+    };
     Ok(Parsed { prompt, prompt_tokens, prefix, max_tokens, stream, include_usage, model })
 }
 
 /// The prefix-cache key of a chat that carries an earlier answer (three
 /// messages or more): its system message as a shared prefix, and everything
 /// before its last message as its conversation's history, the conversation
-/// named by its first two messages. Single-turn chats get none, so they
-/// leave nothing in the cache.
-fn conversation_prefix(msgs: &[Value], texts: &[String]) -> PrefixKey {
+/// named by its first two messages. Other chats are keyed by their text
+/// ([`PromptIndex`]).
+fn conversation_prefix(msgs: &[Value], texts: &[String]) -> Option<PrefixKey> {
     use fleetbench_workload::text::hash_str;
     if texts.len() < 3 {
-        return PrefixKey::default();
+        return None;
     }
     let tokens = |t: &[String]| estimate_tokens(&t.join("\n"));
     let system = msgs[0].get("role").and_then(Value::as_str) == Some("system");
     let group = system.then(|| (hash_str(&texts[0]), tokens(&texts[..1])));
     let name = hash_str(&texts[..2].join("\n")) ^ 0xC0;
-    PrefixKey { group, conversation: Some((name, tokens(&texts[..texts.len() - 1]))), drop_answer: false }
+    Some(PrefixKey { group, conversation: Some((name, tokens(&texts[..texts.len() - 1]))), drop_answer: false })
 }
 
 async fn chat_completions(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
@@ -547,7 +608,8 @@ async fn serve(state: Arc<AppState>, body: Bytes, chat: bool) -> Response {
     let finish_reason = if hit_limit { "length" } else { "stop" };
     let (tx, mut rx) = mpsc::unbounded_channel();
     let req = EngineRequest { id, prompt_tokens: p.prompt_tokens, output_tokens: pieces.len() as u32 };
-    if state.submit.send(Submission::New { req, prefix: p.prefix, tx }).is_err() {
+    let frontend_s = state.cfg.deployment.engine.frontend_latency_s(p.prompt_tokens);
+    if state.submit.send(Submission::New { req, prefix: p.prefix, frontend_s, tx }).is_err() {
         return error_response(StatusCode::SERVICE_UNAVAILABLE, "the simulated engine has stopped");
     }
     let mut guard = AbortOnDrop { id, submit: state.submit.clone(), finished: false };

@@ -192,7 +192,8 @@ async fn token_timing_follows_the_engine_schedule() {
     let scale = 2.0;
     let prompt = 200;
     let n = 16;
-    let expect_ttft = d.prefill_time_s(prompt, 0, 0.0);
+    // The API server's share, then the prefill.
+    let expect_ttft = d.engine.frontend_latency_s(prompt) + d.prefill_time_s(prompt, 0, 0.0);
     let expect_gap = d.decode_step(1, prompt as f64 + n as f64 / 2.0).time_s;
     let mut cfg = SimServerConfig::new(d);
     cfg.time_scale = scale;
@@ -316,5 +317,63 @@ async fn a_client_that_goes_away_is_aborted_in_the_engine() {
     .await
     .expect("the abandoned request kept running");
     assert!(h.stats().generation_tokens_total < 200);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn completions_find_a_shared_system_prompt_and_a_repeated_prompt_by_their_text() {
+    // inference-perf's shared-prefix traffic posts `system + " " + question`
+    // as a completion: vLLM finds the system prompt by content, and so must
+    // the simulated server.
+    let mut cfg = SimServerConfig::new(deployment("llama-3.1-8b", None));
+    cfg.time_scale = 200.0;
+    let h = start(cfg).await;
+    let client = reqwest::Client::new();
+    let system = "fleet ".repeat(640); // 3,840 bytes, 960 tokens at 4 bytes a token
+    let post = |prompt: String| {
+        let client = client.clone();
+        let url = format!("{}/completions", h.base_url());
+        async move {
+            let r = client.post(url).json(&json!({"prompt": prompt, "max_tokens": 2})).send().await.unwrap();
+            assert!(r.status().is_success());
+            r.text().await.unwrap();
+        }
+    };
+    let question = |n: usize| format!("{system}question {n}: {}", "why ".repeat(60 + n));
+    post(question(1)).await;
+    post(question(2)).await;
+    assert_eq!(h.stats().prefix_hits_total, 0, "the first two open the group");
+    post(question(3)).await;
+    let after_third = h.stats().prefix_hits_total;
+    // The third finds the system prompt's whole blocks (60 of 64 bytes, at
+    // most one 16-token block short of its 960 tokens).
+    assert!((944..=960).contains(&after_third), "hits {after_third}");
+    post(question(3)).await;
+    let again = h.stats().prefix_hits_total - after_third;
+    let q3_tokens = question(3).chars().count().div_ceil(4) as u64;
+    assert!(again >= q3_tokens - 32 && again < q3_tokens, "the same prompt again: {again} of {q3_tokens}");
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_api_servers_share_comes_before_the_first_token() {
+    // A short prompt on an H100: the prefill is a few milliseconds, and
+    // vLLM's API server (HTTP, tokenising, the hand-off to the engine core)
+    // adds more than that to every first token, as `sim replay` adds it.
+    let d = deployment("llama-3.1-8b", None);
+    let frontend = d.engine.frontend_latency_s(16);
+    assert!(frontend > 0.01, "vLLM's frontend latency is {frontend} s");
+    let engine_only = d.prefill_time_s(16, 0, 0.0);
+    let h = start(SimServerConfig::new(d)).await;
+    let sent = Instant::now();
+    let resp = reqwest::Client::new()
+        .post(format!("{}/completions", h.base_url()))
+        .json(&json!({"prompt": "x", "max_tokens": 2, "sim_prompt_tokens": 16, "stream": true}))
+        .send()
+        .await
+        .unwrap();
+    let events = sse_events(resp).await;
+    let ttft = (events[0].0 - sent).as_secs_f64();
+    assert!(ttft >= frontend + engine_only, "first token after {ttft} s, before the frontend's {frontend} s");
     h.shutdown().await;
 }
