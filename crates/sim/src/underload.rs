@@ -233,6 +233,16 @@ impl Cells<'_> {
 /// check reads state no size; vLLM's `--kv-offloading-size` has no default).
 pub const DEFAULT_OFFLOAD_GB: f64 = 100.0;
 
+/// How many tokens the server counts per token id inference-perf drew for a
+/// shared-prefix prompt. Its generator draws random ids, decodes them to
+/// text (special tokens skipped) and sends `system + " " + question`; the
+/// server's tokenizer merges and splits that text differently. Measured with
+/// the tokenizers themselves (Hugging Face `tokenizers`, 5 groups each of
+/// five system and question sizes from 1,000 + 200 to 16,000 + 256): Llama 2
+/// 1.040–1.045, Llama 3.1 1.043–1.047, Qwen3 1.048–1.056; llm-d's published
+/// report of a Qwen3-32B run reads 7,576 tokens for 7,200 drawn (1.052).
+pub const INFERENCE_PERF_RETOKENIZED: f64 = 1.045;
+
 /// A GPU written with its count, before (`8xH100`, `2 x NVIDIA L40S`) or
 /// after (`H100x8`, `NVIDIA L40S x 2`): the name and the count. After a
 /// name, the `x` must not follow a letter, so that "RTX 5090" stays a name.
@@ -407,6 +417,19 @@ fn run_row(catalog: &Catalog, c: &Cells, base: &Path) -> Result<RowResult, RowEr
             WorkloadSpec::SharedPrefix(spec) => spec.output = n,
             _ => {}
         }
+    }
+    // A shared-prefix row is an inference-perf run: its prompts are random
+    // token ids decoded to text, which the server tokenizes again into more
+    // tokens than were drawn.
+    let scale = c.positive("prompt_token_scale")?;
+    if let WorkloadSpec::SharedPrefix(spec) = &mut workload {
+        let f = scale.unwrap_or(INFERENCE_PERF_RETOKENIZED);
+        let scaled = |n: u32| (f64::from(n) * f).round().clamp(0.0, u32::MAX as f64) as u32;
+        (spec.system, spec.question) = (scaled(spec.system), scaled(spec.question));
+    } else if scale.is_some_and(|f| f != 1.0) {
+        return Err(
+            c.at("prompt_token_scale", "scales a shared-prefix workload's prompts; this row's workload is not one")
+        );
     }
     let arrivals = match c.value("arrivals").unwrap_or("") {
         "" => None,

@@ -89,14 +89,16 @@ fn runs_under_load_are_reproduced_within_the_stated_error() {
 /// The llm-d fleet runs of inference-perf's shared-prefix workload, each
 /// mapped to one replica (`data/calibration/fleet-shared-prefix.csv`): a
 /// check no figure was fitted on (the per-prompt-token frontend cost was
-/// set by hand after it had been run; SIMULATOR.md, section 7). Every row is
-/// covered and the medians stay within a point of what SIMULATOR.md states.
+/// set by hand after it had been run; SIMULATOR.md, section 7), its prompts
+/// counted as the server tokenized inference-perf's random-token text. Every
+/// row is covered and the medians stay within a point of what SIMULATOR.md
+/// states.
 #[test]
 fn fleet_shared_prefix_runs_are_reproduced_within_the_stated_error() {
     let r = validate_calibration_file("fleet-shared-prefix.csv");
     assert_eq!((r.covered, r.total), (7, 7));
     let all = r.median_abs_err_pct;
-    near(all.ttft, 14.4, "TTFT");
-    near(all.tpot, 20.9, "TPOT");
-    near(all.e2e, 10.6, "E2E");
+    near(all.ttft, 22.0, "TTFT");
+    near(all.tpot, 20.8, "TPOT");
+    near(all.e2e, 17.6, "E2E");
 }

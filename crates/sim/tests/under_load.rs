@@ -303,3 +303,32 @@ fn the_measured_output_length_sets_the_replayed_answers() {
     let (_, mt_half) = predicted(mt, "100");
     assert!(mt_half < 0.7 * mt_full, "{mt_full} vs {mt_half} ms");
 }
+
+#[test]
+fn a_shared_prefix_row_counts_its_prompts_as_the_server_tokenized_them() {
+    let c = Catalog::embedded().unwrap();
+    let header = format!("{HEADER},prompt_token_scale");
+    // A lone request now and then: its first token is the frontend and the
+    // prefill of a prompt nothing else shares (one user per group).
+    let row = |workload: &str, scale: &str| {
+        format!("{header}\na,h100-sxm,1,llama-3.1-8b,bf16,vllm,,,,,,\"{workload}\",constant:0.2/s*60s,100,8,2000,own,{scale}\n")
+    };
+    let ttft = |text: String| {
+        let r = validate_text(&c, &text, "runs.csv", base()).unwrap();
+        assert!(r.rows[0].skipped.is_none(), "{:?}", r.rows[0].skipped);
+        100.0 * (1.0 + r.rows[0].ttft_err_pct.unwrap() / 100.0)
+    };
+    let sp = "shared-prefix:groups=12,users=1,system=8000,question=2000,output=64";
+    let exact = ttft(row(sp, "1"));
+    let default = ttft(row(sp, ""));
+    let double = ttft(row(sp, "2"));
+    // inference-perf's random-token text comes back 4.5 % longer by default.
+    assert!(default > exact * 1.02 && default < exact * 1.08, "{exact} vs {default} ms");
+    assert!(double > exact * 1.6, "{exact} vs {double} ms");
+    // Other workloads are sent as they are sized; a scale there is refused.
+    let r = validate_text(&c, &row("synthetic:in=500,out=64", "1.1"), "runs.csv", base()).unwrap();
+    let why = r.rows[0].skipped.clone().unwrap_or_default();
+    assert!(why.contains("prompt_token_scale"), "{why}");
+    let r = validate_text(&c, &row("synthetic:in=500,out=64", "1"), "runs.csv", base()).unwrap();
+    assert!(r.rows[0].skipped.is_none());
+}
