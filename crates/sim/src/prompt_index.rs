@@ -1,5 +1,5 @@
-//! The prefix-cache key of a prompt `sim serve` receives as plain text: a
-//! completion's prompt, or a chat without an earlier answer.
+//! The prefix-cache key of a prompt `sim serve` receives as plain text, a
+//! completion's (a chat is keyed by its messages, in `server.rs`).
 //!
 //! vLLM finds a prompt's start in its cache by content: it hashes the prompt
 //! block by block, each hash chained to the one before, and reuses every

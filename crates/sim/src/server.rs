@@ -157,9 +157,10 @@ enum TokenMsg {
 }
 
 enum Submission {
-    /// A request, which reaches the engine core `frontend_s` of model time
-    /// after it arrived (the API server's share, as `sim replay` has it).
-    New { req: EngineRequest, prefix: PrefixKey, frontend_s: f64, tx: mpsc::UnboundedSender<TokenMsg> },
+    /// A request that arrived at `arrival` (model seconds), which reaches
+    /// the engine core `frontend_s` later (the API server's share, as `sim
+    /// replay` has it).
+    New { req: EngineRequest, prefix: PrefixKey, arrival: f64, frontend_s: f64, tx: mpsc::UnboundedSender<TokenMsg> },
     /// The client went away: drop the request, as vLLM aborts it.
     Abort(u64),
 }
@@ -185,6 +186,8 @@ struct AppState {
     next_id: AtomicU64,
     metrics: Arc<Mutex<Metrics>>,
     prompts: Mutex<PromptIndex>,
+    /// The instant model time counts from.
+    epoch: tokio::time::Instant,
 }
 
 /// A running simulated server.
@@ -260,14 +263,22 @@ pub async fn start_server(cfg: SimServerConfig, addr: SocketAddr) -> Result<SimS
         e2e: Histogram::new(TTFT_BUCKETS),
     }));
     let (submit, rx) = mpsc::unbounded_channel();
-    let engine =
-        tokio::spawn(run_engine(ServingEngine::new(cfg.deployment.clone()), cfg.time_scale, rx, metrics.clone()));
+    // Model time runs from here, for the engine and for the handlers that
+    // stamp each request's arrival.
+    let epoch = tokio::time::Instant::now();
+    let engine = tokio::spawn(run_engine(
+        ServingEngine::new(cfg.deployment.clone()),
+        (epoch, cfg.time_scale),
+        rx,
+        metrics.clone(),
+    ));
     let state = Arc::new(AppState {
         cfg,
         submit,
         next_id: AtomicU64::new(0),
         metrics: metrics.clone(),
         prompts: Mutex::default(),
+        epoch,
     });
     let app = Router::new()
         .route("/v1/chat/completions", post(chat_completions))
@@ -301,11 +312,10 @@ struct Open {
 
 async fn run_engine(
     mut eng: ServingEngine,
-    scale: f64,
+    (epoch, scale): (tokio::time::Instant, f64),
     mut rx: mpsc::UnboundedReceiver<Submission>,
     metrics: Arc<Mutex<Metrics>>,
 ) {
-    let epoch = tokio::time::Instant::now();
     let vnow = |epoch: tokio::time::Instant| epoch.elapsed().as_secs_f64() * scale;
     let mut open: HashMap<u64, Open> = HashMap::new();
     let mut frontend = Frontend::default();
@@ -315,7 +325,7 @@ async fn run_engine(
         // Take every request that has arrived; block when idle.
         while !closed {
             match rx.try_recv() {
-                Ok(sub) => frontend.receive(&mut eng, &mut open, sub, vnow(epoch)),
+                Ok(sub) => frontend.receive(&mut eng, &mut open, sub),
                 Err(mpsc::error::TryRecvError::Empty) => break,
                 Err(mpsc::error::TryRecvError::Disconnected) => closed = true,
             }
@@ -333,7 +343,7 @@ async fn run_engine(
             let wake = next.map(|due| epoch + Duration::from_secs_f64(due / scale));
             tokio::select! {
                 sub = rx.recv(), if !closed => match sub {
-                    Some(sub) => frontend.receive(&mut eng, &mut open, sub, vnow(epoch)),
+                    Some(sub) => frontend.receive(&mut eng, &mut open, sub),
                     None => closed = true,
                 },
                 // Due now in model time: the engine starts from the due
@@ -398,12 +408,13 @@ struct Frontend {
 }
 
 impl Frontend {
-    fn receive(&mut self, eng: &mut ServingEngine, open: &mut HashMap<u64, Open>, sub: Submission, now: f64) {
+    fn receive(&mut self, eng: &mut ServingEngine, open: &mut HashMap<u64, Open>, sub: Submission) {
         match sub {
-            Submission::New { req, prefix, frontend_s, tx } => {
+            Submission::New { req, prefix, arrival, frontend_s, tx } => {
                 // Time is counted from the request's arrival at the server,
-                // as vLLM's own histograms count it.
-                let arrival = if eng.has_work() { eng.now().max(now) } else { now };
+                // as vLLM's own histograms count it; an idle engine's clock
+                // may not go back to it.
+                let arrival = if eng.has_work() { arrival } else { arrival.max(eng.now()) };
                 open.insert(req.id, Open { tx, arrival, last: arrival });
                 let due = arrival + frontend_s.max(0.0);
                 self.pending.insert(((due * 1e9) as u64, req.id), (req, prefix));
@@ -564,8 +575,8 @@ fn parse_request(state: &AppState, body: &[u8], chat: bool) -> Result<Parsed, St
         .and_then(Value::as_str)
         .map(str::to_string)
         .unwrap_or_else(|| state.cfg.served_model_name.clone());
-    // Plain text (a completion, a chat with no earlier answer) is found in
-    // the cache by its content.
+    // A completion's prompt is plain text: it is found in the cache by its
+    // content.
     let prefix = match prefix {
         Some(p) => p,
         None => state.prompts.lock().unwrap_or_else(|e| e.into_inner()).key(&prompt, prompt_tokens),
@@ -573,21 +584,25 @@ fn parse_request(state: &AppState, body: &[u8], chat: bool) -> Result<Parsed, St
     Ok(Parsed { prompt, prompt_tokens, prefix, max_tokens, stream, include_usage, model })
 }
 
-/// The prefix-cache key of a chat that carries an earlier answer (three
-/// messages or more): its system message as a shared prefix, and everything
-/// before its last message as its conversation's history, the conversation
-/// named by its first two messages. Other chats are keyed by their text
-/// ([`PromptIndex`]).
+/// The prefix-cache key of a chat, from its messages: the system message
+/// (if it opens the chat) as a shared prefix, and the conversation named by
+/// its first user message, whose history is every message before the last
+/// (the whole prompt of a chat's first turn, so that its second turn finds
+/// it). A chat template puts an earlier answer back as the tokens the server
+/// generated, so a turn's answer stays cached for the next. `None` for a
+/// chat of a system message alone.
 fn conversation_prefix(msgs: &[Value], texts: &[String]) -> Option<PrefixKey> {
     use fleetbench_workload::text::hash_str;
-    if texts.len() < 3 {
+    let system = msgs.first().and_then(|m| m.get("role")).and_then(Value::as_str) == Some("system");
+    let first = usize::from(system);
+    if texts.len() <= first {
         return None;
     }
     let tokens = |t: &[String]| estimate_tokens(&t.join("\n"));
-    let system = msgs[0].get("role").and_then(Value::as_str) == Some("system");
     let group = system.then(|| (hash_str(&texts[0]), tokens(&texts[..1])));
-    let name = hash_str(&texts[..2].join("\n")) ^ 0xC0;
-    Some(PrefixKey { group, conversation: Some((name, tokens(&texts[..texts.len() - 1]))), drop_answer: false })
+    let name = hash_str(&texts[..=first].join("\n")) ^ 0xC0;
+    let history = if texts.len() > first + 1 { &texts[..texts.len() - 1] } else { texts };
+    Some(PrefixKey { group, conversation: Some((name, tokens(history))), drop_answer: false })
 }
 
 async fn chat_completions(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
@@ -609,7 +624,8 @@ async fn serve(state: Arc<AppState>, body: Bytes, chat: bool) -> Response {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let req = EngineRequest { id, prompt_tokens: p.prompt_tokens, output_tokens: pieces.len() as u32 };
     let frontend_s = state.cfg.deployment.engine.frontend_latency_s(p.prompt_tokens);
-    if state.submit.send(Submission::New { req, prefix: p.prefix, frontend_s, tx }).is_err() {
+    let arrival = state.epoch.elapsed().as_secs_f64() * state.cfg.time_scale;
+    if state.submit.send(Submission::New { req, prefix: p.prefix, arrival, frontend_s, tx }).is_err() {
         return error_response(StatusCode::SERVICE_UNAVAILABLE, "the simulated engine has stopped");
     }
     let mut guard = AbortOnDrop { id, submit: state.submit.clone(), finished: false };

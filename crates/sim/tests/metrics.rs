@@ -119,6 +119,11 @@ async fn promtool_accepts_the_metrics_apart_from_colons() {
     assert!(said.contains("fleetbench:time_scale"), "the colon lint names every family, ours too:\n{said}");
 }
 
+/// The simulated server's token count of messages joined as it joins them.
+fn estimate(texts: &[&str]) -> f64 {
+    texts.join("\n").chars().count().div_ceil(4) as f64
+}
+
 /// The server's prefix-cache counters, in prompt tokens.
 async fn prefix_counters(root: &str) -> (f64, f64) {
     let text = http().get(format!("{root}/metrics")).send().await.unwrap().text().await.unwrap();
@@ -147,12 +152,14 @@ async fn a_chat_that_carries_its_history_finds_it_in_the_prefix_cache() {
             http().post(url).json(&body).send().await.unwrap().text().await.unwrap();
         }
     };
-    // A single-turn chat leaves nothing to find.
+    // The first chat finds nothing; it leaves its prompt for its next turn.
     send(history(0)).await;
     assert_eq!(prefix_counters(&root).await.0, 0.0);
-    // Turn 1 keys its history; turn 2 opens with all of turn 1's prompt.
     send(history(1)).await;
     let (hits1, queries1) = prefix_counters(&root).await;
+    let first = estimate(&[system.as_str(), "task one"]);
+    assert!(hits1 >= first - 16.0 && hits1 < queries1, "turn 1 found {hits1} of {queries1}, the first turn had {first}");
+    // Turn 2 opens with all of turn 1's prompt.
     send(history(2)).await;
     let (hits2, queries2) = prefix_counters(&root).await;
     let (hit, asked) = (hits2 - hits1, queries2 - queries1);
