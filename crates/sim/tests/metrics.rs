@@ -158,7 +158,10 @@ async fn a_chat_that_carries_its_history_finds_it_in_the_prefix_cache() {
     send(history(1)).await;
     let (hits1, queries1) = prefix_counters(&root).await;
     let first = estimate(&[system.as_str(), "task one"]);
-    assert!(hits1 >= first - 16.0 && hits1 < queries1, "turn 1 found {hits1} of {queries1}, the first turn had {first}");
+    assert!(
+        hits1 >= first - 16.0 && hits1 < queries1,
+        "turn 1 found {hits1} of {queries1}, the first turn had {first}"
+    );
     // Turn 2 opens with all of turn 1's prompt.
     send(history(2)).await;
     let (hits2, queries2) = prefix_counters(&root).await;
