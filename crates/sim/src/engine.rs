@@ -444,9 +444,29 @@ impl ServingEngine {
     /// Evicts unused cached prefixes, least recently used first, until
     /// `need` more tokens fit; with KV offload they move to CPU memory.
     /// Returns whether they fit.
+    ///
+    /// vLLM evicts a block at a time, from the front of its queue of free
+    /// blocks, where a finished request's blocks go tail first: it takes
+    /// only the blocks it needs, and the start of a longer prefix stays
+    /// cached for the next request that opens with it. So the victim loses
+    /// whole blocks from its end, as many as the room needs, and only then
+    /// the next victim; with KV offload, whole entries move to CPU memory.
     fn make_room(&mut self, need: u64) -> bool {
         while self.kv_used + self.kv_cached + need > self.kv_capacity {
-            let Some((k, e)) = evict_victim(&self.cache).and_then(|k| self.cache.remove(&k).map(|e| (k, e))) else {
+            let short = self.kv_used + self.kv_cached + need - self.kv_capacity;
+            let trim = short.div_ceil(self.block) * self.block;
+            let Some(k) = evict_victim(&self.cache) else {
+                return false;
+            };
+            if self.cpu_capacity == 0 {
+                if let Some(e) = self.cache.get_mut(&k).filter(|e| e.tokens > trim) {
+                    e.tokens -= trim;
+                    self.kv_cached -= trim;
+                    self.kv_idle = self.kv_idle.saturating_sub(trim);
+                    continue;
+                }
+            }
+            let Some(e) = self.cache.remove(&k) else {
                 return false;
             };
             self.kv_cached -= e.tokens;
@@ -930,10 +950,11 @@ mod tests {
         off.submit_with_prefix(EngineRequest { id: 3, prompt_tokens: 1100, output_tokens: 4 }, key);
         while off.step(&mut |_| {}).is_some() {}
         assert_eq!((off.kv_cached_tokens(), off.counters().prefix_hit_tokens), (0, 0));
-        // A request that needs the room evicts the unused prefix.
+        // A request that needs 500 tokens of room evicts that much of the
+        // unused prefix, whole blocks from its end; the start stays cached.
         eng.submit(EngineRequest { id: 4, prompt_tokens: 2500, output_tokens: 2 });
         eng.step(&mut |_| {});
-        assert_eq!(eng.kv_cached_tokens(), 0);
+        assert_eq!(eng.kv_cached_tokens(), 1000 - 512);
         assert!(eng.kv_usage() <= 1.0);
     }
 
@@ -1083,7 +1104,10 @@ mod tests {
         let (plain, c0) = run(0.0);
         let (offload, c1) = run(4.0);
         assert_eq!(c0.reloaded_tokens, 0);
-        assert_eq!(c0.prefix_hit_tokens, 0, "a's prefix was evicted and recomputed");
+        // Without offload, c's request took the 2,912 tokens it needed from
+        // the end of a's prefix: a's next request finds the first 288 and
+        // recomputes the rest.
+        assert_eq!(c0.prefix_hit_tokens, 288, "a's prefix lost its tail");
         assert_eq!(c1.reloaded_tokens, 3200);
         assert_eq!(c1.prefix_hit_tokens, 3200);
         // Reloading 3200 tokens over PCIe 5 beats recomputing them.
