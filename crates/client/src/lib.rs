@@ -372,6 +372,14 @@ impl Client {
         if let (Some(t), Some(o)) = (&self.cfg.tools, body.as_object_mut()) {
             o.insert("tools".into(), t.for_api(self.cfg.api).clone());
         }
+        // A fleetbench simulator (it announced its time scale) is told the
+        // prompt's size as the workload built it, which it would otherwise
+        // estimate from the text; it is the size `sim replay` replays.
+        if let (Some(_), Some(n), Some(o)) = (self.time_scale(), spec.expected_input_tokens, body.as_object_mut()) {
+            if self.cfg.api != ApiKind::Anthropic {
+                o.insert("sim_prompt_tokens".into(), n.into());
+            }
+        }
         let t_send_instant = Instant::from_std(clock.instant_at(rec.t_send));
         let first_token_deadline = self.cfg.timeouts.first_token.map(|d| t_send_instant + d);
         let mut req = self

@@ -224,7 +224,7 @@ pub fn demo_setups() -> Vec<Setup> {
             title: "RTX 3090 · Qwen3-Coder-30B-A3B · vLLM · agent sessions",
             spec: spec("rtx3090", "qwen3-coder-30b-a3b", "awq4"),
             sessions: Some(DemoSessions {
-                workload: "agent-session:turns=4..6,system=2000,tool-output=1000..3000,output=50..150,think=0..1s",
+                workload: "agent-session:turns=4..6,system=2000,tool-output=1500..4000,output=50..150,think=0..1s",
                 levels: &[1, 2, 4, 8],
             }),
         },

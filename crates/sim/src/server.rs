@@ -533,15 +533,16 @@ struct Parsed {
 
 fn parse_request(state: &AppState, body: &[u8], chat: bool) -> Result<Parsed, String> {
     let v: Value = serde_json::from_slice(body).map_err(|e| format!("request body is not valid JSON: {e}"))?;
-    let mut prefix = None;
+    let mut messages = None;
     let prompt = if chat {
         let msgs = v
             .get("messages")
             .and_then(Value::as_array)
             .ok_or_else(|| "'messages' must be an array of {role, content} objects".to_string())?;
         let texts: Vec<String> = msgs.iter().map(|m| content_text(m.get("content").unwrap_or(&Value::Null))).collect();
-        prefix = conversation_prefix(msgs, &texts);
-        texts.join("\n")
+        let prompt = texts.join("\n");
+        messages = Some((msgs, texts));
+        prompt
     } else {
         match v.get("prompt") {
             Some(Value::String(s)) => s.clone(),
@@ -575,9 +576,11 @@ fn parse_request(state: &AppState, body: &[u8], chat: bool) -> Result<Parsed, St
         .and_then(Value::as_str)
         .map(str::to_string)
         .unwrap_or_else(|| state.cfg.served_model_name.clone());
-    // A completion's prompt is plain text: it is found in the cache by its
-    // content.
-    let prefix = match prefix {
+    // A chat is keyed by its messages (sized in proportion when the client
+    // stated the prompt's size); a completion's prompt is plain text, found
+    // in the cache by its content.
+    let per_estimated = f64::from(prompt_tokens) / f64::from(estimate_tokens(&prompt));
+    let prefix = match messages.and_then(|(msgs, texts)| conversation_prefix(msgs, &texts, per_estimated)) {
         Some(p) => p,
         None => state.prompts.lock().unwrap_or_else(|e| e.into_inner()).key(&prompt, prompt_tokens),
     };
@@ -590,15 +593,16 @@ fn parse_request(state: &AppState, body: &[u8], chat: bool) -> Result<Parsed, St
 /// (the whole prompt of a chat's first turn, so that its second turn finds
 /// it). A chat template puts an earlier answer back as the tokens the server
 /// generated, so a turn's answer stays cached for the next. `None` for a
-/// chat of a system message alone.
-fn conversation_prefix(msgs: &[Value], texts: &[String]) -> Option<PrefixKey> {
+/// chat of a system message alone. Sizes are estimated from the text, times
+/// `per_estimated` (the stated prompt size over the estimated one).
+fn conversation_prefix(msgs: &[Value], texts: &[String], per_estimated: f64) -> Option<PrefixKey> {
     use fleetbench_workload::text::hash_str;
     let system = msgs.first().and_then(|m| m.get("role")).and_then(Value::as_str) == Some("system");
     let first = usize::from(system);
     if texts.len() <= first {
         return None;
     }
-    let tokens = |t: &[String]| estimate_tokens(&t.join("\n"));
+    let tokens = |t: &[String]| (f64::from(estimate_tokens(&t.join("\n"))) * per_estimated).round() as u32;
     let group = system.then(|| (hash_str(&texts[0]), tokens(&texts[..1])));
     let name = hash_str(&texts[..=first].join("\n")) ^ 0xC0;
     let history = if texts.len() > first + 1 { &texts[..texts.len() - 1] } else { texts };

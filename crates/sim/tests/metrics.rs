@@ -169,3 +169,28 @@ async fn a_chat_that_carries_its_history_finds_it_in_the_prefix_cache() {
     assert!(hit / asked > 0.6, "turn 2: {hit} of {asked} prompt tokens from the cache");
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_client_tells_a_simulator_the_prompt_size_the_workload_built() {
+    let h = start(50.0, "m").await;
+    let client = Client::new(ClientConfig::new(h.base_url(), ApiKind::Completions, "m")).unwrap();
+    let spec = |expected: Option<u32>| fleetbench_core::RequestSpec {
+        id: "r".into(),
+        prompt: fleetbench_core::Prompt::Text("word ".repeat(400)),
+        sampling: fleetbench_core::SamplingParams { max_tokens: Some(2), ..Default::default() },
+        expected_input_tokens: expected,
+        label: None,
+        context: Default::default(),
+    };
+    let clock = fleetbench_core::RunClock::start();
+    // Before the probe the client does not know it talks to a simulator:
+    // the server estimates 2,000 characters as 500 tokens.
+    let unknown = client.send(&spec(Some(400)), &clock, 0.0).await;
+    assert_eq!(unknown.input_tokens, Some(500), "{unknown:?}");
+    client.probe(Duration::from_secs(5)).await.unwrap();
+    let stated = client.send(&spec(Some(400)), &clock, 0.0).await;
+    assert_eq!(stated.input_tokens, Some(400), "{stated:?}");
+    let unstated = client.send(&spec(None), &clock, 0.0).await;
+    assert_eq!(unstated.input_tokens, Some(500));
+    h.shutdown().await;
+}
