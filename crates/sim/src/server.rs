@@ -186,6 +186,7 @@ struct AppState {
     next_id: AtomicU64,
     metrics: Arc<Mutex<Metrics>>,
     prompts: Mutex<PromptIndex>,
+    answers: AnswerLog,
     /// The instant model time counts from.
     epoch: tokio::time::Instant,
 }
@@ -278,6 +279,7 @@ pub async fn start_server(cfg: SimServerConfig, addr: SocketAddr) -> Result<SimS
         next_id: AtomicU64::new(0),
         metrics: metrics.clone(),
         prompts: Mutex::default(),
+        answers: AnswerLog::default(),
         epoch,
     });
     let app = Router::new()
@@ -580,10 +582,11 @@ fn parse_request(state: &AppState, body: &[u8], chat: bool) -> Result<Parsed, St
     // stated the prompt's size); a completion's prompt is plain text, found
     // in the cache by its content.
     let per_estimated = f64::from(prompt_tokens) / f64::from(estimate_tokens(&prompt));
-    let prefix = match messages.and_then(|(msgs, texts)| conversation_prefix(msgs, &texts, per_estimated)) {
-        Some(p) => p,
-        None => state.prompts.lock().unwrap_or_else(|e| e.into_inner()).key(&prompt, prompt_tokens),
-    };
+    let prefix =
+        match messages.and_then(|(msgs, texts)| conversation_prefix(msgs, &texts, per_estimated, &state.answers)) {
+            Some(p) => p,
+            None => state.prompts.lock().unwrap_or_else(|e| e.into_inner()).key(&prompt, prompt_tokens),
+        };
     Ok(Parsed { prompt, prompt_tokens, prefix, max_tokens, stream, include_usage, model })
 }
 
@@ -592,12 +595,16 @@ fn parse_request(state: &AppState, body: &[u8], chat: bool) -> Result<Parsed, St
 /// its first user message, whose history is every message before the last
 /// (the whole prompt of a chat's first turn, so that its second turn finds
 /// it). A chat template puts an earlier answer back as the tokens the server
-/// generated, so a turn's answer stays cached for the next. `None` for a
-/// chat of a system message alone. Sizes are estimated from the text, times
-/// `per_estimated` (the stated prompt size over the estimated one).
-fn conversation_prefix(msgs: &[Value], texts: &[String], per_estimated: f64) -> Option<PrefixKey> {
+/// generated, so the answer is found when it is the text the server last
+/// generated for the conversation (`answers`); a client that sends back
+/// other text (a stand-in) has the history found up to the prompt before
+/// it, and its answers are not kept. `None` for a chat of a system message
+/// alone. Sizes are estimated from the text, times `per_estimated` (the
+/// stated prompt size over the estimated one).
+fn conversation_prefix(msgs: &[Value], texts: &[String], per_estimated: f64, answers: &AnswerLog) -> Option<PrefixKey> {
     use fleetbench_workload::text::hash_str;
-    let system = msgs.first().and_then(|m| m.get("role")).and_then(Value::as_str) == Some("system");
+    let role = |i: usize| msgs.get(i).and_then(|m| m.get("role")).and_then(Value::as_str);
+    let system = role(0) == Some("system");
     let first = usize::from(system);
     if texts.len() <= first {
         return None;
@@ -605,8 +612,36 @@ fn conversation_prefix(msgs: &[Value], texts: &[String], per_estimated: f64) -> 
     let tokens = |t: &[String]| (f64::from(estimate_tokens(&t.join("\n"))) * per_estimated).round() as u32;
     let group = system.then(|| (hash_str(&texts[0]), tokens(&texts[..1])));
     let name = hash_str(&texts[..=first].join("\n")) ^ 0xC0;
-    let history = if texts.len() > first + 1 { &texts[..texts.len() - 1] } else { texts };
-    Some(PrefixKey { group, conversation: Some((name, tokens(history))), drop_answer: false })
+    let n = texts.len();
+    let (history, drop_answer) = match n.checked_sub(2).filter(|&a| a > first && role(a) == Some("assistant")) {
+        Some(a) if !answers.generated(name, &texts[a]) => (&texts[..a], true),
+        _ if n > first + 1 => (&texts[..n - 1], false),
+        _ => (texts, false),
+    };
+    Some(PrefixKey { group, conversation: Some((name, tokens(history))), drop_answer })
+}
+
+/// The text the server last generated for each chat conversation, as a
+/// hash, to tell the answer a client sends back from a stand-in.
+#[derive(Default)]
+struct AnswerLog(Mutex<HashMap<u64, u64>>);
+
+impl AnswerLog {
+    /// Forgets everything past this many conversations.
+    const MAX: usize = 1 << 20;
+
+    fn record(&self, conversation: u64, text: &str) {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if m.len() >= Self::MAX {
+            m.clear();
+        }
+        m.insert(conversation, fleetbench_workload::text::hash_str(text.trim()));
+    }
+
+    fn generated(&self, conversation: u64, text: &str) -> bool {
+        let m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        m.get(&conversation) == Some(&fleetbench_workload::text::hash_str(text.trim()))
+    }
 }
 
 async fn chat_completions(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
@@ -624,6 +659,9 @@ async fn serve(state: Arc<AppState>, body: Bytes, chat: bool) -> Response {
     };
     let id = state.next_id.fetch_add(1, Ordering::Relaxed);
     let (pieces, hit_limit) = plan_output(&state, id, &p.prompt, p.max_tokens);
+    if let (true, Some((conversation, _))) = (chat, p.prefix.conversation) {
+        state.answers.record(conversation, &pieces.concat());
+    }
     let finish_reason = if hit_limit { "length" } else { "stop" };
     let (tx, mut rx) = mpsc::unbounded_channel();
     let req = EngineRequest { id, prompt_tokens: p.prompt_tokens, output_tokens: pieces.len() as u32 };

@@ -194,3 +194,44 @@ async fn the_client_tells_a_simulator_the_prompt_size_the_workload_built() {
     assert_eq!(unstated.input_tokens, Some(500));
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_chat_finds_the_answer_it_generated_and_not_a_stand_in() {
+    let h = start(50.0, "m").await;
+    let root = h.base_url().trim_end_matches("/v1").to_string();
+    let system = "you are a careful engineer ".repeat(100);
+    let ask = |messages: Vec<serde_json::Value>| {
+        let url = format!("{}/chat/completions", h.base_url());
+        async move {
+            let body = json!({"messages": messages, "max_tokens": 64});
+            let v: serde_json::Value = http().post(url).json(&body).send().await.unwrap().json().await.unwrap();
+            v["choices"][0]["message"]["content"].as_str().unwrap().to_string()
+        }
+    };
+    let turn = |user: &str, answer: &str| {
+        vec![
+            json!({"role": "system", "content": system}),
+            json!({"role": "user", "content": user}),
+            json!({"role": "assistant", "content": answer}),
+            json!({"role": "user", "content": "and then?"}),
+        ]
+    };
+    // Each conversation's second turn: how many of its prompt tokens the
+    // cache held.
+    let mut found = Vec::new();
+    for (user, own) in [("first task", true), ("second task", false)] {
+        let answer =
+            ask(vec![json!({"role": "system", "content": system}), json!({"role": "user", "content": user})]).await;
+        let sent = if own { answer.clone() } else { "x".repeat(answer.len()) };
+        let before = prefix_counters(&root).await.0;
+        ask(turn(user, &sent)).await;
+        found.push(prefix_counters(&root).await.0 - before);
+    }
+    let prompt = estimate(&[system.as_str(), "first task"]);
+    // Its own answer comes back as the tokens it generated: found with the
+    // prompt before it (64 tokens, less the last, which has no KV yet).
+    assert!(found[0] >= prompt + 32.0, "own answer: {} found, the first prompt had {prompt}", found[0]);
+    // A stand-in is new text: only the first turn's prompt is found.
+    assert!(found[1] <= prompt + 1.0 && found[1] >= prompt - 16.0, "stand-in: {} found of {prompt}", found[1]);
+    h.shutdown().await;
+}
