@@ -237,10 +237,11 @@ pub const DEFAULT_OFFLOAD_GB: f64 = 100.0;
 /// shared-prefix prompt. Its generator draws random ids, decodes them to
 /// text (special tokens skipped) and sends `system + " " + question`; the
 /// server's tokenizer merges and splits that text differently. Measured with
-/// the tokenizers themselves (Hugging Face `tokenizers`, 5 groups each of
-/// five system and question sizes from 1,000 + 200 to 16,000 + 256): Llama 2
-/// 1.040–1.045, Llama 3.1 1.042–1.046, Qwen3 1.048–1.054 (`scripts/py/retokenization.py`); llm-d's published
-/// report of a Qwen3-32B run reads 7,576 tokens for 7,200 drawn (1.052).
+/// the tokenizers themselves (`scripts/py/retokenization.py`: Hugging Face
+/// `tokenizers`, 5 groups each of five system and question sizes from
+/// 1,000 + 200 to 16,000 + 256): Llama 2 1.040–1.045, Llama 3.1
+/// 1.042–1.046, Qwen3 1.048–1.054; llm-d's published report of a Qwen3-32B
+/// run reads 7,576 tokens for 7,200 drawn (1.052).
 pub const INFERENCE_PERF_RETOKENIZED: f64 = 1.045;
 
 /// A GPU written with its count, before (`8xH100`, `2 x NVIDIA L40S`) or
