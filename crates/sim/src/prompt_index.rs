@@ -27,7 +27,7 @@
 
 use std::collections::HashMap;
 
-use fleetbench_workload::text::mix;
+use fleetbench_workload::text::{hash_bytes, mix};
 
 use crate::engine::PrefixKey;
 
@@ -70,7 +70,7 @@ impl PromptIndex {
         let chain: Vec<u64> = bytes
             .chunks_exact(BLOCK_BYTES)
             .scan(CHAIN_SEED, |h, block| {
-                *h = mix(*h, block.iter().fold(0xcbf2_9ce4_8422_2325u64, |a, &b| mix(a, u64::from(b))));
+                *h = mix(*h, hash_bytes(block));
                 Some(*h)
             })
             .collect();

@@ -206,7 +206,6 @@ pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload
     // waits for the tokens queued ahead of it).
     let frontend_s = deployment.engine.frontend_ms.max(0.0) * 1e-3;
     let token_cpu_s = deployment.engine.frontend_token_us.max(0.0) * 1e-6;
-    let engine = deployment.engine.clone();
     let mut frontend_free = 0.0f64;
     // The server's backlog as the latest step's tokens found it, and when
     // that step ended: a request sent during the step is not behind them.
@@ -371,7 +370,7 @@ pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload
             let waited = slots_full_since.is_finite() && tr.ready >= slots_full_since;
             tr.send = if waited { eng.now() } else { tr.ready };
             let backlog = if tr.send < last_step_end { free_before_step } else { frontend_free };
-            let ready = tr.send.max(backlog) + engine.frontend_latency_s(req.prompt_tokens);
+            let ready = tr.send.max(backlog) + eng.deployment().engine.frontend_latency_s(req.prompt_tokens);
             eng.submit_at(req, key, ready);
             in_flight += 1;
         }

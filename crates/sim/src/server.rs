@@ -553,11 +553,12 @@ fn parse_request(state: &AppState, body: &[u8], chat: bool) -> Result<Parsed, St
         }
     };
     // Extension: a client that knows its prompt length may state it.
+    let estimated = estimate_tokens(&prompt);
     let prompt_tokens = v
         .get("sim_prompt_tokens")
         .and_then(Value::as_u64)
         .map(|n| n.clamp(1, u32::MAX as u64) as u32)
-        .unwrap_or_else(|| estimate_tokens(&prompt));
+        .unwrap_or(estimated);
     let max_tokens = v
         .get("max_completion_tokens")
         .or_else(|| v.get("max_tokens"))
@@ -581,7 +582,7 @@ fn parse_request(state: &AppState, body: &[u8], chat: bool) -> Result<Parsed, St
     // A chat is keyed by its messages (sized in proportion when the client
     // stated the prompt's size); a completion's prompt is plain text, found
     // in the cache by its content.
-    let per_estimated = f64::from(prompt_tokens) / f64::from(estimate_tokens(&prompt));
+    let per_estimated = f64::from(prompt_tokens) / f64::from(estimated);
     let prefix =
         match messages.and_then(|(msgs, texts)| conversation_prefix(msgs, &texts, per_estimated, &state.answers)) {
             Some(p) => p,

@@ -18,6 +18,14 @@ async fn start(cfg: SimServerConfig) -> SimServerHandle {
     start_server(cfg, SocketAddr::from(([127, 0, 0, 1], 0))).await.expect("server starts")
 }
 
+/// A server of `model` (its engine's defaults) running `time_scale` times
+/// faster than the hardware it models.
+async fn start_model(model: &str, time_scale: f64) -> SimServerHandle {
+    let mut cfg = SimServerConfig::new(deployment(model, None));
+    cfg.time_scale = time_scale;
+    start(cfg).await
+}
+
 /// Reads an SSE body; returns each `data:` payload with its arrival instant.
 async fn sse_events(resp: reqwest::Response) -> Vec<(Instant, String)> {
     let mut out = Vec::new();
@@ -40,9 +48,7 @@ async fn sse_events(resp: reqwest::Response) -> Vec<(Instant, String)> {
 
 #[tokio::test]
 async fn streaming_chat_has_role_chunk_tokens_usage_and_done() {
-    let mut cfg = SimServerConfig::new(deployment("qwen3-coder-30b-a3b", None));
-    cfg.time_scale = 200.0;
-    let h = start(cfg).await;
+    let h = start_model("qwen3-coder-30b-a3b", 200.0).await;
     let resp = reqwest::Client::new()
         .post(format!("{}/chat/completions", h.base_url()))
         .json(&json!({
@@ -89,9 +95,7 @@ async fn streaming_chat_has_role_chunk_tokens_usage_and_done() {
 
 #[tokio::test]
 async fn completions_stream_and_json_both_carry_usage() {
-    let mut cfg = SimServerConfig::new(deployment("qwen3-coder-30b-a3b", None));
-    cfg.time_scale = 200.0;
-    let h = start(cfg).await;
+    let h = start_model("qwen3-coder-30b-a3b", 200.0).await;
     let client = reqwest::Client::new();
     let resp = client
         .post(format!("{}/completions", h.base_url()))
@@ -145,9 +149,7 @@ async fn completions_stream_and_json_both_carry_usage() {
 
 #[tokio::test]
 async fn metrics_use_vllm_names_and_count_tokens() {
-    let mut cfg = SimServerConfig::new(deployment("qwen3-coder-30b-a3b", None));
-    cfg.time_scale = 200.0;
-    let h = start(cfg).await;
+    let h = start_model("qwen3-coder-30b-a3b", 200.0).await;
     let client = reqwest::Client::new();
     client
         .post(format!("{}/completions", h.base_url()))
@@ -325,9 +327,7 @@ async fn completions_find_a_shared_system_prompt_and_a_repeated_prompt_by_their_
     // inference-perf's shared-prefix traffic posts `system + " " + question`
     // as a completion: vLLM finds the system prompt by content, and so must
     // the simulated server.
-    let mut cfg = SimServerConfig::new(deployment("llama-3.1-8b", None));
-    cfg.time_scale = 200.0;
-    let h = start(cfg).await;
+    let h = start_model("llama-3.1-8b", 200.0).await;
     let client = reqwest::Client::new();
     let system = "fleet ".repeat(640); // 3,840 bytes, 960 tokens at 4 bytes a token
     let post = |prompt: String| {

@@ -30,7 +30,12 @@ pub fn mix(seed: u64, tag: u64) -> u64 {
 
 /// A stable 64-bit hash of a string (FNV-1a), for seeding by name.
 pub fn hash_str(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01B3))
+    hash_bytes(s.as_bytes())
+}
+
+/// A stable 64-bit hash of bytes (FNV-1a), as [`hash_str`] hashes a string's.
+pub fn hash_bytes(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01B3))
 }
 
 /// `words` words drawn from the list, seeded; starts with a space-free word.
