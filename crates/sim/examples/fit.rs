@@ -7,7 +7,8 @@
 //! Run: `cargo run --release -p fleetbench-sim --example fit [FILE.csv]`
 //! (`FIT_SWEEPS=0` only reports the errors of the current catalog;
 //! `FIT_RESTARTS=N` sets the number of restarts, 12 by default;
-//! `FIT_ONLY=vllm,q4_k_m` refits only the named engines and formats).
+//! `FIT_ONLY=vllm,q4_k_m` refits only the named engines and formats;
+//! `FIT_HOLD=vllm.layer_overhead_us` keeps the named engine figures).
 
 use fleetbench_sim::calibration::{self, is_held_out, place, predict_row, MeasuredRow, PlacedRow};
 use fleetbench_sim::catalog::{Catalog, FamilyEff};
@@ -169,6 +170,14 @@ fn main() {
         params.retain(|p| match p {
             Param::Engine(e, _) | Param::Family(e, _, _) => only.split(',').any(|o| o == *e),
             Param::QuantEff(q) | Param::QuantPrefill(q) => only.split(',').any(|o| o == *q),
+        });
+    }
+    // FIT_HOLD=vllm.layer_overhead_us keeps figures fitted elsewhere (here:
+    // on the runs under load, `examples/fit_load.rs`) as they are.
+    if let Ok(hold) = std::env::var("FIT_HOLD") {
+        params.retain(|p| match p {
+            Param::Engine(e, f) => !hold.split(',').any(|h| h == format!("{e}.{f}")),
+            _ => true,
         });
     }
     let sweeps: usize = std::env::var("FIT_SWEEPS").ok().and_then(|v| v.parse().ok()).unwrap_or(60);

@@ -4,19 +4,22 @@
 //! end-to-end latency, then prints the figures and the median absolute
 //! errors of the fitted and the held-out rows, before and after.
 //!
-//! The figures: the host-side `step_floor_us`, `frontend_ms` and
-//! `frontend_token_us` of engines.toml, and the engine's efficiency on one
-//! GPU family, `FAMILY.bw_eff` and `FAMILY.compute_eff` (its
-//! `[engine.family.FAMILY]` override). By default the three host-side
-//! figures and the engine's bandwidth efficiency on Hopper and on the A100
-//! (`ampere-hbm`) are fitted.
+//! The figures: the host-side `step_floor_us`, `frontend_ms`,
+//! `frontend_token_us` and `frontend_prompt_token_us` of engines.toml, the
+//! engine's `layer_overhead_us`, and its efficiency on one GPU family,
+//! `FAMILY.bw_eff` and `FAMILY.compute_eff` (its `[engine.family.FAMILY]`
+//! override). By default the three host-side figures and the engine's
+//! bandwidth efficiency on Hopper and on the A100 (`ampere-hbm`) are fitted.
+//! Each row weighs one over the number of fitted rows its publisher gave
+//! (`FIT_WEIGHTS=rows` weighs every row one).
 //!
 //! Run: `cargo run --release -p fleetbench-sim --example fit_load [FILE.csv ...]`
 //! (several files: the loss is summed over them, each is reported on its own;
 //! `FIT_SWEEPS=0` only reports the shipped catalog's errors;
 //! `FIT_ENGINE=sglang` fits another engine's figures, `vllm` by default;
 //! `FIT_SET=frontend_ms=10,hopper.bw_eff=0.7` starts from the given figures;
-//! `FIT_ONLY=frontend_ms,ampere-hbm.bw_eff` fits exactly those).
+//! `FIT_ONLY=frontend_ms,ampere-hbm.bw_eff` fits exactly those; the
+//! eleventh session's fit: `FIT_ONLY=hopper.bw_eff,ampere-hbm.bw_eff,layer_overhead_us`).
 
 use std::path::{Path, PathBuf};
 
@@ -37,6 +40,8 @@ enum Figure {
     Frontend,
     FrontendToken,
     FrontendPromptToken,
+    /// The engine's fixed cost per transformer layer per step.
+    LayerOverhead,
     /// The engine's `bw_eff` (or `compute_eff`) on one GPU family.
     Family {
         family: String,
@@ -55,6 +60,7 @@ impl Figure {
                 "frontend_ms" => Figure::Frontend,
                 "frontend_token_us" => Figure::FrontendToken,
                 "frontend_prompt_token_us" => Figure::FrontendPromptToken,
+                "layer_overhead_us" => Figure::LayerOverhead,
                 _ => return None,
             },
         })
@@ -66,6 +72,7 @@ impl Figure {
             Figure::Frontend => "frontend_ms".into(),
             Figure::FrontendToken => "frontend_token_us".into(),
             Figure::FrontendPromptToken => "frontend_prompt_token_us".into(),
+            Figure::LayerOverhead => "layer_overhead_us".into(),
             Figure::Family { family, bandwidth: true } => format!("{family}.bw_eff"),
             Figure::Family { family, bandwidth: false } => format!("{family}.compute_eff"),
         }
@@ -79,6 +86,7 @@ impl Figure {
             Figure::Frontend => e.frontend_ms,
             Figure::FrontendToken => e.frontend_token_us,
             Figure::FrontendPromptToken => e.frontend_prompt_token_us,
+            Figure::LayerOverhead => e.layer_overhead_us,
             Figure::Family { family, bandwidth: true } => {
                 e.family.get(family).and_then(|f| f.bw_eff).unwrap_or(e.bw_eff)
             }
@@ -95,6 +103,7 @@ impl Figure {
             Figure::Frontend => e.frontend_ms = v,
             Figure::FrontendToken => e.frontend_token_us = v,
             Figure::FrontendPromptToken => e.frontend_prompt_token_us = v,
+            Figure::LayerOverhead => e.layer_overhead_us = v,
             Figure::Family { family, bandwidth } => {
                 let o = e.family.entry(family.clone()).or_insert_with(FamilyEff::default);
                 if *bandwidth {
@@ -112,8 +121,10 @@ impl Figure {
     /// an H100, row 25): the floor is a lower bound on every step, so a
     /// larger one contradicts that run (`FIT_FLOOR_MAX_US` lifts the bound:
     /// the A100 sweeps alone pull it to about 9 ms; docs/SIMULATOR.md,
-    /// section 7), and the efficiency bounds of the single-number fit
-    /// (`examples/fit.rs`).
+    /// section 7), up to 200 µs of fixed cost a layer, and the efficiency
+    /// bounds of the single-number fit (`examples/fit.rs`) but for bandwidth
+    /// on an HBM family, which stops at 0.9: about what a plain copy kernel
+    /// reaches on HBM2e and HBM3, so no decode kernel reads faster.
     fn bounds(&self) -> (f64, f64) {
         match self {
             Figure::StepFloor => {
@@ -122,7 +133,8 @@ impl Figure {
             Figure::Frontend => (0.0, 100.0),
             Figure::FrontendToken => (0.0, 1_000.0),
             Figure::FrontendPromptToken => (0.0, 100.0),
-            Figure::Family { bandwidth: true, .. } => (0.2, 0.95),
+            Figure::LayerOverhead => (0.0, 200.0),
+            Figure::Family { bandwidth: true, .. } => (0.2, 0.9),
             Figure::Family { bandwidth: false, .. } => (0.05, 0.9),
         }
     }
@@ -134,6 +146,7 @@ impl Figure {
             Figure::Frontend => 5.0,
             Figure::FrontendToken => 20.0,
             Figure::FrontendPromptToken => 2.0,
+            Figure::LayerOverhead => 20.0,
             Figure::Family { .. } => 0.5,
         }
     }
@@ -149,33 +162,82 @@ fn run(cat: &Catalog, text: &str, base: &Path) -> LoadReport {
     }
 }
 
-/// Sum of squared log errors over the fitted rows' measured means.
-fn loss(r: &LoadReport) -> f64 {
+/// Sum of squared log errors over the fitted rows' measured means, each
+/// row weighted by one over the number of fitted rows its publisher gave
+/// (`weights`): rows of one publisher share a host, a vLLM version and a
+/// method, so their errors move together, and a sweep of 19 rows from one
+/// machine must not outvote six other groups' runs.
+fn loss(r: &LoadReport, weights: &[f64]) -> f64 {
     r.rows
         .iter()
         .enumerate()
         .filter(|(i, _)| i % 4 != 3)
-        .flat_map(|(_, row)| [row.ttft_err_pct, row.tpot_err_pct, row.e2e_err_pct])
-        .flatten()
-        .map(|e| (1.0 + e / 100.0).max(1e-6).ln().powi(2))
+        .map(|(i, row)| {
+            let w = weights.get(i).copied().unwrap_or(1.0);
+            [row.ttft_err_pct, row.tpot_err_pct, row.e2e_err_pct]
+                .into_iter()
+                .flatten()
+                .map(|e| w * (1.0 + e / 100.0).max(1e-6).ln().powi(2))
+                .sum::<f64>()
+        })
         .sum()
 }
 
-fn show(label: &str, r: &LoadReport) {
+/// Each row's weight in the loss: one over the number of fitted rows of
+/// its publisher (`publisher`), so every publisher's rows weigh one in all.
+/// `FIT_WEIGHTS=rows` weighs every row one instead.
+/// Who published a row, from its `source`: a GitHub repository
+/// (`github.com/OWNER/REPO`, whichever issue or file), else the web host.
+fn publisher(source: &str) -> String {
+    let url = source.split_whitespace().next().unwrap_or("");
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let mut parts = rest.split('/');
+    let host = parts.next().unwrap_or("").to_ascii_lowercase();
+    if host == "github.com" {
+        let owner = parts.next().unwrap_or("");
+        let repo = parts.next().unwrap_or("");
+        format!("{host}/{owner}/{repo}").to_ascii_lowercase()
+    } else {
+        host
+    }
+}
+
+fn publisher_weights(text: &str, origin: &str) -> Vec<f64> {
+    let rows = match underload::parse_rows(text, origin) {
+        Ok(rows) => rows,
+        Err(e) => {
+            eprintln!("cannot read {origin}: {e}");
+            std::process::exit(1);
+        }
+    };
+    if std::env::var("FIT_WEIGHTS").is_ok_and(|v| v == "rows") {
+        return vec![1.0; rows.len()];
+    }
+    let publisher = |row: &underload::LoadRow| publisher(row.get("source"));
+    let mut counts = std::collections::HashMap::new();
+    for (i, row) in rows.iter().enumerate() {
+        if i % 4 != 3 {
+            *counts.entry(publisher(row)).or_insert(0usize) += 1;
+        }
+    }
+    rows.iter().map(|row| 1.0 / counts.get(&publisher(row)).copied().unwrap_or(1).max(1) as f64).collect()
+}
+
+fn show(label: &str, r: &LoadReport, weights: &[f64]) {
     let f = |m: Medians| {
         let p = |v: Option<f64>| v.map(|v| format!("{v:.1} %")).unwrap_or_else(|| "n/a".into());
         format!("TTFT {}, TPOT {}, E2E {}", p(m.ttft), p(m.tpot), p(m.e2e))
     };
     let (fit, held) = r.split_medians();
-    println!("{label}: {} of {} covered, loss on the fitted rows {:.4}", r.covered, r.total, loss(r));
+    println!("{label}: {} of {} covered, loss on the fitted rows {:.4}", r.covered, r.total, loss(r, weights));
     println!("  all:      {}", f(r.median_abs_err_pct));
     println!("  fitted:   {}", f(fit));
     println!("  held out: {}", f(held));
 }
 
-/// The files the fit reads, each with its text and its folder (for paths
-/// inside it).
-struct Files(Vec<(String, String, PathBuf)>);
+/// The files the fit reads, each with its text, its folder (for paths
+/// inside it) and its rows' weights in the loss.
+struct Files(Vec<(String, String, PathBuf, Vec<f64>)>);
 
 impl Files {
     fn read(paths: Vec<String>) -> Files {
@@ -185,7 +247,8 @@ impl Files {
                 .map(|path| match std::fs::read_to_string(&path) {
                     Ok(text) => {
                         let base = Path::new(&path).parent().map(Path::to_path_buf).unwrap_or_default();
-                        (path, text, base)
+                        let weights = publisher_weights(&text, &path);
+                        (path, text, base, weights)
                     }
                     Err(e) => {
                         eprintln!("cannot read {path}: {e}");
@@ -197,25 +260,25 @@ impl Files {
     }
 
     fn run(&self, cat: &Catalog) -> Vec<LoadReport> {
-        self.0.iter().map(|(_, text, base)| run(cat, text, base)).collect()
+        self.0.iter().map(|(_, text, base, _)| run(cat, text, base)).collect()
     }
 
     /// The fitted rows' loss over every file.
     fn loss(&self, cat: &Catalog) -> f64 {
-        self.run(cat).iter().map(loss).sum()
+        self.run(cat).iter().zip(&self.0).map(|(r, (.., w))| loss(r, w)).sum()
     }
 
     /// Reports every file (with its rows when `rows`); returns the loss,
     /// so the figures need not be validated again to start the fit.
     fn show(&self, label: &str, cat: &Catalog, rows: bool) -> f64 {
         let reports = self.run(cat);
-        for ((path, ..), r) in self.0.iter().zip(&reports) {
-            show(&format!("{label}, {path}"), r);
+        for ((path, .., weights), r) in self.0.iter().zip(&reports) {
+            show(&format!("{label}, {path}"), r, weights);
             if rows {
                 print!("{}", r.to_text());
             }
         }
-        reports.iter().map(loss).sum()
+        reports.iter().zip(&self.0).map(|(r, (.., w))| loss(r, w)).sum()
     }
 }
 
@@ -256,7 +319,7 @@ fn main() {
     for name in names {
         let Some(f) = Figure::parse(name) else {
             eprintln!(
-                "unknown figure {name}: step_floor_us, frontend_ms, frontend_token_us, FAMILY.bw_eff, FAMILY.compute_eff"
+                "unknown figure {name}: step_floor_us, frontend_ms, frontend_token_us, frontend_prompt_token_us, layer_overhead_us, FAMILY.bw_eff, FAMILY.compute_eff"
             );
             std::process::exit(2);
         };

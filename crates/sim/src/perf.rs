@@ -713,6 +713,8 @@ mod tests {
     #[test]
     fn a_step_lasts_at_least_the_host_floor() {
         let mut d = deployment("h100-sxm", 1, None, "qwen3-0.6b", "fp16", "vllm");
+        // Without the per-layer cost, so that the bare step is shorter than the floor.
+        d.engine.layer_overhead_us = 0.0;
         d.engine.step_floor_us = 0.0;
         let bare = d.decode_step(4, 500.0);
         d.engine.step_floor_us = 2400.0;

@@ -15,11 +15,11 @@ fn calibration_rows_are_reproduced_within_the_stated_error() {
     let near = |got: f64, stated: f64, what: &str| {
         assert!((got - stated).abs() <= 0.5, "{what}: {got:.2} %, README states {stated} %");
     };
-    near(report.median_abs_error_pct.unwrap(), 7.3, "median abs error, all rows");
+    near(report.median_abs_error_pct.unwrap(), 7.6, "median abs error, all rows");
     let (fit_median, fit_worst) = report.errors_where(|r| !is_held_out(r));
     let (held_median, held_worst) = report.errors_where(is_held_out);
     near(fit_median.unwrap(), 7.2, "median abs error, fitted rows");
-    near(held_median.unwrap(), 8.9, "median abs error, held-out rows");
+    near(held_median.unwrap(), 10.3, "median abs error, held-out rows");
     assert!((fit_worst.unwrap() - 140.8).abs() <= 2.0, "fitted worst {fit_worst:?}");
     assert!((held_worst.unwrap() - 272.0).abs() <= 5.0, "held-out worst {held_worst:?}");
     // The median goal holds on both sets.
@@ -69,21 +69,21 @@ fn near(got: Option<f64>, stated: f64, what: &str) {
 }
 
 /// The runs under load are reproduced within the medians docs/SIMULATOR.md
-/// states (section 7, "The API server's cost per prompt token"), both
+/// states (section 7, "vLLM's cost per layer, and the A100 again"), both
 /// halves of the fit, every row covered.
 #[test]
 fn runs_under_load_are_reproduced_within_the_stated_error() {
     let r = validate_calibration_file("under-load.csv");
-    assert_eq!((r.covered, r.total), (54, 54));
+    assert_eq!((r.covered, r.total), (70, 70));
     let all = r.median_abs_err_pct;
-    near(all.ttft, 29.8, "TTFT, all rows");
-    near(all.tpot, 11.4, "TPOT, all rows");
-    near(all.e2e, 6.0, "E2E, all rows");
+    near(all.ttft, 25.4, "TTFT, all rows");
+    near(all.tpot, 11.3, "TPOT, all rows");
+    near(all.e2e, 16.8, "E2E, all rows");
     let (fitted, held) = r.split_medians();
-    near(fitted.tpot, 11.7, "TPOT, fitted rows");
-    near(held.ttft, 23.0, "TTFT, held-out rows");
-    near(held.tpot, 9.4, "TPOT, held-out rows");
-    near(held.e2e, 8.3, "E2E, held-out rows");
+    near(fitted.tpot, 9.8, "TPOT, fitted rows");
+    near(held.ttft, 24.6, "TTFT, held-out rows");
+    near(held.tpot, 12.5, "TPOT, held-out rows");
+    near(held.e2e, 17.4, "E2E, held-out rows");
 }
 
 /// The llm-d fleet runs of inference-perf's shared-prefix workload, each
@@ -98,7 +98,7 @@ fn fleet_shared_prefix_runs_are_reproduced_within_the_stated_error() {
     let r = validate_calibration_file("fleet-shared-prefix.csv");
     assert_eq!((r.covered, r.total), (7, 7));
     let all = r.median_abs_err_pct;
-    near(all.ttft, 22.9, "TTFT");
-    near(all.tpot, 20.8, "TPOT");
-    near(all.e2e, 16.8, "E2E");
+    near(all.ttft, 25.0, "TTFT");
+    near(all.tpot, 3.6, "TPOT");
+    near(all.e2e, 13.4, "E2E");
 }
