@@ -710,6 +710,25 @@ mod tests {
         assert_eq!(with_knobs("l40s", 1, "llama-3.1-8b", "fp16", k).unwrap().max_batched_tokens, 4096);
     }
 
+    /// Lambda's Llama 3 70B runs on 2, 4 and 8 H100s share one intercept
+    /// a step (docs/SIMULATOR.md, section 7): the fixed cost of a layer does
+    /// not shrink as its weights are split over more GPUs, while the bytes
+    /// each GPU reads do.
+    #[test]
+    fn a_layers_fixed_cost_is_the_same_at_every_tensor_parallel_degree() {
+        let steps: Vec<StepCost> = [2, 4, 8]
+            .iter()
+            .map(|&tp| deployment("h100-sxm", tp, None, "llama-3.1-70b", "fp16", "vllm").decode_step(1, 0.0))
+            .collect();
+        let d = deployment("h100-sxm", 2, None, "llama-3.1-70b", "fp16", "vllm");
+        let per_layer = (d.engine.step_overhead_us + d.engine.layer_overhead_us * d.model.layers as f64) * 1e-6;
+        assert!(per_layer > 0.0);
+        for s in &steps {
+            assert!((s.overhead_s - per_layer).abs() < 1e-12, "{} against {per_layer}", s.overhead_s);
+        }
+        assert!(steps[0].memory_s > 3.9 * steps[2].memory_s && steps[0].memory_s < 4.1 * steps[2].memory_s);
+    }
+
     #[test]
     fn a_step_lasts_at_least_the_host_floor() {
         let mut d = deployment("h100-sxm", 1, None, "qwen3-0.6b", "fp16", "vllm");
