@@ -52,13 +52,16 @@ impl SharedPrefixSpec {
         let mut spec = SharedPrefixSpec::default();
         // inference-perf's own names are taken too (its `shared_prefix` data
         // config: num_groups, num_prompts_per_group, system_prompt_len,
-        // question_len, output_len, enable_multi_turn_chat).
+        // question_len, output_len, enable_multi_turn_chat; and the later
+        // aliases num_unique_system_prompts and num_users_per_system_prompt),
+        // in any case, with `-` or `_` between words.
         for part in rest.split([',', ';']).map(str::trim).filter(|p| !p.is_empty()) {
             let (k, v) = match part.split_once('=') {
                 Some((k, v)) => (k.trim(), Some(v.trim())),
                 None => (part, None),
             };
-            if matches!(k, "multi-turn" | "multi_turn" | "enable_multi_turn_chat") {
+            let key = k.to_ascii_lowercase().replace('-', "_");
+            if matches!(key.as_str(), "multi_turn" | "enable_multi_turn_chat") {
                 spec.multi_turn = match v {
                     None => true,
                     Some(v) => parse_switch(v).ok_or_else(|| format!("{k}= is true or false, not '{v}'"))?,
@@ -72,15 +75,13 @@ impl SharedPrefixSpec {
             if n == 0 {
                 return Err(format!("{k}= must be at least 1"));
             }
-            match k {
-                "groups" | "num_groups" => spec.groups = n,
-                "users" | "num_prompts_per_group" => spec.users = n,
+            match key.as_str() {
+                "groups" | "num_groups" | "num_unique_system_prompts" => spec.groups = n,
+                "users" | "num_prompts_per_group" | "num_users_per_system_prompt" => spec.users = n,
                 "system" | "system_prompt_len" => spec.system = n,
                 "question" | "question_len" => spec.question = n,
                 "output" | "output_len" => spec.output = n,
-                other => {
-                    return Err(format!("unknown key '{other}' (groups, users, system, question, output, multi-turn)"))
-                }
+                _ => return Err(format!("unknown key '{k}' (groups, users, system, question, output, multi-turn)")),
             }
         }
         if spec.groups as u64 * spec.users as u64 > MAX_USERS {
@@ -251,6 +252,11 @@ mod tests {
             "shared-prefix:num_groups=3;num_prompts_per_group=2;system_prompt_len=100;question_len=20;output_len=10;enable_multi_turn_chat=true",
         );
         assert_eq!(*named.spec(), SharedPrefixSpec { multi_turn: true, ..*s.spec() });
+        // Its later aliases, in another case and with hyphens.
+        let aliased = gen(
+            "shared-prefix:num_unique_system_prompts=3,num-users-per-system-prompt=2,System_Prompt_Len=100,question_len=20,output_len=10,Multi-Turn",
+        );
+        assert_eq!(*aliased.spec(), SharedPrefixSpec { multi_turn: true, ..*s.spec() });
         assert!(!gen("shared-prefix:groups=1,multi-turn=false").spec().multi_turn);
         for bad in [
             "shared-prefix:multi-turn=perhaps",
