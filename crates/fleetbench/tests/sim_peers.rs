@@ -22,11 +22,11 @@
 //! up to 30 s more while the load average exceeds the cores: in one full
 //! suite run all four runs of the openai SDK read 2.1 ms above fleetbench,
 //! where alone on the machine they read 1.0 ms), until each client's lowest
-//! 10th percentile so far agrees with the other's. The delays only add, so a client whose clock truly reads 2 ms
-//! apart from fleetbench's fails every run, as one timing the role chunk
-//! would. Measured so over 17 runs with such a benchmark running (load
-//! average 5.7 to 7.1): at most 1.8 ms apart, 5 of 34 comparisons taking a
-//! second run, none a third.
+//! 10th percentile so far agrees with the other's. The delays only add, so
+//! a client whose clock truly reads 2 ms apart from fleetbench's fails every
+//! run, as one timing the role chunk would. Measured so over 17 runs with
+//! such a benchmark running (load average 5.7 to 7.1): at most 1.8 ms
+//! apart, 5 of 34 comparisons taking a second run, none a third.
 
 use std::process::{Child, Stdio};
 use std::sync::{Mutex, MutexGuard, PoisonError};

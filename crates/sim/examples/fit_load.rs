@@ -183,9 +183,6 @@ fn loss(r: &LoadReport, weights: &[f64]) -> f64 {
         .sum()
 }
 
-/// Each row's weight in the loss: one over the number of fitted rows of
-/// its publisher (`publisher`), so every publisher's rows weigh one in all.
-/// `FIT_WEIGHTS=rows` weighs every row one instead.
 /// Who published a row, from its `source`: a GitHub repository
 /// (`github.com/OWNER/REPO`, whichever issue or file), else the web host.
 fn publisher(source: &str) -> String {
@@ -202,6 +199,9 @@ fn publisher(source: &str) -> String {
     }
 }
 
+/// Each row's weight in the loss: one over the number of fitted rows of
+/// its publisher (`publisher`), so every publisher's rows weigh one in all.
+/// `FIT_WEIGHTS=rows` weighs every row one instead.
 fn publisher_weights(text: &str, origin: &str) -> Vec<f64> {
     let rows = match underload::parse_rows(text, origin) {
         Ok(rows) => rows,
@@ -213,14 +213,14 @@ fn publisher_weights(text: &str, origin: &str) -> Vec<f64> {
     if std::env::var("FIT_WEIGHTS").is_ok_and(|v| v == "rows") {
         return vec![1.0; rows.len()];
     }
-    let publisher = |row: &underload::LoadRow| publisher(row.get("source"));
+    let of = |row: &underload::LoadRow| publisher(row.get("source"));
     let mut counts = std::collections::HashMap::new();
     for (i, row) in rows.iter().enumerate() {
         if i % 4 != 3 {
-            *counts.entry(publisher(row)).or_insert(0usize) += 1;
+            *counts.entry(of(row)).or_insert(0usize) += 1;
         }
     }
-    rows.iter().map(|row| 1.0 / counts.get(&publisher(row)).copied().unwrap_or(1).max(1) as f64).collect()
+    rows.iter().map(|row| 1.0 / counts.get(&of(row)).copied().unwrap_or(1).max(1) as f64).collect()
 }
 
 fn show(label: &str, r: &LoadReport, weights: &[f64]) {
