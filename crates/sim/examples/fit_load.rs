@@ -171,7 +171,7 @@ fn loss(r: &LoadReport, weights: &[f64]) -> f64 {
     r.rows
         .iter()
         .enumerate()
-        .filter(|(i, _)| i % 4 != 3)
+        .filter(|(i, _)| !underload::is_held_out(*i))
         .map(|(i, row)| {
             let w = weights.get(i).copied().unwrap_or(1.0);
             [row.ttft_err_pct, row.tpot_err_pct, row.e2e_err_pct]
@@ -216,7 +216,7 @@ fn publisher_weights(text: &str, origin: &str) -> Vec<f64> {
     let of = |row: &underload::LoadRow| publisher(row.get("source"));
     let mut counts = std::collections::HashMap::new();
     for (i, row) in rows.iter().enumerate() {
-        if i % 4 != 3 {
+        if !underload::is_held_out(i) {
             *counts.entry(of(row)).or_insert(0usize) += 1;
         }
     }
@@ -265,7 +265,13 @@ impl Files {
 
     /// The fitted rows' loss over every file.
     fn loss(&self, cat: &Catalog) -> f64 {
-        self.run(cat).iter().zip(&self.0).map(|(r, (.., w))| loss(r, w)).sum()
+        self.total_loss(&self.run(cat))
+    }
+
+    /// The fitted rows' loss over every file's report, each weighed with
+    /// its file's row weights.
+    fn total_loss(&self, reports: &[LoadReport]) -> f64 {
+        reports.iter().zip(&self.0).map(|(r, (.., w))| loss(r, w)).sum()
     }
 
     /// Reports every file (with its rows when `rows`); returns the loss,
@@ -278,7 +284,7 @@ impl Files {
                 print!("{}", r.to_text());
             }
         }
-        reports.iter().zip(&self.0).map(|(r, (.., w))| loss(r, w)).sum()
+        self.total_loss(&reports)
     }
 }
 

@@ -527,13 +527,21 @@ impl Validation {
     }
 }
 
+/// Whether the row at this 0-based index of an under-load file is held out
+/// of the fit (every fourth row: index 3 mod 4).
+pub fn is_held_out(index: usize) -> bool {
+    index % 4 == 3
+}
+
 impl LoadReport {
-    /// Median absolute errors over the fitted rows (index not 3 mod 4) and
+    /// Median absolute errors over the fitted rows (`is_held_out` false) and
     /// the held-out ones.
     pub fn split_medians(&self) -> (Medians, Medians) {
         let part = |held: bool| {
-            report(self.rows.iter().enumerate().filter(|(i, _)| (i % 4 == 3) == held).map(|(_, r)| r.clone()).collect())
-                .median_abs_err_pct
+            report(
+                self.rows.iter().enumerate().filter(|(i, _)| is_held_out(*i) == held).map(|(_, r)| r.clone()).collect(),
+            )
+            .median_abs_err_pct
         };
         (part(false), part(true))
     }
