@@ -19,10 +19,12 @@
 //! higher priority (another benchmark at nice -15) can still hold the cores
 //! for a whole run of one client and put even its 10th percentile 10 to 60
 //! ms up; so the pair is measured again, up to `RUNS` times, 5 s apart (and
-//! up to 30 s more while the load average exceeds the cores: in one full
-//! suite run all four runs of the openai SDK read 2.1 ms above fleetbench,
-//! where alone on the machine they read 1.0 ms), until each client's lowest
-//! 10th percentile so far agrees with the other's. The delays only add, so
+//! up to 30 s more while the load average exceeds the cores), until each
+//! client's lowest 10th percentile so far agrees with the other's. Each run
+//! prints the load average beside its figures. Not explained yet: in two
+//! full suite runs (2026-12-02) all four runs of the openai SDK read 2.1 to
+//! 2.5 ms above fleetbench at a load average of 0.4 to 0.5, where this
+//! binary alone, or run through scripts/test.sh alone, reads 1.0 to 1.3 ms. The delays only add, so
 //! a client whose clock truly reads 2 ms apart from fleetbench's fails every
 //! run, as one timing the role chunk would. Measured so over 17 runs with
 //! such a benchmark running (load average 5.7 to 7.1): at most 1.8 ms
