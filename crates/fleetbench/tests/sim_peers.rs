@@ -22,9 +22,10 @@
 //! up to 30 s more while the load average exceeds the cores), until each
 //! client's lowest 10th percentile so far agrees with the other's. Each run
 //! prints the load average beside its figures. Not explained yet: in two
-//! full suite runs (2026-12-02) all four runs of the openai SDK read 2.1 to
-//! 2.5 ms above fleetbench at a load average of 0.4 to 0.5, where this
-//! binary alone, or run through scripts/test.sh alone, reads 1.0 to 1.3 ms. The delays only add, so
+//! full suite runs (2026-12-02) the two lowest 10th percentiles read 2.15
+//! and 2.20 ms apart (single runs 1.7 to 2.5 ms, the second time at a load
+//! average of 0.4 to 0.5), where this binary alone, or run through
+//! scripts/test.sh alone, reads 1.0 to 1.3 ms apart. The delays only add, so
 //! a client whose clock truly reads 2 ms apart from fleetbench's fails every
 //! run, as one timing the role chunk would. Measured so over 17 runs with
 //! such a benchmark running (load average 5.7 to 7.1): at most 1.8 ms
