@@ -356,6 +356,20 @@ pub struct EngineKnobArgs {
     /// Pipeline stages (--pp); the GPU count is tensor x pipeline size.
     #[arg(long, alias = "pp", value_name = "N", help_heading = "Engine")]
     pub pipeline_parallel_size: Option<u32>,
+    /// KV-cache precision: auto (vLLM and SGLang keep the model's 16-bit
+    /// dtype, even for FP8 weights; TensorRT-LLM's FP8 recipes store FP8),
+    /// bfloat16, float16, or fp8 (half the bytes: twice the tokens in the
+    /// pool, half the KV reads per decode step).
+    #[arg(long, value_name = "DTYPE", value_parser = parse_kv_cache_dtype, help_heading = "Engine")]
+    pub kv_cache_dtype: Option<KvCacheDtype>,
+}
+
+/// A `--kv-cache-dtype` value: its bits per element, `None` for `auto`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KvCacheDtype(pub Option<f64>);
+
+fn parse_kv_cache_dtype(text: &str) -> Result<KvCacheDtype, String> {
+    fleetbench_sim::perf::kv_cache_bits(text).map(KvCacheDtype)
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy)]
@@ -397,6 +411,7 @@ impl DeploymentArgs {
                 cpu_offload_gb: k.cpu_offload_gb,
                 // A tensor-parallel size alone means one stage, whatever the engine's habit.
                 pipeline_parallel: k.pipeline_parallel_size.or(k.tensor_parallel_size.map(|_| 1)),
+                kv_cache_bits: k.kv_cache_dtype.and_then(|d| d.0),
             },
         })
     }

@@ -6,7 +6,7 @@ mod common;
 
 use common::{bin, output, text};
 
-const KNOBS: [&str; 8] = [
+const KNOBS: [&str; 9] = [
     "--max-num-batched-tokens",
     "--max-num-seqs",
     "--gpu-memory-utilization",
@@ -15,6 +15,7 @@ const KNOBS: [&str; 8] = [
     "--cpu-offload-gb",
     "--tensor-parallel-size",
     "--pipeline-parallel-size",
+    "--kv-cache-dtype",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -57,6 +58,11 @@ async fn the_settings_change_the_figures() {
     let tight = json(&predict(&["--gpu-memory-utilization", "0.3"])).await;
     let usage = |v: &serde_json::Value| v["levels"][0]["kv_cache_usage"].as_f64().unwrap();
     assert!(usage(&tight) > 2.0 * usage(&wide), "{tight} vs {wide}");
+    // FP8 weights keep vLLM's KV cache in 16 bits; an FP8 KV cache is asked
+    // for, and holds the same load in half the pool.
+    let fp8_kv = json(&predict(&["--kv-cache-dtype", "fp8"])).await;
+    let half = usage(&fp8_kv) / usage(&wide);
+    assert!((0.45..0.55).contains(&half), "{fp8_kv} vs {wide}");
     // Tensor x pipeline parallel: eight GPUs for Llama 2 70B without --count.
     let mut a =
         vec!["predict", "--gpu", "h100-sxm", "--model", "llama-2-70b", "--quant", "fp16", "--tp", "4", "--pp", "2"];
@@ -84,10 +90,11 @@ async fn the_settings_change_the_figures() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contradictory_settings_are_refused_with_the_reason() {
-    let cases: [(&[&str], &str); 3] = [
+    let cases: [(&[&str], &str); 4] = [
         (&["--count", "3", "--tp", "4"], "tensor x pipeline"),
         (&["--count", "8", "--pp", "3"], "pipeline stages"),
         (&["--gpu-memory-utilization", "1.5"], "gpu_memory_utilization"),
+        (&["--kv-cache-dtype", "int3"], "not one of auto, bfloat16, float16, fp8"),
     ];
     for (extra, want) in cases {
         let mut c = bin();

@@ -368,6 +368,12 @@ pub struct Engine {
     /// How several GPUs are used: "tensor" (default) or "pipeline".
     #[serde(default = "default_parallel")]
     pub parallel: String,
+    /// The KV cache keeps the model's 16-bit dtype whatever the weight
+    /// format (vLLM's and SGLang's `--kv-cache-dtype auto`: an FP8 KV cache
+    /// is asked for on its own). Off: the format's `kv_bits` (TensorRT-LLM's
+    /// FP8 and NVFP4 recipes quantize the KV cache with the weights).
+    #[serde(default)]
+    pub kv_cache_model_dtype: bool,
     #[serde(default)]
     pub family: BTreeMap<String, FamilyEff>,
     #[serde(default)]

@@ -91,6 +91,24 @@ pub struct EngineKnobs {
     pub cpu_offload_gb: f64,
     /// Pipeline stages; the GPU count is tensor parallel x pipeline stages.
     pub pipeline_parallel: Option<u32>,
+    /// Bits per KV-cache element (vLLM and SGLang `--kv-cache-dtype`: 16
+    /// for `bfloat16`/`float16`, 8 for `fp8`); `None` is the engine's
+    /// default (`auto`).
+    #[serde(default)]
+    pub kv_cache_bits: Option<f64>,
+}
+
+/// Bits per KV-cache element of a `--kv-cache-dtype` value, as vLLM and
+/// SGLang spell them: `auto` (the engine's default: `None`), `fp8` and its
+/// variants (`fp8_e4m3`, `fp8_e5m2`), `bfloat16`/`float16`/`half`.
+pub fn kv_cache_bits(dtype: &str) -> Result<Option<f64>, String> {
+    let d = dtype.trim().to_ascii_lowercase().replace('-', "_");
+    match d.as_str() {
+        "" | "auto" => Ok(None),
+        "bfloat16" | "bf16" | "float16" | "fp16" | "half" => Ok(Some(16.0)),
+        _ if d.starts_with("fp8") => Ok(Some(8.0)),
+        _ => Err(format!("KV-cache dtype '{dtype}' is not one of auto, bfloat16, float16, fp8 (fp8_e4m3, fp8_e5m2)")),
+    }
 }
 
 impl Default for EngineKnobs {
@@ -102,6 +120,7 @@ impl Default for EngineKnobs {
             prefix_caching: true,
             cpu_offload_gb: 0.0,
             pipeline_parallel: None,
+            kv_cache_bits: None,
         }
     }
 }
@@ -342,6 +361,11 @@ impl Deployment {
                 knobs.cpu_offload_gb
             )));
         }
+        if let Some(bits) = knobs.kv_cache_bits {
+            if !(bits.is_finite() && bits > 0.0 && bits <= 32.0) {
+                return Err(SimError::Invalid(format!("KV-cache bits must be in (0, 32], got {bits}")));
+            }
+        }
         let block_size = knobs.block_size.unwrap_or(engine.block_size);
         if block_size == 0 {
             return Err(SimError::Invalid("block size must be at least 1 token".into()));
@@ -363,7 +387,8 @@ impl Deployment {
         // touched experts (the input embedding is a lookup, not a read).
         let dense_read_bytes = other * b_other + emb * b_emb;
         let expert_bytes_each = if model.is_moe() { routed * bq / model.experts as f64 } else { 0.0 };
-        let kv_bytes_per_token = model.kv_elems_per_token() * quant.kv_bits / 8.0;
+        let kv_bits = knobs.kv_cache_bits.unwrap_or(if engine.kv_cache_model_dtype { 16.0 } else { quant.kv_bits });
+        let kv_bytes_per_token = model.kv_elems_per_token() * kv_bits / 8.0;
         let usable = count as f64 * (gpu.memory_bytes() * util - RESERVED_GB_PER_GPU * 1e9);
         let kv_capacity_bytes = usable - weight_bytes;
         if kv_capacity_bytes <= 0.0 {
@@ -676,6 +701,37 @@ mod tests {
             },
         )
         .unwrap()
+    }
+
+    #[test]
+    fn vllm_keeps_a_16_bit_kv_cache_for_fp8_weights_unless_asked() {
+        // vLLM's --kv-cache-dtype auto keeps the model's dtype: FP8 weights
+        // halve the weight bytes, not the KV bytes.
+        let bf16 = deployment("h100-sxm", 1, None, "llama-3.1-8b", "fp16", "vllm");
+        let fp8 = deployment("h100-sxm", 1, None, "llama-3.1-8b", "fp8", "vllm");
+        assert_eq!(fp8.kv_bytes_per_token, bf16.kv_bytes_per_token);
+        assert!(fp8.weight_bytes < 0.6 * bf16.weight_bytes);
+        // TensorRT-LLM's FP8 recipe stores the KV cache in FP8 too.
+        let trt = deployment("h100-sxm", 1, None, "llama-3.1-8b", "fp8", "trtllm");
+        assert_eq!(trt.kv_bytes_per_token, bf16.kv_bytes_per_token / 2.0);
+        // --kv-cache-dtype fp8 halves vLLM's KV bytes and about doubles its pool.
+        let c = Catalog::embedded().unwrap();
+        let spec = |dtype: &str| DeploymentSpec {
+            gpu: "h100-sxm".into(),
+            model: "llama-3.1-8b".into(),
+            quant: "fp8".into(),
+            engine: "vllm".into(),
+            knobs: EngineKnobs { kv_cache_bits: kv_cache_bits(dtype).unwrap(), ..EngineKnobs::default() },
+            ..DeploymentSpec::default()
+        };
+        let small = Deployment::resolve(&c, &spec("fp8_e4m3")).unwrap();
+        assert_eq!(small.kv_bytes_per_token, bf16.kv_bytes_per_token / 2.0);
+        let ratio = small.kv_capacity_tokens / fp8.kv_capacity_tokens;
+        assert!((1.95..2.05).contains(&ratio), "{ratio}");
+        assert_eq!(Deployment::resolve(&c, &spec("auto")).unwrap().kv_bytes_per_token, fp8.kv_bytes_per_token);
+        assert_eq!(Deployment::resolve(&c, &spec("bfloat16")).unwrap().kv_bytes_per_token, fp8.kv_bytes_per_token);
+        let err = kv_cache_bits("int3").unwrap_err();
+        assert!(err.contains("int3") && err.contains("fp8"), "{err}");
     }
 
     #[test]

@@ -358,6 +358,7 @@ fn run_row(catalog: &Catalog, c: &Cells, base: &Path) -> Result<RowResult, RowEr
         prefix_caching: c.flag("prefix_caching", true)?,
         cpu_offload_gb: c.offload_gb("cpu_offload")?,
         pipeline_parallel: c.opt("pipeline_parallel", "a whole number of stages")?,
+        kv_cache_bits: crate::perf::kv_cache_bits(row.get("kv_cache_dtype")).map_err(|e| c.at("kv_cache_dtype", e))?,
     };
     for (key, v) in [
         ("max_num_batched_tokens", knobs.max_num_batched_tokens),

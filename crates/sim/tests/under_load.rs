@@ -332,3 +332,31 @@ fn a_shared_prefix_row_counts_its_prompts_as_the_server_tokenized_them() {
     let r = validate_text(&c, &row("synthetic:in=500,out=64", "1"), "runs.csv", base()).unwrap();
     assert!(r.rows[0].skipped.is_none());
 }
+
+/// The optional `kv_cache_dtype` column is vLLM's `--kv-cache-dtype`: an FP8
+/// KV cache holds twice the tokens, so under a load whose KV does not fit in
+/// 16 bits fewer requests wait and the mean end-to-end latency falls; `auto`
+/// (or an empty cell) is the engine's default, 16 bits for vLLM even with FP8
+/// weights, and a value vLLM does not take is reported with its column.
+#[test]
+fn the_kv_cache_dtype_column_is_vllms_flag() {
+    let c = Catalog::embedded().unwrap();
+    let header = format!("{HEADER},kv_cache_dtype");
+    let row = |dtype: &str| {
+        format!(
+            "a,l40s,1,llama-3.1-8b,fp8,vllm,,,0.5,,,\"synthetic:in=3000,out=300\",constant:6/s*40s,500,40,20000,own,{dtype}"
+        )
+    };
+    let e2e = |dtype: &str| {
+        let r = validate_text(&c, &format!("{header}\n{}\n", row(dtype)), "runs.csv", base()).unwrap();
+        assert_eq!(r.covered, 1, "{:?}", r.rows[0].skipped);
+        20000.0 * (1.0 + r.rows[0].e2e_err_pct.unwrap() / 100.0)
+    };
+    let (auto, empty, bf16, fp8) = (e2e("auto"), e2e(""), e2e("bfloat16"), e2e("fp8"));
+    assert_eq!(auto, empty);
+    assert_eq!(auto, bf16, "vLLM keeps a 16-bit KV cache for FP8 weights");
+    assert!(fp8 < 0.8 * auto, "fp8 KV {fp8} ms end to end against {auto}");
+    let r = validate_text(&c, &format!("{header}\n{}\n", row("int3")), "runs.csv", base()).unwrap();
+    let why = r.rows[0].skipped.as_deref().unwrap_or("");
+    assert!(why.contains("column 18 (kv_cache_dtype)") && why.contains("int3"), "{why}");
+}
