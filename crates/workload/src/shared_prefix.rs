@@ -61,7 +61,7 @@ impl SharedPrefixSpec {
                 None => (part, None),
             };
             let key = k.to_ascii_lowercase().replace('-', "_");
-            if matches!(key.as_str(), "multi_turn" | "enable_multi_turn_chat") {
+            if matches!(key.as_str(), "multi_turn" | "multiturn" | "enable_multi_turn_chat") {
                 spec.multi_turn = match v {
                     None => true,
                     Some(v) => parse_switch(v).ok_or_else(|| format!("{k}= is true or false, not '{v}'"))?,
@@ -258,6 +258,7 @@ mod tests {
         );
         assert_eq!(*aliased.spec(), SharedPrefixSpec { multi_turn: true, ..*s.spec() });
         assert!(!gen("shared-prefix:groups=1,multi-turn=false").spec().multi_turn);
+        assert!(gen("shared-prefix:groups=1,MultiTurn").spec().multi_turn);
         for bad in [
             "shared-prefix:multi-turn=perhaps",
             "shared-prefix:groups=0",
