@@ -86,6 +86,11 @@ async fn the_settings_change_the_figures() {
     assert_eq!((on["prefix_caching"].as_bool(), off["prefix_caching"].as_bool()), (Some(true), Some(false)));
     let hit = |v: &serde_json::Value| v["overall"]["prefix_hit_rate"].as_f64().unwrap();
     assert!(hit(&on) > 0.5 && hit(&off) == 0.0, "{} vs {}", hit(&on), hit(&off));
+    // The replay names the KV cache it sized: 16-bit for FP8 weights, 8-bit when asked.
+    let line = |v: &serde_json::Value| v["deployment"].as_str().unwrap().to_string();
+    assert!(line(&on).contains("KV cache 16-bit"), "{}", line(&on));
+    a.extend(["--kv-cache-dtype", "fp8"]);
+    assert!(line(&json(&a).await).contains("KV cache 8-bit"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

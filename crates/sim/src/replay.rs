@@ -197,9 +197,18 @@ const REPEAT_KEY: u64 = 0x5EED_0F4E_9E47;
 /// Replays the plan. Deterministic: the same plan, workload and seed give
 /// the same report.
 pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload) -> ReplayReport {
+    // The KV pool as the engine sizes it: bits per element (16 unless an
+    // FP8 cache is set) and whole blocks of tokens.
+    let kv_bits = deployment.kv_bytes_per_token * 8.0 / deployment.model.kv_elems_per_token().max(1.0);
     let describe = format!(
-        "{} x {} · {} {} · {}",
-        deployment.count, deployment.gpu.name, deployment.model.name, deployment.quant.id, deployment.engine.name
+        "{} x {} · {} {} · {} · KV cache {:.0}-bit, {:.0} tokens",
+        deployment.count,
+        deployment.gpu.name,
+        deployment.model.name,
+        deployment.quant.id,
+        deployment.engine.name,
+        kv_bits,
+        deployment.kv_capacity_tokens
     );
     // The API server in front of the engine core: a fixed latency per
     // request, and one thread streaming every output token (a new request
