@@ -31,8 +31,8 @@
 //! full suite runs on 2026-12-02, at a load average of 0.4 to 0.6: a plain
 //! Python socket client read within 0.05 ms of fleetbench, and httpcore's
 //! trace put 1.0 to 1.5 ms of the SDK's own Python before the request's
-//! bytes left. Timed at the wire it reads about 0.5 ms above fleetbench; each
-//! run prints the SDK-side figure beside it. The delays only add, so a
+//! bytes left. Timed at the wire it read 0.0 to 0.5 ms above fleetbench in
+//! the runs of that day; each run prints the SDK-side figure beside it. The delays only add, so a
 //! client whose clock truly reads 2 ms apart from fleetbench's fails every
 //! run, as one timing the role chunk would.
 
