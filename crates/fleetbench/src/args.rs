@@ -237,7 +237,13 @@ pub struct TrafficArgs {
 /// What [`TrafficArgs::resolve`] makes of the command line.
 pub struct ResolvedTraffic {
     pub schedule: Schedule,
+    /// The workload and arrivals drawn with the seed given to `resolve`.
     pub traffic: Traffic,
+    /// What they were drawn from, to draw them again with another seed.
+    pub workload: WorkloadSpec,
+    /// Whether `--workload` was given (a trace refuses one).
+    pub workload_given: bool,
+    pub arrival_spec: Option<ArrivalSpec>,
     /// Measured requests (None: the duration or the arrivals end the run).
     pub requests: Option<u64>,
     /// `--arrivals` as given, for the run's config.
@@ -293,7 +299,17 @@ impl TrafficArgs {
             (r, _, _) => r,
         };
         let arrivals = self.arrivals.clone();
-        Ok(ResolvedTraffic { schedule, traffic, requests, arrivals, ramp, duration })
+        Ok(ResolvedTraffic {
+            schedule,
+            traffic,
+            workload,
+            workload_given: given,
+            arrival_spec: spec,
+            requests,
+            arrivals,
+            ramp,
+            duration,
+        })
     }
 }
 
@@ -526,24 +542,18 @@ fn parse_shard(s: &str) -> Result<fleetbench_workload::Shard, String> {
 }
 
 impl ShardArgs {
-    /// The shard's part of `plan` and how it joins the others (`None`: a
-    /// run of its own). `--run-id` alone is a run of one shard under that id.
-    pub fn split(
-        &self,
-        plan: fleetbench_load::RunPlan,
-    ) -> anyhow::Result<(fleetbench_load::RunPlan, Option<fleetbench_load::shard::ShardJoin>)> {
+    /// How this process joins the other shards of a run whose schedule is
+    /// `schedule` (`None`: a run of its own). `--run-id` alone is a run of
+    /// one shard under that id.
+    pub fn join(&self, schedule: &Schedule) -> anyhow::Result<Option<fleetbench_load::shard::ShardJoin>> {
         let shard = match (&self.run_id, self.shard) {
-            (None, None) => return Ok((plan, None)),
+            (None, None) => return Ok(None),
             (None, Some(s)) => bail!("--shard {s} needs --run-id ID, the same on every shard, to meet the others"),
             (Some(_), s) => s.unwrap_or(fleetbench_workload::Shard { index: 0, count: 1 }),
         };
         let key = self.key()?;
-        let target_concurrency = plan.schedule.target_concurrency();
-        let mine = fleetbench_load::shard::shard_plan(&plan, shard)?;
-        Ok((
-            mine,
-            Some(fleetbench_load::shard::ShardJoin { shard, key, timeout: self.shard_timeout, target_concurrency }),
-        ))
+        let target_concurrency = schedule.target_concurrency();
+        Ok(Some(fleetbench_load::shard::ShardJoin { shard, key, timeout: self.shard_timeout, target_concurrency }))
     }
 }
 

@@ -11,6 +11,7 @@ pub mod exposition;
 pub mod interrupt;
 pub mod live;
 pub mod measure;
+pub mod repeated;
 pub mod selftest;
 mod session;
 pub mod shard;

@@ -26,7 +26,7 @@ use fleetbench_workload::{RampKind, RampSpec};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
-use crate::live::{LiveRun, LiveState};
+use crate::live::{LiveBus, LiveRun, LiveState};
 use crate::{RunPlan, Workload};
 
 /// How often a watched run's live figures are refreshed between records.
@@ -150,6 +150,52 @@ pub struct MeasureOptions {
     /// connection, as every later one does, and not from a TCP handshake.
     /// How many answered goes in the run's config as `preconnect`.
     pub preconnect: bool,
+}
+
+/// Who watches a command's measured runs besides the store: the same for
+/// one run and its repeats ([`crate::repeated`]) and for a sweep's levels
+/// ([`crate::sweep::driver`]). `T` is what each measured run is reported as.
+pub struct Observers<'a, T> {
+    /// Price entry and energy meter (`--price`, `--meter`).
+    pub instruments: Option<Arc<Instruments>>,
+    /// The dashboard's bus: every measured run appears as a live run.
+    pub bus: Option<&'a LiveBus>,
+    pub progress: Option<Arc<dyn Progress>>,
+    /// Turns true to stop (Ctrl-C): the run in progress keeps what finished
+    /// and no other starts.
+    pub stop: Option<watch::Receiver<bool>>,
+    /// Called once per measured run, as soon as it is stored.
+    pub on_measured: Option<&'a mut dyn FnMut(&T)>,
+    /// Live figures for Prometheus (`--metrics-listen`).
+    pub metrics: Option<Arc<crate::exposition::LiveMetrics>>,
+}
+
+impl<T> Default for Observers<'_, T> {
+    fn default() -> Self {
+        Observers { instruments: None, bus: None, progress: None, stop: None, on_measured: None, metrics: None }
+    }
+}
+
+impl<T> Observers<'_, T> {
+    /// The options of one measured run watched by these observers, shown on
+    /// the dashboard as `live`; the rest as [`MeasureOptions::default`].
+    pub fn options(&self, live: Option<LiveRun>) -> MeasureOptions {
+        MeasureOptions {
+            instruments: self.instruments.clone(),
+            live,
+            progress: self.progress.clone(),
+            stop: self.stop.clone(),
+            metrics: self.metrics.clone(),
+            ..MeasureOptions::default()
+        }
+    }
+
+    /// Tells the callback, if any.
+    pub fn measured(&mut self, what: &T) {
+        if let Some(f) = self.on_measured.as_mut() {
+            f(what);
+        }
+    }
 }
 
 /// Longest wait for the connections [`MeasureOptions::preconnect`] opens.

@@ -210,7 +210,7 @@ async fn sweep_setup(
             if m.metrics.failed > 0 { format!("{} failed", m.metrics.failed) } else { String::new() }
         )
     };
-    let observers = SweepObservers { on_level: Some(&mut print_level), ..Default::default() };
+    let observers = SweepObservers { on_measured: Some(&mut print_level), ..Default::default() };
     let outcome = run_sweep(&sweep, store, &client, &provenance::client_meta(&client), observers).await;
     server.shutdown().await;
     let o = outcome?;

@@ -1,7 +1,7 @@
 //! `fleetbench run`: one measured run against one backend. Parses the
-//! options into a client config and a load plan, hands them to
-//! `fleetbench_load::measure` (which stores every record as it completes),
-//! and prints the summary.
+//! options into a client config and a [`RunRequest`], hands them to
+//! `fleetbench_load::repeated::measure_repeated` (which stores every record
+//! as it completes, once per `--repeat`), and prints each run's summary.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -9,16 +9,16 @@ use std::sync::Arc;
 use anyhow::bail;
 use clap::Args;
 use fleetbench_client::Client;
-use fleetbench_core::repeats::RepeatFigures;
-use fleetbench_core::{RunConfig, RunMetrics, RunStatus};
+use fleetbench_core::{RunConfig, RunMeta, RunStatus};
 use fleetbench_econ::instruments::Instruments;
 use fleetbench_load::interrupt::Interrupt;
-use fleetbench_load::live::LiveRunInfo;
-use fleetbench_load::measure::{measure, MeasureOptions, MeasureOutcome};
+use fleetbench_load::measure::MeasureOutcome;
+use fleetbench_load::repeated::{measure_repeated, RepeatedRun, RunObservers, RunRequest};
+use fleetbench_load::shard::ShardJoin;
 use fleetbench_load::{RunPlan, Schedule, StopCondition};
 use fleetbench_report::export::RunExport;
 use fleetbench_store::Store;
-use fleetbench_workload::models::Mixed;
+use fleetbench_workload::models::ModelMix;
 
 use crate::args::{
     BackendArgs, DashboardArgs, InstrumentArgs, MetricsArgs, OutputArgs, ResolvedTraffic, SamplingArgs, ShardArgs,
@@ -109,11 +109,13 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
-    fn config(&self, schedule: Schedule, requests: Option<u64>, t: &ResolvedTraffic) -> RunConfig {
-        let mut c = RunConfig {
+    /// The run as the driver takes it: `t` is the traffic resolved with
+    /// `--seed`, `meta` the run row's provenance and backend.
+    fn request(&self, t: &ResolvedTraffic, models: ModelMix, shard: Option<ShardJoin>, meta: RunMeta) -> RunRequest {
+        let mut config = RunConfig {
             api: Some(self.backend.api),
             stream: Some(!self.backend.no_stream),
-            requests,
+            requests: t.requests,
             duration_s: t.duration.map(|d| d.as_secs_f64()),
             ramp: t.ramp.map(|r| r.describe()),
             warmup: Some(self.traffic.warmup),
@@ -124,19 +126,44 @@ impl RunArgs {
             slo: Some(self.slo.slo()),
             ..RunConfig::default()
         };
-        match schedule {
+        match t.schedule {
             Schedule::Closed { concurrency } => {
-                c.concurrency = Some(concurrency);
-                c.max_concurrency = Some(concurrency);
+                config.concurrency = Some(concurrency);
+                config.max_concurrency = Some(concurrency);
             }
             Schedule::Open { rate, max_concurrency, .. } => {
-                c.request_rate = Some(rate);
-                c.burstiness = Some(self.traffic.burstiness);
-                c.max_concurrency = max_concurrency;
-                c.arrivals = t.arrivals.clone();
+                config.request_rate = Some(rate);
+                config.burstiness = Some(self.traffic.burstiness);
+                config.max_concurrency = max_concurrency;
+                config.arrivals = t.arrivals.clone();
             }
         }
-        c
+        RunRequest {
+            plan: RunPlan {
+                schedule: t.schedule,
+                stop: StopCondition { requests: t.requests, duration: t.duration },
+                warmup: self.traffic.warmup,
+                sampling: self.sampling.sampling(),
+                seed: self.sampling.seed,
+                arrivals: None,
+                ramp: t.ramp,
+                shard: None,
+            },
+            workload: t.workload.clone(),
+            workload_given: t.workload_given,
+            arrivals: t.arrival_spec.clone(),
+            models,
+            repeat: self.repeat,
+            shard,
+            meta,
+            config,
+            slo: self.slo.slo(),
+            max_error_rate: self.max_error_rate,
+            // The per-request arrays and rows need every record; without
+            // them memory stays flat however long the run.
+            keep_records: self.output.json_out.is_some() || self.output.csv_out.is_some(),
+            preconnect: !self.no_preconnect,
+        }
     }
 }
 
@@ -152,8 +179,10 @@ pub async fn run(args: RunArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     if args.repeat > 1 && args.sharding.run_id.is_some() {
         bail!("--repeat and --shard do not go together: repeat a sharded run by running it again with a new --run-id");
     }
-    args.traffic.resolve(&args.sampling, args.sampling.seed)?; // bad arguments fail before the probe
-    args.backend.model_mix()?;
+    // Bad arguments fail before the probe.
+    let t = args.traffic.resolve(&args.sampling, args.sampling.seed)?;
+    let models = args.backend.model_mix()?;
+    let shard = args.sharding.join(&t.schedule)?;
     let mut cfg = args.backend.client_config()?;
     cfg.keep_output_text = args.keep_text;
     if let Some(path) = &args.tools {
@@ -164,54 +193,34 @@ pub async fn run(args: RunArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     }
     let client = Client::new(cfg)?;
     client.probe(args.backend.probe_timeout()).await?;
+    let request = args.request(&t, models, shard, provenance::client_meta(&client));
     let store = Store::connect(&ctx.db)?;
     let (instruments, prepared) = Instruments::prepare(&args.instruments.spec()).await?;
     notes("energy", &prepared);
-    let instruments = Arc::new(instruments);
     let dashboard = args.dashboard.start(ctx).await?;
     let exporter = args.metrics.start().await?;
-    let metrics = exporter.as_ref().map(|(m, _)| m.clone());
     let interrupt = Interrupt::watch(|| eprintln!("\ninterrupted: stopping; requests finished so far are kept"));
-    let mut outcomes = Vec::new();
-    for r in 0..args.repeat {
-        let seed = args.sampling.seed.wrapping_add(1000 * r as u64);
-        let outcome = measure_once(
-            &args,
-            &client,
-            &store,
-            (&instruments, &metrics),
-            &dashboard,
-            &interrupt,
-            ctx.quiet,
-            (seed, r),
-        )
-        .await;
-        let o = match outcome {
-            Ok(o) => o,
-            Err(e) => {
-                live::close(dashboard).await;
-                return Err(e);
-            }
-        };
+    let mut print_run = |o: &MeasureOutcome| {
         notes("warning", &o.figures.warnings);
         outln!("{}", fleetbench_report::terminal_summary(&o.meta, &o.metrics));
-        print_figures(&o);
+        print_figures(o);
         outln!("stored as run {} in {}", o.meta.id, ctx.db);
-        let stop = o.meta.status == RunStatus::Interrupted;
-        outcomes.push(o);
-        if stop {
-            break;
-        }
-    }
+    };
+    let observers = RunObservers {
+        instruments: Some(Arc::new(instruments)),
+        bus: dashboard.as_ref().map(|d| d.bus()),
+        progress: Some(Bar::new(ctx.quiet)),
+        stop: Some(interrupt.receiver()),
+        on_measured: Some(&mut print_run),
+        metrics: exporter.as_ref().map(|(m, _)| m.clone()),
+    };
+    let measured = measure_repeated(&request, &store, &client, observers).await;
     live::close(dashboard).await;
-    let repeats = (outcomes.len() > 1).then(|| {
-        let runs: Vec<(i64, &RunMetrics)> = outcomes.iter().map(|o| (o.meta.id, &o.metrics)).collect();
-        RepeatFigures::compute(&runs)
-    });
+    let RepeatedRun { runs, repeats } = measured?;
     if let Some(r) = &repeats {
         outln!("{}", fleetbench_report::repeats_table(r));
     }
-    let Some(o) = outcomes.last() else { bail!("no run was measured") };
+    let Some(o) = runs.last() else { bail!("no run was measured") };
     args.output.write(&RunExport {
         meta: &o.meta,
         metrics: &o.metrics,
@@ -219,83 +228,5 @@ pub async fn run(args: RunArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         figures: &o.figure_keys,
         repeats: repeats.as_ref(),
     })?;
-    Ok(outcomes.iter().find(|o| o.meta.status != RunStatus::Completed).map(exit_code).unwrap_or(ExitCode::SUCCESS))
-}
-
-/// One measured run, run `repeat` of `--repeat`, its workload seeded by `seed`.
-#[allow(clippy::too_many_arguments)]
-async fn measure_once(
-    args: &RunArgs,
-    client: &Client,
-    store: &Store,
-    (instruments, metrics): (&Arc<Instruments>, &Option<Arc<fleetbench_load::exposition::LiveMetrics>>),
-    dashboard: &Option<crate::live::Dashboard>,
-    interrupt: &Interrupt,
-    quiet: bool,
-    (seed, repeat): (u64, u32),
-) -> anyhow::Result<MeasureOutcome> {
-    let t = args.traffic.resolve(&args.sampling, seed)?;
-    let (schedule, requests) = (t.schedule, t.requests);
-    let base_config = args.config(schedule, requests, &t);
-    let mix = args.backend.model_mix()?;
-    let mixed = mix.is_mix();
-    let workload: Arc<dyn fleetbench_load::Workload> = match mix {
-        mix if mixed => Arc::new(Mixed::new(t.traffic.workload, mix, seed)),
-        _ => Arc::from(t.traffic.workload),
-    };
-    // A simulator that runs faster than the hardware it models says so;
-    // its figures are then multiplied back into modelled time.
-    let time_scale = client.time_scale().unwrap_or(1.0);
-    let arrivals = t.traffic.arrivals;
-    let plan = RunPlan {
-        schedule,
-        stop: StopCondition { requests, duration: t.duration },
-        warmup: args.traffic.warmup,
-        sampling: args.sampling.sampling(),
-        seed,
-        arrivals: arrivals.clone(),
-        ramp: t.ramp,
-        shard: None,
-    };
-    let (plan, shard) = args.sharding.split(plan)?;
-    let mut meta = provenance::client_meta(client);
-    meta.workload = workload.describe();
-    meta.schedule = match &arrivals {
-        Some(a) => format!("open loop, arrivals {}", a.describe()),
-        None => schedule.describe(),
-    };
-    let config = RunConfig {
-        time_scale: (time_scale != 1.0).then_some(time_scale),
-        seed: Some(seed),
-        repeat: (args.repeat > 1).then_some(repeat),
-        ..base_config
-    };
-    meta.config = serde_json::to_value(config)?;
-    let live = dashboard.as_ref().map(|d| {
-        d.bus().start(LiveRunInfo {
-            kind: "run".into(),
-            title: format!("{} · {}", meta.schedule, meta.workload),
-            backend: meta.backend_url.clone(),
-            model: meta.model.clone(),
-            run_id: None,
-            total: requests,
-        })
-    });
-    let opts = MeasureOptions {
-        slo: args.slo.slo(),
-        max_error_rate: args.max_error_rate,
-        time_scale,
-        instruments: Some(instruments.clone()),
-        live,
-        progress: Some(Bar::new(quiet)),
-        stop: Some(interrupt.receiver()),
-        shard,
-        metrics: metrics.clone(),
-        // The per-request arrays and rows need every record, and so do the
-        // figures per model of a mix; without them memory stays flat however
-        // long the run.
-        keep_records: args.output.json_out.is_some() || args.output.csv_out.is_some() || mixed,
-        preconnect: !args.no_preconnect,
-    };
-    Ok(measure(store, meta, &plan, client, workload, &opts).await?)
+    Ok(runs.iter().find(|o| o.meta.status != RunStatus::Completed).map(exit_code).unwrap_or(ExitCode::SUCCESS))
 }

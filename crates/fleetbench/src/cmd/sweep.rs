@@ -214,7 +214,7 @@ pub async fn run(mut args: SweepArgs, ctx: &Context) -> anyhow::Result<ExitCode>
         bus: dashboard.as_ref().map(|d| d.bus()),
         progress: Some(Bar::new(ctx.quiet)),
         stop: Some(interrupt.receiver()),
-        on_level: Some(&mut print_level),
+        on_measured: Some(&mut print_level),
         metrics: exporter.as_ref().map(|(m, _)| m.clone()),
     };
     let outcome = run_sweep(&cfg, &store, &client, &provenance::client_meta(&client), observers).await;

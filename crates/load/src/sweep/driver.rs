@@ -13,9 +13,7 @@ use fleetbench_core::run::redact_url;
 use fleetbench_core::stats;
 use fleetbench_core::units::rfc3339;
 use fleetbench_core::{RequestRecord, RunClock, RunConfig, RunMeta, RunMetrics, RunStatus, SamplingParams, Slo};
-use fleetbench_econ::instruments::Instruments;
 use fleetbench_store::{Store, StoreError};
-use tokio::sync::watch;
 
 use super::records::{
     KneeDoc, LevelSummary, ServerMetricsRecord, ServerSample, SweepDoc, SweepInfo, SweepLevelRecord, SweepRecord,
@@ -23,8 +21,8 @@ use super::records::{
 use super::sharded::{level_union, SweepShard};
 use super::{explain, fmt_level, CliffConfig, CliffFinder, Knee, LevelOutcome};
 use crate::coding_swarm::CodingSwarm;
-use crate::live::{CurvePoint, LiveBus, LiveRunInfo, ServerPoint, SweepCurve};
-use crate::measure::{measure, without_arrays, FigureKeys, MeasureError, MeasureOptions, Progress};
+use crate::live::{CurvePoint, LiveRunInfo, ServerPoint, SweepCurve};
+use crate::measure::{measure, without_arrays, FigureKeys, MeasureError, MeasureOptions, Observers};
 use crate::{Arrival, RunPlan, Schedule, StopCondition, Workload, WorkloadError, WorkloadSpec};
 
 #[derive(Debug, thiserror::Error)]
@@ -123,21 +121,9 @@ pub struct SweepConfig {
     pub shard: Option<SweepShard>,
 }
 
-/// Who watches a sweep besides the store.
-#[derive(Default)]
-pub struct SweepObservers<'a> {
-    pub instruments: Option<Arc<Instruments>>,
-    /// The dashboard's bus: every level appears as a live run.
-    pub bus: Option<&'a LiveBus>,
-    pub progress: Option<Arc<dyn Progress>>,
-    /// Turns true to stop (Ctrl-C): the level in progress keeps what
-    /// finished and the sweep ends there.
-    pub stop: Option<watch::Receiver<bool>>,
-    /// Called once per measured level, as soon as it is stored.
-    pub on_level: Option<&'a mut dyn FnMut(&MeasuredLevel)>,
-    /// Live figures for Prometheus (`--metrics-listen`), each level a run.
-    pub metrics: Option<Arc<crate::exposition::LiveMetrics>>,
-}
+/// Who watches a sweep besides the store: each level (each repeat of it)
+/// is a measured run, reported as a [`MeasuredLevel`].
+pub type SweepObservers<'a> = Observers<'a, MeasuredLevel>;
 
 /// One measured level (one repeat of it).
 #[derive(Debug, Clone)]
@@ -240,9 +226,7 @@ pub async fn run_sweep(
             }
             let curve = curve_so_far(&measured);
             let m = measure_level(cfg, store, client, meta, &observers, level, index, repeat, curve).await?;
-            if let Some(f) = observers.on_level.as_mut() {
-                f(&m);
-            }
+            observers.measured(&m);
             if let Some((start, end)) = m.span {
                 common = Some((common.map_or(start, |c| c.0), end));
             }
@@ -472,18 +456,13 @@ async fn measure_level(
     let finished_live = live.clone();
     let opts = MeasureOptions {
         slo: cfg.slo,
-        max_error_rate: None,
         time_scale: cfg.time_scale,
-        instruments: observers.instruments.clone(),
-        live,
-        progress: observers.progress.clone(),
-        stop: observers.stop.clone(),
         shard: join.clone(),
-        metrics: observers.metrics.clone(),
         keep_records: true,
         // A closed-loop level's warm-up (one request per agent by default)
         // opens its connections before the measured requests.
         preconnect: false,
+        ..observers.options(live)
     };
     let backend = meta.model.clone();
     let outcome = measure(store, meta, &plan, client, workload, &opts).await?;
