@@ -2,35 +2,18 @@
 //! while the run goes on, and its requests-in-flight figure follows the
 //! engine (never above the agents of a closed loop).
 
+mod common;
+use common::meta;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use fleetbench_client::{Client, ClientConfig};
-use fleetbench_core::{ApiKind, RunMeta, RunStatus, SamplingParams};
+use fleetbench_core::{ApiKind, RunMeta, SamplingParams};
 use fleetbench_load::live::{LiveBus, LiveRunInfo};
 use fleetbench_load::measure::{measure, MeasureOptions};
 use fleetbench_load::{RunPlan, Schedule, StopCondition, SyntheticWorkload};
 use fleetbench_testkit::Script;
-
-fn meta(url: &str) -> RunMeta {
-    RunMeta {
-        id: 0,
-        tool_version: "0.1.0".into(),
-        command_line: "fleetbench run".into(),
-        host: "h".into(),
-        backend_url: url.into(),
-        model: "m".into(),
-        api: "chat".into(),
-        workload: "w".into(),
-        schedule: "s".into(),
-        started_at: "2026-12-01T00:00:00Z".into(),
-        ended_at: None,
-        status: RunStatus::Running,
-        config: serde_json::json!({}),
-        pid: None,
-        group: None,
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_live_series_grows_and_in_flight_follows_the_agents() {

@@ -2,10 +2,13 @@
 //! stored run with a seed of its own, reported to the observers as it is
 //! stored, with the spread between them at the end.
 
+mod common;
+use common::meta;
+
 use std::time::Duration;
 
 use fleetbench_client::{Client, ClientConfig};
-use fleetbench_core::{ApiKind, RunConfig, RunMeta, RunStatus, SamplingParams, Slo};
+use fleetbench_core::{ApiKind, RunConfig, RunStatus, SamplingParams, Slo};
 use fleetbench_load::live::LiveBus;
 use fleetbench_load::measure::MeasureOutcome;
 use fleetbench_load::repeated::{measure_repeated, RunError, RunObservers, RunRequest};
@@ -14,26 +17,6 @@ use fleetbench_load::{RunPlan, Schedule, StopCondition, WorkloadSpec};
 use fleetbench_testkit::Script;
 use fleetbench_workload::models::ModelMix;
 use fleetbench_workload::Shard;
-
-fn meta(url: &str) -> RunMeta {
-    RunMeta {
-        id: 0,
-        tool_version: "0.1.0".into(),
-        command_line: "fleetbench run".into(),
-        host: "h".into(),
-        backend_url: url.into(),
-        model: "m".into(),
-        api: "chat".into(),
-        workload: String::new(),
-        schedule: String::new(),
-        started_at: "2026-12-01T00:00:00Z".into(),
-        ended_at: None,
-        status: RunStatus::Running,
-        config: serde_json::json!({}),
-        pid: None,
-        group: None,
-    }
-}
 
 fn request(url: &str, repeat: u32) -> RunRequest {
     RunRequest {
