@@ -6,9 +6,10 @@ use axum::serve::ListenerExt as _;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -168,7 +169,7 @@ enum Submission {
 /// Aborts the request in the engine unless it finished.
 struct AbortOnDrop {
     id: u64,
-    submit: mpsc::UnboundedSender<Submission>,
+    submit: std_mpsc::Sender<Submission>,
     finished: bool,
 }
 
@@ -182,13 +183,13 @@ impl Drop for AbortOnDrop {
 
 struct AppState {
     cfg: SimServerConfig,
-    submit: mpsc::UnboundedSender<Submission>,
+    submit: std_mpsc::Sender<Submission>,
     next_id: AtomicU64,
     metrics: Arc<Mutex<Metrics>>,
     prompts: Mutex<PromptIndex>,
     answers: AnswerLog,
     /// The instant model time counts from.
-    epoch: tokio::time::Instant,
+    epoch: Instant,
 }
 
 /// A running simulated server.
@@ -196,7 +197,9 @@ pub struct SimServerHandle {
     addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     server: tokio::task::JoinHandle<()>,
-    engine: tokio::task::JoinHandle<()>,
+    /// The engine's own thread, and the flag that ends it.
+    engine: Option<std::thread::JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
     metrics: Arc<Mutex<Metrics>>,
 }
 
@@ -218,8 +221,10 @@ impl SimServerHandle {
             let _ = tx.send(());
         }
         let _ = (&mut self.server).await;
-        self.engine.abort();
-        let _ = (&mut self.engine).await;
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(engine) = self.engine.take() {
+            let _ = tokio::task::spawn_blocking(move || engine.join()).await;
+        }
     }
 }
 
@@ -228,7 +233,7 @@ impl Drop for SimServerHandle {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        self.engine.abort();
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
@@ -263,16 +268,23 @@ pub async fn start_server(cfg: SimServerConfig, addr: SocketAddr) -> Result<SimS
         itl: Histogram::new(ITL_BUCKETS),
         e2e: Histogram::new(TTFT_BUCKETS),
     }));
-    let (submit, rx) = mpsc::unbounded_channel();
+    let (submit, rx) = std_mpsc::channel();
     // Model time runs from here, for the engine and for the handlers that
     // stamp each request's arrival.
-    let epoch = tokio::time::Instant::now();
-    let engine = tokio::spawn(run_engine(
-        ServingEngine::new(cfg.deployment.clone()),
-        (epoch, cfg.time_scale),
-        rx,
-        metrics.clone(),
-    ));
+    let epoch = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    // The engine keeps its own thread: it releases each step's tokens at
+    // their instant to within the OS's sleep precision (tens of µs), where
+    // tokio's timer rounds every wake-up to the next millisecond, which a
+    // time scale of 10 would turn into 10 ms steps of model time.
+    let engine = {
+        let (eng, metrics, stop) = (ServingEngine::new(cfg.deployment.clone()), metrics.clone(), stop.clone());
+        let scale = cfg.time_scale;
+        std::thread::Builder::new()
+            .name("sim-engine".into())
+            .spawn(move || run_engine(eng, (epoch, scale), rx, &metrics, &stop))
+            .map_err(|e| SimError::Server(format!("cannot start the engine's thread: {e}")))?
+    };
     let state = Arc::new(AppState {
         cfg,
         submit,
@@ -303,7 +315,7 @@ pub async fn start_server(cfg: SimServerConfig, addr: SocketAddr) -> Result<SimS
         })
         .await;
     });
-    Ok(SimServerHandle { addr: local, shutdown: Some(tx), server, engine, metrics })
+    Ok(SimServerHandle { addr: local, shutdown: Some(tx), server, engine: Some(engine), stop, metrics })
 }
 
 struct Open {
@@ -312,57 +324,81 @@ struct Open {
     last: f64,
 }
 
-async fn run_engine(
+/// The longest the engine sleeps without looking at its stop flag.
+const ENGINE_POLL: Duration = Duration::from_millis(20);
+
+fn run_engine(
     mut eng: ServingEngine,
-    (epoch, scale): (tokio::time::Instant, f64),
-    mut rx: mpsc::UnboundedReceiver<Submission>,
-    metrics: Arc<Mutex<Metrics>>,
+    (epoch, scale): (Instant, f64),
+    rx: std_mpsc::Receiver<Submission>,
+    metrics: &Mutex<Metrics>,
+    stop: &AtomicBool,
 ) {
-    let vnow = |epoch: tokio::time::Instant| epoch.elapsed().as_secs_f64() * scale;
+    let wall = |model_s: f64| epoch + Duration::from_secs_f64(model_s / scale);
     let mut open: HashMap<u64, Open> = HashMap::new();
     let mut frontend = Frontend::default();
     let mut events: Vec<EngineEvent> = Vec::new();
     let mut closed = false;
-    loop {
-        // Take every request that has arrived; block when idle.
+    while !stop.load(Ordering::Relaxed) {
+        // Take every request that has arrived.
         while !closed {
             match rx.try_recv() {
                 Ok(sub) => frontend.receive(&mut eng, &mut open, sub),
-                Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => closed = true,
+                Err(std_mpsc::TryRecvError::Empty) => break,
+                Err(std_mpsc::TryRecvError::Disconnected) => closed = true,
             }
         }
         // Requests through the API server reach the engine core: between
         // steps at the engine's clock, or when idle at the wall clock.
-        let now = if eng.has_work() { eng.now() } else { vnow(epoch) };
+        let now = if eng.has_work() { eng.now() } else { epoch.elapsed().as_secs_f64() * scale };
         frontend.release(&mut eng, now);
         if !eng.has_work() {
-            publish(&eng, &metrics);
+            publish(&eng, metrics);
             let next = frontend.next_due();
             if closed && next.is_none() {
                 return;
             }
-            let wake = next.map(|due| epoch + Duration::from_secs_f64(due / scale));
-            tokio::select! {
-                sub = rx.recv(), if !closed => match sub {
-                    Some(sub) => frontend.receive(&mut eng, &mut open, sub),
-                    None => closed = true,
+            // Idle: wait for a request, or for the next one's due time.
+            let wait = next.map_or(ENGINE_POLL, |due| wall(due).saturating_duration_since(Instant::now()));
+            let received = match closed {
+                true => {
+                    std::thread::sleep(wait.min(ENGINE_POLL));
+                    None
+                }
+                false => match rx.recv_timeout(wait.min(ENGINE_POLL)) {
+                    Ok(sub) => Some(sub),
+                    Err(std_mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(std_mpsc::RecvTimeoutError::Disconnected) => {
+                        closed = true;
+                        None
+                    }
                 },
+            };
+            match (received, next) {
+                (Some(sub), _) => frontend.receive(&mut eng, &mut open, sub),
                 // Due now in model time: the engine starts from the due
-                // time, not from the timer's late wake-up.
-                _ = sleep_until_some(wake) => frontend.release(&mut eng, next.unwrap_or(0.0)),
+                // time, not from the late wake-up.
+                (None, Some(due)) if Instant::now() >= wall(due) => frontend.release(&mut eng, due),
+                (None, _) => {}
             }
             continue;
         }
-        // Steps chain on the engine's own clock: a late wake-up (the timer
-        // overshoots by up to a millisecond) must not stretch model time, so
-        // the engine only jumps to the wall clock when it was idle.
+        // Steps chain on the engine's own clock: a late wake-up must not
+        // stretch model time, so the engine only jumps to the wall clock
+        // when it was idle.
         events.clear();
         let Some(step) = eng.step(&mut |e| events.push(e)) else {
             continue;
         };
-        publish(&eng, &metrics);
-        tokio::time::sleep_until(epoch + Duration::from_secs_f64(step.end / scale)).await;
+        publish(&eng, metrics);
+        let end = wall(step.end);
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() || stop.load(Ordering::Relaxed) {
+                break;
+            }
+            std::thread::sleep(left.min(ENGINE_POLL));
+        }
         let mut m = metrics.lock().ok();
         for ev in &events {
             match *ev {
@@ -391,14 +427,6 @@ async fn run_engine(
                 EngineEvent::Preempted { .. } => {}
             }
         }
-    }
-}
-
-/// Sleeps until `at`, or forever.
-async fn sleep_until_some(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 
