@@ -281,7 +281,7 @@ async fn open_loop(
         if deadline.is_some_and(|d| t_sched >= d) {
             break;
         }
-        tokio::time::sleep_until(clock.instant_at(t_sched).into()).await;
+        pace_until(clock.instant_at(t_sched)).await;
         // Reap finished tasks so the set does not grow without bound.
         while tasks.try_join_next().is_some() {}
         let spec = workload.request(index, &plan.sampling);
@@ -348,6 +348,34 @@ impl Turns {
     pub(crate) fn ended(done: Option<oneshot::Sender<()>>) {
         if let Some(done) = done {
             let _ = done.send(());
+        }
+    }
+}
+
+/// How long before an arrival tokio's timer hands over to a blocking sleep.
+const PACE_HANDOVER: Duration = Duration::from_millis(2);
+
+/// Waits until `at`, an open loop's next arrival, to within the OS's sleep
+/// precision (tens of microseconds). tokio's timer fires on whole
+/// milliseconds, so it would send every request up to a millisecond late
+/// (a millisecond of client queue time on an idle client, ten of modelled
+/// time against a simulator ten times faster than its hardware): it waits
+/// for all but the last two milliseconds, and a blocking sleep on tokio's
+/// blocking pool for the rest.
+pub(crate) async fn pace_until(at: std::time::Instant) {
+    if let Some(coarse) = at.checked_sub(PACE_HANDOVER) {
+        if coarse > std::time::Instant::now() {
+            tokio::time::sleep_until(coarse.into()).await;
+        }
+    }
+    if at > std::time::Instant::now() {
+        let fine = tokio::task::spawn_blocking(move || {
+            let left = at.saturating_duration_since(std::time::Instant::now());
+            std::thread::sleep(left);
+        });
+        if fine.await.is_err() {
+            // No blocking pool (the runtime is shutting down): the timer.
+            tokio::time::sleep_until(at.into()).await;
         }
     }
 }

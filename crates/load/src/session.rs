@@ -227,7 +227,7 @@ pub(crate) async fn open_loop(
         if senders.deadline.is_some_and(|d| t_sched >= d) {
             break;
         }
-        tokio::time::sleep_until(senders.clock.instant_at(t_sched).into()).await;
+        crate::engine::pace_until(senders.clock.instant_at(t_sched)).await;
         while tasks.try_join_next().is_some() {}
         let warmup_phase = senders.taker.lock().map(|t| t.next_index < senders.warmup).unwrap_or(false);
         let Some(taken) = senders.take(requests, warmup_phase) else { break };

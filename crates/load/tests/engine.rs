@@ -446,3 +446,22 @@ async fn a_stage_starts_when_the_stage_before_has_drained() {
     );
     assert!((recs[2].t_sched - recs[1].t_sched - 0.05).abs() < 1e-9, "{} then {}", recs[1].t_sched, recs[2].t_sched);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_loop_never_sends_before_its_arrival() {
+    // 5 ms apart: each arrival is paced by tokio's timer to 2 ms before it,
+    // then by a blocking sleep (tokio's timer alone would send each one up
+    // to a millisecond late, on its next whole-millisecond tick).
+    let server = common::start(Script { tokens: 2, ..Default::default() }).await;
+    let c = client(&server.base_url(), ApiKind::Chat);
+    let recs = run_to_end(&c, &open_plan(200.0, Some(40), None), Arc::new(SyntheticWorkload::new(16, 2, 0.0, 1))).await;
+    assert_eq!(recs.len(), 40);
+    let mut late: Vec<f64> = recs.iter().map(|r| (r.t_send - r.t_sched) * 1e3).collect();
+    assert!(late.iter().all(|l| *l >= 0.0), "a request went before its arrival: {late:?}");
+    late.sort_by(f64::total_cmp);
+    println!("send lateness: median {:.3} ms, max {:.3} ms", late[late.len() / 2], late[late.len() - 1]);
+    // The schedule is the plan's: constant gaps of 5 ms from the first.
+    for w in recs.windows(2) {
+        assert!(((w[1].t_sched - w[0].t_sched) - 0.005).abs() < 1e-9, "{} then {}", w[0].t_sched, w[1].t_sched);
+    }
+}
