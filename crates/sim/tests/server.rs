@@ -46,6 +46,22 @@ async fn sse_events(resp: reqwest::Response) -> Vec<(Instant, String)> {
     out
 }
 
+/// Streams one completion of `n` tokens for a prompt stated as `prompt`
+/// tokens; returns the instant it was sent and each token's arrival.
+async fn stream_tokens(h: &SimServerHandle, prompt: u32, n: u32) -> (Instant, Vec<Instant>) {
+    let sent = Instant::now();
+    let resp = reqwest::Client::new()
+        .post(format!("{}/completions", h.base_url()))
+        .json(&json!({"prompt": "x", "max_tokens": n, "sim_prompt_tokens": prompt, "stream": true}))
+        .send()
+        .await
+        .unwrap();
+    let events = sse_events(resp).await;
+    let tokens: Vec<Instant> = events.iter().filter(|(_, d)| d != "[DONE]").map(|(t, _)| *t).collect();
+    assert_eq!(tokens.len(), n as usize);
+    (sent, tokens)
+}
+
 #[tokio::test]
 async fn streaming_chat_has_role_chunk_tokens_usage_and_done() {
     let h = start_model("qwen3-coder-30b-a3b", 200.0).await;
@@ -200,16 +216,7 @@ async fn token_timing_follows_the_engine_schedule() {
     let mut cfg = SimServerConfig::new(d);
     cfg.time_scale = scale;
     let h = start(cfg).await;
-    let sent = Instant::now();
-    let resp = reqwest::Client::new()
-        .post(format!("{}/completions", h.base_url()))
-        .json(&json!({"prompt": "x", "max_tokens": n, "sim_prompt_tokens": prompt, "stream": true}))
-        .send()
-        .await
-        .unwrap();
-    let events = sse_events(resp).await;
-    let tokens: Vec<Instant> = events.iter().filter(|(_, d)| d != "[DONE]").map(|(t, _)| *t).collect();
-    assert_eq!(tokens.len(), n as usize);
+    let (sent, tokens) = stream_tokens(&h, prompt, n).await;
     // Model time = wall time x scale. Tokens never come early; allow for
     // scheduling noise on a busy machine when late.
     let ttft = (tokens[0] - sent).as_secs_f64() * scale;
@@ -241,15 +248,7 @@ async fn a_time_scaled_server_keeps_steps_shorter_than_a_millisecond_apart() {
     let mut cfg = SimServerConfig::new(d);
     cfg.time_scale = scale;
     let h = start(cfg).await;
-    let resp = reqwest::Client::new()
-        .post(format!("{}/completions", h.base_url()))
-        .json(&json!({"prompt": "x", "max_tokens": n, "sim_prompt_tokens": prompt, "stream": true}))
-        .send()
-        .await
-        .unwrap();
-    let events = sse_events(resp).await;
-    let tokens: Vec<Instant> = events.iter().filter(|(_, d)| d != "[DONE]").map(|(t, _)| *t).collect();
-    assert_eq!(tokens.len(), n as usize);
+    let (_, tokens) = stream_tokens(&h, prompt, n).await;
     let mut gaps: Vec<f64> = tokens.windows(2).map(|w| (w[1] - w[0]).as_secs_f64() * scale).collect();
     gaps.sort_by(f64::total_cmp);
     let median = gaps[gaps.len() / 2];
