@@ -313,6 +313,10 @@ impl TrafficArgs {
     }
 }
 
+/// The model the simulator serves when none is named: a 30B-A3B MoE in AWQ
+/// 4-bit fits the default RTX 3090.
+const DEFAULT_SIM_MODEL: &str = "qwen3-coder-30b-a3b";
+
 /// The simulated deployment (`sim predict`, `sim serve`, `sim replay`).
 #[derive(Args, Debug, Clone)]
 pub struct DeploymentArgs {
@@ -326,11 +330,13 @@ pub struct DeploymentArgs {
     #[arg(long)]
     pub interconnect: Option<String>,
     /// Model: a catalog name or Hugging Face id (see `fleetbench sim list models`), or a path to a Hugging Face config.json.
-    #[arg(long, default_value = "qwen3-coder-30b-a3b")]
+    #[arg(long, default_value = DEFAULT_SIM_MODEL)]
     pub model: String,
-    /// Weight format (see `fleetbench sim list quants`).
-    #[arg(long, default_value = "awq4")]
-    pub quant: String,
+    /// Weight format (see `fleetbench sim list quants`) [default: awq4 for the
+    /// default model, which needs it to fit the default GPU; for a model you
+    /// name, auto: its own 16-bit weights, as vLLM loads a checkpoint].
+    #[arg(long)]
+    pub quant: Option<String>,
     /// Serving engine (see `fleetbench sim list engines`).
     #[arg(long, default_value = "vllm")]
     pub engine: String,
@@ -412,7 +418,10 @@ impl DeploymentArgs {
             count,
             interconnect: self.interconnect.clone(),
             model: self.model.clone(),
-            quant: self.quant.clone(),
+            quant: self
+                .quant
+                .clone()
+                .unwrap_or_else(|| if self.model == DEFAULT_SIM_MODEL { "awq4" } else { "auto" }.to_string()),
             engine: self.engine.clone(),
             max_num_seqs: k.max_num_seqs,
             parallelism: self.parallel.map(|p| match p {

@@ -109,3 +109,34 @@ async fn contradictory_settings_are_refused_with_the_reason() {
         assert!(text(&o).contains(want), "{extra:?}: {}", text(&o));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_named_model_keeps_its_own_weights_unless_told() {
+    let first_line = |o: &std::process::Output| text(o).lines().next().unwrap_or_default().to_string();
+    // No options: the default deployment, whose model fits the RTX 3090 in AWQ 4-bit only.
+    let mut c = bin();
+    c.args(["sim", "predict", "--concurrency", "1"]);
+    let o = output(c).await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(first_line(&o).contains("AWQ 4-bit"), "{}", first_line(&o));
+    // A model named without --quant: its checkpoint's 16-bit weights, as vLLM loads them.
+    let mut c = bin();
+    c.args([
+        "sim",
+        "predict",
+        "--gpu",
+        "h100-sxm",
+        "--model",
+        "meta-llama/Llama-3.1-8B-Instruct",
+        "--concurrency",
+        "1",
+    ]);
+    let o = output(c).await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(first_line(&o).contains("FP16 / BF16"), "{}", first_line(&o));
+    // --quant still decides when given.
+    let mut c = bin();
+    c.args(["sim", "predict", "--gpu", "h100-sxm", "--model", "llama-3.1-8b", "--quant", "fp8", "--concurrency", "1"]);
+    let o = output(c).await;
+    assert!(first_line(&o).contains("FP8"), "{}", first_line(&o));
+}
