@@ -334,7 +334,8 @@ pub struct DeploymentArgs {
     pub model: String,
     /// Weight format (see `fleetbench sim list quants`) [default: awq4 for the
     /// default model, which needs it to fit the default GPU; for a model you
-    /// name, auto: its own 16-bit weights, as vLLM loads a checkpoint].
+    /// name, auto: the format its checkpoint ships in (16-bit, gpt-oss's
+    /// MXFP4, DeepSeek-V3's FP8), as vLLM loads it].
     #[arg(long)]
     pub quant: Option<String>,
     /// Serving engine (see `fleetbench sim list engines`).

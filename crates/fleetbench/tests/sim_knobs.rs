@@ -134,6 +134,11 @@ async fn a_named_model_keeps_its_own_weights_unless_told() {
     let o = output(c).await;
     assert!(o.status.success(), "{}", text(&o));
     assert!(first_line(&o).contains("FP16 / BF16"), "{}", first_line(&o));
+    // gpt-oss ships its experts in MXFP4, and is loaded so.
+    let mut c = bin();
+    c.args(["sim", "predict", "--gpu", "h100-sxm", "--model", "openai/gpt-oss-20b", "--concurrency", "1"]);
+    let o = output(c).await;
+    assert!(first_line(&o).contains("MXFP4"), "{}", first_line(&o));
     // --quant still decides when given.
     let mut c = bin();
     c.args(["sim", "predict", "--gpu", "h100-sxm", "--model", "llama-3.1-8b", "--quant", "fp8", "--concurrency", "1"]);

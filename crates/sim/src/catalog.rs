@@ -129,6 +129,11 @@ pub struct Model {
     /// Layers that attend within the sliding window only.
     #[serde(default)]
     pub sliding_layers: u32,
+    /// The weight format the checkpoint ships in when it is not 16-bit
+    /// (gpt-oss: `mxfp4`, DeepSeek-V3: `fp8`; a config.json's
+    /// `quantization_config`): what `--quant auto` loads, as vLLM does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native_quant: Option<String>,
     #[serde(default)]
     pub source: String,
 }
@@ -161,6 +166,7 @@ struct ModelEntry {
     max_context: Option<u32>,
     sliding_window: Option<u32>,
     sliding_layers: Option<u32>,
+    native_quant: Option<String>,
     #[serde(default)]
     source: String,
 }
@@ -213,6 +219,7 @@ impl ModelEntry {
             max_context: self.max_context.or(b.map(|m| m.max_context)).unwrap_or_else(default_context),
             sliding_window: self.sliding_window.or(b.map(|m| m.sliding_window)).unwrap_or(0),
             sliding_layers: self.sliding_layers.or(b.map(|m| m.sliding_layers)).unwrap_or(0),
+            native_quant: self.native_quant.clone().or(b.and_then(|m| m.native_quant.clone())),
             source,
             id: self.id,
             aliases: self.aliases,

@@ -158,8 +158,26 @@ pub fn model_from_config(id: &str, text: &str, source: &str) -> Result<Model, Si
         max_context: u(max_context),
         sliding_window: if sliding_layers > 0.0 { u(window) } else { 0 },
         sliding_layers: u(sliding_layers),
+        native_quant: checkpoint_format(&root),
         source: source.to_string(),
     })
+}
+
+/// The catalog's weight format for a config's `quantization_config` (FP8,
+/// MXFP4, 4-bit AWQ or GPTQ); `None` for 16-bit checkpoints and formats the
+/// catalog does not name one-to-one.
+fn checkpoint_format(root: &Value) -> Option<String> {
+    let q = root.get("quantization_config")?;
+    let method = q.get("quant_method").and_then(Value::as_str)?.to_ascii_lowercase();
+    let bits = q.get("bits").or_else(|| q.get("w_bit")).and_then(Value::as_u64);
+    let id = match (method.as_str(), bits) {
+        ("fp8", _) => "fp8",
+        ("mxfp4", _) => "mxfp4",
+        ("awq", Some(4) | None) => "awq4",
+        ("gptq", Some(4) | None) => "gptq4",
+        _ => return None,
+    };
+    Some(id.to_string())
 }
 
 fn model_type(c: &Value) -> String {
@@ -172,6 +190,25 @@ mod tests {
 
     fn shipped(file: &str) -> Model {
         model_from_config(file, embedded_config(file).unwrap(), file).unwrap()
+    }
+
+    #[test]
+    fn a_quantization_config_names_the_checkpoints_format() {
+        let with = |q: &str| {
+            let text = format!(
+                r#"{{"num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 4, "vocab_size": 100,
+                    "quantization_config": {q}}}"#
+            );
+            model_from_config("m", &text, "config.json").unwrap().native_quant
+        };
+        assert_eq!(with(r#"{"quant_method": "fp8", "weight_block_size": [128, 128]}"#).as_deref(), Some("fp8"));
+        assert_eq!(with(r#"{"quant_method": "mxfp4"}"#).as_deref(), Some("mxfp4"));
+        assert_eq!(with(r#"{"quant_method": "awq", "bits": 4, "group_size": 128}"#).as_deref(), Some("awq4"));
+        assert_eq!(with(r#"{"quant_method": "gptq", "bits": 4}"#).as_deref(), Some("gptq4"));
+        // Formats the catalog has no one-to-one entry for stay 16-bit.
+        assert_eq!(with(r#"{"quant_method": "gptq", "bits": 8}"#), None);
+        assert_eq!(with(r#"{"quant_method": "bitsandbytes", "load_in_4bit": true}"#), None);
+        assert_eq!(shipped("llama-3.1-8b.json").native_quant, None);
     }
 
     /// Total and active parameters derived from the shipped configs against

@@ -273,8 +273,22 @@ impl Deployment {
     /// Resolves names against the catalog and sizes the deployment. Fails
     /// when a name is unknown or the weights do not fit.
     pub fn resolve(catalog: &Catalog, spec: &DeploymentSpec) -> Result<Deployment, SimError> {
-        let quant = catalog.require_quant(&spec.quant)?;
-        Deployment::resolve_with_quant(catalog, spec, quant)
+        Deployment::resolve_with_quant(catalog, spec, Deployment::weight_format(catalog, spec)?)
+    }
+
+    /// The weight format `spec` asks for: its `quant`, or, when that is
+    /// empty or `auto`, the format the model's checkpoint ships in (gpt-oss
+    /// in MXFP4, DeepSeek-V3 in FP8, a config.json's `quantization_config`),
+    /// else its 16-bit weights, as vLLM loads a checkpoint.
+    pub fn weight_format(catalog: &Catalog, spec: &DeploymentSpec) -> Result<Quant, SimError> {
+        let text = spec.quant.trim();
+        if !(text.is_empty() || text.eq_ignore_ascii_case("auto")) {
+            return catalog.require_quant(text);
+        }
+        match catalog.resolve_model(&spec.model, None)?.native_quant {
+            Some(native) => catalog.require_quant(&native),
+            None => catalog.require_quant("auto"),
+        }
     }
 
     /// Like [`Deployment::resolve`] with the weight format given directly
@@ -701,6 +715,22 @@ mod tests {
             },
         )
         .unwrap()
+    }
+
+    #[test]
+    fn auto_loads_the_checkpoints_own_weight_format() {
+        let c = Catalog::embedded().unwrap();
+        let format = |model: &str, quant: &str| {
+            let spec = DeploymentSpec { model: model.into(), quant: quant.into(), ..DeploymentSpec::default() };
+            Deployment::weight_format(&c, &spec).unwrap().id
+        };
+        assert_eq!(format("gpt-oss-20b", ""), "mxfp4");
+        assert_eq!(format("openai/gpt-oss-120b", "AUTO"), "mxfp4");
+        assert_eq!(format("deepseek-ai/DeepSeek-R1", "auto"), "fp8");
+        assert_eq!(format("meta-llama/Llama-3.1-8B-Instruct", ""), "fp16");
+        // A format that is asked for wins.
+        assert_eq!(format("gpt-oss-20b", "bf16"), "fp16");
+        assert_eq!(format("llama-3.1-8b", "fp8"), "fp8");
     }
 
     #[test]

@@ -387,11 +387,14 @@ fn run_row(catalog: &Catalog, c: &Cells, base: &Path) -> Result<RowResult, RowEr
         parallelism: None,
         knobs,
     };
-    // An empty weight format is `auto`: 16-bit weights in the catalog.
-    let quant_text = if spec.quant.trim().is_empty() { "auto" } else { spec.quant.as_str() };
-    let quant = catalog
-        .quant_from_text(quant_text)
-        .ok_or_else(|| RowError::Skip(format!("weight format '{}' is not recognised", spec.quant)))?;
+    // An empty weight format is `auto`: the checkpoint's own (16-bit, or
+    // what the model ships in). Free text ("EXL2 2.5 bpw") is read too.
+    let quant = match Deployment::weight_format(catalog, &spec) {
+        Ok(q) => q,
+        Err(_) => catalog
+            .quant_from_text(&spec.quant)
+            .ok_or_else(|| RowError::Skip(format!("weight format '{}' is not recognised", spec.quant)))?,
+    };
     let deployment = Deployment::resolve_with_quant(catalog, &spec, quant).map_err(|e| match e {
         // What is left invalid is the split of the GPUs into stages.
         SimError::Invalid(m) => c.at("gpu_count", m),
