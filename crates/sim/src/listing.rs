@@ -44,8 +44,10 @@ impl Catalog {
                 t
             }
             Part::Models => {
-                let mut t =
-                    numbers(Table::new(["id", "total B", "active B", "layers", "experts", "KV KB/tok", "name"]), 7);
+                let mut t = numbers(
+                    Table::new(["id", "total B", "active B", "layers", "experts", "KV KB/tok", "ships in", "name"]),
+                    7,
+                );
                 for m in &self.models {
                     t.push([
                         m.id.clone(),
@@ -54,6 +56,7 @@ impl Catalog {
                         m.layers.to_string(),
                         if m.is_moe() { format!("{}/{}", m.experts_per_token, m.experts) } else { "-".into() },
                         format!("{:.0}", m.kv_elems_per_token() * 2.0 / 1e3),
+                        m.native_quant.clone().unwrap_or_else(|| "16-bit".into()),
                         m.name.clone(),
                     ]);
                 }
