@@ -223,7 +223,7 @@ async fn charts_grow_while_a_sweep_runs() {
         group: "charts".into(),
         levels: Levels::Fixed(vec![1.0, 2.0, 4.0, 8.0]),
         kind: LevelKind::Concurrency,
-        workload: fleetbench_load::WorkloadSpec::Synthetic { input: 32, output: 12, spread: 0.0 },
+        workload: fleetbench_load::WorkloadSpec::Synthetic { input: 32, output: 12, spread: 0.0, prompts: None },
         workload_name: "synthetic:in=32,out=12".into(),
         seed: 1,
         sampling: Default::default(),

@@ -73,6 +73,7 @@ fn good_sets(dir: &std::path::Path) -> Vec<Vec<String>> {
             "--warmup".into(),
             "1".into(),
         ],
+        vec!["--workload".into(), "synthetic:in=64,out=8,prompts=2".into(), "-n".into(), "4".into()],
     ];
     sets
 }

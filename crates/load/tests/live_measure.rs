@@ -78,7 +78,7 @@ async fn a_sweep_publishes_its_curve_and_the_server_readings() {
         group: "g".into(),
         levels: Levels::Fixed(vec![1.0, 2.0, 4.0]),
         kind: LevelKind::Concurrency,
-        workload: fleetbench_load::WorkloadSpec::Synthetic { input: 32, output: 12, spread: 0.0 },
+        workload: fleetbench_load::WorkloadSpec::Synthetic { input: 32, output: 12, spread: 0.0, prompts: None },
         workload_name: "synthetic".into(),
         seed: 1,
         sampling: SamplingParams::default(),

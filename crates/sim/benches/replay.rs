@@ -41,6 +41,7 @@ fn hundred_thousand_requests(bencher: divan::Bencher) {
         requests: Some(100_000),
         duration_s: None,
         warmup: 0,
+        drain_after_warmup: false,
         sampling: SamplingParams::default(),
         seed: 1,
         prefix_caching: true,

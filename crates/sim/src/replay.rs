@@ -47,6 +47,11 @@ pub struct ReplayPlan {
     pub duration_s: Option<f64>,
     /// The first `warmup` requests are simulated but left out of the figures.
     pub warmup: u64,
+    /// The measured requests wait until the warm-up ones have ended, their
+    /// arrivals shifted by the wait: the warm-up is an earlier run on the
+    /// same server (which left its prompts in the prefix cache), not the
+    /// start of this one.
+    pub drain_after_warmup: bool,
     pub sampling: SamplingParams,
     pub seed: u64,
     /// Automatic prefix caching, on by default as in vLLM.
@@ -253,6 +258,8 @@ pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload
     // that has pushed the stages' own times, `stage` the stage under way.
     let drains = arrivals.as_ref().is_some_and(ArrivalPlan::drains);
     let (mut stage, mut shift) = (0u32, 0.0f64);
+    // Whether the measured requests have waited for the warm-up's end.
+    let mut drained = false;
     let mut tracks: Vec<Track> = Vec::new();
     let mut accs: Vec<Acc> = vec![Acc::default(); windows.len()];
     let mut all = Acc::default();
@@ -317,7 +324,8 @@ pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload
     loop {
         // Open loop: every arrival due now (or the next one when idle).
         while let Some(nominal) = peek {
-            if drains && nominal.stage != stage {
+            let warmed_up = plan.drain_after_warmup && plan.warmup > 0 && next_index == plan.warmup && !drained;
+            if (drains && nominal.stage != stage) || warmed_up {
                 let sessions_on = sessions.as_ref().is_some_and(SessionSource::active);
                 if in_flight > 0 || !queue.is_empty() || turns.holding() || sessions_on {
                     break;
@@ -328,6 +336,7 @@ pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload
                     w.2 = w.2.map(|end| end + pushed - shift);
                 }
                 (stage, shift) = (nominal.stage, pushed);
+                drained |= warmed_up;
             }
             let a = Instant { t: nominal.t + shift, ..nominal };
             let session_due_first = sessions.as_ref().and_then(|s| s.next_due()).is_some_and(|d| d < a.t);
@@ -756,6 +765,7 @@ mod tests {
             requests,
             duration_s: None,
             warmup: 0,
+            drain_after_warmup: false,
             sampling: SamplingParams::default(),
             seed: 3,
             prefix_caching: cache,
@@ -773,6 +783,7 @@ mod tests {
             requests: Some(4),
             duration_s: None,
             warmup: 0,
+            drain_after_warmup: false,
             sampling: SamplingParams::default(),
             seed: 3,
             prefix_caching: true,
@@ -809,6 +820,7 @@ mod tests {
             requests: Some(200),
             duration_s: None,
             warmup: 0,
+            drain_after_warmup: false,
             sampling: SamplingParams::default(),
             seed: 3,
             prefix_caching: true,
@@ -983,6 +995,7 @@ mod tests {
                 requests: None,
                 duration_s: None,
                 warmup: 0,
+                drain_after_warmup: false,
                 sampling: SamplingParams::default(),
                 seed: 3,
                 prefix_caching: true,

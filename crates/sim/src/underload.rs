@@ -456,6 +456,12 @@ fn run_row(catalog: &Catalog, c: &Cells, base: &Path) -> Result<RowResult, RowEr
         return Err(c.at("measured_stage", "names a stage of the arrivals, and the row has none"));
     }
     let requests = c.opt::<u64>("requests", "a whole number of requests")?;
+    // Requests of an earlier run on the same server, replayed first and
+    // left out of the figures; the measured ones start once they have
+    // ended. With a workload that cycles its prompts
+    // (`synthetic:...,prompts=N`): a run whose prompts the earlier one
+    // left in the prefix cache.
+    let warmup = c.opt::<u64>("warmup", "a whole number of requests")?.unwrap_or(0);
     let schedule = match (&arrivals, concurrency) {
         (Some(_), Some(_)) => {
             return Err(c.at("concurrency", "give either arrivals or a closed-loop concurrency, not both"))
@@ -477,7 +483,8 @@ fn run_row(catalog: &Catalog, c: &Cells, base: &Path) -> Result<RowResult, RowEr
         arrivals: traffic.arrivals,
         requests,
         duration_s: None,
-        warmup: 0,
+        warmup,
+        drain_after_warmup: true,
         sampling: SamplingParams::default(),
         seed,
         prefix_caching: deployment.prefix_caching,

@@ -360,3 +360,34 @@ fn the_kv_cache_dtype_column_is_vllms_flag() {
     let why = r.rows[0].skipped.as_deref().unwrap_or("");
     assert!(why.contains("column 18 (kv_cache_dtype)") && why.contains("int3"), "{why}");
 }
+
+/// A run whose prompts an earlier run on the same server left cached: a
+/// workload that cycles its prompts and a `warmup` column of as many
+/// requests (200 prompts of 1,500 tokens: 300,000 tokens, which the H100's
+/// cache holds; a cycle larger than the cache would find nothing, as LRU
+/// evicts each prompt before it comes round). Its first tokens are the
+/// cached prompts' (one step, not a prefill), and a bad count is reported
+/// with its column.
+#[test]
+fn a_warmup_column_replays_a_run_whose_prompts_are_cached() {
+    let c = Catalog::embedded().unwrap();
+    let header = format!("{HEADER},requests,warmup");
+    let row = |workload: &str, warmup: &str| {
+        format!("a,h100-sxm,1,llama-3.1-8b,bf16,vllm,,,,,,\"{workload}\",poisson:2/s*400s,100,10,2000,own,200,{warmup}")
+    };
+    let ttft = |workload: &str, warmup: &str| {
+        let text = format!("{header}\n{}\n", row(workload, warmup));
+        let r = validate_text(&c, &text, "runs.csv", base()).unwrap();
+        assert_eq!(r.covered, 1, "{:?}", r.rows[0].skipped);
+        100.0 * (1.0 + r.rows[0].ttft_err_pct.unwrap() / 100.0)
+    };
+    let cold = ttft("synthetic:in=1500,out=50,prompts=200", "");
+    let warm = ttft("synthetic:in=1500,out=50,prompts=200", "200");
+    // Warm-up requests of prompts nobody sends again change nothing.
+    let distinct = ttft("synthetic:in=1500,out=50", "200");
+    assert!(warm < 0.5 * cold, "warm {warm} ms against cold {cold} ms");
+    assert!((distinct - cold).abs() < 0.1 * cold, "distinct prompts {distinct} ms against {cold} ms");
+    let r = validate_text(&c, &format!("{header}\n{}\n", row("synthetic", "-3")), "runs.csv", base()).unwrap();
+    let why = r.rows[0].skipped.as_deref().unwrap_or("");
+    assert!(why.contains("(warmup)"), "{why}");
+}

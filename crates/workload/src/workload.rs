@@ -79,6 +79,10 @@ pub enum WorkloadSpec {
         input: u32,
         output: u32,
         spread: f64,
+        /// `prompts=N`: N distinct prompts, request `i` sending the
+        /// `i mod N`-th byte for byte (a benchmark that cycles its dataset);
+        /// `None`: every request its own.
+        prompts: Option<u64>,
     },
     File(PathBuf),
     /// The built-in coding tasks (`coding-swarm`).
@@ -95,7 +99,7 @@ impl WorkloadSpec {
     pub fn parse(s: &str) -> Result<WorkloadSpec, WorkloadError> {
         if let Some(rest) = s.strip_prefix("synthetic:").or_else(|| (s == "synthetic").then_some("")) {
             let bad = |why: &str| WorkloadError::Synthetic { spec: s.to_string(), why: why.to_string() };
-            let (mut input, mut output, mut spread) = (512u32, 256u32, 0.0f64);
+            let (mut input, mut output, mut spread, mut prompts) = (512u32, 256u32, 0.0f64, None);
             for part in rest.split(',').filter(|p| !p.is_empty()) {
                 let (k, v) = part.split_once('=').ok_or_else(|| bad("expected key=value pairs"))?;
                 match k.trim() {
@@ -107,13 +111,20 @@ impl WorkloadSpec {
                             return Err(bad("spread must be in [0, 1)"));
                         }
                     }
-                    other => return Err(bad(&format!("unknown key '{other}' (in, out, spread)"))),
+                    "prompts" => {
+                        let n: u64 = v.trim().parse().map_err(|_| bad("prompts= takes a whole number of prompts"))?;
+                        if n == 0 {
+                            return Err(bad("prompts must be at least 1"));
+                        }
+                        prompts = Some(n);
+                    }
+                    other => return Err(bad(&format!("unknown key '{other}' (in, out, spread, prompts)"))),
                 }
             }
             if input == 0 || output == 0 {
                 return Err(bad("in and out must be at least 1"));
             }
-            return Ok(WorkloadSpec::Synthetic { input, output, spread });
+            return Ok(WorkloadSpec::Synthetic { input, output, spread, prompts });
         }
         if let Some(rest) = s.strip_prefix("shared-prefix:").or_else(|| (s == "shared-prefix").then_some("")) {
             return crate::shared_prefix::SharedPrefixSpec::parse(rest)
@@ -141,8 +152,8 @@ impl WorkloadSpec {
 
     pub fn build(&self, seed: u64) -> Result<Box<dyn Workload>, WorkloadError> {
         Ok(match self {
-            WorkloadSpec::Synthetic { input, output, spread } => {
-                Box::new(SyntheticWorkload::new(*input, *output, *spread, seed))
+            WorkloadSpec::Synthetic { input, output, spread, prompts } => {
+                Box::new(SyntheticWorkload::new(*input, *output, *spread, seed).cycling(*prompts))
             }
             WorkloadSpec::File(p) => Box::new(FileWorkload::load(p)?),
             WorkloadSpec::CodingSwarm => Box::new(crate::coding_swarm::CodingSwarm::builtin(seed)?),
@@ -165,11 +176,17 @@ pub struct SyntheticWorkload {
     output: u32,
     spread: f64,
     seed: u64,
+    prompts: Option<u64>,
 }
 
 impl SyntheticWorkload {
     pub fn new(input: u32, output: u32, spread: f64, seed: u64) -> SyntheticWorkload {
-        SyntheticWorkload { input, output, spread, seed }
+        SyntheticWorkload { input, output, spread, seed, prompts: None }
+    }
+
+    /// `Some(n)`: n distinct prompts, request `i` sending the `i mod n`-th.
+    pub fn cycling(self, prompts: Option<u64>) -> SyntheticWorkload {
+        SyntheticWorkload { prompts: prompts.filter(|&n| n > 0), ..self }
     }
 
     fn draw(rng: &mut ChaCha8Rng, mean: u32, spread: f64) -> u32 {
@@ -183,7 +200,8 @@ impl SyntheticWorkload {
 
 impl Workload for SyntheticWorkload {
     fn request(&self, index: u64, sampling: &SamplingParams) -> RequestSpec {
-        let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let drawn = self.prompts.map_or(index, |n| index % n);
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ drawn.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let input = Self::draw(&mut rng, self.input, self.spread);
         let output = Self::draw(&mut rng, self.output, self.spread);
         let words = input.saturating_sub(SYNTHETIC_OVERHEAD_TOKENS).max(1);
@@ -209,11 +227,18 @@ impl Workload for SyntheticWorkload {
     }
 
     fn describe(&self) -> String {
+        let mut d = format!("synthetic:in={},out={}", self.input, self.output);
         if self.spread > 0.0 {
-            format!("synthetic:in={},out={},spread={}", self.input, self.output, self.spread)
-        } else {
-            format!("synthetic:in={},out={}", self.input, self.output)
+            d.push_str(&format!(",spread={}", self.spread));
         }
+        if let Some(n) = self.prompts {
+            d.push_str(&format!(",prompts={n}"));
+        }
+        d
+    }
+
+    fn distinct_requests(&self) -> Option<u64> {
+        self.prompts
     }
 }
 
@@ -307,13 +332,24 @@ mod tests {
     fn synthetic_spec_parses_and_validates() {
         assert_eq!(
             WorkloadSpec::parse("synthetic:in=512,out=256").unwrap(),
-            WorkloadSpec::Synthetic { input: 512, output: 256, spread: 0.0 }
+            WorkloadSpec::Synthetic { input: 512, output: 256, spread: 0.0, prompts: None }
         );
         assert!(matches!(
             WorkloadSpec::parse("synthetic:in=10,out=5,spread=0.2").unwrap(),
             WorkloadSpec::Synthetic { spread, .. } if (spread - 0.2).abs() < 1e-12
         ));
-        for bad in ["synthetic:in=x", "synthetic:in=0,out=1", "synthetic:foo=1", "synthetic:spread=2", "nope"] {
+        assert!(matches!(
+            WorkloadSpec::parse("synthetic:in=10,out=5,prompts=200").unwrap(),
+            WorkloadSpec::Synthetic { prompts: Some(200), .. }
+        ));
+        for bad in [
+            "synthetic:in=x",
+            "synthetic:in=0,out=1",
+            "synthetic:foo=1",
+            "synthetic:spread=2",
+            "synthetic:prompts=0",
+            "nope",
+        ] {
             assert!(WorkloadSpec::parse(bad).is_err(), "{bad}");
         }
     }
@@ -332,6 +368,20 @@ mod tests {
         assert!((words as f64 - 512.0).abs() < 0.15 * 512.0, "{words}");
         // The first 40 characters already differ, so no shared prefix.
         assert_ne!(a.prompt.as_text()[..40], b.prompt.as_text()[..40]);
+    }
+
+    #[test]
+    fn a_cycling_synthetic_workload_repeats_its_prompts_byte_for_byte() {
+        let spec = WorkloadSpec::parse("synthetic:in=64,out=8,prompts=3").unwrap();
+        let w = spec.build(7).unwrap();
+        let s = SamplingParams::default();
+        assert_eq!(w.distinct_requests(), Some(3));
+        assert_eq!(w.describe(), "synthetic:in=64,out=8,prompts=3");
+        assert_eq!(w.request(4, &s).prompt, w.request(1, &s).prompt);
+        assert_ne!(w.request(2, &s).prompt, w.request(1, &s).prompt);
+        // Each request keeps its own id.
+        assert_ne!(w.request(4, &s).id, w.request(1, &s).id);
+        assert_eq!(SyntheticWorkload::new(64, 8, 0.0, 7).distinct_requests(), None);
     }
 
     #[test]
