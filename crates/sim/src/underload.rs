@@ -473,6 +473,9 @@ fn run_row(catalog: &Catalog, c: &Cells, base: &Path) -> Result<RowResult, RowEr
         (None, Some(n)) if requests.is_none() => {
             return Err(c.at("requests", format!("a closed loop of {n} clients needs the number of requests it sent")))
         }
+        (None, Some(_)) if warmup > 0 => {
+            return Err(c.at("warmup", "replays an earlier run before an open loop's arrivals; a closed loop has none"))
+        }
         (None, Some(n)) => Schedule::Closed { concurrency: n },
         (Some(_), None) => Schedule::Open { rate: 1.0, arrival: Arrival::Poisson, max_concurrency: None },
     };

@@ -390,4 +390,9 @@ fn a_warmup_column_replays_a_run_whose_prompts_are_cached() {
     let r = validate_text(&c, &format!("{header}\n{}\n", row("synthetic", "-3")), "runs.csv", base()).unwrap();
     let why = r.rows[0].skipped.as_deref().unwrap_or("");
     assert!(why.contains("(warmup)"), "{why}");
+    // A closed loop has no arrivals to hold back.
+    let closed = format!("{HEADER},concurrency,requests,warmup\na,h100-sxm,1,llama-3.1-8b,bf16,vllm,,,,,,synthetic,,100,10,2000,own,4,20,20\n");
+    let r = validate_text(&c, &closed, "runs.csv", base()).unwrap();
+    let why = r.rows[0].skipped.as_deref().unwrap_or("");
+    assert!(why.contains("(warmup)") && why.contains("closed loop"), "{why}");
 }
