@@ -396,3 +396,26 @@ fn a_warmup_column_replays_a_run_whose_prompts_are_cached() {
     let why = r.rows[0].skipped.as_deref().unwrap_or("");
     assert!(why.contains("(warmup)") && why.contains("closed loop"), "{why}");
 }
+
+/// A row that cannot be placed is skipped with the reason that is true: an
+/// unknown model as the model (whatever the weight format cell says), an
+/// unknown format as the format.
+#[test]
+fn a_skipped_row_names_what_is_unknown() {
+    let c = Catalog::embedded().unwrap();
+    let row = |id: &str, model: &str, quant: &str| {
+        format!("{id},h100-sxm,1,{model},{quant},vllm,,,,,,synthetic,poisson:1/s*10s,10,10,100,own")
+    };
+    let text = format!(
+        "{HEADER}\n{}\n{}\n{}\n",
+        row("a", "no-such-model", ""),
+        row("b", "no-such-model", "auto"),
+        row("c", "llama-3.1-8b", "int3-foo")
+    );
+    let r = validate_text(&c, &text, "runs.csv", base()).unwrap();
+    assert_eq!(r.covered, 0);
+    let why = |i: usize| r.rows[i].skipped.clone().unwrap_or_default();
+    assert!(why(0).contains("unknown model 'no-such-model'"), "{}", why(0));
+    assert!(why(1).contains("unknown model 'no-such-model'"), "{}", why(1));
+    assert!(why(2).contains("weight format 'int3-foo' is not recognised"), "{}", why(2));
+}
