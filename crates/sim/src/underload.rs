@@ -388,20 +388,13 @@ fn run_row(catalog: &Catalog, c: &Cells, base: &Path) -> Result<RowResult, RowEr
         knobs,
     };
     // An empty weight format is `auto`: the checkpoint's own (16-bit, or
-    // what the model ships in). Free text ("EXL2 2.5 bpw") is read too; an
-    // unknown model is reported by resolving the deployment below.
-    let quant = match Deployment::weight_format(catalog, &spec) {
-        Ok(q) => q,
-        Err(_) => {
-            let text = if spec.quant.trim().is_empty() { "auto" } else { spec.quant.as_str() };
-            catalog
-                .quant_from_text(text)
-                .ok_or_else(|| RowError::Skip(format!("weight format '{}' is not recognised", spec.quant)))?
-        }
-    };
-    let deployment = Deployment::resolve_with_quant(catalog, &spec, quant).map_err(|e| match e {
+    // what the model ships in); free text ("EXL2 2.5 bpw") is read too.
+    let deployment = Deployment::resolve(catalog, &spec).map_err(|e| match e {
         // What is left invalid is the split of the GPUs into stages.
         SimError::Invalid(m) => c.at("gpu_count", m),
+        SimError::Unknown { kind, .. } if kind == "quantization" => {
+            RowError::Skip(format!("weight format '{}' is not recognised", spec.quant))
+        }
         other => RowError::Skip(other.to_string()),
     })?;
     let measured = [
