@@ -10,10 +10,8 @@ use anyhow::bail;
 use clap::Args;
 use fleetbench_client::Client;
 use fleetbench_core::{RunConfig, RunMeta, RunStatus};
-use fleetbench_econ::instruments::Instruments;
-use fleetbench_load::interrupt::Interrupt;
 use fleetbench_load::measure::MeasureOutcome;
-use fleetbench_load::repeated::{measure_repeated, RepeatedRun, RunObservers, RunRequest};
+use fleetbench_load::repeated::{measure_repeated, RepeatedRun, RunRequest};
 use fleetbench_load::shard::ShardJoin;
 use fleetbench_load::{RunPlan, Schedule, StopCondition};
 use fleetbench_report::export::RunExport;
@@ -25,8 +23,9 @@ use crate::args::{
     SloArgs, TrafficArgs,
 };
 use crate::context::Context;
-use crate::output::{notes, Bar};
-use crate::{live, outln, provenance};
+use crate::live::Watch;
+use crate::output::notes;
+use crate::{outln, provenance};
 
 mod print;
 use print::{exit_code, print_figures};
@@ -195,27 +194,15 @@ pub async fn run(args: RunArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     client.probe(args.backend.probe_timeout()).await?;
     let request = args.request(&t, models, shard, provenance::client_meta(&client));
     let store = Store::connect(&ctx.db)?;
-    let (instruments, prepared) = Instruments::prepare(&args.instruments.spec()).await?;
-    notes("energy", &prepared);
-    let dashboard = args.dashboard.start(ctx).await?;
-    let exporter = args.metrics.start().await?;
-    let interrupt = Interrupt::watch(|| eprintln!("\ninterrupted: stopping; requests finished so far are kept"));
+    let mut watch = Watch::start(&args.instruments, &args.dashboard, &args.metrics, ctx).await?;
     let mut print_run = |o: &MeasureOutcome| {
         notes("warning", &o.figures.warnings);
         outln!("{}", fleetbench_report::terminal_summary(&o.meta, &o.metrics));
         print_figures(o);
         outln!("stored as run {} in {}", o.meta.id, ctx.db);
     };
-    let observers = RunObservers {
-        instruments: Some(Arc::new(instruments)),
-        bus: dashboard.as_ref().map(|d| d.bus()),
-        progress: Some(Bar::new(ctx.quiet)),
-        stop: Some(interrupt.receiver()),
-        on_measured: Some(&mut print_run),
-        metrics: exporter.as_ref().map(|(m, _)| m.clone()),
-    };
-    let measured = measure_repeated(&request, &store, &client, observers).await;
-    live::close(dashboard).await;
+    let measured = measure_repeated(&request, &store, &client, watch.observers(ctx.quiet, &mut print_run)).await;
+    watch.close_dashboard().await;
     let RepeatedRun { runs, repeats } = measured?;
     if let Some(r) = &repeats {
         outln!("{}", fleetbench_report::repeats_table(r));

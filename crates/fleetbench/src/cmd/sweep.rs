@@ -5,7 +5,6 @@
 //! the knee and why the curve bends.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
@@ -13,9 +12,7 @@ use clap::{Args, ValueEnum};
 use fleetbench_client::prom::metrics_url_for;
 use fleetbench_client::Client;
 use fleetbench_core::{parse_duration, RunConfig};
-use fleetbench_econ::instruments::Instruments;
-use fleetbench_load::interrupt::Interrupt;
-use fleetbench_load::sweep::driver::{run_sweep, LevelKind, Levels, MeasuredLevel, SweepConfig, SweepObservers};
+use fleetbench_load::sweep::driver::{run_sweep, LevelKind, Levels, MeasuredLevel, SweepConfig};
 use fleetbench_load::sweep::fmt_level;
 use fleetbench_load::WorkloadSpec;
 use fleetbench_report::export::{sweep_table, SweepExport};
@@ -25,8 +22,9 @@ use crate::args::{
     ArrivalArg, BackendArgs, DashboardArgs, InstrumentArgs, MetricsArgs, OutputArgs, SamplingArgs, ShardArgs, SloArgs,
 };
 use crate::context::Context;
-use crate::output::{emit, notes, Bar};
-use crate::{live, outln, provenance};
+use crate::live::Watch;
+use crate::output::{emit, notes};
+use crate::{outln, provenance};
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq)]
 pub enum Preset {
@@ -201,24 +199,13 @@ pub async fn run(mut args: SweepArgs, ctx: &Context) -> anyhow::Result<ExitCode>
     // its figures are then multiplied back into modelled time.
     cfg.time_scale = client.time_scale().unwrap_or(1.0);
     let store = Store::connect(&ctx.db)?;
-    let (instruments, prepared) = Instruments::prepare(&args.instruments.spec()).await?;
-    notes("energy", &prepared);
-    let dashboard = args.dashboard.start(ctx).await?;
-    let exporter = args.metrics.start().await?;
-    let interrupt = Interrupt::watch(|| eprintln!("\ninterrupted: stopping; requests finished so far are kept"));
+    let mut watch = Watch::start(&args.instruments, &args.dashboard, &args.metrics, ctx).await?;
     eprintln!("sweep {}: {} against {}", cfg.group, cfg.workload_name, provenance::client_meta(&client).backend_url);
     let key = cfg.kind.key();
     let mut print_level = |m: &MeasuredLevel| eprintln!("{}", level_line(m, key));
-    let observers = SweepObservers {
-        instruments: Some(Arc::new(instruments)),
-        bus: dashboard.as_ref().map(|d| d.bus()),
-        progress: Some(Bar::new(ctx.quiet)),
-        stop: Some(interrupt.receiver()),
-        on_measured: Some(&mut print_level),
-        metrics: exporter.as_ref().map(|(m, _)| m.clone()),
-    };
+    let observers = watch.observers(ctx.quiet, &mut print_level);
     let outcome = run_sweep(&cfg, &store, &client, &provenance::client_meta(&client), observers).await;
-    live::close(dashboard).await;
+    watch.close_dashboard().await;
     let o = outcome?;
     if o.stopped_by_budget {
         eprintln!(
