@@ -174,21 +174,24 @@ impl SharedPrefix {
         let key = self.user_key(g, u) ^ ((turn as u64) << 20);
         words(mix(self.seed, TAG_ANSWER ^ key), self.spec.output)
     }
-}
 
-impl Workload for SharedPrefix {
-    fn request(&self, index: u64, sampling: &SamplingParams) -> RequestSpec {
+    /// Request `index`; its messages only when `with_text` (a multi-turn
+    /// prompt carries the whole history, built anew at every turn).
+    fn build(&self, index: u64, sampling: &SamplingParams, with_text: bool) -> RequestSpec {
         let (g, u, turn) = self.place(index);
         let s = &self.spec;
-        let mut messages = vec![ChatMessage { role: "system".into(), content: self.system_prompt(g).to_string() }];
         // Single turn: every round repeats the user's one question, as
         // inference-perf cycles its fixed prompts.
         let (history, asked) = if s.multi_turn { (turn, turn) } else { (0, 0) };
-        for t in 0..history {
-            messages.push(ChatMessage { role: "user".into(), content: self.question(g, u, t) });
-            messages.push(ChatMessage { role: "assistant".into(), content: self.answer(g, u, t) });
+        let mut messages = Vec::new();
+        if with_text {
+            messages.push(ChatMessage { role: "system".into(), content: self.system_prompt(g).to_string() });
+            for t in 0..history {
+                messages.push(ChatMessage { role: "user".into(), content: self.question(g, u, t) });
+                messages.push(ChatMessage { role: "assistant".into(), content: self.answer(g, u, t) });
+            }
+            messages.push(ChatMessage { role: "user".into(), content: self.question(g, u, asked) });
         }
-        messages.push(ChatMessage { role: "user".into(), content: self.question(g, u, asked) });
         let context_tokens = s.system + history * (s.question + s.output);
         let mut sampling = sampling.clone();
         sampling.max_tokens.get_or_insert(s.output);
@@ -209,6 +212,16 @@ impl Workload for SharedPrefix {
                 stand_in_answers: s.multi_turn,
             },
         }
+    }
+}
+
+impl Workload for SharedPrefix {
+    fn request(&self, index: u64, sampling: &SamplingParams) -> RequestSpec {
+        self.build(index, sampling, true)
+    }
+
+    fn shape(&self, index: u64, sampling: &SamplingParams) -> RequestSpec {
+        self.build(index, sampling, false)
     }
 
     fn describe(&self) -> String {

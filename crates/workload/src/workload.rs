@@ -16,6 +16,14 @@ use serde::Deserialize;
 /// Produces the request with a given issue index.
 pub trait Workload: Send + Sync {
     fn request(&self, index: u64, sampling: &SamplingParams) -> RequestSpec;
+    /// Request `index` as [`Workload::request`] builds it, except perhaps
+    /// its prompt's text: the sizes, sampling and context a simulated
+    /// replay reads. Workloads whose text costs more to build than the
+    /// simulation of the request (random words, a conversation's whole
+    /// history at every turn) leave it empty; the default builds it all.
+    fn shape(&self, index: u64, sampling: &SamplingParams) -> RequestSpec {
+        self.request(index, sampling)
+    }
     /// A one-line description for run metadata.
     fn describe(&self) -> String;
     /// How many distinct requests it holds (`None`: unbounded).
@@ -198,19 +206,24 @@ impl SyntheticWorkload {
     }
 }
 
-impl Workload for SyntheticWorkload {
-    fn request(&self, index: u64, sampling: &SamplingParams) -> RequestSpec {
+impl SyntheticWorkload {
+    /// Request `index`, with its words when `with_text`: the sizes are
+    /// drawn before the words, so they are the same either way.
+    fn build(&self, index: u64, sampling: &SamplingParams, with_text: bool) -> RequestSpec {
         let drawn = self.prompts.map_or(index, |n| index % n);
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ drawn.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let input = Self::draw(&mut rng, self.input, self.spread);
         let output = Self::draw(&mut rng, self.output, self.spread);
-        let words = input.saturating_sub(SYNTHETIC_OVERHEAD_TOKENS).max(1);
-        let nonce: u64 = rng.random();
-        let mut text = format!("Request {nonce:016x}. Repeat the following words back, then keep writing freely:");
-        text.reserve(words as usize * 6);
-        for _ in 0..words {
-            text.push(' ');
-            text.push_str(WORDS[rng.random_range(0..WORDS.len())]);
+        let mut text = String::new();
+        if with_text {
+            let words = input.saturating_sub(SYNTHETIC_OVERHEAD_TOKENS).max(1);
+            let nonce: u64 = rng.random();
+            text = format!("Request {nonce:016x}. Repeat the following words back, then keep writing freely:");
+            text.reserve(words as usize * 6);
+            for _ in 0..words {
+                text.push(' ');
+                text.push_str(WORDS[rng.random_range(0..WORDS.len())]);
+            }
         }
         let mut sampling = sampling.clone();
         if sampling.max_tokens.is_none() {
@@ -224,6 +237,16 @@ impl Workload for SyntheticWorkload {
             label: None,
             context: RequestContext::default(),
         }
+    }
+}
+
+impl Workload for SyntheticWorkload {
+    fn request(&self, index: u64, sampling: &SamplingParams) -> RequestSpec {
+        self.build(index, sampling, true)
+    }
+
+    fn shape(&self, index: u64, sampling: &SamplingParams) -> RequestSpec {
+        self.build(index, sampling, false)
     }
 
     fn describe(&self) -> String {
@@ -382,6 +405,31 @@ mod tests {
         // Each request keeps its own id.
         assert_ne!(w.request(4, &s).id, w.request(1, &s).id);
         assert_eq!(SyntheticWorkload::new(64, 8, 0.0, 7).distinct_requests(), None);
+    }
+
+    /// What a replay reads of a request: all of it but the prompt's text.
+    fn without_text(mut r: RequestSpec) -> RequestSpec {
+        r.prompt = Prompt::Text(String::new());
+        r
+    }
+
+    #[test]
+    fn a_requests_shape_is_the_request_without_its_text() {
+        let s = SamplingParams::default();
+        for spec in [
+            "synthetic:in=300,out=40,spread=0.2",
+            "synthetic:in=64,out=8,prompts=3",
+            "shared-prefix:groups=2,users=3,system=50,question=10,output=7",
+            "shared-prefix:groups=2,users=3,system=50,question=10,output=7,multi-turn",
+        ] {
+            let w = WorkloadSpec::parse(spec).unwrap().build(5).unwrap();
+            for i in [0, 1, 4, 13] {
+                let (full, shape) = (w.request(i, &s), w.shape(i, &s));
+                assert!(full.prompt.char_len() > 0, "{spec}");
+                assert_eq!(shape.prompt.char_len(), 0, "{spec}: the shape carries no text");
+                assert_eq!(without_text(shape), without_text(full), "{spec}, request {i}");
+            }
+        }
     }
 
     #[test]
