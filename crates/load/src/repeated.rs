@@ -79,9 +79,13 @@ pub struct RepeatedRun {
 }
 
 /// Measures the request's plan `repeat` times against `client` and stores
-/// every repeat as it is measured (see [`measure`]).
+/// every repeat as it is measured (see [`measure`]). `first` is the first
+/// repeat's workload and arrivals when the caller has already drawn them
+/// from the request's specs with `plan.seed` (so that a trace or a prompt
+/// file is read once); without it every repeat draws its own.
 pub async fn measure_repeated(
     req: &RunRequest,
+    mut first: Option<Traffic>,
     store: &Store,
     client: &Client,
     mut observers: RunObservers<'_>,
@@ -97,7 +101,10 @@ pub async fn measure_repeated(
     let mut runs: Vec<MeasureOutcome> = Vec::new();
     for r in 0..repeats {
         let seed = req.plan.seed.wrapping_add(1000 * u64::from(r));
-        let traffic = Traffic::resolve(&req.workload, req.workload_given, req.arrivals.as_ref(), seed)?;
+        let traffic = match first.take() {
+            Some(drawn) => drawn,
+            None => Traffic::resolve(&req.workload, req.workload_given, req.arrivals.as_ref(), seed)?,
+        };
         let workload: Arc<dyn Workload> = match mixed {
             true => Arc::new(Mixed::new(traffic.workload, req.models.clone(), seed)),
             false => Arc::from(traffic.workload),

@@ -16,7 +16,7 @@ use fleetbench_load::shard::ShardJoin;
 use fleetbench_load::{RunPlan, Schedule, StopCondition, WorkloadSpec};
 use fleetbench_testkit::Script;
 use fleetbench_workload::models::ModelMix;
-use fleetbench_workload::Shard;
+use fleetbench_workload::{Shard, Traffic};
 
 fn request(url: &str, repeat: u32) -> RunRequest {
     RunRequest {
@@ -64,7 +64,7 @@ async fn each_repeat_is_a_stored_run_with_its_own_seed() {
         seen.push((o.meta.id, o.meta.config.get("seed").and_then(|s| s.as_u64())));
     };
     let observers = RunObservers { bus: Some(&bus), on_measured: Some(&mut on_measured), ..Default::default() };
-    let done = measure_repeated(&request(&server.base_url(), 3), &store, &client, observers).await.unwrap();
+    let done = measure_repeated(&request(&server.base_url(), 3), None, &store, &client, observers).await.unwrap();
 
     assert_eq!(done.runs.len(), 3);
     let ids: Vec<i64> = done.runs.iter().map(|o| o.meta.id).collect();
@@ -90,12 +90,28 @@ async fn one_run_has_no_spread_and_no_repeat_index() {
     let server = fleetbench_testkit::start(Script { tokens: 4, ..Default::default() }).await;
     let (dir, store) = store("one");
     let client = Client::new(ClientConfig::new(server.base_url(), ApiKind::Chat, "m")).unwrap();
-    let done =
-        measure_repeated(&request(&server.base_url(), 1), &store, &client, RunObservers::default()).await.unwrap();
+    let done = measure_repeated(&request(&server.base_url(), 1), None, &store, &client, RunObservers::default())
+        .await
+        .unwrap();
     assert_eq!(done.runs.len(), 1);
     assert!(done.repeats.is_none());
     assert_eq!(done.runs[0].meta.config.get("repeat"), None);
     assert_eq!(done.runs[0].meta.workload, "synthetic:in=64,out=4");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_the_caller_drew_is_the_first_repeats() {
+    let server = fleetbench_testkit::start(Script { tokens: 4, ..Default::default() }).await;
+    let (dir, store) = store("first");
+    let client = Client::new(ClientConfig::new(server.base_url(), ApiKind::Chat, "m")).unwrap();
+    let drawn = Traffic::resolve(&WorkloadSpec::parse("synthetic:in=32,out=4").unwrap(), true, None, 7).unwrap();
+    let done = measure_repeated(&request(&server.base_url(), 2), Some(drawn), &store, &client, RunObservers::default())
+        .await
+        .unwrap();
+    let workloads: Vec<&str> = done.runs.iter().map(|o| o.meta.workload.as_str()).collect();
+    assert_eq!(workloads, ["synthetic:in=32,out=4", "synthetic:in=64,out=4"], "the second repeat draws its own");
+    assert_eq!(store.run(done.runs[0].meta.id).expect("stored").request_count, 6);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -107,7 +123,7 @@ async fn an_interrupted_repeat_is_the_last() {
     let (tx, rx) = tokio::sync::watch::channel(false);
     tx.send(true).unwrap();
     let observers = RunObservers { stop: Some(rx), ..Default::default() };
-    let done = measure_repeated(&request(&server.base_url(), 3), &store, &client, observers).await.unwrap();
+    let done = measure_repeated(&request(&server.base_url(), 3), None, &store, &client, observers).await.unwrap();
     assert_eq!(done.runs.len(), 1, "no repeat starts after a stop");
     assert_eq!(done.runs[0].meta.status, RunStatus::Interrupted);
     assert!(done.repeats.is_none());
@@ -126,7 +142,7 @@ async fn a_sharded_run_is_not_repeated() {
         timeout: Duration::from_secs(1),
         target_concurrency: Some(2),
     });
-    let err = measure_repeated(&req, &store, &client, RunObservers::default()).await.err().expect("refused");
+    let err = measure_repeated(&req, None, &store, &client, RunObservers::default()).await.err().expect("refused");
     assert!(matches!(err, RunError::RepeatedShard), "{err}");
     assert!(store.list_runs(10).unwrap().is_empty(), "nothing was stored");
     let _ = std::fs::remove_dir_all(&dir);

@@ -27,18 +27,16 @@ fn deployment() -> Deployment {
     .expect("deployment")
 }
 
-#[divan::bench(sample_count = 3, sample_size = 1)]
-fn hundred_thousand_requests(bencher: divan::Bencher) {
+/// Replays `requests` requests of `workload` arriving as `arrivals`.
+fn bench_replay(bencher: divan::Bencher, workload: &str, arrivals: &str, requests: u64) {
     let d = deployment();
-    let workload =
-        WorkloadSpec::parse("shared-prefix:groups=8,users=64,system=400,question=100,output=32").expect("workload");
-    // Two stages of 50,000 requests each, below and near saturation.
-    let arrivals = ArrivalSpec::parse("poisson:100/s*500s,200/s*250s").expect("arrivals");
+    let workload = WorkloadSpec::parse(workload).expect("workload");
+    let arrivals = ArrivalSpec::parse(arrivals).expect("arrivals");
     let traffic = Traffic::resolve(&workload, true, Some(&arrivals), 1).expect("traffic");
     let plan = ReplayPlan {
         schedule: Schedule::Open { rate: 100.0, arrival: fleetbench_workload::Arrival::Poisson, max_concurrency: None },
         arrivals: traffic.arrivals,
-        requests: Some(100_000),
+        requests: Some(requests),
         duration_s: None,
         warmup: 0,
         drain_after_warmup: false,
@@ -46,9 +44,32 @@ fn hundred_thousand_requests(bencher: divan::Bencher) {
         seed: 1,
         prefix_caching: true,
     };
-    bencher.counter(divan::counter::ItemsCount::new(100_000usize)).bench(|| {
+    bencher.counter(divan::counter::ItemsCount::new(requests)).bench(|| {
         let r = replay(d.clone(), &plan, traffic.workload.as_ref());
-        assert!(r.overall.requests > 95_000, "{}", r.overall.requests);
+        assert!(r.overall.requests * 20 > requests * 19, "{}", r.overall.requests);
         divan::black_box(r)
     });
+}
+
+/// Two stages of 50,000 requests each, below and near saturation.
+#[divan::bench(sample_count = 3, sample_size = 1)]
+fn hundred_thousand_requests(bencher: divan::Bencher) {
+    bench_replay(
+        bencher,
+        "shared-prefix:groups=8,users=64,system=400,question=100,output=32",
+        "poisson:100/s*500s,200/s*250s",
+        100_000,
+    );
+}
+
+/// The shape of a check run: constant-rate stages of multi-turn
+/// conversations, each turn carrying its user's history.
+#[divan::bench(sample_count = 3, sample_size = 1)]
+fn hundred_thousand_multi_turn(bencher: divan::Bencher) {
+    bench_replay(
+        bencher,
+        "shared-prefix:groups=32,users=16,system=1024,question=128,output=64,multi-turn",
+        "constant:50/s*1000s,100/s*500s",
+        100_000,
+    );
 }

@@ -201,7 +201,9 @@ pub async fn run(args: RunArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         print_figures(o);
         outln!("stored as run {} in {}", o.meta.id, ctx.db);
     };
-    let measured = measure_repeated(&request, &store, &client, watch.observers(ctx.quiet, &mut print_run)).await;
+    // The first repeat sends the traffic drawn above (a trace is read once).
+    let first = Some(t.traffic);
+    let measured = measure_repeated(&request, first, &store, &client, watch.observers(ctx.quiet, &mut print_run)).await;
     watch.close_dashboard().await;
     let RepeatedRun { runs, repeats } = measured?;
     if let Some(r) = &repeats {
