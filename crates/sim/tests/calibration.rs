@@ -70,20 +70,20 @@ fn near(got: Option<f64>, stated: f64, what: &str) {
 
 /// The runs under load are reproduced within the medians docs/SIMULATOR.md
 /// states (section 7, "Two hundred prompts, and caches warm from the run
-/// before"), both
+/// before", with the row of "One more burst, and the API server"), both
 /// halves of the fit, every row covered.
 #[test]
 fn runs_under_load_are_reproduced_within_the_stated_error() {
     let r = validate_calibration_file("under-load.csv");
-    assert_eq!((r.covered, r.total), (83, 83));
+    assert_eq!((r.covered, r.total), (84, 84));
     let all = r.median_abs_err_pct;
-    near(all.ttft, 24.4, "TTFT, all rows");
-    near(all.tpot, 10.5, "TPOT, all rows");
+    near(all.ttft, 24.5, "TTFT, all rows");
+    near(all.tpot, 11.3, "TPOT, all rows");
     near(all.e2e, 15.7, "E2E, all rows");
     let (fitted, held) = r.split_medians();
     near(fitted.tpot, 10.5, "TPOT, fitted rows");
-    near(held.ttft, 32.3, "TTFT, held-out rows");
-    near(held.tpot, 11.2, "TPOT, held-out rows");
+    near(held.ttft, 38.2, "TTFT, held-out rows");
+    near(held.tpot, 12.2, "TPOT, held-out rows");
     near(held.e2e, 15.4, "E2E, held-out rows");
 }
 
