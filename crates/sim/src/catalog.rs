@@ -766,16 +766,48 @@ impl Catalog {
     /// or a common spelling: after the exact match, the part after the last
     /// '/' is tried without trailing words such as "Instruct", "it", "hf",
     /// "FP8", "AWQ" or "GGUF", or a release tag such as "v0.1".
+    /// Meta's own Hugging Face ids of Llama 3 and 3.1 begin with the vendor
+    /// (`meta-llama/Meta-Llama-3.1-70B-Instruct`); they are tried without it.
     pub fn model(&self, name: &str) -> Option<&Model> {
         if let Some(m) = find_by_name(&self.models, name, |m| &m.id, |m| &m.aliases, false) {
             return Some(m);
         }
         let tail = strip_parens(name);
         let tail = tail.rsplit('/').next().unwrap_or(&tail);
-        let mut n = normalize(tail);
+        let n = normalize(tail);
+        self.model_without_suffixes(n.clone()).or_else(|| {
+            n.strip_prefix("meta")
+                .filter(|rest| rest.starts_with("llama"))
+                .and_then(|rest| self.model_without_suffixes(rest.to_string()))
+        })
+    }
+
+    /// The entry a normalised name names once trailing words and a release
+    /// tag are dropped one by one.
+    fn model_without_suffixes(&self, mut n: String) -> Option<&Model> {
         const SUFFIXES: &[&str] = &[
-            "instruct", "it", "chat", "hf", "base", "fp8", "fp16", "bf16", "awq", "gptq", "gguf", "int4", "int8",
-            "dynamic", "python",
+            "instruct",
+            "it",
+            "chat",
+            "hf",
+            "base",
+            "fp8",
+            "fp16",
+            "bf16",
+            "awq",
+            "gptq",
+            "gguf",
+            "int4",
+            "int8",
+            "dynamic",
+            "python",
+            "w8a8",
+            "w4a16",
+            "w8a16",
+            "quantized",
+            "mxfp4",
+            "nvfp4",
+            "fp4",
         ];
         loop {
             if let Some(m) =
@@ -792,6 +824,34 @@ impl Catalog {
                 return None;
             }
         }
+    }
+
+    /// The weight format a model's name says its checkpoint ships in: the
+    /// trailing words of Hugging Face ids such as `Qwen/Qwen3-235B-A22B-FP8`,
+    /// `Qwen/Qwen2.5-7B-Instruct-AWQ`, `...-GPTQ-Int4`,
+    /// `RedHatAI/Meta-Llama-3.1-70B-Instruct-quantized.w8a8` or `...-NVFP4`.
+    /// `None` when the name states none (or a config.json path, whose
+    /// `quantization_config` says it instead).
+    pub fn format_in_name(&self, name: &str) -> Option<&Quant> {
+        let name = strip_parens(name);
+        if name.to_ascii_lowercase().ends_with(".json") {
+            return None;
+        }
+        let tail = name.rsplit('/').next().unwrap_or(&name).to_ascii_lowercase();
+        let words: Vec<&str> = tail.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()).collect();
+        // The last word that names a format; GPTQ with "int8" after it is
+        // 8-bit weight-only.
+        let id = words.iter().enumerate().rev().find_map(|(i, w)| match *w {
+            "fp8" => Some("fp8"),
+            "w8a8" => Some("int8"),
+            "awq" => Some("awq4"),
+            "gptq" if words.get(i + 1) == Some(&"int8") => Some("int8-wo"),
+            "gptq" | "w4a16" => Some("gptq4"),
+            "mxfp4" => Some("mxfp4"),
+            "nvfp4" | "fp4" => Some("nvfp4"),
+            _ => None,
+        })?;
+        self.quants.iter().find(|q| q.id == id)
     }
 
     /// A model by name (see [`Catalog::model`]) or from a Hugging Face
@@ -1095,7 +1155,20 @@ mod tests {
         assert_eq!(c.model("Qwen/Qwen3-14B-FP8").unwrap().id, "qwen3-14b");
         assert_eq!(c.model("google/gemma-3-27b-it").unwrap().id, "gemma-3-27b");
         assert_eq!(c.model("unsloth/Mistral-Small-24B-Instruct-2501-GGUF").unwrap().id, "mistral-small-24b");
+        // Meta's own ids of Llama 3.1 start with the vendor.
+        assert_eq!(c.model("meta-llama/Meta-Llama-3.1-70B-Instruct").unwrap().id, "llama-3.1-70b");
+        assert_eq!(c.model("RedHatAI/Meta-Llama-3.1-70B-Instruct-FP8-dynamic").unwrap().id, "llama-3.1-70b");
+        assert_eq!(c.model("neuralmagic/Meta-Llama-3.1-8B-Instruct-quantized.w8a8").unwrap().id, "llama-3.1-8b");
+        assert_eq!(c.model("Qwen/Qwen2.5-7B-Instruct-GPTQ-Int4").unwrap().id, "qwen2.5-7b");
         assert!(c.model("acme/NotAModel-7B").is_none());
+        assert!(c.model("acme/Meta-NotAModel-7B").is_none());
+        // The format a name states, and none where it states none.
+        let format = |name: &str| c.format_in_name(name).map(|q| q.id.clone());
+        assert_eq!(format("Qwen/Qwen3-14B-FP8").as_deref(), Some("fp8"));
+        assert_eq!(format("TheBloke/Mixtral-8x7B-Instruct-v0.1-AWQ").as_deref(), Some("awq4"));
+        assert_eq!(format("meta-llama/Llama-3.1-8B-Instruct"), None);
+        assert_eq!(format("openai/gpt-oss-20b"), None);
+        assert_eq!(format("models/Qwen3-14B-FP8/config.json"), None, "a config.json says it itself");
 
         let dir = std::env::temp_dir().join(format!("fleetbench-sim-hfcfg-{}", std::process::id()));
         let model_dir = dir.join("Qwen3-14B");

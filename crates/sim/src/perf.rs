@@ -277,15 +277,21 @@ impl Deployment {
     }
 
     /// The weight format `spec` asks for: its `quant`, or, when that is
-    /// empty or `auto`, the format the model's checkpoint ships in (gpt-oss
-    /// in MXFP4, DeepSeek-V3 in FP8, a config.json's `quantization_config`),
-    /// else its 16-bit weights, as vLLM loads a checkpoint.
+    /// empty or `auto`, the format the model's checkpoint ships in: the one
+    /// its name states (`Qwen/Qwen3-235B-A22B-FP8`), else the model's own
+    /// (gpt-oss in MXFP4, DeepSeek-V3 in FP8, a config.json's
+    /// `quantization_config`), else its 16-bit weights, as vLLM loads a
+    /// checkpoint.
     pub fn weight_format(catalog: &Catalog, spec: &DeploymentSpec) -> Result<Quant, SimError> {
         let text = spec.quant.trim();
         if !(text.is_empty() || text.eq_ignore_ascii_case("auto")) {
             return catalog.require_quant(text);
         }
-        match catalog.resolve_model(&spec.model, None)?.native_quant {
+        let model = catalog.resolve_model(&spec.model, None)?;
+        if let Some(named) = catalog.format_in_name(&spec.model) {
+            return Ok(named.clone());
+        }
+        match model.native_quant {
             Some(native) => catalog.require_quant(&native),
             None => catalog.require_quant("auto"),
         }
@@ -728,6 +734,15 @@ mod tests {
         assert_eq!(format("openai/gpt-oss-120b", "AUTO"), "mxfp4");
         assert_eq!(format("deepseek-ai/DeepSeek-R1", "auto"), "fp8");
         assert_eq!(format("meta-llama/Llama-3.1-8B-Instruct", ""), "fp16");
+        // A checkpoint whose name states its format ships in it.
+        assert_eq!(format("Qwen/Qwen3-235B-A22B-FP8", ""), "fp8");
+        assert_eq!(format("RedHatAI/Meta-Llama-3.1-70B-Instruct-FP8-dynamic", "auto"), "fp8");
+        assert_eq!(format("neuralmagic/Meta-Llama-3.1-8B-Instruct-quantized.w8a8", ""), "int8");
+        assert_eq!(format("Qwen/Qwen2.5-7B-Instruct-AWQ", ""), "awq4");
+        assert_eq!(format("Qwen/Qwen2.5-7B-Instruct-GPTQ-Int4", ""), "gptq4");
+        assert_eq!(format("nvidia/Llama-3.3-70B-Instruct-FP4", ""), "nvfp4");
+        assert_eq!(format("Qwen/Qwen2.5-7B-Instruct-GPTQ-Int8", ""), "int8-wo");
+        assert_eq!(format("Qwen/Qwen3-235B-A22B-FP8", "bf16"), "fp16", "a format asked for still wins");
         // A format that is asked for wins.
         assert_eq!(format("gpt-oss-20b", "bf16"), "fp16");
         assert_eq!(format("llama-3.1-8b", "fp8"), "fp8");
