@@ -506,6 +506,14 @@ fn version_tag(n: &str) -> Option<usize> {
     (digits > 0 && v > 2 && n.as_bytes()[v] == b'v').then_some(v)
 }
 
+/// Where a trailing release date ("2503" of "...-Instruct-2503", year and
+/// month) starts in a normalised name: four digits after a letter.
+fn date_tag(n: &str) -> Option<usize> {
+    let digits = n.len() - n.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    let cut = n.len().checked_sub(4)?;
+    (digits == 4 && cut > 2 && n.as_bytes()[cut - 1].is_ascii_alphabetic()).then_some(cut)
+}
+
 /// Drops parenthesised parts: "llama.cpp (CUDA)" becomes "llama.cpp".
 fn strip_parens(name: &str) -> String {
     let mut out = String::new();
@@ -819,6 +827,9 @@ impl Catalog {
                 n.truncate(n.len() - s.len());
             } else if let Some(cut) = version_tag(&n) {
                 // A release tag: "Mixtral-8x7B-v0.1" is Mixtral 8x7B.
+                n.truncate(cut);
+            } else if let Some(cut) = date_tag(&n) {
+                // A dated release: "Mistral-Small-3.1-24B-Instruct-2503".
                 n.truncate(cut);
             } else {
                 return None;
@@ -1162,6 +1173,10 @@ mod tests {
         assert_eq!(c.model("Qwen/Qwen2.5-7B-Instruct-GPTQ-Int4").unwrap().id, "qwen2.5-7b");
         assert!(c.model("acme/NotAModel-7B").is_none());
         assert!(c.model("acme/Meta-NotAModel-7B").is_none());
+        // A dated release of a known model.
+        assert_eq!(c.model("mistralai/Mistral-Small-3.1-24B-Instruct-2503").unwrap().id, "mistral-small-24b");
+        assert_eq!(c.model("Qwen/Qwen3-14B-Instruct-2507").unwrap().id, "qwen3-14b");
+        assert!(c.model("acme/NotAModel-Instruct-2503").is_none());
         // The format a name states, and none where it states none.
         let format = |name: &str| c.format_in_name(name).map(|q| q.id.clone());
         assert_eq!(format("Qwen/Qwen3-14B-FP8").as_deref(), Some("fp8"));
