@@ -697,7 +697,15 @@ impl Catalog {
                 Some((one, note))
             }
             many => {
-                let pick = many.iter().copied().find(|g| g.common).unwrap_or(many[0]);
+                // The chip's common variant, else the candidate with its
+                // memory (an A100 PCIe of unstated memory: the 80GB card).
+                let common_memory = self.gpus.iter().find(|g| g.common && g.chip_key() == q.chip).map(|g| g.memory_gb);
+                let pick = many
+                    .iter()
+                    .copied()
+                    .find(|g| g.common)
+                    .or_else(|| many.iter().copied().find(|g| Some(g.memory_gb) == common_memory))
+                    .unwrap_or(many[0]);
                 let others: Vec<&str> = many.iter().filter(|g| g.id != pick.id).map(|g| g.id.as_str()).collect();
                 Some((
                     pick,
@@ -1084,6 +1092,9 @@ mod tests {
         let id = |n: &str| c.gpu_match(n).map(|(g, note)| (g.id.clone(), note.is_some()));
         assert_eq!(id("NVIDIA H200 SXM 141GB (DGX H200)"), Some(("h200".into(), false)));
         assert_eq!(id("NVIDIA H200 NVL"), Some(("h200-nvl".into(), false)));
+        // nvidia-smi's names of the H100 NVL and the A100 40GB PCIe card.
+        assert_eq!(id("NVIDIA H100 NVL"), Some(("h100-nvl".into(), false)));
+        assert_eq!(id("NVIDIA A100-PCIE-40GB"), Some(("a100-40gb-pcie".into(), false)));
         assert_eq!(id("NVIDIA Tesla V100-SXM2-16GB"), Some(("v100-sxm2-16gb".into(), false)));
         assert_eq!(id("NVIDIA Tesla V100 PCIe 16 GB"), Some(("v100-pcie-16gb".into(), false)));
         assert_eq!(id("Apple M2 Max (30-core GPU) 32GB"), Some(("m2-max-30c-32gb".into(), false)));
@@ -1095,7 +1106,8 @@ mod tests {
         assert_eq!(id("NVIDIA H100 (variant not stated)"), Some(("h100-sxm".into(), true)));
         assert_eq!(id("Apple M3 Max"), Some(("m3-max".into(), false)));
         assert_eq!(id("Apple M3 Max (variant not stated)"), Some(("m3-max".into(), true)));
-        assert_eq!(id("NVIDIA A100 PCIe"), Some(("a100-80gb-pcie".into(), false)));
+        // PCIe, memory unstated: the PCIe card with the common variant's memory, said so.
+        assert_eq!(id("NVIDIA A100 PCIe"), Some(("a100-80gb-pcie".into(), true)));
         // A memory size the chip never had is not matched.
         assert_eq!(id("NVIDIA H100 SXM 24GB"), None);
         assert_eq!(id("NVIDIA RTX 4070"), None);
