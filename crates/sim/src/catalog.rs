@@ -1095,6 +1095,9 @@ mod tests {
         // nvidia-smi's names of the H100 NVL and the A100 40GB PCIe card.
         assert_eq!(id("NVIDIA H100 NVL"), Some(("h100-nvl".into(), false)));
         assert_eq!(id("NVIDIA A100-PCIE-40GB"), Some(("a100-40gb-pcie".into(), false)));
+        // The GH200 is named after its Grace memory; its HBM decides.
+        assert_eq!(id("NVIDIA GH200 480GB"), Some(("gh200".into(), false)));
+        assert_eq!(id("NVIDIA GH200 144G HBM3e"), Some(("gh200-144gb".into(), false)));
         assert_eq!(id("NVIDIA Tesla V100-SXM2-16GB"), Some(("v100-sxm2-16gb".into(), false)));
         assert_eq!(id("NVIDIA Tesla V100 PCIe 16 GB"), Some(("v100-pcie-16gb".into(), false)));
         assert_eq!(id("Apple M2 Max (30-core GPU) 32GB"), Some(("m2-max-30c-32gb".into(), false)));
