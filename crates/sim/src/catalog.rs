@@ -498,20 +498,25 @@ pub fn normalize(name: &str) -> String {
     name.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '+').map(|c| c.to_ascii_lowercase()).collect()
 }
 
+/// Where the trailing digits of a normalised name start (its length when
+/// it ends in none).
+fn trailing_digits_start(n: &str) -> usize {
+    n.trim_end_matches(|c: char| c.is_ascii_digit()).len()
+}
+
 /// Where a trailing release tag ("v01" of a normalised "...-v0.1", "v3")
 /// starts in a normalised name, if it has one after a letter or digit.
 fn version_tag(n: &str) -> Option<usize> {
-    let digits = n.len() - n.trim_end_matches(|c: char| c.is_ascii_digit()).len();
-    let v = n.len().checked_sub(digits + 1)?;
-    (digits > 0 && v > 2 && n.as_bytes()[v] == b'v').then_some(v)
+    let start = trailing_digits_start(n);
+    let v = start.checked_sub(1)?;
+    (start < n.len() && v > 2 && n.as_bytes()[v] == b'v').then_some(v)
 }
 
 /// Where a trailing release date ("2503" of "...-Instruct-2503", year and
 /// month) starts in a normalised name: four digits after a letter.
 fn date_tag(n: &str) -> Option<usize> {
-    let digits = n.len() - n.trim_end_matches(|c: char| c.is_ascii_digit()).len();
-    let cut = n.len().checked_sub(4)?;
-    (digits == 4 && cut > 2 && n.as_bytes()[cut - 1].is_ascii_alphabetic()).then_some(cut)
+    let start = trailing_digits_start(n);
+    (n.len() - start == 4 && start > 2 && n.as_bytes()[start - 1].is_ascii_alphabetic()).then_some(start)
 }
 
 /// Drops parenthesised parts: "llama.cpp (CUDA)" becomes "llama.cpp".
