@@ -1,6 +1,7 @@
 """Measures how many tokens a server counts for inference-perf's shared-prefix
 prompts, per token id the generator drew (`INFERENCE_PERF_RETOKENIZED` in
-crates/sim/src/underload.rs, docs/SIMULATOR.md section 7).
+crates/sim/src/underload.rs; docs/SIMULATOR-HISTORY.md, "inference-perf's
+prompts as the server counts them").
 
 inference-perf draws random token ids below the tokenizer's `vocab_size`,
 decodes them with special tokens skipped, and sends `system + " " +

@@ -69,9 +69,7 @@ fn near(got: Option<f64>, stated: f64, what: &str) {
 }
 
 /// The runs under load are reproduced within the medians docs/SIMULATOR.md
-/// states (section 7, "Two hundred prompts, and caches warm from the run
-/// before", with the row of "One more burst, and the API server"), both
-/// halves of the fit, every row covered.
+/// states (section 7, "Errors"), both halves of the fit, every row covered.
 #[test]
 fn runs_under_load_are_reproduced_within_the_stated_error() {
     let r = validate_calibration_file("under-load.csv");
