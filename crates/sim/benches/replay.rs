@@ -39,7 +39,6 @@ fn bench_replay(bencher: divan::Bencher, workload: &str, arrivals: &str, request
         requests: Some(requests),
         duration_s: None,
         warmup: 0,
-        drain_after_warmup: false,
         sampling: SamplingParams::default(),
         seed: 1,
         prefix_caching: true,

@@ -45,13 +45,10 @@ pub struct ReplayPlan {
     pub requests: Option<u64>,
     /// Stop issuing after this many simulated seconds.
     pub duration_s: Option<f64>,
-    /// The first `warmup` requests are simulated but left out of the figures.
+    /// The first `warmup` requests are simulated but left out of the
+    /// figures (as `fleetbench run --warmup`; [`replay_after`] replays an
+    /// earlier run instead).
     pub warmup: u64,
-    /// The measured requests wait until the warm-up ones have ended, their
-    /// arrivals shifted by the wait: the warm-up is an earlier run on the
-    /// same server (which left its prompts in the prefix cache), not the
-    /// start of this one.
-    pub drain_after_warmup: bool,
     pub sampling: SamplingParams,
     pub seed: u64,
     /// Automatic prefix caching, on by default as in vLLM.
@@ -200,9 +197,51 @@ pub fn sizes(spec: &RequestSpec, repeat: Option<u64>) -> (u32, u32, PrefixKey, O
 /// Seeds the cache keys of repeated prompts apart from conversation keys.
 const REPEAT_KEY: u64 = 0x5EED_0F4E_9E47;
 
+/// The run a server served just before the replayed one, as benchmarks run
+/// one after another against one server: `requests` requests of
+/// `workload`, sent as the replayed run sends its own (the same closed loop,
+/// or the same arrivals), simulated and left out of the figures. The
+/// replayed run starts once they have all ended, from its own workload's
+/// first request, so it finds what the run before left in the prefix cache.
+/// Where both workloads cycle their prompts (`synthetic:...,prompts=N`),
+/// request `i` of the one and request `i` of the other share the start of
+/// their prompt, as far as the shorter reaches: vLLM's random dataset with
+/// one seed makes prompt `i` at a shorter input length the start of prompt
+/// `i` at a longer one, and a benchmark run again sends the same prompts.
+#[derive(Clone, Copy)]
+pub struct EarlierRun<'a> {
+    pub workload: &'a dyn Workload,
+    pub requests: u64,
+}
+
 /// Replays the plan. Deterministic: the same plan, workload and seed give
 /// the same report.
 pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload) -> ReplayReport {
+    replay_with(deployment, plan, None, workload)
+}
+
+/// Replays the plan on a server that has just served `earlier`
+/// ([`EarlierRun`]); `plan.warmup` is not used.
+pub fn replay_after(
+    deployment: Deployment,
+    plan: &ReplayPlan,
+    earlier: EarlierRun<'_>,
+    workload: &dyn Workload,
+) -> ReplayReport {
+    replay_with(deployment, plan, Some(earlier), workload)
+}
+
+fn replay_with(
+    deployment: Deployment,
+    plan: &ReplayPlan,
+    earlier: Option<EarlierRun<'_>>,
+    workload: &dyn Workload,
+) -> ReplayReport {
+    // Requests left out of the figures: an earlier run's, or the run's own
+    // first ones; only an earlier run is waited for before the measured
+    // requests start.
+    let warmup = earlier.map_or(plan.warmup, |e| e.requests);
+    let drain = earlier.is_some_and(|e| e.requests > 0);
     // The KV pool as the engine sizes it: bits per element (16 unless an
     // FP8 cache is set) and whole blocks of tokens.
     let kv_bits = deployment.kv_bytes_per_token * 8.0 / deployment.model.kv_elems_per_token().max(1.0);
@@ -245,8 +284,8 @@ pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload
     };
     let endless = arrivals.as_ref().is_none_or(|a| !a.is_finite()) && plan.duration_s.is_none();
     let budget = match plan.requests {
-        Some(n) => Some(n + plan.warmup),
-        None if endless => Some(DEFAULT_REQUESTS + plan.warmup),
+        Some(n) => Some(n + warmup),
+        None if endless => Some(DEFAULT_REQUESTS + warmup),
         None => None,
     };
     let arrivals_text = arrivals.as_ref().map(|a| a.describe()).unwrap_or_else(|| windows[0].0.clone());
@@ -299,22 +338,30 @@ pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload
         });
         (EngineRequest { id, prompt_tokens: prompt, output_tokens: output }, key)
     };
-    // A cycling workload repeats request `index % distinct` byte for byte.
-    let distinct = workload.distinct_requests().filter(|&d| d > 0);
-    // Builds request `index`, scheduled at `t`.
+    // Builds request `index`, scheduled at `t`: of the earlier run, or of
+    // this one counted from its own first request. A cycling workload
+    // repeats request `i % distinct` byte for byte.
     let issue = |tracks: &mut Vec<Track>, index: u64, t: f64, stage: u32| {
-        let repeat = distinct.map(|d| index % d);
-        track(tracks, &workload.shape(index, &plan.sampling), repeat, t, stage, index < plan.warmup, None)
+        let (w, i) = match earlier {
+            Some(e) if index < warmup => (e.workload, index),
+            Some(_) => (workload, index - warmup),
+            None => (workload, index),
+        };
+        let repeat = w.distinct_requests().filter(|&d| d > 0).map(|d| i % d);
+        track(tracks, &w.shape(i, &plan.sampling), repeat, t, stage, index < warmup, None)
     };
+    // A closed loop after an earlier run: no measured request is sent until
+    // the earlier run's have all ended.
+    let held = |next_index: u64, drained: bool| drain && !drained && next_index == warmup;
     let requests = plan.requests.or(endless.then_some(DEFAULT_REQUESTS));
-    let mut sessions = SessionSource::new(workload, &plan.sampling, plan.warmup, requests, plan.duration_s);
+    let mut sessions = SessionSource::new(workload, &plan.sampling, warmup, requests, plan.duration_s);
     let mut peek: Option<Instant> = None;
     if let (Some(src), true) = (sessions.as_mut(), closed) {
         for slot in 0..max_in_flight as usize {
             src.start(Some(slot), 0.0, 0);
         }
     } else if closed {
-        while next_index < max_in_flight as u64 && issuing(next_index, 0.0) {
+        while next_index < max_in_flight as u64 && issuing(next_index, 0.0) && !held(next_index, drained) {
             let item = issue(&mut tracks, next_index, 0.0, 0);
             turns.admit(&mut tracks, item, &mut queue);
             next_index += 1;
@@ -325,7 +372,7 @@ pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload
     loop {
         // Open loop: every arrival due now (or the next one when idle).
         while let Some(nominal) = peek {
-            let warmed_up = plan.drain_after_warmup && plan.warmup > 0 && next_index == plan.warmup && !drained;
+            let warmed_up = held(next_index, drained);
             if (drains && nominal.stage != stage) || warmed_up {
                 let sessions_on = sessions.as_ref().is_some_and(SessionSource::active);
                 if in_flight > 0 || !queue.is_empty() || turns.holding() || sessions_on {
@@ -410,7 +457,7 @@ pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload
                 if src.finished(slot, end, 0) && closed {
                     src.start(Some(slot), end, 0);
                 }
-            } else if closed && issuing(next_index, end) {
+            } else if closed && issuing(next_index, end) && !held(next_index, drained) {
                 let item = issue(&mut tracks, next_index, end, 0);
                 turns.admit(&mut tracks, item, &mut queue);
                 next_index += 1;
@@ -487,10 +534,21 @@ pub fn replay(deployment: Deployment, plan: &ReplayPlan, workload: &dyn Workload
                 continue;
             }
             // Closed loop: the agent sends its next request at once.
-            if closed && issuing(next_index, eng.now()) {
+            if closed && issuing(next_index, eng.now()) && !held(next_index, drained) {
                 let item = issue(&mut tracks, next_index, eng.now(), 0);
                 turns.admit(&mut tracks, item, &mut queue);
                 next_index += 1;
+            }
+        }
+        // A closed loop whose earlier run has ended: every agent starts.
+        if closed && held(next_index, drained) && in_flight == 0 && queue.is_empty() && !turns.holding() {
+            drained = true;
+            let now = eng.now();
+            let mut started = 0;
+            while started < max_in_flight && issuing(next_index, now) {
+                let item = issue(&mut tracks, next_index, now, 0);
+                turns.admit(&mut tracks, item, &mut queue);
+                (next_index, started) = (next_index + 1, started + 1);
             }
         }
         let turns_due = sessions.as_ref().is_some_and(|s| s.next_due().is_some()) || turns.holding();
@@ -766,7 +824,6 @@ mod tests {
             requests,
             duration_s: None,
             warmup: 0,
-            drain_after_warmup: false,
             sampling: SamplingParams::default(),
             seed: 3,
             prefix_caching: cache,
@@ -784,7 +841,6 @@ mod tests {
             requests: Some(4),
             duration_s: None,
             warmup: 0,
-            drain_after_warmup: false,
             sampling: SamplingParams::default(),
             seed: 3,
             prefix_caching: true,
@@ -821,7 +877,6 @@ mod tests {
             requests: Some(200),
             duration_s: None,
             warmup: 0,
-            drain_after_warmup: false,
             sampling: SamplingParams::default(),
             seed: 3,
             prefix_caching: true,
@@ -996,7 +1051,6 @@ mod tests {
                 requests: None,
                 duration_s: None,
                 warmup: 0,
-                drain_after_warmup: false,
                 sampling: SamplingParams::default(),
                 seed: 3,
                 prefix_caching: true,

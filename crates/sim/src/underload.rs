@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::calibration::{self, ValidationReport};
 use crate::catalog::Catalog;
 use crate::perf::{Deployment, DeploymentSpec, EngineKnobs};
-use crate::replay::{replay, ReplayPlan};
+use crate::replay::{replay, replay_after, EarlierRun, ReplayPlan};
 use crate::SimError;
 
 /// The columns an under-load file must have (extra columns are ignored).
@@ -228,6 +228,28 @@ impl Cells<'_> {
     }
 }
 
+/// The workload in column `key` (empty: `run`'s default, `synthetic`); a
+/// file it names is relative to the validation file's folder `base`. A
+/// shared-prefix workload is an inference-perf run: its prompts are random
+/// token ids decoded to text, which the server tokenizes again into more
+/// tokens than were drawn, so its system prompt and question are counted at
+/// `scale` (empty: [`INFERENCE_PERF_RETOKENIZED`]) server tokens a token.
+fn row_workload(c: &Cells, key: &str, scale: Option<f64>, base: &Path) -> Result<WorkloadSpec, RowError> {
+    let text = c.value(key).unwrap_or("synthetic");
+    let mut workload = WorkloadSpec::parse(text).map_err(|e| c.at(key, e))?;
+    match &mut workload {
+        WorkloadSpec::SharedPrefix(spec) => {
+            let f = scale.unwrap_or(INFERENCE_PERF_RETOKENIZED);
+            let scaled = |n: u32| (f64::from(n) * f).round().clamp(0.0, u32::MAX as f64) as u32;
+            (spec.system, spec.question) = (scaled(spec.system), scaled(spec.question));
+        }
+        WorkloadSpec::File(path) if path.is_relative() => *path = base.join(&*path),
+        WorkloadSpec::Conversations(spec) if spec.path.is_relative() => spec.path = base.join(&spec.path),
+        _ => {}
+    }
+    Ok(workload)
+}
+
 /// The CPU memory a row's KV offload gets when the row says only that it is
 /// on: 100 GB, a modest share of a serving host's memory (the runs this
 /// check reads state no size; vLLM's `--kv-offloading-size` has no default).
@@ -411,8 +433,8 @@ fn run_row(catalog: &Catalog, c: &Cells, base: &Path) -> Result<RowResult, RowEr
     let output_mean = c.positive("measured_output_tokens_mean")?.map(|m| m.round().clamp(1.0, u32::MAX as f64) as u32);
     let seed = c.opt::<u64>("seed", "a whole number")?.unwrap_or(0);
     let workload_text = c.value("workload").unwrap_or("");
-    let mut workload = WorkloadSpec::parse(if workload_text.is_empty() { "synthetic" } else { workload_text })
-        .map_err(|e| c.at("workload", e))?;
+    let scale = c.positive("prompt_token_scale")?;
+    let mut workload = row_workload(c, "workload", scale, base)?;
     if let Some(n) = output_mean {
         match &mut workload {
             WorkloadSpec::Synthetic { output, .. } => *output = n,
@@ -420,15 +442,7 @@ fn run_row(catalog: &Catalog, c: &Cells, base: &Path) -> Result<RowResult, RowEr
             _ => {}
         }
     }
-    // A shared-prefix row is an inference-perf run: its prompts are random
-    // token ids decoded to text, which the server tokenizes again into more
-    // tokens than were drawn.
-    let scale = c.positive("prompt_token_scale")?;
-    if let WorkloadSpec::SharedPrefix(spec) = &mut workload {
-        let f = scale.unwrap_or(INFERENCE_PERF_RETOKENIZED);
-        let scaled = |n: u32| (f64::from(n) * f).round().clamp(0.0, u32::MAX as f64) as u32;
-        (spec.system, spec.question) = (scaled(spec.system), scaled(spec.question));
-    } else if scale.is_some_and(|f| f != 1.0) {
+    if scale.is_some_and(|f| f != 1.0) && !matches!(workload, WorkloadSpec::SharedPrefix(_)) {
         return Err(
             c.at("prompt_token_scale", "scales a shared-prefix workload's prompts; this row's workload is not one")
         );
@@ -453,12 +467,20 @@ fn run_row(catalog: &Catalog, c: &Cells, base: &Path) -> Result<RowResult, RowEr
         return Err(c.at("measured_stage", "names a stage of the arrivals, and the row has none"));
     }
     let requests = c.opt::<u64>("requests", "a whole number of requests")?;
-    // Requests of an earlier run on the same server, replayed first and
-    // left out of the figures; the measured ones start once they have
-    // ended. With a workload that cycles its prompts
-    // (`synthetic:...,prompts=N`): a run whose prompts the earlier one
-    // left in the prefix cache.
+    // Requests of an earlier run on the same server (of the row's own
+    // workload, or of `warmup_workload`), replayed first and left out of
+    // the figures; the measured ones start once they have ended
+    // ([`EarlierRun`]). With workloads that cycle their prompts
+    // (`synthetic:...,prompts=N`): a run whose prompts, or their start,
+    // the earlier one left in the prefix cache.
     let warmup = c.opt::<u64>("warmup", "a whole number of requests")?.unwrap_or(0);
+    let earlier_spec = match c.value("warmup_workload") {
+        None | Some("") => None,
+        Some(_) if warmup == 0 => {
+            return Err(c.at("warmup_workload", "is the workload of an earlier run: give its requests in `warmup`"))
+        }
+        Some(_) => Some(row_workload(c, "warmup_workload", scale, base)?),
+    };
     let schedule = match (&arrivals, concurrency) {
         (Some(_), Some(_)) => {
             return Err(c.at("concurrency", "give either arrivals or a closed-loop concurrency, not both"))
@@ -470,9 +492,6 @@ fn run_row(catalog: &Catalog, c: &Cells, base: &Path) -> Result<RowResult, RowEr
         (None, Some(n)) if requests.is_none() => {
             return Err(c.at("requests", format!("a closed loop of {n} clients needs the number of requests it sent")))
         }
-        (None, Some(_)) if warmup > 0 => {
-            return Err(c.at("warmup", "replays an earlier run before an open loop's arrivals; a closed loop has none"))
-        }
         (None, Some(n)) => Schedule::Closed { concurrency: n },
         (Some(_), None) => Schedule::Open { rate: 1.0, arrival: Arrival::Poisson, max_concurrency: None },
     };
@@ -483,13 +502,27 @@ fn run_row(catalog: &Catalog, c: &Cells, base: &Path) -> Result<RowResult, RowEr
         arrivals: traffic.arrivals,
         requests,
         duration_s: None,
-        warmup,
-        drain_after_warmup: true,
+        warmup: 0,
         sampling: SamplingParams::default(),
         seed,
         prefix_caching: deployment.prefix_caching,
     };
-    let r = replay(deployment, &plan, traffic.workload.as_ref());
+    let r = if warmup > 0 {
+        if traffic.workload.session(0).is_some() {
+            return Err(c.at("warmup", "replays an earlier run of requests; a session workload has no such run"));
+        }
+        let built;
+        let earlier = match &earlier_spec {
+            Some(spec) => {
+                built = spec.build(seed).map_err(|e| c.at("warmup_workload", e))?;
+                built.as_ref()
+            }
+            None => traffic.workload.as_ref(),
+        };
+        replay_after(deployment, &plan, EarlierRun { workload: earlier, requests: warmup }, traffic.workload.as_ref())
+    } else {
+        replay(deployment, &plan, traffic.workload.as_ref())
+    };
     if r.overall.requests == 0 {
         return Err(RowError::Skip("the replay completed no request".into()));
     }

@@ -390,11 +390,81 @@ fn a_warmup_column_replays_a_run_whose_prompts_are_cached() {
     let r = validate_text(&c, &format!("{header}\n{}\n", row("synthetic", "-3")), "runs.csv", base()).unwrap();
     let why = r.rows[0].skipped.as_deref().unwrap_or("");
     assert!(why.contains("(warmup)"), "{why}");
-    // A closed loop has no arrivals to hold back.
-    let closed = format!("{HEADER},concurrency,requests,warmup\na,h100-sxm,1,llama-3.1-8b,bf16,vllm,,,,,,synthetic,,100,10,2000,own,4,20,20\n");
-    let r = validate_text(&c, &closed, "runs.csv", base()).unwrap();
+}
+
+/// A closed loop run after another on the same server, as `vllm bench
+/// serve` runs one concurrency after another with one seed: the measured
+/// clients start once the earlier run has ended, and its prompts, the first
+/// of this run's, are found in the prefix cache.
+#[test]
+fn a_closed_loop_after_an_earlier_run_finds_its_prompts_cached() {
+    let c = Catalog::embedded().unwrap();
+    let header = format!("{HEADER},concurrency,requests,warmup,warmup_workload");
+    let ttft = |warmup: &str, earlier: &str| {
+        let row = format!(
+            "a,l40s,1,llama-3.1-8b,bf16,vllm,,,,,,\"synthetic:in=1500,out=64,prompts=32\",,100,10,,own,8,32,{warmup},\"{earlier}\""
+        );
+        let r = validate_text(&c, &format!("{header}\n{row}\n"), "runs.csv", base()).unwrap();
+        assert_eq!(r.covered, 1, "{:?}", r.rows[0].skipped);
+        100.0 * (1.0 + r.rows[0].ttft_err_pct.unwrap() / 100.0)
+    };
+    let cold = ttft("", "");
+    // The earlier run sent the first 8 of the 32 prompts (the first wave).
+    let warm = ttft("8", "synthetic:in=1500,out=64,prompts=8");
+    assert!(warm < 0.9 * cold, "warm {warm} ms against cold {cold} ms");
+    // The row's own workload when no earlier one is named: all 32 cached.
+    let all = ttft("32", "");
+    assert!(all < warm, "all cached {all} ms against the first wave cached {warm} ms");
+    // Prompts the earlier run never shares (no cycle) leave nothing.
+    let unrelated = ttft("8", "synthetic:in=1500,out=64");
+    assert!((unrelated - cold).abs() < 0.05 * cold, "unrelated {unrelated} ms against cold {cold} ms");
+}
+
+/// vLLM's random dataset with one seed makes prompt `i` at a shorter input
+/// length the start of prompt `i` at a longer one, so a sweep run on one
+/// server in rising prompt lengths finds the run before's prompts cached:
+/// after a run of 3,072-token prompts, a 4,096-token prompt prefills about
+/// 1,024 tokens, as a cold 1,024-token prompt does.
+#[test]
+fn an_earlier_run_of_shorter_prompts_leaves_their_start_cached() {
+    let c = Catalog::embedded().unwrap();
+    let header = format!("{HEADER},concurrency,requests,warmup,warmup_workload");
+    let ttft = |workload: &str, warmup: &str, earlier: &str| {
+        let row =
+            format!("a,a100-80gb,1,qwen3-14b,bf16,vllm,,,,,,\"{workload}\",,100,10,,own,1,4,{warmup},\"{earlier}\"");
+        let r = validate_text(&c, &format!("{header}\n{row}\n"), "runs.csv", base()).unwrap();
+        assert_eq!(r.covered, 1, "{:?}", r.rows[0].skipped);
+        100.0 * (1.0 + r.rows[0].ttft_err_pct.unwrap() / 100.0)
+    };
+    let long_cold = ttft("synthetic:in=4096,out=32,prompts=4", "", "");
+    let short_cold = ttft("synthetic:in=1024,out=32,prompts=4", "", "");
+    let long_warm = ttft("synthetic:in=4096,out=32,prompts=4", "4", "synthetic:in=3072,out=32,prompts=4");
+    assert!(long_warm < 0.5 * long_cold, "after the 3,072-token run {long_warm} ms, cold {long_cold} ms");
+    assert!(
+        (long_warm - short_cold).abs() < 0.3 * short_cold,
+        "after the 3,072-token run {long_warm} ms, a cold 1,024-token prompt {short_cold} ms"
+    );
+    // An earlier workload needs its request count, and is reported by column.
+    let row = "a,a100-80gb,1,qwen3-14b,bf16,vllm,,,,,,synthetic,,100,10,,own,1,4,,synthetic:in=128";
+    let r = validate_text(&c, &format!("{header}\n{row}\n"), "runs.csv", base()).unwrap();
     let why = r.rows[0].skipped.as_deref().unwrap_or("");
-    assert!(why.contains("(warmup)") && why.contains("closed loop"), "{why}");
+    assert!(why.contains("(warmup_workload)") && why.contains("warmup"), "{why}");
+}
+
+/// A `file:` workload in a row is read relative to the validation file, as
+/// a trace is: the published per-request answer lengths of a closed loop.
+#[test]
+fn a_file_workload_is_relative_to_the_validation_file() {
+    let c = Catalog::embedded().unwrap();
+    let dir = base().join("../../data/calibration");
+    let header = format!("{HEADER},concurrency,requests");
+    let row = "a,l40s,1,llama-3.1-8b,bf16,vllm,,,,,,file:traces/massed-llama31-8b-l40s-c8.jsonl,,70,24,,own,8,40";
+    let r = validate_text(&c, &format!("{header}\n{row}\n"), "runs.csv", &dir).unwrap();
+    assert_eq!(r.covered, 1, "{:?}", r.rows[0].skipped);
+    // Elsewhere the same relative path names no file, and the row says so.
+    let r = validate_text(&c, &format!("{header}\n{row}\n"), "runs.csv", base()).unwrap();
+    let why = r.rows[0].skipped.as_deref().unwrap_or("");
+    assert!(why.contains("(workload)") && why.contains("massed-llama31-8b-l40s-c8.jsonl"), "{why}");
 }
 
 /// A row that cannot be placed is skipped with the reason that is true: an

@@ -58,7 +58,6 @@ pub fn run(args: ReplayArgs, catalog: Option<&Path>, _ctx: &Context) -> anyhow::
         requests: t.requests,
         duration_s: t.duration.map(|d| d.as_secs_f64()),
         warmup: args.traffic.warmup,
-        drain_after_warmup: false,
         sampling: args.sampling.sampling(),
         seed: args.sampling.seed,
         prefix_caching: deployment.prefix_caching,
