@@ -385,6 +385,15 @@ pub struct EngineKnobArgs {
     /// pool, half the KV reads per decode step).
     #[arg(long, value_name = "DTYPE", value_parser = parse_kv_cache_dtype, help_heading = "Engine")]
     pub kv_cache_dtype: Option<KvCacheDtype>,
+    /// Schedule the next step while the GPU runs this one, so the engine
+    /// core's CPU work per sequence hides under the GPU's (vLLM's default
+    /// since 0.14.0)
+    #[arg(long, overrides_with = "no_async_scheduling", help_heading = "Engine")]
+    pub async_scheduling: bool,
+    /// Schedule each step after the last has ended, as vLLM before 0.14.0
+    /// did: the GPU waits for the engine core's CPU work every step
+    #[arg(long, help_heading = "Engine")]
+    pub no_async_scheduling: bool,
 }
 
 /// A `--kv-cache-dtype` value: its bits per element, `None` for `auto`.
@@ -438,6 +447,11 @@ impl DeploymentArgs {
                 // A tensor-parallel size alone means one stage, whatever the engine's habit.
                 pipeline_parallel: k.pipeline_parallel_size.or(k.tensor_parallel_size.map(|_| 1)),
                 kv_cache_bits: k.kv_cache_dtype.and_then(|d| d.0),
+                async_scheduling: match (k.async_scheduling, k.no_async_scheduling) {
+                    (true, _) => Some(true),
+                    (_, true) => Some(false),
+                    _ => None,
+                },
             },
         })
     }

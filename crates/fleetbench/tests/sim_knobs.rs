@@ -6,7 +6,7 @@ mod common;
 
 use common::{bin, output, text};
 
-const KNOBS: [&str; 9] = [
+const KNOBS: [&str; 11] = [
     "--max-num-batched-tokens",
     "--max-num-seqs",
     "--gpu-memory-utilization",
@@ -16,6 +16,8 @@ const KNOBS: [&str; 9] = [
     "--tensor-parallel-size",
     "--pipeline-parallel-size",
     "--kv-cache-dtype",
+    "--async-scheduling",
+    "--no-async-scheduling",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,6 +65,14 @@ async fn the_settings_change_the_figures() {
     let fp8_kv = json(&predict(&["--kv-cache-dtype", "fp8"])).await;
     let half = usage(&fp8_kv) / usage(&wide);
     assert!((0.45..0.55).contains(&half), "{fp8_kv} vs {wide}");
+    // vLLM before 0.14.0 scheduled each step after the last: the GPU waits
+    // for the engine core's work on every running sequence. The last of
+    // the two flags wins.
+    let per_request = |v: &serde_json::Value| v["levels"][0]["per_request_tok_s"].as_f64().unwrap();
+    let sync = json(&predict(&["--no-async-scheduling"])).await;
+    assert!(per_request(&sync) < 0.99 * per_request(&wide), "{sync} vs {wide}");
+    let last = json(&predict(&["--no-async-scheduling", "--async-scheduling"])).await;
+    assert_eq!(per_request(&last), per_request(&wide));
     // Tensor x pipeline parallel: eight GPUs for Llama 2 70B without --count.
     let mut a =
         vec!["predict", "--gpu", "h100-sxm", "--model", "llama-2-70b", "--quant", "fp16", "--tp", "4", "--pp", "2"];

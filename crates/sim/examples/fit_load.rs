@@ -4,7 +4,7 @@
 //! end-to-end latency, then prints the figures and the median absolute
 //! errors of the fitted and the held-out rows, before and after.
 //!
-//! The figures: the host-side `step_floor_us`, `frontend_ms`,
+//! The figures: the host-side `step_floor_us`, `seq_cpu_us`, `frontend_ms`,
 //! `frontend_token_us` and `frontend_prompt_token_us` of engines.toml, the
 //! engine's `layer_overhead_us`, and its efficiency on one GPU family,
 //! `FAMILY.bw_eff` and `FAMILY.compute_eff` (its `[engine.family.FAMILY]`
@@ -37,6 +37,8 @@ const DEFAULT_FIELDS: [&str; 5] =
 #[derive(Debug, Clone)]
 enum Figure {
     StepFloor,
+    /// Engine-core CPU per running sequence per step.
+    SeqCpu,
     Frontend,
     FrontendToken,
     FrontendPromptToken,
@@ -57,6 +59,7 @@ impl Figure {
             Some(_) => return None,
             None => match name {
                 "step_floor_us" => Figure::StepFloor,
+                "seq_cpu_us" => Figure::SeqCpu,
                 "frontend_ms" => Figure::Frontend,
                 "frontend_token_us" => Figure::FrontendToken,
                 "frontend_prompt_token_us" => Figure::FrontendPromptToken,
@@ -69,6 +72,7 @@ impl Figure {
     fn name(&self) -> String {
         match self {
             Figure::StepFloor => "step_floor_us".into(),
+            Figure::SeqCpu => "seq_cpu_us".into(),
             Figure::Frontend => "frontend_ms".into(),
             Figure::FrontendToken => "frontend_token_us".into(),
             Figure::FrontendPromptToken => "frontend_prompt_token_us".into(),
@@ -83,6 +87,7 @@ impl Figure {
         let Some(e) = c.engine(engine) else { return 0.0 };
         match self {
             Figure::StepFloor => e.step_floor_us,
+            Figure::SeqCpu => e.seq_cpu_us,
             Figure::Frontend => e.frontend_ms,
             Figure::FrontendToken => e.frontend_token_us,
             Figure::FrontendPromptToken => e.frontend_prompt_token_us,
@@ -100,6 +105,7 @@ impl Figure {
         let Some(e) = c.engines.iter_mut().find(|e| e.id == engine) else { return };
         match self {
             Figure::StepFloor => e.step_floor_us = v,
+            Figure::SeqCpu => e.seq_cpu_us = v,
             Figure::Frontend => e.frontend_ms = v,
             Figure::FrontendToken => e.frontend_token_us = v,
             Figure::FrontendPromptToken => e.frontend_prompt_token_us = v,
@@ -130,6 +136,7 @@ impl Figure {
             Figure::StepFloor => {
                 (0.0, std::env::var("FIT_FLOOR_MAX_US").ok().and_then(|v| v.parse().ok()).unwrap_or(2_400.0))
             }
+            Figure::SeqCpu => (0.0, 500.0),
             Figure::Frontend => (0.0, 100.0),
             Figure::FrontendToken => (0.0, 1_000.0),
             Figure::FrontendPromptToken => (0.0, 100.0),
@@ -143,6 +150,7 @@ impl Figure {
     fn seed(&self) -> f64 {
         match self {
             Figure::StepFloor => 2_000.0,
+            Figure::SeqCpu => 20.0,
             Figure::Frontend => 5.0,
             Figure::FrontendToken => 20.0,
             Figure::FrontendPromptToken => 2.0,

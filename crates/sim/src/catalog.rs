@@ -345,6 +345,17 @@ pub struct Engine {
     /// step lasts at least this long. Shows on small models and fast GPUs.
     #[serde(default)]
     pub step_floor_us: f64,
+    /// Engine-core CPU time per running sequence per step (its share of
+    /// scheduling, input preparation and output processing), µs. With
+    /// async scheduling it joins the floor the GPU's work hides; without,
+    /// the GPU waits for it every step.
+    #[serde(default)]
+    pub seq_cpu_us: f64,
+    /// The engine schedules step n + 1 while the GPU runs step n (vLLM's
+    /// `--async-scheduling`, its default since 0.14.0), unless a deployment
+    /// says otherwise.
+    #[serde(default)]
+    pub async_scheduling: bool,
     /// Fixed latency of a request outside the engine core, ms: HTTP, chat
     /// template and tokenisation on the way in, the hand-off to the engine
     /// core and the first token's way back out. Added to every request's

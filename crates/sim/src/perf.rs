@@ -96,6 +96,10 @@ pub struct EngineKnobs {
     /// default (`auto`).
     #[serde(default)]
     pub kv_cache_bits: Option<f64>,
+    /// vLLM's `--async-scheduling` / `--no-async-scheduling` (on by default
+    /// since vLLM 0.14.0); `None` is the engine's default.
+    #[serde(default)]
+    pub async_scheduling: Option<bool>,
 }
 
 /// Bits per KV-cache element of a `--kv-cache-dtype` value, as vLLM and
@@ -121,6 +125,7 @@ impl Default for EngineKnobs {
             cpu_offload_gb: 0.0,
             pipeline_parallel: None,
             kv_cache_bits: None,
+            async_scheduling: None,
         }
     }
 }
@@ -163,6 +168,9 @@ pub struct Deployment {
     /// cached in whole blocks.
     pub block_size: u32,
     pub prefix_caching: bool,
+    /// The engine core schedules the next step while the GPU runs this one,
+    /// hiding its CPU work (`Engine::seq_cpu_us`) under the GPU's.
+    pub async_scheduling: bool,
     /// KV tokens the CPU offload space holds (0: no offload).
     pub cpu_offload_tokens: f64,
     /// Host link of each GPU (PCIe), GB/s per direction, for KV reloads.
@@ -372,6 +380,7 @@ impl Deployment {
         };
         let parallelism = if pp > 1 { Parallelism::Pipeline } else { Parallelism::Tensor };
         let util = knobs.gpu_memory_utilization.unwrap_or(engine.gpu_memory_utilization);
+        let async_scheduling = knobs.async_scheduling.unwrap_or(engine.async_scheduling);
         if !(util > 0.0 && util <= 1.0) {
             return Err(SimError::Invalid(format!("gpu_memory_utilization must be in (0, 1], got {util}")));
         }
@@ -442,6 +451,7 @@ impl Deployment {
             gpu_memory_utilization: util,
             block_size,
             prefix_caching: knobs.prefix_caching,
+            async_scheduling,
             cpu_offload_tokens,
             host_link_gbs: 0.0,
             weight_bytes,
@@ -550,6 +560,12 @@ impl Deployment {
         let per_layer =
             self.engine.layer_overhead_us + if m.is_moe() { self.engine.moe_layer_overhead_us } else { 0.0 };
         let mut overhead_s = (self.engine.step_overhead_us + per_layer * m.layers as f64) * 1e-6;
+        // The engine core's CPU work per running sequence, which a
+        // synchronous scheduler makes the GPU wait for every step; scheduled
+        // ahead (async scheduling) it runs while the GPU works.
+        if !self.async_scheduling {
+            overhead_s += self.engine.seq_cpu_us * 1e-6 * f64::from(load.decode_seqs);
+        }
         // The engine core's CPU work per step that the GPU does not hide:
         // a step never takes less.
         let busy = memory_s.max(compute_s) + dequant_s + interconnect_s + overhead_s;
@@ -847,6 +863,31 @@ mod tests {
         let t = big.decode_step(1, 0.0).time_s;
         big.engine.step_floor_us = 0.0;
         assert_eq!(big.decode_step(1, 0.0).time_s, t);
+    }
+
+    #[test]
+    fn a_synchronous_scheduler_makes_each_step_wait_for_its_sequences() {
+        let d = deployment("l40s", 1, None, "llama-3.1-8b", "bf16", "vllm");
+        // vLLM schedules ahead by default (since 0.14.0): no CPU cost per sequence.
+        assert!(d.async_scheduling);
+        let seq_s = d.engine.seq_cpu_us * 1e-6;
+        assert!(seq_s > 0.0);
+        let mut sync = d.clone();
+        sync.async_scheduling = false;
+        for n in [1u32, 8, 32] {
+            let (a, s) = (d.decode_step(n, 200.0), sync.decode_step(n, 200.0));
+            assert!((s.time_s - a.time_s - seq_s * f64::from(n)).abs() < 1e-12, "{n}: {} vs {}", s.time_s, a.time_s);
+        }
+        // A deployment's knob wins over the engine's default.
+        let spec = DeploymentSpec {
+            gpu: "l40s".into(),
+            model: "llama-3.1-8b".into(),
+            quant: "bf16".into(),
+            engine: "vllm".into(),
+            knobs: EngineKnobs { async_scheduling: Some(false), ..EngineKnobs::default() },
+            ..DeploymentSpec::default()
+        };
+        assert!(!Deployment::resolve(&Catalog::embedded().unwrap(), &spec).unwrap().async_scheduling);
     }
 
     #[test]

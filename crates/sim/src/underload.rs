@@ -183,8 +183,12 @@ impl Cells<'_> {
     }
     /// A switch; empty is `default`.
     fn flag(&self, key: &str, default: bool) -> Result<bool, RowError> {
-        let Some(v) = self.value(key) else { return Ok(default) };
-        parse_switch(v).ok_or_else(|| self.at(key, format!("'{v}' is not true or false")))
+        Ok(self.switch(key)?.unwrap_or(default))
+    }
+    /// A switch; `None` where empty.
+    fn switch(&self, key: &str) -> Result<Option<bool>, RowError> {
+        let Some(v) = self.value(key) else { return Ok(None) };
+        parse_switch(v).map(Some).ok_or_else(|| self.at(key, format!("'{v}' is not true or false")))
     }
     /// The share of device memory: `0.9`, or as a percentage (`90%`, `90`).
     fn memory_share(&self, key: &str) -> Result<Option<f64>, RowError> {
@@ -381,6 +385,7 @@ fn run_row(catalog: &Catalog, c: &Cells, base: &Path) -> Result<RowResult, RowEr
         cpu_offload_gb: c.offload_gb("cpu_offload")?,
         pipeline_parallel: c.opt("pipeline_parallel", "a whole number of stages")?,
         kv_cache_bits: crate::perf::kv_cache_bits(row.get("kv_cache_dtype")).map_err(|e| c.at("kv_cache_dtype", e))?,
+        async_scheduling: c.switch("async_scheduling")?,
     };
     for (key, v) in [
         ("max_num_batched_tokens", knobs.max_num_batched_tokens),

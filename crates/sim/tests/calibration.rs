@@ -75,15 +75,15 @@ fn runs_under_load_are_reproduced_within_the_stated_error() {
     let r = validate_calibration_file("under-load.csv");
     assert_eq!((r.covered, r.total), (84, 84));
     let all = r.median_abs_err_pct;
-    near(all.ttft, 15.9, "TTFT, all rows");
-    near(all.tpot, 11.2, "TPOT, all rows");
-    near(all.e2e, 17.3, "E2E, all rows");
+    near(all.ttft, 15.6, "TTFT, all rows");
+    near(all.tpot, 9.8, "TPOT, all rows");
+    near(all.e2e, 16.0, "E2E, all rows");
     let (fitted, held) = r.split_medians();
-    near(fitted.ttft, 16.5, "TTFT, fitted rows");
-    near(fitted.tpot, 10.5, "TPOT, fitted rows");
-    near(held.ttft, 15.9, "TTFT, held-out rows");
-    near(held.tpot, 11.9, "TPOT, held-out rows");
-    near(held.e2e, 19.3, "E2E, held-out rows");
+    near(fitted.ttft, 16.0, "TTFT, fitted rows");
+    near(fitted.tpot, 9.6, "TPOT, fitted rows");
+    near(held.ttft, 15.4, "TTFT, held-out rows");
+    near(held.tpot, 10.3, "TPOT, held-out rows");
+    near(held.e2e, 18.9, "E2E, held-out rows");
 }
 
 /// The llm-d fleet runs of inference-perf's shared-prefix workload, each

@@ -467,6 +467,33 @@ fn a_file_workload_is_relative_to_the_validation_file() {
     assert!(why.contains("(workload)") && why.contains("massed-llama31-8b-l40s-c8.jsonl"), "{why}");
 }
 
+/// `async_scheduling` false is vLLM before 0.14.0: the GPU waits every step
+/// for the engine core's work on each running sequence, which shows at
+/// load and not for one client; a bad value is reported with its column.
+#[test]
+fn the_async_scheduling_column_is_vllms_flag() {
+    let c = Catalog::embedded().unwrap();
+    let header = format!("{HEADER},concurrency,requests,async_scheduling");
+    let tpot = |clients: u32, value: &str| {
+        let row = format!(
+            "a,l40s,1,llama-3.1-8b,bf16,vllm,,,,,,\"synthetic:in=128,out=128\",,50,20,,own,{clients},{},{value}",
+            4 * clients
+        );
+        let r = validate_text(&c, &format!("{header}\n{row}\n"), "runs.csv", base()).unwrap();
+        assert_eq!(r.covered, 1, "{:?}", r.rows[0].skipped);
+        20.0 * (1.0 + r.rows[0].tpot_err_pct.unwrap() / 100.0)
+    };
+    let (busy_sync, busy_async, busy_default) = (tpot(32, "false"), tpot(32, "true"), tpot(32, ""));
+    assert_eq!(busy_async, busy_default, "vLLM schedules ahead by default");
+    assert!(busy_sync > 1.03 * busy_async, "32 clients: {busy_sync} ms against {busy_async} ms");
+    let (one_sync, one_async) = (tpot(1, "false"), tpot(1, "true"));
+    assert!(one_sync - one_async < 0.1 * (busy_sync - busy_async), "one client: {one_sync} against {one_async}");
+    let row = "a,l40s,1,llama-3.1-8b,bf16,vllm,,,,,,synthetic,,50,20,,own,1,4,sometimes";
+    let r = validate_text(&c, &format!("{header}\n{row}\n"), "runs.csv", base()).unwrap();
+    let why = r.rows[0].skipped.as_deref().unwrap_or("");
+    assert!(why.contains("(async_scheduling)") && why.contains("sometimes"), "{why}");
+}
+
 /// A row that cannot be placed is skipped with the reason that is true: an
 /// unknown model as the model (whatever the weight format cell says), an
 /// unknown format as the format.
