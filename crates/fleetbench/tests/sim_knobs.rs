@@ -101,6 +101,10 @@ async fn the_settings_change_the_figures() {
     assert!(line(&on).contains("KV cache 16-bit"), "{}", line(&on));
     a.extend(["--kv-cache-dtype", "fp8"]);
     assert!(line(&json(&a).await).contains("KV cache 8-bit"));
+    // And the scheduler, where the GPU waits for it.
+    assert!(!line(&on).contains("synchronous"), "{}", line(&on));
+    a.push("--no-async-scheduling");
+    assert!(line(&json(&a).await).contains("vLLM · synchronous scheduling · KV cache"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -245,8 +245,15 @@ fn replay_with(
     // The KV pool as the engine sizes it: bits per element (16 unless an
     // FP8 cache is set) and whole blocks of tokens.
     let kv_bits = deployment.kv_bytes_per_token * 8.0 / deployment.model.kv_elems_per_token().max(1.0);
+    // The scheduler is named where it costs something: an engine core
+    // whose work per sequence the GPU waits for.
+    let scheduling = if !deployment.async_scheduling && deployment.engine.seq_cpu_us > 0.0 {
+        " · synchronous scheduling"
+    } else {
+        ""
+    };
     let describe = format!(
-        "{} x {} · {} {} · {} · KV cache {:.0}-bit, {:.0} tokens",
+        "{} x {} · {} {} · {}{scheduling} · KV cache {:.0}-bit, {:.0} tokens",
         deployment.count,
         deployment.gpu.name,
         deployment.model.name,
