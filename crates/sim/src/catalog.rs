@@ -301,6 +301,28 @@ fn one() -> f64 {
     1.0
 }
 
+/// The first version number in a name ("vLLM 0.8.5", "vllm==0.9.2",
+/// "vllm v0.10.1rc1", "0.14.0"): its major, minor and patch parts, a part
+/// left out read as 0 and a suffix after the digits ignored.
+pub fn version_in(name: &str) -> Option<[u32; 3]> {
+    let word = name
+        .split(|c: char| c.is_whitespace() || matches!(c, '=' | '@' | ':'))
+        .map(|w| w.strip_prefix(['v', 'V']).unwrap_or(w))
+        .find(|w| w.starts_with(|c: char| c.is_ascii_digit()))?;
+    let mut parts = [0u32; 3];
+    for (slot, part) in parts.iter_mut().zip(word.split('.')) {
+        let digits: String = part.chars().take_while(char::is_ascii_digit).collect();
+        if digits.is_empty() {
+            break;
+        }
+        *slot = digits.parse().ok()?;
+        if digits.len() < part.len() {
+            break;
+        }
+    }
+    Some(parts)
+}
+
 /// Efficiency overrides of one engine on one GPU family.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct FamilyEff {
@@ -356,6 +378,11 @@ pub struct Engine {
     /// says otherwise.
     #[serde(default)]
     pub async_scheduling: bool,
+    /// The engine version that made `async_scheduling` its default: an
+    /// engine named with an earlier version ("vLLM 0.8.5") schedules
+    /// synchronously, one with this or a later version ahead.
+    #[serde(default)]
+    pub async_scheduling_since: Option<String>,
     /// Fixed latency of a request outside the engine core, ms: HTTP, chat
     /// template and tokenisation on the way in, the hand-off to the engine
     /// core and the first token's way back out. Added to every request's
@@ -937,6 +964,15 @@ impl Catalog {
                 .flatten()
         })
     }
+    /// The engine as a deployment named `name` runs it: with a version in the
+    /// name ("vLLM 0.8.5", "vllm==0.9.2"), the defaults of that version.
+    pub fn engine_as_named(&self, name: &str) -> Option<Engine> {
+        let mut e = self.engine(name)?.clone();
+        if let (Some(since), Some(v)) = (e.async_scheduling_since.as_deref().and_then(version_in), version_in(name)) {
+            e.async_scheduling = v >= since;
+        }
+        Some(e)
+    }
     pub fn interconnect(&self, name: &str) -> Option<&Interconnect> {
         find_by_name(&self.interconnects, name, |i| &i.id, |i| &i.aliases, false)
     }
@@ -998,6 +1034,24 @@ fn unknown<'a>(kind: &str, name: &str, ids: impl Iterator<Item = &'a str>, list:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn versions_are_read_from_engine_names() {
+        assert_eq!(version_in("vLLM 0.8.5"), Some([0, 8, 5]));
+        assert_eq!(version_in("vllm==0.9.2"), Some([0, 9, 2]));
+        assert_eq!(version_in("vllm v0.10.1rc1"), Some([0, 10, 1]));
+        assert_eq!(version_in("vllm 0.14"), Some([0, 14, 0]));
+        assert_eq!(version_in("vllm-openai:v0.11.0"), Some([0, 11, 0]));
+        assert_eq!(version_in("vllm"), None);
+        assert_eq!(version_in("TensorRT-LLM"), None);
+        let c = Catalog::embedded().unwrap();
+        let scheduling = |name: &str| c.engine_as_named(name).map(|e| e.async_scheduling);
+        assert_eq!(scheduling("vllm"), Some(true));
+        assert_eq!(scheduling("vLLM 0.13.2"), Some(false));
+        assert_eq!(scheduling("vllm 0.14.0"), Some(true));
+        assert_eq!(scheduling("vllm 1.0"), Some(true));
+        assert_eq!(scheduling("nothing 1.0"), None);
+    }
 
     /// Datacenter GDDR cards run with ECC on: engines see the driver's total
     /// (an L40S's 46068 MiB), not the 48 GB on the box; HBM cards keep theirs.

@@ -318,7 +318,8 @@ impl Deployment {
             }
         };
         let model = catalog.resolve_model(&spec.model, None)?;
-        let engine = catalog.require_engine(&spec.engine)?.clone();
+        catalog.require_engine(&spec.engine)?;
+        let engine = catalog.engine_as_named(&spec.engine).ok_or_else(|| SimError::Invalid(spec.engine.clone()))?;
         let interconnect = if spec.count <= 1 {
             catalog.require_interconnect("none")?.clone()
         } else {

@@ -227,23 +227,32 @@ fn cells_as_pandas_and_spreadsheets_write_them_read_as_their_plain_spelling() {
 /// v0.10.1") is that engine; an unknown one is still skipped with its name.
 #[test]
 fn an_engine_with_its_version_is_that_engine() {
-    let row = |id: &str, engine: &str| {
-        format!("{id},NVIDIA H100 80GB HBM3,1,llama-3.1-8b,bf16,{engine},,,,,,\"synthetic:in=500,out=50\",\"constant:2/s*10s\",,,,own")
+    let row = |id: &str, engine: &str, scheduling: &str| {
+        format!("{id},NVIDIA H100 80GB HBM3,1,llama-3.1-8b,bf16,{engine},,,,,,\"synthetic:in=500,out=50\",\"constant:8/s*10s\",,,,own,{scheduling}")
     };
     let rows = [
-        row("a", "vllm"),
-        row("b", "vLLM 0.8.5"),
-        row("c", "vllm==0.9.2"),
-        row("d", "vllm v0.10.1"),
-        row("e", "fastllm 1.0"),
+        row("a", "vllm", "false"),
+        row("b", "vLLM 0.8.5", ""),
+        row("c", "vllm==0.9.2", ""),
+        row("d", "vllm v0.10.1", ""),
+        row("e", "vllm", ""),
+        row("f", "vLLM 0.14.0", ""),
+        row("g", "vllm v0.19.1rc2", ""),
+        row("h", "fastllm 1.0", ""),
     ];
-    let rows: Vec<&str> = rows.iter().map(String::as_str).collect();
-    let r = validate_text(&Catalog::embedded().unwrap(), &csv(&rows), "engines.csv", base()).unwrap();
-    let want = r.rows[0].figures.unwrap().predicted;
-    for x in &r.rows[1..4] {
-        assert_eq!(x.figures.map(|f| f.predicted), Some(want), "{}: {:?}", x.id, x.skipped);
+    let text = format!("{HEADER},async_scheduling\n{}\n", rows.join("\n"));
+    let r = validate_text(&Catalog::embedded().unwrap(), &text, "engines.csv", base()).unwrap();
+    let predicted = |i: usize| r.rows[i].figures.map(|f| f.predicted);
+    // Before 0.14.0 vLLM scheduled each step after the last: a versioned
+    // engine takes its version's scheduler, as the column would say.
+    for i in 1..4 {
+        assert_eq!(predicted(i), predicted(0), "{}: {:?}", r.rows[i].id, r.rows[i].skipped);
     }
-    assert!(r.rows[4].skipped.as_deref().is_some_and(|s| s.contains("fastllm")), "{:?}", r.rows[4].skipped);
+    for i in 5..7 {
+        assert_eq!(predicted(i), predicted(4), "{}: {:?}", r.rows[i].id, r.rows[i].skipped);
+    }
+    assert_ne!(predicted(0), predicted(4), "a synchronous scheduler costs something at 8 requests/s");
+    assert!(r.rows[7].skipped.as_deref().is_some_and(|s| s.contains("fastllm")), "{:?}", r.rows[7].skipped);
 }
 
 /// A row may give the means of one stage of its arrivals (a published rate
