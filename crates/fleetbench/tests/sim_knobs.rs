@@ -73,6 +73,26 @@ async fn the_settings_change_the_figures() {
     assert!(per_request(&sync) < 0.99 * per_request(&wide), "{sync} vs {wide}");
     let last = json(&predict(&["--no-async-scheduling", "--async-scheduling"])).await;
     assert_eq!(per_request(&last), per_request(&wide));
+    // The table's first line says which scheduler it priced, as does a
+    // version in the engine's name.
+    for (engine, flags) in [("vllm", &["--no-async-scheduling"][..]), ("vllm 0.8.5", &[][..])] {
+        let mut c = bin();
+        c.args([
+            "sim",
+            "predict",
+            "--gpu",
+            "l40s",
+            "--model",
+            "llama-3.1-8b",
+            "--engine",
+            engine,
+            "--concurrency",
+            "1",
+        ]);
+        c.args(flags);
+        let o = output(c).await;
+        assert!(text(&o).contains("vLLM (synchronous scheduling);"), "{engine} {flags:?}: {}", text(&o));
+    }
     // Tensor x pipeline parallel: eight GPUs for Llama 2 70B without --count.
     let mut a =
         vec!["predict", "--gpu", "h100-sxm", "--model", "llama-2-70b", "--quant", "fp16", "--tp", "4", "--pp", "2"];
