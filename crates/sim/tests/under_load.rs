@@ -41,6 +41,22 @@ fn base() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The one data row `row` of a file headed `header` in folder `dir`, validated.
+fn one_row(c: &Catalog, header: &str, row: &str, dir: &Path) -> underload::RowResult {
+    validate_text(c, &format!("{header}\n{row}\n"), "runs.csv", dir).unwrap().rows.remove(0)
+}
+
+/// The predicted means of a covered row: TTFT, TPOT and E2E in ms.
+fn predicted(r: &underload::RowResult) -> [f64; 3] {
+    let p = r.figures.unwrap_or_else(|| panic!("{}: {:?}", r.id, r.skipped)).predicted;
+    p.map(|x| x.unwrap_or(f64::NAN))
+}
+
+/// Why a row was skipped ("" when it was not).
+fn skip_reason(r: &underload::RowResult) -> &str {
+    r.skipped.as_deref().unwrap_or("")
+}
+
 #[test]
 fn every_named_configuration_replays_end_to_end() {
     let text = csv(COVERAGE);
@@ -384,21 +400,15 @@ fn a_warmup_column_replays_a_run_whose_prompts_are_cached() {
     let row = |workload: &str, warmup: &str| {
         format!("a,h100-sxm,1,llama-3.1-8b,bf16,vllm,,,,,,\"{workload}\",poisson:2/s*400s,100,10,2000,own,200,{warmup}")
     };
-    let ttft = |workload: &str, warmup: &str| {
-        let text = format!("{header}\n{}\n", row(workload, warmup));
-        let r = validate_text(&c, &text, "runs.csv", base()).unwrap();
-        assert_eq!(r.covered, 1, "{:?}", r.rows[0].skipped);
-        100.0 * (1.0 + r.rows[0].ttft_err_pct.unwrap() / 100.0)
-    };
+    let ttft = |workload: &str, warmup: &str| predicted(&one_row(&c, &header, &row(workload, warmup), base()))[0];
     let cold = ttft("synthetic:in=1500,out=50,prompts=200", "");
     let warm = ttft("synthetic:in=1500,out=50,prompts=200", "200");
     // Warm-up requests of prompts nobody sends again change nothing.
     let distinct = ttft("synthetic:in=1500,out=50", "200");
     assert!(warm < 0.5 * cold, "warm {warm} ms against cold {cold} ms");
     assert!((distinct - cold).abs() < 0.1 * cold, "distinct prompts {distinct} ms against {cold} ms");
-    let r = validate_text(&c, &format!("{header}\n{}\n", row("synthetic", "-3")), "runs.csv", base()).unwrap();
-    let why = r.rows[0].skipped.as_deref().unwrap_or("");
-    assert!(why.contains("(warmup)"), "{why}");
+    let r = one_row(&c, &header, &row("synthetic", "-3"), base());
+    assert!(skip_reason(&r).contains("(warmup)"), "{}", skip_reason(&r));
 }
 
 /// A closed loop run after another on the same server, as `vllm bench
@@ -413,9 +423,7 @@ fn a_closed_loop_after_an_earlier_run_finds_its_prompts_cached() {
         let row = format!(
             "a,l40s,1,llama-3.1-8b,bf16,vllm,,,,,,\"synthetic:in=1500,out=64,prompts=32\",,100,10,,own,8,32,{warmup},\"{earlier}\""
         );
-        let r = validate_text(&c, &format!("{header}\n{row}\n"), "runs.csv", base()).unwrap();
-        assert_eq!(r.covered, 1, "{:?}", r.rows[0].skipped);
-        100.0 * (1.0 + r.rows[0].ttft_err_pct.unwrap() / 100.0)
+        predicted(&one_row(&c, &header, &row, base()))[0]
     };
     let cold = ttft("", "");
     // The earlier run sent the first 8 of the 32 prompts (the first wave).
@@ -441,9 +449,7 @@ fn an_earlier_run_of_shorter_prompts_leaves_their_start_cached() {
     let ttft = |workload: &str, warmup: &str, earlier: &str| {
         let row =
             format!("a,a100-80gb,1,qwen3-14b,bf16,vllm,,,,,,\"{workload}\",,100,10,,own,1,4,{warmup},\"{earlier}\"");
-        let r = validate_text(&c, &format!("{header}\n{row}\n"), "runs.csv", base()).unwrap();
-        assert_eq!(r.covered, 1, "{:?}", r.rows[0].skipped);
-        100.0 * (1.0 + r.rows[0].ttft_err_pct.unwrap() / 100.0)
+        predicted(&one_row(&c, &header, &row, base()))[0]
     };
     let long_cold = ttft("synthetic:in=4096,out=32,prompts=4", "", "");
     let short_cold = ttft("synthetic:in=1024,out=32,prompts=4", "", "");
@@ -455,8 +461,8 @@ fn an_earlier_run_of_shorter_prompts_leaves_their_start_cached() {
     );
     // An earlier workload needs its request count, and is reported by column.
     let row = "a,a100-80gb,1,qwen3-14b,bf16,vllm,,,,,,synthetic,,100,10,,own,1,4,,synthetic:in=128";
-    let r = validate_text(&c, &format!("{header}\n{row}\n"), "runs.csv", base()).unwrap();
-    let why = r.rows[0].skipped.as_deref().unwrap_or("");
+    let r = one_row(&c, &header, row, base());
+    let why = skip_reason(&r);
     assert!(why.contains("(warmup_workload)") && why.contains("warmup"), "{why}");
 }
 
@@ -468,11 +474,11 @@ fn a_file_workload_is_relative_to_the_validation_file() {
     let dir = base().join("../../data/calibration");
     let header = format!("{HEADER},concurrency,requests");
     let row = "a,l40s,1,llama-3.1-8b,bf16,vllm,,,,,,file:traces/massed-llama31-8b-l40s-c8.jsonl,,70,24,,own,8,40";
-    let r = validate_text(&c, &format!("{header}\n{row}\n"), "runs.csv", &dir).unwrap();
-    assert_eq!(r.covered, 1, "{:?}", r.rows[0].skipped);
+    let r = one_row(&c, &header, row, &dir);
+    assert!(r.skipped.is_none(), "{:?}", r.skipped);
     // Elsewhere the same relative path names no file, and the row says so.
-    let r = validate_text(&c, &format!("{header}\n{row}\n"), "runs.csv", base()).unwrap();
-    let why = r.rows[0].skipped.as_deref().unwrap_or("");
+    let r = one_row(&c, &header, row, base());
+    let why = skip_reason(&r);
     assert!(why.contains("(workload)") && why.contains("massed-llama31-8b-l40s-c8.jsonl"), "{why}");
 }
 
@@ -488,18 +494,15 @@ fn the_async_scheduling_column_is_vllms_flag() {
             "a,l40s,1,llama-3.1-8b,bf16,vllm,,,,,,\"synthetic:in=128,out=128\",,50,20,,own,{clients},{},{value}",
             4 * clients
         );
-        let r = validate_text(&c, &format!("{header}\n{row}\n"), "runs.csv", base()).unwrap();
-        assert_eq!(r.covered, 1, "{:?}", r.rows[0].skipped);
-        20.0 * (1.0 + r.rows[0].tpot_err_pct.unwrap() / 100.0)
+        predicted(&one_row(&c, &header, &row, base()))[1]
     };
     let (busy_sync, busy_async, busy_default) = (tpot(32, "false"), tpot(32, "true"), tpot(32, ""));
     assert_eq!(busy_async, busy_default, "vLLM schedules ahead by default");
     assert!(busy_sync > 1.03 * busy_async, "32 clients: {busy_sync} ms against {busy_async} ms");
     let (one_sync, one_async) = (tpot(1, "false"), tpot(1, "true"));
     assert!(one_sync - one_async < 0.1 * (busy_sync - busy_async), "one client: {one_sync} against {one_async}");
-    let row = "a,l40s,1,llama-3.1-8b,bf16,vllm,,,,,,synthetic,,50,20,,own,1,4,sometimes";
-    let r = validate_text(&c, &format!("{header}\n{row}\n"), "runs.csv", base()).unwrap();
-    let why = r.rows[0].skipped.as_deref().unwrap_or("");
+    let r = one_row(&c, &header, "a,l40s,1,llama-3.1-8b,bf16,vllm,,,,,,synthetic,,50,20,,own,1,4,sometimes", base());
+    let why = skip_reason(&r);
     assert!(why.contains("(async_scheduling)") && why.contains("sometimes"), "{why}");
 }
 
