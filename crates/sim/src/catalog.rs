@@ -301,14 +301,24 @@ fn one() -> f64 {
     1.0
 }
 
+/// The words of an engine's name ("vllm==0.9.2": "vllm", "0.9.2"), each
+/// with whether it is a version ("v0.10.1" read as "0.10.1").
+fn engine_name_words(name: &str) -> impl Iterator<Item = (&str, bool)> {
+    name.split(|c: char| c.is_whitespace() || matches!(c, '=' | '@' | ':')).filter(|w| !w.is_empty()).map(|w| {
+        let bare = w.strip_prefix(['v', 'V']).unwrap_or(w);
+        if bare.starts_with(|c: char| c.is_ascii_digit()) {
+            (bare, true)
+        } else {
+            (w, false)
+        }
+    })
+}
+
 /// The first version number in a name ("vLLM 0.8.5", "vllm==0.9.2",
 /// "vllm v0.10.1rc1", "0.14.0"): its major, minor and patch parts, a part
 /// left out read as 0 and a suffix after the digits ignored.
 pub fn version_in(name: &str) -> Option<[u32; 3]> {
-    let word = name
-        .split(|c: char| c.is_whitespace() || matches!(c, '=' | '@' | ':'))
-        .map(|w| w.strip_prefix(['v', 'V']).unwrap_or(w))
-        .find(|w| w.starts_with(|c: char| c.is_ascii_digit()))?;
+    let word = engine_name_words(name).find_map(|(w, version)| version.then_some(w))?;
     let mut parts = [0u32; 3];
     for (slot, part) in parts.iter_mut().zip(word.split('.')) {
         let digits: String = part.chars().take_while(char::is_ascii_digit).collect();
@@ -368,9 +378,9 @@ pub struct Engine {
     #[serde(default)]
     pub step_floor_us: f64,
     /// Engine-core CPU time per running sequence per step (its share of
-    /// scheduling, input preparation and output processing), µs. With
-    /// async scheduling it joins the floor the GPU's work hides; without,
-    /// the GPU waits for it every step.
+    /// scheduling, input preparation and output processing), µs, which a
+    /// synchronous scheduler makes the GPU wait for every step; with async
+    /// scheduling it runs while the GPU works and costs nothing.
     #[serde(default)]
     pub seq_cpu_us: f64,
     /// The engine schedules step n + 1 while the GPU runs step n (vLLM's
@@ -438,6 +448,17 @@ pub struct LargeGpuDefaults {
 }
 
 impl Engine {
+    /// The engine as a deployment that names it `name` runs it: with a
+    /// version in the name ("vLLM 0.8.5", "vllm==0.9.2"), the defaults of
+    /// that version.
+    pub fn as_named(&self, name: &str) -> Engine {
+        let mut e = self.clone();
+        if let (Some(since), Some(v)) = (e.async_scheduling_since.as_deref().and_then(version_in), version_in(name)) {
+            e.async_scheduling = v >= since;
+        }
+        e
+    }
+
     /// The engine's default (max_num_seqs, max_batched_tokens) on this GPU.
     pub fn scheduler_defaults(&self, gpu: &Gpu) -> (u32, u32) {
         match &self.large_gpu {
@@ -950,28 +971,13 @@ impl Catalog {
     /// ("vLLM 0.8.5", "vllm==0.9.2", "vllm v0.10.1").
     pub fn engine(&self, name: &str) -> Option<&Engine> {
         find_by_name(&self.engines, name, |e| &e.id, |e| &e.aliases, false).or_else(|| {
-            let unversioned: Vec<&str> = name
-                .split(|c: char| c.is_whitespace() || matches!(c, '=' | '@' | ':'))
-                .filter(|w| !w.is_empty())
-                .take_while(|w| {
-                    let w = w.strip_prefix(['v', 'V']).unwrap_or(w);
-                    !w.starts_with(|c: char| c.is_ascii_digit())
-                })
-                .collect();
+            let unversioned: Vec<&str> =
+                engine_name_words(name).take_while(|(_, version)| !version).map(|(w, _)| w).collect();
             let unversioned = unversioned.join(" ");
             (!unversioned.is_empty() && unversioned != name.trim())
                 .then(|| find_by_name(&self.engines, &unversioned, |e| &e.id, |e| &e.aliases, false))
                 .flatten()
         })
-    }
-    /// The engine as a deployment named `name` runs it: with a version in the
-    /// name ("vLLM 0.8.5", "vllm==0.9.2"), the defaults of that version.
-    pub fn engine_as_named(&self, name: &str) -> Option<Engine> {
-        let mut e = self.engine(name)?.clone();
-        if let (Some(since), Some(v)) = (e.async_scheduling_since.as_deref().and_then(version_in), version_in(name)) {
-            e.async_scheduling = v >= since;
-        }
-        Some(e)
     }
     pub fn interconnect(&self, name: &str) -> Option<&Interconnect> {
         find_by_name(&self.interconnects, name, |i| &i.id, |i| &i.aliases, false)
@@ -1045,7 +1051,7 @@ mod tests {
         assert_eq!(version_in("vllm"), None);
         assert_eq!(version_in("TensorRT-LLM"), None);
         let c = Catalog::embedded().unwrap();
-        let scheduling = |name: &str| c.engine_as_named(name).map(|e| e.async_scheduling);
+        let scheduling = |name: &str| c.engine(name).map(|e| e.as_named(name).async_scheduling);
         assert_eq!(scheduling("vllm"), Some(true));
         assert_eq!(scheduling("vLLM 0.13.2"), Some(false));
         assert_eq!(scheduling("vllm 0.14.0"), Some(true));

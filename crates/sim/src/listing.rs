@@ -129,7 +129,7 @@ pub fn prediction_text(d: &crate::Deployment, p: &crate::Prediction, input: u32,
     }
     let notes: String = p.notes.iter().map(|n| format!("note: {n}\n")).collect();
     // The scheduler is named where it costs something (as `sim replay` does).
-    let scheduling = if !d.async_scheduling && d.engine.seq_cpu_us > 0.0 { " (synchronous scheduling)" } else { "" };
+    let scheduling = if d.waits_for_scheduler() { " (synchronous scheduling)" } else { "" };
     format!(
         "{} x {} ({}), {} in {}, {}{scheduling}; {input} in / {output} out tokens\n\
          weights {:.1} GB, KV cache {:.0} tokens ({:.0} KB/token), max_num_seqs {}\n{notes}{}",

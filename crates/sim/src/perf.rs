@@ -318,8 +318,7 @@ impl Deployment {
             }
         };
         let model = catalog.resolve_model(&spec.model, None)?;
-        catalog.require_engine(&spec.engine)?;
-        let engine = catalog.engine_as_named(&spec.engine).ok_or_else(|| SimError::Invalid(spec.engine.clone()))?;
+        let engine = catalog.require_engine(&spec.engine)?.as_named(&spec.engine);
         let interconnect = if spec.count <= 1 {
             catalog.require_interconnect("none")?.clone()
         } else {
@@ -464,6 +463,12 @@ impl Deployment {
         })
     }
 
+    /// Whether each step waits for the engine core's work on its sequences:
+    /// a synchronous scheduler, on an engine with such a cost.
+    pub fn waits_for_scheduler(&self) -> bool {
+        !self.async_scheduling && self.engine.seq_cpu_us > 0.0
+    }
+
     /// Bytes of weights one step reads when it processes `tokens` tokens.
     pub fn weight_read_bytes(&self, tokens: u32) -> f64 {
         let experts = if self.model.is_moe() {
@@ -564,7 +569,7 @@ impl Deployment {
         // The engine core's CPU work per running sequence, which a
         // synchronous scheduler makes the GPU wait for every step; scheduled
         // ahead (async scheduling) it runs while the GPU works.
-        if !self.async_scheduling {
+        if self.waits_for_scheduler() {
             overhead_s += self.engine.seq_cpu_us * 1e-6 * f64::from(load.decode_seqs);
         }
         // The engine core's CPU work per step that the GPU does not hide:

@@ -247,11 +247,7 @@ fn replay_with(
     let kv_bits = deployment.kv_bytes_per_token * 8.0 / deployment.model.kv_elems_per_token().max(1.0);
     // The scheduler is named where it costs something: an engine core
     // whose work per sequence the GPU waits for.
-    let scheduling = if !deployment.async_scheduling && deployment.engine.seq_cpu_us > 0.0 {
-        " · synchronous scheduling"
-    } else {
-        ""
-    };
+    let scheduling = if deployment.waits_for_scheduler() { " · synchronous scheduling" } else { "" };
     let describe = format!(
         "{} x {} · {} {} · {}{scheduling} · KV cache {:.0}-bit, {:.0} tokens",
         deployment.count,

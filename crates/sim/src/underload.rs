@@ -480,7 +480,7 @@ fn run_row(catalog: &Catalog, c: &Cells, base: &Path) -> Result<RowResult, RowEr
     // the earlier one left in the prefix cache.
     let warmup = c.opt::<u64>("warmup", "a whole number of requests")?.unwrap_or(0);
     let earlier_spec = match c.value("warmup_workload") {
-        None | Some("") => None,
+        None => None,
         Some(_) if warmup == 0 => {
             return Err(c.at("warmup_workload", "is the workload of an earlier run: give its requests in `warmup`"))
         }
