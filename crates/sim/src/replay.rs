@@ -344,14 +344,15 @@ fn replay_with(
     // Builds request `index`, scheduled at `t`: of the earlier run, or of
     // this one counted from its own first request. A cycling workload
     // repeats request `i % distinct` byte for byte.
+    let distinct = |w: &dyn Workload| w.distinct_requests().filter(|&d| d > 0);
+    let (this_run, earlier_run) = (distinct(workload), earlier.and_then(|e| distinct(e.workload)));
     let issue = |tracks: &mut Vec<Track>, index: u64, t: f64, stage: u32| {
-        let (w, i) = match earlier {
-            Some(e) if index < warmup => (e.workload, index),
-            Some(_) => (workload, index - warmup),
-            None => (workload, index),
+        let (w, cycle, i) = match earlier {
+            Some(e) if index < warmup => (e.workload, earlier_run, index),
+            Some(_) => (workload, this_run, index - warmup),
+            None => (workload, this_run, index),
         };
-        let repeat = w.distinct_requests().filter(|&d| d > 0).map(|d| i % d);
-        track(tracks, &w.shape(i, &plan.sampling), repeat, t, stage, index < warmup, None)
+        track(tracks, &w.shape(i, &plan.sampling), cycle.map(|d| i % d), t, stage, index < warmup, None)
     };
     // A closed loop after an earlier run: no measured request is sent until
     // the earlier run's have all ended.
