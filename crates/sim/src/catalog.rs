@@ -314,10 +314,36 @@ fn engine_name_words(name: &str) -> impl Iterator<Item = (&str, bool)> {
     })
 }
 
+/// A container image reference, as a deployment records the engine it ran
+/// ("vllm/vllm-openai:v0.10.1.1", "docker.io/lmsysorg/sglang:v0.4.9-cu126",
+/// "ghcr.io/ggml-org/llama.cpp:server-cuda"): the components of its path and
+/// its tag. A name with a space or without a slash is not one.
+fn image_reference(name: &str) -> Option<(Vec<&str>, Option<&str>)> {
+    let name = name.trim();
+    if name.contains(char::is_whitespace) || !name.contains('/') {
+        return None;
+    }
+    // A digest ("@sha256:...") pins the image but names no version.
+    let name = name.split('@').next().unwrap_or(name);
+    let last = name.rfind('/')?;
+    let (path, tag) = match name[last..].find(':') {
+        Some(colon) => (&name[..last + colon], Some(&name[last + colon + 1..])),
+        None => (name, None),
+    };
+    Some((path.split('/').filter(|c| !c.is_empty()).collect(), tag))
+}
+
 /// The first version number in a name ("vLLM 0.8.5", "vllm==0.9.2",
-/// "vllm v0.10.1rc1", "0.14.0"): its major, minor and patch parts, a part
+/// "vllm v0.10.1rc1", "0.14.0"), or in an image's tag
+/// ("vllm/vllm-openai:v0.11.0"): its major, minor and patch parts, a part
 /// left out read as 0 and a suffix after the digits ignored.
 pub fn version_in(name: &str) -> Option<[u32; 3]> {
+    // An image's registry may carry a port ("host:5000/vllm/vllm-openai"):
+    // only its tag says the version.
+    let name = match image_reference(name) {
+        Some((_, tag)) => tag?,
+        None => name,
+    };
     let word = engine_name_words(name).find_map(|(w, version)| version.then_some(w))?;
     let mut parts = [0u32; 3];
     for (slot, part) in parts.iter_mut().zip(word.split('.')) {
@@ -970,14 +996,21 @@ impl Catalog {
     /// An engine by id or alias, also with its version written after it
     /// ("vLLM 0.8.5", "vllm==0.9.2", "vllm v0.10.1").
     pub fn engine(&self, name: &str) -> Option<&Engine> {
-        find_by_name(&self.engines, name, |e| &e.id, |e| &e.aliases, false).or_else(|| {
-            let unversioned: Vec<&str> =
-                engine_name_words(name).take_while(|(_, version)| !version).map(|(w, _)| w).collect();
-            let unversioned = unversioned.join(" ");
-            (!unversioned.is_empty() && unversioned != name.trim())
-                .then(|| find_by_name(&self.engines, &unversioned, |e| &e.id, |e| &e.aliases, false))
-                .flatten()
-        })
+        find_by_name(&self.engines, name, |e| &e.id, |e| &e.aliases, false)
+            .or_else(|| {
+                let unversioned: Vec<&str> =
+                    engine_name_words(name).take_while(|(_, version)| !version).map(|(w, _)| w).collect();
+                let unversioned = unversioned.join(" ");
+                (!unversioned.is_empty() && unversioned != name.trim())
+                    .then(|| find_by_name(&self.engines, &unversioned, |e| &e.id, |e| &e.aliases, false))
+                    .flatten()
+            })
+            .or_else(|| {
+                // An image names its engine in its repository ("vllm-openai"),
+                // else in its owner ("vllm", "lmsysorg/sglang").
+                let (path, _) = image_reference(name)?;
+                path.iter().rev().find_map(|part| find_by_name(&self.engines, part, |e| &e.id, |e| &e.aliases, false))
+            })
     }
     pub fn interconnect(&self, name: &str) -> Option<&Interconnect> {
         find_by_name(&self.interconnects, name, |i| &i.id, |i| &i.aliases, false)
@@ -1050,12 +1083,26 @@ mod tests {
         assert_eq!(version_in("vllm-openai:v0.11.0"), Some([0, 11, 0]));
         assert_eq!(version_in("vllm"), None);
         assert_eq!(version_in("TensorRT-LLM"), None);
+        // Container images: the tag, not a registry's port, is the version.
+        assert_eq!(version_in("vllm/vllm-openai:v0.10.1.1"), Some([0, 10, 1]));
+        assert_eq!(version_in("registry.local:5000/vllm/vllm-openai:v0.9.0"), Some([0, 9, 0]));
+        assert_eq!(version_in("registry.local:5000/vllm/vllm-openai"), None);
+        assert_eq!(version_in("vllm/vllm-openai:latest"), None);
+        assert_eq!(version_in("vllm/vllm-openai@sha256:0123abcd"), None);
         let c = Catalog::embedded().unwrap();
+        let id = |name: &str| c.engine(name).map(|e| e.id.as_str());
+        assert_eq!(id("vllm/vllm-openai:v0.10.1.1"), Some("vllm"));
+        assert_eq!(id("docker.io/vllm/vllm-openai:nightly"), Some("vllm"));
+        assert_eq!(id("docker.io/lmsysorg/sglang:v0.4.9.post2-cu126"), Some("sglang"));
+        assert_eq!(id("ghcr.io/ggml-org/llama.cpp:server-cuda"), Some("llamacpp"));
+        assert_eq!(id("example/unknown-server:1.0"), None);
         let scheduling = |name: &str| c.engine(name).map(|e| e.as_named(name).async_scheduling);
         assert_eq!(scheduling("vllm"), Some(true));
         assert_eq!(scheduling("vLLM 0.13.2"), Some(false));
         assert_eq!(scheduling("vllm 0.14.0"), Some(true));
         assert_eq!(scheduling("vllm 1.0"), Some(true));
+        assert_eq!(scheduling("vllm/vllm-openai:v0.10.1.1"), Some(false));
+        assert_eq!(scheduling("vllm/vllm-openai:latest"), Some(true));
         assert_eq!(scheduling("nothing 1.0"), None);
     }
 
