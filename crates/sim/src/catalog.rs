@@ -994,7 +994,8 @@ impl Catalog {
         find_by_name(&self.quants, name, |q| &q.id, |q| &q.aliases, true)
     }
     /// An engine by id or alias, also with its version written after it
-    /// ("vLLM 0.8.5", "vllm==0.9.2", "vllm v0.10.1").
+    /// ("vLLM 0.8.5", "vllm==0.9.2", "vllm v0.10.1"), or the container image
+    /// a deployment ran ("vllm/vllm-openai:v0.10.1.1").
     pub fn engine(&self, name: &str) -> Option<&Engine> {
         find_by_name(&self.engines, name, |e| &e.id, |e| &e.aliases, false)
             .or_else(|| {
@@ -1006,8 +1007,8 @@ impl Catalog {
                     .flatten()
             })
             .or_else(|| {
-                // An image names its engine in its repository ("vllm-openai"),
-                // else in its owner ("vllm", "lmsysorg/sglang").
+                // An image names its engine in its repository
+                // ("vllm/vllm-openai", "lmsysorg/sglang"), else in its owner.
                 let (path, _) = image_reference(name)?;
                 path.iter().rev().find_map(|part| find_by_name(&self.engines, part, |e| &e.id, |e| &e.aliases, false))
             })
