@@ -316,9 +316,9 @@ fn engine_name_words(name: &str) -> impl Iterator<Item = (&str, bool)> {
 
 /// A container image reference, as a deployment records the engine it ran
 /// ("vllm/vllm-openai:v0.10.1.1", "docker.io/lmsysorg/sglang:v0.4.9-cu126",
-/// "ghcr.io/ggml-org/llama.cpp:server-cuda"): the components of its path and
-/// its tag. A name with a space or without a slash is not one.
-fn image_reference(name: &str) -> Option<(Vec<&str>, Option<&str>)> {
+/// "ghcr.io/ggml-org/llama.cpp:server-cuda"): its path and its tag. A name
+/// with a space or without a slash is not one.
+fn image_reference(name: &str) -> Option<(&str, Option<&str>)> {
     let name = name.trim();
     if name.contains(char::is_whitespace) || !name.contains('/') {
         return None;
@@ -330,7 +330,7 @@ fn image_reference(name: &str) -> Option<(Vec<&str>, Option<&str>)> {
         Some(colon) => (&name[..last + colon], Some(&name[last + colon + 1..])),
         None => (name, None),
     };
-    Some((path.split('/').filter(|c| !c.is_empty()).collect(), tag))
+    Some((path, tag))
 }
 
 /// The first version number in a name ("vLLM 0.8.5", "vllm==0.9.2",
@@ -997,20 +997,19 @@ impl Catalog {
     /// ("vLLM 0.8.5", "vllm==0.9.2", "vllm v0.10.1"), or the container image
     /// a deployment ran ("vllm/vllm-openai:v0.10.1.1").
     pub fn engine(&self, name: &str) -> Option<&Engine> {
-        find_by_name(&self.engines, name, |e| &e.id, |e| &e.aliases, false)
+        let lookup = |name: &str| find_by_name(&self.engines, name, |e| &e.id, |e| &e.aliases, false);
+        lookup(name)
             .or_else(|| {
                 let unversioned: Vec<&str> =
                     engine_name_words(name).take_while(|(_, version)| !version).map(|(w, _)| w).collect();
                 let unversioned = unversioned.join(" ");
-                (!unversioned.is_empty() && unversioned != name.trim())
-                    .then(|| find_by_name(&self.engines, &unversioned, |e| &e.id, |e| &e.aliases, false))
-                    .flatten()
+                (!unversioned.is_empty() && unversioned != name.trim()).then(|| lookup(&unversioned)).flatten()
             })
             .or_else(|| {
                 // An image names its engine in its repository
                 // ("vllm/vllm-openai", "lmsysorg/sglang"), else in its owner.
                 let (path, _) = image_reference(name)?;
-                path.iter().rev().find_map(|part| find_by_name(&self.engines, part, |e| &e.id, |e| &e.aliases, false))
+                path.rsplit('/').find_map(lookup)
             })
     }
     pub fn interconnect(&self, name: &str) -> Option<&Interconnect> {
