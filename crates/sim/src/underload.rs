@@ -190,6 +190,16 @@ impl Cells<'_> {
         let Some(v) = self.value(key) else { return Ok(None) };
         parse_switch(v).map(Some).ok_or_else(|| self.at(key, format!("'{v}' is not true or false")))
     }
+    /// `multi_turn_history`: `carried` (or a true switch) where each turn of
+    /// a multi-turn shared-prefix row carried the conversation so far;
+    /// empty, `none` or a false switch where it did not.
+    fn history_carried(&self, key: &str) -> Result<bool, RowError> {
+        let Some(v) = self.value(key) else { return Ok(false) };
+        if v.eq_ignore_ascii_case("carried") {
+            return Ok(true);
+        }
+        parse_switch(v).ok_or_else(|| self.at(key, format!("'{v}' is not carried or none")))
+    }
     /// The share of device memory: `0.9`, or as a percentage (`90%`, `90`).
     fn memory_share(&self, key: &str) -> Result<Option<f64>, RowError> {
         let Some(v) = self.value(key) else { return Ok(None) };
@@ -238,7 +248,20 @@ impl Cells<'_> {
 /// token ids decoded to text, which the server tokenizes again into more
 /// tokens than were drawn, so its system prompt and question are counted at
 /// `scale` (empty: [`INFERENCE_PERF_RETOKENIZED`]) server tokens a token.
-fn row_workload(c: &Cells, key: &str, scale: Option<f64>, base: &Path) -> Result<WorkloadSpec, RowError> {
+/// Its multi-turn users' turns carry their history only where
+/// `history_carried` (the `multi_turn_history` column). Otherwise each turn
+/// is the user's system prompt and question alone, sent when it arrives:
+/// what inference-perf's `enable_multi_turn_chat` sent in the published
+/// vLLM runs (every round the same input tokens), whatever its docs say of
+/// a conversation. docs/SIMULATOR.md, "How a row is replayed", gives the
+/// sources.
+fn row_workload(
+    c: &Cells,
+    key: &str,
+    scale: Option<f64>,
+    history_carried: bool,
+    base: &Path,
+) -> Result<WorkloadSpec, RowError> {
     let text = c.value(key).unwrap_or("synthetic");
     let mut workload = WorkloadSpec::parse(text).map_err(|e| c.at(key, e))?;
     match &mut workload {
@@ -246,6 +269,7 @@ fn row_workload(c: &Cells, key: &str, scale: Option<f64>, base: &Path) -> Result
             let f = scale.unwrap_or(INFERENCE_PERF_RETOKENIZED);
             let scaled = |n: u32| (f64::from(n) * f).round().clamp(0.0, u32::MAX as f64) as u32;
             (spec.system, spec.question) = (scaled(spec.system), scaled(spec.question));
+            spec.multi_turn &= history_carried;
         }
         WorkloadSpec::File(path) if path.is_relative() => *path = base.join(&*path),
         WorkloadSpec::Conversations(spec) if spec.path.is_relative() => spec.path = base.join(&spec.path),
@@ -439,7 +463,14 @@ fn run_row(catalog: &Catalog, c: &Cells, base: &Path) -> Result<RowResult, RowEr
     let seed = c.opt::<u64>("seed", "a whole number")?.unwrap_or(0);
     let workload_text = c.value("workload").unwrap_or("");
     let scale = c.positive("prompt_token_scale")?;
-    let mut workload = row_workload(c, "workload", scale, base)?;
+    let history_carried = c.history_carried("multi_turn_history")?;
+    let mut workload = row_workload(c, "workload", scale, history_carried, base)?;
+    if history_carried && !matches!(&workload, WorkloadSpec::SharedPrefix(s) if s.multi_turn) {
+        return Err(c.at(
+            "multi_turn_history",
+            "says how a multi-turn shared-prefix workload's turns were sent; this row's workload is not one",
+        ));
+    }
     if let Some(n) = output_mean {
         match &mut workload {
             WorkloadSpec::Synthetic { output, .. } => *output = n,
@@ -484,7 +515,7 @@ fn run_row(catalog: &Catalog, c: &Cells, base: &Path) -> Result<RowResult, RowEr
         Some(_) if warmup == 0 => {
             return Err(c.at("warmup_workload", "is the workload of an earlier run: give its requests in `warmup`"))
         }
-        Some(_) => Some(row_workload(c, "warmup_workload", scale, base)?),
+        Some(_) => Some(row_workload(c, "warmup_workload", scale, history_carried, base)?),
     };
     let schedule = match (&arrivals, concurrency) {
         (Some(_), Some(_)) => {

@@ -310,10 +310,11 @@ fn a_row_may_compare_one_stage_of_its_arrivals() {
 #[test]
 fn the_measured_output_length_sets_the_replayed_answers() {
     let c = Catalog::embedded().unwrap();
-    let header = format!("{HEADER},measured_output_tokens_mean");
+    let header = format!("{HEADER},measured_output_tokens_mean,multi_turn_history");
     let predicted = |workload: &str, out: &str| {
+        let history = if workload.contains("multi-turn") { "carried" } else { "" };
         let text = format!(
-            "{header}\na,h100-sxm,1,llama-3.1-8b,fp8,vllm,,,,,,\"{workload}\",constant:2/s*30s,50,8,2000,own,{out}\n"
+            "{header}\na,h100-sxm,1,llama-3.1-8b,fp8,vllm,,,,,,\"{workload}\",constant:2/s*30s,50,8,2000,own,{out},{history}\n"
         );
         let r = validate_text(&c, &text, "runs.csv", base()).unwrap();
         let e = |x: Option<f64>, m: f64| m * (1.0 + x.unwrap() / 100.0);
@@ -327,6 +328,37 @@ fn the_measured_output_length_sets_the_replayed_answers() {
     let (_, mt_full) = predicted(mt, "");
     let (_, mt_half) = predicted(mt, "100");
     assert!(mt_half < 0.7 * mt_full, "{mt_full} vs {mt_half} ms");
+}
+
+/// A multi-turn shared-prefix row is replayed as inference-perf sent its
+/// turns in the published runs: each the user's system prompt and question
+/// alone, at its arrival time, exactly as the single-turn workload sends
+/// them. `multi_turn_history` `carried` replays conversations that carry
+/// their history instead (each turn after the last answer, the prompt
+/// growing); on any other workload it is refused.
+#[test]
+fn a_multi_turn_row_sends_its_turns_without_their_history_unless_it_says_carried() {
+    let c = Catalog::embedded().unwrap();
+    let header = format!("{HEADER},multi_turn_history");
+    let row = |workload: &str, history: &str| {
+        format!("a,h100-sxm,1,llama-3.1-8b,bf16,vllm,,,,,,\"{workload}\",\"constant:4/s*30s,8/s*30s\",60,10,3000,own,{history}")
+    };
+    let sp = "shared-prefix:groups=4,users=4,system=500,question=300,output=150";
+    let mt = format!("{sp},multi-turn");
+    let single = predicted(&one_row(&c, &header, &row(sp, ""), base()));
+    for history in ["", "none", "None", "false"] {
+        assert_eq!(predicted(&one_row(&c, &header, &row(&mt, history), base())), single, "history '{history}'");
+    }
+    // Sixteen users at 4 and 8 requests/s come round every 2 to 4 s: by the
+    // end each prompt carries about twenty earlier turns. The cache holds
+    // them; each turn prefills its new question and the last answer.
+    let carried = predicted(&one_row(&c, &header, &row(&mt, "carried"), base()));
+    assert!(carried[0] > 1.5 * single[0], "TTFT {} ms carried, {} ms not", carried[0], single[0]);
+    assert_eq!(carried, predicted(&one_row(&c, &header, &row(&mt, "true"), base())));
+    let refused = one_row(&c, &header, &row("synthetic:in=500,out=100", "carried"), base());
+    assert!(refused.malformed && skip_reason(&refused).contains("(multi_turn_history)"), "{:?}", refused.skipped);
+    let bad = one_row(&c, &header, &row(&mt, "sometimes"), base());
+    assert!(bad.malformed && skip_reason(&bad).contains("'sometimes' is not carried or none"), "{:?}", bad.skipped);
 }
 
 #[test]
