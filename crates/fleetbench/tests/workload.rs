@@ -211,3 +211,26 @@ fn replay_prints_per_stage_figures_and_json() {
     let again = bin().args(args).arg("--json").output().unwrap();
     assert_eq!(o.stdout, again.stdout);
 }
+
+/// `sim validate` says on standard error how many multi-turn rows it
+/// replayed with each turn sent alone (as inference-perf sent them), and a
+/// row that says `multi_turn_history` `carried` is not among them.
+#[test]
+fn validate_says_which_multi_turn_rows_send_their_turns_alone() {
+    let dir = tempdir("workload", "turns-alone");
+    let row = |id: &str, history: &str| {
+        format!(
+            "{id},h100-sxm,1,llama-3.1-8b,fp8,vllm,,,,,,\"shared-prefix:groups=2,users=2,system=200,question=50,output=20,multi-turn\",constant:2/s*10s,30,8,200,own,{history}"
+        )
+    };
+    let csv = dir.join("runs.csv");
+    let header = "id,gpu,gpu_count,model,quant,engine,max_num_batched_tokens,max_num_seqs,gpu_memory_utilization,cpu_offload,prefix_caching,workload,arrivals,measured_ttft_mean_ms,measured_tpot_mean_ms,measured_e2e_mean_ms,source,multi_turn_history";
+    let rows = [row("a", ""), row("b", "none"), row("c", "carried")];
+    std::fs::write(&csv, format!("{header}\n{}\n", rows.join("\n"))).unwrap();
+    let o = bin().args(["sim", "validate"]).arg(&csv).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("note: 2 multi-turn rows replayed with each turn sent alone"), "{err}");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("3 of 3 rows covered"), "{}", text(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}

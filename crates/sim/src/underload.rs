@@ -108,6 +108,10 @@ pub struct RowResult {
     /// column), not because the simulator cannot place the deployment.
     #[serde(skip)]
     pub malformed: bool,
+    /// A multi-turn shared-prefix row replayed with each turn sent alone
+    /// (no `multi_turn_history` `carried`), as inference-perf sent them.
+    #[serde(skip)]
+    pub turns_alone: bool,
     /// Measured and predicted means (text output and tests; not in JSON).
     #[serde(skip)]
     pub figures: Option<Figures>,
@@ -248,20 +252,7 @@ impl Cells<'_> {
 /// token ids decoded to text, which the server tokenizes again into more
 /// tokens than were drawn, so its system prompt and question are counted at
 /// `scale` (empty: [`INFERENCE_PERF_RETOKENIZED`]) server tokens a token.
-/// Its multi-turn users' turns carry their history only where
-/// `history_carried` (the `multi_turn_history` column). Otherwise each turn
-/// is the user's system prompt and question alone, sent when it arrives:
-/// what inference-perf's `enable_multi_turn_chat` sent in the published
-/// vLLM runs (every round the same input tokens), whatever its docs say of
-/// a conversation. docs/SIMULATOR.md, "How a row is replayed", gives the
-/// sources.
-fn row_workload(
-    c: &Cells,
-    key: &str,
-    scale: Option<f64>,
-    history_carried: bool,
-    base: &Path,
-) -> Result<WorkloadSpec, RowError> {
+fn row_workload(c: &Cells, key: &str, scale: Option<f64>, base: &Path) -> Result<WorkloadSpec, RowError> {
     let text = c.value(key).unwrap_or("synthetic");
     let mut workload = WorkloadSpec::parse(text).map_err(|e| c.at(key, e))?;
     match &mut workload {
@@ -269,13 +260,30 @@ fn row_workload(
             let f = scale.unwrap_or(INFERENCE_PERF_RETOKENIZED);
             let scaled = |n: u32| (f64::from(n) * f).round().clamp(0.0, u32::MAX as f64) as u32;
             (spec.system, spec.question) = (scaled(spec.system), scaled(spec.question));
-            spec.multi_turn &= history_carried;
         }
         WorkloadSpec::File(path) if path.is_relative() => *path = base.join(&*path),
         WorkloadSpec::Conversations(spec) if spec.path.is_relative() => spec.path = base.join(&spec.path),
         _ => {}
     }
     Ok(workload)
+}
+
+/// A multi-turn shared-prefix workload whose turns are sent alone: each the
+/// user's system prompt and question, when it arrives, which is the
+/// single-turn workload. That is what inference-perf's
+/// `enable_multi_turn_chat` sent in the published vLLM runs (every round
+/// the same input tokens), whatever its docs say of a conversation; a row
+/// whose turns carried their history says `multi_turn_history` `carried`
+/// (docs/SIMULATOR.md, "How a row is replayed", gives the sources). Whether
+/// `workload` was multi-turn.
+fn send_turns_alone(workload: &mut WorkloadSpec) -> bool {
+    match workload {
+        WorkloadSpec::SharedPrefix(spec) if spec.multi_turn => {
+            spec.multi_turn = false;
+            true
+        }
+        _ => false,
+    }
 }
 
 /// The CPU memory a row's KV offload gets when the row says only that it is
@@ -365,6 +373,7 @@ pub fn validate_text(catalog: &Catalog, text: &str, origin: &str, base: &Path) -
                     e2e_err_pct: None,
                     skipped: Some(reason),
                     malformed,
+                    turns_alone: false,
                     figures: None,
                 })
             }
@@ -463,8 +472,9 @@ fn run_row(catalog: &Catalog, c: &Cells, base: &Path) -> Result<RowResult, RowEr
     let seed = c.opt::<u64>("seed", "a whole number")?.unwrap_or(0);
     let workload_text = c.value("workload").unwrap_or("");
     let scale = c.positive("prompt_token_scale")?;
+    let mut workload = row_workload(c, "workload", scale, base)?;
     let history_carried = c.history_carried("multi_turn_history")?;
-    let mut workload = row_workload(c, "workload", scale, history_carried, base)?;
+    let turns_alone = !history_carried && send_turns_alone(&mut workload);
     if history_carried && !matches!(&workload, WorkloadSpec::SharedPrefix(s) if s.multi_turn) {
         return Err(c.at(
             "multi_turn_history",
@@ -515,7 +525,13 @@ fn run_row(catalog: &Catalog, c: &Cells, base: &Path) -> Result<RowResult, RowEr
         Some(_) if warmup == 0 => {
             return Err(c.at("warmup_workload", "is the workload of an earlier run: give its requests in `warmup`"))
         }
-        Some(_) => Some(row_workload(c, "warmup_workload", scale, history_carried, base)?),
+        Some(_) => {
+            let mut earlier = row_workload(c, "warmup_workload", scale, base)?;
+            if !history_carried {
+                send_turns_alone(&mut earlier);
+            }
+            Some(earlier)
+        }
     };
     let schedule = match (&arrivals, concurrency) {
         (Some(_), Some(_)) => {
@@ -586,6 +602,7 @@ fn run_row(catalog: &Catalog, c: &Cells, base: &Path) -> Result<RowResult, RowEr
         e2e_err_pct: err(2),
         skipped: None,
         malformed: false,
+        turns_alone,
         figures: Some(Figures { measured, predicted, requests: o.requests }),
     })
 }

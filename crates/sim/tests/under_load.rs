@@ -347,12 +347,17 @@ fn a_multi_turn_row_sends_its_turns_without_their_history_unless_it_says_carried
     let mt = format!("{sp},multi-turn");
     let single = predicted(&one_row(&c, &header, &row(sp, ""), base()));
     for history in ["", "none", "None", "false"] {
-        assert_eq!(predicted(&one_row(&c, &header, &row(&mt, history), base())), single, "history '{history}'");
+        let r = one_row(&c, &header, &row(&mt, history), base());
+        assert!(r.turns_alone, "history '{history}'");
+        assert_eq!(predicted(&r), single, "history '{history}'");
     }
+    assert!(!one_row(&c, &header, &row(sp, ""), base()).turns_alone);
     // Sixteen users at 4 and 8 requests/s come round every 2 to 4 s: by the
     // end each prompt carries about twenty earlier turns. The cache holds
     // them; each turn prefills its new question and the last answer.
-    let carried = predicted(&one_row(&c, &header, &row(&mt, "carried"), base()));
+    let carried_row = one_row(&c, &header, &row(&mt, "carried"), base());
+    assert!(!carried_row.turns_alone);
+    let carried = predicted(&carried_row);
     assert!(carried[0] > 1.5 * single[0], "TTFT {} ms carried, {} ms not", carried[0], single[0]);
     assert_eq!(carried, predicted(&one_row(&c, &header, &row(&mt, "true"), base())));
     let refused = one_row(&c, &header, &row("synthetic:in=500,out=100", "carried"), base());

@@ -184,6 +184,14 @@ fn validate(catalog: &Catalog, a: ValidateArgs) -> anyhow::Result<ExitCode> {
                 r.total
             );
         }
+        let alone = r.rows.iter().filter(|r| r.turns_alone).count();
+        if alone > 0 {
+            eprintln!(
+                "note: {alone} multi-turn rows replayed with each turn sent alone (system prompt and question), as \
+                 inference-perf sent them in the published runs; a row whose turns carried their history says \
+                 multi_turn_history=carried (docs/SIMULATOR.md, \"How a row is replayed\")"
+            );
+        }
     }
     if a.json {
         crate::output::emit_doc(&JsonDoc("a validation", &report), Format::Json)?;
