@@ -230,7 +230,10 @@ fn validate_says_which_multi_turn_rows_send_their_turns_alone() {
     let o = bin().args(["sim", "validate"]).arg(&csv).output().unwrap();
     assert!(o.status.success(), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("note: 2 multi-turn rows replayed with each turn sent alone"), "{err}");
+    assert!(
+        err.contains("note: 2 of 3 rows are multi-turn shared-prefix runs, replayed with each turn sent alone"),
+        "{err}"
+    );
     assert!(String::from_utf8_lossy(&o.stdout).contains("3 of 3 rows covered"), "{}", text(&o));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -187,9 +187,10 @@ fn validate(catalog: &Catalog, a: ValidateArgs) -> anyhow::Result<ExitCode> {
         let alone = r.rows.iter().filter(|r| r.turns_alone).count();
         if alone > 0 {
             eprintln!(
-                "note: {alone} multi-turn rows replayed with each turn sent alone (system prompt and question), as \
-                 inference-perf sent them in the published runs; a row whose turns carried their history says \
-                 multi_turn_history=carried (docs/SIMULATOR.md, \"How a row is replayed\")"
+                "note: {alone} of {} rows are multi-turn shared-prefix runs, replayed with each turn sent alone \
+                 (system prompt and question) as inference-perf sent them in the published runs; a row whose turns \
+                 carried their history says multi_turn_history=carried (docs/SIMULATOR.md, \"How a row is replayed\")",
+                r.total
             );
         }
     }
