@@ -213,10 +213,11 @@ fn replay_prints_per_stage_figures_and_json() {
 }
 
 /// `sim validate` says on standard error how many multi-turn rows it
-/// replayed with each turn sent alone (as inference-perf sent them), and a
-/// row that says `multi_turn_history` `carried` is not among them.
+/// replayed with each turn sent alone (as inference-perf sent them), a row
+/// that says `multi_turn_history` `carried` not among them, and how many
+/// rows name vLLM without the version that sets its scheduler.
 #[test]
-fn validate_says_which_multi_turn_rows_send_their_turns_alone() {
+fn validate_notes_the_assumptions_it_replays_rows_under() {
     let dir = tempdir("workload", "turns-alone");
     let row = |id: &str, history: &str| {
         format!(
@@ -234,6 +235,9 @@ fn validate_says_which_multi_turn_rows_send_their_turns_alone() {
         err.contains("note: 2 of 3 rows are multi-turn shared-prefix runs, replayed with each turn sent alone"),
         "{err}"
     );
+    // They name vLLM without its version, and are told which scheduler
+    // they got.
+    assert!(err.contains("note: 3 of 3 rows name vLLM without its version"), "{err}");
     assert!(String::from_utf8_lossy(&o.stdout).contains("3 of 3 rows covered"), "{}", text(&o));
     let _ = std::fs::remove_dir_all(&dir);
 }

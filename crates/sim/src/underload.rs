@@ -112,6 +112,11 @@ pub struct RowResult {
     /// (no `multi_turn_history` `carried`), as inference-perf sent them.
     #[serde(skip)]
     pub turns_alone: bool,
+    /// The row names an engine whose scheduling default changed between
+    /// versions (vLLM's async scheduling) without its version or an
+    /// `async_scheduling` cell, so it was replayed with today's default.
+    #[serde(skip)]
+    pub scheduler_assumed: bool,
     /// Measured and predicted means (text output and tests; not in JSON).
     #[serde(skip)]
     pub figures: Option<Figures>,
@@ -374,6 +379,7 @@ pub fn validate_text(catalog: &Catalog, text: &str, origin: &str, base: &Path) -
                     skipped: Some(reason),
                     malformed,
                     turns_alone: false,
+                    scheduler_assumed: false,
                     figures: None,
                 })
             }
@@ -457,6 +463,11 @@ fn run_row(catalog: &Catalog, c: &Cells, base: &Path) -> Result<RowResult, RowEr
         }
         other => RowError::Skip(other.to_string()),
     })?;
+    // vLLM's scheduler changed its default at 0.14.0: a row that names
+    // neither the version nor the setting gets today's.
+    let scheduler_assumed = spec.knobs.async_scheduling.is_none()
+        && deployment.engine.async_scheduling_since.is_some()
+        && crate::catalog::version_in(&spec.engine).is_none();
     let measured = [
         c.positive("measured_ttft_mean_ms")?,
         c.positive("measured_tpot_mean_ms")?,
@@ -603,6 +614,7 @@ fn run_row(catalog: &Catalog, c: &Cells, base: &Path) -> Result<RowResult, RowEr
         skipped: None,
         malformed: false,
         turns_alone,
+        scheduler_assumed,
         figures: Some(Figures { measured, predicted, requests: o.requests }),
     })
 }

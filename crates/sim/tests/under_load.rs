@@ -541,6 +541,18 @@ fn the_async_scheduling_column_is_vllms_flag() {
     let r = one_row(&c, &header, "a,l40s,1,llama-3.1-8b,bf16,vllm,,,,,,synthetic,,50,20,,own,1,4,sometimes", base());
     let why = skip_reason(&r);
     assert!(why.contains("(async_scheduling)") && why.contains("sometimes"), "{why}");
+    // A row that names vLLM with neither its version nor the setting is
+    // flagged as replayed with today's default (`sim validate` says so).
+    let assumed = |engine: &str, value: &str| {
+        let row = format!("a,l40s,1,llama-3.1-8b,bf16,{engine},,,,,,synthetic,,50,20,,own,1,4,{value}");
+        let r = one_row(&c, &header, &row, base());
+        assert!(r.skipped.is_none(), "{engine}: {:?}", r.skipped);
+        r.scheduler_assumed
+    };
+    assert!(assumed("vllm", "") && assumed("", "") && assumed("vllm/vllm-openai:latest", ""));
+    assert!(!assumed("vllm", "true") && !assumed("vllm", "false"));
+    assert!(!assumed("vllm 0.11.0", "") && !assumed("vllm/vllm-openai:v0.15.1", ""));
+    assert!(!assumed("sglang", ""));
 }
 
 /// A row that cannot be placed is skipped with the reason that is true: an

@@ -193,6 +193,15 @@ fn validate(catalog: &Catalog, a: ValidateArgs) -> anyhow::Result<ExitCode> {
                 r.total
             );
         }
+        let assumed = r.rows.iter().filter(|r| r.scheduler_assumed).count();
+        if assumed > 0 {
+            eprintln!(
+                "note: {assumed} of {} rows name vLLM without its version: replayed with async scheduling, its \
+                 default since 0.14.0; a run of an earlier vLLM says async_scheduling=false or names the version \
+                 (vllm 0.11.0, vllm/vllm-openai:v0.11.0)",
+                r.total
+            );
+        }
     }
     if a.json {
         crate::output::emit_doc(&JsonDoc("a validation", &report), Format::Json)?;
