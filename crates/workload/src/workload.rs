@@ -104,8 +104,17 @@ pub enum WorkloadSpec {
 }
 
 impl WorkloadSpec {
+    /// A workload as `--workload` writes it. The kind before the first `:`
+    /// is read in any case, `_` or `-` between its words (`shared_prefix`,
+    /// as inference-perf names its data type); what follows is the kind's.
     pub fn parse(s: &str) -> Result<WorkloadSpec, WorkloadError> {
-        if let Some(rest) = s.strip_prefix("synthetic:").or_else(|| (s == "synthetic").then_some("")) {
+        let (kind, rest) = match s.split_once(':') {
+            Some((k, r)) => (k, Some(r)),
+            None => (s, None),
+        };
+        let kind = kind.trim().to_ascii_lowercase().replace('_', "-");
+        let args = |want: &str| (kind == want).then(|| rest.unwrap_or(""));
+        if let Some(rest) = args("synthetic") {
             let bad = |why: &str| WorkloadError::Synthetic { spec: s.to_string(), why: why.to_string() };
             let (mut input, mut output, mut spread, mut prompts) = (512u32, 256u32, 0.0f64, None);
             for part in rest.split(',').filter(|p| !p.is_empty()) {
@@ -134,25 +143,25 @@ impl WorkloadSpec {
             }
             return Ok(WorkloadSpec::Synthetic { input, output, spread, prompts });
         }
-        if let Some(rest) = s.strip_prefix("shared-prefix:").or_else(|| (s == "shared-prefix").then_some("")) {
+        if let Some(rest) = args("shared-prefix") {
             return crate::shared_prefix::SharedPrefixSpec::parse(rest)
                 .map(WorkloadSpec::SharedPrefix)
                 .map_err(|why| WorkloadError::SharedPrefix { spec: s.to_string(), why });
         }
-        if let Some(rest) = s.strip_prefix("agent-session:").or_else(|| (s == "agent-session").then_some("")) {
+        if let Some(rest) = args("agent-session") {
             return crate::session::AgentSessionSpec::parse(rest)
                 .map(WorkloadSpec::AgentSession)
                 .map_err(|why| WorkloadError::AgentSession { spec: s.to_string(), why });
         }
-        if let Some(rest) = s.strip_prefix("conversations:") {
+        if let (Some(rest), "conversations") = (rest, kind.as_str()) {
             return crate::conversations::ConversationsSpec::parse(rest)
                 .map(WorkloadSpec::Conversations)
                 .map_err(|why| WorkloadError::Conversations { spec: s.to_string(), why });
         }
-        if s == "coding-swarm" {
+        if kind == "coding-swarm" && rest.is_none() {
             return Ok(WorkloadSpec::CodingSwarm);
         }
-        if let Some(p) = s.strip_prefix("file:") {
+        if let (Some(p), "file") = (rest, kind.as_str()) {
             return Ok(WorkloadSpec::File(PathBuf::from(p)));
         }
         Err(WorkloadError::Unknown(s.to_string()))
@@ -373,6 +382,24 @@ mod tests {
             "synthetic:prompts=0",
             "nope",
         ] {
+            assert!(WorkloadSpec::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// A workload's kind reads in any case, `_` or `-` between its words, as
+    /// inference-perf names its `shared_prefix` data type; what follows the
+    /// kind (a file's path) is kept as written.
+    #[test]
+    fn a_kind_reads_in_any_case_with_underscores() {
+        let sp = "groups=2,users=3,system=50,question=10,output=5";
+        let want = WorkloadSpec::parse(&format!("shared-prefix:{sp}")).unwrap();
+        for kind in ["shared_prefix", "Shared-Prefix", " SHARED_PREFIX "] {
+            assert_eq!(WorkloadSpec::parse(&format!("{kind}:{sp}")).unwrap(), want, "{kind}");
+        }
+        assert_eq!(WorkloadSpec::parse("Synthetic").unwrap(), WorkloadSpec::parse("synthetic").unwrap());
+        assert_eq!(WorkloadSpec::parse("coding_swarm").unwrap(), WorkloadSpec::CodingSwarm);
+        assert_eq!(WorkloadSpec::parse("FILE:Data/A_B.jsonl").unwrap(), WorkloadSpec::File("Data/A_B.jsonl".into()));
+        for bad in ["coding-swarm:x", "file", "conversations", "shared-prefixes:groups=1"] {
             assert!(WorkloadSpec::parse(bad).is_err(), "{bad}");
         }
     }
