@@ -85,8 +85,24 @@ impl ArrivalSpec {
         let mut cv = None;
         let mut stages = Vec::new();
         // Stages are separated by commas (or semicolons, as a CSV cell may
-        // write them to keep clear of the file's own commas).
+        // write them to keep clear of the file's own commas); a stage may
+        // also be inference-perf's keys, `rate=R` then `duration=D`.
         for part in rest.split([',', ';']).map(str::trim).filter(|p| !p.is_empty()) {
+            let part: String = part.chars().filter(|c| !c.is_whitespace()).collect();
+            let part = part.as_str();
+            let key = |k: &str| part.split_once('=').filter(|(name, _)| name.eq_ignore_ascii_case(k)).map(|(_, v)| v);
+            if let Some(d) = key("duration") {
+                let Some(last) = stages.last_mut().filter(|st: &&mut Stage| st.duration_s.is_none()) else {
+                    return Err(bad(format!("'{part}' needs a rate=R stage before it")));
+                };
+                let d = fleetbench_core::parse_duration(d).map_err(|e| bad(e.to_string()))?.as_secs_f64();
+                if d <= 0.0 {
+                    return Err(bad("a stage lasts more than 0s".into()));
+                }
+                last.duration_s = Some(d);
+                continue;
+            }
+            let part = key("rate").unwrap_or(part);
             if let Some(v) = part.strip_prefix("cv=") {
                 let c: f64 = v.parse().map_err(|_| bad(format!("cv= takes a number, not '{v}'")))?;
                 if !(c.is_finite() && c > 0.0) {
@@ -368,6 +384,9 @@ mod tests {
         );
         // How other tools and CSV cells write the same stages.
         assert_eq!(stages("Constant: 8rps*600s; 20qps*10m"), stages("constant:8/s*600s,20/s*10m"));
+        // inference-perf's stage keys, and spaces inside a stage.
+        assert_eq!(stages("constant:rate=8,duration=600,Rate=20;Duration=10m"), stages("constant:8/s*600s,20/s*10m"));
+        assert_eq!(stages("constant:8 /s * 600 s, 20/s*600s"), stages("constant:8/s*600s,20/s*10m"));
         let (p, st) = stages("gamma:120/m*30s,4,cv=2");
         assert_eq!(p, Arrival::Gamma { burstiness: 0.25 });
         assert_eq!(st[0].rate, 2.0);
@@ -391,6 +410,9 @@ mod tests {
             "gamma:8",
             "burst:8",
             "trace:",
+            "constant:duration=600",
+            "constant:rate=8,rate=20,duration=600",
+            "constant:8/s*60s,duration=600",
         ] {
             let e = ArrivalSpec::parse(bad).unwrap_err().to_string();
             assert!(e.contains("--arrivals"), "{bad}: {e}");
