@@ -113,7 +113,9 @@ impl WorkloadSpec {
             None => (s, None),
         };
         let kind = kind.trim().to_ascii_lowercase().replace('_', "-");
+        // The kind's arguments: optional, or required after the `:`.
         let args = |want: &str| (kind == want).then(|| rest.unwrap_or(""));
+        let needs = |want: &str| rest.filter(|_| kind == want);
         if let Some(rest) = args("synthetic") {
             let bad = |why: &str| WorkloadError::Synthetic { spec: s.to_string(), why: why.to_string() };
             let (mut input, mut output, mut spread, mut prompts) = (512u32, 256u32, 0.0f64, None);
@@ -153,7 +155,7 @@ impl WorkloadSpec {
                 .map(WorkloadSpec::AgentSession)
                 .map_err(|why| WorkloadError::AgentSession { spec: s.to_string(), why });
         }
-        if let (Some(rest), "conversations") = (rest, kind.as_str()) {
+        if let Some(rest) = needs("conversations") {
             return crate::conversations::ConversationsSpec::parse(rest)
                 .map(WorkloadSpec::Conversations)
                 .map_err(|why| WorkloadError::Conversations { spec: s.to_string(), why });
@@ -161,7 +163,7 @@ impl WorkloadSpec {
         if kind == "coding-swarm" && rest.is_none() {
             return Ok(WorkloadSpec::CodingSwarm);
         }
-        if let (Some(p), "file") = (rest, kind.as_str()) {
+        if let Some(p) = needs("file") {
             return Ok(WorkloadSpec::File(PathBuf::from(p)));
         }
         Err(WorkloadError::Unknown(s.to_string()))
