@@ -57,12 +57,23 @@ fn skip_reason(r: &underload::RowResult) -> &str {
     r.skipped.as_deref().unwrap_or("")
 }
 
+/// Each configuration replayed both ways a multi-turn row may say its turns
+/// were sent: alone (the default) and carrying their history.
 #[test]
 fn every_named_configuration_replays_end_to_end() {
-    let text = csv(COVERAGE);
-    assert!(underload::is_under_load(&text));
-    let r = validate_text(&Catalog::embedded().unwrap(), &text, "coverage.csv", base()).unwrap();
-    assert_eq!(r.total, COVERAGE.len());
+    let catalog = Catalog::embedded().unwrap();
+    for history in ["", "carried"] {
+        let rows: Vec<String> = COVERAGE.iter().map(|r| format!("{r},{history}")).collect();
+        let text = format!("{HEADER},multi_turn_history\n{}\n", rows.join("\n"));
+        assert!(underload::is_under_load(&text));
+        let r = validate_text(&catalog, &text, "coverage.csv", base()).unwrap();
+        assert_eq!(r.total, COVERAGE.len());
+        assert!(r.rows.iter().all(|x| x.turns_alone == history.is_empty()), "history '{history}'");
+        replayed_end_to_end(&r);
+    }
+}
+
+fn replayed_end_to_end(r: &underload::LoadReport) {
     let skipped: Vec<_> = r.rows.iter().filter_map(|x| x.skipped.as_ref().map(|s| format!("{}: {s}", x.id))).collect();
     assert!(skipped.is_empty(), "{skipped:#?}");
     assert_eq!(r.covered, r.total);
