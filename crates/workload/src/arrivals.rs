@@ -84,6 +84,12 @@ impl ArrivalSpec {
         }
         let mut cv = None;
         let mut stages = Vec::new();
+        // A stage's duration, after `*` or `duration=`: more than 0s.
+        let duration = |d: &str| match fleetbench_core::parse_duration(d) {
+            Ok(d) if d.as_secs_f64() > 0.0 => Ok(d.as_secs_f64()),
+            Ok(_) => Err(bad("a stage lasts more than 0s".into())),
+            Err(e) => Err(bad(e.to_string())),
+        };
         // Stages are separated by commas (or semicolons, as a CSV cell may
         // write them to keep clear of the file's own commas); a stage may
         // also be inference-perf's keys, `rate=R` then `duration=D`.
@@ -95,11 +101,7 @@ impl ArrivalSpec {
                 let Some(last) = stages.last_mut().filter(|st: &&mut Stage| st.duration_s.is_none()) else {
                     return Err(bad(format!("'{part}' needs a rate=R stage before it")));
                 };
-                let d = fleetbench_core::parse_duration(d).map_err(|e| bad(e.to_string()))?.as_secs_f64();
-                if d <= 0.0 {
-                    return Err(bad("a stage lasts more than 0s".into()));
-                }
-                last.duration_s = Some(d);
+                last.duration_s = Some(duration(d)?);
                 continue;
             }
             let part = key("rate").unwrap_or(part);
@@ -119,16 +121,7 @@ impl ArrivalSpec {
                 None => (part, None),
             };
             let rate = parse_rate(rate).map_err(bad)?;
-            let duration_s = match dur {
-                Some(d) => {
-                    let d = fleetbench_core::parse_duration(d).map_err(|e| bad(e.to_string()))?.as_secs_f64();
-                    if d <= 0.0 {
-                        return Err(bad("a stage lasts more than 0s".into()));
-                    }
-                    Some(d)
-                }
-                None => None,
-            };
+            let duration_s = dur.map(duration).transpose()?;
             stages.push(Stage { rate, duration_s });
         }
         if stages.is_empty() {
