@@ -9,16 +9,6 @@ use fleetbench_sim::{Catalog, Deployment, DeploymentSpec};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
-/// Held by each test while it runs. The tests time tokens on the wall
-/// clock, and a sibling test's server beside a timed one on 2 cores put the
-/// client's reads of a time-scaled stream into bursts (a median gap of
-/// 0.35 ms in model time against a 5.09 ms step, in one full-suite run).
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().await
-}
-
 fn deployment(model: &str, max_num_seqs: Option<u32>) -> Deployment {
     let c = Catalog::embedded().unwrap();
     Deployment::resolve(&c, &DeploymentSpec { model: model.into(), max_num_seqs, ..DeploymentSpec::default() }).unwrap()
@@ -74,7 +64,6 @@ async fn stream_tokens(h: &SimServerHandle, prompt: u32, n: u32) -> (Instant, Ve
 
 #[tokio::test]
 async fn streaming_chat_has_role_chunk_tokens_usage_and_done() {
-    let _serial = one_at_a_time().await;
     let h = start_model("qwen3-coder-30b-a3b", 200.0).await;
     let resp = reqwest::Client::new()
         .post(format!("{}/chat/completions", h.base_url()))
@@ -122,7 +111,6 @@ async fn streaming_chat_has_role_chunk_tokens_usage_and_done() {
 
 #[tokio::test]
 async fn completions_stream_and_json_both_carry_usage() {
-    let _serial = one_at_a_time().await;
     let h = start_model("qwen3-coder-30b-a3b", 200.0).await;
     let client = reqwest::Client::new();
     let resp = client
@@ -177,7 +165,6 @@ async fn completions_stream_and_json_both_carry_usage() {
 
 #[tokio::test]
 async fn metrics_use_vllm_names_and_count_tokens() {
-    let _serial = one_at_a_time().await;
     let h = start_model("qwen3-coder-30b-a3b", 200.0).await;
     let client = reqwest::Client::new();
     client
@@ -218,7 +205,6 @@ async fn metrics_use_vllm_names_and_count_tokens() {
 
 #[tokio::test]
 async fn token_timing_follows_the_engine_schedule() {
-    let _serial = one_at_a_time().await;
     // Dense 32B on one RTX 3090: about 25 ms per decode step in model time.
     let d = deployment("qwen2.5-coder-32b", None);
     let scale = 2.0;
@@ -244,7 +230,6 @@ async fn token_timing_follows_the_engine_schedule() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_time_scaled_server_keeps_steps_shorter_than_a_millisecond_apart() {
-    let _serial = one_at_a_time().await;
     // Llama 3.1 8B in FP8 on an H100: about 4 ms a decode step in model
     // time, 0.4 ms on the wall clock at the demo's time scale of 10. A
     // timer that wakes only on whole milliseconds would send the tokens in
@@ -279,7 +264,6 @@ async fn a_time_scaled_server_keeps_steps_shorter_than_a_millisecond_apart() {
 
 #[tokio::test]
 async fn concurrency_beyond_max_num_seqs_queues() {
-    let _serial = one_at_a_time().await;
     let mut cfg = SimServerConfig::new(deployment("qwen3-coder-30b-a3b", Some(2)));
     cfg.time_scale = 20.0;
     let h = Arc::new(start(cfg).await);
@@ -327,7 +311,6 @@ async fn concurrency_beyond_max_num_seqs_queues() {
 
 #[tokio::test]
 async fn a_custom_responder_answers_with_its_text() {
-    let _serial = one_at_a_time().await;
     let mut cfg = SimServerConfig::new(deployment("qwen3-coder-30b-a3b", None));
     cfg.time_scale = 200.0;
     cfg.responder = Some(Arc::new(|prompt: &str| {
@@ -353,7 +336,6 @@ async fn a_custom_responder_answers_with_its_text() {
 
 #[tokio::test]
 async fn a_client_that_goes_away_is_aborted_in_the_engine() {
-    let _serial = one_at_a_time().await;
     // Dense 32B on one RTX 3090 at real speed: 2000 tokens would take ~50 s.
     let cfg = SimServerConfig::new(deployment("qwen2.5-coder-32b", None));
     let h = start(cfg).await;
@@ -383,7 +365,6 @@ async fn a_client_that_goes_away_is_aborted_in_the_engine() {
 
 #[tokio::test]
 async fn completions_find_a_shared_system_prompt_and_a_repeated_prompt_by_their_text() {
-    let _serial = one_at_a_time().await;
     // inference-perf's shared-prefix traffic posts `system + " " + question`
     // as a completion: vLLM finds the system prompt by content, and so must
     // the simulated server.
@@ -417,7 +398,6 @@ async fn completions_find_a_shared_system_prompt_and_a_repeated_prompt_by_their_
 
 #[tokio::test]
 async fn the_api_servers_share_comes_before_the_first_token() {
-    let _serial = one_at_a_time().await;
     // A short prompt on an H100: the prefill is a few milliseconds, and
     // vLLM's API server (HTTP, tokenising, the hand-off to the engine core)
     // adds more than that to every first token, as `sim replay` adds it.
