@@ -393,8 +393,9 @@ async fn run_with_dashboard_shows_the_run_live() {
 
 /// `selftest` in paced mode: every stream ran, every token has an added
 /// latency, the streams joined over one response, tokens are timed by the
-/// kernel's receive stamps (Linux), and where the process may use two CPUs
-/// the client and server threads sit on different ones.
+/// kernel's receive stamps (Linux), where the process may use two CPUs
+/// the client and server threads sit on different ones, and a time-scaled
+/// simulated server's stream is timed back into model time.
 #[test]
 fn selftest_paces_streams_and_places_its_threads() {
     let out = common::run_ok(bin().args([
@@ -423,6 +424,17 @@ fn selftest_paces_streams_and_places_its_threads() {
     if let (Some(c), Some(s)) = (r["client_cpu"].as_u64(), r["server_cpu"].as_u64()) {
         assert_ne!(c, s, "client and server pinned to one CPU: {r}");
     }
+    // The simulated server's pacing: one stream of 64 tokens, its gaps
+    // multiplied back to model time (how close they sit to the step is
+    // this machine's figure, not asserted).
+    let p = &r["sim_pacing"];
+    assert_eq!(p["time_scale"], 10.0, "{r}");
+    assert_eq!(p["tokens"], 64, "{r}");
+    assert!(p["model_step_ms"].as_f64().is_some_and(|s| s > 1.0 && s < 10.0), "{r}");
+    let gap = |k: &str| p[k].as_f64().unwrap_or_else(|| panic!("{k}: {r}"));
+    assert!(0.0 <= gap("gap_p10_ms") && gap("gap_p10_ms") <= gap("gap_p50_ms"), "{r}");
+    assert!(gap("gap_p50_ms") <= gap("gap_p90_ms") && gap("gap_p90_ms") <= gap("gap_max_ms"), "{r}");
+    assert!(p["deployment"].as_str().is_some_and(|d| d.contains("H100")), "{r}");
     // Opting out: all at once, nothing pinned, normal priority.
     let out = common::run_ok(bin().args([
         "selftest",
@@ -439,13 +451,20 @@ fn selftest_paces_streams_and_places_its_threads() {
         "--no-pin",
         "--no-realtime",
         "--read-timestamps",
+        "--sim-time-scale",
+        "0",
     ]));
     let r: serde_json::Value = serde_json::from_str(&out).expect("selftest --json prints JSON");
     assert_eq!(r["streams_joined_over_s"], 0.0, "{r}");
     assert_eq!(r["kernel_timestamps"], false, "{r}");
     assert_eq!(r["realtime"], false, "{r}");
     assert!(r["client_cpu"].is_null() && r["server_cpu"].is_null(), "{r}");
+    assert!(r["sim_pacing"].is_null(), "--sim-time-scale 0 skips the pacing stream: {r}");
     assert_eq!(r["failed"], 0, "{r}");
+    // A time scale that cannot be is refused before the 10-second run.
+    let o = bin().args(["selftest", "--sim-time-scale=-1"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", common::text(&o));
+    assert!(common::text(&o).contains("--sim-time-scale must be a positive number"), "{}", common::text(&o));
 }
 
 /// A process allowed one CPU (as the peer bench pins it) runs everything on

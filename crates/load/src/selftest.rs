@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use fleetbench_client::{Client, ClientConfig, ClientError};
 use fleetbench_core::stats::percentile;
-use fleetbench_core::{ApiKind, RequestRecord, RunClock, RunMetrics, SamplingParams, Slo};
+use fleetbench_core::{
+    ApiKind, Prompt, RequestContext, RequestRecord, RequestSpec, RunClock, RunMetrics, SamplingParams, Slo,
+};
 use serde::Serialize;
 
 use fleetbench_workload::{RampKind, RampSpec};
@@ -31,6 +33,8 @@ pub enum SelftestError {
     Runtime(#[from] std::io::Error),
     #[error(transparent)]
     Client(#[from] ClientError),
+    #[error("streaming from the simulated server: {0}")]
+    Stream(String),
 }
 
 /// What the selftest measured.
@@ -75,6 +79,80 @@ pub struct SelftestReport {
     pub rss_start_mb: Option<f64>,
     pub rss_end_mb: Option<f64>,
     pub rss_peak_mb: Option<f64>,
+    /// How evenly a time-scaled simulated server's tokens reached one
+    /// client stream ([`paced_stream`]); `None` where it was not measured.
+    pub sim_pacing: Option<SimPacing>,
+}
+
+/// One stream from a simulated server running faster than the hardware it
+/// models: the gaps between its tokens as the client timed them, multiplied
+/// back to model time, against the engine's step. On a machine whose sleeps
+/// are precise the gaps sit at the step; a busy or coarse-timed machine
+/// sends them in bursts (gaps near 0 and near a timer tick), and a time
+/// scale that high is then too high for `sim serve` there.
+#[derive(Debug, Clone, Serialize)]
+pub struct SimPacing {
+    /// What was simulated (GPU, model, weight format).
+    pub deployment: String,
+    /// Model seconds per wall-clock second.
+    pub time_scale: f64,
+    /// The engine's decode step for this one stream, model time, ms.
+    pub model_step_ms: f64,
+    /// Tokens streamed (gaps: one fewer).
+    pub tokens: u32,
+    /// Gaps between consecutive tokens, model time, ms.
+    pub gap_p10_ms: Option<f64>,
+    pub gap_p50_ms: Option<f64>,
+    pub gap_p90_ms: Option<f64>,
+    pub gap_max_ms: Option<f64>,
+}
+
+impl SimPacing {
+    /// The figures of `gaps_s` (model seconds) from a stream of `tokens`.
+    pub fn new(deployment: String, time_scale: f64, model_step_s: f64, tokens: u32, gaps_s: &[f64]) -> SimPacing {
+        let ms: Vec<f64> = gaps_s.iter().map(|g| g * 1000.0).collect();
+        SimPacing {
+            deployment,
+            time_scale,
+            model_step_ms: model_step_s * 1000.0,
+            tokens,
+            gap_p10_ms: percentile(&ms, 10.0),
+            gap_p50_ms: percentile(&ms, 50.0),
+            gap_p90_ms: percentile(&ms, 90.0),
+            gap_max_ms: percentile(&ms, 100.0),
+        }
+    }
+}
+
+/// Streams one completion of `tokens` tokens for a prompt of
+/// `prompt_tokens` from the backend at `url`; returns the time scale it
+/// announced (1 where none) and the gaps between its tokens as the client
+/// timed them, multiplied back to model time, seconds.
+pub async fn paced_stream(
+    url: String,
+    prompt_tokens: u32,
+    tokens: u32,
+    kernel_stamps: bool,
+) -> Result<(f64, Vec<f64>), SelftestError> {
+    let mut cfg = ClientConfig::new(url, ApiKind::Completions, "selftest");
+    cfg.kernel_stamps = kernel_stamps;
+    let client = Client::new(cfg)?;
+    client.probe(Duration::from_secs(10)).await?;
+    let scale = client.time_scale().unwrap_or(1.0);
+    let spec = RequestSpec {
+        id: "sim-pacing".into(),
+        prompt: Prompt::Text("How evenly do the tokens come?".into()),
+        sampling: SamplingParams { max_tokens: Some(tokens), ignore_eos: true, ..SamplingParams::default() },
+        expected_input_tokens: Some(prompt_tokens),
+        label: None,
+        context: RequestContext::default(),
+    };
+    let clock = RunClock::start();
+    let rec = client.send(&spec, &clock, 0.0).await;
+    if let Some(e) = rec.error {
+        return Err(SelftestError::Stream(e.message));
+    }
+    Ok((scale, rec.itl.iter().map(|g| g * scale).collect()))
 }
 
 /// The resident memory of this process, MB: now (`VmRSS`) and its peak
@@ -275,6 +353,7 @@ pub fn report(
         rss_start_mb: run.rss_start_mb,
         rss_end_mb: run.rss_end_mb,
         rss_peak_mb: resident_mb().1,
+        sim_pacing: None,
     }
 }
 

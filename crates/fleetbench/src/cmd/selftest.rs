@@ -2,14 +2,17 @@
 //! (`fleetbench_load::selftest`) against a server with exact timing
 //! (`fleetbench_sim::fixed`), so you know the tool is never the bottleneck.
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
 use fleetbench_core::parse_duration;
-use fleetbench_load::selftest::{drive, report, Placement, SelftestReport};
+use fleetbench_load::selftest::{drive, paced_stream, report, Placement, SelftestReport, SimPacing};
 use fleetbench_sim::fixed::FixedServer;
+use fleetbench_sim::server::{start_server, SimServerConfig};
+use fleetbench_sim::{Catalog, Deployment, DeploymentSpec};
 
 use crate::context::Context;
 use crate::outln;
@@ -56,6 +59,13 @@ pub struct SelftestArgs {
     /// figures' error.
     #[arg(long)]
     pub read_timestamps: bool,
+    /// Also stream 64 tokens from a simulated server (`sim serve`: Llama 3.1
+    /// 8B in FP8 on an H100, about 5 ms a decode step) running this many
+    /// times faster than the hardware, and report the gaps between its
+    /// tokens against the step: whether this machine paces `sim serve`
+    /// faithfully at that time scale. 0 skips it.
+    #[arg(long, default_value_t = 10.0)]
+    pub sim_time_scale: f64,
     /// Print the figures as JSON.
     #[arg(long)]
     pub json: bool,
@@ -63,6 +73,11 @@ pub struct SelftestArgs {
 
 pub async fn run(args: SelftestArgs, _ctx: &Context) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.streams > 0 && args.tokens > 0, "--streams and --tokens must be at least 1");
+    anyhow::ensure!(
+        args.sim_time_scale == 0.0 || (args.sim_time_scale.is_finite() && args.sim_time_scale > 0.0),
+        "--sim-time-scale must be a positive number, or 0 to skip the simulated server's stream; got {}",
+        args.sim_time_scale
+    );
     let placement = Placement { pin: !args.no_pin, realtime: !args.no_realtime };
     let server = FixedServer::new(args.tokens, args.itl);
     let (addr, server_placed) =
@@ -82,15 +97,41 @@ pub async fn run(args: SelftestArgs, _ctx: &Context) -> anyhow::Result<ExitCode>
     let joined = tokio::task::spawn_blocking(move || client.join())
         .await?
         .map_err(|_| anyhow::anyhow!("the client thread panicked"))??;
-    let r = report(&joined, args.streams, args.tokens, args.itl, (server.max_in_flight(), server_placed), |id| {
+    let mut r = report(&joined, args.streams, args.tokens, args.itl, (server.max_in_flight(), server_placed), |id| {
         server.token_instants(id)
     });
+    if args.sim_time_scale != 0.0 {
+        let pacing = sim_pacing(args.sim_time_scale, !args.read_timestamps).await;
+        r.sim_pacing = Some(pacing.context("measuring the simulated server's pacing (--sim-time-scale 0 skips it)")?);
+    }
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&r)?);
     } else {
         print_report(&r);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One stream of 64 tokens from a simulated server `scale` times faster
+/// than an H100 serving Llama 3.1 8B in FP8.
+async fn sim_pacing(scale: f64, kernel_stamps: bool) -> anyhow::Result<SimPacing> {
+    let (prompt, tokens) = (200, 64);
+    let spec = DeploymentSpec {
+        gpu: "h100".into(),
+        model: "llama-3.1-8b".into(),
+        quant: "fp8".into(),
+        ..DeploymentSpec::default()
+    };
+    let d = Deployment::resolve(&Catalog::embedded()?, &spec)?;
+    let name = format!("{} on {} ({})", d.model.name, d.gpu.name, d.quant.id);
+    let step = d.decode_step(1, f64::from(prompt) + f64::from(tokens) / 2.0).time_s;
+    let mut cfg = SimServerConfig::new(d);
+    cfg.time_scale = scale;
+    let server = start_server(cfg, SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let streamed = paced_stream(server.base_url(), prompt, tokens, kernel_stamps).await;
+    server.shutdown().await;
+    let (scale, gaps) = streamed?;
+    Ok(SimPacing::new(name, scale, step, tokens, &gaps))
 }
 
 fn print_report(r: &SelftestReport) {
@@ -137,6 +178,24 @@ fn print_report(r: &SelftestReport) {
         outln!(
             "added latency / token  p50 {p50:.3} ms, p90 {p90:.3} ms, p99 {p99:.3} ms, max {max:.1} ms \
              (server hands the token to HTTP -> {to})"
+        );
+    }
+    if let Some(p) = &r.sim_pacing {
+        let ms = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.2} ms"));
+        outln!(
+            "sim serve pacing       {} at time scale {}: a {:.2} ms step ({:.0} µs on the wall)",
+            p.deployment,
+            p.time_scale,
+            p.model_step_ms,
+            p.model_step_ms / p.time_scale * 1000.0
+        );
+        outln!(
+            "                       gaps between its {} tokens, model time: p10 {}, p50 {}, p90 {}, max {}",
+            p.tokens,
+            ms(p.gap_p10_ms),
+            ms(p.gap_p50_ms),
+            ms(p.gap_p90_ms),
+            ms(p.gap_max_ms)
         );
     }
 }
