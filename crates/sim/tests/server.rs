@@ -217,14 +217,30 @@ async fn token_timing_follows_the_engine_schedule() {
     cfg.time_scale = scale;
     let h = start(cfg).await;
     let (sent, tokens) = stream_tokens(&h, prompt, n).await;
-    // Model time = wall time x scale. Tokens never come early; allow for
-    // scheduling noise on a busy machine when late.
-    let ttft = (tokens[0] - sent).as_secs_f64() * scale;
-    assert!(ttft >= expect_ttft * 0.95, "ttft {ttft} < model {expect_ttft}");
-    assert!(ttft <= expect_ttft * 1.5 + 0.1, "ttft {ttft} vs model {expect_ttft}");
-    let mean_gap = (tokens[n as usize - 1] - tokens[0]).as_secs_f64() * scale / (n - 1) as f64;
-    assert!(mean_gap >= expect_gap * 0.9, "gap {mean_gap} < model {expect_gap}");
-    assert!(mean_gap <= expect_gap * 1.5 + 0.01, "gap {mean_gap} vs model {expect_gap}");
+    // On the wall clock (model time = wall time x scale), no token comes
+    // before its instant. How late they come is this machine's load, which
+    // `fleetbench selftest` measures; a test does not assert it.
+    for (k, t) in tokens.iter().enumerate() {
+        let at = (*t - sent).as_secs_f64() * scale;
+        let due = expect_ttft + k as f64 * expect_gap;
+        assert!(at >= due * 0.95, "token {k} at {at} s, due at {due} s of model time");
+    }
+    // In model time the engine keeps its schedule exactly, however late
+    // the machine woke it: its own histograms, in model seconds, hold the
+    // first token and the 15 gaps of the one request.
+    let text = reqwest::get(format!("http://{}/metrics", h.local_addr())).await.unwrap().text().await.unwrap();
+    let value = |name: &str| -> f64 {
+        let line = text.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name} in\n{text}"));
+        line.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap()
+    };
+    let (ttft, gaps) = (value("vllm:time_to_first_token_seconds_sum"), value("vllm:inter_token_latency_seconds_sum"));
+    assert_eq!(value("vllm:time_to_first_token_seconds_count"), 1.0);
+    assert_eq!(value("vllm:inter_token_latency_seconds_count"), f64::from(n - 1));
+    assert!((ttft - expect_ttft).abs() < 1e-9, "first token at {ttft} s of model time, modelled {expect_ttft} s");
+    // Each step's context grows by a token; the model's step at the mean
+    // context is the mean gap to within a thousandth.
+    let gap = gaps / f64::from(n - 1);
+    assert!((gap / expect_gap - 1.0).abs() < 1e-3, "mean gap {gap} s of model time, modelled {expect_gap} s");
     h.shutdown().await;
 }
 
