@@ -514,6 +514,11 @@ fn run_row(catalog: &Catalog, c: &Cells, base: &Path) -> Result<RowResult, RowEr
         }),
     };
     let concurrency = c.opt::<u32>("concurrency", "a whole number of clients")?;
+    // The most requests an open-loop client kept in flight: one due when
+    // all were out was sent when one ended, and timed from then (vLLM's
+    // `bench serve --max-concurrency`; inference-perf's `num_workers` x
+    // `worker_max_concurrency`, 100 per client CPU by default).
+    let max_concurrency = c.opt::<u32>("max_concurrency", "a whole number of requests in flight")?;
     // The measured means may be of one stage of the arrivals (a published
     // rate ladder reports each stage on its own).
     let stage = c.opt::<usize>("measured_stage", "a stage number, from 1")?;
@@ -556,8 +561,15 @@ fn run_row(catalog: &Catalog, c: &Cells, base: &Path) -> Result<RowResult, RowEr
             return Err(c.at("requests", format!("a closed loop of {n} clients needs the number of requests it sent")))
         }
         (None, Some(n)) => Schedule::Closed { concurrency: n },
-        (Some(_), None) => Schedule::Open { rate: 1.0, arrival: Arrival::Poisson, max_concurrency: None },
+        (Some(_), None) => Schedule::Open { rate: 1.0, arrival: Arrival::Poisson, max_concurrency },
     };
+    match (max_concurrency, &schedule) {
+        (Some(0), _) => return Err(c.at("max_concurrency", "must be at least 1")),
+        (Some(_), Schedule::Closed { .. }) => {
+            return Err(c.at("max_concurrency", "caps an open-loop client's arrivals; a closed loop's is `concurrency`"))
+        }
+        _ => {}
+    }
     let traffic = Traffic::resolve(&workload, !workload_text.is_empty(), arrivals.as_ref(), seed)
         .map_err(|e| c.at(if arrivals.is_some() { "arrivals" } else { "workload" }, e))?;
     let plan = ReplayPlan {

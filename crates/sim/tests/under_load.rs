@@ -378,6 +378,39 @@ fn a_multi_turn_row_sends_its_turns_without_their_history_unless_it_says_carried
 }
 
 #[test]
+fn max_concurrency_holds_an_overloaded_clients_requests_back() {
+    let c = Catalog::embedded().unwrap();
+    let header = format!("{HEADER},concurrency,requests,max_concurrency");
+    // 80 requests/s of 1,000 + 256 tokens is past what one H100 serves an
+    // 8B model at: without a cap the queue grows for the whole two minutes.
+    // `closed` is the row's `concurrency,requests` (a closed loop), or ",".
+    let row = |arrivals: &str, closed: &str, cap: &str| {
+        format!(
+            "a,h100-sxm,1,llama-3.1-8b,bf16,vllm,,,,,,\"synthetic:in=1000,out=256\",{arrivals},60,10,3000,own,{closed},{cap}"
+        )
+    };
+    let open = predicted(&one_row(&c, &header, &row("constant:80/s*120s", ",", ""), base()));
+    let capped_row = one_row(&c, &header, &row("constant:80/s*120s", ",", "64"), base());
+    let capped = predicted(&capped_row);
+    // Held back on the client, a request is timed from its send: its first
+    // token waits for the engine's queue of at most 64, not for the backlog.
+    assert!(capped[0] * 10.0 < open[0], "TTFT {} ms capped at 64, {} ms not", capped[0], open[0]);
+    assert_eq!(capped_row.figures.unwrap().requests, 9600);
+    // Below the cap it changes nothing.
+    let light = |cap: &str| predicted(&one_row(&c, &header, &row("constant:2/s*60s", ",", cap), base()));
+    assert_eq!(light("64"), light(""));
+    for (closed, cap, why) in [
+        ("8,500", "4", "(max_concurrency): caps an open-loop client's arrivals; a closed loop's is `concurrency`"),
+        (",", "0", "(max_concurrency): must be at least 1"),
+        (",", "many", "(max_concurrency)"),
+    ] {
+        let arrivals = if closed == "," { "constant:2/s*60s" } else { "" };
+        let r = one_row(&c, &header, &row(arrivals, closed, cap), base());
+        assert!(r.malformed && skip_reason(&r).contains(why), "{closed} {cap}: {:?}", r.skipped);
+    }
+}
+
+#[test]
 fn a_shared_prefix_row_counts_its_prompts_as_the_server_tokenized_them() {
     let c = Catalog::embedded().unwrap();
     let header = format!("{HEADER},prompt_token_scale");
