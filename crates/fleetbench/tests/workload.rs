@@ -219,14 +219,15 @@ fn replay_prints_per_stage_figures_and_json() {
 #[test]
 fn validate_notes_the_assumptions_it_replays_rows_under() {
     let dir = tempdir("workload", "turns-alone");
-    let row = |id: &str, history: &str| {
+    let row = |id: &str, gpu: &str, history: &str| {
         format!(
-            "{id},h100-sxm,1,llama-3.1-8b,fp8,vllm,,,,,,\"shared-prefix:groups=2,users=2,system=200,question=50,output=20,multi-turn\",constant:2/s*10s,30,8,200,own,{history}"
+            "{id},{gpu},1,llama-3.1-8b,fp8,vllm,,,,,,\"shared-prefix:groups=2,users=2,system=200,question=50,output=20,multi-turn\",constant:2/s*10s,30,8,200,own,{history}"
         )
     };
     let csv = dir.join("runs.csv");
     let header = "id,gpu,gpu_count,model,quant,engine,max_num_batched_tokens,max_num_seqs,gpu_memory_utilization,cpu_offload,prefix_caching,workload,arrivals,measured_ttft_mean_ms,measured_tpot_mean_ms,measured_e2e_mean_ms,source,multi_turn_history";
-    let rows = [row("a", ""), row("b", "none"), row("c", "carried")];
+    let unstated = "H100 (variant not stated)";
+    let rows = [row("a", unstated, ""), row("b", unstated, "none"), row("c", "h100-sxm", "carried")];
     std::fs::write(&csv, format!("{header}\n{}\n", rows.join("\n"))).unwrap();
     let o = bin().args(["sim", "validate"]).arg(&csv).output().unwrap();
     assert!(o.status.success(), "{}", text(&o));
@@ -238,6 +239,11 @@ fn validate_notes_the_assumptions_it_replays_rows_under() {
     // They name vLLM without its version, and are told which scheduler
     // they got.
     assert!(err.contains("note: 3 of 3 rows name vLLM without its version"), "{err}");
+    // Two name an H100 without its variant, and are told which one they got.
+    assert!(
+        err.contains("note: 2 of 3 rows: GPU 'H100 (variant not stated)': the variant is not stated; assumed the most common, NVIDIA H100 SXM 80GB"),
+        "{err}"
+    );
     assert!(String::from_utf8_lossy(&o.stdout).contains("3 of 3 rows covered"), "{}", text(&o));
     let _ = std::fs::remove_dir_all(&dir);
 }

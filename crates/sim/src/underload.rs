@@ -117,6 +117,10 @@ pub struct RowResult {
     /// `async_scheduling` cell, so it was replayed with today's default.
     #[serde(skip)]
     pub scheduler_assumed: bool,
+    /// What placing the deployment assumed, as `sim predict` notes it (a
+    /// GPU named without its variant: the most common one).
+    #[serde(skip)]
+    pub assumptions: Vec<String>,
     /// Measured and predicted means (text output and tests; not in JSON).
     #[serde(skip)]
     pub figures: Option<Figures>,
@@ -380,6 +384,7 @@ pub fn validate_text(catalog: &Catalog, text: &str, origin: &str, base: &Path) -
                     malformed,
                     turns_alone: false,
                     scheduler_assumed: false,
+                    assumptions: Vec::new(),
                     figures: None,
                 })
             }
@@ -463,6 +468,7 @@ fn run_row(catalog: &Catalog, c: &Cells, base: &Path) -> Result<RowResult, RowEr
         }
         other => RowError::Skip(other.to_string()),
     })?;
+    let assumptions = deployment.notes.clone();
     // vLLM's scheduler changed its default at 0.14.0: a row that names
     // neither the version nor the setting gets today's.
     let scheduler_assumed = spec.knobs.async_scheduling.is_none()
@@ -627,6 +633,7 @@ fn run_row(catalog: &Catalog, c: &Cells, base: &Path) -> Result<RowResult, RowEr
         malformed: false,
         turns_alone,
         scheduler_assumed,
+        assumptions,
         figures: Some(Figures { measured, predicted, requests: o.requests }),
     })
 }

@@ -193,6 +193,18 @@ fn validate(catalog: &Catalog, a: ValidateArgs) -> anyhow::Result<ExitCode> {
                 r.total
             );
         }
+        // What placing the deployments assumed (a GPU named without its
+        // variant), each once with how many rows it applies to.
+        let mut assumptions: Vec<(&str, usize)> = Vec::new();
+        for note in r.rows.iter().flat_map(|r| &r.assumptions) {
+            match assumptions.iter_mut().find(|(n, _)| *n == note.as_str()) {
+                Some((_, k)) => *k += 1,
+                None => assumptions.push((note, 1)),
+            }
+        }
+        for (note, k) in assumptions {
+            eprintln!("note: {k} of {} rows: {note}", r.total);
+        }
         let assumed = r.rows.iter().filter(|r| r.scheduler_assumed).count();
         if assumed > 0 {
             eprintln!(
