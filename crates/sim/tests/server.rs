@@ -46,6 +46,15 @@ async fn sse_events(resp: reqwest::Response) -> Vec<(Instant, String)> {
     out
 }
 
+/// The value of the first sample of metric `name` (a labelled line
+/// `name{...} value`) in a `/metrics` text; `None` where there is none.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with('{')))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
 /// Streams one completion of `n` tokens for a prompt stated as `prompt`
 /// tokens; returns the instant it was sent and each token's arrival.
 async fn stream_tokens(h: &SimServerHandle, prompt: u32, n: u32) -> (Instant, Vec<Instant>) {
@@ -189,13 +198,7 @@ async fn metrics_use_vllm_names_and_count_tokens() {
     ] {
         assert!(text.contains(name), "missing {name} in\n{text}");
     }
-    let value = |name: &str| -> f64 {
-        text.lines()
-            .find(|l| l.starts_with(name) && l.contains('{'))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(-1.0)
-    };
+    let value = |name: &str| metric(&text, name).unwrap_or(-1.0);
     assert_eq!(value("vllm:generation_tokens_total"), 4.0);
     assert_eq!(value("vllm:prompt_tokens_total"), 100.0);
     assert_eq!(value("vllm:time_to_first_token_seconds_count"), 1.0);
@@ -229,10 +232,7 @@ async fn token_timing_follows_the_engine_schedule() {
     // the machine woke it: its own histograms, in model seconds, hold the
     // first token and the 15 gaps of the one request.
     let text = reqwest::get(format!("http://{}/metrics", h.local_addr())).await.unwrap().text().await.unwrap();
-    let value = |name: &str| -> f64 {
-        let line = text.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name} in\n{text}"));
-        line.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap()
-    };
+    let value = |name: &str| metric(&text, name).unwrap_or_else(|| panic!("no {name} in\n{text}"));
     let (ttft, gaps) = (value("vllm:time_to_first_token_seconds_sum"), value("vllm:inter_token_latency_seconds_sum"));
     assert_eq!(value("vllm:time_to_first_token_seconds_count"), 1.0);
     assert_eq!(value("vllm:inter_token_latency_seconds_count"), f64::from(n - 1));
@@ -269,13 +269,7 @@ async fn concurrency_beyond_max_num_seqs_queues() {
     // Scrape /metrics while the six requests are in flight.
     let saw_waiting = fleetbench_testkit::wait_until(Duration::from_secs(10), Duration::from_millis(5), async || {
         let text = client.get(format!("http://{}/metrics", h.local_addr())).send().await.unwrap().text().await.unwrap();
-        let waiting = text
-            .lines()
-            .find(|l| l.starts_with("vllm:num_requests_waiting{"))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0);
-        waiting >= 1.0
+        metric(&text, "vllm:num_requests_waiting").unwrap_or(0.0) >= 1.0
     })
     .await;
     let mut ttfts = Vec::new();

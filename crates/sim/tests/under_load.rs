@@ -377,6 +377,10 @@ fn a_multi_turn_row_sends_its_turns_without_their_history_unless_it_says_carried
     assert!(bad.malformed && skip_reason(&bad).contains("'sometimes' is not carried or none"), "{:?}", bad.skipped);
 }
 
+/// `max_concurrency` caps an open-loop row's client: past the server's
+/// capacity a request held back is timed from its send, below the cap
+/// nothing changes, and a cap on a closed loop, of 0 or not a number is
+/// refused with the column.
 #[test]
 fn max_concurrency_holds_an_overloaded_clients_requests_back() {
     let c = Catalog::embedded().unwrap();
