@@ -181,6 +181,11 @@ fn hugging_face_ids_release_tags_and_an_empty_format_place_their_deployment() {
             row("b", "h100-sxm", 2, "codellama-34b", "bf16"),
         ),
         (row("a", "NVIDIA L40", 2, "Qwen/Qwen3-14B", "bf16"), row("b", "l40", 2, "qwen3-14b", "bf16")),
+        // vLLM's `--dtype half`.
+        (
+            row("a", "NVIDIA H100 PCIe", 1, "meta-llama/Llama-3.1-8B-Instruct", "half"),
+            row("b", "h100-pcie", 1, "llama-3.1-8b", "fp16"),
+        ),
     ];
     let catalog = Catalog::embedded().unwrap();
     for (spelled, canonical) in pairs {
