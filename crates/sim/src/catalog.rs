@@ -532,9 +532,40 @@ pub struct Interconnect {
     pub name: String,
     #[serde(default)]
     pub aliases: Vec<String>,
-    /// Per GPU, per direction.
+    /// Per GPU, per direction: host transfers and pipeline hand-offs.
     pub bandwidth_gbs: f64,
+    /// One small all-reduce between two GPUs, as NCCL or vLLM's custom
+    /// all-reduce achieves it (launch, synchronisation, wire latency).
     pub allreduce_latency_us: f64,
+    /// Added for each GPU beyond two: a ring all-reduce takes 2(n−1) steps
+    /// (0 where a switch keeps the latency flat in the GPU count).
+    #[serde(default)]
+    pub allreduce_hop_us: f64,
+    /// The bus bandwidth an all-reduce reaches (nccl-tests' `busbw`);
+    /// `None`: the link's `bandwidth_gbs`.
+    #[serde(default)]
+    pub allreduce_busbw_gbs: Option<f64>,
+    /// GPUs one CPU socket holds; an all-reduce over more crosses the link
+    /// between the sockets and reaches only `cross_socket_busbw_gbs`.
+    #[serde(default)]
+    pub socket_gpus: Option<u32>,
+    #[serde(default)]
+    pub cross_socket_busbw_gbs: Option<f64>,
+}
+
+impl Interconnect {
+    /// The fixed cost of one small all-reduce over `n` GPUs, in seconds.
+    pub fn allreduce_latency_s(&self, n: u32) -> f64 {
+        (self.allreduce_latency_us + self.allreduce_hop_us * f64::from(n.saturating_sub(2))) * 1e-6
+    }
+    /// The bus bandwidth of an all-reduce over `n` GPUs, in GB/s.
+    pub fn allreduce_busbw_gbs(&self, n: u32) -> f64 {
+        let within = self.allreduce_busbw_gbs.unwrap_or(self.bandwidth_gbs);
+        match (self.socket_gpus, self.cross_socket_busbw_gbs) {
+            (Some(socket), Some(across)) if n > socket => across,
+            _ => within,
+        }
+    }
 }
 
 #[derive(Deserialize)]

@@ -84,12 +84,18 @@ impl Catalog {
                 t
             }
             Part::Interconnects => {
-                let mut t = numbers(Table::new(["id", "GB/s", "AR us", "name"]), 4);
+                // An all-reduce's latency over 2 and 8 GPUs and its bus
+                // bandwidth over 4 and 8 (past one socket it can drop).
+                let mut t =
+                    numbers(Table::new(["id", "GB/s", "AR us x2", "AR us x8", "AR GB/s x4", "AR GB/s x8", "name"]), 7);
                 for i in &self.interconnects {
                     t.push([
                         i.id.clone(),
                         format!("{:.1}", i.bandwidth_gbs),
-                        format!("{:.0}", i.allreduce_latency_us),
+                        format!("{:.1}", i.allreduce_latency_s(2) * 1e6),
+                        format!("{:.1}", i.allreduce_latency_s(8) * 1e6),
+                        format!("{:.1}", i.allreduce_busbw_gbs(4)),
+                        format!("{:.1}", i.allreduce_busbw_gbs(8)),
                         i.name.clone(),
                     ]);
                 }

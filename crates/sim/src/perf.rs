@@ -241,14 +241,17 @@ pub fn expert_coverage(e: u32, k: u32, tokens: u32) -> f64 {
     e * (1.0 - (1.0 - k / e).powi(tokens.min(i32::MAX as u32) as i32))
 }
 
-/// Time of one ring all-reduce of `bytes` over `n` GPUs.
+/// Time of one ring all-reduce of `bytes` over `n` GPUs: its latency, which
+/// grows with the ring's steps where the link says so, and `2(n−1)/n` of
+/// the bytes at the bus bandwidth the link reaches at that width.
 pub fn allreduce_time_s(link: &Interconnect, n: u32, bytes: f64) -> f64 {
     if n <= 1 {
         return 0.0;
     }
-    let n = n as f64;
-    let wire = if link.bandwidth_gbs > 0.0 { 2.0 * (n - 1.0) / n * bytes / (link.bandwidth_gbs * 1e9) } else { 0.0 };
-    link.allreduce_latency_us * 1e-6 + wire
+    let busbw = link.allreduce_busbw_gbs(n);
+    let k = f64::from(n);
+    let wire = if busbw > 0.0 { 2.0 * (k - 1.0) / k * bytes / (busbw * 1e9) } else { 0.0 };
+    link.allreduce_latency_s(n) + wire
 }
 
 /// The PCIe generation of a GPU family's hosts (KV offload reloads).
@@ -557,8 +560,7 @@ impl Deployment {
         let tp_s = 2.0 * m.layers as f64 * allreduce_time_s(&self.interconnect, self.tp, msg);
         let pp_s = if self.pp > 1 {
             (self.pp - 1) as f64
-                * (self.interconnect.allreduce_latency_us * 1e-6
-                    + msg / (self.interconnect.bandwidth_gbs.max(1.0) * 1e9))
+                * (self.interconnect.allreduce_latency_s(2) + msg / (self.interconnect.bandwidth_gbs.max(1.0) * 1e9))
         } else {
             0.0
         };
@@ -945,10 +947,30 @@ mod tests {
         let c2 = two.decode_step(1, 0.0);
         // Bytes split across the two GPUs.
         assert!((c2.bytes_per_gpu * 2.0 - c1.bytes_per_gpu).abs() / c1.bytes_per_gpu < 1e-9);
-        // 64 layers x 2 all-reduces x (30 us + 2*(1/2)*5120*2 B / 31.5 GB/s).
-        let per = 30e-6 + 5120.0 * 2.0 / 31.5e9;
+        // 64 layers x 2 all-reduces x (9 us + 2*(1/2)*5120*2 B at the
+        // 20 GB/s bus bandwidth a PCIe 4.0 all-reduce reaches).
+        let per = 9e-6 + 5120.0 * 2.0 / 20e9;
         assert!((c2.interconnect_s - 128.0 * per).abs() < 1e-9, "{}", c2.interconnect_s);
         assert_eq!(c1.interconnect_s, 0.0);
+    }
+
+    #[test]
+    fn a_pcie_all_reduce_slows_with_its_ring_and_across_sockets() {
+        let c = Catalog::embedded().unwrap();
+        let pcie = c.interconnect("pcie4").unwrap();
+        let us = |n| pcie.allreduce_latency_s(n) * 1e6;
+        // A ring's steps: 9 us over two GPUs, 5.5 us more for each GPU beyond.
+        assert!((us(2) - 9.0).abs() < 1e-9 && (us(4) - 20.0).abs() < 1e-9 && (us(8) - 42.0).abs() < 1e-9);
+        // Eight GPUs span two sockets: the bus bandwidth drops.
+        assert_eq!((pcie.allreduce_busbw_gbs(4), pcie.allreduce_busbw_gbs(8)), (20.0, 12.0));
+        let mb = 1e6;
+        let t = |n| allreduce_time_s(pcie, n, mb);
+        assert!((t(8) - (42e-6 + 1.75 * mb / 12e9)).abs() < 1e-12, "{}", t(8));
+        assert!(t(2) < t(4) && t(4) < t(8));
+        // NVSwitch keeps one latency and one bandwidth at every width.
+        let switch = c.interconnect("nvlink4").unwrap();
+        assert_eq!(switch.allreduce_latency_s(8), switch.allreduce_latency_s(2));
+        assert_eq!(switch.allreduce_busbw_gbs(8), switch.bandwidth_gbs);
     }
 
     #[test]
@@ -1093,7 +1115,7 @@ mod tests {
         let msg = 8.0 * 8192.0 * 2.0;
         let link = &tp4pp2.interconnect;
         let want = 2.0 * 80.0 * allreduce_time_s(link, 4, msg)
-            + link.allreduce_latency_us * 1e-6
+            + link.allreduce_latency_s(2)
             + msg / (link.bandwidth_gbs * 1e9);
         assert!((b.interconnect_s - want).abs() < 1e-12, "{} vs {want}", b.interconnect_s);
         let k = EngineKnobs { pipeline_parallel: Some(3), ..EngineKnobs::default() };
