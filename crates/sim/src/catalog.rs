@@ -551,6 +551,10 @@ pub struct Interconnect {
     pub socket_gpus: Option<u32>,
     #[serde(default)]
     pub cross_socket_busbw_gbs: Option<f64>,
+    /// The most GPUs the link joins (an NVLink bridge: a pair); over more,
+    /// the all-reduce is a ring through the host's PCIe.
+    #[serde(default)]
+    pub max_gpus: Option<u32>,
 }
 
 impl Interconnect {

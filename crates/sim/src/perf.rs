@@ -354,6 +354,17 @@ impl Deployment {
         )?;
         d.host_link_gbs = host;
         d.notes.extend(gpu_note);
+        // A bridge joins a pair: a wider tensor-parallel group is not all
+        // linked, so vLLM leaves its custom all-reduce off and NCCL's ring
+        // runs at the pace of its PCIe hops.
+        if let Some(most) = d.interconnect.max_gpus.filter(|&m| d.tp > m) {
+            let pcie = catalog.require_interconnect(host_link(&d.gpu))?.clone();
+            d.notes.push(format!(
+                "{} joins {most} GPUs; over {}, an all-reduce is a ring through PCIe: modelled as {}",
+                d.interconnect.name, d.tp, pcie.name
+            ));
+            d.interconnect = pcie;
+        }
         Ok(d)
     }
 
@@ -971,6 +982,16 @@ mod tests {
         let switch = c.interconnect("nvlink4").unwrap();
         assert_eq!(switch.allreduce_latency_s(8), switch.allreduce_latency_s(2));
         assert_eq!(switch.allreduce_busbw_gbs(8), switch.bandwidth_gbs);
+    }
+
+    #[test]
+    fn a_bridge_joins_a_pair_and_wider_rings_run_over_pcie() {
+        let pair = deployment("rtx3090", 2, Some("nvlink3"), "qwen2.5-coder-32b", "awq4", "vllm");
+        assert_eq!(pair.interconnect.id, "nvlink3");
+        assert!(pair.notes.is_empty(), "{:?}", pair.notes);
+        let four = deployment("rtx3090", 4, Some("nvlink3"), "qwen2.5-coder-32b", "awq4", "vllm");
+        assert_eq!(four.interconnect.id, "pcie4");
+        assert!(four.notes.iter().any(|n| n.contains("joins 2 GPUs") && n.contains("PCIe 4.0")), "{:?}", four.notes);
     }
 
     #[test]
