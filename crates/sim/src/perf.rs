@@ -340,7 +340,7 @@ impl Deployment {
         } else {
             Parallelism::Tensor
         });
-        let host = catalog.require_interconnect(host_link(&gpu))?.bandwidth_gbs;
+        let host = catalog.require_interconnect(host_link(&gpu))?.clone();
         let mut d = Deployment::build(
             gpu,
             spec.count,
@@ -352,18 +352,17 @@ impl Deployment {
             spec.max_num_seqs,
             &spec.knobs,
         )?;
-        d.host_link_gbs = host;
+        d.host_link_gbs = host.bandwidth_gbs;
         d.notes.extend(gpu_note);
         // A bridge joins a pair: a wider tensor-parallel group is not all
         // linked, so vLLM leaves its custom all-reduce off and NCCL's ring
         // runs at the pace of its PCIe hops.
         if let Some(most) = d.interconnect.max_gpus.filter(|&m| d.tp > m) {
-            let pcie = catalog.require_interconnect(host_link(&d.gpu))?.clone();
             d.notes.push(format!(
                 "{} joins {most} GPUs; over {}, an all-reduce is a ring through PCIe: modelled as {}",
-                d.interconnect.name, d.tp, pcie.name
+                d.interconnect.name, d.tp, host.name
             ));
-            d.interconnect = pcie;
+            d.interconnect = host;
         }
         Ok(d)
     }
