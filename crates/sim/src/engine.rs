@@ -154,6 +154,10 @@ pub struct ServingEngine {
     cpu_used: u64,
     /// KV tokens to copy from CPU memory before the next step computes.
     reload_tokens: u64,
+    /// Start and end of the last step: with async scheduling the step
+    /// after it was scheduled when it began, so only requests that had
+    /// reached the engine core by then are in it.
+    last_step: Option<(f64, f64)>,
 }
 
 impl ServingEngine {
@@ -180,6 +184,7 @@ impl ServingEngine {
             cpu_capacity,
             cpu_used: 0,
             reload_tokens: 0,
+            last_step: None,
         }
     }
 
@@ -264,9 +269,12 @@ impl ServingEngine {
         self.submit_at(req, prefix, self.now);
     }
 
-    /// Queues a request that reaches the engine core at `ready` (not before
-    /// now): it is not scheduled earlier. Requests must be submitted in the
-    /// order of their `ready` times (first come, first served).
+    /// Queues a request that reaches the engine core at `ready`: it is not
+    /// scheduled earlier. `ready` may lie before now, in the step that just
+    /// ran (a driver hands over what arrived during a step when it ends):
+    /// with async scheduling that decides whether it made the step after.
+    /// Requests must be submitted in the order of their `ready` times
+    /// (first come, first served).
     pub fn submit_at(&mut self, req: EngineRequest, prefix: PrefixKey, ready: f64) {
         let req =
             EngineRequest { prompt_tokens: req.prompt_tokens.max(1), output_tokens: req.output_tokens.max(1), ..req };
@@ -275,7 +283,7 @@ impl ServingEngine {
             req,
             prefix,
             pins: [None, None],
-            arrival: ready.max(self.now),
+            arrival: ready,
             computed: 0,
             to_prefill: req.prompt_tokens,
             generated: 0,
@@ -309,13 +317,15 @@ impl ServingEngine {
         self.running.iter().chain(self.waiting.iter()).find(|s| s.req.id == id).map(|s| s.arrival)
     }
 
-    fn admit(&mut self) {
+    /// Moves waiting requests that reached the engine core by `cutoff` into
+    /// the running set, while slots and KV room last.
+    fn admit(&mut self, cutoff: f64) {
         let max = self.d.max_num_seqs as usize;
         while self.running.len() < max {
             let Some(front) = self.waiting.front() else {
                 break;
             };
-            if front.arrival > self.now {
+            if front.arrival > cutoff {
                 break;
             }
             let (prefix_hit, pins, from_cpu) = self.lookup(&front.prefix, front.to_prefill);
@@ -510,12 +520,26 @@ impl ServingEngine {
     /// Runs one step and reports its events through `sink`. Returns None when
     /// there is nothing to do.
     pub fn step(&mut self, sink: &mut impl FnMut(EngineEvent)) -> Option<StepSummary> {
-        self.admit();
+        // With async scheduling this step was scheduled when the last one
+        // began (vLLM's batch queue of two): a request that reached the
+        // engine core while the last step ran waits for the step after.
+        // With nothing else to run, the engine schedules on the last
+        // step's end, as a synchronous one does.
+        let cutoff = match self.last_step {
+            Some((start, end)) if self.d.async_scheduling && !self.running.is_empty() && self.now <= end => {
+                (start + self.d.engine.step_floor_us.max(0.0) * 1e-6).min(end)
+            }
+            _ => self.now,
+        };
+        self.admit(cutoff);
+        if self.running.is_empty() {
+            self.admit(self.now);
+        }
         if self.running.is_empty() {
             // Idle until the first queued request reaches the engine core.
             let next = self.waiting.front().map(|s| s.arrival)?;
             self.advance_to(next);
-            self.admit();
+            self.admit(self.now);
             if self.running.is_empty() {
                 return None;
             }
@@ -645,6 +669,7 @@ impl ServingEngine {
             }
             i += 1;
         }
+        self.last_step = Some((start, t));
         Some(StepSummary { start, end: t, decode_seqs: load.decode_seqs, prefill_tokens: load.prefill_tokens })
     }
 }
@@ -739,8 +764,8 @@ pub fn simulate_offline(
             }
             let Some((t, r)) = arrivals.next() else { break };
             eng.advance_to(t);
-            open.insert(r.id, (eng.now(), f64::NAN, 0));
-            eng.submit(r);
+            open.insert(r.id, (t, f64::NAN, 0));
+            eng.submit_at(r, PrefixKey::default(), t);
             requests += 1;
         }
         max_waiting = max_waiting.max(eng.num_waiting());
@@ -973,7 +998,13 @@ mod tests {
 
     #[test]
     fn decodes_go_first_and_prefill_chunks_fill_the_rest_of_the_token_budget() {
-        let knobs = crate::perf::EngineKnobs { max_num_batched_tokens: Some(64), ..Default::default() };
+        // Synchronous scheduling, so the request that arrives last joins
+        // the very next step (the async lag has a test of its own).
+        let knobs = crate::perf::EngineKnobs {
+            max_num_batched_tokens: Some(64),
+            async_scheduling: Some(false),
+            ..Default::default()
+        };
         let d = knobbed("h100-sxm", "llama-3.1-8b", "fp8", knobs);
         assert_eq!(d.max_batched_tokens, 64);
         let mut eng = ServingEngine::new(d);
@@ -990,6 +1021,56 @@ mod tests {
         eng.submit(EngineRequest { id: 99, prompt_tokens: 1000, output_tokens: 4 });
         let s = eng.step(&mut |_| {}).unwrap();
         assert_eq!((s.decode_seqs, s.prefill_tokens), (10, 54));
+    }
+
+    #[test]
+    fn with_async_scheduling_a_request_arriving_mid_step_joins_the_step_after_next() {
+        // Ten sequences decoding, then one more request reaching the engine
+        // core at a given instant of a step. Returns the prefill tokens of
+        // the three steps after that one.
+        let joins = |async_scheduling: bool, into_step: f64| -> (f64, Vec<u32>) {
+            let knobs = crate::perf::EngineKnobs { async_scheduling: Some(async_scheduling), ..Default::default() };
+            let mut eng = ServingEngine::new(knobbed("h100-sxm", "llama-3.1-8b", "fp8", knobs));
+            for id in 0..10 {
+                eng.submit(EngineRequest { id, prompt_tokens: 20, output_tokens: 100 });
+            }
+            eng.step(&mut |_| {});
+            let busy = eng.step(&mut |_| {}).unwrap();
+            assert_eq!((busy.decode_seqs, busy.prefill_tokens), (10, 0));
+            let arrival = busy.start + into_step * (busy.end - busy.start);
+            eng.submit_at(
+                EngineRequest { id: 99, prompt_tokens: 300, output_tokens: 4 },
+                PrefixKey::default(),
+                arrival,
+            );
+            let next: Vec<u32> = (0..3).map(|_| eng.step(&mut |_| {}).unwrap().prefill_tokens).collect();
+            (busy.end - busy.start, next)
+        };
+        let floor = Catalog::embedded().unwrap().engine("vllm").unwrap().step_floor_us * 1e-6;
+        // The step is longer than the engine core's CPU work, so the step
+        // after it is scheduled while it still runs.
+        let (step, sync_mid) = joins(false, 0.5);
+        assert!(step > 1.5 * floor, "{step} vs {floor}");
+        // Synchronous: scheduled when the step ends, with the newcomer.
+        assert_eq!(sync_mid, vec![300, 0, 0]);
+        // Async: the next step was scheduled once the engine core's CPU
+        // work for this one was done; the newcomer waits one step more.
+        assert_eq!(joins(true, 0.9).1, vec![0, 300, 0]);
+        // Arriving before that, it makes the next step.
+        assert_eq!(joins(true, 0.5 * floor / step).1, vec![300, 0, 0]);
+        // An idle engine schedules a lone request at once.
+        let knobs = crate::perf::EngineKnobs { async_scheduling: Some(true), ..Default::default() };
+        let mut eng = ServingEngine::new(knobbed("h100-sxm", "llama-3.1-8b", "fp8", knobs));
+        eng.submit(EngineRequest { id: 1, prompt_tokens: 20, output_tokens: 1 });
+        let first = eng.step(&mut |_| {}).unwrap();
+        assert!(eng.step(&mut |_| {}).is_none());
+        eng.submit_at(
+            EngineRequest { id: 2, prompt_tokens: 300, output_tokens: 4 },
+            PrefixKey::default(),
+            first.end + 1.0,
+        );
+        let s = eng.step(&mut |_| {}).unwrap();
+        assert_eq!((s.start, s.prefill_tokens), (first.end + 1.0, 300));
     }
 
     #[test]
