@@ -15,6 +15,10 @@ const ENGINES_TOML: &str = include_str!("../data/engines.toml");
 const INTERCONNECTS_TOML: &str = include_str!("../data/interconnects.toml");
 /// Bytes in a GiB.
 pub const GIB: f64 = (1u64 << 30) as f64;
+/// Share of a GDDR card's bandwidth left for data with inline ECC on: one
+/// byte in sixteen carries check bits, as one sixteenth of its memory does
+/// (nvidia-smi shows an L40S's 48 GiB as 46,068 MiB).
+pub const INLINE_ECC_DATA_SHARE: f64 = 15.0 / 16.0;
 
 /// One accelerator.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -43,6 +47,12 @@ pub struct Gpu {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub driver_memory_gb: Option<f64>,
     pub memory_bw_gbs: f64,
+    /// ECC on by default, stored in line with the data (datacenter GDDR
+    /// cards: A10, A40, L4, L40S, T4): a sixteenth of every transfer is
+    /// check bits, so the data moves at 15/16 of `memory_bw_gbs`. HBM
+    /// keeps its check bits on side channels and needs no such share.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inline_ecc: bool,
     pub fp32_tflops: f64,
     /// Dense FP16/BF16 tensor throughput.
     pub fp16_tflops: f64,
@@ -68,6 +78,16 @@ impl Gpu {
     /// where ECC takes more, `driver_memory_gb` says how much is left.
     pub fn memory_bytes(&self) -> f64 {
         self.driver_memory_gb.unwrap_or(self.memory_gb) * GIB
+    }
+
+    /// The bandwidth left for data, GB/s: the datasheet's, less the check
+    /// bits of inline ECC.
+    pub fn data_bw_gbs(&self) -> f64 {
+        if self.inline_ecc {
+            self.memory_bw_gbs * INLINE_ECC_DATA_SHARE
+        } else {
+            self.memory_bw_gbs
+        }
     }
 
     /// A PCIe card (its name says so): without bridges, its GPUs talk over
@@ -1276,6 +1296,24 @@ mod tests {
             let gpu = c.gpu(g).unwrap_or_else(|| panic!("missing GPU {g}"));
             assert!(!gpu.source.is_empty() && gpu.memory_bw_gbs > 0.0 && gpu.fp16_tflops > 0.0, "{g}");
         }
+    }
+
+    #[test]
+    fn cards_with_inline_ecc_lose_a_sixteenth_of_memory_and_of_bandwidth() {
+        let c = Catalog::embedded().unwrap();
+        // The cards whose driver shows a sixteenth of the memory kept for
+        // check bits are exactly those that move check bits with the data.
+        for g in &c.gpus {
+            let kept = g.driver_memory_gb.map(|d| 1.0 - d / g.memory_gb);
+            let sixteenth = kept.is_some_and(|k| (k - 1.0 / 16.0).abs() < 0.005);
+            assert_eq!(g.inline_ecc, sixteenth, "{}: {kept:?}", g.id);
+        }
+        let bw = |id: &str| c.gpu(id).unwrap().data_bw_gbs();
+        assert!((bw("l40s") - 864.0 * 15.0 / 16.0).abs() < 1e-9);
+        assert!((bw("a40") - 696.0 * 15.0 / 16.0).abs() < 1e-9);
+        // Workstation and consumer cards ship with ECC off; HBM keeps its
+        // check bits aside.
+        assert_eq!((bw("rtx6000-ada"), bw("rtx4090"), bw("h100-sxm")), (960.0, 1008.0, 3350.0));
     }
 
     #[test]

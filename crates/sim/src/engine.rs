@@ -155,8 +155,9 @@ pub struct ServingEngine {
     /// KV tokens to copy from CPU memory before the next step computes.
     reload_tokens: u64,
     /// Start and end of the last step: with async scheduling the step
-    /// after it was scheduled when it began, so only requests that had
-    /// reached the engine core by then are in it.
+    /// after it was scheduled while it ran, once the engine core's CPU
+    /// work for it was done, so only requests that had reached the engine
+    /// core by then are in it.
     last_step: Option<(f64, f64)>,
 }
 
@@ -520,11 +521,12 @@ impl ServingEngine {
     /// Runs one step and reports its events through `sink`. Returns None when
     /// there is nothing to do.
     pub fn step(&mut self, sink: &mut impl FnMut(EngineEvent)) -> Option<StepSummary> {
-        // With async scheduling this step was scheduled when the last one
-        // began (vLLM's batch queue of two): a request that reached the
-        // engine core while the last step ran waits for the step after.
-        // With nothing else to run, the engine schedules on the last
-        // step's end, as a synchronous one does.
+        // With async scheduling this step was scheduled while the last one
+        // ran, once the engine core's CPU work for it was done (vLLM's
+        // batch queue of two): a request that reached the engine core
+        // after that waits for the step after. With nothing else to run,
+        // the engine schedules on the last step's end, as a synchronous
+        // one does.
         let cutoff = match self.last_step {
             Some((start, end)) if self.d.async_scheduling && !self.running.is_empty() && self.now <= end => {
                 (start + self.d.engine.step_floor_us.max(0.0) * 1e-6).min(end)

@@ -28,12 +28,17 @@ impl Catalog {
     pub fn table(&self, part: Part) -> Table {
         match part {
             Part::Gpus => {
-                let mut t = numbers(Table::new(["id", "GB", "GB/s", "FP16 TF", "FP8 TF", "TDP W", "$/h", "name"]), 8);
+                let mut t = numbers(
+                    Table::new(["id", "GB", "GB/s", "data GB/s", "FP16 TF", "FP8 TF", "TDP W", "$/h", "name"]),
+                    9,
+                );
                 for g in &self.gpus {
                     t.push([
                         g.id.clone(),
                         format!("{:.0}", g.memory_gb),
                         format!("{:.0}", g.memory_bw_gbs),
+                        // Less the check bits where inline ECC is on.
+                        format!("{:.0}", g.data_bw_gbs()),
                         format!("{:.0}", g.fp16_tflops),
                         opt(g.fp8_tflops, 0),
                         format!("{:.0}", g.tdp_w),

@@ -543,7 +543,7 @@ impl Deployment {
         let attn_width = (m.heads * m.head_dim) as f64 * m.layers as f64;
         let flops = 2.0 * m.params_active_b * 1e9 * tokens as f64
             + 4.0 * attn_width * (load.decode_context_tokens + load.prefill_attention_tokens);
-        let bw = self.gpu.memory_bw_gbs * 1e9 * self.engine.bw_eff_on(&self.gpu) * self.quant.decode_kernel_eff;
+        let bw = self.gpu.data_bw_gbs() * 1e9 * self.engine.bw_eff_on(&self.gpu) * self.quant.decode_kernel_eff;
         let peak = self.gpu.peak_flops(&self.quant.compute)
             * self.engine.compute_eff_on(&self.gpu)
             * self.quant.prefill_kernel_eff;
@@ -1002,6 +1002,16 @@ mod tests {
         assert_eq!(link("a100-80gb"), "nvswitch3");
         let bridged = deployment("h100-pcie", 2, Some("nvlink4"), "llama-3.1-8b", "fp16", "vllm");
         assert_eq!(bridged.interconnect.id, "nvlink4", "a bridge the user names is used");
+    }
+
+    #[test]
+    fn inline_ecc_slows_the_weight_reads_by_a_sixteenth() {
+        let with_ecc = deployment("l40s", 1, None, "llama-3.1-8b", "fp16", "vllm");
+        let mut without = with_ecc.clone();
+        without.gpu.inline_ecc = false;
+        let (a, b) = (with_ecc.decode_step(1, 512.0), without.decode_step(1, 512.0));
+        assert!((a.memory_s / b.memory_s - 16.0 / 15.0).abs() < 1e-12, "{} vs {}", a.memory_s, b.memory_s);
+        assert!(a.time_s > b.time_s);
     }
 
     #[test]
