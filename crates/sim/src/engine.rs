@@ -524,9 +524,9 @@ impl ServingEngine {
         // With async scheduling this step was scheduled while the last one
         // ran, once the engine core's CPU work for it was done (vLLM's
         // batch queue of two): a request that reached the engine core
-        // after that waits for the step after. With nothing else to run,
-        // the engine schedules on the last step's end, as a synchronous
-        // one does.
+        // after that waits for the step after. With nothing running, no
+        // step was scheduled ahead: the engine schedules now, as a
+        // synchronous one does.
         let cutoff = match self.last_step {
             Some((start, end)) if self.d.async_scheduling && !self.running.is_empty() && self.now <= end => {
                 (start + self.d.engine.step_floor_us.max(0.0) * 1e-6).min(end)
@@ -534,9 +534,6 @@ impl ServingEngine {
             _ => self.now,
         };
         self.admit(cutoff);
-        if self.running.is_empty() {
-            self.admit(self.now);
-        }
         if self.running.is_empty() {
             // Idle until the first queued request reaches the engine core.
             let next = self.waiting.front().map(|s| s.arrival)?;

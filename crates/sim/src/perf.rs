@@ -915,7 +915,7 @@ mod tests {
         let cost = d.step(&chunk);
         // Read the packed weights, write an FP16 copy (2 bytes per weight).
         let bq = d.quant.bits_per_weight / 8.0;
-        let bw = d.gpu.memory_bw_gbs * 1e9 * d.engine.bw_eff_on(&d.gpu);
+        let bw = d.gpu.data_bw_gbs() * 1e9 * d.engine.bw_eff_on(&d.gpu);
         let expect = d.weight_read_bytes(512) * (1.0 + 2.0 / bq) / bw;
         assert!((cost.dequant_s - expect).abs() < 1e-12, "{} vs {expect}", cost.dequant_s);
         assert!((cost.time_s - (cost.memory_s.max(cost.compute_s) + cost.dequant_s + cost.overhead_s)).abs() < 1e-12);
