@@ -383,16 +383,24 @@ pub(crate) async fn pace_until(at: std::time::Instant) {
 /// When an open loop sends each arrival: at its own time, except that
 /// stages that drain ([`ArrivalPlan::drains`]) start no earlier than the
 /// end of the stage before's last request, shifting the stage's arrivals
-/// (and every later stage's) by the wait.
+/// (and every later stage's) by the wait. A stage that waited opens when
+/// the stage before drained, and its first request comes its first gap
+/// later, as inference-perf starts a stage's timer.
 pub(crate) struct StageClock {
     drains: bool,
+    /// Each stage's own start, seconds from the start of the run.
+    opens: Vec<f64>,
     stage: u32,
     shift: f64,
 }
 
 impl StageClock {
     pub(crate) fn new(plan: &RunPlan) -> StageClock {
-        StageClock { drains: plan.arrivals.as_ref().is_some_and(ArrivalPlan::drains), stage: 0, shift: 0.0 }
+        let (drains, opens) = match &plan.arrivals {
+            Some(a) => (a.drains(), a.stages().into_iter().map(|(_, start, _)| start).collect()),
+            None => (false, Vec::new()),
+        };
+        StageClock { drains, opens, stage: 0, shift: 0.0 }
     }
 
     /// `arrival` opens a stage that waits for the requests before it.
@@ -402,7 +410,8 @@ impl StageClock {
 
     /// The stage of `arrival` begins; `now` is when the stage before drained.
     pub(crate) fn begin(&mut self, arrival: &Instant, t0: f64, now: f64) {
-        self.shift = self.shift.max(now - (t0 + arrival.t));
+        let opens = self.opens.get(arrival.stage as usize).copied().unwrap_or(arrival.t);
+        self.shift = self.shift.max(now - (t0 + opens));
         self.stage = arrival.stage;
     }
 

@@ -447,6 +447,40 @@ async fn a_stage_starts_when_the_stage_before_has_drained() {
     assert!((recs[2].t_sched - recs[1].t_sched - 0.05).abs() < 1e-9, "{} then {}", recs[1].t_sched, recs[2].t_sched);
 }
 
+/// A `constant` stage that waited for the stage before opens when that
+/// stage drained, and its first request comes its own first gap later, as
+/// inference-perf starts a stage's timer; `sim replay` sends it the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stage_that_waited_sends_its_first_request_one_gap_after_it_opens() {
+    let s = common::start(Script {
+        ttft: Duration::from_millis(200),
+        itl: Duration::from_millis(5),
+        tokens: 2,
+        ..Default::default()
+    })
+    .await;
+    let arrivals = fleetbench_load::ArrivalSpec::parse("constant:20/s*50ms,40/s*100ms").unwrap().plan(1).unwrap();
+    let nominal: Vec<f64> = arrivals.instants().map(|i| i.t).collect();
+    assert_eq!(nominal.len(), 5, "{nominal:?}");
+    let first_gap = nominal[1] - 0.05;
+    assert!(first_gap > 0.0, "{nominal:?}");
+    let plan = open_plan(20.0, None, Some(arrivals));
+    let wl = Arc::new(SyntheticWorkload::new(16, 2, 0.0, 3));
+    let mut recs = run_to_end(&client(&s.base_url(), ApiKind::Chat), &plan, wl).await;
+    recs.sort_by(|a, b| a.t_sched.total_cmp(&b.t_sched));
+    assert_eq!(recs.len(), 5);
+    assert!(
+        recs[1].t_sched >= recs[0].t_end + first_gap - 1e-9,
+        "stage 2's first request at {}, stage 1 ended at {} and the gap is {first_gap}",
+        recs[1].t_sched,
+        recs[0].t_end
+    );
+    for i in 2..5 {
+        let kept = (recs[i].t_sched - recs[1].t_sched) - (nominal[i] - nominal[1]);
+        assert!(kept.abs() < 1e-9, "arrival {i} moved by {kept} s against the first of its stage");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_loop_never_sends_before_its_arrival() {
     // 5 ms apart: each arrival is paced by tokio's timer to 2 ms before it,
