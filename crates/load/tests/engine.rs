@@ -420,18 +420,19 @@ async fn a_conversation_sends_its_next_turn_after_the_last_ends() {
     assert!(most > 2, "single-turn requests were held back: at most {most} at once");
 }
 
+/// A server whose every request takes just over 200 ms: longer than the
+/// short stages of the tests below, so each stage has to wait for the one
+/// before.
+fn outlasting_a_stage() -> Script {
+    Script { ttft: Duration::from_millis(200), itl: Duration::from_millis(5), tokens: 2, ..Default::default() }
+}
+
 /// Stages of `--arrivals` drain: the second stage's first request goes
 /// once the first stage's request has ended (200 ms in, well after the
 /// second stage's own time of 50 ms), its arrivals keeping their spacing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stage_starts_when_the_stage_before_has_drained() {
-    let s = common::start(Script {
-        ttft: Duration::from_millis(200),
-        itl: Duration::from_millis(5),
-        tokens: 2,
-        ..Default::default()
-    })
-    .await;
+    let s = common::start(outlasting_a_stage()).await;
     let arrivals = fleetbench_load::ArrivalSpec::parse("even:20/s*50ms,20/s*100ms").unwrap().plan(1).unwrap();
     let plan = open_plan(20.0, None, Some(arrivals));
     let wl = Arc::new(SyntheticWorkload::new(16, 2, 0.0, 3));
@@ -452,13 +453,7 @@ async fn a_stage_starts_when_the_stage_before_has_drained() {
 /// inference-perf starts a stage's timer; `sim replay` sends it the same way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stage_that_waited_sends_its_first_request_one_gap_after_it_opens() {
-    let s = common::start(Script {
-        ttft: Duration::from_millis(200),
-        itl: Duration::from_millis(5),
-        tokens: 2,
-        ..Default::default()
-    })
-    .await;
+    let s = common::start(outlasting_a_stage()).await;
     let arrivals = fleetbench_load::ArrivalSpec::parse("constant:20/s*50ms,40/s*100ms").unwrap().plan(1).unwrap();
     let nominal: Vec<f64> = arrivals.instants().map(|i| i.t).collect();
     assert_eq!(nominal.len(), 5, "{nominal:?}");
