@@ -394,6 +394,21 @@ pub struct EngineKnobArgs {
     /// did: the GPU waits for the engine core's CPU work every step
     #[arg(long, help_heading = "Engine")]
     pub no_async_scheduling: bool,
+    /// How decode steps use CUDA graphs, as vLLM's cudagraph_mode:
+    /// full_and_piecewise (a decode-only step is one graph, attention
+    /// included: vLLM's default since 0.11.0) or piecewise (attention runs
+    /// between the graphs, a launch gap each layer: vLLM 0.8 to 0.10)
+    #[arg(long, value_name = "MODE", value_parser = parse_cudagraph_mode, help_heading = "Engine")]
+    pub cudagraph_mode: Option<CudaGraphMode>,
+}
+
+/// A `--cudagraph-mode` value: whether decode-only steps run as one CUDA
+/// graph, `None` for `auto` (the engine's default).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CudaGraphMode(pub Option<bool>);
+
+fn parse_cudagraph_mode(text: &str) -> Result<CudaGraphMode, String> {
+    fleetbench_sim::perf::cudagraph_mode(text).map(CudaGraphMode)
 }
 
 /// A `--kv-cache-dtype` value: its bits per element, `None` for `auto`.
@@ -452,6 +467,7 @@ impl DeploymentArgs {
                     (_, true) => Some(false),
                     _ => None,
                 },
+                full_decode_graph: k.cudagraph_mode.and_then(|m| m.0),
             },
         })
     }

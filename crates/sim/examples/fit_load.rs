@@ -6,7 +6,8 @@
 //!
 //! The figures: the host-side `step_floor_us`, `seq_cpu_us`, `frontend_ms`,
 //! `frontend_token_us` and `frontend_prompt_token_us` of engines.toml, the
-//! engine's `layer_overhead_us`, and its efficiency on one GPU family,
+//! engine's `layer_overhead_us` and `decode_layer_overhead_us` (a decode-only
+//! step run as one CUDA graph), and its efficiency on one GPU family,
 //! `FAMILY.bw_eff` and `FAMILY.compute_eff` (its `[engine.family.FAMILY]`
 //! override). By default the three host-side figures and the engine's
 //! bandwidth efficiency on Hopper and on the A100 (`ampere-hbm`) are fitted.
@@ -44,6 +45,8 @@ enum Figure {
     FrontendPromptToken,
     /// The engine's fixed cost per transformer layer per step.
     LayerOverhead,
+    /// The same for a decode-only step run as one CUDA graph.
+    DecodeLayerOverhead,
     /// The engine's `bw_eff` (or `compute_eff`) on one GPU family.
     Family {
         family: String,
@@ -64,6 +67,7 @@ impl Figure {
                 "frontend_token_us" => Figure::FrontendToken,
                 "frontend_prompt_token_us" => Figure::FrontendPromptToken,
                 "layer_overhead_us" => Figure::LayerOverhead,
+                "decode_layer_overhead_us" => Figure::DecodeLayerOverhead,
                 _ => return None,
             },
         })
@@ -77,6 +81,7 @@ impl Figure {
             Figure::FrontendToken => "frontend_token_us".into(),
             Figure::FrontendPromptToken => "frontend_prompt_token_us".into(),
             Figure::LayerOverhead => "layer_overhead_us".into(),
+            Figure::DecodeLayerOverhead => "decode_layer_overhead_us".into(),
             Figure::Family { family, bandwidth: true } => format!("{family}.bw_eff"),
             Figure::Family { family, bandwidth: false } => format!("{family}.compute_eff"),
         }
@@ -92,6 +97,7 @@ impl Figure {
             Figure::FrontendToken => e.frontend_token_us,
             Figure::FrontendPromptToken => e.frontend_prompt_token_us,
             Figure::LayerOverhead => e.layer_overhead_us,
+            Figure::DecodeLayerOverhead => e.decode_layer_overhead_us.unwrap_or(e.layer_overhead_us),
             Figure::Family { family, bandwidth: true } => {
                 e.family.get(family).and_then(|f| f.bw_eff).unwrap_or(e.bw_eff)
             }
@@ -110,6 +116,7 @@ impl Figure {
             Figure::FrontendToken => e.frontend_token_us = v,
             Figure::FrontendPromptToken => e.frontend_prompt_token_us = v,
             Figure::LayerOverhead => e.layer_overhead_us = v,
+            Figure::DecodeLayerOverhead => e.decode_layer_overhead_us = Some(v),
             Figure::Family { family, bandwidth } => {
                 let o = e.family.entry(family.clone()).or_insert_with(FamilyEff::default);
                 if *bandwidth {
@@ -140,7 +147,7 @@ impl Figure {
             Figure::Frontend => (0.0, 100.0),
             Figure::FrontendToken => (0.0, 1_000.0),
             Figure::FrontendPromptToken => (0.0, 100.0),
-            Figure::LayerOverhead => (0.0, 200.0),
+            Figure::LayerOverhead | Figure::DecodeLayerOverhead => (0.0, 200.0),
             Figure::Family { bandwidth: true, .. } => (0.2, 0.9),
             Figure::Family { bandwidth: false, .. } => (0.05, 0.9),
         }
@@ -154,7 +161,7 @@ impl Figure {
             Figure::Frontend => 5.0,
             Figure::FrontendToken => 20.0,
             Figure::FrontendPromptToken => 2.0,
-            Figure::LayerOverhead => 20.0,
+            Figure::LayerOverhead | Figure::DecodeLayerOverhead => 20.0,
             Figure::Family { .. } => 0.5,
         }
     }
@@ -333,7 +340,7 @@ fn main() {
     for name in names {
         let Some(f) = Figure::parse(name) else {
             eprintln!(
-                "unknown figure {name}: step_floor_us, frontend_ms, frontend_token_us, frontend_prompt_token_us, layer_overhead_us, FAMILY.bw_eff, FAMILY.compute_eff"
+                "unknown figure {name}: step_floor_us, frontend_ms, frontend_token_us, frontend_prompt_token_us, layer_overhead_us, decode_layer_overhead_us, FAMILY.bw_eff, FAMILY.compute_eff"
             );
             std::process::exit(2);
         };

@@ -403,6 +403,23 @@ pub struct Engine {
     pub compute_eff: f64,
     pub step_overhead_us: f64,
     pub layer_overhead_us: f64,
+    /// Per-layer cost of a step that only decodes, when the engine runs the
+    /// whole forward pass, attention included, as one CUDA graph (vLLM's
+    /// `FULL_AND_PIECEWISE` mode), µs: no launch gap around each layer's
+    /// attention. `None`: `layer_overhead_us` for every step.
+    #[serde(default)]
+    pub decode_layer_overhead_us: Option<f64>,
+    /// Decode-only steps run as one CUDA graph by default (vLLM since
+    /// 0.11.0), unless a deployment says otherwise.
+    #[serde(default)]
+    pub full_decode_graph: bool,
+    /// The versions, `[from, to)`, that ran decode steps in pieces, with
+    /// attention between the graphs: vLLM's V1 engine from 0.8.0, when it
+    /// became the default, to 0.11.0. An engine named with a version in
+    /// that range has no full decode graph; any other version has one (V0
+    /// captured decode whole as well).
+    #[serde(default)]
+    pub piecewise_decode_versions: Option<[String; 2]>,
     #[serde(default)]
     pub moe_layer_overhead_us: f64,
     /// Activation bytes moved per token per layer, in units of
@@ -499,8 +516,14 @@ impl Engine {
     /// that version.
     pub fn as_named(&self, name: &str) -> Engine {
         let mut e = self.clone();
-        if let (Some(since), Some(v)) = (e.async_scheduling_since.as_deref().and_then(version_in), version_in(name)) {
+        let version = version_in(name);
+        if let (Some(since), Some(v)) = (e.async_scheduling_since.as_deref().and_then(version_in), version) {
             e.async_scheduling = v >= since;
+        }
+        if let (Some([from, to]), Some(v)) = (&e.piecewise_decode_versions, version) {
+            if let (Some(from), Some(to)) = (version_in(from), version_in(to)) {
+                e.full_decode_graph = !(from <= v && v < to);
+            }
         }
         e
     }
@@ -1159,6 +1182,17 @@ mod tests {
         assert_eq!(scheduling("vllm/vllm-openai:v0.10.1.1"), Some(false));
         assert_eq!(scheduling("vllm/vllm-openai:latest"), Some(true));
         assert_eq!(scheduling("nothing 1.0"), None);
+        // vLLM's V1 engine captured decode steps in pieces from 0.8.0 (its
+        // default from then) until FULL_AND_PIECEWISE became the default in
+        // 0.11.0; V0 before it captured them whole.
+        let full = |name: &str| c.engine(name).map(|e| e.as_named(name).full_decode_graph);
+        assert_eq!(full("vllm"), Some(true));
+        assert_eq!(full("vLLM 0.6.3"), Some(true));
+        assert_eq!(full("vllm 0.8.0"), Some(false));
+        assert_eq!(full("vllm/vllm-openai:v0.10.1.1"), Some(false));
+        assert_eq!(full("vllm 0.11.0"), Some(true));
+        assert_eq!(full("vllm 0.19"), Some(true));
+        assert_eq!(full("sglang"), Some(false));
     }
 
     /// Datacenter GDDR cards run with ECC on: engines see the driver's total

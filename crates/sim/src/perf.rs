@@ -100,6 +100,29 @@ pub struct EngineKnobs {
     /// since vLLM 0.14.0); `None` is the engine's default.
     #[serde(default)]
     pub async_scheduling: Option<bool>,
+    /// Decode-only steps as one CUDA graph (vLLM's `cudagraph_mode`
+    /// `FULL_AND_PIECEWISE`, its default since 0.11.0: [`cudagraph_mode`])
+    /// or in pieces with attention between them (`PIECEWISE`); `None` is
+    /// the engine's default.
+    #[serde(default)]
+    pub full_decode_graph: Option<bool>,
+}
+
+/// Whether a vLLM `cudagraph_mode` runs decode-only steps as one CUDA graph:
+/// `FULL_AND_PIECEWISE` yes, `PIECEWISE` no, `auto` (or nothing) the
+/// engine's default (`None`). The modes that run some steps eager (`NONE`,
+/// `FULL`, `FULL_DECODE_ONLY`) are not modelled and are refused.
+pub fn cudagraph_mode(mode: &str) -> Result<Option<bool>, String> {
+    let m = mode.trim().to_ascii_lowercase().replace('-', "_");
+    match m.as_str() {
+        "" | "auto" => Ok(None),
+        "full_and_piecewise" => Ok(Some(true)),
+        "piecewise" => Ok(Some(false)),
+        "none" | "full" | "full_decode_only" => Err(format!(
+            "cudagraph mode '{mode}' runs some steps without CUDA graphs, which the simulator does not model; use piecewise or full_and_piecewise"
+        )),
+        _ => Err(format!("cudagraph mode '{mode}' is not one of auto, piecewise, full_and_piecewise")),
+    }
 }
 
 /// Bits per KV-cache element of a `--kv-cache-dtype` value, as vLLM and
@@ -126,6 +149,7 @@ impl Default for EngineKnobs {
             pipeline_parallel: None,
             kv_cache_bits: None,
             async_scheduling: None,
+            full_decode_graph: None,
         }
     }
 }
@@ -171,6 +195,9 @@ pub struct Deployment {
     /// The engine core schedules the next step while the GPU runs this one,
     /// hiding its CPU work (`Engine::seq_cpu_us`) under the GPU's.
     pub async_scheduling: bool,
+    /// Decode-only steps run as one CUDA graph: their per-layer cost is the
+    /// engine's `decode_layer_overhead_us` (where it has one).
+    pub full_decode_graph: bool,
     /// KV tokens the CPU offload space holds (0: no offload).
     pub cpu_offload_tokens: f64,
     /// Host link of each GPU (PCIe), GB/s per direction, for KV reloads.
@@ -394,6 +421,7 @@ impl Deployment {
         let parallelism = if pp > 1 { Parallelism::Pipeline } else { Parallelism::Tensor };
         let util = knobs.gpu_memory_utilization.unwrap_or(engine.gpu_memory_utilization);
         let async_scheduling = knobs.async_scheduling.unwrap_or(engine.async_scheduling);
+        let full_decode_graph = knobs.full_decode_graph.unwrap_or(engine.full_decode_graph);
         if !(util > 0.0 && util <= 1.0) {
             return Err(SimError::Invalid(format!("gpu_memory_utilization must be in (0, 1], got {util}")));
         }
@@ -465,6 +493,7 @@ impl Deployment {
             block_size,
             prefix_caching: knobs.prefix_caching,
             async_scheduling,
+            full_decode_graph,
             cpu_offload_tokens,
             host_link_gbs: 0.0,
             weight_bytes,
@@ -480,6 +509,23 @@ impl Deployment {
     /// a synchronous scheduler, on an engine with such a cost.
     pub fn waits_for_scheduler(&self) -> bool {
         !self.async_scheduling && self.engine.seq_cpu_us > 0.0
+    }
+
+    /// Whether decode-only steps run in pieces (attention between CUDA
+    /// graphs, vLLM 0.8 to 0.10) on an engine that could run them whole: the
+    /// deployment's descriptions name it, as it costs something.
+    pub fn decodes_piecewise(&self) -> bool {
+        self.engine.decode_layer_overhead_us.is_some() && !self.full_decode_graph
+    }
+
+    /// The fixed cost per layer of a step, µs: a decode-only step run as
+    /// one CUDA graph has no launch gaps around attention
+    /// (`decode_layer_overhead_us`); any other step pays `layer_overhead_us`.
+    pub fn layer_overhead_us(&self, load: &StepLoad) -> f64 {
+        match self.engine.decode_layer_overhead_us {
+            Some(us) if self.full_decode_graph && load.prefill_tokens == 0 => us,
+            _ => self.engine.layer_overhead_us,
+        }
     }
 
     /// Bytes of weights one step reads when it processes `tokens` tokens.
@@ -575,8 +621,7 @@ impl Deployment {
             0.0
         };
         let interconnect_s = tp_s + pp_s;
-        let per_layer =
-            self.engine.layer_overhead_us + if m.is_moe() { self.engine.moe_layer_overhead_us } else { 0.0 };
+        let per_layer = self.layer_overhead_us(load) + if m.is_moe() { self.engine.moe_layer_overhead_us } else { 0.0 };
         let mut overhead_s = (self.engine.step_overhead_us + per_layer * m.layers as f64) * 1e-6;
         // The engine core's CPU work per running sequence, which a
         // synchronous scheduler makes the GPU wait for every step; scheduled
@@ -856,7 +901,8 @@ mod tests {
             .map(|&tp| deployment("h100-sxm", tp, None, "llama-3.1-70b", "fp16", "vllm").decode_step(1, 0.0))
             .collect();
         let d = deployment("h100-sxm", 2, None, "llama-3.1-70b", "fp16", "vllm");
-        let per_layer = (d.engine.step_overhead_us + d.engine.layer_overhead_us * d.model.layers as f64) * 1e-6;
+        let decode = StepLoad { decode_seqs: 1, ..StepLoad::default() };
+        let per_layer = (d.engine.step_overhead_us + d.layer_overhead_us(&decode) * d.model.layers as f64) * 1e-6;
         assert!(per_layer > 0.0);
         for s in &steps {
             assert!((s.overhead_s - per_layer).abs() < 1e-12, "{} against {per_layer}", s.overhead_s);
@@ -869,6 +915,7 @@ mod tests {
         let mut d = deployment("h100-sxm", 1, None, "qwen3-0.6b", "fp16", "vllm");
         // Without the per-layer cost, so that the bare step is shorter than the floor.
         d.engine.layer_overhead_us = 0.0;
+        d.engine.decode_layer_overhead_us = Some(0.0);
         d.engine.step_floor_us = 0.0;
         let bare = d.decode_step(4, 500.0);
         d.engine.step_floor_us = 2400.0;
@@ -906,6 +953,40 @@ mod tests {
             ..DeploymentSpec::default()
         };
         assert!(!Deployment::resolve(&Catalog::embedded().unwrap(), &spec).unwrap().async_scheduling);
+    }
+
+    /// vLLM since 0.11.0 runs a decode-only step as one CUDA graph
+    /// (`FULL_AND_PIECEWISE`): its layers pay `decode_layer_overhead_us`.
+    /// A step with a prefill chunk, and every step of a piecewise
+    /// deployment (vLLM 0.8 to 0.10), pay `layer_overhead_us`.
+    #[test]
+    fn a_decode_step_in_one_cuda_graph_pays_the_smaller_layer_cost() {
+        let d = deployment("h100-sxm", 1, None, "llama-3.1-8b", "bf16", "vllm");
+        assert!(d.full_decode_graph);
+        let (full_us, piecewise_us) = (d.engine.decode_layer_overhead_us.unwrap(), d.engine.layer_overhead_us);
+        assert!(full_us < piecewise_us, "{full_us} vs {piecewise_us}");
+        let mut piecewise = d.clone();
+        piecewise.full_decode_graph = false;
+        let layers = d.model.layers as f64;
+        let decode = d.decode_step(8, 4000.0);
+        let gap = piecewise.decode_step(8, 4000.0).time_s - decode.time_s;
+        assert!((gap - (piecewise_us - full_us) * layers * 1e-6).abs() < 1e-12, "{gap}");
+        // A mixed step runs in pieces whatever the mode.
+        let mixed =
+            StepLoad { decode_seqs: 8, decode_context_tokens: 4000.0, prefill_tokens: 512, ..StepLoad::default() };
+        assert_eq!(d.step(&mixed).time_s, piecewise.step(&mixed).time_s);
+        // The deployment's knob, as vLLM's cudagraph_mode spells it, wins.
+        assert_eq!(cudagraph_mode("PIECEWISE"), Ok(Some(false)));
+        assert_eq!(cudagraph_mode("full_and_piecewise"), Ok(Some(true)));
+        assert_eq!(cudagraph_mode("auto"), Ok(None));
+        let err = cudagraph_mode("full_decode_only").unwrap_err();
+        assert!(err.contains("not model"), "{err}");
+        assert!(cudagraph_mode("fast").unwrap_err().contains("piecewise"));
+        let k = EngineKnobs { full_decode_graph: Some(false), ..EngineKnobs::default() };
+        assert!(!with_knobs("h100-sxm", 1, "llama-3.1-8b", "bf16", k).unwrap().full_decode_graph);
+        // Engines without the figure keep one per-layer cost.
+        let s = deployment("h100-sxm", 1, None, "llama-3.1-8b", "bf16", "sglang");
+        assert_eq!(s.layer_overhead_us(&StepLoad::default()), s.engine.layer_overhead_us);
     }
 
     #[test]

@@ -112,9 +112,10 @@ pub struct RowResult {
     /// (no `multi_turn_history` `carried`), as inference-perf sent them.
     #[serde(skip)]
     pub turns_alone: bool,
-    /// The row names an engine whose scheduling default changed between
-    /// versions (vLLM's async scheduling) without its version or an
-    /// `async_scheduling` cell, so it was replayed with today's default.
+    /// The row names an engine whose defaults changed between versions
+    /// (vLLM's async scheduling and CUDA graph mode) without its version
+    /// or both the `async_scheduling` and `cudagraph_mode` cells, so it was
+    /// replayed with today's defaults where it says nothing.
     #[serde(skip)]
     pub scheduler_assumed: bool,
     /// What placing the deployment assumed, as `sim predict` notes it (a
@@ -430,6 +431,8 @@ fn run_row(catalog: &Catalog, c: &Cells, base: &Path) -> Result<RowResult, RowEr
         pipeline_parallel: c.opt("pipeline_parallel", "a whole number of stages")?,
         kv_cache_bits: crate::perf::kv_cache_bits(row.get("kv_cache_dtype")).map_err(|e| c.at("kv_cache_dtype", e))?,
         async_scheduling: c.switch("async_scheduling")?,
+        full_decode_graph: crate::perf::cudagraph_mode(row.get("cudagraph_mode"))
+            .map_err(|e| c.at("cudagraph_mode", e))?,
     };
     for (key, v) in [
         ("max_num_batched_tokens", knobs.max_num_batched_tokens),
@@ -469,9 +472,10 @@ fn run_row(catalog: &Catalog, c: &Cells, base: &Path) -> Result<RowResult, RowEr
         other => RowError::Skip(other.to_string()),
     })?;
     let assumptions = deployment.notes.clone();
-    // vLLM's scheduler changed its default at 0.14.0: a row that names
-    // neither the version nor the setting gets today's.
-    let scheduler_assumed = spec.knobs.async_scheduling.is_none()
+    // vLLM changed its scheduler's default at 0.14.0 and its CUDA graphs'
+    // at 0.11.0: a row that names neither the version nor both settings
+    // gets today's.
+    let scheduler_assumed = (spec.knobs.async_scheduling.is_none() || spec.knobs.full_decode_graph.is_none())
         && deployment.engine.async_scheduling_since.is_some()
         && crate::catalog::version_in(&spec.engine).is_none();
     let measured = [

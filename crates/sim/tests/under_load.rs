@@ -256,34 +256,41 @@ fn cells_as_pandas_and_spreadsheets_write_them_read_as_their_plain_spelling() {
 }
 
 /// An engine written with its version ("vLLM 0.8.5", "vllm==0.9.2", "vllm
-/// v0.10.1") is that engine; an unknown one is still skipped with its name.
+/// v0.10.1") is that engine, with that version's defaults; an unknown one
+/// is still skipped with its name.
 #[test]
 fn an_engine_with_its_version_is_that_engine() {
-    let row = |id: &str, engine: &str, scheduling: &str| {
-        format!("{id},NVIDIA H100 80GB HBM3,1,llama-3.1-8b,bf16,{engine},,,,,,\"synthetic:in=500,out=50\",\"constant:8/s*10s\",,,,own,{scheduling}")
+    let row = |id: &str, engine: &str, scheduling: &str, graphs: &str| {
+        format!("{id},NVIDIA H100 80GB HBM3,1,llama-3.1-8b,bf16,{engine},,,,,,\"synthetic:in=500,out=50\",\"constant:8/s*10s\",,,,own,{scheduling},{graphs}")
     };
     let rows = [
-        row("a", "vllm", "false"),
-        row("b", "vLLM 0.8.5", ""),
-        row("c", "vllm==0.9.2", ""),
-        row("d", "vllm v0.10.1", ""),
-        row("e", "vllm", ""),
-        row("f", "vLLM 0.14.0", ""),
-        row("g", "vllm v0.19.1rc2", ""),
-        row("h", "fastllm 1.0", ""),
+        row("a", "vllm", "false", "piecewise"),
+        row("b", "vLLM 0.8.5", "", ""),
+        row("c", "vllm==0.9.2", "", ""),
+        row("d", "vllm v0.10.1", "", ""),
+        row("e", "vllm", "", ""),
+        row("f", "vLLM 0.14.0", "", ""),
+        row("g", "vllm v0.19.1rc2", "", ""),
+        row("h", "fastllm 1.0", "", ""),
+        row("i", "vllm", "false", ""),
+        row("j", "vllm 0.11.0", "", ""),
     ];
-    let text = format!("{HEADER},async_scheduling\n{}\n", rows.join("\n"));
+    let text = format!("{HEADER},async_scheduling,cudagraph_mode\n{}\n", rows.join("\n"));
     let r = validate_text(&Catalog::embedded().unwrap(), &text, "engines.csv", base()).unwrap();
     let predicted = |i: usize| r.rows[i].figures.map(|f| f.predicted);
-    // Before 0.14.0 vLLM scheduled each step after the last: a versioned
-    // engine takes its version's scheduler, as the column would say.
+    // Before 0.14.0 vLLM scheduled each step after the last, and from 0.8
+    // to 0.10 it ran decode steps in pieces: a versioned engine takes its
+    // version's defaults, as the columns would say.
     for i in 1..4 {
         assert_eq!(predicted(i), predicted(0), "{}: {:?}", r.rows[i].id, r.rows[i].skipped);
     }
     for i in 5..7 {
         assert_eq!(predicted(i), predicted(4), "{}: {:?}", r.rows[i].id, r.rows[i].skipped);
     }
-    assert_ne!(predicted(0), predicted(4), "a synchronous scheduler costs something at 8 requests/s");
+    // 0.11.0: decode whole, scheduling still synchronous.
+    assert_eq!(predicted(9), predicted(8), "{:?}", r.rows[9].skipped);
+    assert_ne!(predicted(0), predicted(8), "piecewise decode costs something");
+    assert_ne!(predicted(8), predicted(4), "a synchronous scheduler costs something at 8 requests/s");
     assert!(r.rows[7].skipped.as_deref().is_some_and(|s| s.contains("fastllm")), "{:?}", r.rows[7].skipped);
 }
 
@@ -594,18 +601,46 @@ fn the_async_scheduling_column_is_vllms_flag() {
     let r = one_row(&c, &header, "a,l40s,1,llama-3.1-8b,bf16,vllm,,,,,,synthetic,,50,20,,own,1,4,sometimes", base());
     let why = skip_reason(&r);
     assert!(why.contains("(async_scheduling)") && why.contains("sometimes"), "{why}");
-    // A row that names vLLM with neither its version nor the setting is
-    // flagged as replayed with today's default (`sim validate` says so).
-    let assumed = |engine: &str, value: &str| {
-        let row = format!("a,l40s,1,llama-3.1-8b,bf16,{engine},,,,,,synthetic,,50,20,,own,1,4,{value}");
+    // A row that names vLLM with neither its version nor both settings is
+    // flagged as replayed with today's defaults (`sim validate` says so).
+    let header = format!("{header},cudagraph_mode");
+    let assumed = |engine: &str, scheduling: &str, graphs: &str| {
+        let row = format!("a,l40s,1,llama-3.1-8b,bf16,{engine},,,,,,synthetic,,50,20,,own,1,4,{scheduling},{graphs}");
         let r = one_row(&c, &header, &row, base());
         assert!(r.skipped.is_none(), "{engine}: {:?}", r.skipped);
         r.scheduler_assumed
     };
-    assert!(assumed("vllm", "") && assumed("", "") && assumed("vllm/vllm-openai:latest", ""));
-    assert!(!assumed("vllm", "true") && !assumed("vllm", "false"));
-    assert!(!assumed("vllm 0.11.0", "") && !assumed("vllm/vllm-openai:v0.15.1", ""));
-    assert!(!assumed("sglang", ""));
+    assert!(assumed("vllm", "", "") && assumed("", "", "") && assumed("vllm/vllm-openai:latest", "", ""));
+    assert!(assumed("vllm", "true", "") && assumed("vllm", "", "piecewise"));
+    assert!(!assumed("vllm", "true", "full_and_piecewise") && !assumed("vllm", "false", "piecewise"));
+    assert!(!assumed("vllm 0.11.0", "", "") && !assumed("vllm/vllm-openai:v0.15.1", "", ""));
+    assert!(!assumed("sglang", "", ""));
+}
+
+/// `cudagraph_mode` `piecewise` is vLLM 0.8 to 0.10: decode steps in pieces,
+/// attention between the CUDA graphs, a fixed cost more per layer, which
+/// shows most for one client; a version in that range says the same, and
+/// a bad value is reported with its column.
+#[test]
+fn the_cudagraph_mode_column_is_vllms_setting() {
+    let c = Catalog::embedded().unwrap();
+    let header = format!("{HEADER},concurrency,requests,cudagraph_mode");
+    let tpot = |engine: &str, value: &str| {
+        let row = format!(
+            "a,h100-sxm,1,llama-3.1-8b,bf16,{engine},,,,,,\"synthetic:in=128,out=128\",,50,20,,own,1,4,{value}"
+        );
+        let r = one_row(&c, &header, &row, base());
+        assert!(r.skipped.is_none(), "{engine} {value}: {:?}", r.skipped);
+        predicted(&r)[1]
+    };
+    let (full, piecewise, default) = (tpot("vllm", "full_and_piecewise"), tpot("vllm", "PIECEWISE"), tpot("vllm", ""));
+    assert_eq!(full, default, "vLLM runs decode whole by default");
+    assert!(piecewise > 1.1 * full, "one client: {piecewise} ms against {full} ms");
+    assert_eq!(tpot("vllm 0.10.1", ""), tpot("vllm 0.10.1", "piecewise"));
+    assert_eq!(tpot("vllm 0.11.0", ""), tpot("vllm 0.11.0", "full_and_piecewise"));
+    let r = one_row(&c, &header, "a,h100-sxm,1,llama-3.1-8b,bf16,vllm,,,,,,synthetic,,50,20,,own,1,4,eager", base());
+    let why = skip_reason(&r);
+    assert!(why.contains("(cudagraph_mode)") && why.contains("eager"), "{why}");
 }
 
 /// A row that cannot be placed is skipped with the reason that is true: an

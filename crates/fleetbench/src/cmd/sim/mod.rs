@@ -208,9 +208,11 @@ fn validate(catalog: &Catalog, a: ValidateArgs) -> anyhow::Result<ExitCode> {
         let assumed = r.rows.iter().filter(|r| r.scheduler_assumed).count();
         if assumed > 0 {
             eprintln!(
-                "note: {assumed} of {} rows name vLLM without its version: replayed with async scheduling, its \
-                 default since 0.14.0; a run of an earlier vLLM says async_scheduling=false or names the version \
-                 (vllm 0.11.0, vllm/vllm-openai:v0.11.0)",
+                "note: {assumed} of {} rows name vLLM without its version and leave async_scheduling or \
+                 cudagraph_mode empty: replayed with vLLM's defaults where they say nothing (async scheduling \
+                 since 0.14.0, decode steps as one CUDA graph since 0.11.0); a run of an earlier vLLM says \
+                 async_scheduling=false, cudagraph_mode=piecewise (0.8 to 0.10) or names the version \
+                 (vllm 0.10.1, vllm/vllm-openai:v0.10.1)",
                 r.total
             );
         }
