@@ -141,11 +141,7 @@ pub fn prediction_text(d: &crate::Deployment, p: &crate::Prediction, input: u32,
     let notes: String = p.notes.iter().map(|n| format!("note: {n}\n")).collect();
     // The scheduler and the CUDA graphs are named where they cost something
     // (as `sim replay` does).
-    let settings: Vec<&str> =
-        [(d.waits_for_scheduler(), "synchronous scheduling"), (d.decodes_piecewise(), "piecewise CUDA graphs")]
-            .into_iter()
-            .filter_map(|(on, what)| on.then_some(what))
-            .collect();
+    let settings = d.costly_settings();
     let scheduling = if settings.is_empty() { String::new() } else { format!(" ({})", settings.join(", ")) };
     format!(
         "{} x {} ({}), {} in {}, {}{scheduling}; {input} in / {output} out tokens\n\

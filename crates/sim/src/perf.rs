@@ -512,10 +512,20 @@ impl Deployment {
     }
 
     /// Whether decode-only steps run in pieces (attention between CUDA
-    /// graphs, vLLM 0.8 to 0.10) on an engine that could run them whole: the
-    /// deployment's descriptions name it, as it costs something.
+    /// graphs, vLLM 0.8 to 0.10) on an engine that could run them whole.
     pub fn decodes_piecewise(&self) -> bool {
         self.engine.decode_layer_overhead_us.is_some() && !self.full_decode_graph
+    }
+
+    /// The settings that cost this deployment something over the engine's
+    /// current defaults, named as `sim predict` and `sim replay` print them:
+    /// an engine core whose work per sequence the GPU waits for, decode
+    /// steps run in pieces.
+    pub fn costly_settings(&self) -> Vec<&'static str> {
+        [(self.waits_for_scheduler(), "synchronous scheduling"), (self.decodes_piecewise(), "piecewise CUDA graphs")]
+            .into_iter()
+            .filter_map(|(on, what)| on.then_some(what))
+            .collect()
     }
 
     /// The fixed cost per layer of a step, µs: a decode-only step run as

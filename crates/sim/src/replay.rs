@@ -248,14 +248,8 @@ fn replay_with(
     // The KV pool as the engine sizes it: bits per element (16 unless an
     // FP8 cache is set) and whole blocks of tokens.
     let kv_bits = deployment.kv_bytes_per_token * 8.0 / deployment.model.kv_elems_per_token().max(1.0);
-    // The scheduler and the CUDA graphs are named where they cost
-    // something: an engine core whose work per sequence the GPU waits for,
-    // decode steps run in pieces.
-    let scheduling = format!(
-        "{}{}",
-        if deployment.waits_for_scheduler() { " · synchronous scheduling" } else { "" },
-        if deployment.decodes_piecewise() { " · piecewise CUDA graphs" } else { "" }
-    );
+    // The scheduler and the CUDA graphs are named where they cost something.
+    let scheduling: String = deployment.costly_settings().iter().map(|s| format!(" · {s}")).collect();
     let describe = format!(
         "{} x {} · {} {} · {}{scheduling} · KV cache {:.0}-bit, {:.0} tokens",
         deployment.count,
