@@ -47,6 +47,8 @@ enum Figure {
     LayerOverhead,
     /// The same for a decode-only step run as one CUDA graph.
     DecodeLayerOverhead,
+    /// How unevenly MoE routers pick experts (the catalog's, every engine's).
+    ExpertRoutingZipf,
     /// The engine's `bw_eff` (or `compute_eff`) on one GPU family.
     Family {
         family: String,
@@ -68,6 +70,7 @@ impl Figure {
                 "frontend_prompt_token_us" => Figure::FrontendPromptToken,
                 "layer_overhead_us" => Figure::LayerOverhead,
                 "decode_layer_overhead_us" => Figure::DecodeLayerOverhead,
+                "expert_routing_zipf" => Figure::ExpertRoutingZipf,
                 _ => return None,
             },
         })
@@ -82,6 +85,7 @@ impl Figure {
             Figure::FrontendPromptToken => "frontend_prompt_token_us".into(),
             Figure::LayerOverhead => "layer_overhead_us".into(),
             Figure::DecodeLayerOverhead => "decode_layer_overhead_us".into(),
+            Figure::ExpertRoutingZipf => "expert_routing_zipf".into(),
             Figure::Family { family, bandwidth: true } => format!("{family}.bw_eff"),
             Figure::Family { family, bandwidth: false } => format!("{family}.compute_eff"),
         }
@@ -98,6 +102,7 @@ impl Figure {
             Figure::FrontendPromptToken => e.frontend_prompt_token_us,
             Figure::LayerOverhead => e.layer_overhead_us,
             Figure::DecodeLayerOverhead => e.decode_layer_overhead_us.unwrap_or(e.layer_overhead_us),
+            Figure::ExpertRoutingZipf => c.expert_routing_zipf,
             Figure::Family { family, bandwidth: true } => {
                 e.family.get(family).and_then(|f| f.bw_eff).unwrap_or(e.bw_eff)
             }
@@ -117,6 +122,7 @@ impl Figure {
             Figure::FrontendPromptToken => e.frontend_prompt_token_us = v,
             Figure::LayerOverhead => e.layer_overhead_us = v,
             Figure::DecodeLayerOverhead => e.decode_layer_overhead_us = Some(v),
+            Figure::ExpertRoutingZipf => c.expert_routing_zipf = v,
             Figure::Family { family, bandwidth } => {
                 let o = e.family.entry(family.clone()).or_insert_with(FamilyEff::default);
                 if *bandwidth {
@@ -148,6 +154,7 @@ impl Figure {
             Figure::FrontendToken => (0.0, 1_000.0),
             Figure::FrontendPromptToken => (0.0, 100.0),
             Figure::LayerOverhead | Figure::DecodeLayerOverhead => (0.0, 200.0),
+            Figure::ExpertRoutingZipf => (0.0, 3.0),
             Figure::Family { bandwidth: true, .. } => (0.2, 0.9),
             Figure::Family { bandwidth: false, .. } => (0.05, 0.9),
         }
@@ -162,6 +169,7 @@ impl Figure {
             Figure::FrontendToken => 20.0,
             Figure::FrontendPromptToken => 2.0,
             Figure::LayerOverhead | Figure::DecodeLayerOverhead => 20.0,
+            Figure::ExpertRoutingZipf => 0.5,
             Figure::Family { .. } => 0.5,
         }
     }
@@ -340,7 +348,7 @@ fn main() {
     for name in names {
         let Some(f) = Figure::parse(name) else {
             eprintln!(
-                "unknown figure {name}: step_floor_us, frontend_ms, frontend_token_us, frontend_prompt_token_us, layer_overhead_us, decode_layer_overhead_us, FAMILY.bw_eff, FAMILY.compute_eff"
+                "unknown figure {name}: step_floor_us, frontend_ms, frontend_token_us, frontend_prompt_token_us, layer_overhead_us, decode_layer_overhead_us, expert_routing_zipf, FAMILY.bw_eff, FAMILY.compute_eff"
             );
             std::process::exit(2);
         };

@@ -622,6 +622,7 @@ struct GpuFile {
 }
 #[derive(Deserialize)]
 struct ModelFile {
+    expert_routing_zipf: Option<f64>,
     #[serde(default)]
     model: Vec<ModelEntry>,
 }
@@ -649,6 +650,11 @@ pub struct Catalog {
     pub quants: Vec<Quant>,
     pub engines: Vec<Engine>,
     pub interconnects: Vec<Interconnect>,
+    /// How unevenly MoE routers pick their experts: expert `i`, by
+    /// popularity, is picked in proportion to `i^-s` (0: every expert
+    /// alike). models.toml's `expert_routing_zipf`, 0 where it says
+    /// nothing; see [`crate::perf::ExpertRouting`].
+    pub expert_routing_zipf: f64,
 }
 
 fn parse<T: serde::de::DeserializeOwned>(text: &str, file: &str) -> Result<T, SimError> {
@@ -900,12 +906,19 @@ impl Catalog {
         interconnects: &str,
         dir: Option<&Path>,
     ) -> Result<Catalog, SimError> {
-        let models = parse::<ModelFile>(models, "models.toml")?
-            .model
-            .into_iter()
-            .map(|e| e.into_model(dir))
-            .collect::<Result<Vec<_>, _>>()?;
+        let models = parse::<ModelFile>(models, "models.toml")?;
+        let expert_routing_zipf = models.expert_routing_zipf.unwrap_or(0.0);
+        if !(expert_routing_zipf.is_finite() && expert_routing_zipf >= 0.0) {
+            return Err(SimError::Catalog {
+                file: "models.toml".into(),
+                message: format!(
+                    "expert_routing_zipf is {expert_routing_zipf}; it must be 0 (experts picked alike) or more"
+                ),
+            });
+        }
+        let models = models.model.into_iter().map(|e| e.into_model(dir)).collect::<Result<Vec<_>, _>>()?;
         Ok(Catalog {
+            expert_routing_zipf,
             gpus: parse::<GpuFile>(gpus, "gpus.toml")?.gpu,
             models,
             quants: parse::<QuantFile>(quants, "quants.toml")?.quant,
@@ -1490,6 +1503,19 @@ mod tests {
         assert!(err.contains("models.toml"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(Catalog::with_overrides(&dir).is_err());
+    }
+
+    #[test]
+    fn the_routing_skew_is_models_toml_s_and_zero_where_it_says_nothing() {
+        assert!(Catalog::embedded().unwrap().expert_routing_zipf > 0.0);
+        let with =
+            |models: &str| Catalog::from_texts(GPUS_TOML, models, QUANTS_TOML, ENGINES_TOML, INTERCONNECTS_TOML, None);
+        assert_eq!(with("").unwrap().expert_routing_zipf, 0.0);
+        assert_eq!(with("expert_routing_zipf = 0.7\n").unwrap().expert_routing_zipf, 0.7);
+        for bad in ["-0.5", "nan"] {
+            let err = with(&format!("expert_routing_zipf = {bad}\n")).unwrap_err().to_string();
+            assert!(err.contains("models.toml") && err.contains("expert_routing_zipf"), "{err}");
+        }
     }
 
     #[test]

@@ -214,6 +214,8 @@ pub struct Deployment {
     // Per-step read sizes.
     dense_read_bytes: f64,
     expert_bytes_each: f64,
+    #[serde(skip)]
+    expert_routing: ExpertRouting,
 }
 
 /// Work in one engine step.
@@ -257,15 +259,53 @@ impl StepCost {
     }
 }
 
-/// Distinct experts a batch of `tokens` tokens touches in one MoE layer when
-/// each token picks `k` of `e` experts uniformly: `E * (1 - (1 - k/E)^B)`.
-pub fn expert_coverage(e: u32, k: u32, tokens: u32) -> f64 {
-    if e == 0 || tokens == 0 {
-        return 0.0;
+/// How the tokens of one step spread over the experts of a MoE layer.
+///
+/// A token picks `k` of the `E` experts, none twice. Routers do not pick
+/// them alike: ranked by popularity, expert `i` is picked in proportion to
+/// `i^-s` (the catalog's `expert_routing_zipf`), so a token picks it with
+/// probability `q_i = min(1, c * i^-s)`, `c` set so that the `q_i` add up
+/// to `k`. A step of `B` tokens then touches `sum(1 - (1 - q_i)^B)`
+/// distinct experts: `k` for one token, fewer than `E(1 - (1 - k/E)^B)`
+/// (every expert alike, `s` = 0) for a batch, all of them for a long
+/// prefill.
+#[derive(Debug, Clone)]
+pub struct ExpertRouting {
+    /// `ln(1 - q_i)` of each expert (−∞ for one every token picks).
+    miss_log: Vec<f64>,
+}
+
+impl ExpertRouting {
+    pub fn new(experts: u32, per_token: u32, zipf: f64) -> ExpertRouting {
+        let n = experts as usize;
+        let k = f64::from(per_token.min(experts));
+        let weight: Vec<f64> = (1..=n).map(|i| (i as f64).powf(-zipf)).collect();
+        // The most popular experts may hit a probability of one (every
+        // token picks them); those are capped and the rest share what is
+        // left of the k picks.
+        let mut q = vec![1.0; n];
+        let mut rest: f64 = weight.iter().sum();
+        for capped in 0..n {
+            let scale = (k - capped as f64) / rest;
+            if weight[capped] * scale <= 1.0 {
+                for (qi, w) in q[capped..].iter_mut().zip(&weight[capped..]) {
+                    *qi = w * scale;
+                }
+                break;
+            }
+            rest -= weight[capped];
+        }
+        ExpertRouting { miss_log: q.iter().map(|qi| (1.0 - qi.min(1.0)).ln()).collect() }
     }
-    let e = e as f64;
-    let k = (k as f64).min(e);
-    e * (1.0 - (1.0 - k / e).powi(tokens.min(i32::MAX as u32) as i32))
+
+    /// Distinct experts `tokens` tokens touch in one layer.
+    pub fn coverage(&self, tokens: u32) -> f64 {
+        if tokens == 0 {
+            return 0.0;
+        }
+        let b = f64::from(tokens);
+        self.miss_log.iter().map(|l| 1.0 - (b * l).exp()).sum()
+    }
 }
 
 /// Time of one ring all-reduce of `bytes` over `n` GPUs: its latency, which
@@ -378,6 +418,7 @@ impl Deployment {
             parallelism,
             spec.max_num_seqs,
             &spec.knobs,
+            catalog.expert_routing_zipf,
         )?;
         d.host_link_gbs = host.bandwidth_gbs;
         d.notes.extend(gpu_note);
@@ -406,6 +447,7 @@ impl Deployment {
         parallelism: Parallelism,
         max_num_seqs: Option<u32>,
         knobs: &EngineKnobs,
+        expert_routing_zipf: f64,
     ) -> Result<Deployment, SimError> {
         let (tp, pp) = match (parallelism, knobs.pipeline_parallel) {
             (_, Some(0)) => return Err(SimError::Invalid("pipeline parallel size must be at least 1".into())),
@@ -457,6 +499,7 @@ impl Deployment {
         // touched experts (the input embedding is a lookup, not a read).
         let dense_read_bytes = other * b_other + emb * b_emb;
         let expert_bytes_each = if model.is_moe() { routed * bq / model.experts as f64 } else { 0.0 };
+        let expert_routing = ExpertRouting::new(model.experts, model.experts_per_token, expert_routing_zipf);
         let kv_bits = knobs.kv_cache_bits.unwrap_or(if engine.kv_cache_model_dtype { 16.0 } else { quant.kv_bits });
         let kv_bytes_per_token = model.kv_elems_per_token() * kv_bits / 8.0;
         let usable = count as f64 * (gpu.memory_bytes() * util - RESERVED_GB_PER_GPU * 1e9);
@@ -502,6 +545,7 @@ impl Deployment {
             notes: Vec::new(),
             dense_read_bytes,
             expert_bytes_each,
+            expert_routing,
         })
     }
 
@@ -543,7 +587,7 @@ impl Deployment {
         let experts = if self.model.is_moe() {
             // Distinct experts touched per layer times one expert's bytes
             // summed over the MoE layers.
-            expert_coverage(self.model.experts, self.model.experts_per_token, tokens) * self.expert_bytes_each
+            self.expert_routing.coverage(tokens) * self.expert_bytes_each
         } else {
             0.0
         };
@@ -1023,12 +1067,38 @@ mod tests {
 
     #[test]
     fn moe_expert_coverage_follows_the_formula() {
-        // One token touches exactly k experts.
-        assert!((expert_coverage(128, 8, 1) - 8.0).abs() < 1e-9);
+        // Experts picked alike: E * (1 - (1 - k/E)^B).
+        let alike = ExpertRouting::new(128, 8, 0.0);
+        assert_eq!(alike.coverage(0), 0.0);
+        assert!((alike.coverage(1) - 8.0).abs() < 1e-9);
         // Two tokens: 128 * (1 - (120/128)^2) = 15.5.
-        assert!((expert_coverage(128, 8, 2) - 15.5).abs() < 1e-9);
-        // Large batches approach all experts.
-        assert!(expert_coverage(128, 8, 512) > 127.99);
+        assert!((alike.coverage(2) - 15.5).abs() < 1e-9);
+        assert!(alike.coverage(512) > 127.99);
+        // Uneven routing: one token still picks k, a batch touches fewer
+        // than if experts were alike, more with every token, and a long
+        // prefill all of them.
+        for (e, k) in [(128, 8), (8, 2), (32, 4), (256, 8)] {
+            let even = ExpertRouting::new(e, k, 0.0);
+            let skewed = ExpertRouting::new(e, k, 1.0);
+            assert!((skewed.coverage(1) - f64::from(k)).abs() < 1e-9, "{e} {k}");
+            let mut last = skewed.coverage(1);
+            for b in [2, 4, 8, 16, 32, 64] {
+                let c = skewed.coverage(b);
+                assert!(c > last && c < even.coverage(b), "{e} experts, {b} tokens: {c}");
+                last = c;
+            }
+            assert!(skewed.coverage(1 << 20) > f64::from(e) - 1e-6);
+        }
+        // Eight experts, two a token, s = 1: the favourite is picked by
+        // min(1, 2 * 1/H8) = 0.736 of the tokens (H8 = 2.718).
+        let mixtral = ExpertRouting::new(8, 2, 1.0);
+        let h8: f64 = (1..=8).map(|i| 1.0 / f64::from(i)).sum();
+        assert!((1.0 - mixtral.miss_log[0].exp() - 2.0 / h8).abs() < 1e-12);
+        // A skew so strong that the favourites are picked by every token:
+        // they are capped at one and the rest share what is left.
+        let steep = ExpertRouting::new(128, 8, 3.0);
+        assert!(steep.miss_log[0] == f64::NEG_INFINITY && steep.miss_log[127].is_finite());
+        assert!((steep.coverage(1) - 8.0).abs() < 1e-9);
         // Bytes read grow with the batch until the experts are covered.
         let d = deployment("rtx3090", 1, None, "qwen3-coder-30b-a3b", "awq4", "vllm");
         let b1 = d.weight_read_bytes(1);
@@ -1038,6 +1108,16 @@ mod tests {
         // At full coverage every weight but the input embedding is read.
         let emb = 151936.0 * 2048.0 * 2.0;
         assert!((b_all - (d.weight_bytes - emb)).abs() / d.weight_bytes < 1e-3);
+        // The catalog's routing skew sets how many experts a batch reads:
+        // with experts picked alike, 8 tokens read 51.6 of 128 a layer.
+        let mut alike = Catalog::embedded().unwrap();
+        alike.expert_routing_zipf = 0.0;
+        // (DeploymentSpec's default is this deployment.)
+        let even = Deployment::resolve(&alike, &DeploymentSpec::default()).unwrap();
+        assert!((even.weight_read_bytes(1) - b1).abs() < 1.0, "one token reads k experts either way");
+        let expert = even.expert_bytes_each;
+        assert!((even.weight_read_bytes(8) - even.weight_read_bytes(1) - (51.6 - 8.0) * expert).abs() < 0.1 * expert);
+        assert!(b8 < even.weight_read_bytes(8));
     }
 
     #[test]
