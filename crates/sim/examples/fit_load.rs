@@ -7,9 +7,10 @@
 //! The figures: the host-side `step_floor_us`, `seq_cpu_us`, `frontend_ms`,
 //! `frontend_token_us` and `frontend_prompt_token_us` of engines.toml, the
 //! engine's `layer_overhead_us` and `decode_layer_overhead_us` (a decode-only
-//! step run as one CUDA graph), and its efficiency on one GPU family,
+//! step run as one CUDA graph), its efficiency on one GPU family,
 //! `FAMILY.bw_eff` and `FAMILY.compute_eff` (its `[engine.family.FAMILY]`
-//! override). By default the three host-side figures and the engine's
+//! override), and models.toml's `expert_routing_zipf` (how unevenly MoE
+//! routers pick experts, one figure for every engine). By default the three host-side figures and the engine's
 //! bandwidth efficiency on Hopper and on the A100 (`ampere-hbm`) are fitted.
 //! Each row weighs one over the number of fitted rows its publisher gave
 //! (`FIT_WEIGHTS=rows` weighs every row one).
