@@ -384,7 +384,9 @@ fn main() {
         }
     }
     for field in &fields {
-        println!("{engine}.{} = {:.3}", field.name(), field.get(&cat, &engine));
+        // The routing skew is the catalog's (models.toml), not the engine's.
+        let owner = if matches!(field, Figure::ExpertRoutingZipf) { "models.toml" } else { engine.as_str() };
+        println!("{owner}.{} = {:.3}", field.name(), field.get(&cat, &engine));
     }
     files.show("fitted", &cat, true);
 }
