@@ -10,8 +10,9 @@
 //! step run as one CUDA graph), its efficiency on one GPU family,
 //! `FAMILY.bw_eff` and `FAMILY.compute_eff` (its `[engine.family.FAMILY]`
 //! override), and models.toml's `expert_routing_zipf` (how unevenly MoE
-//! routers pick experts, one figure for every engine). By default the three host-side figures and the engine's
-//! bandwidth efficiency on Hopper and on the A100 (`ampere-hbm`) are fitted.
+//! routers pick experts, one figure for every engine). By default the three
+//! host-side figures and the engine's bandwidth efficiency on Hopper and on
+//! the A100 (`ampere-hbm`) are fitted.
 //! Each row weighs one over the number of fitted rows its publisher gave
 //! (`FIT_WEIGHTS=rows` weighs every row one).
 //!

@@ -638,8 +638,9 @@ impl Deployment {
         let passes = self.engine.activation_passes
             + if m.is_moe() { m.experts_per_token as f64 * self.engine.moe_activation_passes } else { 0.0 };
         let activation_bytes = tokens as f64 * m.layers as f64 * m.hidden as f64 * ACTIVATION_BYTES * passes;
-        let bytes =
-            self.weight_read_bytes(tokens) + load.decode_context_tokens * self.kv_bytes_per_token + activation_bytes;
+        // The experts a step touches are a sum over every expert: counted once.
+        let weights = self.weight_read_bytes(tokens);
+        let bytes = weights + load.decode_context_tokens * self.kv_bytes_per_token + activation_bytes;
         let attn_width = (m.heads * m.head_dim) as f64 * m.layers as f64;
         let flops = 2.0 * m.params_active_b * 1e9 * tokens as f64
             + 4.0 * attn_width * (load.decode_context_tokens + load.prefill_attention_tokens);
@@ -658,9 +659,8 @@ impl Deployment {
             && self.quant.dequant_for_gemm
             && self.engine.prefill_dequant_on(&self.gpu)
         {
-            let packed = self.weight_read_bytes(tokens);
             let bq = self.quant.bits_per_weight / 8.0;
-            packed * (1.0 + 2.0 / bq) / tp / bw
+            weights * (1.0 + 2.0 / bq) / tp / bw
         } else {
             0.0
         };

@@ -117,7 +117,7 @@ pub struct RowResult {
     /// or both the `async_scheduling` and `cudagraph_mode` cells, so it was
     /// replayed with today's defaults where it says nothing.
     #[serde(skip)]
-    pub scheduler_assumed: bool,
+    pub defaults_assumed: bool,
     /// What placing the deployment assumed, as `sim predict` notes it (a
     /// GPU named without its variant: the most common one).
     #[serde(skip)]
@@ -384,7 +384,7 @@ pub fn validate_text(catalog: &Catalog, text: &str, origin: &str, base: &Path) -
                     skipped: Some(reason),
                     malformed,
                     turns_alone: false,
-                    scheduler_assumed: false,
+                    defaults_assumed: false,
                     assumptions: Vec::new(),
                     figures: None,
                 })
@@ -475,7 +475,7 @@ fn run_row(catalog: &Catalog, c: &Cells, base: &Path) -> Result<RowResult, RowEr
     // vLLM changed its scheduler's default at 0.14.0 and its CUDA graphs'
     // at 0.11.0: a row that names neither the version nor both settings
     // gets today's.
-    let scheduler_assumed = (spec.knobs.async_scheduling.is_none() || spec.knobs.full_decode_graph.is_none())
+    let defaults_assumed = (spec.knobs.async_scheduling.is_none() || spec.knobs.full_decode_graph.is_none())
         && deployment.engine.async_scheduling_since.is_some()
         && crate::catalog::version_in(&spec.engine).is_none();
     let measured = [
@@ -636,7 +636,7 @@ fn run_row(catalog: &Catalog, c: &Cells, base: &Path) -> Result<RowResult, RowEr
         skipped: None,
         malformed: false,
         turns_alone,
-        scheduler_assumed,
+        defaults_assumed,
         assumptions,
         figures: Some(Figures { measured, predicted, requests: o.requests }),
     })

@@ -608,7 +608,7 @@ fn the_async_scheduling_column_is_vllms_flag() {
         let row = format!("a,l40s,1,llama-3.1-8b,bf16,{engine},,,,,,synthetic,,50,20,,own,1,4,{scheduling},{graphs}");
         let r = one_row(&c, &header, &row, base());
         assert!(r.skipped.is_none(), "{engine}: {:?}", r.skipped);
-        r.scheduler_assumed
+        r.defaults_assumed
     };
     assert!(assumed("vllm", "", "") && assumed("", "", "") && assumed("vllm/vllm-openai:latest", "", ""));
     assert!(assumed("vllm", "true", "") && assumed("vllm", "", "piecewise"));

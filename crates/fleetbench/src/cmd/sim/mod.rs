@@ -205,7 +205,7 @@ fn validate(catalog: &Catalog, a: ValidateArgs) -> anyhow::Result<ExitCode> {
         for (note, k) in assumptions {
             eprintln!("note: {k} of {} rows: {note}", r.total);
         }
-        let assumed = r.rows.iter().filter(|r| r.scheduler_assumed).count();
+        let assumed = r.rows.iter().filter(|r| r.defaults_assumed).count();
         if assumed > 0 {
             eprintln!(
                 "note: {assumed} of {} rows name vLLM without its version and leave async_scheduling or \
