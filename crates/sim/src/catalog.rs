@@ -322,16 +322,33 @@ fn one() -> f64 {
 }
 
 /// The words of an engine's name ("vllm==0.9.2": "vllm", "0.9.2"), each
-/// with whether it is a version ("v0.10.1" read as "0.10.1").
+/// with whether it is a version ("v0.10.1" read as "0.10.1"). A version
+/// may also follow a hyphen or an underscore ("vllm-0.11.0",
+/// "vllm_v0.10.2"), and has a dot: "vLLM V1" names vLLM's V1 engine, not a
+/// release.
 fn engine_name_words(name: &str) -> impl Iterator<Item = (&str, bool)> {
-    name.split(|c: char| c.is_whitespace() || matches!(c, '=' | '@' | ':')).filter(|w| !w.is_empty()).map(|w| {
-        let bare = w.strip_prefix(['v', 'V']).unwrap_or(w);
-        if bare.starts_with(|c: char| c.is_ascii_digit()) {
-            (bare, true)
-        } else {
-            (w, false)
-        }
-    })
+    name.split(|c: char| c.is_whitespace() || matches!(c, '=' | '@' | ':'))
+        .filter(|w| !w.is_empty())
+        .flat_map(|w| {
+            let joined = w.char_indices().find(|&(i, c)| matches!(c, '-' | '_') && release(&w[i + 1..]).is_some());
+            match joined {
+                Some((i, _)) => [Some(&w[..i]), Some(&w[i + 1..])],
+                None => [Some(w), None],
+            }
+        })
+        .flatten()
+        .filter(|w| !w.is_empty())
+        .map(|w| match release(w) {
+            Some(bare) => (bare, true),
+            None => (w, false),
+        })
+}
+
+/// A word that is a release number ("0.10.1rc1", "v0.11"), without its "v".
+fn release(word: &str) -> Option<&str> {
+    let bare = word.strip_prefix(['v', 'V']).unwrap_or(word);
+    let digits = bare.find(|c: char| !c.is_ascii_digit()).unwrap_or(bare.len());
+    (digits > 0 && bare[digits..].starts_with('.')).then_some(bare)
 }
 
 /// A container image reference, as a deployment records the engine it ran
@@ -1180,6 +1197,11 @@ mod tests {
         assert_eq!(version_in("registry.local:5000/vllm/vllm-openai"), None);
         assert_eq!(version_in("vllm/vllm-openai:latest"), None);
         assert_eq!(version_in("vllm/vllm-openai@sha256:0123abcd"), None);
+        // A version joined to the name, and the V1 engine, which is no release.
+        assert_eq!(version_in("vllm-0.11.0"), Some([0, 11, 0]));
+        assert_eq!(version_in("vllm_v0.10.2"), Some([0, 10, 2]));
+        assert_eq!(version_in("vLLM V1"), None);
+        assert_eq!(version_in("vllm/vllm-openai:nightly-2026-01-05"), None);
         let c = Catalog::embedded().unwrap();
         let id = |name: &str| c.engine(name).map(|e| e.id.as_str());
         assert_eq!(id("vllm/vllm-openai:v0.10.1.1"), Some("vllm"));
@@ -1187,6 +1209,10 @@ mod tests {
         assert_eq!(id("docker.io/lmsysorg/sglang:v0.4.9.post2-cu126"), Some("sglang"));
         assert_eq!(id("ghcr.io/ggml-org/llama.cpp:server-cuda"), Some("llamacpp"));
         assert_eq!(id("example/unknown-server:1.0"), None);
+        assert_eq!(id("vllm-0.11.0"), Some("vllm"));
+        assert_eq!(id("vLLM_v0.10.2"), Some("vllm"));
+        assert_eq!(id("vLLM V1"), Some("vllm"));
+        assert_eq!(id("gpt-fast"), Some("gpt-fast"));
         let scheduling = |name: &str| c.engine(name).map(|e| e.as_named(name).async_scheduling);
         assert_eq!(scheduling("vllm"), Some(true));
         assert_eq!(scheduling("vLLM 0.13.2"), Some(false));
