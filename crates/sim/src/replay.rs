@@ -27,6 +27,7 @@ use std::collections::{HashMap, VecDeque};
 use crate::engine::{EngineEvent, EngineRequest, PrefixKey, ServingEngine};
 use crate::perf::Deployment;
 use crate::sessions::{ReplaySessions, SessionSource};
+use crate::underload::{Medians, PublishedError, VLLM_PUBLISHED_ERROR};
 
 /// Measured requests when nothing else ends the replay (as `fleetbench run`).
 pub const DEFAULT_REQUESTS: u64 = 100;
@@ -129,6 +130,10 @@ pub struct ReplayReport {
     /// Session workloads: completed sessions and their completion time.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sessions: Option<ReplaySessions>,
+    /// How near replays of this engine came to its published runs under
+    /// load; absent for an engine with none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub published_error: Option<PublishedError>,
 }
 
 /// One request in flight or done.
@@ -250,6 +255,7 @@ fn replay_with(
     let kv_bits = deployment.kv_bytes_per_token * 8.0 / deployment.model.kv_elems_per_token().max(1.0);
     // The scheduler and the CUDA graphs are named where they cost something.
     let scheduling: String = deployment.costly_settings().iter().map(|s| format!(" · {s}")).collect();
+    let published_error = (deployment.engine.id == VLLM_PUBLISHED_ERROR.engine).then_some(VLLM_PUBLISHED_ERROR);
     let describe = format!(
         "{} x {} · {} {} · {}{scheduling} · KV cache {:.0}-bit, {:.0} tokens",
         deployment.count,
@@ -597,6 +603,7 @@ fn replay_with(
         stages,
         overall,
         sessions: session_figures,
+        published_error,
     }
 }
 
@@ -769,9 +776,24 @@ impl ReplayReport {
                 "{n} requests refused: prompt and max_tokens over the model's context length (an HTTP 400 from vLLM); they are in no latency figure\n"
             ),
         };
+        let near = match &self.published_error {
+            Some(e) => {
+                let pct = |m: Medians| {
+                    let p = |v: Option<f64>| v.map(|v| format!("±{v:.0} %")).unwrap_or_else(|| "-".into());
+                    format!("TTFT {}, TPOT {}, E2E {}", p(m.ttft), p(m.tpot), p(m.e2e))
+                };
+                format!(
+                    "how near: replayed, {} published runs of this engine under load came within {} of their measured means in half the runs and within {} in nine of ten (docs/SIMULATOR.md, section 7)\n",
+                    e.runs,
+                    pct(e.median_abs_err_pct),
+                    pct(e.p90_abs_err_pct)
+                )
+            }
+            None => "how near: no published run of this engine under load has been replayed (docs/SIMULATOR.md, section 7)\n".into(),
+        };
         format!(
             "{}\n{}\n{}\n{sessions}{rejected}arrivals {}; {} requests simulated in {:.1} s of model time, {} steps, {} preemptions, prefix caching {}\n\
-             (latencies in ms; waiting and running in requests)\n",
+             (latencies in ms; waiting and running in requests)\n{near}",
             self.deployment,
             self.workload,
             t.text().trim_end(),
@@ -851,6 +873,31 @@ mod tests {
     }
 
     const SP: &str = "shared-prefix:groups=4,users=16,system=2000,question=100,output=50";
+
+    /// A vLLM replay says how near vLLM's published runs under load came,
+    /// in its text and its JSON; an engine with no such runs says it has none.
+    #[test]
+    fn a_replay_states_how_near_its_engine_s_published_runs_came() {
+        let closed = Schedule::Closed { concurrency: 2 };
+        let vllm = run("synthetic:in=100,out=10", None, closed, Some(4), true);
+        assert_eq!(vllm.published_error, Some(VLLM_PUBLISHED_ERROR));
+        let text = vllm.to_text();
+        assert!(text.contains("how near: replayed, 122 published runs") && text.contains("TTFT ±20 %"), "{text}");
+        let json = serde_json::to_value(&vllm).unwrap();
+        assert_eq!(json["published_error"]["median_abs_err_pct"]["tpot"], 5.6);
+        let c = Catalog::embedded().unwrap();
+        let spec = DeploymentSpec {
+            gpu: "h100-sxm".into(),
+            model: "llama-3.1-8b".into(),
+            engine: "sglang".into(),
+            ..DeploymentSpec::default()
+        };
+        let sglang =
+            run_on(Deployment::resolve(&c, &spec).unwrap(), "synthetic:in=100,out=10", None, closed, Some(4), true);
+        assert_eq!(sglang.published_error, None);
+        assert!(sglang.to_text().contains("no published run of this engine under load"));
+        assert!(serde_json::to_value(&sglang).unwrap().get("published_error").is_none());
+    }
 
     #[test]
     fn the_frontend_latency_adds_to_every_first_token() {

@@ -143,6 +143,30 @@ pub struct Medians {
     pub e2e: Option<f64>,
 }
 
+/// How near the replay came to the published runs under load of one
+/// engine: the absolute errors of the mean TTFT, TPOT and end-to-end
+/// latency that `fleetbench sim validate data/calibration/under-load.csv`
+/// reports (docs/SIMULATOR.md, section 7), the middle one and the one nine
+/// runs in ten stay within. `sim replay` prints them beside that engine's
+/// figures; `tests/calibration.rs` recomputes them from the file.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct PublishedError {
+    /// The engine's catalog id.
+    pub engine: &'static str,
+    /// Published runs replayed.
+    pub runs: usize,
+    pub median_abs_err_pct: Medians,
+    pub p90_abs_err_pct: Medians,
+}
+
+/// vLLM's, from the 122 rows of `data/calibration/under-load.csv`.
+pub const VLLM_PUBLISHED_ERROR: PublishedError = PublishedError {
+    engine: "vllm",
+    runs: 122,
+    median_abs_err_pct: Medians { ttft: Some(19.7), tpot: Some(5.6), e2e: Some(4.7) },
+    p90_abs_err_pct: Medians { ttft: Some(58.4), tpot: Some(24.8), e2e: Some(45.4) },
+};
+
 /// What `sim validate --json` prints for an under-load file.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LoadReport {
