@@ -369,6 +369,11 @@ pub struct EngineKnobArgs {
     /// Turn automatic prefix caching off (SGLang: --disable-radix-cache).
     #[arg(long, alias = "disable-radix-cache", help_heading = "Engine")]
     pub no_prefix_caching: bool,
+    /// Turn automatic prefix caching on where the engine leaves it off:
+    /// vLLM for models with linear-attention layers (Qwen3-Next, Qwen3.5).
+    /// On by default for every other model.
+    #[arg(long, conflicts_with = "no_prefix_caching", help_heading = "Engine")]
+    pub enable_prefix_caching: bool,
     /// CPU memory for offloaded KV, GB: evicted prefixes and preempted
     /// sequences reload over PCIe instead of being recomputed.
     #[arg(long, value_name = "GB", default_value_t = 0.0, help_heading = "Engine")]
@@ -457,7 +462,11 @@ impl DeploymentArgs {
                 max_num_batched_tokens: k.max_num_batched_tokens,
                 gpu_memory_utilization: k.gpu_memory_utilization,
                 block_size: k.block_size,
-                prefix_caching: !k.no_prefix_caching,
+                prefix_caching: match (k.enable_prefix_caching, k.no_prefix_caching) {
+                    (true, _) => Some(true),
+                    (_, true) => Some(false),
+                    _ => None,
+                },
                 cpu_offload_gb: k.cpu_offload_gb,
                 // A tensor-parallel size alone means one stage, whatever the engine's habit.
                 pipeline_parallel: k.pipeline_parallel_size.or(k.tensor_parallel_size.map(|_| 1)),

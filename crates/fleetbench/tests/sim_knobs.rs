@@ -6,12 +6,13 @@ mod common;
 
 use common::{bin, output, text};
 
-const KNOBS: [&str; 12] = [
+const KNOBS: [&str; 13] = [
     "--max-num-batched-tokens",
     "--max-num-seqs",
     "--gpu-memory-utilization",
     "--block-size",
     "--no-prefix-caching",
+    "--enable-prefix-caching",
     "--cpu-offload-gb",
     "--tensor-parallel-size",
     "--pipeline-parallel-size",
@@ -131,6 +132,18 @@ async fn the_settings_change_the_figures() {
     assert_eq!((on["prefix_caching"].as_bool(), off["prefix_caching"].as_bool()), (Some(true), Some(false)));
     let hit = |v: &serde_json::Value| v["overall"]["prefix_hit_rate"].as_f64().unwrap();
     assert!(hit(&on) > 0.5 && hit(&off) == 0.0, "{} vs {}", hit(&on), hit(&off));
+    // vLLM leaves prefix caching off for a model with linear-attention
+    // layers unless asked, and sizes its blocks to hold their states.
+    let hybrid = |extra: &[&'static str]| {
+        let mut a = vec!["replay", "--gpu", "h200", "--model", "qwen3-next-80b-a3b", "--quant", "fp8"];
+        a.extend(["--workload", "shared-prefix:groups=2,users=4,system=1200,question=50,output=20"]);
+        a.extend(["--rate", "5", "--requests", "40"]);
+        a.extend(extra);
+        a
+    };
+    let (plain, asked) = (json(&hybrid(&[])).await, json(&hybrid(&["--enable-prefix-caching"])).await);
+    assert_eq!((plain["prefix_caching"].as_bool(), asked["prefix_caching"].as_bool()), (Some(false), Some(true)));
+    assert!(hit(&plain) == 0.0 && hit(&asked) > 0.3, "{} vs {}", hit(&plain), hit(&asked));
     // The replay names the KV cache it sized: 16-bit for FP8 weights, 8-bit when asked.
     let line = |v: &serde_json::Value| v["deployment"].as_str().unwrap().to_string();
     assert!(line(&on).contains("KV cache 16-bit"), "{}", line(&on));
@@ -144,12 +157,13 @@ async fn the_settings_change_the_figures() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contradictory_settings_are_refused_with_the_reason() {
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 6] = [
         (&["--count", "3", "--tp", "4"], "tensor x pipeline"),
         (&["--count", "8", "--pp", "3"], "pipeline stages"),
         (&["--gpu-memory-utilization", "1.5"], "gpu_memory_utilization"),
         (&["--kv-cache-dtype", "int3"], "not one of auto, bfloat16, float16, fp8"),
         (&["--cudagraph-mode", "full_decode_only"], "does not model"),
+        (&["--enable-prefix-caching", "--no-prefix-caching"], "cannot be used with"),
     ];
     for (extra, want) in cases {
         let mut c = bin();

@@ -149,6 +149,13 @@ pub struct Model {
     /// Layers that attend within the sliding window only.
     #[serde(default)]
     pub sliding_layers: u32,
+    /// Layers of linear attention (Gated DeltaNet), which keep a state of
+    /// fixed size per sequence instead of a KV cache.
+    #[serde(default)]
+    pub linear_layers: u32,
+    /// Bytes of that state per sequence and linear layer.
+    #[serde(default)]
+    pub linear_state_bytes: f64,
     /// The weight format the checkpoint ships in when it is not 16-bit
     /// (gpt-oss: `mxfp4`, DeepSeek-V3: `fp8`; a config.json's
     /// `quantization_config`): what `--quant auto` loads, as vLLM does.
@@ -186,6 +193,8 @@ struct ModelEntry {
     max_context: Option<u32>,
     sliding_window: Option<u32>,
     sliding_layers: Option<u32>,
+    linear_layers: Option<u32>,
+    linear_state_bytes: Option<f64>,
     native_quant: Option<String>,
     #[serde(default)]
     source: String,
@@ -239,6 +248,8 @@ impl ModelEntry {
             max_context: self.max_context.or(b.map(|m| m.max_context)).unwrap_or_else(default_context),
             sliding_window: self.sliding_window.or(b.map(|m| m.sliding_window)).unwrap_or(0),
             sliding_layers: self.sliding_layers.or(b.map(|m| m.sliding_layers)).unwrap_or(0),
+            linear_layers: self.linear_layers.or(b.map(|m| m.linear_layers)).unwrap_or(0),
+            linear_state_bytes: self.linear_state_bytes.or(b.map(|m| m.linear_state_bytes)).unwrap_or(0.0),
             native_quant: self.native_quant.clone().or(b.and_then(|m| m.native_quant.clone())),
             source,
             id: self.id,
@@ -271,11 +282,22 @@ impl Model {
         ((self.params_total_b - self.params_active_b) * 1e9 / (1.0 - k_over_e)).max(0.0)
     }
 
-    /// KV-cache elements stored per token across all layers.
+    /// KV-cache elements stored per token across the attention layers
+    /// (linear-attention layers keep none).
     pub fn kv_elems_per_token(&self) -> f64 {
         let per_layer =
             self.kv_elems_per_layer.map(f64::from).unwrap_or(2.0 * self.kv_heads as f64 * self.head_dim as f64);
-        per_layer * self.layers as f64
+        per_layer * self.attention_layers() as f64
+    }
+
+    /// Layers of softmax attention (full or sliding-window).
+    pub fn attention_layers(&self) -> u32 {
+        self.layers.saturating_sub(self.linear_layers)
+    }
+
+    /// Bytes of linear-attention state one sequence keeps, over every layer.
+    pub fn linear_state_bytes_per_seq(&self) -> f64 {
+        self.linear_layers as f64 * self.linear_state_bytes
     }
 }
 
@@ -509,6 +531,13 @@ pub struct Engine {
     /// FP8 and NVFP4 recipes quantize the KV cache with the weights).
     #[serde(default)]
     pub kv_cache_model_dtype: bool,
+    /// Models with linear-attention layers (Qwen3-Next, Qwen3.5) as vLLM
+    /// serves them: each layer's state per sequence padded to one KV page,
+    /// the attention block grown (in 16-token steps) until a page holds
+    /// it, and prefix caching off unless asked for. Off: the state takes
+    /// its own bytes and the block and prefix caching stay as set.
+    #[serde(default)]
+    pub hybrid_state_pages: bool,
     #[serde(default)]
     pub family: BTreeMap<String, FamilyEff>,
     #[serde(default)]

@@ -190,12 +190,14 @@ impl ServingEngine {
     }
 
     /// KV-cache tokens, in whole blocks, that `own` tokens of a sequence
-    /// hold after `base` tokens of context: sliding-window layers keep at
-    /// most their window.
+    /// hold after `base` tokens of context (sliding-window layers keep at
+    /// most their window), with the blocks of its linear-attention state,
+    /// which it holds whatever its length.
     fn footprint(&self, base: u32, own: u64) -> u64 {
         let b = base as f64;
         let tokens = (self.d.attended(b + own as f64) - self.d.attended(b)).ceil().max(0.0) as u64;
-        tokens.div_ceil(self.block) * self.block
+        let state = self.d.state_tokens_per_seq.ceil() as u64;
+        tokens.div_ceil(self.block) * self.block + state.div_ceil(self.block) * self.block
     }
 
     /// KV tokens held in CPU memory.
@@ -1074,7 +1076,8 @@ mod tests {
 
     #[test]
     fn kv_is_held_in_whole_blocks() {
-        let knobs = crate::perf::EngineKnobs { block_size: Some(16), prefix_caching: false, ..Default::default() };
+        let knobs =
+            crate::perf::EngineKnobs { block_size: Some(16), prefix_caching: Some(false), ..Default::default() };
         let mut eng = ServingEngine::new(knobbed("h100-sxm", "llama-3.1-8b", "fp8", knobs));
         let cap = eng.kv_capacity_tokens();
         assert_eq!(cap % 16, 0);
@@ -1087,7 +1090,8 @@ mod tests {
         }
         // 17 + 16 = 33 tokens of context: a third block.
         assert_eq!(eng.kv_used, 48);
-        let sglang = crate::perf::EngineKnobs { block_size: Some(1), prefix_caching: false, ..Default::default() };
+        let sglang =
+            crate::perf::EngineKnobs { block_size: Some(1), prefix_caching: Some(false), ..Default::default() };
         let mut eng = ServingEngine::new(knobbed("h100-sxm", "llama-3.1-8b", "fp8", sglang));
         eng.submit(EngineRequest { id: 1, prompt_tokens: 17, output_tokens: 20 });
         eng.step(&mut |_| {});
@@ -1098,7 +1102,7 @@ mod tests {
     fn prefix_caching_follows_the_deployment_setting() {
         let key = PrefixKey { group: Some((7, 512)), conversation: None, drop_answer: false };
         let hits = |on: bool| {
-            let knobs = crate::perf::EngineKnobs { prefix_caching: on, ..Default::default() };
+            let knobs = crate::perf::EngineKnobs { prefix_caching: Some(on), ..Default::default() };
             let mut eng = ServingEngine::new(knobbed("h100-sxm", "llama-3.1-8b", "fp8", knobs));
             for id in 0..2 {
                 eng.submit_with_prefix(EngineRequest { id, prompt_tokens: 600, output_tokens: 2 }, key);
@@ -1223,6 +1227,75 @@ mod tests {
         let (_, plain, _) = run(0.0);
         assert_eq!(plain.reloaded_tokens, 0);
         assert!(c.prompt_tokens == plain.prompt_tokens);
+    }
+
+    /// Qwen3-Next's 36 Gated DeltaNet layers keep a state of fixed size per
+    /// sequence: a sequence holds its blocks whatever its length, and each
+    /// decode step reads and writes it back; the KV cache per token is the
+    /// twelve attention layers'. vLLM pads each layer's state (1,097,728
+    /// bytes) to one page of the attention layers' KV (2,048 bytes a token
+    /// a layer): the block grows to 544 tokens (536 rounded up to 16), and
+    /// a sequence's states take 36 pages, 36 x 544 / 12 tokens of the
+    /// pool. Prefix caching is off unless asked for.
+    #[test]
+    fn linear_attention_state_is_held_per_sequence_and_read_every_step() {
+        let d = knobbed("h200", "qwen3-next-80b-a3b", "fp8", crate::perf::EngineKnobs::default());
+        let state = 36.0 * d.model.linear_state_bytes;
+        assert_eq!(d.kv_bytes_per_token, 12.0 * 2.0 * 2.0 * 256.0 * 2.0);
+        assert_eq!((d.block_size, d.state_tokens_per_seq, d.prefix_caching), (544, 1632.0, false));
+        let asked = crate::perf::EngineKnobs { prefix_caching: Some(true), ..Default::default() };
+        assert!(knobbed("h200", "qwen3-next-80b-a3b", "fp8", asked).prefix_caching);
+        // An engine without vLLM's pages keeps the state in its own bytes.
+        let c = Catalog::embedded().unwrap();
+        let spec = DeploymentSpec {
+            gpu: "h200".into(),
+            model: "qwen3-next-80b-a3b".into(),
+            quant: "fp8".into(),
+            engine: "sglang".into(),
+            ..DeploymentSpec::default()
+        };
+        let own = Deployment::resolve(&c, &spec).unwrap();
+        assert!((own.state_tokens_per_seq - state / own.kv_bytes_per_token).abs() < 1e-9);
+        assert!(own.prefix_caching && own.block_size < 544);
+        let mut eng = ServingEngine::new(d.clone());
+        eng.submit(EngineRequest { id: 1, prompt_tokens: 100, output_tokens: 3 });
+        while eng.running.iter().any(|s| s.to_prefill > 0) || eng.num_running() == 0 {
+            eng.step(&mut |_| {});
+        }
+        assert_eq!(eng.kv_used, 544 + 1632);
+        // Eight sequences read and write eight states a step, whatever their context.
+        let mut stateless = d.clone();
+        stateless.model.linear_state_bytes = 0.0;
+        for ctx in [100.0, 10_000.0] {
+            let extra = d.decode_step(8, ctx).bytes_per_gpu - stateless.decode_step(8, ctx).bytes_per_gpu;
+            assert!((extra - 8.0 * 2.0 * state).abs() < 1.0, "{extra}");
+        }
+        assert!(d.kv_seqs(1000.0) as f64 <= d.kv_capacity_tokens / (1000.0 + d.state_tokens_per_seq));
+    }
+
+    /// vLLM 0.19.1 logs "Setting attention block size to 528 tokens" for
+    /// Qwen3.5-4B (vLLM issue #40696): its FP32 state of 32 heads of
+    /// 128 x 128 and its convolution's 16-bit inputs, 2,146,304 bytes a
+    /// layer, over 4,096 bytes of KV a token a layer, is 524 tokens,
+    /// rounded up to 528.
+    #[test]
+    fn the_attention_block_grows_to_hold_a_linear_layer_s_state() {
+        let dir = std::env::temp_dir().join(format!("fleetbench-sim-qwen35-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("config.json");
+        std::fs::write(
+            &config,
+            r#"{"model_type": "qwen3_5", "text_config": {"model_type": "qwen3_5_text", "num_hidden_layers": 32,
+                "hidden_size": 2560, "intermediate_size": 9216, "num_attention_heads": 16, "num_key_value_heads": 4,
+                "head_dim": 256, "full_attention_interval": 4, "vocab_size": 248320, "attn_output_gate": true,
+                "linear_conv_kernel_dim": 4, "linear_key_head_dim": 128, "linear_num_key_heads": 16,
+                "linear_num_value_heads": 32, "linear_value_head_dim": 128, "mamba_ssm_dtype": "float32"}}"#,
+        )
+        .unwrap();
+        let d = knobbed("a100-80gb", config.to_str().unwrap(), "bf16", crate::perf::EngineKnobs::default());
+        std::fs::remove_dir_all(&dir).ok();
+        assert_eq!((d.model.linear_layers, d.model.linear_state_bytes), (24, 2_146_304.0));
+        assert_eq!(d.block_size, 528);
     }
 
     #[test]

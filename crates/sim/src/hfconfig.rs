@@ -3,8 +3,10 @@
 //! latent, experts, sliding-window layers) and the parameter counts derived
 //! from them. Understands the config layouts of Llama (2, 3, 4), Qwen2/2.5,
 //! Qwen3 (dense and MoE), Mistral/Mixtral, DeepSeek-V2/V3 (MLA, shared
-//! experts, leading dense layers), gpt-oss, Gemma 2/3 and Phi-3/3.5/4;
-//! multimodal configs are read from their `text_config`.
+//! experts, leading dense layers), gpt-oss, Gemma 2/3, Phi-3/3.5/4, and the
+//! hybrids of Gated DeltaNet linear attention and gated full attention
+//! (Qwen3-Next, Qwen3.5); multimodal configs are read from their
+//! `text_config`. Layers of state-space (Mamba) type are refused by name.
 
 use serde_json::Value;
 
@@ -29,6 +31,15 @@ pub fn model_from_config(id: &str, text: &str, source: &str) -> Result<Model, Si
     let root: Value = serde_json::from_str(text).map_err(|e| bad(source, format!("not a JSON model config: {e}")))?;
     let c = root.get("text_config").filter(|v| v.is_object()).unwrap_or(&root);
     let num = |key: &str| -> Option<f64> { c.get(key).and_then(Value::as_f64).or_else(|| root.get(key)?.as_f64()) };
+    if let Some(why) = state_space_layers(c) {
+        return Err(bad(
+            source,
+            format!(
+                "{why}: layers of state-space (Mamba) type are not modelled; the simulator models full, \
+                 sliding-window and latent (MLA) attention and Gated DeltaNet linear attention"
+            ),
+        ));
+    }
     let need = |key: &str| -> Result<f64, SimError> {
         num(key).filter(|v| *v > 0.0).ok_or_else(|| {
             bad(source, format!("'{key}' is missing; a Hugging Face config.json of a decoder model states it"))
@@ -54,6 +65,19 @@ pub fn model_from_config(id: &str, text: &str, source: &str) -> Result<Model, Si
         .and_then(Value::as_bool)
         .unwrap_or(matches!(model_type(c).as_str(), "gemma2" | "gemma3_text" | "gemma3" | "gemma"));
 
+    // Linear-attention layers (Gated DeltaNet: Qwen3-Next, Qwen3.5) keep a
+    // fixed state per sequence instead of a KV cache; the other layers are
+    // full attention with an output gate.
+    let linear = linear_attention(c, layers, hidden);
+    if linear.is_some()
+        && c.get("layer_types")
+            .and_then(Value::as_array)
+            .is_some_and(|types| types.iter().any(|t| t.as_str() == Some("sliding_attention")))
+    {
+        return Err(bad(source, "layers of both sliding-window and linear attention are not modelled"));
+    }
+    let output_gate = c.get("attn_output_gate").and_then(Value::as_bool).unwrap_or(linear.is_some());
+
     // Attention weights per layer, and the KV elements each layer stores.
     let kv_lora = num("kv_lora_rank").filter(|v| *v > 0.0);
     let (attn, kv_elems_per_layer) = if let Some(kv_lora) = kv_lora {
@@ -69,8 +93,11 @@ pub fn model_from_config(id: &str, text: &str, source: &str) -> Result<Model, Si
         let kv = hidden * (kv_lora + rope) + kv_lora * heads * (nope + v_dim);
         (q + kv + heads * v_dim * hidden, Some(kv_lora + rope))
     } else {
-        (hidden * head_dim * (2.0 * heads + 2.0 * kv_heads), None)
+        let gate = if output_gate { hidden * heads * head_dim } else { 0.0 };
+        (hidden * head_dim * (2.0 * heads + 2.0 * kv_heads) + gate, None)
     };
+    let linear_layers = linear.map_or(0.0, |l| l.layers);
+    let attention_weights = (layers - linear_layers) * attn + linear.map_or(0.0, |l| l.layers * l.params);
 
     // Experts.
     let experts =
@@ -110,7 +137,7 @@ pub fn model_from_config(id: &str, text: &str, source: &str) -> Result<Model, Si
     let routed_total = moe_layers * experts * gated * expert_inter;
     let per_moe_layer_fixed = shared_params + hidden * experts;
     let embeddings = vocab * hidden * if tied { 1.0 } else { 2.0 };
-    let total = layers * attn
+    let total = attention_weights
         + dense_layers * gated * dense_inter
         + moe_layers * per_moe_layer_fixed
         + routed_total
@@ -124,7 +151,7 @@ pub fn model_from_config(id: &str, text: &str, source: &str) -> Result<Model, Si
     // set and not switched off.
     let window = num("sliding_window").unwrap_or(0.0);
     let sliding_off = c.get("use_sliding_window").and_then(Value::as_bool) == Some(false);
-    let sliding_layers = if window <= 0.0 || sliding_off {
+    let sliding_layers = if window <= 0.0 || sliding_off || linear.is_some() {
         0.0
     } else if let Some(types) = c.get("layer_types").and_then(Value::as_array) {
         types.iter().filter(|t| t.as_str() == Some("sliding_attention")).count() as f64
@@ -158,9 +185,73 @@ pub fn model_from_config(id: &str, text: &str, source: &str) -> Result<Model, Si
         max_context: u(max_context),
         sliding_window: if sliding_layers > 0.0 { u(window) } else { 0 },
         sliding_layers: u(sliding_layers),
+        linear_layers: u(linear_layers),
+        linear_state_bytes: linear.map_or(0.0, |l| l.state_bytes),
         native_quant: checkpoint_format(&root),
         source: source.to_string(),
     })
+}
+
+/// A config's Gated DeltaNet layers: how many, the weights of one, and the
+/// bytes of the state one keeps per sequence.
+#[derive(Debug, Clone, Copy)]
+struct LinearAttention {
+    layers: f64,
+    params: f64,
+    state_bytes: f64,
+}
+
+/// The linear-attention layers of a config that has them: named in
+/// `layer_types` ("linear_attention", Qwen3.5), else every layer but each
+/// `full_attention_interval`-th (Qwen3-Next). A layer projects the input to
+/// queries, keys (`linear_num_key_heads` x `linear_key_head_dim` each),
+/// values and an output gate (`linear_num_value_heads` x
+/// `linear_value_head_dim` each) and two scalars a value head, runs a short
+/// causal convolution (`linear_conv_kernel_dim`) over queries, keys and
+/// values, and projects back. Its state per sequence is one key x value
+/// matrix a value head, in `mamba_ssm_dtype` (vLLM keeps it in the model's
+/// 16-bit type unless the config says `float32`), and the convolution's
+/// last `kernel - 1` inputs in 16 bits.
+fn linear_attention(c: &Value, layers: f64, hidden: f64) -> Option<LinearAttention> {
+    let num = |key: &str| c.get(key).and_then(Value::as_f64).filter(|v| *v > 0.0);
+    let count = match c.get("layer_types").and_then(Value::as_array) {
+        Some(types) => types.iter().filter(|t| t.as_str() == Some("linear_attention")).count() as f64,
+        None => match (num("full_attention_interval"), num("linear_num_value_heads")) {
+            (Some(every), Some(_)) if every > 1.0 => layers - (layers / every).floor(),
+            _ => 0.0,
+        },
+    };
+    if count <= 0.0 {
+        return None;
+    }
+    let value_heads = num("linear_num_value_heads").unwrap_or(32.0);
+    let key_heads = num("linear_num_key_heads").unwrap_or(16.0);
+    let key_dim = num("linear_key_head_dim").unwrap_or(128.0);
+    let value_dim = num("linear_value_head_dim").unwrap_or(128.0);
+    let kernel = num("linear_conv_kernel_dim").unwrap_or(4.0);
+    let (qk, v) = (2.0 * key_heads * key_dim, value_heads * value_dim);
+    let params =
+        hidden * (qk + 2.0 * v + 2.0 * value_heads) + (qk + v) * kernel + v * hidden + 2.0 * value_heads + value_dim;
+    let ssm_bytes = match c.get("mamba_ssm_dtype").and_then(Value::as_str) {
+        Some("float32") => 4.0,
+        _ => 2.0,
+    };
+    let state_bytes = value_heads * key_dim * value_dim * ssm_bytes + (qk + v) * (kernel - 1.0) * 2.0;
+    Some(LinearAttention { layers: count, params, state_bytes })
+}
+
+/// Why a config has state-space (Mamba) layers, if it does: its model type
+/// or the keys that lay them out.
+fn state_space_layers(c: &Value) -> Option<String> {
+    let kind = model_type(c);
+    let known = ["mamba", "jamba", "zamba", "bamba", "falcon_h1", "nemotron_h", "granitemoehybrid", "plamo2", "lfm2"];
+    if known.iter().any(|k| kind.starts_with(k)) {
+        return Some(format!("model type '{kind}'"));
+    }
+    ["hybrid_override_pattern", "layers_block_type", "mamba_d_state", "ssm_state_size", "mamba_n_heads"]
+        .into_iter()
+        .find(|k| c.get(*k).is_some())
+        .map(|k| format!("'{k}'"))
 }
 
 /// The catalog's weight format for a config's `quantization_config` (FP8,
@@ -190,6 +281,51 @@ mod tests {
 
     fn shipped(file: &str) -> Model {
         model_from_config(file, embedded_config(file).unwrap(), file).unwrap()
+    }
+
+    /// Qwen3-Next: 36 of 48 layers Gated DeltaNet (every fourth is full
+    /// attention, with an output gate). The derived parameters meet the
+    /// checkpoint's (79,674,391,296 in all; 3,874,929,408 with one token's
+    /// ten routed experts and the shared one), and each linear layer keeps
+    /// 32 value heads of a 128 x 128 state in 16 bits plus three steps of
+    /// its convolution's input.
+    #[test]
+    fn linear_attention_layers_keep_a_state_instead_of_a_cache() {
+        let m = shipped("qwen3-next-80b-a3b.json");
+        assert_eq!((m.layers, m.linear_layers, m.attention_layers()), (48, 36, 12));
+        assert_eq!(m.linear_state_bytes, 32.0 * 128.0 * 128.0 * 2.0 + (2.0 * 16.0 * 128.0 + 32.0 * 128.0) * 3.0 * 2.0);
+        assert!((m.params_total_b / 79.674_391_296 - 1.0).abs() < 1e-4, "{}", m.params_total_b);
+        assert!((m.params_active_b / 3.874_929_408 - 1.0).abs() < 1e-4, "{}", m.params_active_b);
+        // The KV cache is the twelve attention layers' alone.
+        assert_eq!(m.kv_elems_per_token(), 12.0 * 2.0 * 2.0 * 256.0);
+        assert_eq!(m.sliding_layers, 0);
+        // Qwen3.5 names its layers and keeps the state in FP32.
+        let qwen35 = r#"{"model_type": "qwen3_5", "text_config": {"model_type": "qwen3_5_text",
+            "num_hidden_layers": 8, "hidden_size": 4096, "num_attention_heads": 16, "num_key_value_heads": 4,
+            "head_dim": 256, "intermediate_size": 12288, "vocab_size": 248320, "attn_output_gate": true,
+            "layer_types": ["linear_attention", "linear_attention", "linear_attention", "full_attention",
+                            "linear_attention", "linear_attention", "linear_attention", "full_attention"],
+            "linear_conv_kernel_dim": 4, "linear_key_head_dim": 128, "linear_num_key_heads": 16,
+            "linear_num_value_heads": 32, "linear_value_head_dim": 128, "mamba_ssm_dtype": "float32"}}"#;
+        let m = model_from_config("qwen3.5", qwen35, "config.json").unwrap();
+        assert_eq!((m.linear_layers, m.attention_layers()), (6, 2));
+        assert_eq!(m.linear_state_bytes, 32.0 * 128.0 * 128.0 * 4.0 + 8192.0 * 3.0 * 2.0);
+        // A plain config has none.
+        assert_eq!(shipped("qwen3-30b-a3b.json").linear_layers, 0);
+    }
+
+    /// Mamba layers are not modelled: a config with them is refused by
+    /// name, not read as attention.
+    #[test]
+    fn state_space_layers_are_refused_by_name() {
+        let nemotron = r#"{"model_type": "nemotron_h", "num_hidden_layers": 4, "hidden_size": 64,
+            "num_attention_heads": 4, "vocab_size": 100, "hybrid_override_pattern": "M-M*"}"#;
+        let err = model_from_config("nemotron-h", nemotron, "nemotron/config.json").unwrap_err().to_string();
+        assert!(err.contains("nemotron/config.json") && err.contains("nemotron_h") && err.contains("Mamba"), "{err}");
+        let keyed = r#"{"model_type": "custom", "num_hidden_layers": 4, "hidden_size": 64,
+            "num_attention_heads": 4, "vocab_size": 100, "ssm_state_size": 16}"#;
+        let err = model_from_config("custom", keyed, "config.json").unwrap_err().to_string();
+        assert!(err.contains("'ssm_state_size'") && err.contains("Mamba"), "{err}");
     }
 
     #[test]

@@ -84,8 +84,11 @@ pub struct EngineKnobs {
     pub gpu_memory_utilization: Option<f64>,
     /// Tokens per KV block (vLLM `--block-size`, SGLang `--page-size`).
     pub block_size: Option<u32>,
-    /// Automatic prefix caching (vLLM; SGLang's radix cache). On by default.
-    pub prefix_caching: bool,
+    /// Automatic prefix caching (vLLM; SGLang's radix cache); `None` is the
+    /// engine's default for the model: on, but off in vLLM for models with
+    /// linear-attention layers, where it is opt-in.
+    #[serde(default)]
+    pub prefix_caching: Option<bool>,
     /// CPU memory for KV blocks, GB: evicted prefixes and preempted
     /// sequences are reloaded over PCIe instead of recomputed.
     pub cpu_offload_gb: f64,
@@ -144,7 +147,7 @@ impl Default for EngineKnobs {
             max_num_batched_tokens: None,
             gpu_memory_utilization: None,
             block_size: None,
-            prefix_caching: true,
+            prefix_caching: None,
             cpu_offload_gb: 0.0,
             pipeline_parallel: None,
             kv_cache_bits: None,
@@ -208,6 +211,10 @@ pub struct Deployment {
     pub kv_bytes_per_token: f64,
     /// Tokens of context the KV cache holds, all GPUs together.
     pub kv_capacity_tokens: f64,
+    /// KV-cache tokens' worth of memory a sequence's linear-attention state
+    /// takes, whatever its length (0 for a model without such layers): vLLM
+    /// allocates it from the same pool.
+    pub state_tokens_per_seq: f64,
     /// What resolving the names assumed (a GPU variant not stated, ...).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
@@ -478,7 +485,7 @@ impl Deployment {
                 return Err(SimError::Invalid(format!("KV-cache bits must be in (0, 32], got {bits}")));
             }
         }
-        let block_size = knobs.block_size.unwrap_or(engine.block_size);
+        let mut block_size = knobs.block_size.unwrap_or(engine.block_size);
         if block_size == 0 {
             return Err(SimError::Invalid("block size must be at least 1 token".into()));
         }
@@ -502,6 +509,18 @@ impl Deployment {
         let expert_routing = ExpertRouting::new(model.experts, model.experts_per_token, expert_routing_zipf);
         let kv_bits = knobs.kv_cache_bits.unwrap_or(if engine.kv_cache_model_dtype { 16.0 } else { quant.kv_bits });
         let kv_bytes_per_token = model.kv_elems_per_token() * kv_bits / 8.0;
+        // Linear-attention state: in its own bytes, or (vLLM) padded to one
+        // KV page a layer, the attention block grown, in whole 16-token
+        // steps, until a page holds one layer's state.
+        let hybrid = model.linear_layers > 0 && model.attention_layers() > 0;
+        let mut state_tokens_per_seq = model.linear_state_bytes_per_seq() / kv_bytes_per_token.max(1.0);
+        if hybrid && engine.hybrid_state_pages {
+            let layer_token_bytes = kv_bytes_per_token / model.attention_layers() as f64;
+            let page = (model.linear_state_bytes / layer_token_bytes.max(1.0) / 16.0).ceil() as u32 * 16;
+            block_size = block_size.max(page);
+            state_tokens_per_seq = model.linear_layers as f64 * block_size as f64 / model.attention_layers() as f64;
+        }
+        let prefix_caching = knobs.prefix_caching.unwrap_or(!(hybrid && engine.hybrid_state_pages));
         let usable = count as f64 * (gpu.memory_bytes() * util - RESERVED_GB_PER_GPU * 1e9);
         let kv_capacity_bytes = usable - weight_bytes;
         if kv_capacity_bytes <= 0.0 {
@@ -534,7 +553,7 @@ impl Deployment {
             max_batched_tokens,
             gpu_memory_utilization: util,
             block_size,
-            prefix_caching: knobs.prefix_caching,
+            prefix_caching,
             async_scheduling,
             full_decode_graph,
             cpu_offload_tokens,
@@ -542,6 +561,7 @@ impl Deployment {
             weight_bytes,
             kv_bytes_per_token,
             kv_capacity_tokens,
+            state_tokens_per_seq,
             notes: Vec::new(),
             dense_read_bytes,
             expert_bytes_each,
@@ -598,14 +618,16 @@ impl Deployment {
         self.tp as f64
     }
 
-    /// Context a token attends to, averaged over the layers: sliding-window
-    /// layers see at most their window (and keep only that much KV).
+    /// Context a token attends to, averaged over the attention layers:
+    /// sliding-window layers see at most their window (and keep only that
+    /// much KV).
     pub fn attended(&self, context: f64) -> f64 {
         let m = &self.model;
-        if m.sliding_window == 0 || m.sliding_layers == 0 || m.layers == 0 {
+        let layers = m.attention_layers();
+        if m.sliding_window == 0 || m.sliding_layers == 0 || layers == 0 {
             return context;
         }
-        let f = m.sliding_layers.min(m.layers) as f64 / m.layers as f64;
+        let f = m.sliding_layers.min(layers) as f64 / layers as f64;
         context * (1.0 - f) + context.min(m.sliding_window as f64) * f
     }
 
@@ -640,8 +662,11 @@ impl Deployment {
         let activation_bytes = tokens as f64 * m.layers as f64 * m.hidden as f64 * ACTIVATION_BYTES * passes;
         // The experts a step touches are a sum over every expert: counted once.
         let weights = self.weight_read_bytes(tokens);
-        let bytes = weights + load.decode_context_tokens * self.kv_bytes_per_token + activation_bytes;
-        let attn_width = (m.heads * m.head_dim) as f64 * m.layers as f64;
+        // A decoding sequence reads its KV, and reads and writes back its
+        // linear-attention state.
+        let state_bytes = 2.0 * f64::from(load.decode_seqs) * m.linear_state_bytes_per_seq();
+        let bytes = weights + load.decode_context_tokens * self.kv_bytes_per_token + state_bytes + activation_bytes;
+        let attn_width = (m.heads * m.head_dim) as f64 * m.attention_layers() as f64;
         let flops = 2.0 * m.params_active_b * 1e9 * tokens as f64
             + 4.0 * attn_width * (load.decode_context_tokens + load.prefill_attention_tokens);
         let bw = self.gpu.data_bw_gbs() * 1e9 * self.engine.bw_eff_on(&self.gpu) * self.quant.decode_kernel_eff;
@@ -743,7 +768,9 @@ impl Deployment {
 
     /// Most sequences of `context` tokens the KV cache holds at once.
     pub fn kv_seqs(&self, context: f64) -> u32 {
-        (self.kv_capacity_tokens / self.attended(context).max(1.0)).floor().min(u32::MAX as f64) as u32
+        (self.kv_capacity_tokens / (self.attended(context) + self.state_tokens_per_seq).max(1.0))
+            .floor()
+            .min(u32::MAX as f64) as u32
     }
 }
 

@@ -219,10 +219,6 @@ impl Cells<'_> {
             x => Ok(x),
         }
     }
-    /// A switch; empty is `default`.
-    fn flag(&self, key: &str, default: bool) -> Result<bool, RowError> {
-        Ok(self.switch(key)?.unwrap_or(default))
-    }
     /// A switch; `None` where empty.
     fn switch(&self, key: &str) -> Result<Option<bool>, RowError> {
         let Some(v) = self.value(key) else { return Ok(None) };
@@ -450,7 +446,7 @@ fn run_row(catalog: &Catalog, c: &Cells, base: &Path) -> Result<RowResult, RowEr
         max_num_batched_tokens: c.opt("max_num_batched_tokens", "a whole number of tokens")?,
         gpu_memory_utilization: c.memory_share("gpu_memory_utilization")?,
         block_size: c.opt("block_size", "a whole number of tokens")?,
-        prefix_caching: c.flag("prefix_caching", true)?,
+        prefix_caching: c.switch("prefix_caching")?,
         cpu_offload_gb: c.offload_gb("cpu_offload")?,
         pipeline_parallel: c.opt("pipeline_parallel", "a whole number of stages")?,
         kv_cache_bits: crate::perf::kv_cache_bits(row.get("kv_cache_dtype")).map_err(|e| c.at("kv_cache_dtype", e))?,
