@@ -134,7 +134,16 @@ pub struct ReplayReport {
     /// load; absent for an engine with none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub published_error: Option<PublishedError>,
+    /// What the published runs say of this kind of model beyond that.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caveat: Option<&'static str>,
 }
+
+/// The caveat of a replay of a model with linear-attention layers.
+pub const LINEAR_ATTENTION_CAVEAT: &str =
+    "models with linear-attention layers read faster in the replay than in the only \
+     published runs found (GPUStack's Qwen3.5-9B on an H100 and Qwen3.5-35B-A3B on an H200, vLLM 0.17.1): mean \
+     end-to-end latency -8 % to -74 % (docs/SIMULATOR.md, section 1)";
 
 /// One request in flight or done.
 #[derive(Debug, Clone, Copy)]
@@ -256,6 +265,7 @@ fn replay_with(
     // The scheduler and the CUDA graphs are named where they cost something.
     let scheduling: String = deployment.costly_settings().iter().map(|s| format!(" · {s}")).collect();
     let published_error = (deployment.engine.id == VLLM_PUBLISHED_ERROR.engine).then_some(VLLM_PUBLISHED_ERROR);
+    let caveat = (deployment.model.linear_layers > 0).then_some(LINEAR_ATTENTION_CAVEAT);
     let describe = format!(
         "{} x {} · {} {} · {}{scheduling} · KV cache {:.0}-bit, {:.0} tokens",
         deployment.count,
@@ -604,6 +614,7 @@ fn replay_with(
         overall,
         sessions: session_figures,
         published_error,
+        caveat,
     }
 }
 
@@ -791,6 +802,10 @@ impl ReplayReport {
             }
             None => "how near: no published run of this engine under load has been replayed (docs/SIMULATOR.md, section 7)\n".into(),
         };
+        let near = match self.caveat {
+            Some(c) => format!("{near}caveat: {c}\n"),
+            None => near,
+        };
         format!(
             "{}\n{}\n{}\n{sessions}{rejected}arrivals {}; {} requests simulated in {:.1} s of model time, {} steps, {} preemptions, prefix caching {}\n\
              (latencies in ms; waiting and running in requests)\n{near}",
@@ -897,6 +912,19 @@ mod tests {
         assert_eq!(sglang.published_error, None);
         assert!(sglang.to_text().contains("no published run of this engine under load"));
         assert!(serde_json::to_value(&sglang).unwrap().get("published_error").is_none());
+        assert!(vllm.caveat.is_none() && !text.contains("caveat"));
+        // A model with linear-attention layers carries what its runs said.
+        let spec = DeploymentSpec {
+            gpu: "h200".into(),
+            model: "qwen3.5-35b-a3b".into(),
+            engine: "vllm".into(),
+            ..DeploymentSpec::default()
+        };
+        let hybrid =
+            run_on(Deployment::resolve(&c, &spec).unwrap(), "synthetic:in=100,out=10", None, closed, Some(4), true);
+        assert_eq!(hybrid.caveat, Some(LINEAR_ATTENTION_CAVEAT));
+        assert!(hybrid.to_text().contains("caveat: models with linear-attention layers read faster"));
+        assert!(serde_json::to_value(&hybrid).unwrap()["caveat"].as_str().is_some_and(|c| c.contains("-74 %")));
     }
 
     #[test]
