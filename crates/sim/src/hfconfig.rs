@@ -76,6 +76,12 @@ pub fn model_from_config(id: &str, text: &str, source: &str) -> Result<Model, Si
     {
         return Err(bad(source, "layers of both sliding-window and linear attention are not modelled"));
     }
+    if linear.is_some_and(|l| l.layers >= layers) {
+        return Err(bad(
+            source,
+            "every layer is linear attention: a model without softmax attention layers is not modelled",
+        ));
+    }
     let output_gate = c.get("attn_output_gate").and_then(Value::as_bool).unwrap_or(linear.is_some());
 
     // Attention weights per layer, and the KV elements each layer stores.
@@ -309,6 +315,12 @@ mod tests {
             "linear_num_value_heads": 32, "linear_value_head_dim": 128, "mamba_ssm_dtype": "float32"}}"#;
         let m = model_from_config("qwen3.5", qwen35, "config.json").unwrap();
         assert_eq!((m.linear_layers, m.attention_layers()), (6, 2));
+        // Every layer linear: no KV cache to size, refused.
+        let all = qwen35
+            .replace(r#""full_attention"]"#, r#""linear_attention"]"#)
+            .replace(r#""linear_attention", "full_attention","#, r#""linear_attention", "linear_attention","#);
+        let err = model_from_config("qwen3.5", &all, "config.json").unwrap_err().to_string();
+        assert!(err.contains("every layer is linear attention"), "{err}");
         assert_eq!(m.linear_state_bytes, 32.0 * 128.0 * 128.0 * 4.0 + 8192.0 * 3.0 * 2.0);
         // A plain config has none.
         assert_eq!(shipped("qwen3-30b-a3b.json").linear_layers, 0);
