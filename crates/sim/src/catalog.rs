@@ -538,6 +538,14 @@ pub struct Engine {
     /// its own bytes and the block and prefix caching stay as set.
     #[serde(default)]
     pub hybrid_state_pages: bool,
+    /// Attention runs tensor parallel: a rank keeps at least one KV head
+    /// (heads copied where the model has fewer KV heads than ranks) and
+    /// MLA's latent whole, so the pool holds fewer tokens and each rank
+    /// reads its copies (vLLM; SGLang without `--enable-dp-attention`).
+    /// Off: the KV cache is split across the ranks (attention data
+    /// parallel, as TensorRT-LLM's throughput recipes for these models run).
+    #[serde(default)]
+    pub kv_copies_across_tp: bool,
     #[serde(default)]
     pub family: BTreeMap<String, FamilyEff>,
     #[serde(default)]

@@ -508,7 +508,17 @@ impl Deployment {
         let expert_bytes_each = if model.is_moe() { routed * bq / model.experts as f64 } else { 0.0 };
         let expert_routing = ExpertRouting::new(model.experts, model.experts_per_token, expert_routing_zipf);
         let kv_bits = knobs.kv_cache_bits.unwrap_or(if engine.kv_cache_model_dtype { 16.0 } else { quant.kv_bits });
-        let kv_bytes_per_token = model.kv_elems_per_token() * kv_bits / 8.0;
+        // KV a tensor-parallel group cannot split is copied, in engines
+        // whose attention runs tensor parallel: every rank keeps at least
+        // one KV head (where the model has fewer than the ranks), and MLA's
+        // latent whole.
+        let kv_copies = match model.kv_elems_per_layer {
+            _ if !engine.kv_copies_across_tp => 1.0,
+            Some(_) => tp as f64,
+            None if model.kv_heads > 0 && tp > model.kv_heads => tp as f64 / model.kv_heads as f64,
+            None => 1.0,
+        };
+        let kv_bytes_per_token = model.kv_elems_per_token() * kv_bits / 8.0 * kv_copies;
         // Linear-attention state: in its own bytes, or (vLLM) padded to one
         // KV page a layer, the attention block grown, in whole 16-token
         // steps, until a page holds one layer's state.
@@ -863,6 +873,23 @@ pub fn predict(d: &Deployment, w: Workload, concurrency: &[u32]) -> Prediction {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Where attention runs tensor parallel (vLLM), a rank keeps at least
+    /// one KV head and MLA's whole latent: Qwen3-30B-A3B's 4 KV heads on 8
+    /// ranks are kept twice, DeepSeek-V3's latent 8 times; TensorRT-LLM's
+    /// attention data parallel keeps one copy.
+    #[test]
+    fn kv_a_tensor_parallel_group_cannot_split_is_copied() {
+        let per_token = |count: u32, model: &str, quant: &str, engine: &str| {
+            deployment("h200", count, None, model, quant, engine).kv_bytes_per_token
+        };
+        let qwen = |count| per_token(count, "qwen3-30b-a3b", "fp16", "vllm");
+        assert_eq!(qwen(4), 48.0 * 2.0 * 4.0 * 128.0 * 2.0);
+        assert_eq!(qwen(8), 2.0 * qwen(4));
+        assert_eq!(per_token(8, "deepseek-v3", "fp8", "vllm"), 8.0 * 61.0 * 576.0 * 2.0);
+        // TensorRT-LLM's FP8 recipe keeps an FP8 KV cache, once.
+        assert_eq!(per_token(8, "deepseek-v3", "fp8", "trtllm"), 61.0 * 576.0);
+    }
 
     fn deployment(gpu: &str, count: u32, link: Option<&str>, model: &str, quant: &str, engine: &str) -> Deployment {
         let c = Catalog::embedded().unwrap();
