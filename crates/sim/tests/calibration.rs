@@ -119,3 +119,22 @@ fn fleet_shared_prefix_runs_are_reproduced_within_the_stated_error() {
     near(all.tpot, 7.0, "TPOT");
     near(all.e2e, 12.6, "E2E");
 }
+
+/// GPUStack's rate ladders of Qwen3.5-9B and Qwen3.5-35B-A3B, models with
+/// linear-attention layers (`data/calibration/hybrid-ladders.csv`): no
+/// figure is fitted on them, every one reads fast, and the caveat
+/// `sim replay` prints beside such a model states their range.
+#[test]
+fn the_linear_attention_ladders_read_as_the_caveat_says() {
+    let r = validate_calibration_file("hybrid-ladders.csv");
+    assert_eq!((r.covered, r.total), (9, 9));
+    near(r.median_abs_err_pct.ttft, 33.3, "TTFT");
+    near(r.median_abs_err_pct.e2e, 37.6, "E2E");
+    let e2e: Vec<f64> = r.rows.iter().filter_map(|row| row.e2e_err_pct).collect();
+    assert_eq!(e2e.len(), 9);
+    assert!(e2e.iter().all(|e| *e < 0.0), "{e2e:?}");
+    let (fastest, nearest) = (e2e.iter().copied().fold(0.0, f64::min), e2e.iter().copied().fold(f64::MIN, f64::max));
+    let caveat = fleetbench_sim::replay::LINEAR_ATTENTION_CAVEAT;
+    assert!(caveat.contains(&format!("{:.0} % to {:.0} %", nearest, fastest)), "{nearest:.1} {fastest:.1}: {caveat}");
+}
+
