@@ -803,11 +803,19 @@ pub struct Level {
     pub power_w: f64,
 }
 
+/// What the published runs say of a model with linear-attention layers,
+/// beside the simulator's figures for it (`data/calibration/hybrid-ladders.csv`).
+pub const LINEAR_ATTENTION_CAVEAT: &str =
+    "models with linear-attention layers read faster in the replay than in the only \
+     published runs found (GPUStack's Qwen3.5-9B on an H100 and Qwen3.5-35B-A3B on an H200, vLLM 0.17.1): mean \
+     end-to-end latency -8 % to -74 % (docs/SIMULATOR.md, section 1)";
+
 /// The prediction: one level per requested concurrency.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Prediction {
     pub levels: Vec<Level>,
-    /// What resolving the deployment assumed (e.g. a GPU variant not stated).
+    /// What resolving the deployment assumed (e.g. a GPU variant not
+    /// stated), and what published runs say of this kind of model.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
 }
@@ -853,7 +861,7 @@ pub fn predict_level(d: &Deployment, w: Workload, c: u32) -> Level {
     let wait = if c > running { (c as f64 / running as f64 - 1.0) * service } else { 0.0 };
     let per_request = out / service;
     let aggregate = running as f64 * per_request;
-    let kv_used = running as f64 * avg_ctx / d.kv_capacity_tokens;
+    let kv_used = running as f64 * (d.attended(avg_ctx) + d.state_tokens_per_seq) / d.kv_capacity_tokens;
     Level {
         concurrency: c,
         per_request_tok_s: per_request,
@@ -867,12 +875,31 @@ pub fn predict_level(d: &Deployment, w: Workload, c: u32) -> Level {
 
 /// Predictions for each concurrency level.
 pub fn predict(d: &Deployment, w: Workload, concurrency: &[u32]) -> Prediction {
-    Prediction { levels: concurrency.iter().map(|&c| predict_level(d, w, c)).collect(), notes: d.notes.clone() }
+    let mut notes = d.notes.clone();
+    if d.model.linear_layers > 0 {
+        notes.push(LINEAR_ATTENTION_CAVEAT.to_string());
+    }
+    Prediction { levels: concurrency.iter().map(|&c| predict_level(d, w, c)).collect(), notes }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A prediction for a model with linear-attention layers carries the
+    /// caveat of its published runs, and counts its states in the KV use.
+    #[test]
+    fn a_linear_attention_prediction_carries_its_caveat() {
+        let w = Workload { input_tokens: 300, output_tokens: 300 };
+        let hybrid = deployment("h200", 1, None, "qwen3.5-35b-a3b", "fp16", "vllm");
+        let p = predict(&hybrid, w, &[64]);
+        assert!(p.notes.iter().any(|n| n == LINEAR_ATTENTION_CAVEAT), "{:?}", p.notes);
+        let kv = p.levels[0].kv_cache_usage;
+        let without_states = 64.0 * hybrid.attended(450.0) / hybrid.kv_capacity_tokens;
+        assert!(kv > 2.0 * without_states, "{kv} {without_states}");
+        let plain = predict(&deployment("h200", 1, None, "qwen3-30b-a3b", "fp16", "vllm"), w, &[1]);
+        assert!(plain.notes.is_empty(), "{:?}", plain.notes);
+    }
 
     /// Where attention runs tensor parallel (vLLM), a rank keeps at least
     /// one KV head and MLA's whole latent: Qwen3-30B-A3B's 4 KV heads on 8

@@ -25,7 +25,7 @@ use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
 
 use crate::engine::{EngineEvent, EngineRequest, PrefixKey, ServingEngine};
-use crate::perf::Deployment;
+use crate::perf::{Deployment, LINEAR_ATTENTION_CAVEAT};
 use crate::sessions::{ReplaySessions, SessionSource};
 use crate::underload::{Medians, PublishedError, VLLM_PUBLISHED_ERROR};
 
@@ -138,12 +138,6 @@ pub struct ReplayReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub caveat: Option<&'static str>,
 }
-
-/// The caveat of a replay of a model with linear-attention layers.
-pub const LINEAR_ATTENTION_CAVEAT: &str =
-    "models with linear-attention layers read faster in the replay than in the only \
-     published runs found (GPUStack's Qwen3.5-9B on an H100 and Qwen3.5-35B-A3B on an H200, vLLM 0.17.1): mean \
-     end-to-end latency -8 % to -74 % (docs/SIMULATOR.md, section 1)";
 
 /// One request in flight or done.
 #[derive(Debug, Clone, Copy)]

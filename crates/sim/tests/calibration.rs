@@ -134,7 +134,6 @@ fn the_linear_attention_ladders_read_as_the_caveat_says() {
     assert_eq!(e2e.len(), 9);
     assert!(e2e.iter().all(|e| *e < 0.0), "{e2e:?}");
     let (fastest, nearest) = (e2e.iter().copied().fold(0.0, f64::min), e2e.iter().copied().fold(f64::MIN, f64::max));
-    let caveat = fleetbench_sim::replay::LINEAR_ATTENTION_CAVEAT;
+    let caveat = fleetbench_sim::perf::LINEAR_ATTENTION_CAVEAT;
     assert!(caveat.contains(&format!("{:.0} % to {:.0} %", nearest, fastest)), "{nearest:.1} {fastest:.1}: {caveat}");
 }
-
