@@ -153,12 +153,26 @@ pub fn model_from_config(id: &str, text: &str, source: &str) -> Result<Model, Si
 
     // Sliding-window layers: explicit layer types (gpt-oss, newer Gemma and
     // Qwen configs), Gemma 3's pattern (N−1 of every N), Gemma 2's
-    // alternation, or every layer (Mistral v0.1, Phi-3) when a window is
-    // set and not switched off.
-    let window = num("sliding_window").unwrap_or(0.0);
+    // alternation, Llama 4's chunks, or every layer (Mistral v0.1, Phi-3)
+    // when a window is set and not switched off.
+    // Llama 4's chunked local attention (`attention_chunk_size`, on the
+    // layers that use RoPE: those `no_rope_layers` marks 1, by default all
+    // but every fourth) keeps at most one chunk: counted as a window of
+    // that size, which is what it keeps at a chunk's end.
+    let chunked = matches!(model_type(c).as_str(), "llama4_text" | "llama4")
+        .then(|| num("attention_chunk_size"))
+        .flatten()
+        .filter(|v| *v > 0.0);
+    let window = chunked.or(num("sliding_window")).unwrap_or(0.0);
     let sliding_off = c.get("use_sliding_window").and_then(Value::as_bool) == Some(false);
+    let rope_layers = c.get("no_rope_layers").and_then(Value::as_array).filter(|a| !a.is_empty());
     let sliding_layers = if window <= 0.0 || sliding_off || linear.is_some() {
         0.0
+    } else if chunked.is_some() {
+        match rope_layers {
+            Some(flags) => flags.iter().filter(|f| f.as_f64().is_some_and(|v| v != 0.0)).count() as f64,
+            None => layers - (layers / 4.0).floor(),
+        }
     } else if let Some(types) = c.get("layer_types").and_then(Value::as_array) {
         types.iter().filter(|t| t.as_str() == Some("sliding_attention")).count() as f64
     } else if let Some(p) = num("sliding_window_pattern").filter(|p| *p > 1.0) {
@@ -324,6 +338,22 @@ mod tests {
         assert_eq!(m.linear_state_bytes, 32.0 * 128.0 * 128.0 * 4.0 + 8192.0 * 3.0 * 2.0);
         // A plain config has none.
         assert_eq!(shipped("qwen3-30b-a3b.json").linear_layers, 0);
+    }
+
+    /// Llama 4's chunked local attention keeps at most one 8,192-token
+    /// chunk on the layers that use RoPE: all but every fourth by default,
+    /// or those `no_rope_layers` marks 1.
+    #[test]
+    fn llama_4_chunked_layers_keep_one_chunk() {
+        let scout = shipped("llama-4-scout.json");
+        assert_eq!((scout.sliding_window, scout.sliding_layers), (8192, 36));
+        let flagged = r#"{"model_type": "llama4_text", "num_hidden_layers": 4, "hidden_size": 64,
+            "num_attention_heads": 4, "vocab_size": 100, "attention_chunk_size": 2048, "no_rope_layers": [1, 0, 0, 1]}"#;
+        let m = model_from_config("l4", flagged, "config.json").unwrap();
+        assert_eq!((m.sliding_window, m.sliding_layers), (2048, 2));
+        // Other model types with the key keep their own reading.
+        let other = flagged.replace("llama4_text", "llama");
+        assert_eq!(model_from_config("l", &other, "config.json").unwrap().sliding_layers, 0);
     }
 
     /// Mamba layers are not modelled: a config with them is refused by
