@@ -430,6 +430,16 @@ pub enum ParallelArg {
     Pipeline,
 }
 
+/// A setting given as an on flag and an off flag: the one given, the on
+/// flag first; `None` leaves the engine's default.
+fn switch(on: bool, off: bool) -> Option<bool> {
+    match (on, off) {
+        (true, _) => Some(true),
+        (_, true) => Some(false),
+        _ => None,
+    }
+}
+
 impl DeploymentArgs {
     pub fn spec(&self) -> anyhow::Result<DeploymentSpec> {
         let k = &self.knobs;
@@ -462,20 +472,12 @@ impl DeploymentArgs {
                 max_num_batched_tokens: k.max_num_batched_tokens,
                 gpu_memory_utilization: k.gpu_memory_utilization,
                 block_size: k.block_size,
-                prefix_caching: match (k.enable_prefix_caching, k.no_prefix_caching) {
-                    (true, _) => Some(true),
-                    (_, true) => Some(false),
-                    _ => None,
-                },
+                prefix_caching: switch(k.enable_prefix_caching, k.no_prefix_caching),
                 cpu_offload_gb: k.cpu_offload_gb,
                 // A tensor-parallel size alone means one stage, whatever the engine's habit.
                 pipeline_parallel: k.pipeline_parallel_size.or(k.tensor_parallel_size.map(|_| 1)),
                 kv_cache_bits: k.kv_cache_dtype.and_then(|d| d.0),
-                async_scheduling: match (k.async_scheduling, k.no_async_scheduling) {
-                    (true, _) => Some(true),
-                    (_, true) => Some(false),
-                    _ => None,
-                },
+                async_scheduling: switch(k.async_scheduling, k.no_async_scheduling),
                 full_decode_graph: k.cudagraph_mode.and_then(|m| m.0),
             },
         })

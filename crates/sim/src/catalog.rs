@@ -351,14 +351,10 @@ fn one() -> f64 {
 fn engine_name_words(name: &str) -> impl Iterator<Item = (&str, bool)> {
     name.split(|c: char| c.is_whitespace() || matches!(c, '=' | '@' | ':'))
         .filter(|w| !w.is_empty())
-        .flat_map(|w| {
-            let joined = w.char_indices().find(|&(i, c)| matches!(c, '-' | '_') && release(&w[i + 1..]).is_some());
-            match joined {
-                Some((i, _)) => [Some(&w[..i]), Some(&w[i + 1..])],
-                None => [Some(w), None],
-            }
+        .flat_map(|w| match w.char_indices().find(|&(i, c)| matches!(c, '-' | '_') && release(&w[i + 1..]).is_some()) {
+            Some((i, _)) => [&w[..i], &w[i + 1..]],
+            None => [w, ""],
         })
-        .flatten()
         .filter(|w| !w.is_empty())
         .map(|w| match release(w) {
             Some(bare) => (bare, true),

@@ -148,6 +148,9 @@ pub struct ServingEngine {
     tick: u64,
     /// Tokens per KV block.
     block: u64,
+    /// KV tokens, in whole blocks, a sequence's linear-attention state holds
+    /// whatever its length.
+    state_held: u64,
     /// KV offload to CPU memory: prefixes evicted from the GPU cache.
     cpu: HashMap<u64, CacheEntry>,
     cpu_capacity: u64,
@@ -166,6 +169,7 @@ impl ServingEngine {
         let kv_capacity = deployment.kv_capacity_tokens.max(1.0).floor() as u64;
         let prefix_caching = deployment.prefix_caching;
         let block = deployment.block_size.max(1) as u64;
+        let state_held = (deployment.state_tokens_per_seq.ceil() as u64).div_ceil(block) * block;
         let cpu_capacity = deployment.cpu_offload_tokens.max(0.0).floor() as u64;
         ServingEngine {
             d: deployment,
@@ -181,6 +185,7 @@ impl ServingEngine {
             kv_idle: 0,
             tick: 0,
             block,
+            state_held,
             cpu: HashMap::new(),
             cpu_capacity,
             cpu_used: 0,
@@ -196,8 +201,7 @@ impl ServingEngine {
     fn footprint(&self, base: u32, own: u64) -> u64 {
         let b = base as f64;
         let tokens = (self.d.attended(b + own as f64) - self.d.attended(b)).ceil().max(0.0) as u64;
-        let state = self.d.state_tokens_per_seq.ceil() as u64;
-        tokens.div_ceil(self.block) * self.block + state.div_ceil(self.block) * self.block
+        tokens.div_ceil(self.block) * self.block + self.state_held
     }
 
     /// KV tokens held in CPU memory.
@@ -985,12 +989,16 @@ mod tests {
     }
 
     fn knobbed(gpu: &str, model: &str, quant: &str, knobs: crate::perf::EngineKnobs) -> Deployment {
+        on_engine(gpu, model, quant, "vllm", knobs)
+    }
+
+    fn on_engine(gpu: &str, model: &str, quant: &str, engine: &str, knobs: crate::perf::EngineKnobs) -> Deployment {
         let c = Catalog::embedded().unwrap();
         let spec = DeploymentSpec {
             gpu: gpu.into(),
             model: model.into(),
             quant: quant.into(),
-            engine: "vllm".into(),
+            engine: engine.into(),
             knobs,
             ..DeploymentSpec::default()
         };
@@ -1246,15 +1254,7 @@ mod tests {
         let asked = crate::perf::EngineKnobs { prefix_caching: Some(true), ..Default::default() };
         assert!(knobbed("h200", "qwen3-next-80b-a3b", "fp8", asked).prefix_caching);
         // An engine without vLLM's pages keeps the state in its own bytes.
-        let c = Catalog::embedded().unwrap();
-        let spec = DeploymentSpec {
-            gpu: "h200".into(),
-            model: "qwen3-next-80b-a3b".into(),
-            quant: "fp8".into(),
-            engine: "sglang".into(),
-            ..DeploymentSpec::default()
-        };
-        let own = Deployment::resolve(&c, &spec).unwrap();
+        let own = on_engine("h200", "qwen3-next-80b-a3b", "fp8", "sglang", crate::perf::EngineKnobs::default());
         assert!((own.state_tokens_per_seq - state / own.kv_bytes_per_token).abs() < 1e-9);
         assert!(own.prefix_caching && own.block_size < 544);
         let mut eng = ServingEngine::new(d.clone());

@@ -165,11 +165,10 @@ pub fn model_from_config(id: &str, text: &str, source: &str) -> Result<Model, Si
         .filter(|v| *v > 0.0);
     let window = chunked.or(num("sliding_window")).unwrap_or(0.0);
     let sliding_off = c.get("use_sliding_window").and_then(Value::as_bool) == Some(false);
-    let rope_layers = c.get("no_rope_layers").and_then(Value::as_array).filter(|a| !a.is_empty());
     let sliding_layers = if window <= 0.0 || sliding_off || linear.is_some() {
         0.0
     } else if chunked.is_some() {
-        match rope_layers {
+        match c.get("no_rope_layers").and_then(Value::as_array).filter(|a| !a.is_empty()) {
             Some(flags) => flags.iter().filter(|f| f.as_f64().is_some_and(|v| v != 0.0)).count() as f64,
             None => layers - (layers / 4.0).floor(),
         }

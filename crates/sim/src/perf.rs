@@ -522,15 +522,15 @@ impl Deployment {
         // Linear-attention state: in its own bytes, or (vLLM) padded to one
         // KV page a layer, the attention block grown, in whole 16-token
         // steps, until a page holds one layer's state.
-        let hybrid = model.linear_layers > 0 && model.attention_layers() > 0;
+        let paged = model.linear_layers > 0 && model.attention_layers() > 0 && engine.hybrid_state_pages;
         let mut state_tokens_per_seq = model.linear_state_bytes_per_seq() / kv_bytes_per_token.max(1.0);
-        if hybrid && engine.hybrid_state_pages {
+        if paged {
             let layer_token_bytes = kv_bytes_per_token / model.attention_layers() as f64;
             let page = (model.linear_state_bytes / layer_token_bytes.max(1.0) / 16.0).ceil() as u32 * 16;
             block_size = block_size.max(page);
             state_tokens_per_seq = model.linear_layers as f64 * block_size as f64 / model.attention_layers() as f64;
         }
-        let prefix_caching = knobs.prefix_caching.unwrap_or(!(hybrid && engine.hybrid_state_pages));
+        let prefix_caching = knobs.prefix_caching.unwrap_or(!paged);
         let usable = count as f64 * (gpu.memory_bytes() * util - RESERVED_GB_PER_GPU * 1e9);
         let kv_capacity_bytes = usable - weight_bytes;
         if kv_capacity_bytes <= 0.0 {

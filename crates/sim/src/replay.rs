@@ -894,28 +894,23 @@ mod tests {
         assert!(text.contains("how near: replayed, 122 published runs") && text.contains("TTFT ±20 %"), "{text}");
         let json = serde_json::to_value(&vllm).unwrap();
         assert_eq!(json["published_error"]["median_abs_err_pct"]["tpot"], 5.6);
-        let c = Catalog::embedded().unwrap();
-        let spec = DeploymentSpec {
-            gpu: "h100-sxm".into(),
-            model: "llama-3.1-8b".into(),
-            engine: "sglang".into(),
-            ..DeploymentSpec::default()
+        let replay_on = |gpu: &str, model: &str, engine: &str| {
+            let spec = DeploymentSpec {
+                gpu: gpu.into(),
+                model: model.into(),
+                engine: engine.into(),
+                ..DeploymentSpec::default()
+            };
+            let d = Deployment::resolve(&Catalog::embedded().unwrap(), &spec).unwrap();
+            run_on(d, "synthetic:in=100,out=10", None, closed, Some(4), true)
         };
-        let sglang =
-            run_on(Deployment::resolve(&c, &spec).unwrap(), "synthetic:in=100,out=10", None, closed, Some(4), true);
+        let sglang = replay_on("h100-sxm", "llama-3.1-8b", "sglang");
         assert_eq!(sglang.published_error, None);
         assert!(sglang.to_text().contains("no published run of this engine under load"));
         assert!(serde_json::to_value(&sglang).unwrap().get("published_error").is_none());
         assert!(vllm.caveat.is_none() && !text.contains("caveat"));
         // A model with linear-attention layers carries what its runs said.
-        let spec = DeploymentSpec {
-            gpu: "h200".into(),
-            model: "qwen3.5-35b-a3b".into(),
-            engine: "vllm".into(),
-            ..DeploymentSpec::default()
-        };
-        let hybrid =
-            run_on(Deployment::resolve(&c, &spec).unwrap(), "synthetic:in=100,out=10", None, closed, Some(4), true);
+        let hybrid = replay_on("h200", "qwen3.5-35b-a3b", "vllm");
         assert_eq!(hybrid.caveat, Some(LINEAR_ATTENTION_CAVEAT));
         assert!(hybrid.to_text().contains("caveat: models with linear-attention layers read faster"));
         assert!(serde_json::to_value(&hybrid).unwrap()["caveat"].as_str().is_some_and(|c| c.contains("-74 %")));
