@@ -14,7 +14,8 @@
 //! host-side figures and the engine's bandwidth efficiency on Hopper and on
 //! the A100 (`ampere-hbm`) are fitted.
 //! Each row weighs one over the number of fitted rows its publisher gave
-//! (`FIT_WEIGHTS=rows` weighs every row one).
+//! (`FIT_WEIGHTS=rows` weighs every row one; `FIT_LOSS=abs` sums absolute
+//! log errors instead of squared ones).
 //!
 //! Run: `cargo run --release -p fleetbench-sim --example fit_load [FILE.csv ...]`
 //! (several files: the loss is summed over them, each is reported on its own;
@@ -187,9 +188,9 @@ fn run(cat: &Catalog, text: &str, base: &Path) -> LoadReport {
     }
 }
 
-/// Sum of squared log errors over the fitted rows' measured means, each
-/// row weighted by one over the number of fitted rows its publisher gave
-/// (`weights`): rows of one publisher share a host, a vLLM version and a
+/// Sum of squared log errors (absolute ones with `FIT_LOSS=abs`) over the
+/// fitted rows' measured means, each row weighted by one over the number
+/// of fitted rows its publisher gave (`weights`): rows of one publisher share a host, a vLLM version and a
 /// method, so their errors move together, and a sweep of 19 rows from one
 /// machine must not outvote six other groups' runs.
 fn loss(r: &LoadReport, weights: &[f64]) -> f64 {
@@ -202,10 +203,19 @@ fn loss(r: &LoadReport, weights: &[f64]) -> f64 {
             [row.ttft_err_pct, row.tpot_err_pct, row.e2e_err_pct]
                 .into_iter()
                 .flatten()
-                .map(|e| w * (1.0 + e / 100.0).max(1e-6).ln().powi(2))
+                .map(|e| {
+                    let log_err = (1.0 + e / 100.0).max(1e-6).ln();
+                    w * if absolute_loss() { log_err.abs() } else { log_err * log_err }
+                })
                 .sum::<f64>()
         })
         .sum()
+}
+
+/// `FIT_LOSS=abs`: absolute log errors, which a median follows more
+/// closely than squared ones, and which the bursts outweigh less.
+fn absolute_loss() -> bool {
+    std::env::var("FIT_LOSS").is_ok_and(|v| v == "abs")
 }
 
 /// Who published a row, from its `source`: a GitHub repository

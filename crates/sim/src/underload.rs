@@ -159,12 +159,12 @@ pub struct PublishedError {
     pub p90_abs_err_pct: Medians,
 }
 
-/// vLLM's, from the 122 rows of `data/calibration/under-load.csv`.
+/// vLLM's, from the 125 rows of `data/calibration/under-load.csv`.
 pub const VLLM_PUBLISHED_ERROR: PublishedError = PublishedError {
     engine: "vllm",
-    runs: 122,
-    median_abs_err_pct: Medians { ttft: Some(19.7), tpot: Some(5.6), e2e: Some(4.7) },
-    p90_abs_err_pct: Medians { ttft: Some(58.4), tpot: Some(24.8), e2e: Some(45.4) },
+    runs: 125,
+    median_abs_err_pct: Medians { ttft: Some(20.3), tpot: Some(5.7), e2e: Some(4.8) },
+    p90_abs_err_pct: Medians { ttft: Some(58.4), tpot: Some(24.8), e2e: Some(33.3) },
 };
 
 /// What `sim validate --json` prints for an under-load file.
