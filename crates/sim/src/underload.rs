@@ -600,6 +600,19 @@ fn run_row(catalog: &Catalog, c: &Cells, base: &Path) -> Result<RowResult, RowEr
         }
         _ => {}
     }
+    // What a row whose every request was refused says of them.
+    let context_note = format!(
+        "their prompts and max_tokens over {}'s context of {} tokens, as vLLM refuses them with HTTP 400{}",
+        deployment.model.name,
+        deployment.model.max_context,
+        match workload {
+            WorkloadSpec::SharedPrefix(_) => format!(
+                "; shared-prefix prompts are counted at {} server tokens a token drawn (prompt_token_scale)",
+                scale.unwrap_or(INFERENCE_PERF_RETOKENIZED)
+            ),
+            _ => String::new(),
+        }
+    );
     let traffic = Traffic::resolve(&workload, !workload_text.is_empty(), arrivals.as_ref(), seed)
         .map_err(|e| c.at(if arrivals.is_some() { "arrivals" } else { "workload" }, e))?;
     let plan = ReplayPlan {
@@ -629,7 +642,11 @@ fn run_row(catalog: &Catalog, c: &Cells, base: &Path) -> Result<RowResult, RowEr
         replay(deployment, &plan, traffic.workload.as_ref())
     };
     if r.overall.requests == 0 {
-        return Err(RowError::Skip("the replay completed no request".into()));
+        let why = match r.overall.rejected {
+            0 => String::new(),
+            n => format!(": all {n} were refused, {context_note}"),
+        };
+        return Err(RowError::Skip(format!("the replay completed no request{why}")));
     }
     let o = match stage {
         None => &r.overall,

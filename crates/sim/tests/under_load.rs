@@ -455,6 +455,29 @@ fn a_shared_prefix_row_counts_its_prompts_as_the_server_tokenized_them() {
     assert!(r.rows[0].skipped.is_none());
 }
 
+/// A row whose every prompt and max_tokens exceed the model's context
+/// (Llama 2's 4,096 tokens) completed nothing in the replay, as vLLM would
+/// have refused each with HTTP 400: it is skipped, and the reason says so,
+/// with the token count a shared-prefix prompt is taken at. One that fits
+/// after the server's re-tokenisation is replayed.
+#[test]
+fn a_row_whose_prompts_all_exceed_the_context_says_why_it_is_skipped() {
+    let c = Catalog::embedded().unwrap();
+    let row = |system: u32| {
+        format!(
+            "a,h100-sxm,1,llama-2-7b,bf16,vllm,,,,,,\"shared-prefix:groups=2,users=2,system={system},question=100,output=200\",constant:1/s*10s,100,8,2000,own"
+        )
+    };
+    // 3,700 + 100 drawn tokens are 3,971 as the server counts them: with 200
+    // to generate, over 4,096.
+    let over = one_row(&c, HEADER, &row(3700), base());
+    let why = skip_reason(&over);
+    assert!(why.contains("all 10 were refused") && why.contains("context of 4096 tokens"), "{why}");
+    assert!(why.contains("1.045 server tokens"), "{why}");
+    let under = one_row(&c, HEADER, &row(3500), base());
+    assert!(under.skipped.is_none(), "{:?}", under.skipped);
+}
+
 /// The optional `kv_cache_dtype` column is vLLM's `--kv-cache-dtype`: an FP8
 /// KV cache holds twice the tokens, so under a load whose KV does not fit in
 /// 16 bits fewer requests wait and the mean end-to-end latency falls; `auto`
