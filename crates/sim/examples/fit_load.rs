@@ -190,9 +190,10 @@ fn run(cat: &Catalog, text: &str, base: &Path) -> LoadReport {
 
 /// Sum of squared log errors (absolute ones with `FIT_LOSS=abs`) over the
 /// fitted rows' measured means, each row weighted by one over the number
-/// of fitted rows its publisher gave (`weights`): rows of one publisher share a host, a vLLM version and a
-/// method, so their errors move together, and a sweep of 19 rows from one
-/// machine must not outvote six other groups' runs.
+/// of fitted rows its publisher gave (`weights`): rows of one publisher
+/// share a host, a vLLM version and a method, so their errors move
+/// together, and a sweep of 19 rows from one machine must not outvote six
+/// other groups' runs.
 fn loss(r: &LoadReport, weights: &[f64]) -> f64 {
     r.rows
         .iter()
