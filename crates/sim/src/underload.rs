@@ -85,9 +85,21 @@ pub fn parse_rows(text: &str, origin: &str) -> Result<Vec<LoadRow>, SimError> {
         )));
     }
     let mut rows = Vec::new();
+    // A record's line, counted from its first byte: with CRLF line ends the
+    // reader places a record at the '\n' before it, and its own line count
+    // is one short.
+    let (mut counted_to, mut line) = (0usize, 1u64);
     for (index, rec) in rdr.records().enumerate() {
         let rec = rec.map_err(|e| err(format!("data row {}: {e}", index + 1)))?;
-        let line = rec.position().map(|p| p.line()).unwrap_or(index as u64 + 2);
+        let at = rec.position().and_then(|p| usize::try_from(p.byte()).ok()).filter(|b| *b <= text.len());
+        let start = at.map(|b| b + text.as_bytes()[b..].iter().take_while(|c| matches!(c, b'\r' | b'\n')).count());
+        match start {
+            Some(start) if start >= counted_to => {
+                line += text.as_bytes()[counted_to..start].iter().filter(|b| **b == b'\n').count() as u64;
+                counted_to = start;
+            }
+            _ => line = index as u64 + 2,
+        }
         let columns =
             headers.iter().enumerate().map(|(i, h)| (h.clone(), rec.get(i).unwrap_or("").to_string())).collect();
         rows.push(LoadRow { index, line, columns });

@@ -144,6 +144,15 @@ fn bad_values_are_reported_with_line_and_column() {
         assert!(!r.rows[0].malformed && r.rows[1].malformed);
         let why = r.rows[1].skipped.as_deref().unwrap_or("");
         assert!(why.contains("runs.csv") && why.contains(want), "{why} (wanted {want})");
+        // The same lines in a file with CRLF line ends, and a blank line.
+        let crlf = format!("{HEADER}\r\n{good}\r\n{row}\r\n");
+        let r = validate_text(&c, &crlf, "runs.csv", base()).unwrap();
+        let why = r.rows[1].skipped.as_deref().unwrap_or("");
+        assert!(why.contains(want), "CRLF: {why} (wanted {want})");
+        let blank = format!("{HEADER}\n\n{good}\n{row}\n");
+        let r = validate_text(&c, &blank, "runs.csv", base()).unwrap();
+        let why = r.rows[1].skipped.as_deref().unwrap_or("");
+        assert!(why.contains(&want.replace("line 3", "line 4")), "blank line: {why} (wanted {want}, a line later)");
     }
     let err = validate_text(&c, "id,gpu,measured_ttft_mean_ms\n", "runs.csv", base()).unwrap_err().to_string();
     assert!(err.contains("missing column(s)") && err.contains("measured_tpot_mean_ms"), "{err}");
