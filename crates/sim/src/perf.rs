@@ -535,13 +535,14 @@ impl Deployment {
         let kv_capacity_bytes = usable - weight_bytes;
         if kv_capacity_bytes <= 0.0 {
             return Err(SimError::DoesNotFit(format!(
-                "{} in {} needs {:.1} GB of weights but {} x {} offers {:.1} GB usable; use more GPUs (--count), a smaller quantization, or a bigger GPU",
+                "{} in {} needs {:.1} GB of weights but {} x {} offers {:.1} GB usable at a memory share of {:.0} %; use more GPUs (--count), a smaller quantization, a bigger GPU, or a larger share (--gpu-memory-utilization)",
                 model.name,
                 quant.name,
                 weight_bytes / 1e9,
                 count,
                 gpu.name,
-                usable / 1e9
+                usable.max(0.0) / 1e9,
+                util * 100.0
             )));
         }
         // The pool is whole blocks.
@@ -1292,6 +1293,21 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("--count"), "{err}");
+        // A share too small for the reserved memory offers nothing, not a
+        // negative amount, and says what share it was.
+        let err = Deployment::resolve(
+            &c,
+            &DeploymentSpec {
+                gpu: "rtx3090".into(),
+                model: "llama-3.1-8b".into(),
+                quant: "fp16".into(),
+                knobs: EngineKnobs { gpu_memory_utilization: Some(0.015), ..EngineKnobs::default() },
+                ..DeploymentSpec::default()
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("offers 0.0 GB usable at a memory share of 2 %"), "{err}");
     }
 
     #[test]

@@ -443,6 +443,11 @@ fn run_row(catalog: &Catalog, c: &Cells, base: &Path) -> Result<RowResult, RowEr
     if row.id().is_empty() {
         return Err(c.at("id", "empty"));
     }
+    for (key, what) in [("gpu", "the GPU (H100, NVIDIA L40S, ...)"), ("model", "the model (a Hugging Face id, ...)")] {
+        if c.value(key).is_none() {
+            return Err(c.at(key, format!("empty: name {what}")));
+        }
+    }
     // The GPU may carry its count ("8xH100", "NVIDIA L40S x 2").
     let (gpu, count_in_name) = split_gpu_count(row.get("gpu"));
     let count = match (c.opt::<u32>("gpu_count", "a whole number of GPUs")?, count_in_name) {

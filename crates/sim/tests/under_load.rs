@@ -134,6 +134,8 @@ fn bad_values_are_reported_with_line_and_column() {
         (good.replace(",,,,,,", ",,,150,,,"), "line 3, column 9 (gpu_memory_utilization)"),
         (good.replace(",,,,,,", ",,,,,maybe,"), "line 3, column 11 (prefix_caching)"),
         (good.replace(",40,8,", ",-40,8,"), "line 3, column 14 (measured_ttft_mean_ms)"),
+        (good.replace("h100-sxm", ""), "line 3, column 2 (gpu): empty"),
+        (good.replace("llama-3.1-8b", "N/A"), "line 3, column 4 (model): empty"),
     ];
     // A malformed row is skipped with its file, line and column; the good
     // row is still validated.
