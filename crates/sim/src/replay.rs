@@ -32,6 +32,11 @@ use crate::underload::{Medians, PublishedError, VLLM_PUBLISHED_ERROR};
 /// Measured requests when nothing else ends the replay (as `fleetbench run`).
 pub const DEFAULT_REQUESTS: u64 = 100;
 
+/// The most requests one replay simulates. It keeps every request's
+/// latencies for the percentiles, about 200 bytes a request: ten million
+/// take some 2 GB and a quarter of a minute.
+pub const MAX_REPLAY_REQUESTS: u64 = 10_000_000;
+
 /// Output tokens of a request that sets no `max_tokens`.
 pub const DEFAULT_OUTPUT_TOKENS: u32 = 256;
 
@@ -56,6 +61,34 @@ pub struct ReplayPlan {
     pub prefix_caching: bool,
 }
 
+impl ReplayPlan {
+    /// About how many requests the plan sends, warm-up included: its
+    /// budget, else what its arrivals send before they end or before its
+    /// duration; `None` where nothing says (the default budget applies).
+    pub fn planned_requests(&self) -> Option<f64> {
+        let budget = self.requests.map(|n| n.saturating_add(self.warmup) as f64);
+        let arrivals = match (&self.arrivals, self.schedule) {
+            (Some(a), _) => a.planned_requests(self.duration_s),
+            (None, Schedule::Open { rate, .. }) => self.duration_s.map(|d| rate * d),
+            (None, Schedule::Closed { .. }) => None,
+        };
+        [budget, arrivals].into_iter().flatten().reduce(f64::min)
+    }
+
+    /// Refuses a plan of more than [`MAX_REPLAY_REQUESTS`], saying what to
+    /// change, before any is simulated.
+    pub fn check_size(&self) -> Result<(), String> {
+        match self.planned_requests() {
+            Some(n) if n > MAX_REPLAY_REQUESTS as f64 => Err(format!(
+                "the replay would send about {n:.0} requests; it simulates at most {MAX_REPLAY_REQUESTS} (it keeps \
+                 every request's latencies for the percentiles): send fewer (--requests), shorten the stages or \
+                 lower their rates"
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// mean, p50, p90, p99 in milliseconds (numpy's linear percentiles).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Default)]
 pub struct Dist {
@@ -75,6 +108,45 @@ impl Dist {
             p50: ms(percentile_select(v, 50.0)),
             p90: ms(percentile_select(v, 90.0)),
             p99: ms(percentile_select(v, 99.0)),
+        }
+    }
+}
+
+impl Dist {
+    /// The same figures from run-length coded samples (value, how many).
+    fn of_runs(runs: &mut [(f64, u64)]) -> Dist {
+        let n: u64 = runs.iter().map(|(_, c)| c).sum();
+        if n == 0 {
+            return Dist::default();
+        }
+        runs.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+        // The `k`th value (from 0) of the samples in order.
+        let at = |k: u64| {
+            let mut seen = 0;
+            for (v, c) in runs.iter() {
+                seen += c;
+                if k < seen {
+                    return *v;
+                }
+            }
+            runs.last().map_or(0.0, |(v, _)| *v)
+        };
+        let percentile = |p: f64| {
+            let rank = p / 100.0 * (n - 1) as f64;
+            let k = rank.floor() as u64;
+            let (lo, frac) = (at(k), rank - k as f64);
+            if frac == 0.0 {
+                lo
+            } else {
+                lo + (at(k + 1) - lo) * frac
+            }
+        };
+        let sum: f64 = runs.iter().map(|(v, c)| v * *c as f64).sum();
+        Dist {
+            mean: Some(sum / n as f64 * 1e3),
+            p50: Some(percentile(50.0) * 1e3),
+            p90: Some(percentile(90.0) * 1e3),
+            p99: Some(percentile(99.0) * 1e3),
         }
     }
 }
@@ -159,15 +231,48 @@ struct Track {
     slot: Option<usize>,
 }
 
+/// The latency samples of one window, seconds. Inter-token gaps are
+/// run-length coded: a step's tokens reach every running sequence at once,
+/// so consecutive gaps are mostly equal, and a replay keeps about one run a
+/// step instead of one gap a token (a million requests of 50 tokens: tens
+/// of MB, not 400).
+#[derive(Debug, Clone, Default)]
+struct Samples {
+    ttft: Vec<f64>,
+    tpot: Vec<f64>,
+    itl: Vec<(f64, u64)>,
+    e2el: Vec<f64>,
+    queue: Vec<f64>,
+}
+
+impl Samples {
+    fn gap(&mut self, gap: f64) {
+        match self.itl.last_mut() {
+            Some((v, n)) if *v == gap => *n += 1,
+            _ => self.itl.push((gap, 1)),
+        }
+    }
+
+    /// Every window's samples together (the overall figures).
+    fn merged<'a>(all: impl Iterator<Item = &'a Samples>) -> Samples {
+        let mut m = Samples::default();
+        for s in all {
+            m.ttft.extend_from_slice(&s.ttft);
+            m.tpot.extend_from_slice(&s.tpot);
+            m.itl.extend_from_slice(&s.itl);
+            m.e2el.extend_from_slice(&s.e2el);
+            m.queue.extend_from_slice(&s.queue);
+        }
+        m
+    }
+}
+
 /// Accumulators of one window.
 #[derive(Debug, Clone, Default)]
 struct Acc {
     rejected: u64,
-    ttft: Vec<f64>,
-    tpot: Vec<f64>,
-    itl: Vec<f64>,
-    e2el: Vec<f64>,
-    queue: Vec<f64>,
+    /// Kept per stage only; the overall figures merge them.
+    samples: Samples,
     requests: u64,
     input: u64,
     output: u64,
@@ -508,9 +613,7 @@ fn replay_with(
                 if index == 0 {
                     tr.first = t;
                 } else if !tr.warmup {
-                    let gap = t - tr.last;
-                    accs[tr.stage as usize].itl.push(gap);
-                    all.itl.push(gap);
+                    accs[tr.stage as usize].samples.gap(t - tr.last);
                 }
                 tr.last = t;
                 tr.tokens = index + 1;
@@ -536,16 +639,17 @@ fn replay_with(
             let tr = tracks[id as usize];
             turns.ended(tr.conversation, eng.now(), &mut tracks, &mut queue);
             if !tr.warmup {
+                let s = &mut accs[tr.stage as usize].samples;
+                s.ttft.push(tr.first - tr.send);
+                s.e2el.push(tr.last - tr.send);
+                s.queue.push(tr.send - tr.sched);
+                if tr.tokens > 1 {
+                    s.tpot.push((tr.last - tr.first) / (tr.tokens - 1) as f64);
+                }
                 for acc in [&mut accs[tr.stage as usize], &mut all] {
                     acc.requests += 1;
                     acc.input += tr.input as u64;
                     acc.output += tr.tokens as u64;
-                    acc.ttft.push(tr.first - tr.send);
-                    acc.e2el.push(tr.last - tr.send);
-                    acc.queue.push(tr.send - tr.sched);
-                    if tr.tokens > 1 {
-                        acc.tpot.push((tr.last - tr.first) / (tr.tokens - 1) as f64);
-                    }
                     acc.last_end = acc.last_end.max(tr.last);
                 }
             }
@@ -592,6 +696,7 @@ fn replay_with(
             figures(name.clone(), *start, end, acc)
         })
         .collect();
+    all.samples = Samples::merged(accs.iter().map(|a| &a.samples));
     let overall = figures("overall".into(), 0.0, all.last_end, &mut all);
     let first_send = tracks.iter().filter(|t| !t.warmup).map(|t| t.send).fold(f64::INFINITY, f64::min);
     let session_figures = sessions.as_ref().map(|s| s.figures(all.last_end - first_send.min(all.last_end)));
@@ -688,11 +793,11 @@ fn figures(name: String, start_s: f64, end_s: f64, a: &mut Acc) -> ReplayFigures
         rejected: a.rejected,
         input_tokens: a.input,
         output_tokens: a.output,
-        ttft_ms: Dist::of_seconds(&mut a.ttft),
-        tpot_ms: Dist::of_seconds(&mut a.tpot),
-        itl_ms: Dist::of_seconds(&mut a.itl),
-        e2el_ms: Dist::of_seconds(&mut a.e2el),
-        client_queue_ms: Dist::of_seconds(&mut a.queue),
+        ttft_ms: Dist::of_seconds(&mut a.samples.ttft),
+        tpot_ms: Dist::of_seconds(&mut a.samples.tpot),
+        itl_ms: Dist::of_runs(&mut a.samples.itl),
+        e2el_ms: Dist::of_seconds(&mut a.samples.e2el),
+        client_queue_ms: Dist::of_seconds(&mut a.samples.queue),
         request_throughput: per_s(a.requests),
         output_throughput: per_s(a.output),
         mean_waiting: over_dt(a.waiting_dt),
@@ -882,6 +987,60 @@ mod tests {
     }
 
     const SP: &str = "shared-prefix:groups=4,users=16,system=2000,question=100,output=50";
+
+    /// Run-length coded gaps give the figures the gaps themselves give:
+    /// the same percentiles (numpy's linear ones) and the same mean.
+    #[test]
+    fn gaps_in_runs_read_as_the_gaps_themselves() {
+        let runs = [(0.012, 3u64), (0.007, 1), (0.012, 2), (0.031, 1), (0.007, 4), (0.009, 1)];
+        let mut flat: Vec<f64> = runs.iter().flat_map(|(v, n)| std::iter::repeat_n(*v, *n as usize)).collect();
+        let (a, b) = (Dist::of_runs(&mut runs.to_vec()), Dist::of_seconds(&mut flat));
+        for (x, y) in [(a.mean, b.mean), (a.p50, b.p50), (a.p90, b.p90), (a.p99, b.p99)] {
+            let (x, y) = (x.unwrap(), y.unwrap());
+            assert!((x - y).abs() < 1e-12, "{a:?} vs {b:?}");
+        }
+        assert_eq!(Dist::of_runs(&mut []), Dist::default());
+        // A step's tokens share one gap: a run a step, not a gap a token.
+        let mut s = Samples::default();
+        for gap in [0.01, 0.01, 0.01, 0.02, 0.02, 0.01] {
+            s.gap(gap);
+        }
+        assert_eq!(s.itl, vec![(0.01, 3), (0.02, 2), (0.01, 1)]);
+    }
+
+    /// A plan of more requests than a replay holds is refused before any is
+    /// simulated, with what to change; a duration or a budget that stops it
+    /// sooner is not.
+    #[test]
+    fn a_replay_of_too_many_requests_is_refused_before_it_starts() {
+        let plan = |arrivals: Option<&str>, schedule: Schedule, requests: Option<u64>, duration_s: Option<f64>| {
+            let spec = WorkloadSpec::parse("synthetic:in=100,out=10").unwrap();
+            let a = arrivals.map(|a| ArrivalSpec::parse(a).unwrap());
+            let t = Traffic::resolve(&spec, true, a.as_ref(), 3).unwrap();
+            ReplayPlan {
+                schedule,
+                arrivals: t.arrivals,
+                requests,
+                duration_s,
+                warmup: 0,
+                sampling: SamplingParams::default(),
+                seed: 3,
+                prefix_caching: true,
+            }
+        };
+        let open = Schedule::Open { rate: 1.0, arrival: Arrival::Poisson, max_concurrency: None };
+        let huge = plan(Some("constant:1000/s*1000000s"), open, None, None);
+        assert_eq!(huge.planned_requests(), Some(1e9));
+        let why = huge.check_size().unwrap_err();
+        assert!(why.contains("about 1000000000 requests") && why.contains("at most 10000000"), "{why}");
+        assert!(plan(Some("constant:1000/s*1000000s"), open, None, Some(10.0)).check_size().is_ok());
+        assert!(plan(Some("constant:1000/s*1000000s"), open, Some(5000), None).check_size().is_ok());
+        assert!(plan(Some("poisson:8/s*60s,20/s"), open, None, Some(120.0)).check_size().is_ok());
+        assert_eq!(plan(Some("poisson:8/s*60s,20/s"), open, None, Some(120.0)).planned_requests(), Some(1680.0));
+        let closed = Schedule::Closed { concurrency: 4 };
+        assert!(plan(None, closed, Some(20_000_000), None).check_size().is_err());
+        assert_eq!(plan(None, closed, None, None).planned_requests(), None);
+    }
 
     /// A vLLM replay says how near vLLM's published runs under load came,
     /// in its text and its JSON; an engine with no such runs says it has none.

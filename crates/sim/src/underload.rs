@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::calibration::{self, ValidationReport};
 use crate::catalog::Catalog;
 use crate::perf::{Deployment, DeploymentSpec, EngineKnobs};
-use crate::replay::{replay, replay_after, EarlierRun, ReplayPlan};
+use crate::replay::{replay, replay_after, EarlierRun, ReplayPlan, MAX_REPLAY_REQUESTS};
 use crate::SimError;
 
 /// The columns an under-load file must have (extra columns are ignored).
@@ -642,6 +642,10 @@ fn run_row(catalog: &Catalog, c: &Cells, base: &Path) -> Result<RowResult, RowEr
         seed,
         prefix_caching: deployment.prefix_caching,
     };
+    plan.check_size().map_err(|e| c.at(if arrivals.is_some() { "arrivals" } else { "requests" }, e))?;
+    if warmup > MAX_REPLAY_REQUESTS {
+        return Err(c.at("warmup", format!("{warmup} requests; a replay simulates at most {MAX_REPLAY_REQUESTS}")));
+    }
     let r = if warmup > 0 {
         if traffic.workload.session(0).is_some() {
             return Err(c.at("warmup", "replays an earlier run of requests; a session workload has no such run"));

@@ -135,6 +135,10 @@ fn bad_values_are_reported_with_line_and_column() {
         (good.replace(",,,,,,", ",,,,,maybe,"), "line 3, column 11 (prefix_caching)"),
         (good.replace(",40,8,", ",-40,8,"), "line 3, column 14 (measured_ttft_mean_ms)"),
         (good.replace("h100-sxm", ""), "line 3, column 2 (gpu): empty"),
+        (
+            good.replace("constant:4/s*20s", "constant:100000/s*1000s"),
+            "line 3, column 13 (arrivals): the replay would send",
+        ),
         (good.replace("llama-3.1-8b", "N/A"), "line 3, column 4 (model): empty"),
     ];
     // A malformed row is skipped with its file, line and column; the good

@@ -298,6 +298,30 @@ impl ArrivalPlan {
         }
     }
 
+    /// About how many requests the instants send before they end, or
+    /// before `until` seconds (an upper bound where stages wait for the one
+    /// before to drain; the mean for random gaps); `None` when they never
+    /// end and nothing stops them.
+    pub fn planned_requests(&self, until: Option<f64>) -> Option<f64> {
+        match self {
+            ArrivalPlan::Trace(trace) => Some(trace.entries.len() as f64),
+            ArrivalPlan::Stages { stages, .. } => {
+                let (mut start, mut total) = (0.0f64, 0.0f64);
+                for st in stages {
+                    let end = match (st.duration_s, until) {
+                        (Some(d), Some(u)) => (start + d).min(u),
+                        (Some(d), None) => start + d,
+                        (None, Some(u)) => u,
+                        (None, None) => return None,
+                    };
+                    total += st.rate * (end - start).max(0.0);
+                    start += st.duration_s.unwrap_or(0.0);
+                }
+                Some(total)
+            }
+        }
+    }
+
     /// Whether the instants run out by themselves (every stage has a
     /// duration, or a trace).
     pub fn is_finite(&self) -> bool {

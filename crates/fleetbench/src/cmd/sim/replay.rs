@@ -62,6 +62,7 @@ pub fn run(args: ReplayArgs, catalog: Option<&Path>, _ctx: &Context) -> anyhow::
         seed: args.sampling.seed,
         prefix_caching: deployment.prefix_caching,
     };
+    plan.check_size().map_err(anyhow::Error::msg)?;
     let report = replay(deployment, &plan, t.traffic.workload.as_ref());
     if args.json {
         crate::output::emit_doc(&JsonDoc("a replay", &report), Format::Json)?;
