@@ -209,3 +209,24 @@ async fn a_named_model_keeps_its_own_weights_unless_told() {
     let o = output(c).await;
     assert!(first_line(&o).contains("FP8"), "{}", first_line(&o));
 }
+
+/// A prediction for requests the server would refuse (a prompt and answer
+/// over the model's context) or that carry no tokens is refused with why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn predict_refuses_requests_the_server_would_refuse() {
+    let cases = [
+        (["--input", "4000", "--output", "200"], "exceed Llama 2 7B's context of 4096 tokens"),
+        (["--input", "0", "--output", "200"], "at least 1 token"),
+    ];
+    for (args, why) in cases {
+        let mut c = bin();
+        c.args(["sim", "predict", "--gpu", "h100-sxm", "--model", "llama-2-7b", "--concurrency", "1"]).args(args);
+        let o = output(c).await;
+        assert!(!o.status.success() && text(&o).contains(why), "{args:?}: {}", text(&o));
+    }
+    let mut c = bin();
+    c.args(["sim", "predict", "--gpu", "h100-sxm", "--model", "llama-2-7b", "--concurrency", "1", "--input", "3800"])
+        .args(["--output", "200"]);
+    let o = output(c).await;
+    assert!(o.status.success(), "{}", text(&o));
+}

@@ -148,7 +148,20 @@ fn predict(catalog: &Catalog, a: PredictArgs) -> anyhow::Result<ExitCode> {
     if a.concurrency.is_empty() || a.concurrency.contains(&0) {
         anyhow::bail!("--concurrency takes positive integers, e.g. --concurrency 1,2,4,8");
     }
+    if a.input == 0 || a.output == 0 {
+        anyhow::bail!("--input and --output take at least 1 token each");
+    }
     let d = Deployment::resolve(catalog, &a.deployment.spec()?)?;
+    // vLLM refuses a request whose prompt and max_tokens exceed the context.
+    let context = u64::from(d.model.max_context);
+    if u64::from(a.input) + u64::from(a.output) > context {
+        anyhow::bail!(
+            "--input {} and --output {} exceed {}'s context of {context} tokens: the server would refuse every request",
+            a.input,
+            a.output,
+            d.model.name
+        );
+    }
     let p = fleetbench_sim::predict(&d, Workload { input_tokens: a.input, output_tokens: a.output }, &a.concurrency);
     if a.json {
         crate::output::emit_doc(
