@@ -263,6 +263,14 @@ fn default_context() -> u32 {
 }
 
 impl Model {
+    /// Whether a request of `prompt` tokens asking for `max_tokens` more
+    /// fits the context: vLLM refuses one that does not (HTTP 400), taking
+    /// `max_tokens` as a reservation, not a cap (its `max_model_len`
+    /// defaults to the context).
+    pub fn fits_context(&self, prompt: u32, max_tokens: u32) -> bool {
+        u64::from(prompt) + u64::from(max_tokens) <= u64::from(self.max_context)
+    }
+
     pub fn is_moe(&self) -> bool {
         self.experts > 1 && self.experts_per_token > 0
     }

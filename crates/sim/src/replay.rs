@@ -99,8 +99,8 @@ pub struct Dist {
 }
 
 impl Dist {
-    /// Selection, not a sort: a replay of 100,000 requests has millions of
-    /// inter-token gaps.
+    /// Selection, not a sort: a replay keeps one value a request, a
+    /// million for a million requests.
     fn of_seconds(v: &mut [f64]) -> Dist {
         let ms = |x: Option<f64>| x.map(|x| x * 1e3);
         Dist {
@@ -110,9 +110,7 @@ impl Dist {
             p99: ms(percentile_select(v, 99.0)),
         }
     }
-}
 
-impl Dist {
     /// The same figures from run-length coded samples (value, how many).
     fn of_runs(runs: &mut [(f64, u64)]) -> Dist {
         let n: u64 = runs.iter().map(|(_, c)| c).sum();
@@ -384,9 +382,6 @@ fn replay_with(
     // The server's backlog as the latest step's tokens found it, and when
     // that step ended: a request sent during the step is not behind them.
     let (mut free_before_step, mut last_step_end) = (0.0f64, 0.0f64);
-    // vLLM refuses a prompt whose prompt and max_tokens exceed the model's
-    // context (max_model_len defaults to it).
-    let context_limit = u64::from(deployment.model.max_context);
     let mut eng = ServingEngine::new(deployment);
     eng.set_prefix_caching(plan.prefix_caching);
     let (arrivals, mut windows, max_in_flight, closed) = match plan.schedule {
@@ -556,7 +551,9 @@ fn replay_with(
         let (hit0, query0) = (eng.counters().prefix_hit_tokens, eng.counters().prefix_query_tokens);
         while in_flight < max_in_flight {
             let Some((req, key)) = queue.pop_front() else { break };
-            if u64::from(req.prompt_tokens) + u64::from(req.output_tokens) > context_limit {
+            // vLLM refuses a request whose prompt and max_tokens exceed the
+            // model's context.
+            if !eng.deployment().model.fits_context(req.prompt_tokens, req.output_tokens) {
                 refused.push(req.id);
                 continue;
             }

@@ -592,8 +592,8 @@ fn parse_request(state: &AppState, body: &[u8], chat: bool) -> Result<Parsed, St
         .or_else(|| v.get("max_tokens"))
         .and_then(Value::as_u64)
         .map(|n| n.clamp(1, u32::MAX as u64) as u32);
-    let limit = state.cfg.deployment.model.max_context;
-    if prompt_tokens as u64 + max_tokens.unwrap_or(1) as u64 > limit as u64 {
+    if !state.cfg.deployment.model.fits_context(prompt_tokens, max_tokens.unwrap_or(1)) {
+        let limit = state.cfg.deployment.model.max_context;
         return Err(format!(
             "this model's maximum context length is {limit} tokens; the request has {prompt_tokens} prompt tokens and asks for {} more; shorten the prompt or lower max_tokens",
             max_tokens.unwrap_or(1)

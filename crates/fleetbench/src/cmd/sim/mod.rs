@@ -152,14 +152,13 @@ fn predict(catalog: &Catalog, a: PredictArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("--input and --output take at least 1 token each");
     }
     let d = Deployment::resolve(catalog, &a.deployment.spec()?)?;
-    // vLLM refuses a request whose prompt and max_tokens exceed the context.
-    let context = u64::from(d.model.max_context);
-    if u64::from(a.input) + u64::from(a.output) > context {
+    if !d.model.fits_context(a.input, a.output) {
         anyhow::bail!(
-            "--input {} and --output {} exceed {}'s context of {context} tokens: the server would refuse every request",
+            "--input {} and --output {} exceed {}'s context of {} tokens: the server would refuse every request",
             a.input,
             a.output,
-            d.model.name
+            d.model.name,
+            d.model.max_context
         );
     }
     let p = fleetbench_sim::predict(&d, Workload { input_tokens: a.input, output_tokens: a.output }, &a.concurrency);
