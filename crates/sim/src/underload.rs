@@ -171,12 +171,12 @@ pub struct PublishedError {
     pub p90_abs_err_pct: Medians,
 }
 
-/// vLLM's, from the 125 rows of `data/calibration/under-load.csv`.
+/// vLLM's, from the 133 rows of `data/calibration/under-load.csv`.
 pub const VLLM_PUBLISHED_ERROR: PublishedError = PublishedError {
     engine: "vllm",
-    runs: 125,
-    median_abs_err_pct: Medians { ttft: Some(20.3), tpot: Some(5.7), e2e: Some(4.8) },
-    p90_abs_err_pct: Medians { ttft: Some(58.4), tpot: Some(24.8), e2e: Some(33.3) },
+    runs: 133,
+    median_abs_err_pct: Medians { ttft: Some(18.0), tpot: Some(5.5), e2e: Some(4.7) },
+    p90_abs_err_pct: Medians { ttft: Some(58.4), tpot: Some(24.2), e2e: Some(33.3) },
 };
 
 /// What `sim validate --json` prints for an under-load file.
