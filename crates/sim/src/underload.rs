@@ -727,13 +727,14 @@ impl LoadReport {
     /// Median absolute errors over the fitted rows (`is_held_out` false) and
     /// the held-out ones.
     pub fn split_medians(&self) -> (Medians, Medians) {
-        let part = |held: bool| {
-            report(
-                self.rows.iter().enumerate().filter(|(i, _)| is_held_out(*i) == held).map(|(_, r)| r.clone()).collect(),
-            )
+        (self.medians_where(|i, _| !is_held_out(i)), self.medians_where(|i, _| is_held_out(i)))
+    }
+
+    /// Median absolute errors over the rows `keep` takes (by 0-based index
+    /// and result): one publisher's, one router's, one half of the fit.
+    pub fn medians_where(&self, keep: impl Fn(usize, &RowResult) -> bool) -> Medians {
+        report(self.rows.iter().enumerate().filter(|(i, r)| keep(*i, r)).map(|(_, r)| r.clone()).collect())
             .median_abs_err_pct
-        };
-        (part(false), part(true))
     }
 
     /// One line per row (measured and predicted means, errors; or why it was
